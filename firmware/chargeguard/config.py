@@ -1,0 +1,803 @@
+"""The configuration document: schema, defaults, validation, migration, storage.
+
+One JSON document (human units, integers only) describes the installation.
+Version 1 (CURRENT_VERSION):
+
+    {"version": 1,
+     "name": "ChargeGuard",            1..32 printable characters
+     "site": {"phases": 3,             1 or 3
+              "voltage_v": 230,        100..260 V, nominal phase voltage
+              "breaker_a": 25,         6..630 A, main breaker per phase
+              "margin_a": 1,           0..624 A and breaker_a - margin_a >= 6
+              "max_import_w": 0,       0 = no contracted limit, else 1000..500000 W
+              "scheme": "grid"},       "grid" (meter sees house + chargers) | "house"
+     "guard": {"meter_timeout_s": 10,  2..300
+               "min_pause_s": 180,     0..3600
+               "ramp_step_a": 2,       1..32, largest increase per ramp interval
+               "ramp_interval_s": 5,   1..60
+               "ev_response_s": 5},    0..30, time a car may take to follow a lower limit
+     "meter": {"type": "p1",           METER_TYPES
+               "baud": 115200,         BAUD_RATES (9600 | 115200)
+               "format": "8N1",        UART_FORMATS ("8N1" | "7E1"); p1 at 9600 baud needs 7E1
+               "invert": true},
+     "chargers": [                     0..MAX_CHARGERS entries
+        {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
+         "type": "v2c_trydan",         CHARGER_TYPES
+         "host": "",                   numeric IPv4 (unicast) or a host name; required
+         "port": 80,                   1..65535
+         "phases": 3,                  1..3 and at most site.phases
+         "phase_map": "ABC",           `phases` distinct letters from the site's phases:
+                                       the site phase of the charger's L1, L2, L3
+         "min_a": 6,                   6..32
+         "max_a": 16,                  6..32 and >= min_a
+         "circuit_a": 16,              6..80 and >= min_a
+         "priority": 1,                the priorities of all chargers are a permutation of 1..N
+         "failsafe_a": 0,              0 = pause, else min_a..max_a
+         "mode": "fast",               MODES
+         "manual_a": 6,                min_a..max_a, used in manual mode
+         "enabled": true}],
+     "wifi": {"ssid": "",              at most 32 bytes (UTF-8)
+              "password": ""},         secret: empty (open network) or 8..63 characters
+     "admin": {"password": ""}}        secret: empty (not set yet) or 8..64 characters
+
+A missing key is filled from the defaults. A missing charger key gets a
+default that fits the entry: name "Charger N", priority N (its place in the
+list), phases = site phases, phase_map = the first `phases` of "ABC",
+circuit_a = max_a, manual_a = min_a; the rest from the charger defaults above.
+Unknown keys are errors: this firmware wrote every key it knows, so an
+unknown one is a typo or a document for another version (documents from a
+newer firmware are refused by their version number, not key by key).
+Values must have the exact JSON type: `true` is not a number, 16.0 and "16"
+are not whole numbers.
+
+Public API (no function mutates its argument):
+    CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, METER_TYPES, CHARGER_TYPES,
+    MODES, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
+    CONFIG_FILE, BACKUP_FILE, TEMP_FILE
+    defaults() -> a fresh complete default document
+    charger_defaults() -> a fresh default charger entry
+    complete(doc) -> copy with every missing key filled (no migration)
+    migrate(doc) -> copy brought to CURRENT_VERSION; ValueError(message) when
+        the version is not a whole number, unknown, or newer than this firmware
+    normalise(doc) -> complete(migrate(doc))
+    validate(doc) -> [(path, message)], [] when valid; completes a partial
+        document first; paths like "chargers.0.max_a", "" for the document
+    check(doc) -> (normalised doc, errors): migrate + complete + validate,
+        with a bad version reported as an error instead of raised
+    redacted(doc) -> copy with every non-empty secret replaced by REDACTED
+    restore_secrets(doc, current) -> copy of doc whose secrets still equal
+        REDACTED (an edited export) take the value from `current`
+    save(directory, doc) -> the normalised doc that was written; raises
+        ConfigError (a ValueError, .errors = [(path, message)]) and writes
+        nothing when the document is invalid or too large
+    load(directory) -> (doc, notes): config.json, else config.bak, else
+        defaults; notes are sentences for the owner, never containing secrets
+    ConfigError(errors)
+
+Messages never contain a secret's value. load() never writes; an app that
+got notes may save() the document to repair the files.
+"""
+
+import json
+import os
+
+from micropython import const
+
+CURRENT_VERSION = const(1)
+MAX_CONFIG_BYTES = const(8192)
+MAX_CHARGERS = const(8)
+
+METER_TYPES = ("p1",)
+CHARGER_TYPES = ("v2c_trydan",)
+MODES = ("off", "fast", "manual")
+SCHEMES = ("grid", "house")
+BAUD_RATES = (9600, 115200)
+UART_FORMATS = ("8N1", "7E1")
+SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
+REDACTED = "***"
+
+CONFIG_FILE = "config.json"
+BACKUP_FILE = "config.bak"
+TEMP_FILE = "config.json.tmp"
+_MISSING = "is missing"
+
+# Field kinds of the schema tables below.
+_INT = const(0)  # whole number in a..b
+_ONEOF = const(1)  # whole number from the tuple a
+_BOOL = const(2)
+_TEXT = const(3)  # a..b printable characters
+_ENUM = const(4)  # string from the tuple a
+_SECRET = const(5)  # empty or a..b printable characters; value never shown
+_SSID = const(6)  # at most b bytes of UTF-8
+_HOST = const(7)
+_ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b
+_PHASE_MAP = const(9)
+
+_PHASE_LETTERS = "ABC"
+_MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
+
+# (key, default, kind, a, b, unit[, meaning of 0]); tables give the key order
+# of the document and of the error list.
+_TOP = (("name", "ChargeGuard", _TEXT, 1, 32, ""),)
+_SITE = (
+    ("phases", 3, _ONEOF, (1, 3), None, ""),
+    ("voltage_v", 230, _INT, 100, 260, "V"),
+    ("breaker_a", 25, _INT, 6, 630, "A"),
+    ("margin_a", 1, _INT, 0, 624, "A"),
+    ("max_import_w", 0, _ZERO_OR, 1000, 500000, "W", "no limit"),
+    ("scheme", "grid", _ENUM, SCHEMES, None, ""),
+)
+_GUARD = (
+    ("meter_timeout_s", 10, _INT, 2, 300, "s"),
+    ("min_pause_s", 180, _INT, 0, 3600, "s"),
+    ("ramp_step_a", 2, _INT, 1, 32, "A"),
+    ("ramp_interval_s", 5, _INT, 1, 60, "s"),
+    ("ev_response_s", 5, _INT, 0, 30, "s"),
+)
+_METER = (
+    ("type", "p1", _ENUM, METER_TYPES, None, ""),
+    ("baud", 115200, _ONEOF, BAUD_RATES, None, "baud"),
+    ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
+    ("invert", True, _BOOL, None, None, ""),
+)
+_WIFI = (
+    ("ssid", "", _SSID, 0, 32, ""),
+    ("password", "", _SECRET, 8, 63, ""),
+)
+_ADMIN = (("password", "", _SECRET, 8, 64, ""),)
+_CHARGER = (
+    ("name", "Charger 1", _TEXT, 1, 32, ""),
+    ("type", "v2c_trydan", _ENUM, CHARGER_TYPES, None, ""),
+    ("host", "", _HOST, None, None, ""),
+    ("port", 80, _INT, 1, 65535, ""),
+    ("phases", 3, _INT, 1, 3, ""),
+    ("phase_map", "ABC", _PHASE_MAP, None, None, ""),
+    ("min_a", 6, _INT, 6, 32, "A"),
+    ("max_a", 16, _INT, 6, 32, "A"),
+    ("circuit_a", 16, _INT, 6, 80, "A"),
+    ("priority", 1, _INT, 1, MAX_CHARGERS, ""),
+    ("failsafe_a", 0, _ZERO_OR, 6, 32, "A", "pause"),
+    ("mode", "fast", _ENUM, MODES, None, ""),
+    ("manual_a", 6, _INT, 6, 32, "A"),
+    ("enabled", True, _BOOL, None, None, ""),
+)
+_SECTIONS = (("site", _SITE), ("guard", _GUARD), ("meter", _METER), ("wifi", _WIFI), ("admin", _ADMIN))
+_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "wifi", "admin")
+
+# Beyond this depth nothing in a valid document nests; a deeper value is
+# shared instead of copied so a hostile file cannot exhaust the C stack.
+_COPY_DEPTH = const(6)
+
+
+class ConfigError(ValueError):
+    """An invalid document; `errors` is the list of (path, message)."""
+
+    def __init__(self, errors):
+        super().__init__("invalid config: " + _summary(errors, 5))
+        self.errors = errors
+
+
+# ---------------------------------------------------------------- defaults
+
+
+def defaults():
+    """A fresh, complete, valid default document (no chargers)."""
+    doc = _fill({"version": CURRENT_VERSION, "chargers": []}, _TOP)
+    for name, table in _SECTIONS:
+        doc[name] = _fill({}, table)
+    return doc
+
+
+def charger_defaults():
+    """A fresh default charger entry (its host still has to be set)."""
+    return _fill({}, _CHARGER)
+
+
+def _copy(value, depth=0):
+    if depth > _COPY_DEPTH:
+        return value
+    if type(value) is dict:
+        out = {}
+        for key in value:
+            out[key] = _copy(value[key], depth + 1)
+        return out
+    if type(value) is list:
+        return [_copy(item, depth + 1) for item in value]
+    return value
+
+
+def _fill(section, table):
+    # Adds the missing keys in place: callers pass their own copy.
+    for spec in table:
+        if spec[0] not in section:
+            section[spec[0]] = spec[1]
+    return section
+
+
+def _is_int(value):
+    # bool is an int subclass in CPython (not on MicroPython); exact type on both.
+    return type(value) is int
+
+
+def _complete_charger(out, index, site_phases):
+    # In place, on complete()'s copy.
+    if "name" not in out:
+        out["name"] = "Charger %d" % (index + 1)
+    if "priority" not in out:
+        out["priority"] = index + 1
+    if "phases" not in out:
+        out["phases"] = site_phases if _is_int(site_phases) and site_phases in (1, 3) else 3
+    phases = out["phases"]
+    if "phase_map" not in out:
+        out["phase_map"] = _PHASE_LETTERS[:phases] if _is_int(phases) and 1 <= phases <= 3 else _PHASE_LETTERS
+    if "circuit_a" not in out and _is_int(out.get("max_a")):
+        out["circuit_a"] = out["max_a"]
+    if "manual_a" not in out and _is_int(out.get("min_a")):
+        out["manual_a"] = out["min_a"]
+    return _fill(out, _CHARGER)
+
+
+def complete(doc):
+    """Copy of `doc` with every missing key filled from the defaults.
+
+    Values of the wrong type are kept as they are, for validate() to report.
+    """
+    if type(doc) is not dict:
+        return _copy(doc)
+    out = _copy(doc)
+    if "version" not in out:
+        out["version"] = CURRENT_VERSION
+    for spec in _TOP:
+        if spec[0] not in out:
+            out[spec[0]] = spec[1]
+    for name, table in _SECTIONS:
+        section = out.get(name)
+        if name not in out:
+            out[name] = _fill({}, table)
+        elif type(section) is dict:
+            _fill(section, table)
+    site = out["site"]
+    site_phases = site.get("phases") if type(site) is dict else None
+    chargers = out.get("chargers")
+    if "chargers" not in out:
+        out["chargers"] = []
+    elif type(chargers) is list and len(chargers) <= MAX_CHARGERS:
+        # An over-long list is left alone: validate() reports the count, and
+        # expanding thousands of entries would exhaust the heap.
+        for index in range(len(chargers)):
+            if type(chargers[index]) is dict:
+                chargers[index] = _complete_charger(chargers[index], index, site_phases)
+    return out
+
+
+# --------------------------------------------------------------- migration
+
+
+def _v0_to_v1(doc):
+    # Version 0 (pre-release) was flat: {"version": 0, "breaker": 25,
+    # "phases": 3, "voltage": 230, "margin": 1, "ssid": "", "password": "",
+    # "trydan": "192.168.1.60"}; every key optional. Keys it did not know
+    # are left where they are, so validation names them instead of losing them.
+    site = {}
+    for old, new in (("breaker", "breaker_a"), ("phases", "phases"), ("voltage", "voltage_v"), ("margin", "margin_a")):
+        if old in doc:
+            site[new] = doc.pop(old)
+    wifi = {}
+    for key in ("ssid", "password"):
+        if key in doc:
+            wifi[key] = doc.pop(key)
+    chargers = []
+    host = doc.pop("trydan", "")
+    if host != "":
+        chargers.append({"name": "Trydan", "type": "v2c_trydan", "host": host})
+    doc["site"] = site
+    doc["wifi"] = wifi
+    doc["chargers"] = chargers
+    return doc
+
+
+# Index = the version a step migrates from; step N turns N into N + 1.
+_MIGRATIONS = (_v0_to_v1,)
+
+
+def _version_problem(doc):
+    # Why `doc` cannot be migrated (a phrase following "version"), or None.
+    version = doc.get("version", CURRENT_VERSION)
+    if not _is_int(version):
+        return "must be a whole number (is %s)" % _show(version)
+    if version > CURRENT_VERSION:
+        return "%d is newer than this firmware understands (%d): update the firmware" % (version, CURRENT_VERSION)
+    if version < 0:
+        return "%d is unknown" % version
+    return None
+
+
+def migrate(doc):
+    """Copy of `doc` brought to CURRENT_VERSION (a missing version counts as current).
+
+    Raises ValueError with a sentence for the owner when the document is not
+    an object or its version is not a whole number, unknown or too new.
+    """
+    if type(doc) is not dict:
+        raise ValueError("the config must be a JSON object (is %s)" % _show(doc))
+    problem = _version_problem(doc)
+    if problem:
+        raise ValueError("version " + problem)
+    version = doc.get("version", CURRENT_VERSION)
+    out = _copy(doc)
+    out["version"] = version
+    while version < CURRENT_VERSION:
+        out = _MIGRATIONS[version](out)
+        version += 1
+        out["version"] = version
+    return out
+
+
+def normalise(doc):
+    """complete(migrate(doc)); raises ValueError like migrate()."""
+    return complete(migrate(doc))
+
+
+# -------------------------------------------------------------- validation
+
+
+def _show(value):
+    kind = type(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    if kind is str:
+        return repr(value) if len(value) <= 24 else repr(value[:21]) + "..."
+    if value is None:
+        return "null"
+    if kind is list:
+        return "a list"
+    if kind is dict:
+        return "an object"
+    return "unsupported"
+
+
+def _kind_of(value):
+    # Type description that reveals nothing of the value (for secrets).
+    kind = type(value)
+    if kind is str:
+        return "text"
+    if kind is bool:
+        return "true/false"
+    if kind is int or kind is float:
+        return "a number"
+    return _show(value)
+
+
+def _range(low, high, unit):
+    text = "between %d and %d" % (low, high)
+    return text + " " + unit if unit else text
+
+
+def _printable(text):
+    for char in text:
+        code = ord(char)
+        if code < 32 or 127 <= code < 160:
+            return False
+    return True
+
+
+def _digits(text):
+    if not text:
+        return False
+    for char in text:
+        if not "0" <= char <= "9":
+            return False
+    return True
+
+
+def _ipv4(text):
+    # The four octets, or None when `text` is not a dotted-decimal address.
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    octets = []
+    for part in parts:
+        # Leading zeros are refused: some resolvers read them as octal.
+        if not _digits(part) or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+            return None
+        value = int(part)
+        if value > 255:
+            return None
+        octets.append(value)
+    return octets
+
+
+def _hostname(text):
+    if len(text) > 253:
+        return False
+    labels = text.split(".")
+    for label in labels:
+        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        for char in label:
+            if not ("a" <= char <= "z" or "A" <= char <= "Z" or "0" <= char <= "9" or char == "-"):
+                return False
+    # An all-digit last label would be a mistyped address, not a name (RFC 1123).
+    return not _digits(labels[-1])
+
+
+def _check(errors, path, spec, value):
+    # Reports what is wrong with one value; True when it is fine on its own.
+    kind = spec[2]
+    low = spec[3]
+    high = spec[4]
+    unit = spec[5]
+    message = None
+    if kind == _INT:
+        if not _is_int(value):
+            message = "must be a whole number %s (is %s)" % (_range(low, high, unit), _show(value))
+        elif not low <= value <= high:
+            message = "must be %s (is %d)" % (_range(low, high, unit), value)
+    elif kind == _ZERO_OR:
+        if not _is_int(value) or (value != 0 and not low <= value <= high):
+            message = "must be 0 (%s) or %s (is %s)" % (spec[6], _range(low, high, unit), _show(value))
+    elif kind == _ONEOF:
+        if not _is_int(value) or value not in low:
+            words = " or ".join([str(choice) for choice in low])
+            message = "must be %s%s (is %s)" % (words, " " + unit if unit else "", _show(value))
+    elif kind == _BOOL:
+        if type(value) is not bool:
+            message = "must be true or false (is %s)" % _show(value)
+    elif kind == _ENUM:
+        if type(value) is not str or value not in low:
+            message = "must be one of: %s (is %s)" % (", ".join(low), _show(value))
+    elif type(value) is not str:
+        message = "must be text (is %s)" % (_kind_of(value) if kind == _SECRET else _show(value))
+    elif kind == _TEXT:
+        if not low <= len(value) <= high:
+            message = "must be %d to %d characters long (is %d)" % (low, high, len(value))
+        elif not _printable(value):
+            message = "must not contain control characters"
+    elif kind == _SECRET:
+        if value and (not low <= len(value) <= high or not _printable(value)):
+            # Neither the value nor its length: both help a guesser.
+            message = "must be empty or %d to %d printable characters long" % (low, high)
+    elif kind == _SSID:
+        size = len(value.encode())
+        if size > high:
+            message = "must be at most %d bytes long (is %d)" % (high, size)
+        elif not _printable(value):
+            message = "must not contain control characters"
+    elif kind == _HOST:
+        octets = _ipv4(value)
+        if value == "":
+            message = "must be set: the charger's IPv4 address or host name"
+        elif octets is not None:
+            if octets[0] == 0 or octets[0] >= 224:
+                message = "must be a unicast IPv4 address (is %s)" % _show(value)
+        elif not _hostname(value):
+            message = "must be an IPv4 address like 192.168.1.60 or a host name of letters, digits, '-' and '.'"
+            message += " (is %s)" % _show(value)
+    elif kind == _PHASE_MAP:
+        ok = 1 <= len(value) <= 3
+        for index in range(len(value)):
+            if value[index] not in _PHASE_LETTERS or value[index] in value[:index]:
+                ok = False
+        if not ok:
+            message = "must be 1 to 3 different letters from A, B, C, one per charger phase (is %s)" % _show(value)
+    if message is None:
+        return True
+    errors.append((path, message))
+    return False
+
+
+def _check_section(errors, prefix, section, table):
+    # Checks each field of a section; returns {key: value} of the fields that
+    # are fine on their own, for the cross-field rules.
+    good = {}
+    for spec in table:
+        key = spec[0]
+        value = section.get(key)
+        if _check(errors, prefix + key, spec, value):
+            good[key] = value
+    known = [spec[0] for spec in table]
+    _unknown(errors, prefix, section, known)
+    return good
+
+
+def _unknown(errors, prefix, section, known):
+    for key in sorted([key for key in section if key not in known]):
+        errors.append((prefix + key, "unknown setting (known: %s)" % ", ".join(known)))
+
+
+def validate(doc):
+    """Errors of `doc` as a list of (path, message); [] when it is valid.
+
+    A partial document is completed from the defaults first; the version
+    must be CURRENT_VERSION (call migrate() for older documents).
+    """
+    if type(doc) is not dict:
+        return [("", "the config must be a JSON object (is %s)" % _show(doc))]
+    return _validate(complete(doc))
+
+
+def _validate(doc):
+    errors = []
+    version = doc["version"]
+    if not _is_int(version) or version != CURRENT_VERSION:
+        message = "must be %d (is %s): migrate older documents first" % (CURRENT_VERSION, _show(version))
+        errors.append(("version", message))
+    for spec in _TOP:
+        _check(errors, spec[0], spec, doc[spec[0]])
+    good = {}
+    for name, table in _SECTIONS:
+        section = doc[name]
+        if type(section) is not dict:
+            errors.append((name, "must be an object (is %s)" % _show(section)))
+            good[name] = {}
+        else:
+            good[name] = _check_section(errors, name + ".", section, table)
+    _unknown(errors, "", doc, _TOP_KEYS)
+    site = good["site"]
+    breaker = site.get("breaker_a")
+    margin = site.get("margin_a")
+    if breaker is not None and margin is not None and breaker - margin < _MIN_CURRENT_A:
+        errors.append(
+            (
+                "site.margin_a",
+                "must leave at least %d A of the %d A breaker: at most %d A (is %d)"
+                % (_MIN_CURRENT_A, breaker, breaker - _MIN_CURRENT_A, margin),
+            )
+        )
+    meter = good["meter"]
+    if meter.get("type") == "p1" and meter.get("baud") == 9600 and meter.get("format") not in (None, "7E1"):
+        message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
+        errors.append(("meter.format", message))
+    _check_chargers(errors, doc["chargers"], site.get("phases"))
+    return errors
+
+
+def _check_chargers(errors, chargers, site_phases):
+    if type(chargers) is not list:
+        errors.append(("chargers", "must be a list (is %s)" % _show(chargers)))
+        return
+    count = len(chargers)
+    if count > MAX_CHARGERS:
+        errors.append(("chargers", "must have at most %d entries (is %d)" % (MAX_CHARGERS, count)))
+        return
+    names = {}
+    priorities = {}
+    for index in range(count):
+        prefix = "chargers.%d." % index
+        entry = chargers[index]
+        if type(entry) is not dict:
+            errors.append((prefix[:-1], "must be an object (is %s)" % _show(entry)))
+            continue
+        good = _check_section(errors, prefix, entry, _CHARGER)
+        _check_charger(errors, prefix, good, site_phases, count)
+        name = good.get("name")
+        if name is not None:
+            folded = name.lower()
+            if folded in names:
+                message = "must be unique: %s is also the name of chargers.%d" % (_show(name), names[folded])
+                errors.append((prefix + "name", message))
+            else:
+                names[folded] = index
+        priority = good.get("priority")
+        if priority is not None and priority <= count:
+            if priority in priorities:
+                errors.append(
+                    (
+                        prefix + "priority",
+                        "must be unique: %d is also the priority of chargers.%d (give each charger its own place 1..%d)"
+                        % (priority, priorities[priority], count),
+                    )
+                )
+            else:
+                priorities[priority] = index
+
+
+def _check_charger(errors, prefix, good, site_phases, count):
+    phases = good.get("phases")
+    phase_map = good.get("phase_map")
+    if phases is not None and site_phases is not None and phases > site_phases:
+        errors.append((prefix + "phases", "must be at most %d, the site's phase count (is %d)" % (site_phases, phases)))
+    elif phase_map is not None:
+        if phases is not None and len(phase_map) != phases:
+            message = "must name %d site phase(s), one letter per charger phase (is %s)" % (phases, _show(phase_map))
+            errors.append((prefix + "phase_map", message))
+        elif site_phases == 1 and phase_map != "A":
+            errors.append((prefix + "phase_map", "must be 'A' on a 1-phase site (is %s)" % _show(phase_map)))
+    low = good.get("min_a")
+    high = good.get("max_a")
+    if low is not None and high is not None and high < low:
+        errors.append((prefix + "max_a", "must be at least min_a, %d A (is %d)" % (low, high)))
+        high = None
+    circuit = good.get("circuit_a")
+    if low is not None and circuit is not None and circuit < low:
+        errors.append((prefix + "circuit_a", "must be at least min_a, %d A (is %d)" % (low, circuit)))
+    priority = good.get("priority")
+    if priority is not None and priority > count:
+        message = "must be between 1 and %d, the number of chargers (is %d)" % (count, priority)
+        errors.append((prefix + "priority", message))
+    if low is None or high is None:
+        return
+    failsafe = good.get("failsafe_a")
+    if failsafe is not None and failsafe != 0 and not low <= failsafe <= high:
+        message = "must be 0 (pause) or between min_a and max_a, %d..%d A (is %d)" % (low, high, failsafe)
+        errors.append((prefix + "failsafe_a", message))
+    manual = good.get("manual_a")
+    if manual is not None and not low <= manual <= high:
+        errors.append((prefix + "manual_a", "must be between min_a and max_a, %d..%d A (is %d)" % (low, high, manual)))
+
+
+def check(doc):
+    """(normalised doc, errors): migrate, complete and validate in one step.
+
+    A document that cannot be migrated comes back unchanged with a
+    "version" error.
+    """
+    if type(doc) is not dict:
+        return doc, validate(doc)
+    problem = _version_problem(doc)
+    if problem:
+        return doc, [("version", problem)]
+    doc = complete(migrate(doc))
+    return doc, _validate(doc)
+
+
+def _summary(errors, limit):
+    parts = []
+    for path, message in errors[:limit]:
+        parts.append(path + ": " + message if path else message)
+    text = "; ".join(parts)
+    if len(errors) > limit:
+        text += "; and %d more" % (len(errors) - limit)
+    return text
+
+
+# ----------------------------------------------------------------- secrets
+
+
+def redacted(doc):
+    """Copy of `doc` with every non-empty secret replaced by REDACTED."""
+    out = _copy(doc)
+    if type(out) is not dict:
+        return out
+    for section, key in SECRET_PATHS:
+        part = out.get(section)
+        if type(part) is dict and key in part and part[key] not in ("", None):
+            part[key] = REDACTED
+    return out
+
+
+def restore_secrets(doc, current):
+    """Copy of `doc` in which secrets equal to REDACTED come from `current`.
+
+    For importing an exported (redacted) document without losing passwords.
+    """
+    out = _copy(doc)
+    if type(out) is not dict:
+        return out
+    for section, key in SECRET_PATHS:
+        part = out.get(section)
+        if type(part) is dict and part.get(key) == REDACTED:
+            old = current.get(section) if type(current) is dict else None
+            part[key] = old.get(key, "") if type(old) is dict else ""
+    return out
+
+
+# ------------------------------------------------------------- persistence
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _replace(source, target):
+    try:
+        os.rename(source, target)
+    except OSError:
+        # Some filesystems refuse to rename over an existing file.
+        _remove(target)
+        os.rename(source, target)
+
+
+def _read(path):
+    # (doc, problem, old version): doc is None when the file is unusable and
+    # problem then says why, as a phrase following the file name.
+    try:
+        size = os.stat(path)[6]
+    except OSError:
+        return None, _MISSING, None
+    if size > MAX_CONFIG_BYTES:
+        return None, "is too large (%d bytes, the limit is %d)" % (size, MAX_CONFIG_BYTES), None
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        return None, "cannot be read (error %s)" % (error.args[0] if error.args else "?"), None
+    if len(data) > MAX_CONFIG_BYTES:
+        return None, "is too large (more than %d bytes)" % MAX_CONFIG_BYTES, None
+    try:
+        text = data.decode("utf-8")
+    except Exception:
+        return None, "is corrupt (not UTF-8 text)", None
+    try:
+        doc = json.loads(text)
+    except Exception:
+        # Also RecursionError/MemoryError from hostile nesting. The parser's
+        # own message is not used: it could quote a piece of a secret.
+        return None, "is corrupt (not valid JSON)", None
+    if type(doc) is not dict:
+        return None, "is not a JSON object (is %s)" % _kind_of(doc), None
+    version = doc.get("version", CURRENT_VERSION)
+    doc, errors = check(doc)
+    if errors:
+        return None, "is not valid (%s)" % _summary(errors, 2), None
+    return doc, None, version
+
+
+def load(directory):
+    """(doc, notes): the stored document, complete and at CURRENT_VERSION.
+
+    Tries config.json, then config.bak (the previous good file), then the
+    defaults. Each fallback, and a migration, adds a note for the owner.
+    Never writes.
+    """
+    notes = []
+    problems = []
+    for name in (CONFIG_FILE, BACKUP_FILE):
+        doc, problem, version = _read(directory + "/" + name)
+        if doc is not None:
+            if problems:
+                notes.append("%s %s: using the last good config (%s)" % (CONFIG_FILE, problems[0], BACKUP_FILE))
+            if version != CURRENT_VERSION:
+                notes.append("%s was written for version %d: migrated to version %d" % (name, version, CURRENT_VERSION))
+            return doc, notes
+        problems.append(problem)
+    if problems[0] == _MISSING and problems[1] == _MISSING:
+        return defaults(), ["no config saved yet: using defaults, open the setup portal"]
+    notes.append("%s %s" % (CONFIG_FILE, problems[0]))
+    if problems[1] != _MISSING:
+        notes.append("%s %s" % (BACKUP_FILE, problems[1]))
+    notes.append("no valid config: using defaults, open the setup portal")
+    return defaults(), notes
+
+
+def save(directory, doc):
+    """Validate, then store `doc` atomically; returns the normalised document.
+
+    Raises ConfigError (nothing written) when the document is invalid or its
+    JSON exceeds MAX_CONFIG_BYTES; OSError when the flash fails. After a
+    power cut at any point, load() finds the old or the new document.
+    """
+    doc, errors = check(doc)
+    if errors:
+        raise ConfigError(errors)
+    data = json.dumps(doc).encode()
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([("", "is too large to store (%d bytes, the limit is %d)" % (len(data), MAX_CONFIG_BYTES))])
+    current = directory + "/" + CONFIG_FILE
+    backup = directory + "/" + BACKUP_FILE
+    temp = directory + "/" + TEMP_FILE
+    _remove(temp)
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        fsync = getattr(os, "fsync", None)
+        if fsync is not None:
+            fsync(handle.fileno())
+    # Read back before replacing anything: a flash that did not take the
+    # write must not cost the good file.
+    with open(temp, "rb") as handle:
+        if handle.read(MAX_CONFIG_BYTES + 1) != data:
+            raise OSError("%s did not read back as written" % TEMP_FILE)
+    old, problem, _ = _read(current)
+    if old is not None:
+        _replace(current, backup)
+    elif problem != _MISSING:
+        # A bad config.json must not overwrite the good backup.
+        _remove(current)
+    _replace(temp, current)
+    return doc

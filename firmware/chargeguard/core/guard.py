@@ -1,0 +1,423 @@
+"""The load guard: keeps every phase under the breaker and the import under the contract.
+
+The guard runs on every fresh grid reading. It works out, per site phase, the
+load of the house without the chargers (base load), what is left under the
+breaker, and gives each charger an offered current inside that envelope:
+
+- base load = measured grid current - what the chargers draw on that phase
+  (their measured current, else the current last offered to them);
+- available = breaker - margin - base load, and the contracted import power
+  shared over the chargers' phases;
+- a charger gets at most min(target, max, circuit limit, what is available);
+- a decrease is applied at once; an increase is rate-limited (`ramp_step_ma`
+  per `ramp_interval_ms`) because a car needs up to ~5 s to follow a new
+  limit (IEC 61851) and an unlimited increase would oscillate with it;
+- when even the minimum current of every running charger does not fit,
+  chargers are paused one by one, lowest priority first, until the rest fit,
+  and a paused charger stays paused for `min_pause_ms`;
+- with no fresh reading for `meter_timeout_ms` every charger gets its
+  failsafe current (0 = paused) until readings return.
+
+All arithmetic is integer; nothing here allocates per tick.
+"""
+
+from micropython import const
+
+from chargeguard.core.model import CAR_NONE, PHASES
+from chargeguard.core.settings import SCHEME_HOUSE
+from chargeguard.core.ticks import ticks_diff
+
+# Reason codes shown to the user, one per charger per decision.
+REASON_OK = "ok"  # at its target, nothing limits it
+REASON_OFF = "off"  # mode off, disabled, or no target
+REASON_BREAKER = "breaker"  # limited by a phase's breaker headroom
+REASON_CONTRACT = "contract"  # limited by the contracted import power
+REASON_CIRCUIT = "circuit"  # limited by the charger's own circuit
+REASON_RAMP = "ramp"  # increasing, rate-limited
+REASON_MIN_PAUSE = "min_pause"  # paused by the guard, waiting out min_pause
+REASON_FAILSAFE = "failsafe"  # no valid meter reading
+REASON_UNAVAILABLE = "unavailable"  # the charger does not answer
+REASON_NO_CAR = "no_car"  # nothing plugged in: kept at its minimum
+
+# Offers are whole multiples of this: no charger resolves finer than 0.1 A,
+# and W->A rounding noise must not show up as a change.
+CURRENT_STEP_MA = const(100)
+_BIG = const(1 << 29)  # "no limit" that stays a small int on a 32-bit port
+
+
+class _ChargerState:
+    """What the guard remembers about one charger between ticks."""
+
+    def __init__(self):
+        self.offered_ma = 0
+        # After a decrease the car may keep drawing the old current for
+        # ev_response_ms: until then the old value counts as drawn.
+        self.held_ma = 0
+        self.held_since_ms = 0
+        self.changed_ms = 0
+        self.changed_once = False
+        self.paused_by_guard = False
+        self.paused_ms = 0
+        self.pause_reason = REASON_BREAKER
+        self.draw_ma = [0, 0, 0]  # estimated draw per site phase, this tick
+
+
+class Guard:
+    """The guard for one site and its chargers.
+
+    `chargers` is a list of ChargerSettings; commands come back in the same
+    order through `commands` (a list of ChargerCommand owned by the caller).
+    """
+
+    def __init__(self, site, chargers):
+        self.site = site
+        self.chargers = chargers
+        self.states = [_ChargerState() for _ in chargers]
+        # Indices in priority order (1 = first), fixed by the configuration.
+        order = list(range(len(chargers)))
+        order.sort(key=lambda index: chargers[index].priority)
+        self.order = order
+        self.active = [False] * len(chargers)
+        self.grid_ma = [0, 0, 0]
+        self.headroom_ma = [0, 0, 0]
+        self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
+        self.failsafe = False
+        self.failsafe_since_ms = 0
+        self.budget_w = _BIG
+
+    def tick(self, reading, statuses, targets_ma, now_ms, commands):
+        """Decide one command per charger.
+
+        reading: GridReading or None; statuses: ChargerStatus per charger;
+        targets_ma: what each charger's mode asks for (0 = nothing);
+        commands: ChargerCommand per charger, filled in place.
+        """
+        site = self.site
+        if reading is None or ticks_diff(now_ms, reading.tick_ms) > site.meter_timeout_ms:
+            self._failsafe(now_ms, commands)
+            return
+        self.failsafe = False
+        self._grid_currents(reading)
+        self._estimate_draws(statuses, now_ms)
+        self._headroom(reading, statuses)
+        self._choose_active(statuses, targets_ma, now_ms)
+        self._allocate(statuses, targets_ma, now_ms, commands)
+
+    # -- failsafe ---------------------------------------------------------
+
+    def _failsafe(self, now_ms, commands):
+        if not self.failsafe:
+            self.failsafe = True
+            self.failsafe_since_ms = now_ms
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            state = self.states[index]
+            offered = charger.failsafe_ma
+            if offered:
+                offered = min(offered, charger.max_ma, charger.circuit_ma)
+            if not charger.enabled:
+                offered = 0
+            self._set_offered(state, offered, now_ms)
+            commands[index].offered_ma = offered
+            commands[index].reason = REASON_FAILSAFE
+
+    # -- measurements -----------------------------------------------------
+
+    def _grid_currents(self, reading):
+        grid = self.grid_ma
+        if reading.phase_count:
+            for phase in range(PHASES):
+                grid[phase] = reading.current_ma[phase] if phase < reading.phase_count else 0
+            return
+        # Totals only (e.g. DSMR 2.2): assume the load is spread evenly over
+        # the site's phases. Per-phase meters are needed for a tight guard.
+        net_w = reading.net_power_w() or 0
+        per_phase_ma = net_w * 1000 // (self.site.voltage_v * self.site.phases)
+        for phase in range(PHASES):
+            grid[phase] = per_phase_ma if phase < self.site.phases else 0
+
+    def _estimate_draws(self, statuses, now_ms):
+        ev_response_ms = self.site.ev_response_ms
+        voltage_v = self.site.voltage_v
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            state = self.states[index]
+            status = statuses[index]
+            draw = state.draw_ma
+            for phase in range(PHASES):
+                draw[phase] = 0
+            if status.reachable and status.car == CAR_NONE:
+                continue  # nothing plugged in draws nothing
+            # Not measured: the car draws what it was offered, except just
+            # after a decrease, when it may still draw the old current for
+            # up to ev_response_ms; counting the new value then would read
+            # the car's lag as house load and shed more than needed.
+            estimate = state.offered_ma
+            if state.held_ma > estimate and ticks_diff(now_ms, state.held_since_ms) < ev_response_ms:
+                estimate = state.held_ma
+            # A measurement older than our last command says nothing about
+            # what the car does now.
+            fresh = not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
+            for line in range(charger.phases):
+                measured = None
+                if status.reachable and fresh:
+                    measured = status.current_ma[line]
+                    if measured is None and status.power_w is not None:
+                        # Boxes that report only power: spread it over the
+                        # charger's phases (exact for a car on all of them).
+                        measured = status.power_w * 1000 // (voltage_v * charger.phases)
+                draw[charger.phase_map[line]] += estimate if measured is None else measured
+
+    def _headroom(self, reading, statuses):
+        site = self.site
+        limit_ma = site.breaker_ma - site.margin_ma
+        house_scheme = site.scheme == SCHEME_HOUSE
+        for phase in range(PHASES):
+            if phase >= site.phases:
+                self.headroom_ma[phase] = 0
+                continue
+            base = self.grid_ma[phase]
+            if not house_scheme:
+                for state in self.states:
+                    base -= state.draw_ma[phase]
+            self.headroom_ma[phase] = limit_ma - base
+        self.budget_w = _BIG
+        if site.max_import_w:
+            net_w = reading.net_power_w()
+            if net_w is None:
+                net_w = 0
+                for phase in range(site.phases):
+                    net_w += self.grid_ma[phase] * site.voltage_v // 1000
+            if not house_scheme:
+                net_w -= self._charger_power_w()
+            self.budget_w = site.max_import_w - net_w
+
+    def _charger_power_w(self):
+        total_w = 0
+        voltage_v = self.site.voltage_v
+        for index in range(len(self.chargers)):
+            draw = self.states[index].draw_ma
+            total_w += (draw[0] + draw[1] + draw[2]) * voltage_v // 1000
+        return total_w
+
+    # -- decisions --------------------------------------------------------
+
+    def _participates(self, index, statuses, targets_ma):
+        charger = self.chargers[index]
+        return (
+            charger.enabled
+            and statuses[index].reachable
+            and statuses[index].car != CAR_NONE
+            and targets_ma[index] >= charger.min_ma
+        )
+
+    def _choose_active(self, statuses, targets_ma, now_ms):
+        """Which chargers run this tick: shed lowest priority first until the minimums fit."""
+        active = self.active
+        min_pause_ms = self.site.min_pause_ms
+        for index in self.order:
+            state = self.states[index]
+            wanted = self._participates(index, statuses, targets_ma)
+            if wanted and state.paused_by_guard:
+                wanted = ticks_diff(now_ms, state.paused_ms) >= min_pause_ms
+            active[index] = wanted
+        # Unreachable chargers cannot be commanded: what they were last
+        # offered is drawn no matter what, so it comes off the headroom.
+        while True:
+            reason = self._minimums_fit(statuses)
+            if reason is None:
+                break
+            victim = -1
+            for index in self.order:
+                if active[index]:
+                    victim = index
+            if victim < 0:
+                break
+            active[victim] = False
+            state = self.states[victim]
+            if not state.paused_by_guard or state.offered_ma:
+                state.paused_by_guard = True
+                state.paused_ms = now_ms
+            state.pause_reason = reason
+
+    def _minimums_fit(self, statuses):
+        """None when every active charger fits at its minimum, else the binding reason."""
+        need_w = 0
+        voltage_v = self.site.voltage_v
+        for phase in range(PHASES):
+            if phase >= self.site.phases:
+                continue
+            need_ma = self._fixed_draw(phase, statuses)
+            for index in range(len(self.chargers)):
+                if self.active[index]:
+                    charger = self.chargers[index]
+                    for line in range(charger.phases):
+                        if charger.phase_map[line] == phase:
+                            need_ma += charger.min_ma
+            if need_ma > self.headroom_ma[phase]:
+                return REASON_BREAKER
+        for index in range(len(self.chargers)):
+            if self.active[index]:
+                charger = self.chargers[index]
+                need_w += charger.min_ma * charger.phases * voltage_v // 1000
+        need_w += self._fixed_power_w(statuses)
+        if need_w > self.budget_w:
+            return REASON_CONTRACT
+        return None
+
+    def _fixed_draw(self, phase, statuses):
+        """What unreachable chargers draw on a phase (they keep their last offer)."""
+        total = 0
+        for index in range(len(self.chargers)):
+            if self.chargers[index].enabled and not statuses[index].reachable:
+                total += self.states[index].draw_ma[phase]
+        return total
+
+    def _fixed_power_w(self, statuses):
+        total = 0
+        for phase in range(PHASES):
+            total += self._fixed_draw(phase, statuses)
+        return total * self.site.voltage_v // 1000
+
+    def _allocate(self, statuses, targets_ma, now_ms, commands):
+        site = self.site
+        voltage_v = site.voltage_v
+        headroom = self.headroom_ma
+        # Work on what is left once the fixed (unreachable) draw and every
+        # active charger's minimum are set aside; give the rest out by priority.
+        left = self.left_ma
+        for phase in range(PHASES):
+            left[phase] = headroom[phase] - self._fixed_draw(phase, statuses)
+        budget_left = self.budget_w - self._fixed_power_w(statuses)
+        for index in range(len(self.chargers)):
+            if self.active[index]:
+                charger = self.chargers[index]
+                for line in range(charger.phases):
+                    left[charger.phase_map[line]] -= charger.min_ma
+                budget_left -= charger.min_ma * charger.phases * voltage_v // 1000
+        # Running chargers first, in priority order; then the others, so an
+        # idle charger's standby minimum only takes what the running ones leave.
+        for index in self.order:
+            if self.active[index]:
+                budget_left = self._give(index, targets_ma[index], budget_left, now_ms, commands[index])
+        for index in self.order:
+            if self.active[index]:
+                continue
+            charger = self.chargers[index]
+            state = self.states[index]
+            command = commands[index]
+            if not charger.enabled or targets_ma[index] <= 0:
+                state.paused_by_guard = False
+                self._set_offered(state, 0, now_ms)
+                command.offered_ma = 0
+                command.reason = REASON_OFF
+            elif not statuses[index].reachable:
+                # Keep the last offer: it is what the box will apply when it
+                # answers again, and it already counts as drawn.
+                command.offered_ma = state.offered_ma
+                command.reason = REASON_UNAVAILABLE
+            else:
+                self._inactive(index, statuses[index], left, now_ms, command)
+
+    def _give(self, index, target_ma, budget_left, now_ms, command):
+        """Offer a running charger its minimum plus what it may take of what is left."""
+        charger = self.chargers[index]
+        state = self.states[index]
+        left = self.left_ma
+        voltage_v = self.site.voltage_v
+        state.paused_by_guard = False
+        allowed = target_ma
+        reason = REASON_OK
+        if charger.max_ma < allowed:
+            allowed = charger.max_ma
+        if charger.circuit_ma < allowed:
+            allowed = charger.circuit_ma
+            reason = REASON_CIRCUIT
+        extra = allowed - charger.min_ma
+        for line in range(charger.phases):
+            room = left[charger.phase_map[line]]
+            if room < extra:
+                extra = room
+                reason = REASON_BREAKER
+        power_room_ma = budget_left * 1000 // (voltage_v * charger.phases)
+        if power_room_ma < extra:
+            extra = power_room_ma
+            reason = REASON_CONTRACT
+        if extra < 0:
+            extra = 0
+        extra -= extra % CURRENT_STEP_MA
+        for line in range(charger.phases):
+            left[charger.phase_map[line]] -= extra
+        budget_left -= extra * charger.phases * voltage_v // 1000
+        offered = self._ramp(state, charger.min_ma, charger.min_ma + extra, now_ms)
+        if offered < charger.min_ma + extra:
+            reason = REASON_RAMP
+        command.offered_ma = offered
+        command.reason = reason
+        return budget_left
+
+    def _inactive(self, index, status, left, now_ms, command):
+        charger = self.chargers[index]
+        state = self.states[index]
+        if status.car == CAR_NONE:
+            # Nothing plugged in: offer the minimum if it fits in what the
+            # others leave, so a car that arrives starts gently and counts
+            # from the next reading on.
+            offered = charger.min_ma
+            for line in range(charger.phases):
+                if left[charger.phase_map[line]] < offered:
+                    offered = 0
+            if offered:
+                for line in range(charger.phases):
+                    left[charger.phase_map[line]] -= offered
+            self._set_offered(state, offered, now_ms)
+            command.offered_ma = offered
+            command.reason = REASON_NO_CAR
+            return
+        self._set_offered(state, 0, now_ms)
+        command.offered_ma = 0
+        if state.paused_by_guard and self._fits_alone(index, left):
+            command.reason = REASON_MIN_PAUSE
+        else:
+            command.reason = state.pause_reason
+
+    def _fits_alone(self, index, left):
+        charger = self.chargers[index]
+        for line in range(charger.phases):
+            if left[charger.phase_map[line]] < charger.min_ma:
+                return False
+        return True
+
+    def _ramp(self, state, min_ma, wanted_ma, now_ms):
+        """Decrease at once; increase by at most ramp_step_ma per ramp_interval_ms."""
+        offered = state.offered_ma
+        if wanted_ma <= offered:
+            self._set_offered(state, wanted_ma, now_ms)
+            return wanted_ma
+        site = self.site
+        if offered == 0:
+            # Starting: the car starts at the minimum, whatever the ramp.
+            self._set_offered(state, min_ma, now_ms)
+            return min_ma
+        if state.changed_once and ticks_diff(now_ms, state.changed_ms) < site.ramp_interval_ms:
+            return offered
+        step_to = offered + site.ramp_step_ma
+        if step_to > wanted_ma:
+            step_to = wanted_ma
+        self._set_offered(state, step_to, now_ms)
+        return step_to
+
+    def _set_offered(self, state, offered_ma, now_ms):
+        if offered_ma == state.offered_ma:
+            return
+        if offered_ma < state.offered_ma:
+            held = state.offered_ma
+            # Keep the highest recent value while the car is still following.
+            if state.held_ma > held and ticks_diff(now_ms, state.held_since_ms) < self.site.ev_response_ms:
+                held = state.held_ma
+            else:
+                state.held_since_ms = now_ms
+            state.held_ma = held
+        state.offered_ma = offered_ma
+        state.changed_ms = now_ms
+        state.changed_once = True

@@ -1,0 +1,94 @@
+"""The values that flow between meters, the control core and chargers.
+
+Every object here is allocated once at start-up and updated in place, so a
+meter telegram or a control tick allocates nothing. All quantities are
+integers: mA, W, Wh, mV, ms. `None` marks a value the source did not give.
+Sign convention: positive = import from the grid, negative = export.
+"""
+
+from micropython import const
+
+PHASES = const(3)  # site phases A, B, C (the meter's L1, L2, L3)
+
+
+class GridReading:
+    """One reading of the grid connection (or of the house, see `scheme`)."""
+
+    def __init__(self):
+        self.tick_ms = 0
+        self.current_ma = [0, 0, 0]
+        self.power_w = [0, 0, 0]
+        self.voltage_mv = [0, 0, 0]
+        self.reset()
+
+    def reset(self):
+        """Forget every value but keep the lists (no allocation)."""
+        # `phase_count` = how many of A/B/C carry per-phase data (0: totals only).
+        self.phase_count = 0
+        for phase in range(PHASES):
+            self.current_ma[phase] = 0
+            self.power_w[phase] = 0
+            self.voltage_mv[phase] = 0
+        self.import_w = None
+        self.export_w = None
+        self.energy_import_wh = None
+        self.energy_export_wh = None
+        self.avg_demand_w = None
+        self.month_peak_w = None
+
+    def net_power_w(self):
+        """Net grid power (import positive), or None when unknown."""
+        if self.import_w is not None:
+            return self.import_w - (self.export_w or 0)
+        if self.phase_count:
+            total = 0
+            for phase in range(self.phase_count):
+                total += self.power_w[phase]
+            return total
+        return None
+
+    def copy_from(self, other):
+        """Copy another reading into this one without allocating."""
+        self.tick_ms = other.tick_ms
+        self.phase_count = other.phase_count
+        for phase in range(PHASES):
+            self.current_ma[phase] = other.current_ma[phase]
+            self.power_w[phase] = other.power_w[phase]
+            self.voltage_mv[phase] = other.voltage_mv[phase]
+        self.import_w = other.import_w
+        self.export_w = other.export_w
+        self.energy_import_wh = other.energy_import_wh
+        self.energy_export_wh = other.energy_export_wh
+        self.avg_demand_w = other.avg_demand_w
+        self.month_peak_w = other.month_peak_w
+
+
+# Charger vehicle states, normalised across drivers.
+CAR_UNKNOWN = const(0)
+CAR_NONE = const(1)  # nothing plugged in
+CAR_CONNECTED = const(2)  # plugged in, not drawing
+CAR_CHARGING = const(3)
+
+
+class ChargerStatus:
+    """What a charger driver last learned from its wallbox."""
+
+    def __init__(self):
+        self.reachable = False
+        self.tick_ms = 0  # when the status was read
+        self.car = CAR_UNKNOWN
+        # Current drawn per charger phase L1..L3 in mA; None when the box
+        # does not measure it (the guard then counts the offered current).
+        self.current_ma = [None, None, None]
+        self.power_w = None
+        self.session_energy_wh = None
+        self.offered_ma = None  # the limit the box itself reports applying
+        self.error = None  # short text of the last driver error, or None
+
+
+class ChargerCommand:
+    """What the control core wants a charger to do."""
+
+    def __init__(self):
+        self.offered_ma = 0  # 0 = paused
+        self.reason = "init"

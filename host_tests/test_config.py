@@ -1,0 +1,873 @@
+# Tests of chargeguard.config: schema rules, completion, migration, secrets,
+# and storage that survives corrupt files and power cuts. Runs under pytest
+# and on the MicroPython unix port (tools/upytest.py).
+import json
+import os
+
+from chargeguard import config
+from support import IS_MICROPYTHON, make_tmpdir, skip
+
+HOST = "192.168.1.60"
+WIFI_SECRET = "hunter2-wifi-pw"
+ADMIN_SECRET = "s3cret-admin-pw"
+
+
+def base(chargers=1):
+    """A valid partial document: everything else comes from the defaults."""
+    entries = []
+    for index in range(chargers):
+        entries.append({"name": "Box %d" % (index + 1), "host": "192.168.1.%d" % (60 + index)})
+    return {"chargers": entries}
+
+
+def put(doc, path, value):
+    parts = path.split(".")
+    node = doc
+    for part in parts[:-1]:
+        key = int(part) if part.isdigit() else part
+        if type(node) is dict and key not in node:
+            node[key] = {}
+        node = node[key]
+    node[parts[-1]] = value
+    return doc
+
+
+def error_map(doc):
+    errors = config.validate(doc)
+    out = {}
+    for path, message in errors:
+        assert type(path) is str and type(message) is str
+        out.setdefault(path, message)
+    return out
+
+
+def assert_valid(doc):
+    errors = config.validate(doc)
+    assert errors == [], errors
+
+
+def assert_error(doc, path, fragment=None):
+    errors = error_map(doc)
+    assert path in errors, (path, errors)
+    if fragment is not None:
+        assert fragment in errors[path], (path, fragment, errors[path])
+    return errors[path]
+
+
+def full(doc):
+    return config.normalise(doc)
+
+
+def write(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def doc_a():
+    return put(base(), "name", "Alpha")
+
+
+def doc_b():
+    doc = put(base(2), "name", "Bravo")
+    put(doc, "wifi", {"ssid": "home", "password": WIFI_SECRET})
+    put(doc, "admin", {"password": ADMIN_SECRET})
+    return doc
+
+
+# ------------------------------------------------------------ field rules
+
+# (path, good values, bad values, fragment the message for the first bad
+#  value must contain, changes to the base document that the good values need)
+FIELD_CASES = (
+    ("name", ("Garage", "x" * 32, "Zürich ⚡"), ("", "x" * 33, "a\nb", 5, None), "1 to 32", None),
+    ("site.phases", (1, 3), (2, 0, "3", True, 3.0), "1 or 3", {"chargers": []}),
+    ("site.voltage_v", (100, 230, 260), (99, 261, "230", 230.0, False), "between 100 and 260 V", None),
+    ("site.breaker_a", (7, 25, 630), (5, 631, "25", True, None), "between 6 and 630 A", None),
+    ("site.margin_a", (0, 1, 19), (-1, 625, "1", [1]), "between 0 and 624 A", None),
+    ("site.max_import_w", (0, 1000, 9200, 500000), (1, 999, 500001, -5, "0", True),
+     "0 (no limit) or between 1000 and 500000 W", None),
+    ("site.scheme", ("grid", "house"), ("meter", "", 1, "GRID"), "grid, house", None),
+    ("guard.meter_timeout_s", (2, 10, 300), (1, 301, "10", True), "between 2 and 300 s", None),
+    ("guard.min_pause_s", (0, 180, 3600), (-1, 3601, 180.5), "between 0 and 3600 s", None),
+    ("guard.ramp_step_a", (1, 2, 32), (0, 33, "2"), "between 1 and 32 A", None),
+    ("guard.ramp_interval_s", (1, 5, 60), (0, 61, None), "between 1 and 60 s", None),
+    ("guard.ev_response_s", (0, 5, 30), (-1, 31, False), "between 0 and 30 s", None),
+    ("meter.type", ("p1",), ("modbus", "ct", "", 1, "P1"), "p1", None),
+    ("meter.baud", (9600, 115200), (19200, 0, "115200", True), "9600 or 115200 baud", {"meter": {"format": "7E1"}}),
+    ("meter.format", ("8N1", "7E1"), ("8E1", "", 8), "8N1, 7E1", None),
+    ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),
+    ("chargers.0.name", ("Trydan", "x" * 32), ("", "x" * 33, "a\tb", 1), "1 to 32", None),
+    ("chargers.0.type", ("v2c_trydan",), ("goe", "", "V2C_TRYDAN", 1), "v2c_trydan", None),
+    (
+        "chargers.0.host",
+        (HOST, "127.0.0.1", "10.0.0.1", "223.255.255.254", "trydan.local", "evse-1", "a" * 63, "box1.lan.example"),
+        ("", "192.168.1.300", "192.168.1", "192.168.01.5", "0.0.0.0", "224.0.0.1", "255.255.255.255", "my host",
+         "-bad.local", "bad-.local", "a..b", "a" * 64, "http://1.2.3.4", "1.2.3.4:80", "1234", "b\u00e9", 5, None),
+        None,
+        None,
+    ),
+    ("chargers.0.port", (1, 80, 65535), (0, 65536, "80", True, 80.0), "between 1 and 65535", None),
+    ("chargers.0.phases", (1, 2, 3), (0, 4, "3", True), "between 1 and 3", None),
+    ("chargers.0.phase_map", ("ABC", "BCA", "CAB", "ACB"), ("AB", "ABD", "AAB", "", "ABCA", "abc", 3), None, None),
+    ("chargers.0.min_a", (6, 10, 16), (5, 33, "6", True), "between 6 and 32 A", None),
+    ("chargers.0.max_a", (6, 16, 32), (5, 33, 40, "16", 16.0), "between 6 and 32 A", None),
+    ("chargers.0.circuit_a", (6, 16, 80), (5, 81, "16", None), "between 6 and 80 A", None),
+    ("chargers.0.priority", (1,), (0, 2, 9, "1", True), None, None),
+    ("chargers.0.failsafe_a", (0, 6, 10, 16), (-1, 5, 17, 33, "0", False), "0 (pause)", None),
+    ("chargers.0.mode", ("off", "fast", "manual"), ("eco", "solar", "", None, 1), "off, fast, manual", None),
+    ("chargers.0.manual_a", (6, 12, 16), (5, 17, 33, "6", True), "between", None),
+    ("chargers.0.enabled", (True, False), (1, 0, "false", None), "true or false", None),
+    ("wifi.ssid", ("", "home", "x" * 32, "é" * 16), ("x" * 33, "é" * 17, "a\x00b", 5), None, None),
+    ("wifi.password", ("", "12345678", "x" * 63), ("1234567", "x" * 64, "bad\npassword", 12345678), None, None),
+    ("admin.password", ("", "12345678", "x" * 64), ("1234567", "x" * 65, True), None, None),
+)
+
+
+def merge(doc, changes):
+    for key in changes:
+        if type(changes[key]) is dict and type(doc.get(key)) is dict:
+            merge(doc[key], changes[key])
+        else:
+            doc[key] = changes[key]
+    return doc
+
+
+def test_every_field_accepts_good_and_rejects_bad_values():
+    for path, goods, bads, fragment, changes in FIELD_CASES:
+        for value in goods:
+            doc = merge(base(), changes or {})
+            errors = config.validate(put(doc, path, value))
+            assert errors == [], (path, value, errors)
+        for value in bads:
+            doc = merge(base(), changes or {})
+            errors = error_map(put(doc, path, value))
+            assert path in errors, (path, value, errors)
+            if fragment is not None and value is bads[0]:
+                assert fragment in errors[path], (path, value, errors[path])
+
+
+def test_range_message_names_range_and_value():
+    message = assert_error(put(base(), "chargers.0.max_a", 40), "chargers.0.max_a")
+    assert message == "must be between 6 and 32 A (is 40)", message
+    message = assert_error(put(base(), "site.voltage_v", 99), "site.voltage_v")
+    assert message == "must be between 100 and 260 V (is 99)", message
+
+
+def test_type_errors_say_what_was_given():
+    assert "(is '25')" in assert_error(put(base(), "site.breaker_a", "25"), "site.breaker_a", "whole number")
+    assert "(is true)" in assert_error(put(base(), "site.breaker_a", True), "site.breaker_a", "whole number")
+    assert "(is 25.0)" in assert_error(put(base(), "site.breaker_a", 25.0), "site.breaker_a", "whole number")
+    assert "(is null)" in assert_error(put(base(), "site.breaker_a", None), "site.breaker_a")
+    assert "(is 1)" in assert_error(put(base(), "meter.invert", 1), "meter.invert", "true or false")
+    assert "(is a list)" in assert_error(put(base(), "name", ["x"]), "name", "text")
+
+
+def test_meter_type_message_names_supported_types():
+    message = assert_error(put(base(), "meter.type", "modbus"), "meter.type")
+    for name in config.METER_TYPES:
+        assert name in message
+    assert "'modbus'" in message
+
+
+def test_host_message_names_field_and_value():
+    assert_error(put(base(), "chargers.0.host", ""), "chargers.0.host", "must be set")
+    assert_error(put(base(), "chargers.0.host", "my host"), "chargers.0.host", "'my host'")
+    assert_error(put(base(), "chargers.0.host", "239.1.1.1"), "chargers.0.host", "unicast")
+
+
+def test_long_values_are_shortened_in_messages():
+    message = assert_error(put(base(), "chargers.0.host", "bad host " * 20), "chargers.0.host")
+    assert len(message) < 160, message
+
+
+def test_section_and_document_must_be_objects():
+    assert_error(put(base(), "site", [1]), "site", "object")
+    assert_error(put(base(), "guard", None), "guard", "object")
+    assert_error(put(base(), "chargers", {}), "chargers", "list")
+    assert_error(put(base(), "chargers", [5]), "chargers.0", "object")
+    for value in ([], "x", 5, None, True):
+        errors = config.validate(value)
+        assert len(errors) == 1 and errors[0][0] == "" and "object" in errors[0][1], errors
+
+
+def test_unknown_keys_are_errors():
+    assert_error(put(base(), "breaker", 25), "breaker", "unknown setting")
+    message = assert_error(put(base(), "site.breaker", 25), "site.breaker", "unknown setting")
+    assert "breaker_a" in message  # the list of known keys helps spot the typo
+    assert_error(put(base(), "chargers.0.maxa", 16), "chargers.0.maxa", "unknown")
+    assert_error(put(base(), "wifi.pass", "x"), "wifi.pass", "unknown")
+
+
+def test_version_must_be_current_in_validate():
+    assert_error(put(base(), "version", 0), "version", "migrate")
+    assert_error(put(base(), "version", "1"), "version")
+    assert_valid(put(base(), "version", 1))
+
+
+# ---------------------------------------------------------- cross-field rules
+
+
+def test_margin_must_leave_six_amps():
+    doc = put(put(base(), "site.breaker_a", 10), "site.margin_a", 4)
+    assert_valid(doc)
+    message = assert_error(put(doc, "site.margin_a", 5), "site.margin_a", "at most 4 A")
+    assert "10 A breaker" in message
+    assert_error(put(put(base(), "site.breaker_a", 6), "site.margin_a", 1), "site.margin_a")
+    assert_valid(put(put(base(), "site.breaker_a", 6), "site.margin_a", 0))
+
+
+def test_p1_at_9600_baud_needs_7e1():
+    doc = put(base(), "meter.baud", 9600)
+    assert_error(doc, "meter.format", "7E1")
+    assert_valid(put(doc, "meter.format", "7E1"))
+    assert_valid(put(put(base(), "meter.baud", 115200), "meter.format", "8N1"))
+
+
+def test_one_phase_site_needs_phase_map_a():
+    doc = put(base(), "site.phases", 1)
+    assert_valid(doc)  # the charger's phases and phase_map default from the site
+    assert full(doc)["chargers"][0]["phases"] == 1
+    assert full(doc)["chargers"][0]["phase_map"] == "A"
+    put(doc, "chargers.0.phases", 1)
+    put(doc, "chargers.0.phase_map", "B")
+    assert_error(doc, "chargers.0.phase_map", "'A' on a 1-phase site")
+    put(doc, "chargers.0.phase_map", "A")
+    assert_valid(doc)
+
+
+def test_charger_phases_at_most_site_phases():
+    doc = put(put(base(), "site.phases", 1), "chargers.0.phases", 3)
+    assert_error(doc, "chargers.0.phases", "at most 1")
+    assert_valid(put(put(base(), "site.phases", 3), "chargers.0.phases", 3))
+
+
+def test_phase_map_length_matches_phases():
+    doc = put(put(base(), "chargers.0.phases", 1), "chargers.0.phase_map", "ABC")
+    assert_error(doc, "chargers.0.phase_map", "1 site phase")
+    assert_valid(put(doc, "chargers.0.phase_map", "B"))  # 1-phase charger on L2
+    doc = put(put(base(), "chargers.0.phases", 2), "chargers.0.phase_map", "CA")
+    assert_valid(doc)
+    assert_error(put(doc, "chargers.0.phase_map", "C"), "chargers.0.phase_map")
+
+
+def test_min_max_circuit_failsafe_manual_cross_rules():
+    doc = put(put(base(), "chargers.0.min_a", 10), "chargers.0.max_a", 8)
+    assert_error(doc, "chargers.0.max_a", "at least min_a, 10 A")
+    doc = put(put(base(), "chargers.0.min_a", 10), "chargers.0.circuit_a", 8)
+    assert_error(doc, "chargers.0.circuit_a", "at least min_a")
+    # circuit_a may be below max_a: the guard takes the smaller one.
+    assert_valid(put(put(base(), "chargers.0.max_a", 32), "chargers.0.circuit_a", 16))
+    doc = put(put(base(), "chargers.0.max_a", 16), "chargers.0.failsafe_a", 20)
+    assert_error(doc, "chargers.0.failsafe_a", "6..16 A")
+    doc = put(put(base(), "chargers.0.min_a", 8), "chargers.0.failsafe_a", 6)
+    assert_error(doc, "chargers.0.failsafe_a", "8..16 A")
+    doc = put(put(base(), "chargers.0.min_a", 8), "chargers.0.manual_a", 6)
+    assert_error(doc, "chargers.0.manual_a", "8..16 A")
+    assert_valid(put(put(base(), "chargers.0.min_a", 8), "chargers.0.manual_a", 8))
+
+
+def test_cross_rules_skip_fields_that_are_already_wrong():
+    doc = put(put(base(), "chargers.0.min_a", "ten"), "chargers.0.max_a", 8)
+    errors = error_map(doc)
+    assert "chargers.0.min_a" in errors and "chargers.0.max_a" not in errors, errors
+    doc = put(put(base(), "site.breaker_a", "x"), "site.margin_a", 100)
+    errors = error_map(doc)
+    assert "site.breaker_a" in errors and "at most" not in errors.get("site.margin_a", ""), errors
+
+
+def test_priorities_must_be_a_permutation():
+    doc = base(3)
+    for index, priority in enumerate((2, 3, 1)):
+        put(doc, "chargers.%d.priority" % index, priority)
+    assert_valid(doc)
+    put(doc, "chargers.2.priority", 2)
+    message = assert_error(doc, "chargers.2.priority", "unique")
+    assert "chargers.0" in message
+    put(doc, "chargers.2.priority", 4)
+    assert_error(doc, "chargers.2.priority", "between 1 and 3")
+    # Missing priorities follow the list order.
+    assert [entry["priority"] for entry in full(base(3))["chargers"]] == [1, 2, 3]
+
+
+def test_charger_names_unique_ignoring_case():
+    doc = base(2)
+    put(doc, "chargers.1.name", "BOX 1")
+    assert_error(doc, "chargers.1.name", "unique")
+    put(doc, "chargers.1.name", "Box 2")
+    assert_valid(doc)
+
+
+def test_at_most_eight_chargers():
+    assert_valid(base(8))
+    doc = base(8)
+    doc["chargers"].append({"name": "Box 9", "host": "192.168.1.99"})
+    assert_error(doc, "chargers", "at most 8")
+    # A huge list is reported once, not expanded entry by entry.
+    doc = {"chargers": [{}] * 2000}
+    errors = config.validate(doc)
+    assert len(errors) == 1, errors[:3]
+
+
+def test_no_chargers_is_valid():
+    assert_valid({"chargers": []})
+    assert_valid({})
+
+
+# ------------------------------------------------------ defaults, completion
+
+
+def test_defaults_are_valid_and_fresh():
+    first = config.defaults()
+    assert config.validate(first) == []
+    assert first["version"] == config.CURRENT_VERSION
+    first["site"]["breaker_a"] = 99
+    first["chargers"].append(1)
+    second = config.defaults()
+    assert second["site"]["breaker_a"] == 25 and second["chargers"] == []
+    entry = config.charger_defaults()
+    entry["min_a"] = 10
+    assert config.charger_defaults()["min_a"] == 6
+
+
+def test_documented_defaults():
+    doc = config.defaults()
+    assert doc["name"] == "ChargeGuard"
+    assert doc["site"] == {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1,
+                           "max_import_w": 0, "scheme": "grid"}
+    assert doc["guard"] == {"meter_timeout_s": 10, "min_pause_s": 180, "ramp_step_a": 2,
+                            "ramp_interval_s": 5, "ev_response_s": 5}
+    assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}
+    assert doc["wifi"] == {"ssid": "", "password": ""} and doc["admin"] == {"password": ""}
+    assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "wifi", "admin"])
+
+
+def test_complete_fills_partial_document_without_touching_input():
+    partial = {"site": {"breaker_a": 40}, "chargers": [{"host": HOST, "max_a": 32, "min_a": 8}]}
+    snapshot = json.dumps(partial)
+    doc = config.complete(partial)
+    assert json.dumps(partial) == snapshot
+    assert doc["site"]["breaker_a"] == 40 and doc["site"]["voltage_v"] == 230
+    assert doc["guard"]["min_pause_s"] == 180
+    charger = doc["chargers"][0]
+    assert charger["name"] == "Charger 1" and charger["priority"] == 1
+    assert charger["circuit_a"] == 32 and charger["manual_a"] == 8
+    assert charger["phase_map"] == "ABC" and charger["port"] == 80 and charger["enabled"] is True
+    assert config.validate(doc) == []
+    # Completing twice changes nothing.
+    assert config.complete(doc) == doc
+
+
+def test_complete_keeps_wrong_values_for_validate():
+    doc = config.complete({"site": "big", "chargers": ["x"]})
+    assert doc["site"] == "big" and doc["chargers"] == ["x"]
+    assert config.complete([1]) == [1]
+
+
+# --------------------------------------------------------------- migration
+
+
+def test_migrate_from_version_0():
+    old = {"version": 0, "breaker": 32, "phases": 1, "voltage": 230, "margin": 2,
+           "ssid": "home", "password": WIFI_SECRET, "trydan": HOST}
+    snapshot = json.dumps(old)
+    doc = config.migrate(old)
+    assert json.dumps(old) == snapshot
+    assert doc["version"] == 1
+    assert doc["site"] == {"breaker_a": 32, "phases": 1, "voltage_v": 230, "margin_a": 2}
+    assert doc["wifi"] == {"ssid": "home", "password": WIFI_SECRET}
+    assert doc["chargers"] == [{"name": "Trydan", "type": "v2c_trydan", "host": HOST}]
+    doc, errors = config.check(old)
+    assert errors == [], errors
+    assert doc["chargers"][0]["phase_map"] == "A" and doc["chargers"][0]["phases"] == 1
+
+
+def test_migrate_minimal_version_0_and_unknown_old_keys():
+    doc = config.migrate({"version": 0})
+    assert doc["version"] == 1 and doc["chargers"] == []
+    assert config.validate(doc) == []
+    doc = config.migrate({"version": 0, "breaker": 25, "colour": "red"})
+    assert_error(doc, "colour", "unknown")
+
+
+def test_migrate_current_and_unversioned_are_copies():
+    doc = full(base())
+    out = config.migrate(doc)
+    assert out == doc and out is not doc
+    out["site"]["breaker_a"] = 1
+    assert doc["site"]["breaker_a"] == 25
+    assert config.migrate({})["version"] == 1
+
+
+def test_migrate_rejects_bad_versions():
+    for version, fragment in ((2, "newer"), (99, "update the firmware"), (-1, "unknown"), ("1", "whole number"),
+                              (True, "whole number"), (None, "whole number"), (1.0, "whole number")):
+        try:
+            config.migrate({"version": version})
+        except ValueError as error:
+            assert fragment in str(error), (version, str(error))
+            assert str(error).startswith("version"), str(error)
+        else:
+            assert False, version
+        doc, errors = config.check({"version": version})
+        assert errors and errors[0][0] == "version" and fragment in errors[0][1], errors
+    try:
+        config.migrate([1])
+    except ValueError as error:
+        assert "object" in str(error)
+    else:
+        assert False
+
+
+def test_migration_table_covers_every_old_version():
+    for version in range(config.CURRENT_VERSION):
+        doc = config.migrate({"version": version})
+        assert doc["version"] == config.CURRENT_VERSION
+
+
+# ----------------------------------------------------------------- secrets
+
+
+def test_redacted_hides_non_empty_secrets_only():
+    doc = full(doc_b())
+    out = config.redacted(doc)
+    assert out["wifi"]["password"] == config.REDACTED and out["admin"]["password"] == config.REDACTED
+    assert out["wifi"]["ssid"] == "home"
+    assert doc["wifi"]["password"] == WIFI_SECRET  # the original is untouched
+    assert WIFI_SECRET not in json.dumps(out) and ADMIN_SECRET not in json.dumps(out)
+    empty = config.redacted(config.defaults())
+    assert empty["wifi"]["password"] == "" and empty["admin"]["password"] == ""
+    for path in config.SECRET_PATHS:
+        assert out[path[0]][path[1]] == config.REDACTED
+    # Robust against documents that are not valid.
+    assert config.redacted({"wifi": "x"}) == {"wifi": "x"}
+    assert config.redacted(5) == 5
+    assert config.redacted({"admin": {"password": 12345678}})["admin"]["password"] == config.REDACTED
+
+
+def test_restore_secrets_after_import_of_export():
+    current = full(doc_b())
+    exported = config.redacted(current)
+    exported["name"] = "Renamed"
+    restored = config.restore_secrets(exported, current)
+    assert restored["wifi"]["password"] == WIFI_SECRET and restored["admin"]["password"] == ADMIN_SECRET
+    assert restored["name"] == "Renamed"
+    # A redacted marker is not a password anyone can save.
+    assert_error(exported, "wifi.password")
+    fresh = config.restore_secrets(exported, config.defaults())
+    assert fresh["wifi"]["password"] == ""
+
+
+def test_errors_never_contain_secret_values():
+    cases = (("wifi.password", "short1"), ("wifi.password", "x" * 70 + "TOPSECRET"),
+             ("admin.password", "pw\nTOPSECRET"), ("admin.password", "tiny"))
+    for path, secret in cases:
+        doc = put(base(), path, secret)
+        errors = config.validate(doc)
+        assert errors, path
+        for error_path, message in errors:
+            assert secret not in message and "TOPSECRET" not in message, message
+            assert "short1" not in message and "tiny" not in message, message
+    doc = put(base(), "admin.password", 12345678)
+    for _, message in config.validate(doc):
+        assert "12345678" not in message, message
+    try:
+        config.save(make_tmpdir("cfg"), put(base(), "wifi.password", "short1"))
+    except config.ConfigError as error:
+        assert "short1" not in str(error)
+    else:
+        assert False
+
+
+# ------------------------------------------------------------- persistence
+
+
+def test_save_then_load_round_trip():
+    directory = make_tmpdir("cfg")
+    written = config.save(directory, doc_b())
+    assert written == full(doc_b())
+    doc, notes = config.load(directory)
+    assert notes == [], notes
+    assert doc == written
+    assert sorted(os.listdir(directory)) == ["config.json"]
+    assert json.loads(read(directory + "/config.json").decode()) == written
+
+
+def test_save_keeps_previous_good_file_as_backup():
+    directory = make_tmpdir("cfg")
+    config.save(directory, doc_a())
+    config.save(directory, doc_b())
+    assert sorted(os.listdir(directory)) == ["config.bak", "config.json"]
+    assert json.loads(read(directory + "/config.bak").decode()) == full(doc_a())
+    assert config.load(directory) == (full(doc_b()), [])
+
+
+def test_invalid_document_is_never_written():
+    directory = make_tmpdir("cfg")
+    try:
+        config.save(directory, put(base(), "site.breaker_a", 1000))
+    except ValueError as error:
+        assert isinstance(error, config.ConfigError)
+        assert error.errors == [("site.breaker_a", "must be between 6 and 630 A (is 1000)")], error.errors
+        assert "site.breaker_a" in str(error)
+    else:
+        assert False
+    assert os.listdir(directory) == []
+    config.save(directory, doc_a())
+    before = read(directory + "/config.json")
+    for bad in (put(base(), "chargers.0.host", ""), [1], {"version": 7}, {"site": {"phases": "three"}}):
+        try:
+            config.save(directory, bad)
+        except ValueError:
+            pass
+        else:
+            assert False, bad
+    assert read(directory + "/config.json") == before
+    assert sorted(os.listdir(directory)) == ["config.json"]
+
+
+def test_save_migrates_and_completes():
+    directory = make_tmpdir("cfg")
+    written = config.save(directory, {"version": 0, "breaker": 32})
+    assert written["version"] == 1 and written["site"]["breaker_a"] == 32 and "guard" in written
+    assert config.load(directory)[0] == written
+
+
+def test_load_without_files_gives_defaults_and_portal_note():
+    doc, notes = config.load(make_tmpdir("cfg"))
+    assert doc == config.defaults()
+    assert len(notes) == 1 and "defaults" in notes[0] and "setup portal" in notes[0], notes
+
+
+def saved_pair():
+    directory = make_tmpdir("cfg")
+    config.save(directory, doc_b())
+    config.save(directory, doc_a())
+    # config.json = A, config.bak = B (holds the secrets)
+    return directory
+
+
+def assert_no_secrets(notes):
+    for note in notes:
+        assert WIFI_SECRET not in note and ADMIN_SECRET not in note, note
+
+
+def test_corrupt_config_falls_back_to_backup():
+    directory = saved_pair()
+    write(directory + "/config.json", b"{\"version\": 1, \"name\": ")
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b())
+    assert len(notes) == 1, notes
+    assert "config.json is corrupt" in notes[0] and "last good config" in notes[0], notes
+
+
+def test_truncated_config_at_every_length_never_loses_good_config():
+    directory = saved_pair()
+    data = read(directory + "/config.json")
+    good_a, good_b = full(doc_a()), full(doc_b())
+    step = 1 if len(data) < 400 else len(data) // 97
+    for length in range(0, len(data), step):
+        write(directory + "/config.json", data[:length])
+        doc, notes = config.load(directory)
+        assert doc == good_b or (doc == good_a and notes == []), length
+    write(directory + "/config.json", data)
+    assert config.load(directory) == (good_a, [])
+
+
+def test_non_object_json_counts_as_bad():
+    for data, fragment in ((b"[1, 2]", "a list"), (b"42", "a number"), (b"null", "null"), (b"\"x\"", "text")):
+        directory = saved_pair()
+        write(directory + "/config.json", data)
+        doc, notes = config.load(directory)
+        assert doc == full(doc_b())
+        assert "not a JSON object" in notes[0] and fragment in notes[0], notes
+
+
+def test_valid_json_failing_validation_counts_as_bad():
+    directory = saved_pair()
+    bad = put(full(doc_a()), "chargers.0.max_a", 99)
+    put(bad, "admin.password", "tiny")
+    write(directory + "/config.json", json.dumps(bad).encode())
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b())
+    assert "not valid" in notes[0] and "chargers.0.max_a" in notes[0], notes
+    assert "tiny" not in notes[0]
+
+
+def test_config_with_wrong_types_counts_as_bad():
+    directory = saved_pair()
+    write(directory + "/config.json", b"{\"site\": {\"breaker_a\": \"25\", \"phases\": true}}")
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b()) and "site.breaker_a" in notes[0], notes
+
+
+def test_both_files_bad_gives_defaults_and_notes():
+    directory = saved_pair()
+    write(directory + "/config.json", b"\xff\xfe\x00garbage")
+    write(directory + "/config.bak", b"{\"version\": 1, \"wifi\": {\"password\": \"" + WIFI_SECRET.encode() + b"\"")
+    doc, notes = config.load(directory)
+    assert doc == config.defaults()
+    assert len(notes) == 3, notes
+    assert notes[0].startswith("config.json") and notes[1].startswith("config.bak"), notes
+    assert "setup portal" in notes[2]
+    assert_no_secrets(notes)
+
+
+def test_missing_config_with_backup():
+    directory = saved_pair()
+    os.remove(directory + "/config.json")
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b())
+    assert notes == ["config.json is missing: using the last good config (config.bak)"], notes
+
+
+def test_missing_config_and_bad_backup():
+    directory = saved_pair()
+    os.remove(directory + "/config.json")
+    write(directory + "/config.bak", b"")
+    doc, notes = config.load(directory)
+    assert doc == config.defaults()
+    assert notes[0] == "config.json is missing" and "config.bak is corrupt" in notes[1], notes
+
+
+def test_oversize_file_is_refused():
+    directory = saved_pair()
+    padded = json.dumps(full(doc_a())).encode()
+    padded = padded + b" " * (config.MAX_CONFIG_BYTES + 1 - len(padded))
+    write(directory + "/config.json", padded)
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b())
+    assert "too large" in notes[0] and str(config.MAX_CONFIG_BYTES) in notes[0], notes
+    # Exactly at the limit is fine.
+    write(directory + "/config.json", padded[:-1])
+    assert config.load(directory) == (full(doc_a()), [])
+
+
+def test_hostile_nesting_does_not_crash():
+    directory = saved_pair()
+    for data in (b"[" * 8000, b"{\"site\": " + b"[" * 4000 + b"]" * 4000 + b"}", b"{\"a\":" * 1000):
+        write(directory + "/config.json", data)
+        doc, notes = config.load(directory)
+        assert doc == full(doc_b()), notes
+    # Values nested deeper than any schema level are reported, not walked.
+    nested = [[[[[[[[[[[[1]]]]]]]]]]]]
+    errors = error_map({"site": nested, "chargers": [{"host": HOST, "name": nested}]})
+    assert "site" in errors and "chargers.0.name" in errors, errors
+
+
+def test_newer_version_file_is_refused_with_note():
+    directory = saved_pair()
+    newer = put(full(doc_a()), "version", 2)
+    write(directory + "/config.json", json.dumps(newer).encode())
+    doc, notes = config.load(directory)
+    assert doc == full(doc_b())
+    assert "newer than this firmware" in notes[0], notes
+
+
+def test_old_version_file_is_migrated_on_load():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps({"version": 0, "breaker": 35, "trydan": HOST}).encode())
+    doc, notes = config.load(directory)
+    assert doc["version"] == 1 and doc["site"]["breaker_a"] == 35 and doc["chargers"][0]["host"] == HOST
+    assert notes == ["config.json was written for version 0: migrated to version 1"], notes
+    # Saving keeps the old file as the backup, still loadable through migration.
+    config.save(directory, doc)
+    assert config.load(directory) == (doc, [])
+    os.remove(directory + "/config.json")
+    assert config.load(directory)[0] == doc
+
+
+def test_torn_write_states_keep_last_good_config():
+    good_a, good_b = full(doc_a()), full(doc_b())
+    data_b = json.dumps(good_b).encode()
+    # 1. power lost while writing the temp file: config.json untouched.
+    directory = saved_pair()
+    write(directory + "/config.json.tmp", data_b[: len(data_b) // 2])
+    assert config.load(directory) == (good_a, [])
+    # 2. temp file complete, nothing renamed yet.
+    write(directory + "/config.json.tmp", data_b)
+    assert config.load(directory) == (good_a, [])
+    # 3. config.json moved to the backup, temp not yet renamed.
+    os.rename(directory + "/config.json", directory + "/config.bak")
+    doc, notes = config.load(directory)
+    assert doc == good_a and len(notes) == 1, notes
+    # A later save from this state works and keeps A as the backup.
+    config.save(directory, doc_b())
+    assert config.load(directory) == (good_b, [])
+    assert json.loads(read(directory + "/config.bak").decode()) == good_a
+    assert "config.json.tmp" not in os.listdir(directory)
+
+
+def test_save_over_corrupt_config_keeps_good_backup():
+    directory = saved_pair()
+    write(directory + "/config.json", b"{\"broken")
+    config.save(directory, put(doc_a(), "name", "Charlie"))
+    # The corrupt file was dropped, not moved over the good backup.
+    assert json.loads(read(directory + "/config.bak").decode()) == full(doc_b())
+    assert config.load(directory)[0]["name"] == "Charlie"
+
+
+class PowerCut(Exception):
+    pass
+
+
+_real_os = os
+_real_open = open
+
+
+class FakeOS:
+    """The os functions config uses; the power goes after `budget` writes."""
+
+    def __init__(self, budget, refuse_overwrite=False):
+        self.budget = budget
+        self.refuse_overwrite = refuse_overwrite
+        self.renames_refused = 0
+
+    def tick(self):
+        if self.budget == 0:
+            raise PowerCut()
+        self.budget -= 1
+
+    def rename(self, source, target):
+        self.tick()
+        if self.refuse_overwrite and exists(target):
+            self.renames_refused += 1
+            raise OSError(17)
+        _real_os.rename(source, target)
+
+    def remove(self, path):
+        self.tick()
+        _real_os.remove(path)
+
+    def stat(self, path):
+        return _real_os.stat(path)
+
+
+class TornFile:
+    def __init__(self, handle, fake):
+        self.handle = handle
+        self.fake = fake
+
+    def write(self, data):
+        if self.fake.budget == 0:
+            self.handle.write(data[: len(data) // 2])
+            self.handle.close()
+            raise PowerCut()
+        self.fake.budget -= 1
+        return self.handle.write(data)
+
+    def flush(self):
+        self.handle.flush()
+
+    def fileno(self):
+        return self.handle.fileno()
+
+    def close(self):
+        self.handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.handle.close()
+        return False
+
+
+def save_with_power_cut(directory, doc, budget, refuse_overwrite=False):
+    fake = FakeOS(budget, refuse_overwrite)
+
+    def fake_open(path, mode="r"):
+        handle = _real_open(path, mode)
+        return TornFile(handle, fake) if "w" in mode else handle
+
+    config.os = fake
+    config.open = fake_open
+    try:
+        config.save(directory, doc)
+        return True, fake
+    except PowerCut:
+        return False, fake
+    finally:
+        config.os = _real_os
+        del config.open
+
+
+def run_power_cuts(setup, refuse_overwrite=False):
+    old = full(setup[-1]())
+    new = full(doc_b() if setup[-1] is not doc_b else doc_a())
+    new = put(new, "name", "Newest")
+    cuts = 0
+    for budget in range(40):
+        directory = make_tmpdir("cut")
+        for doc in setup:
+            config.save(directory, doc())
+        done, fake = save_with_power_cut(directory, new, budget, refuse_overwrite)
+        loaded, notes = config.load(directory)
+        assert loaded == old or loaded == new, (budget, notes)
+        assert "defaults" not in " ".join(notes), (budget, notes)
+        if done:
+            assert loaded == new and notes == [], (budget, notes)
+            # A second save after recovery still works.
+            config.save(directory, doc_a())
+            assert config.load(directory)[0] == full(doc_a())
+            return cuts, fake
+        cuts += 1
+        # The device reboots and saves again: that must succeed from any state.
+        config.save(directory, new)
+        assert config.load(directory) == (new, [])
+    assert False, "save never completed"
+
+
+def test_power_cut_at_every_step_of_save():
+    cuts, _ = run_power_cuts((doc_a,))
+    assert cuts >= 4, cuts
+    cuts, _ = run_power_cuts((doc_b, doc_a))
+    assert cuts >= 4, cuts
+
+
+def test_save_when_rename_refuses_to_overwrite():
+    cuts, fake = run_power_cuts((doc_b, doc_a), refuse_overwrite=True)
+    assert fake.renames_refused >= 1
+    assert cuts >= 5, cuts
+
+
+def test_save_refuses_oversize_document():
+    if IS_MICROPYTHON:
+        skip("MAX_CONFIG_BYTES is a compile-time const on MicroPython")
+    directory = make_tmpdir("cfg")
+    limit = config.MAX_CONFIG_BYTES
+    config.MAX_CONFIG_BYTES = 200
+    try:
+        config.save(directory, doc_b())
+    except config.ConfigError as error:
+        assert "too large" in error.errors[0][1], error.errors
+    else:
+        assert False
+    finally:
+        config.MAX_CONFIG_BYTES = limit
+    assert os.listdir(directory) == []
+
+
+def test_largest_valid_document_fits_the_limit():
+    doc = {"name": "\u00e9" * 32, "wifi": {"ssid": "\u00e9" * 16, "password": "\u00e9" * 63},
+           "admin": {"password": "\u00e9" * 64}, "chargers": []}
+    for index in range(config.MAX_CHARGERS):
+        label = "h" * 60 + str(index)
+        host = ".".join([label, "h" * 63, "h" * 63, "h" * 61])
+        doc["chargers"].append({"name": "\u00e9" * 30 + str(index), "host": host, "port": 65535})
+    assert_valid(doc)
+    directory = make_tmpdir("cfg")
+    written = config.save(directory, doc)
+    assert config.load(directory) == (written, [])

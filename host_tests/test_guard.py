@@ -1,0 +1,450 @@
+from chargeguard.core.guard import Guard
+from chargeguard.core.model import (
+    CAR_CHARGING,
+    CAR_CONNECTED,
+    CAR_NONE,
+    ChargerCommand,
+    ChargerStatus,
+    GridReading,
+)
+from chargeguard.core.modes import fill_targets
+from chargeguard.core.settings import SCHEME_HOUSE, ChargerSettings, SiteSettings
+
+
+def make_site(breaker_a=25, margin_a=0, phases=3, **changes):
+    site = SiteSettings()
+    site.phases = phases
+    site.breaker_ma = breaker_a * 1000
+    site.margin_ma = margin_a * 1000
+    site.ramp_step_ma = 2000
+    site.ramp_interval_ms = 5000
+    site.min_pause_ms = 180000
+    site.meter_timeout_ms = 10000
+    site.ev_response_ms = 5000
+    for key in changes:
+        setattr(site, key, changes[key])
+    return site
+
+
+def make_charger(name="c", phases=3, phase_map=(0, 1, 2), min_a=6, max_a=16, priority=1, **changes):
+    charger = ChargerSettings()
+    charger.name = name
+    charger.phases = phases
+    charger.phase_map = phase_map
+    charger.min_ma = min_a * 1000
+    charger.max_ma = max_a * 1000
+    charger.circuit_ma = 32000
+    charger.priority = priority
+    for key in changes:
+        setattr(charger, key, changes[key])
+    return charger
+
+
+class Rig:
+    """A guard with its inputs, driven tick by tick like the app does.
+
+    The site is simulated crudely: grid = house load + what each car draws,
+    a car draws what it was offered (after `lag` ticks), optionally capped
+    by `car_max_ma`; `metered` chargers report their measured current.
+    """
+
+    def __init__(self, site, chargers, metered=False):
+        self.site = site
+        self.chargers = chargers
+        self.guard = Guard(site, chargers)
+        self.reading = GridReading()
+        self.statuses = [ChargerStatus() for _ in chargers]
+        for status in self.statuses:
+            status.reachable = True
+            status.car = CAR_CHARGING
+        self.targets = [0] * len(chargers)
+        self.commands = [ChargerCommand() for _ in chargers]
+        self.now = 1000
+        self.house_ma = [0, 0, 0]
+        self.house_phases = 3
+        self.metered = metered
+        self.lag = 0
+        self.history = [[0] * len(chargers)]
+        self.car_max_ma = [1 << 20] * len(chargers)
+        self.simulate = True
+
+    def house(self, a=0, b=0, c=0, phases=3):
+        self.house_ma = [a * 1000, b * 1000, c * 1000]
+        self.house_phases = phases
+
+    def draw(self, index):
+        """What car `index` draws now (per charger line)."""
+        if self.statuses[index].car != CAR_CHARGING:
+            return 0
+        offers = self.history[-1 - self.lag] if len(self.history) > self.lag else self.history[0]
+        return min(offers[index], self.car_max_ma[index])
+
+    def _update_grid(self):
+        reading = self.reading
+        reading.reset()
+        reading.phase_count = self.house_phases
+        for phase in range(3):
+            reading.current_ma[phase] = self.house_ma[phase]
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            current = self.draw(index)
+            for line in range(charger.phases):
+                reading.current_ma[charger.phase_map[line]] += current
+            if self.metered:
+                status = self.statuses[index]
+                for line in range(3):
+                    status.current_ma[line] = current if line < charger.phases else None
+                status.tick_ms = self.now
+        for phase in range(3):
+            reading.power_w[phase] = reading.current_ma[phase] * 230 // 1000
+
+    def tick(self, advance_ms=1000, reading=True):
+        self.now += advance_ms
+        if reading:
+            if self.simulate:
+                self._update_grid()
+            self.reading.tick_ms = self.now
+        fill_targets(self.chargers, self.targets)
+        self.guard.tick(self.reading, self.statuses, self.targets, self.now, self.commands)
+        self.history.append([command.offered_ma for command in self.commands])
+        return [(command.offered_ma, command.reason) for command in self.commands]
+
+    def offered(self, index=0):
+        return self.commands[index].offered_ma
+
+    def reason(self, index=0):
+        return self.commands[index].reason
+
+
+def ramp_to_steady(rig, ticks=100):
+    result = None
+    for _ in range(ticks):
+        result = rig.tick()
+    return result
+
+
+def test_headroom_is_breaker_minus_margin_minus_base_load():
+    rig = Rig(make_site(breaker_a=25, margin_a=1), [make_charger(max_a=32)])
+    rig.house(10, 5, 5)
+    ramp_to_steady(rig)
+    assert rig.offered() == 14000  # 25 - 1 - 10 on phase A
+    assert rig.reason() == "breaker"
+
+
+def test_exactly_at_the_limit_is_allowed():
+    rig = Rig(make_site(breaker_a=25, margin_a=0), [make_charger(max_a=16)])
+    rig.house(9, 9, 9)  # 9 A house + 16 A charger = exactly 25 A
+    ramp_to_steady(rig)
+    assert rig.offered() == 16000
+    assert rig.reason() == "ok"
+    rig.house(9, 10, 9)  # one more ampere on B: one less for the charger
+    rig.tick()
+    assert rig.offered() == 15000
+
+
+def test_increase_is_ramped_and_starts_at_the_minimum():
+    rig = Rig(make_site(breaker_a=63), [make_charger(max_a=16)])
+    results = [rig.tick()[0] for _ in range(30)]
+    assert results[0] == (6000, "ramp")
+    assert results[-1] == (16000, "ok")
+    offers = [offer for offer, _ in results]
+    for previous, current in zip(offers, offers[1:]):
+        assert 0 <= current - previous <= 2000  # one ramp step at most
+    assert offers.count(8000) == 5  # held for the 5 s ramp interval
+
+
+def test_overload_step_lowers_at_once_to_what_fits():
+    rig = Rig(make_site(breaker_a=25), [make_charger(max_a=16)], metered=True)
+    ramp_to_steady(rig)
+    assert rig.offered() == 16000
+    rig.house(12, 0, 0)  # kettle: 12 A of house on phase A
+    rig.tick()
+    assert rig.offered() == 13000
+    assert rig.reason() == "breaker"
+    rig.house(0, 0, 0)  # kettle off: the increase is ramped again
+    rig.tick()
+    assert rig.offered() == 13000
+    assert rig.reason() == "ramp"
+
+
+def test_one_phase_over_while_others_free_pauses_a_three_phase_charger():
+    rig = Rig(make_site(breaker_a=25), [make_charger(max_a=16)], metered=True)
+    ramp_to_steady(rig)
+    rig.house(22, 2, 2)  # only 3 A left on A
+    rig.tick()
+    assert rig.offered() == 0
+    assert rig.reason() == "breaker"
+
+
+def test_one_phase_charger_on_l2_only_looks_at_phase_b():
+    charger = make_charger(phases=1, phase_map=(1,), max_a=32)
+    rig = Rig(make_site(breaker_a=25), [charger], metered=True)
+    rig.house(24, 5, 24)  # A and C nearly full, B free
+    ramp_to_steady(rig)
+    assert rig.offered() == 20000
+    assert rig.reason() == "breaker"
+    assert rig.reading.current_ma[1] == 25000  # the car really sits on B
+
+
+def test_rotated_phase_map_uses_the_mapped_site_phases():
+    charger = make_charger(phases=3, phase_map=(1, 2, 0), max_a=32)
+    rig = Rig(make_site(breaker_a=25), [charger])
+    rig.house(0, 0, 12)  # charger L2 is on site phase C
+    ramp_to_steady(rig)
+    assert rig.offered() == 13000
+    assert max(rig.reading.current_ma) == 25000
+
+
+def test_export_on_one_phase_and_import_on_another():
+    one_phase = make_charger(phases=1, phase_map=(0,), max_a=32)
+    rig = Rig(make_site(breaker_a=25), [one_phase], metered=True)
+    rig.house(-10, 20, 0)  # PV exports 10 A on A, the house imports 20 A on B
+    ramp_to_steady(rig)
+    assert rig.offered() == 32000  # A could take 35 A: capped by the charger's max
+    three_phase = make_charger(max_a=32)
+    rig = Rig(make_site(breaker_a=25), [three_phase], metered=True)
+    rig.house(-10, 20, 0)
+    ramp_to_steady(rig)
+    assert rig.offered() == 0  # B has 5 A, less than the 6 A minimum
+    rig.house(-10, 15, 0)
+    rig.tick(advance_ms=200000)
+    ramp_to_steady(rig)
+    assert rig.offered() == 10000
+
+
+def test_contracted_import_power_caps_the_total():
+    site = make_site(breaker_a=40, max_import_w=9200)
+    rig = Rig(site, [make_charger(max_a=32)], metered=True)
+    ramp_to_steady(rig)
+    # 9200 W over 3 phases at 230 V = 13.33 A per phase.
+    assert rig.offered() == 13300  # 13.33 A, in 0.1 A steps
+    assert rig.reason() == "contract"
+    rig.house(5, 0, 0)  # 1150 W more house load: 1.67 A less per phase
+    rig.tick()
+    assert rig.offered() == 11600
+
+
+def test_circuit_limit_caps_the_charger():
+    charger = make_charger(max_a=32, circuit_ma=20000)
+    rig = Rig(make_site(breaker_a=63), [charger])
+    ramp_to_steady(rig)
+    assert rig.offered() == 20000
+    assert rig.reason() == "circuit"
+
+
+def test_manual_and_off_modes():
+    charger = make_charger(max_a=32, mode="manual", manual_ma=10000)
+    rig = Rig(make_site(breaker_a=63), [charger])
+    ramp_to_steady(rig)
+    assert (rig.offered(), rig.reason()) == (10000, "ok")
+    charger.mode = "off"
+    rig.tick()
+    assert (rig.offered(), rig.reason()) == (0, "off")
+
+
+def test_shedding_pauses_lowest_priority_first_and_only_as_needed():
+    first = make_charger("first", priority=1, max_a=16)
+    second = make_charger("second", priority=2, max_a=16)
+    third = make_charger("third", priority=3, max_a=16)
+    # Listed out of priority order on purpose.
+    rig = Rig(make_site(breaker_a=40), [third, first, second], metered=True)
+    rig.house(18, 18, 18)  # 22 A left: three minimums (18 A) fit
+    ramp_to_steady(rig)
+    assert [offer > 0 for offer in (rig.offered(0), rig.offered(1), rig.offered(2))] == [True, True, True]
+    assert rig.offered(1) >= rig.offered(2) >= rig.offered(0)
+    rig.house(25, 25, 25)  # 15 A left: two minimums fit, priority 3 pauses
+    rig.tick()
+    assert (rig.offered(0), rig.reason(0)) == (0, "breaker")
+    assert rig.offered(1) >= 6000 and rig.offered(2) >= 6000
+    rig.house(30, 30, 30)  # 10 A left: priority 2 goes too, priority 1 keeps 10 A
+    rig.tick()
+    assert rig.offered(2) == 0
+    assert rig.offered(1) == 9000  # its share from before: increases wait for the ramp
+    for _ in range(5):
+        rig.tick()
+    assert (rig.offered(1), rig.offered(2), rig.offered(0)) == (10000, 0, 0)
+
+
+def test_paused_charger_waits_min_pause_before_restarting():
+    rig = Rig(make_site(breaker_a=25, min_pause_ms=180000), [make_charger(max_a=16)], metered=True)
+    ramp_to_steady(rig)
+    rig.house(22, 22, 22)
+    rig.tick()
+    assert rig.offered() == 0
+    pause_start = rig.now
+    rig.house(0, 0, 0)  # the load is gone again
+    rig.tick()
+    assert (rig.offered(), rig.reason()) == (0, "min_pause")
+    while rig.now - pause_start + 1000 < 180000:
+        rig.tick()
+        assert rig.offered() == 0
+    rig.tick()
+    assert rig.now - pause_start == 180000
+    assert rig.offered() == 6000
+
+
+def test_failsafe_on_stale_meter_and_recovery():
+    charger = make_charger(max_a=16, failsafe_ma=8000)
+    other = make_charger("other", priority=2, max_a=16)
+    rig = Rig(make_site(breaker_a=40, meter_timeout_ms=10000), [charger, other])
+    ramp_to_steady(rig)
+    assert rig.offered(0) == 16000
+    last_reading = rig.reading.tick_ms
+    rig.tick(advance_ms=10000, reading=False)  # exactly meter_timeout: still valid
+    assert rig.now - last_reading == 10000
+    assert rig.reason(0) != "failsafe"
+    rig.tick(advance_ms=1, reading=False)
+    assert (rig.offered(0), rig.reason(0)) == (8000, "failsafe")
+    assert (rig.offered(1), rig.reason(1)) == (0, "failsafe")
+    assert rig.guard.failsafe
+    rig.tick()  # data returns: recovery is automatic, ramping up from there
+    assert not rig.guard.failsafe
+    assert rig.reason(0) == "ramp"
+    assert rig.offered(0) == 8000
+    assert rig.offered(1) == 6000
+    ramp_to_steady(rig)
+    assert rig.offered(0) == 16000
+
+
+def test_no_reading_at_all_is_failsafe():
+    rig = Rig(make_site(), [make_charger()])
+    fill_targets(rig.chargers, rig.targets)
+    rig.guard.tick(None, rig.statuses, rig.targets, 5000, rig.commands)
+    assert (rig.offered(), rig.reason()) == (0, "failsafe")
+
+
+def test_unreachable_charger_keeps_its_offer_counted_as_drawn():
+    first = make_charger("first", priority=1, max_a=16)
+    second = make_charger("second", priority=2, max_a=16)
+    rig = Rig(make_site(breaker_a=32), [first, second])
+    ramp_to_steady(rig)
+    assert rig.offered(0) == 16000 and rig.offered(1) == 16000
+    rig.statuses[0].reachable = False
+    rig.house(10, 10, 10)
+    rig.tick()
+    assert (rig.offered(0), rig.reason(0)) == (16000, "unavailable")
+    # 32 - 10 house - 16 (unreachable, counted as drawn) = 6 A for the other.
+    assert rig.offered(1) == 6000
+    rig.statuses[0].reachable = True  # back: takes part again
+    rig.tick()
+    assert rig.reason(0) != "unavailable"
+
+
+def test_car_that_lags_a_decrease_is_not_taken_for_house_load():
+    first = make_charger("first", priority=1, max_a=16)
+    second = make_charger("second", priority=2, max_a=16)
+    rig = Rig(make_site(breaker_a=40, ev_response_ms=5000), [first, second])
+    rig.lag = 3  # the cars follow a new limit three readings later
+    ramp_to_steady(rig)
+    rig.house(8, 8, 8)
+    ramp_to_steady(rig)
+    assert rig.offered(0) == 16000 and rig.offered(1) == 16000
+    rig.house(20, 8, 8)  # a 12 A step on A: 40 - 20 = 20 A for two chargers
+    offers = []
+    for _ in range(8):
+        rig.tick()
+        offers.append((rig.offered(0), rig.offered(1)))
+    # The cut happens at once and is not deepened while the cars catch up.
+    assert offers[0] == (14000, 6000)
+    for pair in offers:
+        assert pair == (14000, 6000)
+
+
+def test_idle_charger_gets_its_minimum_only_if_it_fits():
+    busy = make_charger("busy", priority=2, max_a=16)
+    idle = make_charger("idle", priority=1, max_a=16)
+    rig = Rig(make_site(breaker_a=25), [busy, idle], metered=True)
+    rig.statuses[1].car = CAR_NONE
+    ramp_to_steady(rig)
+    assert (rig.offered(1), rig.reason(1)) == (6000, "no_car")
+    assert rig.offered(0) == 16000
+    rig.house(4, 4, 4)  # 21 A left: busy keeps 16, 5 A is below the idle one's minimum
+    rig.tick()
+    assert rig.offered(0) == 16000
+    assert (rig.offered(1), rig.reason(1)) == (0, "no_car")
+
+
+def test_connected_car_takes_part_and_priority_one_is_served_first():
+    first = make_charger("first", priority=1, max_a=16)
+    second = make_charger("second", priority=2, max_a=16)
+    rig = Rig(make_site(breaker_a=25), [first, second], metered=True)
+    rig.statuses[0].car = CAR_CONNECTED  # plugged in, not drawing yet
+    ramp_to_steady(rig)
+    assert rig.offered(0) == 16000
+    assert (rig.offered(1), rig.reason(1)) == (9000, "breaker")
+
+
+def test_house_scheme_does_not_subtract_the_chargers():
+    rig = Rig(make_site(breaker_a=25, scheme=SCHEME_HOUSE), [make_charger(max_a=32)])
+    rig.house(10, 10, 10)
+    rig.simulate = False  # the meter sees the house only
+    rig.reading.reset()
+    rig.reading.phase_count = 3
+    for phase in range(3):
+        rig.reading.current_ma[phase] = 10000
+    ramp_to_steady(rig)
+    assert rig.offered() == 15000
+
+
+def test_single_phase_site():
+    charger = make_charger(phases=1, phase_map=(0,), max_a=32)
+    rig = Rig(make_site(breaker_a=40, phases=1), [charger], metered=True)
+    rig.house(15, 0, 0, phases=1)
+    ramp_to_steady(rig)
+    assert rig.offered() == 25000
+
+
+def test_totals_only_reading_spreads_power_over_phases():
+    rig = Rig(make_site(breaker_a=25), [make_charger(max_a=32)])
+    rig.simulate = False
+    rig.statuses[0].car = CAR_CONNECTED
+    rig.reading.reset()
+    rig.reading.import_w = 13800  # 20 A per phase at 230 V
+    rig.reading.export_w = 0
+    rig.statuses[0].current_ma = [0, 0, 0]
+    ramp_to_steady(rig)
+    assert rig.offered() == 0  # 5 A left < the 6 A minimum
+
+
+def test_power_only_measurement_counts_as_draw():
+    rig = Rig(make_site(breaker_a=25), [make_charger(max_a=32)])
+    rig.car_max_ma[0] = 10000  # the car takes only 10 A of the offer
+    rig.house(5, 5, 5)
+    ramp_to_steady(rig)
+    status = rig.statuses[0]
+    status.current_ma = [None, None, None]
+    status.power_w = 3 * 230 * 10
+    status.tick_ms = rig.now + 20000
+    rig.house(12, 12, 12)
+    rig.tick(advance_ms=20000)
+    # 25 - 12 house = 13 A; measured 10 A of draw, not the 20 A offered.
+    assert rig.offered() == 13000
+
+
+def test_disabled_charger_stays_off_even_in_failsafe():
+    rig = Rig(make_site(), [make_charger(failsafe_ma=10000, enabled=False)])
+    rig.tick(reading=False)
+    assert rig.offered() == 0
+
+
+def test_tick_allocates_nothing_once_warm():
+    import gc
+
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    rig = Rig(make_site(max_import_w=20000), [make_charger(), make_charger("b", priority=2)], metered=True)
+    rig.statuses[1].reachable = False
+    rig.house(3, 4, 5)
+    ramp_to_steady(rig, 5)
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(20):
+            rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
+        after = gc.mem_alloc()
+    finally:
+        gc.enable()
+    assert after - before == 0, after - before

@@ -1,0 +1,505 @@
+# chargeguard.net.http against a tiny in-process HTTP server (both runtimes).
+#
+# FakeServer is also used by test_v2c_trydan.py.
+import sys
+
+import asyncio
+
+from chargeguard.net import http
+from chargeguard.net.http import HttpClient
+
+IS_MPY = sys.implementation.name == "micropython"
+HOST = "127.0.0.1"
+HANG = None  # in a FakeServer script: stop answering, wait for the client to go
+
+
+def now_ms():
+    import time
+
+    if IS_MPY:
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000)
+
+
+def elapsed_ms(start):
+    import time
+
+    if IS_MPY:
+        return time.ticks_diff(time.ticks_ms(), start)
+    return now_ms() - start
+
+
+def reply(status=200, body=b"", headers=b"", length=True):
+    """Raw bytes of a plain HTTP/1.1 answer."""
+    if isinstance(body, str):
+        body = body.encode()
+    head = b"HTTP/1.1 %d X\r\n" % status
+    if length:
+        head += b"Content-Length: %d\r\n" % len(body)
+    return head + headers + b"\r\n" + body
+
+
+class FakeServer:
+    """HTTP server on 127.0.0.1 driven by a script per request.
+
+    `handler(method, path, body)` returns a list of steps: bytes are sent,
+    an int sleeps that many ms, HANG stops answering until the client closes
+    (or the server is closed). After the last step the connection is closed.
+    Every request is recorded in `requests` as (method, path, headers, body);
+    `client_closed` counts connections the client closed while we waited.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = []
+        self.client_closed = 0
+        self.port = 0
+        self._server = None
+        self._tasks = []
+
+    async def start(self):
+        if not IS_MPY:
+            self._server = await asyncio.start_server(self._serve, HOST, 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            return self
+        # MicroPython's server does not tell its port: try a few random ones.
+        import random
+
+        for _ in range(50):
+            port = 20000 + random.getrandbits(14) * 2
+            try:
+                self._server = await asyncio.start_server(self._serve, HOST, port)
+            except OSError:
+                continue
+            self.port = port
+            return self
+        raise OSError("no free port")
+
+    async def close(self):
+        for task in self._tasks:
+            task.cancel()
+        self._server.close()
+        await self._server.wait_closed()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def _serve(self, reader, writer):
+        task = asyncio.current_task()
+        self._tasks.append(task)
+        try:
+            await self._handle(reader, writer)
+        except Exception:
+            pass
+        finally:
+            self._tasks.remove(task)
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except Exception:
+                pass
+
+    async def _handle(self, reader, writer):
+        line = await reader.readline()
+        parts = line.decode().split()
+        if len(parts) < 2:
+            return
+        headers = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        self.requests.append((parts[0], parts[1], headers, body))
+        for step in self.handler(parts[0], parts[1], body):
+            if step is HANG:
+                # Wait for the client to give up: read() returns b"" on close.
+                while await reader.read(64):
+                    pass
+                self.client_closed += 1
+                return
+            if isinstance(step, int):
+                await asyncio.sleep(step / 1000)
+                continue
+            writer.write(step)
+            await writer.drain()
+
+
+def serve(handler, check):
+    """Run `await check(server)` with a FakeServer answering by `handler`."""
+
+    async def main():
+        server = await FakeServer(handler).start()
+        try:
+            await check(server)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def answer(*steps):
+    return lambda method, path, body: steps
+
+
+def test_get_with_content_length():
+    async def check(server):
+        client = HttpClient()
+        code = await client.get(HOST, server.port, "/RealTimeData", 1000)
+        assert code == 200, client.error
+        assert client.error is None
+        assert bytes(client.body()) == b"hello"
+        assert client.body_is(b"hello")
+        assert not client.body_is(b"hell")
+        method, path, headers, body = server.requests[0]
+        assert (method, path, body) == ("GET", "/RealTimeData", b"")
+        assert headers["host"] == "127.0.0.1:%d" % server.port
+        assert headers["connection"] == "close"
+
+    serve(answer(reply(200, b"hello")), check)
+
+
+def test_request_line_is_http10():
+    seen = []
+
+    def handler(method, path, body):
+        return [reply(204)]
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/a?b=1", 1000) == 204
+        assert client.body_len == 0
+        seen.append(server.requests[0][1])
+
+    serve(handler, check)
+    assert seen == ["/a?b=1"]
+
+
+def test_read_to_close_and_split_packets():
+    raw = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+    steps = (raw[:7], 20, raw[7:30], 20, raw[30:] + b"OK\r\n", 20, b"and more")
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 200, client.error
+        assert bytes(client.body()) == b"OK\r\nand more"
+
+    serve(answer(*steps), check)
+
+
+def test_body_is_ignores_surrounding_whitespace():
+    async def check(server):
+        client = HttpClient(max_body=16)
+        assert await client.get(HOST, server.port, "/", 1000) == 200
+        assert client.body_is(b"OK")
+        assert not client.body_is(b"KO")
+
+    serve(answer(reply(200, b" OK\r\n")), check)
+
+
+def test_header_names_any_case_and_extra_bytes_ignored():
+    raw = b"HTTP/1.1 200 OK\r\ncontent-LENGTH:  3 \r\nX-A: b\r\n\r\nabcdef"
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 200, client.error
+        assert bytes(client.body()) == b"abc"
+
+    serve(answer(raw), check)
+
+
+def test_bare_newlines_accepted():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 200, client.error
+        assert bytes(client.body()) == b"xy"
+
+    serve(answer(b"HTTP/1.0 200 OK\nContent-Length: 2\n\nxy"), check)
+
+
+def test_http_error_status_is_returned_with_body():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 500
+        assert client.error is None
+        assert bytes(client.body()) == b"boom"
+
+    serve(answer(reply(500, b"boom")), check)
+
+
+def test_body_limit_exact_fits():
+    async def check(server):
+        client = HttpClient(max_body=64)
+        assert await client.get(HOST, server.port, "/", 1000) == 200, client.error
+        assert client.body_len == 64
+
+    serve(answer(reply(200, b"x" * 64, length=False)), check)
+
+
+def test_oversize_body_without_length():
+    async def check(server):
+        client = HttpClient(max_body=64)
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_BODY_TOO_LARGE
+        assert client.body_len == 0
+
+    serve(answer(reply(200, b"x" * 65, length=False)), check)
+
+
+def test_oversize_content_length_refused_before_reading():
+    async def check(server):
+        client = HttpClient(max_body=64)
+        start = now_ms()
+        assert await client.get(HOST, server.port, "/", 2000) == 0
+        assert client.error == http.ERR_BODY_TOO_LARGE
+        # Refused from the header alone, not after waiting for 100000 bytes.
+        assert elapsed_ms(start) < 1000
+
+    serve(answer(b"HTTP/1.0 200 OK\r\nContent-Length: 100000\r\n\r\n", HANG), check)
+
+
+def test_oversize_body_after_large_head_chunk():
+    # Body bytes that arrive with the head count against the limit too.
+    async def check(server):
+        client = HttpClient(max_body=8)
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_BODY_TOO_LARGE
+
+    serve(answer(reply(200, b"y" * 40, length=False)), check)
+
+
+def test_head_too_large():
+    big = b"HTTP/1.0 200 OK\r\nX-Filler: " + b"z" * 2000 + b"\r\n\r\n"
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_HEAD_TOO_LARGE
+
+    serve(answer(big), check)
+
+
+def test_chunked_refused():
+    raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nOK\r\n0\r\n\r\n"
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_ENCODING
+
+    serve(answer(raw), check)
+
+
+def test_truncated_body():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_TRUNCATED_BODY
+
+    serve(answer(b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nabc"), check)
+
+
+def test_closed_without_response():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_NO_RESPONSE
+
+    serve(answer(), check)
+
+
+def test_closed_in_head():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 0
+        assert client.error == http.ERR_TRUNCATED_HEAD
+
+    serve(answer(b"HTTP/1.0 200 OK\r\nContent-"), check)
+
+
+def test_bad_status_lines():
+    for raw in (b"garbage\r\n\r\n", b"HTTP/1.0 2x0 OK\r\n\r\n", b"HTTP/1.0 200OK\r\n\r\n", b"{\"a\": 1}\n\n"):
+
+        async def check(server):
+            client = HttpClient()
+            assert await client.get(HOST, server.port, "/", 1000) == 0
+            assert client.error == http.ERR_BAD_STATUS, (raw, client.error)
+
+        serve(answer(raw), check)
+
+
+def test_bad_content_length():
+    for value in (b"", b"12a", b"-1", b"99999999999"):
+        raw = b"HTTP/1.0 200 OK\r\nContent-Length: " + value + b"\r\n\r\n"
+
+        async def check(server):
+            client = HttpClient()
+            assert await client.get(HOST, server.port, "/", 1000) == 0
+            assert client.error == http.ERR_BAD_LENGTH, (value, client.error)
+
+        serve(answer(raw), check)
+
+
+def test_hung_peer_times_out_at_deadline_and_is_closed():
+    async def check(server):
+        client = HttpClient()
+        start = now_ms()
+        assert await client.get(HOST, server.port, "/", 300) == 0
+        took = elapsed_ms(start)
+        assert client.error == http.ERR_TIMEOUT
+        assert 250 <= took < 1000, took
+        for _ in range(50):
+            if server.client_closed:
+                break
+            await asyncio.sleep(0.01)
+        assert server.client_closed == 1
+
+    serve(answer(HANG), check)
+
+
+def test_deadline_covers_the_body():
+    # Head at once, then the body trickles in: the one deadline still holds.
+    steps = (b"HTTP/1.0 200 OK\r\nContent-Length: 10\r\n\r\nab", 150, b"cd", 150, b"ef", 150, b"gh", HANG)
+
+    async def check(server):
+        client = HttpClient()
+        start = now_ms()
+        assert await client.get(HOST, server.port, "/", 300) == 0
+        assert client.error == http.ERR_TIMEOUT
+        assert elapsed_ms(start) < 1000
+
+    serve(answer(*steps), check)
+
+
+def test_zero_timeout_fails_without_connecting():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 0) == 0
+        assert client.error == http.ERR_TIMEOUT
+        assert server.requests == []
+
+    serve(answer(reply(200, b"x")), check)
+
+
+def test_connection_refused():
+    ports = []
+
+    async def check(server):
+        ports.append(server.port)
+
+    serve(answer(), check)
+
+    async def main():
+        client = HttpClient()
+        assert await client.get(HOST, ports[0], "/", 1000) == 0
+        assert client.error == "connection refused", client.error
+
+    asyncio.run(main())
+
+
+def test_bad_paths_rejected_without_connecting():
+    async def check(server):
+        client = HttpClient()
+        for path in ("", "x", "/a b", "/a\r\nX: y"):
+            assert await client.get(HOST, server.port, path, 1000) == 0
+            assert client.error == http.ERR_BAD_REQUEST
+        assert server.requests == []
+
+    serve(answer(reply(200)), check)
+
+
+def test_post_json():
+    def handler(method, path, body):
+        return [reply(200, b'{"echo": %d}' % len(body))]
+
+    async def check(server):
+        client = HttpClient()
+        code = await client.post(HOST, server.port, "/override", '{"state": "active"}', 1000)
+        assert code == 200, client.error
+        assert client.json() == {"echo": 19}
+        method, path, headers, body = server.requests[0]
+        assert method == "POST" and path == "/override"
+        assert headers["content-type"] == "application/json"
+        assert headers["content-length"] == "19"
+        assert body == b'{"state": "active"}'
+
+    serve(handler, check)
+
+
+def test_post_length_counts_bytes_not_characters():
+    async def check(server):
+        client = HttpClient()
+        assert await client.post(HOST, server.port, "/n", '{"name": "Zoë"}', 1000) == 200
+        method, path, headers, body = server.requests[0]
+        assert headers["content-length"] == str(len(body)) == "16"
+
+    serve(answer(reply(200)), check)
+
+
+def test_json_errors_raise_value_error():
+    async def check(server):
+        client = HttpClient()
+        assert await client.get(HOST, server.port, "/", 1000) == 200
+        try:
+            client.json()
+        except ValueError:
+            return
+        raise AssertionError("no ValueError")
+
+    serve(answer(reply(200, b'{"ChargeState": ')), check)
+
+
+def test_client_reused_with_same_buffer():
+    def handler(method, path, body):
+        return [reply(200, path[1:].encode())]
+
+    async def check(server):
+        client = HttpClient()
+        buf = client.buf
+        for name in ("first", "2nd", "third-one"):
+            assert await client.get(HOST, server.port, "/" + name, 1000) == 200
+            assert bytes(client.body()) == name.encode()
+        assert client.buf is buf and len(buf) == http.MAX_BODY
+        # A failure after a success leaves no stale body behind.
+        assert await client.get(HOST, server.port, "/a b", 1000) == 0
+        assert client.body_len == 0 and client.status == 0
+
+    serve(handler, check)
+
+
+def test_cancel_closes_connection():
+    async def check(server):
+        client = HttpClient()
+        task = asyncio.create_task(client.get(HOST, server.port, "/", 5000))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError("not cancelled")
+        for _ in range(50):
+            if server.client_closed:
+                break
+            await asyncio.sleep(0.01)
+        assert server.client_closed == 1
+        # The client is usable again afterwards.
+        assert not client._busy
+
+    serve(answer(HANG), check)
+
+
+def test_busy_client_refuses_second_request():
+    async def check(server):
+        client = HttpClient()
+        first = asyncio.create_task(client.get(HOST, server.port, "/", 300))
+        await asyncio.sleep(0.05)
+        assert await client.get(HOST, server.port, "/", 300) == 0
+        assert await first == 0
+        assert client.error == http.ERR_TIMEOUT
+
+    serve(answer(HANG), check)

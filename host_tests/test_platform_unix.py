@@ -1,0 +1,491 @@
+# platform/unix.py (and platform/common.py) on CPython and the MicroPython unix port.
+import os
+import sys
+import time
+
+import asyncio
+
+import support
+from chargeguard import platform
+from chargeguard.platform import common, unix
+
+P1_SAMPLE = b"/ISK5\\2M550T-1012\r\n\r\n1-0:1.7.0(00.123*kW)\r\n!ABCD\r\n"
+UNIX_BOARD = {"name": "unix", "uart_device": None}
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _dirname(path):
+    cut = path.rfind("/")
+    return path[:cut] if cut > 0 else "."
+
+
+def _absolute(path):
+    return path if path.startswith("/") else os.getcwd() + "/" + path
+
+
+ROOT = _absolute(_dirname(support.HERE))
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _setenv(name, value):
+    # CPython reads os.environ; the unix port has putenv/unsetenv only.
+    environ = getattr(os, "environ", None)
+    if environ is not None:
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+        return
+    if value is None:
+        os.unsetenv(name)
+    else:
+        os.putenv(name, value)
+
+
+def _find_program(names):
+    folders = [_dirname(sys.executable)]
+    for folder in (os.getenv("PATH") or "").split(":"):
+        if folder:
+            folders.append(folder)
+    for name in names:
+        for folder in folders:
+            path = folder + "/" + name
+            if _exists(path):
+                return path
+    return None
+
+
+def _micropython():
+    if support.IS_MICROPYTHON and sys.executable:
+        return sys.executable
+    return _find_program(("micropython",))
+
+
+def _cpython():
+    if not support.IS_MICROPYTHON:
+        return sys.executable
+    return _find_program(("python3", "python"))
+
+
+def _exit_code(status):
+    # os.system returns a wait status on both runtimes: a signal in the low
+    # bits, else the exit code in the high byte.
+    if status & 0x7F:
+        return -(status & 0x7F)
+    return (status >> 8) & 0xFF
+
+
+def _read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+async def _collect(uart, want, buf_size, limit_ms):
+    buf = bytearray(buf_size)
+    got = bytearray()
+    start = common.ticks_ms()
+    largest = 0
+    while len(got) < want and common.ticks_diff(common.ticks_ms(), start) < limit_ms:
+        count = await uart.readinto(buf)
+        assert 0 <= count <= buf_size
+        if count > largest:
+            largest = count
+        got.extend(buf[:count])
+    return bytes(got), largest
+
+
+async def _idle_read(uart):
+    buf = bytearray(16)
+    start = common.ticks_ms()
+    count = await uart.readinto(buf)
+    return count, common.ticks_diff(common.ticks_ms(), start)
+
+
+# --- load, clock -------------------------------------------------------------
+
+
+def test_load_returns_unix_module_on_host():
+    assert platform.load() is unix
+    assert unix.Platform(UNIX_BOARD).name == "unix"
+
+
+def test_emulated_ticks_wrap_at_2_pow_30():
+    period = common.EMU_TICKS_PERIOD
+    assert period == 1 << 30
+    top = period - 1
+    assert common.emu_ticks_add(top, 1) == 0
+    assert common.emu_ticks_add(0, -1) == top
+    assert common.emu_ticks_add(top - 2, 10) == 7
+    assert common.emu_ticks_diff(3, top - 2) == 6
+    assert common.emu_ticks_diff(top - 2, 3) == -6
+    assert common.emu_ticks_diff(common.emu_ticks_add(top, 500), top) == 500
+    # The signed range is [-period/2, period/2 - 1].
+    assert common.emu_ticks_diff(period // 2 - 1, 0) == period // 2 - 1
+    assert common.emu_ticks_diff(period // 2, 0) == -(period // 2)
+
+
+def test_platform_ticks_wrap_around():
+    p = unix.Platform(UNIX_BOARD)
+    top = p.ticks_add(0, -1)
+    if not support.IS_MICROPYTHON:
+        assert top == (1 << 30) - 1
+    near_end = p.ticks_add(0, -5)
+    after = p.ticks_add(near_end, 12)
+    assert after == 7
+    assert p.ticks_diff(after, near_end) == 12
+    assert p.ticks_diff(near_end, after) == -12
+    assert p.ticks_add(top, 1) == 0
+
+
+def test_ticks_advance_with_time():
+    p = unix.Platform(UNIX_BOARD)
+    start = p.ticks_ms()
+    time.sleep(0.03)
+    elapsed = p.ticks_diff(p.ticks_ms(), start)
+    assert 20 <= elapsed < 2000
+
+
+def test_sleep_ms_is_awaitable():
+    p = unix.Platform(UNIX_BOARD)
+
+    async def main():
+        start = p.ticks_ms()
+        await p.sleep_ms(15)
+        return p.ticks_diff(p.ticks_ms(), start)
+
+    elapsed = asyncio.run(main())
+    assert 10 <= elapsed < 2000
+
+
+def test_wall_time_is_int_seconds_since_1970_and_settable():
+    p = unix.Platform(UNIX_BOARD)
+    now = p.wall_time()
+    assert isinstance(now, int)
+    assert abs(now - int(time.time())) <= 2
+    p.set_wall_time(1750000000)
+    assert 1750000000 <= p.wall_time() <= 1750000002
+    assert p.wall_time_valid()
+    p.set_wall_time(1000)
+    assert not p.wall_time_valid()
+
+
+# --- storage, network, system --------------------------------------------------
+
+
+def test_storage_dir_argument_created_with_parents():
+    base = support.make_tmpdir("storage")
+    path = base + "/a/b"
+    p = unix.Platform(UNIX_BOARD, storage_dir=path)
+    assert p.storage_dir() == path
+    assert _exists(path)
+    with open(path + "/probe", "w") as handle:
+        handle.write("x")
+    # A second call and an existing directory are fine.
+    assert unix.Platform(UNIX_BOARD, storage_dir=path).storage_dir() == path
+
+
+def test_storage_dir_from_environment():
+    base = support.make_tmpdir("storage-env")
+    path = base + "/state"
+    _setenv(unix.ENV_STORAGE, path)
+    try:
+        assert unix.Platform(UNIX_BOARD).storage_dir() == path
+        assert _exists(path)
+    finally:
+        _setenv(unix.ENV_STORAGE, None)
+
+
+def test_network_follows_environment():
+    p = unix.Platform(UNIX_BOARD)
+    assert p.network_up()
+    assert asyncio.run(p.wifi_connect("home", "secret", 1000)) is True
+    assert p.ip_address() == "127.0.0.1"
+    assert p.wifi_status() == "connected"
+    _setenv(unix.ENV_NETWORK_DOWN, "1")
+    try:
+        assert not p.network_up()
+        assert asyncio.run(p.wifi_connect("home", "secret", 1000)) is False
+        assert p.ip_address() is None
+        assert p.wifi_status() == "off"
+    finally:
+        _setenv(unix.ENV_NETWORK_DOWN, None)
+    assert p.network_up()
+    p.wifi_disconnect()
+
+
+def test_free_memory_and_board_io():
+    p = unix.Platform(UNIX_BOARD)
+    free = p.free_memory()
+    if support.IS_MICROPYTHON:
+        assert isinstance(free, int) and free > 0
+    else:
+        assert free is None
+    p.init_board()
+    p.set_led(True)
+    assert p.led_on
+    assert not p.button_pressed()
+    assert p.reset_cause() == "power_on"
+    assert p.ap_start("ChargeGuard") == "127.0.0.1"
+    p.ap_stop()
+
+
+# --- UART ----------------------------------------------------------------------
+
+
+def test_open_uart_needs_a_device():
+    _setenv(unix.ENV_P1_DEVICE, None)
+    p = unix.Platform(UNIX_BOARD)
+    try:
+        p.open_uart(115200, 8, None, 1, True)
+    except OSError:
+        pass
+    else:
+        raise AssertionError("no device must raise OSError")
+
+
+def test_uart_device_precedence():
+    board = {"name": "unix", "uart_device": "/dev/from-board"}
+    assert unix.Platform(board).uart_device() == "/dev/from-board"
+    _setenv(unix.ENV_P1_DEVICE, "/dev/from-env")
+    try:
+        assert unix.Platform(board).uart_device() == "/dev/from-env"
+        assert unix.Platform(board, uart_device="/dev/arg").uart_device() == "/dev/arg"
+    finally:
+        _setenv(unix.ENV_P1_DEVICE, None)
+
+
+def test_open_uart_rejects_bad_line_settings():
+    p = unix.Platform(UNIX_BOARD, uart_device="/dev/null")
+    for args in ((115200, 9, None, 1), (115200, 8, 2, 1), (115200, 8, None, 3), (0, 8, None, 1)):
+        try:
+            p.open_uart(args[0], args[1], args[2], args[3], True)
+        except ValueError:
+            continue
+        raise AssertionError("accepted %r" % (args,))
+
+
+def _check_pty_reads(p, write):
+    uart = p.open_uart(115200, 8, None, 1, True)
+    try:
+        assert uart.is_tty
+        write()
+        data, largest = asyncio.run(_collect(uart, len(P1_SAMPLE), 64, 3000))
+        assert data == P1_SAMPLE
+        assert largest > 1  # several bytes per call, not one per await
+        count, elapsed = asyncio.run(_idle_read(uart))
+        assert count == 0
+        assert unix.POLL_MS <= elapsed + 2 < 2000
+    finally:
+        uart.close()
+    uart.close()  # idempotent
+
+
+def test_pty_uart_reads_what_the_other_side_writes():
+    if support.IS_MICROPYTHON:
+        _pty_test_through_cpython_feeder()
+        return
+    master, slave = os.openpty()
+    try:
+        p = unix.Platform(UNIX_BOARD, uart_device=os.ttyname(slave))
+        _check_pty_reads(p, lambda: os.write(master, P1_SAMPLE))
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+_PTY_FEEDER = """
+import os, sys, time
+master, slave = os.openpty()
+with open(sys.argv[1] + ".tmp", "w") as handle:
+    handle.write(os.ttyname(slave))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+deadline = time.time() + 10
+while not os.path.exists(sys.argv[2]) and time.time() < deadline:
+    time.sleep(0.01)
+os.write(master, %r)
+time.sleep(3)
+"""
+
+
+def _pty_test_through_cpython_feeder():
+    # The unix port cannot create a pty (no openpty, no ioctl): a CPython
+    # process makes one, tells its path through a file and writes when told.
+    python = _cpython()
+    if python is None:
+        support.skip("no CPython interpreter to create a pty")
+    tmp = support.make_tmpdir("pty")
+    feeder = tmp + "/feeder.py"
+    name_file = tmp + "/name"
+    ready_file = tmp + "/ready"
+    with open(feeder, "w") as handle:
+        handle.write(_PTY_FEEDER % P1_SAMPLE)
+    os.system("%s %s %s %s > %s/feeder.log 2>&1 &" % (python, feeder, name_file, ready_file, tmp))
+    for _ in range(500):
+        if _exists(name_file):
+            break
+        time.sleep_ms(10)
+    else:
+        support.skip("pty feeder did not start: " + _read(tmp + "/feeder.log"))
+    p = unix.Platform(UNIX_BOARD, uart_device=_read(name_file))
+
+    def tell_feeder():
+        with open(ready_file, "w") as handle:
+            handle.write("go")
+
+    _check_pty_reads(p, tell_feeder)
+
+
+def test_pty_uart_small_buffer_gets_everything_in_order():
+    if support.IS_MICROPYTHON:
+        support.skip("no pty writer here; small buffers are covered by the FIFO test")
+    master, slave = os.openpty()
+    try:
+        p = unix.Platform(UNIX_BOARD, uart_device=os.ttyname(slave))
+        uart = p.open_uart(9600, 7, 0, 1, True)  # DSMR 2.2 line; a pty may refuse 7E1
+        os.write(master, P1_SAMPLE)
+        data, largest = asyncio.run(_collect(uart, len(P1_SAMPLE), 4, 3000))
+        uart.close()
+        assert data == P1_SAMPLE
+        assert largest == 4
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_fifo_uart_reads_bytes_then_silence():
+    # A FIFO is not a tty: no line settings, same non-blocking reads. This runs
+    # the byte-per-poll path on the unix port without any helper process.
+    tmp = support.make_tmpdir("fifo")
+    path = tmp + "/p1"
+    if os.system("mkfifo " + path) != 0:
+        support.skip("mkfifo not available")
+    # open() of a FIFO waits for a writer: start one that comes a bit later.
+    os.system("(sleep 0.2; printf 'abcdef'; sleep 0.2; printf 'ghi') > %s &" % path)
+    p = unix.Platform(UNIX_BOARD, uart_device=path)
+    uart = p.open_uart(115200, 8, None, 1, True)
+    try:
+        assert not uart.is_tty
+        data, _ = asyncio.run(_collect(uart, 6, 16, 3000))
+        assert data == b"abcdef"
+        # read_now: what is there, at once, nothing when nothing is there.
+        small = bytearray(2)
+        assert uart.read_now(small) == 0
+        time.sleep(0.6)
+        assert uart.read_now(small) == 2 and bytes(small) == b"gh"
+        assert uart.read_now(small) == 1 and small[0] == ord("i")
+        assert uart.read_now(small) == 0
+        count, _ = asyncio.run(_idle_read(uart))
+        assert count == 0  # writer gone: silence, not an error
+    finally:
+        uart.close()
+    try:
+        asyncio.run(uart.readinto(bytearray(4)))
+    except OSError:
+        pass
+    else:
+        raise AssertionError("readinto after close must raise")
+
+
+# --- watchdog and reset in a child process --------------------------------------
+
+_CHILD = """
+import sys, time
+if sys.implementation.name != "micropython":
+    sys.path.insert(0, %(shims)r)
+sys.path.insert(0, %(firmware)r)
+from chargeguard.platform import unix
+p = unix.Platform({"name": "unix"})
+mode = %(mode)r
+if mode == "reset":
+    print("resetting")
+    p.reset()
+p.watchdog_start(%(timeout)d)
+if mode == "stall":
+    time.sleep(10)
+elif mode == "feed":
+    for i in range(16):
+        time.sleep(0.05)
+        p.watchdog_feed()
+print("alive")
+"""
+
+
+def _run_child(interpreter, mode, timeout_ms):
+    tmp = support.make_tmpdir("child")
+    script = tmp + "/child.py"
+    out = tmp + "/out.txt"
+    with open(script, "w") as handle:
+        handle.write(
+            _CHILD
+            % {
+                "shims": ROOT + "/tools/shims",
+                "firmware": ROOT + "/firmware",
+                "mode": mode,
+                "timeout": timeout_ms,
+            }
+        )
+    start = common.ticks_ms()
+    status = os.system("%s %s > %s 2>&1" % (interpreter, script, out))
+    elapsed = common.ticks_diff(common.ticks_ms(), start)
+    return _exit_code(status), _read(out), elapsed
+
+
+def _check_watchdog_fires(interpreter):
+    code, output, elapsed = _run_child(interpreter, "stall", 300)
+    assert code != 0, output
+    assert "alive" not in output
+    line = [row for row in output.split("\n") if row.startswith("watchdog:")]
+    assert len(line) == 1, output
+    words = line[0].split()
+    assert line[0] == "watchdog: control loop stalled for %s ms, resetting" % words[5]
+    assert int(words[5]) > 300
+    assert elapsed < 5000  # well before the child's 10 s sleep ends
+
+
+def test_watchdog_resets_a_stalled_micropython_process():
+    interpreter = _micropython()
+    if interpreter is None:
+        support.skip("micropython binary not found")
+    _check_watchdog_fires(interpreter)
+
+
+def test_watchdog_resets_a_stalled_cpython_process():
+    interpreter = _cpython()
+    if interpreter is None:
+        support.skip("CPython not found")
+    _check_watchdog_fires(interpreter)
+
+
+def test_fed_watchdog_lets_the_process_run():
+    ran = 0
+    for interpreter in (_micropython(), _cpython()):
+        if interpreter is None:
+            continue
+        code, output, _ = _run_child(interpreter, "feed", 300)
+        assert code == 0, output
+        assert "alive" in output and "watchdog" not in output
+        ran += 1
+    if not ran:
+        support.skip("no interpreter found for a child process")
+
+
+def test_reset_ends_the_process_with_nonzero_status():
+    ran = 0
+    for interpreter in (_micropython(), _cpython()):
+        if interpreter is None:
+            continue
+        code, output, _ = _run_child(interpreter, "reset", 0)
+        assert code == unix.RESET_EXIT_STATUS, (code, output)
+        assert "resetting" in output and "alive" not in output
+        ran += 1
+    if not ran:
+        support.skip("no interpreter found for a child process")

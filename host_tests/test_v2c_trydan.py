@@ -1,0 +1,547 @@
+# V2C Trydan driver against a scripted fake box on 127.0.0.1 (both runtimes).
+import json
+
+import asyncio
+
+from chargeguard.chargers.v2c_trydan import V2CTrydan
+from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
+from test_http import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+
+# A RealTimeData answer as firmware 2.5.x sends it (values from a charging box).
+REALTIME = {
+    "ID": "ABC123",
+    "ChargeState": 2,
+    "ReadyState": 0,
+    "ChargePower": 7360.4,
+    "ChargeEnergy": 3.4567,
+    "SlaveError": 0,
+    "ChargeTime": 812,
+    "HousePower": 1200.0,
+    "FVPower": 0.0,
+    "BatteryPower": 0.0,
+    "Paused": 0,
+    "Locked": 0,
+    "Timer": 0,
+    "Intensity": 16,
+    "Dynamic": 0,
+    "MinIntensity": 6,
+    "MaxIntensity": 32,
+    "PauseDynamic": 0,
+    "DynamicPowerMode": 0,
+    "ContractedPower": 6900,
+    "FirmwareVersion": "2.5.1",
+    "SSID": "home",
+    "IP": "192.0.2.10",
+    "SignalStatus": 3,
+    "VoltageInstallation": 230,
+    "IntensityMeasure_L1": 10.5,
+    "IntensityMeasure_L2": 10.6,
+    "IntensityMeasure_L3": 10.4,
+    "VoltageMeasure_L1": 231.0,
+    "VoltageMeasure_L2": 230.0,
+    "VoltageMeasure_L3": 229.0,
+}
+
+
+class FakeBox:
+    """The box's HTTP API as far as the driver uses it, plus failure switches."""
+
+    def __init__(self, **fields):
+        self.data = {}
+        self.data.update(REALTIME)
+        self.data.update(fields)
+        self.writes = []  # "Key=Value" of every write request, accepted or not
+        self.reads = 0
+        self.read_steps = None  # when set: the answer to /RealTimeData
+        self.write_steps = None  # when set: the answer to every write
+        self.drop = ()  # keys deleted from the RealTimeData answer
+
+    def handler(self, method, path, body):
+        if path == "/RealTimeData":
+            self.reads += 1
+            if self.read_steps is not None:
+                return self.read_steps
+            data = {}
+            for key in self.data:
+                if key not in self.drop:
+                    data[key] = self.data[key]
+            return [reply(200, json.dumps(data))]
+        if path.startswith("/write/"):
+            pair = path[7:]
+            self.writes.append(pair)
+            if self.write_steps is not None:
+                return self.write_steps
+            key, _, value = pair.partition("=")
+            self.data[key] = int(value)
+            return [reply(200, b"OK")]
+        return [reply(404, b"Not found")]
+
+
+class Clock:
+    def __init__(self):
+        self.ms = 1000
+
+    def __call__(self):
+        return self.ms
+
+
+def with_box(box, check, timeout_ms=1000):
+    async def main():
+        server = await FakeServer(box.handler).start()
+        try:
+            driver = V2CTrydan(HOST, server.port, timeout_ms=timeout_ms, clock=Clock())
+            await check(driver)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def test_realtime_mapping():
+    box = FakeBox()
+
+    async def check(driver):
+        driver._clock.ms = 4242
+        assert await driver.poll()
+        s = driver.status
+        assert s.reachable and s.error is None
+        assert s.tick_ms == 4242
+        assert s.car == CAR_CHARGING
+        assert s.power_w == 7360
+        assert s.session_energy_wh == 3457  # 3.4567 kWh, rounded
+        assert s.current_ma == [10500, 10600, 10400]
+        assert s.offered_ma == 16000
+        assert driver.firmware_version == "2.5.1"
+        assert driver.locked == 0
+        for name in ("power_w", "session_energy_wh", "offered_ma", "tick_ms"):
+            assert isinstance(getattr(s, name), int), name
+
+    with_box(box, check)
+
+
+def test_paused_box_keeps_charge_state_2_but_is_not_charging():
+    box = FakeBox(ChargeState=2, Paused=1, ChargePower=0, IntensityMeasure_L1=0, IntensityMeasure_L2=0, IntensityMeasure_L3=0)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.car == CAR_CONNECTED
+        assert driver.status.offered_ma == 0
+        assert driver.status.current_ma == [0, 0, 0]  # idle zeros are real zeros
+
+    with_box(box, check)
+
+
+def test_charge_states():
+    box = FakeBox()
+
+    async def check(driver):
+        for state, car in ((0, CAR_NONE), (1, CAR_CONNECTED), (2, CAR_CHARGING)):
+            box.data["ChargeState"] = state
+            assert await driver.poll()
+            assert driver.status.car == car
+            assert driver.status.error is None
+        # LAN firmware reports fault states (4, 5, 6) beyond the three documented ones.
+        box.data["ChargeState"] = 5
+        assert await driver.poll()
+        assert driver.status.car == CAR_UNKNOWN
+        assert driver.status.reachable
+        assert driver.status.error == "ChargeState 5"
+
+    with_box(box, check)
+
+
+def test_old_firmware_without_phase_currents():
+    box = FakeBox(FirmwareVersion="2.4.6")
+    box.drop = ("IntensityMeasure_L1", "IntensityMeasure_L2", "IntensityMeasure_L3")
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.current_ma == [None, None, None]
+        assert driver.status.power_w == 7360
+
+    with_box(box, check)
+
+
+def test_phase_currents_all_zero_while_power_flows_are_unknown():
+    box = FakeBox(IntensityMeasure_L1=0, IntensityMeasure_L2=0, IntensityMeasure_L3=0)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.current_ma == [None, None, None]
+
+    with_box(box, check)
+
+
+def test_first_phase_key_alias():
+    box = FakeBox(IntensityMeasure_L1y=7.25)
+    box.drop = ("IntensityMeasure_L1",)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.current_ma == [7250, 10600, 10400]
+
+    with_box(box, check)
+
+
+def test_slave_error_reported_but_reachable():
+    box = FakeBox(SlaveError=10)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.reachable
+        assert driver.status.error == "SlaveError 10"
+        assert driver.last_error == "SlaveError 10"
+        box.data["SlaveError"] = 0
+        assert await driver.poll()
+        assert driver.status.error is None
+        assert driver.last_error == "SlaveError 10"  # kept for diagnostics
+
+    with_box(box, check)
+
+
+def test_garbage_json():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        for raw in (b'{"ChargeState": 2, "Paus', b"\xff\xfe<html>", b"", b"[1, 2]", b'"x"', b"[" * 1500):
+            box.read_steps = [reply(200, raw)]
+            assert not await driver.poll(), raw
+            assert not driver.status.reachable
+            assert driver.status.error == "invalid JSON", (raw, driver.status.error)
+        # Recovery on the next good answer.
+        box.read_steps = None
+        assert await driver.poll()
+        assert driver.status.reachable and driver.status.error is None
+
+    with_box(box, check)
+
+
+def test_missing_or_wrongly_typed_fields():
+    cases = (
+        ({}, ("ChargeState",), "bad ChargeState"),
+        ({}, ("Paused",), "bad Paused"),
+        ({}, ("Intensity",), "bad Intensity"),
+        ({"Intensity": "16"}, (), "bad Intensity"),
+        ({"Paused": 2}, (), "bad Paused"),
+        ({"ChargePower": [1]}, (), "bad ChargePower"),
+        ({"IntensityMeasure_L2": "x"}, (), "bad IntensityMeasure_L2"),
+        ({"ChargeEnergy": 1e300}, (), "bad ChargeEnergy"),
+    )
+    for fields, drop, error in cases:
+        box = FakeBox(**fields)
+        box.drop = drop
+
+        async def check(driver):
+            driver.status.car = CAR_CHARGING
+            assert not await driver.poll()
+            assert driver.status.error == error, (fields, driver.status.error)
+            assert not driver.status.reachable
+            assert driver.status.car == CAR_CHARGING  # untouched by a bad reply
+
+        with_box(box, check)
+
+
+def test_http_500():
+    box = FakeBox()
+    box.read_steps = [reply(500, b"Internal Server Error")]
+
+    async def check(driver):
+        assert not await driver.poll()
+        assert not driver.status.reachable
+        assert driver.status.error == "HTTP 500"
+
+    with_box(box, check)
+
+
+def test_oversize_body():
+    box = FakeBox(SSID="x" * 3000)
+
+    async def check(driver):
+        assert not await driver.poll()
+        assert driver.status.error == "body too large"
+
+    with_box(box, check)
+
+
+def test_hung_box_poll_returns_at_timeout():
+    box = FakeBox()
+    box.read_steps = [HANG]
+
+    async def check(driver):
+        start = now_ms()
+        assert not await driver.poll()
+        took = elapsed_ms(start)
+        assert 250 <= took < 1000, took
+        assert driver.status.error == "timeout"
+        assert not driver.status.reachable
+
+    with_box(box, check, timeout_ms=300)
+
+
+def test_unreachable_box():
+    ports = []
+
+    async def main():
+        server = await FakeServer(FakeBox().handler).start()
+        ports.append(server.port)
+        await server.close()
+        driver = V2CTrydan(HOST, ports[0], timeout_ms=500)
+        assert not await driver.poll()
+        assert driver.status.error == "connection refused"
+        assert not await driver.apply(10000)
+        assert driver.status.error == "write Intensity: connection refused"
+        assert driver.status.tick_ms == 0
+
+    asyncio.run(main())
+
+
+def test_idempotent_writes():
+    box = FakeBox()  # Intensity 16, not paused
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(16000)
+        assert await driver.apply(16999)
+        assert box.writes == []
+        assert await driver.apply(10500)
+        assert box.writes == ["Intensity=10"]
+        assert await driver.apply(10000)
+        assert await driver.poll()
+        assert await driver.apply(10900)
+        assert box.writes == ["Intensity=10"]
+        assert driver.status.offered_ma == 10000
+        assert driver.writes_sent == 1
+
+    with_box(box, check)
+
+
+def test_rounding_is_floor():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        expect = ((6000, 6), (6999, 6), (10999, 10), (31999, 31), (32000, 32))
+        for offered, amps in expect:
+            del box.writes[:]
+            assert await driver.apply(offered)
+            assert box.data["Intensity"] == amps, (offered, box.data["Intensity"])
+            assert driver.status.offered_ma == amps * 1000
+
+    with_box(box, check)
+
+
+def test_below_six_amps_pauses():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        for offered in (5999, 1, 0, -500):
+            del box.writes[:]
+            box.data["Paused"] = 0
+            await driver.poll()
+            assert await driver.apply(offered)
+            assert box.writes == ["Paused=1"], (offered, box.writes)
+            assert driver.status.offered_ma == 0
+        # Already paused: nothing more to send.
+        assert await driver.apply(0)
+        assert box.writes == ["Paused=1"]
+
+    with_box(box, check)
+
+
+def test_clamping_to_box_limits():
+    box = FakeBox(MaxIntensity=20, MinIntensity=8, Intensity=10)
+
+    async def check(driver):
+        # Before the first poll only the hardware range is known.
+        assert driver.target_amps(40000) == 32
+        assert driver.target_amps(7000) == 7
+        assert await driver.poll()
+        assert driver.target_amps(40000) == 20
+        assert await driver.apply(25000)
+        assert box.writes == ["Intensity=20"]
+        # 7 A is below the box's minimum and 8 A is above what we may give.
+        assert await driver.apply(7999)
+        assert box.writes == ["Intensity=20", "Paused=1"]
+        assert driver.status.offered_ma == 0
+
+    with_box(box, check)
+
+
+def test_resume_sets_intensity_before_unpausing():
+    box = FakeBox(Paused=1, Intensity=32, ChargeState=2)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(8000)
+        assert box.writes == ["Intensity=8", "Paused=0"]
+        assert driver.status.offered_ma == 8000
+        assert await driver.poll()
+        assert driver.status.car == CAR_CHARGING
+
+    with_box(box, check)
+
+
+def test_pause_writes_only_paused():
+    box = FakeBox(Dynamic=1, PauseDynamic=0, Intensity=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(3000)
+        assert box.writes == ["Paused=1"]
+
+    with_box(box, check)
+
+
+def test_pause_dynamic_written_first_and_once():
+    box = FakeBox(Dynamic=1, PauseDynamic=0, Intensity=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(12000)
+        assert box.writes == ["PauseDynamic=1", "Intensity=12"]
+        assert await driver.apply(11000)
+        assert await driver.poll()
+        assert await driver.apply(10000)
+        assert box.writes == ["PauseDynamic=1", "Intensity=12", "Intensity=11", "Intensity=10"]
+        # Someone turns the box's modulation back on: we take over again.
+        box.data["PauseDynamic"] = 0
+        assert await driver.poll()
+        assert await driver.apply(10000)
+        assert box.writes[-1] == "PauseDynamic=1"
+
+    with_box(box, check)
+
+
+def test_no_pause_dynamic_when_dynamic_off():
+    box = FakeBox(Dynamic=0, PauseDynamic=0, Intensity=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(12000)
+        assert box.writes == ["Intensity=12"]
+
+    with_box(box, check)
+
+
+def test_body_not_ok_is_a_failed_write_and_retried():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        box.write_steps = [reply(200, b"ERROR")]
+        assert not await driver.apply(10000)
+        assert driver.status.error == "write Intensity=10 refused"
+        assert driver.status.reachable
+        assert driver.status.offered_ma == 16000
+        assert not await driver.apply(10000)
+        assert box.writes == ["Intensity=10", "Intensity=10"]
+        box.write_steps = None
+        assert await driver.apply(10000)
+        assert box.writes == ["Intensity=10", "Intensity=10", "Intensity=10"]
+        assert driver.status.error is None
+        assert driver.last_error == "write Intensity=10 refused"
+        assert await driver.apply(10000)
+        assert len(box.writes) == 3
+
+    with_box(box, check)
+
+
+def test_failed_write_stops_the_sequence():
+    box = FakeBox(Paused=1, Intensity=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        box.write_steps = [reply(500, b"")]
+        assert not await driver.apply(8000)
+        # Never resumed at the old 16 A.
+        assert box.writes == ["Intensity=8"]
+        assert driver.status.error == "write Intensity: HTTP 500"
+        box.write_steps = None
+        assert await driver.apply(8000)
+        assert box.writes == ["Intensity=8", "Intensity=8", "Paused=0"]
+
+    with_box(box, check)
+
+
+def test_hung_write_times_out():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        box.write_steps = [HANG]
+        start = now_ms()
+        assert not await driver.apply(0)
+        assert elapsed_ms(start) < 1000
+        assert driver.status.error == "write Paused: timeout"
+        assert not driver.status.reachable
+
+    with_box(box, check, timeout_ms=300)
+
+
+def test_lost_box_is_rewritten_after_it_returns():
+    box = FakeBox(Intensity=10)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(10000)
+        assert box.writes == []
+        box.read_steps = [HANG]
+        assert not await driver.poll()
+        box.read_steps = None
+        # Without a fresh poll the driver no longer trusts what the box had.
+        assert await driver.apply(10000)
+        assert box.writes == ["Intensity=10", "Paused=0"]
+
+    with_box(box, check, timeout_ms=300)
+
+
+def test_apply_never_raises():
+    box = FakeBox()
+
+    async def check(driver):
+        for bad in (None, "x", [1]):
+            assert not await driver.apply(bad)
+            assert driver.status.error.startswith("driver: ")
+        assert box.writes == []
+
+    with_box(box, check)
+
+
+def test_newest_command_wins():
+    box = FakeBox()
+
+    async def check(driver):
+        assert await driver.poll()
+        box.write_steps = [100, reply(200, b"OK")]  # slow but successful writes
+        first = asyncio.create_task(driver.apply(10000))
+        await asyncio.sleep(0.02)
+        stale = asyncio.create_task(driver.apply(12000))
+        await asyncio.sleep(0)
+        newest = asyncio.create_task(driver.apply(0))
+        assert await first
+        assert not await stale  # superseded while it waited
+        assert await newest
+        assert box.writes == ["Intensity=10", "Paused=1"]
+
+    with_box(box, check)
+
+
+def test_poll_during_write_does_not_undo_it():
+    box = FakeBox(Intensity=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        # A slow poll carries the box's state from before the write (16 A)
+        # and arrives after the write was accepted.
+        box.read_steps = [100, reply(200, json.dumps(box.data))]
+        slow_poll = asyncio.create_task(driver.poll())
+        await asyncio.sleep(0.02)
+        assert await driver.apply(10000)
+        assert await slow_poll
+        assert driver.status.offered_ma == 10000  # not the stale 16 A
+        assert await driver.apply(10000)
+        assert box.writes == ["Intensity=10"]
+
+    with_box(box, check)

