@@ -11,6 +11,7 @@ chargers keep receiving theirs.
 """
 
 import asyncio
+import gc
 
 from micropython import const
 
@@ -28,6 +29,9 @@ WATCHDOG_TIMEOUT_MS = const(10000)  # hardware reset when not fed for this long
 WATCHDOG_STALL_MS = const(3000)  # decide() older than this: stop feeding
 STATUS_LINE_MS = const(1000)  # console status line period (0 = off)
 TASK_RESTART_MS = const(1000)  # pause before a crashed task is restarted
+GC_INTERVAL_MS = const(10000)  # a full collection this often, off the fast path
+
+_mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
 # Driver modules by config type; imported only when a config uses them, so
 # the heap holds the code of the devices that are really there.
@@ -77,6 +81,7 @@ class App:
         self.decisions = 0
         self.last_decision_ms = platform.ticks_ms()
         self.last_errors = [None] * count
+        self.heap_live = 0  # heap in use right after the last collection
         self.running = True
 
     # -- control ------------------------------------------------------------
@@ -93,12 +98,13 @@ class App:
             if self.commands[index].offered_ma != self.sent_ma[index]:
                 self.wake[index].set()
 
+    def on_reading(self):
+        """The meter has a fresh reading: decide at once (the guard's fast path)."""
+        self.have_reading = True
+        self.decide()
+
     async def meter_task(self):
-        meter = self.meter
-        while self.running:
-            if await meter.read():
-                self.have_reading = True
-                self.decide()
+        await self.meter.run(self.on_reading)
 
     async def control_task(self):
         sleep_ms = self.platform.sleep_ms
@@ -143,11 +149,20 @@ class App:
     async def supervisor_task(self):
         platform = self.platform
         platform.watchdog_start(WATCHDOG_TIMEOUT_MS)
+        last_gc_ms = platform.ticks_ms()
         while self.running:
             # Fed only while decisions keep coming: a stuck loop or a dead
             # control task ends in a reset, never in frozen charger limits.
-            if ticks_diff(platform.ticks_ms(), self.last_decision_ms) < WATCHDOG_STALL_MS:
+            now_ms = platform.ticks_ms()
+            if ticks_diff(now_ms, self.last_decision_ms) < WATCHDOG_STALL_MS:
                 platform.watchdog_feed()
+            if ticks_diff(now_ms, last_gc_ms) >= GC_INTERVAL_MS:
+                # Collect at a quiet moment rather than when an allocation
+                # finds the heap full in the middle of a guard decision.
+                last_gc_ms = now_ms
+                gc.collect()
+                if _mem_alloc is not None:
+                    self.heap_live = _mem_alloc()
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
 
     async def status_task(self):
@@ -167,6 +182,8 @@ class App:
         for index in range(len(self.commands)):
             command = self.commands[index]
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), command.reason))
+        if self.heap_live:
+            parts.append("heap %d B" % self.heap_live)
         return " | ".join(parts)
 
     # -- supervision --------------------------------------------------------

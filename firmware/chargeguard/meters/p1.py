@@ -68,16 +68,20 @@ above the per-quantity maximum) are ignored one by one. Everything stays
 in small integers, which are 31-bit on the ESP32.
 
 P1Meter
-    ``P1Meter(uart, ticks_ms)``: the driver. ``uart.readinto(buf)`` is a
-    coroutine returning how many bytes arrived (0 after a poll with
-    nothing); ``ticks_ms()`` is the platform clock.
+    ``P1Meter(uart, ticks_ms, sleep_ms)``: the driver. ``uart.read_now(buf)``
+    copies the bytes already received and returns their count (0 if none)
+    without waiting; ``ticks_ms()`` and ``await sleep_ms(ms)`` are the
+    platform's.
 
-    ``await read() -> bool``: True when a fresh accepted reading is in
+    ``poll() -> bool``: True when a fresh accepted reading is in
     ``reading`` (tick_ms = when the chunk holding its last byte arrived);
-    False after a poll that returned nothing or a rejected telegram (its
-    error kept in ``last_error``), or after READ_CHUNKS_MAX chunks without
-    a telegram, so that the caller can check staleness on a noisy line.
-    Bytes after a completed telegram are kept for the next call.
+    False when nothing more is there, after a rejected telegram (its error
+    kept in ``last_error``), or after READ_CHUNKS_MAX chunks without a
+    telegram, so a noisy line cannot hold up the loop. Bytes after a
+    completed telegram are kept for the next call.
+
+    ``await run(on_reading)``: the meter task; calls ``on_reading()`` after
+    every accepted telegram. Every meter driver has this same ``run``.
 """
 
 from array import array
@@ -114,6 +118,9 @@ IDLE_FLUSH_MS = const(200)
 # P1Meter: UART read buffer, and how many chunks one read() may consume.
 READ_BUFFER_BYTES = const(256)
 READ_CHUNKS_MAX = const(32)
+# How often the driver looks at the UART when it is quiet. At 115200 baud a
+# telegram's end waits at most this long before the guard sees it.
+POLL_MS = const(10)
 
 _TICKS_MASK = const(0x3FFFFFFF)  # MicroPython ticks wrap at 2**30
 
@@ -659,9 +666,10 @@ def _amps(power_w, voltage_mv):
 class P1Meter:
     """The P1 driver: UART bytes in, accepted readings out (see module doc)."""
 
-    def __init__(self, uart, ticks_ms):
+    def __init__(self, uart, ticks_ms, sleep_ms=None):
         self._uart = uart
         self._ticks_ms = ticks_ms
+        self._sleep_ms = sleep_ms
         self.parser = P1Parser()
         self.reading = self.parser.reading
         self.last_error = None
@@ -671,19 +679,19 @@ class P1Meter:
         self._rx_tick = 0  # when the chunk in _buf arrived
         self._quiet_checked = True  # idle() already ran since the last byte
 
-    async def read(self):
-        """Wait for the next accepted telegram; see the module docstring."""
+    def poll(self):
+        """Take in what the UART holds; True when an accepted telegram just completed."""
         parser = self.parser
         chunks = 0
         while True:
             if self._pos < self._end:
                 self._pos = parser.feed(self._buf, self._pos, self._end)
-                if parser.ready:
-                    return self._completed()
+                if parser.ready and self._completed():
+                    return True
                 continue
             if chunks >= READ_CHUNKS_MAX:
                 return False
-            n = await self._uart.readinto(self._buf)
+            n = self._uart.read_now(self._buf)
             now = self._ticks_ms()
             if not n:
                 if not self._quiet_checked and (now - self._rx_tick) & _TICKS_MASK >= IDLE_FLUSH_MS:
@@ -698,6 +706,20 @@ class P1Meter:
             self._pos = 0
             self._end = n
 
+    async def run(self, on_reading):
+        """Read the port forever; call on_reading() after every accepted telegram.
+
+        One coroutine for the life of the driver, sleeping POLL_MS between
+        looks at the UART: nothing is allocated per poll or per telegram.
+        """
+        sleep_ms = self._sleep_ms
+        while True:
+            if self.poll():
+                on_reading()
+                await sleep_ms(0)  # let the chargers' tasks send at once
+            else:
+                await sleep_ms(POLL_MS)
+
     def _completed(self):
         parser = self.parser
         if parser.accepted:
@@ -705,3 +727,13 @@ class P1Meter:
             return True
         self.last_error = parser.error
         return False
+
+
+_FORMATS = {"8N1": (8, None, 1), "7E1": (7, 0, 1)}  # bits, parity (0 = even), stop
+
+
+def from_config(meter_doc, platform):
+    """The P1 driver for a validated `meter` section, on the platform's P1 UART."""
+    bits, parity, stop = _FORMATS[meter_doc["format"]]
+    uart = platform.open_uart(meter_doc["baud"], bits, parity, stop, meter_doc["invert"])
+    return P1Meter(uart, platform.ticks_ms, platform.sleep_ms)

@@ -1,0 +1,45 @@
+# Heap cost of importing each firmware module, on the MicroPython unix port.
+#
+#   micropython tools/heap_report.py [build/device]
+#
+# Imports the modules the sim configuration loads, in dependency order, and
+# prints the heap each one adds (bytecode, function objects, interned names)
+# after a collection. The unix port is 64-bit: an ESP32 needs roughly 55-65 %
+# of these figures.
+import gc
+import sys
+
+import micropython
+
+MODULES = (
+    "chargeguard.core.model",
+    "chargeguard.core.ticks",
+    "chargeguard.core.settings",
+    "chargeguard.core.guard",
+    "chargeguard.core.modes",
+    "chargeguard.platform",
+    "chargeguard.platform.common",
+    "chargeguard.platform.unix",
+    "chargeguard.meters.p1",
+    "chargeguard.net.http",
+    "chargeguard.chargers.v2c_trydan",
+    "chargeguard.app",
+    "chargeguard.config",
+)
+
+
+def main():
+    sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "build/device")
+    gc.collect()
+    start = previous = gc.mem_alloc()
+    for name in MODULES:
+        __import__(name)
+        gc.collect()
+        now = gc.mem_alloc()
+        print("%-34s %6d B" % (name, now - previous))
+        previous = now
+    print("%-34s %6d B" % ("all modules", previous - start))
+    micropython.qstr_info()
+
+
+main()

