@@ -12,10 +12,10 @@ chargers keep receiving theirs.
 
 import asyncio
 import gc
+import sys
 
 from micropython import const
 
-from chargeguard import config as config_module
 from chargeguard.core.guard import Guard
 from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets
@@ -237,9 +237,29 @@ def _amps(milliamps):
     return "%s%d.%d" % (sign, milliamps // 1000, (milliamps % 1000) // 100)
 
 
+def load_config(directory):
+    """(doc, notes) from the config store; the config module is unloaded afterwards.
+
+    Validation and migration are about a fifth of the firmware's code and are
+    needed only while a configuration is read or written, so their heap is
+    given back to the running controller.
+    """
+    import chargeguard
+    from chargeguard import config
+
+    try:
+        return config.load(directory)
+    finally:
+        del config
+        sys.modules.pop("chargeguard.config", None)
+        if "config" in chargeguard.__dict__:
+            delattr(chargeguard, "config")
+        gc.collect()
+
+
 def build(platform, log=print):
     """Load the configuration and build the App (the drivers it names)."""
-    doc, notes = config_module.load(platform.storage_dir())
+    doc, notes = load_config(platform.storage_dir())
     for note in notes:
         log("config: " + note)
     meter = make_meter(doc["meter"], platform)

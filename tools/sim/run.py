@@ -37,31 +37,36 @@ from trydan_emulator import TrydanEmulator  # noqa: E402
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
 
 
-def sim_config(trydan_port):
-    """The configuration the simulated installation runs with."""
-    return {
-        "version": 1,
-        "name": "ChargeGuard sim",
-        "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0},
-        "guard": {"meter_timeout_s": 10, "min_pause_s": 60, "ramp_step_a": 2, "ramp_interval_s": 5},
-        "meter": {"type": "p1", "baud": 115200, "format": "8N1", "invert": True},
-        "chargers": [
+def sim_config(trydan_ports, guard=None):
+    """The configuration the simulated installation runs with (one Trydan per port)."""
+    chargers = []
+    for index, port in enumerate(trydan_ports):
+        chargers.append(
             {
-                "name": "Trydan",
+                "name": "Trydan" if index == 0 else "Trydan%d" % (index + 1),
                 "type": "v2c_trydan",
                 "host": "127.0.0.1",
-                "port": trydan_port,
+                "port": port,
                 "phases": 3,
                 "phase_map": "ABC",
                 "min_a": 6,
                 "max_a": 16,
                 "circuit_a": 16,
-                "priority": 1,
+                "priority": index + 1,
                 "failsafe_a": 0,
                 "mode": "fast",
             }
-        ],
+        )
+    config = {
+        "version": 1,
+        "name": "ChargeGuard sim",
+        "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0},
+        "guard": {"meter_timeout_s": 10, "min_pause_s": 60, "ramp_step_a": 2, "ramp_interval_s": 5},
+        "meter": {"type": "p1", "baud": 115200, "format": "8N1", "invert": True},
+        "chargers": chargers,
     }
+    config["guard"].update(guard or {})
+    return config
 
 
 def micropython_binary():
@@ -74,8 +79,8 @@ def micropython_binary():
     return found
 
 
-def prepare_root(run_dir, trydan_port):
-    """build/sim/<run>: the device filesystem (build/device + board.json) and its storage."""
+def prepare_root(run_dir, config):
+    """build/<run>: the device filesystem (build/device + board.json) and its storage."""
     device = os.path.join(ROOT, "build", "device")
     if not os.path.exists(os.path.join(device, "main.py")):
         sys.exit("sim: build/device is missing; run `make build` first")
@@ -86,7 +91,7 @@ def prepare_root(run_dir, trydan_port):
     shutil.copy(os.path.join(ROOT, "boards", "unix.json"), os.path.join(root, "board.json"))
     os.makedirs(storage)
     with open(os.path.join(storage, "config.json"), "w") as handle:
-        json.dump(sim_config(trydan_port), handle, indent=1)
+        json.dump(config, handle, indent=1)
     return root, storage
 
 
@@ -137,29 +142,33 @@ class Firmware:
 
 
 class Simulation:
-    """The site, its devices and the firmware, stepped once per telegram period."""
+    """The site, its devices and the firmware, stepped once per telegram.
 
-    def __init__(self, heap=None, car_delay_s=2.0, run_name="sim", on_line=None, extra_env=None):
-        self.trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
-        self.trydan.plug(car_max_ma=32000, car_phases=3)
-        self.site = Site([(self.trydan, (0, 1, 2))])
+    chargers: how many Trydan emulators (priority in that order), each with a
+    3-phase car plugged in; guard: overrides of the config's guard section.
+    """
+
+    def __init__(self, heap="96K", car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None):
+        self.trydans = []
+        for _ in range(chargers):
+            trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
+            trydan.plug(car_max_ma=32000, car_phases=3)
+            self.trydans.append(trydan)
+        self.trydan = self.trydans[0]
+        self.site = Site([(trydan, (0, 1, 2)) for trydan in self.trydans])
         self.p1 = PtyP1Port()
         self.meter_silent = False
         self.lines = []
-        run_dir = os.path.join(ROOT, "build", run_name)
-        root, storage = prepare_root(run_dir, self.trydan.port)
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self._keep, extra_env)
-        self.last_telegram = None
-
-    def _keep(self, line):
-        self.lines.append(line)
+        self.config = sim_config([trydan.port for trydan in self.trydans], guard)
+        root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
+        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append)
 
     def send_telegram(self):
-        """Write one telegram with the current site state; returns the grid currents (mA)."""
+        """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""
         currents = self.site.grid_currents_ma()
         self.site.advance(TELEGRAM_PERIOD_S, currents)
         if self.meter_silent:
-            return currents
+            return None
         power = [current * NOMINAL_MV // 1_000_000 for current in currents]
         telegram = build_telegram(
             power_w=power,
@@ -169,13 +178,14 @@ class Simulation:
             energy_export_wh=self.site.export_wh,
             flavour="be",
         )
+        written_ns = time.monotonic_ns()
         self.p1.write(telegram)
-        self.last_telegram = time.monotonic_ns()
-        return currents
+        return written_ns
 
     def stop(self):
         code = self.firmware.stop()
-        self.trydan.stop()
+        for trydan in self.trydans:
+            trydan.stop()
         self.p1.close()
         return code
 

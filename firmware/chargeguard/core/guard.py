@@ -169,62 +169,59 @@ class Guard:
                 draw[charger.phase_map[line]] += estimate if measured is None else measured
 
     def _headroom(self, reading, statuses):
+        """What the commandable chargers may draw together, per phase and in power.
+
+        Unreachable chargers cannot be commanded: what they were last offered
+        is drawn no matter what, so it comes off the headroom up front.
+        """
         site = self.site
+        voltage_v = site.voltage_v
         limit_ma = site.breaker_ma - site.margin_ma
         house_scheme = site.scheme == SCHEME_HOUSE
+        chargers_w = 0
+        fixed_w = 0
         for phase in range(PHASES):
-            if phase >= site.phases:
-                self.headroom_ma[phase] = 0
-                continue
             base = self.grid_ma[phase]
-            if not house_scheme:
-                for state in self.states:
-                    base -= state.draw_ma[phase]
-            self.headroom_ma[phase] = limit_ma - base
+            fixed = 0
+            for index in range(len(self.states)):
+                draw = self.states[index].draw_ma[phase]
+                if not house_scheme:
+                    base -= draw
+                if not statuses[index].reachable:
+                    fixed += draw
+            chargers_w += (self.grid_ma[phase] - base) * voltage_v // 1000
+            fixed_w += fixed * voltage_v // 1000
+            self.headroom_ma[phase] = limit_ma - base - fixed if phase < site.phases else 0
         self.budget_w = _BIG
         if site.max_import_w:
             net_w = reading.net_power_w()
             if net_w is None:
                 net_w = 0
                 for phase in range(site.phases):
-                    net_w += self.grid_ma[phase] * site.voltage_v // 1000
-            if not house_scheme:
-                net_w -= self._charger_power_w()
-            self.budget_w = site.max_import_w - net_w
-
-    def _charger_power_w(self):
-        total_w = 0
-        voltage_v = self.site.voltage_v
-        for index in range(len(self.chargers)):
-            draw = self.states[index].draw_ma
-            total_w += (draw[0] + draw[1] + draw[2]) * voltage_v // 1000
-        return total_w
+                    net_w += self.grid_ma[phase] * voltage_v // 1000
+            self.budget_w = site.max_import_w - (net_w - chargers_w) - fixed_w
 
     # -- decisions --------------------------------------------------------
-
-    def _participates(self, index, statuses, targets_ma):
-        charger = self.chargers[index]
-        return (
-            charger.enabled
-            and statuses[index].reachable
-            and statuses[index].car != CAR_NONE
-            and targets_ma[index] >= charger.min_ma
-        )
 
     def _choose_active(self, statuses, targets_ma, now_ms):
         """Which chargers run this tick: shed lowest priority first until the minimums fit."""
         active = self.active
         min_pause_ms = self.site.min_pause_ms
         for index in self.order:
+            charger = self.chargers[index]
             state = self.states[index]
-            wanted = self._participates(index, statuses, targets_ma)
+            status = statuses[index]
+            wanted = (
+                charger.enabled
+                and status.reachable
+                and status.car != CAR_NONE
+                and targets_ma[index] >= charger.min_ma
+            )
             if wanted and state.paused_by_guard:
                 wanted = ticks_diff(now_ms, state.paused_ms) >= min_pause_ms
             active[index] = wanted
-        # Unreachable chargers cannot be commanded: what they were last
-        # offered is drawn no matter what, so it comes off the headroom.
         while True:
-            reason = self._minimums_fit(statuses)
+            reason = self._minimums_fit()
             if reason is None:
                 break
             victim = -1
@@ -240,55 +237,36 @@ class Guard:
                 state.paused_ms = now_ms
             state.pause_reason = reason
 
-    def _minimums_fit(self, statuses):
+    def _minimums_fit(self):
         """None when every active charger fits at its minimum, else the binding reason."""
+        need = self.left_ma
+        for phase in range(PHASES):
+            need[phase] = 0
         need_w = 0
         voltage_v = self.site.voltage_v
-        for phase in range(PHASES):
-            if phase >= self.site.phases:
-                continue
-            need_ma = self._fixed_draw(phase, statuses)
-            for index in range(len(self.chargers)):
-                if self.active[index]:
-                    charger = self.chargers[index]
-                    for line in range(charger.phases):
-                        if charger.phase_map[line] == phase:
-                            need_ma += charger.min_ma
-            if need_ma > self.headroom_ma[phase]:
-                return REASON_BREAKER
         for index in range(len(self.chargers)):
             if self.active[index]:
                 charger = self.chargers[index]
+                for line in range(charger.phases):
+                    need[charger.phase_map[line]] += charger.min_ma
                 need_w += charger.min_ma * charger.phases * voltage_v // 1000
-        need_w += self._fixed_power_w(statuses)
+        for phase in range(PHASES):
+            if need[phase] > self.headroom_ma[phase]:
+                return REASON_BREAKER
         if need_w > self.budget_w:
             return REASON_CONTRACT
         return None
-
-    def _fixed_draw(self, phase, statuses):
-        """What unreachable chargers draw on a phase (they keep their last offer)."""
-        total = 0
-        for index in range(len(self.chargers)):
-            if self.chargers[index].enabled and not statuses[index].reachable:
-                total += self.states[index].draw_ma[phase]
-        return total
-
-    def _fixed_power_w(self, statuses):
-        total = 0
-        for phase in range(PHASES):
-            total += self._fixed_draw(phase, statuses)
-        return total * self.site.voltage_v // 1000
 
     def _allocate(self, statuses, targets_ma, now_ms, commands):
         site = self.site
         voltage_v = site.voltage_v
         headroom = self.headroom_ma
-        # Work on what is left once the fixed (unreachable) draw and every
-        # active charger's minimum are set aside; give the rest out by priority.
+        # Work on what is left once every active charger's minimum is set
+        # aside; give the rest out by priority.
         left = self.left_ma
         for phase in range(PHASES):
-            left[phase] = headroom[phase] - self._fixed_draw(phase, statuses)
-        budget_left = self.budget_w - self._fixed_power_w(statuses)
+            left[phase] = headroom[phase]
+        budget_left = self.budget_w
         for index in range(len(self.chargers)):
             if self.active[index]:
                 charger = self.chargers[index]
@@ -376,17 +354,14 @@ class Guard:
             return
         self._set_offered(state, 0, now_ms)
         command.offered_ma = 0
-        if state.paused_by_guard and self._fits_alone(index, left):
+        command.reason = state.pause_reason
+        if state.paused_by_guard:
+            # Say "min_pause" only when its minimum would fit now: then the
+            # pause time is all that holds it back.
             command.reason = REASON_MIN_PAUSE
-        else:
-            command.reason = state.pause_reason
-
-    def _fits_alone(self, index, left):
-        charger = self.chargers[index]
-        for line in range(charger.phases):
-            if left[charger.phase_map[line]] < charger.min_ma:
-                return False
-        return True
+            for line in range(charger.phases):
+                if left[charger.phase_map[line]] < charger.min_ma:
+                    command.reason = state.pause_reason
 
     def _ramp(self, state, min_ma, wanted_ma, now_ms):
         """Decrease at once; increase by at most ramp_step_ma per ramp_interval_ms."""
