@@ -6,6 +6,17 @@ from support import IS_MICROPYTHON, read_fixture
 from chargeguard.meters import p1
 from chargeguard.meters.p1 import P1Meter, P1Parser, crc16
 
+# The module's limits are private const()s (no heap on the device), so the
+# tests carry their values: keep them in step with chargeguard/meters/p1.py.
+MAX_TELEGRAM_BYTES = 6144  # _MAX_TELEGRAM_BYTES
+HEADER_MAX = 64  # _HEADER_MAX
+MAX_POWER_W = 1000000  # _MAX_POWER_W
+MIN_VOLTAGE_MV = 50000  # _MIN_VOLTAGE_MV
+MAX_VOLTAGE_MV = 1000000  # _MAX_VOLTAGE_MV
+IDLE_FLUSH_MS = 200  # _IDLE_FLUSH_MS
+READ_BUFFER_BYTES = 256  # _READ_BUFFER_BYTES
+READ_CHUNKS_MAX = 32  # _READ_CHUNKS_MAX
+
 ERRORS = (
     "crc mismatch",
     "no crc on a DSMR 4+ telegram",
@@ -161,8 +172,12 @@ def test_crc16_arc_check_value_and_incremental():
 
 
 def test_crc_table_shared_between_parsers():
-    assert P1Parser()._tbl is P1Parser()._tbl
-    assert len(P1Parser()._tbl) == 256
+    P1Parser()
+    table = p1._table  # built by the first parser (or crc16 call), then kept
+    P1Parser()
+    crc16(b"x")
+    assert p1._table is table
+    assert len(table) == 256
 
 
 def test_fixture_crcs_as_the_readme_states():
@@ -332,7 +347,7 @@ def test_telegram_over_4k_accepted():
 
 
 def test_too_long_rejected_and_resyncs():
-    text = "0-0:96.13.0(" + "41" * (p1.MAX_TELEGRAM_BYTES // 2) + ")"
+    text = "0-0:96.13.0(" + "41" * (MAX_TELEGRAM_BYTES // 2) + ")"
     parser = P1Parser()
     got = events(make([text, POWER]) + make([POWER]), parser=parser)
     assert [g[:3] for g in got] == [(False, "absent", "too long"), (True, "valid", None)]
@@ -708,7 +723,7 @@ def test_header_bytes():
     long_header = "/" + "H" * 200
     events(make([POWER], header=long_header), parser=parser)
     assert parser.accepted
-    assert parser.header_bytes() == long_header.encode()[: p1.HEADER_MAX]
+    assert parser.header_bytes() == long_header.encode()[: HEADER_MAX]
 
 
 # -- robustness ---------------------------------------------------------------
@@ -761,11 +776,11 @@ def test_fuzz_mutated_fixtures_never_raise():
                 count, currents, powers, volts = values[0], values[1], values[2], values[3]
                 assert 0 <= count <= 3
                 # The largest current P/U can give: MAX_POWER_W at MIN_VOLTAGE_MV.
-                top = p1.MAX_POWER_W * 1000 // (p1.MIN_VOLTAGE_MV // 1000)
+                top = MAX_POWER_W * 1000 // (MIN_VOLTAGE_MV // 1000)
                 for k in range(3):
                     assert -top <= currents[k] <= top
-                    assert -p1.MAX_POWER_W <= powers[k] <= p1.MAX_POWER_W
-                    assert 0 <= volts[k] <= p1.MAX_VOLTAGE_MV
+                    assert -MAX_POWER_W <= powers[k] <= MAX_POWER_W
+                    assert 0 <= volts[k] <= MAX_VOLTAGE_MV
             else:
                 assert error in ERRORS, error
         assert parser.n_telegrams == parser.n_accepted + parser.n_rejected
@@ -917,17 +932,17 @@ def test_meter_idle_flush_for_a_short_crc_without_line_end():
     meter = P1Meter(uart, clock.ticks_ms)
     assert read(meter) is False  # the chunk, then a poll too soon for idle
     arrived = meter._rx_tick
-    clock.now += p1.IDLE_FLUSH_MS
+    clock.now += IDLE_FLUSH_MS
     assert read(meter) is True
     assert meter.reading.import_w == 1234 and meter.reading.tick_ms == arrived
 
 
 def test_meter_returns_on_a_noisy_line():
-    noise = b"\x00" * p1.READ_BUFFER_BYTES
-    uart = FakeUart([noise] * (p1.READ_CHUNKS_MAX + 5))
+    noise = b"\x00" * READ_BUFFER_BYTES
+    uart = FakeUart([noise] * (READ_CHUNKS_MAX + 5))
     meter = P1Meter(uart, Clock().ticks_ms)
     assert read(meter) is False
-    assert uart.polls == p1.READ_CHUNKS_MAX
+    assert uart.polls == READ_CHUNKS_MAX
 
 
 def test_meter_ticks_wrap():
@@ -937,5 +952,5 @@ def test_meter_ticks_wrap():
     clock.now = 0x3FFFFFFF - 5
     meter = P1Meter(uart, lambda: clock.now & 0x3FFFFFFF)
     assert read(meter) is False
-    clock.now += p1.IDLE_FLUSH_MS + 1
+    clock.now += IDLE_FLUSH_MS + 1
     assert read(meter) is True

@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.v2c_trydan import V2CTrydan
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
-from test_http import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
 
 # A RealTimeData answer as firmware 2.5.x sends it (values from a charging box).
 REALTIME = {
@@ -111,8 +111,6 @@ def test_realtime_mapping():
         assert s.session_energy_wh == 3457  # 3.4567 kWh, rounded
         assert s.current_ma == [10500, 10600, 10400]
         assert s.offered_ma == 16000
-        assert driver.firmware_version == "2.5.1"
-        assert driver.locked == 0
         for name in ("power_w", "session_energy_wh", "offered_ma", "tick_ms"):
             assert isinstance(getattr(s, name), int), name
 
@@ -259,7 +257,7 @@ def test_oversize_body():
 
     async def check(driver):
         assert not await driver.poll()
-        assert driver.status.error == "body too large"
+        assert driver.status.error == "long body"
 
     with_box(box, check)
 
@@ -355,16 +353,32 @@ def test_clamping_to_box_limits():
 
     async def check(driver):
         # Before the first poll only the hardware range is known.
-        assert driver.target_amps(40000) == 32
-        assert driver.target_amps(7000) == 7
+        assert await driver.apply(40000)
+        assert box.writes == ["Intensity=32", "Paused=0"]
+        assert await driver.apply(7000)
+        assert box.writes[-1] == "Intensity=7"
+        del box.writes[:]
         assert await driver.poll()
-        assert driver.target_amps(40000) == 20
+        assert await driver.apply(40000)
+        assert box.writes == ["Intensity=20"]
         assert await driver.apply(25000)
         assert box.writes == ["Intensity=20"]
         # 7 A is below the box's minimum and 8 A is above what we may give.
         assert await driver.apply(7999)
         assert box.writes == ["Intensity=20", "Paused=1"]
         assert driver.status.offered_ma == 0
+
+    with_box(box, check)
+
+
+def test_box_limits_outside_the_hardware_range_are_ignored():
+    box = FakeBox(MaxIntensity=40, MinIntensity=2, Intensity=10)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert await driver.apply(32000)
+        assert await driver.apply(6000)
+        assert box.writes == ["Intensity=32", "Intensity=6"]
 
     with_box(box, check)
 

@@ -27,98 +27,85 @@ Commanding: `GET /write/<Key>=<Value>`, answered by the body `OK`.
   sequence, and the next apply retries.
 
 Nothing here raises: every failure ends up as a short text in
-`status.error` (and in `last_error`, which later successes do not clear).
+`status.error` (and in `last_error`, which later successes do not clear):
+the HTTP client's error or "HTTP <code>" for a request that failed, "invalid
+JSON", "bad <Key>" for a field that is missing or not a number, "ChargeState
+<n>" / "SlaveError <n>" for a box reporting a fault, "write <Key>: ..." and
+"write <Key>=<Value> refused" for a write, "driver: <exception type>" for a
+surprise.
 """
 
 import time
 
 import asyncio
 
-from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN, ChargerStatus
+from chargeguard.core.model import ChargerStatus
 from chargeguard.net.http import HttpClient
 from micropython import const
 
-TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
-MIN_A = const(6)  # IEC 61851: no charging below 6 A
-MAX_A = const(32)  # the box's hardware maximum
-REALTIME_MAX_BODY = const(2048)  # /RealTimeData is ~800 bytes
-WRITE_MAX_BODY = const(64)  # a write answers "OK"
+_TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
+_MIN_A = const(6)  # IEC 61851: no charging below 6 A
+_MAX_A = const(32)  # the box's hardware maximum
+_REALTIME_MAX_BODY = const(2048)  # /RealTimeData is ~800 bytes
+_WRITE_MAX_BODY = const(64)  # a write answers "OK"
 _FLOAT_LIMIT = const(1000000000)  # no Trydan value comes near this
 
-_PHASE_KEYS = ("IntensityMeasure_L1", "IntensityMeasure_L2", "IntensityMeasure_L3")
-# V2C's published sample payload spells the first key this way; accept both.
-_PHASE1_ALIAS = "IntensityMeasure_L1y"
+# chargeguard.core.model's CAR_* values, repeated as private consts: an
+# imported name would be a global (heap) here. The tests check them.
+_CAR_UNKNOWN = const(0)
+_CAR_NONE = const(1)
+_CAR_CONNECTED = const(2)
+_CAR_CHARGING = const(3)
 
 
-class _BadField(Exception):
-    pass
-
-
-def _default_clock():
-    ticks = getattr(time, "ticks_ms", None)
-    if ticks is not None:
-        return ticks
-    return lambda: time.monotonic_ns() // 1000000
-
-
-def _number(data, key):
-    # A JSON number or None when absent; anything else is a malformed reply.
+def _field(data, key, need=0):
+    # The JSON number at `key`, or None when absent. `need`: 1 = required,
+    # 2 = a 0/1 flag, 3 = both. Anything else is a malformed reply and
+    # raises KeyError(key).
     value = data.get(key)
-    if value is None or isinstance(value, int):
-        return value
-    # The comparison also rejects NaN, which CPython's json accepts.
-    if isinstance(value, float) and -_FLOAT_LIMIT < value < _FLOAT_LIMIT:
-        return value
-    raise _BadField(key)
-
-
-def _required_int(data, key):
-    value = _number(data, key)
     if value is None:
-        raise _BadField(key)
-    return int(value)
-
-
-def _flag(data, key):
-    value = _number(data, key)
-    if value is None:
+        if need & 1:
+            raise KeyError(key)
         return None
-    if value != 0 and value != 1:
-        raise _BadField(key)
-    return int(value)
-
-
-def _milli(value):
-    # A float in a unit (A, kWh) to an integer in thousandths (mA, Wh).
-    return int(round(value * 1000))
+    # The range check also rejects NaN and infinities, which CPython's json accepts.
+    if not (isinstance(value, int) or isinstance(value, float) and -_FLOAT_LIMIT < value < _FLOAT_LIMIT):
+        raise KeyError(key)
+    if need & 2 and value != 0 and value != 1:
+        raise KeyError(key)
+    return value
 
 
 class V2CTrydan:
-    """Driver for one V2C Trydan; `status` is updated in place by `poll()`."""
+    """Driver for one V2C Trydan; `status` is updated in place by `poll()`.
 
-    def __init__(self, host, port=80, timeout_ms=TIMEOUT_MS, clock=None):
+    `clock` is the platform's ticks_ms (default: time.ticks_ms on MicroPython,
+    a monotonic millisecond clock on CPython); it stamps `status.tick_ms`.
+    """
+
+    def __init__(self, host, port=80, timeout_ms=_TIMEOUT_MS, clock=None):
         self.host = host
         self.port = port
         self.timeout_ms = timeout_ms
-        self._clock = clock or _default_clock()
+        self._clock = clock or getattr(time, "ticks_ms", None) or (lambda: time.monotonic_ns() // 1000000)
         self.status = ChargerStatus()
         self.last_error = None
-        self.firmware_version = None
-        self.locked = None  # the box's Locked flag (we never change it)
         self.writes_sent = 0  # write requests sent, for diagnostics
         # Polls and writes use separate clients so a command never queues
-        # behind a slow poll; each is serialised by its own lock.
-        self._reader = HttpClient(max_body=REALTIME_MAX_BODY)
-        self._writer = HttpClient(max_body=WRITE_MAX_BODY)
-        self._poll_lock = asyncio.Lock()
-        self._apply_lock = asyncio.Lock()
-        # What we believe the box has (None = unknown, so the next apply writes).
-        self._intensity = None
-        self._paused = None
-        self._dynamic = None
-        self._pause_dynamic = None
-        self._min_a = None
-        self._max_a = None
+        # behind a slow poll; each kind of call is serialised by its flag.
+        self._reader = HttpClient(_REALTIME_MAX_BODY)
+        self._writer = HttpClient(_WRITE_MAX_BODY)
+        self._polling = False
+        self._applying = False
+        # What we believe the box has, by its key (None = unknown, so the
+        # next apply writes it; 0 = no Min/MaxIntensity known).
+        self._box = {
+            "Intensity": None,
+            "Paused": None,
+            "Dynamic": None,
+            "PauseDynamic": None,
+            "MinIntensity": 0,
+            "MaxIntensity": 0,
+        }
         self._poll_error = None
         # Bumped by every accepted write: a poll that was in flight meanwhile
         # may carry the box's older state and must not overwrite ours.
@@ -126,12 +113,101 @@ class V2CTrydan:
         self._command_seq = 0  # numbers apply() calls; the newest one wins
 
     async def poll(self):
-        """Read /RealTimeData into `status`. Returns True on success; never raises."""
+        """Read /RealTimeData into `status`. Returns True on success; never raises.
+
+        Calls are serialised: one made while another runs waits for it.
+        """
+        while self._polling:
+            # Look again after 10 ms. The app never overlaps calls on one
+            # driver; asyncio.Lock would load a module (~0.7 KB heap) for this.
+            await asyncio.sleep(0.01)
+        self._polling = True
         try:
-            async with self._poll_lock:
-                return await self._poll()
+            gen = self._write_gen
+            client = self._reader
+            code = await client.get(self.host, self.port, "/RealTimeData", self.timeout_ms)
+            if code != 200:
+                # Code 0 is no answer at all: see _failed().
+                return self._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
+            try:
+                data = client.json()
+                if not isinstance(data, dict):
+                    raise ValueError
+            except Exception:
+                # ValueError on MicroPython and CPython; RecursionError on deep nesting.
+                return self._failed("invalid JSON", 1)
+            # Validate everything before touching `status`, so a bad reply
+            # never leaves it half updated.
+            state = int(_field(data, "ChargeState", 1))
+            paused = int(_field(data, "Paused", 3))
+            intensity = int(_field(data, "Intensity", 1))
+            power = _field(data, "ChargePower")
+            energy = _field(data, "ChargeEnergy")
+            slave_error = _field(data, "SlaveError")
+            dynamic = _field(data, "Dynamic", 2)
+            pause_dynamic = _field(data, "PauseDynamic", 2)
+            min_a = _field(data, "MinIntensity")
+            max_a = _field(data, "MaxIntensity")
+            # IntensityMeasure_L1..L3 (one format string costs less heap
+            # than three keys).
+            key = "IntensityMeasure_L%d"
+            l1 = _field(data, key % 1)
+            if l1 is None:
+                # V2C's published sample payload spells the first key this way; accept both.
+                l1 = _field(data, key % 1 + "y")
+            l2 = _field(data, key % 2)
+            l3 = _field(data, key % 3)
+            data = None  # the parsed reply is large: let it go at once
+
+            status = self.status
+            status.reachable = True
+            status.tick_ms = self._clock()
+            if state == 0:
+                status.car = _CAR_NONE
+            elif state == 1 or (state == 2 and paused):
+                status.car = _CAR_CONNECTED
+            elif state == 2:
+                status.car = _CAR_CHARGING
+            else:
+                status.car = _CAR_UNKNOWN
+            status.power_w = None if power is None else int(round(power))
+            status.session_energy_wh = None if energy is None else int(round(energy * 1000))
+            # No per-phase data, or firmware that fills the keys with
+            # zeros while power flows: unknown, not zero.
+            unknown = not (l1 or l2 or l3) and ((power and power > 0) or (l1 is None and l2 is None and l3 is None))
+            k = 0
+            for amps in (l1, l2, l3):
+                status.current_ma[k] = None if unknown or amps is None else int(round(amps * 1000))
+                k += 1
+
+            error = None
+            # "ChargeState 5", "SlaveError 10": built from the keys, as
+            # every long string constant costs heap.
+            if state < 0 or state > 2:
+                error = "ChargeState" + " %d" % state
+            elif slave_error:
+                error = "SlaveError" + " %d" % int(slave_error)
+            self._poll_error = status.error = error
+            if error is not None:
+                self.last_error = error
+
+            # MinIntensity / MaxIntensity only count within 6..32 A (apply() checks).
+            box = self._box
+            box["MinIntensity"] = int(min_a or 0)
+            box["MaxIntensity"] = int(max_a or 0)
+            if gen == self._write_gen:
+                status.offered_ma = 0 if paused else intensity * 1000
+                box["Intensity"] = intensity
+                box["Paused"] = paused
+                box["Dynamic"] = dynamic
+                box["PauseDynamic"] = pause_dynamic
+            return True
+        except KeyError as bad:
+            return self._failed("bad %s" % bad.args[0], 1)
         except Exception as err:
-            return self._poll_failed("driver: %s" % type(err).__name__, False)
+            return self._failed("driver: %s" % type(err).__name__, 1)
+        finally:
+            self._polling = False
 
     async def apply(self, offered_ma):
         """Command the box to offer `offered_ma` (0 = pause).
@@ -143,194 +219,76 @@ class V2CTrydan:
         """
         self._command_seq += 1
         seq = self._command_seq
+        while True:
+            if seq != self._command_seq:
+                return False  # superseded while it waited
+            if not self._applying:
+                break
+            await asyncio.sleep(0.01)  # as in poll()
+        self._applying = True
         try:
-            async with self._apply_lock:
-                if seq != self._command_seq:
+            box = self._box
+            # Whole amps, rounded down: never more than the guard gave.
+            amps = int(offered_ma) // 1000
+            if amps > _MAX_A:
+                amps = _MAX_A
+            limit = box["MaxIntensity"]
+            if _MIN_A <= limit < amps:
+                amps = limit
+            if amps < _MIN_A or amps < box["MinIntensity"] <= _MAX_A:
+                # No charging current fits (the box refuses less than its
+                # MinIntensity, and more would exceed the guard's limit):
+                # pause, and leave Intensity as it is.
+                if box["Paused"] != 1 and not await self._write("Paused", 1):
                     return False
-                ok = await self._apply(int(offered_ma))
+                amps = 0
+            else:
+                if box["Dynamic"] == 1 and box["PauseDynamic"] != 1 and not await self._write("PauseDynamic", 1):
+                    return False
+                if box["Intensity"] != amps and not await self._write("Intensity", amps):
+                    return False
+                if box["Paused"] != 0 and not await self._write("Paused", 0):
+                    return False
+            self.status.offered_ma = amps * 1000
         except Exception as err:
-            self._note_error("driver: %s" % type(err).__name__)
-            return False
-        if ok:
-            self.status.error = self._poll_error
-        return ok
-
-    def target_amps(self, offered_ma):
-        """The Intensity (A) that `apply(offered_ma)` sets, or 0 for a pause."""
-        if offered_ma < MIN_A * 1000:
-            return 0
-        amps = offered_ma // 1000
-        if amps > MAX_A:
-            amps = MAX_A
-        if self._max_a is not None and amps > self._max_a:
-            amps = self._max_a
-        if self._min_a is not None and amps < self._min_a:
-            # The box refuses less than its MinIntensity, and more would
-            # exceed the guard's limit.
-            return 0
-        return amps
-
-    # -- reading ----------------------------------------------------------
-
-    async def _poll(self):
-        gen = self._write_gen
-        client = self._reader
-        code = await client.get(self.host, self.port, "/RealTimeData", self.timeout_ms)
-        if code == 0:
-            return self._poll_failed(client.error, True)
-        if code != 200:
-            return self._poll_failed("HTTP %d" % code, False)
-        try:
-            data = client.json()
-        except Exception:
-            # ValueError on MicroPython and CPython; RecursionError on deep nesting.
-            return self._poll_failed("invalid JSON", False)
-        if not isinstance(data, dict):
-            return self._poll_failed("invalid JSON", False)
-        try:
-            return self._parse(data, gen)
-        except _BadField as bad:
-            return self._poll_failed("bad %s" % bad.args[0], False)
-
-    def _parse(self, data, gen):
-        # Validate everything before touching `status`, so a bad reply never
-        # leaves it half updated.
-        state = _required_int(data, "ChargeState")
-        paused = _flag(data, "Paused")
-        if paused is None:
-            raise _BadField("Paused")
-        intensity = _required_int(data, "Intensity")
-        power = _number(data, "ChargePower")
-        energy = _number(data, "ChargeEnergy")
-        slave_error = _number(data, "SlaveError")
-        dynamic = _flag(data, "Dynamic")
-        pause_dynamic = _flag(data, "PauseDynamic")
-        locked = _flag(data, "Locked")
-        min_a = self._limit(_number(data, "MinIntensity"))
-        max_a = self._limit(_number(data, "MaxIntensity"))
-        l1 = _number(data, _PHASE_KEYS[0])
-        if l1 is None:
-            l1 = _number(data, _PHASE1_ALIAS)
-        l2 = _number(data, _PHASE_KEYS[1])
-        l3 = _number(data, _PHASE_KEYS[2])
-        version = data.get("FirmwareVersion")
-
-        status = self.status
-        status.reachable = True
-        status.tick_ms = self._clock()
-        if state == 0:
-            status.car = CAR_NONE
-        elif state == 1 or (state == 2 and paused):
-            status.car = CAR_CONNECTED
-        elif state == 2:
-            status.car = CAR_CHARGING
-        else:
-            status.car = CAR_UNKNOWN
-        status.power_w = None if power is None else int(round(power))
-        status.session_energy_wh = None if energy is None else _milli(energy)
-        currents = status.current_ma
-        if (l1 is None and l2 is None and l3 is None) or (
-            power and power > 0 and not l1 and not l2 and not l3
-        ):
-            # No per-phase data, or firmware that fills the keys with zeros
-            # while power flows: unknown, not zero.
-            currents[0] = currents[1] = currents[2] = None
-        else:
-            currents[0] = None if l1 is None else _milli(l1)
-            currents[1] = None if l2 is None else _milli(l2)
-            currents[2] = None if l3 is None else _milli(l3)
-
-        error = None
-        if state < 0 or state > 2:
-            error = "ChargeState %d" % state
-        elif slave_error:
-            error = "SlaveError %d" % int(slave_error)
-        self._poll_error = error
-        status.error = error
-        if error is not None:
-            self.last_error = error
-
-        if isinstance(version, str):
-            self.firmware_version = version
-        self.locked = locked
-        self._min_a = min_a
-        self._max_a = max_a
-        if gen == self._write_gen:
-            status.offered_ma = 0 if paused else intensity * 1000
-            self._intensity = intensity
-            self._paused = paused
-            self._dynamic = dynamic
-            self._pause_dynamic = pause_dynamic
+            return self._failed("driver: %s" % type(err).__name__)
+        finally:
+            self._applying = False
+        self.status.error = self._poll_error
         return True
 
-    def _limit(self, value):
-        # MinIntensity / MaxIntensity only count when they make sense.
-        if value is None:
-            return None
-        value = int(value)
-        if value < MIN_A or value > MAX_A:
-            return None
-        return value
-
-    def _poll_failed(self, message, lost):
+    def _failed(self, message, poll=0):
+        # Notes a failure and returns False. `poll`: 0 = an apply, 1 = a poll
+        # (the box is unreachable or talks nonsense), 2 = a poll that got no
+        # answer at all: the box may have rebooted meanwhile, so forget what
+        # it had and let the next apply write everything.
         status = self.status
-        status.reachable = False
-        self._note_error(message)
-        self._poll_error = message
-        if lost:
-            # No answer at all: the box may have rebooted meanwhile, so
-            # forget what it had and let the next apply write everything.
-            self._intensity = None
-            self._paused = None
+        status.error = self.last_error = message
+        if poll:
+            status.reachable = False
+            self._poll_error = message
+            if poll == 2:
+                self._box["Intensity"] = self._box["Paused"] = None
         return False
-
-    def _note_error(self, message):
-        self.status.error = message
-        self.last_error = message
-
-    # -- commanding -------------------------------------------------------
-
-    async def _apply(self, offered_ma):
-        amps = self.target_amps(offered_ma)
-        if amps == 0:
-            if self._paused != 1 and not await self._write("Paused", 1):
-                return False
-            self.status.offered_ma = 0
-            return True
-        if self._dynamic == 1 and self._pause_dynamic != 1:
-            if not await self._write("PauseDynamic", 1):
-                return False
-        if self._intensity != amps and not await self._write("Intensity", amps):
-            return False
-        if self._paused != 0 and not await self._write("Paused", 0):
-            return False
-        self.status.offered_ma = amps * 1000
-        return True
 
     async def _write(self, key, value):
         client = self._writer
         self.writes_sent += 1
-        code = await client.get(self.host, self.port, "/write/%s=%d" % (key, value), self.timeout_ms)
+        pair = "%s=%d" % (key, value)
+        code = await client.get(self.host, self.port, "/write/" + pair, self.timeout_ms)
+        if code == 200 and client.body_is(b"OK"):
+            self._write_gen += 1
+            self._box[key] = value
+            return True
         if code == 0:
             self.status.reachable = False
-            self._note_error("write %s: %s" % (key, client.error))
-            return False
-        if code != 200:
-            self._note_error("write %s: HTTP %d" % (key, code))
-            return False
-        if not client.body_is(b"OK"):
-            self._note_error("write %s=%d refused" % (key, value))
-            return False
-        self._write_gen += 1
-        if key == "Intensity":
-            self._intensity = value
-        elif key == "Paused":
-            self._paused = value
-        elif key == "PauseDynamic":
-            self._pause_dynamic = value
-        return True
+        # "write Intensity=10 refused", "write Intensity: timeout" (short
+        # string pieces: a long constant costs more heap).
+        if code == 200:
+            return self._failed("write " + pair + " refused")
+        return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
 
 
-def from_config(entry, platform, timeout_ms=TIMEOUT_MS):
+def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
     """The driver for one validated `chargers[]` entry of type v2c_trydan."""
     return V2CTrydan(entry["host"], entry["port"], timeout_ms, platform.ticks_ms)

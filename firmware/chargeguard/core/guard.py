@@ -50,16 +50,23 @@ class _ChargerState:
 
     def __init__(self):
         self.offered_ma = 0
-        # After a decrease the car may keep drawing the old current for
-        # ev_response_ms: until then the old value counts as drawn.
-        self.held_ma = 0
-        self.held_since_ms = 0
         self.changed_ms = 0
         self.changed_once = False
+        # The highest offer of the last ev_response_ms: a car that lags a
+        # cut may still draw it.
+        self.high_ma = 0
+        self.high_since_ms = 0
         self.paused_by_guard = False
         self.paused_ms = 0
         self.pause_reason = REASON_BREAKER
-        self.draw_ma = [0, 0, 0]  # estimated draw per site phase, this tick
+        # Estimated draw per site phase this tick. Current is given out on
+        # the last offer (a car lagging a cut then makes the house look
+        # heavier, never lighter: the guard may cut deeper than needed for
+        # a few seconds, never too little). Whether to pause is decided on
+        # the highest offer of the response time, so a car that lags one
+        # cut does not get a second charger paused.
+        self.draw_low_ma = [0, 0, 0]
+        self.draw_high_ma = [0, 0, 0]
 
 
 class Guard:
@@ -80,6 +87,7 @@ class Guard:
         self.active = [False] * len(chargers)
         self.grid_ma = [0, 0, 0]
         self.headroom_ma = [0, 0, 0]
+        self.shed_headroom_ma = [0, 0, 0]
         self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
         self.failsafe = False
         self.failsafe_since_ms = 0
@@ -143,63 +151,72 @@ class Guard:
             charger = self.chargers[index]
             state = self.states[index]
             status = statuses[index]
-            draw = state.draw_ma
+            low = state.draw_low_ma
+            high = state.draw_high_ma
             for phase in range(PHASES):
-                draw[phase] = 0
+                low[phase] = 0
+                high[phase] = 0
             if status.reachable and status.car == CAR_NONE:
                 continue  # nothing plugged in draws nothing
-            # Not measured: the car draws what it was offered, except just
-            # after a decrease, when it may still draw the old current for
-            # up to ev_response_ms; counting the new value then would read
-            # the car's lag as house load and shed more than needed.
-            estimate = state.offered_ma
-            if state.held_ma > estimate and ticks_diff(now_ms, state.held_since_ms) < ev_response_ms:
-                estimate = state.held_ma
+            # Not measured: the car draws what it was offered, or after a cut
+            # up to ev_response_ms, perhaps still the old current.
+            low_estimate = high_estimate = state.offered_ma
+            if ticks_diff(now_ms, state.high_since_ms) < ev_response_ms and state.high_ma > high_estimate:
+                high_estimate = state.high_ma
             # A measurement older than our last command says nothing about
             # what the car does now.
-            fresh = not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
+            fresh = status.reachable and (
+                not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
+            )
             for line in range(charger.phases):
                 measured = None
-                if status.reachable and fresh:
+                if fresh:
                     measured = status.current_ma[line]
                     if measured is None and status.power_w is not None:
                         # Boxes that report only power: spread it over the
                         # charger's phases (exact for a car on all of them).
                         measured = status.power_w * 1000 // (voltage_v * charger.phases)
-                draw[charger.phase_map[line]] += estimate if measured is None else measured
+                phase = charger.phase_map[line]
+                low[phase] += low_estimate if measured is None else measured
+                high[phase] += high_estimate if measured is None else measured
 
     def _headroom(self, reading, statuses):
         """What the commandable chargers may draw together, per phase and in power.
 
-        Unreachable chargers cannot be commanded: what they were last offered
-        is drawn no matter what, so it comes off the headroom up front.
+        Two views: `headroom_ma`/`budget_w` count each car at its last offer
+        (current is given out from these), `shed_headroom_ma`/`shed_budget_w`
+        at the most it may still draw (whether to pause is decided on these).
+        An unreachable charger cannot be commanded: whatever it draws stays
+        in the grid reading and is not given back to the others.
         """
         site = self.site
         voltage_v = site.voltage_v
         limit_ma = site.breaker_ma - site.margin_ma
         house_scheme = site.scheme == SCHEME_HOUSE
-        chargers_w = 0
-        fixed_w = 0
+        low_w = 0
+        high_w = 0
         for phase in range(PHASES):
-            base = self.grid_ma[phase]
-            fixed = 0
-            for index in range(len(self.states)):
-                draw = self.states[index].draw_ma[phase]
-                if not house_scheme:
-                    base -= draw
-                if not statuses[index].reachable:
-                    fixed += draw
-            chargers_w += (self.grid_ma[phase] - base) * voltage_v // 1000
-            fixed_w += fixed * voltage_v // 1000
-            self.headroom_ma[phase] = limit_ma - base - fixed if phase < site.phases else 0
-        self.budget_w = _BIG
+            low = 0
+            high = 0
+            if not house_scheme:
+                for index in range(len(self.states)):
+                    if statuses[index].reachable:
+                        low += self.states[index].draw_low_ma[phase]
+                        high += self.states[index].draw_high_ma[phase]
+            low_w += low * voltage_v // 1000
+            high_w += high * voltage_v // 1000
+            in_use = phase < site.phases
+            self.headroom_ma[phase] = limit_ma - self.grid_ma[phase] + low if in_use else 0
+            self.shed_headroom_ma[phase] = limit_ma - self.grid_ma[phase] + high if in_use else 0
+        self.budget_w = self.shed_budget_w = _BIG
         if site.max_import_w:
             net_w = reading.net_power_w()
             if net_w is None:
                 net_w = 0
                 for phase in range(site.phases):
                     net_w += self.grid_ma[phase] * voltage_v // 1000
-            self.budget_w = site.max_import_w - (net_w - chargers_w) - fixed_w
+            self.budget_w = site.max_import_w - net_w + low_w
+            self.shed_budget_w = site.max_import_w - net_w + high_w
 
     # -- decisions --------------------------------------------------------
 
@@ -251,9 +268,9 @@ class Guard:
                     need[charger.phase_map[line]] += charger.min_ma
                 need_w += charger.min_ma * charger.phases * voltage_v // 1000
         for phase in range(PHASES):
-            if need[phase] > self.headroom_ma[phase]:
+            if need[phase] > self.shed_headroom_ma[phase]:
                 return REASON_BREAKER
-        if need_w > self.budget_w:
+        if need_w > self.shed_budget_w:
             return REASON_CONTRACT
         return None
 
@@ -385,14 +402,12 @@ class Guard:
     def _set_offered(self, state, offered_ma, now_ms):
         if offered_ma == state.offered_ma:
             return
-        if offered_ma < state.offered_ma:
-            held = state.offered_ma
-            # Keep the highest recent value while the car is still following.
-            if state.held_ma > held and ticks_diff(now_ms, state.held_since_ms) < self.site.ev_response_ms:
-                held = state.held_ma
-            else:
-                state.held_since_ms = now_ms
-            state.held_ma = held
+        if state.offered_ma > offered_ma:
+            # Keep the highest offer of the car's response time, across
+            # several cuts in a row.
+            if state.high_ma <= state.offered_ma or ticks_diff(now_ms, state.high_since_ms) >= self.site.ev_response_ms:
+                state.high_ma = state.offered_ma
+                state.high_since_ms = now_ms
         state.offered_ma = offered_ma
         state.changed_ms = now_ms
         state.changed_once = True

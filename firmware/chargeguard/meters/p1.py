@@ -6,7 +6,7 @@ allocated per telegram once the parser is built.
 
 P1Parser
     ``P1Parser()`` builds the buffers (a line buffer, a header buffer, the
-    CRC table) once.
+    CRC table, shared by every parser) once.
 
     ``feed(data, start=0, end=None) -> int`` consumes ``data[start:end]``
     (bytes, bytearray or memoryview, indexed in place) and returns the
@@ -36,7 +36,7 @@ P1Parser
     - ``error``: None when accepted, else "crc mismatch",
       "no crc on a DSMR 4+ telegram", "truncated" (a new telegram began
       before this one ended, or the input ended), "too long" (more than
-      MAX_TELEGRAM_BYTES) or "no power values";
+      6144 bytes from ``/`` to ``!``) or "no power values";
     - ``reading``: a GridReading, updated in place only when a telegram is
       accepted (its tick_ms is left to the driver);
     - ``header_bytes()``: the identification line, with its leading ``/``
@@ -60,67 +60,72 @@ without a CRC. Header text is not used to decide the version.
 
 Values: per-phase net power = import - export; the current's sign comes
 from the phase power (the wire never signs it). Whole-amp currents become
-max(|I|, |P/U|) (U = the phase voltage, else NOMINAL_VOLTAGE_MV); currents
+max(|I|, |P/U|) (U = the phase voltage, else 230 V); currents
 with decimals are used as given; a phase with power and no current gets
 |P/U|. phase_count is the highest phase with a power or a current.
-Values that cannot be real (more than MAX_DIGITS significant digits, or
-above the per-quantity maximum) are ignored one by one. Everything stays
-in small integers, which are 31-bit on the ESP32.
+Values that cannot be real (more than 9 significant digits, or above the
+per-quantity maximum: 1 MW, 2000 A, 1000 V, 999999999 Wh) are ignored one
+by one. Everything stays in small integers, which are 31-bit on the ESP32.
 
 P1Meter
-    ``P1Meter(uart, ticks_ms, sleep_ms)``: the driver. ``uart.read_now(buf)``
-    copies the bytes already received and returns their count (0 if none)
-    without waiting; ``ticks_ms()`` and ``await sleep_ms(ms)`` are the
-    platform's.
+    ``P1Meter(uart, ticks_ms, sleep_ms)``: the driver. It is the same class
+    as P1Parser (one class costs less heap than two), built with a UART;
+    ``parser`` is the object itself, kept for callers that reach the
+    counters through it. ``uart.read_now(buf)`` copies the bytes already
+    received and returns their count (0 if none) without waiting;
+    ``ticks_ms()`` and ``await sleep_ms(ms)`` are the platform's.
 
     ``poll() -> bool``: True when a fresh accepted reading is in
     ``reading`` (tick_ms = when the chunk holding its last byte arrived);
     False when nothing more is there, after a rejected telegram (its error
-    kept in ``last_error``), or after READ_CHUNKS_MAX chunks without a
+    kept in ``last_error``), or after 32 chunks of 256 bytes without a
     telegram, so a noisy line cannot hold up the loop. Bytes after a
     completed telegram are kept for the next call.
 
     ``await run(on_reading)``: the meter task; calls ``on_reading()`` after
     every accepted telegram. Every meter driver has this same ``run``.
+
+The limits are private ``const()``s (``_MAX_TELEGRAM_BYTES`` and so on): a
+public module constant is a global, which costs heap on the device.
 """
 
 from array import array
 
 from micropython import const
 
-from chargeguard.core.model import PHASES, GridReading
+from chargeguard.core.model import GridReading
 
 # Longest telegram accepted, bytes from '/' to '!'. DSMR 5 telegrams with a
 # full 1024-character text message and four M-Bus devices stay near 4 KB;
 # garbage with no end is dropped when it reaches this.
-MAX_TELEGRAM_BYTES = const(6144)
+_MAX_TELEGRAM_BYTES = const(6144)
 # Longest line kept for parsing. Every line read here is under 50 bytes;
 # longer ones (text messages, the BE peak history) are only CRC-checked.
-LINE_MAX = const(96)
+_LINE_MAX = const(96)
 # Longest header kept for header_bytes().
-HEADER_MAX = const(64)
+_HEADER_MAX = const(64)
 # Voltage assumed for I = P/U when the meter gives none for the phase.
-NOMINAL_VOLTAGE_MV = const(230000)
+_NOMINAL_VOLTAGE_MV = const(230000)
 # A phase voltage below this is not used for P/U (lost phase, bad value).
-MIN_VOLTAGE_MV = const(50000)
+_MIN_VOLTAGE_MV = const(50000)
 # Largest plausible values: anything above is a dummy and ignored.
-MAX_POWER_W = const(1000000)
-MAX_CURRENT_MA = const(2000000)
-MAX_VOLTAGE_MV = const(1000000)
-MAX_ENERGY_WH = const(999999999)
+_MAX_POWER_W = const(1000000)
+_MAX_CURRENT_MA = const(2000000)
+_MAX_VOLTAGE_MV = const(1000000)
+_MAX_ENERGY_WH = const(999999999)
 # Significant digits a value may have: 10^9 still fits a 31-bit small int.
-MAX_DIGITS = const(9)
+_MAX_DIGITS = const(9)
 # First `1-3:0.2.8` version value (DSMR 4.0) whose telegrams carry a CRC.
-VERSION_WITH_CRC = const(40)
+_VERSION_WITH_CRC = const(40)
 # P1Meter: quiet time after which idle() completes a telegram that is only
 # waiting for its line end (a meter sends CRC and CR/LF back to back).
-IDLE_FLUSH_MS = const(200)
-# P1Meter: UART read buffer, and how many chunks one read() may consume.
-READ_BUFFER_BYTES = const(256)
-READ_CHUNKS_MAX = const(32)
+_IDLE_FLUSH_MS = const(200)
+# P1Meter: UART read buffer, and how many chunks one poll() may consume.
+_READ_BUFFER_BYTES = const(256)
+_READ_CHUNKS_MAX = const(32)
 # How often the driver looks at the UART when it is quiet. At 115200 baud a
 # telegram's end waits at most this long before the guard sees it.
-POLL_MS = const(10)
+_POLL_MS = const(10)
 
 _TICKS_MASK = const(0x3FFFFFFF)  # MicroPython ticks wrap at 2**30
 
@@ -130,9 +135,10 @@ _CRC = const(2)  # after '!', reading the CRC digits
 
 _END_CRC = const(0)  # '!' seen (CRC digits or none)
 _END_CUT = const(1)  # cut short
-_END_LONG = const(2)  # over MAX_TELEGRAM_BYTES
+_END_LONG = const(2)  # over _MAX_TELEGRAM_BYTES
 _END_NOMARK = const(3)  # pre-4 telegram ended by the next one, no '!'
 
+# Units of a value; also the index of their limit in the tuple in _end_line.
 _U_NONE = const(0)
 _U_W = const(1)
 _U_WH = const(2)
@@ -142,54 +148,55 @@ _U_V = const(4)
 _ABSENT = const(-1)  # value not in the telegram (values are never negative)
 _BAD = const(-2)  # a tariff sum that includes an unusable value
 
-_SEPS = b"-:..("  # what follows each OBIS field a, b, c, d, e
+# What a telegram gave lives in one list (P1Parser._v), so that starting a
+# telegram is one loop and the parser has few attributes. Slots:
+_S_IMP = const(0)  # 1-0:1.7.0 total import W; _S_IMP + 1: 2.7.0 export
+_S_PHASE = const(2)  # 21/22.7.0 L1 import/export W, then L2 (41/42), L3 (61/62)
+_S_CUR = const(8)  # 31/51/71.7.0 current mA, L1..L3
+_S_VOLT = const(11)  # 32/52/72.7.0 voltage mV, L1..L3
+_S_DEC = const(14)  # decimals the current had on the wire, L1..L3
+_S_EREG = const(17)  # 1.8.0 / 2.8.0 energy registers Wh, import then export
+_S_ETAR = const(19)  # sum of 1.8.x / 2.8.x tariff registers Wh (or _BAD)
+_S_AVG = const(21)  # 1-0:1.4.0 BE average demand W
+_S_PEAK = const(22)  # 1-0:1.6.0 BE month peak W
+_S_V4 = const(23)  # >= 0: a DSMR 4+ telegram, which must carry a CRC
+_S_HLEN = const(24)  # length of the header line kept, -1 until it ended
+_SLOTS = const(25)
 
-_table = None
-
-
-def _crc_table():
-    # Built on first use, not at import, and shared by every parser.
-    global _table
-    if _table is None:
-        table = array("H")
-        for byte in range(256):
-            crc = byte
-            for _ in range(8):
-                if crc & 1:
-                    crc = (crc >> 1) ^ 0xA001
-                else:
-                    crc >>= 1
-            table.append(crc)
-        _table = table
-    return _table
+_table = None  # the CRC table, built by the first crc16() call
 
 
 def crc16(data, start=0, end=None, crc=0):
     """CRC16/ARC of data[start:end], continuing from `crc`."""
-    table = _crc_table()
+    global _table
+    table = _table
+    if table is None:
+        # Built on first use, not at import, and shared by every parser.
+        table = array("H")
+        for byte in range(256):
+            c = byte
+            for _ in range(8):
+                c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+            table.append(c)
+        _table = table
     if end is None:
         end = len(data)
-    i = start
-    while i < end:
-        crc = (crc >> 8) ^ table[(crc ^ data[i]) & 0xFF]
-        i += 1
+    while start < end:
+        crc = (crc >> 8) ^ table[(crc ^ data[start]) & 0xFF]
+        start += 1
     return crc
 
 
 class P1Parser:
-    """Streaming P1 telegram framer and parser (see the module docstring)."""
+    """Streaming P1 telegram framer and parser; with a UART, the P1 driver (see module doc)."""
 
-    def __init__(self):
-        self._tbl = _crc_table()
-        self._lb = bytearray(LINE_MAX)
-        self._hb = bytearray(HEADER_MAX)
+    def __init__(self, uart=None, ticks_ms=None, sleep_ms=None):
+        crc16(b"")  # builds the table shared by every parser (_table)
+        self._lb = bytearray(_LINE_MAX)
+        self._hb = bytearray(_HEADER_MAX)
         self._obis = [0, 0, 0, 0, 0]
-        self._p_imp = [0, 0, 0]
-        self._p_exp = [0, 0, 0]
-        self._cur = [0, 0, 0]
-        self._cur_dec = [False, False, False]
-        self._volt = [0, 0, 0]
-        self._scratch = GridReading()
+        self._v = [_ABSENT] * _SLOTS
+        self._v[_S_HLEN] = 0
         self.reading = GridReading()
         self._state = _IDLE
         self._at_ls = True  # the stream start counts as a line start
@@ -198,8 +205,6 @@ class P1Parser:
         self._digits = 0
         self._ll = 0
         self._total = 0
-        self._hlen = 0
-        self._vdec = 0
         self.ready = False
         self.accepted = False
         self.crc = "absent"
@@ -210,11 +215,21 @@ class P1Parser:
         self.n_crc_errors = 0
         self.n_truncated = 0
         self.n_overflows = 0
-        self._begin()
+        # The driver (P1Meter).
+        self.parser = self
+        self.last_error = None
+        self._uart = uart
+        self._ticks_ms = ticks_ms
+        self._sleep_ms = sleep_ms
+        self._buf = bytearray(_READ_BUFFER_BYTES) if uart else None
+        self._pos = 0
+        self._end = 0
+        self._rx_tick = 0  # when the chunk in _buf arrived
+        self._quiet = True  # idle() already ran since the last byte
 
     def header_bytes(self):
         """The last telegram's header line (with '/'), as new bytes."""
-        n = self._hlen
+        n = self._v[_S_HLEN]
         return bytes(self._hb[:n]) if n > 0 else b""
 
     def feed(self, data, start=0, end=None):
@@ -222,7 +237,7 @@ class P1Parser:
         if end is None:
             end = len(data)
         self.ready = False
-        tbl = self._tbl
+        tbl = _table
         lb = self._lb
         state = self._state
         at_ls = self._at_ls
@@ -238,13 +253,10 @@ class P1Parser:
                     self._ll = 0
                     self._state = _IDLE
                     self._at_ls = True
-                    if not self._v4 and self._has_power():
-                        self._close(_END_NOMARK, crc)
-                    else:
-                        self._close(_END_CUT, crc)
+                    self._close(_END_NOMARK if self._v[_S_V4] < 0 and self._has_power() else _END_CUT, crc)
                     return i  # the '/' is read again as the next start
                 total += 1
-                if total > MAX_TELEGRAM_BYTES:
+                if total > _MAX_TELEGRAM_BYTES:
                     self._ll = ll  # a header cut here is still reported
                     self._state = _IDLE
                     self._at_ls = False
@@ -264,11 +276,11 @@ class P1Parser:
                     at_ls = False
                 else:
                     at_ls = False
-                    if ll < LINE_MAX:
+                    if ll < _LINE_MAX:
                         lb[ll] = b
                         ll += 1
                     else:
-                        ll = LINE_MAX + 1  # overlong: only CRC-checked
+                        ll = _LINE_MAX + 1  # overlong: only CRC-checked
             elif state == _CRC:
                 if 0x30 <= b <= 0x39:
                     digit = b - 0x30
@@ -293,17 +305,20 @@ class P1Parser:
                 self._ll = 0
                 self._close(_END_CRC, crc)
                 return i
+            elif b == 0x2F and at_ls:
+                # A telegram starts: forget the previous one's values (the
+                # header length too: -1 until its line ends).
+                state = _BODY
+                v = self._v
+                for k in range(_SLOTS):
+                    v[k] = _ABSENT
+                crc = tbl[0x2F]
+                total = 1
+                lb[0] = b
+                ll = 1
+                at_ls = False
             else:
-                if b == 0x2F and at_ls:
-                    state = _BODY
-                    self._begin()
-                    crc = tbl[0x2F]
-                    total = 1
-                    lb[0] = b
-                    ll = 1
-                    at_ls = False
-                else:
-                    at_ls = b == 0x0A or b == 0x0D
+                at_ls = b == 0x0A or b == 0x0D
             i += 1
         self._state = state
         self._at_ls = at_ls
@@ -319,7 +334,7 @@ class P1Parser:
             self._state = _IDLE
             self._at_ls = True
             self._close(_END_CRC, self._crc)
-        elif self._state == _BODY and self._at_ls and not self._v4 and self._has_power():
+        elif self._state == _BODY and self._at_ls and self._v[_S_V4] < 0 and self._has_power():
             self._state = _IDLE
             self._at_ls = True
             self._ll = 0
@@ -334,32 +349,57 @@ class P1Parser:
             self._ll = 0
         self._at_ls = True
 
+    def poll(self):
+        """P1Meter: take in what the UART holds; True when an accepted telegram just completed."""
+        chunks = 0
+        while True:
+            if self._pos < self._end:
+                self._pos = self.feed(self._buf, self._pos, self._end)
+            elif chunks >= _READ_CHUNKS_MAX:
+                return False
+            else:
+                n = self._uart.read_now(self._buf)
+                now = self._ticks_ms()
+                if n:
+                    chunks += 1
+                    self._rx_tick = now
+                    self._quiet = False
+                    self._pos = 0
+                    self._end = n
+                    continue
+                if self._quiet or (now - self._rx_tick) & _TICKS_MASK < _IDLE_FLUSH_MS:
+                    return False
+                self._quiet = True
+                self.idle()
+                chunks = _READ_CHUNKS_MAX  # the line is quiet: done after this
+            if self.ready:
+                if self.accepted:
+                    self.reading.tick_ms = self._rx_tick
+                    return True
+                self.last_error = self.error
+
+    async def run(self, on_reading):
+        """P1Meter: read the port forever; call on_reading() after every accepted telegram.
+
+        One coroutine for the life of the driver, sleeping _POLL_MS (10 ms)
+        between looks at the UART: nothing is allocated per poll or per
+        telegram.
+        """
+        sleep_ms = self._sleep_ms
+        while True:
+            if self.poll():
+                on_reading()
+                await sleep_ms(0)  # let the chargers' tasks send at once
+            else:
+                await sleep_ms(_POLL_MS)
+
     # -- per telegram -----------------------------------------------------
 
-    def _begin(self):
-        # Forget the previous telegram's values (assignments only).
-        self._v4 = False
-        self._hlen = -1  # header not yet complete
-        self._imp = _ABSENT
-        self._exp = _ABSENT
-        self._e_imp = _ABSENT
-        self._e_exp = _ABSENT
-        self._e_imp_t = _ABSENT
-        self._e_exp_t = _ABSENT
-        self._avg = _ABSENT
-        self._peak = _ABSENT
-        for k in range(PHASES):
-            self._p_imp[k] = _ABSENT
-            self._p_exp[k] = _ABSENT
-            self._cur[k] = _ABSENT
-            self._cur_dec[k] = False
-            self._volt[k] = _ABSENT
-
     def _has_power(self):
-        if self._imp >= 0 or self._exp >= 0:
-            return True
-        for k in range(PHASES):
-            if self._p_imp[k] >= 0 or self._p_exp[k] >= 0:
+        # A total or per-phase power value (slots _S_IMP.._S_CUR - 1).
+        v = self._v
+        for k in range(_S_CUR):
+            if v[k] >= 0:
                 return True
         return False
 
@@ -368,7 +408,8 @@ class P1Parser:
         self.accepted = False
         self.crc = "absent"
         self.n_telegrams += 1
-        if self._hlen < 0:
+        v = self._v
+        if v[_S_HLEN] < 0:
             # Cut inside the header line: keep what there is of it.
             self._end_line(self._ll)
         error = None
@@ -378,44 +419,38 @@ class P1Parser:
         elif how == _END_CUT:
             self.n_truncated += 1
             error = "truncated"
-        else:
-            if self._digits and how == _END_CRC:
-                if self._given == crc:
-                    self.crc = "valid"
-                else:
-                    self.crc = "invalid"
-                    self.n_crc_errors += 1
-                    error = "crc mismatch"
-            elif self._v4:
-                error = "no crc on a DSMR 4+ telegram"
-            if error is None:
-                error = self._derive()
+        elif self._digits and how == _END_CRC:
+            if self._given == crc:
+                self.crc = "valid"
+            else:
+                self.crc = "invalid"
+                self.n_crc_errors += 1
+                error = "crc mismatch"
+        elif v[_S_V4] >= 0:
+            error = "no crc on a DSMR 4+ telegram"
+        if error is None and not self._has_power():
+            error = "no power values"
         self._digits = 0
         self.error = error
-        if error is None:
-            self.accepted = True
-            self.n_accepted += 1
-            self.reading.copy_from(self._scratch)
-        else:
+        if error is not None:
             self.n_rejected += 1
-
-    def _derive(self):
-        # Fill the scratch reading from the collected values.
-        r = self._scratch
+            return
+        self.accepted = True
+        self.n_accepted += 1
+        # Accepted: only now is the reading touched, so a rejected
+        # telegram leaves the previous one in place.
+        r = self.reading
         r.reset()
-        power = False
-        if self._imp >= 0:
-            r.import_w = self._imp
-            power = True
-        if self._exp >= 0:
-            r.export_w = self._exp
-            power = True
+        if v[_S_IMP] >= 0:
+            r.import_w = v[_S_IMP]
+        if v[_S_IMP + 1] >= 0:
+            r.export_w = v[_S_IMP + 1]
         count = 0
-        for k in range(PHASES):
-            p_imp = self._p_imp[k]
-            p_exp = self._p_exp[k]
-            cur = self._cur[k]
-            volt = self._volt[k]
+        for k in range(3):
+            p_imp = v[_S_PHASE + 2 * k]
+            p_exp = v[_S_PHASE + 1 + 2 * k]
+            cur = v[_S_CUR + k]
+            volt = v[_S_VOLT + k]
             if volt > 0:
                 r.voltage_mv[k] = volt
             has_p = p_imp >= 0 or p_exp >= 0
@@ -424,51 +459,54 @@ class P1Parser:
             count = k + 1
             net = 0
             if has_p:
-                power = True
                 if p_imp > 0:
                     net = p_imp
                 if p_exp > 0:
                     net -= p_exp
                 r.power_w[k] = net
-            if cur >= 0 and self._cur_dec[k]:
+            if cur >= 0 and v[_S_DEC + k] > 0:
                 mag = cur
             else:
-                mag = _amps(-net if net < 0 else net, volt)
+                # |I| in mA = |P| / U, with U in decivolts so that every
+                # step stays in 31-bit small ints (|P| <= _MAX_POWER_W).
+                u = (volt if volt >= _MIN_VOLTAGE_MV else _NOMINAL_VOLTAGE_MV) // 100
+                p = -net if net < 0 else net
+                q = p // u
+                mag = q * 10000 + ((p - q * u) * 10000 + (u >> 1)) // u
                 if cur > mag:
                     mag = cur
             r.current_ma[k] = -mag if net < 0 else mag
         r.phase_count = count
-        if not power:
-            return "no power values"
-        r.energy_import_wh = _energy(self._e_imp, self._e_imp_t)
-        r.energy_export_wh = _energy(self._e_exp, self._e_exp_t)
-        if self._avg >= 0:
-            r.avg_demand_w = self._avg
-        if self._peak >= 0:
-            r.month_peak_w = self._peak
-        return None
+        # Energy: the total register when given, else the tariff sum.
+        e = v[_S_EREG] if v[_S_EREG] >= 0 else v[_S_ETAR]
+        r.energy_import_wh = e if e >= 0 else None
+        e = v[_S_EREG + 1] if v[_S_EREG + 1] >= 0 else v[_S_ETAR + 1]
+        r.energy_export_wh = e if e >= 0 else None
+        if v[_S_AVG] >= 0:
+            r.avg_demand_w = v[_S_AVG]
+        if v[_S_PEAK] >= 0:
+            r.month_peak_w = v[_S_PEAK]
 
     # -- per line ---------------------------------------------------------
 
     def _end_line(self, n):
         lb = self._lb
-        if self._hlen < 0:
+        v = self._v
+        if v[_S_HLEN] < 0:
             # The first line is the header: keep it for header_bytes().
-            if n > HEADER_MAX:
-                n = HEADER_MAX
-            if n > LINE_MAX:
-                n = LINE_MAX
+            if n > _HEADER_MAX:
+                n = _HEADER_MAX
             hb = self._hb
             for k in range(n):
                 hb[k] = lb[k]
-            self._hlen = n
+            v[_S_HLEN] = n
             return
-        if n > LINE_MAX:
+        if n > _LINE_MAX:
             return
         # OBIS reference a-b:c.d.e, each field 1..3 digits, then '('.
         obis = self._obis
         f = 0
-        v = 0
+        x = 0
         digits = 0
         i = 0
         while True:
@@ -479,14 +517,14 @@ class P1Parser:
             if 0x30 <= c <= 0x39:
                 if digits == 3:
                     return
-                v = v * 10 + c - 0x30
+                x = x * 10 + c - 0x30
                 digits += 1
-            elif digits and c == _SEPS[f]:
-                obis[f] = v
+            elif digits and c == b"-:..("[f]:
+                obis[f] = x
                 f += 1
                 if f == 5:
                     break
-                v = 0
+                x = 0
                 digits = 0
             else:
                 return
@@ -497,243 +535,147 @@ class P1Parser:
         if j <= i or lb[j - 1] != 0x29:
             return
         j -= 1
-        s = j
-        while s > i and lb[s - 1] != 0x28:
-            s -= 1
+        i = j
+        while i > 0 and lb[i - 1] != 0x28:
+            i -= 1
+        # Which value the line holds: its slot in _v and its unit.
         a = obis[0]
         c = obis[2]
         d = obis[3]
         e = obis[4]
-        if a == 1:  # electricity, any channel b (XT211 sends 1-1:)
-            if d == 7 and e == 0:
-                group = c // 10
-                kind = c - group * 10
-                if kind != 1 and kind != 2:
-                    return
-                if group == 0:
-                    v = self._value(s, j, _U_W, MAX_POWER_W)
-                    if kind == 1:
-                        self._imp = v
-                    else:
-                        self._exp = v
-                elif 2 <= group <= 7:
-                    phase = (group - 2) >> 1
-                    if (group & 1) == 0:  # 21/41/61 import, 22/42/62 export
-                        v = self._value(s, j, _U_W, MAX_POWER_W)
-                        if kind == 1:
-                            self._p_imp[phase] = v
-                        else:
-                            self._p_exp[phase] = v
-                    elif kind == 1:  # 31/51/71 current
-                        self._cur[phase] = self._value(s, j, _U_A, MAX_CURRENT_MA)
-                        self._cur_dec[phase] = self._vdec > 0
-                    else:  # 32/52/72 voltage
-                        self._volt[phase] = self._value(s, j, _U_V, MAX_VOLTAGE_MV)
-            elif d == 8 and (c == 1 or c == 2) and e <= 9:
-                v = self._value(s, j, _U_WH, MAX_ENERGY_WH)
-                if c == 1:
-                    if e == 0:
-                        self._e_imp = v
-                    else:
-                        self._e_imp_t = _add_tariff(self._e_imp_t, v)
-                elif e == 0:
-                    self._e_exp = v
-                else:
-                    self._e_exp_t = _add_tariff(self._e_exp_t, v)
-            elif c == 1 and e == 0 and d == 4:
-                self._avg = self._value(s, j, _U_W, MAX_POWER_W)
-            elif c == 1 and e == 0 and d == 6:
-                self._peak = self._value(s, j, _U_W, MAX_POWER_W)
-            elif c == 0 and d == 2 and e == 8:
-                v = self._value(s, j, _U_NONE, MAX_ENERGY_WH)
-                # A version that does not parse is taken as new: a CRC is
-                # then required, the safe side.
-                if v < 0 or v >= VERSION_WITH_CRC:
-                    self._v4 = True
-        elif a == 0 and c == 96 and d == 1 and e == 4:
-            self._v4 = True  # e-MUCS (BE) version line: always with CRC
-
-    def _value(self, i, j, unit, limit):
-        # Number in lb[i:j] ("00.498*kW"), scaled to W, Wh, mA or mV.
-        # Returns -1 when it is not a plain number of the wanted unit or
-        # cannot be real. Sets _vdec to the count of decimals on the wire.
-        lb = self._lb
+        if a == 0:
+            if c == 96 and d == 1 and e == 4:
+                v[_S_V4] = 1  # e-MUCS (BE) version line: always with CRC
+            return
+        if a != 1:  # electricity, any channel b (XT211 sends 1-1:)
+            return
+        unit = _U_W
+        if d == 7 and e == 0:
+            group = c // 10
+            kind = c - group * 10  # 1 import (or current), 2 export (or voltage)
+            if kind != 1 and kind != 2:
+                return
+            if group == 0:
+                slot = _S_IMP + kind - 1
+            elif 2 <= group <= 7:
+                phase = (group - 2) >> 1
+                if (group & 1) == 0:  # 21/41/61 import, 22/42/62 export
+                    slot = _S_PHASE + 2 * phase + kind - 1
+                elif kind == 1:  # 31/51/71 current
+                    slot = _S_CUR + phase
+                    unit = _U_A
+                else:  # 32/52/72 voltage
+                    slot = _S_VOLT + phase
+                    unit = _U_V
+            else:
+                return
+        elif d == 8 and (c == 1 or c == 2) and e <= 9:
+            slot = (_S_EREG if e == 0 else _S_ETAR) + c - 1
+            unit = _U_WH
+        elif c == 1 and e == 0 and d == 4:
+            slot = _S_AVG
+        elif c == 1 and e == 0 and d == 6:
+            slot = _S_PEAK
+        elif c == 0 and d == 2 and e == 8:
+            slot = _S_V4
+            unit = _U_NONE
+        else:
+            return
+        # The value in lb[i:j] ("00.498*kW"), scaled to W, Wh, mA or mV:
+        # x = -1 when it is not a plain number of the wanted unit or cannot
+        # be real. One pass: `break` leaves x at -1.
+        x = -1
         m = 0
         sig = 0
         dec = 0
         dot = False
         seen = False
-        while i < j:
-            c = lb[i]
-            if 0x30 <= c <= 0x39:
-                seen = True
-                if dot:
-                    dec += 1
-                if m or c != 0x30:
-                    sig += 1
-                    if sig > MAX_DIGITS:
-                        return -1
-                    m = m * 10 + c - 0x30
-            elif c == 0x2E and not dot:
-                dot = True
-            else:
-                break
-            i += 1
-        if not seen:
-            return -1
-        self._vdec = dec
-        got = _U_NONE
-        exp = 0
-        if i < j:
-            if lb[i] != 0x2A:  # '*'
-                return -1
-            i += 1
-            if i < j and (lb[i] | 0x20) == 0x6B:  # k
-                exp = 3
+        while True:
+            while i < j:
+                c = lb[i]
+                if 0x30 <= c <= 0x39:
+                    seen = True
+                    if dot:
+                        dec += 1
+                    if m or c != 0x30:
+                        sig += 1
+                        if sig > _MAX_DIGITS:
+                            break  # a digit then stops the unit check below
+                        m = m * 10 + c - 0x30
+                elif c == 0x2E and not dot:
+                    dot = True
+                else:
+                    break
                 i += 1
-            rest = j - i
-            c = (lb[i] | 0x20) if rest > 0 else 0
-            if rest == 1 and c == 0x77:  # W
-                got = _U_W
-            elif rest == 2 and c == 0x77 and (lb[i + 1] | 0x20) == 0x68:  # Wh
-                got = _U_WH
-            elif rest == 1 and exp == 0 and c == 0x61:  # A -> mA
-                got = _U_A
-                exp = 3
-            elif rest == 1 and exp == 0 and c == 0x76:  # V -> mV
-                got = _U_V
-                exp = 3
-            else:
-                return -1
-        if got != unit:
-            return -1
-        shift = exp - dec
-        if shift > 0:
-            f = 1
-            while shift:
-                f *= 10
-                shift -= 1
-            if m > limit // f:
-                return -1
-            m *= f
-        elif shift < 0:
-            if shift < -MAX_DIGITS:
-                return -1
-            f = 1
-            while shift:
-                f *= 10
-                shift += 1
-            q = m // f
-            if m - q * f >= f - (m - q * f):  # round half up, no overflow
-                q += 1
-            m = q
-        if m > limit:
-            return -1
-        return m
+            if not seen:
+                break
+            got = _U_NONE
+            exp = 0
+            if i < j:
+                if lb[i] != 0x2A:  # '*'
+                    break
+                i += 1
+                if i < j and (lb[i] | 0x20) == 0x6B:  # k
+                    exp = 3
+                    i += 1
+                rest = j - i
+                c = (lb[i] | 0x20) if rest > 0 else 0
+                if rest == 1 and c == 0x77:  # W
+                    got = _U_W
+                elif rest == 2 and c == 0x77 and (lb[i + 1] | 0x20) == 0x68:  # Wh
+                    got = _U_WH
+                elif rest == 1 and exp == 0 and c == 0x61:  # A -> mA
+                    got = _U_A
+                    exp = 3
+                elif rest == 1 and exp == 0 and c == 0x76:  # V -> mV
+                    got = _U_V
+                    exp = 3
+                else:
+                    break
+            if got != unit:
+                break
+            # The largest plausible value of the unit (a version is below any).
+            limit = (_MAX_ENERGY_WH, _MAX_POWER_W, _MAX_ENERGY_WH, _MAX_CURRENT_MA, _MAX_VOLTAGE_MV)[unit]
+            shift = exp - dec
+            if shift < -_MAX_DIGITS:
+                break
+            f = 10 ** (shift if shift > 0 else -shift)  # at most 10**9: a small int
+            if shift > 0:
+                if m > limit // f:
+                    break
+                m *= f
+            elif shift < 0:
+                q = m // f
+                if m - q * f >= f - (m - q * f):  # round half up, no overflow
+                    q += 1
+                m = q
+            if m <= limit:
+                x = m
+            break
+        if slot == _S_V4:
+            # A version that does not parse is taken as new: a CRC is
+            # then required, the safe side.
+            if 0 <= x < _VERSION_WITH_CRC:
+                return
+            x = 1
+        elif _S_ETAR <= slot < _S_AVG:
+            # A tariff register: one unusable register spoils the sum.
+            t = v[slot]
+            if t == _ABSENT:
+                t = 0
+            x = t + x if t >= 0 and 0 <= x <= _MAX_ENERGY_WH - t else _BAD
+        v[slot] = x
+        if unit == _U_A:
+            v[slot + _S_DEC - _S_CUR] = dec
 
 
-def _add_tariff(total, value):
-    # Sum of tariff registers; one unusable register spoils the sum.
-    if total == _BAD or value < 0:
-        return _BAD
-    if total == _ABSENT:
-        return value
-    if value > MAX_ENERGY_WH - total:
-        return _BAD
-    return total + value
-
-
-def _energy(register, tariffs):
-    # The total register when given, else the tariff sum, else None.
-    if register >= 0:
-        return register
-    if tariffs >= 0:
-        return tariffs
-    return None
-
-
-def _amps(power_w, voltage_mv):
-    # |I| in mA = P / U, with U in decivolts so that every step stays in
-    # 31-bit small ints (power_w <= MAX_POWER_W, U >= MIN_VOLTAGE_MV).
-    if voltage_mv < MIN_VOLTAGE_MV:
-        voltage_mv = NOMINAL_VOLTAGE_MV
-    ud = voltage_mv // 100
-    q = power_w // ud
-    r = power_w - q * ud
-    return q * 10000 + (r * 10000 + (ud >> 1)) // ud
-
-
-class P1Meter:
-    """The P1 driver: UART bytes in, accepted readings out (see module doc)."""
-
-    def __init__(self, uart, ticks_ms, sleep_ms=None):
-        self._uart = uart
-        self._ticks_ms = ticks_ms
-        self._sleep_ms = sleep_ms
-        self.parser = P1Parser()
-        self.reading = self.parser.reading
-        self.last_error = None
-        self._buf = bytearray(READ_BUFFER_BYTES)
-        self._pos = 0
-        self._end = 0
-        self._rx_tick = 0  # when the chunk in _buf arrived
-        self._quiet_checked = True  # idle() already ran since the last byte
-
-    def poll(self):
-        """Take in what the UART holds; True when an accepted telegram just completed."""
-        parser = self.parser
-        chunks = 0
-        while True:
-            if self._pos < self._end:
-                self._pos = parser.feed(self._buf, self._pos, self._end)
-                if parser.ready and self._completed():
-                    return True
-                continue
-            if chunks >= READ_CHUNKS_MAX:
-                return False
-            n = self._uart.read_now(self._buf)
-            now = self._ticks_ms()
-            if not n:
-                if not self._quiet_checked and (now - self._rx_tick) & _TICKS_MASK >= IDLE_FLUSH_MS:
-                    self._quiet_checked = True
-                    parser.idle()
-                    if parser.ready:
-                        return self._completed()
-                return False
-            chunks += 1
-            self._rx_tick = now
-            self._quiet_checked = False
-            self._pos = 0
-            self._end = n
-
-    async def run(self, on_reading):
-        """Read the port forever; call on_reading() after every accepted telegram.
-
-        One coroutine for the life of the driver, sleeping POLL_MS between
-        looks at the UART: nothing is allocated per poll or per telegram.
-        """
-        sleep_ms = self._sleep_ms
-        while True:
-            if self.poll():
-                on_reading()
-                await sleep_ms(0)  # let the chargers' tasks send at once
-            else:
-                await sleep_ms(POLL_MS)
-
-    def _completed(self):
-        parser = self.parser
-        if parser.accepted:
-            self.reading.tick_ms = self._rx_tick
-            return True
-        self.last_error = parser.error
-        return False
-
-
-_FORMATS = {"8N1": (8, None, 1), "7E1": (7, 0, 1)}  # bits, parity (0 = even), stop
+# The driver is the parser built with a UART (see the module doc).
+P1Meter = P1Parser
 
 
 def from_config(meter_doc, platform):
     """The P1 driver for a validated `meter` section, on the platform's P1 UART."""
-    bits, parity, stop = _FORMATS[meter_doc["format"]]
-    uart = platform.open_uart(meter_doc["baud"], bits, parity, stop, meter_doc["invert"])
+    # The two formats the config allows: 8N1, or 7E1 (parity 0 = even).
+    seven = meter_doc["format"] == "7E1"
+    uart = platform.open_uart(meter_doc["baud"], 7 if seven else 8, 0 if seven else None, 1, meter_doc["invert"])
     return P1Meter(uart, platform.ticks_ms, platform.sleep_ms)

@@ -1,69 +1,53 @@
 """Helpers shared by the platform modules (esp32.py, unix.py).
 
-Clock and sleep functions that behave the same under MicroPython and CPython,
-and checks of arguments both platforms accept. Imports nothing of the hardware.
+The runtime's clock and sleep, the UART `readinto` both platforms share, and
+checks of arguments both platforms accept. Imports nothing of the hardware.
+
+Heap: every function, global and name here stays loaded on the device for
+good, so only what both platforms call lives here. The CPython stand-ins for
+the clock (ticks that wrap at 2**30 like the ESP32) live in
+tools/shims/cpython_platform.py and are never loaded by MicroPython.
 """
 
 import os
 import sys
-import time
 
-import asyncio
 from micropython import const
 
 IS_MICROPYTHON = sys.implementation.name == "micropython"
 
-# Seconds from 1970-01-01 to 2000-01-01 UTC: the Epoch of most bare-metal
-# MicroPython ports (ESP32 included), see docs/library/time.rst.
-EPOCH_2000_OFFSET = const(946684800)
+# readinto() gives up after _POLL_MS without data, looking every _POLL_STEP_MS.
+_POLL_MS = const(20)
+_POLL_STEP_MS = const(5)
 
-# A wall time before 2024-01-01 UTC means the clock was never set (the ESP32
-# RTC starts at its Epoch after a power loss).
-MIN_VALID_WALL_TIME = 1704067200  # not const(): above the ESP32 small-int range
-
-# The period MicroPython's ESP32 port uses for ticks_ms (TICKS_MAX + 1). Under
-# CPython the emulation wraps at the same value, so wrap-around bugs show up in
-# host tests as they would on the device.
-EMU_TICKS_PERIOD = 1 << 30  # not const(): above the ESP32 small-int range
-_EMU_TICKS_MASK = const((1 << 30) - 1)
-_EMU_TICKS_HALF = const(1 << 29)
-
-DATA_BITS = (5, 6, 7, 8)
-STOP_BITS = (1, 2)
-
-
-def _emu_ticks_ms():
-    return (time.monotonic_ns() // 1000000) & _EMU_TICKS_MASK
-
-
-def emu_ticks_diff(ticks1, ticks2):
-    """Signed ticks1 - ticks2 on the emulated 2**30 ring (for CPython)."""
-    return ((ticks1 - ticks2 + _EMU_TICKS_HALF) & _EMU_TICKS_MASK) - _EMU_TICKS_HALF
-
-
-def emu_ticks_add(ticks, delta):
-    """ticks + delta on the emulated 2**30 ring (for CPython)."""
-    return (ticks + delta) & _EMU_TICKS_MASK
-
-
-if hasattr(time, "ticks_ms"):
-    ticks_ms = time.ticks_ms
-    ticks_diff = time.ticks_diff
-    ticks_add = time.ticks_add
+if IS_MICROPYTHON:
+    # The runtime's own; sleep_ms returns a preallocated awaitable, so a call
+    # allocates nothing.
+    from time import ticks_ms, ticks_diff, ticks_add
+    from asyncio import sleep_ms
 else:
-    ticks_ms = _emu_ticks_ms
-    ticks_diff = emu_ticks_diff
-    ticks_add = emu_ticks_add
+    # CPython: tools/shims is on the path wherever the `micropython` stand-in is.
+    from cpython_platform import ticks_ms, ticks_diff, ticks_add, sleep_ms
 
 
-if hasattr(asyncio, "sleep_ms"):
-    # MicroPython: returns a preallocated awaitable, no allocation per call.
-    sleep_ms = asyncio.sleep_ms
-else:
+async def uart_readinto(uart, buf):
+    """Copy available bytes into `buf`; return their count (>= 1), or 0 after 20 ms without data.
 
-    def sleep_ms(ms):
-        """Awaitable sleep of `ms` milliseconds (CPython)."""
-        return asyncio.sleep(ms / 1000)
+    The `readinto` method of both platforms' UART objects (bound as a class
+    attribute): polls `uart.read_now(buf)` every 5 ms without blocking the
+    event loop.
+    """
+    waited = 0
+    while True:
+        count = uart.read_now(buf)
+        if count:
+            # Let other tasks run even when data never stops coming.
+            await sleep_ms(0)
+            return count
+        if waited >= _POLL_MS:
+            return 0
+        await sleep_ms(_POLL_STEP_MS)
+        waited += _POLL_STEP_MS
 
 
 def check_line(baud, data_bits, parity, stop_bits):
@@ -73,11 +57,11 @@ def check_line(baud, data_bits, parity, stop_bits):
     """
     if not isinstance(baud, int) or baud <= 0:
         raise ValueError("baud")
-    if data_bits not in DATA_BITS:
+    if data_bits not in (5, 6, 7, 8):
         raise ValueError("data_bits")
     if parity is not None and parity not in (0, 1):
         raise ValueError("parity")
-    if stop_bits not in STOP_BITS:
+    if stop_bits not in (1, 2):
         raise ValueError("stop_bits")
 
 
@@ -96,9 +80,3 @@ def makedirs(path):
             # EEXIST on both runtimes; any other problem shows at the stat below.
             pass
     os.stat(path)
-
-
-def getenv(name):
-    """The environment variable `name`, or None (both runtimes)."""
-    value = os.getenv(name)
-    return value if value else None

@@ -3,11 +3,16 @@
 Stand-ins for the ESP32 hardware, faithful where it matters to the firmware:
 the P1 UART is a serial device or the simulator's pty, the network is the
 host's, the watchdog is a thread that ends the process like a reset would.
+Linux only (termios flags, /bin/sh, pty behaviour).
 
 Environment:
   CHARGEGUARD_P1_DEVICE     path of the P1 serial device or pty
   CHARGEGUARD_STORAGE       directory for config and state (default ./storage)
   CHARGEGUARD_NETWORK_DOWN  "1" makes network_up() and wifi_connect() fail
+
+Heap: this module runs under a 96 KB heap in the simulator, so it holds only
+what the firmware calls, constants are `_NAME = const()` (no global), and the
+CPython-only branches are inline code, not extra functions.
 """
 
 import gc
@@ -22,38 +27,18 @@ from micropython import const
 
 from . import common
 
-ENV_P1_DEVICE = "CHARGEGUARD_P1_DEVICE"
-ENV_STORAGE = "CHARGEGUARD_STORAGE"
-ENV_NETWORK_DOWN = "CHARGEGUARD_NETWORK_DOWN"
-DEFAULT_STORAGE = "./storage"
-LOOPBACK_ADDRESS = "127.0.0.1"
+# Exit status of reset() and of a watchdog reset under CPython: non-zero, so a
+# supervisor (the simulator, systemd) sees a reset and not a clean stop.
+_RESET_EXIT_STATUS = const(3)
 
-# readinto() gives up after POLL_MS without data, looking every POLL_STEP_MS.
-POLL_MS = const(20)
-POLL_STEP_MS = const(5)
-
-# Exit status of reset() (and of a watchdog reset under CPython): non-zero, so
-# a supervisor (the simulator, systemd) sees a reset and not a clean stop.
-RESET_EXIT_STATUS = const(3)
-
-# The watchdog thread looks this often (at most) at the last feed.
-WATCHDOG_CHECK_MAX_MS = const(100)
-WATCHDOG_CHECK_MIN_MS = const(5)
-
-# c_cflag bits of Linux (include/uapi/asm-generic/termbits.h). The unix port's
-# termios module exports only setraw/tcgetattr/tcsetattr and speeds.
-_CSIZE = getattr(termios, "CSIZE", 0o60)
-_CSTOPB = getattr(termios, "CSTOPB", 0o100)
-_PARENB = getattr(termios, "PARENB", 0o400)
-_PARODD = getattr(termios, "PARODD", 0o1000)
-_CS_BITS = {
-    5: getattr(termios, "CS5", 0),
-    6: getattr(termios, "CS6", 0o20),
-    7: getattr(termios, "CS7", 0o40),
-    8: getattr(termios, "CS8", 0o60),
-}
-# CPython raises termios.error (not an OSError) for a non-tty; the unix port OSError.
-_TERMIOS_ERRORS = (OSError, getattr(termios, "error", OSError))
+# Linux values. The unix port's termios module exports only
+# setraw/tcgetattr/tcsetattr and speeds, so the c_cflag bits come from
+# include/uapi/asm-generic/termbits.h (CSn is (n - 5) << 4).
+_POLLIN = const(1)
+_CSIZE = const(0o60)
+_CSTOPB = const(0o100)
+_PARENB = const(0o400)
+_PARODD = const(0o1000)
 # Indexes into the list tcgetattr() returns.
 _CFLAG = const(2)
 _ISPEED = const(4)
@@ -68,12 +53,13 @@ class Platform:
     on MicroPython; an emulation that wraps at 2**30 like the ESP32 under CPython).
     sleep_ms returns an awaitable, on MicroPython not a coroutine object: await
     it, do not hand it to create_task.
-    `uart_device` overrides CHARGEGUARD_P1_DEVICE, which overrides
+    The P1 device is `uart_device`, else CHARGEGUARD_P1_DEVICE, else
     board["uart_device"].
     """
 
+    name = "unix"
+
     def __init__(self, board, storage_dir=None, uart_device=None):
-        self.name = "unix"
         self.board = board
         self.ticks_ms = common.ticks_ms
         self.ticks_diff = common.ticks_diff
@@ -83,8 +69,8 @@ class Platform:
         self._storage = None
         self._uart_device = uart_device
         self._wall_offset = 0
-        self._watchdog = None
-        self.led_on = False
+        # The watchdog's one-slot list of the last feed (ticks), None before start.
+        self._fed = None
 
     # --- clock -------------------------------------------------------------
 
@@ -96,22 +82,10 @@ class Platform:
         """Set the wall clock (kept as an offset: the host clock is not touched)."""
         self._wall_offset = int(seconds) - int(time.time())
 
-    def wall_time_valid(self):
-        """True when the wall clock can be trusted for schedules."""
-        return self.wall_time() >= common.MIN_VALID_WALL_TIME
-
     # --- P1 UART -----------------------------------------------------------
 
-    def uart_device(self):
-        """The P1 device path this platform would open, or None."""
-        return (
-            self._uart_device
-            or common.getenv(ENV_P1_DEVICE)
-            or self.board.get("uart_device")
-        )
-
     def open_uart(self, baud, data_bits, parity, stop_bits, invert_rx):
-        """Open the P1 serial device; return an object with `async readinto(buf)` and `close()`.
+        """Open the P1 serial device; return a UnixUart (`read_now(buf)`, `async readinto(buf)`, `close()`).
 
         `parity`: None, 0 (even) or 1 (odd). `invert_rx` is accepted and ignored:
         USB P1 cables invert in hardware and a pty carries plain bytes. On a pty
@@ -120,9 +94,9 @@ class Platform:
         be opened, ValueError for settings no UART supports.
         """
         common.check_line(baud, data_bits, parity, stop_bits)
-        path = self.uart_device()
+        path = self._uart_device or os.getenv("CHARGEGUARD_P1_DEVICE") or self.board.get("uart_device")
         if not path:
-            raise OSError(19, "no P1 device: set " + ENV_P1_DEVICE)  # ENODEV
+            raise OSError(19, "no P1 device: set CHARGEGUARD_P1_DEVICE")  # ENODEV
         return UnixUart(path, baud, data_bits, parity, stop_bits)
 
     # --- watchdog ----------------------------------------------------------
@@ -131,27 +105,39 @@ class Platform:
         """Start the software watchdog: not fed for `timeout_ms`, the process ends.
 
         Like the hardware one it cannot be stopped or changed; a second call
-        only feeds it.
+        only feeds it. Ends the process as reset() does, after a line
+        "watchdog: control loop stalled for N ms, resetting" on stderr (on the
+        unix port by SIGKILL: a thread cannot exit the process there).
         """
-        if self._watchdog is not None:
-            self._watchdog.feed()
-            return
-        dog = _SoftWatchdog(int(timeout_ms))
-        self._watchdog = dog
-        dog.start()
+        if self._fed is None:
+            timeout_ms = int(timeout_ms)
+            if timeout_ms <= 0:
+                raise ValueError("timeout_ms")
+            # A one-slot list: the feeding thread only stores into it, so the
+            # watchdog thread never sees a half-updated object (no GIL on the port).
+            self._fed = [common.ticks_ms()]
+            # _thread exists on both runtimes; its threads do not keep CPython alive.
+            import _thread
+
+            _thread.start_new_thread(_watch, (self._fed, timeout_ms))
+        else:
+            self._fed[0] = common.ticks_ms()
 
     def watchdog_feed(self):
         """Feed the watchdog (no-op before watchdog_start)."""
-        dog = self._watchdog
-        if dog is not None:
-            dog.feed()
+        fed = self._fed
+        if fed is not None:
+            fed[0] = common.ticks_ms()
 
     # --- storage -----------------------------------------------------------
 
     def storage_dir(self):
-        """Directory for config and state, created if missing."""
+        """Directory for config and state, created if missing.
+
+        The `storage_dir` argument, else CHARGEGUARD_STORAGE, else ./storage.
+        """
         if self._storage is None:
-            path = self._storage_arg or common.getenv(ENV_STORAGE) or DEFAULT_STORAGE
+            path = self._storage_arg or os.getenv("CHARGEGUARD_STORAGE") or "./storage"
             common.makedirs(path)
             self._storage = path
         return self._storage
@@ -159,8 +145,8 @@ class Platform:
     # --- network -----------------------------------------------------------
 
     def network_up(self):
-        """True when the (host's) network is usable."""
-        return common.getenv(ENV_NETWORK_DOWN) != "1"
+        """True when the (host's) network is usable: CHARGEGUARD_NETWORK_DOWN is not "1"."""
+        return os.getenv("CHARGEGUARD_NETWORK_DOWN") != "1"
 
     async def wifi_connect(self, ssid, password, timeout_ms):
         """The host is already on its network: answers at once with network_up()."""
@@ -169,85 +155,57 @@ class Platform:
     def wifi_disconnect(self):
         """No-op on the host."""
 
-    def wifi_status(self):
-        """'connected' or 'off'."""
-        return "connected" if self.network_up() else "off"
-
     def ip_address(self):
-        """The address the firmware's servers answer on, or None when down."""
-        return LOOPBACK_ADDRESS if self.network_up() else None
-
-    def ap_start(self, essid, password=None):
-        """No access point on the host: the portal is served on loopback."""
-        return LOOPBACK_ADDRESS
-
-    def ap_stop(self):
-        """No-op on the host."""
-
-    # --- board I/O ---------------------------------------------------------
-
-    def init_board(self):
-        """No board to power up on the host."""
-
-    def set_led(self, on):
-        """Remember the LED state (`led_on`) for tests and the simulator."""
-        self.led_on = bool(on)
-
-    def button_pressed(self):
-        """There is no button on the host."""
-        return False
+        """The address the firmware's servers answer on (loopback), or None when down."""
+        return "127.0.0.1" if self.network_up() else None
 
     # --- system ------------------------------------------------------------
 
     def reset(self):
-        """End the process with RESET_EXIT_STATUS, as a reset would."""
-        _flush_std()
+        """End the process with exit status 3, as a reset would (a supervisor sees no clean stop)."""
         if common.IS_MICROPYTHON:
-            # SystemExit passes through asyncio (it is not an Exception).
-            sys.exit(RESET_EXIT_STATUS)
-        os._exit(RESET_EXIT_STATUS)
-
-    def reset_cause(self):
-        """Why the device last started: always 'power_on' for a process."""
-        return "power_on"
+            # SystemExit passes through asyncio (it is not an Exception); the
+            # port's stdout and stderr are unbuffered.
+            sys.exit(_RESET_EXIT_STATUS)
+        # os._exit skips the flush of CPython's buffered streams.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_RESET_EXIT_STATUS)
 
     def free_memory(self):
         """Free Python heap in bytes, or None under CPython."""
-        mem_free = getattr(gc, "mem_free", None)
-        return mem_free() if mem_free is not None else None
+        return gc.mem_free() if common.IS_MICROPYTHON else None
 
 
 class UnixUart:
-    """A serial device or pty read without blocking the event loop."""
+    """A serial device, pty or FIFO read without blocking the event loop.
+
+    `is_tty` is False for a FIFO or plain file, which carry bytes without
+    line settings.
+    """
+
+    readinto = common.uart_readinto
 
     def __init__(self, path, baud, data_bits, parity, stop_bits):
-        self.device = path
-        self._file = _open_unbuffered(path)
+        if common.IS_MICROPYTHON:
+            # The port's files are unbuffered; open() has no O_NOCTTY, so a
+            # firmware run as a session leader would adopt the pty as its terminal.
+            handle = open(path, "rb")
+        else:
+            # Unbuffered: a buffered reader would pull bytes poll() then no longer reports.
+            handle = open(os.open(path, os.O_RDONLY | os.O_NOCTTY), "rb", buffering=0)
         try:
-            self.is_tty = _configure_line(self._file.fileno(), baud, data_bits, parity, stop_bits)
+            self.is_tty = _configure_line(handle.fileno(), baud, data_bits, parity, stop_bits)
             poll = select.poll()
-            poll.register(self._file, select.POLLIN)
+            poll.register(handle, _POLLIN)
         except BaseException:
-            self._file.close()
+            handle.close()
             raise
-        self._poll = poll
+        self._file = handle
         # ipoll() reuses one tuple (no allocation per call); CPython has poll() only.
+        # The poll object goes with the UART: close() only closes the file.
         self._poll_now = getattr(poll, "ipoll", None) or poll.poll
         self._one = bytearray(1)
-
-    async def readinto(self, buf):
-        """Copy available bytes into `buf`; return their count (>= 1), or 0 after POLL_MS without data."""
-        waited = 0
-        while True:
-            count = self.read_now(buf)
-            if count:
-                # Let other tasks run even when data never stops coming.
-                await common.sleep_ms(0)
-                return count
-            if waited >= POLL_MS:
-                return 0
-            await common.sleep_ms(POLL_STEP_MS)
-            waited += POLL_STEP_MS
 
     def read_now(self, buf):
         """Copy the bytes already received into `buf` (at most len(buf)); return the count, 0 if none.
@@ -256,7 +214,8 @@ class UnixUart:
         """
         # One byte per POLLIN: a bigger read on a blocking tty waits for the
         # rest of the buffer (or fails with EIO on a pty), stalling the loop.
-        if self._file is None:
+        handle = self._file
+        if handle is None:
             raise OSError(9, "closed")  # EBADF
         size = len(buf)
         one = self._one
@@ -264,12 +223,12 @@ class UnixUart:
         while count < size:
             ready = 0
             for entry in self._poll_now(0):
-                ready = entry[1] & select.POLLIN
+                ready = entry[1] & _POLLIN
                 break
             if not ready:
                 break
             try:
-                got = self._file.readinto(one)
+                got = handle.readinto(one)
             except OSError:
                 # EIO: the pty's other side is gone; the meter driver sees silence.
                 break
@@ -282,114 +241,23 @@ class UnixUart:
     def close(self):
         """Release the device (idempotent)."""
         handle = self._file
-        if handle is None:
-            return
-        self._file = None
-        try:
-            self._poll.unregister(handle)
-        except (OSError, KeyError, ValueError):
-            pass
-        handle.close()
-
-
-class _SoftWatchdog:
-    # A thread that ends the process when the control loop stops feeding it.
-
-    def __init__(self, timeout_ms):
-        if timeout_ms <= 0:
-            raise ValueError("timeout_ms")
-        self.timeout_ms = timeout_ms
-        # A one-slot list: the feeding thread only stores into it, so the
-        # watchdog thread never sees a half-updated object (no GIL on the port).
-        self._last = [common.ticks_ms()]
-        self._pid = _own_pid()
-        check = timeout_ms // 4
-        if check > WATCHDOG_CHECK_MAX_MS:
-            check = WATCHDOG_CHECK_MAX_MS
-        if check < WATCHDOG_CHECK_MIN_MS:
-            check = WATCHDOG_CHECK_MIN_MS
-        self._check_ms = check
-
-    def feed(self):
-        self._last[0] = common.ticks_ms()
-
-    def start(self):
-        if common.IS_MICROPYTHON:
-            import _thread
-
-            _thread.start_new_thread(self._run, ())
-        else:
-            import threading
-
-            threading.Thread(target=self._run, name="watchdog", daemon=True).start()
-
-    def _run(self):
-        while True:
-            _thread_sleep_ms(self._check_ms)
-            stalled = common.ticks_diff(common.ticks_ms(), self._last[0])
-            if stalled > self.timeout_ms:
-                self._fire(stalled)
-                return
-
-    def _fire(self, stalled):
-        print("watchdog: control loop stalled for %d ms, resetting" % stalled, file=sys.stderr)
-        _flush_std()
-        if not common.IS_MICROPYTHON:
-            os._exit(RESET_EXIT_STATUS)
-        # The unix port can end the process from a thread only by a signal
-        # (sys.exit there ends the thread); SIGKILL is the closest to a reset.
-        if self._pid is not None:
-            os.system("kill -9 %d" % self._pid)
-        # Without /proc: the shell's parent is this process.
-        os.system("kill -9 $PPID")
-
-
-def _own_pid():
-    getpid = getattr(os, "getpid", None)
-    if getpid is not None:
-        return getpid()
-    # The unix port has no os.getpid(); Linux tells the pid in /proc/self/stat.
-    try:
-        with open("/proc/self/stat") as handle:
-            return int(handle.read(32).split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _thread_sleep_ms(ms):
-    sleep_ms = getattr(time, "sleep_ms", None)
-    if sleep_ms is not None:
-        sleep_ms(ms)
-    else:
-        time.sleep(ms / 1000)
-
-
-def _flush_std():
-    for stream in (sys.stdout, sys.stderr):
-        flush = getattr(stream, "flush", None)
-        if flush is not None:
-            try:
-                flush()
-            except (OSError, ValueError):
-                pass
-
-
-def _open_unbuffered(path):
-    if common.IS_MICROPYTHON:
-        # The unix port's files are unbuffered; open() has no O_NOCTTY, so a
-        # firmware run as a session leader would adopt the pty as its terminal.
-        return open(path, "rb")
-    flags = os.O_RDONLY | getattr(os, "O_NOCTTY", 0)
-    # Unbuffered: a buffered reader would pull bytes poll() then no longer reports.
-    return open(os.open(path, flags), "rb", buffering=0)
+        if handle is not None:
+            self._file = None
+            handle.close()
 
 
 def _configure_line(fd, baud, data_bits, parity, stop_bits):
     # Raw mode and speed must work on a tty; returns False for a FIFO or file,
     # which carry bytes without line settings.
     try:
-        _setraw(fd)
-    except _TERMIOS_ERRORS:
+        if common.IS_MICROPYTHON:
+            termios.setraw(fd)
+        else:
+            import tty  # CPython keeps setraw in tty
+
+            tty.setraw(fd)
+    except Exception:
+        # Not a tty: OSError on the port, termios.error (no OSError) on CPython.
         return False
     speed = getattr(termios, "B%d" % baud, None)
     if speed is None:
@@ -398,29 +266,36 @@ def _configure_line(fd, baud, data_bits, parity, stop_bits):
     attrs[_ISPEED] = speed
     attrs[_OSPEED] = speed
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    cflag = attrs[_CFLAG] & ~(_CSIZE | _CSTOPB | _PARENB | _PARODD)
-    cflag |= _CS_BITS[data_bits]
+    cflag = (attrs[_CFLAG] & ~(_CSIZE | _CSTOPB | _PARENB | _PARODD)) | ((data_bits - 5) << 4)
     if stop_bits == 2:
         cflag |= _CSTOPB
     if parity is not None:
-        cflag |= _PARENB
-        if parity == 1:
-            cflag |= _PARODD
+        cflag |= (_PARENB | _PARODD) if parity == 1 else _PARENB
     if cflag != attrs[_CFLAG]:
         attrs[_CFLAG] = cflag
         try:
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
-        except _TERMIOS_ERRORS:
-            # Linux ptys may refuse CS7/PARENB (EINVAL); a pty carries bytes anyway.
+        except Exception:
+            # Linux ptys may refuse CS7/PARENB (EINVAL; termios.error on CPython):
+            # a pty carries bytes anyway.
             pass
     return True
 
 
-def _setraw(fd):
-    setraw = getattr(termios, "setraw", None)
-    if setraw is not None:
-        setraw(fd)
-        return
-    import tty  # CPython keeps setraw in tty
-
-    tty.setraw(fd)
+def _watch(fed, timeout_ms):
+    # The watchdog thread: looks at the last feed every timeout/4 (5 to 100 ms)
+    # and ends the process once the feed is older than timeout_ms.
+    pause_s = min(max(timeout_ms // 4, 5), 100) / 1000
+    stalled = 0
+    while stalled <= timeout_ms:
+        time.sleep(pause_s)
+        stalled = common.ticks_diff(common.ticks_ms(), fed[0])
+    print("watchdog: control loop stalled for %d ms, resetting" % stalled, file=sys.stderr)
+    if not common.IS_MICROPYTHON:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_RESET_EXIT_STATUS)
+    # The unix port can end the process from a thread only by a signal
+    # (sys.exit there ends the thread); SIGKILL is the closest to a reset. The
+    # port has no os.getpid(): the shell's parent is this process.
+    os.system("kill -9 $PPID")

@@ -1,0 +1,124 @@
+# A tiny in-process HTTP server for the HTTP client and driver tests (both
+# runtimes): test_http.py and test_v2c_trydan.py use it.
+import sys
+
+import asyncio
+
+IS_MPY = sys.implementation.name == "micropython"
+HOST = "127.0.0.1"
+HANG = None  # in a FakeServer script: stop answering, wait for the client to go
+
+
+def now_ms():
+    import time
+
+    if IS_MPY:
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000)
+
+
+def elapsed_ms(start):
+    import time
+
+    if IS_MPY:
+        return time.ticks_diff(time.ticks_ms(), start)
+    return now_ms() - start
+
+
+def reply(status=200, body=b"", headers=b"", length=True):
+    """Raw bytes of a plain HTTP/1.1 answer."""
+    if isinstance(body, str):
+        body = body.encode()
+    head = b"HTTP/1.1 %d X\r\n" % status
+    if length:
+        head += b"Content-Length: %d\r\n" % len(body)
+    return head + headers + b"\r\n" + body
+
+
+class FakeServer:
+    """HTTP server on 127.0.0.1 driven by a script per request.
+
+    `handler(method, path, body)` returns a list of steps: bytes are sent,
+    an int sleeps that many ms, HANG stops answering until the client closes
+    (or the server is closed). After the last step the connection is closed.
+    Every request is recorded in `requests` as (method, path, headers, body);
+    `client_closed` counts connections the client closed while we waited.
+    """
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = []
+        self.client_closed = 0
+        self.port = 0
+        self._server = None
+        self._tasks = []
+
+    async def start(self):
+        if not IS_MPY:
+            self._server = await asyncio.start_server(self._serve, HOST, 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+            return self
+        # MicroPython's server does not tell its port: try a few random ones.
+        import random
+
+        for _ in range(50):
+            port = 20000 + random.getrandbits(14) * 2
+            try:
+                self._server = await asyncio.start_server(self._serve, HOST, port)
+            except OSError:
+                continue
+            self.port = port
+            return self
+        raise OSError("no free port")
+
+    async def close(self):
+        for task in self._tasks:
+            task.cancel()
+        self._server.close()
+        await self._server.wait_closed()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def _serve(self, reader, writer):
+        task = asyncio.current_task()
+        self._tasks.append(task)
+        try:
+            await self._handle(reader, writer)
+        except Exception:
+            pass
+        finally:
+            self._tasks.remove(task)
+            try:
+                writer.close()
+                await writer.wait_closed()
+            except Exception:
+                pass
+
+    async def _handle(self, reader, writer):
+        line = await reader.readline()
+        parts = line.decode().split()
+        if len(parts) < 2:
+            return
+        headers = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode().partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if "content-length" in headers:
+            body = await reader.readexactly(int(headers["content-length"]))
+        self.requests.append((parts[0], parts[1], headers, body))
+        for step in self.handler(parts[0], parts[1], body):
+            if step is HANG:
+                # Wait for the client to give up: read() returns b"" on close.
+                while await reader.read(64):
+                    pass
+                self.client_closed += 1
+                return
+            if isinstance(step, int):
+                await asyncio.sleep(step / 1000)
+                continue
+            writer.write(step)
+            await writer.drain()
