@@ -12,6 +12,7 @@ import sys
 import micropython
 
 MODULES = (
+    "asyncio",  # frozen in the firmware image on the ESP32, heap on first import here
     "chargeguard.core.model",
     "chargeguard.core.ticks",
     "chargeguard.core.settings",
