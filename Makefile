@@ -45,7 +45,9 @@ bench: build
 deploy: build
 	$(VENV)/bin/mpremote connect $(PORT) fs cp -r build/device/* :
 	$(VENV)/bin/mpremote connect $(PORT) fs cp boards/$(BOARD).json :board.json
-	@if [ -n "$(CONFIG)" ]; then $(VENV)/bin/mpremote connect $(PORT) fs cp $(CONFIG) :config.json; fi
+	@if [ -n "$(CONFIG)" ]; then \
+		$(VENV)/bin/mpremote connect $(PORT) fs mkdir :data || true; \
+		$(VENV)/bin/mpremote connect $(PORT) fs cp $(CONFIG) :data/config.json; fi
 	$(VENV)/bin/mpremote connect $(PORT) reset
 
 clean:

@@ -12,7 +12,7 @@ import sys
 import micropython
 
 MODULES = (
-    "asyncio",  # frozen in the firmware image on the ESP32, heap on first import here
+    "asyncio",  # frozen bytecode, but its module and function objects take heap on import
     "chargeguard.core.model",
     "chargeguard.core.ticks",
     "chargeguard.core.settings",

@@ -30,6 +30,7 @@ WATCHDOG_STALL_MS = const(3000)  # decide() older than this: stop feeding
 STATUS_LINE_MS = const(1000)  # console status line period (0 = off)
 TASK_RESTART_MS = const(1000)  # pause before a crashed task is restarted
 GC_INTERVAL_MS = const(10000)  # a full collection this often, off the fast path
+RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
@@ -262,9 +263,29 @@ def build(platform, log=print):
     doc, notes = load_config(platform.storage_dir())
     for note in notes:
         log("config: " + note)
-    meter = make_meter(doc["meter"], platform)
+    try:
+        meter = make_meter(doc["meter"], platform)
+    except Exception as error:
+        # No meter means no readings: the guard then holds every charger at
+        # its failsafe current, which is the safe way to run without one.
+        log("meter: cannot start (%r): chargers stay on their failsafe current" % (error,))
+        meter = _NoMeter()
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     return App(platform, doc, meter, drivers, log)
+
+
+class _NoMeter:
+    """Stands in for a meter that could not be opened: never a reading."""
+
+    def __init__(self):
+        from chargeguard.core.model import GridReading
+
+        self.reading = GridReading()
+        self.last_error = "not started"
+
+    async def run(self, on_reading):
+        while True:
+            await asyncio.sleep(3600)
 
 
 def load_board(path="board.json"):
@@ -283,6 +304,19 @@ def main():
     from chargeguard import platform as platform_package
 
     platform = platform_package.load().Platform(load_board())
-    app = build(platform)
-    app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))
-    asyncio.run(app.run())
+    try:
+        app = build(platform)
+        app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))
+        asyncio.run(app.run())
+    except KeyboardInterrupt:
+        raise
+    except Exception as error:
+        # Nothing may be left running without the guard: report, wait a
+        # little (so a boot loop does not hammer the wallboxes), start over.
+        print("ChargeGuard stopped: %r; restarting in %d s" % (error, RESTART_DELAY_MS // 1000))
+        asyncio.run(_pause(platform, RESTART_DELAY_MS))
+        platform.reset()
+
+
+async def _pause(platform, delay_ms):
+    await platform.sleep_ms(delay_ms)

@@ -1,0 +1,248 @@
+"""The asyncio wiring, with fakes at the platform and driver interfaces (both runtimes)."""
+
+import asyncio
+
+from chargeguard import app as app_module
+from chargeguard.core.model import CAR_CHARGING, ChargerStatus, GridReading
+from chargeguard.platform import common
+
+
+class FakePlatform:
+    def __init__(self, storage="."):
+        self.ticks_ms = common.ticks_ms
+        self.ticks_diff = common.ticks_diff
+        self.sleep_ms = common.sleep_ms
+        self.feeds = 0
+        self.watchdog_ms = None
+        self.storage = storage
+
+    def watchdog_start(self, timeout_ms):
+        self.watchdog_ms = timeout_ms
+
+    def watchdog_feed(self):
+        self.feeds += 1
+
+    def storage_dir(self):
+        return self.storage
+
+
+class FakeMeter:
+    """Gives a reading whenever the test calls push()."""
+
+    def __init__(self, platform):
+        self.platform = platform
+        self.reading = GridReading()
+        self.last_error = None
+        self.on_reading = None
+
+    async def run(self, on_reading):
+        self.on_reading = on_reading
+        while True:
+            await asyncio.sleep(3600)
+
+    def push(self, a, b, c):
+        reading = self.reading
+        reading.reset()
+        reading.phase_count = 3
+        for phase, amps in enumerate((a, b, c)):
+            reading.current_ma[phase] = amps * 1000
+            reading.power_w[phase] = amps * 230
+        reading.tick_ms = self.platform.ticks_ms()
+        self.on_reading()
+
+
+class FakeCharger:
+    def __init__(self, hang=False):
+        self.status = ChargerStatus()
+        self.status.reachable = True
+        self.status.car = CAR_CHARGING
+        self.applied = []
+        self.polls = 0
+        self.hang = hang
+
+    async def poll(self):
+        self.polls += 1
+        return True
+
+    async def apply(self, offered_ma):
+        if self.hang:
+            await asyncio.sleep(3600)  # a box that never answers
+        self.applied.append(offered_ma)
+        return True
+
+
+def config_doc(chargers=1):
+    entries = []
+    for index in range(chargers):
+        entries.append(
+            {
+                "name": "c%d" % index,
+                "type": "v2c_trydan",
+                "host": "127.0.0.1",
+                "port": 80,
+                "phases": 3,
+                "phase_map": "ABC",
+                "min_a": 6,
+                "max_a": 16,
+                "circuit_a": 16,
+                "priority": index + 1,
+                "failsafe_a": 0,
+                "mode": "fast",
+                "manual_a": 6,
+                "enabled": True,
+            }
+        )
+    return {
+        "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0, "scheme": "grid"},
+        "guard": {"meter_timeout_s": 10, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1},
+        "chargers": entries,
+    }
+
+
+def make_app(drivers):
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    lines = []
+    app = app_module.App(platform, config_doc(len(drivers)), meter, drivers, log=lines.append)
+    return app, platform, meter, lines
+
+
+async def run_for(app, ms, during=None):
+    runner = asyncio.create_task(app.run())
+    await asyncio.sleep(0.05)
+    if during is not None:
+        await during()
+    await asyncio.sleep(ms / 1000)
+    app.stop()
+    await asyncio.sleep(1.1)  # run() notices stop() within its 1 s tick
+    runner.cancel()
+
+
+def test_a_reading_reaches_the_charger_at_once():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+
+    async def scenario():
+        meter.push(2, 2, 2)
+        await asyncio.sleep(0.02)
+        assert charger.applied[-1] == 6000  # a start goes to the minimum
+        assert app.commands[0].reason == "ramp"
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert charger.polls >= 1
+    assert platform.watchdog_ms == app_module.WATCHDOG_TIMEOUT_MS
+    assert platform.feeds >= 1
+
+
+def test_before_the_first_reading_chargers_are_on_failsafe():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+    asyncio.run(run_for(app, 10))
+    assert charger.applied and charger.applied[-1] == 0
+    assert app.commands[0].reason == "failsafe"
+
+
+def test_a_hung_charger_does_not_hold_up_the_other():
+    hung = FakeCharger(hang=True)
+    healthy = FakeCharger()
+    app, platform, meter, lines = make_app([hung, healthy])
+
+    async def scenario():
+        meter.push(2, 2, 2)
+        await asyncio.sleep(0.02)
+        first = len(healthy.applied)
+        assert first >= 1
+        # Overload: only one minimum fits, the lower priority (healthy) one
+        # must hear its pause although the other box hangs.
+        meter.push(30, 2, 2)
+        await asyncio.sleep(0.02)
+        assert len(healthy.applied) > first
+        assert healthy.applied[-1] == 0
+        decisions = app.decisions
+        meter.push(21, 2, 2)
+        assert app.decisions == decisions + 1  # decide() never waits for a box
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert hung.applied == []
+
+
+def test_a_crashing_task_is_logged_and_restarted():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        await asyncio.sleep(3600)
+
+    async def scenario():
+        asyncio.create_task(app._supervised("flaky", flaky))
+
+    saved = app_module.TASK_RESTART_MS
+    asyncio.run(run_for(app, 1200, scenario))
+    assert len(calls) == 2, calls
+    assert any("task flaky failed" in line and "boom" in line for line in lines), lines
+    assert saved == app_module.TASK_RESTART_MS
+
+
+def test_status_line_shows_grid_offer_and_reason():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+    assert app.status_line().startswith("grid  --.-  --.-  --.- A | c0   0.0 A")
+    app.have_reading = True
+    meter.reading.phase_count = 3
+    meter.reading.current_ma[0] = 12345
+    meter.reading.current_ma[1] = -2500
+    meter.reading.tick_ms = platform.ticks_ms()
+    app.decide()
+    line = app.status_line()
+    assert line.startswith("grid  12.3  -2.5   0.0 A | c0   6.0 A ramp"), line
+
+
+def test_charger_errors_are_logged_once_per_change():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+    charger.status.error = "timeout"
+    app._report_error(0)
+    app._report_error(0)
+    charger.status.error = None
+    app._report_error(0)
+    assert lines == ["charger c0: timeout", "charger c0: ok"]
+
+
+def test_unknown_driver_types_are_refused_clearly():
+    for make, doc in ((app_module.make_meter, {"type": "smoke-signals"}), (app_module.make_charger, {"type": "x"})):
+        try:
+            make(doc, FakePlatform())
+        except ValueError as error:
+            assert "not supported" in str(error)
+        else:
+            assert False, "accepted an unknown type"
+
+
+def test_a_meter_that_cannot_open_leaves_the_chargers_on_failsafe():
+    import support
+
+    storage = support.make_tmpdir("app")
+    with open(storage + "/config.json", "w") as handle:
+        handle.write(
+            '{"version": 1, "meter": {"type": "p1"}, "chargers": '
+            '[{"name": "box", "type": "v2c_trydan", "host": "127.0.0.1"}]}'
+        )
+
+    class NoUartPlatform(FakePlatform):
+        def open_uart(self, *args):
+            raise OSError(19, "no P1 device")
+
+    lines = []
+    app = app_module.build(NoUartPlatform(storage), log=lines.append)
+    assert any("meter: cannot start" in line for line in lines), lines
+    app.decide()
+    assert app.commands[0].offered_ma == 0
+    assert app.commands[0].reason == "failsafe"
+    # The config module was only needed while loading.
+    import sys
+
+    assert "chargeguard.config" not in sys.modules
