@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "sim"))
 
-from run import Simulation  # noqa: E402
+from run import Simulation, wait_for  # noqa: E402
 
 # Increases are allowed once a second so that every step can be a decrease
 # followed by a recovery; min_pause 0 keeps the car from being parked.
@@ -35,15 +35,6 @@ LEVELS_A = (6.0, 10.0, 12.0, 14.0, 16.0)  # house load on L1: 16 A for the car, 
 def percentile(sorted_values, fraction):
     index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
     return sorted_values[index]
-
-
-def wait_for(condition, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.002)
-    return False
 
 
 def measure_latency(steps, heap, hung_second):

@@ -21,6 +21,7 @@ from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_diff
+from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -34,10 +35,6 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
-# Driver modules by config type; imported only when a config uses them, so
-# the heap holds the code of the devices that are really there.
-METER_MODULES = {"p1": "chargeguard.meters.p1"}
-CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
 
 
 def _import(name):

@@ -83,13 +83,16 @@ import os
 
 from micropython import const
 
+from chargeguard.core.modes import MODES
+from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
+
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
 MAX_CHARGERS = const(8)
 
-METER_TYPES = ("p1",)
-CHARGER_TYPES = ("v2c_trydan",)
-MODES = ("off", "fast", "manual")
+# Exactly what the firmware can run: the driver table and the core's modes.
+METER_TYPES = tuple(sorted(METER_MODULES))
+CHARGER_TYPES = tuple(sorted(CHARGER_MODULES))
 SCHEMES = ("grid", "house")
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")

@@ -16,7 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
-from run import Simulation  # noqa: E402
+from run import Simulation, wait_for as wait  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0
 # Fast settings so the scenarios take seconds, not minutes.
@@ -68,15 +68,6 @@ def settled(sim, *amps):
         if not charging_at(sim.trydans[index], want):
             return False
     return True
-
-
-def wait(condition, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def start(**kwargs):

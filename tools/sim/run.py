@@ -190,6 +190,16 @@ class Simulation:
         return code
 
 
+def wait_for(condition, timeout_s, step_s=0.002):
+    """Poll condition() until it holds or timeout_s passes; its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step_s)
+    return condition()
+
+
 def _amps(milliamps):
     return "%5.1f" % (milliamps / 1000.0)
 

@@ -5,9 +5,9 @@ Solar, eco and excess modes (the optimiser) extend this module later; they
 will also need the grid reading and the clock, passed in like here.
 """
 
-from chargeguard.core.settings import MODE_FAST, MODE_MANUAL
+from chargeguard.core.settings import MODE_FAST, MODE_MANUAL, MODE_OFF
 
-MODES = ("off", MODE_FAST, MODE_MANUAL)
+MODES = (MODE_OFF, MODE_FAST, MODE_MANUAL)  # what config.py accepts
 
 
 def target_ma(charger):
