@@ -2,7 +2,8 @@
 import asyncio
 
 from chargeguard.net.http import HttpClient
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, IS_MPY, FakeServer, elapsed_ms, now_ms, reply
+from support import skip
 
 
 def serve(handler, check):
@@ -408,3 +409,38 @@ def test_busy_client_refuses_second_request():
         assert client.error == "timeout"
 
     serve(answer(HANG), check)
+
+
+def test_address_is_looked_up_once_and_again_after_a_failure():
+    # On MicroPython a name lookup blocks the loop: the client keeps the
+    # address and looks up again only after a connection error.
+    import chargeguard.net.http as http_module
+
+    if not IS_MPY:
+        skip("CPython resolves inside asyncio.open_connection, off the loop")
+    real_socket = http_module.socket
+    lookups = []
+
+    class CountingSocket:
+        def __getattr__(self, name):
+            return getattr(real_socket, name)
+
+        def getaddrinfo(self, *args):
+            lookups.append(args[0])
+            return real_socket.getaddrinfo(*args)
+
+    async def check(server):
+        client = HttpClient()
+        for _ in range(3):
+            assert await client.get(HOST, server.port, "/", 1000) == 200, client.error
+        assert lookups == [HOST]
+        # Nothing listens there: the failure makes the next request look up again.
+        assert await client.get(HOST, 1, "/", 1000) == 0
+        assert await client.get(HOST, server.port, "/", 1000) == 200
+        assert lookups == [HOST, HOST, HOST]
+
+    http_module.socket = CountingSocket()
+    try:
+        serve(answer(reply(200, b"ok")), check)
+    finally:
+        http_module.socket = real_socket

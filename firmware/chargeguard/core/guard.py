@@ -89,8 +89,7 @@ class Guard:
         self.headroom_ma = [0, 0, 0]
         self.shed_headroom_ma = [0, 0, 0]
         self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
-        self.failsafe = False
-        self.failsafe_since_ms = 0
+        self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
 
     def tick(self, reading, statuses, targets_ma, now_ms, commands):
@@ -114,9 +113,7 @@ class Guard:
     # -- failsafe ---------------------------------------------------------
 
     def _failsafe(self, now_ms, commands):
-        if not self.failsafe:
-            self.failsafe = True
-            self.failsafe_since_ms = now_ms
+        self.failsafe = True
         for index in range(len(self.chargers)):
             charger = self.chargers[index]
             state = self.states[index]

@@ -41,9 +41,9 @@ then says why, in a few words:
 
 It never raises, except `CancelledError` when the caller's task is cancelled.
 
-Host names: give numeric IPv4 addresses. On MicroPython a name is resolved by
-every request, and that lookup blocks the event loop; CPython resolves in its
-executor.
+Host names: give numeric IPv4 addresses. On MicroPython a name lookup blocks
+the event loop, so the address is looked up once per client and again only
+after a connection error; CPython resolves in its executor.
 """
 
 import sys
@@ -110,6 +110,10 @@ class HttpClient:
         # The open connection: MicroPython, a stream on a socket we made;
         # CPython, the stream writer. Closed by get() whatever happens.
         self._sock = None
+        # The address last looked up, reused while requests succeed.
+        self._addr = None
+        self._addr_host = None
+        self._addr_port = 0
 
     async def get(self, host, port, path, timeout_ms):
         """GET path; returns the status code, or 0 with `error` set (see module doc).
@@ -136,6 +140,7 @@ class HttpClient:
         except asyncio.TimeoutError:
             self.error = "timeout"
         except OSError as err:
+            self._addr_host = None  # look the name up again next time (it may have moved)
             code = err.args[0] if err.args else 0
             self.error = "connection refused" if code == errno.ECONNREFUSED else "errno %s" % code
         except ValueError as err:
@@ -189,7 +194,13 @@ class HttpClient:
             # be closed, and the unix port has no finaliser for it. So connect
             # a socket we hold and can always close; the stream's first write
             # waits for the connection.
-            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            if host != self._addr_host or port != self._addr_port:
+                # The lookup blocks the loop for a name (not for a numeric
+                # address): done once, and again only after a failure.
+                self._addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+                self._addr_host = host
+                self._addr_port = port
+            ai = self._addr
             sock = socket.socket(ai[0], ai[1], ai[2])
             reader = self._sock = asyncio.StreamReader(sock)
             sock.setblocking(False)
