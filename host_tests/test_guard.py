@@ -353,6 +353,27 @@ def test_car_that_lags_a_cut_gets_no_second_charger_paused():
     assert max(rig.reading.current_ma) == 40000
 
 
+def test_measurement_from_before_the_car_followed_never_hides_load():
+    # The box was polled just after a cut, while the car still drew the old
+    # current; by the next reading the car has followed and the house load
+    # rose. Counting the stale 16 A as drawn would hide 2 A of house load.
+    rig = Rig(make_site(breaker_a=25), [make_charger(max_a=16)])
+    rig.house(8, 0, 0)
+    ramp_to_steady(rig)
+    rig.house(10, 0, 0)
+    rig.tick()
+    assert rig.offered() == 15000
+    rig.simulate = False
+    status = rig.statuses[0]
+    status.current_ma = [16000, 16000, 16000]  # polled after the cut: still 16 A
+    status.tick_ms = rig.now
+    reading = rig.reading
+    reading.current_ma[0] = 12000 + 15000  # house 12 A + the car, now at 15 A
+    reading.current_ma[1] = reading.current_ma[2] = 15000
+    rig.tick()
+    assert rig.offered() == 13000  # 25 A - 12 A of house
+
+
 def test_idle_charger_gets_its_minimum_only_if_it_fits():
     busy = make_charger("busy", priority=2, max_a=16)
     idle = make_charger("idle", priority=1, max_a=16)

@@ -74,6 +74,11 @@ def measure_latency(steps, heap, hung_second):
                     latencies_ms.append((first.t_ns - written_ns) / 1e6)
                 else:
                     missed += 1
+                    late = [w for w in trydan.writes()[before:] if w.key == "Intensity"]
+                    print(
+                        "  no command within 1 s: house L1 %.0f A, box at %s A, then %s; firmware: %s"
+                        % (level, trydan.setting("Intensity"), ["%s after %.0f ms" % (w.value, (w.t_ns - written_ns) / 1e6) for w in late], sim.lines[-1] if sim.lines else "-")
+                    )
                 time.sleep(STEP_PERIOD_S)
             # Back down; the increase waits for the ramp interval, and the
             # next staircase starts only once the car is back at 16 A.

@@ -5,7 +5,7 @@ load of the house without the chargers (base load), what is left under the
 breaker, and gives each charger an offered current inside that envelope:
 
 - base load = measured grid current - what the chargers draw on that phase
-  (their measured current, else the current last offered to them);
+  (the current last offered to them, or their measured current when lower);
 - available = breaker - margin - base load, and the contracted import power
   shared over the chargers' phases;
 - a charger gets at most min(target, max, circuit limit, what is available);
@@ -60,11 +60,11 @@ class _ChargerState:
         self.paused_ms = 0
         self.pause_reason = REASON_BREAKER
         # Estimated draw per site phase this tick. Current is given out on
-        # the last offer (a car lagging a cut then makes the house look
-        # heavier, never lighter: the guard may cut deeper than needed for
-        # a few seconds, never too little). Whether to pause is decided on
-        # the highest offer of the response time, so a car that lags one
-        # cut does not get a second charger paused.
+        # the last offer or a lower measurement (a car lagging a cut then
+        # makes the house look heavier, never lighter: the guard may cut
+        # deeper than needed for a few seconds, never too little). Whether
+        # to pause is decided on the highest offer of the response time,
+        # so a car that lags one cut does not get a second charger paused.
         self.draw_low_ma = [0, 0, 0]
         self.draw_high_ma = [0, 0, 0]
 
@@ -160,22 +160,26 @@ class Guard:
             low_estimate = high_estimate = state.offered_ma
             if ticks_diff(now_ms, state.high_since_ms) < ev_response_ms and state.high_ma > high_estimate:
                 high_estimate = state.high_ma
-            # A measurement older than our last command says nothing about
-            # what the car does now.
-            fresh = status.reachable and (
-                not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
-            )
+            # Taken after our last command: the car's real answer to it.
+            fresh = not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
             for line in range(charger.phases):
                 measured = None
-                if fresh:
+                if status.reachable:
                     measured = status.current_ma[line]
                     if measured is None and status.power_w is not None:
                         # Boxes that report only power: spread it over the
                         # charger's phases (exact for a car on all of them).
                         measured = status.power_w * 1000 // (voltage_v * charger.phases)
                 phase = charger.phase_map[line]
-                low[phase] += low_estimate if measured is None else measured
-                high[phase] += high_estimate if measured is None else measured
+                if measured is None:
+                    low[phase] += low_estimate
+                    high[phase] += high_estimate
+                else:
+                    # A measurement may be seconds old: above the offer it
+                    # shows a car still following a cut (it will draw the
+                    # offer), below it a car that takes less than offered.
+                    low[phase] += measured if measured < low_estimate else low_estimate
+                    high[phase] += measured if fresh or measured > high_estimate else high_estimate
 
     def _headroom(self, reading, statuses):
         """What the commandable chargers may draw together, per phase and in power.
