@@ -160,8 +160,13 @@ class Guard:
             low_estimate = high_estimate = state.offered_ma
             if ticks_diff(now_ms, state.high_since_ms) < ev_response_ms and state.high_ma > high_estimate:
                 high_estimate = state.high_ma
-            # Taken after our last command: the car's real answer to it.
-            fresh = not state.changed_once or ticks_diff(status.tick_ms, state.changed_ms) >= 0
+            # How old the box's measurement is against our last command:
+            # taken after it, it shows what the car does since (`fresh`);
+            # taken once the car had ev_response_ms to follow, it shows
+            # what the car settled on (`settled`).
+            since_change_ms = ticks_diff(status.tick_ms, state.changed_ms)
+            fresh = not state.changed_once or since_change_ms >= 0
+            settled = not state.changed_once or since_change_ms >= ev_response_ms
             for line in range(charger.phases):
                 measured = None
                 if status.reachable:
@@ -175,10 +180,10 @@ class Guard:
                     low[phase] += low_estimate
                     high[phase] += high_estimate
                 else:
-                    # A measurement may be seconds old: above the offer it
-                    # shows a car still following a cut (it will draw the
-                    # offer), below it a car that takes less than offered.
-                    low[phase] += measured if measured < low_estimate else low_estimate
+                    # Below the offer once settled: a car that takes less than
+                    # offered. Anything else may be a car still on its way
+                    # to the offer (either way): count the offer.
+                    low[phase] += measured if settled and measured < low_estimate else low_estimate
                     high[phase] += measured if fresh or measured > high_estimate else high_estimate
 
     def _headroom(self, reading, statuses):
