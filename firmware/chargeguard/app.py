@@ -112,11 +112,17 @@ class App:
                 self.decide()
 
     async def poll_timer_task(self):
+        # Polls are spread over the period rather than sent all at once: the
+        # wallboxes' answers (and the memory to read them) then never pile up.
+        count = len(self.drivers)
+        step_ms = CHARGER_POLL_MS // count if count else CHARGER_POLL_MS
         while self.running:
-            for index in range(len(self.drivers)):
+            for index in range(count):
                 self.poll_due[index] = True
                 self.wake[index].set()
-            await self.platform.sleep_ms(CHARGER_POLL_MS)
+                await self.platform.sleep_ms(step_ms)
+            if not count:
+                await self.platform.sleep_ms(step_ms)
 
     async def charger_task(self, index):
         driver = self.drivers[index]

@@ -133,6 +133,8 @@ class V2CTrydan:
                 data = client.json()
                 if not isinstance(data, dict):
                     raise ValueError
+            except MemoryError:
+                return self._failed("out of memory", 1)
             except Exception:
                 # ValueError on MicroPython and CPython; RecursionError on deep nesting.
                 return self._failed("invalid JSON", 1)
