@@ -559,3 +559,257 @@ def test_poll_during_write_does_not_undo_it():
         assert box.writes == ["Intensity=10"]
 
     with_box(box, check)
+
+
+# RealTimeData is scanned in place for the driver's keys, not parsed into a
+# dict: the tests below feed raw bodies.
+
+
+def raw_body(values=None, drop=(), before="", after=""):
+    """REALTIME as JSON text, with raw JSON text for the keys in `values`
+    (in their place), without the keys in `drop`, and raw members
+    `before` / `after` the others."""
+    values = values or {}
+    members = []
+    if before:
+        members.append(before)
+    for key in REALTIME:
+        if key not in drop:
+            members.append('"%s": %s' % (key, values[key] if key in values else json.dumps(REALTIME[key])))
+    if after:
+        members.append(after)
+    return "{" + ", ".join(members) + "}"
+
+
+def with_bodies(check):
+    # check(poll_raw, driver); poll_raw(text) polls once with that body.
+    box = FakeBox()
+
+    async def run(driver):
+        async def poll_raw(text):
+            box.read_steps = [reply(200, text)]
+            return await driver.poll()
+
+        await check(poll_raw, driver)
+
+    with_box(box, run)
+
+
+def test_keys_that_contain_each_other_do_not_match():
+    async def check(poll_raw, driver):
+        # "Intensity" comes last, after keys that hold it as a prefix or a
+        # suffix and after a string value spelling it.
+        text = raw_body(
+            {"MaxIntensity": "20", "IntensityMeasure_L1": "3.5", "SSID": '"Intensity"'},
+            drop=("Intensity",),
+            after='"XIntensity": 30, "IntensityX": 31, "Intensity": 12',
+        )
+        assert text.index('"Intensity":') > text.index('"MaxIntensity"')
+        assert await poll_raw(text), driver.status.error
+        assert driver.status.offered_ma == 12000
+        assert driver.status.current_ma == [3500, 10600, 10400]
+        # Only keys that contain it: missing.
+        assert not await poll_raw(raw_body(drop=("Intensity",), after='"XIntensity": 30, "IntensityX": 31'))
+        assert driver.status.error == "bad Intensity"
+        # "IntensityMeasure_L1" is a prefix of the alias "IntensityMeasure_L1y".
+        assert await poll_raw(raw_body(drop=("IntensityMeasure_L1",), before='"IntensityMeasure_L1y": 7.25'))
+        assert driver.status.current_ma == [7250, 10600, 10400]
+
+    with_bodies(check)
+
+
+def test_whitespace_around_the_colon_and_the_value():
+    async def check(poll_raw, driver):
+        text = raw_body(drop=("Intensity", "ChargePower"), before='"Intensity" \t:\r\n 12 ,\n"ChargePower"\n:7000.6\t')
+        assert await poll_raw("\r\n " + text + " \n"), driver.status.error
+        assert driver.status.offered_ma == 12000
+        assert driver.status.power_w == 7001
+
+    with_bodies(check)
+
+
+def test_negative_fractional_and_rounded_numbers():
+    # (raw ChargePower, W), (raw ChargeEnergy, Wh), (raw current, mA): W, Wh
+    # and mA are rounded half to even, as round() did with the parsed float.
+    cases = (
+        ("ChargePower", "-1234.5", "power_w", -1234),
+        ("ChargePower", "-1235.5", "power_w", -1236),
+        ("ChargePower", "1.23", "power_w", 1),
+        ("ChargePower", "0", "power_w", 0),
+        ("ChargePower", "-0", "power_w", 0),
+        ("ChargePower", "999999999", "power_w", 999999999),
+        ("ChargeEnergy", "1.23", "session_energy_wh", 1230),
+        ("ChargeEnergy", "1.2345", "session_energy_wh", 1234),
+        ("ChargeEnergy", "1.2355", "session_energy_wh", 1236),
+        ("ChargeEnergy", "1.23451", "session_energy_wh", 1235),
+        ("ChargeEnergy", "0.0004999", "session_energy_wh", 0),
+        ("ChargeEnergy", "12", "session_energy_wh", 12000),
+        ("ChargeEnergy", "999999.9994", "session_energy_wh", 999999999),
+        ("ChargeEnergy", "0.000000000000000000000001", "session_energy_wh", 0),
+    )
+
+    async def check(poll_raw, driver):
+        for key, raw, name, want in cases:
+            assert await poll_raw(raw_body({key: raw})), (raw, driver.status.error)
+            assert getattr(driver.status, name) == want, (raw, getattr(driver.status, name))
+        assert await poll_raw(raw_body({"IntensityMeasure_L2": "-0.0125", "IntensityMeasure_L3": "16.0005"}))
+        assert driver.status.current_ma == [10500, -12, 16000]
+        # Whole-number keys are truncated toward zero, as int() did.
+        assert await poll_raw(raw_body({"Intensity": "16.9", "MaxIntensity": "20.5"}))
+        assert driver.status.offered_ma == 16000
+        assert driver._box["MaxIntensity"] == 20
+        # A 0/1 flag may be written 1.0, not 0.5.
+        assert await poll_raw(raw_body({"Paused": "1.0", "Dynamic": "0.0"}))
+        assert driver.status.offered_ma == 0
+
+    with_bodies(check)
+
+
+def test_exponents():
+    cases = (
+        ("ChargeEnergy", "1.5e-3", "session_energy_wh", 2),
+        ("ChargeEnergy", "2.5E-3", "session_energy_wh", 2),
+        ("ChargeEnergy", "1e-05", "session_energy_wh", 0),
+        ("ChargeEnergy", "1e-300", "session_energy_wh", 0),
+        ("ChargeEnergy", "3e+2", "session_energy_wh", 300000),
+        ("ChargePower", "7.3604E3", "power_w", 7360),
+        ("ChargePower", "0e999", "power_w", 0),
+    )
+
+    async def check(poll_raw, driver):
+        for key, raw, name, want in cases:
+            assert await poll_raw(raw_body({key: raw})), (raw, driver.status.error)
+            assert getattr(driver.status, name) == want, (raw, getattr(driver.status, name))
+        assert await poll_raw(raw_body({"Intensity": "1.6e1"}))
+        assert driver.status.offered_ma == 16000
+        for raw in ("1e300", "1e9", "1e", "1e+", "1.5e-3x"):
+            assert not await poll_raw(raw_body({"ChargePower": raw})), raw
+            assert driver.status.error == "bad ChargePower", (raw, driver.status.error)
+
+    with_bodies(check)
+
+
+def test_values_that_are_no_number_are_bad_fields():
+    cases = (
+        ("ChargePower", '"7360"'),
+        ("ChargePower", "true"),
+        ("ChargePower", "[1]"),
+        ("ChargePower", '{"W": 1}'),
+        ("ChargePower", "1000000000"),
+        ("ChargePower", "-1000000000"),
+        ("ChargePower", "16abc"),
+        ("ChargePower", "1.2.3"),
+        ("ChargePower", "-"),
+        ("ChargePower", ".5"),
+        ("ChargePower", "- 5"),
+        ("ChargeEnergy", "1000000"),
+        ("Paused", "true"),
+        ("Paused", "0.5"),
+        ("Paused", "-1"),
+        ("Paused", "null"),
+        ("Intensity", "null"),
+        ("Dynamic", "2"),
+        ("MinIntensity", "false"),
+        ("SlaveError", '"0"'),
+        ("IntensityMeasure_L3", "nan"),
+    )
+
+    async def check(poll_raw, driver):
+        for key, raw in cases:
+            driver.status.car = CAR_CHARGING
+            assert not await poll_raw(raw_body({key: raw})), (key, raw)
+            assert driver.status.error == "bad " + key, (key, raw, driver.status.error)
+            assert not driver.status.reachable
+            assert driver.status.car == CAR_CHARGING
+        # null in an optional key counts as absent, as before.
+        assert await poll_raw(raw_body({"ChargePower": "null", "SlaveError": "null"}))
+        assert driver.status.power_w is None
+        assert driver.status.error is None
+
+    with_bodies(check)
+
+
+def test_duplicate_keys_first_wins():
+    async def check(poll_raw, driver):
+        assert await poll_raw(raw_body(before='"Intensity": 10', after='"Intensity": 20'))
+        assert driver.status.offered_ma == 10000
+        # The first is judged alone: a later good one does not save it.
+        assert not await poll_raw(raw_body(before='"Intensity": "10"'))
+        assert driver.status.error == "bad Intensity"
+
+    with_bodies(check)
+
+
+def test_body_must_be_one_object():
+    async def check(poll_raw, driver):
+        good = raw_body()
+        for raw in (
+            '{"ChargeState": 2, "Cha',
+            good[:-1],
+            good[1:],
+            "[" + good + "]",
+            good + ",",
+            "{",
+            "}",
+            "{}",
+            "null",
+        ):
+            assert not await poll_raw(raw), raw
+            want = "bad ChargeState" if raw == "{}" else "invalid JSON"
+            assert driver.status.error == want, (raw, driver.status.error)
+        assert await poll_raw(good)
+
+    with_bodies(check)
+
+
+def test_nested_values_of_other_keys_are_skipped():
+    async def check(poll_raw, driver):
+        nested = '"Extra": {"a": 1, "b": [1, {"c": "}"}], "d": "{\\"x\\": 1}"}, "List": [1, 2.5, "three"]'
+        assert await poll_raw(raw_body(before=nested)), driver.status.error
+        assert driver.status.offered_ma == 16000
+        assert driver.status.power_w == 7360
+        assert await poll_raw(raw_body(after=nested)), driver.status.error
+        assert driver.status.session_energy_wh == 3457
+
+    with_bodies(check)
+
+
+def test_parsing_allocates_nothing():
+    import gc
+
+    import micropython
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    box = FakeBox(IntensityMeasure_L1=10.25, ChargeEnergy=1.5e-3)
+
+    async def check(driver):
+        # The network part (coroutines, streams) allocates; the parse of the
+        # body left in the client's buffer must not.
+        assert await driver.poll()
+        gen = driver._write_gen
+        assert driver._take(gen)
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            n = 0
+            while n < 20:
+                driver._take(gen)
+                n += 1
+            after = gc.mem_alloc()
+            # Stricter: with the heap locked any allocation raises MemoryError.
+            micropython.heap_lock()
+            try:
+                again = driver._take(gen)
+            finally:
+                micropython.heap_unlock()
+        finally:
+            gc.enable()
+        assert after - before == 0, after - before
+        assert again
+        s = driver.status
+        assert s.current_ma == [10250, 10600, 10400] and s.session_energy_wh == 2 and s.power_w == 7360
+
+    with_box(box, check)
