@@ -30,6 +30,14 @@ else:
     from cpython_platform import ticks_ms, ticks_diff, ticks_add, sleep_ms
 
 
+def bind_clock(platform):
+    """Give a Platform the runtime's ticks_ms, ticks_diff, ticks_add and sleep_ms."""
+    platform.ticks_ms = ticks_ms
+    platform.ticks_diff = ticks_diff
+    platform.ticks_add = ticks_add
+    platform.sleep_ms = sleep_ms
+
+
 async def uart_readinto(uart, buf):
     """Copy available bytes into `buf`; return their count (>= 1), or 0 after 20 ms without data.
 

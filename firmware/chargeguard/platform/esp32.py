@@ -45,10 +45,7 @@ class Platform:
 
     def __init__(self, board, storage_dir=None):
         self.board = board
-        self.ticks_ms = common.ticks_ms
-        self.ticks_diff = common.ticks_diff
-        self.ticks_add = common.ticks_add
-        self.sleep_ms = common.sleep_ms
+        common.bind_clock(self)
         self._storage_arg = storage_dir
         self._storage = None
         self._wdt = None

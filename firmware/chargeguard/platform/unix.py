@@ -61,10 +61,7 @@ class Platform:
 
     def __init__(self, board, storage_dir=None, uart_device=None):
         self.board = board
-        self.ticks_ms = common.ticks_ms
-        self.ticks_diff = common.ticks_diff
-        self.ticks_add = common.ticks_add
-        self.sleep_ms = common.sleep_ms
+        common.bind_clock(self)
         self._storage_arg = storage_dir
         self._storage = None
         self._uart_device = uart_device
