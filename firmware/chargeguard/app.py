@@ -36,7 +36,6 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
 
-
 def _import(name):
     return __import__(name, None, None, [name.split(".")[-1]])
 
