@@ -72,31 +72,16 @@ class FakeCharger:
 
 
 def config_doc(chargers=1):
-    entries = []
-    for index in range(chargers):
-        entries.append(
-            {
-                "name": "c%d" % index,
-                "type": "v2c_trydan",
-                "host": "127.0.0.1",
-                "port": 80,
-                "phases": 3,
-                "phase_map": "ABC",
-                "min_a": 6,
-                "max_a": 16,
-                "circuit_a": 16,
-                "priority": index + 1,
-                "failsafe_a": 0,
-                "mode": "fast",
-                "manual_a": 6,
-                "enabled": True,
-            }
-        )
-    return {
-        "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0, "scheme": "grid"},
-        "guard": {"meter_timeout_s": 10, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1},
-        "chargers": entries,
+    """A validated document: config.py fills in every default the test leaves out."""
+    from chargeguard import config
+
+    doc = {
+        "guard": {"min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1},
+        "chargers": [{"name": "c%d" % index, "host": "127.0.0.1"} for index in range(chargers)],
     }
+    doc, errors = config.check(doc)
+    assert not errors, errors
+    return doc
 
 
 def make_app(drivers):

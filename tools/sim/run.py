@@ -98,14 +98,13 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print, extra_env=None):
+    def __init__(self, root, storage, device, heap=None, on_line=print):
         command = [micropython_binary()]
         if heap:
             command += ["-X", "heapsize=" + heap]
         command.append("main.py")
         env = dict(os.environ)
         env.update({"CHARGEGUARD_P1_DEVICE": device, "CHARGEGUARD_STORAGE": storage})
-        env.update(extra_env or {})
         self.process = subprocess.Popen(
             command,
             cwd=root,

@@ -262,7 +262,7 @@ class Guard:
 
     def _minimums_fit(self):
         """None when every active charger fits at its minimum, else the binding reason."""
-        need = self.left_ma
+        need = self.left_ma  # scratch: _allocate fills it afresh afterwards
         for phase in range(PHASES):
             need[phase] = 0
         need_w = 0
