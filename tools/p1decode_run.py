@@ -60,7 +60,7 @@ def describe(parser):
             volt = r.voltage_mv[k]
             phases.append(
                 '{"i_a": %s, "p_w": %d, "u_v": %s}'
-                % (_milli(r.current_ma[k]), r.power_w[k], _milli(volt) if volt else "null")
+                % (_milli(r.current_ma[k]), r.power_w[k], "null" if volt is None else _milli(volt))
             )
         parts.append('"phases": [' + ", ".join(phases) + "]")
         parts.append('"p_import_w": ' + _int_or_null(r.import_w))
