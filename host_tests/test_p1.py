@@ -785,6 +785,35 @@ def test_header_mid_line_ends_the_cut_telegram():
     assert got == [(False, "absent", "truncated", head), (True, "valid", None, head)]
 
 
+def test_a_cut_anywhere_never_takes_the_next_telegram_down():
+    # Every cut point of a DSMR 5 and of a DSMR 2.2 telegram, followed by
+    # the complete telegram: the complete one is always read, with its
+    # own values, and the cut one is never accepted as something else.
+    for name, crc in (("nl_dsmr50_iskra_am550_export_l1_athom.txt", "valid"), ("nl_dsmr22_iskra_mt382_ndokter.txt", "absent")):
+        full = fixture(name)
+        whole = one(full)
+        assert whole[0]
+        bang = full.find(b"!")
+        for cut in range(1, len(full)):
+            got = events(full[:cut] + full)
+            assert got[-1] == whole, (name, cut, got)
+            for g in got[:-1]:
+                # A pre-4 telegram cut at a line end after its power lines is
+                # complete (DSMR 2.2 meters that never send '!'), and so is
+                # one cut after its bare '!'.
+                ends_ok = full[cut - 1 : cut] in b"\r\n" or cut > bang
+                assert not g[0] or (crc == "absent" and ends_ok), (name, cut, g)
+            assert len(got) <= 2, (name, cut, got)
+            if cut > bang:  # cut after '!': that telegram ended there
+                errors = ("crc mismatch", "no crc on a DSMR 4+ telegram") if crc == "valid" else (None,)
+                assert len(got) == 2 and got[0][2] in errors, (name, cut, got)
+            elif full[cut - 1 : cut] not in b"\r\n" and cut > full.find(b"\r"):
+                # Cut mid-line after the header: reported as truncated.
+                assert len(got) == 2 and got[0][2] == "truncated", (name, cut, got)
+            elif cut < full.find(b"\r"):
+                assert len(got) == 1, (name, cut, got)  # noise in the header line: dropped
+
+
 def test_header_mid_line_then_idle_and_finish():
     # The new telegram is taken up by idle()/finish() too, not only feed().
     d50 = fixture("nl_dsmr50_iskra_am550_export_l1_athom.txt")
@@ -1079,6 +1108,18 @@ def test_meter_counts_rejections_and_reports_them():
     assert meter.parser.n_crc_errors == 1
     assert meter.last_error == "crc mismatch"  # the last rejection stays visible
     assert read(meter) is False
+
+
+def test_meter_takes_the_telegram_after_a_mid_line_cut_and_noise():
+    # The field cases through the driver: noise with no line end, a telegram
+    # cut mid-line by the next one, in UART-sized chunks.
+    d50 = fixture("nl_dsmr50_iskra_am550_export_l1_athom.txt")
+    stream = b"\x00\xff" + make(["1-0:1.7.0(00.001*kW)"]) + d50[:333] + d50
+    uart = FakeUart([stream[k : k + 100] for k in range(0, len(stream), 100)])
+    meter = P1Meter(uart, Clock().ticks_ms)
+    assert read(meter) is True and meter.reading.import_w == 1
+    assert read(meter) is True and meter.reading.power_w == [-676, 33, 132]
+    assert meter.last_error == "truncated" and meter.n_truncated == 1 and meter.n_skipped == 2
 
 
 def test_meter_idle_flush_for_a_short_crc_without_line_end():
