@@ -231,3 +231,23 @@ def test_a_meter_that_cannot_open_leaves_the_chargers_on_failsafe():
     import sys
 
     assert "chargeguard.config" not in sys.modules
+
+
+def test_balanced_load_warns_on_the_console_at_boot():
+    import support
+
+    class NoUartPlatform(FakePlatform):
+        def open_uart(self, *args):
+            raise OSError(19, "no P1 device")
+
+    for balanced in (False, True):
+        storage = support.make_tmpdir("app_balanced")
+        with open(storage + "/config.json", "w") as handle:
+            handle.write('{"version": 1, "site": {"balanced_load": %s}}' % ("true" if balanced else "false"))
+        lines = []
+        app = app_module.build(NoUartPlatform(storage), log=lines.append)
+        warned = [line for line in lines if "balanced_load" in line]
+        assert len(warned) == (1 if balanced else 0), lines
+        assert app.guard.site.balanced_load is balanced
+        if balanced:
+            assert warned[0].startswith("WARNING") and "single-phase load" in warned[0]

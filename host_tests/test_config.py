@@ -100,6 +100,7 @@ FIELD_CASES = (
     ("site.max_import_w", (0, 1000, 9200, 500000), (1, 999, 500001, -5, "0", True),
      "0 (no limit) or between 1000 and 500000 W", None),
     ("site.scheme", ("grid", "house"), ("meter", "", 1, "GRID"), "grid, house", None),
+    ("site.balanced_load", (True, False), (1, 0, "false", "yes", None), "true or false", None),
     ("guard.meter_timeout_s", (2, 10, 300), (1, 301, "10", True), "between 2 and 300 s", None),
     ("guard.min_pause_s", (0, 180, 3600), (-1, 3601, 180.5), "between 0 and 3600 s", None),
     ("guard.ramp_step_a", (1, 2, 32), (0, 33, "2"), "between 1 and 32 A", None),
@@ -346,7 +347,7 @@ def test_documented_defaults():
     doc = config.defaults()
     assert doc["name"] == "ChargeGuard"
     assert doc["site"] == {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1,
-                           "max_import_w": 0, "scheme": "grid"}
+                           "max_import_w": 0, "scheme": "grid", "balanced_load": False}
     assert doc["guard"] == {"meter_timeout_s": 10, "min_pause_s": 180, "ramp_step_a": 2,
                             "ramp_interval_s": 5, "ev_response_s": 5}
     assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}

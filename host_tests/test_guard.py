@@ -67,6 +67,8 @@ class Rig:
         self.history = [[0] * len(chargers)]
         self.car_max_ma = [1 << 20] * len(chargers)
         self.simulate = True
+        # The meter gives totals only (DSMR 2.2/3.0): import/export power.
+        self.totals_only = False
 
     def house(self, a=0, b=0, c=0, phases=3):
         self.house_ma = [a * 1000, b * 1000, c * 1000]
@@ -97,6 +99,21 @@ class Rig:
                 status.tick_ms = self.now
         for phase in range(3):
             reading.power_w[phase] = reading.current_ma[phase] * 230 // 1000
+        if self.totals_only:
+            net_w = sum(reading.power_w)
+            reading.reset()
+            reading.import_w = max(net_w, 0)
+            reading.export_w = max(-net_w, 0)
+
+    def phase_ma(self, phase):
+        """The real current on a site phase now: house load + what the cars draw."""
+        total = self.house_ma[phase]
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            for line in range(charger.phases):
+                if charger.phase_map[line] == phase:
+                    total += self.draw(index)
+        return total
 
     def tick(self, advance_ms=1000, reading=True):
         self.now += advance_ms
@@ -418,7 +435,7 @@ def test_single_phase_site():
     assert rig.offered() == 25000
 
 
-def test_totals_only_reading_spreads_power_over_phases():
+def test_totals_only_reading_counts_on_every_phase():
     rig = Rig(make_site(breaker_a=25), [make_charger(max_a=32)])
     rig.simulate = False
     rig.statuses[0].car = CAR_CONNECTED
@@ -428,6 +445,102 @@ def test_totals_only_reading_spreads_power_over_phases():
     rig.statuses[0].current_ma = [0, 0, 0]
     ramp_to_steady(rig)
     assert rig.offered() == 0  # 5 A left < the 6 A minimum
+
+
+def test_totals_only_single_phase_9kw_on_l1_does_not_trip():
+    # A 9 kW load on L1 (39.13 A) behind a totals-only meter, a 50 A breaker
+    # and a 3-phase car that wants 16 A. Spread evenly it would look like
+    # 13 A per phase and the car would get 16 A: 55 A on L1.
+    site = make_site(breaker_a=50, margin_a=1)
+    rig = Rig(site, [make_charger(max_a=16)])
+    rig.totals_only = True
+    rig.house_ma = [39130, 0, 0]
+    for _ in range(60):
+        rig.tick()
+        for phase in range(3):
+            assert rig.phase_ma(phase) <= 49000, (phase, rig.phase_ma(phase), rig.offered())
+    assert rig.reading.phase_count == 0 and rig.reading.import_w > 9000
+    assert (rig.offered(), rig.reason()) == (9800, "breaker")  # 49 - 39.13 A, whole 0.1 A
+    assert rig.phase_ma(0) == 48930
+    # The same load moved to L3 or spread evenly: the guard cannot tell,
+    # and the offer stays the same.
+    rig.house_ma = [13044, 13043, 13043]
+    ramp_to_steady(rig, 30)
+    assert rig.offered() == 9800
+    # The installer declared the load balanced: then it counts as 13 A per
+    # phase, and the car gets its 16 A (which on L1 alone would trip).
+    site.balanced_load = True
+    ramp_to_steady(rig, 30)
+    assert (rig.offered(), rig.reason()) == (16000, "ok")
+    assert max(rig.phase_ma(phase) for phase in range(3)) <= 49000
+    rig.house_ma = [39130, 0, 0]
+    ramp_to_steady(rig, 30)
+    assert rig.offered() == 16000 and rig.phase_ma(0) > 50000  # the risk it declares
+
+
+def test_totals_only_worst_case_pauses_when_the_minimum_does_not_fit():
+    # 40 A of house load somewhere behind a 50 A breaker: a 6 A minimum
+    # fits nowhere for sure, so the car is paused, not given 6 A on a phase
+    # that may already carry 40 A.
+    rig = Rig(make_site(breaker_a=50, margin_a=6), [make_charger(max_a=16)])
+    rig.totals_only = True
+    rig.house_ma = [40000, 0, 0]
+    ramp_to_steady(rig, 10)
+    assert (rig.offered(), rig.reason()) == (0, "breaker")
+    # A single-phase charger on L2: L2 may carry all 40 A just as well.
+    rig = Rig(make_site(breaker_a=50, margin_a=6), [make_charger(phases=1, phase_map=(1,), max_a=16)])
+    rig.totals_only = True
+    rig.house_ma = [40000, 0, 0]
+    ramp_to_steady(rig, 10)
+    assert rig.offered() == 0
+
+
+def test_totals_only_subtracts_what_each_charger_draws_on_its_phase():
+    # Two single-phase chargers (A and B) behind a totals-only meter: their
+    # own draw is taken out of the total, so they do not throttle
+    # themselves, and the house's 5 A per phase counts as 15 A on any phase.
+    chargers = [
+        make_charger("a", phases=1, phase_map=(0,), max_a=32),
+        make_charger("b", phases=1, phase_map=(1,), max_a=32, priority=2),
+    ]
+    rig = Rig(make_site(breaker_a=40), chargers, metered=True)
+    rig.totals_only = True
+    rig.house(5, 5, 5)
+    ramp_to_steady(rig)
+    assert rig.offered(0) == rig.offered(1) == 25000  # 40 - 15
+    assert max(rig.phase_ma(phase) for phase in range(3)) <= 40000
+    # Balanced: 5 A per phase (the old spread counted the chargers' own 25 A
+    # on A and B as spread over all three phases, and over-offered).
+    rig.site.balanced_load = True
+    ramp_to_steady(rig)
+    assert rig.offered(0) == rig.offered(1) == 32000  # 40 - 5 = 35, max 32
+    assert max(rig.phase_ma(phase) for phase in range(3)) <= 40000
+
+
+def test_totals_only_export_relieves_no_phase():
+    # PV exports 4.6 kW in total: by default no phase is taken to be freed
+    # by it (it may all come from one phase while another carries load).
+    rig = Rig(make_site(breaker_a=25, margin_a=1), [make_charger(phases=1, phase_map=(0,), max_a=32)], metered=True)
+    rig.totals_only = True
+    rig.house(-10, -10, 0)
+    ramp_to_steady(rig)
+    assert rig.offered() == 24000  # the breaker less the margin, not more
+    rig.site.balanced_load = True
+    ramp_to_steady(rig)
+    assert rig.offered() == 30600  # 24 A + 20 A of export spread over 3 phases (6.67 A), 0.1 A steps
+
+
+def test_totals_only_house_scheme():
+    # The meter sees the house only: nothing is subtracted for the chargers.
+    rig = Rig(make_site(breaker_a=25, scheme=SCHEME_HOUSE), [make_charger(max_a=32)])
+    rig.simulate = False
+    rig.reading.reset()
+    rig.reading.import_w = 2300  # 10 A, on any one phase
+    ramp_to_steady(rig)
+    assert rig.offered() == 15000
+    rig.site.balanced_load = True
+    ramp_to_steady(rig)
+    assert rig.offered() == 21600  # 25 - 3.34 A, 0.1 A steps
 
 
 def test_power_only_measurement_counts_as_draw():
@@ -461,14 +574,16 @@ def test_tick_allocates_nothing_once_warm():
     rig = Rig(make_site(max_import_w=20000), [make_charger(), make_charger("b", priority=2)], metered=True)
     rig.statuses[1].reachable = False
     rig.house(3, 4, 5)
-    ramp_to_steady(rig, 5)
-    gc.collect()
-    gc.disable()
-    try:
-        before = gc.mem_alloc()
-        for _ in range(20):
-            rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
-        after = gc.mem_alloc()
-    finally:
-        gc.enable()
-    assert after - before == 0, after - before
+    for totals_only in (False, True):
+        rig.totals_only = totals_only
+        ramp_to_steady(rig, 5)
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            for _ in range(20):
+                rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
+            after = gc.mem_alloc()
+        finally:
+            gc.enable()
+        assert after - before == 0, (totals_only, after - before)

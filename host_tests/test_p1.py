@@ -148,6 +148,7 @@ FIXTURES = (
     "syn_dummy_values.txt",
     "syn_long_text_4k.txt",
     "syn_lu_smarty.txt",
+    "syn_noise_and_midline_cuts.txt",
     "syn_se_kw.txt",
     "syn_se_w.txt",
     "syn_slash_in_text.txt",
@@ -251,7 +252,7 @@ def test_nl_dsmr42_all_phases_export_signed_by_power():
     r = accepted_reading(fixture("nl_dsmr42_kaifa_export_athom.txt"))
     assert r.phase_count == 3
     assert r.power_w == [-688, -778, -403]
-    assert r.voltage_mv == [0, 0, 0]  # none on the wire: unknown
+    assert r.voltage_mv == [None, None, None]  # none on the wire: unknown
     # Whole amps 3/3/2 against |P| / 230 V nominal: 2.991, 3.383, 1.752 A.
     assert r.current_ma == [-3000, -3383, -2000]
     assert (r.import_w, r.export_w) == (0, 1869)
@@ -415,7 +416,7 @@ def test_dummy_values_ignored_one_by_one():
     assert r.export_w is None  # 9999999999.999*kW
     assert r.energy_import_wh is None  # 1.8.2 is 2147483647: the sum is unknown
     assert r.energy_export_wh == 0
-    assert r.voltage_mv[0] == 0  # 2147483647*V
+    assert r.voltage_mv[0] is None  # 2147483647*V
     assert r.current_ma[0] == 1000 and r.power_w[0] == 143
 
 
@@ -559,7 +560,7 @@ def test_per_phase_derivation():
     assert r.phase_count == 2
     assert r.power_w == [460, -230, 0]
     assert r.current_ma == [2000, -1000, 0]
-    assert r.voltage_mv == [230000, 0, 0]
+    assert r.voltage_mv == [230000, None, None]
     assert r.import_w is None  # totals absent: net_power_w() sums the phases
     assert r.net_power_w() == 230
     # A phase that imports and exports in one telegram nets out.
@@ -583,6 +584,37 @@ def test_per_phase_derivation():
     # A lost phase (0 V) falls back to the nominal voltage for P/U.
     r = accepted_reading(make(["1-0:21.7.0(00.230*kW)", "1-0:32.7.0(000.0*V)"]))
     assert r.current_ma[0] == 1000 and r.voltage_mv[0] == 0
+
+
+def test_zero_volts_is_a_measured_lost_phase():
+    # L3 lost: the meter still sends its lines, with 0 V. That is a
+    # measurement (0), not a value the telegram left out (None).
+    lines = [
+        "1-0:1.7.0(02.300*kW)",
+        "1-0:32.7.0(230.0*V)",
+        "1-0:52.7.0(231.0*V)",
+        "1-0:72.7.0(000.0*V)",
+        "1-0:31.7.0(005*A)",
+        "1-0:51.7.0(005*A)",
+        "1-0:71.7.0(000*A)",
+        "1-0:21.7.0(01.150*kW)",
+        "1-0:41.7.0(01.150*kW)",
+        "1-0:61.7.0(00.000*kW)",
+    ]
+    r = accepted_reading(make(lines))
+    assert r.voltage_mv == [230000, 231000, 0]
+    assert r.phase_count == 3 and r.current_ma[2] == 0 and r.power_w[2] == 0
+    # The same with L3's voltage line left out: unknown, not 0 V.
+    r = accepted_reading(make(lines[:3] + lines[4:]))
+    assert r.voltage_mv == [230000, 231000, None]
+    # 0 V alone on a phase is still not per-phase current data.
+    r = accepted_reading(make([POWER, "1-0:72.7.0(000.0*V)"]))
+    assert r.phase_count == 0 and r.voltage_mv == [None, None, 0]
+    # Accepted again after a reading with voltages: nothing carried over.
+    parser = P1Parser()
+    events(make(lines), parser=parser)
+    events(make([POWER]), parser=parser)
+    assert parser.reading.voltage_mv == [None, None, None]
 
 
 def test_large_values_stay_small_ints():
@@ -679,10 +711,162 @@ def test_dsmr5_cut_at_a_line_end_is_truncated():
     assert one(cut)[:3] == (False, "absent", "truncated")
 
 
-def test_slash_only_at_a_line_start_begins_a_telegram():
+def test_any_slash_starts_a_telegram_between_telegrams():
+    # Field case: line noise with no line end, then a telegram.
     tel = make([POWER])
-    assert one(b"xx/junk\r\n" + tel)[:3] == (True, "valid", None)
-    assert events(b"xx" + tel) == []  # '/' mid-line: not a start
+    parser = P1Parser()
+    assert events(b"\x00\xff~\x80" + tel, parser=parser) == [one(tel)]
+    assert parser.n_skipped == 4 and parser.n_truncated == 0
+    assert one(b"xx" + tel)[:4] == (True, "valid", None, b"/ISK5\\2M550T-1011")
+    # Noise holding a '/' on the same line: a header holds no '/', so the
+    # telegram starts again at the header's, with no completion for noise.
+    parser = P1Parser()
+    got = events(b"a/b\xfe" + tel, parser=parser)
+    assert got == [one(tel)] and parser.n_telegrams == 1
+    assert parser.n_skipped == 1 + 3  # "a", then "/b\xfe" before the header's '/'
+    # A noise line with '/' and a line end began a telegram: it is cut by
+    # the real one (a line-start '/') and reported, the real one kept.
+    got = events(b"xx/junk\r\n" + tel)
+    assert [g[:4] for g in got] == [(False, "absent", "truncated", b"/junk"), (True, "valid", None, b"/ISK5\\2M550T-1011")]
+    # After a CRC ended by junk.
+    assert [g[:3] for g in events(tel[:-4] + b"x" + b"zz" + tel)] == [(False, "invalid", "crc mismatch"), (True, "valid", None)]
+    # A pre-4 telegram after noise (DSMR 2.2 at 9600 baud).
+    dsmr22 = fixture("nl_dsmr22_iskra_mt382_ndokter.txt")
+    assert one(b"\x7f\x00" + dsmr22)[:3] == (True, "absent", None)
+
+
+def _cut_then_full(cut, full, parser=None):
+    got = []
+    for chunk in (0, 1, 7):
+        p = P1Parser() if parser is None else parser
+        got.append([g[:4] for g in events(cut + full, chunk=chunk, parser=p)])
+    assert got[0] == got[1] == got[2], got
+    return got[0]
+
+
+def test_header_mid_line_ends_the_cut_telegram():
+    # Field case: a telegram cut inside a line, then a complete one.
+    d50 = fixture("nl_dsmr50_iskra_am550_export_l1_athom.txt")
+    head = b"/ISK5\\2M550T-1011"
+    for where in (b"1-0:32.7.0", b"1-0:1.8.1(00", b"0-0:96.1.1(45", b"1-0:21.7.0(00.0"):
+        cut = d50[: d50.find(where) + len(where)]
+        got = _cut_then_full(cut, d50)
+        assert got == [(False, "absent", "truncated", head), (True, "valid", None, head)], where
+    # The complete telegram's values are the full ones.
+    parser = P1Parser()
+    events(d50[:200] + d50, parser=parser)
+    assert parser.reading.power_w == [-676, 33, 132] and parser.n_truncated == 1
+    assert parser.n_telegrams == 2 and parser.n_skipped == 0
+    # Cut inside a long text message (a line the parser only CRC-checks).
+    long_text = fixture("syn_long_text_4k.txt")
+    cut = long_text[: long_text.find(b"0-0:96.13.0(") + 2000]
+    got = _cut_then_full(cut, d50)
+    assert [g[:3] for g in got] == [(False, "absent", "truncated"), (True, "valid", None)]
+    # A pre-4 telegram cut mid-line, then a complete one: the cut one is
+    # truncated even with its power values (its last line is broken).
+    dsmr22 = fixture("nl_dsmr22_iskra_mt382_ndokter.txt")
+    cut = dsmr22[: dsmr22.find(b"0-1:24.3.0") + 6]
+    got = _cut_then_full(cut, dsmr22)
+    assert [g[:3] for g in got] == [(False, "absent", "truncated"), (True, "absent", None)]
+    # The new header with no blank line after it (not every meter sends one).
+    tel = make([POWER])
+    bare = tel.replace(b"\r\n\r\n", b"\r\n", 1)
+    assert crc16(bare, 0, bare.find(b"!") + 1) != crc16(tel, 0, tel.find(b"!") + 1)
+    bare = make_raw(bare[: bare.find(b"!")])
+    got = _cut_then_full(d50[:300], bare)
+    assert [g[:3] for g in got] == [(False, "absent", "truncated"), (True, "valid", None)]
+    # LF-only line ends.
+    lf = make_raw(b"/ABC5 meter\n1-0:1.7.0(00.042*kW)\n")
+    got = _cut_then_full(make_raw(b"/ABC5 meter\n1-0:1.7.0(00.0")[:25], lf)
+    assert got == [(False, "absent", "truncated", b"/ABC5 meter"), (True, "valid", None, b"/ABC5 meter")]
+    # Cut inside the new telegram's own header: still only one completion
+    # for the cut one; the header that follows starts cleanly.
+    got = _cut_then_full(d50[:300] + b"/ISK5\\2M5", d50)
+    assert got == [(False, "absent", "truncated", head), (True, "valid", None, head)]
+
+
+def test_a_cut_anywhere_never_takes_the_next_telegram_down():
+    # Every cut point of a DSMR 5 and of a DSMR 2.2 telegram, followed by
+    # the complete telegram: the complete one is always read, with its
+    # own values, and the cut one is never accepted as something else.
+    for name, crc in (("nl_dsmr50_iskra_am550_export_l1_athom.txt", "valid"), ("nl_dsmr22_iskra_mt382_ndokter.txt", "absent")):
+        full = fixture(name)
+        whole = one(full)
+        assert whole[0]
+        bang = full.find(b"!")
+        for cut in range(1, len(full)):
+            got = events(full[:cut] + full)
+            assert got[-1] == whole, (name, cut, got)
+            for g in got[:-1]:
+                # A pre-4 telegram cut at a line end after its power lines is
+                # complete (DSMR 2.2 meters that never send '!'), and so is
+                # one cut after its bare '!'.
+                ends_ok = full[cut - 1 : cut] in b"\r\n" or cut > bang
+                assert not g[0] or (crc == "absent" and ends_ok), (name, cut, g)
+            assert len(got) <= 2, (name, cut, got)
+            if cut > bang:  # cut after '!': that telegram ended there
+                errors = ("crc mismatch", "no crc on a DSMR 4+ telegram") if crc == "valid" else (None,)
+                assert len(got) == 2 and got[0][2] in errors, (name, cut, got)
+            elif full[cut - 1 : cut] not in b"\r\n" and cut > full.find(b"\r"):
+                # Cut mid-line after the header: reported as truncated.
+                assert len(got) == 2 and got[0][2] == "truncated", (name, cut, got)
+            elif cut < full.find(b"\r"):
+                assert len(got) == 1, (name, cut, got)  # noise in the header line: dropped
+
+
+def test_header_mid_line_then_idle_and_finish():
+    # The new telegram is taken up by idle()/finish() too, not only feed().
+    d50 = fixture("nl_dsmr50_iskra_am550_export_l1_athom.txt")
+    data = d50[:300] + d50[:100]
+    parser = P1Parser()
+    i = parser.feed(data)
+    assert parser.ready and parser.error == "truncated"
+    parser.idle()
+    assert not parser.ready
+    parser.feed(data, i)
+    parser.finish()
+    assert parser.ready and parser.error == "truncated"
+    assert parser.header_bytes() == b"/ISK5\\2M550T-1011" and parser.n_truncated == 2
+    # Input that ends right after the header line that cut a telegram.
+    parser = P1Parser()
+    got = events(d50[:300] + b"/ISK5\\2M550T-1011\r\n", parser=parser)
+    assert [g[:4] for g in got] == [(False, "absent", "truncated", b"/ISK5\\2M550T-1011")] * 2
+
+
+def test_slash_inside_text_is_not_a_header():
+    # DSMR 2.2 plain-text messages may hold '/', '!' and header-like words:
+    # a '/' followed by ')' before the line end is not a header.
+    texts = (
+        "0-0:96.13.0(Zie /ISK5\\2MT382-1004)",
+        "0-0:96.13.0(/ISK5\\2MT382-1004)",
+        "0-0:96.13.0(storing/onderhoud van 10/12 tot 11/12)",
+        "0-0:96.13.0(a/bcd5 ! /Abc5X)",
+        "0-0:96.13.1(/ABC5xyz)",
+    )
+    for text in texts:
+        tel = make([POWER, text], header="/ISk5\\2MT382-1004", version=None, crc="none")
+        parser = P1Parser()
+        got = events(tel, parser=parser, chunk=3)
+        assert [g[:3] for g in got] == [(True, "absent", None)], text
+        assert parser.n_truncated == 0, text
+        got = events(make([POWER, text]), chunk=1)
+        assert [g[:3] for g in got] == [(True, "valid", None)], text
+    # Too short to be a header (no identification after '/XXX5').
+    assert [g[:3] for g in events(make([POWER, "1-0:99.0(x/ABC5"]))] == [(True, "valid", None)]
+
+
+def test_noise_and_midline_cuts_fixture():
+    parser = P1Parser()
+    got = events(fixture("syn_noise_and_midline_cuts.txt"), parser=parser)
+    assert [g[:4] for g in got] == [
+        (True, "valid", None, b"/ISK5\\2M550T-1011"),
+        (False, "absent", "truncated", b"/KFM5KAIFA-METER"),
+        (True, "valid", None, b"/Lux5\\253833635_D"),
+        (False, "absent", "truncated", b"/ISk5\\2MT382-1004"),
+        (True, "absent", None, b"/ISk5\\2MT382-1004"),
+    ]
+    assert got[0][4][2] == (-676, 33, 132) and got[2][4][2] == (712, 219, 303)
+    assert parser.n_skipped == 6 and parser.n_truncated == 2 and parser.n_accepted == 3
 
 
 def test_bang_only_at_a_line_start_ends_the_body():
@@ -780,7 +964,7 @@ def test_fuzz_mutated_fixtures_never_raise():
                 for k in range(3):
                     assert -top <= currents[k] <= top
                     assert -MAX_POWER_W <= powers[k] <= MAX_POWER_W
-                    assert 0 <= volts[k] <= MAX_VOLTAGE_MV
+                    assert volts[k] is None or 0 <= volts[k] <= MAX_VOLTAGE_MV
             else:
                 assert error in ERRORS, error
         assert parser.n_telegrams == parser.n_accepted + parser.n_rejected
@@ -838,6 +1022,7 @@ def test_no_allocation_per_telegram_once_warm():
         "crc_invalid_kaifa_dsmrreader.txt",
         "syn_long_text_4k.txt",
         "stream_truncated_then_full_iskra_dsmrreader.txt",
+        "syn_noise_and_midline_cuts.txt",
     ):
         data = fixture(name)
         parser = P1Parser()
@@ -923,6 +1108,18 @@ def test_meter_counts_rejections_and_reports_them():
     assert meter.parser.n_crc_errors == 1
     assert meter.last_error == "crc mismatch"  # the last rejection stays visible
     assert read(meter) is False
+
+
+def test_meter_takes_the_telegram_after_a_mid_line_cut_and_noise():
+    # The field cases through the driver: noise with no line end, a telegram
+    # cut mid-line by the next one, in UART-sized chunks.
+    d50 = fixture("nl_dsmr50_iskra_am550_export_l1_athom.txt")
+    stream = b"\x00\xff" + make(["1-0:1.7.0(00.001*kW)"]) + d50[:333] + d50
+    uart = FakeUart([stream[k : k + 100] for k in range(0, len(stream), 100)])
+    meter = P1Meter(uart, Clock().ticks_ms)
+    assert read(meter) is True and meter.reading.import_w == 1
+    assert read(meter) is True and meter.reading.power_w == [-676, 33, 132]
+    assert meter.last_error == "truncated" and meter.n_truncated == 1 and meter.n_skipped == 2
 
 
 def test_meter_idle_flush_for_a_short_crc_without_line_end():

@@ -265,6 +265,11 @@ def build(platform, log=print):
     doc, notes = load_config(platform.storage_dir())
     for note in notes:
         log("config: " + note)
+    if doc["site"].get("balanced_load"):
+        log(
+            "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
+            " spread evenly over the phases; a large single-phase load can then overload its phase unseen"
+        )
     try:
         meter = make_meter(doc["meter"], platform)
     except Exception as error:

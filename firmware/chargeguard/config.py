@@ -10,7 +10,10 @@ Version 1 (CURRENT_VERSION):
               "breaker_a": 25,         6..630 A, main breaker per phase
               "margin_a": 1,           0..624 A and breaker_a - margin_a >= 6
               "max_import_w": 0,       0 = no contracted limit, else 1000..500000 W
-              "scheme": "grid"},       "grid" (meter sees house + chargers) | "house"
+              "scheme": "grid",        "grid" (meter sees house + chargers) | "house"
+              "balanced_load": false}, true: a totals-only meter's house load is
+                                       taken as spread evenly over the phases;
+                                       false: it may all be on one phase (safe)
      "guard": {"meter_timeout_s": 10,  2..300
                "min_pause_s": 180,     0..3600
                "ramp_step_a": 2,       1..32, largest increase per ramp interval
@@ -129,6 +132,7 @@ _SITE = (
     ("margin_a", 1, _INT, 0, 624, "A"),
     ("max_import_w", 0, _ZERO_OR, 1000, 500000, "W", "no limit"),
     ("scheme", "grid", _ENUM, SCHEMES, None, ""),
+    ("balanced_load", False, _BOOL, None, None, ""),
 )
 _GUARD = (
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),

@@ -6,6 +6,15 @@ breaker, and gives each charger an offered current inside that envelope:
 
 - base load = measured grid current - what the chargers draw on that phase
   (the current last offered to them, or their measured current when lower);
+- a meter that gives totals only (phase_count 0: DSMR 2.2/3.0, any meter
+  without per-phase current or power) cannot say on which phase the house
+  load sits. The base load is then the total minus what the chargers draw,
+  and by default all of it is assumed to be on every phase at once (one
+  9 kW cooker on L1 counts as 39 A on L1, L2 and L3): the worst case, safe
+  whatever the split. An export (PV) is not assumed to relieve any phase:
+  the base load is at least 0. With `site.balanced_load` the installer
+  declares it spread evenly instead (base / phases per phase), which gives
+  the chargers more but lets a large single-phase load overload its phase;
 - available = breaker - margin - base load, and the contracted import power
   shared over the chargers' phases;
 - a charger gets at most min(target, max, circuit limit, what is available);
@@ -85,7 +94,11 @@ class Guard:
         order.sort(key=lambda index: chargers[index].priority)
         self.order = order
         self.active = [False] * len(chargers)
+        # Phase currents the guard works with: measured, or with a totals-only
+        # meter the base load it assumes plus the chargers' draw.
         self.grid_ma = [0, 0, 0]
+        self.draw_low_ma = [0, 0, 0]  # what the chargers draw per phase, this tick
+        self.draw_high_ma = [0, 0, 0]
         self.headroom_ma = [0, 0, 0]
         self.shed_headroom_ma = [0, 0, 0]
         self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
@@ -130,16 +143,9 @@ class Guard:
 
     def _grid_currents(self, reading):
         grid = self.grid_ma
-        if reading.phase_count:
-            for phase in range(PHASES):
-                grid[phase] = reading.current_ma[phase] if phase < reading.phase_count else 0
-            return
-        # Totals only (e.g. DSMR 2.2): assume the load is spread evenly over
-        # the site's phases. Per-phase meters are needed for a tight guard.
-        net_w = reading.net_power_w() or 0
-        per_phase_ma = net_w * 1000 // (self.site.voltage_v * self.site.phases)
         for phase in range(PHASES):
-            grid[phase] = per_phase_ma if phase < self.site.phases else 0
+            grid[phase] = reading.current_ma[phase] if phase < reading.phase_count else 0
+        # Totals only: _headroom works the phases out from the total.
 
     def _estimate_draws(self, statuses, now_ms):
         ev_response_ms = self.site.ev_response_ms
@@ -199,6 +205,8 @@ class Guard:
         voltage_v = site.voltage_v
         limit_ma = site.breaker_ma - site.margin_ma
         house_scheme = site.scheme == SCHEME_HOUSE
+        draw_low = self.draw_low_ma
+        draw_high = self.draw_high_ma
         low_w = 0
         high_w = 0
         for phase in range(PHASES):
@@ -209,11 +217,40 @@ class Guard:
                     if statuses[index].reachable:
                         low += self.states[index].draw_low_ma[phase]
                         high += self.states[index].draw_high_ma[phase]
+            draw_low[phase] = low
+            draw_high[phase] = high
             low_w += low * voltage_v // 1000
             high_w += high * voltage_v // 1000
-            in_use = phase < site.phases
-            self.headroom_ma[phase] = limit_ma - self.grid_ma[phase] + low if in_use else 0
-            self.shed_headroom_ma[phase] = limit_ma - self.grid_ma[phase] + high if in_use else 0
+        totals_only = not reading.phase_count
+        base_low = base_high = 0
+        if totals_only:
+            # The house's own load in mA on one phase, rounded up: the total
+            # less the chargers (counted low for the offers, so the house
+            # looks heavier; high for shedding, as with per-phase readings).
+            net_w = reading.net_power_w() or 0
+            base_low = -((low_w - net_w) * 1000 // voltage_v)
+            base_high = -((high_w - net_w) * 1000 // voltage_v)
+            if site.balanced_load:
+                base_low = -(-base_low // site.phases)
+                base_high = -(-base_high // site.phases)
+            else:
+                # Worst case: all of it on any one phase; export relieves none.
+                if base_low < 0:
+                    base_low = 0
+                if base_high < 0:
+                    base_high = 0
+        grid = self.grid_ma
+        for phase in range(PHASES):
+            if phase >= site.phases:
+                self.headroom_ma[phase] = 0
+                self.shed_headroom_ma[phase] = 0
+            elif totals_only:
+                grid[phase] = base_low + draw_low[phase]
+                self.headroom_ma[phase] = limit_ma - base_low
+                self.shed_headroom_ma[phase] = limit_ma - base_high
+            else:
+                self.headroom_ma[phase] = limit_ma - grid[phase] + draw_low[phase]
+                self.shed_headroom_ma[phase] = limit_ma - grid[phase] + draw_high[phase]
         self.budget_w = self.shed_budget_w = _BIG
         if site.max_import_w:
             net_w = reading.net_power_w()

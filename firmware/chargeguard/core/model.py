@@ -18,7 +18,8 @@ class GridReading:
         self.tick_ms = 0
         self.current_ma = [0, 0, 0]
         self.power_w = [0, 0, 0]
-        self.voltage_mv = [0, 0, 0]
+        # Per phase; None = not given (0 is a measured 0 V: a lost phase).
+        self.voltage_mv = [None, None, None]
         self.reset()
 
     def reset(self):
@@ -28,7 +29,7 @@ class GridReading:
         for phase in range(PHASES):
             self.current_ma[phase] = 0
             self.power_w[phase] = 0
-            self.voltage_mv[phase] = 0
+            self.voltage_mv[phase] = None
         self.import_w = None
         self.export_w = None
         self.energy_import_wh = None

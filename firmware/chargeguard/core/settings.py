@@ -27,6 +27,9 @@ class SiteSettings:
         self.margin_ma = 1000
         self.max_import_w = 0  # 0 = no contracted power limit
         self.scheme = SCHEME_GRID
+        # Totals-only meters: False = the house load may all sit on one phase
+        # (safe); True = assume it spread evenly (see core/guard.py).
+        self.balanced_load = False
         self.meter_timeout_ms = 10000
         self.min_pause_ms = 180000
         self.ramp_step_ma = 2000
@@ -63,6 +66,7 @@ def site_from_config(doc):
     site.margin_ma = site_doc["margin_a"] * 1000
     site.max_import_w = site_doc["max_import_w"]
     site.scheme = SCHEME_HOUSE if site_doc["scheme"] == "house" else SCHEME_GRID
+    site.balanced_load = site_doc.get("balanced_load", False) is True
     site.meter_timeout_ms = guard_doc["meter_timeout_s"] * 1000
     site.min_pause_ms = guard_doc["min_pause_s"] * 1000
     site.ramp_step_ma = guard_doc["ramp_step_a"] * 1000

@@ -28,8 +28,8 @@ P1Parser
     (a capture file): as ``idle()``, and a telegram still open is reported
     as truncated; the next byte is again at a line start.
 
-    Every telegram that started (a ``/`` at a line start) ends in exactly
-    one completion, accepted or not. After a completion:
+    Every telegram that started (see Framing) ends in exactly one
+    completion, accepted or not. After a completion:
 
     - ``ready`` True; ``accepted`` True when the reading was taken;
     - ``crc``: "valid", "invalid" or "absent";
@@ -42,16 +42,28 @@ P1Parser
     - ``header_bytes()``: the identification line, with its leading ``/``
       and without the line end, as fresh bytes (a tool path: it allocates);
     - counters ``n_telegrams``, ``n_accepted``, ``n_rejected``,
-      ``n_crc_errors``, ``n_truncated``, ``n_overflows``.
+      ``n_crc_errors``, ``n_truncated``, ``n_overflows``, and
+      ``n_skipped``: bytes outside any telegram (line ends not counted;
+      noise dropped from a header line counts too), held at 2**30 - 1.
 
     ``crc16(data, start=0, end=None, crc=0) -> int`` is the same CRC as a
     function, for tools and tests.
 
-Framing: a telegram starts with ``/`` at a line start (the start of the
-stream counts); a ``/`` at a line start inside a telegram means it was cut
-(counted as truncated) -- except for a pre-4 telegram that already gave a
-power value, which some DSMR 2.2 meters end without ``!``: that one is
-complete. ``!`` at a line start ends the body; up to 4 hex digits follow
+Framing: between telegrams any ``/`` starts one, even after line noise with
+no line end. Inside a telegram:
+
+- a ``/`` at a line start means it was cut (counted as truncated) --
+  except for a pre-4 telegram that already gave a power value, which some
+  DSMR 2.2 meters end without ``!``: that one is complete;
+- a second ``/`` in the header line means the first was noise: the
+  telegram starts again there, with no completion (a header holds no ``/``);
+- a header line that begins mid-line (``/``, 3 letters, a letter or digit,
+  at least one more printable character, no ``(``, ``)``, ``!`` or ``/``, up
+  to the line end) ends the cut telegram (truncated) and starts the new one
+  at its ``/``. A ``/`` inside a text message is followed by ``)`` before
+  the line end, so DSMR 2.2 plain-text messages still parse.
+
+``!`` at a line start ends the body; up to 4 hex digits follow
 (either case, unpadded accepted), ended by the 4th digit, CR/LF, a ``/``
 or ``idle()``. The CRC covers ``/`` through ``!``. A telegram is DSMR 4+
 when it has a ``1-3:0.2.8`` version of 40 or more (or one that does not
@@ -62,7 +74,10 @@ Values: per-phase net power = import - export; the current's sign comes
 from the phase power (the wire never signs it). Whole-amp currents become
 max(|I|, |P/U|) (U = the phase voltage, else 230 V); currents
 with decimals are used as given; a phase with power and no current gets
-|P/U|. phase_count is the highest phase with a power or a current.
+|P/U|. phase_count is the highest phase with a power or a current (a
+voltage alone is not per-phase data). ``voltage_mv`` is None for a phase
+the telegram gave no voltage for; 0 V is a measured value (a lost phase),
+reported as 0, and P/U then uses 230 V.
 Values that cannot be real (more than 9 significant digits, or above the
 per-quantity maximum: 1 MW, 2000 A, 1000 V, 999999999 Wh) are ignored one
 by one. Everything stays in small integers, which are 31-bit on the ESP32.
@@ -128,8 +143,13 @@ _READ_CHUNKS_MAX = const(32)
 _POLL_MS = const(10)
 
 _TICKS_MASK = const(0x3FFFFFFF)  # MicroPython ticks wrap at 2**30
+# n_skipped stops here: a small int on the device (no heap as it grows).
+_COUNT_MAX = const(0x3FFFFFFF)
+# Shortest header taken as one when it appears mid-line: '/', 3 letters of
+# the manufacturer code, the baud rate character and 1 of identification.
+_HEADER_MIN = const(6)
 
-_IDLE = const(0)  # looking for '/' at a line start
+_IDLE = const(0)  # between telegrams: looking for '/'
 _BODY = const(1)  # inside a telegram, before '!'
 _CRC = const(2)  # after '!', reading the CRC digits
 
@@ -166,6 +186,11 @@ _SLOTS = const(25)
 _table = None  # the CRC table, built by the first crc16() call
 
 
+def _count(count, n):
+    # count + n, held at _COUNT_MAX.
+    return count + n if count < _COUNT_MAX - n else _COUNT_MAX
+
+
 def crc16(data, start=0, end=None, crc=0):
     """CRC16/ARC of data[start:end], continuing from `crc`."""
     global _table
@@ -200,6 +225,14 @@ class P1Parser:
         self.reading = GridReading()
         self._state = _IDLE
         self._at_ls = True  # the stream start counts as a line start
+        # A header that began mid-line inside a telegram (see feed()): its
+        # bytes from '/' (_cb), their count (0: none) and CRC. `_restart`:
+        # the cut telegram was just reported; the new one is taken up at
+        # the next call.
+        self._cb = bytearray(_HEADER_MAX)
+        self._cn = 0
+        self._ccrc = 0
+        self._restart = False
         self._crc = 0
         self._given = 0
         self._digits = 0
@@ -215,6 +248,7 @@ class P1Parser:
         self.n_crc_errors = 0
         self.n_truncated = 0
         self.n_overflows = 0
+        self.n_skipped = 0
         # The driver (P1Meter).
         self.parser = self
         self.last_error = None
@@ -237,26 +271,48 @@ class P1Parser:
         if end is None:
             end = len(data)
         self.ready = False
+        if self._restart:
+            self._take_up()
         tbl = _table
         lb = self._lb
+        cb = self._cb
         state = self._state
         at_ls = self._at_ls
         crc = self._crc
         ll = self._ll
         total = self._total
+        cn = self._cn
+        ccrc = self._ccrc
+        skipped = self.n_skipped
         i = start
         while i < end:
             b = data[i]
             if state == _BODY:
-                if b == 0x2F and at_ls:
-                    # A new telegram begins: this one never got its '!'.
-                    self._ll = 0
-                    self._state = _IDLE
-                    self._at_ls = True
-                    self._close(_END_NOMARK if self._v[_S_V4] < 0 and self._has_power() else _END_CUT, crc)
-                    return i  # the '/' is read again as the next start
+                if b == 0x2F:
+                    if at_ls:
+                        # A new telegram begins: this one never got its '!'.
+                        self.n_skipped = skipped
+                        self._cn = 0
+                        self._ll = 0
+                        self._state = _IDLE
+                        self._at_ls = True
+                        self._close(_END_NOMARK if self._v[_S_V4] < 0 and self._has_power() else _END_CUT, crc)
+                        return i  # the '/' is read again as the next start
+                    if self._v[_S_HLEN] < 0:
+                        # A second '/' in the header line, which never holds
+                        # one (IEC 62056-21): what came before was noise.
+                        # Start again here, silently.
+                        skipped = _count(skipped, total)
+                        crc = tbl[0x2F]
+                        total = 1
+                        lb[0] = b
+                        ll = 1
+                        i += 1
+                        continue
                 total += 1
                 if total > _MAX_TELEGRAM_BYTES:
+                    self.n_skipped = skipped
+                    self._cn = 0
                     self._ll = ll  # a header cut here is still reported
                     self._state = _IDLE
                     self._at_ls = False
@@ -265,6 +321,22 @@ class P1Parser:
                     return i + 1
                 crc = (crc >> 8) ^ tbl[(crc ^ b) & 0xFF]
                 if b == 0x0A or b == 0x0D:
+                    if cn >= _HEADER_MIN:
+                        # A header line began mid-line: the telegram was cut
+                        # there. Report it as truncated; the new one (its CRC
+                        # runs from its '/') is taken up at the next call, and
+                        # this line end is read again as its first.
+                        self.n_skipped = skipped
+                        self._state = _BODY
+                        self._crc = ccrc
+                        self._total = cn
+                        self._cn = cn
+                        self._restart = True
+                        self._at_ls = False
+                        self._ll = 0
+                        self._close(_END_CUT, crc)
+                        return i
+                    cn = 0
                     if ll:
                         self._end_line(ll)
                         ll = 0
@@ -276,6 +348,28 @@ class P1Parser:
                     at_ls = False
                 else:
                     at_ls = False
+                    if b == 0x2F:
+                        # Mid-line '/': a text message's, or the header of a
+                        # telegram that cut this one. Follow it while it
+                        # looks like a header: '/', 3 letters, a letter or
+                        # digit (the baud rate character), then printable
+                        # text without '(', ')', '!' or '/', to the line end.
+                        cb[0] = b
+                        cn = 1
+                        ccrc = tbl[0x2F]
+                    elif cn:
+                        ccrc = (ccrc >> 8) ^ tbl[(ccrc ^ b) & 0xFF]
+                        if cn < 4:
+                            ok = 0x41 <= (b & 0xDF) <= 0x5A
+                        elif cn == 4:
+                            ok = 0x30 <= b <= 0x39 or 0x41 <= (b & 0xDF) <= 0x5A
+                        else:
+                            ok = 0x20 <= b <= 0x7E and b != 0x28 and b != 0x29 and b != 0x21
+                        if ok and cn < _HEADER_MAX:
+                            cb[cn] = b
+                            cn += 1
+                        else:
+                            cn = 0
                     if ll < _LINE_MAX:
                         lb[ll] = b
                         ll += 1
@@ -297,17 +391,17 @@ class P1Parser:
                     i += 1  # four digits: complete at once
                 elif b != 0x2F:
                     i += 1  # CR/LF (or junk) ends the CRC and is consumed
-                # A '/' is left for the next telegram. After a clean end
-                # (4th digit, CR/LF, '/') the next byte is at a line start,
-                # so that "!1F28/ISK5..." still frames; after junk it is not.
+                # A '/' is left for the next telegram ("!1F28/ISK5...").
+                self.n_skipped = skipped
                 self._state = _IDLE
-                self._at_ls = b == 0x2F or b == 0x0A or b == 0x0D or digit >= 0
+                self._at_ls = True
                 self._ll = 0
                 self._close(_END_CRC, crc)
                 return i
-            elif b == 0x2F and at_ls:
-                # A telegram starts: forget the previous one's values (the
-                # header length too: -1 until its line ends).
+            elif b == 0x2F:
+                # No telegram in progress: any '/' starts one, even after
+                # line noise with no line end. Forget the previous one's
+                # values (the header length too: -1 until its line ends).
                 state = _BODY
                 v = self._v
                 for k in range(_SLOTS):
@@ -316,20 +410,43 @@ class P1Parser:
                 total = 1
                 lb[0] = b
                 ll = 1
+                cn = 0
                 at_ls = False
-            else:
-                at_ls = b == 0x0A or b == 0x0D
+            elif b != 0x0A and b != 0x0D and skipped < _COUNT_MAX:
+                skipped += 1  # outside any telegram (line ends not counted)
             i += 1
         self._state = state
         self._at_ls = at_ls
         self._crc = crc
         self._ll = ll
         self._total = total
+        self._cn = cn
+        self._ccrc = ccrc
+        self.n_skipped = skipped
         return end
+
+    def _take_up(self):
+        # The header that cut the last telegram (feed(), `_restart`) becomes
+        # the first line of the telegram in progress; its CRC and byte
+        # count are already in _crc and _total.
+        self._restart = False
+        v = self._v
+        for k in range(_SLOTS):
+            v[k] = _ABSENT
+        n = self._cn
+        cb = self._cb
+        lb = self._lb
+        for k in range(n):
+            lb[k] = cb[k]
+        self._ll = n
+        self._cn = 0
+        self._state = _BODY
 
     def idle(self):
         """The line went quiet: complete a telegram only waiting for its end."""
         self.ready = False
+        if self._restart:
+            self._take_up()
         if self._state == _CRC:
             self._state = _IDLE
             self._at_ls = True
@@ -451,8 +568,8 @@ class P1Parser:
             p_exp = v[_S_PHASE + 1 + 2 * k]
             cur = v[_S_CUR + k]
             volt = v[_S_VOLT + k]
-            if volt > 0:
-                r.voltage_mv[k] = volt
+            if volt >= 0:
+                r.voltage_mv[k] = volt  # 0 V is measured: a lost phase
             has_p = p_imp >= 0 or p_exp >= 0
             if not has_p and cur < 0:
                 continue
