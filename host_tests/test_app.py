@@ -231,3 +231,114 @@ def test_a_meter_that_cannot_open_leaves_the_chargers_on_failsafe():
     import sys
 
     assert "chargeguard.config" not in sys.modules
+
+
+# ------------------------------------------------- configuration at start-up
+
+GOOD = '{"name": "good", "chargers": [{"name": "box", "host": "127.0.0.1"}]}'
+NO_BREAKER = '{"name": "new", "site": {"breaker_a": 0}, "chargers": [{"name": "box", "host": "127.0.0.1"}]}'
+
+
+def storage_with(files):
+    import support
+
+    storage = support.make_tmpdir("app")
+    for name in files:
+        with open(storage + "/" + name, "w") as handle:
+            handle.write(files[name])
+    return storage
+
+
+def read_json(path):
+    import json
+
+    with open(path) as handle:
+        return json.load(handle)
+
+
+async def wait_until(condition, timeout_ms):
+    for _ in range(timeout_ms // 10):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def test_a_config_that_ran_is_kept_as_the_last_good_copy():
+    import sys
+
+    storage = storage_with({"config.json": GOOD})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.config_source == "config.json" and app.config_notes == [], app.config_notes
+    assert app.config_good is not None
+    app.config_proven_ms = 200
+
+    async def scenario():
+        # Proven after config_proven_ms of decisions; the supervisor looks twice a second.
+        assert await wait_until(lambda: app.config_good is None, 200 + app_module.CONTROL_TICK_MS + 500)
+        assert app.decisions >= 1
+
+    asyncio.run(run_for(app, 10, scenario))
+    doc = read_json(storage + "/" + app_module._LAST_GOOD)
+    assert doc["name"] == "good" and doc["chargers"][0]["host"] == "127.0.0.1"
+    assert any("kept as the last good configuration" in line for line in lines), lines
+    assert "chargeguard.flashfile" not in sys.modules and "chargeguard.config" not in sys.modules
+    # The next boot finds the same copy and writes nothing (flash wear).
+    again = app_module.build(FakePlatform(storage), log=lines.append)
+    assert again.config_good is None
+
+
+def test_the_last_good_file_name_is_the_config_modules():
+    from chargeguard import config
+
+    assert app_module._LAST_GOOD == config.BACKUP_FILE
+
+
+def test_an_invalid_new_config_is_not_applied_and_the_last_good_one_guards():
+    storage = storage_with({"config.bak": GOOD, "config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.names == ["box"] and len(app.drivers) == 1
+    assert app.config_source == "config.bak" and app.config_good is None
+    notes = app.config_notes
+    assert notes[0] == "config.json has 1 refused setting: it was NOT applied", notes
+    assert notes[1] == "config.json refused site.breaker_a: must be between 6 and 630 A (is 0)", notes
+    assert "last good configuration" in notes[2], notes
+    assert ["config: " + note for note in notes] == [line for line in lines if line.startswith("config:")], lines
+    assert app.status_line().endswith("| last good config (config.json not applied)"), app.status_line()
+    app.decide()
+    assert app.commands[0].reason == "failsafe"  # guarded: no reading yet
+    assert read_json(storage + "/config.bak")["name"] == "good"
+
+
+def test_with_no_valid_config_nothing_is_commanded_and_the_notes_say_what_to_fix():
+    storage = storage_with({"config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.drivers == [] and app.config_source is None and app.config_good is None
+    text = " ".join(app.config_notes)
+    assert "site.breaker_a: must be between 6 and 630 A (is 0)" in text and "nothing is commanded" in text, text
+    assert "NO VALID CONFIG" in app.status_line()
+
+
+def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
+    storage = storage_with(
+        {"config.bak": GOOD, "config.json": '{"chargers": [{"name": "big", "host": "10.0.0.99"}]}'}
+    )
+    real = app_module.make_charger
+
+    def failing(entry, platform):
+        if entry["host"] == "10.0.0.99":
+            raise MemoryError("no heap for it")
+        return real(entry, platform)
+
+    app_module.make_charger = failing
+    try:
+        lines = []
+        app = app_module.build(FakePlatform(storage), log=lines.append)
+    finally:
+        app_module.make_charger = real
+    assert app.names == ["box"] and app.config_source == "config.bak" and app.config_good is None
+    assert app.config_notes[0].startswith("config.json could not start (MemoryError("), app.config_notes
+    assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes
