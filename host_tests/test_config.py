@@ -982,10 +982,10 @@ def test_a_config_that_ran_is_kept_and_an_invalid_one_never_replaces_it():
     write(directory + "/config.json", json.dumps(doc_b()).encode())
     doc, notes, source, good = config.load_for_boot(directory)
     assert (doc, notes, source) == (full(doc_b()), [], "config.json"), notes
-    assert good is not None and json.loads(good.decode()) == full(doc_b())
+    assert good is not None
     assert not exists(directory + "/config.bak")  # nothing is written until it has run
     config.remember(directory, good)
-    assert json.loads(read(directory + "/config.bak").decode()) == full(doc_b())
+    assert read(directory + "/config.bak") == read(directory + "/config.json")
     assert config.load_for_boot(directory)[3] is None  # already the last good copy
     # The owner installs a configuration with breaker_a 0 and restarts.
     write(directory + "/config.json", json.dumps(bad_breaker()).encode())
@@ -996,30 +996,51 @@ def test_a_config_that_ran_is_kept_and_an_invalid_one_never_replaces_it():
         "config.json refused site.breaker_a: must be between 6 and 630 A (is 0)",
         "still guarding with the last good configuration (config.bak, the one that last ran)",
     ], notes
-    assert json.loads(read(directory + "/config.bak").decode()) == full(doc_b())
+    assert json.loads(read(directory + "/config.bak").decode()) == doc_b()  # the file as it ran
     assert_no_secrets(notes)
 
 
-def test_remember_writes_only_when_the_copy_differs():
+def test_the_last_good_copy_is_written_only_when_the_config_changed():
     directory = make_tmpdir("cfg")
-    data = json.dumps(full(doc_a())).encode()
-    writes = []
-    real_write = flashfile.write
+    write(directory + "/config.json", json.dumps(doc_a()).encode())
+    good = config.load_for_boot(directory)[3]
+    config.remember(directory, good)
+    assert config.load_for_boot(directory)[3] is None  # same file: no write at the next boot (flash wear)
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    good = config.load_for_boot(directory)[3]
+    assert good is not None
+    config.remember(directory, good)
+    assert read(directory + "/config.bak") == read(directory + "/config.json")
+    assert sorted(os.listdir(directory)) == ["config.bak", "config.json"]
 
-    def counting_write(path, temp, payload):
-        writes.append(path)
-        real_write(path, temp, payload)
 
-    flashfile.write = counting_write
+def test_a_config_changed_after_loading_is_not_kept_as_the_last_good_one():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps(doc_a()).encode())
+    config.remember(directory, config.load_for_boot(directory)[3])
+    before = read(directory + "/config.bak")
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    good = config.load_for_boot(directory)[3]
+    write(directory + "/config.json", json.dumps(put(doc_b(), "name", "Changed")).encode())  # it has not run
     try:
-        config.remember(directory, data)
-        config.remember(directory, data)
-        config.remember(directory, data + b" ")
-    finally:
-        flashfile.write = real_write
-    assert len(writes) == 2, writes
-    assert read(directory + "/config.bak") == data + b" "
-    assert sorted(os.listdir(directory)) == ["config.bak"]
+        config.remember(directory, good)
+    except OSError as error:
+        assert "changed since it was loaded" in str(error)
+    else:
+        assert False
+    assert read(directory + "/config.bak") == before
+    assert sorted(os.listdir(directory)) == ["config.bak", "config.json"]
+
+
+def test_a_large_config_is_kept_chunk_by_chunk():
+    directory = make_tmpdir("cfg")
+    data = json.dumps(full(doc_b())).encode()
+    data = data[:-1] + b" " * (config.MAX_CONFIG_BYTES - len(data)) + b"}"
+    write(directory + "/config.json", data)
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert source == "config.json" and good == (len(data), good[1]), notes
+    config.remember(directory, good)
+    assert read(directory + "/config.bak") == data
 
 
 def test_with_no_valid_configuration_ever_nothing_is_commanded():
@@ -1038,7 +1059,7 @@ def test_with_no_valid_configuration_ever_nothing_is_commanded():
 
 def test_load_for_boot_can_skip_a_new_file_that_could_not_start():
     directory = make_tmpdir("cfg")
-    config.remember(directory, json.dumps(full(doc_a())).encode())
+    write(directory + "/config.bak", json.dumps(full(doc_a())).encode())
     write(directory + "/config.json", json.dumps(doc_b()).encode())
     assert config.load_for_boot(directory)[2] == "config.json"
     doc, notes, source, good = config.load_for_boot(directory, new=False)

@@ -36,7 +36,8 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
-_LAST_GOOD = "config.bak"  # config.BACKUP_FILE (the config module is not loaded while running)
+# config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
+_LAST_GOOD = "config.bak"
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
@@ -96,7 +97,7 @@ class App:
         self.config_notes = []
         self.config_source = "config.json"
         self.storage = None
-        self.config_good = None  # bytes to keep as the last good copy once proven
+        self.config_good = None  # checksum of config.json to keep as the last good copy once proven
         self.config_proven_ms = CONFIG_PROVEN_MS
         self.started_ms = self.last_decision_ms
 
@@ -190,18 +191,19 @@ class App:
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
 
     def keep_last_good(self):
-        """The configuration has run: keep it as the last good copy (config.bak).
+        """config.json has run: copy it to config.bak, the last good copy.
 
         Once per boot, only when config.bak differs (load_for_boot() compared
-        them); the write is atomic. The small flashfile module is loaded for
-        it and unloaded again.
+        them); atomic, in small chunks. The small flashfile module is loaded
+        for it and unloaded again (config.remember() without the config module).
         """
-        data = self.config_good
+        good = self.config_good
         self.config_good = None
         from chargeguard import flashfile
 
+        last_good = self.storage + "/" + _LAST_GOOD
         try:
-            flashfile.write(self.storage + "/" + _LAST_GOOD, self.storage + "/" + _LAST_GOOD + ".tmp", data)
+            flashfile.copy(self.storage + "/config.json", last_good, last_good + ".tmp", good)
             self.log("config: config.json has run: kept as the last good configuration (%s)" % _LAST_GOOD)
         except OSError as error:
             # Not fatal: the next boot tries again.

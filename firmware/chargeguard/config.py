@@ -75,8 +75,8 @@ Public API (no function mutates its argument):
         defaults; notes are sentences for the owner, never containing secrets
     load_for_boot(directory, new=True) -> (doc, notes, source, good): load()
         plus where doc came from and the bytes to keep as the last good copy
-    remember(directory, good) -> keeps `good` as config.bak (atomic, only
-        when it differs)
+    remember(directory, good) -> copies config.json to config.bak once it has
+        run (atomic; `good` from load_for_boot(), None when nothing to do)
     ConfigError(errors)
 
 Files: config.json is the configuration the owner installs (make deploy,
@@ -864,9 +864,10 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
 
     source: CONFIG_FILE or BACKUP_FILE, the file `doc` came from, or None
     when no valid configuration exists (defaults, no chargers). good: the
-    bytes to keep as config.bak once the app has run with `doc` (see
-    remember()), None when config.bak already holds them or `doc` is not
-    from config.json. new=False skips config.json (it could not start).
+    checksum of config.json, for remember() to copy it to config.bak once
+    the app has run with `doc`; None when config.bak already is that file or
+    `doc` is not from config.json. new=False skips config.json (it could
+    not start).
     At most `max_errors` refused settings are listed, then a count.
     """
     notes = []
@@ -876,8 +877,10 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
         if doc is not None:
             if version != CURRENT_VERSION:
                 notes.append("%s was written for version %d: migrated to version %d" % (CONFIG_FILE, version, CURRENT_VERSION))
-            data = json.dumps(doc).encode()
-            good = None if flashfile.same(directory + "/" + BACKUP_FILE, data) else data
+            # What remember() will copy, unless config.bak already is that file.
+            good = flashfile.checksum(directory + "/" + CONFIG_FILE)
+            if good == flashfile.checksum(directory + "/" + BACKUP_FILE):
+                good = None
             return doc, notes, CONFIG_FILE, good
         if new_problem == _MISSING:
             notes.append("%s is missing" % CONFIG_FILE)
@@ -906,16 +909,18 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
     return defaults(), notes, None, None
 
 
-def remember(directory, data):
-    """Keep `data` (load_for_boot()'s `good`) as config.bak, the last good copy.
+def remember(directory, good):
+    """Copy config.json to config.bak, the last good copy, once the app has run with it.
 
-    Called once the app has run with it. Written atomically, and only when
-    it differs from what config.bak holds (flash wear). Raises OSError when
-    the flash fails; the old copy then stays.
+    `good` is load_for_boot()'s checksum of config.json: a file changed
+    since then is not copied (it has not run). load_for_boot() returns None
+    when config.bak already is that file, so the flash is written only when
+    the configuration changed. Atomic, in 128-byte chunks (no allocation
+    the size of the file). Raises OSError (config.bak untouched) when the
+    file changed or the flash fails.
     """
     path = directory + "/" + BACKUP_FILE
-    if not flashfile.same(path, data):
-        flashfile.write(path, path + ".tmp", data)
+    flashfile.copy(directory + "/" + CONFIG_FILE, path, path + ".tmp", good)
 
 
 def save(directory, doc):
