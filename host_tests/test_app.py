@@ -272,6 +272,7 @@ def test_a_config_that_ran_is_kept_as_the_last_good_copy():
     app = app_module.build(FakePlatform(storage), log=lines.append)
     assert app.config_source == "config.json" and app.config_notes == [], app.config_notes
     assert app.config_good is not None
+    assert "chargeguard.flashfile" not in sys.modules and "chargeguard.config" not in sys.modules
     app.config_proven_ms = 200
 
     async def scenario():

@@ -321,6 +321,7 @@ def load_config(directory, new=True):
     finally:
         del config
         _unload("chargeguard.config")
+        _unload("chargeguard.flashfile")
 
 
 def build(platform, log=print):

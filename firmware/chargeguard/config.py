@@ -99,7 +99,6 @@ import os
 
 from micropython import const
 
-from chargeguard import flashfile
 from chargeguard.core.modes import MODES
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
@@ -536,7 +535,8 @@ class _Errors:
     """Collects (path, message); the first `limit` are kept, the rest counted.
 
     `written` is the document as its author wrote it (before completion): an
-    error on a field that is not in it is a follow-on of another field. When
+    error on a field that is not in it is a follow-on of another field;
+    None only counts the errors (in `more`). When
     that field is wrong itself the follow-on is dropped (fixing the field
     fixes both); otherwise the message says which field it follows from, so
     every error names a field the author wrote or says where it comes from.
@@ -550,6 +550,9 @@ class _Errors:
         self.wrong = []  # paths with an error that other fields derive from
 
     def add(self, path, message, partner=None, written=False):
+        if self.written is None:
+            self.more += 1  # only counting: is the document valid?
+            return
         if not written and not _written(self.written, path):
             source = _source(path)
             if source is not None and source in self.wrong:
@@ -814,12 +817,38 @@ def _read(path, limit):
     # (doc, problem, errors, old version): doc is None when the file is
     # unusable; problem then says why, as a phrase following the file name,
     # and errors lists the refused settings when it is a JSON object.
+    doc, problem = _parse(path)
+    if doc is None:
+        return None, problem, None, None
+    version = doc.get("version", CURRENT_VERSION)
+    if _version_problem(doc) is None:
+        # The usual case first, with one document on the heap: the parsed
+        # one is ours, so it is completed in place and only counted errors.
+        if version != CURRENT_VERSION:
+            doc = migrate(doc)
+        doc = _complete(doc)
+        errors = _Errors(None)
+        _validate(doc, errors)
+        if not errors.more:
+            return doc, None, None, version
+        # Invalid: parse again to name each error against what was written.
+        doc = None
+        doc = _parse(path)[0]
+    doc, errors, more = _check_limited(doc, limit)
+    count = len(errors) + more
+    if more:
+        errors.append(("", "and %d more: %s lists them all" % (more, _CHECK_HINT)))
+    return None, "has %d refused setting%s" % (count, "" if count == 1 else "s"), errors, None
+
+
+def _parse(path):
+    # (doc, None) or (None, problem).
     try:
         size = os.stat(path)[6]
     except OSError:
-        return None, _MISSING, None, None
+        return None, _MISSING
     if size > MAX_CONFIG_BYTES:
-        return None, "is too large (%d bytes, the limit is %d)" % (size, MAX_CONFIG_BYTES), None, None
+        return None, "is too large (%d bytes, the limit is %d)" % (size, MAX_CONFIG_BYTES)
     try:
         with open(path, "rb") as handle:
             if handle.read(3) != _BOM:
@@ -828,23 +857,16 @@ def _read(path, limit):
             # decoded copy of it (MicroPython reads it byte by byte).
             doc = json.load(handle)
     except OSError as error:
-        return None, "cannot be read (error %s)" % (error.args[0] if error.args else "?"), None, None
+        return None, "cannot be read (error %s)" % (error.args[0] if error.args else "?")
     except UnicodeError:
-        return None, "is corrupt (not UTF-8 text)", None, None
+        return None, "is corrupt (not UTF-8 text)"
     except Exception:
         # Also RecursionError/MemoryError from hostile nesting. The parser's
         # own message is not used: it could quote a piece of a secret.
-        return None, "is corrupt (not valid JSON)", None, None
+        return None, "is corrupt (not valid JSON)"
     if type(doc) is not dict:
-        return None, "is not a JSON object (is %s)" % _kind_of(doc), None, None
-    version = doc.get("version", CURRENT_VERSION)
-    doc, errors, more = _check_limited(doc, limit)
-    if errors:
-        count = len(errors) + more
-        if more:
-            errors.append(("", "and %d more: %s lists them all" % (more, _CHECK_HINT)))
-        return None, "has %d refused setting%s" % (count, "" if count == 1 else "s"), errors, None
-    return doc, None, None, version
+        return None, "is not a JSON object (is %s)" % _kind_of(doc)
+    return doc, None
 
 
 def load(directory):
@@ -878,6 +900,9 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             if version != CURRENT_VERSION:
                 notes.append("%s was written for version %d: migrated to version %d" % (CONFIG_FILE, version, CURRENT_VERSION))
             # What remember() will copy, unless config.bak already is that file.
+            # Imported only now: at start-up the heap peaks while validating.
+            from chargeguard import flashfile
+
             good = flashfile.checksum(directory + "/" + CONFIG_FILE)
             if good == flashfile.checksum(directory + "/" + BACKUP_FILE):
                 good = None
@@ -919,6 +944,8 @@ def remember(directory, good):
     the size of the file). Raises OSError (config.bak untouched) when the
     file changed or the flash fails.
     """
+    from chargeguard import flashfile
+
     path = directory + "/" + BACKUP_FILE
     flashfile.copy(directory + "/" + CONFIG_FILE, path, path + ".tmp", good)
 
@@ -938,6 +965,8 @@ def save(directory, doc):
         raise ConfigError([("", "is too large to store (%d bytes, the limit is %d)" % (len(data), MAX_CONFIG_BYTES))])
     current = directory + "/" + CONFIG_FILE
     temp = directory + "/" + TEMP_FILE
+    from chargeguard import flashfile
+
     flashfile.write_temp(temp, data)
     old, problem, _, _ = _read(current, 1)
     if old is not None:
