@@ -104,9 +104,11 @@ def serial_problem(port, dev_dir="/dev", access=os.access):
 def check_everything(args):
     """Every check that comes before the first copy; raises Stop."""
     board = os.path.join(args.boards_dir, args.board + ".json")
-    if not args.board or not os.path.isfile(board):
-        names = sorted(name[:-5] for name in os.listdir(args.boards_dir) if name.endswith(".json"))
-        raise Stop(2, "no board file %s. Boards: %s (make deploy BOARD=name)" % (board, ", ".join(names)))
+    if not args.board or not os.path.isfile(board) or args.board == "unix":
+        # unix.json describes the host (simulator, tests), not a board to flash.
+        names = sorted(name[:-5] for name in os.listdir(args.boards_dir) if name.endswith(".json") and name != "unix.json")
+        what = "boards/unix.json is the simulator's, not a board's" if args.board == "unix" else "no board file %s" % board
+        raise Stop(2, "%s. Boards: %s (make deploy BOARD=name)" % (what, ", ".join(names)))
     try:
         with open(board) as handle:
             json.load(handle)

@@ -51,7 +51,7 @@ Values must have the exact JSON type: `true` is not a number, 16.0 and "16"
 are not whole numbers.
 
 Public API (no function mutates its argument):
-    CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, METER_TYPES, CHARGER_TYPES,
+    CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, MAX_NOTE_ERRORS, METER_TYPES, CHARGER_TYPES,
     MODES, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
     CONFIG_FILE, BACKUP_FILE, TEMP_FILE
     defaults() -> a fresh complete default document
