@@ -74,7 +74,8 @@ Public API (no function mutates its argument):
     load(directory) -> (doc, notes): config.json, else config.bak, else
         defaults; notes are sentences for the owner, never containing secrets
     load_for_boot(directory, new=True) -> (doc, notes, source, good): load()
-        plus where doc came from and the bytes to keep as the last good copy
+        plus where doc came from and, when config.json is new, its checksum
+        for remember()
     remember(directory, good) -> copies config.json to config.bak once it has
         run (atomic; `good` from load_for_boot(), None when nothing to do)
     ConfigError(errors)
@@ -532,14 +533,14 @@ def _unknown(errors, prefix, section, known):
 
 
 class _Errors:
-    """Collects (path, message); the first `limit` are kept, the rest counted.
+    """Collects (path, message); the first `limit` are kept, the rest counted in `more`.
 
-    `written` is the document as its author wrote it (before completion): an
-    error on a field that is not in it is a follow-on of another field;
-    None only counts the errors (in `more`). When
-    that field is wrong itself the follow-on is dropped (fixing the field
-    fixes both); otherwise the message says which field it follows from, so
-    every error names a field the author wrote or says where it comes from.
+    `written` is the document as its author wrote it (before completion),
+    or None to count the errors only. An error on a field that is not in it
+    is a follow-on of another field: when that field is wrong itself the
+    follow-on is dropped (fixing the field fixes both); otherwise the
+    message says which field it follows from. So every error names a field
+    the author wrote or says where it comes from.
     """
 
     def __init__(self, written, limit=None):
