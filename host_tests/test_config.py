@@ -4,7 +4,7 @@
 import json
 import os
 
-from chargeguard import config, flashfile
+from chargeguard import config
 from support import IS_MICROPYTHON, make_tmpdir, skip
 
 HOST = "192.168.1.60"
@@ -888,6 +888,9 @@ def save_with_power_cut(directory, doc, budget, refuse_overwrite=False):
     def fake_open(path, mode="r"):
         handle = _real_open(path, mode)
         return TornFile(handle, fake) if "w" in mode else handle
+
+    # The module config imports when it saves (the app unloads it after start-up).
+    from chargeguard import flashfile
 
     flashfile.os = config.os = fake
     flashfile.open = fake_open
