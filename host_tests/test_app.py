@@ -313,6 +313,21 @@ def test_an_invalid_new_config_is_not_applied_and_the_last_good_one_guards():
     assert read_json(storage + "/config.bak")["name"] == "good"
 
 
+def test_the_console_repeats_why_the_new_config_was_not_applied():
+    storage = storage_with({"config.bak": GOOD, "config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app_module.CONFIG_NOTES_EVERY * app_module.STATUS_LINE_MS == 60000  # once a minute on the device
+    app.config_notes_every = 1
+    boot_lines = len(lines)
+
+    async def scenario():
+        repeated = lambda: any("refused site.breaker_a" in line for line in lines[boot_lines:])  # noqa: E731
+        assert await wait_until(repeated, 2 * app_module.STATUS_LINE_MS + 500), lines
+
+    asyncio.run(run_for(app, 10, scenario))
+
+
 def test_with_no_valid_config_nothing_is_commanded_and_the_notes_say_what_to_fix():
     storage = storage_with({"config.json": NO_BREAKER})
     lines = []

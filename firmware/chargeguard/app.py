@@ -99,6 +99,7 @@ class App:
         self.storage = None
         self.config_good = None  # checksum of config.json to keep as the last good copy once proven
         self.config_proven_ms = CONFIG_PROVEN_MS
+        self.config_notes_every = CONFIG_NOTES_EVERY
         self.started_ms = self.last_decision_ms
 
     # -- control ------------------------------------------------------------
@@ -218,7 +219,7 @@ class App:
             await self.platform.sleep_ms(STATUS_LINE_MS)
             self.log(self.status_line())
             count += 1
-            if count >= CONFIG_NOTES_EVERY and self.config_source != "config.json":
+            if count >= self.config_notes_every and self.config_source != "config.json":
                 # Repeated: whoever opens the console later still reads why.
                 count = 0
                 for note in self.config_notes:
