@@ -353,6 +353,10 @@ def build(platform, log=print):
     app.config_source = source
     app.storage = directory
     app.config_good = good
+    # Start with the start-up garbage (documents, notes, driver set-up) gone,
+    # not left for the first request to trip over on a small heap.
+    doc = None
+    gc.collect()
     return app
 
 
