@@ -12,7 +12,7 @@ PORT ?= /dev/ttyUSB0
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 
-.PHONY: all venv build test test-cpython test-upy sim bench deploy clean
+.PHONY: all venv build test test-cpython test-upy sim bench deploy check-config clean
 
 all: build
 
@@ -42,13 +42,14 @@ sim: build
 bench: build
 	$(PY) tools/bench.py
 
+# Checks BOARD, CONFIG (the device's own validator) and PORT before anything
+# is copied; the configuration goes to a temporary name, then a rename.
 deploy: build
-	$(VENV)/bin/mpremote connect $(PORT) fs cp -r build/device/* :
-	$(VENV)/bin/mpremote connect $(PORT) fs cp boards/$(BOARD).json :board.json
-	@if [ -n "$(CONFIG)" ]; then \
-		$(VENV)/bin/mpremote connect $(PORT) fs mkdir :data || true; \
-		$(VENV)/bin/mpremote connect $(PORT) fs cp $(CONFIG) :data/config.json; fi
-	$(VENV)/bin/mpremote connect $(PORT) reset
+	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --config "$(CONFIG)" --mpremote $(VENV)/bin/mpremote
+
+# The device's validator on this computer: every error, exit 0 / 1 / 2.
+check-config:
+	@$(PYTHON) tools/check_config.py "$(CONFIG)"
 
 clean:
 	rm -rf build

@@ -251,3 +251,129 @@ def test_balanced_load_warns_on_the_console_at_boot():
         assert app.guard.site.balanced_load is balanced
         if balanced:
             assert warned[0].startswith("WARNING") and "single-phase load" in warned[0]
+
+# ------------------------------------------------- configuration at start-up
+
+GOOD = '{"name": "good", "chargers": [{"name": "box", "host": "127.0.0.1"}]}'
+NO_BREAKER = '{"name": "new", "site": {"breaker_a": 0}, "chargers": [{"name": "box", "host": "127.0.0.1"}]}'
+
+
+def storage_with(files):
+    import support
+
+    storage = support.make_tmpdir("app")
+    for name in files:
+        with open(storage + "/" + name, "w") as handle:
+            handle.write(files[name])
+    return storage
+
+
+def read_json(path):
+    import json
+
+    with open(path) as handle:
+        return json.load(handle)
+
+
+async def wait_until(condition, timeout_ms):
+    for _ in range(timeout_ms // 10):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+def test_a_config_that_ran_is_kept_as_the_last_good_copy():
+    import sys
+
+    storage = storage_with({"config.json": GOOD})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.config_source == "config.json" and app.config_notes == [], app.config_notes
+    assert app.config_good is not None
+    assert "chargeguard.flashfile" not in sys.modules and "chargeguard.config" not in sys.modules
+    app.config_proven_ms = 200
+
+    async def scenario():
+        # Proven after config_proven_ms of decisions; the supervisor looks twice a second.
+        assert await wait_until(lambda: app.config_good is None, 200 + app_module.CONTROL_TICK_MS + 500)
+        assert app.decisions >= 1
+
+    asyncio.run(run_for(app, 10, scenario))
+    with open(storage + "/config.bak") as kept, open(storage + "/config.json") as installed:
+        assert kept.read() == installed.read() == GOOD
+    assert any("kept as the last good configuration" in line for line in lines), lines
+    assert "chargeguard.flashfile" not in sys.modules and "chargeguard.config" not in sys.modules
+    # The next boot finds the same copy and writes nothing (flash wear).
+    again = app_module.build(FakePlatform(storage), log=lines.append)
+    assert again.config_good is None
+
+
+def test_the_last_good_file_name_is_the_config_modules():
+    from chargeguard import config
+
+    assert app_module._LAST_GOOD == config.BACKUP_FILE and config.CONFIG_FILE == "config.json"
+
+
+def test_an_invalid_new_config_is_not_applied_and_the_last_good_one_guards():
+    storage = storage_with({"config.bak": GOOD, "config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.names == ["box"] and len(app.drivers) == 1
+    assert app.config_source == "config.bak" and app.config_good is None
+    notes = app.config_notes
+    assert notes[0] == "config.json has 1 refused setting: it was NOT applied", notes
+    assert notes[1] == "config.json refused site.breaker_a: must be between 6 and 630 A (is 0)", notes
+    assert "last good configuration" in notes[2], notes
+    assert ["config: " + note for note in notes] == [line for line in lines if line.startswith("config:")], lines
+    assert app.status_line().endswith("| last good config (config.json not applied)"), app.status_line()
+    app.decide()
+    assert app.commands[0].reason == "failsafe"  # guarded: no reading yet
+    assert read_json(storage + "/config.bak")["name"] == "good"
+
+
+def test_the_console_repeats_why_the_new_config_was_not_applied():
+    storage = storage_with({"config.bak": GOOD, "config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app_module.CONFIG_NOTES_EVERY * app_module.STATUS_LINE_MS == 60000  # once a minute on the device
+    app.config_notes_every = 1
+    boot_lines = len(lines)
+
+    async def scenario():
+        repeated = lambda: any("refused site.breaker_a" in line for line in lines[boot_lines:])  # noqa: E731
+        assert await wait_until(repeated, 2 * app_module.STATUS_LINE_MS + 500), lines
+
+    asyncio.run(run_for(app, 10, scenario))
+
+
+def test_with_no_valid_config_nothing_is_commanded_and_the_notes_say_what_to_fix():
+    storage = storage_with({"config.json": NO_BREAKER})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.drivers == [] and app.config_source is None and app.config_good is None
+    text = " ".join(app.config_notes)
+    assert "site.breaker_a: must be between 6 and 630 A (is 0)" in text and "nothing is commanded" in text, text
+    assert "NO VALID CONFIG" in app.status_line()
+
+
+def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
+    storage = storage_with(
+        {"config.bak": GOOD, "config.json": '{"chargers": [{"name": "big", "host": "10.0.0.99"}]}'}
+    )
+    real = app_module.make_charger
+
+    def failing(entry, platform):
+        if entry["host"] == "10.0.0.99":
+            raise MemoryError("no heap for it")
+        return real(entry, platform)
+
+    app_module.make_charger = failing
+    try:
+        lines = []
+        app = app_module.build(FakePlatform(storage), log=lines.append)
+    finally:
+        app_module.make_charger = real
+    assert app.names == ["box"] and app.config_source == "config.bak" and app.config_good is None
+    assert app.config_notes[0].startswith("config.json could not start (MemoryError("), app.config_notes
+    assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes

@@ -327,6 +327,84 @@ def test_no_chargers_is_valid():
     assert_valid({})
 
 
+# ---------------------------------------------------------- follow-on errors
+
+
+def assert_follow_ons_name_written_fields(doc):
+    for path, message in config.validate(doc):
+        written = True
+        node = doc
+        for part in path.split("."):
+            if type(node) is list and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            elif type(node) is dict and part in node:
+                node = node[part]
+            else:
+                written = False
+        assert written or "(not in the file: follows from " in message, (path, message)
+
+
+def test_an_error_from_a_default_names_the_field_it_follows_from():
+    doc = put(base(), "chargers.0.min_a", 20)  # max_a left at its default 16
+    message = assert_error(doc, "chargers.0.max_a")
+    assert message == "must be at least min_a, 20 A (is 16) (not in the file: follows from chargers.0.min_a)", message
+    doc = put(base(), "site.breaker_a", 6)  # margin_a left at its default 1
+    message = assert_error(doc, "site.margin_a", "follows from site.breaker_a")
+    doc = put(base(), "meter.baud", 9600)  # format left at 8N1
+    assert_error(doc, "meter.format", "follows from meter.baud")
+    doc = base(2)
+    put(doc, "chargers.0.priority", 2)  # chargers.1 takes 2 from its place in the list
+    assert_error(doc, "chargers.1.priority", "follows from chargers.0.priority")
+    for doc in (put(base(), "chargers.0.min_a", 20), put(base(), "site.breaker_a", 6), base(2)):
+        assert_follow_ons_name_written_fields(doc)
+
+
+def test_follow_ons_of_a_wrong_field_are_not_listed():
+    # circuit_a takes max_a, manual_a takes min_a: fixing the written field fixes both.
+    assert config.validate(put(base(), "chargers.0.max_a", 5)) == [
+        ("chargers.0.max_a", "must be between 6 and 32 A (is 5)")
+    ]
+    assert config.validate(put(base(), "chargers.0.min_a", 40)) == [
+        ("chargers.0.min_a", "must be between 6 and 32 A (is 40)")
+    ]
+    assert config.validate(put(base(), "site.breaker_a", 0)) == [
+        ("site.breaker_a", "must be between 6 and 630 A (is 0)")
+    ]
+    # Written fields are still checked against a wrong one's neighbours.
+    errors = error_map(put(put(base(), "chargers.0.min_a", 40), "chargers.0.manual_a", 5))
+    assert sorted(errors) == ["chargers.0.manual_a", "chargers.0.min_a"], errors
+
+
+def test_every_error_is_reported_at_once():
+    doc = {
+        "name": "",
+        "site": {"breaker_a": 0, "voltage_v": 12, "scheme": "x", "colour": "red"},
+        "guard": {"meter_timeout_s": 0, "min_pause_s": -1},
+        "meter": {"baud": 1},
+        "chargers": [{"host": "", "max_a": 99}, {"host": "my host", "min_a": 1, "port": 0}],
+        "wifi": {"password": "short"},
+    }
+    paths = [path for path, _ in config.validate(doc)]
+    assert paths == [
+        "name", "site.voltage_v", "site.breaker_a", "site.scheme", "site.colour", "guard.meter_timeout_s",
+        "guard.min_pause_s", "meter.baud", "wifi.password", "chargers.0.host", "chargers.0.max_a",
+        "chargers.1.host", "chargers.1.port", "chargers.1.min_a",
+    ], paths
+    assert_follow_ons_name_written_fields(doc)
+    doc, errors = config.check(doc, 3)
+    assert len(errors) == 4 and errors[3] == ("", "and 11 more errors"), errors
+
+
+def test_a_hostile_file_gives_a_bounded_list_of_notes():
+    directory = make_tmpdir("cfg")
+    keys = ", ".join(['"k%d": %d' % (index, index) for index in range(600)])
+    write(directory + "/config.json", ("{" + keys + "}").encode())
+    doc, notes = config.load(directory)
+    assert doc["chargers"] == [] and len(notes) <= config.MAX_NOTE_ERRORS + 4, notes
+    assert notes[0] == "config.json has 600 refused settings: it was NOT applied", notes[0]
+    assert "590 more" in " ".join(notes) and "make check-config" in " ".join(notes), notes
+
+
 # ------------------------------------------------------ defaults, completion
 
 
@@ -546,10 +624,11 @@ def test_save_migrates_and_completes():
     assert config.load(directory)[0] == written
 
 
-def test_load_without_files_gives_defaults_and_portal_note():
+def test_load_without_files_gives_defaults_and_says_how_to_install_one():
     doc, notes = config.load(make_tmpdir("cfg"))
-    assert doc == config.defaults()
-    assert len(notes) == 1 and "defaults" in notes[0] and "setup portal" in notes[0], notes
+    assert doc == config.defaults() and doc["chargers"] == []
+    assert notes[0] == "config.json is missing", notes
+    assert "nothing is commanded" in notes[1] and "make deploy CONFIG=" in notes[1], notes
 
 
 def saved_pair():
@@ -570,8 +649,10 @@ def test_corrupt_config_falls_back_to_backup():
     write(directory + "/config.json", b"{\"version\": 1, \"name\": ")
     doc, notes = config.load(directory)
     assert doc == full(doc_b())
-    assert len(notes) == 1, notes
-    assert "config.json is corrupt" in notes[0] and "last good config" in notes[0], notes
+    assert len(notes) == 2, notes
+    assert "config.json is corrupt" in notes[0] and "NOT applied" in notes[0], notes
+    assert "make check-config" in notes[0], notes
+    assert "last good configuration (config.bak" in notes[1], notes
 
 
 def test_truncated_config_at_every_length_never_loses_good_config():
@@ -585,6 +666,14 @@ def test_truncated_config_at_every_length_never_loses_good_config():
         assert doc == good_b or (doc == good_a and notes == []), length
     write(directory + "/config.json", data)
     assert config.load(directory) == (good_a, [])
+
+
+def test_a_utf8_byte_order_mark_is_accepted():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", b"\xef\xbb\xbf" + json.dumps(doc_a()).encode())
+    assert config.load(directory) == (full(doc_a()), [])
+    write(directory + "/config.json", b"\xef\xbb\xbf")
+    assert "corrupt" in config.load(directory)[1][0]
 
 
 def test_non_object_json_counts_as_bad():
@@ -603,15 +692,19 @@ def test_valid_json_failing_validation_counts_as_bad():
     write(directory + "/config.json", json.dumps(bad).encode())
     doc, notes = config.load(directory)
     assert doc == full(doc_b())
-    assert "not valid" in notes[0] and "chargers.0.max_a" in notes[0], notes
-    assert "tiny" not in notes[0]
+    assert notes[0] == "config.json has 2 refused settings: it was NOT applied", notes
+    assert notes[1].startswith("config.json refused admin.password: must be empty or 8"), notes
+    assert notes[2] == "config.json refused chargers.0.max_a: must be between 6 and 32 A (is 99)", notes
+    assert "last good configuration" in notes[3] and len(notes) == 4, notes
+    assert_no_secrets(notes)
+    assert "tiny" not in " ".join(notes)
 
 
 def test_config_with_wrong_types_counts_as_bad():
     directory = saved_pair()
     write(directory + "/config.json", b"{\"site\": {\"breaker_a\": \"25\", \"phases\": true}}")
     doc, notes = config.load(directory)
-    assert doc == full(doc_b()) and "site.breaker_a" in notes[0], notes
+    assert doc == full(doc_b()) and "site.breaker_a" in " ".join(notes), notes
 
 
 def test_both_files_bad_gives_defaults_and_notes():
@@ -621,8 +714,8 @@ def test_both_files_bad_gives_defaults_and_notes():
     doc, notes = config.load(directory)
     assert doc == config.defaults()
     assert len(notes) == 3, notes
-    assert notes[0].startswith("config.json") and notes[1].startswith("config.bak"), notes
-    assert "setup portal" in notes[2]
+    assert notes[0].startswith("config.json is corrupt") and notes[1].startswith("config.bak"), notes
+    assert "no valid configuration: nothing is commanded" in notes[2], notes
     assert_no_secrets(notes)
 
 
@@ -631,7 +724,10 @@ def test_missing_config_with_backup():
     os.remove(directory + "/config.json")
     doc, notes = config.load(directory)
     assert doc == full(doc_b())
-    assert notes == ["config.json is missing: using the last good config (config.bak)"], notes
+    assert notes == [
+        "config.json is missing",
+        "still guarding with the last good configuration (config.bak, the one that last ran)",
+    ], notes
 
 
 def test_missing_config_and_bad_backup():
@@ -640,7 +736,8 @@ def test_missing_config_and_bad_backup():
     write(directory + "/config.bak", b"")
     doc, notes = config.load(directory)
     assert doc == config.defaults()
-    assert notes[0] == "config.json is missing" and "config.bak is corrupt" in notes[1], notes
+    assert notes[0] == "config.json is missing" and "config.bak (the last good copy) is corrupt" in notes[1], notes
+    assert "no configuration yet" in notes[2], notes
 
 
 def test_oversize_file_is_refused():
@@ -674,7 +771,7 @@ def test_newer_version_file_is_refused_with_note():
     write(directory + "/config.json", json.dumps(newer).encode())
     doc, notes = config.load(directory)
     assert doc == full(doc_b())
-    assert "newer than this firmware" in notes[0], notes
+    assert "refused version: 2 is newer than this firmware" in notes[1], notes
 
 
 def test_old_version_file_is_migrated_on_load():
@@ -703,7 +800,7 @@ def test_torn_write_states_keep_last_good_config():
     # 3. config.json moved to the backup, temp not yet renamed.
     os.rename(directory + "/config.json", directory + "/config.bak")
     doc, notes = config.load(directory)
-    assert doc == good_a and len(notes) == 1, notes
+    assert doc == good_a and notes[0] == "config.json is missing", notes
     # A later save from this state works and keeps A as the backup.
     config.save(directory, doc_b())
     assert config.load(directory) == (good_b, [])
@@ -793,16 +890,19 @@ def save_with_power_cut(directory, doc, budget, refuse_overwrite=False):
         handle = _real_open(path, mode)
         return TornFile(handle, fake) if "w" in mode else handle
 
-    config.os = fake
-    config.open = fake_open
+    # The module config imports when it saves (the app unloads it after start-up).
+    from chargeguard import flashfile
+
+    flashfile.os = config.os = fake
+    flashfile.open = fake_open
     try:
         config.save(directory, doc)
         return True, fake
     except PowerCut:
         return False, fake
     finally:
-        config.os = _real_os
-        del config.open
+        flashfile.os = config.os = _real_os
+        del flashfile.open
 
 
 def run_power_cuts(setup, refuse_overwrite=False):
@@ -872,3 +972,99 @@ def test_largest_valid_document_fits_the_limit():
     directory = make_tmpdir("cfg")
     written = config.save(directory, doc)
     assert config.load(directory) == (written, [])
+
+
+# ------------------------------------------------------ last good configuration
+
+
+def bad_breaker():
+    return put(full(doc_a()), "site.breaker_a", 0)
+
+
+def test_a_config_that_ran_is_kept_and_an_invalid_one_never_replaces_it():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert (doc, notes, source) == (full(doc_b()), [], "config.json"), notes
+    assert good is not None
+    assert not exists(directory + "/config.bak")  # nothing is written until it has run
+    config.remember(directory, good)
+    assert read(directory + "/config.bak") == read(directory + "/config.json")
+    assert config.load_for_boot(directory)[3] is None  # already the last good copy
+    # The owner installs a configuration with breaker_a 0 and restarts.
+    write(directory + "/config.json", json.dumps(bad_breaker()).encode())
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert doc == full(doc_b()) and source == "config.bak" and good is None, notes
+    assert notes == [
+        "config.json has 1 refused setting: it was NOT applied",
+        "config.json refused site.breaker_a: must be between 6 and 630 A (is 0)",
+        "still guarding with the last good configuration (config.bak, the one that last ran)",
+    ], notes
+    assert json.loads(read(directory + "/config.bak").decode()) == doc_b()  # the file as it ran
+    assert_no_secrets(notes)
+
+
+def test_the_last_good_copy_is_written_only_when_the_config_changed():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps(doc_a()).encode())
+    good = config.load_for_boot(directory)[3]
+    config.remember(directory, good)
+    assert config.load_for_boot(directory)[3] is None  # same file: no write at the next boot (flash wear)
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    good = config.load_for_boot(directory)[3]
+    assert good is not None
+    config.remember(directory, good)
+    assert read(directory + "/config.bak") == read(directory + "/config.json")
+    assert sorted(os.listdir(directory)) == ["config.bak", "config.json"]
+
+
+def test_a_config_changed_after_loading_is_not_kept_as_the_last_good_one():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps(doc_a()).encode())
+    config.remember(directory, config.load_for_boot(directory)[3])
+    before = read(directory + "/config.bak")
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    good = config.load_for_boot(directory)[3]
+    write(directory + "/config.json", json.dumps(put(doc_b(), "name", "Changed")).encode())  # it has not run
+    try:
+        config.remember(directory, good)
+    except OSError as error:
+        assert "changed since it was loaded" in str(error)
+    else:
+        assert False
+    assert read(directory + "/config.bak") == before
+    assert sorted(os.listdir(directory)) == ["config.bak", "config.json"]
+
+
+def test_a_large_config_is_kept_chunk_by_chunk():
+    directory = make_tmpdir("cfg")
+    data = json.dumps(full(doc_b())).encode()
+    data = data[:-1] + b" " * (config.MAX_CONFIG_BYTES - len(data)) + b"}"
+    write(directory + "/config.json", data)
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert source == "config.json" and good == (len(data), good[1]), notes
+    config.remember(directory, good)
+    assert read(directory + "/config.bak") == data
+
+
+def test_with_no_valid_configuration_ever_nothing_is_commanded():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.json", json.dumps(bad_breaker()).encode())
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert source is None and good is None and doc["chargers"] == [], notes
+    assert notes[1] == "config.json refused site.breaker_a: must be between 6 and 630 A (is 0)", notes
+    assert "no valid configuration: nothing is commanded until config.json is fixed" in notes[2], notes
+    assert "make check-config" in notes[2], notes
+    # A corrupt file says where to look.
+    write(directory + "/config.json", b'{"site": {"breaker_a": 25}')
+    doc, notes, source, good = config.load_for_boot(directory)
+    assert source is None and "corrupt" in notes[0] and "make check-config" in notes[0], notes
+
+
+def test_load_for_boot_can_skip_a_new_file_that_could_not_start():
+    directory = make_tmpdir("cfg")
+    write(directory + "/config.bak", json.dumps(full(doc_a())).encode())
+    write(directory + "/config.json", json.dumps(doc_b()).encode())
+    assert config.load_for_boot(directory)[2] == "config.json"
+    doc, notes, source, good = config.load_for_boot(directory, new=False)
+    assert (doc, source, good) == (full(doc_a()), "config.bak", None), notes

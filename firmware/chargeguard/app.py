@@ -32,6 +32,12 @@ STATUS_LINE_MS = const(1000)  # console status line period (0 = off)
 TASK_RESTART_MS = const(1000)  # pause before a crashed task is restarted
 GC_INTERVAL_MS = const(10000)  # a full collection this often, off the fast path
 RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
+# A configuration has "booted and ran" once the guard has decided with it
+# for a watchdog period: a loop that stalls is reset before then.
+CONFIG_PROVEN_MS = const(10000)
+CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
+# config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
+_LAST_GOOD = "config.bak"
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 
@@ -57,7 +63,15 @@ def make_charger(entry, platform):
 
 
 class App:
-    """The running controller for one validated configuration."""
+    """The running controller for one validated configuration.
+
+    What the owner must know about the configuration is in one place, for
+    the console now and MQTT/web later (build() fills it in):
+      config_notes   list of sentences (refused settings, what runs instead);
+                     [] when config.json was applied as it is
+      config_source  "config.json", "config.bak" (the last good copy) or
+                     None (no valid configuration: no charger is commanded)
+    """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
         self.platform = platform
@@ -80,6 +94,13 @@ class App:
         self.last_errors = [None] * count
         self.heap_live = 0  # heap in use right after the last collection
         self.running = True
+        self.config_notes = []
+        self.config_source = "config.json"
+        self.storage = None
+        self.config_good = None  # checksum of config.json to keep as the last good copy once proven
+        self.config_proven_ms = CONFIG_PROVEN_MS
+        self.config_notes_every = CONFIG_NOTES_EVERY
+        self.started_ms = self.last_decision_ms
 
     # -- control ------------------------------------------------------------
 
@@ -159,6 +180,8 @@ class App:
             now_ms = platform.ticks_ms()
             if ticks_diff(now_ms, self.last_decision_ms) < WATCHDOG_STALL_MS:
                 platform.watchdog_feed()
+                if self.config_good is not None and ticks_diff(now_ms, self.started_ms) >= self.config_proven_ms:
+                    self.keep_last_good()
             if ticks_diff(now_ms, last_gc_ms) >= GC_INTERVAL_MS:
                 # Collect at a quiet moment rather than when an allocation
                 # finds the heap full in the middle of a guard decision.
@@ -168,10 +191,39 @@ class App:
                     self.heap_live = _mem_alloc()
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
 
+    def keep_last_good(self):
+        """config.json has run: copy it to config.bak, the last good copy.
+
+        Once per boot, only when config.bak differs (load_for_boot() compared
+        them); atomic, in small chunks. The small flashfile module is loaded
+        for it and unloaded again (config.remember() without the config module).
+        """
+        good = self.config_good
+        self.config_good = None
+        from chargeguard import flashfile
+
+        last_good = self.storage + "/" + _LAST_GOOD
+        try:
+            flashfile.copy(self.storage + "/config.json", last_good, last_good + ".tmp", good)
+            self.log("config: config.json has run: kept as the last good configuration (%s)" % _LAST_GOOD)
+        except OSError as error:
+            # Not fatal: the next boot tries again.
+            self.log("config: could not keep the last good copy (%r)" % (error,))
+        finally:
+            del flashfile
+            _unload("chargeguard.flashfile")
+
     async def status_task(self):
+        count = 0
         while self.running:
             await self.platform.sleep_ms(STATUS_LINE_MS)
             self.log(self.status_line())
+            count += 1
+            if count >= self.config_notes_every and self.config_source != "config.json":
+                # Repeated: whoever opens the console later still reads why.
+                count = 0
+                for note in self.config_notes:
+                    self.log("config: " + note)
 
     def status_line(self):
         """One console line: per-phase grid current, each charger's offer and reason."""
@@ -187,6 +239,10 @@ class App:
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), command.reason))
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
+        if self.config_source is None:
+            parts.append("NO VALID CONFIG: nothing commanded")
+        elif self.config_source != "config.json":
+            parts.append("last good config (config.json not applied)")
         return " | ".join(parts)
 
     # -- supervision --------------------------------------------------------
@@ -240,31 +296,76 @@ def _amps(milliamps):
     return "%s%d.%d" % (sign, milliamps // 1000, (milliamps % 1000) // 100)
 
 
-def load_config(directory):
-    """(doc, notes) from the config store; the config module is unloaded afterwards.
-
-    Validation and migration are about a fifth of the firmware's code and are
-    needed only while a configuration is read or written, so their heap is
-    given back to the running controller.
-    """
+def _unload(name):
+    # Gives a module's heap back: drop it from sys.modules and its package.
     import chargeguard
+
+    sys.modules.pop(name, None)
+    short = name.split(".")[-1]
+    if short in chargeguard.__dict__:
+        delattr(chargeguard, short)
+    gc.collect()
+
+
+def load_config(directory, new=True):
+    """config.load_for_boot(directory, new): (doc, notes, source, good).
+
+    The config module is unloaded afterwards: validation and migration are
+    about a fifth of the firmware's code and are needed only while a
+    configuration is read or written, so their heap is given back to the
+    running controller.
+    """
     from chargeguard import config
 
     try:
-        return config.load(directory)
+        return config.load_for_boot(directory, new)
     finally:
         del config
-        sys.modules.pop("chargeguard.config", None)
-        if "config" in chargeguard.__dict__:
-            delattr(chargeguard, "config")
-        gc.collect()
+        _unload("chargeguard.config")
+        _unload("chargeguard.flashfile")
 
 
 def build(platform, log=print):
-    """Load the configuration and build the App (the drivers it names)."""
-    doc, notes = load_config(platform.storage_dir())
+    """Load the configuration and build the App (the drivers it names).
+
+    A config.json that is valid but cannot start (a driver fails, no heap
+    for it) is not applied either: the App is built from the last good copy.
+    The notes are printed and kept on the App (config_notes).
+    """
+    directory = platform.storage_dir()
+    doc, notes, source, good = load_config(directory)
+    _log_notes(log, notes)
+    try:
+        app = _assemble(platform, doc, log)
+    except Exception as error:
+        if source != "config.json":
+            raise
+        doc = None
+        gc.collect()
+        doc, more, source, good = load_config(directory, False)
+        if source is None:
+            raise
+        more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
+        _log_notes(log, more)
+        notes.extend(more)
+        app = _assemble(platform, doc, log)
+    app.config_notes = notes
+    app.config_source = source
+    app.storage = directory
+    app.config_good = good
+    # Start with the start-up garbage (documents, notes, driver set-up) gone,
+    # not left for the first request to trip over on a small heap.
+    doc = None
+    gc.collect()
+    return app
+
+
+def _log_notes(log, notes):
     for note in notes:
         log("config: " + note)
+
+
+def _assemble(platform, doc, log):
     if doc["site"].get("balanced_load"):
         log(
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"

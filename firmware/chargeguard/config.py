@@ -54,7 +54,7 @@ Values must have the exact JSON type: `true` is not a number, 16.0 and "16"
 are not whole numbers.
 
 Public API (no function mutates its argument):
-    CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, METER_TYPES, CHARGER_TYPES,
+    CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, MAX_NOTE_ERRORS, METER_TYPES, CHARGER_TYPES,
     MODES, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
     CONFIG_FILE, BACKUP_FILE, TEMP_FILE
     defaults() -> a fresh complete default document
@@ -65,8 +65,9 @@ Public API (no function mutates its argument):
     normalise(doc) -> complete(migrate(doc))
     validate(doc) -> [(path, message)], [] when valid; completes a partial
         document first; paths like "chargers.0.max_a", "" for the document
-    check(doc) -> (normalised doc, errors): migrate + complete + validate,
-        with a bad version reported as an error instead of raised
+    check(doc, limit=None) -> (normalised doc, errors): migrate + complete +
+        validate, with a bad version reported as an error instead of raised;
+        every error, or `limit` of them and a last ("", "and N more errors")
     redacted(doc) -> copy with every non-empty secret replaced by REDACTED
     restore_secrets(doc, current) -> copy of doc whose secrets still equal
         REDACTED (an edited export) take the value from `current`
@@ -75,7 +76,23 @@ Public API (no function mutates its argument):
         nothing when the document is invalid or too large
     load(directory) -> (doc, notes): config.json, else config.bak, else
         defaults; notes are sentences for the owner, never containing secrets
+    load_for_boot(directory, new=True) -> (doc, notes, source, good): load()
+        plus where doc came from and, when config.json is new, its checksum
+        for remember()
+    remember(directory, good) -> copies config.json to config.bak once it has
+        run (atomic; `good` from load_for_boot(), None when nothing to do)
     ConfigError(errors)
+
+Files: config.json is the configuration the owner installs (make deploy,
+later the portal); config.bak is the last good copy: the configuration
+that last booted and ran (the app calls remember() once it has guarded
+with it), and the document save() replaced. A config.json that is invalid
+is never applied and never replaces config.bak: the device keeps guarding
+with config.bak and the notes name each refused setting.
+
+Errors name only fields the author wrote, or say which written field they
+follow from (a default that conflicts with it); a follow-on of a field
+that is itself wrong is not listed (fixing that field fixes both).
 
 Messages never contain a secret's value. load() never writes; an app that
 got notes may save() the document to repair the files.
@@ -92,6 +109,7 @@ from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
 MAX_CHARGERS = const(8)
+MAX_NOTE_ERRORS = const(10)  # refused settings listed in the notes at start-up
 
 # Exactly what the firmware can run: the driver table and the core's modes.
 METER_TYPES = tuple(sorted(METER_MODULES))
@@ -251,7 +269,11 @@ def complete(doc):
     """
     if type(doc) is not dict:
         return _copy(doc)
-    out = _copy(doc)
+    return _complete(_copy(doc))
+
+
+def _complete(out):
+    # In place, on a copy the caller owns.
     if "version" not in out:
         out["version"] = CURRENT_VERSION
     for spec in _TOP:
@@ -491,7 +513,7 @@ def _check(errors, path, spec, value):
             message = "must be 1 to 3 different letters from A, B, C, one per charger phase (is %s)" % _show(value)
     if message is None:
         return True
-    errors.append((path, message))
+    errors.add(path, message)
     return False
 
 
@@ -511,33 +533,116 @@ def _check_section(errors, prefix, section, table):
 
 def _unknown(errors, prefix, section, known):
     for key in sorted([key for key in section if key not in known]):
-        errors.append((prefix + key, "unknown setting (known: %s)" % ", ".join(known)))
+        errors.add(prefix + key, "unknown setting (known: %s)" % ", ".join(known), written=True)
+
+
+class _Errors:
+    """Collects (path, message); the first `limit` are kept, the rest counted in `more`.
+
+    `written` is the document as its author wrote it (before completion),
+    or None to count the errors only. An error on a field that is not in it
+    is a follow-on of another field: when that field is wrong itself the
+    follow-on is dropped (fixing the field fixes both); otherwise the
+    message says which field it follows from. So every error names a field
+    the author wrote or says where it comes from.
+    """
+
+    def __init__(self, written, limit=None):
+        self.written = written
+        self.limit = limit
+        self.items = []
+        self.more = 0
+        self.wrong = []  # paths with an error that other fields derive from
+
+    def add(self, path, message, partner=None, written=False):
+        if self.written is None:
+            self.more += 1  # only counting: is the document valid?
+            return
+        if not written and not _written(self.written, path):
+            source = _source(path)
+            if source is not None and source in self.wrong:
+                return
+            follows = partner or source
+            if follows is not None:
+                message += " (not in the file: follows from %s)" % follows
+            else:
+                message += " (not in the file: the default)"
+        if path == "site.phases" or _is_source(path):
+            self.wrong.append(path)
+        if self.limit is None or len(self.items) < self.limit:
+            self.items.append((path, message))
+        else:
+            self.more += 1
+
+
+# Charger fields whose default is taken from another field (see complete()).
+_DERIVED = (("circuit_a", "max_a"), ("manual_a", "min_a"), ("phase_map", "phases"))
+
+
+def _source(path):
+    # The field an unwritten field's default comes from, or None.
+    if not path.startswith("chargers."):
+        return None
+    cut = path.rfind(".")
+    key = path[cut + 1 :]
+    if key == "phases":
+        return "site.phases"
+    for derived, source in _DERIVED:
+        if key == derived:
+            return path[: cut + 1] + source
+    return None
+
+
+def _is_source(path):
+    # A charger field that others take their default from.
+    cut = path.rfind(".")
+    key = path[cut + 1 :]
+    for _, source in _DERIVED:
+        if key == source:
+            return path.startswith("chargers.")
+    return False
+
+
+def _written(doc, path):
+    # True when `path` ("chargers.0.max_a") is present in `doc` as written.
+    node = doc
+    for part in path.split("."):
+        if type(node) is dict and part in node:
+            node = node[part]
+        elif type(node) is list and _digits(part) and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
 
 
 def validate(doc):
     """Errors of `doc` as a list of (path, message); [] when it is valid.
 
     A partial document is completed from the defaults first; the version
-    must be CURRENT_VERSION (call migrate() for older documents).
+    must be CURRENT_VERSION (call migrate() for older documents). Every
+    error is reported; one on a field that `doc` leaves out says which
+    written field it follows from.
     """
     if type(doc) is not dict:
         return [("", "the config must be a JSON object (is %s)" % _show(doc))]
-    return _validate(complete(doc))
+    errors = _Errors(doc)
+    _validate(complete(doc), errors)
+    return errors.items
 
 
-def _validate(doc):
-    errors = []
+def _validate(doc, errors):
     version = doc["version"]
     if not _is_int(version) or version != CURRENT_VERSION:
         message = "must be %d (is %s): migrate older documents first" % (CURRENT_VERSION, _show(version))
-        errors.append(("version", message))
+        errors.add("version", message, written=True)
     for spec in _TOP:
         _check(errors, spec[0], spec, doc[spec[0]])
     good = {}
     for name, table in _SECTIONS:
         section = doc[name]
         if type(section) is not dict:
-            errors.append((name, "must be an object (is %s)" % _show(section)))
+            errors.add(name, "must be an object (is %s)" % _show(section), written=True)
             good[name] = {}
         else:
             good[name] = _check_section(errors, name + ".", section, table)
@@ -546,28 +651,27 @@ def _validate(doc):
     breaker = site.get("breaker_a")
     margin = site.get("margin_a")
     if breaker is not None and margin is not None and breaker - margin < _MIN_CURRENT_A:
-        errors.append(
-            (
-                "site.margin_a",
-                "must leave at least %d A of the %d A breaker: at most %d A (is %d)"
-                % (_MIN_CURRENT_A, breaker, breaker - _MIN_CURRENT_A, margin),
-            )
+        message = "must leave at least %d A of the %d A breaker: at most %d A (is %d)" % (
+            _MIN_CURRENT_A,
+            breaker,
+            breaker - _MIN_CURRENT_A,
+            margin,
         )
+        errors.add("site.margin_a", message, "site.breaker_a")
     meter = good["meter"]
     if meter.get("type") == "p1" and meter.get("baud") == 9600 and meter.get("format") not in (None, "7E1"):
         message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
-        errors.append(("meter.format", message))
+        errors.add("meter.format", message, "meter.baud")
     _check_chargers(errors, doc["chargers"], site.get("phases"))
-    return errors
 
 
 def _check_chargers(errors, chargers, site_phases):
     if type(chargers) is not list:
-        errors.append(("chargers", "must be a list (is %s)" % _show(chargers)))
+        errors.add("chargers", "must be a list (is %s)" % _show(chargers), written=True)
         return
     count = len(chargers)
     if count > MAX_CHARGERS:
-        errors.append(("chargers", "must have at most %d entries (is %d)" % (MAX_CHARGERS, count)))
+        errors.add("chargers", "must have at most %d entries (is %d)" % (MAX_CHARGERS, count), written=True)
         return
     names = {}
     priorities = {}
@@ -575,7 +679,7 @@ def _check_chargers(errors, chargers, site_phases):
         prefix = "chargers.%d." % index
         entry = chargers[index]
         if type(entry) is not dict:
-            errors.append((prefix[:-1], "must be an object (is %s)" % _show(entry)))
+            errors.add(prefix[:-1], "must be an object (is %s)" % _show(entry), written=True)
             continue
         good = _check_section(errors, prefix, entry, _CHARGER)
         _check_charger(errors, prefix, good, site_phases, count)
@@ -584,19 +688,15 @@ def _check_chargers(errors, chargers, site_phases):
             folded = name.lower()
             if folded in names:
                 message = "must be unique: %s is also the name of chargers.%d" % (_show(name), names[folded])
-                errors.append((prefix + "name", message))
+                errors.add(prefix + "name", message, "chargers.%d.name" % names[folded])
             else:
                 names[folded] = index
         priority = good.get("priority")
         if priority is not None and priority <= count:
             if priority in priorities:
-                errors.append(
-                    (
-                        prefix + "priority",
-                        "must be unique: %d is also the priority of chargers.%d (give each charger its own place 1..%d)"
-                        % (priority, priorities[priority], count),
-                    )
-                )
+                message = "must be unique: %d is also the priority of chargers.%d (give each charger its own place 1..%d)"
+                message = message % (priority, priorities[priority], count)
+                errors.add(prefix + "priority", message, "chargers.%d.priority" % priorities[priority])
             else:
                 priorities[priority] = index
 
@@ -605,49 +705,70 @@ def _check_charger(errors, prefix, good, site_phases, count):
     phases = good.get("phases")
     phase_map = good.get("phase_map")
     if phases is not None and site_phases is not None and phases > site_phases:
-        errors.append((prefix + "phases", "must be at most %d, the site's phase count (is %d)" % (site_phases, phases)))
+        message = "must be at most %d, the site's phase count (is %d)" % (site_phases, phases)
+        errors.add(prefix + "phases", message, "site.phases")
     elif phase_map is not None:
         if phases is not None and len(phase_map) != phases:
             message = "must name %d site phase(s), one letter per charger phase (is %s)" % (phases, _show(phase_map))
-            errors.append((prefix + "phase_map", message))
+            errors.add(prefix + "phase_map", message, prefix + "phases")
         elif site_phases == 1 and phase_map != "A":
-            errors.append((prefix + "phase_map", "must be 'A' on a 1-phase site (is %s)" % _show(phase_map)))
+            errors.add(prefix + "phase_map", "must be 'A' on a 1-phase site (is %s)" % _show(phase_map), "site.phases")
     low = good.get("min_a")
     high = good.get("max_a")
     if low is not None and high is not None and high < low:
-        errors.append((prefix + "max_a", "must be at least min_a, %d A (is %d)" % (low, high)))
+        errors.add(prefix + "max_a", "must be at least min_a, %d A (is %d)" % (low, high), prefix + "min_a")
         high = None
     circuit = good.get("circuit_a")
     if low is not None and circuit is not None and circuit < low:
-        errors.append((prefix + "circuit_a", "must be at least min_a, %d A (is %d)" % (low, circuit)))
+        errors.add(prefix + "circuit_a", "must be at least min_a, %d A (is %d)" % (low, circuit), prefix + "min_a")
     priority = good.get("priority")
     if priority is not None and priority > count:
         message = "must be between 1 and %d, the number of chargers (is %d)" % (count, priority)
-        errors.append((prefix + "priority", message))
+        errors.add(prefix + "priority", message)
     if low is None or high is None:
         return
     failsafe = good.get("failsafe_a")
     if failsafe is not None and failsafe != 0 and not low <= failsafe <= high:
         message = "must be 0 (pause) or between min_a and max_a, %d..%d A (is %d)" % (low, high, failsafe)
-        errors.append((prefix + "failsafe_a", message))
+        errors.add(prefix + "failsafe_a", message, prefix + "min_a")
     manual = good.get("manual_a")
     if manual is not None and not low <= manual <= high:
-        errors.append((prefix + "manual_a", "must be between min_a and max_a, %d..%d A (is %d)" % (low, high, manual)))
+        message = "must be between min_a and max_a, %d..%d A (is %d)" % (low, high, manual)
+        errors.add(prefix + "manual_a", message, prefix + "min_a")
 
 
-def check(doc):
+def check(doc, limit=None):
     """(normalised doc, errors): migrate, complete and validate in one step.
 
     A document that cannot be migrated comes back unchanged with a
-    "version" error.
+    "version" error. With `limit`, at most that many errors are listed and
+    a last ("", "and N more errors") entry counts the rest (bounded memory
+    for a hostile file on the device); without, every error is listed.
     """
+    doc, items, more = _check_limited(doc, limit)
+    if more:
+        items.append(("", "and %d more errors" % more))
+    return doc, items
+
+
+def _check_limited(doc, limit):
+    # check() with the count of errors beyond `limit` apart.
     if type(doc) is not dict:
-        return doc, validate(doc)
+        return doc, validate(doc), 0
     problem = _version_problem(doc)
     if problem:
-        return doc, [("version", problem)]
-    doc = complete(migrate(doc))
-    return doc, _validate(doc)
+        return doc, [("version", problem)], 0
+    migrated = migrate(doc)
+    if doc.get("version", CURRENT_VERSION) != CURRENT_VERSION:
+        # Migration moved fields: what the author wrote is the migrated copy.
+        doc = migrated
+        migrated = _copy(migrated)
+    # migrate() made a copy: complete it in place instead of copying again
+    # (one document less on the heap at start-up).
+    migrated = _complete(migrated)
+    errors = _Errors(doc, limit)
+    _validate(migrated, errors)
+    return migrated, errors.items, errors.more
 
 
 def _summary(errors, limit):
@@ -693,83 +814,145 @@ def restore_secrets(doc, current):
 
 # ------------------------------------------------------------- persistence
 
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+_BOM = b"\xef\xbb\xbf"  # a UTF-8 byte order mark, which some Windows editors write
+_CHECK_HINT = "make check-config CONFIG=config.json"
 
 
-def _replace(source, target):
-    try:
-        os.rename(source, target)
-    except OSError:
-        # Some filesystems refuse to rename over an existing file.
-        _remove(target)
-        os.rename(source, target)
+def _read(path, limit):
+    # (doc, problem, errors, old version): doc is None when the file is
+    # unusable; problem then says why, as a phrase following the file name,
+    # and errors lists the refused settings when it is a JSON object.
+    doc, problem = _parse(path)
+    if doc is None:
+        return None, problem, None, None
+    version = doc.get("version", CURRENT_VERSION)
+    if _version_problem(doc) is None:
+        # The usual case first, with one document on the heap: the parsed
+        # one is ours, so it is completed in place and only counted errors.
+        if version != CURRENT_VERSION:
+            doc = migrate(doc)
+        doc = _complete(doc)
+        errors = _Errors(None)
+        _validate(doc, errors)
+        if not errors.more:
+            return doc, None, None, version
+        # Invalid: parse again to name each error against what was written.
+        doc = None
+        doc = _parse(path)[0]
+    doc, errors, more = _check_limited(doc, limit)
+    count = len(errors) + more
+    if more:
+        errors.append(("", "and %d more: %s lists them all" % (more, _CHECK_HINT)))
+    return None, "has %d refused setting%s" % (count, "" if count == 1 else "s"), errors, None
 
 
-def _read(path):
-    # (doc, problem, old version): doc is None when the file is unusable and
-    # problem then says why, as a phrase following the file name.
+def _parse(path):
+    # (doc, None) or (None, problem).
     try:
         size = os.stat(path)[6]
     except OSError:
-        return None, _MISSING, None
+        return None, _MISSING
     if size > MAX_CONFIG_BYTES:
-        return None, "is too large (%d bytes, the limit is %d)" % (size, MAX_CONFIG_BYTES), None
+        return None, "is too large (%d bytes, the limit is %d)" % (size, MAX_CONFIG_BYTES)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_CONFIG_BYTES + 1)
+            if handle.read(3) != _BOM:
+                handle.seek(0)
+            # Parsed from the stream: no buffer the size of the file, no
+            # decoded copy of it (MicroPython reads it byte by byte).
+            doc = json.load(handle)
     except OSError as error:
-        return None, "cannot be read (error %s)" % (error.args[0] if error.args else "?"), None
-    if len(data) > MAX_CONFIG_BYTES:
-        return None, "is too large (more than %d bytes)" % MAX_CONFIG_BYTES, None
-    try:
-        text = data.decode("utf-8")
-    except Exception:
-        return None, "is corrupt (not UTF-8 text)", None
-    try:
-        doc = json.loads(text)
+        return None, "cannot be read (error %s)" % (error.args[0] if error.args else "?")
+    except UnicodeError:
+        return None, "is corrupt (not UTF-8 text)"
     except Exception:
         # Also RecursionError/MemoryError from hostile nesting. The parser's
         # own message is not used: it could quote a piece of a secret.
-        return None, "is corrupt (not valid JSON)", None
+        return None, "is corrupt (not valid JSON)"
     if type(doc) is not dict:
-        return None, "is not a JSON object (is %s)" % _kind_of(doc), None
-    version = doc.get("version", CURRENT_VERSION)
-    doc, errors = check(doc)
-    if errors:
-        return None, "is not valid (%s)" % _summary(errors, 2), None
-    return doc, None, version
+        return None, "is not a JSON object (is %s)" % _kind_of(doc)
+    return doc, None
 
 
 def load(directory):
     """(doc, notes): the stored document, complete and at CURRENT_VERSION.
 
-    Tries config.json, then config.bak (the previous good file), then the
-    defaults. Each fallback, and a migration, adds a note for the owner.
-    Never writes.
+    Tries config.json, then config.bak (the last good copy), then the
+    defaults (no chargers: nothing is commanded). notes are sentences for
+    the owner, never containing secrets: each refused setting, and what the
+    device does instead. Never writes.
+    """
+    doc, notes, _, _ = load_for_boot(directory)
+    return doc, notes
+
+
+def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
+    """(doc, notes, source, good): load() for the app at start-up.
+
+    source: CONFIG_FILE or BACKUP_FILE, the file `doc` came from, or None
+    when no valid configuration exists (defaults, no chargers). good: the
+    checksum of config.json, for remember() to copy it to config.bak once
+    the app has run with `doc`; None when config.bak already is that file or
+    `doc` is not from config.json. new=False skips config.json (it could
+    not start).
+    At most `max_errors` refused settings are listed, then a count.
     """
     notes = []
-    problems = []
-    for name in (CONFIG_FILE, BACKUP_FILE):
-        doc, problem, version = _read(directory + "/" + name)
+    new_problem = None
+    if new:
+        doc, new_problem, errors, version = _read(directory + "/" + CONFIG_FILE, max_errors)
         if doc is not None:
-            if problems:
-                notes.append("%s %s: using the last good config (%s)" % (CONFIG_FILE, problems[0], BACKUP_FILE))
             if version != CURRENT_VERSION:
-                notes.append("%s was written for version %d: migrated to version %d" % (name, version, CURRENT_VERSION))
-            return doc, notes
-        problems.append(problem)
-    if problems[0] == _MISSING and problems[1] == _MISSING:
-        return defaults(), ["no config saved yet: using defaults, open the setup portal"]
-    notes.append("%s %s" % (CONFIG_FILE, problems[0]))
-    if problems[1] != _MISSING:
-        notes.append("%s %s" % (BACKUP_FILE, problems[1]))
-    notes.append("no valid config: using defaults, open the setup portal")
-    return defaults(), notes
+                notes.append("%s was written for version %d: migrated to version %d" % (CONFIG_FILE, version, CURRENT_VERSION))
+            # What remember() will copy, unless config.bak already is that file.
+            # Imported only now: at start-up the heap peaks while validating.
+            from chargeguard import flashfile
+
+            good = flashfile.checksum(directory + "/" + CONFIG_FILE)
+            if good == flashfile.checksum(directory + "/" + BACKUP_FILE):
+                good = None
+            return doc, notes, CONFIG_FILE, good
+        if new_problem == _MISSING:
+            notes.append("%s is missing" % CONFIG_FILE)
+        elif errors:
+            notes.append("%s %s: it was NOT applied" % (CONFIG_FILE, new_problem))
+        else:
+            notes.append("%s %s: it was NOT applied (%s shows where)" % (CONFIG_FILE, new_problem, _CHECK_HINT))
+        for path, message in errors or ():
+            notes.append("%s refused %s: %s" % (CONFIG_FILE, path, message) if path else "%s: %s" % (CONFIG_FILE, message))
+    doc, problem, errors, version = _read(directory + "/" + BACKUP_FILE, 1)
+    if doc is not None:
+        notes.append("still guarding with the last good configuration (%s, the one that last ran)" % BACKUP_FILE)
+        return doc, notes, BACKUP_FILE, None
+    if problem != _MISSING:
+        notes.append("%s (the last good copy) %s" % (BACKUP_FILE, problem))
+    if new_problem == _MISSING:
+        notes.append(
+            "no configuration yet: nothing is commanded; write one (docs/configuration.md), "
+            "check it with make check-config CONFIG=file.json and install it with make deploy CONFIG=file.json"
+        )
+    else:
+        notes.append(
+            "no valid configuration: nothing is commanded until %s is fixed; " % CONFIG_FILE
+            + "correct the settings named above (%s lists them all), then make deploy CONFIG=config.json" % _CHECK_HINT
+        )
+    return defaults(), notes, None, None
+
+
+def remember(directory, good):
+    """Copy config.json to config.bak, the last good copy, once the app has run with it.
+
+    `good` is load_for_boot()'s checksum of config.json: a file changed
+    since then is not copied (it has not run). load_for_boot() returns None
+    when config.bak already is that file, so the flash is written only when
+    the configuration changed. Atomic, in 128-byte chunks (no allocation
+    the size of the file). Raises OSError (config.bak untouched) when the
+    file changed or the flash fails.
+    """
+    from chargeguard import flashfile
+
+    path = directory + "/" + BACKUP_FILE
+    flashfile.copy(directory + "/" + CONFIG_FILE, path, path + ".tmp", good)
 
 
 def save(directory, doc):
@@ -786,25 +969,15 @@ def save(directory, doc):
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError([("", "is too large to store (%d bytes, the limit is %d)" % (len(data), MAX_CONFIG_BYTES))])
     current = directory + "/" + CONFIG_FILE
-    backup = directory + "/" + BACKUP_FILE
     temp = directory + "/" + TEMP_FILE
-    _remove(temp)
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        fsync = getattr(os, "fsync", None)
-        if fsync is not None:
-            fsync(handle.fileno())
-    # Read back before replacing anything: a flash that did not take the
-    # write must not cost the good file.
-    with open(temp, "rb") as handle:
-        if handle.read(MAX_CONFIG_BYTES + 1) != data:
-            raise OSError("%s did not read back as written" % TEMP_FILE)
-    old, problem, _ = _read(current)
+    from chargeguard import flashfile
+
+    flashfile.write_temp(temp, data)
+    old, problem, _, _ = _read(current, 1)
     if old is not None:
-        _replace(current, backup)
+        flashfile.replace(current, directory + "/" + BACKUP_FILE)
     elif problem != _MISSING:
         # A bad config.json must not overwrite the good backup.
-        _remove(current)
-    _replace(temp, current)
+        flashfile.remove(current)
+    flashfile.replace(temp, current)
     return doc
