@@ -275,6 +275,18 @@ def test_open_uart_needs_a_device():
         raise AssertionError("no device must raise OSError")
 
 
+def test_open_uart_error_names_the_device():
+    path = support.make_tmpdir("uart-missing") + "/ttyUSB9"
+    p = unix.Platform(UNIX_BOARD, uart_device=path)
+    try:
+        p.open_uart(115200, 8, None, 1, True)
+    except OSError as error:
+        assert error.args[0] == 2, error.args  # ENOENT, as the runtime said
+        assert path in str(error) and "cannot be opened" in str(error), error.args
+    else:
+        raise AssertionError("a missing device must raise OSError")
+
+
 def _opened_device(p):
     # Which of the marker files below open_uart() opened: the byte it reads.
     uart = p.open_uart(115200, 8, None, 1, True)
