@@ -41,6 +41,7 @@ from house import DAY, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
+DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three minutes
 
 
 def sim_config(trydan_ports, guard=None):
@@ -239,7 +240,9 @@ def day_length_s(scene_s):
 
 def main():
     parser = argparse.ArgumentParser(description="ChargeGuard site simulator")
-    parser.add_argument("--scene-s", type=float, default=12.0, help="real seconds per scene of the day (default 12)")
+    parser.add_argument(
+        "--scene-s", type=float, default=DEFAULT_SCENE_S, help="real seconds per scene of the day (default %(default)g)"
+    )
     parser.add_argument("--once", action="store_true", help="play the day once, then stop")
     parser.add_argument("--heap", default="96K", help="MicroPython heap size (as on a plain ESP32)")
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
