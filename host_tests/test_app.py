@@ -275,4 +275,3 @@ def test_a_meter_that_cannot_open_leaves_the_chargers_on_failsafe():
     import sys
 
     assert "chargeguard.config" not in sys.modules
-
