@@ -8,7 +8,8 @@ UPY := $(VENV)/bin/micropython
 STAMP := $(VENV)/.installed
 BOARD ?= esp32_devkit
 PORT ?= /dev/ttyUSB0
-# Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--speed 2".
+# Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--scene-s 5 --once"
+# (sim options: --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 

@@ -25,6 +25,19 @@ def elapsed_ms(start):
     return now_ms() - start
 
 
+async def until(condition, limit_ms=10000):
+    """Yield to the loop until condition() holds or limit_ms pass; its last value.
+
+    For what the server side does on the same loop (a request arrives, a
+    close is seen): a few loop turns on an idle machine; limit_ms only bounds
+    a broken path.
+    """
+    start = now_ms()
+    while not condition() and elapsed_ms(start) < limit_ms:
+        await asyncio.sleep(0.01)
+    return condition()
+
+
 def reply(status=200, body=b"", headers=b"", length=True):
     """Raw bytes of a plain HTTP/1.1 answer."""
     if isinstance(body, str):

@@ -164,9 +164,14 @@ def test_a_crashing_task_is_logged_and_restarted():
 
     async def scenario():
         asyncio.create_task(app._supervised("flaky", flaky))
+        # Restarted after TASK_RESTART_MS: waited for, so a slow machine cannot
+        # stop the app before the restart is due. The bound only ends a hang.
+        start = platform.ticks_ms()
+        while len(calls) < 2 and platform.ticks_diff(platform.ticks_ms(), start) < 10 * app_module.TASK_RESTART_MS:
+            await asyncio.sleep(0.01)
 
     saved = app_module.TASK_RESTART_MS
-    asyncio.run(run_for(app, 1200, scenario))
+    asyncio.run(run_for(app, 10, scenario))
     assert len(calls) == 2, calls
     assert any("task flaky failed" in line and "boom" in line for line in lines), lines
     assert saved == app_module.TASK_RESTART_MS
@@ -184,6 +189,24 @@ def test_status_line_shows_grid_offer_and_reason():
     app.decide()
     line = app.status_line()
     assert line.startswith("grid  12.3  -2.5   0.0 A | c0   6.0 A ramp"), line
+
+
+def test_status_line_shows_only_the_sites_phases():
+    from chargeguard import config
+
+    doc, errors = config.check({"site": {"phases": 1}, "chargers": [{"name": "c0", "host": "127.0.0.1"}]})
+    assert not errors, errors
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    app = app_module.App(platform, doc, meter, [FakeCharger()], log=[].append)
+    assert app.status_line().startswith("grid  --.- A | c0   0.0 A"), app.status_line()
+    app.have_reading = True
+    meter.reading.phase_count = 1
+    meter.reading.current_ma[0] = 12345
+    meter.reading.tick_ms = platform.ticks_ms()
+    app.decide()
+    line = app.status_line()
+    assert line.startswith("grid  12.3 A | c0   6.0 A ramp"), line
 
 
 def test_charger_errors_are_logged_once_per_change():
@@ -205,6 +228,27 @@ def test_unknown_driver_types_are_refused_clearly():
             assert "not supported" in str(error)
         else:
             assert False, "accepted an unknown type"
+
+
+def test_a_p1_device_that_cannot_open_is_named_in_the_log():
+    import support
+    from chargeguard.platform import unix
+
+    storage = support.make_tmpdir("app-p1")
+    with open(storage + "/config.json", "w") as handle:
+        handle.write('{"version": 1, "meter": {"type": "p1"}, "chargers": []}')
+    missing = storage + "/ttyUSB9"
+
+    class MissingDevicePlatform(FakePlatform):
+        def open_uart(self, baud, data_bits, parity, stop_bits, invert_rx):
+            return unix.Platform({"name": "unix"}, uart_device=missing).open_uart(
+                baud, data_bits, parity, stop_bits, invert_rx
+            )
+
+    lines = []
+    app_module.build(MissingDevicePlatform(storage), log=lines.append)
+    logged = [line for line in lines if line.startswith("meter: cannot start")]
+    assert len(logged) == 1 and missing in logged[0], lines
 
 
 def test_a_meter_that_cannot_open_leaves_the_chargers_on_failsafe():

@@ -2,7 +2,7 @@
 import asyncio
 
 from chargeguard.net.http import HttpClient
-from httpfake import HANG, HOST, IS_MPY, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, IS_MPY, FakeServer, elapsed_ms, now_ms, reply, until
 from support import skip
 
 
@@ -285,10 +285,7 @@ def test_hung_peer_times_out_at_deadline_and_is_closed():
         took = elapsed_ms(start)
         assert client.error == "timeout"
         assert 250 <= took < 1000, took
-        for _ in range(50):
-            if server.client_closed:
-                break
-            await asyncio.sleep(0.01)
+        assert await until(lambda: server.client_closed)
         assert server.client_closed == 1
 
     serve(answer(HANG), check)
@@ -380,7 +377,8 @@ def test_cancel_closes_connection():
     async def check(server):
         client = HttpClient()
         task = asyncio.create_task(client.get(HOST, server.port, "/", 5000))
-        await asyncio.sleep(0.1)
+        # Cancelled while the request is out, not before it was even sent.
+        assert await until(lambda: server.requests)
         task.cancel()
         try:
             await task
@@ -388,10 +386,7 @@ def test_cancel_closes_connection():
             pass
         else:
             raise AssertionError("not cancelled")
-        for _ in range(50):
-            if server.client_closed:
-                break
-            await asyncio.sleep(0.01)
+        assert await until(lambda: server.client_closed)
         assert server.client_closed == 1
         # The client is usable again afterwards.
         assert not client._busy
@@ -402,11 +397,12 @@ def test_cancel_closes_connection():
 def test_busy_client_refuses_second_request():
     async def check(server):
         client = HttpClient()
-        first = asyncio.create_task(client.get(HOST, server.port, "/", 300))
-        await asyncio.sleep(0.05)
+        first = asyncio.create_task(client.get(HOST, server.port, "/", 1000))
+        assert await until(lambda: server.requests)  # the first is out and held
         assert await client.get(HOST, server.port, "/", 300) == 0
+        assert len(server.requests) == 1  # the second sent nothing
         assert await first == 0
-        assert client.error == "timeout"
+        assert client.error == "timeout"  # the first one's error, untouched
 
     serve(answer(HANG), check)
 

@@ -226,14 +226,14 @@ class App:
                     self.log("config: " + note)
 
     def status_line(self):
-        """One console line: per-phase grid current, each charger's offer and reason."""
-        reading = self.meter.reading
-        if self.guard.failsafe or not self.have_reading:
-            grid = "grid  --.-  --.-  --.- A"
-        else:
-            current = reading.current_ma
-            grid = "grid %5s %5s %5s A" % (_amps(current[0]), _amps(current[1]), _amps(current[2]))
-        parts = [grid]
+        """One console line: the grid current of each site phase (only one on a
+        1-phase site), each charger's offer and reason, the live heap."""
+        current = self.meter.reading.current_ma
+        known = self.have_reading and not self.guard.failsafe
+        grid = "grid"
+        for phase in range(self.guard.site.phases):
+            grid += " %5s" % (_amps(current[phase]) if known else "--.-")
+        parts = [grid + " A"]
         for index in range(len(self.commands)):
             command = self.commands[index]
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), command.reason))
@@ -376,7 +376,9 @@ def _assemble(platform, doc, log):
     except Exception as error:
         # No meter means no readings: the guard then holds every charger at
         # its failsafe current, which is the safe way to run without one.
-        log("meter: cannot start (%r): chargers stay on their failsafe current" % (error,))
+        # The platform's text names the device and why (OSError args: errno, text).
+        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
+        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
         meter = _NoMeter()
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     return App(platform, doc, meter, drivers, log)

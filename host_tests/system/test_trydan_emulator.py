@@ -21,8 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 import trydan_emulator  # noqa: E402
+from run import wait_for  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
+from chargeguard.app import CHARGER_TIMEOUT_MS  # noqa: E402
 from chargeguard.chargers.v2c_trydan import V2CTrydan  # noqa: E402
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa: E402
 
@@ -234,7 +236,8 @@ def test_stop_releases_hung_connections():
 
     sock = socket.create_connection(("127.0.0.1", emulator.port), timeout=2)
     sock.sendall(b"GET /RealTimeData HTTP/1.0\r\n\r\n")
-    time.sleep(0.1)
+    # Stop while the request is really held, not before it arrived.
+    assert wait_for(emulator.hung_requests, 10)
     start = time.monotonic()
     emulator.stop()
     assert time.monotonic() - start < 2
@@ -351,7 +354,7 @@ def test_write_log_is_timestamped_and_bounded(emu):
 # -- the firmware driver against the emulator -----------------------------------
 
 
-def driver_run(emulator, body, timeout_ms=1000):
+def driver_run(emulator, body, timeout_ms=CHARGER_TIMEOUT_MS):
     async def main():
         driver = V2CTrydan("127.0.0.1", emulator.port, timeout_ms=timeout_ms)
         return await body(driver)
@@ -445,6 +448,8 @@ def test_driver_failure_modes(emu):
         assert driver.status.error == "timeout" and not driver.status.reachable
         assert not await driver.apply(0)
         assert driver.status.error == "write Paused: timeout"
+        # The short timeout was for the hang; answers get the firmware's own.
+        driver.timeout_ms = CHARGER_TIMEOUT_MS
 
         emu.set_mode("garbage")
         assert not await driver.poll()
@@ -478,7 +483,7 @@ import asyncio
 from chargeguard.chargers.v2c_trydan import V2CTrydan
 
 async def main():
-    d = V2CTrydan("127.0.0.1", %(port)d, timeout_ms=500)
+    d = V2CTrydan("127.0.0.1", %(port)d, timeout_ms=%(timeout_ms)d)
     print("poll", await d.poll(), d.status.car, d.status.current_ma, d.status.error)
     print("apply", await d.apply(9000), d.writes_sent)
     print("pause", await d.apply(0))
@@ -489,6 +494,7 @@ asyncio.run(main())
         "lib": os.path.join(ROOT, "firmware"),
         "shims": os.path.join(ROOT, "tools", "shims"),
         "port": emu.port,
+        "timeout_ms": CHARGER_TIMEOUT_MS,  # the firmware's own: a loaded host must not fail it
     }
     result = subprocess.run([upy, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

@@ -1,6 +1,6 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
-    python tools/sim/run.py [--scene-s 20] [--once] [--heap 96K]
+    python tools/sim/run.py [--scene-s 12] [--once] [--heap 96K] [--car-delay-s 2]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -10,9 +10,15 @@ What runs:
   car really draws;
 - the firmware, unmodified (build/device, .mpy), with a sim configuration.
 
-It prints the firmware's own status line once per second, prefixed with the
-simulated clock and followed by what the car really draws. Ctrl-C stops
-everything (firmware, emulators, pty).
+It first prints the settings the firmware runs with, then the firmware's own
+status line once per second, each line prefixed with the scene's clock of the
+day and the real seconds since the start ("[18:20 t=131s]"), and followed by
+what the car really draws. The day is compressed (a scene lasts --scene-s
+real seconds) but the firmware's timers run in real seconds: min_pause 60 s
+holds a paused car for a minute, several scenes. The whole day, the pulled P1
+cable (failsafe) included, takes about three minutes at the default pace and
+then starts again; --once stops after one day. Ctrl-C stops everything
+(firmware, emulators, pty).
 """
 
 import argparse
@@ -35,6 +41,7 @@ from house import DAY, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
+DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three minutes
 
 
 def sim_config(trydan_ports, guard=None):
@@ -61,7 +68,7 @@ def sim_config(trydan_ports, guard=None):
         "version": 1,
         "name": "ChargeGuard sim",
         "site": {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1, "max_import_w": 0},
-        "guard": {"meter_timeout_s": 10, "min_pause_s": 60, "ramp_step_a": 2, "ramp_interval_s": 5},
+        "guard": {"meter_timeout_s": 10, "min_pause_s": 60, "ramp_step_a": 2, "ramp_interval_s": 5, "ev_response_s": 5},
         "meter": {"type": "p1", "baud": 115200, "format": "8N1", "invert": True},
         "chargers": chargers,
     }
@@ -203,25 +210,61 @@ def _amps(milliamps):
     return "%5.1f" % (milliamps / 1000.0)
 
 
+def settings_text(config, scene_s):
+    """What the firmware runs with, in the installer's words (printed at start)."""
+    site = config["site"]
+    guard = config["guard"]
+    lines = [
+        "site: %d phases, breaker %d A, margin %d A: the chargers get what the house leaves of %d A per phase"
+        % (site["phases"], site["breaker_a"], site["margin_a"], site["breaker_a"] - site["margin_a"]),
+    ]
+    for entry in config["chargers"]:
+        lines.append(
+            "charger %s: %d-%d A on %d phases, priority %d, %d A while the meter is silent (0 = paused)"
+            % (entry["name"], entry["min_a"], entry["max_a"], entry["phases"], entry["priority"], entry["failsafe_a"])
+        )
+    lines += [
+        "guard: a higher load is cut at once; an increase waits ramp_interval %d s and is at most ramp_step %d A"
+        % (guard["ramp_interval_s"], guard["ramp_step_a"]),
+        "guard: a car the guard had to pause stays paused for min_pause %d s; no telegram for meter_timeout %d s:"
+        " failsafe" % (guard["min_pause_s"], guard["meter_timeout_s"]),
+        "time: the day is compressed (one scene = %g real s), the firmware's timers are not: min_pause %d s lasts"
+        " about %d scenes" % (scene_s, guard["min_pause_s"], max(1, round(guard["min_pause_s"] / scene_s))),
+    ]
+    return lines
+
+
+def day_length_s(scene_s):
+    return sum(scene.hold_s if scene.hold_s is not None else scene_s for scene in DAY)
+
+
 def main():
     parser = argparse.ArgumentParser(description="ChargeGuard site simulator")
-    parser.add_argument("--scene-s", type=float, default=20.0, help="real seconds per scene of the day")
+    parser.add_argument(
+        "--scene-s", type=float, default=DEFAULT_SCENE_S, help="real seconds per scene of the day (default %(default)g)"
+    )
     parser.add_argument("--once", action="store_true", help="play the day once, then stop")
     parser.add_argument("--heap", default="96K", help="MicroPython heap size (as on a plain ESP32)")
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
     args = parser.parse_args()
+    if args.scene_s <= 0:
+        parser.error("--scene-s must be more than 0")
 
-    state = {"clock": DAY[0].clock}
-
+    state = {"clock": DAY[0].clock, "t0": time.monotonic()}
     holder = {}
 
+    def say(text):
+        # Every line: the scene's clock of the day and the real seconds since
+        # the start (firmware output arrives on its own thread; print is safe).
+        elapsed = time.monotonic() - state["t0"]
+        print("[%s t=%3ds] %s" % (state["clock"], elapsed, text), flush=True)
+
     def show(line):
-        # Firmware output arrives on its own thread; the emulator is thread-safe.
         if line.startswith("grid") and "sim" in holder:
             drawn = holder["sim"].trydan.drawn_current_ma()
-            print("[%s] %s | car draws %s A" % (state["clock"], line, _amps(max(drawn))), flush=True)
+            say("%s | car draws %s A" % (line, _amps(max(drawn))))
         else:
-            print("[%s] firmware: %s" % (state["clock"], line), flush=True)
+            say("firmware: %s" % line)
 
     sim = holder["sim"] = Simulation(heap=args.heap, car_delay_s=args.car_delay_s, on_line=show)
     stopping = {"now": False}
@@ -232,14 +275,19 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print("sim: Trydan emulator on 127.0.0.1:%d, P1 on %s, firmware heap %s" % (sim.trydan.port, sim.p1.device, args.heap))
-    print("sim: Ctrl-C stops; each scene of the day lasts %.0f s" % args.scene_s)
+    for line in settings_text(sim.config, args.scene_s):
+        print("sim: " + line)
+    print(
+        "sim: the day has %d scenes and lasts %d s%s; Ctrl-C stops"
+        % (len(DAY), day_length_s(args.scene_s), "" if args.once else ", then starts again")
+    )
     try:
         while not stopping["now"]:
             for scene in DAY:
                 state["clock"] = scene.clock
                 sim.site.set_house(scene.amps)
                 sim.meter_silent = scene.meter_silent
-                print("[%s] === %s (house %s A)" % (scene.clock, scene.text, "/".join("%.1f" % a for a in scene.amps)), flush=True)
+                say("=== %s (house %s A)" % (scene.text, "/".join("%.1f" % a for a in scene.amps)))
                 hold = scene.hold_s if scene.hold_s is not None else args.scene_s
                 deadline = time.monotonic() + hold
                 next_send = time.monotonic()
@@ -248,15 +296,18 @@ def main():
                     next_send += TELEGRAM_PERIOD_S
                     time.sleep(max(0.0, next_send - time.monotonic()))
                     if not sim.firmware.alive():
-                        print("sim: the firmware stopped (exit %s)" % sim.firmware.process.returncode)
+                        say("sim: the firmware stopped (exit %s)" % sim.firmware.process.returncode)
                         stopping["now"] = True
                 if stopping["now"]:
                     break
-            if args.once:
+            if args.once or stopping["now"]:
                 break
+            say("=== the day is over; it starts again")
     finally:
+        alive = sim.firmware.alive()
         code = sim.stop()
-        print("sim: stopped (firmware exit %s)" % code)
+        # A firmware we stopped ends by SIGTERM; anything else is worth saying.
+        say("sim: stopped" if alive else "sim: stopped (firmware exit %s)" % code)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Emulator of a V2C Trydan's local HTTP API on loopback (CPython, host side).
 
-It follows the device facts in shared PROTOCOLS.md and what the real clients
+It follows the box's published local API and what the real clients
 (pytrydan, Home Assistant's v2c integration, evcc) expect, not our driver:
 
 - `GET /RealTimeData` answers the full JSON key set. Firmware 2.5.0 and later
@@ -37,6 +37,8 @@ Failure modes, switchable at run time with `set_mode()`: "normal", "hang"
 invalid JSON; writes answer a non-OK body and change nothing) and "error"
 (HTTP 500 to everything).
 
+Requests held by "hang" mode are stamped too (`hung_requests()`), so a test
+can wait until a client is really stuck on the box instead of guessing.
 Every write request is logged with a `time.monotonic_ns()` stamp in a bounded
 list (`writes()`), so tests and benches can measure command latency.
 
@@ -133,6 +135,7 @@ class TrydanEmulator:
         self._mode = "normal"
         self._release = threading.Event()
         self._write_log = collections.deque(maxlen=WRITE_LOG_MAX)
+        self._hung_ns = collections.deque(maxlen=WRITE_LOG_MAX)
         self.requests = {"read": 0, "write": 0, "other": 0}
         # Vehicle and session.
         self._plugged = False
@@ -457,7 +460,14 @@ class TrydanEmulator:
     # -- HTTP side ----------------------------------------------------------
 
     def _hang(self):
+        with self._lock:
+            self._hung_ns.append(time.monotonic_ns())
         self._release.wait(HANG_MAX_S)
+
+    def hung_requests(self):
+        """When each request held by "hang" mode arrived (monotonic ns), oldest first."""
+        with self._lock:
+            return list(self._hung_ns)
 
 
 def _parse_int(text):

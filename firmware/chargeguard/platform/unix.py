@@ -88,13 +88,20 @@ class Platform:
         USB P1 cables invert in hardware and a pty carries plain bytes. On a pty
         the line settings are cosmetic (Linux may refuse parity on a pty; that
         is ignored). Raises OSError when no device is configured or it cannot
-        be opened, ValueError for settings no UART supports.
+        be opened (the message names the path and why), ValueError for
+        settings no UART supports.
         """
         common.check_line(baud, data_bits, parity, stop_bits)
         path = self._uart_device or os.getenv("CHARGEGUARD_P1_DEVICE") or self.board.get("uart_device")
         if not path:
             raise OSError(19, "no P1 device: set CHARGEGUARD_P1_DEVICE")  # ENODEV
-        return UnixUart(path, baud, data_bits, parity, stop_bits)
+        try:
+            return UnixUart(path, baud, data_bits, parity, stop_bits)
+        except OSError as error:
+            # The runtime's own error does not say which file (MicroPython:
+            # "[Errno 2] ENOENT"); the installer needs the path to fix it.
+            code = error.args[0] if error.args else 5  # EIO
+            raise OSError(code, "P1 device %s cannot be opened: %s" % (path, _reason(error)))
 
     # --- watchdog ----------------------------------------------------------
 
@@ -241,6 +248,23 @@ class UnixUart:
         if handle is not None:
             self._file = None
             handle.close()
+
+
+def _reason(error):
+    # Why a device did not open, in words: CPython's strerror, else (MicroPython
+    # gives only the number) the errno name; a serial device that exists but
+    # is refused is nearly always the dialout group.
+    args = error.args
+    code = args[0] if args else None
+    if code == 13:  # EACCES
+        return "permission denied (a serial device needs the dialout group)"
+    if len(args) > 1 and isinstance(args[1], str):
+        return args[1]
+    if isinstance(code, int):
+        import errno
+
+        return errno.errorcode.get(code, "errno %d" % code)
+    return repr(error)
 
 
 def _configure_line(fd, baud, data_bits, parity, stop_bits):
