@@ -1,0 +1,295 @@
+"""The optimiser: every charger's target and why, inside the guard's envelope.
+
+DESIGN.md section 4, "Optimiser (slow, every control_interval)". Each tick:
+
+1. the mode of every charger gives what it wants: `off` nothing, `fast` its
+   maximum, `manual` the owner's current; `eco`, `solar` and `excess` share
+   the surplus (below);
+2. surplus (W) = export at the grid + what the cars in those three modes draw
+   now: the power they could take with the grid at 0 W;
+3. the surplus is shared between those chargers by the site's distribution
+   mode (core/distribution.py, Dynamic OCPP EVSE's modes) in order of mode
+   urgency, eco before solar before excess (Dynamic OCPP's rule), then
+   priority. Each charger then regulates (core/solar.py, EVCM's thresholds)
+   on the export it would see with its share: share + what no one was given -
+   its own draw. With one charger that is exactly the export at the grid.
+   Running chargers share among themselves first; a charger that is not
+   running sees what it would get if it started alongside them, so a
+   waiting car neither cuts a running one before it can start nor starts
+   on power that is not there;
+4. with a distribution envelope from the guard (`envelope_ma`, per site
+   phase, e.g. Guard.headroom_ma after its last tick) the `fast` and `manual`
+   chargers share it by the same distribution mode; without it they ask for
+   their maximum and the guard serves them in priority order;
+5. the capacity tariff (core/capacity.py) gives the import the guard may
+   allow now, `import_cap_w` (None = no cap).
+
+Outputs: targets_ma[i] (0 = do not charge) and reasons[i]: REASON_* here or
+in core/solar.py. The guard still fits every target inside the breaker,
+contract and capacity envelope and sheds one at a time underneath; when it
+limits a charger its own reason (breaker, contract, capacity, ...) is the one
+to show, else the optimiser's.
+
+The optimiser's view for the site state, plain attributes: export_w (net
+power at the grid, W export positive), surplus_w, pool_left_w (surplus no
+charger was given), upper_w / lower_w / target_w (thresholds in force),
+import_cap_w, `capacity` (its quarter-hour figures) and `regulators[i]`
+(each charger's surplus view and timers).
+
+A seam for later: a gate (planner, SoC limit, Start/Stop) is one more reason
+a target is 0; a charger's phase count is read every tick, so phase
+switching may change it at run time.
+"""
+
+from micropython import const
+
+from chargeguard.core.capacity import CapacityBudget
+from chargeguard.core.distribution import allocate, priority_order
+from chargeguard.core.model import CAR_CHARGING, CAR_NONE, PHASES
+from chargeguard.core.optsettings import DIST_SEQUENTIAL_OPTIMIZED, DIST_SEQUENTIAL_STRICT
+from chargeguard.core.settings import MODE_FAST, MODE_MANUAL, MODE_OFF, SCHEME_HOUSE
+from chargeguard.core.solar import (
+    MODE_ECO,
+    MODE_EXCESS,
+    MODE_SOLAR,
+    REASON_BELOW,
+    REASON_EXCESS_WAIT,
+    REASON_SOLAR_WAIT,
+    SolarRegulator,
+)
+
+REASON_OFF = "off"  # mode off or charger disabled
+REASON_NO_CAR = "no_car"  # nothing plugged in
+REASON_UNAVAILABLE = "unavailable"  # the charger does not answer
+REASON_FAST = "fast"  # as much as the guard allows
+REASON_MANUAL = "manual"  # the owner's fixed current
+REASON_SEQUENTIAL = "sequential"  # sequential modes: waiting for its turn
+REASON_PRIORITY = "priority"  # shared/priority: the others leave it no minimum
+
+_NO_DATA_W = const(-(1 << 28))  # export when there is no reading: EVCM's no-data sustain applies
+_URGENCY = (MODE_ECO, MODE_SOLAR, MODE_EXCESS)
+
+
+class Optimiser:
+    """The optimiser for one site; chargers are ChargerSettings, in config order."""
+
+    def __init__(self, opt, site, chargers):
+        self.opt = opt
+        self.site = site
+        self.chargers = chargers
+        count = len(chargers)
+        self.order = priority_order(chargers)
+        self.regulators = [SolarRegulator() for _ in chargers]
+        self.capacity = CapacityBudget()
+        self.reasons = ["init"] * count
+        self.draw_w = [0] * count
+        self.export_w = 0
+        self.surplus_w = 0
+        self.pool_left_w = 0
+        self.upper_w = 0
+        self.lower_w = 0
+        self.target_w = 0
+        self.import_cap_w = None
+        # Scratch, rewritten in place every tick.
+        self._modes = [None] * count
+        self._urgency_order = list(range(count))
+        self._surplus = [False] * count
+        self._min = [0] * count
+        self._max = [0] * count
+        self._demand = [0] * count
+        self._share = [0] * count
+        self._done = [False] * count
+        self._plugged = [False] * count
+
+    def tick(self, reading, statuses, wall_s, now_ms, targets_ma, envelope_ma=None):
+        """Fill targets_ma (mA) and self.reasons; return import_cap_w for the guard.
+
+        reading: GridReading or None when there is no fresh one; statuses:
+        ChargerStatus per charger; wall_s: wall time for the capacity tariff
+        (see CapacityBudget.tick), None when unknown; now_ms: ticks;
+        envelope_ma: optional per-phase current the chargers may share.
+        """
+        opt = self.opt
+        self.upper_w = opt.upper_w()
+        self.lower_w = opt.lower_w()
+        self.target_w = opt.target_w()
+        self.import_cap_w = self.capacity.tick(opt, reading, wall_s, now_ms)
+        surplus_count = self._modes_and_draws(statuses, targets_ma)
+        self._export(reading, statuses)
+        if surplus_count:
+            self._share_surplus(statuses, targets_ma, now_ms)
+        if envelope_ma is not None:
+            self._share_envelope(envelope_ma, targets_ma)
+        return self.import_cap_w
+
+    # -- per charger: mode, eligibility and draw ----------------------------
+
+    def _modes_and_draws(self, statuses, targets_ma):
+        voltage_v = self.site.voltage_v
+        surplus_count = 0
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            status = statuses[index]
+            mode = charger.mode if charger.enabled else None
+            if mode != self._modes[index]:
+                self.regulators[index].reset()  # a mode change starts afresh
+                self._modes[index] = mode
+            self.draw_w[index] = _draw_w(charger, status, voltage_v)
+            self._plugged[index] = status.reachable and status.car != CAR_NONE
+            self._surplus[index] = False
+            targets_ma[index] = 0
+            if mode is None or mode == MODE_OFF:
+                self.reasons[index] = REASON_OFF
+                continue
+            if mode == MODE_FAST:
+                targets_ma[index] = charger.max_ma
+                self.reasons[index] = REASON_FAST
+                continue
+            if mode == MODE_MANUAL:
+                targets_ma[index] = charger.manual_ma
+                self.reasons[index] = REASON_MANUAL
+                continue
+            if mode != MODE_ECO and mode != MODE_SOLAR and mode != MODE_EXCESS:
+                self.reasons[index] = REASON_OFF  # not a mode this firmware knows
+                continue
+            if status.reachable and status.car == CAR_NONE:
+                self.regulators[index].reset()
+                self.reasons[index] = REASON_NO_CAR
+                continue
+            if not status.reachable:
+                # Keep what it had: the guard holds its last offer meanwhile.
+                targets_ma[index] = self.regulators[index].target_ma
+                self.reasons[index] = REASON_UNAVAILABLE
+                continue
+            self._surplus[index] = True
+            surplus_count += 1
+        return surplus_count
+
+    def _export(self, reading, statuses):
+        net_w = None if reading is None else reading.net_power_w()
+        if net_w is None:
+            self.export_w = _NO_DATA_W
+            return
+        export = -net_w
+        if self.site.scheme == SCHEME_HOUSE:
+            # The meter sees the house only: the chargers come on top of it.
+            for index in range(len(self.chargers)):
+                if statuses[index].reachable:
+                    export -= self.draw_w[index]
+        self.export_w = export
+
+    # -- the surplus modes --------------------------------------------------
+
+    def _share_surplus(self, statuses, targets_ma, now_ms):
+        opt = self.opt
+        voltage_v = self.site.voltage_v
+        count = len(self.chargers)
+        pool = self.export_w
+        for index in range(count):
+            self._done[index] = False
+            if self._surplus[index]:
+                pool += self.draw_w[index]
+                charger = self.chargers[index]
+                self._min[index] = charger.min_ma * charger.phases * voltage_v // 1000
+                self._max[index] = charger.max_ma * charger.phases * voltage_v // 1000
+        self.surplus_w = pool if self.export_w != _NO_DATA_W else 0
+        order = self._fill_urgency_order()
+        # Running chargers share among themselves...
+        for index in range(count):
+            running = self._surplus[index] and self.regulators[index].running
+            self._demand[index] = self._max[index] if running else 0
+        left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
+        for index in order:
+            if self._surplus[index] and self.regulators[index].running:
+                self._regulate(index, left, targets_ma, now_ms)
+        # ... a waiting one sees what it would get alongside them.
+        for index in range(count):
+            self._demand[index] = self._max[index] if self._surplus[index] else 0
+        left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
+        self.pool_left_w = left if left > 0 else 0
+        for index in order:
+            if self._surplus[index] and not self._done[index]:
+                self._regulate(index, left, targets_ma, now_ms)
+                if targets_ma[index] == 0 and self._share[index] == 0 and pool >= self._min[index] and _waiting(self.regulators[index].reason):
+                    # The surplus would carry it alone: it waits for the others.
+                    self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
+
+    def _sequential(self):
+        distribution = self.opt.distribution
+        return distribution == DIST_SEQUENTIAL_OPTIMIZED or distribution == DIST_SEQUENTIAL_STRICT
+
+    def _regulate(self, index, left_w, targets_ma, now_ms):
+        """Tick one regulator on its share plus what no one was given (W)."""
+        charger = self.chargers[index]
+        regulator = self.regulators[index]
+        draw = self.draw_w[index]
+        share = self._share[index]
+        # Sequential strict: one it refuses does not get the leftover either.
+        if left_w > 0 and not (share == 0 and self.opt.distribution == DIST_SEQUENTIAL_STRICT):
+            share += left_w
+        export = share - draw if self.export_w != _NO_DATA_W else _NO_DATA_W
+        self._done[index] = True
+        targets_ma[index] = regulator.tick(
+            self.opt, self._modes[index], charger, charger.phases, self.site.voltage_v, export, draw, now_ms
+        )
+        self.reasons[index] = regulator.reason
+
+    def _fill_urgency_order(self):
+        """Surplus chargers by mode urgency then priority, the rest after them."""
+        order = self._urgency_order
+        place = 0
+        for mode in _URGENCY:
+            for index in self.order:
+                if self._surplus[index] and self._modes[index] == mode:
+                    order[place] = index
+                    place += 1
+        for index in self.order:
+            if not self._surplus[index]:
+                order[place] = index
+                place += 1
+        return order
+
+    # -- fast and manual chargers -------------------------------------------
+
+    def _share_envelope(self, envelope_ma, targets_ma):
+        pool = envelope_ma[0]
+        for phase in range(1, self.site.phases if self.site.phases < PHASES else PHASES):
+            if envelope_ma[phase] < pool:
+                pool = envelope_ma[phase]
+        for index in range(len(self.chargers)):
+            charger = self.chargers[index]
+            mode = self._modes[index]
+            wants = mode == MODE_FAST or mode == MODE_MANUAL
+            self._min[index] = charger.min_ma
+            self._max[index] = charger.max_ma
+            self._demand[index] = targets_ma[index] if wants and self._plugged[index] else 0
+        allocate(self.opt.distribution, self.order, self._min, self._max, self._demand, pool, self._share)
+        for index in range(len(self.chargers)):
+            if self._demand[index]:
+                targets_ma[index] = self._share[index]
+                if not self._share[index]:
+                    self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
+
+
+def _waiting(reason):
+    return reason == REASON_SOLAR_WAIT or reason == REASON_EXCESS_WAIT or reason == REASON_BELOW
+
+
+def _draw_w(charger, status, voltage_v):
+    """What the car draws now (W): measured power, else measured current, else its offer."""
+    if not status.reachable or status.car == CAR_NONE:
+        return 0
+    if status.power_w is not None:
+        return status.power_w if status.power_w > 0 else 0
+    total_ma = 0
+    measured = False
+    for line in range(charger.phases):
+        current = status.current_ma[line]
+        if current is not None:
+            total_ma += current
+            measured = True
+    if measured:
+        return total_ma * voltage_v // 1000
+    if status.car == CAR_CHARGING and status.offered_ma:
+        return status.offered_ma * charger.phases * voltage_v // 1000
+    return 0
