@@ -7,6 +7,7 @@ from chargeguard.core.optimiser import (
     REASON_PRIORITY,
     REASON_SEQUENTIAL,
     Optimiser,
+    shown_reason,
 )
 from chargeguard.core.optsettings import (
     DIST_PRIORITY,
@@ -333,6 +334,10 @@ def test_the_guard_fits_the_optimiser_targets_inside_the_breaker():
     assert targets == [16000, 0]
     assert commands[0].offered_ma == 13000 and commands[0].reason == "breaker"
     assert commands[1].offered_ma == 0 and optimiser.reasons[1] == REASON_SOLAR_WAIT
+    # One reason per charger: the guard's limit, else the optimiser's why.
+    assert shown_reason(optimiser.reasons[0], commands[0].reason) == "breaker"
+    assert shown_reason(optimiser.reasons[1], commands[1].reason) == REASON_SOLAR_WAIT
+    assert shown_reason("solar", "ok") == "solar" and shown_reason("solar", "capacity") == "capacity"
 
 
 def test_tick_allocates_nothing_once_warm():

@@ -271,6 +271,20 @@ class Optimiser:
                     self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
 
 
+def shown_reason(optimiser_reason, guard_reason):
+    """The one reason to show for a charger: the guard's when it limited it, else the optimiser's.
+
+    The guard says "ok" when the charger got its target and "off" when the
+    target was 0: then the optimiser's reason tells why the target is what it
+    is (solar_wait, eco, sequential, ...). Any other guard reason (breaker,
+    contract, capacity, circuit, ramp, min_pause, failsafe, unavailable,
+    no_car) is a limit the guard applied on top, and wins.
+    """
+    if guard_reason == "ok" or guard_reason == "off":
+        return optimiser_reason
+    return guard_reason
+
+
 def _waiting(reason):
     return reason == REASON_SOLAR_WAIT or reason == REASON_EXCESS_WAIT or reason == REASON_BELOW
 
