@@ -214,10 +214,37 @@ def test_eco_is_served_before_solar_whatever_the_priority():
     house.run(120)
     # The eco car takes the surplus first (7 A); the solar one waits for more.
     assert house.targets == [0, 7000]
-    assert house.reasons() == [REASON_PRIORITY, REASON_SOLAR]
+    assert house.reasons() == [REASON_SOLAR_WAIT, REASON_SOLAR]
+    # Enough for the solar car's minimum on top of the eco minimum: priority
+    # gives minimums first, so it may start and the eco car drops to 6 A.
+    house.pv_w = 300 + 4140 + 4140
+    house.run(120)
+    assert house.targets == [6000, 6000], house.targets
     house.pv_w = 0
     house.run(120)
     assert house.targets == [0, 6000] and house.reasons()[1] == REASON_ECO
+
+
+def test_an_eco_minimum_is_set_aside_before_anyone_else_shares():
+    chargers = [make_charger("eco", mode="eco", priority=1), make_charger("solar", phases=1, priority=2)]
+    for distribution in (DIST_PRIORITY, DIST_SHARED, DIST_SEQUENTIAL_OPTIMIZED, DIST_SEQUENTIAL_STRICT):
+        house = House(chargers, make_opt(distribution=distribution, eco_on_upper_w=1400, eco_on_lower_w=-300))
+        house.pv_w = 300 + 4100  # less than the eco car's 4140 W minimum
+        house.run(300)
+        assert house.targets == [6000, 0], (distribution, house.targets)
+        house.pv_w = 300 + 4140 + 1500  # the eco minimum covered, 1500 W more
+        house.run(300)
+        if distribution == DIST_SEQUENTIAL_STRICT:
+            # strictly one at a time: the 1-phase car waits until the eco car is full
+            assert house.targets == [8000, 0], (distribution, house.targets)
+            assert house.reasons()[1] == REASON_SEQUENTIAL
+        elif distribution == DIST_SHARED or distribution == DIST_PRIORITY:
+            # minimums first: the solar car's 6 A (1380 W) before the eco car's extra
+            assert house.targets == [6000, 6000], (distribution, house.targets)
+        else:
+            # one at a time: the eco car (more urgent) takes the 1500 W, the other waits
+            assert house.targets == [8000, 0], (distribution, house.targets)
+            assert house.reasons()[1] == REASON_SEQUENTIAL
 
 
 def test_fast_and_manual_and_off():
@@ -245,6 +272,14 @@ def test_fast_chargers_share_the_guard_envelope_by_the_distribution_mode():
         house.tick()
         assert house.targets == targets, (mode, house.targets)
     assert house.reasons()[1] == REASON_SEQUENTIAL
+    # Priority: no minimum left for the second.
+    house = House(chargers, make_opt(distribution=DIST_PRIORITY))
+    house.envelope = [10000, 10000, 10000]
+    house.tick()
+    assert house.targets == [10000, 0] and house.reasons()[1] == REASON_PRIORITY
+    house = House(chargers, make_opt(distribution=DIST_SEQUENTIAL_STRICT))
+    house.envelope = [20000, 24000, 22000]
+    house.tick()
     # The first unplugs: the second takes over (the guard keeps the empty
     # one at its standby minimum, as in fast mode today).
     house.statuses[0].car = CAR_NONE

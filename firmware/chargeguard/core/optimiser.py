@@ -99,6 +99,7 @@ class Optimiser:
         self._demand = [0] * count
         self._share = [0] * count
         self._done = [False] * count
+        self._floor = [0] * count  # W set aside before sharing (eco's minimum)
         self._plugged = [False] * count
 
     def tick(self, reading, statuses, wall_s, now_ms, targets_ma, envelope_ma=None):
@@ -187,12 +188,21 @@ class Optimiser:
         pool = self.export_w
         for index in range(count):
             self._done[index] = False
+            self._floor[index] = 0
             if self._surplus[index]:
                 pool += self.draw_w[index]
                 charger = self.chargers[index]
                 self._min[index] = charger.min_ma * charger.phases * voltage_v // 1000
                 self._max[index] = charger.max_ma * charger.phases * voltage_v // 1000
         self.surplus_w = pool if self.export_w != _NO_DATA_W else 0
+        for index in range(count):
+            if self._surplus[index] and self._modes[index] == MODE_ECO:
+                # Eco draws its minimum whatever the sun: set aside before
+                # anyone shares, only what it takes above it is shared.
+                self._floor[index] = self._min[index]
+                pool -= self._min[index]
+                self._max[index] -= self._min[index]
+                self._min[index] = 0
         order = self._fill_urgency_order()
         # Running chargers share among themselves...
         for index in range(count):
@@ -223,9 +233,9 @@ class Optimiser:
         charger = self.chargers[index]
         regulator = self.regulators[index]
         draw = self.draw_w[index]
-        share = self._share[index]
+        share = self._share[index] + self._floor[index]
         # Sequential strict: one it refuses does not get the leftover either.
-        if left_w > 0 and not (share == 0 and self.opt.distribution == DIST_SEQUENTIAL_STRICT):
+        if left_w > 0 and not (self._share[index] == 0 and self.opt.distribution == DIST_SEQUENTIAL_STRICT):
             share += left_w
         export = share - draw if self.export_w != _NO_DATA_W else _NO_DATA_W
         self._done[index] = True
