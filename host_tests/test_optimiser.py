@@ -322,6 +322,7 @@ def test_no_reading_is_treated_as_missing_data_and_pauses_after_the_sustain():
     house.now += 5000
     house.optimiser.tick(None, house.statuses, None, house.now, house.targets)
     assert house.targets == [6000] and house.reasons() == [REASON_STOP_DELAY]
+    assert house.optimiser.export_w is None and house.optimiser.surplus_w is None
     for _ in range(12):
         house.now += 5000
         house.optimiser.tick(None, house.statuses, None, house.now, house.targets)

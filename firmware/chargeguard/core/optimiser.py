@@ -31,8 +31,8 @@ limits a charger its own reason (breaker, contract, capacity, ...) is the one
 to show, else the optimiser's.
 
 The optimiser's view for the site state, plain attributes: export_w (net
-power at the grid, W export positive), surplus_w, pool_left_w (surplus no
-charger was given), upper_w / lower_w / target_w (thresholds in force),
+power at the grid, W export positive; None without a reading), surplus_w
+(None without a reading), pool_left_w (surplus no charger was given), upper_w / lower_w / target_w (thresholds in force),
 import_cap_w, `capacity` (its quarter-hour figures) and `regulators[i]`
 (each charger's surplus view and timers).
 
@@ -169,7 +169,7 @@ class Optimiser:
     def _export(self, reading, statuses):
         net_w = None if reading is None else reading.net_power_w()
         if net_w is None:
-            self.export_w = _NO_DATA_W
+            self.export_w = None
             return
         export = -net_w
         if self.site.scheme == SCHEME_HOUSE:
@@ -185,7 +185,8 @@ class Optimiser:
         opt = self.opt
         voltage_v = self.site.voltage_v
         count = len(self.chargers)
-        pool = self.export_w
+        no_data = self.export_w is None
+        pool = _NO_DATA_W if no_data else self.export_w
         for index in range(count):
             self._done[index] = False
             self._floor[index] = 0
@@ -194,7 +195,7 @@ class Optimiser:
                 charger = self.chargers[index]
                 self._min[index] = charger.min_ma * charger.phases * voltage_v // 1000
                 self._max[index] = charger.max_ma * charger.phases * voltage_v // 1000
-        self.surplus_w = pool if self.export_w != _NO_DATA_W else 0
+        self.surplus_w = None if no_data else pool
         for index in range(count):
             if self._surplus[index] and self._modes[index] == MODE_ECO:
                 # Eco draws its minimum whatever the sun: set aside before
@@ -237,7 +238,7 @@ class Optimiser:
         # Sequential strict: one it refuses does not get the leftover either.
         if left_w > 0 and not (self._share[index] == 0 and self.opt.distribution == DIST_SEQUENTIAL_STRICT):
             share += left_w
-        export = share - draw if self.export_w != _NO_DATA_W else _NO_DATA_W
+        export = _NO_DATA_W if self.export_w is None else share - draw
         self._done[index] = True
         targets_ma[index] = regulator.tick(
             self.opt, self._modes[index], charger, charger.phases, self.site.voltage_v, export, draw, now_ms
