@@ -103,3 +103,61 @@ def test_a_long_overcast_spell_stops_the_car_and_the_sun_restarts_it():
     # start (no flapping inside a spell).
     stats = run_day(cloud_every_s=1200, cloud_s=300)
     assert 2 <= stats["starts"] <= 10, stats
+
+
+def test_capacity_tariff_day_keeps_every_quarter_under_the_limit_with_the_guard():
+    """A fast 1-phase car under a 4000 W peak limit; the house is heavy in the first 5 min of each quarter."""
+    site = SiteSettings()
+    site.breaker_ma = 40000
+    site.margin_ma = 0
+    charger = ChargerSettings()
+    charger.mode = "fast"
+    charger.phases = 1
+    charger.phase_map = (0,)
+    opt = OptimiserSettings()
+    opt.peak_limit_w = 4000
+    optimiser = Optimiser(opt, site, [charger])
+    guard = Guard(site, [charger])
+    status = ChargerStatus()
+    status.reachable = True
+    status.car = CAR_CONNECTED
+    reading = GridReading()
+    reading.phase_count = 3
+    targets = [0]
+    commands = [ChargerCommand()]
+    offers = [0] * (CAR_LAG_S // STEP_S + 1)
+    car_ma = 0
+    quarter0 = 900 * 938889
+    sums = {}
+    car_ws = 0
+    now = 0
+    for second in range(0, 4 * 3600, STEP_S):
+        now += STEP_S * 1000
+        in_quarter = second % 900
+        house_w = 3300 if in_quarter < 300 else 600
+        car_w = car_ma * 230 // 1000
+        net_w = house_w + car_w
+        reading.power_w[0] = house_w // 3 + car_w
+        reading.power_w[1] = reading.power_w[2] = house_w // 3
+        for phase in range(3):
+            reading.current_ma[phase] = reading.power_w[phase] * 1000 // 230
+        reading.import_w = net_w
+        reading.export_w = 0
+        reading.tick_ms = now
+        status.power_w = car_w
+        status.car = CAR_CHARGING if car_ma else CAR_CONNECTED
+        status.tick_ms = now
+        if second % CONTROL_S == 0:
+            guard.import_cap_w = optimiser.tick(reading, [status], quarter0 + second, now, targets)
+        guard.tick(reading, [status], targets, now, commands)
+        offers.pop(0)
+        offers.append(commands[0].offered_ma)
+        car_ma = offers[0]
+        quarter = second - in_quarter
+        sums[quarter] = sums.get(quarter, 0) + net_w * STEP_S
+        car_ws += car_w * STEP_S
+    worst_w = max(sums.values()) // 900
+    assert worst_w <= 4000, worst_w
+    # What the limit leaves the car per quarter: 4000 x 900 - 3300 x 300 - 600 x 600 W s.
+    room_ws = (4000 * 900 - 3300 * 300 - 600 * 600) * 16
+    assert car_ws * 10 > room_ws * 8, (car_ws, room_ws)
