@@ -248,7 +248,11 @@ def test_an_eco_minimum_is_set_aside_before_anyone_else_shares():
 
 
 def test_fast_and_manual_and_off():
-    chargers = [make_charger("f", mode="fast"), make_charger("m", mode="manual", priority=2), make_charger("o", mode="off", priority=3)]
+    chargers = [
+        make_charger("f", mode="fast"),
+        make_charger("m", mode="manual", priority=2),
+        make_charger("o", mode="off", priority=3),
+    ]
     house = House(chargers)
     house.tick()
     assert house.targets == [16000, 8000, 0]
@@ -407,7 +411,8 @@ def test_tick_allocates_nothing_once_warm():
                 for _ in range(10):
                     house.now += 5000
                     house.wall += 5
-                    house.optimiser.tick(house.reading, house.statuses, house.wall, house.now, house.targets, house.envelope)
+                    optimiser = house.optimiser
+                    optimiser.tick(house.reading, house.statuses, house.wall, house.now, house.targets, house.envelope)
         after = gc.mem_alloc()
     finally:
         gc.enable()

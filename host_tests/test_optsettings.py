@@ -47,7 +47,8 @@ def test_errors_name_the_key_and_the_rule():
     assert "eco_on_lower_w: must be below eco_on_upper_w" in error_of({"solar": {"eco_on_lower_w": 4000}})
     assert error_of({"solar": {"eco_on_lower_w": 3999}}) is None
     assert "eco_off_lower_w: must be below" in error_of({"solar": {"eco_off_lower_w": 1000}})
-    assert "eco_on_upper_w: must be above eco_off_upper_w" in error_of({"solar": {"eco_off_upper_w": 4000, "eco_off_lower_w": -600}})
+    doc = {"solar": {"eco_off_upper_w": 4000, "eco_off_lower_w": -600}}
+    assert "eco_on_upper_w: must be above eco_off_upper_w" in error_of(doc)
     assert "eco_on_lower_w: must be above eco_off_lower_w" in error_of({"solar": {"eco_off_lower_w": -500}})
     assert "solar.eco: must be true or false" in error_of({"solar": {"eco": 1}})
     assert "solar.start_delay_s: must be a whole number" in error_of({"solar": {"start_delay_s": 2.5}})

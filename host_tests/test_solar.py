@@ -54,7 +54,8 @@ class Loop:
         """Tick with a house+PV surplus of surplus_w (W the car could draw at 0 W grid)."""
         self.now += step_ms
         export_w = surplus_w - self.draw_w
-        target = self.reg.tick(self.opt, self.mode, self.charger, self.phases, self.voltage_v, export_w, self.draw_w, self.now)
+        args = (self.opt, self.mode, self.charger, self.phases, self.voltage_v)
+        target = self.reg.tick(*args, export_w, self.draw_w, self.now)
         self.draw_w = target * self.phases * self.voltage_v // 1000
         return target
 

@@ -32,7 +32,8 @@ to show, else the optimiser's.
 
 The optimiser's view for the site state, plain attributes: export_w (net
 power at the grid, W export positive; None without a reading), surplus_w
-(None without a reading), pool_left_w (surplus no charger was given), upper_w / lower_w / target_w (thresholds in force),
+(None without a reading), pool_left_w (surplus no charger was given),
+upper_w / lower_w / target_w (thresholds in force),
 import_cap_w, `capacity` (its quarter-hour figures) and `regulators[i]`
 (each charger's surplus view and timers).
 
@@ -221,7 +222,8 @@ class Optimiser:
         for index in order:
             if self._surplus[index] and not self._done[index]:
                 self._regulate(index, left, targets_ma, now_ms)
-                if targets_ma[index] == 0 and self._share[index] == 0 and pool >= self._min[index] and _waiting(self.regulators[index].reason):
+                waiting = targets_ma[index] == 0 and _waiting(self.regulators[index].reason)
+                if waiting and self._share[index] == 0 and pool >= self._min[index]:
                     # The surplus would carry it alone: it waits for the others.
                     self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
 

@@ -118,7 +118,8 @@ def optimiser_from_config(doc):
     out.distribution = distribution
     peak = _int("site", site_doc, "peak_limit_w", 0, 0, 500000)
     if 0 < peak < PEAK_FLOOR_W:
-        raise ValueError("site.peak_limit_w: must be 0 (off) or at least %d W, the least Fluvius bills (is %d)" % (PEAK_FLOOR_W, peak))
+        message = "must be 0 (off) or at least %d W, the least Fluvius bills (is %d)" % (PEAK_FLOOR_W, peak)
+        raise ValueError("site.peak_limit_w: " + message)
     out.peak_limit_w = peak
     out.peak_follow_month = _bool("site", site_doc, "peak_follow_month", False)
     out.eco = _bool("solar", solar, "eco", True)
@@ -131,7 +132,8 @@ def optimiser_from_config(doc):
         upper = getattr(out, "eco_%s_upper_w" % band)
         lower = getattr(out, "eco_%s_lower_w" % band)
         if lower >= upper:
-            raise ValueError("solar.eco_%s_lower_w: must be below eco_%s_upper_w (%d >= %d)" % (band, band, lower, upper))
+            message = "must be below eco_%s_upper_w (%d >= %d)" % (band, lower, upper)
+            raise ValueError("solar.eco_%s_lower_w: %s" % (band, message))
     if out.eco_on_upper_w <= out.eco_off_upper_w:
         raise ValueError("solar.eco_on_upper_w: must be above eco_off_upper_w (the ECO on band is the stricter one)")
     if out.eco_on_lower_w <= out.eco_off_lower_w:

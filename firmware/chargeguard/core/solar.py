@@ -142,7 +142,8 @@ class SolarRegulator:
             self.target_ma = target
             return target
         if self.running:
-            self._while_running(opt, mode, charger, phases, voltage_v, export_w - centre, surplus - centre, stop_now, now_ms)
+            deviation = export_w - centre
+            self._while_running(opt, mode, charger, phases, voltage_v, deviation, surplus - centre, stop_now, now_ms)
         else:
             self._while_paused(opt, mode, charger, phases, voltage_v, surplus - centre, start_ok, now_ms)
         return self.target_ma
