@@ -215,6 +215,23 @@ def test_the_current_follows_what_the_car_draws_not_what_was_offered():
     assert target == 7000
 
 
+def test_an_unsettled_tick_holds_the_current_but_not_the_timers():
+    loop = Loop()
+    start(loop, 4140)
+    opt, charger, now = loop.opt, loop.charger, loop.now
+    reg = loop.reg
+    # Plenty of surplus, but the reading may predate the last change: hold.
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, 6000, 4140, now + 5000, False) == 6000
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, 6000, 4140, now + 10000, True) == 14000
+    # Below the lower threshold while unsettled: the current stays, the sustain runs.
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, -3000, 9660, now + 15000, False) == 14000
+    assert reg.reason == REASON_STOP_DELAY
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, -3000, 9660, now + 15000 + 180000, False) == 0
+    # A start is not held: there is no step to wait for.
+    loop = Loop(make_opt(start_delay_ms=0))
+    assert loop.reg.tick(loop.opt, MODE_SOLAR, loop.charger, 3, 230, 6900, 0, 10000, False) == 10000
+
+
 def test_net_power_target_is_kept_300w_above_the_lower_threshold():
     opt = make_opt(eco_on_lower_w=-100, net_power_target_w=0)
     assert opt.target_w() == 200

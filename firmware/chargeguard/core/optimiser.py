@@ -24,6 +24,11 @@ DESIGN.md section 4, "Optimiser (slow, every control_interval)". Each tick:
 5. the capacity tariff (core/capacity.py) gives the import the guard may
    allow now, `import_cap_w` (None = no cap).
 
+A charger's current moves only on a reading that is new since the last tick
+and was taken at least site.ev_response_ms after its last change: a surplus
+from an older export and a newer draw counts the last step twice (a 10 s
+DSMR 4 meter with a 5 s control interval would swing 6-9-12-9-6 A).
+
 Outputs: targets_ma[i] (0 = do not charge) and reasons[i]: REASON_* here or
 in core/solar.py. The guard still fits every target inside the breaker,
 contract and capacity envelope and sheds one at a time underneath; when it
@@ -58,6 +63,7 @@ from chargeguard.core.solar import (
     REASON_SOLAR_WAIT,
     SolarRegulator,
 )
+from chargeguard.core.ticks import ticks_diff
 
 REASON_OFF = "off"  # mode off or charger disabled
 REASON_NO_CAR = "no_car"  # nothing plugged in
@@ -101,6 +107,14 @@ class Optimiser:
         self._share = [0] * count
         self._done = [False] * count
         self._floor = [0] * count  # W set aside before sharing (eco's minimum)
+        # When each charger's target last changed, and the reading last used:
+        # currents move only on a reading taken once the car had
+        # site.ev_response_ms to follow the last change (see SolarRegulator).
+        self._changed_ms = [0] * count
+        self._changed_once = [False] * count
+        self._reading_ms = 0
+        self._have_reading = False
+        self._fresh = False
         self._plugged = [False] * count
 
     def tick(self, reading, statuses, wall_s, now_ms, targets_ma, envelope_ma=None):
@@ -118,6 +132,10 @@ class Optimiser:
         self.import_cap_w = self.capacity.tick(opt, reading, wall_s, now_ms)
         surplus_count = self._modes_and_draws(statuses, targets_ma)
         self._export(reading, statuses)
+        self._fresh = reading is not None and (not self._have_reading or reading.tick_ms != self._reading_ms)
+        if reading is not None:
+            self._reading_ms = reading.tick_ms
+            self._have_reading = True
         if surplus_count:
             self._share_surplus(statuses, targets_ma, now_ms)
         if envelope_ma is not None:
@@ -242,9 +260,17 @@ class Optimiser:
             share += left_w
         export = _NO_DATA_W if self.export_w is None else share - draw
         self._done[index] = True
-        targets_ma[index] = regulator.tick(
-            self.opt, self._modes[index], charger, charger.phases, self.site.voltage_v, export, draw, now_ms
-        )
+        settled = self._fresh
+        if settled and self._changed_once[index]:
+            settled = ticks_diff(self._reading_ms, self._changed_ms[index]) >= self.site.ev_response_ms
+        before = regulator.target_ma
+        mode = self._modes[index]
+        voltage_v = self.site.voltage_v
+        target = regulator.tick(self.opt, mode, charger, charger.phases, voltage_v, export, draw, now_ms, settled)
+        if target != before:
+            self._changed_ms[index] = now_ms
+            self._changed_once[index] = True
+        targets_ma[index] = target
         self.reasons[index] = regulator.reason
 
     def _fill_urgency_order(self):

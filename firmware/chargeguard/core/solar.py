@@ -92,6 +92,7 @@ class SolarRegulator:
         self.target_w = 0
         self.start_timer_ms = 0
         self.stop_timer_ms = 0
+        self._settled = True
 
     def reset(self):
         """Forget the session: after an unplug or a mode change (no min_off owed)."""
@@ -105,15 +106,20 @@ class SolarRegulator:
         self.start_timer_ms = 0
         self.stop_timer_ms = 0
 
-    def tick(self, opt, mode, charger, phases, voltage_v, export_w, draw_w, now_ms):
+    def tick(self, opt, mode, charger, phases, voltage_v, export_w, draw_w, now_ms, settled=True):
         """The target (mA, 0 = do not charge) for this tick; sets `reason`.
 
         opt: OptimiserSettings; mode: MODE_ECO/SOLAR/EXCESS; charger: its
         ChargerSettings (min_ma, max_ma); phases: the phases it charges on now;
         voltage_v: phase voltage; export_w: net power at the grid as this
         charger sees it (W, export positive); draw_w: what the car draws now
-        (W); now_ms: ticks.
+        (W); now_ms: ticks; settled: False while export and draw may not
+        belong together (the meter has not yet seen the car follow the last
+        change, or no new reading came since the last tick): the current is
+        then held, as a surplus computed from them could be off by the step
+        just made. Starts, pauses and their timers go on regardless.
         """
+        self._settled = settled
         surplus = export_w + draw_w
         self.export_w = export_w
         self.surplus_w = surplus
@@ -218,6 +224,8 @@ class SolarRegulator:
         wanted = spare_w // per_amp_w * STEP_MA  # whole amperes, rounded down
         if current == 0:
             current = wanted
+        elif not self._settled:
+            pass  # hold until the meter shows what the last change did
         elif deviation_w >= step_up_w(phases, voltage_v):
             if wanted > current:
                 current = wanted
