@@ -195,13 +195,40 @@ def test_sequential_strict_lets_the_second_wait_until_the_first_is_full():
     house.car_max_ma[0] = 10000
     house.run(120)
     assert house.targets[1] == 0 and house.reasons()[1] == REASON_SEQUENTIAL
+    # a's car is full (draws nothing, still plugged): b takes over after its start delay.
+    house.car_max_ma[0] = 0
+    house.run(45)
+    assert house.targets[1] == 16000, (house.targets, house.reasons())
     # a unplugs: b takes over after its start delay.
+    house.car_max_ma[0] = 32000
+    house = House(chargers, make_opt(distribution=DIST_SEQUENTIAL_STRICT))
+    house.pv_w = 300 + 12000
+    house.run(120)
     house.statuses[0].car = CAR_NONE
     house.tick()
     assert house.reasons()[0] == REASON_NO_CAR
     assert house.reasons()[1] == REASON_START_DELAY
     house.run(30)
     assert house.targets == [0, 16000]
+
+
+def test_a_car_that_limits_itself_leaves_the_rest_to_the_next():
+    chargers = [make_charger("a", priority=1), make_charger("b", priority=2)]
+    for distribution in (DIST_PRIORITY, DIST_SEQUENTIAL_OPTIMIZED):
+        house = House(chargers, make_opt(distribution=distribution))
+        house.pv_w = 300 + 12000
+        house.car_max_ma[0] = 10000  # a's car takes 10 A whatever it is offered
+        house.run(300)
+        # a keeps an ampere above what it takes; b uses the rest (4410 W -> 6 A).
+        assert house.targets[1] == 6000, (distribution, house.targets, house.reasons())
+        assert house.targets[0] >= 10000
+        assert house.net_w() <= 500, (distribution, house.net_w())
+    # Shared: equal split; a's 10 A limit does not bind at 8 A each.
+    house = House(chargers, make_opt(distribution=DIST_SHARED))
+    house.pv_w = 300 + 12000
+    house.car_max_ma[0] = 10000
+    house.run(300)
+    assert house.targets == [8000, 8000], house.targets
 
 
 def test_sequential_optimized_gives_the_second_what_the_first_cannot_use():
@@ -301,6 +328,17 @@ def test_fast_chargers_share_the_guard_envelope_by_the_distribution_mode():
         house.tick()
         assert house.targets == targets, (mode, house.targets)
     assert house.reasons()[1] == REASON_SEQUENTIAL
+    # Strict: the first car is full; it keeps its minimum offered, the second takes over.
+    house = House(chargers, make_opt(distribution=DIST_SEQUENTIAL_STRICT))
+    house.envelope = [20000, 20000, 20000]
+    house.run(30)
+    assert house.targets == [16000, 0]
+    house.car_max_ma[0] = 0
+    house.run(30)
+    assert house.targets == [6000, 16000], house.targets
+    house.car_max_ma[0] = 32000  # it wants current again: back to the front
+    house.run(30)
+    assert house.targets == [16000, 0], house.targets
     # Priority: no minimum left for the second.
     house = House(chargers, make_opt(distribution=DIST_PRIORITY))
     house.envelope = [10000, 10000, 10000]

@@ -112,6 +112,7 @@ class Optimiser:
         # site.ev_response_ms to follow the last change (see SolarRegulator).
         self._changed_ms = [0] * count
         self._changed_once = [False] * count
+        self._last_target_ma = [0] * count
         self._reading_ms = 0
         self._have_reading = False
         self._fresh = False
@@ -139,7 +140,12 @@ class Optimiser:
         if surplus_count:
             self._share_surplus(statuses, targets_ma, now_ms)
         if envelope_ma is not None:
-            self._share_envelope(envelope_ma, targets_ma)
+            self._share_envelope(envelope_ma, statuses, targets_ma)
+        for index in range(len(self.chargers)):
+            if targets_ma[index] != self._last_target_ma[index]:
+                self._last_target_ma[index] = targets_ma[index]
+                self._changed_ms[index] = now_ms
+                self._changed_once[index] = True
         return self.import_cap_w
 
     # -- per charger: mode, eligibility and draw ----------------------------
@@ -216,9 +222,11 @@ class Optimiser:
                 self._max[index] = charger.max_ma * charger.phases * voltage_v // 1000
         self.surplus_w = None if no_data else pool
         for index in range(count):
-            if self._surplus[index] and self._modes[index] == MODE_ECO:
-                # Eco draws its minimum whatever the sun: set aside before
-                # anyone shares, only what it takes above it is shared.
+            eco = self._surplus[index] and self._modes[index] == MODE_ECO
+            if eco and self._takes_less(index, statuses[index]) != 0:
+                # Eco draws its minimum whatever the sun (unless its car is
+                # full): set aside before anyone shares, only what it takes
+                # above it is shared.
                 self._floor[index] = self._min[index]
                 pool -= self._min[index]
                 self._max[index] -= self._min[index]
@@ -227,14 +235,21 @@ class Optimiser:
         # Running chargers share among themselves...
         for index in range(count):
             running = self._surplus[index] and self.regulators[index].running
-            self._demand[index] = self._max[index] if running else 0
+            self._demand[index] = self._running_demand_w(index, statuses) if running else 0
         left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
         for index in order:
             if self._surplus[index] and self.regulators[index].running:
                 self._regulate(index, left, targets_ma, now_ms)
         # ... a waiting one sees what it would get alongside them.
         for index in range(count):
-            self._demand[index] = self._max[index] if self._surplus[index] else 0
+            if not self._surplus[index]:
+                self._demand[index] = 0
+            elif not self._done[index]:
+                self._demand[index] = self._max[index]
+            elif self.regulators[index].running:
+                self._demand[index] = self._running_demand_w(index, statuses)
+            else:
+                self._demand[index] = 0  # it stopped this tick
         left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
         self.pool_left_w = left if left > 0 else 0
         for index in order:
@@ -260,18 +275,60 @@ class Optimiser:
             share += left_w
         export = _NO_DATA_W if self.export_w is None else share - draw
         self._done[index] = True
-        settled = self._fresh
-        if settled and self._changed_once[index]:
-            settled = ticks_diff(self._reading_ms, self._changed_ms[index]) >= self.site.ev_response_ms
-        before = regulator.target_ma
         mode = self._modes[index]
         voltage_v = self.site.voltage_v
-        target = regulator.tick(self.opt, mode, charger, charger.phases, voltage_v, export, draw, now_ms, settled)
-        if target != before:
-            self._changed_ms[index] = now_ms
-            self._changed_once[index] = True
-        targets_ma[index] = target
+        settled = self._settled(index)
+        phases = charger.phases
+        targets_ma[index] = regulator.tick(self.opt, mode, charger, phases, voltage_v, export, draw, now_ms, settled)
         self.reasons[index] = regulator.reason
+
+    def _settled(self, index):
+        """True when this tick's reading is new and shows what the charger's last change did."""
+        if not self._fresh:
+            return False
+        if not self._changed_once[index]:
+            return True
+        return ticks_diff(self._reading_ms, self._changed_ms[index]) >= self.site.ev_response_ms
+
+    def _takes_less(self, index, status):
+        """What a car that settled clearly below its offer may still use (W), else -1.
+
+        A car that draws less than 1 A of an offer (full, or not ready) takes
+        no part in the sharing: 0, so the next one takes over, as with Dynamic
+        OCPP EVSE where only loads that are ready take part. One that limits
+        itself (tapering, its own maximum) is capped at its draw + 1 A, at
+        least its minimum, so others use the rest; the extra ampere lets it
+        show it wants more again. Not under sequential_strict: strictly one
+        at a time until the first is full. The offer is what the box reports
+        applying, else the last target.
+        """
+        if not self._settled(index):
+            return -1
+        offered_ma = status.offered_ma
+        if offered_ma is None:
+            offered_ma = self._last_target_ma[index]
+        charger = self.chargers[index]
+        per_amp_w = charger.phases * self.site.voltage_v
+        draw = self.draw_w[index]
+        if offered_ma <= 0 or draw + per_amp_w >= offered_ma * per_amp_w // 1000:
+            return -1
+        if draw < per_amp_w:
+            return 0
+        if self.opt.distribution == DIST_SEQUENTIAL_STRICT:
+            return -1
+        min_w = charger.min_ma * per_amp_w // 1000
+        return draw + per_amp_w if draw + per_amp_w > min_w else min_w
+
+    def _running_demand_w(self, index, statuses):
+        demand = self._max[index]
+        cap = self._takes_less(index, statuses[index])
+        if cap >= 0:
+            cap -= self._floor[index]  # eco: the pool shares what is above its minimum
+            if cap < 0:
+                cap = 0
+            if cap < demand:
+                demand = cap
+        return demand
 
     def _fill_urgency_order(self):
         """Surplus chargers by mode urgency then priority, the rest after them."""
@@ -290,7 +347,7 @@ class Optimiser:
 
     # -- fast and manual chargers -------------------------------------------
 
-    def _share_envelope(self, envelope_ma, targets_ma):
+    def _share_envelope(self, envelope_ma, statuses, targets_ma):
         pool = envelope_ma[0]
         for phase in range(1, self.site.phases if self.site.phases < PHASES else PHASES):
             if envelope_ma[phase] < pool:
@@ -301,10 +358,25 @@ class Optimiser:
             wants = mode == MODE_FAST or mode == MODE_MANUAL
             self._min[index] = charger.min_ma
             self._max[index] = charger.max_ma
-            self._demand[index] = targets_ma[index] if wants and self._plugged[index] else 0
+            demand = targets_ma[index] if wants and self._plugged[index] else 0
+            self._floor[index] = 0
+            if demand:
+                cap_w = self._takes_less(index, statuses[index])
+                if cap_w == 0:
+                    # Full: offered its minimum, so it may start again, but
+                    # it holds nothing back from the others.
+                    self._floor[index] = charger.min_ma
+                    demand = 0
+                elif cap_w > 0:
+                    cap_ma = cap_w * 1000 // (charger.phases * self.site.voltage_v)
+                    if cap_ma < demand:
+                        demand = cap_ma
+            self._demand[index] = demand
         allocate(self.opt.distribution, self.order, self._min, self._max, self._demand, pool, self._share)
         for index in range(len(self.chargers)):
-            if self._demand[index]:
+            if self._floor[index]:
+                targets_ma[index] = self._floor[index]
+            elif self._demand[index]:
                 targets_ma[index] = self._share[index]
                 if not self._share[index]:
                     self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
