@@ -391,6 +391,13 @@ def test_no_reading_is_treated_as_missing_data_and_pauses_after_the_sustain():
     # Nothing known: the current is held, and EVCM's no-data sustain runs.
     assert house.targets == [8000] and house.reasons() == [REASON_STOP_DELAY]
     assert house.optimiser.export_w is None and house.optimiser.surplus_w is None
+    # A reading older than the meter timeout counts as none, as in the guard.
+    stale = House([make_charger()])
+    stale.pv_w = 300 + 6000
+    stale.run(60)
+    stale.now += 11000
+    stale.optimiser.tick(stale.reading, stale.statuses, None, stale.now, stale.targets)
+    assert stale.optimiser.export_w is None and stale.reasons() == [REASON_STOP_DELAY]
     for _ in range(12):
         house.now += 5000
         house.optimiser.tick(None, house.statuses, None, house.now, house.targets)

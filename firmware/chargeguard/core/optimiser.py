@@ -20,7 +20,9 @@ DESIGN.md section 4, "Optimiser (slow, every control_interval)". Each tick:
 4. with a distribution envelope from the guard (`envelope_ma`, per site
    phase, e.g. Guard.headroom_ma after its last tick) the `fast` and `manual`
    chargers share it by the same distribution mode; without it they ask for
-   their maximum and the guard serves them in priority order;
+   their maximum and the guard serves them in priority order. A car that is
+   full (draws < 1 A of its offer) takes no part in either sharing, so the
+   next one takes over while it stays plugged;
 5. the capacity tariff (core/capacity.py) gives the import the guard may
    allow now, `import_cap_w` (None = no cap).
 
@@ -106,7 +108,9 @@ class Optimiser:
         self._demand = [0] * count
         self._share = [0] * count
         self._done = [False] * count
-        self._floor = [0] * count  # W set aside before sharing (eco's minimum)
+        # Set aside before sharing: an eco car's minimum (W, surplus pass);
+        # a full car's standby offer (mA, envelope pass).
+        self._floor = [0] * count
         # When each charger's target last changed, and the reading last used:
         # currents move only on a reading taken once the car had
         # site.ev_response_ms to follow the last change (see SolarRegulator).
@@ -121,12 +125,15 @@ class Optimiser:
     def tick(self, reading, statuses, wall_s, now_ms, targets_ma, envelope_ma=None):
         """Fill targets_ma (mA) and self.reasons; return import_cap_w for the guard.
 
-        reading: GridReading or None when there is no fresh one; statuses:
+        reading: GridReading, or None when there is none (one older than
+        site.meter_timeout_ms counts as none, as in the guard); statuses:
         ChargerStatus per charger; wall_s: wall time for the capacity tariff
         (see CapacityBudget.tick), None when unknown; now_ms: ticks;
         envelope_ma: optional per-phase current the chargers may share.
         """
         opt = self.opt
+        if reading is not None and ticks_diff(now_ms, reading.tick_ms) > self.site.meter_timeout_ms:
+            reading = None
         self.upper_w = opt.upper_w()
         self.lower_w = opt.lower_w()
         self.target_w = opt.target_w()
