@@ -79,6 +79,15 @@ def test_sequential_strict_serves_the_next_only_when_the_first_is_satisfied():
     assert run(DIST_SEQUENTIAL_STRICT, 30, [6, 6, 6], [16, 16, 16]) == ([16, 14, 0], 0)
 
 
+def test_a_minimum_of_zero_takes_part_like_any_other():
+    # An eco car's extra above the minimum it always draws: its minimum is 0 here.
+    assert run(DIST_PRIORITY, 10, [0, 6], [10, 16]) == ([4, 6], 0)
+    assert run(DIST_PRIORITY, 20, [0, 6], [10, 16]) == ([10, 10], 0)
+    assert run(DIST_SHARED, 20, [0, 6], [10, 16]) == ([7, 13], 0)
+    assert run(DIST_SEQUENTIAL_OPTIMIZED, 20, [0, 6], [10, 16]) == ([10, 10], 0)
+    assert run(DIST_SEQUENTIAL_STRICT, 8, [0, 6], [10, 16]) == ([8, 0], 0)
+
+
 def test_demand_caps_the_share():
     assert run(DIST_PRIORITY, 32, [6, 6], [16, 16], demands_a=[7, 32]) == ([7, 16], 9)
 

@@ -243,6 +243,27 @@ def test_sequential_optimized_gives_the_second_what_the_first_cannot_use():
     assert house.reasons()[1] in (REASON_BELOW, REASON_SEQUENTIAL)
 
 
+def test_two_cars_on_a_rising_and_setting_sun_start_once_each():
+    for distribution in (DIST_SHARED, DIST_PRIORITY, DIST_SEQUENTIAL_OPTIMIZED, DIST_SEQUENTIAL_STRICT):
+        house = House([make_charger("a"), make_charger("b", priority=2)], make_opt(distribution=distribution))
+        starts = [0, 0]
+        previous = [0, 0]
+        worst_import_w = 0
+        for step in range(720):  # an hour: PV up to 18 kW and down again
+            house.pv_w = 300 + 50 * (step if step < 360 else 720 - step)
+            targets = house.tick()
+            for index in range(2):
+                if targets[index] and not previous[index]:
+                    starts[index] += 1
+                previous[index] = targets[index]
+            worst_import_w = max(worst_import_w, house.net_w())
+        assert starts == [1, 1], (distribution, starts)
+        # Import only as the single-charger rules allow: the lower threshold
+        # (500 W) plus what the sun loses during the 60 s sustain at sunset
+        # (10 W/s here), never a car taking power another still draws.
+        assert worst_import_w <= 500 + 600, (distribution, worst_import_w)
+
+
 def test_a_waiting_car_does_not_cut_a_running_one_before_it_can_start():
     chargers = [make_charger("a", priority=1), make_charger("b", priority=2)]
     house = House(chargers, make_opt(distribution=DIST_PRIORITY, start_delay_ms=60000))
@@ -280,7 +301,8 @@ def test_eco_is_served_before_solar_whatever_the_priority():
 def test_an_eco_minimum_is_set_aside_before_anyone_else_shares():
     chargers = [make_charger("eco", mode="eco", priority=1), make_charger("solar", phases=1, priority=2)]
     for distribution in (DIST_PRIORITY, DIST_SHARED, DIST_SEQUENTIAL_OPTIMIZED, DIST_SEQUENTIAL_STRICT):
-        house = House(chargers, make_opt(distribution=distribution, eco_on_upper_w=1400, eco_on_lower_w=-300))
+        # A 1-phase car's minimum is 1380 W; its upper threshold just below it.
+        house = House(chargers, make_opt(distribution=distribution, eco_on_upper_w=1300, eco_on_lower_w=-300))
         house.pv_w = 300 + 4100  # less than the eco car's 4140 W minimum
         house.run(300)
         assert house.targets == [6000, 0], (distribution, house.targets)

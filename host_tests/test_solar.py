@@ -232,6 +232,19 @@ def test_an_unsettled_tick_holds_the_current_but_not_the_timers():
     assert loop.reg.tick(loop.opt, MODE_SOLAR, loop.charger, 3, 230, 6900, 0, 10000, False) == 10000
 
 
+def test_an_increase_never_goes_beyond_the_room_others_leave():
+    loop = Loop()
+    start(loop, 4140)
+    opt, charger, now = loop.opt, loop.charger, loop.now
+    reg = loop.reg
+    # Its share says 14 A, but another car still draws: 2070 W of room over its own draw.
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, 5520, 4140, now + 5000, True, 4140 + 2070) == 9000
+    # The room never forces a decrease: that is the share's business.
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, 800, 6210, now + 10000, True, 0) == 9000
+    # No room figure: the share alone.
+    assert reg.tick(opt, MODE_SOLAR, charger, 3, 230, 4830, 6210, now + 15000, True, None) == 16000
+
+
 def test_net_power_target_is_kept_300w_above_the_lower_threshold():
     opt = make_opt(eco_on_lower_w=-100, net_power_target_w=0)
     assert opt.target_w() == 200

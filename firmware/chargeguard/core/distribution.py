@@ -62,7 +62,7 @@ def allocate(mode, order, mins, maxs, demands, pool, out):
             left -= minimum
     if mode == DIST_PRIORITY:
         for index in order:
-            if out[index]:
+            if _served(index, mins, maxs, demands, out):
                 give = _cap(index, maxs, demands) - out[index]
                 if give > left:
                     give = left
@@ -76,19 +76,26 @@ def allocate(mode, order, mins, maxs, demands, pool, out):
     for _ in range(len(order)):
         hungry = 0
         for index in order:
-            if out[index] and out[index] < _cap(index, maxs, demands):
+            if _served(index, mins, maxs, demands, out) and out[index] < _cap(index, maxs, demands):
                 hungry += 1
         if not hungry or left < hungry:
             break
         share = left // hungry
         for index in order:
-            if out[index]:
+            if _served(index, mins, maxs, demands, out):
                 give = _cap(index, maxs, demands) - out[index]
                 if give > share:
                     give = share
                 out[index] += give
                 left -= give
     return left
+
+
+def _served(index, mins, maxs, demands, out):
+    """Whether the charger got its minimum in the first pass (a minimum of 0 always fits)."""
+    if out[index]:
+        return True
+    return mins[index] == 0 and _cap(index, maxs, demands) > 0
 
 
 def _cap(index, maxs, demands):

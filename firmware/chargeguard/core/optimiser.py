@@ -13,10 +13,10 @@ DESIGN.md section 4, "Optimiser (slow, every control_interval)". Each tick:
    priority. Each charger then regulates (core/solar.py, EVCM's thresholds)
    on the export it would see with its share: share + what no one was given -
    its own draw. With one charger that is exactly the export at the grid.
-   Running chargers share among themselves first; a charger that is not
-   running sees what it would get if it started alongside them, so a
-   waiting car neither cuts a running one before it can start nor starts
-   on power that is not there;
+   A charger that is not running sees what it would get if it started
+   alongside the running ones, so a waiting car neither cuts a running one
+   before it can start nor starts on power that is not there; the running
+   ones, with any that just started, then share among themselves;
 4. with a distribution envelope from the guard (`envelope_ma`, per site
    phase, e.g. Guard.headroom_ma after its last tick) the `fast` and `manual`
    chargers share it by the same distribution mode; without it they ask for
@@ -239,33 +239,33 @@ class Optimiser:
                 self._max[index] -= self._min[index]
                 self._min[index] = 0
         order = self._fill_urgency_order()
-        # Running chargers share among themselves...
-        for index in range(count):
-            running = self._surplus[index] and self.regulators[index].running
-            self._demand[index] = self._running_demand_w(index, statuses) if running else 0
-        left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
-        for index in order:
-            if self._surplus[index] and self.regulators[index].running:
-                self._regulate(index, left, targets_ma, now_ms)
-        # ... a waiting one sees what it would get alongside them.
+        # A waiting car sees what it would get if it started alongside the
+        # running ones; it goes first, so that one that starts now makes room
+        # in the running ones' shares in this same tick.
         for index in range(count):
             if not self._surplus[index]:
                 self._demand[index] = 0
-            elif not self._done[index]:
-                self._demand[index] = self._max[index]
             elif self.regulators[index].running:
                 self._demand[index] = self._running_demand_w(index, statuses)
             else:
-                self._demand[index] = 0  # it stopped this tick
+                self._demand[index] = self._max[index]
         left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
-        self.pool_left_w = left if left > 0 else 0
         for index in order:
-            if self._surplus[index] and not self._done[index]:
+            if self._surplus[index] and not self.regulators[index].running:
                 self._regulate(index, left, targets_ma, now_ms)
                 waiting = targets_ma[index] == 0 and _waiting(self.regulators[index].reason)
                 if waiting and self._share[index] == 0 and pool >= self._min[index]:
                     # The surplus would carry it alone: it waits for the others.
                     self.reasons[index] = REASON_SEQUENTIAL if self._sequential() else REASON_PRIORITY
+        # Then the running ones, and any that just started, share among themselves.
+        for index in range(count):
+            running = self._surplus[index] and self.regulators[index].running
+            self._demand[index] = self._running_demand_w(index, statuses) if running else 0
+        left = allocate(opt.distribution, order, self._min, self._max, self._demand, pool, self._share)
+        self.pool_left_w = left if left > 0 else 0
+        for index in order:
+            if self._surplus[index] and not self._done[index]:
+                self._regulate(index, left, targets_ma, now_ms)
 
     def _sequential(self):
         distribution = self.opt.distribution
@@ -286,7 +286,10 @@ class Optimiser:
         voltage_v = self.site.voltage_v
         settled = self._settled(index)
         phases = charger.phases
-        targets_ma[index] = regulator.tick(self.opt, mode, charger, phases, voltage_v, export, draw, now_ms, settled)
+        room = None if self.export_w is None else self.export_w + draw
+        targets_ma[index] = regulator.tick(
+            self.opt, mode, charger, phases, voltage_v, export, draw, now_ms, settled, room
+        )
         self.reasons[index] = regulator.reason
 
     def _settled(self, index):

@@ -93,6 +93,7 @@ class SolarRegulator:
         self.start_timer_ms = 0
         self.stop_timer_ms = 0
         self._settled = True
+        self._room_w = None
 
     def reset(self):
         """Forget the session: after an unplug or a mode change (no min_off owed)."""
@@ -106,7 +107,7 @@ class SolarRegulator:
         self.start_timer_ms = 0
         self.stop_timer_ms = 0
 
-    def tick(self, opt, mode, charger, phases, voltage_v, export_w, draw_w, now_ms, settled=True):
+    def tick(self, opt, mode, charger, phases, voltage_v, export_w, draw_w, now_ms, settled=True, room_w=None):
         """The target (mA, 0 = do not charge) for this tick; sets `reason`.
 
         opt: OptimiserSettings; mode: MODE_ECO/SOLAR/EXCESS; charger: its
@@ -118,8 +119,14 @@ class SolarRegulator:
         change, or no new reading came since the last tick): the current is
         then held, as a surplus computed from them could be off by the step
         just made. Starts, pauses and their timers go on regardless.
+        room_w: with several chargers, what this car could draw now with the
+        grid at 0 W while the others draw what they draw (export + its own
+        draw); an increase never goes beyond it, so a car does not take power
+        its share promises while another still draws it (one that is about
+        to pause, say). None = the share is the room (one charger).
         """
         self._settled = settled
+        self._room_w = room_w
         surplus = export_w + draw_w
         self.export_w = export_w
         self.surplus_w = surplus
@@ -227,6 +234,10 @@ class SolarRegulator:
         elif not self._settled:
             pass  # hold until the meter shows what the last change did
         elif deviation_w >= step_up_w(phases, voltage_v):
+            if self._room_w is not None:
+                room = (self._room_w - self.target_w) // per_amp_w * STEP_MA
+                if room < wanted:
+                    wanted = room
             if wanted > current:
                 current = wanted
         elif deviation_w <= -step_down_w(phases, voltage_v):
