@@ -142,7 +142,7 @@ def test_one_charger_sees_the_grid_export_and_follows_the_sun():
     assert house.targets == [6000] and house.reasons() == [REASON_STOP_DELAY]
     house.run(60)
     assert house.targets == [0] and house.reasons() == [REASON_BELOW]
-    assert house.optimiser.upper_w == 4000 and house.optimiser.lower_w == -500 and house.optimiser.target_w == 0
+    assert house.optimiser.upper_w == 4000 and house.optimiser.lower_w == -500 and house.optimiser.net_target_w == 0
 
 
 def test_a_slow_meter_does_not_make_the_current_overshoot():

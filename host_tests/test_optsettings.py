@@ -15,7 +15,7 @@ def test_defaults_from_an_empty_document():
     assert opt.distribution == DIST_PRIORITY
     assert opt.peak_limit_w == 0 and opt.peak_follow_month is False
     assert opt.eco is True
-    assert (opt.upper_w(), opt.lower_w(), opt.target_w()) == (4000, -500, 0)
+    assert (opt.upper_w(), opt.lower_w(), opt.net_target_w()) == (4000, -500, 0)
     assert (opt.start_delay_ms, opt.stop_delay_ms, opt.min_on_ms, opt.min_off_ms) == (60000, 180000, 120000, 180000)
     assert opt.excess_threshold_w == 13000
 
@@ -29,15 +29,15 @@ def test_values_convert_to_core_units():
     )
     assert opt.distribution == DIST_SHARED and opt.peak_limit_w == 2500 and opt.peak_follow_month
     assert (opt.upper_w(), opt.lower_w()) == (1000, -3500)
-    assert opt.target_w() == -3000  # -3500 + 300 = -3200 is the floor: -3000 stands
+    assert opt.net_target_w() == -3000  # -3500 + 300 = -3200 is the floor: -3000 stands
     assert opt.start_delay_ms == 3000 and opt.stop_delay_ms == 10000
 
 
 def test_target_is_clamped_to_300w_above_the_band_in_force():
     opt = optimiser_from_config({"solar": {"net_power_target_w": -3300}})
-    assert opt.target_w() == -200  # ECO on: lower -500
+    assert opt.net_target_w() == -200  # ECO on: lower -500
     opt.eco = False
-    assert opt.target_w() == -3200  # ECO off: lower -3500
+    assert opt.net_target_w() == -3200  # ECO off: lower -3500
 
 
 def test_errors_name_the_key_and_the_rule():

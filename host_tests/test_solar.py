@@ -247,12 +247,12 @@ def test_an_increase_never_goes_beyond_the_room_others_leave():
 
 def test_net_power_target_is_kept_300w_above_the_lower_threshold():
     opt = make_opt(eco_on_lower_w=-100, net_power_target_w=0)
-    assert opt.target_w() == 200
+    assert opt.net_target_w() == 200
     opt.net_power_target_w = 1000
-    assert opt.target_w() == 1000
+    assert opt.net_target_w() == 1000
     loop = Loop(make_opt(net_power_target_w=-2000))  # lower -500: target in force -200
     start(loop, 4000)
-    assert loop.reg.target_w == -200
+    assert loop.reg.net_target_w == -200
     # At 6 A (4140 W) the grid must reach -200 + 700 W to earn 7 A.
     assert loop.tick(4140 + 499) == 6000
     assert loop.tick(4140 + 500) == 7000

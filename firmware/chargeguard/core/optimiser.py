@@ -40,7 +40,7 @@ to show, else the optimiser's.
 The optimiser's view for the site state, plain attributes: export_w (net
 power at the grid, W export positive; None without a reading), surplus_w
 (None without a reading), pool_left_w (surplus no charger was given),
-upper_w / lower_w / target_w (thresholds in force),
+upper_w / lower_w / net_target_w (thresholds in force),
 import_cap_w, `capacity` (its quarter-hour figures) and `regulators[i]`
 (each charger's surplus view and timers).
 
@@ -97,7 +97,7 @@ class Optimiser:
         self.pool_left_w = 0
         self.upper_w = 0
         self.lower_w = 0
-        self.target_w = 0
+        self.net_target_w = 0
         self.import_cap_w = None
         # Scratch, rewritten in place every tick.
         self._modes = [None] * count
@@ -136,7 +136,7 @@ class Optimiser:
             reading = None
         self.upper_w = opt.upper_w()
         self.lower_w = opt.lower_w()
-        self.target_w = opt.target_w()
+        self.net_target_w = opt.net_target_w()
         self.import_cap_w = self.capacity.tick(opt, reading, wall_s, now_ms)
         surplus_count = self._modes_and_draws(statuses, targets_ma)
         self._export(reading, statuses)

@@ -85,7 +85,7 @@ class OptimiserSettings:
         """Lower threshold of the band in force, W export (negative = import)."""
         return self.eco_on_lower_w if self.eco else self.eco_off_lower_w
 
-    def target_w(self):
+    def net_target_w(self):
         """Net power target in force: at least lower + 300 W (EVCM's clamp)."""
         floor = self.lower_w() + TARGET_ABOVE_LOWER_W
         return self.net_power_target_w if self.net_power_target_w >= floor else floor

@@ -13,7 +13,7 @@ positive):
   net == lower does not count as "below", and one tick on the other side
   restarts the delay from zero;
 - net power target: the balance the current regulation centres on, kept at
-  least 300 W above the lower threshold (OptimiserSettings.target_w);
+  least 300 W above the lower threshold (OptimiserSettings.net_target_w);
 - the step thresholds of the supply profile (core/profiles.py): while
   charging, nothing changes while the balance stays within
   [target - step_down_w, target + step_up_w); outside it EVCM moves 1 A per scan.
@@ -69,9 +69,10 @@ class SolarRegulator:
     """The start/stop and current decision for one charger in a surplus mode.
 
     The optimiser's view, plain attributes for the site state (W export
-    positive, ms): export_w, surplus_w, upper_w, lower_w, target_w (net power
-    target in force), start_timer_ms / stop_timer_ms (how long the start delay
-    / sustain has run, 0 when not running), running, target_ma, reason.
+    positive, ms): export_w, surplus_w, upper_w, lower_w, net_target_w (net
+    power target in force), start_timer_ms / stop_timer_ms (how long the
+    start delay / sustain has run, 0 when not running), running, target_ma
+    (the current it asks for, mA), reason.
     """
 
     def __init__(self):
@@ -89,7 +90,7 @@ class SolarRegulator:
         self.surplus_w = 0
         self.upper_w = 0
         self.lower_w = 0
-        self.target_w = 0
+        self.net_target_w = 0
         self.start_timer_ms = 0
         self.stop_timer_ms = 0
         self._settled = True
@@ -137,12 +138,12 @@ class SolarRegulator:
         else:
             upper = opt.upper_w()
             lower = opt.lower_w()
-            centre = opt.target_w()
+            centre = opt.net_target_w()
             start_ok = export_w >= upper
             stop_now = export_w < lower
         self.upper_w = upper
         self.lower_w = lower
-        self.target_w = centre
+        self.net_target_w = centre
         if mode == MODE_ECO:
             self.start_timing = self.stop_timing = False
             self.start_timer_ms = self.stop_timer_ms = 0
@@ -235,7 +236,7 @@ class SolarRegulator:
             pass  # hold until the meter shows what the last change did
         elif deviation_w >= step_up_w(phases, voltage_v):
             if self._room_w is not None:
-                room = (self._room_w - self.target_w) // per_amp_w * STEP_MA
+                room = (self._room_w - self.net_target_w) // per_amp_w * STEP_MA
                 if room < wanted:
                     wanted = room
             if wanted > current:
