@@ -16,7 +16,8 @@ breaker, and gives each charger an offered current inside that envelope:
   declares it spread evenly instead (base / phases per phase), which gives
   the chargers more but lets a large single-phase load overload its phase;
 - available = breaker - margin - base load, and the contracted import power
-  shared over the chargers' phases;
+  shared over the chargers' phases; the capacity tariff's allowance
+  (`import_cap_w`, core/capacity.py) caps the import too when it is lower;
 - a charger gets at most min(target, max, circuit limit, what is available);
 - a decrease is applied at once; an increase is rate-limited (`ramp_step_ma`
   per `ramp_interval_ms`) because a car needs up to ~5 s to follow a new
@@ -41,6 +42,7 @@ REASON_OK = "ok"  # at its target, nothing limits it
 REASON_OFF = "off"  # mode off, disabled, or no target
 REASON_BREAKER = "breaker"  # limited by a phase's breaker headroom
 REASON_CONTRACT = "contract"  # limited by the contracted import power
+REASON_CAPACITY = "capacity"  # limited by the capacity tariff's quarter-hour budget
 REASON_CIRCUIT = "circuit"  # limited by the charger's own circuit
 REASON_RAMP = "ramp"  # increasing, rate-limited
 REASON_MIN_PAUSE = "min_pause"  # paused by the guard, waiting out min_pause
@@ -104,6 +106,11 @@ class Guard:
         self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
         self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
+        # Import (W) the capacity tariff allows now (core/capacity.py), set by
+        # the caller before each tick; None = no such cap. The lower of it
+        # and the contracted max_import_w applies.
+        self.import_cap_w = None
+        self.import_limit_reason = REASON_CONTRACT
 
     def tick(self, reading, statuses, targets_ma, now_ms, commands):
         """Decide one command per charger.
@@ -252,14 +259,20 @@ class Guard:
                 self.headroom_ma[phase] = limit_ma - grid[phase] + draw_low[phase]
                 self.shed_headroom_ma[phase] = limit_ma - grid[phase] + draw_high[phase]
         self.budget_w = self.shed_budget_w = _BIG
-        if site.max_import_w:
+        limit_w = site.max_import_w
+        self.import_limit_reason = REASON_CONTRACT
+        cap_w = self.import_cap_w
+        if cap_w is not None and (not limit_w or cap_w < limit_w):
+            limit_w = cap_w
+            self.import_limit_reason = REASON_CAPACITY
+        if limit_w or cap_w is not None:
             net_w = reading.net_power_w()
             if net_w is None:
                 net_w = 0
                 for phase in range(site.phases):
                     net_w += self.grid_ma[phase] * voltage_v // 1000
-            self.budget_w = site.max_import_w - net_w + low_w
-            self.shed_budget_w = site.max_import_w - net_w + high_w
+            self.budget_w = limit_w - net_w + low_w
+            self.shed_budget_w = limit_w - net_w + high_w
 
     # -- decisions --------------------------------------------------------
 
@@ -314,7 +327,7 @@ class Guard:
             if need[phase] > self.shed_headroom_ma[phase]:
                 return REASON_BREAKER
         if need_w > self.shed_budget_w:
-            return REASON_CONTRACT
+            return self.import_limit_reason
         return None
 
     def _allocate(self, statuses, targets_ma, now_ms, commands):
@@ -355,7 +368,7 @@ class Guard:
                 command.offered_ma = state.offered_ma
                 command.reason = REASON_UNAVAILABLE
             else:
-                self._inactive(index, statuses[index], left, now_ms, command)
+                self._inactive(index, statuses[index], left, budget_left, now_ms, command)
 
     def _give(self, index, target_ma, budget_left, now_ms, command):
         """Offer a running charger its minimum plus what it may take of what is left."""
@@ -380,7 +393,7 @@ class Guard:
         power_room_ma = budget_left * 1000 // (voltage_v * charger.phases)
         if power_room_ma < extra:
             extra = power_room_ma
-            reason = REASON_CONTRACT
+            reason = self.import_limit_reason
         if extra < 0:
             extra = 0
         extra -= extra % CURRENT_STEP_MA
@@ -394,7 +407,7 @@ class Guard:
         command.reason = reason
         return budget_left
 
-    def _inactive(self, index, status, left, now_ms, command):
+    def _inactive(self, index, status, left, budget_left, now_ms, command):
         charger = self.chargers[index]
         state = self.states[index]
         if status.car == CAR_NONE:
@@ -422,6 +435,8 @@ class Guard:
             for line in range(charger.phases):
                 if left[charger.phase_map[line]] < charger.min_ma:
                     command.reason = state.pause_reason
+            if charger.min_ma * charger.phases * self.site.voltage_v // 1000 > budget_left:
+                command.reason = state.pause_reason  # the import limit holds it back
 
     def _ramp(self, state, min_ma, wanted_ma, now_ms):
         """Decrease at once; increase by at most ramp_step_ma per ramp_interval_ms."""

@@ -1,8 +1,8 @@
 """What each charging mode asks of the guard, before any limit applies.
 
 The guard then fits these targets inside the breaker and contract envelope.
-Solar, eco and excess modes (the optimiser) extend this module later; they
-will also need the grid reading and the clock, passed in like here.
+The eco, solar and excess modes, distribution and the capacity tariff live in
+core/optimiser.py (not wired into the app yet), which also covers these three.
 """
 
 from chargeguard.core.settings import MODE_FAST, MODE_MANUAL, MODE_OFF
