@@ -4,6 +4,8 @@
     control task  --every second-->   decide()  (so a silent meter ends in failsafe)
     poll timer    --every 5 s-->      charger task polls its box
     supervisor    feeds the watchdog only while decide() keeps running
+    network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
+                  task sets the wall clock by NTP while online (net/ntp.py)
 
 Each charger has its own task, so a wallbox that hangs delays nothing but
 its own commands: the guard keeps deciding on every reading and the other
@@ -22,6 +24,7 @@ from chargeguard.core.modes import fill_targets
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
+from chargeguard.net import wifi
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -80,6 +83,9 @@ class App:
         self.last_errors = [None] * count
         self.heap_live = 0  # heap in use right after the last collection
         self.running = True
+        # Set by build(): the Wi-Fi link (net/wifi.WifiLink) and the NTP server.
+        self.network = None
+        self.ntp_server = ""
 
     # -- control ------------------------------------------------------------
 
@@ -130,6 +136,14 @@ class App:
         while self.running:
             await wake.wait()
             wake.clear()
+            if self.network is not None and not self.platform.network_up():
+                # No network: no request could leave. The box counts as
+                # unavailable (its last offer stays counted as drawn).
+                status = self.statuses[index]
+                status.reachable = False
+                status.error = "no network"
+                self._report_error(index)
+                continue
             if self.poll_due[index]:
                 self.poll_due[index] = False
                 await driver.poll()
@@ -173,6 +187,11 @@ class App:
             await self.platform.sleep_ms(STATUS_LINE_MS)
             self.log(self.status_line())
 
+    async def clock_task(self):
+        from chargeguard.net import ntp
+
+        await ntp.keep_time(self.platform, self.network, self.ntp_server, self.log)
+
     def status_line(self):
         """One console line: per-phase grid current, each charger's offer and reason."""
         reading = self.meter.reading
@@ -215,6 +234,10 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("charger", _bind(self.charger_task, index))))
         if STATUS_LINE_MS:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
+        if self.network is not None:
+            tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
+            if self.ntp_server and self.network.ssid:
+                tasks.append(asyncio.create_task(self._supervised("clock", self.clock_task)))
         self.decide()
         try:
             while self.running:
@@ -273,7 +296,27 @@ def build(platform, log=print):
         log("meter: cannot start (%r): chargers stay on their failsafe current" % (error,))
         meter = _NoMeter()
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
-    return App(platform, doc, meter, drivers, log)
+    app = App(platform, doc, meter, drivers, log)
+    app.network = wifi.from_config(doc["wifi"], platform, log)
+    app.ntp_server = doc["wifi"]["ntp_server"]
+    if app.network.ssid:
+        from chargeguard.net import http
+
+        # Host names of wallboxes are looked up without blocking the loop.
+        http.use_resolver(_Resolver(platform).resolve)
+    return app
+
+
+class _Resolver:
+    """net/dns.py bound to the platform, for the HTTP client."""
+
+    def __init__(self, platform):
+        self.platform = platform
+
+    async def resolve(self, name, timeout_ms):
+        from chargeguard.net import dns
+
+        return await dns.resolve(self.platform, name, timeout_ms)
 
 
 class _NoMeter:
