@@ -1,0 +1,243 @@
+"""The Wi-Fi link state machine (net/wifi.py) against a fake station, on both runtimes.
+
+Time is passed in (step(now_ms)), so every deadline of the product rules
+(join timeout, backoff) is checked exactly, without sleeping.
+"""
+
+from chargeguard.core.ticks import ticks_diff
+from chargeguard.net import wifi
+
+PASSWORD = "s3cret-Wifi-pw"
+
+
+class FakeStation:
+    """The platform's station calls (esp32.Platform / unix.Platform), scripted by the test."""
+
+    def __init__(self):
+        self.ticks_diff = ticks_diff
+        self.link = "connecting"  # what wifi_status() answers
+        self.calls = []
+        self.started = None
+
+    def wifi_start(self, hostname, static):
+        self.started = (hostname, static)
+
+    def wifi_begin(self, ssid, password):
+        self.calls.append(("begin", ssid, password))
+
+    def wifi_stop(self):
+        self.calls.append(("stop",))
+
+    def wifi_status(self):
+        return self.link
+
+    def network_up(self):
+        return self.link == "up"
+
+    def ip_address(self):
+        return "192.168.1.50" if self.link == "up" else None
+
+    def wifi_rssi(self):
+        return -60 if self.link == "up" else None
+
+    def begins(self):
+        return len([call for call in self.calls if call[0] == "begin"])
+
+
+def make(ssid="home", **kwargs):
+    station = FakeStation()
+    lines = []
+    link = wifi.WifiLink(station, ssid, PASSWORD, kwargs.get("hostname", "chargeguard"), kwargs.get("static"), lines.append)
+    return link, station, lines
+
+
+def no_secret(lines):
+    for line in lines:
+        assert PASSWORD not in line, line
+
+
+def run_until(link, station, now, end, step_ms=wifi.POLL_MS):
+    while ticks_diff(end, now) > 0:
+        link.step(now)
+        now += step_ms
+    return now
+
+
+def test_boot_join_reports_ssid_ip_rssi_and_reconnects():
+    link, station, lines = make(static=None)
+    link.start(0)
+    assert station.started == ("chargeguard", None)
+    assert station.calls == [("begin", "home", PASSWORD)]
+    assert link.state == "joining" and not link.is_up()
+    assert "joining 'home'" in lines[0] and "DHCP" in lines[0]
+    now = run_until(link, station, 0, 3000)  # association and DHCP take 3 s
+    assert link.state == "joining"
+    station.link = "up"
+    link.step(now)
+    assert link.is_up() and link.joins == 1 and link.reconnects == 0
+    assert lines[-1] == "wifi: connected to 'home', ip 192.168.1.50, rssi -60 dBm, reconnects 0"
+    # While up: a status line every REPORT_MS, nothing in between.
+    count = len(lines)
+    run_until(link, station, now + 1, now + wifi.REPORT_MS)
+    assert len(lines) == count
+    link.step(now + wifi.REPORT_MS)
+    assert len(lines) == count + 1 and "connected to 'home'" in lines[-1]
+    no_secret(lines)
+
+
+def test_wrong_password_backs_off_doubling_up_to_the_ceiling():
+    link, station, lines = make()
+    station.link = "wrong_password"
+    link.start(0)
+    link.step(0)
+    assert link.state == "waiting" and link.problem == "wrong password"
+    assert station.calls[-1] == ("stop",)  # the driver's own attempts end
+    assert "could not join 'home': wrong password; next try in 1 s" in lines[-1]
+    # Each failed attempt doubles the wait: 1, 2, 4, 8, 16, 32, 60, 60 s.
+    now = 0
+    waits = []
+    for _ in range(8):
+        begins = station.begins()
+        start = now
+        while station.begins() == begins:
+            now += 50
+            link.step(now)
+        waits.append(now - start)
+        link.step(now)  # the attempt fails at once again
+    expected = [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000]
+    for got, want in zip(waits, expected):
+        assert want <= got < want + 100, (waits, expected)
+    no_secret(lines)
+
+
+def test_access_point_absent_at_boot_then_present():
+    link, station, lines = make()
+    station.link = "no_ap"
+    link.start(0)
+    now = run_until(link, station, 0, 10000)
+    assert link.state in ("waiting", "joining") and link.attempts >= 3
+    assert "access point not found" in lines[-1]
+    station.link = "connecting"
+    # The next attempt starts within the backoff in force (at most 8 s here).
+    now = run_until(link, station, now, now + 8000)
+    station.link = "up"
+    link.step(now)
+    assert link.is_up() and link.joins == 1 and link.reconnects == 0
+
+
+def test_slow_association_is_waited_for_until_the_join_timeout():
+    link, station, lines = make()
+    link.start(0)
+    now = run_until(link, station, 0, wifi.JOIN_TIMEOUT_MS - 500)
+    assert link.state == "joining" and station.begins() == 1  # slow, not failed
+    station.link = "up"
+    link.step(now)
+    assert link.is_up() and link.attempts == 1
+    # A join that never completes ends at the timeout with a clear message.
+    link2, station2, lines2 = make()
+    link2.start(0)
+    run_until(link2, station2, 0, wifi.JOIN_TIMEOUT_MS)
+    assert link2.state == "joining"
+    link2.step(wifi.JOIN_TIMEOUT_MS)
+    assert link2.state == "waiting"
+    assert "no connection within 20 s" in lines2[-1]
+    assert station2.calls[-1] == ("stop",)
+
+
+def test_drop_and_return_counts_reconnects_and_resets_the_backoff():
+    link, station, lines = make()
+    station.link = "up"
+    link.start(0)
+    link.step(0)
+    assert link.is_up()
+    now = 1000
+    for drop in range(1, 4):
+        station.link = "no_ap"  # the access point restarts
+        link.step(now)
+        assert link.state == "waiting" and link.drops == drop
+        assert "lost 'home': connection lost; next try in 1 s" in lines[-1]
+        # Still away for the first attempts: the backoff grows.
+        now = run_until(link, station, now, now + 6000)
+        assert link.backoff_ms > wifi.RETRY_FIRST_MS
+        station.link = "up"
+        now = run_until(link, station, now, now + 5000)
+        assert link.is_up() and link.reconnects == drop
+        assert lines[-1].endswith("reconnects %d" % drop)
+        assert link.backoff_ms == wifi.RETRY_FIRST_MS
+        now += 1000
+    no_secret(lines)
+
+
+def test_driver_refusing_to_connect_is_a_failed_attempt():
+    link, station, lines = make()
+
+    def refuse(ssid, password):
+        raise OSError(16)
+
+    station.wifi_begin = refuse
+    link.start(0)
+    assert link.state == "waiting" and "refused to connect (errno 16)" in lines[-1]
+
+
+def test_no_ssid_says_so_and_tries_nothing():
+    link, station, lines = make(ssid="")
+    station.link = "no_ap"
+    link.start(0)
+    link.step(100)
+    assert link.state == "off" and station.calls == [] and station.started is None
+    assert "not configured" in lines[0] and "chargers stay unavailable" in lines[0]
+    assert link.status_text() == "wifi: off (not configured)"
+    # On the host the network is there without Wi-Fi: said as such.
+    link, station, lines = make(ssid="")
+    station.link = "up"
+    link.start(0)
+    assert "host's network" in lines[0]
+
+
+def test_from_config_builds_static_address_with_gateway_as_default_dns():
+    station = FakeStation()
+    doc = {"ssid": "home", "password": PASSWORD, "hostname": "cg", "ip": "192.168.1.20",
+           "netmask": "255.255.255.0", "gateway": "192.168.1.1", "dns": "", "ntp_server": ""}
+    link = wifi.from_config(doc, station, lambda line: None)
+    assert link.static == ("192.168.1.20", "255.255.255.0", "192.168.1.1", "192.168.1.1")
+    doc["dns"] = "9.9.9.9"
+    assert wifi.from_config(doc, station, None).static[3] == "9.9.9.9"
+    doc["ip"] = ""
+    assert wifi.from_config(doc, station, None).static is None
+    assert PASSWORD not in repr(link.__dict__.get("static"))
+
+
+def test_chargers_are_unavailable_while_the_network_is_down():
+    import asyncio
+
+    import test_app
+
+    charger = test_app.FakeCharger()
+    app, platform, meter, lines = test_app.make_app([charger])
+    up = [False]
+    platform.network_up = lambda: up[0]
+
+    class Link:
+        ssid = ""
+
+        async def run(self):
+            while True:
+                await asyncio.sleep(3600)
+
+    app.network = Link()
+
+    async def scenario():
+        meter.push(2, 2, 2)
+        await asyncio.sleep(0.05)
+        assert charger.applied == [] and charger.polls == 0  # nothing can leave
+        assert app.statuses[0].reachable is False
+        assert app.commands[0].reason == "unavailable"
+        assert "charger c0: no network" in lines
+        up[0] = True
+        charger.status.reachable = True
+        app.poll_due[0] = True
+        app.wake[0].set()
+        await asyncio.sleep(0.05)
+        assert charger.polls == 1
+
+    asyncio.run(test_app.run_for(app, 10, scenario))
