@@ -11,8 +11,9 @@ PORT ?= /dev/ttyUSB0
 # Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--speed 2".
 PYTEST_ARGS ?=
 SIM_ARGS ?=
+REHEARSAL_ARGS ?=
 
-.PHONY: all venv build test test-cpython test-upy sim bench deploy clean
+.PHONY: all venv build test test-cpython test-upy sim rehearsal bench deploy clean
 
 all: build
 
@@ -38,6 +39,12 @@ test-upy: build
 
 sim: build
 	$(PY) tools/sim/run.py $(SIM_ARGS)
+
+# The real firmware booted through platform/esp32.py on the unix port, against
+# fakes of the documented machine/network API (tools/rehearsal/); its
+# scenarios run in host_tests/system/test_rehearsal.py.
+rehearsal: build
+	$(PY) tools/rehearsal/run.py $(REHEARSAL_ARGS)
 
 bench: build
 	$(PY) tools/bench.py
