@@ -44,7 +44,7 @@ sim: build
 # fakes of the documented machine/network API (tools/rehearsal/); its
 # scenarios run in host_tests/system/test_rehearsal.py.
 rehearsal: build
-	$(PY) tools/rehearsal/run.py $(REHEARSAL_ARGS)
+	$(PY) tools/rehearsal/rehearsal.py $(REHEARSAL_ARGS)
 
 bench: build
 	$(PY) tools/bench.py

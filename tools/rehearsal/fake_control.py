@@ -1,9 +1,9 @@
 # The rehearsal's control file, read by the fake machine and network modules
 # inside the firmware process (MicroPython unix port).
 #
-# The harness (tools/rehearsal/run.py) writes a JSON object atomically
+# The harness (tools/rehearsal/rehearsal.py) writes a JSON object atomically
 # (temp file + rename) to $REHEARSAL_CONTROL; the fakes re-read it at most
-# every 100 ms. Keys: see run.py RADIO_DEFAULTS ("ap", "ssid", "password",
+# every 100 ms. Keys: see rehearsal.py RADIO_DEFAULTS ("ap", "ssid", "password",
 # "assoc_ms", "dhcp_ms", "rssi", "ip", "dns", "freeze").
 import json
 import os

@@ -1,6 +1,6 @@
 """Device rehearsal: the real firmware boots through platform/esp32.py on the MicroPython unix port.
 
-    python tools/rehearsal/run.py [--seconds 60] [--wrong-password] [--no-ap]
+    python tools/rehearsal/rehearsal.py [--seconds 60] [--wrong-password] [--no-ap]
 
 What runs:
 - the firmware from build/device (boot.py, main.py, the .mpy package) with
