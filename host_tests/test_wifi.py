@@ -179,19 +179,56 @@ def test_driver_refusing_to_connect_is_a_failed_attempt():
     assert link.state == "waiting" and "refused to connect (errno 16)" in lines[-1]
 
 
-def test_no_ssid_says_so_and_tries_nothing():
+def test_no_ssid_tries_nothing():
     link, station, lines = make(ssid="")
-    station.link = "no_ap"
     link.start(0)
     link.step(100)
-    assert link.state == "off" and station.calls == [] and station.started is None
-    assert "not configured" in lines[0] and "chargers stay unavailable" in lines[0]
-    assert link.status_text() == "wifi: off (not configured)"
-    # On the host the network is there without Wi-Fi: said as such.
-    link, station, lines = make(ssid="")
-    station.link = "up"
-    link.start(0)
-    assert "host's network" in lines[0]
+    assert link.state == "off" and station.calls == [] and station.started is None and lines == []
+
+
+def build_with(wifi_doc, up):
+    import support
+    import test_app
+
+    storage = support.make_tmpdir("wifi-app")
+    with open(storage + "/config.json", "w") as handle:
+        handle.write('{"version": 1, "chargers": [], "wifi": %s}' % wifi_doc)
+
+    class Board(test_app.FakePlatform):
+        name = "esp32"
+
+        def open_uart(self, *args):
+            raise OSError(19, "no P1 device")
+
+        def network_up(self):
+            return up
+
+    lines = []
+    return test_app.app_module.build(Board(storage), log=lines.append), lines
+
+
+def test_build_without_ssid_says_so_plainly():
+    app, lines = build_with('{"ssid": ""}', up=False)
+    assert app.network is None and app.needs_network
+    assert any("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable" in line
+               for line in lines), lines
+    app, lines = build_with('{"ssid": ""}', up=True)
+    assert any("using the host's network" in line for line in lines), lines
+
+
+def test_build_with_ssid_makes_the_link_and_the_resolver():
+    from chargeguard.net import http
+
+    doc = '{"ssid": "home", "password": "%s", "hostname": "cg", "ip": "192.168.1.20", "gateway": "192.168.1.1"}'
+    try:
+        app, lines = build_with(doc % PASSWORD, up=False)
+        assert app.network.ssid == "home" and app.network.hostname == "cg"
+        assert app.network.static == ("192.168.1.20", "255.255.255.0", "192.168.1.1", "192.168.1.1")
+        assert app.ntp_server == "pool.ntp.org"
+        assert http._resolver[0] is not None  # host names go through net/dns.py
+        no_secret(lines)
+    finally:
+        http.use_resolver(None)
 
 
 def test_from_config_builds_static_address_with_gateway_as_default_dns():
@@ -217,14 +254,7 @@ def test_chargers_are_unavailable_while_the_network_is_down():
     up = [False]
     platform.network_up = lambda: up[0]
 
-    class Link:
-        ssid = ""
-
-        async def run(self):
-            while True:
-                await asyncio.sleep(3600)
-
-    app.network = Link()
+    app.needs_network = True  # as build() sets it
 
     async def scenario():
         meter.push(2, 2, 2)
@@ -241,3 +271,13 @@ def test_chargers_are_unavailable_while_the_network_is_down():
         assert charger.polls == 1
 
     asyncio.run(test_app.run_for(app, 10, scenario))
+
+
+def test_every_platform_word_for_a_failed_join_has_a_message():
+    for word, text in (("wrong_password", "wrong password"), ("handshake", "handshake failed"),
+                       ("no_ap", "access point not found"), ("failed", "refused")):
+        link, station, lines = make()
+        station.link = word
+        link.start(0)
+        link.step(0)
+        assert link.state == "waiting" and text in lines[-1], (word, lines)

@@ -24,7 +24,6 @@ from chargeguard.core.modes import fill_targets
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
-from chargeguard.net import wifi
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -83,9 +82,12 @@ class App:
         self.last_errors = [None] * count
         self.heap_live = 0  # heap in use right after the last collection
         self.running = True
-        # Set by build(): the Wi-Fi link (net/wifi.WifiLink) and the NTP server.
+        # Set by build(): the Wi-Fi link (net/wifi.WifiLink, None without an
+        # SSID), the NTP server, and whether charger requests wait for
+        # platform.network_up().
         self.network = None
         self.ntp_server = ""
+        self.needs_network = False
 
     # -- control ------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class App:
         while self.running:
             await wake.wait()
             wake.clear()
-            if self.network is not None and not self.platform.network_up():
+            if self.needs_network and not self.platform.network_up():
                 # No network: no request could leave. The box counts as
                 # unavailable (its last offer stays counted as drawn).
                 status = self.statuses[index]
@@ -236,7 +238,7 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
         if self.network is not None:
             tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
-            if self.ntp_server and self.network.ssid:
+            if self.ntp_server:
                 tasks.append(asyncio.create_task(self._supervised("clock", self.clock_task)))
         self.decide()
         try:
@@ -286,6 +288,20 @@ def load_config(directory):
 def build(platform, log=print):
     """Load the configuration and build the App (the drivers it names)."""
     doc, notes = load_config(platform.storage_dir())
+    wifi_doc = doc["wifi"]
+    if wifi_doc["ssid"]:
+        # Imported once the configuration is read (its 8 KB read buffer needs
+        # the heap unfragmented) and before the drivers fragment it.
+        from chargeguard.net import wifi
+
+        network = wifi.from_config(wifi_doc, platform, log)
+    else:
+        network = None
+        if platform.network_up():
+            log("wifi: not configured (wifi.ssid is empty); using the host's network")
+        else:
+            log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
+                " the meter is guarded locally")
     for note in notes:
         log("config: " + note)
     try:
@@ -297,26 +313,16 @@ def build(platform, log=print):
         meter = _NoMeter()
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     app = App(platform, doc, meter, drivers, log)
-    app.network = wifi.from_config(doc["wifi"], platform, log)
-    app.ntp_server = doc["wifi"]["ntp_server"]
-    if app.network.ssid:
-        from chargeguard.net import http
+    app.network = network
+    app.needs_network = True
+    app.ntp_server = wifi_doc["ntp_server"]
+    if network is not None and platform.name == "esp32":
+        from chargeguard.net import dns, http
 
-        # Host names of wallboxes are looked up without blocking the loop.
-        http.use_resolver(_Resolver(platform).resolve)
+        # Host names of wallboxes are looked up without blocking the loop
+        # (the unix port has no server to ask: the host resolves).
+        http.use_resolver(dns.resolver(platform))
     return app
-
-
-class _Resolver:
-    """net/dns.py bound to the platform, for the HTTP client."""
-
-    def __init__(self, platform):
-        self.platform = platform
-
-    async def resolve(self, name, timeout_ms):
-        from chargeguard.net import dns
-
-        return await dns.resolve(self.platform, name, timeout_ms)
 
 
 class _NoMeter:

@@ -586,36 +586,25 @@ def _validate(doc):
 
 
 def _check_static_ip(errors, wifi):
-    # A fixed address needs a gateway on its own subnet; without one, the
-    # other address fields have no use.
+    # A fixed address needs a mask and a gateway on its network; without a
+    # fixed address the other address fields have no use.
     if "ip" not in wifi:
         return  # a bad address is reported already
-    ip = _ipv4(wifi["ip"]) if wifi["ip"] else None
+    ip = _ipv4(wifi["ip"])
+    for key in ("netmask", "gateway", "dns"):
+        if ip is None and key != "netmask" and wifi.get(key):
+            errors.append(("wifi." + key, "is used only with a fixed address in wifi.ip"))
+        elif ip is not None and key != "dns" and wifi.get(key) == "":
+            errors.append(("wifi." + key, "must be set with wifi.ip"))
     mask = _ipv4(wifi.get("netmask") or "")
     gateway = _ipv4(wifi.get("gateway") or "")
-    if ip is None:
-        for key in ("gateway", "dns"):
-            if wifi.get(key):
-                errors.append(("wifi." + key, "is used only with a fixed address: set wifi.ip as well, or leave it empty"))
-        return
-    if mask is None:
-        if "netmask" in wifi:
-            errors.append(("wifi.netmask", "must be set with wifi.ip"))
+    if ip is None or mask is None:
         return
     bits = (mask[0] << 24) | (mask[1] << 16) | (mask[2] << 8) | mask[3]
-    inverted = ~bits & 0xFFFFFFFF
-    if bits == 0 or inverted & (inverted + 1):
-        errors.append(("wifi.netmask", "must be a network mask like 255.255.255.0 (is %s)" % _show(wifi["netmask"])))
-        return
-    if gateway is None:
-        if "gateway" in wifi:
-            errors.append(("wifi.gateway", "must be set with wifi.ip: the router's address"))
-        return
-    for index in range(4):
-        if ip[index] & mask[index] != gateway[index] & mask[index]:
-            message = "must be on the same network as wifi.ip %s/%s (is %s)" % (wifi["ip"], wifi["netmask"], wifi["gateway"])
-            errors.append(("wifi.gateway", message))
-            return
+    if bits == 0 or (bits & -bits) + bits != 1 << 32:
+        errors.append(("wifi.netmask", "must be a network mask like 255.255.255.0"))
+    elif gateway is not None and [a & b for a, b in zip(ip, mask)] != [a & b for a, b in zip(gateway, mask)]:
+        errors.append(("wifi.gateway", "must be on the network of wifi.ip and wifi.netmask"))
 
 
 def _check_chargers(errors, chargers, site_phases):

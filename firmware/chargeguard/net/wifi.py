@@ -7,8 +7,7 @@ the network task: it steps every POLL_MS for the life of the firmware, so
 association, DHCP and the waits between attempts never hold up the guard.
 
 States (`state`):
-    "off"       no SSID configured: nothing is tried (the guard runs on the
-                local meter alone; chargers stay unavailable)
+    "off"       no SSID: nothing is tried (app.build() makes no WifiLink then)
     "joining"   an attempt is under way (association, then DHCP); it ends
                 "up", or early on a reason the driver reports (wrong
                 password, access point not found), or after JOIN_TIMEOUT_MS
@@ -43,6 +42,7 @@ _IDLE_SLEEP_MS = const(3600000)  # no SSID: the task only sleeps
 # the console's words.
 _PROBLEMS = {
     "wrong_password": "wrong password",
+    "handshake": "handshake failed (wrong password or weak signal)",
     "no_ap": "access point not found",
     "failed": "refused by the access point",
 }
@@ -75,16 +75,8 @@ class WifiLink:
         return self.state == "up"
 
     def start(self, now_ms):
-        """Activate the station and start the first join; with no SSID, say so and stay "off"."""
+        """Activate the station and start the first join (with no SSID, stay "off")."""
         if not self.ssid:
-            self.state = "off"
-            if self.platform.network_up():
-                self.log("wifi: not configured (wifi.ssid is empty); using the host's network")
-            else:
-                self.log(
-                    "wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
-                    " the meter is guarded locally"
-                )
             return
         how = "static %s" % self.static[0] if self.static else "DHCP"
         self.log("wifi: joining %s as %s (%s)" % (_quote(self.ssid), self.hostname or "-", how))
@@ -141,8 +133,6 @@ class WifiLink:
     def status_text(self):
         """One console line: state, SSID, address, signal, reconnect count (never the password)."""
         platform = self.platform
-        if self.state == "off":
-            return "wifi: off (not configured)"
         if self.state == "up":
             rssi = platform.wifi_rssi()
             return "wifi: connected to %s, ip %s, rssi %s, reconnects %d" % (

@@ -30,6 +30,9 @@ _UART_RXBUF = const(4096)
 # Seconds from 1970-01-01 to 2000-01-01 UTC: the Epoch of most bare-metal
 # MicroPython ports (ESP32 included), see docs/library/time.rst.
 _EPOCH_2000_OFFSET = const(946684800)
+# ESP-IDF disconnect reasons (wifi_err_reason_t) that WLAN.status() passes through.
+_REASON_4WAY_HANDSHAKE_TIMEOUT = const(15)
+_REASON_HANDSHAKE_TIMEOUT = const(204)  # network.STAT_HANDSHAKE_TIMEOUT on the esp32 port
 
 
 class Platform:
@@ -182,11 +185,14 @@ class Platform:
             sta.connect(ssid, password)
 
     def wifi_status(self):
-        """The station link as one word: "up", "connecting", "idle", "wrong_password", "no_ap" or "failed".
+        """The station link as one word: "up", "connecting", "idle", "wrong_password", "handshake", "no_ap" or "failed".
 
         From WLAN.isconnected() (connected and has an address) and
         WLAN.status() (STAT_CONNECTING, STAT_WRONG_PASSWORD, STAT_NO_AP_FOUND,
-        STAT_IDLE; other codes are the driver's disconnect reasons).
+        STAT_IDLE; other codes are the driver's disconnect reasons, ESP-IDF's
+        wifi_err_reason_t). "handshake": STAT_HANDSHAKE_TIMEOUT (204) or
+        WIFI_REASON_4WAY_HANDSHAKE_TIMEOUT (15), which ESP-IDF reports for a
+        wrong WPA2 password as often as AUTH_FAIL (202), and for a weak signal.
         """
         sta = self._sta
         if sta is None:
@@ -202,6 +208,8 @@ class Platform:
             return "wrong_password"
         if code == getattr(network, "STAT_NO_AP_FOUND", None):
             return "no_ap"
+        if code == _REASON_HANDSHAKE_TIMEOUT or code == _REASON_4WAY_HANDSHAKE_TIMEOUT:
+            return "handshake"
         if code == network.STAT_GOT_IP:
             return "connecting"  # an address but isconnected() not yet: still joining
         return "failed"

@@ -9,7 +9,7 @@ Environment:
   CHARGEGUARD_P1_DEVICE     path of the P1 serial device or pty
   CHARGEGUARD_STORAGE       directory for config and state (default ./storage)
   CHARGEGUARD_NETWORK_DOWN  "1": network_up() is False, wifi_status() "no_ap"
-  CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (else /etc/resolv.conf)
+  CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (default none)
 
 Heap: this module runs under a 96 KB heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -166,21 +166,8 @@ class Platform:
         return "127.0.0.1" if self.network_up() else None
 
     def dns_server(self):
-        """CHARGEGUARD_DNS_SERVER, else the first nameserver of /etc/resolv.conf; None when down or none."""
-        if not self.network_up():
-            return None
-        server = os.getenv("CHARGEGUARD_DNS_SERVER")
-        if server:
-            return server
-        try:
-            with open("/etc/resolv.conf") as handle:
-                for line in handle:
-                    parts = line.split()
-                    if len(parts) >= 2 and parts[0] == "nameserver" and parts[1].count(".") == 3:
-                        return parts[1]
-        except OSError:
-            pass
-        return None
+        """CHARGEGUARD_DNS_SERVER (for tests of the resolver), or None: the host resolves names itself."""
+        return os.getenv("CHARGEGUARD_DNS_SERVER") if self.network_up() else None
 
     def wifi_rssi(self):
         """None: the host's link has no signal strength to report."""
