@@ -317,12 +317,23 @@ def build(platform, log=print):
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":
-        from chargeguard.net import dns, http
+        from chargeguard.net import http
 
         # Host names of wallboxes are looked up without blocking the loop
         # (the unix port has no server to ask: the host resolves).
-        http.use_resolver(dns.resolver(platform))
+        http.use_resolver(_resolver(platform))
     return app
+
+
+def _resolver(platform):
+    # net/dns.py is imported at the first host name: numeric wallbox
+    # addresses (the usual case) never cost its heap.
+    async def lookup(name, timeout_ms):
+        from chargeguard.net import dns
+
+        return await dns.resolve(platform, name, timeout_ms)
+
+    return lookup
 
 
 class _NoMeter:

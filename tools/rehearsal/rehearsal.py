@@ -39,6 +39,9 @@ from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
 from run import micropython_binary, sim_config  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from build import mpy_cross_binary  # noqa: E402
+
 SSID = "home"
 PASSWORD = "correct-horse-9"
 # What the radio is like unless a scenario says otherwise.
@@ -70,7 +73,7 @@ def rehearsal_config(trydan_port, wifi=None):
 class Rehearsal:
     """One rehearsed device, its meter, its wallbox and its radio."""
 
-    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap="256K"):
+    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None):
         self.trydan = TrydanEmulator(port=0, response_delay_s=0.2, intensity=16).start()
         self.trydan.plug(car_max_ma=32000, car_phases=3)
         self.p1 = PtyP1Port()
@@ -85,11 +88,20 @@ class Rehearsal:
         shutil.copy(os.path.join(ROOT, "boards", "esp32_devkit.json"), os.path.join(self.root, "board.json"))
         shutil.copy(os.path.join(HERE, "rehearsal_boot.py"), os.path.join(self.root, "rehearsal_boot.py"))
         os.makedirs(os.path.join(self.root, "data"))
+        # The fakes as .mpy (compiled from source on the port they would take
+        # ~15 KB of the device's heap), outside the device's filesystem.
+        self.fakes = os.path.join(self.run_dir, "fakes")
+        os.makedirs(self.fakes)
+        compiler = mpy_cross_binary()
+        for name in ("fake_control", "fake_machine", "fake_network"):
+            subprocess.run(
+                [compiler, "-o", os.path.join(self.fakes, name + ".mpy"), os.path.join(HERE, name + ".py")], check=True
+            )
         with open(os.path.join(self.root, "data", "config.json"), "w") as handle:
             json.dump(rehearsal_config(self.trydan.port, wifi), handle, indent=1)
         self.radio = dict(RADIO_DEFAULTS)
         self.set_radio(**(radio or {}))
-        self.heap = heap
+        self.heap = heap or os.environ.get("REHEARSAL_HEAP", "128K")
         self.lines = []  # (monotonic s, text) of everything the device printed
         self.boots = []  # (monotonic s, reset cause given to that boot)
         self.resets = []  # (monotonic s, exit status)
@@ -119,7 +131,7 @@ class Rehearsal:
         env = dict(os.environ)
         env.update(
             {
-                "REHEARSAL_FAKES": HERE,
+                "REHEARSAL_FAKES": self.fakes,
                 "REHEARSAL_P1": self.p1.device,
                 "REHEARSAL_CONTROL": self.control,
                 "REHEARSAL_RESET_CAUSE": str(cause),

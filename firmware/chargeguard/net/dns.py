@@ -147,10 +147,3 @@ async def resolve(platform, name, timeout_ms=_TIMEOUT_MS, server=None, port=_POR
         sock.close()
 
 
-def resolver(platform):
-    """`await resolve(name, timeout_ms)` bound to `platform`, for net/http.py's use_resolver()."""
-
-    async def lookup(name, timeout_ms):
-        return await resolve(platform, name, timeout_ms)
-
-    return lookup

@@ -79,7 +79,7 @@ class WifiLink:
         if not self.ssid:
             return
         how = "static %s" % self.static[0] if self.static else "DHCP"
-        self.log("wifi: joining %s as %s (%s)" % (_quote(self.ssid), self.hostname or "-", how))
+        self.log("wifi: joining '%s' as %s (%s)" % (self.ssid, self.hostname or "-", how))
         try:
             self.platform.wifi_start(self.hostname, self.static)
         except (OSError, ValueError) as error:
@@ -131,20 +131,13 @@ class WifiLink:
             self._wait(now_ms, problem)
 
     def status_text(self):
-        """One console line: state, SSID, address, signal, reconnect count (never the password)."""
+        """The console line while up: SSID, address, signal, reconnect count (never the password)."""
         platform = self.platform
-        if self.state == "up":
-            rssi = platform.wifi_rssi()
-            return "wifi: connected to %s, ip %s, rssi %s, reconnects %d" % (
-                _quote(self.ssid),
-                platform.ip_address(),
-                "%d dBm" % rssi if rssi is not None else "n/a",
-                self.reconnects,
-            )
-        return "wifi: %s %s (%s), reconnects %d" % (
-            "joining" if self.state == "joining" else "down,",
-            _quote(self.ssid),
-            self.problem or "starting",
+        rssi = platform.wifi_rssi()
+        return "wifi: connected to '%s', ip %s, rssi %s, reconnects %d" % (
+            self.ssid,
+            platform.ip_address(),
+            "n/a" if rssi is None else "%d dBm" % rssi,
             self.reconnects,
         )
 
@@ -177,19 +170,15 @@ class WifiLink:
         self._wait_ms = self.backoff_ms
         self.backoff_ms = min(self.backoff_ms * 2, RETRY_MAX_MS)
         self.log(
-            "wifi: %s %s: %s; next try in %d s (reconnects %d)"
+            "wifi: %s '%s': %s; next try in %d s (reconnects %d)"
             % (
                 "lost" if problem == "connection lost" else "could not join",
-                _quote(self.ssid),
+                self.ssid,
                 problem,
                 (self._wait_ms + 999) // 1000,
                 self.reconnects,
             )
         )
-
-
-def _quote(text):
-    return "'" + text + "'"
 
 
 def _why(error):
