@@ -38,14 +38,6 @@ RETRY_MAX_MS = const(60000)  # the backoff's ceiling
 REPORT_MS = const(60000)  # status line period while up
 _IDLE_SLEEP_MS = const(3600000)  # no SSID: the task only sleeps
 
-# The platform's words for a join that failed (platform wifi_status()), in
-# the console's words.
-_PROBLEMS = {
-    "wrong_password": "wrong password",
-    "handshake": "handshake failed (wrong password or weak signal)",
-    "no_ap": "access point not found",
-    "failed": "refused by the access point",
-}
 
 
 class WifiLink:
@@ -122,7 +114,7 @@ class WifiLink:
             self._report_ms = now_ms
             self.log(self.status_text())
             return
-        problem = _PROBLEMS.get(link)
+        problem = _problem(link)
         if problem is None and platform.ticks_diff(now_ms, self._since_ms) >= JOIN_TIMEOUT_MS:
             problem = "no connection within %d s" % (JOIN_TIMEOUT_MS // 1000)
         if problem is not None:
@@ -179,6 +171,19 @@ class WifiLink:
                 self.reconnects,
             )
         )
+
+
+def _problem(link):
+    # A failed join in the platform's words (wifi_status()) in the console's, or None.
+    if link == "wrong_password":
+        return "wrong password"
+    if link == "handshake":
+        return "handshake failed (wrong password or weak signal)"
+    if link == "no_ap":
+        return "access point not found"
+    if link == "failed":
+        return "refused by the access point"
+    return None
 
 
 def _why(error):
