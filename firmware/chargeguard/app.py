@@ -366,6 +366,8 @@ def main():
     from chargeguard import platform as platform_package
 
     platform = platform_package.load().Platform(load_board())
+    # Why the board restarted (a watchdog reset means the loop had stalled).
+    print("boot: " + platform.reset_cause())
     try:
         app = build(platform)
         app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))

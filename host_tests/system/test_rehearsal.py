@@ -72,6 +72,7 @@ def test_boot_joins_the_wifi_and_guards_the_wallbox(rehearse):
     r = rehearse()
     booted = r.wait_line("ChargeGuard running", BOOT_S)
     assert booted, r.tail()
+    assert r.wait_line("boot: power-on", 0.0), r.tail()
     assert r.wait_line("FAKE-UART: UART(2) 115200 baud 8N1 invert=4", 0.0), r.tail()  # inverted RX, board pins
     assert r.wait_line("FAKE-WDT: started, timeout 10000 ms", BOOT_S), r.tail()
     assert r.wait_line("FAKE-NET: hostname cg-rehearsal", BOOT_S), r.tail()
@@ -79,6 +80,16 @@ def test_boot_joins_the_wifi_and_guards_the_wallbox(rehearse):
     assert joined, r.tail()
     # Readings through the fake UART, commands over real sockets.
     assert wait(lambda: charging(r), CHARGER_POLL_S + 5), r.tail()
+
+
+def test_a_uart_that_does_not_invert_reads_no_telegram(rehearse):
+    # The fake UART follows the P1 line's levels: without invert=UART.INV_RX
+    # nothing frames, so the guard holds the charger on failsafe.
+    r = rehearse(meter={"invert": False})
+    assert r.wait_line("FAKE-UART: UART(2) 115200 baud 8N1 invert=0", BOOT_S), r.tail()
+    assert r.wait_line(CONNECTED, JOIN_TIMEOUT_S), r.tail()
+    assert r.wait_line("grid  --.-  --.-  --.- A | Trydan   0.0 A failsafe", CHARGER_POLL_S + 3), r.tail()
+    assert not any(line.startswith("grid ") and "--.-" not in line for line in r.output()), r.tail()
 
 
 def test_wrong_password_is_said_and_retried_with_backoff_while_the_meter_is_guarded(rehearse):
@@ -140,7 +151,7 @@ def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
     assert r.wait_line(CONNECTED, BOOT_S + JOIN_TIMEOUT_S), r.tail()
     # A fed watchdog does not bite: the device runs on, one boot.
     assert not wait(lambda: r.resets, 3.0)
-    r.set_radio(freeze=True)  # the next driver call never returns: the loop stops
+    r.freeze()  # the next driver call never returns: the loop stops
     frozen = r.wait_line("FAKE-FREEZE", 2.0)
     assert frozen, r.tail()
     bitten = r.wait_line("FAKE-WDT: not fed for", WATCHDOG_TIMEOUT_S + 2.0, frozen)
@@ -149,6 +160,6 @@ def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
     assert WATCHDOG_TIMEOUT_S - SUPERVISOR_FEED_S - 0.2 <= bitten - frozen <= WATCHDOG_TIMEOUT_S + 1.0, bitten - frozen
     assert wait(lambda: r.resets and len(r.boots) == 2, 5.0), r.tail()
     assert r.boots[1][1] == WDT_RESET
-    r.set_radio(freeze=False)
-    # The device boots again and rejoins.
+    assert r.wait_line("boot: watchdog reset", BOOT_S, r.boots[1][0]), r.tail()  # machine.reset_cause()
+    # The device boots again (the fault was that boot's) and rejoins.
     assert r.wait_line(CONNECTED + ", reconnects 0", BOOT_S + JOIN_TIMEOUT_S, r.boots[1][0]), r.tail()

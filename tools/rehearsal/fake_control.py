@@ -36,12 +36,13 @@ def note(text):
 
 
 def hang_if_frozen():
-    """The fault hook: while "freeze" is true, the caller's call never returns (a hung driver).
+    """The fault hook: when "freeze" names this boot ($REHEARSAL_BOOT), the caller's call never returns.
 
     Sleeping blocks the whole event loop, as a driver call stuck in C would
-    on the device; only the watchdog can end it.
+    on the device; only the watchdog can end it. The fault belongs to the
+    boot it was set for: the next boot runs normally, as after a real reset.
     """
-    if get("freeze"):
+    if get("freeze") == int(os.getenv("REHEARSAL_BOOT") or "0"):
         note("FAKE-FREEZE: a driver call hangs, the event loop stops")
         while True:
             time.sleep(1)

@@ -55,25 +55,26 @@ RADIO_DEFAULTS = {
     "ip": "192.168.1.77",
     "gateway": "192.168.1.1",
     "dns": "192.168.1.1",
-    "freeze": False,  # a driver call hangs (the watchdog scenario)
+    "freeze": 0,  # the boot (1, 2, ...) in which a driver call hangs: the watchdog scenario
 }
 WDT_RESET = 3  # machine.WDT_RESET (esp32 port)
 HARD_RESET = 2
 NOMINAL_MV = 230000
 
 
-def rehearsal_config(trydan_port, wifi=None):
-    """The sim's configuration plus a Wi-Fi section (no NTP: the rehearsal has no internet)."""
+def rehearsal_config(trydan_port, wifi=None, meter=None):
+    """The sim's configuration plus a Wi-Fi section (no NTP: the rehearsal has no internet); `meter` overrides."""
     doc = sim_config([trydan_port], {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1})
     doc["wifi"] = {"ssid": SSID, "password": PASSWORD, "hostname": "cg-rehearsal", "ntp_server": ""}
     doc["wifi"].update(wifi or {})
+    doc["meter"].update(meter or {})
     return doc
 
 
 class Rehearsal:
     """One rehearsed device, its meter, its wallbox and its radio."""
 
-    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None):
+    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None, meter=None):
         self.trydan = TrydanEmulator(port=0, response_delay_s=0.2, intensity=16).start()
         self.trydan.plug(car_max_ma=32000, car_phases=3)
         self.p1 = PtyP1Port()
@@ -98,7 +99,7 @@ class Rehearsal:
                 [compiler, "-o", os.path.join(self.fakes, name + ".mpy"), os.path.join(HERE, name + ".py")], check=True
             )
         with open(os.path.join(self.root, "data", "config.json"), "w") as handle:
-            json.dump(rehearsal_config(self.trydan.port, wifi), handle, indent=1)
+            json.dump(rehearsal_config(self.trydan.port, wifi, meter), handle, indent=1)
         self.radio = dict(RADIO_DEFAULTS)
         self.set_radio(**(radio or {}))
         self.heap = heap or os.environ.get("REHEARSAL_HEAP", "128K")
@@ -125,6 +126,10 @@ class Rehearsal:
             json.dump(self.radio, handle)
         os.replace(temp, self.control)
 
+    def freeze(self):
+        """Make the running boot's next driver call hang (the event loop stops; only the watchdog ends it)."""
+        self.set_radio(freeze=len(self.boots))
+
     # -- the device -------------------------------------------------------------
 
     def _boot(self, cause):
@@ -135,6 +140,7 @@ class Rehearsal:
                 "REHEARSAL_P1": self.p1.device,
                 "REHEARSAL_CONTROL": self.control,
                 "REHEARSAL_RESET_CAUSE": str(cause),
+                "REHEARSAL_BOOT": str(len(self.boots) + 1),
             }
         )
         command = [micropython_binary(), "-X", "heapsize=" + self.heap, "rehearsal_boot.py"]

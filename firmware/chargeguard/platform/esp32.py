@@ -255,6 +255,22 @@ class Platform:
 
     # --- system ------------------------------------------------------------
 
+    def reset_cause(self):
+        """Why the chip last started, in words: "power-on", "watchdog reset", "hard reset", "soft reset", "deep-sleep wake".
+
+        machine.reset_cause() against the machine.*_RESET constants.
+        """
+        cause = machine.reset_cause()
+        if cause == machine.WDT_RESET:
+            return "watchdog reset"
+        if cause == machine.HARD_RESET:
+            return "hard reset"
+        if cause == machine.SOFT_RESET:
+            return "soft reset"
+        if cause == machine.DEEPSLEEP_RESET:
+            return "deep-sleep wake"
+        return "power-on"
+
     def reset(self):
         """Hard-reset the device (machine.reset)."""
         machine.reset()

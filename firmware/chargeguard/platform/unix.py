@@ -175,6 +175,10 @@ class Platform:
 
     # --- system ------------------------------------------------------------
 
+    def reset_cause(self):
+        """"power-on": a process always starts fresh (a supervisor sees why the last one ended)."""
+        return "power-on"
+
     def reset(self):
         """End the process with exit status 3, as a reset would (a supervisor sees no clean stop)."""
         if common.IS_MICROPYTHON:
