@@ -27,6 +27,9 @@ from rehearsal import PASSWORD, WDT_RESET, Rehearsal  # noqa: E402
 BOOT_S = 10.0
 JOIN_TIMEOUT_S = 20.0
 POLL_S = 0.25
+# Scheduling slack for a loaded 2-core CI machine (the firmware, the
+# emulators and this test share it): added to the task periods above.
+SLACK_S = 2.0
 CHARGER_POLL_S = 5.0  # app.CHARGER_POLL_MS: a box is asked again this often
 WATCHDOG_TIMEOUT_S = 10.0
 SUPERVISOR_FEED_S = 0.5  # app: the supervisor feeds every CONTROL_TICK_MS // 2
@@ -55,10 +58,6 @@ def rehearse(request):
             assert PASSWORD not in line, line  # the Wi-Fi password is never printed
 
 
-def charging(rehearsal):
-    return rehearsal.trydan.setting("Paused") == 0 and rehearsal.trydan.setting("Intensity") >= 6
-
-
 def wait(condition, timeout_s):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -78,8 +77,10 @@ def test_boot_joins_the_wifi_and_guards_the_wallbox(rehearse):
     assert r.wait_line("FAKE-NET: hostname cg-rehearsal", BOOT_S), r.tail()
     joined = r.wait_line(CONNECTED + ", reconnects 0", JOIN_TIMEOUT_S)
     assert joined, r.tail()
-    # Readings through the fake UART, commands over real sockets.
-    assert wait(lambda: charging(r), CHARGER_POLL_S + 5), r.tail()
+    # Readings through the fake UART, the box polled over real sockets: the
+    # guard offers the car its 16 A (2 A of house load under a 24 A limit).
+    assert r.wait_line("A | Trydan  16.0 A ok", CHARGER_POLL_S + SLACK_S, joined), r.tail()
+    assert r.trydan.requests["read"] > 0
 
 
 def test_a_uart_that_does_not_invert_reads_no_telegram(rehearse):
@@ -88,7 +89,7 @@ def test_a_uart_that_does_not_invert_reads_no_telegram(rehearse):
     r = rehearse(meter={"invert": False})
     assert r.wait_line("FAKE-UART: UART(2) 115200 baud 8N1 invert=0", BOOT_S), r.tail()
     assert r.wait_line(CONNECTED, JOIN_TIMEOUT_S), r.tail()
-    assert r.wait_line("grid  --.-  --.-  --.- A | Trydan   0.0 A failsafe", CHARGER_POLL_S + 3), r.tail()
+    assert r.wait_line("grid  --.-  --.-  --.- A | Trydan   0.0 A failsafe", 1 + SLACK_S), r.tail()
     assert not any(line.startswith("grid ") and "--.-" not in line for line in r.output()), r.tail()
 
 
@@ -100,7 +101,7 @@ def test_wrong_password_is_said_and_retried_with_backoff_while_the_meter_is_guar
     # The guard runs on the local meter: grid readings, the charger unavailable.
     assert r.wait_line("charger Trydan: no network", 0.0), r.tail()
     assert r.wait_line("A unavailable", 2.0), r.tail()
-    assert not charging(r) or r.trydan.writes() == []
+    assert r.trydan.requests["read"] == 0 and r.trydan.writes() == []  # nothing left the board
     # The installer fixes the router's password: joined within the backoff in force (<= 4 s) + a join.
     r.set_radio(password=PASSWORD)
     fixed = time.monotonic()
@@ -115,8 +116,9 @@ def test_access_point_absent_at_boot_then_present(rehearse):
     r.set_radio(ap=True)
     back = time.monotonic()
     # Within the backoff reached so far (at most 4 s this early) and one join.
-    assert r.wait_line(CONNECTED, 4 + JOIN_TIMEOUT_S, back), r.tail()
-    assert wait(lambda: charging(r), CHARGER_POLL_S + 5), r.tail()
+    joined = r.wait_line(CONNECTED, 4 + JOIN_TIMEOUT_S, back)
+    assert joined, r.tail()
+    assert r.wait_line("A | Trydan  16.0 A ok", CHARGER_POLL_S + SLACK_S, joined), r.tail()
 
 
 def test_slow_association_is_waited_for(rehearse):
@@ -136,14 +138,18 @@ def test_drops_and_returns_count_reconnects(rehearse):
         r.set_radio(ap=False)
         dropped = time.monotonic()
         # Seen at the next look of the link task (plus the fake's control refresh).
-        assert r.wait_line("wifi: lost 'home': connection lost; next try in 1 s", POLL_S + 1.0, dropped), r.tail()
+        assert r.wait_line("wifi: lost 'home': connection lost; next try in 1 s", POLL_S + SLACK_S, dropped), r.tail()
         assert r.wait_line("access point not found; next try in 2 s", 1 + JOIN_TIMEOUT_S, dropped), r.tail()
+        # Offline, the wallbox is not even tried.
+        reads = r.trydan.requests["read"]
+        assert r.wait_line("A unavailable", 1 + SLACK_S, dropped), r.tail()
+        assert r.trydan.requests["read"] == reads
         r.set_radio(ap=True)
         back = time.monotonic()
         assert r.wait_line(CONNECTED + ", reconnects %d" % count, 4 + JOIN_TIMEOUT_S, back), r.tail()
-    # The wallbox is commanded again once the network is back.
-    polled = time.monotonic()
-    assert r.wait_line("charger Trydan: ok", CHARGER_POLL_S + 3, polled - CHARGER_POLL_S) or charging(r), r.tail()
+        # Back online, the wallbox is polled again within a poll period.
+        reads = r.trydan.requests["read"]
+        assert wait(lambda: r.trydan.requests["read"] > reads, CHARGER_POLL_S + SLACK_S), r.tail()
 
 
 def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
@@ -157,7 +163,7 @@ def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
     bitten = r.wait_line("FAKE-WDT: not fed for", WATCHDOG_TIMEOUT_S + 2.0, frozen)
     assert bitten, r.tail()
     # The last feed was at most one supervisor period before the freeze.
-    assert WATCHDOG_TIMEOUT_S - SUPERVISOR_FEED_S - 0.2 <= bitten - frozen <= WATCHDOG_TIMEOUT_S + 1.0, bitten - frozen
+    assert WATCHDOG_TIMEOUT_S - SUPERVISOR_FEED_S - 0.2 <= bitten - frozen <= WATCHDOG_TIMEOUT_S + SLACK_S, bitten - frozen
     assert wait(lambda: r.resets and len(r.boots) == 2, 5.0), r.tail()
     assert r.boots[1][1] == WDT_RESET
     assert r.wait_line("boot: watchdog reset", BOOT_S, r.boots[1][0]), r.tail()  # machine.reset_cause()
