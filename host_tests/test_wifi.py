@@ -281,3 +281,29 @@ def test_every_platform_word_for_a_failed_join_has_a_message():
         link.start(0)
         link.step(0)
         assert link.state == "waiting" and text in lines[-1], (word, lines)
+
+
+def test_a_step_allocates_nothing_while_joining_waiting_or_up():
+    import gc
+
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    for link_state in ("connecting", "no_ap", "up"):
+        link, station, lines = make()
+        station.link = link_state
+        link.start(0)
+        link.step(0)  # the change of state (and its console line) happens here
+        now = 1
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            for _ in range(3):  # no report, no new attempt due within 750 ms
+                link.step(now)
+                now += wifi.POLL_MS
+            after = gc.mem_alloc()
+        finally:
+            gc.enable()
+        assert after - before == 0, (link_state, after - before)
