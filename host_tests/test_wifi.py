@@ -307,3 +307,24 @@ def test_a_step_allocates_nothing_while_joining_waiting_or_up():
         finally:
             gc.enable()
         assert after - before == 0, (link_state, after - before)
+
+
+def test_a_station_that_fails_to_start_is_started_again_at_the_next_attempt():
+    link, station, lines = make()
+    starts = []
+
+    def flaky_start(hostname, static):
+        starts.append(hostname)
+        if len(starts) == 1:
+            raise OSError(12290)  # e.g. ESP_ERR_WIFI_NOT_INIT
+
+    station.wifi_start = flaky_start
+    link.start(0)
+    assert link.state == "waiting" and "cannot start the station (errno 12290)" in lines[-1]
+    assert station.begins() == 0
+    link.step(wifi.RETRY_FIRST_MS)
+    assert starts == ["chargeguard", "chargeguard"] and station.begins() == 1 and link.state == "joining"
+    link.step(wifi.RETRY_FIRST_MS + wifi.POLL_MS)
+    station.link = "up"
+    link.step(wifi.RETRY_FIRST_MS + 2 * wifi.POLL_MS)
+    assert link.is_up() and len(starts) == 2  # started once it worked, not at every attempt

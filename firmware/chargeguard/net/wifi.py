@@ -39,7 +39,6 @@ REPORT_MS = const(60000)  # status line period while up
 _IDLE_SLEEP_MS = const(3600000)  # no SSID: the task only sleeps
 
 
-
 class WifiLink:
     """The station link's state machine (see the module doc)."""
 
@@ -61,6 +60,7 @@ class WifiLink:
         self._since_ms = 0  # start of the attempt, or of the wait
         self._wait_ms = 0  # length of the current wait
         self._report_ms = 0
+        self._started = False  # the station is active (platform.wifi_start done)
 
     def is_up(self):
         """True while the link is up (connected with an address)."""
@@ -72,13 +72,6 @@ class WifiLink:
             return
         how = "static %s" % self.static[0] if self.static else "DHCP"
         self.log("wifi: joining '%s' as %s (%s)" % (self.ssid, self.hostname or "-", how))
-        try:
-            self.platform.wifi_start(self.hostname, self.static)
-        except (OSError, ValueError) as error:
-            # A bad static address or a driver hiccup: try again later, the
-            # guard does not depend on it.
-            self._wait(now_ms, "cannot start the station (%s)" % _why(error))
-            return
         self._begin(now_ms)
 
     def step(self, now_ms):
@@ -150,6 +143,15 @@ class WifiLink:
         self.state = "joining"
         self._since_ms = now_ms
         self.attempts += 1
+        if not self._started:
+            try:
+                self.platform.wifi_start(self.hostname, self.static)
+            except (OSError, ValueError) as error:
+                # A bad static address or a driver hiccup: tried again at
+                # the next attempt; the guard does not depend on it.
+                self._wait(now_ms, "cannot start the station (%s)" % _why(error))
+                return
+            self._started = True
         try:
             self.platform.wifi_begin(self.ssid, self._password)
         except OSError as error:
