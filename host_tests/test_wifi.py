@@ -47,7 +47,8 @@ class FakeStation:
 def make(ssid="home", **kwargs):
     station = FakeStation()
     lines = []
-    link = wifi.WifiLink(station, ssid, PASSWORD, kwargs.get("hostname", "chargeguard"), kwargs.get("static"), lines.append)
+    hostname = kwargs.get("hostname", "chargeguard")
+    link = wifi.WifiLink(station, ssid, PASSWORD, hostname, kwargs.get("static"), lines.append)
     return link, station, lines
 
 

@@ -112,7 +112,7 @@ async def keep_time(platform, link, server, log=print, port=_PORT):
             text = error.args[0] if error.args else type(error).__name__
             if type(text) is int:
                 text = "errno %d" % text
-            log("time: no answer from %s (%s); the clock keeps running, next try in %d s" % (server, text, RETRY_MS // 1000))
+            log("time: no answer from %s (%s); the clock runs on, next try in %d s" % (server, text, RETRY_MS // 1000))
             continue
         drift = seconds - platform.wall_time()
         platform.set_wall_time(seconds)

@@ -256,7 +256,7 @@ class Platform:
     # --- system ------------------------------------------------------------
 
     def reset_cause(self):
-        """Why the chip last started, in words: "power-on", "watchdog reset", "hard reset", "soft reset", "deep-sleep wake".
+        """Why the chip last started: "power-on", "watchdog reset", "hard reset", "soft reset" or "deep-sleep wake".
 
         machine.reset_cause() against the machine.*_RESET constants.
         """
