@@ -12,8 +12,9 @@ PORT ?= /dev/ttyUSB0
 # (sim options: --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
+REHEARSAL_ARGS ?=
 
-.PHONY: all venv build test test-cpython test-upy sim bench deploy check-config clean
+.PHONY: all venv build test test-cpython test-upy sim rehearsal bench deploy check-config clean
 
 all: build
 
@@ -39,6 +40,12 @@ test-upy: build
 
 sim: build
 	$(PY) tools/sim/run.py $(SIM_ARGS)
+
+# The real firmware booted through platform/esp32.py on the unix port, against
+# fakes of the documented machine/network API (tools/rehearsal/); its
+# scenarios run in host_tests/system/test_rehearsal.py.
+rehearsal: build
+	$(PY) tools/rehearsal/rehearsal.py $(REHEARSAL_ARGS)
 
 bench: build
 	$(PY) tools/bench.py

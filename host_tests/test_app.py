@@ -25,6 +25,9 @@ class FakePlatform:
     def storage_dir(self):
         return self.storage
 
+    def network_up(self):
+        return True
+
 
 class FakeMeter:
     """Gives a reading whenever the test calls push()."""

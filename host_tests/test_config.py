@@ -133,6 +133,17 @@ FIELD_CASES = (
     ("chargers.0.enabled", (True, False), (1, 0, "false", None), "true or false", None),
     ("wifi.ssid", ("", "home", "x" * 32, "é" * 16), ("x" * 33, "é" * 17, "a\x00b", 5), None, None),
     ("wifi.password", ("", "12345678", "x" * 63), ("1234567", "x" * 64, "bad\npassword", 12345678), None, None),
+    ("wifi.hostname", ("chargeguard", "cg-garage", "a", "x" * 32), ("", "x" * 33, "-cg", "cg-", "cg.lan", "c g", "1234",
+                                                                 "b\u00e9", 5), "letters, digits", None),
+    ("wifi.ip", ("192.168.1.20", "192.168.1.9"), ("192.168.1", "192.168.1.300", "dhcp", 5), "IPv4 address",
+     {"wifi": {"gateway": "192.168.1.1"}}),
+    ("wifi.netmask", ("255.255.255.0", "255.255.0.0"), ("255.255.255", "x", 24), "IPv4 address", None),
+    ("wifi.gateway", ("192.168.1.1", "192.168.1.254"), ("router", "192.168.1.256", 1), "IPv4 address",
+     {"wifi": {"ip": "192.168.1.20"}}),
+    ("wifi.dns", ("", "192.168.1.1", "9.9.9.9"), ("dns.example", "1.1.1", True), "IPv4 address",
+     {"wifi": {"ip": "192.168.1.20", "gateway": "192.168.1.1"}}),
+    ("wifi.ntp_server", ("", "pool.ntp.org", "192.168.1.1", "ntp1"), ("pool ntp", "1.2.3.4:123", "224.0.0.1", 123),
+     None, None),
     ("admin.password", ("", "12345678", "x" * 64), ("1234567", "x" * 65, True), None, None),
 )
 
@@ -158,6 +169,27 @@ def test_every_field_accepts_good_and_rejects_bad_values():
             assert path in errors, (path, value, errors)
             if fragment is not None and value is bads[0]:
                 assert fragment in errors[path], (path, value, errors[path])
+
+
+def test_static_ip_needs_a_gateway_on_its_network():
+    def wifi(**fields):
+        doc = base()
+        doc["wifi"] = fields
+        return doc
+
+    assert config.validate(wifi(ip="192.168.1.20", gateway="192.168.1.1")) == []
+    assert config.validate(wifi(ip="10.1.2.3", netmask="255.255.0.0", gateway="10.1.0.1", dns="9.9.9.9")) == []
+    assert_error(wifi(ip="192.168.1.20"), "wifi.gateway", "must be set with wifi.ip")
+    assert_error(wifi(ip="192.168.1.20", gateway="192.168.2.1"), "wifi.gateway", "network of wifi.ip and wifi.netmask")
+    assert_error(wifi(ip="192.168.1.20", gateway="192.168.1.1", netmask="255.0.255.0"), "wifi.netmask", "network mask")
+    assert_error(wifi(ip="192.168.1.20", gateway="192.168.1.1", netmask="0.0.0.0"), "wifi.netmask", "network mask")
+    assert_error(wifi(ip="192.168.1.20", gateway="192.168.1.1", netmask=""), "wifi.netmask", "must be set")
+    # Without ip, the other address fields have no use: said, not ignored.
+    assert_error(wifi(gateway="192.168.1.1"), "wifi.gateway", "only with a fixed address")
+    assert_error(wifi(dns="192.168.1.1"), "wifi.dns", "only with a fixed address")
+    # A bad ip is reported once, with no follow-on error about the gateway.
+    errors = error_map(wifi(ip="192.168.1.300", gateway="192.168.1.1"))
+    assert sorted(errors) == ["wifi.ip"], errors
 
 
 def test_range_message_names_range_and_value():
@@ -429,7 +461,9 @@ def test_documented_defaults():
     assert doc["guard"] == {"meter_timeout_s": 10, "min_pause_s": 180, "ramp_step_a": 2,
                             "ramp_interval_s": 5, "ev_response_s": 5}
     assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}
-    assert doc["wifi"] == {"ssid": "", "password": ""} and doc["admin"] == {"password": ""}
+    assert doc["wifi"] == {"ssid": "", "password": "", "hostname": "chargeguard", "ip": "",
+                           "netmask": "255.255.255.0", "gateway": "", "dns": "", "ntp_server": "pool.ntp.org"}
+    assert doc["admin"] == {"password": ""}
     assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "wifi", "admin"])
 
 

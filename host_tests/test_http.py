@@ -440,3 +440,38 @@ def test_address_is_looked_up_once_and_again_after_a_failure():
         serve(answer(reply(200, b"ok")), check)
     finally:
         http_module.socket = real_socket
+
+
+def test_host_names_go_to_the_async_resolver_inside_the_deadline():
+    if not IS_MPY:
+        skip("CPython resolves in its executor; the resolver hook is MicroPython's path")
+    from chargeguard.net import http
+
+    asked = []
+
+    async def resolve(name, timeout_ms):
+        asked.append((name, timeout_ms))
+        if name == "nowhere.lan":
+            raise ValueError("dns: no such name")
+        if name == "slow.lan":
+            await asyncio.sleep(10)  # a resolver that never answers
+        return HOST
+
+    async def check(server):
+        client = HttpClient()
+        assert await client.get("trydan.lan", server.port, "/x", 1000) == 200, client.error
+        assert await client.get("trydan.lan", server.port, "/x", 1000) == 200  # looked up once
+        assert asked == [("trydan.lan", 1000)]
+        assert await client.get(HOST, server.port, "/x", 1000) == 200  # numeric: no lookup
+        assert len(asked) == 1
+        assert await client.get("nowhere.lan", server.port, "/x", 1000) == 0
+        assert client.error == "dns: no such name"
+        start = now_ms()
+        assert await client.get("slow.lan", server.port, "/x", 300) == 0
+        assert client.error == "timeout" and elapsed_ms(start) < 1500
+
+    http.use_resolver(resolve)
+    try:
+        serve(lambda method, path, body: [reply(200, b"ok")], check)
+    finally:
+        http.use_resolver(None)

@@ -27,6 +27,9 @@ MODULES = (
     "chargeguard.app",
     "chargeguard.config",
 )
+# Loaded only with Wi-Fi configured (wifi.ssid): the link, the clock (with
+# wifi.ntp_server) and the resolver (at the first wallbox host name).
+WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.dns")
 
 
 def main():
@@ -40,6 +43,12 @@ def main():
         print("%-34s %6d B" % (name, now - previous))
         previous = now
     print("%-34s %6d B" % ("all modules", previous - start))
+    for name in WIFI_MODULES:
+        __import__(name)
+        gc.collect()
+        now = gc.mem_alloc()
+        print("%-34s %6d B  (with Wi-Fi)" % (name, now - previous))
+        previous = now
     micropython.qstr_info()
 
 

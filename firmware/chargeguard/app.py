@@ -4,6 +4,8 @@
     control task  --every second-->   decide()  (so a silent meter ends in failsafe)
     poll timer    --every 5 s-->      charger task polls its box
     supervisor    feeds the watchdog only while decide() keeps running
+    network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
+                  task sets the wall clock by NTP while online (net/ntp.py)
 
 Each charger has its own task, so a wallbox that hangs delays nothing but
 its own commands: the guard keeps deciding on every reading and the other
@@ -101,6 +103,12 @@ class App:
         self.config_proven_ms = CONFIG_PROVEN_MS
         self.config_notes_every = CONFIG_NOTES_EVERY
         self.started_ms = self.last_decision_ms
+        # Set by build(): the Wi-Fi link (net/wifi.WifiLink, None without an
+        # SSID), the NTP server, and whether charger requests wait for
+        # platform.network_up().
+        self.network = None
+        self.ntp_server = ""
+        self.needs_network = False
 
     # -- control ------------------------------------------------------------
 
@@ -151,6 +159,14 @@ class App:
         while self.running:
             await wake.wait()
             wake.clear()
+            if self.needs_network and not self.platform.network_up():
+                # No network: no request could leave. The box counts as
+                # unavailable (its last offer stays counted as drawn).
+                status = self.statuses[index]
+                status.reachable = False
+                status.error = "no network"
+                self._report_error(index)
+                continue
             if self.poll_due[index]:
                 self.poll_due[index] = False
                 await driver.poll()
@@ -225,6 +241,11 @@ class App:
                 for note in self.config_notes:
                     self.log("config: " + note)
 
+    async def clock_task(self):
+        from chargeguard.net import ntp
+
+        await ntp.keep_time(self.platform, self.network, self.ntp_server, self.log)
+
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
         1-phase site), each charger's offer and reason, the live heap."""
@@ -271,6 +292,10 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("charger", _bind(self.charger_task, index))))
         if STATUS_LINE_MS:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
+        if self.network is not None:
+            tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
+            if self.ntp_server:
+                tasks.append(asyncio.create_task(self._supervised("clock", self.clock_task)))
         self.decide()
         try:
             while self.running:
@@ -366,6 +391,20 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
+    wifi_doc = doc["wifi"]
+    if wifi_doc["ssid"]:
+        # Imported once the configuration is read and before the drivers
+        # fragment the heap.
+        from chargeguard.net import wifi
+
+        network = wifi.from_config(wifi_doc, platform, log)
+    else:
+        network = None
+        if platform.network_up():
+            log("wifi: not configured (wifi.ssid is empty); using the host's network")
+        else:
+            log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
+                " the meter is guarded locally")
     if doc["site"].get("balanced_load"):
         log(
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
@@ -381,7 +420,28 @@ def _assemble(platform, doc, log):
         log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
         meter = _NoMeter()
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
-    return App(platform, doc, meter, drivers, log)
+    app = App(platform, doc, meter, drivers, log)
+    app.network = network
+    app.needs_network = True
+    app.ntp_server = wifi_doc["ntp_server"]
+    if network is not None and platform.name == "esp32":
+        from chargeguard.net import http
+
+        # Host names of wallboxes are looked up without blocking the loop
+        # (the unix port has no server to ask: the host resolves).
+        http.use_resolver(_resolver(platform))
+    return app
+
+
+def _resolver(platform):
+    # net/dns.py is imported at the first host name: numeric wallbox
+    # addresses (the usual case) never cost its heap.
+    async def lookup(name, timeout_ms):
+        from chargeguard.net import dns
+
+        return await dns.resolve(platform, name, timeout_ms)
+
+    return lookup
 
 
 class _NoMeter:
@@ -414,6 +474,8 @@ def main():
     from chargeguard import platform as platform_package
 
     platform = platform_package.load().Platform(load_board())
+    # Why the board restarted (a watchdog reset means the loop had stalled).
+    print("boot: " + platform.reset_cause())
     try:
         app = build(platform)
         app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))

@@ -39,8 +39,14 @@ Version 1 (CURRENT_VERSION):
          "mode": "fast",               MODES
          "manual_a": 6,                min_a..max_a, used in manual mode
          "enabled": true}],
-     "wifi": {"ssid": "",              at most 32 bytes (UTF-8)
-              "password": ""},         secret: empty (open network) or 8..63 characters
+     "wifi": {"ssid": "",              at most 32 bytes (UTF-8); empty = no Wi-Fi
+              "password": "",          secret: empty (open network) or 8..63 characters
+              "hostname": "chargeguard",  1..32 letters, digits, '-' (one DNS label)
+              "ip": "",                empty = DHCP, else the fixed IPv4 address
+              "netmask": "255.255.255.0",  with ip: a contiguous IPv4 mask
+              "gateway": "",           with ip: required, inside ip/netmask
+              "dns": "",               with ip: the DNS server (empty = the gateway)
+              "ntp_server": "pool.ntp.org"},  host name or IPv4; empty = no time sync
      "admin": {"password": ""}}        secret: empty (not set yet) or 8..64 characters
 
 A missing key is filled from the defaults. A missing charger key gets a
@@ -136,6 +142,9 @@ _SSID = const(6)  # at most b bytes of UTF-8
 _HOST = const(7)
 _ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b
 _PHASE_MAP = const(9)
+_LABEL = const(10)  # one DNS label of a..b characters (a hostname)
+_IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
+_OPT_HOST = const(12)  # empty or a host name / IPv4 address
 
 _PHASE_LETTERS = "ABC"
 _MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
@@ -168,6 +177,12 @@ _METER = (
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
+    ("hostname", "chargeguard", _LABEL, 1, 32, ""),
+    ("ip", "", _IPV4, None, None, ""),
+    ("netmask", "255.255.255.0", _IPV4, None, None, ""),
+    ("gateway", "", _IPV4, None, None, ""),
+    ("dns", "", _IPV4, None, None, ""),
+    ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
 )
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
 _CHARGER = (
@@ -494,7 +509,19 @@ def _check(errors, path, spec, value):
             message = "must be at most %d bytes long (is %d)" % (high, size)
         elif not _printable(value):
             message = "must not contain control characters"
-    elif kind == _HOST:
+    elif kind == _LABEL:
+        if not low <= len(value) <= high or not _hostname(value) or "." in value:
+            message = "must be %d to %d letters, digits or '-', not starting or ending with '-' (is %s)" % (
+                low,
+                high,
+                _show(value),
+            )
+    elif kind == _IPV4:
+        if value and _ipv4(value) is None:
+            message = "must be empty or an IPv4 address like 192.168.1.20 (is %s)" % _show(value)
+    elif kind == _OPT_HOST and value == "":
+        pass
+    elif kind == _HOST or kind == _OPT_HOST:
         octets = _ipv4(value)
         if value == "":
             message = "must be set: the charger's IPv4 address or host name"
@@ -663,6 +690,29 @@ def _validate(doc, errors):
         message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
         errors.add("meter.format", message, "meter.baud")
     _check_chargers(errors, doc["chargers"], site.get("phases"))
+    _check_static_ip(errors, good["wifi"])
+
+
+def _check_static_ip(errors, wifi):
+    # A fixed address needs a mask and a gateway on its network; without a
+    # fixed address the other address fields have no use.
+    if "ip" not in wifi:
+        return  # a bad address is reported already
+    ip = _ipv4(wifi["ip"])
+    for key in ("netmask", "gateway", "dns"):
+        if ip is None and key != "netmask" and wifi.get(key):
+            errors.add("wifi." + key, "is used only with a fixed address in wifi.ip", "wifi.ip")
+        elif ip is not None and key != "dns" and wifi.get(key) == "":
+            errors.add("wifi." + key, "must be set with wifi.ip", "wifi.ip")
+    mask = _ipv4(wifi.get("netmask") or "")
+    gateway = _ipv4(wifi.get("gateway") or "")
+    if ip is None or mask is None:
+        return
+    bits = (mask[0] << 24) | (mask[1] << 16) | (mask[2] << 8) | mask[3]
+    if bits == 0 or (bits & -bits) + bits != 1 << 32:
+        errors.add("wifi.netmask", "must be a network mask like 255.255.255.0", "wifi.ip")
+    elif gateway is not None and [a & b for a, b in zip(ip, mask)] != [a & b for a, b in zip(gateway, mask)]:
+        errors.add("wifi.gateway", "must be on the network of wifi.ip and wifi.netmask", "wifi.ip")
 
 
 def _check_chargers(errors, chargers, site_phases):

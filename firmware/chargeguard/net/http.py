@@ -41,9 +41,12 @@ then says why, in a few words:
 
 It never raises, except `CancelledError` when the caller's task is cancelled.
 
-Host names: give numeric IPv4 addresses. On MicroPython a name lookup blocks
-the event loop, so the address is looked up once per client and again only
-after a connection error; CPython resolves in its executor.
+Host names: numeric IPv4 addresses are best. On MicroPython
+socket.getaddrinfo() blocks the event loop for a name, so a name goes to the
+resolver given to `use_resolver()` (the app gives net/dns.py's, which never
+blocks) inside the request's deadline; without one, getaddrinfo is used. Either
+way a name is looked up once per client and again only after a connection
+error. CPython resolves in its executor.
 """
 
 import sys
@@ -60,6 +63,26 @@ _MAX_HEAD = const(1024)  # status line + headers, bytes (counted, not stored)
 _MIN_BUFFER = const(256)  # the buffer also holds head lines: never smaller
 
 _MPY = sys.implementation.name == "micropython"
+
+# The async name lookup of use_resolver(), or None.
+_resolver = [None]
+
+
+def use_resolver(resolve):
+    """Look host names up with `await resolve(name, timeout_ms)` -> dotted IPv4 text (MicroPython only).
+
+    `resolve` raises ValueError(short text) or OSError when the name does not
+    resolve; the request then fails with that text. None restores getaddrinfo.
+    """
+    _resolver[0] = resolve
+
+
+def _numeric(host):
+    # Dotted digits only: getaddrinfo answers those without a lookup.
+    for char in host:
+        if char != "." and not "0" <= char <= "9":
+            return False
+    return True
 
 
 async def _read_into(reader, mv):
@@ -131,7 +154,7 @@ class HttpClient:
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
-            coro = self._exchange(host, port, path)
+            coro = self._exchange(host, port, path, timeout_ms)
             # MicroPython's millisecond variant avoids a float on the device.
             if _MPY:
                 self.status = await asyncio.wait_for_ms(coro, timeout_ms)
@@ -180,7 +203,7 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    async def _exchange(self, host, port, path):
+    async def _exchange(self, host, port, path, timeout_ms):
         raw = path.encode()
         if not path.startswith("/"):
             raise ValueError("bad path")
@@ -195,9 +218,13 @@ class HttpClient:
             # a socket we hold and can always close; the stream's first write
             # waits for the connection.
             if host != self._addr_host or port != self._addr_port:
-                # The lookup blocks the loop for a name (not for a numeric
-                # address): done once, and again only after a failure.
-                self._addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+                # Done once, and again only after a failure. getaddrinfo
+                # blocks the loop for a name (not for a numeric address).
+                address = host
+                resolve = _resolver[0]
+                if resolve is not None and not _numeric(host):
+                    address = await resolve(host, timeout_ms)
+                self._addr = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM)[0]
                 self._addr_host = host
                 self._addr_port = port
             ai = self._addr

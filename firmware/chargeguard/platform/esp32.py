@@ -27,10 +27,12 @@ from . import common
 # UART receive ring (allocated by ESP-IDF, not on the Python heap): a DSMR 5
 # telegram is up to ~3 KB every second, and the loop may pause for a while.
 _UART_RXBUF = const(4096)
-_WIFI_POLL_MS = const(100)
 # Seconds from 1970-01-01 to 2000-01-01 UTC: the Epoch of most bare-metal
 # MicroPython ports (ESP32 included), see docs/library/time.rst.
 _EPOCH_2000_OFFSET = const(946684800)
+# ESP-IDF disconnect reasons (wifi_err_reason_t) that WLAN.status() passes through.
+_REASON_4WAY_HANDSHAKE_TIMEOUT = const(15)
+_REASON_HANDSHAKE_TIMEOUT = const(204)  # network.STAT_HANDSHAKE_TIMEOUT on the esp32 port
 
 
 class Platform:
@@ -131,66 +133,143 @@ class Platform:
         return self._storage
 
     # --- network -----------------------------------------------------------
+    # The station interface as the MicroPython docs describe it (network.WLAN,
+    # network.hostname, WLAN.ifconfig); net/wifi.py decides when to call what.
+
+    def _station(self):
+        sta = self._sta
+        if sta is None:
+            sta = self._sta = network.WLAN(network.STA_IF)
+        return sta
+
+    def wifi_start(self, hostname, static):
+        """Activate the station interface with `hostname` and, if `static` (ip, netmask, gateway, dns), that address.
+
+        The hostname goes to the DHCP server; the docs say to set it before
+        connecting. network.hostname() (MicroPython 1.20 on) is preferred,
+        WLAN.config(dhcp_hostname=) is the older name. The driver is asked to
+        make no reconnect attempts of its own (config(reconnects=0)): the
+        network task owns retries and their backoff, and only then does
+        status() report why a join failed instead of CONNECTING forever (the
+        esp32 port reports the disconnect reason once its retries are spent).
+        """
+        sta = self._station()
+        if hostname:
+            try:
+                network.hostname(hostname)
+            except (AttributeError, ValueError, OSError):
+                try:
+                    sta.config(dhcp_hostname=hostname)
+                except (ValueError, OSError):
+                    pass
+        if not sta.active():
+            sta.active(True)
+        try:
+            sta.config(reconnects=0)
+        except (ValueError, OSError, TypeError):
+            pass  # older firmware: the join deadline still ends an attempt
+        if static:
+            sta.ifconfig(static)
+
+    def wifi_begin(self, ssid, password):
+        """Start joining `ssid` (returns at once; watch wifi_status()). OSError if the driver refuses.
+
+        The password goes to the driver and nowhere else: not stored, not logged.
+        """
+        sta = self._station()
+        try:
+            sta.connect(ssid, password)
+        except OSError:
+            # The driver refuses a new connect while an old one is still trying.
+            sta.disconnect()
+            sta.connect(ssid, password)
+
+    def wifi_status(self):
+        """The station link as one word: "up", "connecting", "idle", "wrong_password", "handshake", "no_ap" or "failed".
+
+        From WLAN.isconnected() (connected and has an address) and
+        WLAN.status() (STAT_CONNECTING, STAT_WRONG_PASSWORD, STAT_NO_AP_FOUND,
+        STAT_IDLE; other codes are the driver's disconnect reasons, ESP-IDF's
+        wifi_err_reason_t). "handshake": STAT_HANDSHAKE_TIMEOUT (204) or
+        WIFI_REASON_4WAY_HANDSHAKE_TIMEOUT (15), which ESP-IDF reports for a
+        wrong WPA2 password as often as AUTH_FAIL (202), and for a weak signal.
+        """
+        sta = self._sta
+        if sta is None:
+            return "idle"
+        if sta.isconnected():
+            return "up"
+        code = sta.status()
+        if code == network.STAT_CONNECTING:
+            return "connecting"
+        if code == network.STAT_IDLE:
+            return "idle"
+        if code == getattr(network, "STAT_WRONG_PASSWORD", None):
+            return "wrong_password"
+        if code == getattr(network, "STAT_NO_AP_FOUND", None):
+            return "no_ap"
+        if code == _REASON_HANDSHAKE_TIMEOUT or code == _REASON_4WAY_HANDSHAKE_TIMEOUT:
+            return "handshake"
+        if code == network.STAT_GOT_IP:
+            return "connecting"  # an address but isconnected() not yet: still joining
+        return "failed"
+
+    def wifi_stop(self):
+        """Leave the network and stop the driver's attempts (the station stays active)."""
+        sta = self._sta
+        if sta is not None:
+            sta.disconnect()
 
     def network_up(self):
         """True when the station interface is connected and has an address."""
         sta = self._sta
         return sta is not None and sta.isconnected()
 
-    async def wifi_connect(self, ssid, password, timeout_ms):
-        """Join `ssid`; True once connected, False after `timeout_ms` or a wrong password.
-
-        Polls without blocking the event loop. The password is handed to the
-        driver and nowhere else: not stored, not logged.
-        """
-        sta = self._sta
-        if sta is None:
-            sta = self._sta = network.WLAN(network.STA_IF)
-        if not sta.active():
-            sta.active(True)
-        if sta.isconnected():
-            current = None
-            # "ssid" is the newer name of the config key, "essid" the older one.
-            for key in ("ssid", "essid"):
-                try:
-                    current = sta.config(key)
-                    break
-                except (ValueError, OSError):
-                    pass
-            if current == ssid:
-                return True
-            sta.disconnect()
-        try:
-            sta.connect(ssid, password)
-        except OSError:
-            # The driver refuses a new connect while an old one is still trying.
-            sta.disconnect()
-            try:
-                sta.connect(ssid, password)
-            except OSError:
-                return False
-        # None on ports without it: status() never equals it then.
-        wrong_password = getattr(network, "STAT_WRONG_PASSWORD", None)
-        start = common.ticks_ms()
-        while not sta.isconnected():
-            if sta.status() == wrong_password or common.ticks_diff(common.ticks_ms(), start) >= timeout_ms:
-                # Stop the driver's own retries so the next attempt starts clean.
-                sta.disconnect()
-                return False
-            await common.sleep_ms(_WIFI_POLL_MS)
-        return True
-
-    def wifi_disconnect(self):
-        """Leave the network (the station stays active for the next connect)."""
-        sta = self._sta
-        if sta is not None:
-            sta.disconnect()
-
     def ip_address(self):
         """The station's IPv4 address, or None when not connected."""
         return self._sta.ifconfig()[0] if self.network_up() else None
 
+    def dns_server(self):
+        """The DNS server of the lease (or the static configuration), or None when not connected."""
+        if not self.network_up():
+            return None
+        server = self._sta.ifconfig()[3]
+        return server if server and server != "0.0.0.0" else None
+
+    def wifi_rssi(self):
+        """Signal strength of the access point in dBm (int), or None when unknown.
+
+        WLAN.status('rssi') per the docs; newer firmware also has config('rssi').
+        """
+        if not self.network_up():
+            return None
+        sta = self._sta
+        try:
+            return sta.status("rssi")
+        except (ValueError, OSError, TypeError):
+            pass
+        try:
+            return sta.config("rssi")
+        except (ValueError, OSError, TypeError):
+            return None
+
     # --- system ------------------------------------------------------------
+
+    def reset_cause(self):
+        """Why the chip last started: "power-on", "watchdog reset", "hard reset", "soft reset" or "deep-sleep wake".
+
+        machine.reset_cause() against the machine.*_RESET constants.
+        """
+        cause = machine.reset_cause()
+        if cause == machine.WDT_RESET:
+            return "watchdog reset"
+        if cause == machine.HARD_RESET:
+            return "hard reset"
+        if cause == machine.SOFT_RESET:
+            return "soft reset"
+        if cause == machine.DEEPSLEEP_RESET:
+            return "deep-sleep wake"
+        return "power-on"
 
     def reset(self):
         """Hard-reset the device (machine.reset)."""

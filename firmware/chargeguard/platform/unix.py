@@ -8,7 +8,8 @@ Linux only (termios flags, /bin/sh, pty behaviour).
 Environment:
   CHARGEGUARD_P1_DEVICE     path of the P1 serial device or pty
   CHARGEGUARD_STORAGE       directory for config and state (default ./storage)
-  CHARGEGUARD_NETWORK_DOWN  "1" makes network_up() and wifi_connect() fail
+  CHARGEGUARD_NETWORK_DOWN  "1": network_up() is False, wifi_status() "no_ap"
+  CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (default none)
 
 Heap: this module runs under a 96 KB heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -147,23 +148,43 @@ class Platform:
         return self._storage
 
     # --- network -----------------------------------------------------------
+    # The host is on its network already: the station calls only record what
+    # was asked, and the link follows CHARGEGUARD_NETWORK_DOWN.
+
+    def wifi_start(self, hostname, static):
+        """Nothing to activate on the host (the same call as on the device)."""
+
+    def wifi_begin(self, ssid, password):
+        """Nothing to join on the host; the password is not kept."""
+
+    def wifi_status(self):
+        """"up" while network_up(), else "no_ap" (the words of esp32.Platform.wifi_status)."""
+        return "up" if self.network_up() else "no_ap"
+
+    def wifi_stop(self):
+        """No-op on the host."""
 
     def network_up(self):
         """True when the (host's) network is usable: CHARGEGUARD_NETWORK_DOWN is not "1"."""
         return os.getenv("CHARGEGUARD_NETWORK_DOWN") != "1"
 
-    async def wifi_connect(self, ssid, password, timeout_ms):
-        """The host is already on its network: answers at once with network_up()."""
-        return self.network_up()
-
-    def wifi_disconnect(self):
-        """No-op on the host."""
-
     def ip_address(self):
         """The address the firmware's servers answer on (loopback), or None when down."""
         return "127.0.0.1" if self.network_up() else None
 
+    def dns_server(self):
+        """CHARGEGUARD_DNS_SERVER (for tests of the resolver), or None: the host resolves names itself."""
+        return os.getenv("CHARGEGUARD_DNS_SERVER") if self.network_up() else None
+
+    def wifi_rssi(self):
+        """None: the host's link has no signal strength to report."""
+        return None
+
     # --- system ------------------------------------------------------------
+
+    def reset_cause(self):
+        """"power-on": a process always starts fresh (a supervisor sees why the last one ended)."""
+        return "power-on"
 
     def reset(self):
         """End the process with exit status 3, as a reset would (a supervisor sees no clean stop)."""

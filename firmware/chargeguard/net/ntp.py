@@ -1,0 +1,137 @@
+"""SNTP time over non-blocking UDP, and the task that keeps the wall clock set while online.
+
+MicroPython's `ntptime` module uses a blocking socket with a 1 s timeout and
+a blocking getaddrinfo: on a flaky network it would stall the guard. This
+client sends one SNTP request (RFC 4330) from a non-blocking socket, polls
+for the answer between sleeps, and gives up at a deadline.
+
+Protocol facts (RFC 4330): a 48-byte packet; the client sends LI 0, VN 4,
+Mode 3 (first byte 0x23) and its own Transmit Timestamp (bytes 40..47),
+which the server echoes as Originate Timestamp (bytes 24..31): an answer that
+does not echo it is not ours. The answer has Mode 4, a Stratum of 1..15 (0 is
+a "kiss-o'-death": try later) and the Transmit Timestamp in seconds since
+1900-01-01 at bytes 40..43 (fraction at 44..47). Seconds with the top bit
+clear belong to era 1 (from 2036-02-07), so they are 2**32 later.
+
+`keep_time()` is the clock task: while the link is up it sets the wall clock
+(Platform.set_wall_time) at boot and every SYNC_MS; offline the RTC keeps it.
+"""
+
+import errno
+import socket
+
+from micropython import const
+
+from chargeguard.net import dns
+
+_PORT = const(123)
+_TIMEOUT_MS = const(3000)
+_POLL_MS = const(20)
+SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
+RETRY_MS = const(60000)  # after a failed sync
+_LINK_POLL_MS = const(1000)
+_UNIX_TO_NTP = 2208988800  # seconds from 1900-01-01 to 1970-01-01 (RFC 868)
+
+
+def build_request(stamp):
+    """The 48-byte request (bytearray) with `stamp` (0..2**31) as Transmit Timestamp seconds."""
+    packet = bytearray(48)
+    packet[0] = 0x23  # LI 0, VN 4, Mode 3 (client)
+    for index in range(4):
+        packet[43 - index] = (stamp >> (8 * index)) & 0xFF
+    return packet
+
+
+def parse_answer(data, request):
+    """Seconds since 1970-01-01 UTC (int) from a server's answer to `request`.
+
+    Returns None for a packet that is not the answer to `request`; raises
+    ValueError("ntp: ...") for an answer that cannot be used.
+    """
+    if len(data) < 48 or data[24:32] != request[40:48]:
+        return None
+    if data[0] & 0x07 != 4:
+        raise ValueError("ntp: not a server answer")
+    if not 1 <= data[1] <= 15:
+        raise ValueError("ntp: server not synchronised (stratum %d)" % data[1])
+    seconds = (data[40] << 24) | (data[41] << 16) | (data[42] << 8) | data[43]
+    if not data[40] & 0x80:
+        seconds += 1 << 32  # era 1 (RFC 4330 section 3)
+    if data[44] & 0x80:
+        seconds += 1  # round the fraction
+    return seconds - _UNIX_TO_NTP
+
+
+async def query(platform, server, timeout_ms=_TIMEOUT_MS, port=_PORT):
+    """The time from `server` (a name or IPv4 address) in seconds since 1970 UTC, within `timeout_ms`.
+
+    Names are looked up with net/dns.py (never blocking). Raises ValueError
+    with a short text ("ntp: no answer", "dns: ...") or OSError.
+    """
+    start = platform.ticks_ms()
+    address = await dns.resolve(platform, server, timeout_ms)
+    left = timeout_ms - platform.ticks_diff(platform.ticks_ms(), start)
+    target = socket.getaddrinfo(address, port, 0, socket.SOCK_DGRAM)[0][-1]
+    request = build_request(platform.ticks_ms() & 0x7FFFFFFF)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.sendto(request, target)
+        start = platform.ticks_ms()
+        while True:
+            try:
+                data = sock.recv(64)
+            except OSError as error:
+                if not error.args or error.args[0] != errno.EAGAIN:
+                    raise
+                data = None
+            if data:
+                seconds = parse_answer(data, request)
+                if seconds is not None:
+                    return seconds
+                continue
+            if platform.ticks_diff(platform.ticks_ms(), start) >= left:
+                raise ValueError("ntp: no answer")
+            await platform.sleep_ms(_POLL_MS)
+    finally:
+        sock.close()
+
+
+async def keep_time(platform, link, server, log=print, port=_PORT):
+    """The clock task: set the wall clock from `server` whenever `link` is up and a sync is due. Never returns."""
+    due_ms = platform.ticks_ms()
+    synced = False
+    while True:
+        await platform.sleep_ms(_LINK_POLL_MS)
+        if not link.is_up() or platform.ticks_diff(platform.ticks_ms(), due_ms) < 0:
+            continue
+        try:
+            seconds = await query(platform, server, _TIMEOUT_MS, port)
+        except (OSError, ValueError) as error:
+            due_ms = platform.ticks_add(platform.ticks_ms(), RETRY_MS)
+            text = error.args[0] if error.args else type(error).__name__
+            if type(text) is int:
+                text = "errno %d" % text
+            log("time: no answer from %s (%s); the clock runs on, next try in %d s" % (server, text, RETRY_MS // 1000))
+            continue
+        drift = seconds - platform.wall_time()
+        platform.set_wall_time(seconds)
+        due_ms = platform.ticks_add(platform.ticks_ms(), SYNC_MS)
+        if not synced or drift > 2 or drift < -2:
+            log("time: set from %s (%s UTC, was %+d s off)" % (server, _iso(seconds), drift))
+        synced = True
+
+
+def _iso(seconds):
+    # "2026-11-29 20:50:01" from seconds since 1970 (days-to-civil, H. Hinnant).
+    days, rest = divmod(seconds, 86400)
+    days += 719468
+    era = days // 146097
+    doe = days - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    return "%04d-%02d-%02d %02d:%02d:%02d" % (year, month, day, rest // 3600, rest % 3600 // 60, rest % 60)

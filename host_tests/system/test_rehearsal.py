@@ -1,0 +1,172 @@
+"""Device rehearsal scenarios: the real firmware booted through platform/esp32.py on the unix port.
+
+Fakes of the documented machine/network API stand in for the chip
+(tools/rehearsal/); the P1 telegrams come through the fake UART and the
+wallbox is the Trydan emulator over real sockets. Every wait has a deadline
+from the product rules:
+- a join takes at most JOIN_TIMEOUT_S (net/wifi.py JOIN_TIMEOUT_MS);
+- the next attempt follows within the backoff in force (1, 2, 4, ... s);
+- the link task looks every 250 ms; the console line comes with it;
+- a fed watchdog never resets; an unfed one resets within its timeout
+  (app.WATCHDOG_TIMEOUT_MS), counted from the last feed (every 500 ms).
+Boot itself (the unix port loading .mpy files) gets BOOT_S.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools", "rehearsal"))
+
+from rehearsal import PASSWORD, WDT_RESET, Rehearsal  # noqa: E402
+
+BOOT_S = 10.0
+JOIN_TIMEOUT_S = 20.0
+POLL_S = 0.25
+# Scheduling slack for a loaded 2-core CI machine (the firmware, the
+# emulators and this test share it): added to the task periods above.
+SLACK_S = 2.0
+CHARGER_POLL_S = 5.0  # app.CHARGER_POLL_MS: a box is asked again this often
+WATCHDOG_TIMEOUT_S = 10.0
+SUPERVISOR_FEED_S = 0.5  # app: the supervisor feeds every CONTROL_TICK_MS // 2
+CONNECTED = "wifi: connected to 'home', ip 192.168.1.77, rssi -58 dBm"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def built_firmware():
+    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
+
+
+@pytest.fixture
+def rehearse(request):
+    made = []
+
+    def start(**kwargs):
+        rehearsal = Rehearsal(run_name="rehearsal-" + request.node.name[5:40], **kwargs)
+        made.append(rehearsal)
+        return rehearsal
+
+    yield start
+    for rehearsal in made:
+        rehearsal.stop()
+        for line in rehearsal.output():
+            assert PASSWORD not in line, line  # the Wi-Fi password is never printed
+
+
+def wait(condition, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def test_boot_joins_the_wifi_and_guards_the_wallbox(rehearse):
+    r = rehearse()
+    booted = r.wait_line("ChargeGuard running", BOOT_S)
+    assert booted, r.tail()
+    assert r.wait_line("boot: power-on", 0.0), r.tail()
+    assert r.wait_line("FAKE-UART: UART(2) 115200 baud 8N1 invert=4", 0.0), r.tail()  # inverted RX, board pins
+    assert r.wait_line("FAKE-WDT: started, timeout 10000 ms", BOOT_S), r.tail()
+    assert r.wait_line("FAKE-NET: hostname cg-rehearsal", BOOT_S), r.tail()
+    joined = r.wait_line(CONNECTED + ", reconnects 0", JOIN_TIMEOUT_S)
+    assert joined, r.tail()
+    # Readings through the fake UART, the box polled over real sockets: the
+    # guard offers the car its 16 A (2 A of house load under a 24 A limit).
+    assert r.wait_line("A | Trydan  16.0 A ok", CHARGER_POLL_S + SLACK_S, joined), r.tail()
+    assert r.trydan.requests["read"] > 0
+
+
+def test_a_uart_that_does_not_invert_reads_no_telegram(rehearse):
+    # The fake UART follows the P1 line's levels: without invert=UART.INV_RX
+    # nothing frames, so the guard holds the charger on failsafe.
+    r = rehearse(meter={"invert": False})
+    assert r.wait_line("FAKE-UART: UART(2) 115200 baud 8N1 invert=0", BOOT_S), r.tail()
+    assert r.wait_line(CONNECTED, JOIN_TIMEOUT_S), r.tail()
+    assert r.wait_line("grid  --.-  --.-  --.- A | Trydan   0.0 A failsafe", 1 + SLACK_S), r.tail()
+    assert not any(line.startswith("grid ") and "--.-" not in line for line in r.output()), r.tail()
+
+
+def test_wrong_password_is_said_and_retried_with_backoff_while_the_meter_is_guarded(rehearse):
+    r = rehearse(radio={"password": "the-router-wants-this"})
+    first = r.wait_line("could not join 'home': wrong password; next try in 1 s", BOOT_S + JOIN_TIMEOUT_S)
+    assert first, r.tail()
+    assert r.wait_line("wrong password; next try in 2 s", 1 + JOIN_TIMEOUT_S, first), r.tail()
+    # The guard runs on the local meter: grid readings, the charger unavailable.
+    assert r.wait_line("charger Trydan: no network", 0.0), r.tail()
+    assert r.wait_line("A unavailable", 2.0), r.tail()
+    assert r.trydan.requests["read"] == 0 and r.trydan.writes() == []  # nothing left the board
+    # The installer fixes the router's password: joined within the backoff in force (<= 4 s) + a join.
+    r.set_radio(password=PASSWORD)
+    fixed = time.monotonic()
+    assert r.wait_line(CONNECTED + ", reconnects 0", 4 + JOIN_TIMEOUT_S, fixed), r.tail()
+
+
+def test_access_point_absent_at_boot_then_present(rehearse):
+    r = rehearse(radio={"ap": False})
+    assert r.wait_line("could not join 'home': access point not found", BOOT_S + JOIN_TIMEOUT_S), r.tail()
+    # The meter is read all along (house 2 A + what the car still draws).
+    assert r.wait_line("grid  18.0  18.0  18.0 A | Trydan", BOOT_S), r.tail()
+    r.set_radio(ap=True)
+    back = time.monotonic()
+    # Within the backoff reached so far (at most 4 s this early) and one join.
+    joined = r.wait_line(CONNECTED, 4 + JOIN_TIMEOUT_S, back)
+    assert joined, r.tail()
+    assert r.wait_line("A | Trydan  16.0 A ok", CHARGER_POLL_S + SLACK_S, joined), r.tail()
+
+
+def test_slow_association_is_waited_for(rehearse):
+    r = rehearse(radio={"assoc_ms": 8000})
+    started = r.wait_line("wifi: joining 'home'", BOOT_S)
+    assert started, r.tail()
+    joined = r.wait_line(CONNECTED + ", reconnects 0", JOIN_TIMEOUT_S, started)
+    assert joined, r.tail()
+    assert joined - started >= 8.0  # it did take the association's time
+    assert not any("could not join" in line for line in r.output()), r.tail()
+
+
+def test_drops_and_returns_count_reconnects(rehearse):
+    r = rehearse()
+    assert r.wait_line(CONNECTED + ", reconnects 0", BOOT_S + JOIN_TIMEOUT_S), r.tail()
+    for count in (1, 2):
+        r.set_radio(ap=False)
+        dropped = time.monotonic()
+        # Seen at the next look of the link task (plus the fake's control refresh).
+        assert r.wait_line("wifi: lost 'home': connection lost; next try in 1 s", POLL_S + SLACK_S, dropped), r.tail()
+        assert r.wait_line("access point not found; next try in 2 s", 1 + JOIN_TIMEOUT_S, dropped), r.tail()
+        # Offline, the wallbox is not even tried.
+        reads = r.trydan.requests["read"]
+        assert r.wait_line("A unavailable", 1 + SLACK_S, dropped), r.tail()
+        assert r.trydan.requests["read"] == reads
+        r.set_radio(ap=True)
+        back = time.monotonic()
+        assert r.wait_line(CONNECTED + ", reconnects %d" % count, 4 + JOIN_TIMEOUT_S, back), r.tail()
+        # Back online, the wallbox is polled again within a poll period.
+        reads = r.trydan.requests["read"]
+        assert wait(lambda: r.trydan.requests["read"] > reads, CHARGER_POLL_S + SLACK_S), r.tail()
+
+
+def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
+    r = rehearse()
+    assert r.wait_line(CONNECTED, BOOT_S + JOIN_TIMEOUT_S), r.tail()
+    # A fed watchdog does not bite: the device runs on, one boot.
+    assert not wait(lambda: r.resets, 3.0)
+    r.freeze()  # the next driver call never returns: the loop stops
+    frozen = r.wait_line("FAKE-FREEZE", 2.0)
+    assert frozen, r.tail()
+    bitten = r.wait_line("FAKE-WDT: not fed for", WATCHDOG_TIMEOUT_S + 2.0, frozen)
+    assert bitten, r.tail()
+    # The last feed was at most one supervisor period before the freeze.
+    delay_s = bitten - frozen
+    assert WATCHDOG_TIMEOUT_S - SUPERVISOR_FEED_S - 0.2 <= delay_s <= WATCHDOG_TIMEOUT_S + SLACK_S, delay_s
+    assert wait(lambda: r.resets and len(r.boots) == 2, 5.0), r.tail()
+    assert r.boots[1][1] == WDT_RESET
+    assert r.wait_line("boot: watchdog reset", BOOT_S, r.boots[1][0]), r.tail()  # machine.reset_cause()
+    # The device boots again (the fault was that boot's) and rejoins.
+    assert r.wait_line(CONNECTED + ", reconnects 0", BOOT_S + JOIN_TIMEOUT_S, r.boots[1][0]), r.tail()
