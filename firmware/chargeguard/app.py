@@ -20,7 +20,7 @@ from micropython import const
 
 from chargeguard.core.guard import Guard
 from chargeguard.core.model import ChargerCommand
-from chargeguard.core.modes import fill_targets
+from chargeguard.core.modes import SURPLUS_MODES, fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
@@ -38,6 +38,9 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
+# Wall time before this (2024-01-01 UTC) means the clock was never set (an
+# ESP32 RTC starts at 2000-01-01): the capacity tariff then counts no quarter.
+CLOCK_SET_S = const(1704067200)
 # config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
 _LAST_GOOD = "config.bak"
 
@@ -73,6 +76,18 @@ class App:
                      [] when config.json was applied as it is
       config_source  "config.json", "config.bak" (the last good copy) or
                      None (no valid configuration: no charger is commanded)
+
+    The optimiser's view, for the console now and the site state later:
+      optimiser      core/optimiser.Optimiser, or None when the configuration
+                     needs none (every charger off/fast/manual, distribution
+                     "priority", no peak_limit_w: the guard alone does that).
+                     Its attributes: export_w, surplus_w, pool_left_w,
+                     upper_w / lower_w / net_target_w, import_cap_w,
+                     capacity (quarter_avg_w, remaining_ws, allowed_w,
+                     limit_w, month_peak_w, source), regulators[i], reasons[i]
+      reasons        the one reason per charger to show (the guard's when it
+                     limited the charger, else the optimiser's), refreshed
+                     every decision
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
@@ -81,9 +96,30 @@ class App:
         self.meter = meter
         self.drivers = drivers
         self.names = [entry["name"] for entry in doc["chargers"]]
-        self.chargers = [charger_from_config(entry) for entry in doc["chargers"]]
-        self.guard = Guard(site_from_config(doc), self.chargers)
+        site_mode = doc["site"].get("mode", "fast")
+        self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
+        site = site_from_config(doc)
+        self.guard = Guard(site, self.chargers)
         count = len(drivers)
+        self.optimiser = None
+        self.envelope = False  # hand the optimiser the guard's headroom (distribution other than priority)
+        site_doc = doc["site"]
+        if needs_optimiser(self.chargers, site_doc.get("distribution", "priority"), site_doc.get("peak_limit_w", 0)):
+            # Imported only now: a site without surplus modes, distribution
+            # or capacity tariff never spends the heap on them.
+            from chargeguard.core.optimiser import Optimiser, shown_reason
+            from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
+
+            opt = optimiser_from_config(doc)
+            self.optimiser = Optimiser(opt, site, self.chargers)
+            self.envelope = opt.distribution != DIST_PRIORITY
+            self._shown_reason = shown_reason
+        # The surplus is shown only when a charger runs on it.
+        self.shows_surplus = False
+        for charger in self.chargers:
+            if charger.enabled and charger.mode in SURPLUS_MODES:
+                self.shows_surplus = True
+        self.reasons = ["init"] * count
         self.statuses = [driver.status for driver in drivers]
         self.targets_ma = [0] * count
         self.commands = [ChargerCommand() for _ in range(count)]
@@ -116,13 +152,38 @@ class App:
         """One guard decision on the latest reading; wakes chargers whose command changed."""
         now_ms = self.platform.ticks_ms()
         reading = self.meter.reading if self.have_reading else None
-        fill_targets(self.chargers, self.targets_ma)
-        self.guard.tick(reading, self.statuses, self.targets_ma, now_ms, self.commands)
+        guard = self.guard
+        optimiser = self.optimiser
+        if optimiser is None:
+            fill_targets(self.chargers, self.targets_ma)
+        else:
+            # The slow layer chooses the targets; the guard below stays the
+            # envelope (breaker, contract, capacity cap) and sheds at once.
+            wall_s = self.wall_s() if optimiser.opt.peak_limit_w else None
+            envelope = guard.headroom_ma if self.envelope and not guard.failsafe else None
+            guard.import_cap_w = optimiser.tick(reading, self.statuses, wall_s, now_ms, self.targets_ma, envelope)
+        guard.tick(reading, self.statuses, self.targets_ma, now_ms, self.commands)
         self.decisions += 1
         self.last_decision_ms = now_ms
         for index in range(len(self.commands)):
-            if self.commands[index].offered_ma != self.sent_ma[index]:
+            command = self.commands[index]
+            if optimiser is None:
+                self.reasons[index] = command.reason
+            else:
+                self.reasons[index] = self._shown_reason(optimiser.reasons[index], command.reason)
+            if command.offered_ma != self.sent_ma[index]:
                 self.wake[index].set()
+
+    def wall_s(self):
+        """Wall time for the capacity tariff (s, congruent to UTC modulo one day), None before the clock is set.
+
+        Modulo a day: only the place in the quarter-hour matters, and the
+        result stays a small int on a 32-bit port.
+        """
+        wall = self.platform.wall_time()
+        if wall < CLOCK_SET_S:
+            return None
+        return wall % 86400
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -255,9 +316,22 @@ class App:
         for phase in range(self.guard.site.phases):
             grid += " %5s" % (_amps(current[phase]) if known else "--.-")
         parts = [grid + " A"]
+        optimiser = self.optimiser
+        if optimiser is not None:
+            if optimiser.surplus_w is not None and self.shows_surplus:
+                parts.append("surplus %d W" % optimiser.surplus_w)
+            capacity = optimiser.capacity
+            if capacity.limit_w:
+                if capacity.quarter_start_s is None:
+                    parts.append("peak %d W (no clock)" % capacity.limit_w)
+                else:
+                    # Quarter-hour average so far, and the energy it may still use.
+                    parts.append(
+                        "quarter %d/%d W left %d Wh" % (capacity.quarter_avg_w, capacity.limit_w, capacity.remaining_ws // 3600)
+                    )
         for index in range(len(self.commands)):
             command = self.commands[index]
-            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), command.reason))
+            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
