@@ -103,10 +103,10 @@ class App:
         count = len(drivers)
         self.optimiser = None
         self.envelope = False  # hand the optimiser the guard's headroom (distribution other than priority)
-        site_doc = doc["site"]
-        if needs_optimiser(self.chargers, site_doc.get("distribution", "priority"), site_doc.get("peak_limit_w", 0)):
-            # Imported only now: a site without surplus modes, distribution
-            # or capacity tariff never spends the heap on them.
+        if needs_optimiser(doc):
+            # Only then: a site without surplus modes, distribution or
+            # capacity tariff never spends the heap on them (build() imports
+            # them before the drivers, so they load into an unfragmented heap).
             from chargeguard.core.optimiser import Optimiser, shown_reason
             from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
 
@@ -309,13 +309,21 @@ class App:
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
-        1-phase site), each charger's offer and reason, the live heap."""
+        1-phase site), each charger's offer and reason (App.reasons), then
+        when they apply the surplus ("surplus 5200 W", a charger in a surplus
+        mode) and the capacity tariff ("quarter 2950/4000 W left 262 Wh": the
+        quarter-hour's average import so far / site.peak_limit_w, and the
+        energy it may still import; "peak 4000 W (no clock)" before the wall
+        clock is set), the live heap."""
         current = self.meter.reading.current_ma
         known = self.have_reading and not self.guard.failsafe
         grid = "grid"
         for phase in range(self.guard.site.phases):
             grid += " %5s" % (_amps(current[phase]) if known else "--.-")
         parts = [grid + " A"]
+        for index in range(len(self.commands)):
+            command = self.commands[index]
+            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
         optimiser = self.optimiser
         if optimiser is not None:
             if optimiser.surplus_w is not None and self.shows_surplus:
@@ -329,9 +337,6 @@ class App:
                     parts.append(
                         "quarter %d/%d W left %d Wh" % (capacity.quarter_avg_w, capacity.limit_w, capacity.remaining_ws // 3600)
                     )
-        for index in range(len(self.commands)):
-            command = self.commands[index]
-            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
@@ -465,6 +470,10 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
+    if needs_optimiser(doc):
+        # Before Wi-Fi and the drivers: its ~10 KB of code (32-bit) then
+        # loads into a heap the drivers have not fragmented yet.
+        from chargeguard.core import optimiser  # noqa: F401 (App uses it)
     wifi_doc = doc["wifi"]
     if wifi_doc["ssid"]:
         # Imported once the configuration is read and before the drivers

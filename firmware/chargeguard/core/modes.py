@@ -6,7 +6,7 @@ are run by core/optimiser.py, which the app loads only when the
 configuration uses one of them (needs_optimiser()); it covers these three too.
 """
 
-from chargeguard.core.settings import MODE_ECO, MODE_EXCESS, MODE_FAST, MODE_MANUAL, MODE_OFF, MODE_SOLAR
+from chargeguard.core.settings import MODE_ECO, MODE_EXCESS, MODE_FAST, MODE_MANUAL, MODE_OFF, MODE_SITE, MODE_SOLAR
 
 MODES = (MODE_OFF, MODE_FAST, MODE_MANUAL, MODE_ECO, MODE_SOLAR, MODE_EXCESS)  # what config.py accepts
 SURPLUS_MODES = (MODE_ECO, MODE_SOLAR, MODE_EXCESS)  # need core/optimiser.py
@@ -29,17 +29,22 @@ def fill_targets(chargers, targets_ma):
         targets_ma[index] = target_ma(chargers[index])
 
 
-def needs_optimiser(chargers, distribution, peak_limit_w):
+def needs_optimiser(doc):
     """True when the plain targets above are not enough: core/optimiser.py must run.
 
-    chargers: ChargerSettings (modes resolved); distribution: site.distribution;
-    peak_limit_w: site.peak_limit_w (0 = no capacity tariff). The guard on
-    its own serves fast/manual chargers in priority order, which is the
-    "priority" distribution: any other distribution needs the optimiser.
+    doc: a validated configuration document. The optimiser is needed when an
+    enabled charger is in eco, solar or excess (its own mode, or site.mode
+    when its mode is "site"), when site.peak_limit_w is set, or when
+    site.distribution is not "priority": the guard on its own serves
+    fast/manual chargers in priority order, which is that distribution.
     """
-    if peak_limit_w or distribution != "priority":
+    site = doc["site"]
+    if site.get("peak_limit_w", 0) or site.get("distribution", "priority") != "priority":
         return True
-    for charger in chargers:
-        if charger.enabled and charger.mode in SURPLUS_MODES:
+    for entry in doc["chargers"]:
+        mode = entry["mode"]
+        if mode == MODE_SITE:
+            mode = site.get("mode", MODE_FAST)
+        if entry["enabled"] and mode in SURPLUS_MODES:
             return True
     return False
