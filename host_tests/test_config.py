@@ -221,20 +221,23 @@ def solar(**fields):
 
 
 def test_solar_band_lower_must_be_below_upper_one_watt_either_side():
-    assert config.validate(solar(eco_on_upper_w=4000, eco_on_lower_w=3699, net_power_target_w=3999)) == []
+    assert config.validate(solar(eco_on_upper_w=4000, eco_on_lower_w=3999, net_power_target_w=4299)) == []
     message = assert_error(solar(eco_on_upper_w=4000, eco_on_lower_w=4000, net_power_target_w=4300),
-                           "solar.eco_on_lower_w", "must be below eco_on_upper_w, 4000 W (is 4000)")
+                           "solar.eco_on_upper_w", "must be above eco_on_lower_w, 4000 W (is 4000)")
     assert "not in the file" not in message
     assert config.validate(solar(eco_off_upper_w=1000, eco_off_lower_w=999, eco_on_lower_w=1000,
                                  net_power_target_w=1300)) == []
     assert_error(solar(eco_off_upper_w=1000, eco_off_lower_w=1000, eco_on_lower_w=1001, net_power_target_w=1301),
-                 "solar.eco_off_lower_w", "below eco_off_upper_w")
+                 "solar.eco_off_upper_w", "above eco_off_lower_w")
+    # Only the lower threshold written: the error is on the default it meets, and says so.
+    message = assert_error(solar(eco_on_lower_w=4000, net_power_target_w=4300), "solar.eco_on_upper_w")
+    assert "not in the file: follows from solar.eco_on_lower_w" in message, message
 
 
 def test_solar_eco_on_band_must_be_above_eco_off_band():
     assert config.validate(solar(eco_on_upper_w=1001)) == []
-    assert_error(solar(eco_on_upper_w=1000), "solar.eco_on_upper_w", "above eco_off_upper_w, 1000 W")
-    assert_error(solar(eco_off_lower_w=-500), "solar.eco_on_lower_w", "above eco_off_lower_w, -500 W")
+    assert_error(solar(eco_on_upper_w=1000), "solar.eco_on_upper_w", "above eco_off_upper_w, 1000 W (is 1000)")
+    assert_error(solar(eco_off_lower_w=-500), "solar.eco_on_lower_w", "above eco_off_lower_w, -500 W (is -500)")
     # The rule names the written field and says which default it meets.
     message = assert_error(solar(eco_off_upper_w=4000), "solar.eco_on_upper_w")
     assert "not in the file: follows from solar.eco_off_upper_w" in message, message

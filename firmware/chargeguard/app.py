@@ -18,9 +18,8 @@ import sys
 
 from micropython import const
 
-from chargeguard.core.guard import Guard
 from chargeguard.core.model import ChargerCommand
-from chargeguard.core.modes import SURPLUS_MODES, fill_targets, needs_optimiser
+from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
@@ -38,9 +37,6 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
-# Wall time before this (2024-01-01 UTC) means the clock was never set (an
-# ESP32 RTC starts at 2000-01-01): the capacity tariff then counts no quarter.
-CLOCK_SET_S = const(1704067200)
 # config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
 _LAST_GOOD = "config.bak"
 
@@ -80,7 +76,8 @@ class App:
     The optimiser's view, for the console now and the site state later:
       optimiser      core/optimiser.Optimiser, or None when the configuration
                      needs none (every charger off/fast/manual, distribution
-                     "priority", no peak_limit_w: the guard alone does that).
+                     "priority", no peak_limit_w: the guard alone does that);
+                     run by slowlayer.SlowLayer (App.slow).
                      Its attributes: export_w, surplus_w, pool_left_w,
                      upper_w / lower_w / net_target_w, import_cap_w,
                      capacity (quarter_avg_w, remaining_ws, allowed_w,
@@ -99,26 +96,21 @@ class App:
         site_mode = doc["site"].get("mode", "fast")
         self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
         site = site_from_config(doc)
+        # Imported here, not at the top: the guard's code is then not yet
+        # in the heap while the configuration module is (the start-up peak).
+        from chargeguard.core.guard import Guard
+
         self.guard = Guard(site, self.chargers)
         count = len(drivers)
-        self.optimiser = None
-        self.envelope = False  # hand the optimiser the guard's headroom (distribution other than priority)
+        self.slow = self.optimiser = None
         if needs_optimiser(doc):
             # Only then: a site without surplus modes, distribution or
             # capacity tariff never spends the heap on them (build() imports
             # them before the drivers, so they load into an unfragmented heap).
-            from chargeguard.core.optimiser import Optimiser, shown_reason
-            from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
+            from chargeguard.slowlayer import SlowLayer
 
-            opt = optimiser_from_config(doc)
-            self.optimiser = Optimiser(opt, site, self.chargers)
-            self.envelope = opt.distribution != DIST_PRIORITY
-            self._shown_reason = shown_reason
-        # The surplus is shown only when a charger runs on it.
-        self.shows_surplus = False
-        for charger in self.chargers:
-            if charger.enabled and charger.mode in SURPLUS_MODES:
-                self.shows_surplus = True
+            self.slow = SlowLayer(doc, site, self.chargers)
+            self.optimiser = self.slow.optimiser
         self.reasons = ["init"] * count
         self.statuses = [driver.status for driver in drivers]
         self.targets_ma = [0] * count
@@ -152,38 +144,23 @@ class App:
         """One guard decision on the latest reading; wakes chargers whose command changed."""
         now_ms = self.platform.ticks_ms()
         reading = self.meter.reading if self.have_reading else None
-        guard = self.guard
-        optimiser = self.optimiser
-        if optimiser is None:
+        slow = self.slow
+        if slow is None:
             fill_targets(self.chargers, self.targets_ma)
         else:
-            # The slow layer chooses the targets; the guard below stays the
+            # The optimiser chooses the targets; the guard below stays the
             # envelope (breaker, contract, capacity cap) and sheds at once.
-            wall_s = self.wall_s() if optimiser.opt.peak_limit_w else None
-            envelope = guard.headroom_ma if self.envelope and not guard.failsafe else None
-            guard.import_cap_w = optimiser.tick(reading, self.statuses, wall_s, now_ms, self.targets_ma, envelope)
-        guard.tick(reading, self.statuses, self.targets_ma, now_ms, self.commands)
+            slow.tick(self.platform, self.guard, reading, self.statuses, now_ms, self.targets_ma)
+        self.guard.tick(reading, self.statuses, self.targets_ma, now_ms, self.commands)
         self.decisions += 1
         self.last_decision_ms = now_ms
         for index in range(len(self.commands)):
             command = self.commands[index]
-            if optimiser is None:
-                self.reasons[index] = command.reason
-            else:
-                self.reasons[index] = self._shown_reason(optimiser.reasons[index], command.reason)
+            self.reasons[index] = command.reason
             if command.offered_ma != self.sent_ma[index]:
                 self.wake[index].set()
-
-    def wall_s(self):
-        """Wall time for the capacity tariff (s, congruent to UTC modulo one day), None before the clock is set.
-
-        Modulo a day: only the place in the quarter-hour matters, and the
-        result stays a small int on a 32-bit port.
-        """
-        wall = self.platform.wall_time()
-        if wall < CLOCK_SET_S:
-            return None
-        return wall % 86400
+        if slow is not None:
+            slow.reasons(self.commands, self.reasons)
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -324,19 +301,8 @@ class App:
         for index in range(len(self.commands)):
             command = self.commands[index]
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
-        optimiser = self.optimiser
-        if optimiser is not None:
-            if optimiser.surplus_w is not None and self.shows_surplus:
-                parts.append("surplus %d W" % optimiser.surplus_w)
-            capacity = optimiser.capacity
-            if capacity.limit_w:
-                if capacity.quarter_start_s is None:
-                    parts.append("peak %d W (no clock)" % capacity.limit_w)
-                else:
-                    # Quarter-hour average so far, and the energy it may still use.
-                    parts.append(
-                        "quarter %d/%d W left %d Wh" % (capacity.quarter_avg_w, capacity.limit_w, capacity.remaining_ws // 3600)
-                    )
+        if self.slow is not None:
+            self.slow.status(parts)
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
@@ -470,10 +436,14 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
+    # The guard's code first, into the room the configuration module left
+    # (App imports it again, from sys.modules).
+    from chargeguard.core import guard  # noqa: F401
+
     if needs_optimiser(doc):
-        # Before Wi-Fi and the drivers: its ~10 KB of code (32-bit) then
-        # loads into a heap the drivers have not fragmented yet.
-        from chargeguard.core import optimiser  # noqa: F401 (App uses it)
+        # Before Wi-Fi and the drivers: its code then loads into a heap the
+        # drivers have not fragmented yet (App imports it again, from sys.modules).
+        from chargeguard import slowlayer  # noqa: F401
     wifi_doc = doc["wifi"]
     if wifi_doc["ssid"]:
         # Imported once the configuration is read and before the drivers

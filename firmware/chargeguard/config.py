@@ -228,6 +228,19 @@ _SOLAR = (
     ("min_off_s", 180, _INT, 0, 3600, "s"),
     ("excess_threshold_w", 13000, _INT, 0, 1000000, "W"),
 )
+# Cross-field rules of the solar section, EVCM's: (field, other, gap) means
+# field >= other + gap W. In each band upper > lower; the ECO on band lies
+# above the ECO off band; the net power target is at least 300 W above the
+# lower threshold of both bands (EVCM clamps it there; a target the
+# regulation would not use is refused here rather than silently raised).
+_SOLAR_RULES = (
+    ("eco_on_upper_w", "eco_on_lower_w", 1),
+    ("eco_off_upper_w", "eco_off_lower_w", 1),
+    ("eco_on_upper_w", "eco_off_upper_w", 1),
+    ("eco_on_lower_w", "eco_off_lower_w", 1),
+    ("net_power_target_w", "eco_on_lower_w", _TARGET_ABOVE_LOWER_W),
+    ("net_power_target_w", "eco_off_lower_w", _TARGET_ABOVE_LOWER_W),
+)
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
@@ -746,36 +759,17 @@ def _validate(doc, errors):
 
 
 def _check_solar(errors, solar):
-    # EVCM's rules for its thresholds: each band's lower below its upper, the
-    # ECO on band above the ECO off band, and the net power target at least
-    # 300 W above the lower threshold of either band (EVCM clamps it there;
-    # a target the regulation would not use is refused, not silently raised).
-    for band in ("on", "off"):
-        upper = solar.get("eco_%s_upper_w" % band)
-        lower = solar.get("eco_%s_lower_w" % band)
-        if upper is not None and lower is not None and lower >= upper:
-            message = "must be below eco_%s_upper_w, %d W (is %d)" % (band, upper, lower)
-            errors.add("solar.eco_%s_lower_w" % band, message, "solar.eco_%s_upper_w" % band)
-    for edge in ("upper", "lower"):
-        on = solar.get("eco_on_%s_w" % edge)
-        off = solar.get("eco_off_%s_w" % edge)
-        if on is not None and off is not None and on <= off:
-            message = "must be above eco_off_%s_w, %d W: the ECO on band is the stricter one (is %d)" % (edge, off, on)
-            errors.add("solar.eco_on_%s_w" % edge, message, "solar.eco_off_%s_w" % edge)
-    target = solar.get("net_power_target_w")
-    if target is None:
-        return
-    for band in ("on", "off"):
-        lower = solar.get("eco_%s_lower_w" % band)
-        if lower is not None and target < lower + _TARGET_ABOVE_LOWER_W:
-            message = "must be at least eco_%s_lower_w + %d W, %d W (is %d)" % (
-                band,
-                _TARGET_ABOVE_LOWER_W,
-                lower + _TARGET_ABOVE_LOWER_W,
-                target,
-            )
-            errors.add("solar.net_power_target_w", message, "solar.eco_%s_lower_w" % band)
-            return
+    # EVCM's rules for its thresholds, each "high >= low + gap" (see _SOLAR_RULES).
+    for high, low, gap in _SOLAR_RULES:
+        value = solar.get(high)
+        floor = solar.get(low)
+        if value is not None and floor is not None and value < floor + gap:
+            if gap == 1:
+                message = "must be above %s, %d W (is %d)" % (low, floor, value)
+            else:
+                message = "must be at least %s + %d W, %d W (is %d)" % (low, gap, floor + gap, value)
+            errors.add("solar." + high, message, "solar." + low)
+            solar.pop(high)  # one error per field
 
 
 def _check_static_ip(errors, wifi):
