@@ -1,0 +1,96 @@
+# Runs the firmware as main.py does, with heap figures on the console.
+#
+#   micropython [-X heapsize=64K] memprobe.py            (tools/memlab.py starts it)
+#   CHARGEGUARD_PROBE=gcpause micropython -X heapsize=2M memprobe.py
+#
+# Lines it adds to the firmware's own output, all starting "memprobe:":
+#   base N          heap in use before anything of the firmware is imported
+#   imports N       live heap once the App is built: modules imported, the
+#                   configuration read (and its module unloaded), drivers made
+#   peak N          the most heap in use (live + garbage not yet collected)
+#                   seen by a 10 ms sampler since start; printed every second
+#   startup-error   a MemoryError while building the App, traceback follows
+#   gcpause N M     (gcpause mode) longest gc.collect() in us of 5, with M
+#                   bytes of the firmware's live objects filling the heap
+# The firmware's status line carries the live heap after each of its own
+# periodic collections ("heap N B"); the probe adds no collections of its
+# own while the firmware runs, so the figures are the firmware's.
+import gc
+import os
+import sys
+import time
+
+import asyncio
+
+_SAMPLE_MS = 10
+_REPORT_MS = 1000
+
+
+def say(*parts):
+    print("memprobe:", *parts)
+
+
+async def sampler(state):
+    next_report = time.ticks_add(time.ticks_ms(), _REPORT_MS)
+    while True:
+        used = gc.mem_alloc()
+        if used > state[0]:
+            state[0] = used
+        if time.ticks_diff(time.ticks_ms(), next_report) >= 0:
+            next_report = time.ticks_add(next_report, _REPORT_MS)
+            say("peak", state[0])
+        await asyncio.sleep_ms(_SAMPLE_MS)
+
+
+async def probed(app, state):
+    asyncio.create_task(sampler(state))
+    await app.run()
+
+
+def gc_pause(app_module, platform, app):
+    # Fill the heap with copies of the running App (its Guard, commands,
+    # events, per-charger lists: the firmware's own live objects, no I/O),
+    # then time full collections of that heap.
+    doc = app_module.load_config(platform.storage_dir())[0]
+    keep = []
+    try:
+        while gc.mem_free() > 48 * 1024:
+            for _ in range(20):
+                keep.append(app_module.App(platform, doc, app.meter, app.drivers, say))
+            gc.collect()
+    except MemoryError:
+        pass
+    gc.collect()
+    longest = 0
+    for _ in range(5):
+        started = time.ticks_us()
+        gc.collect()
+        longest = max(longest, time.ticks_diff(time.ticks_us(), started))
+    say("gcpause", longest, gc.mem_alloc(), len(keep))
+
+
+def main():
+    gc.collect()
+    state = [gc.mem_alloc()]
+    say("base", state[0])
+    from chargeguard import app as app_module
+    from chargeguard import platform as platform_package
+
+    platform = platform_package.load().Platform(app_module.load_board())
+    try:
+        app = app_module.build(platform)
+    except MemoryError as error:
+        say("startup-error")
+        sys.print_exception(error)
+        sys.exit(4)
+    state[0] = max(state[0], gc.mem_alloc())
+    gc.collect()
+    say("imports", gc.mem_alloc())
+    if os.getenv("CHARGEGUARD_PROBE") == "gcpause":
+        gc_pause(app_module, platform, app)
+        return
+    app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))
+    asyncio.run(probed(app, state))
+
+
+main()
