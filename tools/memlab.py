@@ -100,12 +100,16 @@ class Run:
         self.after_imports = self._figure("imports")
         peaks = self._figures("peak")
         self.peak = max(peaks) if peaks else None
-        self.live = []  # the firmware's live heap after each of its collections
+        # The firmware's live heap after its latest collection (every 10 s),
+        # as its status line shows it once a second.
+        self.live_each_second = []
         for line in lines:
             if line.startswith("grid") and "heap " in line:
-                value = int(line.rsplit("heap ", 1)[1].split()[0])
-                if not self.live or self.live[-1] != value:
-                    self.live.append(value)
+                self.live_each_second.append(int(line.rsplit("heap ", 1)[1].split()[0]))
+        self.live = []  # the same, one entry per change
+        for value in self.live_each_second:
+            if not self.live or self.live[-1] != value:
+                self.live.append(value)
         self.memory_errors = [line for line in lines if "MemoryError" in line]
         self.commands = sum(1 for line in lines if line.startswith("grid"))
 
