@@ -7,8 +7,9 @@
 #   base N          heap in use before anything of the firmware is imported
 #   imports N       live heap once the App is built: modules imported, the
 #                   configuration read (and its module unloaded), drivers made
-#   peak N          the most heap in use (live + garbage not yet collected)
-#                   seen by a 10 ms sampler since start; printed every second
+#   peak N M        N: the most heap in use (live + garbage not yet
+#                   collected) seen by a 10 ms sampler since start; M: in use
+#                   now; printed every second
 #   startup-error   a MemoryError while building the App, traceback follows
 #   gcpause N M     (gcpause mode) longest gc.collect() in us of 5, with M
 #                   bytes of the firmware's live objects filling the heap
@@ -38,7 +39,7 @@ async def sampler(state):
             state[0] = used
         if time.ticks_diff(time.ticks_ms(), next_report) >= 0:
             next_report = time.ticks_add(next_report, _REPORT_MS)
-            say("peak", state[0])
+            say("peak", state[0], used)
         await asyncio.sleep_ms(_SAMPLE_MS)
 
 

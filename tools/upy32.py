@@ -24,6 +24,7 @@ command line exits 0 after printing the reason, or 1 under CI (CI=true),
 where the 32-bit checks must never be skipped.
 """
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -180,6 +181,16 @@ def ensure(variant, quiet=False):
     key = _key(variant)
     if os.path.exists(target) and os.path.exists(key_file) and open(key_file).read() == key:
         return target
+    # One build at a time (make bench and a test run may ask together).
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(target) and os.path.exists(key_file) and open(key_file).read() == key:
+            return target
+        return _build(variant, target, key_file, key, quiet)
+
+
+def _build(variant, target, key_file, key, quiet):
     say = (lambda *a: None) if quiet else (lambda text: print(text, flush=True))
     _extract()
     log = os.path.join(OUT, "build-%s.log" % variant)
