@@ -110,8 +110,14 @@ class Run:
         for value in self.live_each_second:
             if not self.live or self.live[-1] != value:
                 self.live.append(value)
-        self.memory_errors = [line for line in lines if "MemoryError" in line]
+        # A MemoryError anywhere, also where a driver names it in its own words.
+        self.memory_errors = [line for line in lines if "MemoryError" in line or "out of memory" in line]
         self.commands = sum(1 for line in lines if line.startswith("grid"))
+        # Started with the profile's configuration, not a fallback: a config
+        # that failed to parse for want of heap would run with no chargers.
+        self.configured = ("ChargeGuard running: %d charger(s)" % profile.chargers) in lines and not any(
+            line.startswith("config:") for line in lines
+        )
 
     def _figures(self, key):
         values = []
@@ -125,8 +131,8 @@ class Run:
         return values[-1] if values else None
 
     def ok(self):
-        """Ran to the end: no MemoryError, still running, and the guard kept reporting."""
-        return not self.memory_errors and self.alive and self.after_imports is not None and self.commands > 0
+        """Ran to the end: no MemoryError, still running, its own configuration, and the guard kept reporting."""
+        return not self.memory_errors and self.alive and self.configured and self.commands > 0
 
     def failure_site(self):
         """Where the first MemoryError was raised: 'file:line in function' or the firmware's own words."""
@@ -139,10 +145,13 @@ class Run:
                 parts = stripped.split('"')
                 where = stripped.rsplit(", in ", 1)
                 site = "%s:%s in %s" % (parts[1] if len(parts) > 2 else "?", stripped.split(", line ")[1].split(",")[0], where[1] if len(where) > 1 else "?")
-            elif "MemoryError" in line:
+            elif "MemoryError" in line or "out of memory" in line:
                 if site and stripped.startswith("MemoryError"):
                     return site
                 return stripped[:100]
+        if not self.configured:
+            notes = [line for line in self.lines if line.startswith("config:")]
+            return notes[0][:100] if notes else "did not start with its configuration"
         return "exit %s, no MemoryError printed" % self.exit_code
 
     def failure(self):

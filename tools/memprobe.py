@@ -1,18 +1,20 @@
-# Runs the firmware as main.py does, with heap figures on the console.
+# Runs the firmware's own main (chargeguard.app.main, as main.py does), with
+# heap figures on the console. tools/memlab.py starts it:
 #
-#   micropython [-X heapsize=64K] memprobe.py            (tools/memlab.py starts it)
-#   CHARGEGUARD_PROBE=gcpause micropython -X heapsize=2M memprobe.py
+#   micropython -X heapsize=64K -m memprobe
+#   CHARGEGUARD_PROBE=gcpause micropython -X heapsize=2M -m memprobe
 #
-# Lines it adds to the firmware's own output, all starting "memprobe:":
+# It hooks two points of the app and changes nothing else: app.build (the
+# App made from the configuration) and App.run (the running tasks). Lines it
+# adds to the firmware's own output, all starting "memprobe:":
 #   base N          heap in use before anything of the firmware is imported
 #   imports N       live heap once the App is built: modules imported, the
 #                   configuration read (and its module unloaded), drivers made
 #   peak N M        N: the most heap in use (live + garbage not yet
 #                   collected) seen by a 10 ms sampler since start; M: in use
 #                   now; printed every second
-#   startup-error   a MemoryError while building the App, traceback follows
-#   gcpause N M     (gcpause mode) longest gc.collect() in us of 5, with M
-#                   bytes of the firmware's live objects filling the heap
+#   gcpause N M K   (gcpause mode) longest gc.collect() in us of 5, with M
+#                   bytes live: the App and K copies of it filling the heap
 # The firmware's status line carries the live heap after each of its own
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
@@ -20,8 +22,6 @@ import gc
 import os
 import sys
 import time
-
-import asyncio
 
 _SAMPLE_MS = 10
 _REPORT_MS = 1000
@@ -31,7 +31,7 @@ def say(*parts):
     print("memprobe:", *parts)
 
 
-async def sampler(state):
+async def sampler(state, sleep_ms):
     next_report = time.ticks_add(time.ticks_ms(), _REPORT_MS)
     while True:
         used = gc.mem_alloc()
@@ -40,18 +40,14 @@ async def sampler(state):
         if time.ticks_diff(time.ticks_ms(), next_report) >= 0:
             next_report = time.ticks_add(next_report, _REPORT_MS)
             say("peak", state[0], used)
-        await asyncio.sleep_ms(_SAMPLE_MS)
+        await sleep_ms(_SAMPLE_MS)
 
 
-async def probed(app, state):
-    asyncio.create_task(sampler(state))
-    await app.run()
-
-
-def gc_pause(app_module, platform, app):
+def gc_pause(app_module, app):
     # Fill the heap with copies of the running App (its Guard, commands,
     # events, per-charger lists: the firmware's own live objects, no I/O),
     # then time full collections of that heap.
+    platform = app.platform
     doc = app_module.load_config(platform.storage_dir())[0]
     keep = []
     try:
@@ -74,24 +70,30 @@ def main():
     gc.collect()
     state = [gc.mem_alloc()]
     say("base", state[0])
-    from chargeguard import app as app_module
-    from chargeguard import platform as platform_package
+    import asyncio
 
-    platform = platform_package.load().Platform(app_module.load_board())
-    try:
-        app = app_module.build(platform)
-    except MemoryError as error:
-        say("startup-error")
-        sys.print_exception(error)
-        sys.exit(4)
-    state[0] = max(state[0], gc.mem_alloc())
-    gc.collect()
-    say("imports", gc.mem_alloc())
-    if os.getenv("CHARGEGUARD_PROBE") == "gcpause":
-        gc_pause(app_module, platform, app)
-        return
-    app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))
-    asyncio.run(probed(app, state))
+    from chargeguard import app as app_module
+
+    build = app_module.build
+    run = app_module.App.run
+
+    def probed_build(*args, **kwargs):
+        app = build(*args, **kwargs)
+        state[0] = max(state[0], gc.mem_alloc())
+        gc.collect()
+        say("imports", gc.mem_alloc())
+        if os.getenv("CHARGEGUARD_PROBE") == "gcpause":
+            gc_pause(app_module, app)
+            raise SystemExit(0)  # not an Exception: main() lets it through
+        return app
+
+    async def probed_run(self, *args, **kwargs):
+        asyncio.create_task(sampler(state, asyncio.sleep_ms))
+        return await run(self, *args, **kwargs)
+
+    app_module.build = probed_build
+    app_module.App.run = probed_run
+    app_module.main()
 
 
 main()
