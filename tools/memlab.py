@@ -22,6 +22,7 @@ interface (MQTT, web, OCPP) adds a profile here with its configuration; the
 budget tests (host_tests/system/test_heap_budget.py) and `make bench` pick it up.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -48,7 +49,13 @@ TELEGRAM_GAP_S = 0.25
 
 
 class Profile:
-    """A configuration the firmware must fit with: name, what it turns on, budgets per build (bytes)."""
+    """A configuration the firmware must fit with: name, what it turns on, budgets per build (bytes).
+
+    chargers: how many simulated V2C Trydans the configuration lists; config:
+    sections merged (dicts recursively) into the simulator's configuration,
+    e.g. {"mqtt": {...}} once MQTT exists; budgets: {build: heap bytes} the
+    profile must run the day in (tests), a build without one is only measured.
+    """
 
     def __init__(self, name, text, chargers, budgets, config=None):
         self.name = name
@@ -165,10 +172,26 @@ class Run:
         return "exit %s; last lines:\n%s" % (self.exit_code, "\n".join(self.lines[-8:]))
 
 
-def _launch(build, heap, mode=None):
+def _merge(into, changes):
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _launch(profile, build, heap, mode=None):
     binary = interpreter(build)
 
     def launch(root):
+        if profile.config:
+            # The simulator wrote its configuration beside root; the profile's sections go on top.
+            path = os.path.join(os.path.dirname(root), "storage", "config.json")
+            with open(path) as handle:
+                config = json.load(handle)
+            _merge(config, profile.config)
+            with open(path, "w") as handle:
+                json.dump(config, handle, indent=1)
         if build == "frozen32":
             # The filesystem would shadow the frozen package ('' is first on sys.path).
             shutil.rmtree(os.path.join(root, "chargeguard"))
@@ -218,8 +241,8 @@ def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
         car_delay_s=0.5,
         run_name="mem-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
-        guard=dict(FAST_GUARD, **profile.config.get("guard", {})),
-        launch=_launch(build, heap),
+        guard=FAST_GUARD,
+        launch=_launch(profile, build, heap),
     )
     try:
         if _wait_started(sim):
@@ -268,7 +291,7 @@ def gc_pause_us(profile, build, heap=2048 * KB):
         run_name="mem-gc-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
         guard=FAST_GUARD,
-        launch=_launch(build, heap, mode="gcpause"),
+        launch=_launch(profile, build, heap, mode="gcpause"),
     )
     try:
         deadline = time.monotonic() + 60
