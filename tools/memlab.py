@@ -208,7 +208,7 @@ def _launch(profile, build, heap, mode=None):
     return launch
 
 
-def _wait_started(sim, timeout_s=10.0):
+def _wait_started(sim, timeout_s=30.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and sim.firmware.alive():
         if any(line.startswith("ChargeGuard running") for line in sim.lines):
