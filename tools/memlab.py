@@ -155,6 +155,10 @@ class Run:
             elif "MemoryError" in line or "out of memory" in line:
                 if site and stripped.startswith("MemoryError"):
                     return site
+                # "ChargeGuard stopped: MemoryError('memory allocation failed, allocating 8194 bytes',); ..."
+                if "allocating " in stripped:
+                    size = stripped.split("allocating ", 1)[1].split(" bytes", 1)[0]
+                    return "%s: MemoryError allocating %s bytes" % (stripped.split(":", 1)[0], size)
                 return stripped[:100]
         if not self.configured:
             notes = [line for line in self.lines if line.startswith("config:")]
@@ -217,12 +221,16 @@ def _wait_started(sim, timeout_s=30.0):
     return False
 
 
+def _out_of_memory(lines):
+    return any("MemoryError" in line or "out of memory" in line for line in lines)
+
+
 def play_day(sim, days=1, on_scene=None):
     """The scripted day at the fast pace (about 16 s a day)."""
     for day in range(days):
         for scene in DAY:
-            if not sim.firmware.alive():
-                return
+            if not sim.firmware.alive() or _out_of_memory(sim.lines):
+                return  # the run has failed: no need to play it to the end
             if on_scene:
                 on_scene(day, scene)
             sim.site.set_house(scene.amps)
@@ -248,7 +256,7 @@ def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
         if _wait_started(sim):
             started = time.monotonic()
             play_day(sim, days, on_scene)
-            while sim.firmware.alive() and time.monotonic() - started < min_seconds:
+            while sim.firmware.alive() and time.monotonic() - started < min_seconds and not _out_of_memory(sim.lines):
                 sim.send_telegram()
                 time.sleep(TELEGRAM_GAP_S)
             time.sleep(1.2)  # the last status and peak lines
