@@ -294,7 +294,11 @@ def smallest_heap(profile, build, low, high, step=KB, on_step=None):
 
 
 def gc_pause_us(profile, build, heap=2048 * KB):
-    """(longest gc.collect() in us, bytes live) with the heap filled by copies of the firmware's App."""
+    """(longest gc.collect() in us, bytes live, longest with the firmware alone) in a heap of `heap` bytes.
+
+    The first two with the heap filled by copies of the firmware's App (the
+    worst case of a big heap); the last with only the firmware's own objects.
+    """
     sim = Simulation(
         run_name="mem-gc-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
@@ -312,5 +316,5 @@ def gc_pause_us(profile, build, heap=2048 * KB):
     for line in sim.lines:
         if line.startswith("memprobe: gcpause"):
             parts = line.split()
-            return int(parts[2]), int(parts[3])
+            return int(parts[2]), int(parts[3]), int(parts[5])
     raise RuntimeError("gcpause: no figure; the firmware said:\n" + "\n".join(sim.lines[-10:]))

@@ -13,8 +13,9 @@
 #   peak N M        N: the most heap in use (live + garbage not yet
 #                   collected) seen by a 10 ms sampler since start; M: in use
 #                   now; printed every second
-#   gcpause N M K   (gcpause mode) longest gc.collect() in us of 5, with M
-#                   bytes live: the App and K copies of it filling the heap
+#   gcpause N M K E (gcpause mode) longest gc.collect() in us of 5, with M
+#                   bytes live: the App and K copies of it filling the heap;
+#                   E: the same with only the firmware's own objects live
 # The firmware's status line carries the live heap after each of its own
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
@@ -49,6 +50,7 @@ def gc_pause(app_module, app):
     # then time full collections of that heap.
     platform = app.platform
     doc = app_module.load_config(platform.storage_dir())[0]
+    alone = _longest_collect()
     keep = []
     try:
         while gc.mem_free() > 48 * 1024:
@@ -57,13 +59,17 @@ def gc_pause(app_module, app):
             gc.collect()
     except MemoryError:
         pass
+    say("gcpause", _longest_collect(), gc.mem_alloc(), len(keep), alone)
+
+
+def _longest_collect():
     gc.collect()
     longest = 0
     for _ in range(5):
         started = time.ticks_us()
         gc.collect()
         longest = max(longest, time.ticks_diff(time.ticks_us(), started))
-    say("gcpause", longest, gc.mem_alloc(), len(keep))
+    return longest
 
 
 def main():
