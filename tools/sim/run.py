@@ -105,11 +105,12 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print):
-        command = [micropython_binary()]
-        if heap:
-            command += ["-X", "heapsize=" + heap]
-        command.append("main.py")
+    def __init__(self, root, storage, device, heap=None, on_line=print, command=None):
+        if command is None:
+            command = [micropython_binary()]
+            if heap:
+                command += ["-X", "heapsize=" + heap]
+            command.append("main.py")
         env = dict(os.environ)
         env.update({"CHARGEGUARD_P1_DEVICE": device, "CHARGEGUARD_STORAGE": storage})
         self.process = subprocess.Popen(
@@ -151,10 +152,12 @@ class Simulation:
     """The site, its devices and the firmware, stepped once per telegram.
 
     chargers: how many Trydan emulators (priority in that order), each with a
-    3-phase car plugged in; guard: overrides of the config's guard section.
+    3-phase car plugged in; guard: overrides of the config's guard section;
+    launch: launch(root) -> the firmware's command line, run in root (default:
+    the unix port from .venv running main.py with `heap`).
     """
 
-    def __init__(self, heap="96K", car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None):
+    def __init__(self, heap="96K", car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None, launch=None):
         self.trydans = []
         for _ in range(chargers):
             trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
@@ -167,7 +170,8 @@ class Simulation:
         self.lines = []
         self.config = sim_config([trydan.port for trydan in self.trydans], guard)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append)
+        command = launch(root) if launch else None
+        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command)
 
     def send_telegram(self):
         """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""
