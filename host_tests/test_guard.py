@@ -569,18 +569,11 @@ def test_tick_allocates_nothing_without_a_contract_limit():
     # "unlimited" and must stay within the small ints of a 32-bit port (an
     # ESP32), where a larger intermediate value is a heap-allocated long int.
     import gc
-    import sys
 
     from support import IS_MICROPYTHON, skip
 
     if not IS_MICROPYTHON:
         skip("allocation is measured on MicroPython, where small ints are not objects")
-    if sys.maxsize < 2**32:
-        # Found on the 32-bit port (make test-upy32): 96 B per charger and tick.
-        # core/guard.py _offer(): budget_left * 1000 with budget_left = _BIG
-        # (1 << 29) exceeds 2**30. Reported for the owner of core/; remove this
-        # skip with the fix.
-        skip("known: guard.tick allocates a long int per charger when max_import_w is 0 (32-bit)")
     rig = Rig(make_site(), [make_charger(), make_charger("b", priority=2)], metered=True)
     rig.house(3, 4, 5)
     ramp_to_steady(rig, 5)
