@@ -1,6 +1,6 @@
 """Benchmarks of the firmware on the MicroPython unix ports (make bench; a few minutes).
 
-    python tools/bench.py [--steps 60] [--heap 96K] [--heap-only | --latency-only] [--builds mpy32,frozen32,mpy64]
+    python tools/bench.py [--steps 60] [--heap 112K] [--heap-only | --latency-only] [--builds mpy32,frozen32,mpy64]
 
 1. Heap, per profile (tools/memlab.py: what a configuration turns on) and
    per build (.mpy and frozen on the 32-bit unix port, which has an ESP32's
@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "sim"))
 sys.path.insert(0, HERE)
 
-from run import Simulation, wait_for  # noqa: E402
+from run import DEFAULT_HEAP, Simulation, wait_for  # noqa: E402
 
 import memlab  # noqa: E402
 
@@ -211,7 +211,7 @@ def report_memory(results):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60, help="load steps per latency run")
-    parser.add_argument("--heap", default="96K", help="heap of the latency runs (64-bit port)")
+    parser.add_argument("--heap", default=DEFAULT_HEAP, help="heap of the latency runs (64-bit port)")
     parser.add_argument("--heap-only", action="store_true", help="skip the latency runs")
     parser.add_argument("--latency-only", action="store_true", help="skip the heap measurements")
     parser.add_argument("--builds", default=",".join(memlab.BUILDS), help="heap builds to measure (%s)" % ",".join(memlab.BUILDS))

@@ -122,8 +122,9 @@ class Run:
         self.commands = sum(1 for line in lines if line.startswith("grid"))
         # Started with the profile's configuration, not a fallback: a config
         # that failed to parse for want of heap would run with no chargers.
+        # The one config line a healthy run prints is the last good copy kept.
         self.configured = ("ChargeGuard running: %d charger(s)" % profile.chargers) in lines and not any(
-            line.startswith("config:") for line in lines
+            line.startswith("config:") and "kept as the last good" not in line for line in lines
         )
 
     def _figures(self, key):
