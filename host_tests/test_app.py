@@ -424,3 +424,42 @@ def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
     assert app.names == ["box"] and app.config_source == "config.bak" and app.config_good is None
     assert app.config_notes[0].startswith("config.json could not start (MemoryError("), app.config_notes
     assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes
+
+
+def test_a_reading_allocates_nothing_once_warm():
+    # The fast path (meter reading -> decide -> guard tick -> commands) runs
+    # for every telegram: on the device it must not feed the heap. Checked on
+    # MicroPython, 64- and 32-bit (make test-upy32). With max_import_w 0 the
+    # guard allocates on 32-bit (test_guard: known, skipped there).
+    import gc
+
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    doc = config_doc(2)
+    doc["site"]["max_import_w"] = 20000
+    app = app_module.App(platform, doc, meter, [FakeCharger(), FakeCharger()], log=lambda line: None)
+    # The reading is filled once (FakeMeter.push allocates itself); each
+    # new telegram only restamps it, as P1Meter updates it in place.
+    reading = meter.reading
+    reading.phase_count = 3
+    for phase in range(3):
+        reading.current_ma[phase] = 10000 - 2000 * phase
+        reading.power_w[phase] = 2300 - 460 * phase
+    for _ in range(30):
+        reading.tick_ms = platform.ticks_ms()
+        app.on_reading()
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(20):
+            reading.tick_ms = platform.ticks_ms()
+            app.on_reading()
+        after = gc.mem_alloc()
+    finally:
+        gc.enable()
+    assert after - before == 0, after - before

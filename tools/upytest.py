@@ -18,8 +18,6 @@ def run_module(name, counts, only):
         sys.print_exception(error)
         counts[1] += 1
         return
-    support = sys.modules.get("support")
-    skip_type = getattr(support, "Skip", None)
     for attr in sorted(dir(module)):
         if not attr.startswith("test_"):
             continue
@@ -32,6 +30,8 @@ def run_module(name, counts, only):
         try:
             func()
         except Exception as error:
+            # Looked up now: a test may import support only inside itself.
+            skip_type = getattr(sys.modules.get("support"), "Skip", None)
             if skip_type is not None and isinstance(error, skip_type):
                 counts[2] += 1
                 print("SKIP", name + "." + attr, error.args[0] if error.args else "")

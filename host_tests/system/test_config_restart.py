@@ -17,7 +17,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
-from run import Firmware, Simulation, wait_for as wait  # noqa: E402
+from run import DEFAULT_HEAP, Firmware, Simulation, wait_for as wait  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0
 CONFIG_PROVEN_S = 10.0  # app.CONFIG_PROVEN_MS: the guard has decided this long with a configuration
@@ -62,7 +62,7 @@ def restart(sim, config_text, remove_last_good=False):
         os.remove(os.path.join(storage(), "config.bak"))
     lines = []
     sim.lines = lines
-    sim.firmware = Firmware(os.path.join(ROOT, "build", RUN, "root"), storage(), sim.p1.device, "96K", lines.append)
+    sim.firmware = Firmware(os.path.join(ROOT, "build", RUN, "root"), storage(), sim.p1.device, DEFAULT_HEAP, lines.append)
     return lines, stopped_ns
 
 
@@ -84,7 +84,7 @@ def output(lines):
 
 
 def test_an_invalid_new_config_keeps_the_box_guarded_by_the_last_good_one():
-    sim = Simulation(heap="96K", car_delay_s=0.2, run_name=RUN, guard=FAST_GUARD)
+    sim = Simulation(car_delay_s=0.2, run_name=RUN, guard=FAST_GUARD)
     sim.site.set_house((2.0, 2.0, 2.0))
     try:
         assert pump_until(sim, lambda: sim.trydan.setting("Intensity") == 16, 20), output(sim.lines)
@@ -123,7 +123,7 @@ def test_an_invalid_new_config_keeps_the_box_guarded_by_the_last_good_one():
 
 
 def test_with_no_valid_config_ever_nothing_is_commanded_and_the_console_says_what_to_fix():
-    sim = Simulation(heap="96K", car_delay_s=0.2, run_name=RUN, guard=FAST_GUARD)
+    sim = Simulation(car_delay_s=0.2, run_name=RUN, guard=FAST_GUARD)
     sim.site.set_house((2.0, 2.0, 2.0))
     try:
         bad = json.loads(json.dumps(sim.config))

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 from chargeguard.app import CHARGER_POLL_MS, CHARGER_TIMEOUT_MS, CONTROL_TICK_MS, GC_INTERVAL_MS, STATUS_LINE_MS  # noqa: E402
-from run import Simulation, wait_for as wait  # noqa: E402
+from run import DEFAULT_HEAP, Simulation, wait_for as wait  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5: one telegram a second
 PUMP_PERIOD_S = 0.5  # how often pump_until() sends one (faster than a meter, to save time)
@@ -106,7 +106,7 @@ def boot_and_settle(sim, *amps):
 
 
 def start(**kwargs):
-    sim = Simulation(heap=os.environ.get("E2E_HEAP", "96K"), car_delay_s=0.2, run_name="e2e", guard=FAST_GUARD, **kwargs)
+    sim = Simulation(heap=os.environ.get("E2E_HEAP", DEFAULT_HEAP), car_delay_s=0.2, run_name="e2e", guard=FAST_GUARD, **kwargs)
     sim.site.set_house((2.0, 2.0, 2.0))
     return sim
 

@@ -54,6 +54,10 @@ REASON_NO_CAR = "no_car"  # nothing plugged in: kept at its minimum
 # and W->A rounding noise must not show up as a change.
 CURRENT_STEP_MA = const(100)
 _BIG = const(1 << 29)  # "no limit" that stays a small int on a 32-bit port
+# A power budget above this (W) limits no charger: 630 A x 3 x 260 V is under
+# 500 kW. Below it, budget * 1000 (mA) stays a small int on a 32-bit port (an
+# ESP32), where a larger product is a heap-allocated long int on every tick.
+_ROOM_LIMIT_W = const(1000000)
 
 
 class _ChargerState:
@@ -390,10 +394,11 @@ class Guard:
             if room < extra:
                 extra = room
                 reason = REASON_BREAKER
-        power_room_ma = budget_left * 1000 // (voltage_v * charger.phases)
-        if power_room_ma < extra:
-            extra = power_room_ma
-            reason = self.import_limit_reason
+        if budget_left < _ROOM_LIMIT_W:
+            power_room_ma = budget_left * 1000 // (voltage_v * charger.phases)
+            if power_room_ma < extra:
+                extra = power_room_ma
+                reason = self.import_limit_reason
         if extra < 0:
             extra = 0
         extra -= extra % CURRENT_STEP_MA

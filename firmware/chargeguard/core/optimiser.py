@@ -75,7 +75,11 @@ REASON_MANUAL = "manual"  # the owner's fixed current
 REASON_SEQUENTIAL = "sequential"  # sequential modes: waiting for its turn
 REASON_PRIORITY = "priority"  # shared/priority: the others leave it no minimum
 
-_NO_DATA_W = const(-(1 << 28))  # export when there is no reading: EVCM's no-data sustain applies
+# Export (W) taken when there is no reading, so EVCM's no-data sustain
+# applies: below every threshold (optsettings: at most 100 kW either way),
+# yet small enough that W -> mA arithmetic on it stays a small int on a
+# 32-bit port (an ESP32), where -(1 << 28) // 230 * 1000 was a long int per tick.
+_NO_DATA_W = const(-(1 << 20))
 _URGENCY = (MODE_ECO, MODE_SOLAR, MODE_EXCESS)
 
 

@@ -11,7 +11,7 @@ Environment:
   CHARGEGUARD_NETWORK_DOWN  "1": network_up() is False, wifi_status() "no_ap"
   CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (default none)
 
-Heap: this module runs under a 96 KB heap in the simulator, so it holds only
+Heap: this module runs under a small heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
 CPython-only branches are inline code, not extra functions.
 """

@@ -1,0 +1,321 @@
+"""Heap measurements of the firmware on the MicroPython unix ports (bench and budget tests).
+
+A profile is what a configuration turns on; a build is how the firmware gets
+onto the interpreter:
+
+    mpy32     32-bit unix port, stock modules (asyncio frozen), the firmware
+              as .mpy from build/device: a stock ESP32 firmware + `make deploy`
+    frozen32  32-bit unix port with manifest.py frozen in: a custom ESP32 image
+    mpy64     the 64-bit unix port from .venv, .mpy (reference only: its heap
+              figures are about 1.4x an ESP32's)
+
+The firmware runs unmodified under tools/memprobe.py (which starts it as
+main.py does and reports the heap) against the site simulator
+(tools/sim/run.py's Simulation), playing the scripted day at a fast pace:
+every scene for a second (a telegram every 0.25 s), the P1 cable pulled for
+longer than meter_timeout_s (failsafe), charger polls every 5 s and the
+firmware's own collection every 10 s as on the device.
+
+Budgets are per profile and build: the heap (-X heapsize) the profile must
+run the day in, with no MemoryError and no growth of the live heap. Each new
+interface (MQTT, web, OCPP) adds a profile here with its configuration; the
+budget tests (host_tests/system/test_heap_budget.py) and `make bench` pick it up.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for path in (HERE, os.path.join(HERE, "sim")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+import upy32  # noqa: E402
+from build import mpy_cross_binary  # noqa: E402
+from house import DAY  # noqa: E402
+from run import Simulation, micropython_binary  # noqa: E402
+
+KB = 1024
+PLAIN_ESP32_HEAP = 110 * KB  # what a plain ESP32 running MicroPython 1.28 leaves the Python heap, about
+# Fast enough for seconds-long runs, inside the configuration's limits.
+FAST_GUARD = {"meter_timeout_s": 2, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1}
+TELEGRAMS_PER_SCENE = 4
+TELEGRAM_GAP_S = 0.25
+
+
+class Profile:
+    """A configuration the firmware must fit with: name, what it turns on, budgets per build (bytes).
+
+    chargers: how many simulated V2C Trydans the configuration lists; config:
+    sections merged (dicts recursively) into the simulator's configuration,
+    e.g. {"mqtt": {...}} once MQTT exists; budgets: {build: heap bytes} the
+    profile must run the day in (tests), a build without one is only measured.
+    """
+
+    def __init__(self, name, text, chargers, budgets, config=None):
+        self.name = name
+        self.text = text
+        self.chargers = chargers
+        self.budgets = budgets
+        self.config = config or {}
+
+
+# The plain-ESP32 subset runs as .mpy in 80 KB (a plain ESP32's ~110 KB heap
+# leaves the rest to buffers and MQTT); everything the project has runs
+# frozen in 64 KB. Today both are the guard, the P1 meter and the chargers.
+PROFILES = (
+    Profile(
+        "core",
+        "guard + P1 meter + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+    ),
+)
+BUILDS = ("mpy32", "frozen32", "mpy64")
+
+
+class Unavailable(Exception):
+    """This build cannot run here (args[0]: why)."""
+
+
+def interpreter(build):
+    """Path of the MicroPython binary for build; Unavailable when it cannot be built here."""
+    if build == "mpy64":
+        return micropython_binary()
+    try:
+        return upy32.ensure("frozen" if build == "frozen32" else "plain")
+    except upy32.Unavailable as why:
+        raise Unavailable(why.args[0])
+
+
+class Run:
+    """What one run of the firmware showed."""
+
+    def __init__(self, profile, build, heap, lines, alive, exit_code):
+        self.profile = profile
+        self.build = build
+        self.heap = heap
+        self.lines = lines
+        self.alive = alive
+        self.exit_code = exit_code
+        self.base = self._figure("base")
+        self.after_imports = self._figure("imports")
+        peaks = self._figures("peak")
+        self.peak = max(peaks) if peaks else None
+        # The firmware's live heap after its latest collection (every 10 s),
+        # as its status line shows it once a second.
+        self.live_each_second = []
+        for line in lines:
+            if line.startswith("grid") and "heap " in line:
+                self.live_each_second.append(int(line.rsplit("heap ", 1)[1].split()[0]))
+        self.live = []  # the same, one entry per change
+        for value in self.live_each_second:
+            if not self.live or self.live[-1] != value:
+                self.live.append(value)
+        # A MemoryError anywhere, also where a driver names it in its own words.
+        self.memory_errors = [line for line in lines if "MemoryError" in line or "out of memory" in line]
+        self.commands = sum(1 for line in lines if line.startswith("grid"))
+        # Started with the profile's configuration, not a fallback: a config
+        # that failed to parse for want of heap would run with no chargers.
+        # The one config line a healthy run prints is the last good copy kept.
+        self.configured = ("ChargeGuard running: %d charger(s)" % profile.chargers) in lines and not any(
+            line.startswith("config:") and "kept as the last good" not in line for line in lines
+        )
+
+    def _figures(self, key):
+        values = []
+        for line in self.lines:
+            if line.startswith("memprobe: " + key + " "):
+                values.append(int(line.split()[2]))
+        return values
+
+    def _figure(self, key):
+        values = self._figures(key)
+        return values[-1] if values else None
+
+    def ok(self):
+        """Ran to the end: no MemoryError, still running, its own configuration, and the guard kept reporting."""
+        return not self.memory_errors and self.alive and self.configured and self.commands > 0
+
+    def failure_site(self):
+        """Where the first MemoryError was raised: 'file:line in function' or the firmware's own words."""
+        if self.ok():
+            return ""
+        site = None
+        for line in self.lines:
+            stripped = line.strip()
+            if stripped.startswith("File ") and ", line " in stripped:
+                parts = stripped.split('"')
+                where = stripped.rsplit(", in ", 1)
+                site = "%s:%s in %s" % (parts[1] if len(parts) > 2 else "?", stripped.split(", line ")[1].split(",")[0], where[1] if len(where) > 1 else "?")
+            elif "MemoryError" in line or "out of memory" in line:
+                if site and stripped.startswith("MemoryError"):
+                    return site
+                # "ChargeGuard stopped: MemoryError('memory allocation failed, allocating 8194 bytes',); ..."
+                if "allocating " in stripped:
+                    size = stripped.split("allocating ", 1)[1].split(" bytes", 1)[0]
+                    return "%s: MemoryError allocating %s bytes" % (stripped.split(":", 1)[0], size)
+                return stripped[:100]
+        if not self.configured:
+            notes = [line for line in self.lines if line.startswith("config:")]
+            return notes[0][:100] if notes else "did not start with its configuration"
+        return "exit %s, no MemoryError printed" % self.exit_code
+
+    def failure(self):
+        """Where it failed, in a line or a few (the MemoryError's traceback when there is one)."""
+        if self.ok():
+            return ""
+        for index, line in enumerate(self.lines):
+            if "MemoryError" in line or "startup-error" in line:
+                start = max(0, index - 6)
+                return "\n".join(self.lines[start : index + 8])
+        return "exit %s; last lines:\n%s" % (self.exit_code, "\n".join(self.lines[-8:]))
+
+
+def _merge(into, changes):
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _launch(profile, build, heap, mode=None):
+    binary = interpreter(build)
+
+    def launch(root):
+        if profile.config:
+            # The simulator wrote its configuration beside root; the profile's sections go on top.
+            path = os.path.join(os.path.dirname(root), "storage", "config.json")
+            with open(path) as handle:
+                config = json.load(handle)
+            _merge(config, profile.config)
+            with open(path, "w") as handle:
+                json.dump(config, handle, indent=1)
+        if build == "frozen32":
+            # The filesystem would shadow the frozen package ('' is first on sys.path).
+            shutil.rmtree(os.path.join(root, "chargeguard"))
+        # Compiled, like the firmware: source would be compiled on the heap.
+        subprocess.run(
+            [mpy_cross_binary(), "-o", os.path.join(root, "memprobe.mpy"), os.path.join(HERE, "memprobe.py")],
+            check=True,
+        )
+        command = [binary, "-X", "heapsize=%d" % heap, "-m", "memprobe"]
+        if mode:
+            command = ["env", "CHARGEGUARD_PROBE=" + mode] + command
+        return command
+
+    return launch
+
+
+def _wait_started(sim, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and sim.firmware.alive():
+        if any(line.startswith("ChargeGuard running") for line in sim.lines):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _out_of_memory(lines):
+    return any("MemoryError" in line or "out of memory" in line for line in lines)
+
+
+def play_day(sim, days=1, on_scene=None):
+    """The scripted day at the fast pace (about 16 s a day)."""
+    for day in range(days):
+        for scene in DAY:
+            if not sim.firmware.alive() or _out_of_memory(sim.lines):
+                return  # the run has failed: no need to play it to the end
+            if on_scene:
+                on_scene(day, scene)
+            sim.site.set_house(scene.amps)
+            sim.meter_silent = scene.meter_silent
+            # Silent scenes last past meter_timeout_s, so the guard goes to failsafe.
+            count = (FAST_GUARD["meter_timeout_s"] + 1) * 4 if scene.meter_silent else TELEGRAMS_PER_SCENE
+            for _ in range(count):
+                sim.send_telegram()
+                time.sleep(TELEGRAM_GAP_S)
+        sim.meter_silent = False
+
+
+def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
+    """Run the firmware for `days` fast days (and at least min_seconds) in `heap` bytes; a Run."""
+    sim = Simulation(
+        car_delay_s=0.5,
+        run_name="mem-%s-%s" % (profile.name, build),
+        chargers=profile.chargers,
+        guard=FAST_GUARD,
+        launch=_launch(profile, build, heap),
+    )
+    try:
+        if _wait_started(sim):
+            started = time.monotonic()
+            play_day(sim, days, on_scene)
+            while sim.firmware.alive() and time.monotonic() - started < min_seconds and not _out_of_memory(sim.lines):
+                sim.send_telegram()
+                time.sleep(TELEGRAM_GAP_S)
+            time.sleep(1.2)  # the last status and peak lines
+        alive = sim.firmware.alive()
+    finally:
+        code = sim.stop()
+    return Run(profile, build, heap, list(sim.lines), alive, code)
+
+
+def smallest_heap(profile, build, low, high, step=KB, on_step=None):
+    """The smallest heap (multiple of step) in [low, high] that runs one fast day; (heap, Run just below it).
+
+    Bisection: `high` must run (it is checked first); every probe is a fresh
+    run. The Run just below the result says what fails first (its traceback).
+    """
+    low = low // step * step
+    high = -(-high // step) * step
+    top = run(profile, build, high)
+    if on_step:
+        on_step(high, top)
+    if not top.ok():
+        return None, top
+    below = None
+    while high - low > step:
+        middle = (low + high) // 2 // step * step
+        attempt = run(profile, build, middle)
+        if on_step:
+            on_step(middle, attempt)
+        if attempt.ok():
+            high = middle
+        else:
+            low = middle
+            below = attempt
+    return high, below
+
+
+def gc_pause_us(profile, build, heap=2048 * KB):
+    """(longest gc.collect() in us, bytes live, longest with the firmware alone) in a heap of `heap` bytes.
+
+    The first two with the heap filled by copies of the firmware's App (the
+    worst case of a big heap); the last with only the firmware's own objects.
+    """
+    sim = Simulation(
+        run_name="mem-gc-%s-%s" % (profile.name, build),
+        chargers=profile.chargers,
+        guard=FAST_GUARD,
+        launch=_launch(profile, build, heap, mode="gcpause"),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sim.firmware.alive():
+            if any(line.startswith("memprobe: gcpause") for line in sim.lines):
+                break
+            time.sleep(0.05)
+    finally:
+        sim.stop()
+    for line in sim.lines:
+        if line.startswith("memprobe: gcpause"):
+            parts = line.split()
+            return int(parts[2]), int(parts[3]), int(parts[5])
+    raise RuntimeError("gcpause: no figure; the firmware said:\n" + "\n".join(sim.lines[-10:]))

@@ -1,0 +1,105 @@
+# Runs the firmware's own main (chargeguard.app.main, as main.py does), with
+# heap figures on the console. tools/memlab.py starts it:
+#
+#   micropython -X heapsize=64K -m memprobe
+#   CHARGEGUARD_PROBE=gcpause micropython -X heapsize=2M -m memprobe
+#
+# It hooks two points of the app and changes nothing else: app.build (the
+# App made from the configuration) and App.run (the running tasks). Lines it
+# adds to the firmware's own output, all starting "memprobe:":
+#   base N          heap in use before anything of the firmware is imported
+#   imports N       live heap once the App is built: modules imported, the
+#                   configuration read (and its module unloaded), drivers made
+#   peak N M        N: the most heap in use (live + garbage not yet
+#                   collected) seen by a 10 ms sampler since start; M: in use
+#                   now; printed every second
+#   gcpause N M K E (gcpause mode) longest gc.collect() in us of 5, with M
+#                   bytes live: the App and K copies of it filling the heap;
+#                   E: the same with only the firmware's own objects live
+# The firmware's status line carries the live heap after each of its own
+# periodic collections ("heap N B"); the probe adds no collections of its
+# own while the firmware runs, so the figures are the firmware's.
+import gc
+import os
+import sys
+import time
+
+_SAMPLE_MS = 10
+_REPORT_MS = 1000
+
+
+def say(*parts):
+    print("memprobe:", *parts)
+
+
+async def sampler(state, sleep_ms):
+    next_report = time.ticks_add(time.ticks_ms(), _REPORT_MS)
+    while True:
+        used = gc.mem_alloc()
+        if used > state[0]:
+            state[0] = used
+        if time.ticks_diff(time.ticks_ms(), next_report) >= 0:
+            next_report = time.ticks_add(next_report, _REPORT_MS)
+            say("peak", state[0], used)
+        await sleep_ms(_SAMPLE_MS)
+
+
+def gc_pause(app_module, app):
+    # Fill the heap with copies of the running App (its Guard, commands,
+    # events, per-charger lists: the firmware's own live objects, no I/O),
+    # then time full collections of that heap.
+    platform = app.platform
+    doc = app_module.load_config(platform.storage_dir())[0]
+    alone = _longest_collect()
+    keep = []
+    try:
+        while gc.mem_free() > 48 * 1024:
+            for _ in range(20):
+                keep.append(app_module.App(platform, doc, app.meter, app.drivers, say))
+            gc.collect()
+    except MemoryError:
+        pass
+    say("gcpause", _longest_collect(), gc.mem_alloc(), len(keep), alone)
+
+
+def _longest_collect():
+    gc.collect()
+    longest = 0
+    for _ in range(5):
+        started = time.ticks_us()
+        gc.collect()
+        longest = max(longest, time.ticks_diff(time.ticks_us(), started))
+    return longest
+
+
+def main():
+    gc.collect()
+    state = [gc.mem_alloc()]
+    say("base", state[0])
+    import asyncio
+
+    from chargeguard import app as app_module
+
+    build = app_module.build
+    run = app_module.App.run
+
+    def probed_build(*args, **kwargs):
+        app = build(*args, **kwargs)
+        state[0] = max(state[0], gc.mem_alloc())
+        gc.collect()
+        say("imports", gc.mem_alloc())
+        if os.getenv("CHARGEGUARD_PROBE") == "gcpause":
+            gc_pause(app_module, app)
+            raise SystemExit(0)  # not an Exception: main() lets it through
+        return app
+
+    async def probed_run(self, *args, **kwargs):
+        asyncio.create_task(sampler(state, asyncio.sleep_ms))
+        return await run(self, *args, **kwargs)
+
+    app_module.build = probed_build
+    app_module.App.run = probed_run
+    app_module.main()
+
+
+main()
