@@ -1,10 +1,6 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
-<<<<<<< HEAD
-    python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 96K] [--car-delay-s 2]
-=======
-    python tools/sim/run.py [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
->>>>>>> main
+    python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -60,8 +56,8 @@ DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three m
 # The solar day's settings: EVCM's default band (ECO on: start at 4000 W
 # export, pause at 500 W import) with timers short enough to watch; the
 # product defaults are 60 / 180 / 120 / 180 s (docs/configuration.md).
-# The optimiser's modules take about 18 KB on this 64-bit port (about 11 KB on
-# the 32-bit ESP32, whose heap is larger than 96K): docs/development.md.
+# A configuration that runs the optimiser (the solar day) needs its modules
+# too: about 18 KB more on this 64-bit port (docs/development.md).
 SOLAR_HEAP = "128K"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
@@ -185,13 +181,18 @@ class Simulation:
     the unix port from .venv running main.py with `heap`).
     """
 
-<<<<<<< HEAD
     def __init__(
-        self, heap="96K", car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None, mode="fast", solar=None
+        self,
+        heap=None,
+        car_delay_s=2.0,
+        run_name="sim",
+        on_line=None,
+        chargers=1,
+        guard=None,
+        launch=None,
+        mode="fast",
+        solar=None,
     ):
-=======
-    def __init__(self, heap=None, car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None, launch=None):
->>>>>>> main
         self.trydans = []
         for _ in range(chargers):
             trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
@@ -300,13 +301,12 @@ def main():
         "--scene-s", type=float, default=DEFAULT_SCENE_S, help="real seconds per scene of the day (default %(default)g)"
     )
     parser.add_argument("--once", action="store_true", help="play the day once, then stop")
-<<<<<<< HEAD
     parser.add_argument(
-        "--heap", default=None, help="MicroPython heap size (default 96K; the solar day %s: the optimiser's code)" % SOLAR_HEAP
+        "--heap",
+        default=None,
+        help="MicroPython heap size of the 64-bit unix port (default %s; the solar day %s: the optimiser's code)"
+        % (DEFAULT_HEAP, SOLAR_HEAP),
     )
-=======
-    parser.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size of the 64-bit unix port (default %s)" % DEFAULT_HEAP)
->>>>>>> main
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
     args = parser.parse_args()
     if args.scene_s <= 0:
@@ -315,7 +315,7 @@ def main():
     day = DAYS[args.day]
     solar_day = args.day == "solar"
     if args.heap is None:
-        args.heap = SOLAR_HEAP if solar_day else "96K"
+        args.heap = SOLAR_HEAP if solar_day else DEFAULT_HEAP
     state = {"clock": day[0].clock, "t0": time.monotonic()}
     holder = {}
 
