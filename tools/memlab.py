@@ -68,12 +68,23 @@ class Profile:
 # The plain-ESP32 subset runs as .mpy in 80 KB (a plain ESP32's ~110 KB heap
 # leaves the rest to buffers and MQTT); everything the project has runs
 # frozen in 64 KB. Today both are the guard, the P1 meter and the chargers.
+# Measured with `make bench` / memlab.smallest_heap (docs/firmware.md): see
+# the figures there; the optimiser's modules come on top of the core's.
+OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 96 * KB}
 PROFILES = (
     Profile(
         "core",
         "guard + P1 meter + 2 V2C Trydan wallboxes",
         chargers=2,
         budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+    ),
+    Profile(
+        "optimiser",
+        "core + the optimiser: both wallboxes in eco, shared distribution, capacity tariff 9 kW",
+        chargers=2,
+        budgets=OPTIMISER_BUDGETS,
+        # The sim's chargers follow site.mode (their mode is "site").
+        config={"site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000}},
     ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")

@@ -18,12 +18,17 @@ from micropython import const
 from chargeguard.core.modes import SURPLUS_MODES
 from chargeguard.core.optimiser import Optimiser, shown_reason
 from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
+from chargeguard.core.ticks import ticks_diff
 
 # Wall time before this (2024-01-01 UTC) means the clock was never set (an
 # ESP32 RTC starts at 2000-01-01 until NTP sets it): the capacity tariff
 # then counts no quarter and caps the import at the limit itself.
 CLOCK_SET_S = const(1704067200)
 _DAY_S = const(86400)
+# The wall clock is read this often and counted on with ticks in between:
+# a Unix time is a long int on a 32-bit port (one allocation per read), and
+# a clock NTP sets in between is seen within this time.
+_WALL_READ_MS = const(60000)
 
 
 class SlowLayer:
@@ -41,13 +46,26 @@ class SlowLayer:
         for charger in chargers:
             if charger.enabled and charger.mode in SURPLUS_MODES:
                 self.shows_surplus = True
+        self._wall_base_s = None  # wall_s_of() at _wall_read_ms, None = clock not set
+        self._wall_read_ms = 0
+        self._wall_read = False
 
     def tick(self, platform, guard, reading, statuses, now_ms, targets_ma):
         """Fill targets_ma (mA) and set guard.import_cap_w; call before guard.tick()."""
         optimiser = self.optimiser
-        wall_s = wall_s_of(platform) if optimiser.opt.peak_limit_w else None
+        wall_s = self.wall_s(platform, now_ms) if optimiser.opt.peak_limit_w else None
         envelope = guard.headroom_ma if self.envelope and not guard.failsafe else None
         guard.import_cap_w = optimiser.tick(reading, statuses, wall_s, now_ms, targets_ma, envelope)
+
+    def wall_s(self, platform, now_ms):
+        """Wall time in s modulo one day (None before the clock is set); reads the clock once a minute."""
+        if not self._wall_read or ticks_diff(now_ms, self._wall_read_ms) >= _WALL_READ_MS:
+            self._wall_base_s = wall_s_of(platform)
+            self._wall_read_ms = now_ms
+            self._wall_read = True
+        if self._wall_base_s is None:
+            return None
+        return (self._wall_base_s + ticks_diff(now_ms, self._wall_read_ms) // 1000) % _DAY_S
 
     def reasons(self, commands, reasons):
         """reasons[i]: the one reason to show for charger i after the guard's tick."""

@@ -62,11 +62,12 @@ SOLAR_HEAP = "128K"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None, mode="fast", solar=None):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
-    mode: every charger's mode ("solar" for the solar day); solar: the
-    config's solar section (SIM_SOLAR for the solar day), None = left out.
+    mode: every charger's mode ("solar" for the solar day; "site" follows
+    site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
+    for the solar day), None = left out.
     """
     chargers = []
     for index, port in enumerate(trydan_ports):
@@ -190,7 +191,7 @@ class Simulation:
         chargers=1,
         guard=None,
         launch=None,
-        mode="fast",
+        mode="site",
         solar=None,
     ):
         self.trydans = []
@@ -336,7 +337,7 @@ def main():
         heap=args.heap,
         car_delay_s=args.car_delay_s,
         on_line=show,
-        mode="solar" if solar_day else "fast",
+        mode="solar" if solar_day else "site",
         solar=SIM_SOLAR if solar_day else None,
     )
     stopping = {"now": False}
