@@ -212,6 +212,24 @@ def test_status_line_shows_only_the_sites_phases():
     assert line.startswith("grid  12.3 A | c0   6.0 A ramp"), line
 
 
+def test_status_line_shows_the_total_of_a_meter_without_phases():
+    from chargeguard import config
+
+    doc, errors = config.check({"chargers": [{"name": "c0", "host": "127.0.0.1"}]})
+    assert not errors, errors
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    app = app_module.App(platform, doc, meter, [FakeCharger()], log=[].append)
+    app.have_reading = True
+    meter.reading.phase_count = 0  # DSMR 2.2: totals only
+    meter.reading.import_w = 9000
+    meter.reading.export_w = 0
+    meter.reading.tick_ms = platform.ticks_ms()
+    app.decide()
+    line = app.status_line()
+    assert line.startswith("grid   9000 W total | c0"), line
+
+
 def test_charger_errors_are_logged_once_per_change():
     charger = FakeCharger()
     app, platform, meter, lines = make_app([charger])

@@ -286,18 +286,26 @@ class App:
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
-        1-phase site), each charger's offer and reason (App.reasons), then
-        when they apply the surplus ("surplus 5200 W", a charger in a surplus
-        mode) and the capacity tariff ("quarter 2950/4000 W left 262 Wh": the
-        quarter-hour's average import so far / site.peak_limit_w, and the
-        energy it may still import; "peak 4000 W (no clock)" before the wall
-        clock is set), the live heap."""
-        current = self.meter.reading.current_ma
+        1-phase site; a meter with totals only: its total power), each
+        charger's offer and reason (App.reasons), then when they apply the
+        surplus ("surplus 5200 W", a charger in a surplus mode) and the
+        capacity tariff ("quarter 2950/4000 W left 262 Wh": the quarter-hour's
+        average import so far / site.peak_limit_w, and the energy it may
+        still import; "peak 4000 W (no clock)" before the wall clock is set),
+        the live heap."""
+        reading = self.meter.reading
         known = self.have_reading and not self.guard.failsafe
-        grid = "grid"
-        for phase in range(self.guard.site.phases):
-            grid += " %5s" % (_amps(current[phase]) if known else "--.-")
-        parts = [grid + " A"]
+        if known and not reading.phase_count:
+            # A meter with totals only (DSMR 2.2/3.0): its per-phase currents
+            # are unknown; show the total it gives, not zeros.
+            net_w = reading.net_power_w()
+            grid = "grid %6s W total" % ("--" if net_w is None else net_w)
+        else:
+            grid = "grid"
+            for phase in range(self.guard.site.phases):
+                grid += " %5s" % (_amps(reading.current_ma[phase]) if known else "--.-")
+            grid += " A"
+        parts = [grid]
         for index in range(len(self.commands)):
             command = self.commands[index]
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
