@@ -42,6 +42,7 @@ OPTIMISER_MODULES = (
     "chargeguard.core.distribution",
     "chargeguard.core.capacity",
     "chargeguard.core.optimiser",
+    "chargeguard.slowlayer",
 )
 
 
