@@ -190,13 +190,9 @@ def test_sntp_packets():
     assert ntp._iso(951782400) == "2000-02-29 00:00:00"
 
 
-def test_sntp_query_and_keep_time_set_the_wall_clock():
+def test_sntp_query_and_sync_set_the_wall_clock():
     sock, port = udp_peer()
     now_1900 = 1764450000 + 2208988800
-
-    class Up:
-        def is_up(self):
-            return True
 
     async def main():
         clock = Clock()
@@ -204,12 +200,7 @@ def test_sntp_query_and_keep_time_set_the_wall_clock():
         server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
         try:
             assert await ntp.query(clock, "127.0.0.1", 2000, port) == 1764450000
-            keeper = asyncio.create_task(ntp.keep_time(clock, Up(), "127.0.0.1", lines.append, port))
-            for _ in range(300):
-                if clock.wall is not None:
-                    break
-                await asyncio.sleep(0.01)
-            keeper.cancel()
+            assert await ntp.sync(clock, "127.0.0.1", lines.append, -1, port) is True
             return clock.wall, lines
         finally:
             server.cancel()
@@ -220,6 +211,52 @@ def test_sntp_query_and_keep_time_set_the_wall_clock():
         sock.close()
     assert wall == 1764450000
     assert lines and "time: set from 127.0.0.1 (2025-11-29 21:00:00 UTC" in lines[0], lines
+
+
+def test_the_clock_task_unloads_ntp_after_a_sync():
+    # net/ntp.py and net/dns.py are heap a plain ESP32 needs a few seconds
+    # every six hours: the clock task imports them for a sync only.
+    import sys
+
+    import test_app
+
+    sock, port = udp_peer()
+    now_1900 = 1764450000 + 2208988800
+    app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
+    walls = []
+    platform.set_wall_time = walls.append
+    platform.wall_time = lambda: 0
+    platform.ticks_add = common.ticks_add
+
+    class Link:
+        def is_up(self):
+            return True
+
+    app.network = Link()
+    app.ntp_server = "127.0.0.1"
+    app.ntp_port = port
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+        clock = asyncio.create_task(app.clock_task())
+        try:
+            # The first sync is due at once: one control tick, then the answer.
+            for _ in range(300):
+                if walls and "chargeguard.net.ntp" not in sys.modules:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            clock.cancel()
+            server.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+    assert walls == [1764450000], (walls, lines)
+    assert "chargeguard.net.ntp" not in sys.modules
+    assert "chargeguard.net.dns" not in sys.modules
+    assert any("time: set from 127.0.0.1" in line for line in lines), lines
 
 
 def test_silent_ntp_server_costs_the_deadline_and_never_blocks_the_loop():
@@ -254,14 +291,14 @@ def test_guard_keeps_deciding_while_the_ntp_server_never_answers():
 
     app.network = Link()
     app.ntp_server = "127.0.0.1"
-    app.clock_task = lambda: ntp.keep_time(platform, app.network, "127.0.0.1", lines.append, port)
+    app.ntp_port = port
     stats = {"pushes": 0, "gap": 0}
 
     async def readings():
         server = asyncio.create_task(serve(sock, lambda request: None))
         gaps = [0]
         tick = asyncio.create_task(ticker(gaps))
-        # keep_time asks after 1 s and waits 3 s for the answer: push readings
+        # The clock task asks after 1 s and waits 3 s for the answer: push readings
         # until it gives up (at most 10 s, the default meter_timeout).
         for _ in range(200):
             if any("time: no answer" in line for line in lines):

@@ -564,31 +564,6 @@ def test_disabled_charger_stays_off_even_in_failsafe():
     assert rig.offered() == 0
 
 
-def test_tick_allocates_nothing_without_a_contract_limit():
-    # max_import_w 0 (no contracted power, the default): the power budget is
-    # "unlimited" and must stay within the small ints of a 32-bit port (an
-    # ESP32), where a larger intermediate value is a heap-allocated long int.
-    import gc
-
-    from support import IS_MICROPYTHON, skip
-
-    if not IS_MICROPYTHON:
-        skip("allocation is measured on MicroPython, where small ints are not objects")
-    rig = Rig(make_site(), [make_charger(), make_charger("b", priority=2)], metered=True)
-    rig.house(3, 4, 5)
-    ramp_to_steady(rig, 5)
-    gc.collect()
-    gc.disable()
-    try:
-        before = gc.mem_alloc()
-        for _ in range(20):
-            rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
-        after = gc.mem_alloc()
-    finally:
-        gc.enable()
-    assert after - before == 0, after - before
-
-
 def test_tick_allocates_nothing_once_warm():
     import gc
 
@@ -596,19 +571,23 @@ def test_tick_allocates_nothing_once_warm():
 
     if not IS_MICROPYTHON:
         skip("allocation is measured on MicroPython, where small ints are not objects")
-    rig = Rig(make_site(max_import_w=20000), [make_charger(), make_charger("b", priority=2)], metered=True)
-    rig.statuses[1].reachable = False
-    rig.house(3, 4, 5)
-    for totals_only in (False, True):
-        rig.totals_only = totals_only
-        ramp_to_steady(rig, 5)
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
-            for _ in range(20):
-                rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
-            after = gc.mem_alloc()
-        finally:
-            gc.enable()
-        assert after - before == 0, (totals_only, after - before)
+    # max_import_w 0 (no contracted power, the default) makes the power
+    # budget "unlimited": it must stay within the small ints of a 32-bit port
+    # (an ESP32), where a larger intermediate value is a long int on the heap.
+    for max_import_w in (20000, 0):
+        rig = Rig(make_site(max_import_w=max_import_w), [make_charger(), make_charger("b", priority=2)], metered=True)
+        rig.statuses[1].reachable = max_import_w == 0
+        rig.house(3, 4, 5)
+        for totals_only in (False, True):
+            rig.totals_only = totals_only
+            ramp_to_steady(rig, 5)
+            gc.collect()
+            gc.disable()
+            try:
+                before = gc.mem_alloc()
+                for _ in range(20):
+                    rig.guard.tick(rig.reading, rig.statuses, rig.targets, rig.now, rig.commands)
+                after = gc.mem_alloc()
+            finally:
+                gc.enable()
+            assert after - before == 0, (max_import_w, totals_only, after - before)

@@ -21,7 +21,7 @@ from micropython import const
 from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
-from chargeguard.core.ticks import ticks_diff
+from chargeguard.core.ticks import ticks_add, ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
@@ -33,6 +33,9 @@ STATUS_LINE_MS = const(1000)  # console status line period (0 = off)
 TASK_RESTART_MS = const(1000)  # pause before a crashed task is restarted
 GC_INTERVAL_MS = const(10000)  # a full collection this often, off the fast path
 RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
+NTP_SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
+NTP_RETRY_MS = const(60000)  # after a failed sync
+NTP_PORT = const(123)
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
@@ -136,6 +139,7 @@ class App:
         # platform.network_up().
         self.network = None
         self.ntp_server = ""
+        self.ntp_port = NTP_PORT
         self.needs_network = False
 
     # -- control ------------------------------------------------------------
@@ -280,9 +284,20 @@ class App:
                     self.log("config: " + note)
 
     async def clock_task(self):
-        from chargeguard.net import ntp
-
-        await ntp.keep_time(self.platform, self.network, self.ntp_server, self.log)
+        # Sets the wall clock by SNTP at boot and every NTP_SYNC_MS while the
+        # link is up; offline the RTC keeps it.
+        platform = self.platform
+        due_ms = platform.ticks_ms()
+        synced = False
+        while self.running:
+            await platform.sleep_ms(CONTROL_TICK_MS)
+            if not self.network.is_up() or ticks_diff(platform.ticks_ms(), due_ms) < 0:
+                continue
+            ok = await _sync_time(platform, self.ntp_server, self.log, synced, self.ntp_port)
+            synced = synced or ok
+            due_ms = ticks_add(platform.ticks_ms(), NTP_SYNC_MS if ok else NTP_RETRY_MS)
+            if not ok:
+                self.log("time: next try in %d s" % (NTP_RETRY_MS // 1000))
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
@@ -361,6 +376,20 @@ class App:
         self.running = False
 
 
+async def _sync_time(platform, server, log, synced, port):
+    # net/ntp.py and net/dns.py (3.7 KB of heap on an ESP32) are needed a few
+    # seconds every NTP_SYNC_MS: imported for the sync, unloaded after it.
+    from chargeguard.net import ntp
+
+    try:
+        return await ntp.sync(platform, server, log, 2 if synced else -1, port)
+    finally:
+        del ntp
+        _unload("chargeguard.net.ntp")
+        # A wallbox host name lookup imports it again when it needs it.
+        _unload("chargeguard.net.dns")
+
+
 def _bind(method, index):
     def call():
         return method(index)
@@ -375,13 +404,14 @@ def _amps(milliamps):
 
 
 def _unload(name):
-    # Gives a module's heap back: drop it from sys.modules and its package.
-    import chargeguard
-
+    # Gives a module's heap back: drop it from sys.modules and its package
+    # (it is imported afresh when needed again).
     sys.modules.pop(name, None)
-    short = name.split(".")[-1]
-    if short in chargeguard.__dict__:
-        delattr(chargeguard, short)
+    cut = name.rfind(".")
+    parent = sys.modules.get(name[:cut])
+    short = name[cut + 1 :]
+    if parent is not None and short in parent.__dict__:
+        delattr(parent, short)
     gc.collect()
 
 

@@ -1,4 +1,4 @@
-"""SNTP time over non-blocking UDP, and the task that keeps the wall clock set while online.
+"""SNTP time over non-blocking UDP: one sync sets the wall clock.
 
 MicroPython's `ntptime` module uses a blocking socket with a 1 s timeout and
 a blocking getaddrinfo: on a flaky network it would stall the guard. This
@@ -13,8 +13,9 @@ a "kiss-o'-death": try later) and the Transmit Timestamp in seconds since
 1900-01-01 at bytes 40..43 (fraction at 44..47). Seconds with the top bit
 clear belong to era 1 (from 2036-02-07), so they are 2**32 later.
 
-`keep_time()` is the clock task: while the link is up it sets the wall clock
-(Platform.set_wall_time) at boot and every SYNC_MS; offline the RTC keeps it.
+`sync()` sets the wall clock (Platform.set_wall_time) once. The app's clock
+task calls it at boot and every few hours while online, importing this
+module (and net/dns.py) only for the sync; offline the RTC keeps the time.
 """
 
 import errno
@@ -27,9 +28,6 @@ from chargeguard.net import dns
 _PORT = const(123)
 _TIMEOUT_MS = const(3000)
 _POLL_MS = const(20)
-SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
-RETRY_MS = const(60000)  # after a failed sync
-_LINK_POLL_MS = const(1000)
 _UNIX_TO_NTP = 2208988800  # seconds from 1900-01-01 to 1970-01-01 (RFC 868)
 
 
@@ -97,29 +95,26 @@ async def query(platform, server, timeout_ms=_TIMEOUT_MS, port=_PORT):
         sock.close()
 
 
-async def keep_time(platform, link, server, log=print, port=_PORT):
-    """The clock task: set the wall clock from `server` whenever `link` is up and a sync is due. Never returns."""
-    due_ms = platform.ticks_ms()
-    synced = False
-    while True:
-        await platform.sleep_ms(_LINK_POLL_MS)
-        if not link.is_up() or platform.ticks_diff(platform.ticks_ms(), due_ms) < 0:
-            continue
-        try:
-            seconds = await query(platform, server, _TIMEOUT_MS, port)
-        except (OSError, ValueError) as error:
-            due_ms = platform.ticks_add(platform.ticks_ms(), RETRY_MS)
-            text = error.args[0] if error.args else type(error).__name__
-            if type(text) is int:
-                text = "errno %d" % text
-            log("time: no answer from %s (%s); the clock runs on, next try in %d s" % (server, text, RETRY_MS // 1000))
-            continue
-        drift = seconds - platform.wall_time()
-        platform.set_wall_time(seconds)
-        due_ms = platform.ticks_add(platform.ticks_ms(), SYNC_MS)
-        if not synced or drift > 2 or drift < -2:
-            log("time: set from %s (%s UTC, was %+d s off)" % (server, _iso(seconds), drift))
-        synced = True
+async def sync(platform, server, log=print, quiet_drift_s=-1, port=_PORT):
+    """Ask `server` once and set the wall clock; True when it was set.
+
+    Logs what happened: the time set (always when quiet_drift_s < 0, else
+    only when the clock was more than quiet_drift_s seconds off), or why
+    there was no answer. Never raises for a network or protocol failure.
+    """
+    try:
+        seconds = await query(platform, server, _TIMEOUT_MS, port)
+    except (OSError, ValueError) as error:
+        text = error.args[0] if error.args else type(error).__name__
+        if type(text) is int:
+            text = "errno %d" % text
+        log("time: no answer from %s (%s); the clock runs on" % (server, text))
+        return False
+    drift = seconds - platform.wall_time()
+    platform.set_wall_time(seconds)
+    if quiet_drift_s < 0 or drift > quiet_drift_s or drift < -quiet_drift_s:
+        log("time: set from %s (%s UTC, was %+d s off)" % (server, _iso(seconds), drift))
+    return True
 
 
 def _iso(seconds):
