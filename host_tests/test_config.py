@@ -128,7 +128,29 @@ FIELD_CASES = (
     ("chargers.0.circuit_a", (6, 16, 80), (5, 81, "16", None), "between 6 and 80 A", None),
     ("chargers.0.priority", (1,), (0, 2, 9, "1", True), None, None),
     ("chargers.0.failsafe_a", (0, 6, 10, 16), (-1, 5, 17, 33, "0", False), "0 (pause)", None),
-    ("chargers.0.mode", ("off", "fast", "manual"), ("eco", "solar", "", None, 1), "off, fast, manual", None),
+    ("chargers.0.mode", ("site", "off", "fast", "manual", "eco", "solar", "excess"), ("pv", "Solar", "", None, 1),
+     "site, off, fast, manual, eco, solar, excess", None),
+    ("site.mode", ("off", "fast", "manual", "eco", "solar", "excess"), ("site", "pv", "", None, 1),
+     "off, fast, manual, eco, solar, excess", None),
+    ("site.distribution", ("shared", "priority", "sequential_optimized", "sequential_strict"),
+     ("equal", "Priority", "", 1, None), "shared, priority, sequential_optimized, sequential_strict", None),
+    ("site.peak_limit_w", (0, 2500, 4000, 500000), (1, 2499, 500001, -1, "0", True, 2500.0),
+     "0 (off) or between 2500 and 500000 W", None),
+    ("site.peak_follow_month", (True, False), (1, 0, "true", None), "true or false", None),
+    ("solar.eco", (True, False), (1, "on", None), "true or false", None),
+    ("solar.eco_on_upper_w", (1001, 4000, 100000), (-100001, 100001, "4000", 4000.0, True), "between -100000 and 100000 W",
+     None),
+    ("solar.eco_on_lower_w", (-3499, -500, 0, 3999), (100001, "x", None), "between -100000 and 100000 W",
+     {"solar": {"net_power_target_w": 5000}}),
+    ("solar.eco_off_upper_w", (-3000, 1000, 3999), (100001, False), "between -100000 and 100000 W", None),
+    ("solar.eco_off_lower_w", (-100000, -3500, -501), (-100001, "0"), "between -100000 and 100000 W", None),
+    ("solar.net_power_target_w", (-200, 0, 100000), (100001, -100001, "0", 0.5), "between -100000 and 100000 W",
+     None),
+    ("solar.start_delay_s", (0, 60, 3600), (-1, 3601, "60", True), "between 0 and 3600 s", None),
+    ("solar.stop_delay_s", (0, 180, 3600), (-1, 3601, 180.0), "between 0 and 3600 s", None),
+    ("solar.min_on_s", (0, 120, 3600), (-1, 3601, None), "between 0 and 3600 s", None),
+    ("solar.min_off_s", (0, 180, 3600), (-1, 3601, "180"), "between 0 and 3600 s", None),
+    ("solar.excess_threshold_w", (0, 13000, 1000000), (-1, 1000001, "13000"), "between 0 and 1000000 W", None),
     ("chargers.0.manual_a", (6, 12, 16), (5, 17, 33, "6", True), "between", None),
     ("chargers.0.enabled", (True, False), (1, 0, "false", None), "true or false", None),
     ("wifi.ssid", ("", "home", "x" * 32, "é" * 16), ("x" * 33, "é" * 17, "a\x00b", 5), None, None),
@@ -190,6 +212,72 @@ def test_static_ip_needs_a_gateway_on_its_network():
     # A bad ip is reported once, with no follow-on error about the gateway.
     errors = error_map(wifi(ip="192.168.1.300", gateway="192.168.1.1"))
     assert sorted(errors) == ["wifi.ip"], errors
+
+
+def solar(**fields):
+    doc = base()
+    doc["solar"] = fields
+    return doc
+
+
+def test_solar_band_lower_must_be_below_upper_one_watt_either_side():
+    assert config.validate(solar(eco_on_upper_w=4000, eco_on_lower_w=3999, net_power_target_w=4299)) == []
+    message = assert_error(solar(eco_on_upper_w=4000, eco_on_lower_w=4000, net_power_target_w=4300),
+                           "solar.eco_on_upper_w", "must be above eco_on_lower_w, 4000 W (is 4000)")
+    assert "not in the file" not in message
+    assert config.validate(solar(eco_off_upper_w=1000, eco_off_lower_w=999, eco_on_lower_w=1000,
+                                 net_power_target_w=1300)) == []
+    assert_error(solar(eco_off_upper_w=1000, eco_off_lower_w=1000, eco_on_lower_w=1001, net_power_target_w=1301),
+                 "solar.eco_off_upper_w", "above eco_off_lower_w")
+    # Only the lower threshold written: the error is on the default it meets, and says so.
+    message = assert_error(solar(eco_on_lower_w=4000, net_power_target_w=4300), "solar.eco_on_upper_w")
+    assert "not in the file: follows from solar.eco_on_lower_w" in message, message
+
+
+def test_solar_eco_on_band_must_be_above_eco_off_band():
+    assert config.validate(solar(eco_on_upper_w=1001)) == []
+    assert_error(solar(eco_on_upper_w=1000), "solar.eco_on_upper_w", "above eco_off_upper_w, 1000 W (is 1000)")
+    assert_error(solar(eco_off_lower_w=-500), "solar.eco_on_lower_w", "above eco_off_lower_w, -500 W (is -500)")
+    # The rule names the written field and says which default it meets.
+    message = assert_error(solar(eco_off_upper_w=4000), "solar.eco_on_upper_w")
+    assert "not in the file: follows from solar.eco_off_upper_w" in message, message
+
+
+def test_solar_net_power_target_at_least_300_w_above_each_lower_threshold():
+    assert config.validate(solar(net_power_target_w=-200)) == []  # ECO on lower -500 + 300
+    assert_error(solar(net_power_target_w=-201), "solar.net_power_target_w", "eco_on_lower_w + 300 W, -200 W (is -201)")
+    # A higher ECO on lower threshold raises the floor for the target.
+    message = assert_error(solar(eco_on_lower_w=0), "solar.net_power_target_w", "at least eco_on_lower_w + 300 W")
+    assert "follows from solar.eco_on_lower_w" in message, message
+
+
+def test_peak_limit_is_off_or_at_least_what_fluvius_bills():
+    assert config.validate(put(base(), "site.peak_limit_w", 2500)) == []
+    assert_error(put(base(), "site.peak_limit_w", 2499), "site.peak_limit_w", "0 (off) or between 2500 and 500000 W")
+
+
+def test_defaults_carry_the_optimiser_settings_the_core_expects():
+    from chargeguard.core import optsettings
+
+    doc = config.defaults()
+    assert config.DISTRIBUTIONS == optsettings.DISTRIBUTIONS
+    opt = optsettings.optimiser_from_config(doc)  # the core's own checks accept every default
+    core = optsettings.OptimiserSettings()
+    for key in ("eco", "eco_on_upper_w", "eco_on_lower_w", "eco_off_upper_w", "eco_off_lower_w", "net_power_target_w",
+                "excess_threshold_w", "distribution", "peak_limit_w", "peak_follow_month"):
+        assert getattr(opt, key) == getattr(core, key), key
+    for key in ("start_delay", "stop_delay", "min_on", "min_off"):
+        assert doc["solar"][key + "_s"] * 1000 == getattr(core, key + "_ms"), key
+    assert doc["site"]["mode"] == "fast" and config.charger_defaults()["mode"] == "site"
+
+
+def test_a_charger_in_site_mode_follows_site_mode():
+    from chargeguard.core.settings import charger_from_config
+
+    doc, errors = config.check({"site": {"mode": "solar"}, "chargers": [{"host": HOST}, {"host": HOST, "mode": "fast"}]})
+    assert errors == []
+    modes = [charger_from_config(entry, doc["site"]["mode"]).mode for entry in doc["chargers"]]
+    assert modes == ["solar", "fast"]
 
 
 def test_range_message_names_range_and_value():
@@ -457,14 +545,18 @@ def test_documented_defaults():
     doc = config.defaults()
     assert doc["name"] == "ChargeGuard"
     assert doc["site"] == {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1,
-                           "max_import_w": 0, "scheme": "grid", "balanced_load": False}
+                           "max_import_w": 0, "scheme": "grid", "balanced_load": False, "mode": "fast",
+                           "distribution": "priority", "peak_limit_w": 0, "peak_follow_month": False}
     assert doc["guard"] == {"meter_timeout_s": 10, "min_pause_s": 180, "ramp_step_a": 2,
                             "ramp_interval_s": 5, "ev_response_s": 5}
     assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}
     assert doc["wifi"] == {"ssid": "", "password": "", "hostname": "chargeguard", "ip": "",
                            "netmask": "255.255.255.0", "gateway": "", "dns": "", "ntp_server": "pool.ntp.org"}
     assert doc["admin"] == {"password": ""}
-    assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "wifi", "admin"])
+    assert doc["solar"] == {"eco": True, "eco_on_upper_w": 4000, "eco_on_lower_w": -500, "eco_off_upper_w": 1000,
+                            "eco_off_lower_w": -3500, "net_power_target_w": 0, "start_delay_s": 60,
+                            "stop_delay_s": 180, "min_on_s": 120, "min_off_s": 180, "excess_threshold_w": 13000}
+    assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin"])
 
 
 def test_complete_fills_partial_document_without_touching_input():

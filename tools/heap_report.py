@@ -33,6 +33,17 @@ MODULES = (
 # Loaded only with Wi-Fi configured (wifi.ssid): the link, the clock (with
 # wifi.ntp_server) and the resolver (at the first wallbox host name).
 WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.dns")
+# Loaded only when the configuration needs the optimiser (a charger in eco,
+# solar or excess, a distribution other than priority, or site.peak_limit_w).
+OPTIMISER_MODULES = (
+    "chargeguard.core.optsettings",
+    "chargeguard.core.profiles",
+    "chargeguard.core.solar",
+    "chargeguard.core.distribution",
+    "chargeguard.core.capacity",
+    "chargeguard.core.optimiser",
+    "chargeguard.slowlayer",
+)
 
 
 def main():
@@ -52,6 +63,14 @@ def main():
         now = gc.mem_alloc()
         print("%-34s %6d B  (with Wi-Fi)" % (name, now - previous))
         previous = now
+    before = previous
+    for name in OPTIMISER_MODULES:
+        __import__(name)
+        gc.collect()
+        now = gc.mem_alloc()
+        print("%-34s %6d B  (with the optimiser)" % (name, now - previous))
+        previous = now
+    print("%-34s %6d B" % ("optimiser modules", previous - before))
     micropython.qstr_info()
 
 

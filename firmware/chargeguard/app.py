@@ -18,9 +18,8 @@ import sys
 
 from micropython import const
 
-from chargeguard.core.guard import Guard
 from chargeguard.core.model import ChargerCommand
-from chargeguard.core.modes import fill_targets
+from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_add, ticks_diff
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
@@ -76,6 +75,19 @@ class App:
                      [] when config.json was applied as it is
       config_source  "config.json", "config.bak" (the last good copy) or
                      None (no valid configuration: no charger is commanded)
+
+    The optimiser's view, for the console now and the site state later:
+      optimiser      core/optimiser.Optimiser, or None when the configuration
+                     needs none (every charger off/fast/manual, distribution
+                     "priority", no peak_limit_w: the guard alone does that);
+                     run by slowlayer.SlowLayer (App.slow).
+                     Its attributes: export_w, surplus_w, pool_left_w,
+                     upper_w / lower_w / net_target_w, import_cap_w,
+                     capacity (quarter_avg_w, remaining_ws, allowed_w,
+                     limit_w, month_peak_w, source), regulators[i], reasons[i]
+      reasons        the one reason per charger to show (the guard's when it
+                     limited the charger, else the optimiser's), refreshed
+                     every decision
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
@@ -84,9 +96,25 @@ class App:
         self.meter = meter
         self.drivers = drivers
         self.names = [entry["name"] for entry in doc["chargers"]]
-        self.chargers = [charger_from_config(entry) for entry in doc["chargers"]]
-        self.guard = Guard(site_from_config(doc), self.chargers)
+        site_mode = doc["site"].get("mode", "fast")
+        self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
+        site = site_from_config(doc)
+        # Imported here, not at the top: the guard's code is then not yet
+        # in the heap while the configuration module is (the start-up peak).
+        from chargeguard.core.guard import Guard
+
+        self.guard = Guard(site, self.chargers)
         count = len(drivers)
+        self.slow = self.optimiser = None
+        if needs_optimiser(doc):
+            # Only then: a site without surplus modes, distribution or
+            # capacity tariff never spends the heap on them (build() imports
+            # them before the drivers, so they load into an unfragmented heap).
+            from chargeguard.slowlayer import SlowLayer
+
+            self.slow = SlowLayer(doc, site, self.chargers)
+            self.optimiser = self.slow.optimiser
+        self.reasons = ["init"] * count
         self.statuses = [driver.status for driver in drivers]
         self.targets_ma = [0] * count
         self.commands = [ChargerCommand() for _ in range(count)]
@@ -120,13 +148,23 @@ class App:
         """One guard decision on the latest reading; wakes chargers whose command changed."""
         now_ms = self.platform.ticks_ms()
         reading = self.meter.reading if self.have_reading else None
-        fill_targets(self.chargers, self.targets_ma)
+        slow = self.slow
+        if slow is None:
+            fill_targets(self.chargers, self.targets_ma)
+        else:
+            # The optimiser chooses the targets; the guard below stays the
+            # envelope (breaker, contract, capacity cap) and sheds at once.
+            slow.tick(self.platform, self.guard, reading, self.statuses, now_ms, self.targets_ma)
         self.guard.tick(reading, self.statuses, self.targets_ma, now_ms, self.commands)
         self.decisions += 1
         self.last_decision_ms = now_ms
         for index in range(len(self.commands)):
-            if self.commands[index].offered_ma != self.sent_ma[index]:
+            command = self.commands[index]
+            self.reasons[index] = command.reason
+            if command.offered_ma != self.sent_ma[index]:
                 self.wake[index].set()
+        if slow is not None:
+            slow.reasons(self.commands, self.reasons)
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -263,7 +301,13 @@ class App:
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
-        1-phase site), each charger's offer and reason, the live heap."""
+        1-phase site; a meter with totals only: its total power), each
+        charger's offer and reason (App.reasons), then when they apply the
+        surplus ("surplus 5200 W", a charger in a surplus mode) and the
+        capacity tariff ("quarter 2950/4000 W left 262 Wh": the quarter-hour's
+        average import so far / site.peak_limit_w, and the energy it may
+        still import; "peak 4000 W (no clock)" before the wall clock is set),
+        the live heap."""
         reading = self.meter.reading
         known = self.have_reading and not self.guard.failsafe
         if known and not reading.phase_count:
@@ -279,7 +323,9 @@ class App:
         parts = [grid]
         for index in range(len(self.commands)):
             command = self.commands[index]
-            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), command.reason))
+            parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
+        if self.slow is not None:
+            self.slow.status(parts)
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
@@ -428,6 +474,14 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
+    # The guard's code first, into the room the configuration module left
+    # (App imports it again, from sys.modules).
+    from chargeguard.core import guard  # noqa: F401
+
+    if needs_optimiser(doc):
+        # Before Wi-Fi and the drivers: its code then loads into a heap the
+        # drivers have not fragmented yet (App imports it again, from sys.modules).
+        from chargeguard import slowlayer  # noqa: F401
     wifi_doc = doc["wifi"]
     if wifi_doc["ssid"]:
         # Imported once the configuration is read and before the drivers

@@ -11,9 +11,17 @@ Version 1 (CURRENT_VERSION):
               "margin_a": 1,           0..624 A and breaker_a - margin_a >= 6
               "max_import_w": 0,       0 = no contracted limit, else 1000..500000 W
               "scheme": "grid",        "grid" (meter sees house + chargers) | "house"
-              "balanced_load": false}, true: a totals-only meter's house load is
+              "balanced_load": false,  true: a totals-only meter's house load is
                                        taken as spread evenly over the phases;
                                        false: it may all be on one phase (safe)
+              "mode": "fast",          MODES: the mode of every charger whose own
+                                       mode is "site" (the default)
+              "distribution": "priority",  DISTRIBUTIONS (Dynamic OCPP EVSE's modes):
+                                       how chargers share the surplus / the room
+              "peak_limit_w": 0,       capacity tariff: 0 = off, else 2500..500000 W,
+                                       every quarter-hour's average import stays under it
+              "peak_follow_month": false},  true: the limit rises to this month's
+                                       peak (meter 1-0:1.6.0) once that is higher
      "guard": {"meter_timeout_s": 10,  2..300
                "min_pause_s": 180,     0..3600
                "ramp_step_a": 2,       1..32, largest increase per ramp interval
@@ -36,9 +44,21 @@ Version 1 (CURRENT_VERSION):
          "circuit_a": 16,              6..80 and >= min_a
          "priority": 1,                the priorities of all chargers are a permutation of 1..N
          "failsafe_a": 0,              0 = pause, else min_a..max_a
-         "mode": "fast",               MODES
+         "mode": "site",               CHARGER_MODES: "site" = follow site.mode, else MODES
          "manual_a": 6,                min_a..max_a, used in manual mode
          "enabled": true}],
+     "solar": {"eco": true,            EVCM's ECO switch: true = the "ECO on" band
+               "eco_on_upper_w": 4000,  thresholds: net power at the grid in W, EXPORT
+               "eco_on_lower_w": -500,  POSITIVE (as in EVCM), each -100000..100000;
+               "eco_off_upper_w": 1000, lower < upper in each band; the ECO on band
+               "eco_off_lower_w": -3500,  above the ECO off band (both thresholds)
+               "net_power_target_w": 0,  -100000..100000, >= each band's lower + 300
+               "start_delay_s": 60,    0..3600, export >= upper this long: start
+               "stop_delay_s": 180,    0..3600, net power < lower this long: pause
+               "min_on_s": 120,        0..3600, a started car runs at least this long
+               "min_off_s": 180,       0..3600, a paused car rests at least this long
+               "excess_threshold_w": 13000},  0..1000000, `excess` mode charges on
+                                       the export beyond it
      "wifi": {"ssid": "",              at most 32 bytes (UTF-8); empty = no Wi-Fi
               "password": "",          secret: empty (open network) or 8..63 characters
               "hostname": "chargeguard",  1..32 letters, digits, '-' (one DNS label)
@@ -61,7 +81,7 @@ are not whole numbers.
 
 Public API (no function mutates its argument):
     CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, MAX_NOTE_ERRORS, METER_TYPES, CHARGER_TYPES,
-    MODES, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
+    MODES, CHARGER_MODES, DISTRIBUTIONS, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
     CONFIG_FILE, BACKUP_FILE, TEMP_FILE
     defaults() -> a fresh complete default document
     charger_defaults() -> a fresh default charger entry
@@ -121,6 +141,10 @@ MAX_NOTE_ERRORS = const(10)  # refused settings listed in the notes at start-up
 METER_TYPES = tuple(sorted(METER_MODULES))
 CHARGER_TYPES = tuple(sorted(CHARGER_MODULES))
 SCHEMES = ("grid", "house")
+# A charger's mode: "site" follows site.mode (so one switch sets them all).
+CHARGER_MODES = ("site",) + MODES
+# core/optsettings.DISTRIBUTIONS (not imported: it would stay loaded after boot).
+DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
@@ -147,6 +171,9 @@ _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
 _OPT_HOST = const(12)  # empty or a host name / IPv4 address
 
 _PHASE_LETTERS = "ABC"
+_PEAK_FLOOR_W = const(2500)  # Fluvius bills at least 2.5 kW: a lower limit saves nothing
+_TARGET_ABOVE_LOWER_W = const(300)  # EVCM: net power target >= lower threshold + 300 W
+_POWER_W = const(100000)
 _MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
 
 # (key, default, kind, a, b, unit[, meaning of 0]); tables give the key order
@@ -160,6 +187,10 @@ _SITE = (
     ("max_import_w", 0, _ZERO_OR, 1000, 500000, "W", "no limit"),
     ("scheme", "grid", _ENUM, SCHEMES, None, ""),
     ("balanced_load", False, _BOOL, None, None, ""),
+    ("mode", "fast", _ENUM, MODES, None, ""),
+    ("distribution", "priority", _ENUM, DISTRIBUTIONS, None, ""),
+    ("peak_limit_w", 0, _ZERO_OR, _PEAK_FLOOR_W, 500000, "W", "off"),
+    ("peak_follow_month", False, _BOOL, None, None, ""),
 )
 _GUARD = (
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),
@@ -184,6 +215,32 @@ _WIFI = (
     ("dns", "", _IPV4, None, None, ""),
     ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
 )
+_SOLAR = (
+    ("eco", True, _BOOL, None, None, ""),
+    ("eco_on_upper_w", 4000, _INT, -_POWER_W, _POWER_W, "W"),
+    ("eco_on_lower_w", -500, _INT, -_POWER_W, _POWER_W, "W"),
+    ("eco_off_upper_w", 1000, _INT, -_POWER_W, _POWER_W, "W"),
+    ("eco_off_lower_w", -3500, _INT, -_POWER_W, _POWER_W, "W"),
+    ("net_power_target_w", 0, _INT, -_POWER_W, _POWER_W, "W"),
+    ("start_delay_s", 60, _INT, 0, 3600, "s"),
+    ("stop_delay_s", 180, _INT, 0, 3600, "s"),
+    ("min_on_s", 120, _INT, 0, 3600, "s"),
+    ("min_off_s", 180, _INT, 0, 3600, "s"),
+    ("excess_threshold_w", 13000, _INT, 0, 1000000, "W"),
+)
+# Cross-field rules of the solar section, EVCM's: (field, other, gap) means
+# field >= other + gap W. In each band upper > lower; the ECO on band lies
+# above the ECO off band; the net power target is at least 300 W above the
+# lower threshold of both bands (EVCM clamps it there; a target the
+# regulation would not use is refused here rather than silently raised).
+_SOLAR_RULES = (
+    ("eco_on_upper_w", "eco_on_lower_w", 1),
+    ("eco_off_upper_w", "eco_off_lower_w", 1),
+    ("eco_on_upper_w", "eco_off_upper_w", 1),
+    ("eco_on_lower_w", "eco_off_lower_w", 1),
+    ("net_power_target_w", "eco_on_lower_w", _TARGET_ABOVE_LOWER_W),
+    ("net_power_target_w", "eco_off_lower_w", _TARGET_ABOVE_LOWER_W),
+)
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
@@ -197,12 +254,19 @@ _CHARGER = (
     ("circuit_a", 16, _INT, 6, 80, "A"),
     ("priority", 1, _INT, 1, MAX_CHARGERS, ""),
     ("failsafe_a", 0, _ZERO_OR, 6, 32, "A", "pause"),
-    ("mode", "fast", _ENUM, MODES, None, ""),
+    ("mode", "site", _ENUM, CHARGER_MODES, None, ""),
     ("manual_a", 6, _INT, 6, 32, "A"),
     ("enabled", True, _BOOL, None, None, ""),
 )
-_SECTIONS = (("site", _SITE), ("guard", _GUARD), ("meter", _METER), ("wifi", _WIFI), ("admin", _ADMIN))
-_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "wifi", "admin")
+_SECTIONS = (
+    ("site", _SITE),
+    ("guard", _GUARD),
+    ("meter", _METER),
+    ("solar", _SOLAR),
+    ("wifi", _WIFI),
+    ("admin", _ADMIN),
+)
+_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin")
 
 # Beyond this depth nothing in a valid document nests; a deeper value is
 # shared instead of copied so a hostile file cannot exhaust the C stack.
@@ -690,7 +754,22 @@ def _validate(doc, errors):
         message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
         errors.add("meter.format", message, "meter.baud")
     _check_chargers(errors, doc["chargers"], site.get("phases"))
+    _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
+
+
+def _check_solar(errors, solar):
+    # EVCM's rules for its thresholds, each "high >= low + gap" (see _SOLAR_RULES).
+    for high, low, gap in _SOLAR_RULES:
+        value = solar.get(high)
+        floor = solar.get(low)
+        if value is not None and floor is not None and value < floor + gap:
+            if gap == 1:
+                message = "must be above %s, %d W (is %d)" % (low, floor, value)
+            else:
+                message = "must be at least %s + %d W, %d W (is %d)" % (low, gap, floor + gap, value)
+            errors.add("solar." + high, message, "solar." + low)
+            solar.pop(high)  # one error per field
 
 
 def _check_static_ip(errors, wifi):

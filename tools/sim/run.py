@@ -1,6 +1,6 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
-    python tools/sim/run.py [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
+    python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -9,6 +9,13 @@ What runs:
   with the house load of the scripted day (tools/sim/house.py) plus what the
   car really draws;
 - the firmware, unmodified (build/device, .mpy), with a sim configuration.
+
+Two days (tools/sim/house.py): `default`, a winter weekday that shows the
+guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
+(--day solar), a sunny day with a cloud: PV in the house and the car in
+solar mode, so surplus charging starts after the start delay, follows the
+sun and a cloud, and pauses after the sustain. Its solar timers are shorter
+than the product defaults (SIM_SOLAR) so the day plays in about four minutes.
 
 It first prints the settings the firmware runs with, then the firmware's own
 status line once per second, each line prefixed with the scene's clock of the
@@ -37,7 +44,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "shims"))
 
 from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
-from house import DAY, NOMINAL_MV, Site  # noqa: E402
+from house import DAY, DAYS, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
 # The 64-bit port's counterpart of the plain-ESP32 budget for the firmware as
@@ -46,10 +53,23 @@ from trydan_emulator import TrydanEmulator  # noqa: E402
 DEFAULT_HEAP = "112K"
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
 DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three minutes
+# The solar day's settings: EVCM's default band (ECO on: start at 4000 W
+# export, pause at 500 W import) with timers short enough to watch; the
+# product defaults are 60 / 180 / 120 / 180 s (docs/configuration.md).
+# A configuration that runs the optimiser (the solar day) needs its modules
+# too: the counterpart of the optimiser profile's 104 KB .mpy budget
+# (tools/memlab.py, docs/firmware.md).
+SOLAR_HEAP = "144K"
+SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None):
-    """The configuration the simulated installation runs with (one Trydan per port)."""
+def sim_config(trydan_ports, guard=None, mode="site", solar=None):
+    """The configuration the simulated installation runs with (one Trydan per port).
+
+    mode: every charger's mode ("solar" for the solar day; "site" follows
+    site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
+    for the solar day), None = left out.
+    """
     chargers = []
     for index, port in enumerate(trydan_ports):
         chargers.append(
@@ -65,7 +85,7 @@ def sim_config(trydan_ports, guard=None):
                 "circuit_a": 16,
                 "priority": index + 1,
                 "failsafe_a": 0,
-                "mode": "fast",
+                "mode": mode,
             }
         )
     config = {
@@ -77,6 +97,8 @@ def sim_config(trydan_ports, guard=None):
         "chargers": chargers,
     }
     config["guard"].update(guard or {})
+    if solar is not None:
+        config["solar"] = dict(solar)
     return config
 
 
@@ -161,7 +183,18 @@ class Simulation:
     the unix port from .venv running main.py with `heap`).
     """
 
-    def __init__(self, heap=None, car_delay_s=2.0, run_name="sim", on_line=None, chargers=1, guard=None, launch=None):
+    def __init__(
+        self,
+        heap=None,
+        car_delay_s=2.0,
+        run_name="sim",
+        on_line=None,
+        chargers=1,
+        guard=None,
+        launch=None,
+        mode="site",
+        solar=None,
+    ):
         self.trydans = []
         for _ in range(chargers):
             trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
@@ -172,7 +205,7 @@ class Simulation:
         self.p1 = PtyP1Port()
         self.meter_silent = False
         self.lines = []
-        self.config = sim_config([trydan.port for trydan in self.trydans], guard)
+        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
@@ -240,26 +273,52 @@ def settings_text(config, scene_s):
         "time: the day is compressed (one scene = %g real s), the firmware's timers are not: min_pause %d s lasts"
         " about %d scenes" % (scene_s, guard["min_pause_s"], max(1, round(guard["min_pause_s"] / scene_s))),
     ]
+    solar = config.get("solar")
+    if solar is not None:
+        band = "on" if solar.get("eco", True) else "off"
+        upper = solar.get("eco_%s_upper_w" % band, 4000 if band == "on" else 1000)
+        lower = solar.get("eco_%s_lower_w" % band, -500 if band == "on" else -3500)
+        lines += [
+            "solar: ECO %s band: a car in solar mode starts once the export is at least %d W for start_delay %d s,"
+            " and pauses once the import is beyond %d W for stop_delay %d s (the sustain)"
+            % (band, upper, solar["start_delay_s"], -lower, solar["stop_delay_s"]),
+            "solar: in between it takes the surplus (export + what it draws), in whole amperes; it runs at least"
+            " min_on %d s and rests at least min_off %d s (shortened for the sim)" % (solar["min_on_s"], solar["min_off_s"]),
+            "solar: the status line shows the surplus and the reason: solar_wait, solar_start_delay, solar,"
+            " solar_stop_delay, below_threshold",
+        ]
     return lines
 
 
-def day_length_s(scene_s):
-    return sum(scene.hold_s if scene.hold_s is not None else scene_s for scene in DAY)
+def day_length_s(scene_s, day=DAY):
+    return sum(scene.hold_s if scene.hold_s is not None else scene_s for scene in day)
 
 
 def main():
     parser = argparse.ArgumentParser(description="ChargeGuard site simulator")
     parser.add_argument(
+        "--day", choices=sorted(DAYS), default="default", help="default: the guard on a winter day; solar: surplus charging"
+    )
+    parser.add_argument(
         "--scene-s", type=float, default=DEFAULT_SCENE_S, help="real seconds per scene of the day (default %(default)g)"
     )
     parser.add_argument("--once", action="store_true", help="play the day once, then stop")
-    parser.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size of the 64-bit unix port (default %s)" % DEFAULT_HEAP)
+    parser.add_argument(
+        "--heap",
+        default=None,
+        help="MicroPython heap size of the 64-bit unix port (default %s; the solar day %s: the optimiser's code)"
+        % (DEFAULT_HEAP, SOLAR_HEAP),
+    )
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
     args = parser.parse_args()
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
-    state = {"clock": DAY[0].clock, "t0": time.monotonic()}
+    day = DAYS[args.day]
+    solar_day = args.day == "solar"
+    if args.heap is None:
+        args.heap = SOLAR_HEAP if solar_day else DEFAULT_HEAP
+    state = {"clock": day[0].clock, "t0": time.monotonic()}
     holder = {}
 
     def say(text):
@@ -275,7 +334,13 @@ def main():
         else:
             say("firmware: %s" % line)
 
-    sim = holder["sim"] = Simulation(heap=args.heap, car_delay_s=args.car_delay_s, on_line=show)
+    sim = holder["sim"] = Simulation(
+        heap=args.heap,
+        car_delay_s=args.car_delay_s,
+        on_line=show,
+        mode="solar" if solar_day else "site",
+        solar=SIM_SOLAR if solar_day else None,
+    )
     stopping = {"now": False}
 
     def on_signal(signum, frame):
@@ -287,16 +352,17 @@ def main():
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
     print(
-        "sim: the day has %d scenes and lasts %d s%s; Ctrl-C stops"
-        % (len(DAY), day_length_s(args.scene_s), "" if args.once else ", then starts again")
+        "sim: the %s day has %d scenes and lasts %d s%s; Ctrl-C stops"
+        % (args.day, len(day), day_length_s(args.scene_s, day), "" if args.once else ", then starts again")
     )
     try:
         while not stopping["now"]:
-            for scene in DAY:
+            for scene in day:
                 state["clock"] = scene.clock
-                sim.site.set_house(scene.amps)
+                sim.site.set_house(scene.amps, scene.pv_w)
                 sim.meter_silent = scene.meter_silent
-                say("=== %s (house %s A)" % (scene.text, "/".join("%.1f" % a for a in scene.amps)))
+                pv = ", PV %d W" % scene.pv_w if solar_day else ""
+                say("=== %s (house %s A%s)" % (scene.text, "/".join("%.1f" % a for a in scene.amps), pv))
                 hold = scene.hold_s if scene.hold_s is not None else args.scene_s
                 deadline = time.monotonic() + hold
                 next_send = time.monotonic()

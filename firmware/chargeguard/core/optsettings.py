@@ -4,8 +4,8 @@ The optimiser (core/optimiser.py) chooses each charger's target inside the
 guard's envelope: solar regulation in EVCM's vocabulary, Dynamic OCPP EVSE's
 distribution modes and the Belgian capacity tariff. Its settings come from two
 places of the configuration document; these are the keys this module reads,
-with their defaults and ranges (proposed for config.py, which does not carry
-them yet; a missing key takes its default here):
+with their defaults and ranges (config.py validates the same keys, with the
+cross-field rules; a missing key takes its default here):
 
     "site": {...
         "distribution": "priority",   DISTRIBUTIONS; Dynamic OCPP EVSE's default

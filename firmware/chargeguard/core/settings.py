@@ -13,6 +13,11 @@ SCHEME_HOUSE = const(1)  # the meter sees the house only; grid = house + charger
 MODE_OFF = "off"
 MODE_FAST = "fast"
 MODE_MANUAL = "manual"
+MODE_SITE = "site"  # config only: a charger that follows site.mode
+# The surplus modes, run by core/optimiser.py (core/solar.py regulates them).
+MODE_ECO = "eco"
+MODE_SOLAR = "solar"
+MODE_EXCESS = "excess"
 
 _PHASE_LETTERS = "ABC"
 
@@ -75,8 +80,11 @@ def site_from_config(doc):
     return site
 
 
-def charger_from_config(entry):
-    """ChargerSettings from one validated `chargers[]` entry."""
+def charger_from_config(entry, site_mode=MODE_FAST):
+    """ChargerSettings from one validated `chargers[]` entry.
+
+    A charger whose mode is "site" takes `site_mode` (config site.mode).
+    """
     charger = ChargerSettings()
     charger.name = entry["name"]
     charger.phases = entry["phases"]
@@ -86,7 +94,7 @@ def charger_from_config(entry):
     charger.circuit_ma = entry["circuit_a"] * 1000
     charger.priority = entry["priority"]
     charger.failsafe_ma = entry["failsafe_a"] * 1000
-    charger.mode = entry["mode"]
+    charger.mode = site_mode if entry["mode"] == MODE_SITE else entry["mode"]
     charger.manual_ma = entry["manual_a"] * 1000
     charger.enabled = entry["enabled"]
     return charger

@@ -44,11 +44,9 @@ Everything is an integer; tick() allocates nothing.
 from micropython import const
 
 from chargeguard.core.profiles import step_down_w, step_up_w
+from chargeguard.core.settings import MODE_ECO, MODE_EXCESS, MODE_SOLAR  # noqa: F401 (re-exported)
 from chargeguard.core.ticks import ticks_diff
 
-MODE_ECO = "eco"
-MODE_SOLAR = "solar"
-MODE_EXCESS = "excess"
 SURPLUS_MODES = (MODE_ECO, MODE_SOLAR, MODE_EXCESS)
 
 REASON_SOLAR = "solar"  # charging on surplus
