@@ -1,7 +1,7 @@
 """Capacity tariff: keep every quarter-hour's average import under a limit.
 
 Flanders (Fluvius) bills the capacity tariff on the highest quarter-hour
-average import of the month, at least 2.5 kW (DESIGN.md section 4, issue 7).
+average import of the month, at least 2.5 kW (Fluvius, the Flemish grid operator).
 Quarter-hours are clock-aligned: hh:00, :15, :30, :45.
 
 Every tick this works out how much energy the quarter has already used and

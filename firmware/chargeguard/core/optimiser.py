@@ -1,6 +1,6 @@
 """The optimiser: every charger's target and why, inside the guard's envelope.
 
-DESIGN.md section 4, "Optimiser (slow, every control_interval)". Each tick:
+The slow layer above the guard (docs/optimiser.md). Each tick:
 
 1. the mode of every charger gives what it wants: `off` nothing, `fast` its
    maximum, `manual` the owner's current; `eco`, `solar` and `excess` share
