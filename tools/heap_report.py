@@ -46,30 +46,26 @@ OPTIMISER_MODULES = (
 )
 
 
+def _import_each(names, note, previous):
+    # Imports each module, printing the heap it added; returns the heap in use after the last.
+    for name in names:
+        __import__(name)
+        gc.collect()
+        now = gc.mem_alloc()
+        print("%-34s %6d B%s" % (name, now - previous, note))
+        previous = now
+    return previous
+
+
 def main():
     sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "build/device")
     gc.collect()
-    start = previous = gc.mem_alloc()
-    for name in MODULES:
-        __import__(name)
-        gc.collect()
-        now = gc.mem_alloc()
-        print("%-34s %6d B" % (name, now - previous))
-        previous = now
+    start = gc.mem_alloc()
+    previous = _import_each(MODULES, "", start)
     print("%-34s %6d B" % ("all modules", previous - start))
-    for name in WIFI_MODULES:
-        __import__(name)
-        gc.collect()
-        now = gc.mem_alloc()
-        print("%-34s %6d B  (with Wi-Fi)" % (name, now - previous))
-        previous = now
+    previous = _import_each(WIFI_MODULES, "  (with Wi-Fi)", previous)
     before = previous
-    for name in OPTIMISER_MODULES:
-        __import__(name)
-        gc.collect()
-        now = gc.mem_alloc()
-        print("%-34s %6d B  (with the optimiser)" % (name, now - previous))
-        previous = now
+    previous = _import_each(OPTIMISER_MODULES, "  (with the optimiser)", previous)
     print("%-34s %6d B" % ("optimiser modules", previous - before))
     micropython.qstr_info()
 
