@@ -1,0 +1,53 @@
+"""The oracle: the most PV a surplus-only controller could put in the cars, with perfect foresight.
+
+Same site, same cars and the same car limits as the controllers (min and max
+current, phases, taper near full, arrival, departure, energy wanted), but it
+knows every second's surplus (PV - house, as the meter nets it) as it
+happens: no meter interval, no response delay, no start delay, no
+hysteresis. Each second, the surplus cars in priority order take what the
+surplus left by the ones before allows, in 0.1 A steps, when that reaches
+their minimum current; else they pause. It never imports for a car, so its
+PV share is 100 %: no controller's PV share can beat it, and its PV energy
+is the yardstick of "% of the oracle" (a controller that buys grid energy to
+ride through a cloud at the minimum current may collect PV the oracle leaves,
+and its import column shows the price). Cars in `fast` mode are left out.
+"""
+
+from harness import Car, Metrics
+from scenario import expand
+
+
+def run(scenario, profiles=None):
+    """Metrics of the oracle (starts counted; commands 0: it sends none)."""
+    if profiles is None:
+        profiles = expand(scenario)
+    voltage_v = scenario.site["voltage_v"]
+    cars = [Car(spec, scenario, voltage_v) for spec in scenario.cars]
+    order = sorted(range(len(cars)), key=lambda index: cars[index].spec["priority"])
+    order = [index for index in order if cars[index].spec["mode"] in ("solar", "eco")]
+    metrics = Metrics()
+    for t in range(scenario.duration_s):
+        house = profiles.house_w[0][t] + profiles.house_w[1][t] + profiles.house_w[2][t]
+        left = profiles.pv_w[t] - house
+        if profiles.pv_w[t] > 0:
+            metrics.has_pv = True
+        for index in order:
+            car = cars[index]
+            draw = 0
+            if car.plugged(t) and not car.full() and left > 0:
+                per_amp = car.phases * voltage_v
+                draw = min(car.limit_ma(), int(left * 10 // per_amp) * 100)
+                if draw < car.min_ma:
+                    draw = 0
+            if draw and not car.draw_ma:
+                car.starts += 1
+            car.draw_ma = draw
+            watts = car.power_w()
+            left -= watts
+            car.delivered_wh += watts / 3600.0
+            metrics.ev_wh += watts / 3600.0
+            metrics.solar_ev_wh += watts / 3600.0
+            metrics.pv_to_ev_wh += watts / 3600.0
+    metrics.starts = sum(car.starts for car in cars)
+    metrics.cars = cars
+    return metrics
