@@ -207,3 +207,18 @@ def test_replay_of_a_p1_capture(tmp_path):
     bad = run_tool("--p1", os.path.join(FIXTURES, "crc_invalid_kaifa_dsmrreader.txt"), "--no-plot",
                    "--out", str(tmp_path))
     assert bad.returncode == 2 and "no accepted telegram" in bad.stderr
+
+
+def test_ride_through_cost_by_hand():
+    # 5000 W surplus for 100 s, none for 50 s, 5000 W for 100 s: the oracle
+    # starts twice at 7.2 A (4968 W). One start means riding the gap at 6 A
+    # (4140 W) all from the grid.
+    points = [[0, 5000], [99, 5000], [100, 0], [149, 0], [150, 5000], [249, 5000]]
+    scenario = tiny(house={"base_w": [0, 0, 0]}, pv={"points": points}, duration_s=250)
+    profiles = harness.expand(scenario)
+    best = oracle.run(scenario, profiles)
+    assert best.starts == 2
+    assert best.ev_wh == pytest.approx(200 * 4968 / 3600.0)
+    expected = 4140 * 50 / (200 * 4968 + 4140 * 50.0)
+    assert oracle.ride_through_cost(scenario, profiles, best, 1) == pytest.approx(expected)
+    assert oracle.ride_through_cost(scenario, profiles, best, 2) == 0

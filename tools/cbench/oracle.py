@@ -26,6 +26,7 @@ def run(scenario, profiles=None):
     order = sorted(range(len(cars)), key=lambda index: cars[index].spec["priority"])
     order = [index for index in order if cars[index].spec["mode"] in ("solar", "eco")]
     metrics = Metrics()
+    metrics.first_draw_w = []  # the first surplus car's power, per second (for ride_through_cost)
     for t in range(scenario.duration_s):
         house = profiles.house_w[0][t] + profiles.house_w[1][t] + profiles.house_w[2][t]
         left = profiles.pv_w[t] - house
@@ -43,6 +44,8 @@ def run(scenario, profiles=None):
                 car.starts += 1
             car.draw_ma = draw
             watts = car.power_w()
+            if index == order[0]:
+                metrics.first_draw_w.append(watts)
             left -= watts
             car.delivered_wh += watts / 3600.0
             metrics.ev_wh += watts / 3600.0
@@ -51,3 +54,46 @@ def run(scenario, profiles=None):
     metrics.starts = sum(car.starts for car in cars)
     metrics.cars = cars
     return metrics
+
+
+def ride_through_cost(scenario, profiles, metrics, max_starts):
+    """Import share (0..1) the oracle would need to start at most `max_starts` times, or None.
+
+    Between two of the oracle's charging spells of the first surplus car lies
+    a gap where the surplus does not cover its minimum. A controller that
+    keeps fewer spells must ride gaps through at the minimum current,
+    importing what the surplus lacks. With perfect foresight it rides the
+    cheapest gaps first; this returns that import over the energy the car
+    then takes (an estimate: riding fills the car a little sooner). It is
+    how many starts a day forces on a controller that imports nothing.
+    """
+    if not metrics.first_draw_w:
+        return None
+    car = [spec for spec in sorted(scenario.cars, key=lambda spec: spec["priority"])
+           if spec["mode"] in ("solar", "eco")][0]
+    min_w = car["min_a"] * car["phases"] * scenario.site["voltage_v"]
+    draw = metrics.first_draw_w
+    on = [t for t, watts in enumerate(draw) if watts > 0]
+    if not on:
+        return None
+    gaps = []
+    t = on[0]
+    while t <= on[-1]:
+        if draw[t] > 0:
+            t += 1
+            continue
+        begin = t
+        cost = 0.0
+        while t <= on[-1] and draw[t] == 0:
+            house = profiles.house_w[0][t] + profiles.house_w[1][t] + profiles.house_w[2][t]
+            cost += max(0.0, min_w - max(0.0, profiles.pv_w[t] - house))
+            t += 1
+        gaps.append((cost / 3600.0, (t - begin) * min_w / 3600.0))
+    spells = len(gaps) + 1
+    if spells <= max_starts:
+        return 0.0
+    gaps.sort()
+    ride = gaps[: spells - max_starts]
+    imported = sum(cost for cost, _ in ride)
+    energy = sum(watts for watts in draw) / 3600.0 + sum(extra for _, extra in ride)
+    return imported / energy if energy > 0 else None

@@ -72,11 +72,33 @@ def run_scenario(scenario, names=None, traces=False):
         recorded[cls.name] = trace
     if best is not None:
         row = _row(scenario.name, "oracle", best, oracle_pv)
+        row["notes"] = trade_off_notes(scenario, profiles, best, rows)
         row["commands"] = None
         for key in ("overload_as", "overload_late_as", "peak_quarter_w", "quarters_over"):
             row[key] = None  # it only places the surplus cars' energy: no grid of its own
         rows.append(row)
     return rows, recorded, profiles
+
+
+def trade_off_notes(scenario, profiles, best, rows):
+    """What perfect foresight says about starts against import on this day (oracle.ride_through_cost)."""
+    notes = []
+    if best.starts < 2:
+        return notes
+    others = [row["starts"] for row in rows if row["controller"] != ChargeGuard.name]
+    if others:
+        fewest = min(others)
+        if fewest > 1:
+            cost = oracle.ride_through_cost(scenario, profiles, best, fewest - 1)
+            if cost is not None:
+                notes.append("%s: with perfect foresight, %d starts (fewer than the best baseline's %d) need at least "
+                             "%.1f %% import" % (scenario.name, fewest - 1, fewest, 100.0 * cost))
+    for starts in range(1, best.starts + 1):
+        cost = oracle.ride_through_cost(scenario, profiles, best, starts)
+        if cost is not None and cost < 0.02:
+            notes.append("%s: with perfect foresight, import under 2 %% needs at least %d starts" % (scenario.name, starts))
+            break
+    return notes
 
 
 def _fmt(value, digits=1):
