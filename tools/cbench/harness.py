@@ -3,8 +3,10 @@
 Physics (the same for every controller):
 - per site phase, grid power = house load - PV / site phases + what each car
   draws on that phase (W, import positive); current = power / voltage;
-- a wallbox applies a command at once; its car follows it `response_s`
-  later (IEC 61851 allows a car up to 5 s): from then it draws
+- a wallbox applies a command at once, in its own resolution (`step_a`,
+  1 A: the V2C Trydan's Intensity is whole amperes, and its driver rounds
+  the offer down); its car follows it `response_s` later (IEC 61851
+  allows a car up to 5 s): from then it draws
   min(offer, its max_a, its taper limit), or nothing when the offer is
   under its min_a, when it is full (target SoC reached) or not plugged in;
 - taper: above taper_soc_pct the car takes at most
@@ -62,6 +64,7 @@ class Car:
         self.min_ma = spec["min_a"] * 1000
         self.max_ma = spec["max_a"] * 1000
         self.response_s = spec["response_s"]
+        self.step_ma = spec["step_a"] * 1000  # the wallbox's resolution
         self.battery_wh = spec["battery_wh"]
         self.soc0 = spec["soc_pct"]
         self.wanted_wh = max(0.0, (spec["target_soc_pct"] - spec["soc_pct"]) * spec["battery_wh"] / 100.0)
@@ -92,8 +95,10 @@ class Car:
         return int(max(1000.0, cap))
 
     def command(self, t, offer_ma):
+        """The controller's offer (mA); the wallbox applies it rounded down to its step."""
         self.offer_ma = offer_ma
-        self.pending.append((t + self.response_s, offer_ma))
+        applied = offer_ma - offer_ma % self.step_ma if self.step_ma else offer_ma
+        self.pending.append((t + self.response_s, applied))
 
     def advance(self, t):
         """The car's draw for second t (mA per phase); counts a start when it goes from 0 to drawing."""

@@ -37,7 +37,10 @@ def run(scenario, profiles=None):
             draw = 0
             if car.plugged(t) and not car.full() and left > 0:
                 per_amp = car.phases * voltage_v
-                draw = min(car.limit_ma(), int(left * 10 // per_amp) * 100)
+                draw = int(left * 1000 // per_amp)
+                if car.step_ma:
+                    draw -= draw % car.step_ma
+                draw = min(car.limit_ma(), draw)
                 if draw < car.min_ma:
                     draw = 0
             if draw and not car.draw_ma:

@@ -23,7 +23,8 @@ seconds since `start`. Powers are W, currents A. Keys:
                            "ramp_s": [lo, hi]}, or "points": [[time, W], ...] (linear)
     cars                  [{"name", "arrival", "departure", "battery_wh", "soc_pct",
                            "target_soc_pct", "min_a": 6, "max_a": 16, "phases": 3,
-                           "phase_map": "ABC", "response_s": 5, "taper_soc_pct": 80,
+                           "phase_map": "ABC", "response_s": 5, "step_a": 1 (the wallbox's
+                           resolution: 1 A, or 0.1; 0 = exact), "taper_soc_pct": 80,
                            "mode": "solar" | "eco" | "fast", "priority": 1}]
     poll_s                how often a wallbox's own measurement is read (s), 5
     controllers           per controller name, settings that replace its defaults;
@@ -234,6 +235,7 @@ def check(doc):
             raise ScenarioError("%s.phase_map: must name %d distinct site phases of %r (is %r)"
                                 % (path, car["phases"], PHASE_LETTERS[: site["phases"]], phase_map))
         car["response_s"] = _number(car, "response_s", path, 5, 0, 60, whole=True)
+        car["step_a"] = _number(car, "step_a", path, 1, 0, 1)
         car["taper_soc_pct"] = _number(car, "taper_soc_pct", path, 80, 1, 100)
         if car.setdefault("mode", "solar") not in MODES:
             raise ScenarioError("%s.mode: must be one of %s (is %r)" % (path, ", ".join(MODES), car["mode"]))
