@@ -230,3 +230,18 @@ def test_ride_through_cost_by_hand():
     expected = 4140 * 50 / (200 * 4830 + 4140 * 50.0)
     assert oracle.ride_through_cost(scenario, profiles, best, 1) == pytest.approx(expected)
     assert oracle.ride_through_cost(scenario, profiles, best, 2) == 0
+
+
+def test_chargeguard_starts_after_its_start_delay_and_takes_the_surplus():
+    from chargeguard_ctl import ChargeGuard
+
+    car = dict(tiny().cars[0], response_s=2)
+    scenario = tiny(cars=[car], duration_s=300)
+    metrics, trace = harness.run(scenario, ChargeGuard(scenario), trace=True)
+    first = trace.offer_a[0].index(next(a for a in trace.offer_a[0] if a > 0))
+    # Export 4500 W >= the 4000 W upper threshold from the first reading: the
+    # default 60 s start delay, then the surplus' whole amperes (4500 / 690 -> 6 A).
+    assert 60 <= first <= 61, first
+    assert trace.offer_a[0][first] == 6.0
+    assert trace.car_a[0][first + 1] == 0 and trace.car_a[0][first + 2] == 6.0  # the car's 2 s
+    assert metrics.starts == 1

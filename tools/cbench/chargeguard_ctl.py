@@ -6,7 +6,9 @@ scenario's "controllers": {"chargeguard": {"site": ..., "guard": ...,
 "solar": ...}} sections), checked by the firmware's own validator
 (config.check) and turned into settings by the firmware's own functions.
 
-Every second of the run is one App.decide(): the optimiser ticks on the
+Every second of the run is one App.decide(): the optimiser (when the
+configuration needs it, core/modes.needs_optimiser; else the plain mode
+targets) ticks on the
 latest meter reading (a GridReading filled as meters/p1.py fills it) and the
 wallboxes' last measurements (ChargerStatus, read every poll_s as the app's
 poll timer does), hands its capacity cap to the guard, and the guard's
@@ -15,6 +17,7 @@ offers are the commands. Ticks are ms of the run (+1 s, so none is 0).
 
 from chargeguard.config import check
 from chargeguard.core.guard import Guard
+from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, ChargerCommand, ChargerStatus, GridReading
 from chargeguard.core.optimiser import Optimiser
 from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
@@ -69,7 +72,8 @@ class ChargeGuard:
         site_mode = doc["site"].get("mode", "fast")
         self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
         opt = optimiser_from_config(doc)
-        self.optimiser = Optimiser(opt, self.site, self.chargers)
+        # As App: the optimiser runs only when the configuration needs it.
+        self.optimiser = Optimiser(opt, self.site, self.chargers) if needs_optimiser(doc) else None
         self.guard = Guard(self.site, self.chargers)
         self.envelope = opt.distribution != DIST_PRIORITY
         self.peak = opt.peak_limit_w
@@ -113,9 +117,13 @@ class ChargeGuard:
             mine.power_w = status.power_w
             mine.offered_ma = status.offered_ma
         reading_in = self.reading if self.have_reading else None
-        wall_s = (self.start_s + t) % 86400 if self.peak else None
-        envelope = self.guard.headroom_ma if self.envelope and not self.guard.failsafe else None
-        self.guard.import_cap_w = self.optimiser.tick(reading_in, self.statuses, wall_s, now_ms, self.targets, envelope)
+        if self.optimiser is None:
+            fill_targets(self.chargers, self.targets)
+        else:
+            wall_s = (self.start_s + t) % 86400 if self.peak else None
+            envelope = self.guard.headroom_ma if self.envelope and not self.guard.failsafe else None
+            self.guard.import_cap_w = self.optimiser.tick(reading_in, self.statuses, wall_s, now_ms, self.targets,
+                                                          envelope)
         self.guard.tick(reading_in, self.statuses, self.targets, now_ms, self.commands)
         for index, command in enumerate(self.commands):
             self.offers[index] = command.offered_ma
