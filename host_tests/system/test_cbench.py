@@ -245,3 +245,18 @@ def test_chargeguard_starts_after_its_start_delay_and_takes_the_surplus():
     assert trace.offer_a[0][first] == 6.0
     assert trace.car_a[0][first + 1] == 0 and trace.car_a[0][first + 2] == 6.0  # the car's 2 s
     assert metrics.starts == 1
+
+
+def test_a_dsmr4_meter_reports_every_10_s_in_whole_amperes():
+    seen = []
+
+    class Watcher:
+        def step(self, t, reading, statuses):
+            seen.append((t, reading.t, list(reading.current_ma), reading.net_w))
+            return [0]
+
+    scenario = tiny(meter={"interval_s": 10}, house={"base_w": [700, 0, 0]}, pv={"peak_w": 0}, duration_s=25)
+    harness.run(scenario, Watcher())
+    assert [reading_t for _, reading_t, _, _ in seen] == [0] * 10 + [10] * 10 + [20] * 5
+    # 700 W / 230 V = 3.04 A, shown as 3 A by an "nl" meter; the power stays exact.
+    assert seen[0][2] == [3000, 0, 0] and seen[0][3] == 700
