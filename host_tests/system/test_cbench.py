@@ -260,3 +260,9 @@ def test_a_dsmr4_meter_reports_every_10_s_in_whole_amperes():
     assert [reading_t for _, reading_t, _, _ in seen] == [0] * 10 + [10] * 10 + [20] * 5
     # 700 W / 230 V = 3.04 A, shown as 3 A by an "nl" meter; the power stays exact.
     assert seen[0][2] == [3000, 0, 0] and seen[0][3] == 700
+
+
+def test_a_car_without_times_is_plugged_in_for_the_whole_run():
+    scenario = tiny(cars=[{"name": "car", "response_s": 0, "mode": "fast"}], duration_s=100)
+    metrics, trace = harness.run(scenario, Scripted(lambda t: [6000]), trace=True)
+    assert trace.car_a[0][1] == 6.0 and trace.car_a[0][99] == 6.0

@@ -20,6 +20,7 @@ the class's DEFAULTS keys.
 import math
 
 from chargeguard.core.profiles import step_down_w, step_up_w
+from scenario import PHASE_LETTERS
 
 
 class _PerCar:
@@ -193,8 +194,6 @@ class SmartEVSE(_PerCar):
             return _ma(st["set_a"]) if st["on"] else 0
         st["last"] = reading.t
         own = [0.0, 0.0, 0.0]
-        from scenario import PHASE_LETTERS
-
         for line, letter in enumerate(car["phase_map"]):
             own[PHASE_LETTERS.index(letter)] = status.current_ma[line] / 1000.0
         room = car["max_a"]

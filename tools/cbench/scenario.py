@@ -219,8 +219,9 @@ def check(doc):
         if car["name"] in names:
             raise ScenarioError("%s.name: %r is used twice" % (path, car["name"]))
         names.add(car["name"])
-        clock_s(car.setdefault("arrival", doc.get("start", 0)), path + ".arrival")
-        clock_s(car.setdefault("departure", doc["_start_s"] + doc["duration_s"]), path + ".departure")
+        # Defaults in seconds since start: plugged in for the whole run.
+        clock_s(car.setdefault("arrival", 0), path + ".arrival")
+        clock_s(car.setdefault("departure", doc["duration_s"]), path + ".departure")
         car["battery_wh"] = _number(car, "battery_wh", path, 60000, 1000, 300000, whole=True)
         car["soc_pct"] = _number(car, "soc_pct", path, 20, 0, 100)
         car["target_soc_pct"] = _number(car, "target_soc_pct", path, 80, 0, 100)
