@@ -198,8 +198,8 @@ def run(scenario, controller, profiles=None, trace=False):
         surplus_w = pv - house_total
         pv_to_ev = min(car_total_w, max(0.0, surplus_w))
         metrics.pv_to_ev_wh += pv_to_ev / 3600.0
-        if pv > 0:
-            metrics.has_pv = True
+        if surplus_w > 0:
+            metrics.has_pv = True  # PV, or a replayed meter's export, the cars could use
         if surplus_draw_w > 0:
             metrics.solar_ev_wh += surplus_draw_w / 3600.0
             # The surplus cars are served last: what the PV left after the house and the others.

@@ -30,7 +30,7 @@ def run(scenario, profiles=None):
     for t in range(scenario.duration_s):
         house = profiles.house_w[0][t] + profiles.house_w[1][t] + profiles.house_w[2][t]
         left = profiles.pv_w[t] - house
-        if profiles.pv_w[t] > 0:
+        if left > 0:
             metrics.has_pv = True
         for index in order:
             car = cars[index]
