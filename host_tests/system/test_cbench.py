@@ -210,6 +210,12 @@ def test_replay_of_a_p1_capture(tmp_path):
         rows = {row["controller"]: row for row in csv.DictReader(handle)}
     # 1.9 kW export is under every start threshold of a 3-phase car: nobody charges.
     assert float(rows["ChargeGuard"]["ev_kwh"]) == 0
+    fast = run_tool("--p1", capture, "--duration-s", "900", "--car-mode", "fast", "--no-plot", "--out", str(tmp_path))
+    assert fast.returncode == 0, fast.stderr
+    with open(tmp_path / "nl_dsmr42_kaifa_export_athom.csv", newline="") as handle:
+        rows = {row["controller"]: row for row in csv.DictReader(handle)}
+    # A fast car takes the capture's 1869 W export as PV for (nearly) the whole 900 s: 0.467 kWh at most.
+    assert 0.44 < float(rows["ChargeGuard"]["pv_kwh"]) <= 1869 * 900 / 3.6e6
     be = load_replay().capture_readings(os.path.join(FIXTURES, "be_fluvius_emucs_v171_ndokter.txt"))
     assert be[0][1] == 2351  # e-MUCS running average 1-0:1.4.0 -> a "be" meter
     bad = run_tool("--p1", os.path.join(FIXTURES, "crc_invalid_kaifa_dsmrreader.txt"), "--no-plot",
