@@ -78,9 +78,10 @@ def use_resolver(resolve):
 
 
 def _numeric(host):
-    # Dotted digits only: getaddrinfo answers those without a lookup.
-    for char in host:
-        if char != "." and not "0" <= char <= "9":
+    # Dotted digits only: getaddrinfo answers those without a lookup. Over
+    # the bytes: a character taken from a str is interned for good on MicroPython.
+    for code in host.encode():
+        if code != 46 and not 48 <= code <= 57:  # '.', '0'..'9'
             return False
     return True
 
