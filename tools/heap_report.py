@@ -10,6 +10,7 @@
 # imports, 32-bit / 64-bit port; bytecode and strings do not shrink, pointers
 # do). The 32-bit port built by tools/upy32.py gives the ESP32's own figures.
 import gc
+import os
 import sys
 
 import micropython
@@ -58,7 +59,11 @@ def _import_each(names, note, previous):
 
 
 def main():
-    sys.path.insert(0, sys.argv[1] if len(sys.argv) > 1 else "build/device")
+    # Imported from the folder itself, as on the device ('' first on
+    # sys.path): a module's __file__ is then "chargeguard/...mpy", the same
+    # interned name as the source name tools/build.py gives it.
+    os.chdir(sys.argv[1] if len(sys.argv) > 1 else "build/device")
+    sys.path.insert(0, "")
     gc.collect()
     start = gc.mem_alloc()
     previous = _import_each(MODULES, "", start)
