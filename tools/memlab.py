@@ -66,11 +66,12 @@ class Profile:
 
 # The plain-ESP32 subset must run as .mpy in 80 KB (a plain ESP32's ~110 KB
 # heap leaves the rest to buffers); everything the project has runs frozen in
-# 64 KB. The .mpy budgets are what each profile needs, measured, plus 2 KB
-# (the smallest heap moves by about 1 KB run to run): the room they leave
-# below 80 KB is what MQTT may take. Measured 2026-11-29 with
-# memlab.smallest_heap (1 KB steps, one fast day), docs/firmware.md:
-# core 70 KB, wifi 77 KB, optimiser 95 KB as .mpy; frozen 32, 34, 40 KB.
+# 64 KB. The .mpy budgets are the most each profile needed in the runs
+# measured, plus 2 KB (the smallest heap moves by about 1 KB run to run):
+# the room they leave below 80 KB is what MQTT may take. Measured 2026-11-29
+# with memlab.smallest_heap (1 KB steps, one fast day) and `make bench`,
+# docs/firmware.md: core 70 KB, wifi 77-78 KB, optimiser 94-95 KB as .mpy;
+# frozen 32, 33-34, 39-40 KB.
 MPY_MARGIN = 2 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 95 * KB + MPY_MARGIN}
 PROFILES = (
@@ -87,7 +88,7 @@ PROFILES = (
         "wifi",
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 77 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 78 * KB + MPY_MARGIN},
         config={"wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"}},
     ),
     Profile(
