@@ -483,19 +483,26 @@ def _range(low, high, unit):
     return text + " " + unit if unit else text
 
 
+# Text is checked as its UTF-8 bytes: on MicroPython each character taken
+# from a str (iterating, indexing) is interned as a name for good, so every
+# letter of a name, a host or a password would stay in the heap.
+
+
 def _printable(text):
-    for char in text:
-        code = ord(char)
-        if code < 32 or 127 <= code < 160:
+    # No C0 control, DEL or C1 control (U+0080..U+009F: the bytes C2 80..C2 9F).
+    after_c2 = False
+    for code in text.encode("utf-8", "surrogatepass"):
+        if code < 32 or code == 127 or after_c2 and code < 160:
             return False
+        after_c2 = code == 194
     return True
 
 
 def _digits(text):
     if not text:
         return False
-    for char in text:
-        if not "0" <= char <= "9":
+    for code in text.encode("utf-8", "surrogatepass"):
+        if not 48 <= code <= 57:  # '0'..'9'
             return False
     return True
 
@@ -508,7 +515,7 @@ def _ipv4(text):
     octets = []
     for part in parts:
         # Leading zeros are refused: some resolvers read them as octal.
-        if not _digits(part) or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+        if not _digits(part) or len(part) > 3 or (len(part) > 1 and part.startswith("0")):
             return None
         value = int(part)
         if value > 255:
@@ -522,10 +529,11 @@ def _hostname(text):
         return False
     labels = text.split(".")
     for label in labels:
-        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+        if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
             return False
-        for char in label:
-            if not ("a" <= char <= "z" or "A" <= char <= "Z" or "0" <= char <= "9" or char == "-"):
+        for code in label.encode("utf-8", "surrogatepass"):
+            # a-z, A-Z, 0-9, '-'
+            if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code == 45):
                 return False
     # An all-digit last label would be a mistyped address, not a name (RFC 1123).
     return not _digits(labels[-1])
@@ -598,7 +606,8 @@ def _check(errors, path, spec, value):
     elif kind == _PHASE_MAP:
         ok = 1 <= len(value) <= 3
         for index in range(len(value)):
-            if value[index] not in _PHASE_LETTERS or value[index] in value[:index]:
+            letter = value[index : index + 1]  # a slice: value[index] would be interned
+            if letter not in _PHASE_LETTERS or letter in value[:index]:
                 ok = False
         if not ok:
             message = "must be 1 to 3 different letters from A, B, C, one per charger phase (is %s)" % _show(value)
