@@ -129,6 +129,7 @@ import os
 
 from micropython import const
 
+from chargeguard import rules
 from chargeguard.core.modes import MODES
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
@@ -142,9 +143,9 @@ METER_TYPES = tuple(sorted(METER_MODULES))
 CHARGER_TYPES = tuple(sorted(CHARGER_MODULES))
 SCHEMES = ("grid", "house")
 # A charger's mode: "site" follows site.mode (so one switch sets them all).
-CHARGER_MODES = ("site",) + MODES
+CHARGER_MODES = rules.CHARGER_MODES
 # core/optsettings.DISTRIBUTIONS (not imported: it would stay loaded after boot).
-DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")
+DISTRIBUTIONS = rules.DISTRIBUTIONS
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
@@ -156,23 +157,23 @@ TEMP_FILE = "config.json.tmp"
 _MISSING = "is missing"
 
 # Field kinds of the schema tables below.
-_INT = const(0)  # whole number in a..b
-_ONEOF = const(1)  # whole number from the tuple a
-_BOOL = const(2)
+# The kinds and the runtime-settable fields are rules.py's (commands.py
+# checks a change with them without loading this module).
+_INT = const(0)  # whole number in a..b (rules.INT)
+_ONEOF = const(1)  # whole number from the tuple a (rules.ONEOF)
+_BOOL = const(2)  # rules.BOOL
 _TEXT = const(3)  # a..b printable characters
-_ENUM = const(4)  # string from the tuple a
+_ENUM = const(4)  # string from the tuple a (rules.ENUM)
 _SECRET = const(5)  # empty or a..b printable characters; value never shown
 _SSID = const(6)  # at most b bytes of UTF-8
 _HOST = const(7)
-_ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b
+_ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b (rules.ZERO_OR)
 _PHASE_MAP = const(9)
 _LABEL = const(10)  # one DNS label of a..b characters (a hostname)
 _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
 _OPT_HOST = const(12)  # empty or a host name / IPv4 address
 
 _PHASE_LETTERS = "ABC"
-_PEAK_FLOOR_W = const(2500)  # Fluvius bills at least 2.5 kW: a lower limit saves nothing
-_TARGET_ABOVE_LOWER_W = const(300)  # EVCM: net power target >= lower threshold + 300 W
 _POWER_W = const(100000)
 _MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
 
@@ -187,10 +188,10 @@ _SITE = (
     ("max_import_w", 0, _ZERO_OR, 1000, 500000, "W", "no limit"),
     ("scheme", "grid", _ENUM, SCHEMES, None, ""),
     ("balanced_load", False, _BOOL, None, None, ""),
-    ("mode", "fast", _ENUM, MODES, None, ""),
-    ("distribution", "priority", _ENUM, DISTRIBUTIONS, None, ""),
-    ("peak_limit_w", 0, _ZERO_OR, _PEAK_FLOOR_W, 500000, "W", "off"),
-    ("peak_follow_month", False, _BOOL, None, None, ""),
+    rules.SITE_MODE,
+    rules.DISTRIBUTION,
+    rules.PEAK_LIMIT,
+    rules.PEAK_FOLLOW,
 )
 _GUARD = (
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),
@@ -216,31 +217,19 @@ _WIFI = (
     ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
 )
 _SOLAR = (
-    ("eco", True, _BOOL, None, None, ""),
+    rules.ECO,
     ("eco_on_upper_w", 4000, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_on_lower_w", -500, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_off_upper_w", 1000, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_off_lower_w", -3500, _INT, -_POWER_W, _POWER_W, "W"),
-    ("net_power_target_w", 0, _INT, -_POWER_W, _POWER_W, "W"),
+    rules.NET_TARGET,
     ("start_delay_s", 60, _INT, 0, 3600, "s"),
     ("stop_delay_s", 180, _INT, 0, 3600, "s"),
     ("min_on_s", 120, _INT, 0, 3600, "s"),
     ("min_off_s", 180, _INT, 0, 3600, "s"),
     ("excess_threshold_w", 13000, _INT, 0, 1000000, "W"),
 )
-# Cross-field rules of the solar section, EVCM's: (field, other, gap) means
-# field >= other + gap W. In each band upper > lower; the ECO on band lies
-# above the ECO off band; the net power target is at least 300 W above the
-# lower threshold of both bands (EVCM clamps it there; a target the
-# regulation would not use is refused here rather than silently raised).
-_SOLAR_RULES = (
-    ("eco_on_upper_w", "eco_on_lower_w", 1),
-    ("eco_off_upper_w", "eco_off_lower_w", 1),
-    ("eco_on_upper_w", "eco_off_upper_w", 1),
-    ("eco_on_lower_w", "eco_off_lower_w", 1),
-    ("net_power_target_w", "eco_on_lower_w", _TARGET_ABOVE_LOWER_W),
-    ("net_power_target_w", "eco_off_lower_w", _TARGET_ABOVE_LOWER_W),
-)
+_SOLAR_RULES = rules.SOLAR_RULES  # EVCM's cross-field rules of the solar section
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
@@ -249,14 +238,14 @@ _CHARGER = (
     ("port", 80, _INT, 1, 65535, ""),
     ("phases", 3, _INT, 1, 3, ""),
     ("phase_map", "ABC", _PHASE_MAP, None, None, ""),
-    ("min_a", 6, _INT, 6, 32, "A"),
-    ("max_a", 16, _INT, 6, 32, "A"),
+    rules.MIN_A,
+    rules.MAX_A,
     ("circuit_a", 16, _INT, 6, 80, "A"),
-    ("priority", 1, _INT, 1, MAX_CHARGERS, ""),
+    rules.PRIORITY,
     ("failsafe_a", 0, _ZERO_OR, 6, 32, "A", "pause"),
-    ("mode", "site", _ENUM, CHARGER_MODES, None, ""),
-    ("manual_a", 6, _INT, 6, 32, "A"),
-    ("enabled", True, _BOOL, None, None, ""),
+    rules.MODE,
+    rules.MANUAL_A,
+    rules.ENABLED,
 )
 _SECTIONS = (
     ("site", _SITE),
@@ -318,9 +307,7 @@ def _fill(section, table):
     return section
 
 
-def _is_int(value):
-    # bool is an int subclass in CPython (not on MicroPython); exact type on both.
-    return type(value) is int
+_is_int = rules.is_int
 
 
 def _complete_charger(out, index, site_phases):
@@ -449,21 +436,7 @@ def normalise(doc):
 # -------------------------------------------------------------- validation
 
 
-def _show(value):
-    kind = type(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is float:
-        return str(value)
-    if kind is str:
-        return repr(value) if len(value) <= 24 else repr(value[:21]) + "..."
-    if value is None:
-        return "null"
-    if kind is list:
-        return "a list"
-    if kind is dict:
-        return "an object"
-    return "unsupported"
+_show = rules.show
 
 
 def _kind_of(value):
@@ -478,9 +451,7 @@ def _kind_of(value):
     return _show(value)
 
 
-def _range(low, high, unit):
-    text = "between %d and %d" % (low, high)
-    return text + " " + unit if unit else text
+_range = rules.range_text
 
 
 def _printable(text):
@@ -538,24 +509,8 @@ def _check(errors, path, spec, value):
     high = spec[4]
     unit = spec[5]
     message = None
-    if kind == _INT:
-        if not _is_int(value):
-            message = "must be a whole number %s (is %s)" % (_range(low, high, unit), _show(value))
-        elif not low <= value <= high:
-            message = "must be %s (is %d)" % (_range(low, high, unit), value)
-    elif kind == _ZERO_OR:
-        if not _is_int(value) or (value != 0 and not low <= value <= high):
-            message = "must be 0 (%s) or %s (is %s)" % (spec[6], _range(low, high, unit), _show(value))
-    elif kind == _ONEOF:
-        if not _is_int(value) or value not in low:
-            words = " or ".join([str(choice) for choice in low])
-            message = "must be %s%s (is %s)" % (words, " " + unit if unit else "", _show(value))
-    elif kind == _BOOL:
-        if type(value) is not bool:
-            message = "must be true or false (is %s)" % _show(value)
-    elif kind == _ENUM:
-        if type(value) is not str or value not in low:
-            message = "must be one of: %s (is %s)" % (", ".join(low), _show(value))
+    if kind <= _BOOL or kind == _ENUM or kind == _ZERO_OR:
+        message = rules.field_message(spec, value)
     elif type(value) is not str:
         message = "must be text (is %s)" % (_kind_of(value) if kind == _SECRET else _show(value))
     elif kind == _TEXT:
@@ -763,11 +718,8 @@ def _check_solar(errors, solar):
     for high, low, gap in _SOLAR_RULES:
         value = solar.get(high)
         floor = solar.get(low)
-        if value is not None and floor is not None and value < floor + gap:
-            if gap == 1:
-                message = "must be above %s, %d W (is %d)" % (low, floor, value)
-            else:
-                message = "must be at least %s + %d W, %d W (is %d)" % (low, gap, floor + gap, value)
+        message = None if value is None or floor is None else rules.solar_message(high, low, gap, value, floor)
+        if message is not None:
             errors.add("solar." + high, message, "solar." + low)
             solar.pop(high)  # one error per field
 
@@ -845,24 +797,23 @@ def _check_charger(errors, prefix, good, site_phases, count):
     low = good.get("min_a")
     high = good.get("max_a")
     if low is not None and high is not None and high < low:
-        errors.add(prefix + "max_a", "must be at least min_a, %d A (is %d)" % (low, high), prefix + "min_a")
+        errors.add(prefix + "max_a", rules.max_message(low, high), prefix + "min_a")
         high = None
     circuit = good.get("circuit_a")
     if low is not None and circuit is not None and circuit < low:
-        errors.add(prefix + "circuit_a", "must be at least min_a, %d A (is %d)" % (low, circuit), prefix + "min_a")
+        errors.add(prefix + "circuit_a", rules.circuit_message(low, circuit), prefix + "min_a")
     priority = good.get("priority")
     if priority is not None and priority > count:
-        message = "must be between 1 and %d, the number of chargers (is %d)" % (count, priority)
-        errors.add(prefix + "priority", message)
+        errors.add(prefix + "priority", rules.priority_message(count, priority))
     if low is None or high is None:
         return
     failsafe = good.get("failsafe_a")
-    if failsafe is not None and failsafe != 0 and not low <= failsafe <= high:
-        message = "must be 0 (pause) or between min_a and max_a, %d..%d A (is %d)" % (low, high, failsafe)
+    message = None if failsafe is None else rules.failsafe_message(low, high, failsafe)
+    if message is not None:
         errors.add(prefix + "failsafe_a", message, prefix + "min_a")
     manual = good.get("manual_a")
-    if manual is not None and not low <= manual <= high:
-        message = "must be between min_a and max_a, %d..%d A (is %d)" % (low, high, manual)
+    message = None if manual is None else rules.manual_message(low, high, manual)
+    if message is not None:
         errors.add(prefix + "manual_a", message, prefix + "min_a")
 
 
