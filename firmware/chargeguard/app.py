@@ -96,6 +96,15 @@ class App:
         self.meter = meter
         self.drivers = drivers
         self.names = [entry["name"] for entry in doc["chargers"]]
+        # Each charger's mode as configured ("site" = follows site.mode),
+        # and the optimiser's part of the configuration: what commands.py
+        # needs to change them and to load the optimiser at run time.
+        self.charger_modes = [entry["mode"] for entry in doc["chargers"]]
+        site_doc = doc["site"]
+        self.opt_doc = {"site": {}, "solar": dict(doc.get("solar", {}))}
+        for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
+            if key in site_doc:
+                self.opt_doc["site"][key] = site_doc[key]
         site_mode = doc["site"].get("mode", "fast")
         self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
         site = site_from_config(doc)
@@ -141,6 +150,10 @@ class App:
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
         self.needs_network = False
+        from chargeguard.state import SiteState
+
+        self.state = SiteState(self)  # what interfaces read (state.py)
+        self.api = None  # commands.Commands, set by build(): what interfaces call
 
     # -- control ------------------------------------------------------------
 
@@ -165,6 +178,7 @@ class App:
                 self.wake[index].set()
         if slow is not None:
             slow.reasons(self.commands, self.reasons)
+        self.state.update(now_ms)
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -225,6 +239,7 @@ class App:
             self.last_errors[index] = error
             if error:
                 self.log("charger %s: %s" % (self.names[index], error))
+                self.state.add_error("charger %s: %s" % (self.names[index], error))
             else:
                 self.log("charger %s: ok" % self.names[index])
 
@@ -247,6 +262,13 @@ class App:
                 gc.collect()
                 if _mem_alloc is not None:
                     self.heap_live = _mem_alloc()
+                self.state.refresh_device(now_ms, True)
+            else:
+                self.state.refresh_device(now_ms)
+            if self.api is not None:
+                # Settings changed at run time reach the flash a few
+                # seconds after the last change (commands.PERSIST_DELAY_MS).
+                self.api.flush(now_ms)
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
 
     def keep_last_good(self):
@@ -326,6 +348,9 @@ class App:
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
         if self.slow is not None:
             self.slow.status(parts)
+        if known and reading.month_peak_w is not None:
+            # The meter's month peak (1-0:1.6.0, Belgian meters): what the capacity tariff bills.
+            parts.append("month peak %d W" % reading.month_peak_w)
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
@@ -346,6 +371,7 @@ class App:
                 raise
             except Exception as error:
                 self.log("task %s failed: %r; restarting" % (name, error))
+                self.state.add_error("task %s failed: %r" % (name, error))
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -460,6 +486,9 @@ def build(platform, log=print):
     app.config_notes = notes
     app.config_source = source
     app.storage = directory
+    from chargeguard.commands import Commands
+
+    app.api = Commands(app)
     app.config_good = good
     # Start with the start-up garbage (documents, notes, driver set-up) gone,
     # not left for the first request to trip over on a small heap.

@@ -153,6 +153,7 @@ REDACTED = "***"
 
 CONFIG_FILE = "config.json"
 BACKUP_FILE = "config.bak"
+OVERLAY_FILE = "overrides.json"  # settings changed at run time (commands.py)
 TEMP_FILE = "config.json.tmp"
 _MISSING = "is missing"
 
@@ -991,7 +992,7 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             good = flashfile.checksum(directory + "/" + CONFIG_FILE)
             if good == flashfile.checksum(directory + "/" + BACKUP_FILE):
                 good = None
-            return doc, notes, CONFIG_FILE, good
+            return _overlaid(directory, doc, notes), notes, CONFIG_FILE, good
         if new_problem == _MISSING:
             notes.append("%s is missing" % CONFIG_FILE)
         elif errors:
@@ -1003,7 +1004,7 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
     doc, problem, errors, version = _read(directory + "/" + BACKUP_FILE, 1)
     if doc is not None:
         notes.append("still guarding with the last good configuration (%s, the one that last ran)" % BACKUP_FILE)
-        return doc, notes, BACKUP_FILE, None
+        return _overlaid(directory, doc, notes), notes, BACKUP_FILE, None
     if problem != _MISSING:
         notes.append("%s (the last good copy) %s" % (BACKUP_FILE, problem))
     if new_problem == _MISSING:
@@ -1017,6 +1018,48 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             + "correct the settings named above (%s lists them all), then make deploy CONFIG=config.json" % _CHECK_HINT
         )
     return defaults(), notes, None, None
+
+
+def _overlaid(directory, doc, notes):
+    # `doc` (valid, complete) with the settings changed at run time
+    # (OVERLAY_FILE, written by commands.py) applied in place, when the
+    # result is valid; otherwise `doc` unchanged and a note per refusal.
+    overlay, problem = _parse(directory + "/" + OVERLAY_FILE)
+    if overlay is None:
+        if problem != _MISSING:
+            notes.append("%s %s: the settings changed at run time were dropped" % (OVERLAY_FILE, problem))
+        return doc
+    changes = overlay.get("set")
+    chargers = doc["chargers"]
+    if overlay.get("chargers") != [entry["name"] for entry in chargers] or type(changes) is not dict:
+        notes.append("%s was written for other chargers: the settings changed at run time were dropped" % OVERLAY_FILE)
+        return doc
+    refused = []
+    undo = []
+    for path in changes:
+        parts = path.split(".")
+        node = None
+        if len(parts) == 2 and parts[0] in ("site", "solar"):
+            node = doc[parts[0]]
+            table = _SITE if parts[0] == "site" else _SOLAR
+        elif len(parts) == 3 and parts[0] == "chargers" and _digits(parts[1]) and int(parts[1]) < len(chargers):
+            node = chargers[int(parts[1])]
+            table = _CHARGER
+        # Only what commands.py may set: an overlay never changes a breaker.
+        if node is None or parts[-1] not in [spec[0] for spec in rules.RUNTIME] or parts[-1] not in [spec[0] for spec in table]:
+            refused.append((path, "unknown setting (not settable at run time)"))
+            continue
+        undo.append((node, parts[-1], node[parts[-1]]))
+        node[parts[-1]] = changes[path]
+    if not refused:
+        refused = validate(doc)
+    if refused:
+        for node, key, value in undo:
+            node[key] = value
+        for path, message in refused[:MAX_NOTE_ERRORS]:
+            notes.append("%s refused %s: %s" % (OVERLAY_FILE, path, message))
+        notes.append("%s was NOT applied: the settings changed at run time were dropped" % OVERLAY_FILE)
+    return doc
 
 
 def remember(directory, good):

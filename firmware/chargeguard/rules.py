@@ -42,6 +42,7 @@ PRIORITY = ("priority", 1, INT, 1, MAX_CHARGERS, "")
 MODE = ("mode", "site", ENUM, CHARGER_MODES, None, "")
 MANUAL_A = ("manual_a", 6, INT, 6, 32, "A")
 ENABLED = ("enabled", True, BOOL, None, None, "")
+RUNTIME = (SITE_MODE, DISTRIBUTION, PEAK_LIMIT, PEAK_FOLLOW, ECO, NET_TARGET, MIN_A, MAX_A, PRIORITY, MODE, MANUAL_A, ENABLED)
 
 # Cross-field rules of the solar section, EVCM's: (field, other, gap) means
 # field >= other + gap W. In each band upper > lower; the ECO on band lies
