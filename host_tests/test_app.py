@@ -481,3 +481,7 @@ def test_a_reading_allocates_nothing_once_warm():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+    # The site state (state.py) was updated by those decisions (a new
+    # reading bumps grid_seq when its tick_ms moved: equal ms here).
+    assert app.state.grid_seq >= 1 and app.state.have_reading and 0 <= app.state.reading_age_ms < 1000
+    assert app.state.chargers[0].offered_ma == app.commands[0].offered_ma

@@ -55,7 +55,7 @@ def test_a_good_change_takes_effect_on_the_next_decision():
     assert api.set_charger("c1", {"mode": "manual", "manual_a": 10, "max_a": 12}) == {}
     charger = app.chargers[1]
     assert charger.mode == "manual" and charger.manual_ma == 10000 and charger.max_ma == 12000
-    assert app.state.settings_seq == seq + 1 and app.state.chargers[1].mode == "manual"
+    assert app.state.settings_seq == seq + 1 and app.state.chargers[1].settings.mode == "manual"
     push_w(app, meter, platform, 0, 0)
     assert app.targets_ma == [16000, 10000], app.targets_ma  # what the guard was asked for
     assert app.state.chargers[1].reason == app.reasons[1]

@@ -153,7 +153,19 @@ class App:
         from chargeguard.state import SiteState
 
         self.state = SiteState(self)  # what interfaces read (state.py)
-        self.api = None  # commands.Commands, set by build(): what interfaces call
+        self.api = None  # commands.Commands once command_api() loaded it
+
+    def command_api(self):
+        """The command API (commands.Commands): what interfaces call to change settings.
+
+        Loaded at the first call (about 10 KB of heap with rules.py on a
+        32-bit port): a controller without MQTT or web pages never pays for it.
+        """
+        if self.api is None:
+            from chargeguard.commands import Commands
+
+            self.api = Commands(self)
+        return self.api
 
     # -- control ------------------------------------------------------------
 
@@ -486,9 +498,6 @@ def build(platform, log=print):
     app.config_notes = notes
     app.config_source = source
     app.storage = directory
-    from chargeguard.commands import Commands
-
-    app.api = Commands(app)
     app.config_good = good
     # Start with the start-up garbage (documents, notes, driver set-up) gone,
     # not left for the first request to trip over on a small heap.

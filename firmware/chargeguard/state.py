@@ -59,10 +59,11 @@ class ChargerState:
     name; status (the driver's ChargerStatus: reachable, car, current_ma[3],
     power_w, session_energy_wh, offered_ma, error); offered_ma (what the
     guard commands now, 0 = paused); reason (the one reason shown, the
-    guard's or the optimiser's, e.g. "breaker", "solar"); settings in force
-    (core/settings.ChargerSettings, updated by commands): mode (resolved:
-    never "site"), manual_ma, min_ma, max_ma, priority (1 = first), phases,
-    enabled (EVCM's Start/Stop).
+    guard's or the optimiser's, e.g. "breaker", "solar"); settings: the
+    settings in force (core/settings.ChargerSettings, the guard's own object,
+    changed only by commands.py): .mode (resolved: never "site"),
+    .manual_ma, .min_ma, .max_ma, .circuit_ma, .priority (1 = first),
+    .phases, .enabled (EVCM's Start/Stop). Read-only for interfaces.
     """
 
     def __init__(self, name, status, settings):
@@ -72,34 +73,6 @@ class ChargerState:
         self.offered_ma = 0
         self.reason = "init"
         self._polled_ms = -1
-
-    @property
-    def mode(self):
-        return self.settings.mode
-
-    @property
-    def manual_ma(self):
-        return self.settings.manual_ma
-
-    @property
-    def min_ma(self):
-        return self.settings.min_ma
-
-    @property
-    def max_ma(self):
-        return self.settings.max_ma
-
-    @property
-    def priority(self):
-        return self.settings.priority
-
-    @property
-    def phases(self):
-        return self.settings.phases
-
-    @property
-    def enabled(self):
-        return self.settings.enabled
 
 
 class SiteState:
