@@ -88,6 +88,11 @@ class App:
       reasons        the one reason per charger to show (the guard's when it
                      limited the charger, else the optimiser's), refreshed
                      every decision
+
+    Interfaces (MQTT, web, OCPP) use only these two (docs/architecture.md,
+    "Site state and command API"):
+      state          state.SiteState, what they read, updated in place
+      command_api()  commands.Commands, what they call to change settings
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
