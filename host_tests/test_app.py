@@ -460,6 +460,7 @@ def test_a_reading_allocates_nothing_once_warm():
     doc = config_doc(2)
     doc["site"]["max_import_w"] = 20000
     app = app_module.App(platform, doc, meter, [FakeCharger(), FakeCharger()], log=lambda line: None)
+    app.site_state()  # as an interface would: decisions then update it too
     # The reading is filled once (FakeMeter.push allocates itself); each
     # new telegram only restamps it, as P1Meter updates it in place.
     reading = meter.reading

@@ -17,6 +17,7 @@ def api_app(doc_changes=None, chargers=2):
     app.storage = support.make_tmpdir("api")
     restarts = []
     app.api = Commands(app, restart=lambda: restarts.append(1))
+    assert app.state is app.site_state() is app.api.state
     return app, platform, meter, app.api, restarts
 
 

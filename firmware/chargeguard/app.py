@@ -91,8 +91,9 @@ class App:
 
     Interfaces (MQTT, web, OCPP) use only these two (docs/architecture.md,
     "Site state and command API"):
-      state          state.SiteState, what they read, updated in place
+      site_state()   state.SiteState, what they read, updated in place
       command_api()  commands.Commands, what they call to change settings
+    Both are loaded at the first call (an interface calls them when it starts).
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
@@ -106,7 +107,7 @@ class App:
         # needs to change them and to load the optimiser at run time.
         self.charger_modes = [entry["mode"] for entry in doc["chargers"]]
         site_doc = doc["site"]
-        self.opt_doc = {"site": {}, "solar": dict(doc.get("solar", {}))}
+        self.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
         for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
             if key in site_doc:
                 self.opt_doc["site"][key] = site_doc[key]
@@ -155,10 +156,19 @@ class App:
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
         self.needs_network = False
-        from chargeguard.state import SiteState
-
-        self.state = SiteState(self)  # what interfaces read (state.py)
+        self.state = None  # state.SiteState once site_state() made it
         self.api = None  # commands.Commands once command_api() loaded it
+
+    def site_state(self):
+        """The site state (state.SiteState): what interfaces read; updated in
+        place by every decision from the first call on. Made at the first
+        call (about 4.5 KB of heap on a 32-bit port): a controller without
+        MQTT or web pages never pays for it."""
+        if self.state is None:
+            from chargeguard.state import SiteState
+
+            self.state = SiteState(self)
+        return self.state
 
     def command_api(self):
         """The command API (commands.Commands): what interfaces call to change settings.
@@ -195,7 +205,8 @@ class App:
                 self.wake[index].set()
         if slow is not None:
             slow.reasons(self.commands, self.reasons)
-        self.state.update(now_ms)
+        if self.state is not None:
+            self.state.update(now_ms)
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -256,7 +267,8 @@ class App:
             self.last_errors[index] = error
             if error:
                 self.log("charger %s: %s" % (self.names[index], error))
-                self.state.add_error("charger %s: %s" % (self.names[index], error))
+                if self.state is not None:
+                    self.state.add_error("charger %s: %s" % (self.names[index], error))
             else:
                 self.log("charger %s: ok" % self.names[index])
 
@@ -279,8 +291,9 @@ class App:
                 gc.collect()
                 if _mem_alloc is not None:
                     self.heap_live = _mem_alloc()
-                self.state.refresh_device(now_ms, True)
-            else:
+                if self.state is not None:
+                    self.state.refresh_device(now_ms, True)
+            elif self.state is not None:
                 self.state.refresh_device(now_ms)
             if self.api is not None:
                 # Settings changed at run time reach the flash a few
@@ -388,7 +401,8 @@ class App:
                 raise
             except Exception as error:
                 self.log("task %s failed: %r; restarting" % (name, error))
-                self.state.add_error("task %s failed: %r" % (name, error))
+                if self.state is not None:
+                    self.state.add_error("task %s failed: %r" % (name, error))
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -474,6 +488,9 @@ def load_config(directory, new=True):
         del config
         _unload("chargeguard.config")
         _unload("chargeguard.flashfile")
+        # The rules config.py shares with commands.py: loaded again with
+        # the command API when an interface first needs it.
+        _unload("chargeguard.rules")
 
 
 def build(platform, log=print):

@@ -60,6 +60,7 @@ class Commands:
 
     def __init__(self, app, clock=None, restart=None):
         self.app = app
+        self.state = app.site_state()
         self.clock = clock or app.platform.ticks_ms
         self.restart = restart or getattr(app.platform, "reset", None)
         doc = app.opt_doc
@@ -315,8 +316,8 @@ class Commands:
         if app.slow is not None:
             app.slow.configure(doc, app.chargers)
         self._due_ms = ticks_add(self.clock(), PERSIST_DELAY_MS)
-        app.state.settings_seq += 1
-        app.state.chargers_seq += 1
+        self.state.settings_seq += 1
+        self.state.chargers_seq += 1
 
 
 def _move(values, count, index, place):
