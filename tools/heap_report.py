@@ -30,6 +30,9 @@ MODULES = (
     "chargeguard.meters.p1",
     "chargeguard.net.http",
     "chargeguard.chargers.v2c_trydan",
+    "chargeguard.state",
+    "chargeguard.rules",
+    "chargeguard.commands",
     "chargeguard.app",
     "chargeguard.config",
 )
