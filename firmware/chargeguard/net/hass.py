@@ -1,0 +1,629 @@
+"""Home Assistant over MQTT: discovery, state topics and `/set` commands.
+
+Loaded only when the `mqtt` section is enabled. Works on three objects it
+is given, never on app.py, a driver or the guard: the MQTT link
+(net/mqtt.MqttLink: publish(), room(), subscribe(), connected,
+status_topic, on_connect, on_message), the site state (state.SiteState)
+and the command API (commands.Commands).
+
+Topics (P = mqtt.topic_prefix, D = mqtt.discovery_prefix, S = a charger's
+slug: its name lower-cased, anything but a-z 0-9 as "_"):
+    P/status                    online / offline (the link: retained, last will)
+    P/site/state                JSON: grid, headroom, optimiser, site settings
+    P/device/state              JSON: diagnostics (Wi-Fi, uptime, heap, errors)
+    P/charger/S/state           JSON: one charger's status and settings
+    P/site/<object>/set         commands for the site settings
+    P/charger/S/<object>/set    commands for a charger's settings
+    P/error                     JSON {"topic": ..., "message": ...} of a refused command
+    D/<component>/<node>/<object>/config   discovery, one retained message per entity
+Entities read their value from their section's JSON with a value_template;
+a JSON null renders "None", which Home Assistant's MQTT sensor and
+binary_sensor show as unknown. The rate limit is per state topic: an
+entity's state is published at most every MIN_INTERVAL_MS (settings
+changed by a command at once), and every REFRESH_MS anyway.
+
+Discovery: the form every Home Assistant version understands, one config
+message per entity. Re-announced on every (re)connect of the link and when
+Home Assistant announces "online" on D/status. Removed chargers: what was
+announced is kept in a small record on flash (RECORD_FILE: the charger
+slugs and whether the optimiser's entities were announced). Reading the
+retained discovery topics back after connecting is not possible here: the
+link receives at most 256 bytes per packet and a config message is larger,
+so the broker's copies would be skipped. On the next announcement the
+entities of every recorded charger that is gone get an empty retained
+config (Home Assistant deletes the entity, the broker the retained copy).
+
+Memory: discovery is a generator streamed one entity at a time through the
+link's queue, and only while the queue is nearly empty (at most two config
+payloads, ~0.7 KB each, exist at once). Payloads are written into one
+preallocated buffer; what is queued is one bytes copy (the queue keeps a
+reference until it is sent, so the buffer itself cannot be queued). Nothing
+is done per guard tick: the task wakes every TICK_MS and compares the
+state's change counters. Secrets (Wi-Fi, MQTT and admin passwords) are in
+none of the objects read here and are never published.
+
+Schema sources (Home Assistant documentation):
+    https://www.home-assistant.io/integrations/mqtt/  (discovery topic form,
+        discovery_prefix, birth message on homeassistant/status, empty
+        retained payload removes, device block: identifiers, name, model,
+        manufacturer, sw_version, via_device, configuration_url)
+    https://www.home-assistant.io/integrations/sensor.mqtt/ , binary_sensor.mqtt,
+        number.mqtt, select.mqtt, switch.mqtt (state_topic, command_topic,
+        value_template, availability_topic, min/max/step/mode, options,
+        payload_on/payload_off: "ON"/"OFF" by default)
+    https://developers.home-assistant.io/docs/core/entity/sensor/ (device
+        classes with their units and allowed state classes: current A,
+        power W, energy Wh total_increasing, duration s/ms, signal_strength
+        dBm, data_size B, enum with options)
+    https://developers.home-assistant.io/docs/core/entity/binary-sensor/
+        (plug, battery_charging, connectivity, problem)
+    entity_category "diagnostic" / "config": home-assistant.io/integrations/mqtt/
+"""
+
+from micropython import const
+
+from chargeguard.core.ticks import ticks_diff
+
+TICK_MS = const(250)  # how often the task looks at the change counters
+MIN_INTERVAL_MS = const(2000)  # a state topic at most this often on change
+DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter little
+REFRESH_MS = const(60000)  # every state topic at least this often
+MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
+_BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
+_IN_FLIGHT = const(2)  # discovery payloads queued at once at most
+RECORD_FILE = "hass.json"
+MANUFACTURER = "ChargeGuard"
+MODEL = "ChargeGuard controller"
+
+# Entity rows: (component, object id, name, JSON key or None, device class,
+# state class, unit, entity category, extra). extra: a number's (min, max,
+# step) (max None = the charger count), a select's/enum's options, None.
+# A row whose key is None reads the JSON key of the same name as the object.
+# Value conversions are in the payload writers (_site, _charger, _device).
+_SENSOR = "sensor"
+_BINARY = "binary_sensor"
+_NUMBER = "number"
+_SELECT = "select"
+_SWITCH = "switch"
+_DIAG = "diagnostic"
+_CONFIG = "config"
+_MEAS = "measurement"
+_TOTAL_INC = "total_increasing"
+
+CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
+_MODES = ("off", "fast", "manual", "eco", "solar", "excess")  # rules.MODES
+_DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")  # rules.DISTRIBUTIONS
+
+SITE = (
+    (_SENSOR, "current_l1", "Grid current L1", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "current_l2", "Grid current L2", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "current_l3", "Grid current L3", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "power_l1", "Grid power L1", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "power_l2", "Grid power L2", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "power_l3", "Grid power L3", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "import_power", "Grid import power", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "export_power", "Grid export power", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "import_energy", "Grid import energy", None, "energy", _TOTAL_INC, "Wh", None, None),
+    (_SENSOR, "export_energy", "Grid export energy", None, "energy", _TOTAL_INC, "Wh", None, None),
+    (_SENSOR, "month_peak", "Month peak", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "headroom_l1", "Headroom L1", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "headroom_l2", "Headroom L2", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "headroom_l3", "Headroom L3", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "breaker_limit", "Breaker limit", None, "current", None, "A", _DIAG, None),
+    (_BINARY, "failsafe", "Failsafe", None, "problem", None, None, None, None),
+    (_SENSOR, "telegram_age", "Meter telegram age", None, "duration", _MEAS, "ms", _DIAG, None),
+    (_SELECT, "mode", "Site mode", None, None, None, None, _CONFIG, _MODES),
+    (_SELECT, "distribution", "Distribution mode", None, None, None, None, _CONFIG, _DISTRIBUTIONS),
+    (_SWITCH, "eco", "ECO", None, None, None, None, _CONFIG, None),
+    (_NUMBER, "net_power_target_w", "Net power target", None, "power", None, "W", _CONFIG, (-100000, 100000, 10)),
+    (_NUMBER, "peak_limit_w", "Capacity peak limit", None, "power", None, "W", _CONFIG, (0, 500000, 100)),
+    (_SWITCH, "peak_follow_month", "Peak limit follows month peak", None, None, None, None, _CONFIG, None),
+)
+# Announced only while the optimiser is loaded (its figures do not exist otherwise).
+OPTIMISER = (
+    (_SENSOR, "surplus", "Surplus power", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "quarter_average", "Quarter-hour average power", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "quarter_budget", "Quarter-hour energy left", None, None, _MEAS, "Wh", None, None),
+    (_SENSOR, "peak_limit", "Capacity limit in force", None, "power", _MEAS, "W", None, None),
+)
+DEVICE = (
+    (_SENSOR, "rssi", "Wi-Fi signal", None, "signal_strength", _MEAS, "dBm", _DIAG, None),
+    (_SENSOR, "ip", "IP address", None, None, None, None, _DIAG, None),
+    (_SENSOR, "uptime", "Uptime", None, "duration", None, "s", _DIAG, None),
+    (_SENSOR, "heap_used", "Heap in use", None, "data_size", _MEAS, "B", _DIAG, None),
+    (_SENSOR, "last_error", "Last error", None, None, None, None, _DIAG, None),
+    (_SENSOR, "error_count", "Errors", None, None, _TOTAL_INC, None, _DIAG, None),
+)
+CHARGER = (
+    (_SENSOR, "status", "Status", None, "enum", None, None, None, CAR_STATES),
+    (_BINARY, "connected", "Connected", None, "plug", None, None, None, None),
+    (_BINARY, "charging", "Charging", None, "battery_charging", None, None, None, None),
+    (_BINARY, "reachable", "Reachable", None, "connectivity", None, None, _DIAG, None),
+    (_SENSOR, "power", "Charge power", None, "power", _MEAS, "W", None, None),
+    (_SENSOR, "session_energy", "Session energy", None, "energy", _TOTAL_INC, "Wh", None, None),
+    (_SENSOR, "offered_current", "Offered current", None, "current", _MEAS, "A", None, None),
+    (_SENSOR, "reason", "Reason", None, None, None, None, None, None),
+    (_SENSOR, "last_update", "Last update", None, "duration", _MEAS, "s", _DIAG, None),
+    (_SENSOR, "error", "Charger error", None, None, None, None, _DIAG, None),
+    (_SELECT, "mode", "Charging mode", None, None, None, None, None, ("site",) + _MODES),
+    (_NUMBER, "manual_a", "Manual current", None, "current", None, "A", None, (6, 32, 1)),
+    (_NUMBER, "min_a", "Minimum current", None, "current", None, "A", _CONFIG, (6, 32, 1)),
+    (_NUMBER, "max_a", "Maximum current", None, "current", None, "A", _CONFIG, (6, 32, 1)),
+    (_NUMBER, "priority", "Priority", None, None, None, None, _CONFIG, (1, None, 1)),
+    (_SWITCH, "enabled", "Charging enabled", None, None, None, None, None, None),
+)
+_SETTABLE = (_NUMBER, _SELECT, _SWITCH)
+
+
+def slug(name):
+    """A name as a topic level / id part: lower case, a-z 0-9 kept, anything else "_"."""
+    out = bytearray(name.lower().encode())
+    for index in range(len(out)):
+        byte = out[index]
+        if not (0x61 <= byte <= 0x7A or 0x30 <= byte <= 0x39):
+            out[index] = 0x5F
+    return out.decode()
+
+
+def _row(table, name):
+    for row in table:
+        if row[1] == name:
+            return row
+    return None
+
+
+class _Out:
+    """A JSON writer into one preallocated buffer; take() copies the result out."""
+
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.n = 0
+        self.over = False
+
+    def raw(self, text):
+        data = text.encode() if type(text) is str else text
+        n = self.n
+        end = n + len(data)
+        if end > len(self.buf):
+            self.over = True
+            return
+        self.buf[n:end] = data
+        self.n = end
+
+    def start(self):
+        self.n = 0
+        self.over = False
+        self.raw("{")
+
+    def key(self, name):
+        if self.n > 1:
+            self.raw(",")
+        self.raw('"')
+        self.raw(name)
+        self.raw('":')
+
+    def string(self, name, value):
+        self.key(name)
+        if value is None:
+            self.raw("null")
+            return
+        self.raw('"')
+        for char in value:
+            if char == '"' or char == "\\":
+                self.raw("\\")
+            elif char < " ":
+                char = " "
+            self.raw(char)
+        self.raw('"')
+
+    def number(self, name, value):
+        self.key(name)
+        self.raw("null" if value is None else "%d" % value)
+
+    def milli(self, name, value):
+        # mA as A with three decimals (integers only: no float formatting).
+        self.key(name)
+        if value is None:
+            self.raw("null")
+            return
+        sign = "-" if value < 0 else ""
+        value = -value if value < 0 else value
+        self.raw("%s%d.%03d" % (sign, value // 1000, value % 1000))
+
+    def flag(self, name, value):
+        self.key(name)
+        self.raw("null" if value is None else ("true" if value else "false"))
+
+    def take(self):
+        self.raw("}")
+        return None if self.over else bytes(self.mv[: self.n])
+
+
+class Hass:
+    """Home Assistant on one MQTT link; run() is its task (see the module doc).
+
+    link: net/mqtt.MqttLink (or an object with its methods); state:
+    state.SiteState; api: commands.Commands; cfg: the `mqtt` section
+    (topic_prefix, discovery_prefix); platform: ticks_ms() and sleep_ms();
+    storage: the directory for RECORD_FILE (None: no record kept, removed
+    chargers are then not cleaned up); models: a model name per charger
+    (the driver type), shown on its HA device.
+    """
+
+    def __init__(self, link, state, api, cfg, platform, log=print, storage=None, models=None):
+        self.link = link
+        self.state = state
+        self.api = api
+        self.platform = platform
+        self.log = log
+        self.storage = storage
+        prefix = cfg["topic_prefix"]
+        self.prefix = prefix
+        self.discovery_prefix = cfg["discovery_prefix"]
+        self.node = slug(prefix)
+        self.slugs = []
+        for index in range(len(state.chargers)):
+            name = slug(state.chargers[index].name)
+            if name in self.slugs:
+                name = "%s_%d" % (name, index)
+            self.slugs.append(name)
+        self.models = models or ["EV charger"] * len(state.chargers)
+        self.out = _Out(_BUF)
+        self.slots = link.room()  # the queue's size: discovery waits until it is nearly empty
+        self.discovery = None  # the generator while announcing
+        self.announced = False
+        self.errors = 0  # refused commands
+        self._seen = [-1, -1, -1, -1, -1]  # grid, chargers, optimiser, device, settings seqs published
+        self._sent = [0, 0, 0]  # site, chargers, device: ticks of the last publish
+        self._force = True
+        self._opt_announced = False
+
+    def attach(self):
+        """Set the link's callbacks and subscriptions (once, before run())."""
+        link = self.link
+        link.on_connect = self.announce
+        link.on_message = self.on_message
+        link.subscribe(self.prefix + "/site/+/set")
+        link.subscribe(self.prefix + "/charger/+/+/set")
+        link.subscribe(self.discovery_prefix + "/status")
+
+    def announce(self):
+        """Start (again) publishing discovery, then every state (after a connect, HA's "online")."""
+        self.discovery = self._discover()
+        self.announced = False
+
+    async def run(self):
+        """Publish discovery and state while the link is up; runs until cancelled."""
+        platform = self.platform
+        while True:
+            self.step(platform.ticks_ms())
+            await platform.sleep_ms(TICK_MS)
+
+    def step(self, now):
+        """One look: discovery in progress, else the state topics due. Never waits."""
+        link = self.link
+        if not link.connected:
+            return
+        if self.discovery is not None:
+            while link.room() > self.slots - _IN_FLIGHT:
+                try:
+                    topic, payload = next(self.discovery)
+                except StopIteration:
+                    self.discovery = None
+                    self.announced = True
+                    self._force = True
+                    break
+                link.publish(topic, payload, True)
+            if self.discovery is not None:
+                return
+        if self.announced:
+            self.publish_states(now)
+
+    # -- state ---------------------------------------------------------------
+
+    def publish_states(self, now):
+        """Publish the sections whose counters moved (rate-limited), and all every REFRESH_MS."""
+        state = self.state
+        seen = self._seen
+        sent = self._sent
+        force = self._force
+        self._force = False
+        settings = state.settings_seq != seen[4]
+        if settings:
+            seen[4] = state.settings_seq
+        if force or settings or _due(now, sent[0], state.grid_seq != seen[0] or state.optimiser_seq != seen[2], MIN_INTERVAL_MS):
+            if state.optimiser_seq != seen[2] and (state.optimiser is None) == self._opt_announced:
+                # The optimiser was loaded by a command: its entities need announcing.
+                self.announce()
+                return
+            seen[0] = state.grid_seq
+            seen[2] = state.optimiser_seq
+            sent[0] = now
+            self._put(self.prefix + "/site/state", self._site())
+        if force or settings or _due(now, sent[1], state.chargers_seq != seen[1], MIN_INTERVAL_MS):
+            seen[1] = state.chargers_seq
+            sent[1] = now
+            for index in range(len(state.chargers)):
+                self._put("%s/charger/%s/state" % (self.prefix, self.slugs[index]), self._charger(index, now))
+        if force or _due(now, sent[2], state.device_seq != seen[3], DEVICE_INTERVAL_MS):
+            seen[3] = state.device_seq
+            sent[2] = now
+            self._put(self.prefix + "/device/state", self._device())
+
+    def _put(self, topic, payload):
+        if payload is None:
+            self.log("hass: %s does not fit %d bytes: not published" % (topic, _BUF))
+            return
+        self.link.publish(topic, payload)
+
+    def _site(self):
+        state = self.state
+        out = self.out
+        out.start()
+        reading = state.reading if state.have_reading else None
+        for phase in range(3):
+            value = reading.current_ma[phase] if reading is not None and phase < reading.phase_count else None
+            out.milli("current_l%d" % (phase + 1), value)
+        for phase in range(3):
+            value = reading.power_w[phase] if reading is not None and phase < reading.phase_count else None
+            out.number("power_l%d" % (phase + 1), value)
+        out.number("import_power", None if reading is None else reading.import_w)
+        out.number("export_power", None if reading is None else reading.export_w)
+        out.number("import_energy", None if reading is None else reading.energy_import_wh)
+        out.number("export_energy", None if reading is None else reading.energy_export_wh)
+        out.number("month_peak", state.month_peak_w)
+        for phase in range(3):
+            out.milli("headroom_l%d" % (phase + 1), state.headroom_ma[phase] if phase < state.phases else None)
+        out.milli("breaker_limit", state.limit_ma)
+        out.flag("failsafe", state.failsafe)
+        out.number("telegram_age", state.reading_age_ms)
+        values = self.api.values
+        out.string("mode", values["site.mode"])
+        out.string("distribution", values["site.distribution"])
+        out.flag("eco", values["solar.eco"])
+        out.number("net_power_target_w", values["solar.net_power_target_w"])
+        out.number("peak_limit_w", values["site.peak_limit_w"])
+        out.flag("peak_follow_month", values["site.peak_follow_month"])
+        if state.optimiser is not None:
+            out.number("surplus", state.surplus_w)
+            out.number("quarter_average", state.quarter_avg_w)
+            out.number("quarter_budget", state.remaining_wh)
+            out.number("peak_limit", state.peak_limit_w)
+        return out.take()
+
+    def _charger(self, index, now):
+        charger = self.state.chargers[index]
+        status = charger.status
+        out = self.out
+        out.start()
+        car = status.car if 0 <= status.car < len(CAR_STATES) else 0
+        out.string("status", None if car == 0 else CAR_STATES[car])
+        out.flag("connected", None if car == 0 else car >= 2)
+        out.flag("charging", None if car == 0 else car == 3)
+        out.flag("reachable", status.reachable)
+        out.number("power", status.power_w)
+        out.number("session_energy", status.session_energy_wh)
+        out.milli("offered_current", charger.offered_ma)
+        out.string("reason", charger.reason)
+        out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)
+        out.string("error", status.error or "")
+        values = self.api.values
+        prefix = "chargers.%d." % index
+        out.string("mode", values[prefix + "mode"])
+        for key in ("manual_a", "min_a", "max_a", "priority"):
+            out.number(key, values[prefix + key])
+        out.flag("enabled", values[prefix + "enabled"])
+        return out.take()
+
+    def _device(self):
+        state = self.state
+        out = self.out
+        out.start()
+        out.number("rssi", state.rssi)
+        out.string("ip", state.ip)
+        out.number("uptime", state.uptime_ms // 1000)
+        out.number("heap_used", state.heap_live or None)
+        out.string("last_error", state.errors[-1][:120] if state.errors else "")
+        out.number("error_count", state.error_count)
+        return out.take()
+
+    # -- discovery -------------------------------------------------------------
+
+    def _discover(self):
+        # Generator of (topic, payload): one entity at a time, removals last.
+        record = self._read_record()
+        opt = self.state.optimiser is not None
+        self._opt_announced = opt
+        for table in (SITE, DEVICE, OPTIMISER):
+            if table is OPTIMISER and not opt:
+                continue
+            section = "device" if table is DEVICE else "site"
+            for row in table:
+                yield self._topic(row, self.node), self._config(row, self.node, section, -1)
+        for index in range(len(self.slugs)):
+            node = self.node + "_" + self.slugs[index]
+            for row in CHARGER:
+                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
+        gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
+        for name in gone:
+            for row in CHARGER:
+                yield self._topic(row, self.node + "_" + name), b""
+        if record.get("optimiser") and not opt:
+            for row in OPTIMISER:
+                yield self._topic(row, self.node), b""
+        if gone or record.get("chargers") != self.slugs or bool(record.get("optimiser")) != opt:
+            self._write_record({"chargers": self.slugs, "optimiser": opt})
+
+    def _topic(self, row, node):
+        return "%s/%s/%s/%s/config" % (self.discovery_prefix, row[0], node, row[1])
+
+    def _config(self, row, node, section, index):
+        component, obj, name, key, device_class, state_class, unit, category, extra = row
+        out = self.out
+        out.start()
+        out.string("name", name)
+        out.string("unique_id", node + "_" + obj)
+        out.string("state_topic", "%s/%s/state" % (self.prefix, section))
+        out.string("value_template", "{{ value_json.%s }}" % (key or obj))
+        out.string("availability_topic", self.link.status_topic)
+        if component in _SETTABLE:
+            out.string("command_topic", "%s/%s/%s/set" % (self.prefix, section, obj))
+        if component in (_SWITCH, _BINARY):
+            # JSON true/false render "True"/"False" through the template;
+            # a switch sends Home Assistant's default "ON"/"OFF".
+            if component == _SWITCH:
+                out.string("payload_on", "ON")
+                out.string("payload_off", "OFF")
+                out.string("state_on", "True")
+                out.string("state_off", "False")
+            else:
+                out.string("payload_on", "True")
+                out.string("payload_off", "False")
+        if device_class:
+            out.string("device_class", device_class)
+        if state_class:
+            out.string("state_class", state_class)
+        if unit:
+            out.string("unit_of_measurement", unit)
+        if category:
+            out.string("entity_category", category)
+        if component == _NUMBER:
+            low, high, step = extra
+            out.number("min", low)
+            out.number("max", len(self.slugs) if high is None else high)
+            out.number("step", step)
+            out.string("mode", "box")
+        elif extra is not None:
+            out.key("options")
+            out.raw("[")
+            for place in range(len(extra)):
+                if component == _SENSOR and place == 0:
+                    continue  # "unknown" is Home Assistant's own state, not an option
+                out.raw('"%s"%s' % (extra[place], "," if place < len(extra) - 1 else ""))
+            out.raw("]")
+        out.key("device")
+        out.raw("{")
+        out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":"%s",' % (node, MANUFACTURER, self.state.version))
+        if index < 0:
+            out.raw('"name":"ChargeGuard","model":"%s"}' % MODEL)
+        else:
+            out.raw('"name":"')
+            for char in self.state.chargers[index].name:
+                out.raw("'" if char == '"' or char == "\\" else char)
+            out.raw('","model":"%s","via_device":"%s"}' % (self.models[index], self.node))
+        payload = out.take()
+        if payload is None:
+            self.log("hass: discovery of %s/%s does not fit %d bytes" % (node, obj, _BUF))
+            return b""
+        return payload
+
+    def _read_record(self):
+        if self.storage is None:
+            return {}
+        import json
+
+        try:
+            with open(self.storage + "/" + RECORD_FILE) as handle:
+                doc = json.load(handle)
+        except (OSError, ValueError):
+            return {}
+        return doc if type(doc) is dict and type(doc.get("chargers", [])) is list else {}
+
+    def _write_record(self, doc):
+        if self.storage is None:
+            return
+        import json
+
+        from chargeguard import flashfile
+
+        path = self.storage + "/" + RECORD_FILE
+        try:
+            flashfile.write(path, path + ".tmp", json.dumps(doc).encode())
+        except OSError as error:
+            self.log("hass: could not store %s (%r): removed chargers may stay in Home Assistant" % (RECORD_FILE, error))
+
+    # -- commands ----------------------------------------------------------------
+
+    def on_message(self, topic, payload):
+        """The link's callback: HA's birth message or a /set command (topic str, payload bytes)."""
+        if topic == self.discovery_prefix + "/status":
+            if payload == b"online":
+                self.log("hass: Home Assistant is online: announcing again")
+                self.announce()
+            return
+        message = self.command(topic, payload)
+        if message is not None:
+            self.errors += 1
+            self.log("hass: %s refused: %s" % (topic, message))
+            out = self.out
+            out.start()
+            out.string("topic", topic)
+            out.string("message", message)
+            error = out.take()
+            if error is not None:
+                self.link.publish(self.prefix + "/error", error)
+        self._force = True  # the state in force goes back, also after a refusal (HA's slider snaps back)
+
+    def command(self, topic, payload):
+        """Apply one /set message through the command API; None when applied, else the message."""
+        parts = topic.split("/")
+        levels = self.prefix.count("/") + 1
+        parts = parts[levels:]
+        if len(parts) == 3 and parts[0] == "site" and parts[2] == "set":
+            row = _row(SITE, parts[1])
+            index = -1
+        elif len(parts) == 4 and parts[0] == "charger" and parts[3] == "set":
+            row = _row(CHARGER, parts[2])
+            index = self.slugs.index(parts[1]) if parts[1] in self.slugs else None
+            if index is None:
+                return "no charger '%s' (chargers: %s)" % (parts[1][:32], ", ".join(self.slugs))
+        else:
+            return "unknown command topic"
+        if row is None or row[0] not in _SETTABLE:
+            return "unknown setting '%s'" % (parts[-2][:32],)
+        if len(payload) > MAX_COMMAND:
+            return "payload too long (%d bytes, at most %d)" % (len(payload), MAX_COMMAND)
+        try:
+            text = payload.decode()
+        except UnicodeError:
+            return "payload is not UTF-8"
+        value = _value(row, text)
+        if type(value) is tuple:
+            return value[0]
+        if index < 0:
+            path = ("solar." if row[1] in ("eco", "net_power_target_w") else "site.") + row[1]
+            errors = self.api.set({path: value})
+        else:
+            errors = self.api.set_charger(index, {row[1]: value})
+        if not errors:
+            return None
+        return "; ".join(["%s %s" % (path, errors[path]) if path else errors[path] for path in errors])
+
+
+def _value(row, text):
+    # The payload in the command API's type; a 1-tuple with the message when it is none.
+    component = row[0]
+    text = text.strip()
+    if component == _SWITCH:
+        if text == "ON":
+            return True
+        if text == "OFF":
+            return False
+        return ("must be ON or OFF (is %r)" % text[:32],)
+    if component == _SELECT:
+        if text in row[8]:
+            return text
+        return ("must be one of %s (is %r)" % (", ".join(row[8]), text[:32]),)
+    # number: Home Assistant sends "16" or "16.0"; settings are whole numbers
+    whole = text[:-2] if text.endswith(".0") else text
+    body = whole[1:] if whole.startswith("-") else whole
+    if not body or not body.isdigit():
+        return ("must be a whole number (is %r)" % text[:32],)
+    return int(whole)
+
+
+def _due(now, last, moved, interval):
+    # A section is due when it changed and `interval` passed, or REFRESH_MS passed.
+    age = ticks_diff(now, last)
+    return (moved and age >= interval) or age >= REFRESH_MS

@@ -1,0 +1,368 @@
+"""net/hass.py: Home Assistant discovery, state and commands on a fake link (both runtimes)."""
+
+import json
+
+from test_commands import api_app
+from test_app_optimiser import push_w
+
+from chargeguard.net import hass
+
+CFG = {"topic_prefix": "chargeguard", "discovery_prefix": "homeassistant"}
+SLOTS = 16
+
+# From Home Assistant's documentation (developers.home-assistant.io entity_sensor / entity_binary_sensor):
+# the classes and units this module may use.
+SENSOR_UNITS = {
+    "current": ("A", "mA"),
+    "power": ("W", "kW"),
+    "energy": ("Wh", "kWh"),
+    "duration": ("s", "ms", "min", "h", "d"),
+    "signal_strength": ("dBm", "dB"),
+    "data_size": ("B", "kB", "KiB"),
+    "enum": (None,),
+    None: (None, "Wh", "W", "A"),
+}
+STATE_CLASSES = (None, "measurement", "total", "total_increasing")
+BINARY_CLASSES = ("plug", "battery_charging", "connectivity", "problem")
+CATEGORIES = (None, "diagnostic", "config")
+NUMBER_CLASSES = (None, "current", "power")
+
+
+class FakeLink:
+    """net/mqtt.MqttLink's owner API: publishes land in `sent`, a queue drained by drain()."""
+
+    def __init__(self):
+        self.connected = True
+        self.status_topic = "chargeguard/status"
+        self.on_connect = None
+        self.on_message = None
+        self.subs = []
+        self.queue = []
+        self.sent = []
+
+    def publish(self, topic, payload, retain=False):
+        payload = payload.encode() if type(payload) is str else payload
+        for entry in self.queue:
+            if entry[0] == topic:
+                entry[1] = payload
+                entry[2] = retain
+                return True
+        if len(self.queue) == SLOTS:
+            self.queue.pop(0)
+        self.queue.append([topic, payload, retain])
+        return True
+
+    def room(self):
+        return SLOTS - len(self.queue)
+
+    def subscribe(self, topic):
+        self.subs.append(topic)
+
+    def drain(self):
+        self.sent.extend(self.queue)
+        self.queue = []
+
+
+def make(chargers=2, doc=None, storage=True):
+    app, platform, meter, api, _ = api_app(doc, chargers)
+    link = FakeLink()
+    bridge = hass.Hass(link, app.state, api, CFG, platform, log=lambda line: None,
+                       storage=app.storage if storage else None, models=["V2C Trydan"] * chargers)
+    bridge.attach()
+    return app, platform, meter, api, link, bridge
+
+
+def settle(bridge, link, platform, rounds=200):
+    """Run steps, draining the queue, until discovery is done and the states went out."""
+    for _ in range(rounds):
+        bridge.step(platform.now)
+        link.drain()
+        if bridge.announced and bridge.discovery is None:
+            bridge.step(platform.now)
+            link.drain()
+            return
+    raise AssertionError("discovery did not finish")
+
+
+def configs(link):
+    out = {}
+    for topic, payload, retain in link.sent:
+        if topic.endswith("/config"):
+            out[topic] = (payload, retain)
+    return out
+
+
+def last(link, topic):
+    for entry in reversed(link.sent):
+        if entry[0] == topic:
+            return json.loads(entry[1])
+    return None
+
+
+def render(template, doc):
+    # value_template is "{{ value_json.KEY }}"; Jinja shows None/True/False as Python does.
+    key = template.split("value_json.")[1].split(" ")[0]
+    assert key in doc, (key, sorted(doc))
+    return str(doc[key])
+
+
+def test_discovery_follows_the_documented_schema():
+    app, platform, meter, api, link, bridge = make()
+    assert link.on_connect == bridge.announce and link.on_message == bridge.on_message
+    assert "homeassistant/status" in link.subs and "chargeguard/site/+/set" in link.subs
+    bridge.announce()
+    settle(bridge, link, platform)
+    found = configs(link)
+    assert len(found) == len(hass.SITE) + len(hass.DEVICE) + 2 * len(hass.CHARGER), len(found)
+    unique = []
+    devices = {}
+    states = {}
+    for topic, (payload, retain) in found.items():
+        assert retain
+        parts = topic.split("/")
+        assert len(parts) == 5 and parts[0] == "homeassistant" and parts[4] == "config", topic
+        component, node, obj = parts[1], parts[2], parts[3]
+        assert component in ("sensor", "binary_sensor", "number", "select", "switch"), topic
+        doc = json.loads(payload)
+        assert len(payload) <= 1024
+        assert doc["unique_id"] == node + "_" + obj and doc["unique_id"] not in unique
+        unique.append(doc["unique_id"])
+        assert doc["availability_topic"] == "chargeguard/status"
+        assert doc["name"] and doc["value_template"].startswith("{{ value_json.")
+        device = doc["device"]
+        assert device["identifiers"] == [node] and device["manufacturer"] == "ChargeGuard"
+        assert device["sw_version"] == app.state.version and "configuration_url" not in device
+        if node == "chargeguard":
+            assert device["model"] == hass.MODEL and "via_device" not in device
+            assert doc["state_topic"] in ("chargeguard/site/state", "chargeguard/device/state")
+        else:
+            assert device["via_device"] == "chargeguard" and device["model"] == "V2C Trydan"
+            assert device["name"] in ("c0", "c1") and node == "chargeguard_" + device["name"]
+            assert doc["state_topic"] == "chargeguard/charger/%s/state" % device["name"]
+        devices[node] = device["name"]
+        states.setdefault(doc["state_topic"], []).append(doc)
+        settable = component in ("number", "select", "switch")
+        assert ("command_topic" in doc) == settable
+        if settable:
+            assert doc["command_topic"] == doc["state_topic"][: -len("state")] + obj + "/set"
+        cls = doc.get("device_class")
+        assert doc.get("state_class") in STATE_CLASSES
+        assert doc.get("entity_category") in CATEGORIES
+        if component == "sensor":
+            assert cls in SENSOR_UNITS, cls
+            assert doc.get("unit_of_measurement") in SENSOR_UNITS[cls], (obj, doc)
+            if cls == "energy":
+                assert doc.get("state_class") == "total_increasing"
+            if cls == "enum":
+                assert doc["options"] and "unit_of_measurement" not in doc and "state_class" not in doc
+        elif component == "binary_sensor":
+            assert cls in BINARY_CLASSES and doc["payload_on"] == "True" and doc["payload_off"] == "False"
+        elif component == "number":
+            assert cls in NUMBER_CLASSES and doc["min"] < doc["max"] and doc["step"] >= 1
+            assert doc["mode"] == "box"
+        elif component == "select":
+            assert doc["options"] and all(type(option) is str for option in doc["options"])
+        elif component == "switch":
+            assert doc["payload_on"] == "ON" and doc["payload_off"] == "OFF"
+    assert sorted(devices.values()) == ["ChargeGuard", "c0", "c1"]
+    # Every entity's key is in the JSON its state topic carries, and renders for its platform.
+    for topic, docs in states.items():
+        payload = last(link, topic)
+        assert payload is not None, topic
+        for doc in docs:
+            value = render(doc["value_template"], payload)
+            if "state_on" in doc:
+                assert value in (doc["state_on"], doc["state_off"]), (doc["unique_id"], value)
+            if "options" in doc and value != "None":
+                assert value in doc["options"], (doc["unique_id"], value)
+
+
+def test_charger_state_and_priority_bounds():
+    app, platform, meter, api, link, bridge = make(chargers=3)
+    bridge.announce()
+    settle(bridge, link, platform)
+    prio = json.loads(configs(link)["homeassistant/number/chargeguard_c2/priority/config"][0])
+    assert prio["min"] == 1 and prio["max"] == 3
+    state = last(link, "chargeguard/charger/c0/state")
+    assert state["mode"] == "site" and state["max_a"] == 16 and state["enabled"] is True
+    assert state["status"] == "connected" and state["connected"] is True and state["charging"] is False
+    assert state["offered_current"] is not None and state["last_update"] is None
+
+
+def test_optimiser_entities_only_when_it_is_loaded():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    assert not [topic for topic in configs(link) if "/quarter_average/" in topic]
+    assert "surplus" not in last(link, "chargeguard/site/state")
+    assert api.set({"site.peak_limit_w": 4000}) == {}  # loads the optimiser
+    push_w(app, meter, platform, 1000, 0)
+    platform.now += hass.MIN_INTERVAL_MS
+    settle(bridge, link, platform)
+    found = configs(link)
+    assert "homeassistant/sensor/chargeguard/quarter_average/config" in found
+    platform.now += hass.MIN_INTERVAL_MS
+    settle(bridge, link, platform)
+    site = last(link, "chargeguard/site/state")
+    assert site["peak_limit"] == 4000 and site["peak_limit_w"] == 4000 and "quarter_budget" in site
+
+
+def test_a_removed_charger_is_deleted_from_home_assistant():
+    app, platform, meter, api, link, bridge = make(chargers=2)
+    bridge.announce()
+    settle(bridge, link, platform)
+    # The same flash, a configuration with one charger left.
+    app2, platform2, _, api2, _ = api_app(None, 1)
+    link2 = FakeLink()
+    bridge2 = hass.Hass(link2, app2.state, api2, CFG, platform2, log=lambda line: None, storage=app.storage)
+    bridge2.announce()
+    settle(bridge2, link2, platform2)
+    found = configs(link2)
+    removed = [topic for topic, (payload, retain) in found.items() if payload == b""]
+    assert len(removed) == len(hass.CHARGER) and all("/chargeguard_c1/" in topic for topic in removed), removed
+    assert all(found[topic][1] for topic in removed)  # retained: the broker forgets its copy
+    assert "homeassistant/sensor/chargeguard_c0/power/config" in found
+    # Once removed, the record forgets it: the next announcement sends nothing empty.
+    link2.sent = []
+    bridge2.announce()
+    settle(bridge2, link2, platform2)
+    assert not [topic for topic, (payload, _) in configs(link2).items() if payload == b""]
+
+
+def test_home_assistant_online_and_reconnect_announce_again():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    link.sent = []
+    link.on_message("homeassistant/status", b"offline")
+    assert bridge.discovery is None and bridge.announced
+    link.on_message("homeassistant/status", b"online")
+    assert bridge.discovery is not None and not bridge.announced
+    settle(bridge, link, platform)
+    assert len(configs(link)) == len(hass.SITE) + len(hass.DEVICE) + 2 * len(hass.CHARGER)
+    assert last(link, "chargeguard/site/state") is not None  # the states follow the discovery
+    link.sent = []
+    link.on_connect()
+    settle(bridge, link, platform)
+    assert len(configs(link)) == len(hass.SITE) + len(hass.DEVICE) + 2 * len(hass.CHARGER)
+
+
+def test_discovery_is_streamed_and_waits_while_disconnected():
+    app, platform, meter, api, link, bridge = make()
+    link.connected = False
+    bridge.announce()
+    bridge.step(platform.now)
+    assert not link.queue
+    link.connected = True
+    bridge.step(platform.now)
+    assert 0 < len(link.queue) <= 2  # two config payloads in flight at most
+    bridge.step(platform.now)
+    assert len(link.queue) <= 2
+
+
+def test_publishing_on_change_with_a_rate_limit_and_a_refresh():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    link.sent = []
+    push_w(app, meter, platform, 2300, 0)
+    bridge.step(platform.now)
+    link.drain()
+    assert last(link, "chargeguard/site/state") is None  # changed, but published less than MIN_INTERVAL_MS ago
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    site = last(link, "chargeguard/site/state")
+    assert site["power_l1"] + site["power_l2"] + site["power_l3"] == 2300 and site["failsafe"] is False
+    assert site["current_l1"] == app.meter.reading.current_ma[0] / 1000
+    link.sent = []
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    assert last(link, "chargeguard/site/state") is None  # nothing changed: nothing sent
+    platform.now += hass.REFRESH_MS
+    bridge.step(platform.now)
+    link.drain()
+    assert last(link, "chargeguard/site/state") is not None and last(link, "chargeguard/device/state") is not None
+    assert last(link, "chargeguard/charger/c1/state") is not None
+
+
+def test_good_commands_change_the_setting_and_publish_it_back():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    cases = (
+        ("chargeguard/charger/c1/max_a/set", b"12", "chargers.1.max_a", 12),
+        ("chargeguard/charger/c1/manual_a/set", b"10.0", "chargers.1.manual_a", 10),
+        ("chargeguard/charger/c0/mode/set", b"manual", "chargers.0.mode", "manual"),
+        ("chargeguard/charger/c0/enabled/set", b"OFF", "chargers.0.enabled", False),
+        ("chargeguard/charger/c1/priority/set", b"1", "chargers.1.priority", 1),
+        ("chargeguard/charger/c1/min_a/set", b"8", "chargers.1.min_a", 8),
+        ("chargeguard/site/mode/set", b"manual", "site.mode", "manual"),
+        ("chargeguard/site/eco/set", b"OFF", "solar.eco", False),
+        ("chargeguard/site/net_power_target_w/set", b"-200", "solar.net_power_target_w", -200),
+        ("chargeguard/site/peak_follow_month/set", b"ON", "site.peak_follow_month", True),
+        ("chargeguard/site/distribution/set", b"shared", "site.distribution", "shared"),
+        ("chargeguard/site/peak_limit_w/set", b"5000", "site.peak_limit_w", 5000),
+    )
+    for topic, payload, path, value in cases:
+        link.sent = []
+        link.on_message(topic, payload)
+        assert api.values[path] == value, (topic, api.values[path])
+        assert bridge.errors == 0, topic
+        bridge.step(platform.now)  # at once, whatever the rate limit
+        link.drain()
+        section = "chargeguard/site/state" if path.startswith(("site", "solar")) else topic.rsplit("/", 2)[0] + "/state"
+        state = last(link, section)
+        assert state[topic.split("/")[-2]] == value, (topic, state)
+    assert api.values["chargers.0.priority"] == 2  # moved by the command API
+    assert app.chargers[1].max_ma == 12000 and app.chargers[0].enabled is False
+
+
+def test_bad_commands_change_nothing_and_say_why():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    cases = (
+        ("chargeguard/charger/c1/max_a/set", b"99", "between 6 and 32"),
+        ("chargeguard/charger/c1/max_a/set", b"twelve", "whole number"),
+        ("chargeguard/charger/c1/max_a/set", b"12.5", "whole number"),
+        ("chargeguard/charger/c1/min_a/set", b"20", "chargers.1.max_a"),
+        ("chargeguard/charger/nope/max_a/set", b"12", "no charger 'nope' (chargers: c0, c1)"),
+        ("chargeguard/charger/c0/power/set", b"12", "unknown setting 'power'"),
+        ("chargeguard/charger/c0/mode/set", b"turbo", "must be one of"),
+        ("chargeguard/charger/c0/enabled/set", b"yes", "ON or OFF"),
+        ("chargeguard/charger/c0/max_a/set", b"1" * 65, "too long"),
+        ("chargeguard/charger/c0/mode/set", b"\xff\xfe", "not UTF-8"),
+        ("chargeguard/site/peak_limit_w/set", b"1000", "site.peak_limit_w"),
+        ("chargeguard/site/failsafe/set", b"ON", "unknown setting"),
+        ("chargeguard/other/set", b"1", "unknown command topic"),
+    )
+    before = dict(api.values)
+    for number, (topic, payload, words) in enumerate(cases):
+        link.sent = []
+        link.on_message(topic, payload)
+        assert bridge.errors == number + 1, topic
+        assert api.values == before, topic
+        link.drain()
+        error = last(link, "chargeguard/error")
+        assert error["topic"] == topic and words in error["message"], (topic, error)
+        bridge.step(platform.now)  # the state in force goes back (HA's control snaps back)
+        link.drain()
+        assert last(link, "chargeguard/site/state") is not None
+    assert not api.pending and app.chargers[1].max_ma == 16000
+
+
+def test_slugs_and_the_json_writer():
+    assert hass.slug("Garage Left") == "garage_left" and hass.slug("V2C-1") == "v2c_1"
+    out = hass._Out(64)
+    out.start()
+    out.string("a", 'say "hi"\\')
+    out.milli("b", -1500)
+    out.milli("c", 7)
+    out.flag("d", None)
+    assert json.loads(out.take()) == {"a": 'say "hi"\\', "b": -1.5, "c": 0.007, "d": None}
+    small = hass._Out(8)
+    small.start()
+    small.string("long", "x" * 20)
+    assert small.take() is None
