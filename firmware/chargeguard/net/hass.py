@@ -75,11 +75,6 @@ RECORD_FILE = "hass.json"
 MANUFACTURER = "ChargeGuard"
 MODEL = "ChargeGuard controller"
 
-# Entity rows: (component, object id, name, JSON key or None, device class,
-# state class, unit, entity category, extra). extra: a number's (min, max,
-# step) (max None = the charger count), a select's/enum's options, None.
-# A row whose key is None reads the JSON key of the same name as the object.
-# Value conversions are in the payload writers (_site, _charger, _device).
 _SENSOR = "sensor"
 _BINARY = "binary_sensor"
 _NUMBER = "number"
@@ -89,68 +84,73 @@ _DIAG = "diagnostic"
 _CONFIG = "config"
 _MEAS = "measurement"
 _TOTAL_INC = "total_increasing"
-
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
-_MODES = ("off", "fast", "manual", "eco", "solar", "excess")  # rules.MODES
-_DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")  # rules.DISTRIBUTIONS
 
+# Entity tables, one string each (a tuple per row would cost ~50 bytes of
+# heap per entity; the rows are split only while announcing or for a
+# command). Row: component (s sensor, b binary_sensor, n number, x select,
+# w switch), object id (= its key in the section's JSON), name, device
+# class, state class (m measurement, t total_increasing), unit, entity
+# category (d diagnostic, c config), extra: a number's min:max:step (no max
+# = the charger count) or the options, "|"-separated. Value conversions are
+# in the payload writers (_site, _charger, _device).
 SITE = (
-    (_SENSOR, "current_l1", "Grid current L1", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "current_l2", "Grid current L2", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "current_l3", "Grid current L3", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "power_l1", "Grid power L1", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "power_l2", "Grid power L2", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "power_l3", "Grid power L3", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "import_power", "Grid import power", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "export_power", "Grid export power", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "import_energy", "Grid import energy", None, "energy", _TOTAL_INC, "Wh", None, None),
-    (_SENSOR, "export_energy", "Grid export energy", None, "energy", _TOTAL_INC, "Wh", None, None),
-    (_SENSOR, "month_peak", "Month peak", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "headroom_l1", "Headroom L1", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "headroom_l2", "Headroom L2", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "headroom_l3", "Headroom L3", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "breaker_limit", "Breaker limit", None, "current", None, "A", _DIAG, None),
-    (_BINARY, "failsafe", "Failsafe", None, "problem", None, None, None, None),
-    (_SENSOR, "telegram_age", "Meter telegram age", None, "duration", _MEAS, "ms", _DIAG, None),
-    (_SELECT, "mode", "Site mode", None, None, None, None, _CONFIG, _MODES),
-    (_SELECT, "distribution", "Distribution mode", None, None, None, None, _CONFIG, _DISTRIBUTIONS),
-    (_SWITCH, "eco", "ECO", None, None, None, None, _CONFIG, None),
-    (_NUMBER, "net_power_target_w", "Net power target", None, "power", None, "W", _CONFIG, (-100000, 100000, 10)),
-    (_NUMBER, "peak_limit_w", "Capacity peak limit", None, "power", None, "W", _CONFIG, (0, 500000, 100)),
-    (_SWITCH, "peak_follow_month", "Peak limit follows month peak", None, None, None, None, _CONFIG, None),
+    "s,current_l1,Grid current L1,current,m,A,,;"
+    "s,current_l2,Grid current L2,current,m,A,,;"
+    "s,current_l3,Grid current L3,current,m,A,,;"
+    "s,power_l1,Grid power L1,power,m,W,,;"
+    "s,power_l2,Grid power L2,power,m,W,,;"
+    "s,power_l3,Grid power L3,power,m,W,,;"
+    "s,import_power,Grid import power,power,m,W,,;"
+    "s,export_power,Grid export power,power,m,W,,;"
+    "s,import_energy,Grid import energy,energy,t,Wh,,;"
+    "s,export_energy,Grid export energy,energy,t,Wh,,;"
+    "s,month_peak,Month peak,power,m,W,,;"
+    "s,headroom_l1,Headroom L1,current,m,A,,;"
+    "s,headroom_l2,Headroom L2,current,m,A,,;"
+    "s,headroom_l3,Headroom L3,current,m,A,,;"
+    "s,breaker_limit,Breaker limit,current,,A,d,;"
+    "b,failsafe,Failsafe,problem,,,,;"
+    "s,telegram_age,Meter telegram age,duration,m,ms,d,;"
+    "x,mode,Site mode,,,,c,off|fast|manual|eco|solar|excess;"
+    "x,distribution,Distribution mode,,,,c,shared|priority|sequential_optimized|sequential_strict;"
+    "w,eco,ECO,,,,c,;"
+    "n,net_power_target_w,Net power target,power,,W,c,-100000:100000:10;"
+    "n,peak_limit_w,Capacity peak limit,power,,W,c,0:500000:100;"
+    "w,peak_follow_month,Peak limit follows month peak,,,,c,"
 )
 # Announced only while the optimiser is loaded (its figures do not exist otherwise).
 OPTIMISER = (
-    (_SENSOR, "surplus", "Surplus power", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "quarter_average", "Quarter-hour average power", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "quarter_budget", "Quarter-hour energy left", None, None, _MEAS, "Wh", None, None),
-    (_SENSOR, "peak_limit", "Capacity limit in force", None, "power", _MEAS, "W", None, None),
+    "s,surplus,Surplus power,power,m,W,,;"
+    "s,quarter_average,Quarter-hour average power,power,m,W,,;"
+    "s,quarter_budget,Quarter-hour energy left,,m,Wh,,;"
+    "s,peak_limit,Capacity limit in force,power,m,W,,"
 )
 DEVICE = (
-    (_SENSOR, "rssi", "Wi-Fi signal", None, "signal_strength", _MEAS, "dBm", _DIAG, None),
-    (_SENSOR, "ip", "IP address", None, None, None, None, _DIAG, None),
-    (_SENSOR, "uptime", "Uptime", None, "duration", None, "s", _DIAG, None),
-    (_SENSOR, "heap_used", "Heap in use", None, "data_size", _MEAS, "B", _DIAG, None),
-    (_SENSOR, "last_error", "Last error", None, None, None, None, _DIAG, None),
-    (_SENSOR, "error_count", "Errors", None, None, _TOTAL_INC, None, _DIAG, None),
+    "s,rssi,Wi-Fi signal,signal_strength,m,dBm,d,;"
+    "s,ip,IP address,,,,d,;"
+    "s,uptime,Uptime,duration,,s,d,;"
+    "s,heap_used,Heap in use,data_size,m,B,d,;"
+    "s,last_error,Last error,,,,d,;"
+    "s,error_count,Errors,,t,,d,"
 )
 CHARGER = (
-    (_SENSOR, "status", "Status", None, "enum", None, None, None, CAR_STATES),
-    (_BINARY, "connected", "Connected", None, "plug", None, None, None, None),
-    (_BINARY, "charging", "Charging", None, "battery_charging", None, None, None, None),
-    (_BINARY, "reachable", "Reachable", None, "connectivity", None, None, _DIAG, None),
-    (_SENSOR, "power", "Charge power", None, "power", _MEAS, "W", None, None),
-    (_SENSOR, "session_energy", "Session energy", None, "energy", _TOTAL_INC, "Wh", None, None),
-    (_SENSOR, "offered_current", "Offered current", None, "current", _MEAS, "A", None, None),
-    (_SENSOR, "reason", "Reason", None, None, None, None, None, None),
-    (_SENSOR, "last_update", "Last update", None, "duration", _MEAS, "s", _DIAG, None),
-    (_SENSOR, "error", "Charger error", None, None, None, None, _DIAG, None),
-    (_SELECT, "mode", "Charging mode", None, None, None, None, None, ("site",) + _MODES),
-    (_NUMBER, "manual_a", "Manual current", None, "current", None, "A", None, (6, 32, 1)),
-    (_NUMBER, "min_a", "Minimum current", None, "current", None, "A", _CONFIG, (6, 32, 1)),
-    (_NUMBER, "max_a", "Maximum current", None, "current", None, "A", _CONFIG, (6, 32, 1)),
-    (_NUMBER, "priority", "Priority", None, None, None, None, _CONFIG, (1, None, 1)),
-    (_SWITCH, "enabled", "Charging enabled", None, None, None, None, None, None),
+    "s,status,Status,enum,,,,unknown|disconnected|connected|charging;"
+    "b,connected,Connected,plug,,,,;"
+    "b,charging,Charging,battery_charging,,,,;"
+    "b,reachable,Reachable,connectivity,,,d,;"
+    "s,power,Charge power,power,m,W,,;"
+    "s,session_energy,Session energy,energy,t,Wh,,;"
+    "s,offered_current,Offered current,current,m,A,,;"
+    "s,reason,Reason,,,,,;"
+    "s,last_update,Last update,duration,m,s,d,;"
+    "s,error,Charger error,,,,d,;"
+    "x,mode,Charging mode,,,,,site|off|fast|manual|eco|solar|excess;"
+    "n,manual_a,Manual current,current,,A,,6:32:1;"
+    "n,min_a,Minimum current,current,,A,c,6:32:1;"
+    "n,max_a,Maximum current,current,,A,c,6:32:1;"
+    "n,priority,Priority,,,,c,1::1;"
+    "w,enabled,Charging enabled,,,,,"
 )
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
 
@@ -165,8 +165,33 @@ def slug(name):
     return out.decode()
 
 
+def _decode(text):
+    # One table row as (component, object, name, None, device class, state
+    # class, unit, entity category, extra); "" fields as None.
+    field = text.split(",")
+    code = field[0]
+    component = _SENSOR if code == "s" else _BINARY if code == "b" else _NUMBER if code == "n" else \
+        _SELECT if code == "x" else _SWITCH
+    state_class = _MEAS if field[4] == "m" else _TOTAL_INC if field[4] == "t" else None
+    category = _DIAG if field[6] == "d" else _CONFIG if field[6] == "c" else None
+    extra = field[7] or None
+    if extra is not None:
+        if component == _NUMBER:
+            low, high, step = extra.split(":")
+            extra = (int(low), int(high) if high else None, int(step))
+        else:
+            extra = tuple(extra.split("|"))
+    return (component, field[1], field[2], None, field[3] or None, state_class, field[5] or None, category, extra)
+
+
+def rows(table):
+    """The rows of an entity table (SITE, OPTIMISER, DEVICE, CHARGER), decoded one at a time."""
+    for text in table.split(";"):
+        yield _decode(text)
+
+
 def _row(table, name):
-    for row in table:
+    for row in rows(table):
         if row[1] == name:
             return row
     return None
@@ -439,18 +464,18 @@ class Hass:
             if table is OPTIMISER and not opt:
                 continue
             section = "device" if table is DEVICE else "site"
-            for row in table:
+            for row in rows(table):
                 yield self._topic(row, self.node), self._config(row, self.node, section, -1)
         for index in range(len(self.slugs)):
             node = self.node + "_" + self.slugs[index]
-            for row in CHARGER:
+            for row in rows(CHARGER):
                 yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
         gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
         for name in gone:
-            for row in CHARGER:
+            for row in rows(CHARGER):
                 yield self._topic(row, self.node + "_" + name), b""
         if record.get("optimiser") and not opt:
-            for row in OPTIMISER:
+            for row in rows(OPTIMISER):
                 yield self._topic(row, self.node), b""
         if gone or record.get("chargers") != self.slugs or bool(record.get("optimiser")) != opt:
             self._write_record({"chargers": self.slugs, "optimiser": opt})
@@ -627,3 +652,39 @@ def _due(now, last, moved, interval):
     # A section is due when it changed and `interval` passed, or REFRESH_MS passed.
     age = ticks_diff(now, last)
     return (moved and age >= interval) or age >= REFRESH_MS
+
+
+class Interface:
+    """The `mqtt` interface the app runs: the link (net/mqtt.py) and Home Assistant on it, one task."""
+
+    def __init__(self, link, bridge):
+        self.link = link
+        self.hass = bridge
+
+    async def run(self):
+        """The link's task beside Home Assistant's loop; both end together (cancelled, or the loop failed)."""
+        import asyncio
+
+        task = asyncio.create_task(self.link.run())
+        try:
+            await self.hass.run()
+        finally:
+            task.cancel()
+
+
+def from_config(cfg, platform, log, context):
+    """What app.py starts for an enabled `mqtt` section (drivers.INTERFACE_MODULES).
+
+    context: {"hostname", "site_state", "command_api"} from the app (the last
+    two are calls; both are needed here), and "charger_models" (driver type
+    per charger) when the app gives it. Storage for RECORD_FILE is the
+    platform's storage_dir().
+    """
+    from chargeguard.net import mqtt
+
+    link = mqtt.from_config(cfg, platform, log, context)
+    storage = platform.storage_dir() if hasattr(platform, "storage_dir") else None
+    bridge = Hass(link, context["site_state"](), context["command_api"](), cfg, platform, log, storage,
+                  context.get("charger_models"))
+    bridge.attach()
+    return Interface(link, bridge)
