@@ -365,7 +365,8 @@ def test_slugs_and_the_json_writer():
     out.milli("b", -1500)
     out.milli("c", 7)
     out.flag("d", None)
-    assert json.loads(out.take()) == {"a": 'say "hi"\\', "b": -1.5, "c": 0.007, "d": None}
+    out.string("e", "\u00e9\nx")
+    assert json.loads(out.take()) == {"a": 'say "hi"\\', "b": -1.5, "c": 0.007, "d": None, "e": "\u00e9 x"}
     small = hass._Out(8)
     small.start()
     small.string("long", "x" * 20)

@@ -230,17 +230,33 @@ class _Out:
 
     def string(self, name, value):
         self.key(name)
+        self.quoted(value)
+
+    def quoted(self, value):
         if value is None:
             self.raw("null")
             return
         self.raw('"')
-        for char in value:
-            if char == '"' or char == "\\":
-                self.raw("\\")
-            elif char < " ":
-                char = " "
-            self.raw(char)
+        data = value.encode()
+        for byte in data:
+            if byte < 0x20 or byte == 0x22 or byte == 0x5C:
+                break
+        else:
+            self.raw(data)  # the usual case: nothing to escape, one copy
+            self.raw('"')
+            return
+        for byte in data:  # rare: a quote, a backslash or a control character (shown as a space)
+            if byte == 0x22 or byte == 0x5C:
+                self.put(0x5C)
+            self.put(byte if byte >= 0x20 else 0x20)
         self.raw('"')
+
+    def put(self, byte):
+        if self.n >= len(self.buf):
+            self.over = True
+            return
+        self.buf[self.n] = byte
+        self.n += 1
 
     def number(self, name, value):
         self.key(name)
@@ -529,14 +545,16 @@ class Hass:
             out.raw("]")
         out.key("device")
         out.raw("{")
-        out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":"%s",' % (node, MANUFACTURER, self.state.version))
+        out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":' % (node, MANUFACTURER))
+        out.quoted(self.state.version)
+        out.raw(',"name":')
         if index < 0:
-            out.raw('"name":"ChargeGuard","model":"%s"}' % MODEL)
+            out.raw('"ChargeGuard","model":"%s"}' % MODEL)
         else:
-            out.raw('"name":"')
-            for char in self.state.chargers[index].name:
-                out.raw("'" if char == '"' or char == "\\" else char)
-            out.raw('","model":"%s","via_device":"%s"}' % (self.models[index], self.node))
+            out.quoted(self.state.chargers[index].name)
+            out.raw(',"model":')
+            out.quoted(self.models[index])
+            out.raw(',"via_device":"%s"}' % self.node)
         payload = out.take()
         if payload is None:
             self.log("hass: discovery of %s/%s does not fit %d bytes" % (node, obj, _BUF))
