@@ -371,3 +371,25 @@ def test_slugs_and_the_json_writer():
     small.start()
     small.string("long", "x" * 20)
     assert small.take() is None
+
+
+def test_an_idle_step_publishes_and_allocates_nothing():
+    import gc
+    import sys
+
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    link.sent = []
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)  # whatever was pending since the settle goes now
+    link.drain()
+    link.sent = []
+    micro = sys.implementation.name == "micropython"
+    gc.collect()
+    before = gc.mem_alloc() if micro else 0
+    for _ in range(20):
+        platform.now += hass.TICK_MS
+        bridge.step(platform.now)
+    after = gc.mem_alloc() if micro else 0
+    assert not link.queue and after == before, (link.queue, after - before)
