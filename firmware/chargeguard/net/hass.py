@@ -672,31 +672,15 @@ def _due(now, last, moved, interval):
     return (moved and age >= interval) or age >= REFRESH_MS
 
 
-class Interface:
-    """The `mqtt` interface the app runs: the link (net/mqtt.py) and Home Assistant on it, one task."""
-
-    def __init__(self, link, bridge):
-        self.link = link
-        self.hass = bridge
-
-    async def run(self):
-        """The link's task beside Home Assistant's loop; both end together (cancelled, or the loop failed)."""
-        import asyncio
-
-        task = asyncio.create_task(self.link.run())
-        try:
-            await self.hass.run()
-        finally:
-            task.cancel()
-
-
 def from_config(cfg, platform, log, context):
-    """What app.py starts for an enabled `mqtt` section (drivers.INTERFACE_MODULES).
+    """What app.py starts for an enabled `mqtt` section (drivers.INTERFACE_MODULES): the link, with Home Assistant on it.
 
-    context: {"hostname", "site_state", "command_api"} from the app (the last
-    two are calls; both are needed here), and "charger_models" (driver type
-    per charger) when the app gives it. Storage for RECORD_FILE is the
-    platform's storage_dir().
+    Returns net/mqtt's MqttLink (the interface object the app and the
+    link's own tests know) whose run() also runs Home Assistant's loop: the
+    link's task beside it, both ending together. context: {"hostname",
+    "site_state", "command_api"} from the app (the last two are calls; both
+    are needed here), and "charger_models" (driver type per charger) when
+    the app gives it. RECORD_FILE goes to the platform's storage_dir().
     """
     from chargeguard.net import mqtt
 
@@ -705,4 +689,17 @@ def from_config(cfg, platform, log, context):
     bridge = Hass(link, context["site_state"](), context["command_api"](), cfg, platform, log, storage,
                   context.get("charger_models"))
     bridge.attach()
-    return Interface(link, bridge)
+    link_run = link.run
+
+    async def run():
+        import asyncio
+
+        task = asyncio.create_task(link_run())
+        try:
+            await bridge.run()
+        finally:
+            task.cancel()
+
+    link.run = run  # the instance's run: the app supervises both as one task
+    link.hass = bridge
+    return link
