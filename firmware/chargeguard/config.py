@@ -31,6 +31,21 @@ Version 1 (CURRENT_VERSION):
                "baud": 115200,         BAUD_RATES (9600 | 115200)
                "format": "8N1",        UART_FORMATS ("8N1" | "7E1"); p1 at 9600 baud needs 7E1
                "invert": true},
+              a Modbus meter ("type": "modbus") has instead:
+              {"type": "modbus",
+               "model": "sdm630",      MODBUS_MODELS or "custom" (then "custom" is the map);
+                                       required
+               "address": 1,           1..247, the meter's Modbus unit address
+               "host": "",             empty = RTU on the board's RS485 port; else
+                                       Modbus TCP to this IPv4 address or host name
+               "port": 502,            1..65535 (TCP)
+               "baud": 9600,           MODBUS_BAUD_RATES (RTU)
+               "format": "8N1",        MODBUS_FORMATS: "8N1" | "8E1" | "8O1" | "8N2" (RTU)
+               "upside_down": false,   true: the meter is mounted the wrong way round
+                                       (every power negated, import and export swapped)
+               "poll_ms": 1000,        200..10000, one reading this often
+               "custom": null}         with model "custom": the register map, see
+                                       docs/configuration.md
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -147,6 +162,8 @@ CHARGER_MODES = ("site",) + MODES
 DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
+MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
 REDACTED = "***"
 
@@ -169,6 +186,7 @@ _PHASE_MAP = const(9)
 _LABEL = const(10)  # one DNS label of a..b characters (a hostname)
 _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
 _OPT_HOST = const(12)  # empty or a host name / IPv4 address
+_MAP = const(13)  # null or an object, checked by its own rules
 
 _PHASE_LETTERS = "ABC"
 _PEAK_FLOOR_W = const(2500)  # Fluvius bills at least 2.5 kW: a lower limit saves nothing
@@ -204,6 +222,40 @@ _METER = (
     ("baud", 115200, _ONEOF, BAUD_RATES, None, "baud"),
     ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
     ("invert", True, _BOOL, None, None, ""),
+)
+# The meter section of a Modbus meter (type "modbus"); model and custom
+# are checked against the register table by _check_modbus().
+_METER_MODBUS = (
+    ("type", "p1", _ENUM, METER_TYPES, None, ""),
+    ("model", "", _TEXT, 0, 32, ""),
+    ("address", 1, _INT, 1, 247, ""),
+    ("host", "", _OPT_HOST, None, None, ""),
+    ("port", 502, _INT, 1, 65535, ""),
+    ("baud", 9600, _ONEOF, MODBUS_BAUD_RATES, None, "baud"),
+    ("format", "8N1", _ENUM, MODBUS_FORMATS, None, ""),
+    ("upside_down", False, _BOOL, None, None, ""),
+    ("poll_ms", 1000, _INT, 200, 10000, "ms"),
+    ("custom", None, _MAP, None, None, ""),
+)
+# meter.custom: (key, required, kind, a, b, unit); addresses are 0-based
+# protocol addresses, exponents are powers of ten to the meter's units.
+_MODBUS_CUSTOM = (
+    ("function", True, _ONEOF, (3, 4), None, ""),
+    ("type", True, _ENUM, ("float32", "int32", "uint32", "int16", "uint16"), None, ""),
+    ("word_order", False, _ENUM, ("high_first", "low_first"), None, ""),
+    ("phases", False, _ONEOF, (1, 3), None, ""),
+    ("current", True, _INT, 0, 65535, ""),
+    ("current_exp", False, _INT, -6, 6, ""),
+    ("power", True, _INT, 0, 65535, ""),
+    ("power_exp", False, _INT, -6, 6, ""),
+    ("voltage", False, _INT, 0, 65535, ""),
+    ("voltage_exp", False, _INT, -6, 6, ""),
+    ("import", False, _INT, 0, 65535, ""),
+    ("export", False, _INT, 0, 65535, ""),
+    ("energy_type", False, _ENUM, ("float32", "int32", "uint32", "int16", "uint16", "uint64"), None, ""),
+    ("energy_exp", False, _INT, -6, 6, ""),
+    ("max_registers", False, _INT, 1, 125, ""),
+    ("pause_ms", False, _INT, 0, 5000, "ms"),
 )
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
@@ -297,6 +349,11 @@ def charger_defaults():
     return _fill({}, _CHARGER)
 
 
+def _meter_table(section):
+    # The fields of the meter section depend on its type.
+    return _METER_MODBUS if section.get("type") == "modbus" else _METER
+
+
 def _copy(value, depth=0):
     if depth > _COPY_DEPTH:
         return value
@@ -363,7 +420,7 @@ def _complete(out):
         if name not in out:
             out[name] = _fill({}, table)
         elif type(section) is dict:
-            _fill(section, table)
+            _fill(section, _meter_table(section) if name == "meter" else table)
     site = out["site"]
     site_phases = site.get("phases") if type(site) is dict else None
     chargers = out.get("chargers")
@@ -556,6 +613,9 @@ def _check(errors, path, spec, value):
     elif kind == _ENUM:
         if type(value) is not str or value not in low:
             message = "must be one of: %s (is %s)" % (", ".join(low), _show(value))
+    elif kind == _MAP:
+        if value is not None and type(value) is not dict:
+            message = "must be an object or null (is %s)" % _show(value)
     elif type(value) is not str:
         message = "must be text (is %s)" % (_kind_of(value) if kind == _SECRET else _show(value))
     elif kind == _TEXT:
@@ -736,7 +796,7 @@ def _validate(doc, errors):
             errors.add(name, "must be an object (is %s)" % _show(section), written=True)
             good[name] = {}
         else:
-            good[name] = _check_section(errors, name + ".", section, table)
+            good[name] = _check_section(errors, name + ".", section, _meter_table(section) if name == "meter" else table)
     _unknown(errors, "", doc, _TOP_KEYS)
     site = good["site"]
     breaker = site.get("breaker_a")
@@ -753,9 +813,46 @@ def _validate(doc, errors):
     if meter.get("type") == "p1" and meter.get("baud") == 9600 and meter.get("format") not in (None, "7E1"):
         message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
         errors.add("meter.format", message, "meter.baud")
+    if meter.get("type") == "modbus":
+        _check_modbus(errors, doc["meter"], meter)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
+
+
+def _check_modbus(errors, section, meter):
+    # The model against the register table (loaded for this check only), and
+    # a custom map field by field.
+    import sys
+    from chargeguard.meters import modbus_models
+
+    models = modbus_models.MODELS
+    sys.modules.pop("chargeguard.meters.modbus_models", None)
+    model = meter.get("model")
+    if model is not None and model != "custom" and model not in models:
+        if model == "":
+            message = "must be set to the meter's model: one of %s, or custom (a register map in meter.custom)"
+        else:
+            message = "is not a known Modbus meter: one of %s, or custom (a register map in meter.custom)"
+        errors.add("meter.model", message % ", ".join(models), written=True)
+    custom = section.get("custom")
+    if model != "custom":
+        if custom is not None:
+            errors.add("meter.custom", "is used only with model custom", "meter.model")
+        return
+    if type(custom) is not dict:
+        errors.add("meter.custom", "must be the register map of the meter (see docs/configuration.md)", written=True)
+        return
+    for spec in _MODBUS_CUSTOM:
+        key = spec[0]
+        if key not in custom:
+            if spec[1]:
+                errors.add("meter.custom." + key, _MISSING, written=True)
+            continue
+        if custom[key] is None and not spec[1]:
+            continue
+        _check(errors, "meter.custom." + key, (key, None) + spec[2:], custom[key])
+    _unknown(errors, "meter.custom.", custom, [spec[0] for spec in _MODBUS_CUSTOM])
 
 
 def _check_solar(errors, solar):
