@@ -157,7 +157,7 @@ def test_no_answer_is_retried_once_then_fails_in_words():
     assert read(master, clock, deadline_ms=5000) == mb.FAILED
     assert len(uart.requests) == 2
     assert master.n_retries == 1
-    assert "no answer" in master.error and "A/B wiring" in master.error
+    assert "no answer" in master.error and "A/B wiring" in master.error and "address" in master.error
     # Two full answer timeouts and the pause between the tries.
     assert clock.now - started >= 2 * TIMEOUT_MS + 100
 
@@ -495,7 +495,7 @@ def test_a_not_available_phase_value_fails_the_reading():
     image.words[0x0E] = 0x7FC0  # power L2 = NaN
     meter, clock, uart = make_meter(row, image)
     assert not run_sync(meter.poll())
-    assert "L2" in meter.last_error
+    assert "not available" in meter.last_error
 
 
 def test_a_silent_meter_ends_in_the_guards_failsafe():

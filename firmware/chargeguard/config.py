@@ -824,10 +824,14 @@ def _check_modbus(errors, section, meter):
     # The model against the register table (loaded for this check only), and
     # a custom map field by field.
     import sys
+    import chargeguard.meters
     from chargeguard.meters import modbus_models
 
     models = modbus_models.MODELS
+    # Loaded for this check only (the driver loads it again for its row).
     sys.modules.pop("chargeguard.meters.modbus_models", None)
+    if "modbus_models" in chargeguard.meters.__dict__:
+        delattr(chargeguard.meters, "modbus_models")
     model = meter.get("model")
     if model is not None and model != "custom" and model not in models:
         if model == "":

@@ -73,7 +73,6 @@ _SLOTS = const(12)
 
 _POW5 = (1, 5, 25, 125, 625, 3125, 15625, 78125, 390625, 1953125)
 _WORDS = (2, 2, 2, 1, 1, 4)
-_PHASE_NAMES = ("L1", "L2", "L3")
 
 
 def decode_f32(hi, lo, k):
@@ -272,7 +271,7 @@ class ModbusMeter:
         phases = self._phases
         for p in range(phases):
             if v[_S_CUR + p] == _NA or v[_S_POW + p] == _NA:
-                self.last_error = _MISSING[p]
+                self.last_error = "a phase current or power is not available"
                 return False
         if not phases and v[_S_TOTAL] == _NA:
             self.last_error = "total power not available"
@@ -363,37 +362,27 @@ class ModbusMeter:
             await sleep_ms(left if left > 0 else 0)
 
 
-_MISSING = ("L1 current or power not available", "L2 current or power not available", "L3 current or power not available")
-
-
-def _is_numeric(host):
-    parts = host.split(".")
-    if len(parts) != 4:
-        return False
-    for part in parts:
-        if not part.isdigit() or int(part) > 255:
-            return False
-    return True
-
-
 def from_config(meter_doc, platform):
     """The Modbus driver for a validated `meter` section: RTU on the board's RS485 UART, or TCP when `host` is set."""
     model = meter_doc["model"]
+    import chargeguard.meters
     from chargeguard.meters import modbus_models
 
     row = modbus_models.custom_row(meter_doc["custom"]) if model == "custom" else modbus_models.row(model)
-    import sys
-
-    # The table module is needed only for this one row.
-    sys.modules.pop("chargeguard.meters.modbus_models", None)
+    # The table module is needed only for this one row: dropped from
+    # sys.modules and from its package, so its heap is given back.
+    _forget(chargeguard.meters, "modbus_models")
     del modbus_models
     if row is None:
         raise ValueError("unknown Modbus meter model %s" % model)
     host = meter_doc["host"]
     ticks_ms = platform.ticks_ms
     ticks_diff = platform.ticks_diff
+    tcp = None
     if host:
-        link = mb.TcpLink(host, meter_doc["port"])
+        from chargeguard.net import modbus_tcp as tcp
+
+        link = tcp.TcpLink(host, meter_doc["port"])
     else:
         fmt = meter_doc["format"]  # "8N1", "8E1", "8O1", "8N2"
         parity = {"N": None, "E": 0, "O": 1}[fmt[1]]
@@ -403,24 +392,14 @@ def from_config(meter_doc, platform):
     meter = ModbusMeter(
         master, row, meter_doc["address"], meter_doc["upside_down"], ticks_ms, ticks_diff, platform.sleep_ms, meter_doc["poll_ms"]
     )
-    if host and not _is_numeric(host):
-        meter.resolve = _resolver(platform, link, host)
+    if tcp is not None and not tcp.is_numeric(host):
+        meter.resolve = tcp.resolver(platform, link, host)
     return meter
 
 
-def _resolver(platform, link, host):
-    # The device looks names up with net/dns.py (getaddrinfo would block the
-    # loop); the host resolves them itself when it reports no DNS server.
-    state = [None]
+def _forget(package, name):
+    import sys
 
-    async def resolve():
-        if link._sock is not None and state[0] is not None:
-            return
-        if platform.dns_server() is None:
-            return  # getaddrinfo in TcpLink (host runtime)
-        from chargeguard.net import dns
-
-        link.host = await dns.resolve(platform, host)
-        state[0] = link.host
-
-    return resolve
+    sys.modules.pop(package.__name__ + "." + name, None)
+    if name in package.__dict__:
+        delattr(package, name)

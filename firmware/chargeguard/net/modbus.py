@@ -40,7 +40,7 @@ RtuLink(uart, baud, ticks_ms, ticks_diff)
     whole frame and returns once the driver enable is released (see
     platform open_rs485), ``read_now(buf)`` copies what arrived, never waits.
 
-TcpLink(host, port, platform)
+TcpLink(host, port) (net/modbus_tcp.py, loaded only for a TCP meter)
     Modbus TCP: [transaction id][protocol 0][length][unit][PDU], no CRC.
     The connection is opened when the first request needs it (non-blocking
     connect, inside the request's deadline) and kept; any error or timeout
@@ -57,17 +57,14 @@ ready, or an error; ``receive(now)`` returns BUSY, the PDU length, or an
 error; ``reset()`` drops what is in progress; ``close()``.
 """
 
-import errno
-import select
-import socket
-
 from micropython import const
 
 BUSY = const(0)
 DONE = const(1)
 FAILED = const(2)
 
-# Errors a link returns (negative), an index into _ERRORS.
+# Errors a link returns (negative), an index into _ERRORS (net/modbus_tcp.py
+# has its own copies of the codes it returns: keep them in step).
 _E_TIMEOUT = const(1)
 _E_CRC = const(2)
 _E_UNIT = const(3)
@@ -83,14 +80,14 @@ _E_BUSY = const(12)
 
 _ERRORS = (
     None,
-    "no answer (check the unit address, baud rate, parity and the A/B wiring)",
-    "crc error (noise, a wrong baud rate or parity, or two devices on one address)",
-    "answer from another unit address",
+    "no answer (check address, baud, parity, A/B wiring)",
+    "crc error (noise, wrong baud or parity, two units on one address?)",
+    "answer from another unit",
     "answer to another function",
     "answer of the wrong length",
-    "answer longer than any Modbus frame",
-    "connection refused (nothing listens on that port)",
-    "connection closed by the meter or gateway",
+    "answer too long",
+    "connection refused",
+    "connection closed",
     "network error",
     "not a Modbus TCP answer",
     "no answer before the deadline",
@@ -99,24 +96,22 @@ _ERRORS = (
 # Exception codes (Modbus Application Protocol V1.1b3, section 7), in words.
 _EXCEPTIONS = (
     "exception from the meter",
-    "exception 1: illegal function (the meter has no such register type: try function 3 or 4)",
-    "exception 2: illegal data address (no such register on this meter: wrong model?)",
-    "exception 3: illegal data value (too many registers asked for?)",
-    "exception 4: server device failure",
-    "exception 5: acknowledge (the meter is busy with a long operation)",
-    "exception 6: server device busy",
+    "exception 1: illegal function (try function 3 or 4)",
+    "exception 2: illegal data address (wrong model?)",
+    "exception 3: illegal data value",
+    "exception 4: device failure",
+    "exception 5: acknowledge",
+    "exception 6: device busy",
     "exception 7",
     "exception 8: memory parity error",
     "exception 9",
-    "exception 10: gateway path unavailable (the gateway has no route to that unit)",
-    "exception 11: gateway target device failed to respond (the meter behind the gateway is silent)",
+    "exception 10: gateway path unavailable",
+    "exception 11: gateway target did not answer",
 )
 
 _MAX_REGISTERS = const(125)  # function 3/4 limit (the answer's byte count is 1 byte)
 _RTU_MAX = const(256)  # the longest RTU frame
 _RTU_REQUEST = const(8)  # unit, function, address (2), count (2), CRC (2)
-_TCP_REQUEST = const(12)  # MBAP (7) + function, address (2), count (2)
-_TCP_MAX = const(260)  # MBAP 7 + PDU 253
 _CHUNK = const(32)  # bytes taken from the UART or socket per read call
 _T35_FAST_US = const(1750)  # t3.5 above 19200 baud (fixed by the spec)
 
@@ -252,155 +247,6 @@ class RtuLink:
         close = getattr(self.uart, "close", None)
         if close:
             close()
-
-
-class TcpLink:
-    """Modbus TCP (MBAP) on a non-blocking socket (see module doc)."""
-
-    def __init__(self, host, port):
-        self.host = host
-        self.port = port
-        self.buf = bytearray(_TCP_MAX)
-        self.pdu = 7
-        self._req = bytearray(_TCP_REQUEST)
-        self._chunk = bytearray(_CHUNK)
-        self._sock = None
-        self._poll = None
-        self._read = None
-        self._connected = False
-        self._tid = 0
-        self._got = 0
-
-    def begin(self, unit, function, address, count):
-        tid = self._tid = (self._tid + 1) & 0xFFFF
-        req = self._req
-        req[0] = tid >> 8
-        req[1] = tid & 0xFF
-        req[2] = 0
-        req[3] = 0
-        req[4] = 0
-        req[5] = 6  # unit + the 5-byte PDU
-        req[6] = unit
-        req[7] = function
-        req[8] = address >> 8
-        req[9] = address & 0xFF
-        req[10] = count >> 8
-        req[11] = count & 0xFF
-
-    def renew(self):
-        # A retry gets a new transaction id: a late answer to the first try is then skipped.
-        tid = self._tid = (self._tid + 1) & 0xFFFF
-        self._req[0] = tid >> 8
-        self._req[1] = tid & 0xFF
-
-    def _open(self):
-        # Non-blocking connect: EINPROGRESS now, writable once connected.
-        # Allocates (socket, poll object): once per connection, not per poll.
-        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
-        sock = socket.socket(ai[0], ai[1], ai[2])
-        self._sock = sock
-        sock.setblocking(False)
-        poll = self._poll = select.poll()
-        poll.register(sock, select.POLLOUT | select.POLLIN)
-        # CPython sockets have recv_into, MicroPython's readinto (None = nothing yet).
-        self._read = getattr(sock, "recv_into", None) or sock.readinto
-        self._connected = False
-        try:
-            sock.connect(ai[-1])
-        except OSError as err:
-            code = err.args[0] if err.args else 0
-            if code not in (errno.EINPROGRESS, errno.EAGAIN, 115, 11):
-                raise
-
-    def send(self, now):
-        try:
-            if self._sock is None:
-                self._open()
-            if not self._connected:
-                ready = 0
-                for entry in self._poll.poll(0):
-                    ready = entry[1]
-                if not ready:
-                    return BUSY
-                if ready & (select.POLLERR | select.POLLHUP):
-                    self.reset()
-                    return -_E_REFUSED
-                self._connected = True
-                self._poll.modify(self._sock, select.POLLIN)
-            # 12 bytes always fit an empty send buffer.
-            sent = self._sock.send(self._req)
-            if sent != _TCP_REQUEST:
-                self.reset()
-                return -_E_SOCKET
-        except OSError as err:
-            code = err.args[0] if err.args else 0
-            self.reset()
-            return -_E_REFUSED if code == errno.ECONNREFUSED else -_E_SOCKET
-        self._got = 0
-        return DONE
-
-    def receive(self, now):
-        buf = self.buf
-        chunk = self._chunk
-        got = self._got
-        try:
-            n = self._read(chunk)
-        except OSError as err:
-            code = err.args[0] if err.args else 0
-            if code in (errno.EAGAIN, 11):
-                return BUSY
-            self.reset()
-            return -_E_SOCKET
-        if n is None:
-            return BUSY
-        if n == 0:
-            self.reset()
-            return -_E_CLOSED
-        for i in range(n):
-            if got >= _TCP_MAX:
-                self.reset()
-                return -_E_LONG
-            buf[got] = chunk[i]
-            got += 1
-        while True:
-            self._got = got
-            if got < 7:
-                return BUSY
-            if buf[2] or buf[3]:
-                self.reset()
-                return -_E_PROTOCOL
-            length = (buf[4] << 8) | buf[5]
-            if length < 3 or length > _TCP_MAX - 6:
-                self.reset()
-                return -_E_PROTOCOL
-            total = 6 + length
-            if got < total:
-                return BUSY
-            if buf[0] == self._req[0] and buf[1] == self._req[1]:
-                if got > total:
-                    self.reset()
-                    return -_E_LENGTH
-                self._got = 0
-                if buf[6] != self._req[6]:
-                    return -_E_UNIT
-                return length - 1
-            # A late answer to an earlier request: skip it, keep what follows.
-            for i in range(got - total):
-                buf[i] = buf[total + i]
-            got -= total
-
-    def reset(self):
-        sock = self._sock
-        self._sock = None
-        self._connected = False
-        self._got = 0
-        if sock is not None:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    close = reset
 
 
 class ModbusMaster:
