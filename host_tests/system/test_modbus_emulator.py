@@ -247,3 +247,65 @@ def test_emulator_encoding_is_the_table_inverse():
         else:
             assert modbus_meter.decode_int(words[0], words[1], kind, exponent) == value
     assert mb.crc16(b"\x01\x04\x00\x00\x00\x02") == 0xCB71
+
+
+# -- the firmware itself (unix port) on a Modbus meter, as `make sim SIM_ARGS="--meter sdm630"` runs it --
+
+
+def _amps(text):
+    try:
+        return float(text)
+    except ValueError:
+        return -1.0  # "--.-": no reading
+
+
+def _grid_lines(sim):
+    return [line for line in sim.lines if line.startswith("grid")]
+
+
+def _firmware_on(meter, modbus_tcp=False):
+    from run import Simulation
+
+    build = os.path.join(ROOT, "tools", "build.py")
+    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
+        import subprocess
+
+        subprocess.run([sys.executable, build], check=True)
+    guard = {"meter_timeout_s": 2, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1}
+    return Simulation(car_delay_s=0.2, run_name="modbus-e2e", chargers=1, guard=guard, meter=meter, modbus_tcp=modbus_tcp)
+
+
+@pytest.mark.parametrize("modbus_tcp", (False, True), ids=("rtu", "tcp"))
+def test_firmware_guards_on_a_modbus_meter_and_fails_safe_when_it_goes_silent(modbus_tcp):
+    from run import wait_for
+
+    sim = _firmware_on("sdm630", modbus_tcp)
+    try:
+        # The house draws 20 A on L1: the status line shows it from the meter.
+        sim.site.set_house((20.0, 3.0, 3.0))
+
+        def shows_house():
+            sim.send_telegram()
+            # "grid  20.0   3.0   3.0 A | ..." (plus what the car draws): at least the house's 20 A on L1.
+            return any(_amps(line.split()[1]) >= 20.0 for line in _grid_lines(sim)[-1:])
+
+        # The meter is read every second, the status line printed every second.
+        assert wait_for(shows_house, 20, 0.25), "\n".join(sim.lines[-15:])
+        assert sim.modbus.requests > 0
+        # The meter stops answering: after meter_timeout (2 s) the charger is on failsafe.
+        sim.meter_silent = True
+        sim.send_telegram()
+        assert wait_for(lambda: any("failsafe" in line for line in _grid_lines(sim)[-1:]), 15, 0.1), "\n".join(
+            sim.lines[-15:]
+        )
+        # It answers again: the guard leaves the failsafe.
+        sim.meter_silent = False
+
+        def recovered():
+            sim.send_telegram()
+            return not any("failsafe" in line for line in _grid_lines(sim)[-1:])
+
+        assert wait_for(recovered, 20, 0.25), "\n".join(sim.lines[-15:])
+        assert sim.firmware.alive()
+    finally:
+        sim.stop()
