@@ -661,3 +661,89 @@ def test_no_allocation_per_poll_once_warm():
         assert meter.reading.power_w[0] == POWERS_W[0], model
         used = _measure(work)
         assert used == 0, (model, used)
+
+
+# -- Modbus TCP framing (MBAP), with a fake socket --------------------------------
+
+
+class FakeSocket:
+    """The connected socket of a TcpLink: answer(request) -> bytes to receive (or None)."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.pending = bytearray()
+        self.sent = []
+        self.closed = False
+
+    def send(self, buf):
+        request = bytes(buf)
+        self.sent.append(request)
+        reply = self.answer(request)
+        if reply:
+            self.pending.extend(reply)
+        return len(request)
+
+    def recv_into(self, buf):
+        if not self.pending:
+            raise OSError(11, "EAGAIN")
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def close(self):
+        self.closed = True
+
+
+def tcp_master(answer):
+    from chargeguard.net.modbus_tcp import TcpLink
+
+    clock = Clock()
+    link = TcpLink("127.0.0.1", 502)
+    sock = FakeSocket(answer)
+
+    def connect():
+        link._sock = sock
+        link._read = sock.recv_into
+        link._connected = True
+
+    link._open = connect  # the socket layer is the system tests' (real pymodbus)
+    master = mb.ModbusMaster(link, clock.ticks_ms, clock.ticks_diff, TIMEOUT_MS, 1, 0)
+    return master, clock, sock
+
+
+def mbap(tid, unit, pdu, protocol=0):
+    n = len(pdu) + 1
+    return bytes((tid >> 8, tid & 0xFF, protocol >> 8, protocol & 0xFF, n >> 8, n & 0xFF, unit)) + bytes(pdu)
+
+
+def test_tcp_request_is_mbap_and_the_answer_is_taken_by_transaction_id():
+    def answer(req):
+        tid = (req[0] << 8) | req[1]
+        # A late answer to an older request first, then this one's.
+        return mbap(tid - 1, 1, b"\x04\x04\x00\x00\x00\x00") + mbap(tid, 1, b"\x04\x04\x43\x67\xaf\x55")
+
+    master, clock, sock = tcp_master(answer)
+    assert read(master, clock) == mb.DONE, master.error
+    req = sock.sent[0]
+    assert req[2:] == bytes((0, 0, 0, 6, 1, 4, 0, 0, 0, 2))
+    assert master.word(0) == 0x4367 and master.word(1) == 0xAF55
+    assert read(master, clock) == mb.DONE
+    assert (sock.sent[1][0] << 8 | sock.sent[1][1]) == (req[0] << 8 | req[1]) + 1  # a new transaction id
+
+
+def test_tcp_exception_and_bad_answers_in_words():
+    master, clock, sock = tcp_master(lambda req: mbap((req[0] << 8) | req[1], 1, b"\x84\x0b"))
+    assert read(master, clock) == mb.FAILED
+    assert master.exception == 11 and "gateway" in master.error
+    master, clock, sock = tcp_master(lambda req: mbap((req[0] << 8) | req[1], 1, b"\x04\x04\x00\x00", protocol=1))
+    assert read(master, clock) == mb.FAILED
+    assert "not a Modbus TCP answer" in master.error
+    assert sock.closed  # a broken stream is closed and opened again
+    master, clock, sock = tcp_master(lambda req: mbap((req[0] << 8) | req[1], 9, b"\x04\x04\x00\x00\x00\x00"))
+    assert read(master, clock) == mb.FAILED
+    assert "another unit" in master.error
+    master, clock, sock = tcp_master(lambda req: None)
+    assert read(master, clock) == mb.FAILED
+    assert "no answer" in master.error
+    assert len(sock.sent) == 2  # retried once
