@@ -14,8 +14,10 @@ PORT ?= /dev/ttyUSB0
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=
+# make meterprobe PROBE_ARGS="--model sdm630 --device /dev/ttyUSB0" (or --host 192.168.1.50): read a Modbus meter once
+PROBE_ARGS ?=
 
-.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config clean
+.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe clean
 
 all: build
 
@@ -69,6 +71,10 @@ deploy: build
 # The device's validator on this computer: every error, exit 0 / 1 / 2.
 check-config:
 	@$(PYTHON) tools/check_config.py "$(CONFIG)"
+
+# A Modbus meter read from this computer with the firmware's driver (tools/meterprobe.py): values and errors in words.
+meterprobe: $(STAMP)
+	$(PY) tools/meterprobe.py $(PROBE_ARGS)
 
 clean:
 	rm -rf build

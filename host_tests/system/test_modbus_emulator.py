@@ -309,3 +309,54 @@ def test_firmware_guards_on_a_modbus_meter_and_fails_safe_when_it_goes_silent(mo
         assert sim.firmware.alive()
     finally:
         sim.stop()
+
+
+# -- tools/meterprobe.py against the emulator ---------------------------------------
+
+
+def probe(*args):
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "meterprobe.py")] + list(args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_meterprobe_reads_a_meter_over_rtu_and_tcp(emulators):
+    emulator = start(emulators, "abb_b23")
+    code, out = probe("--model", "abb_b23", "--device", emulator.device)
+    assert code == 0, out
+    assert "L1:   10.50 A    2300 W  230.1 V" in out
+    assert "L2:   -7.25 A   -1500 W  231.2 V" in out
+    assert "energy: import 12345.60 kWh, export 789.00 kWh" in out
+    assert "note:" not in out
+    tcp = start(emulators, "em24", tcp_port=0)
+    code, out = probe("--model", "em24", "--host", "127.0.0.1", "--port", str(tcp.port))
+    assert code == 0, out
+    assert "net power: 900 W" in out
+
+
+def test_meterprobe_says_what_is_wrong_in_words(emulators):
+    emulator = start(emulators, "sdm630")
+    code, out = probe("--model", "sdm630", "--device", emulator.device, "--address", "5")
+    assert code == 1
+    assert "no reading: no answer (check address" in out
+    code, out = probe("--model", "orno_we516", "--device", emulator.device)  # FC3 at another map
+    assert code == 1
+    assert "exception 2" in out and "is it really a orno_we516" in out
+    code, out = probe("--model", "sdm 630", "--device", emulator.device)
+    assert code == 2 and "meter.model" in out
+
+
+def test_meterprobe_spots_a_swapped_float(emulators):
+    row = modbus_models.row("sdm630")
+    swapped = ModbusMeterEmulator("sdm630", row=(row[0], True) + row[2:]).start()  # sends low word first
+    emulators.append(swapped)
+    swapped.set_values(CURRENTS, POWERS, VOLTAGES, IMPORT_WH, EXPORT_WH)
+    code, out = probe("--model", "sdm630", "--device", swapped.device)
+    assert "values look like a swapped float" in out, out
+    assert "word_order low_first" in out

@@ -198,15 +198,10 @@ class ModbusMeterEmulator:
         return None
 
     def _trace(self, sending, data):
-        # What reaches pymodbus: nothing while the meter is silent, and nothing
-        # of a request to another unit address (a real bus stays silent;
-        # pymodbus 3.16 would answer exception 4 for an unknown unit).
-        if sending or not data:
+        # What reaches pymodbus: nothing while the meter is silent (a cut cable).
+        if sending or not data or not self.silent:
             return data
-        unit_at = 0 if self.tcp_port is None else 6
-        if self.silent or (len(data) > unit_at and data[unit_at] != self.unit):
-            return b""
-        return data
+        return b""
 
     def _device(self):
         from pymodbus.simulator import DataType, SimData, SimDevice
@@ -238,6 +233,8 @@ class ModbusMeterEmulator:
             self.line = PtyLine()
             self.device = self.line.device
 
+        _silent_for_other_units()
+
         async def open_server():
             if self.tcp_port is None:
                 server = ModbusSerialServer(
@@ -247,9 +244,10 @@ class ModbusMeterEmulator:
                     baudrate=self.baud,
                     parity=self.parity,
                     trace_packet=self._trace,
+                    ignore_missing_devices=True,
                 )
             else:
-                server = ModbusTcpServer(self._device(), address=("127.0.0.1", self.tcp_port), trace_packet=self._trace)
+                server = ModbusTcpServer(self._device(), address=("127.0.0.1", self.tcp_port), trace_packet=self._trace, ignore_missing_devices=True)
             await server.listen()
             return server
 
@@ -287,6 +285,23 @@ class ModbusMeterEmulator:
         if self.line is not None:
             self.line.close()
             self.line = None
+
+
+def _silent_for_other_units():
+    # A request to another unit address gets no answer on a real bus, and
+    # pymodbus is told so with ignore_missing_devices. But its 3.16 SimCore
+    # looks an unknown unit up as device 0 and fails with KeyError, which the
+    # server answers with exception 4. Raise the exception the server expects
+    # for an unknown unit instead.
+    from pymodbus.exceptions import NoSuchIdException
+    from pymodbus.simulator import simcore
+
+    def get_device(self, device_id):
+        if device_id in self.devices:
+            return self.devices[device_id]
+        raise NoSuchIdException(device_id)
+
+    simcore.SimCore._SimCore__get_device = get_device
 
 
 def _listening_port(server):
