@@ -481,3 +481,18 @@ def test_a_reading_allocates_nothing_once_warm():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+
+
+def test_the_meters_error_is_logged_once_per_change():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+
+    async def scenario():
+        meter.last_error = "no answer (check address, baud, parity, A/B wiring)"
+        await asyncio.sleep(2.2)  # two control ticks: logged once
+        meter.last_error = None
+        await asyncio.sleep(1.2)
+
+    asyncio.run(run_for(app, 10, scenario))
+    said = [line for line in lines if line.startswith("meter:")]
+    assert said == ["meter: no answer (check address, baud, parity, A/B wiring)", "meter: ok"], said
