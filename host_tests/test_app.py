@@ -487,11 +487,19 @@ def test_the_meters_error_is_logged_once_per_change():
     charger = FakeCharger()
     app, platform, meter, lines = make_app([charger])
 
+    async def until(condition, ticks=3):
+        # The control task looks once a second (CONTROL_TICK_MS): a few ticks at most.
+        for _ in range(ticks * 20):
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
     async def scenario():
         meter.last_error = "no answer (check address, baud, parity, A/B wiring)"
-        await asyncio.sleep(2.2)  # two control ticks: logged once
+        await until(lambda: any(line.startswith("meter:") for line in lines))
+        await asyncio.sleep(1.1)  # one more tick: the same error is not said again
         meter.last_error = None
-        await asyncio.sleep(1.2)
+        await until(lambda: "meter: ok" in lines)
 
     asyncio.run(run_for(app, 10, scenario))
     said = [line for line in lines if line.startswith("meter:")]
