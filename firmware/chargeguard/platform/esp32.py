@@ -117,6 +117,9 @@ class Platform:
         """
         common.check_line(baud, data_bits, parity, stop_bits)
         board = self.board
+        for pin in board.get("init_high") or ():
+            # The transceiver's supply and enables (the T-CAN485: boost, RE, /SHDN).
+            machine.Pin(pin, machine.Pin.OUT, value=1)
         uart = machine.UART(
             board["rs485_uart"],
             baudrate=baud,
