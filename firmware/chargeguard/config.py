@@ -237,26 +237,6 @@ _METER_MODBUS = (
     ("poll_ms", 1000, _INT, 200, 10000, "ms"),
     ("custom", None, _MAP, None, None, ""),
 )
-# meter.custom: (key, required, kind, a, b, unit); addresses are 0-based
-# protocol addresses, exponents are powers of ten to the meter's units.
-_MODBUS_CUSTOM = (
-    ("function", True, _ONEOF, (3, 4), None, ""),
-    ("type", True, _ENUM, ("float32", "int32", "uint32", "int16", "uint16"), None, ""),
-    ("word_order", False, _ENUM, ("high_first", "low_first"), None, ""),
-    ("phases", False, _ONEOF, (1, 3), None, ""),
-    ("current", True, _INT, 0, 65535, ""),
-    ("current_exp", False, _INT, -6, 6, ""),
-    ("power", True, _INT, 0, 65535, ""),
-    ("power_exp", False, _INT, -6, 6, ""),
-    ("voltage", False, _INT, 0, 65535, ""),
-    ("voltage_exp", False, _INT, -6, 6, ""),
-    ("import", False, _INT, 0, 65535, ""),
-    ("export", False, _INT, 0, 65535, ""),
-    ("energy_type", False, _ENUM, ("float32", "int32", "uint32", "int16", "uint16", "uint64"), None, ""),
-    ("energy_exp", False, _INT, -6, 6, ""),
-    ("max_registers", False, _INT, 1, 125, ""),
-    ("pause_ms", False, _INT, 0, 5000, "ms"),
-)
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -821,42 +801,18 @@ def _validate(doc, errors):
 
 
 def _check_modbus(errors, section, meter):
-    # The model against the register table (loaded for this check only), and
-    # a custom map field by field.
+    # The model and a custom map against the register table module, loaded
+    # for this check only (its field names cost the config module nothing).
     import sys
     import chargeguard.meters
     from chargeguard.meters import modbus_models
 
-    models = modbus_models.MODELS
-    # Loaded for this check only (the driver loads it again for its row).
-    sys.modules.pop("chargeguard.meters.modbus_models", None)
-    if "modbus_models" in chargeguard.meters.__dict__:
-        delattr(chargeguard.meters, "modbus_models")
-    model = meter.get("model")
-    if model is not None and model != "custom" and model not in models:
-        if model == "":
-            message = "must be set to the meter's model: one of %s, or custom (a register map in meter.custom)"
-        else:
-            message = "is not a known Modbus meter: one of %s, or custom (a register map in meter.custom)"
-        errors.add("meter.model", message % ", ".join(models), written=True)
-    custom = section.get("custom")
-    if model != "custom":
-        if custom is not None:
-            errors.add("meter.custom", "is used only with model custom", "meter.model")
-        return
-    if type(custom) is not dict:
-        errors.add("meter.custom", "must be the register map of the meter (see docs/configuration.md)", written=True)
-        return
-    for spec in _MODBUS_CUSTOM:
-        key = spec[0]
-        if key not in custom:
-            if spec[1]:
-                errors.add("meter.custom." + key, _MISSING, written=True)
-            continue
-        if custom[key] is None and not spec[1]:
-            continue
-        _check(errors, "meter.custom." + key, (key, None) + spec[2:], custom[key])
-    _unknown(errors, "meter.custom.", custom, [spec[0] for spec in _MODBUS_CUSTOM])
+    try:
+        modbus_models.check(errors, section, meter.get("model"), _check, _unknown, _MISSING)
+    finally:
+        sys.modules.pop("chargeguard.meters.modbus_models", None)
+        if "modbus_models" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "modbus_models")
 
 
 def _check_solar(errors, solar):

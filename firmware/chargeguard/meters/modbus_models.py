@@ -65,6 +65,58 @@ MODELS = (
 )
 
 
+# meter.custom, checked by check() with config.py's field checker: (key,
+# required, kind, a, b, unit); kinds are config.py's _INT (0), _ONEOF (1),
+# _ENUM (4). Addresses are 0-based protocol addresses, exponents powers of
+# ten to the meter's units (A, W, V, kWh).
+_CUSTOM_FIELDS = (
+    ("function", True, 1, (3, 4), None, ""),
+    ("type", True, 4, TYPES[:5], None, ""),
+    ("word_order", False, 4, ("high_first", "low_first"), None, ""),
+    ("phases", False, 1, (1, 3), None, ""),
+    ("current", True, 0, 0, 65535, ""),
+    ("current_exp", False, 0, -6, 6, ""),
+    ("power", True, 0, 0, 65535, ""),
+    ("power_exp", False, 0, -6, 6, ""),
+    ("voltage", False, 0, 0, 65535, ""),
+    ("voltage_exp", False, 0, -6, 6, ""),
+    ("import", False, 0, 0, 65535, ""),
+    ("export", False, 0, 0, 65535, ""),
+    ("energy_type", False, 4, TYPES, None, ""),
+    ("energy_exp", False, 0, -6, 6, ""),
+    ("max_registers", False, 0, 1, 125, ""),
+    ("pause_ms", False, 0, 0, 5000, "ms"),
+)
+
+
+def check(errors, section, model, check_field, unknown, missing):
+    """Errors of a Modbus meter section's model and custom map, added with errors.add (config.py's helpers)."""
+    if model is not None and model != "custom" and model not in MODELS:
+        if model == "":
+            message = "must be set to the meter's model: one of %s, or custom (a register map in meter.custom)"
+        else:
+            message = "is not a known Modbus meter: one of %s, or custom (a register map in meter.custom)"
+        errors.add("meter.model", message % ", ".join(MODELS), written=True)
+    custom = section.get("custom")
+    if model != "custom":
+        if custom is not None:
+            errors.add("meter.custom", "is used only with model custom", "meter.model")
+        return
+    if type(custom) is not dict:
+        errors.add("meter.custom", "must be the register map of the meter (see docs/configuration.md)", written=True)
+        return
+    for spec in _CUSTOM_FIELDS:
+        key = spec[0]
+        if key not in custom:
+            if spec[1]:
+                errors.add("meter.custom." + key, missing, written=True)
+            continue
+        if custom[key] is None and not spec[1]:
+            continue
+        check_field(errors, "meter.custom." + key, (key, None) + spec[2:], custom[key])
+    unknown(errors, "meter.custom.", custom, [spec[0] for spec in _CUSTOM_FIELDS])
+
+
 def row(model):
     """The register map of `model` (a MODELS name) as a row, or None."""
     if model in ("sdm630", "sdm72d_m2"):
