@@ -33,8 +33,8 @@ Version 1 (CURRENT_VERSION):
                "invert": true},
               a Modbus meter ("type": "modbus") has instead:
               {"type": "modbus",
-               "model": "sdm630",      MODBUS_MODELS or "custom" (then "custom" is the map);
-                                       required
+               "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
+                                       "custom" (then "custom" is the register map)
                "address": 1,           1..247, the meter's Modbus unit address
                "host": "",             empty = RTU on the board's RS485 port; else
                                        Modbus TCP to this IPv4 address or host name
@@ -96,7 +96,8 @@ are not whole numbers.
 
 Public API (no function mutates its argument):
     CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, MAX_NOTE_ERRORS, METER_TYPES, CHARGER_TYPES,
-    MODES, CHARGER_MODES, DISTRIBUTIONS, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
+    MODES, CHARGER_MODES, DISTRIBUTIONS, SCHEMES, BAUD_RATES, UART_FORMATS, MODBUS_BAUD_RATES,
+    MODBUS_FORMATS, SECRET_PATHS, REDACTED,
     CONFIG_FILE, BACKUP_FILE, TEMP_FILE
     defaults() -> a fresh complete default document
     charger_defaults() -> a fresh default charger entry
