@@ -636,8 +636,8 @@ class ReplayUart:
 
 
 def test_no_allocation_per_poll_once_warm():
-    # The whole RTU exchange and decode of every block, as the driver's poll
-    # does it, minus the coroutine (its frame is the caller's).
+    # The whole RTU exchange and decode of every block, exactly as the meter
+    # task runs a poll (begin_poll, step_poll; the task sleeps in between).
     for model in ("sdm630", "abb_b23", "em24", "phoenix_eem_ma370"):
         row = modbus_models.row(model)
         image = image_for(row)
@@ -650,17 +650,19 @@ def test_no_allocation_per_poll_once_warm():
         master = meter.master
 
         def work():
-            for block in meter._blocks:
-                master.start(1, row[0], block[0], block[1], 2500)
-                while master.step() == mb.BUSY:
+            # Two polls: one with the energy request, one without.
+            for n in (0, 1):
+                meter.n_polls = n  # 0: energy is read too
+                meter.begin_poll()
+                while meter.step_poll() == mb.BUSY:
                     clock.now += 5
-                meter._decode(block)
-            meter._publish(master.tick_ms)
 
         work()
         assert meter.reading.power_w[0] == POWERS_W[0], model
+        assert meter.last_error is None, (model, meter.last_error)
         used = _measure(work)
         assert used == 0, (model, used)
+        assert meter.reading.energy_import_wh == IMPORT_WH
 
 
 # -- Modbus TCP framing (MBAP), with a fake socket --------------------------------

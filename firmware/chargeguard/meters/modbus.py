@@ -1,6 +1,9 @@
 """Modbus kWh meter driver: any meter of meters/modbus_models.py, or a custom map.
 
 ModbusMeter(master, row, unit, upside_down, ticks_ms, ticks_diff, sleep_ms, poll_ms)
+    ``begin_poll()`` then ``step_poll()`` until it returns DONE or FAILED
+    (net/modbus.py's codes) is one poll, in steps that never wait; ``await
+    poll()`` does the same and returns True with a fresh reading.
     ``reading``: a GridReading updated in place after every poll whose
     per-phase values all arrived; ``tick_ms`` = when the (last) answer of
     that poll arrived. ``last_error``: why the last poll gave no reading (or
@@ -165,6 +168,10 @@ class ModbusMeter:
         self.n_polls = 0
         self.n_readings = 0
         self._energy_due = False
+        self._energy = False
+        self._note = None
+        self._index = 0
+        self._in_flight = False
         self.resolve = None  # TCP: async host-name lookup before the first request
         # Items: [address, type, exponent, slot]; fast (per-phase) then energy.
         fast = []
@@ -306,41 +313,67 @@ class ModbusMeter:
         r.tick_ms = tick_ms
         return True
 
-    async def poll(self):
-        """One poll: every per-phase request (and every 10th poll the energy); True with a fresh reading."""
-        master = self.master
-        sleep_ms = self._sleep_ms
-        energy = self._energy_due or self.n_polls % _ENERGY_EVERY == 0
+    def begin_poll(self):
+        """Start a poll (see step_poll); the energy registers every 10th time."""
+        self._energy = self._energy_due or self.n_polls % _ENERGY_EVERY == 0
         self._energy_due = False
         self.n_polls += 1
-        note = None
-        for block in self._blocks:
-            if block[2] and not energy:
-                continue
-            master.start(self._unit, self._function, block[0], block[1], _TIMEOUT_MS * (_RETRIES + 1) + master.pause_ms)
-            while True:
-                r = master.step()
-                if r != mb.BUSY:
+        self._note = None
+        self._index = 0
+        self._in_flight = False
+
+    def step_poll(self):
+        """Advance the poll: BUSY (call again after a few ms), DONE (a fresh reading) or FAILED (last_error says why).
+
+        Synchronous and allocation-free once warm, so the meter task's loop
+        (and any caller's) allocates nothing per poll.
+        """
+        master = self.master
+        blocks = self._blocks
+        while True:
+            if not self._in_flight:
+                index = self._index
+                while index < len(blocks) and blocks[index][2] and not self._energy:
+                    index += 1
+                self._index = index
+                if index >= len(blocks):
                     break
-                await sleep_ms(_STEP_MS)
+                block = blocks[index]
+                master.start(self._unit, self._function, block[0], block[1], _TIMEOUT_MS * (_RETRIES + 1) + master.pause_ms)
+                self._in_flight = True
+            r = master.step()
+            if r == mb.BUSY:
+                return r
+            self._in_flight = False
+            block = blocks[self._index]
+            self._index += 1
             if r == mb.DONE:
                 self._decode(block)
             elif not block[2]:
                 self.last_error = master.error
-                return False
+                return mb.FAILED
             elif master.exception == 2:
                 # The plan changes: energy again at the next poll, register by register.
-                note = self._drop(block)
+                self._note = self._drop(block)
                 self._energy_due = True
                 break
             else:
                 # Energy is only information: the reading goes on without it.
-                note = master.error
+                self._note = master.error
         if not self._publish(master.tick_ms):
-            return False
-        self.last_error = note
+            return mb.FAILED
+        self.last_error = self._note
         self.n_readings += 1
-        return True
+        return mb.DONE
+
+    async def poll(self):
+        """One whole poll (begin_poll, step_poll until it ends); True with a fresh reading."""
+        self.begin_poll()
+        while True:
+            r = self.step_poll()
+            if r != mb.BUSY:
+                return r == mb.DONE
+            await self._sleep_ms(_STEP_MS)
 
     async def run(self, on_reading):
         """The meter task: poll every poll_ms, on_reading() after each fresh reading. Never returns."""
@@ -356,7 +389,15 @@ class ModbusMeter:
                     self.last_error = "cannot find the meter's host: %s" % (err.args[0] if err.args else err)
                     await sleep_ms(self.poll_ms)
                     continue
-            if await self.poll():
+            # The poll's steps inline (not `await self.poll()`): a coroutine
+            # object per poll would be an allocation per reading.
+            self.begin_poll()
+            while True:
+                r = self.step_poll()
+                if r != mb.BUSY:
+                    break
+                await sleep_ms(_STEP_MS)
+            if r == mb.DONE:
                 on_reading()
             left = self.poll_ms - ticks_diff(ticks_ms(), started)
             await sleep_ms(left if left > 0 else 0)
