@@ -176,9 +176,10 @@ class ModbusMeter:
         # Items: [address, type, exponent, slot]; fast (per-phase) then energy.
         fast = []
         for p in range(self._phases):
-            for spec, slot in ((row[5], _S_CUR), (row[6], _S_POW), (row[7], _S_VOLT)):
+            for k in range(3):
+                spec = row[5 + k]  # current, power, voltage: slots 0, 3, 6
                 if spec is not None:
-                    fast.append([spec[0] + p * _WORDS[spec[1]], spec[1], spec[2], slot + p])
+                    fast.append([spec[0] + p * _WORDS[spec[1]], spec[1], spec[2], 3 * k + p])
         if row[8] is not None:
             fast.append([row[8][0], row[8][1], row[8][2], _S_TOTAL])
         energy = []
@@ -196,7 +197,13 @@ class ModbusMeter:
         # Sorted by address, cut greedily so each request spans at most
         # max_registers (the holes inside are the vendor's own table, read
         # through: fewer requests beat fewer bytes on a 1 s poll).
-        items = sorted(items, key=lambda item: item[0])
+        # Insertion sort in place: sorted() with a key would leave garbage
+        # between the meter's lasting objects at start-up.
+        for i in range(1, len(items)):
+            j = i
+            while j and items[j - 1][0] > items[j][0]:
+                items[j - 1], items[j] = items[j], items[j - 1]
+                j -= 1
         block = None
         for item in items:
             end = item[0] + _WORDS[item[1]]
@@ -426,7 +433,7 @@ def from_config(meter_doc, platform):
         link = tcp.TcpLink(host, meter_doc["port"])
     else:
         fmt = meter_doc["format"]  # "8N1", "8E1", "8O1", "8N2"
-        parity = {"N": None, "E": 0, "O": 1}[fmt[1]]
+        parity = None if fmt[1] == "N" else 0 if fmt[1] == "E" else 1
         uart = platform.open_rs485(meter_doc["baud"], 8, parity, int(fmt[2]))
         link = mb.RtuLink(uart, meter_doc["baud"], ticks_ms, ticks_diff)
     master = mb.ModbusMaster(link, ticks_ms, ticks_diff, _TIMEOUT_MS, _RETRIES)

@@ -115,29 +115,18 @@ _RTU_REQUEST = const(8)  # unit, function, address (2), count (2), CRC (2)
 _CHUNK = const(32)  # bytes taken from the UART or socket per read call
 _T35_FAST_US = const(1750)  # t3.5 above 19200 baud (fixed by the spec)
 
-_table = None  # the CRC-16/MODBUS table, built by the first crc16() call
-
-
 def crc16(data, start=0, end=None, crc=0xFFFF):
-    """CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF) of data[start:end]; sent low byte first."""
-    global _table
-    table = _table
-    if table is None:
-        from array import array
+    """CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF) of data[start:end]; sent low byte first.
 
-        # Built on first use, not at import; the same polynomial as P1's
-        # CRC16/ARC, only the initial value differs.
-        table = array("H")
-        for byte in range(256):
-            c = byte
-            for _ in range(8):
-                c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-            table.append(c)
-        _table = table
+    Bit by bit, no table: a poll checks about 50 bytes (a millisecond or two
+    on the ESP32), and a 512-byte table would be heap held for good.
+    """
     if end is None:
         end = len(data)
     while start < end:
-        crc = (crc >> 8) ^ table[(crc ^ data[start]) & 0xFF]
+        crc ^= data[start]
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
         start += 1
     return crc
 
@@ -158,7 +147,6 @@ class RtuLink:
     """Modbus RTU framing on an RS485 UART (see module doc)."""
 
     def __init__(self, uart, baud, ticks_ms, ticks_diff):
-        crc16(b"")
         self.uart = uart
         self.buf = bytearray(_RTU_MAX)
         self.pdu = 1
