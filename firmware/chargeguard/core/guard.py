@@ -230,13 +230,10 @@ class Guard:
                     cut[phase] += offered
                     continue
                 cut[phase] += measured if settled and measured < offered else offered
-                if raising and not settled:
-                    # Taken before the car had to follow the raise: what it
-                    # drew then, at least, and at most the new offer.
-                    if measured <= low_estimate:
-                        low[phase] += low_estimate
-                    else:
-                        low[phase] += measured if measured < offered else offered
+                if state.raised and not settled:
+                    # Taken before the car had to follow the last raise: it
+                    # drew at least that then, and may draw the new offer now.
+                    low[phase] += measured if measured < offered else offered
                     high[phase] += measured if measured > high_estimate else high_estimate
                 else:
                     # Below the offer once settled: a car that takes less than
