@@ -205,7 +205,10 @@ class Guard:
             if ticks_diff(now_ms, state.high_since_ms) < ev_response_ms and state.high_ma > high_estimate:
                 high_estimate = state.high_ma
             offered = state.offered_ma
-            raising = state.raised and ticks_diff(self.reading_ms, state.changed_ms) < ev_response_ms
+            # Whether the grid reading is ev_response_ms past the last change:
+            # it then shows the car's answer to it.
+            seen = not state.changed_once or ticks_diff(self.reading_ms, state.changed_ms) >= ev_response_ms
+            raising = state.raised and not seen
             if raising:
                 low_estimate = state.prev_ma
             # How old the box's measurement is against our last command:
@@ -240,7 +243,16 @@ class Guard:
                     # offered. Anything else may be a car still on its way
                     # to the offer (either way): count the offer.
                     low[phase] += measured if settled and measured < low_estimate else low_estimate
-                    high[phase] += measured if fresh or measured > high_estimate else high_estimate
+                    most = high_estimate
+                    if measured > most:
+                        # Above the offer: a car on its way down (until the
+                        # reading is ev_response_ms past the cut), or one
+                        # that draws more than offered (settled).
+                        if settled or not seen:
+                            most = measured
+                    elif fresh:
+                        most = measured  # taken after the cut: it can only go lower
+                    high[phase] += most
 
     def _headroom(self, reading, statuses):
         """What the commandable chargers may draw together, per phase and in power.
