@@ -153,6 +153,7 @@ class CapacityBudget:
         rest = QUARTER_S - elapsed
         if rest >= END_GUARD_S:
             allowed = self.remaining_ws // rest
+            self._end_w = allowed if allowed > 0 else 0
         else:
             if self._end_w < 0:
                 self._end_w = self.remaining_ws // END_GUARD_S
