@@ -708,3 +708,42 @@ def test_a_started_car_measured_before_it_followed_gets_nobody_paused():
     assert starts == 1, starts
     assert offers[1][-1] == 6000 and offers[0][-1] == 8000
     assert highest <= 25000
+
+
+def test_tick_allocates_nothing_while_cutting_raising_and_holding():
+    import gc
+
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    first = make_charger("first", priority=1, max_a=16)
+    second = make_charger("second", phases=1, phase_map=(0,), priority=2, max_a=32)
+    rig = Rig(make_site(breaker_a=25, margin_a=1, min_pause_ms=0), [first, second], metered=True)
+    rig.guard.import_cap_w = 9000
+    rig.house(3, 2, 2)
+    ramp_to_steady(rig, 30)
+    guard = rig.guard
+    reading = rig.reading
+    statuses = rig.statuses
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        now = rig.now
+        for second in range(60):
+            now += 1000
+            reading.tick_ms = now
+            # A load that comes and goes: cuts, holds while the cars lag, raises.
+            reading.current_ma[0] = 27000 if second % 20 < 6 else 12000
+            reading.power_w[0] = reading.current_ma[0] * 230 // 1000
+            if second % 5 == 0:
+                for index in range(2):
+                    statuses[index].tick_ms = now
+                    statuses[index].current_ma[0] = rig.commands[index].offered_ma
+            guard.import_cap_w = 20000 if second % 30 < 15 else 9000
+            guard.tick(reading, statuses, rig.targets, now, rig.commands)
+        after = gc.mem_alloc()
+    finally:
+        gc.enable()
+    assert after - before == 0, after - before
