@@ -519,7 +519,11 @@ class Guard:
         offered = self._ramp(state, min_ma, min_ma + extra, min_ma + extra_cut, min_ma + extra_high, now_ms)
         if offered < min_ma + extra:
             reason = REASON_RAMP
+        # Set aside what it is offered, or while it ramps what it may take:
+        # the next ramp step must not find its room given to another.
         given = offered - min_ma
+        if given < extra:
+            given = extra
         for line in range(charger.phases):
             phase = charger.phase_map[line]
             left[phase] -= given
