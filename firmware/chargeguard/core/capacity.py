@@ -7,7 +7,7 @@ Quarter-hours are clock-aligned: hh:00, :15, :30, :45.
 Every tick this works out how much energy the quarter has already used and
 hands the guard the power still allowed for the rest of it:
 
-    allowed_w = (limit_w x 900 s - used_ws) / max(seconds left, END_GUARD_S)
+    allowed_w = (limit_w x 900 s - used_ws) / seconds left
 
 so a quarter that started heavy leaves less for its rest (predictive), and
 nothing waits for the end of the quarter to cut. `used_ws` (W s) comes from
@@ -19,8 +19,9 @@ readings. Export does not offset import (the tariff counts offtake only).
 END_GUARD_S keeps the last minute from being handed out as a burst: the
 device clock and the meter's quarter may differ by seconds, and a car that
 ramps up in the last seconds would still draw in the next quarter. In the
-last minute the rate in force when it began is kept (lowered only when the
-budget left cannot pay for it to the end), not remaining / 60 s: that
+last minute the rate in force when it began is kept (remaining / 60 s when
+the first tick falls inside it), lowered only when the budget left cannot
+pay for it to the end; not remaining / 60 s every tick: that
 would fall every second while the import holds, and cut the car, or pause
 it, at the end of every quarter.
 

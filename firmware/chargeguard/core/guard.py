@@ -4,8 +4,14 @@ The guard runs on every fresh grid reading. It works out, per site phase, the
 load of the house without the chargers (base load), what is left under the
 breaker, and gives each charger an offered current inside that envelope:
 
-- base load = measured grid current - what the chargers draw on that phase
-  (the current last offered to them, or their measured current when lower);
+- base load = measured grid current - what the chargers draw on that phase,
+  in two views. Low: the last offer, or the measured current when lower; a
+  raise counts at the offer before it until the grid reading is
+  ev_response_ms past it (or the box shows the car took it), since a car
+  still catching up with a raise would make the house look lighter than
+  it is. High: the most the car may draw (the old current of a cut for
+  ev_response_ms, the new one of a raise). Current is given out from the
+  low view; whether to pause or cut from the high one;
 - a meter that gives totals only (phase_count 0: DSMR 2.2/3.0, any meter
   without per-phase current or power) cannot say on which phase the house
   load sits. The base load is then the total minus what the chargers draw,
@@ -19,9 +25,14 @@ breaker, and gives each charger an offered current inside that envelope:
   shared over the chargers' phases; the capacity tariff's allowance
   (`import_cap_w`, core/capacity.py) caps the import too when it is lower;
 - a charger gets at most min(target, max, circuit limit, what is available);
-- a decrease is applied at once; an increase is rate-limited (`ramp_step_ma`
-  per `ramp_interval_ms`) because a car needs up to ~5 s to follow a new
-  limit (IEC 61851) and an unlimited increase would oscillate with it;
+- a charger above what the high view allows is cut at once (to what fits
+  with every car at its offer); between the low and the high view it keeps
+  its offer, because the cars' pending changes explain the gap: a car still
+  following a cut is not cut again, nobody is cut for a raise in progress;
+- an increase is rate-limited (`ramp_step_ma` per `ramp_interval_ms`, and
+  not before the grid reading is `ev_response_ms` past the last raise)
+  because a car needs up to ~5 s to follow a new limit (IEC 61851) and an
+  increase it has not been seen to take would oscillate with it;
 - when even the minimum current of every running charger does not fit,
   chargers are paused one by one, lowest priority first, until the rest fit,
   and a paused charger stays paused for `min_pause_ms`;
