@@ -750,3 +750,13 @@ def test_tick_allocates_nothing_while_cutting_raising_and_holding():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+
+
+def test_a_raise_the_box_shows_taken_is_followed_after_the_ramp_interval():
+    # Same settings, but the box is read every second and shows the car at
+    # its new offer: it has shown it took the raise, no need to wait 8 s.
+    site = make_site(breaker_a=63, ramp_interval_ms=2000, ev_response_ms=8000)
+    rig = Rig(site, [make_charger(max_a=16)], metered=True)
+    offers = [rig.tick()[0][0] for _ in range(20)]
+    assert offers[:8] == [6000, 6000, 8000, 8000, 10000, 10000, 12000, 12000]
+    assert offers[-1] == 16000

@@ -69,6 +69,9 @@ _BIG = const(1 << 29)  # "no limit" that stays a small int on a 32-bit port
 # 500 kW. Below it, budget * 1000 (mA) stays a small int on a 32-bit port (an
 # ESP32), where a larger product is a heap-allocated long int on every tick.
 _ROOM_LIMIT_W = const(1000000)
+# A box measuring the car within this of its offer has shown it took a raise:
+# most wallboxes resolve whole amperes (an offer of 9.5 A is 9 A at the car).
+_TAKEN_SLACK_MA = const(1000)
 
 
 class _ChargerState:
@@ -82,6 +85,7 @@ class _ChargerState:
         # make the house look lighter than it is.
         self.prev_ma = 0
         self.raised = False
+        self.took_raise = False  # its box has shown the car took the last raise
         self.changed_ms = 0
         self.changed_once = False
         # The highest offer of the last ev_response_ms: a car that lags a
@@ -229,6 +233,7 @@ class Guard:
             since_change_ms = ticks_diff(status.tick_ms, state.changed_ms)
             fresh = not state.changed_once or since_change_ms >= 0
             settled = not state.changed_once or since_change_ms >= ev_response_ms
+            took = status.reachable and fresh
             for line in range(charger.phases):
                 measured = None
                 if status.reachable:
@@ -238,6 +243,8 @@ class Guard:
                         # charger's phases (exact for a car on all of them).
                         measured = status.power_w * 1000 // (voltage_v * charger.phases)
                 phase = charger.phase_map[line]
+                if measured is None or measured + _TAKEN_SLACK_MA <= offered:
+                    took = False
                 if measured is None:
                     low[phase] += low_estimate
                     high[phase] += high_estimate
@@ -264,6 +271,9 @@ class Guard:
                     elif fresh:
                         most = measured  # taken after the cut: it can only go lower
                     high[phase] += most
+
+            if took and state.raised:
+                state.took_raise = True
 
     def _headroom(self, reading, statuses):
         """What the commandable chargers may draw together, per phase and in power.
@@ -583,9 +593,10 @@ class Guard:
 
         Above high_ma: down to cut_ma at once. Between: kept. Below low_ma:
         up by at most ramp_step_ma, once ramp_interval_ms has passed since
-        the last change and the grid reading is ev_response_ms younger than
-        the last raise (so it shows whether the car took it). A start goes
-        straight to the minimum.
+        the last change and the car has shown it took the last raise: its
+        box measured it there, or the grid reading is ev_response_ms past
+        the raise (it then shows the car's answer). A start goes straight
+        to the minimum.
         """
         offered = state.offered_ma
         if offered == 0:
@@ -601,7 +612,11 @@ class Guard:
         if state.changed_once:
             if ticks_diff(now_ms, state.changed_ms) < site.ramp_interval_ms:
                 return offered
-            if state.raised and ticks_diff(self.reading_ms, state.changed_ms) < site.ev_response_ms:
+            if (
+                state.raised
+                and not state.took_raise
+                and ticks_diff(self.reading_ms, state.changed_ms) < site.ev_response_ms
+            ):
                 return offered
         step_to = offered + site.ramp_step_ma
         if step_to > low_ma:
@@ -619,6 +634,7 @@ class Guard:
                 state.high_ma = state.offered_ma
                 state.high_since_ms = now_ms
         state.raised = offered_ma > state.offered_ma
+        state.took_raise = False
         state.prev_ma = state.offered_ma
         state.offered_ma = offered_ma
         state.changed_ms = now_ms
