@@ -9,12 +9,15 @@ STAMP := $(VENV)/.installed
 BOARD ?= esp32_devkit
 PORT ?= /dev/ttyUSB0
 # Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--scene-s 5 --once"
-# (sim options: --day default|solar, --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS).
+# (sim options: --day default|solar, --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS,
+#  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=
+# make meterprobe PROBE_ARGS="--model sdm630 --device /dev/ttyUSB0" (or --host 192.168.1.50): read a Modbus meter once
+PROBE_ARGS ?=
 
-.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config clean
+.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe clean
 
 all: build
 
@@ -71,6 +74,10 @@ deploy: build
 # The device's validator on this computer: every error, exit 0 / 1 / 2.
 check-config:
 	@$(PYTHON) tools/check_config.py "$(CONFIG)"
+
+# A Modbus meter read from this computer with the firmware's driver (tools/meterprobe.py): values and errors in words.
+meterprobe: $(STAMP)
+	$(PY) tools/meterprobe.py $(PROBE_ARGS)
 
 clean:
 	rm -rf build

@@ -486,3 +486,26 @@ def test_a_reading_allocates_nothing_once_warm():
     # reading bumps grid_seq when its tick_ms moved: equal ms here).
     assert app.state.grid_seq >= 1 and app.state.have_reading and 0 <= app.state.reading_age_ms < 1000
     assert app.state.chargers[0].offered_ma == app.commands[0].offered_ma
+
+
+def test_the_meters_error_is_logged_once_per_change():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+
+    async def until(condition, ticks=3):
+        # The control task looks once a second (CONTROL_TICK_MS): a few ticks at most.
+        for _ in range(ticks * 20):
+            if condition():
+                return
+            await asyncio.sleep(0.05)
+
+    async def scenario():
+        meter.last_error = "no answer (check address, baud, parity, A/B wiring)"
+        await until(lambda: any(line.startswith("meter:") for line in lines))
+        await asyncio.sleep(1.1)  # one more tick: the same error is not said again
+        meter.last_error = None
+        await until(lambda: "meter: ok" in lines)
+
+    asyncio.run(run_for(app, 10, scenario))
+    said = [line for line in lines if line.startswith("meter:")]
+    assert said == ["meter: no answer (check address, baud, parity, A/B wiring)", "meter: ok"], said

@@ -10,6 +10,7 @@ import sys
 from test_app import FakeCharger, FakeMeter
 
 from chargeguard import app as app_module
+from chargeguard.core.capacity import RAISE_BAND_W
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED
 from chargeguard.platform import common
 
@@ -152,7 +153,11 @@ def test_capacity_tariff_hands_the_guard_the_rest_of_the_quarter():
     assert capacity.source == "integrated"
     assert capacity.elapsed_s == 460
     assert capacity.used_ws == 4000 * 450 + 3000 * 10
-    assert app.guard.import_cap_w == (4000 * 900 - capacity.used_ws) // 440
+    # The rest of the quarter's budget over its rest, raised only by the band
+    # (core/capacity.py: RAISE_BAND_W) above what the guard already has.
+    rate_w = (4000 * 900 - capacity.used_ws) // 440
+    assert app.guard.import_cap_w == capacity.allowed_w
+    assert rate_w - RAISE_BAND_W < app.guard.import_cap_w <= rate_w
     line = app.status_line()
     expected = "quarter %d/4000 W left %d Wh" % (capacity.quarter_avg_w, capacity.remaining_ws // 3600)
     assert expected in line, line

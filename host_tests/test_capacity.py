@@ -1,13 +1,16 @@
 from chargeguard.core.capacity import (
     END_GUARD_S,
+    RAISE_BAND_W,
     SOURCE_INTEGRATED,
     SOURCE_METER,
     SOURCE_NO_CLOCK,
     SOURCE_OFF,
     CapacityBudget,
 )
-from chargeguard.core.model import GridReading
+from chargeguard.core.guard import Guard
+from chargeguard.core.model import CAR_CHARGING, ChargerCommand, ChargerStatus, GridReading
 from chargeguard.core.optsettings import OptimiserSettings
+from chargeguard.core.settings import ChargerSettings, SiteSettings
 
 QUARTER0 = 900 * 938889  # a quarter-hour in 2026, in seconds since 2000 (MicroPython's epoch)
 
@@ -182,3 +185,113 @@ def test_tick_allocates_nothing_once_warm():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+
+
+def test_a_steady_import_keeps_a_steady_allowance_to_the_quarter_end():
+    # A house and car that take exactly the allowance, by the meter's
+    # average: it stays put to the end (remaining / 60 s in the last minute
+    # fell by import / 60 every second and cut the car at every quarter's end).
+    opt = make_opt(6000)
+    budget = CapacityBudget()
+    allowed = [budget.tick(opt, reading(6000, avg_w=6000), QUARTER0, 0)]
+    for second in range(1, 900):
+        allowed.append(budget.tick(opt, reading(6000, avg_w=6000), QUARTER0 + second, second * 1000))
+    assert allowed == [6000] * 900
+
+
+def test_the_last_minute_still_cuts_when_the_quarter_cannot_pay_for_its_rate():
+    opt = make_opt(6000)
+    budget = CapacityBudget()
+    budget.tick(opt, reading(6000, avg_w=6000), QUARTER0 + 839, 0)
+    assert budget.allowed_w == 6000
+    # A kettle in the last minute: the import above the allowance is paid
+    # from what is left, and the allowance comes down with it.
+    allowed = budget.tick(opt, reading(8000, avg_w=6100), QUARTER0 + 860, 1000)
+    assert allowed == (6000 * 900 - 6100 * 860) // 40 < 6000
+
+
+def test_the_allowance_is_raised_only_by_the_band():
+    opt = make_opt(6000)
+    budget = CapacityBudget()
+    budget.tick(opt, reading(5000, avg_w=5000), QUARTER0 + 300, 0)
+    first = budget.allowed_w
+    # A little less import: the rate for the rest grows, by less than the band.
+    assert budget.tick(opt, reading(5000, avg_w=4990), QUARTER0 + 301, 1000) == first
+    lower = budget.tick(opt, reading(9000, avg_w=5500), QUARTER0 + 302, 2000)
+    assert lower < first  # lowered at once
+    assert budget.tick(opt, reading(0, avg_w=3000), QUARTER0 + 303, 3000) >= lower + RAISE_BAND_W
+
+
+def test_a_whole_ampere_car_under_the_cap_charges_at_a_steady_current():
+    """Guard + budget, tick by tick: a steady house, a car that follows 5 s later in whole amperes.
+
+    The offer may not chase the unspent tenths of an ampere (a raise every few
+    seconds, a cut at each quarter's end), nor pause the car.
+    """
+    site = SiteSettings()
+    site.breaker_ma = 40000
+    site.margin_ma = 1000
+    charger = ChargerSettings()
+    charger.phases = 3
+    charger.phase_map = (0, 1, 2)
+    charger.min_ma = 6000
+    charger.max_ma = 16000
+    charger.circuit_ma = 16000
+    guard = Guard(site, [charger])
+    opt = make_opt(6000)
+    budget = CapacityBudget()
+    grid = GridReading()
+    status = ChargerStatus()
+    status.reachable = True
+    status.car = CAR_CHARGING
+    statuses = [status]
+    commands = [ChargerCommand()]
+    targets = [16000]
+    house_w = 800
+    pending = []
+    draw_ma = 0
+    last = 0
+    offers = []
+    quarter_ws = 0
+    worst_w = 0
+    for t in range(3 * 900):
+        while pending and pending[0][0] <= t:
+            draw_ma = pending.pop(0)[1] // 1000 * 1000  # the box resolves whole amperes
+        car_w = draw_ma * 3 * 230 // 1000 if draw_ma >= 6000 else 0
+        net_w = house_w + car_w
+        if t % 900 == 0:
+            quarter_ws = 0
+        quarter_ws += net_w
+        worst_w = max(worst_w, quarter_ws // 900)
+        grid.reset()
+        grid.phase_count = 3
+        for phase in range(3):
+            grid.power_w[phase] = net_w // 3
+            grid.current_ma[phase] = net_w * 1000 // (3 * 230)
+        grid.import_w = net_w
+        grid.avg_demand_w = quarter_ws // (t % 900 + 1)
+        now = (t + 1) * 1000
+        grid.tick_ms = now
+        if t % 5 == 0:
+            for line in range(3):
+                status.current_ma[line] = draw_ma if car_w else 0
+            status.tick_ms = now
+        guard.import_cap_w = budget.tick(opt, grid, QUARTER0 + t, now)
+        guard.tick(grid, statuses, targets, now, commands)
+        offer = commands[0].offered_ma
+        if offer != last:
+            pending.append((t + 5, offer))
+            last = offer
+        offers.append(offer)
+    assert worst_w <= 6000
+    assert min(offers[60:]) > 0  # never paused
+    # Up to what fits (6000 - 800 W: 7 A in whole amperes); the tenths the
+    # box does not take add up to one more ampere a few times a quarter. No
+    # cut inside a quarter (the old budget cut the car 0.5 A a second in
+    # each quarter's last minute), no raise every few seconds.
+    for start in (0, 900, 1800):
+        quarter = offers[start + 60:start + 900]
+        assert quarter == sorted(quarter), start
+        changes = sum(1 for previous, current in zip(quarter, quarter[1:]) if current != previous)
+        assert changes <= 4, (start, changes)
+    assert min(offers[60:]) >= 7000

@@ -106,7 +106,7 @@ FIELD_CASES = (
     ("guard.ramp_step_a", (1, 2, 32), (0, 33, "2"), "between 1 and 32 A", None),
     ("guard.ramp_interval_s", (1, 5, 60), (0, 61, None), "between 1 and 60 s", None),
     ("guard.ev_response_s", (0, 5, 30), (-1, 31, False), "between 0 and 30 s", None),
-    ("meter.type", ("p1",), ("modbus", "ct", "", 1, "P1"), "p1", None),
+    ("meter.type", ("p1",), ("modbus_rtu", "ct", "", 1, "P1"), "p1", None),
     ("meter.baud", (9600, 115200), (19200, 0, "115200", True), "9600 or 115200 baud", {"meter": {"format": "7E1"}}),
     ("meter.format", ("8N1", "7E1"), ("8E1", "", 8), "8N1, 7E1", None),
     ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),
@@ -297,10 +297,10 @@ def test_type_errors_say_what_was_given():
 
 
 def test_meter_type_message_names_supported_types():
-    message = assert_error(put(base(), "meter.type", "modbus"), "meter.type")
+    message = assert_error(put(base(), "meter.type", "sdm630"), "meter.type")
     for name in config.METER_TYPES:
         assert name in message
-    assert "'modbus'" in message
+    assert "'sdm630'" in message
 
 
 def test_host_message_names_field_and_value():
@@ -1194,3 +1194,74 @@ def test_load_for_boot_can_skip_a_new_file_that_could_not_start():
     assert config.load_for_boot(directory)[2] == "config.json"
     doc, notes, source, good = config.load_for_boot(directory, new=False)
     assert (doc, source, good) == (full(doc_a()), "config.bak", None), notes
+
+
+# -- Modbus meters ------------------------------------------------------------
+
+
+def modbus_meter(**fields):
+    meter = {"type": "modbus", "model": "sdm630"}
+    meter.update(fields)
+    return merge(base(), {"meter": meter})
+
+
+def test_modbus_meter_defaults_and_fields():
+    doc, errors = config.check(modbus_meter())
+    assert errors == []
+    assert doc["meter"] == {
+        "type": "modbus",
+        "model": "sdm630",
+        "address": 1,
+        "host": "",
+        "port": 502,
+        "baud": 9600,
+        "format": "8N1",
+        "upside_down": False,
+        "poll_ms": 1000,
+        "custom": None,
+    }
+    assert_valid(modbus_meter(host="192.168.1.50", address=247, baud=19200, format="8E1", upside_down=True))
+    assert_valid(modbus_meter(host="meter.local", port=5020, poll_ms=200))
+    assert_error(modbus_meter(address=0), "meter.address", "between 1 and 247")
+    assert_error(modbus_meter(baud=12345), "meter.baud", "9600")
+    assert_error(modbus_meter(format="7E1"), "meter.format", "8E1")
+    assert_error(modbus_meter(poll_ms=100), "meter.poll_ms", "between 200 and 10000 ms")
+    assert_error(modbus_meter(invert=True), "meter.invert", "unknown setting")
+
+
+def test_modbus_meter_model_must_be_set_and_known():
+    message = assert_error(modbus_meter(model=""), "meter.model", "must be set")
+    assert "sdm630" in message and "custom" in message
+    message = assert_error(modbus_meter(model="sdm 630"), "meter.model", "not a known Modbus meter")
+    assert "abb_b23" in message
+    for model in ("abb_b23", "em24", "chint_dtsu666", "wago_879"):
+        assert_valid(modbus_meter(model=model))
+    assert_error(modbus_meter(custom={"function": 4}), "meter.custom", "only with model custom")
+
+
+CUSTOM = {"function": 4, "type": "float32", "current": 6, "power": 12, "voltage": 0, "current_exp": 0}
+
+
+def test_modbus_custom_map_is_checked_field_by_field():
+    assert_valid(modbus_meter(model="custom", custom=dict(CUSTOM)))
+    assert_valid(modbus_meter(model="custom", custom=dict(CUSTOM, word_order="low_first", phases=1, export=None)))
+    assert_error(modbus_meter(model="custom"), "meter.custom", "register map")
+    custom = dict(CUSTOM)
+    del custom["power"]
+    assert_error(modbus_meter(model="custom", custom=custom), "meter.custom.power", "is missing")
+    assert_error(modbus_meter(model="custom", custom=dict(CUSTOM, function=6)), "meter.custom.function", "3 or 4")
+    assert_error(modbus_meter(model="custom", custom=dict(CUSTOM, type="float")), "meter.custom.type", "float32")
+    assert_error(modbus_meter(model="custom", custom=dict(CUSTOM, current=70000)), "meter.custom.current", "65535")
+    assert_error(modbus_meter(model="custom", custom=dict(CUSTOM, power_exp=9)), "meter.custom.power_exp", "-6")
+    assert_error(modbus_meter(model="custom", custom=dict(CUSTOM, order="cdab")), "meter.custom.order", "unknown")
+
+
+def test_modbus_custom_map_becomes_a_driver_row():
+    from chargeguard.meters import modbus_models
+
+    doc, errors = config.check(modbus_meter(model="custom", custom=dict(CUSTOM, power_exp=3)))
+    assert errors == []
+    row = modbus_models.custom_row(doc["meter"]["custom"])
+    assert row[0] == 4 and row[1] is False and row[2] == 3
+    assert row[5] == (6, 0, 3) and row[6] == (12, 0, 3) and row[7] == (0, 0, 3)
+    assert row[9] is None

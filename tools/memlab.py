@@ -53,15 +53,18 @@ class Profile:
     chargers: how many simulated V2C Trydans the configuration lists; config:
     sections merged (dicts recursively) into the simulator's configuration,
     e.g. {"mqtt": {...}} once MQTT exists; budgets: {build: heap bytes} the
-    profile must run the day in (tests), a build without one is only measured.
+    profile must run the day in (tests), a build without one is only measured;
+    meter: None for the P1 port, else a Modbus model (the simulator's
+    emulator on a pty line, read over RTU).
     """
 
-    def __init__(self, name, text, chargers, budgets, config=None):
+    def __init__(self, name, text, chargers, budgets, config=None, meter=None):
         self.name = name
         self.text = text
         self.chargers = chargers
         self.budgets = budgets
         self.config = config or {}
+        self.meter = meter
 
 
 # The plain-ESP32 subset must run as .mpy in 80 KB (a plain ESP32's ~110 KB
@@ -102,6 +105,15 @@ PROFILES = (
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
             "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
         },
+    ),
+    # The core profile with a Modbus kWh meter instead of the P1 port: an
+    # Eastron SDM630 over RTU (the emulator on a pty line), read every second.
+    Profile(
+        "modbus",
+        "guard + SDM630 over Modbus RTU + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+        meter="sdm630",
     ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
@@ -281,6 +293,7 @@ def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
         chargers=profile.chargers,
         guard=FAST_GUARD,
         launch=_launch(profile, build, heap),
+        meter=profile.meter,
     )
     try:
         if _wait_started(sim):
@@ -334,6 +347,7 @@ def gc_pause_us(profile, build, heap=2048 * KB):
         chargers=profile.chargers,
         guard=FAST_GUARD,
         launch=_launch(profile, build, heap, mode="gcpause"),
+        meter=profile.meter,
     )
     try:
         deadline = time.monotonic() + 60

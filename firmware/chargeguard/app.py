@@ -137,6 +137,7 @@ class App:
         self.wake = [asyncio.Event() for _ in range(count)]
         self.poll_due = [True] * count
         self.have_reading = False
+        self.meter_error = None  # the meter's last_error as last logged
         self.decisions = 0
         self.last_decision_ms = platform.ticks_ms()
         self.last_errors = [None] * count
@@ -222,6 +223,12 @@ class App:
             await sleep_ms(CONTROL_TICK_MS)
             if ticks_diff(self.platform.ticks_ms(), self.last_decision_ms) >= CONTROL_TICK_MS:
                 self.decide()
+            # Why the meter gives no reading (a Modbus meter that does not
+            # answer, a P1 telegram refused), once per change.
+            error = self.meter.last_error
+            if error != self.meter_error:
+                self.meter_error = error
+                self.log("meter: " + error if error else "meter: ok")
 
     async def poll_timer_task(self):
         # Polls are spread over the period rather than sent all at once: the

@@ -31,6 +31,21 @@ Version 1 (CURRENT_VERSION):
                "baud": 115200,         BAUD_RATES (9600 | 115200)
                "format": "8N1",        UART_FORMATS ("8N1" | "7E1"); p1 at 9600 baud needs 7E1
                "invert": true},
+              a Modbus meter ("type": "modbus") has instead:
+              {"type": "modbus",
+               "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
+                                       "custom" (then "custom" is the register map)
+               "address": 1,           1..247, the meter's Modbus unit address
+               "host": "",             empty = RTU on the board's RS485 port; else
+                                       Modbus TCP to this IPv4 address or host name
+               "port": 502,            1..65535 (TCP)
+               "baud": 9600,           MODBUS_BAUD_RATES (RTU)
+               "format": "8N1",        MODBUS_FORMATS: "8N1" | "8E1" | "8O1" | "8N2" (RTU)
+               "upside_down": false,   true: the meter is mounted the wrong way round
+                                       (every power negated, import and export swapped)
+               "poll_ms": 1000,        200..10000, one reading this often
+               "custom": null}         with model "custom": the register map, see
+                                       docs/configuration.md
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -81,7 +96,8 @@ are not whole numbers.
 
 Public API (no function mutates its argument):
     CURRENT_VERSION, MAX_CONFIG_BYTES, MAX_CHARGERS, MAX_NOTE_ERRORS, METER_TYPES, CHARGER_TYPES,
-    MODES, CHARGER_MODES, DISTRIBUTIONS, SCHEMES, BAUD_RATES, UART_FORMATS, SECRET_PATHS, REDACTED,
+    MODES, CHARGER_MODES, DISTRIBUTIONS, SCHEMES, BAUD_RATES, UART_FORMATS, MODBUS_BAUD_RATES,
+    MODBUS_FORMATS, SECRET_PATHS, REDACTED,
     CONFIG_FILE, BACKUP_FILE, TEMP_FILE
     defaults() -> a fresh complete default document
     charger_defaults() -> a fresh default charger entry
@@ -148,6 +164,8 @@ CHARGER_MODES = rules.CHARGER_MODES
 DISTRIBUTIONS = rules.DISTRIBUTIONS
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
+MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
 REDACTED = "***"
 
@@ -173,6 +191,7 @@ _PHASE_MAP = const(9)
 _LABEL = const(10)  # one DNS label of a..b characters (a hostname)
 _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
 _OPT_HOST = const(12)  # empty or a host name / IPv4 address
+_MAP = const(13)  # null or an object, checked by its own rules
 
 _PHASE_LETTERS = "ABC"
 _POWER_W = const(100000)
@@ -206,6 +225,20 @@ _METER = (
     ("baud", 115200, _ONEOF, BAUD_RATES, None, "baud"),
     ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
     ("invert", True, _BOOL, None, None, ""),
+)
+# The meter section of a Modbus meter (type "modbus"); model and custom
+# are checked against the register table by _check_modbus().
+_METER_MODBUS = (
+    ("type", "p1", _ENUM, METER_TYPES, None, ""),
+    ("model", "", _TEXT, 0, 32, ""),
+    ("address", 1, _INT, 1, 247, ""),
+    ("host", "", _OPT_HOST, None, None, ""),
+    ("port", 502, _INT, 1, 65535, ""),
+    ("baud", 9600, _ONEOF, MODBUS_BAUD_RATES, None, "baud"),
+    ("format", "8N1", _ENUM, MODBUS_FORMATS, None, ""),
+    ("upside_down", False, _BOOL, None, None, ""),
+    ("poll_ms", 1000, _INT, 200, 10000, "ms"),
+    ("custom", None, _MAP, None, None, ""),
 )
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
@@ -287,6 +320,11 @@ def charger_defaults():
     return _fill({}, _CHARGER)
 
 
+def _meter_table(section):
+    # The fields of the meter section depend on its type.
+    return _METER_MODBUS if section.get("type") == "modbus" else _METER
+
+
 def _copy(value, depth=0):
     if depth > _COPY_DEPTH:
         return value
@@ -351,7 +389,7 @@ def _complete(out):
         if name not in out:
             out[name] = _fill({}, table)
         elif type(section) is dict:
-            _fill(section, table)
+            _fill(section, _meter_table(section) if name == "meter" else table)
     site = out["site"]
     site_phases = site.get("phases") if type(site) is dict else None
     chargers = out.get("chargers")
@@ -520,6 +558,9 @@ def _check(errors, path, spec, value):
     message = None
     if kind <= _BOOL or kind == _ENUM or kind == _ZERO_OR:
         message = rules.field_message(spec, value)
+    elif kind == _MAP:
+        if value is not None and type(value) is not dict:
+            message = "must be an object or null (is %s)" % _show(value)
     elif type(value) is not str:
         message = "must be text (is %s)" % (_kind_of(value) if kind == _SECRET else _show(value))
     elif kind == _TEXT:
@@ -701,7 +742,7 @@ def _validate(doc, errors):
             errors.add(name, "must be an object (is %s)" % _show(section), written=True)
             good[name] = {}
         else:
-            good[name] = _check_section(errors, name + ".", section, table)
+            good[name] = _check_section(errors, name + ".", section, _meter_table(section) if name == "meter" else table)
     _unknown(errors, "", doc, _TOP_KEYS)
     site = good["site"]
     breaker = site.get("breaker_a")
@@ -718,9 +759,26 @@ def _validate(doc, errors):
     if meter.get("type") == "p1" and meter.get("baud") == 9600 and meter.get("format") not in (None, "7E1"):
         message = "must be 7E1 for a P1 meter at 9600 baud (DSMR 2.2/3) (is %s)" % _show(meter["format"])
         errors.add("meter.format", message, "meter.baud")
+    if meter.get("type") == "modbus":
+        _check_modbus(errors, doc["meter"], meter)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
+
+
+def _check_modbus(errors, section, meter):
+    # The model and a custom map against the register table module, loaded
+    # for this check only (its field names cost the config module nothing).
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import modbus_models
+
+    try:
+        modbus_models.check(errors, section, meter.get("model"), _check, _unknown, _MISSING)
+    finally:
+        sys.modules.pop("chargeguard.meters.modbus_models", None)
+        if "modbus_models" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "modbus_models")
 
 
 def _check_solar(errors, solar):

@@ -1,6 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
+                            [--meter p1|MODEL] [--modbus-tcp]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -9,6 +10,12 @@ What runs:
   with the house load of the scripted day (tools/sim/house.py) plus what the
   car really draws;
 - the firmware, unmodified (build/device, .mpy), with a sim configuration.
+
+With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
+abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
+tools/sim/modbus_emulator.py (pymodbus) on a pty line, read by the firmware
+over Modbus RTU every second; with --modbus-tcp over Modbus TCP on 127.0.0.1.
+The pulled P1 cable of the day is then a meter that stops answering.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
 guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
@@ -47,6 +54,8 @@ from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
 from house import DAY, DAYS, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
+MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 telegram
+
 # The 64-bit port's counterpart of the plain-ESP32 budget for the firmware as
 # .mpy: 80 KB on the 32-bit build (enforced by host_tests/system/
 # test_heap_budget.py), and 64-bit heap figures are about 1/0.72 of 32-bit.
@@ -63,7 +72,7 @@ SOLAR_HEAP = "144K"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None, mode="site", solar=None):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
@@ -97,6 +106,8 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None):
         "chargers": chargers,
     }
     config["guard"].update(guard or {})
+    if meter is not None:
+        config["meter"] = meter
     if solar is not None:
         config["solar"] = dict(solar)
     return config
@@ -131,7 +142,7 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print, command=None):
+    def __init__(self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None):
         if command is None:
             command = [micropython_binary()]
             if heap:
@@ -139,6 +150,8 @@ class Firmware:
             command.append("main.py")
         env = dict(os.environ)
         env.update({"CHARGEGUARD_P1_DEVICE": device, "CHARGEGUARD_STORAGE": storage})
+        if rs485_device:
+            env["CHARGEGUARD_RS485_DEVICE"] = rs485_device
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -180,7 +193,9 @@ class Simulation:
     chargers: how many Trydan emulators (priority in that order), each with a
     3-phase car plugged in; guard: overrides of the config's guard section;
     launch: launch(root) -> the firmware's command line, run in root (default:
-    the unix port from .venv running main.py with `heap`).
+    the unix port from .venv running main.py with `heap`); meter: None or
+    "p1" for the P1 port, else a Modbus model of the firmware's table (its
+    emulator on a pty line, or over TCP with modbus_tcp).
     """
 
     def __init__(
@@ -194,6 +209,8 @@ class Simulation:
         launch=None,
         mode="site",
         solar=None,
+        meter=None,
+        modbus_tcp=False,
     ):
         self.trydans = []
         for _ in range(chargers):
@@ -203,21 +220,38 @@ class Simulation:
         self.trydan = self.trydans[0]
         self.site = Site([(trydan, (0, 1, 2)) for trydan in self.trydans])
         self.p1 = PtyP1Port()
+        self.modbus = None
+        meter_section = None
+        if meter not in (None, "p1"):
+            from modbus_emulator import ModbusMeterEmulator
+
+            self.modbus = ModbusMeterEmulator(meter, tcp_port=0 if modbus_tcp else None).start()
+            meter_section = {"type": "modbus", "model": meter, "address": 1, "poll_ms": MODBUS_POLL_MS}
+            if modbus_tcp:
+                meter_section.update({"host": "127.0.0.1", "port": self.modbus.port})
+            else:
+                meter_section.update({"baud": 9600, "format": "8N1"})
         self.meter_silent = False
         self.lines = []
-        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar)
+        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar, meter_section)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command)
+        rs485 = self.modbus.device if self.modbus is not None else None
+        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485)
 
     def send_telegram(self):
         """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""
         currents = self.site.grid_currents_ma()
         self.site.advance(TELEGRAM_PERIOD_S, currents)
+        power = [current * NOMINAL_MV // 1_000_000 for current in currents]
+        if self.modbus is not None:
+            # The Modbus meter measures continuously; the firmware polls it.
+            self.modbus.silent = self.meter_silent
+            self.modbus.set_values(currents, power, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
+            return time.monotonic_ns()
         if self.meter_silent:
             return None
-        power = [current * NOMINAL_MV // 1_000_000 for current in currents]
         telegram = build_telegram(
             power_w=power,
             current_ma=currents,
@@ -235,6 +269,8 @@ class Simulation:
         for trydan in self.trydans:
             trydan.stop()
         self.p1.close()
+        if self.modbus is not None:
+            self.modbus.stop()
         return code
 
 
@@ -310,7 +346,19 @@ def main():
         % (DEFAULT_HEAP, SOLAR_HEAP),
     )
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
+    parser.add_argument(
+        "--meter",
+        default="p1",
+        help="the grid meter: p1 (default) or a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...)",
+    )
+    parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
     args = parser.parse_args()
+    if args.meter != "p1":
+        sys.path.insert(0, os.path.join(ROOT, "firmware"))
+        from chargeguard.meters.modbus_models import MODELS
+
+        if args.meter not in MODELS:
+            parser.error("--meter must be p1 or one of: %s" % ", ".join(MODELS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
@@ -340,6 +388,8 @@ def main():
         on_line=show,
         mode="solar" if solar_day else "site",
         solar=SIM_SOLAR if solar_day else None,
+        meter=args.meter,
+        modbus_tcp=args.modbus_tcp,
     )
     stopping = {"now": False}
 
@@ -348,7 +398,12 @@ def main():
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("sim: Trydan emulator on 127.0.0.1:%d, P1 on %s, firmware heap %s" % (sim.trydan.port, sim.p1.device, args.heap))
+    if sim.modbus is not None:
+        where = "127.0.0.1:%d (Modbus TCP)" % sim.modbus.port if args.modbus_tcp else "%s (Modbus RTU 9600 8N1)" % sim.modbus.device
+        meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
+    else:
+        meter_text = "P1 on %s" % sim.p1.device
+    print("sim: Trydan emulator on 127.0.0.1:%d, %s, firmware heap %s" % (sim.trydan.port, meter_text, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
     print(

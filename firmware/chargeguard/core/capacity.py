@@ -7,7 +7,7 @@ Quarter-hours are clock-aligned: hh:00, :15, :30, :45.
 Every tick this works out how much energy the quarter has already used and
 hands the guard the power still allowed for the rest of it:
 
-    allowed_w = (limit_w x 900 s - used_ws) / max(seconds left, END_GUARD_S)
+    allowed_w = (limit_w x 900 s - used_ws) / seconds left
 
 so a quarter that started heavy leaves less for its rest (predictive), and
 nothing waits for the end of the quarter to cut. `used_ws` (W s) comes from
@@ -18,7 +18,20 @@ readings. Export does not offset import (the tariff counts offtake only).
 
 END_GUARD_S keeps the last minute from being handed out as a burst: the
 device clock and the meter's quarter may differ by seconds, and a car that
-ramps up in the last seconds would still draw in the next quarter.
+ramps up in the last seconds would still draw in the next quarter. In the
+last minute the rate in force when it began is kept (remaining / 60 s when
+the first tick falls inside it), lowered only when the budget left cannot
+pay for it to the end; not remaining / 60 s every tick: that
+would fall every second while the import holds, and cut the car, or pause
+it, at the end of every quarter.
+
+A steady import gets a steady allowance: allowed_w is lowered at once, but
+raised only by at least RAISE_BAND_W (or at a new quarter). A car that draws
+a little less than offered (whole-ampere wallboxes) leaves budget unspent,
+and an allowance that followed it watt by watt would have the guard raise
+the offer by 0.1 A every few seconds and cut it back at the quarter's end.
+Held below the computed rate, the allowance never spends more than the
+quarter has.
 
 Without wall time (no NTP/RTC yet) the quarter is unknown: the whole limit is
 then the instantaneous cap, which keeps every possible quarter under it.
@@ -38,6 +51,7 @@ from chargeguard.core.ticks import ticks_diff
 
 QUARTER_S = const(900)
 END_GUARD_S = const(60)
+RAISE_BAND_W = const(500)
 _MAX_IMPORT_W = const(500000)  # clamps the integration so products stay small ints
 _CHUNK_MS = const(1000)
 _MAX_GAP_MS = const(900000)
@@ -73,6 +87,7 @@ class CapacityBudget:
         self._last_ms = 0
         self._have_last = False
         self._last_import_w = 0
+        self._end_w = -1  # the rate in force when the quarter's last minute began (-1: not yet)
 
     def tick(self, opt, reading, wall_s, now_ms):
         """Update the budget; return allowed_w (None = no limit).
@@ -120,6 +135,8 @@ class CapacityBudget:
             self.quarter_start_s = start
             self.used_ws = (import_w if fresh else limit) * elapsed
             self._carry_wms = 0
+            self._end_w = -1
+            self.allowed_w = None  # a new quarter: no allowance to hold
         elif self._have_last:
             # The higher of the two readings around the interval: never under-counts a step.
             self._integrate(import_w if import_w > previous_w else previous_w, ticks_diff(now_ms, self._last_ms))
@@ -135,13 +152,23 @@ class CapacityBudget:
         self.quarter_avg_w = self.used_ws // elapsed if elapsed else import_w
         self.remaining_ws = limit * QUARTER_S - self.used_ws
         rest = QUARTER_S - elapsed
-        if rest < END_GUARD_S:
-            rest = END_GUARD_S
-        allowed = self.remaining_ws // rest
+        if rest >= END_GUARD_S:
+            allowed = self.remaining_ws // rest
+            self._end_w = allowed if allowed > 0 else 0
+        else:
+            if self._end_w < 0:
+                self._end_w = self.remaining_ws // END_GUARD_S
+                if self._end_w < 0:
+                    self._end_w = 0
+            allowed = self.remaining_ws // rest
+            if allowed > self._end_w:
+                allowed = self._end_w
         if allowed < 0:
             allowed = 0
-        self.allowed_w = allowed
-        return allowed
+        held = self.allowed_w
+        if held is None or allowed < held or allowed >= held + RAISE_BAND_W:
+            self.allowed_w = allowed
+        return self.allowed_w
 
     def _integrate(self, import_w, dt_ms):
         if dt_ms <= 0:

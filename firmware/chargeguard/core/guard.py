@@ -4,8 +4,14 @@ The guard runs on every fresh grid reading. It works out, per site phase, the
 load of the house without the chargers (base load), what is left under the
 breaker, and gives each charger an offered current inside that envelope:
 
-- base load = measured grid current - what the chargers draw on that phase
-  (the current last offered to them, or their measured current when lower);
+- base load = measured grid current - what the chargers draw on that phase,
+  in two views. Low: the last offer, or the measured current when lower; a
+  raise counts at the offer before it until the grid reading is
+  ev_response_ms past it (or the box shows the car took it), since a car
+  still catching up with a raise would make the house look lighter than
+  it is. High: the most the car may draw (the old current of a cut for
+  ev_response_ms, the new one of a raise). Current is given out from the
+  low view; whether to pause or cut from the high one;
 - a meter that gives totals only (phase_count 0: DSMR 2.2/3.0, any meter
   without per-phase current or power) cannot say on which phase the house
   load sits. The base load is then the total minus what the chargers draw,
@@ -19,9 +25,14 @@ breaker, and gives each charger an offered current inside that envelope:
   shared over the chargers' phases; the capacity tariff's allowance
   (`import_cap_w`, core/capacity.py) caps the import too when it is lower;
 - a charger gets at most min(target, max, circuit limit, what is available);
-- a decrease is applied at once; an increase is rate-limited (`ramp_step_ma`
-  per `ramp_interval_ms`) because a car needs up to ~5 s to follow a new
-  limit (IEC 61851) and an unlimited increase would oscillate with it;
+- a charger above what the high view allows is cut at once (to what fits
+  with every car at its offer); between the low and the high view it keeps
+  its offer, because the cars' pending changes explain the gap: a car still
+  following a cut is not cut again, nobody is cut for a raise in progress;
+- an increase is rate-limited (`ramp_step_ma` per `ramp_interval_ms`, and
+  not before the grid reading is `ev_response_ms` past the last raise)
+  because a car needs up to ~5 s to follow a new limit (IEC 61851) and an
+  increase it has not been seen to take would oscillate with it;
 - when even the minimum current of every running charger does not fit,
   chargers are paused one by one, lowest priority first, until the rest fit,
   and a paused charger stays paused for `min_pause_ms`;
@@ -58,6 +69,9 @@ _BIG = const(1 << 29)  # "no limit" that stays a small int on a 32-bit port
 # 500 kW. Below it, budget * 1000 (mA) stays a small int on a 32-bit port (an
 # ESP32), where a larger product is a heap-allocated long int on every tick.
 _ROOM_LIMIT_W = const(1000000)
+# A box measuring the car within this of its offer has shown it took a raise:
+# most wallboxes resolve whole amperes (an offer of 9.5 A is 9 A at the car).
+_TAKEN_SLACK_MA = const(1000)
 
 
 class _ChargerState:
@@ -65,6 +79,13 @@ class _ChargerState:
 
     def __init__(self):
         self.offered_ma = 0
+        # The offer before the last change, and whether that change was an
+        # increase: until the car has had ev_response_ms to follow a raise
+        # it may still draw prev_ma, and counting it at the new offer would
+        # make the house look lighter than it is.
+        self.prev_ma = 0
+        self.raised = False
+        self.took_raise = False  # its box has shown the car took the last raise
         self.changed_ms = 0
         self.changed_once = False
         # The highest offer of the last ev_response_ms: a car that lags a
@@ -74,14 +95,21 @@ class _ChargerState:
         self.paused_by_guard = False
         self.paused_ms = 0
         self.pause_reason = REASON_BREAKER
-        # Estimated draw per site phase this tick. Current is given out on
-        # the last offer or a lower measurement (a car lagging a cut then
-        # makes the house look heavier, never lighter: the guard may cut
-        # deeper than needed for a few seconds, never too little). Whether
-        # to pause is decided on the highest offer of the response time,
-        # so a car that lags one cut does not get a second charger paused.
+        # Estimated draw per site phase this tick, two views. Low: the least
+        # the car may draw (the last offer, the offer before a raise it has
+        # not been seen to follow, or a lower settled measurement); current
+        # is given out from it, so the house never looks lighter than it
+        # is. High: the most it may draw (the highest offer of the response
+        # time, the new offer of a raise in progress); whether to pause,
+        # and whether a charger must be cut again, is decided on it, so a
+        # car that lags one cut gets neither a second charger paused nor
+        # itself cut again.
         self.draw_low_ma = [0, 0, 0]
         self.draw_high_ma = [0, 0, 0]
+        # The low view with a raise in progress counted at its new offer:
+        # what a cut goes down to (as deep as needed if the car has taken
+        # the raise, no deeper).
+        self.draw_cut_ma = [0, 0, 0]
 
 
 class Guard:
@@ -108,6 +136,15 @@ class Guard:
         self.headroom_ma = [0, 0, 0]
         self.shed_headroom_ma = [0, 0, 0]
         self.left_ma = [0, 0, 0]  # headroom not yet given out, this tick
+        self.left_high_ma = [0, 0, 0]  # the same in the high view
+        self.left_cut_ma = [0, 0, 0]  # and in the cut view
+        self.budget_high_left_w = 0  # power budget not yet given out, high view
+        self.budget_cut_left_w = 0  # and cut view
+        self.draw_cut_ma = [0, 0, 0]
+        self.cut_headroom_ma = [0, 0, 0]
+        self.cut_budget_w = _BIG
+        self.shed_budget_w = _BIG
+        self.reading_ms = 0  # tick of the grid reading in use
         self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
         # Import (W) the capacity tariff allows now (core/capacity.py), set by
@@ -128,6 +165,7 @@ class Guard:
             self._failsafe(now_ms, commands)
             return
         self.failsafe = False
+        self.reading_ms = reading.tick_ms
         self._grid_currents(reading)
         self._estimate_draws(statuses, now_ms)
         self._headroom(reading, statuses)
@@ -167,16 +205,27 @@ class Guard:
             status = statuses[index]
             low = state.draw_low_ma
             high = state.draw_high_ma
+            cut = state.draw_cut_ma
             for phase in range(PHASES):
                 low[phase] = 0
                 high[phase] = 0
+                cut[phase] = 0
             if status.reachable and status.car == CAR_NONE:
                 continue  # nothing plugged in draws nothing
             # Not measured: the car draws what it was offered, or after a cut
-            # up to ev_response_ms, perhaps still the old current.
+            # up to ev_response_ms, perhaps still the old current; after a
+            # raise, until the grid reading is ev_response_ms younger than
+            # it, perhaps still the old current (low view).
             low_estimate = high_estimate = state.offered_ma
             if ticks_diff(now_ms, state.high_since_ms) < ev_response_ms and state.high_ma > high_estimate:
                 high_estimate = state.high_ma
+            offered = state.offered_ma
+            # Whether the grid reading is ev_response_ms past the last change:
+            # it then shows the car's answer to it.
+            seen = not state.changed_once or ticks_diff(self.reading_ms, state.changed_ms) >= ev_response_ms
+            raising = state.raised and not seen
+            if raising:
+                low_estimate = state.prev_ma
             # How old the box's measurement is against our last command:
             # taken after it, it shows what the car does since (`fresh`);
             # taken once the car had ev_response_ms to follow, it shows
@@ -184,6 +233,7 @@ class Guard:
             since_change_ms = ticks_diff(status.tick_ms, state.changed_ms)
             fresh = not state.changed_once or since_change_ms >= 0
             settled = not state.changed_once or since_change_ms >= ev_response_ms
+            took = status.reachable and fresh
             for line in range(charger.phases):
                 measured = None
                 if status.reachable:
@@ -193,22 +243,47 @@ class Guard:
                         # charger's phases (exact for a car on all of them).
                         measured = status.power_w * 1000 // (voltage_v * charger.phases)
                 phase = charger.phase_map[line]
+                if measured is None or measured + _TAKEN_SLACK_MA <= offered:
+                    took = False
                 if measured is None:
                     low[phase] += low_estimate
                     high[phase] += high_estimate
+                    cut[phase] += offered
+                    continue
+                cut[phase] += measured if settled and measured < offered else offered
+                if state.raised and not settled:
+                    # Taken before the car had to follow the last raise: it
+                    # drew at least that then, and may draw the new offer now.
+                    low[phase] += measured if measured < offered else offered
+                    high[phase] += measured if measured > high_estimate else high_estimate
                 else:
                     # Below the offer once settled: a car that takes less than
                     # offered. Anything else may be a car still on its way
                     # to the offer (either way): count the offer.
                     low[phase] += measured if settled and measured < low_estimate else low_estimate
-                    high[phase] += measured if fresh or measured > high_estimate else high_estimate
+                    most = high_estimate
+                    if measured > most:
+                        # Above the offer: a car on its way down (until the
+                        # reading is ev_response_ms past the cut), or one
+                        # that draws more than offered (settled).
+                        if settled or not seen:
+                            most = measured
+                    elif fresh:
+                        most = measured  # taken after the cut: it can only go lower
+                    high[phase] += most
+
+            if took and state.raised:
+                state.took_raise = True
 
     def _headroom(self, reading, statuses):
         """What the commandable chargers may draw together, per phase and in power.
 
-        Two views: `headroom_ma`/`budget_w` count each car at its last offer
-        (current is given out from these), `shed_headroom_ma`/`shed_budget_w`
-        at the most it may still draw (whether to pause is decided on these).
+        Three views, by how each car is counted: `headroom_ma`/`budget_w` at
+        the least it may draw (current is given out from these),
+        `shed_headroom_ma`/`shed_budget_w` at the most it may draw (whether
+        to pause, and whether to cut, is decided on these), and
+        `cut_headroom_ma`/`cut_budget_w` at its last offer or a lower
+        settled measurement (what a cut goes down to).
         An unreachable charger cannot be commanded: whatever it draws stays
         in the grid reading and is not given back to the others.
         """
@@ -218,51 +293,53 @@ class Guard:
         house_scheme = site.scheme == SCHEME_HOUSE
         draw_low = self.draw_low_ma
         draw_high = self.draw_high_ma
+        draw_cut = self.draw_cut_ma
         low_w = 0
         high_w = 0
+        cut_w = 0
         for phase in range(PHASES):
             low = 0
             high = 0
+            cut = 0
             if not house_scheme:
                 for index in range(len(self.states)):
                     if statuses[index].reachable:
-                        low += self.states[index].draw_low_ma[phase]
-                        high += self.states[index].draw_high_ma[phase]
+                        state = self.states[index]
+                        low += state.draw_low_ma[phase]
+                        high += state.draw_high_ma[phase]
+                        cut += state.draw_cut_ma[phase]
             draw_low[phase] = low
             draw_high[phase] = high
+            draw_cut[phase] = cut
             low_w += low * voltage_v // 1000
             high_w += high * voltage_v // 1000
+            cut_w += cut * voltage_v // 1000
         totals_only = not reading.phase_count
-        base_low = base_high = 0
+        base_low = base_high = base_cut = 0
         if totals_only:
             # The house's own load in mA on one phase, rounded up: the total
             # less the chargers (counted low for the offers, so the house
             # looks heavier; high for shedding, as with per-phase readings).
             net_w = reading.net_power_w() or 0
-            base_low = -((low_w - net_w) * 1000 // voltage_v)
-            base_high = -((high_w - net_w) * 1000 // voltage_v)
-            if site.balanced_load:
-                base_low = -(-base_low // site.phases)
-                base_high = -(-base_high // site.phases)
-            else:
-                # Worst case: all of it on any one phase; export relieves none.
-                if base_low < 0:
-                    base_low = 0
-                if base_high < 0:
-                    base_high = 0
+            base_low = self._totals_base(low_w, net_w)
+            base_high = self._totals_base(high_w, net_w)
+            base_cut = self._totals_base(cut_w, net_w)
         grid = self.grid_ma
         for phase in range(PHASES):
             if phase >= site.phases:
                 self.headroom_ma[phase] = 0
                 self.shed_headroom_ma[phase] = 0
+                self.cut_headroom_ma[phase] = 0
             elif totals_only:
                 grid[phase] = base_low + draw_low[phase]
                 self.headroom_ma[phase] = limit_ma - base_low
                 self.shed_headroom_ma[phase] = limit_ma - base_high
+                self.cut_headroom_ma[phase] = limit_ma - base_cut
             else:
                 self.headroom_ma[phase] = limit_ma - grid[phase] + draw_low[phase]
                 self.shed_headroom_ma[phase] = limit_ma - grid[phase] + draw_high[phase]
-        self.budget_w = self.shed_budget_w = _BIG
+                self.cut_headroom_ma[phase] = limit_ma - grid[phase] + draw_cut[phase]
+        self.budget_w = self.shed_budget_w = self.cut_budget_w = _BIG
         limit_w = site.max_import_w
         self.import_limit_reason = REASON_CONTRACT
         cap_w = self.import_cap_w
@@ -277,6 +354,16 @@ class Guard:
                     net_w += self.grid_ma[phase] * voltage_v // 1000
             self.budget_w = limit_w - net_w + low_w
             self.shed_budget_w = limit_w - net_w + high_w
+            self.cut_budget_w = limit_w - net_w + cut_w
+
+    def _totals_base(self, draw_w, net_w):
+        """A totals-only meter: the house's load (mA) assumed on a phase, given the chargers' draw (W)."""
+        site = self.site
+        base = -((draw_w - net_w) * 1000 // site.voltage_v)
+        if site.balanced_load:
+            return -(-base // site.phases)
+        # Worst case: all of it on any one phase; export relieves none.
+        return base if base > 0 else 0
 
     # -- decisions --------------------------------------------------------
 
@@ -341,15 +428,29 @@ class Guard:
         # Work on what is left once every active charger's minimum is set
         # aside; give the rest out by priority.
         left = self.left_ma
+        left_high = self.left_high_ma
+        left_cut = self.left_cut_ma
         for phase in range(PHASES):
             left[phase] = headroom[phase]
+            left_high[phase] = self.shed_headroom_ma[phase]
+            left_cut[phase] = self.cut_headroom_ma[phase]
         budget_left = self.budget_w
+        budget_high = self.shed_budget_w
+        budget_cut = self.cut_budget_w
         for index in range(len(self.chargers)):
             if self.active[index]:
                 charger = self.chargers[index]
                 for line in range(charger.phases):
-                    left[charger.phase_map[line]] -= charger.min_ma
-                budget_left -= charger.min_ma * charger.phases * voltage_v // 1000
+                    phase = charger.phase_map[line]
+                    left[phase] -= charger.min_ma
+                    left_high[phase] -= charger.min_ma
+                    left_cut[phase] -= charger.min_ma
+                min_w = charger.min_ma * charger.phases * voltage_v // 1000
+                budget_left -= min_w
+                budget_high -= min_w
+                budget_cut -= min_w
+        self.budget_high_left_w = budget_high
+        self.budget_cut_left_w = budget_cut
         # Running chargers first, in priority order; then the others, so an
         # idle charger's standby minimum only takes what the running ones leave.
         for index in self.order:
@@ -375,10 +476,22 @@ class Guard:
                 self._inactive(index, statuses[index], left, budget_left, now_ms, command)
 
     def _give(self, index, target_ma, budget_left, now_ms, command):
-        """Offer a running charger its minimum plus what it may take of what is left."""
+        """Offer a running charger its minimum plus what it may take of what is left.
+
+        Three allowances, one per view (_headroom): `low` (cars counted at
+        the least they may draw: what may be given out), `cut` (cars at
+        their offers: what a cut goes down to) and `high` (cars at the most
+        they may draw). A charger above `high` is cut at once to `cut`;
+        between `low` and `high` it keeps its offer: the cars' pending
+        changes explain the gap, so a car still following a cut is not cut
+        again, and nobody is cut because of a raise in progress; below
+        `low` it may be raised (_ramp).
+        """
         charger = self.chargers[index]
         state = self.states[index]
         left = self.left_ma
+        left_high = self.left_high_ma
+        left_cut = self.left_cut_ma
         voltage_v = self.site.voltage_v
         state.paused_by_guard = False
         allowed = target_ma
@@ -388,29 +501,61 @@ class Guard:
         if charger.circuit_ma < allowed:
             allowed = charger.circuit_ma
             reason = REASON_CIRCUIT
-        extra = allowed - charger.min_ma
+        extra = extra_high = extra_cut = allowed - charger.min_ma
         for line in range(charger.phases):
-            room = left[charger.phase_map[line]]
-            if room < extra:
-                extra = room
+            phase = charger.phase_map[line]
+            if left[phase] < extra:
+                extra = left[phase]
                 reason = REASON_BREAKER
+            if left_high[phase] < extra_high:
+                extra_high = left_high[phase]
+            if left_cut[phase] < extra_cut:
+                extra_cut = left_cut[phase]
+        budget_high = self.budget_high_left_w
+        budget_cut = self.budget_cut_left_w
+        per_ma = voltage_v * charger.phases
         if budget_left < _ROOM_LIMIT_W:
-            power_room_ma = budget_left * 1000 // (voltage_v * charger.phases)
+            power_room_ma = budget_left * 1000 // per_ma
             if power_room_ma < extra:
                 extra = power_room_ma
                 reason = self.import_limit_reason
+        if budget_high < _ROOM_LIMIT_W:
+            power_room_ma = budget_high * 1000 // per_ma
+            if power_room_ma < extra_high:
+                extra_high = power_room_ma
+        if budget_cut < _ROOM_LIMIT_W:
+            power_room_ma = budget_cut * 1000 // per_ma
+            if power_room_ma < extra_cut:
+                extra_cut = power_room_ma
         if extra < 0:
             extra = 0
         extra -= extra % CURRENT_STEP_MA
-        for line in range(charger.phases):
-            left[charger.phase_map[line]] -= extra
-        budget_left -= extra * charger.phases * voltage_v // 1000
-        offered = self._ramp(state, charger.min_ma, charger.min_ma + extra, now_ms)
-        if offered < charger.min_ma + extra:
+        if extra_cut < extra:
+            extra_cut = extra
+        extra_cut -= extra_cut % CURRENT_STEP_MA
+        if extra_high < extra_cut:
+            extra_high = extra_cut
+        extra_high -= extra_high % CURRENT_STEP_MA
+        min_ma = charger.min_ma
+        offered = self._ramp(state, min_ma, min_ma + extra, min_ma + extra_cut, min_ma + extra_high, now_ms)
+        if offered < min_ma + extra:
             reason = REASON_RAMP
+        # Set aside what it is offered, or while it ramps what it may take:
+        # the next ramp step must not find its room given to another.
+        given = offered - min_ma
+        if given < extra:
+            given = extra
+        for line in range(charger.phases):
+            phase = charger.phase_map[line]
+            left[phase] -= given
+            left_high[phase] -= given
+            left_cut[phase] -= given
+        given_w = given * per_ma // 1000
+        self.budget_high_left_w = budget_high - given_w
+        self.budget_cut_left_w = budget_cut - given_w
         command.offered_ma = offered
         command.reason = reason
-        return budget_left
+        return budget_left - given_w
 
     def _inactive(self, index, status, left, budget_left, now_ms, command):
         charger = self.chargers[index]
@@ -443,22 +588,39 @@ class Guard:
             if charger.min_ma * charger.phases * self.site.voltage_v // 1000 > budget_left:
                 command.reason = state.pause_reason  # the import limit holds it back
 
-    def _ramp(self, state, min_ma, wanted_ma, now_ms):
-        """Decrease at once; increase by at most ramp_step_ma per ramp_interval_ms."""
+    def _ramp(self, state, min_ma, low_ma, cut_ma, high_ma, now_ms):
+        """The next offer of a running charger from its three allowances (see _give).
+
+        Above high_ma: down to cut_ma at once. Between: kept. Below low_ma:
+        up by at most ramp_step_ma, once ramp_interval_ms has passed since
+        the last change and the car has shown it took the last raise: its
+        box measured it there, or the grid reading is ev_response_ms past
+        the raise (it then shows the car's answer). A start goes straight
+        to the minimum.
+        """
         offered = state.offered_ma
-        if wanted_ma <= offered:
-            self._set_offered(state, wanted_ma, now_ms)
-            return wanted_ma
-        site = self.site
         if offered == 0:
             # Starting: the car starts at the minimum, whatever the ramp.
             self._set_offered(state, min_ma, now_ms)
             return min_ma
-        if state.changed_once and ticks_diff(now_ms, state.changed_ms) < site.ramp_interval_ms:
+        if offered > high_ma:
+            self._set_offered(state, cut_ma, now_ms)
+            return cut_ma
+        if offered >= low_ma:
             return offered
+        site = self.site
+        if state.changed_once:
+            if ticks_diff(now_ms, state.changed_ms) < site.ramp_interval_ms:
+                return offered
+            if (
+                state.raised
+                and not state.took_raise
+                and ticks_diff(self.reading_ms, state.changed_ms) < site.ev_response_ms
+            ):
+                return offered
         step_to = offered + site.ramp_step_ma
-        if step_to > wanted_ma:
-            step_to = wanted_ma
+        if step_to > low_ma:
+            step_to = low_ma
         self._set_offered(state, step_to, now_ms)
         return step_to
 
@@ -471,6 +633,9 @@ class Guard:
             if state.high_ma <= state.offered_ma or ticks_diff(now_ms, state.high_since_ms) >= self.site.ev_response_ms:
                 state.high_ma = state.offered_ma
                 state.high_since_ms = now_ms
+        state.raised = offered_ma > state.offered_ma
+        state.took_raise = False
+        state.prev_ma = state.offered_ma
         state.offered_ma = offered_ma
         state.changed_ms = now_ms
         state.changed_once = True

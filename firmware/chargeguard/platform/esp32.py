@@ -27,6 +27,8 @@ from . import common
 # UART receive ring (allocated by ESP-IDF, not on the Python heap): a DSMR 5
 # telegram is up to ~3 KB every second, and the loop may pause for a while.
 _UART_RXBUF = const(4096)
+# RS485 receive ring: the longest Modbus RTU frame is 256 bytes.
+_RS485_RXBUF = const(512)
 # Seconds from 1970-01-01 to 2000-01-01 UTC: the Epoch of most bare-metal
 # MicroPython ports (ESP32 included), see docs/library/time.rst.
 _EPOCH_2000_OFFSET = const(946684800)
@@ -102,6 +104,37 @@ class Platform:
             # Data Request high = "send telegrams" (DSMR P1 pin 2).
             request = machine.Pin(request, machine.Pin.OUT, value=1)
         return Esp32Uart(uart, request)
+
+    def open_rs485(self, baud, data_bits, parity, stop_bits):
+        """Open the board's RS485 UART (Modbus RTU); an Esp32Rs485 (`read_now(buf)`, `write(buf)`, `close()`).
+
+        board["rs485_uart"], ["rs485_tx"], ["rs485_rx"]; board["rs485_de"] is
+        the transceiver's driver enable (DE and /RE tied), or null for an
+        auto-direction transceiver (the LilyGO T-CAN485's MAX13487E).
+        machine.UART of MicroPython 1.28 has no RS485 half-duplex mode (the
+        ESP-IDF's UART_MODE_RS485_HALF_DUPLEX is not exposed), so the DE pin is
+        a plain output that write() raises around the frame.
+        """
+        common.check_line(baud, data_bits, parity, stop_bits)
+        board = self.board
+        for pin in board.get("init_high") or ():
+            # The transceiver's supply and enables (the T-CAN485: boost, RE, /SHDN).
+            machine.Pin(pin, machine.Pin.OUT, value=1)
+        uart = machine.UART(
+            board["rs485_uart"],
+            baudrate=baud,
+            bits=data_bits,
+            parity=parity,
+            stop=stop_bits,
+            tx=board["rs485_tx"],
+            rx=board["rs485_rx"],
+            rxbuf=_RS485_RXBUF,
+            timeout=0,
+        )
+        de = board.get("rs485_de")
+        if de is not None:
+            de = machine.Pin(de, machine.Pin.OUT, value=0)  # receive
+        return Esp32Rs485(uart, de)
 
     # --- watchdog ----------------------------------------------------------
 
@@ -313,3 +346,29 @@ class Esp32Uart:
         uart.deinit()
         if self._request is not None:
             self._request.value(0)
+
+
+class Esp32Rs485(Esp32Uart):
+    """The RS485 UART: read like the P1 UART, write with the driver enable raised around the frame."""
+
+    def write(self, buf):
+        """Send `buf` and return once its last stop bit left: DE high, write, flush, DE low.
+
+        UART.flush() waits until the transmitter is empty, so DE drops right
+        after the frame and the meter's answer (it starts no sooner than
+        t3.5 later, 4 ms at 9600 baud) finds the line released. The wait
+        is the frame's own time on the wire: a request is 8 bytes, 8.3 ms at
+        9600 baud, 33 ms at 2400, so the loop is held at most that long.
+        """
+        uart = self._uart
+        if uart is None:
+            raise OSError(9, "closed")  # EBADF
+        de = self._request
+        if de is not None:
+            de.value(1)
+        try:
+            uart.write(buf)
+            uart.flush()
+        finally:
+            if de is not None:
+                de.value(0)

@@ -7,6 +7,8 @@ Linux only (termios flags, /bin/sh, pty behaviour).
 
 Environment:
   CHARGEGUARD_P1_DEVICE     path of the P1 serial device or pty
+  CHARGEGUARD_RS485_DEVICE  path of the RS485 serial device (a USB-RS485
+                            adapter, which switches direction itself) or pty
   CHARGEGUARD_STORAGE       directory for config and state (default ./storage)
   CHARGEGUARD_NETWORK_DOWN  "1": network_up() is False, wifi_status() "no_ap"
   CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (default none)
@@ -103,6 +105,24 @@ class Platform:
             # "[Errno 2] ENOENT"); the installer needs the path to fix it.
             code = error.args[0] if error.args else 5  # EIO
             raise OSError(code, "P1 device %s cannot be opened: %s" % (path, _reason(error)))
+
+    def open_rs485(self, baud, data_bits, parity, stop_bits):
+        """Open the RS485 (Modbus RTU) serial device; a UnixUart that can also `write(buf)`.
+
+        The path: CHARGEGUARD_RS485_DEVICE, else board["rs485_device"]. A USB
+        RS485 adapter drives its transceiver itself, and a pty has no line:
+        no driver-enable pin here. Raises OSError naming the path, ValueError
+        for settings no UART supports.
+        """
+        common.check_line(baud, data_bits, parity, stop_bits)
+        path = os.getenv("CHARGEGUARD_RS485_DEVICE") or self.board.get("rs485_device")
+        if not path:
+            raise OSError(19, "no RS485 device: set CHARGEGUARD_RS485_DEVICE")  # ENODEV
+        try:
+            return UnixUart(path, baud, data_bits, parity, stop_bits, True)
+        except OSError as error:
+            code = error.args[0] if error.args else 5  # EIO
+            raise OSError(code, "RS485 device %s cannot be opened: %s" % (path, _reason(error)))
 
     # --- watchdog ----------------------------------------------------------
 
@@ -211,14 +231,15 @@ class UnixUart:
 
     readinto = common.uart_readinto
 
-    def __init__(self, path, baud, data_bits, parity, stop_bits):
+    def __init__(self, path, baud, data_bits, parity, stop_bits, writable=False):
         if common.IS_MICROPYTHON:
             # The port's files are unbuffered; open() has no O_NOCTTY, so a
             # firmware run as a session leader would adopt the pty as its terminal.
-            handle = open(path, "rb")
+            handle = open(path, "r+b" if writable else "rb")
         else:
             # Unbuffered: a buffered reader would pull bytes poll() then no longer reports.
-            handle = open(os.open(path, os.O_RDONLY | os.O_NOCTTY), "rb", buffering=0)
+            flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOCTTY
+            handle = open(os.open(path, flags), "r+b" if writable else "rb", buffering=0)
         try:
             self.is_tty = _configure_line(handle.fileno(), baud, data_bits, parity, stop_bits)
             poll = select.poll()
@@ -262,6 +283,14 @@ class UnixUart:
             buf[count] = one[0]
             count += 1
         return count
+
+    def write(self, buf):
+        """Send all of `buf` (an RS485 device opened by open_rs485); returns when the kernel has it."""
+        handle = self._file
+        if handle is None:
+            raise OSError(9, "closed")  # EBADF
+        # A Modbus request is 8 bytes: one write takes it all on a tty or pty.
+        handle.write(buf)
 
     def close(self):
         """Release the device (idempotent)."""

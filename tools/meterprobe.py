@@ -1,0 +1,202 @@
+"""Read a Modbus meter from this computer, with the firmware's own driver: what an installer runs first.
+
+    python tools/meterprobe.py --model sdm630 --device /dev/ttyUSB0 [--address 1] [--baud 9600] [--format 8N1]
+    python tools/meterprobe.py --model em24 --host 192.168.1.50 [--port 502]
+    python tools/meterprobe.py --config config.json --device /dev/ttyUSB0     (the meter section of a config)
+    add --every 1 to read once a second until Ctrl-C
+
+Over a USB-RS485 adapter (which switches direction itself) or Modbus TCP. It
+prints the per-phase current, power and voltage and the energy, or the error
+in words, and what the values suggest: a swapped float (the meter sends low
+word first), a meter mounted upside down (all power negative at a time the
+house imports), a wrong model (no such register). Exit status 0 when a
+reading came, 1 when not, 2 for bad arguments.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+for path in (os.path.join(ROOT, "tools", "shims"), os.path.join(ROOT, "firmware")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from chargeguard import config as config_module  # noqa: E402
+from chargeguard.meters import modbus as modbus_meter  # noqa: E402
+from chargeguard.meters import modbus_models  # noqa: E402
+from chargeguard.platform import unix  # noqa: E402
+
+PLAUSIBLE_MV = (80000, 300000)  # a phase voltage outside this is not a real mains value
+
+
+def meter_section(args):
+    """The meter section to read, validated by the firmware's own rules; exits 2 with the errors."""
+    if args.config:
+        with open(args.config) as handle:
+            doc = json.load(handle)
+        meter = dict(doc.get("meter", {}))
+    else:
+        meter = {"type": "modbus", "model": args.model or ""}
+    for key in ("address", "host", "port", "baud", "format"):
+        value = getattr(args, key)
+        if value is not None:
+            meter[key] = value
+    meter.setdefault("type", "modbus")
+    checked, errors = config_module.check({"meter": meter})
+    errors = [(path, text) for path, text in errors if path.startswith("meter")]
+    if errors:
+        for path, text in errors:
+            print("%s: %s" % (path, text))
+        sys.exit(2)
+    if checked["meter"]["type"] != "modbus":
+        print("meter.type: this probe reads Modbus meters (is %s)" % checked["meter"]["type"])
+        sys.exit(2)
+    return checked["meter"]
+
+
+def _f32(hi, lo):
+    # For the diagnosis only (host side): the float a word pair makes.
+    import struct
+
+    return struct.unpack(">f", bytes((hi >> 8, hi & 0xFF, lo >> 8, lo & 0xFF)))[0]
+
+
+def diagnose(meter, row, section, fresh):
+    """Sentences on what the values suggest (empty when they look right); `fresh`: the poll gave a reading."""
+    notes = []
+    r = meter.reading
+    phases = row[2]
+    volts = [r.voltage_mv[p] for p in range(phases) if r.voltage_mv[p] is not None] if fresh else []
+    bad_volts = [v for v in volts if not PLAUSIBLE_MV[0] <= v <= PLAUSIBLE_MV[1]]
+    suspect = not fresh or bad_volts or len(volts) < phases
+    if row[7] is not None and suspect and row[7][1] == modbus_models.F32:
+        # Read the L1 voltage's two registers and try the other word order.
+        master = meter.master
+        address = row[7][0]
+        if run(read_raw(master, section["address"], row[0], address, 2)):
+            hi, lo = master.word(0), master.word(1)
+            as_is = _f32(lo, hi) if row[1] else _f32(hi, lo)
+            swapped = _f32(hi, lo) if row[1] else _f32(lo, hi)
+            if 80 <= swapped <= 300 and not 80 <= as_is <= 300:
+                notes.append(
+                    "values look like a swapped float: the meter sends the other word order (%.1f V read, %.1f V the"
+                    " other way round): use model custom with word_order %s, or check the meter's byte-order setting"
+                    % (as_is, swapped, "high_first" if row[1] else "low_first")
+                )
+    elif bad_volts:
+        notes.append(
+            "voltages %s V are no mains values: wrong model, wrong scale or word order"
+            % "/".join("%.1f" % (v / 1000) for v in bad_volts)
+        )
+    if fresh and phases and all(r.power_w[p] < 0 for p in range(phases)) and not section["upside_down"]:
+        notes.append(
+            "every phase exports: if the house is not producing (solar) now, the meter is mounted upside down"
+            " (meter.upside_down true) or its CTs face the wrong way"
+        )
+    return notes
+
+
+async def read_raw(master, unit, function, address, count):
+    from chargeguard.net import modbus as mb
+
+    master.start(unit, function, address, count, 2500)
+    while True:
+        result = master.step()
+        if result != mb.BUSY:
+            return result == mb.DONE
+        await asyncio.sleep(0.005)
+
+
+def run(coro):
+    return asyncio.get_event_loop().run_until_complete(coro)
+
+
+def show(meter, row):
+    r = meter.reading
+    lines = []
+    if r.phase_count:
+        for p in range(r.phase_count):
+            volt = r.voltage_mv[p]
+            lines.append(
+                "L%d: %7.2f A %7d W %s"
+                % (p + 1, r.current_ma[p] / 1000, r.power_w[p], "%6.1f V" % (volt / 1000) if volt is not None else "   -- V")
+            )
+    lines.append("net power: %d W (import %d, export %d)" % (r.net_power_w() or 0, r.import_w or 0, r.export_w or 0))
+    if r.energy_import_wh is not None or r.energy_export_wh is not None:
+        lines.append(
+            "energy: import %s kWh, export %s kWh"
+            % tuple("--" if e is None else "%.2f" % (e / 1000) for e in (r.energy_import_wh, r.energy_export_wh))
+        )
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="take the meter section of this configuration file")
+    parser.add_argument("--model", help="one of: %s, or custom (with --config)" % ", ".join(modbus_models.MODELS))
+    parser.add_argument("--device", help="the USB-RS485 adapter (Modbus RTU), e.g. /dev/ttyUSB0")
+    parser.add_argument("--host", help="Modbus TCP: the meter's or gateway's address")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--address", type=int, help="the meter's unit address (default 1)")
+    parser.add_argument("--baud", type=int)
+    parser.add_argument("--format", help="8N1, 8E1, 8O1 or 8N2")
+    parser.add_argument("--every", type=float, default=0, help="read again every N seconds until Ctrl-C")
+    args = parser.parse_args(argv)
+    if not args.config and not args.model:
+        parser.error("give --model (or --config)")
+    section = meter_section(args)
+    if not section["host"]:
+        if not args.device:
+            parser.error("give --device for Modbus RTU (or --host for Modbus TCP)")
+        os.environ["CHARGEGUARD_RS485_DEVICE"] = args.device
+    model = section["model"]
+    row = modbus_models.custom_row(section["custom"]) if model == "custom" else modbus_models.row(model)
+    platform = unix.Platform({"rs485_device": None})
+    try:
+        meter = modbus_meter.from_config(section, platform)
+    except OSError as error:
+        print("cannot open the meter's port: %s" % (error.args[-1] if error.args else error))
+        return 1
+    where = "%s:%d (Modbus TCP)" % (section["host"], section["port"]) if section["host"] else "%s (Modbus RTU %d %s)" % (
+        args.device,
+        section["baud"],
+        section["format"],
+    )
+    print("meter %s, unit %d, on %s" % (model, section["address"], where))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    got = False
+    try:
+        while True:
+            if meter.resolve is not None:
+                run(meter.resolve())
+            if run(meter.poll()):
+                got = True
+                for line in show(meter, row):
+                    print(line)
+                for note in diagnose(meter, row, section, True):
+                    print("note: " + note)
+                if meter.last_error:
+                    print("note: " + meter.last_error)
+            else:
+                print("no reading: " + (meter.last_error or "unknown"))
+                if meter.master.exception == 0 and "not available" in (meter.last_error or ""):
+                    for note in diagnose(meter, row, section, False):
+                        print("note: " + note)
+                if meter.master.exception == 2:
+                    print("note: the meter has no such register: is it really a %s? (or the wrong function code)" % model)
+            if not args.every:
+                break
+            run(asyncio.sleep(args.every))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        meter.master.link.close()
+    return 0 if got else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
