@@ -60,15 +60,20 @@ DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three m
 # too: the counterpart of the optimiser profile's 104 KB .mpy budget
 # (tools/memlab.py, docs/firmware.md).
 SOLAR_HEAP = "144K"
+# The firmware with MQTT on (net/mqtt.py, umqtt.simple, their buffers): the
+# counterpart of the mqtt profile's measured .mpy heap (tools/memlab.py;
+# 100 KB at the smallest on the 32-bit port, 2026-11-29).
+MQTT_HEAP = "144K"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None, mode="site", solar=None):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None, mqtt=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
-    for the solar day), None = left out.
+    for the solar day), None = left out; mqtt: the config's mqtt section,
+    None = left out (MQTT off).
     """
     chargers = []
     for index, port in enumerate(trydan_ports):
@@ -99,6 +104,8 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None):
     config["guard"].update(guard or {})
     if solar is not None:
         config["solar"] = dict(solar)
+    if mqtt is not None:
+        config["mqtt"] = dict(mqtt)
     return config
 
 
@@ -180,7 +187,8 @@ class Simulation:
     chargers: how many Trydan emulators (priority in that order), each with a
     3-phase car plugged in; guard: overrides of the config's guard section;
     launch: launch(root) -> the firmware's command line, run in root (default:
-    the unix port from .venv running main.py with `heap`).
+    the unix port from .venv running main.py with `heap`); mqtt: the config's
+    mqtt section (tools/sim/broker.py starts a broker for it).
     """
 
     def __init__(
@@ -194,6 +202,7 @@ class Simulation:
         launch=None,
         mode="site",
         solar=None,
+        mqtt=None,
     ):
         self.trydans = []
         for _ in range(chargers):
@@ -205,7 +214,7 @@ class Simulation:
         self.p1 = PtyP1Port()
         self.meter_silent = False
         self.lines = []
-        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar)
+        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar, mqtt)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
