@@ -85,7 +85,9 @@ class Broker:
         """Start it and wait until it listens; returns self."""
         command = self._command()
         log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # Its own process group: a Ctrl-C meant for the simulator does not kill it first.
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        preexec_fn=os.setpgrp)
         log.close()
         deadline = time.monotonic() + START_S
         while time.monotonic() < deadline:

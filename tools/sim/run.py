@@ -1,6 +1,6 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
-    python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
+    python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2] [--no-mqtt]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -8,6 +8,9 @@ What runs:
 - a P1 meter on a pseudo-terminal, sending a DSMR 5.0 telegram every second
   with the house load of the scripted day (tools/sim/house.py) plus what the
   car really draws;
+- an MQTT broker on a free loopback port (mosquitto, else amqtt: tools/sim/
+  broker.py); the firmware connects to it and publishes its availability
+  under chargeguard/ (the command to watch it is printed; --no-mqtt: none);
 - the firmware, unmodified (build/device, .mpy), with a sim configuration.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
@@ -319,6 +322,7 @@ def main():
         % (DEFAULT_HEAP, SOLAR_HEAP),
     )
     parser.add_argument("--car-delay-s", type=float, default=2.0, help="how long the car takes to follow a limit")
+    parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
     args = parser.parse_args()
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
@@ -327,6 +331,16 @@ def main():
     solar_day = args.day == "solar"
     if args.heap is None:
         args.heap = SOLAR_HEAP if solar_day else DEFAULT_HEAP
+        if not args.no_mqtt:
+            # MQTT's code and buffers on top (MQTT_HEAP - DEFAULT_HEAP).
+            args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
+    broker = None
+    mqtt = None
+    if not args.no_mqtt:
+        from broker import Broker
+
+        broker = Broker().start()
+        mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port}
     state = {"clock": day[0].clock, "t0": time.monotonic()}
     holder = {}
 
@@ -349,6 +363,7 @@ def main():
         on_line=show,
         mode="solar" if solar_day else "site",
         solar=SIM_SOLAR if solar_day else None,
+        mqtt=mqtt,
     )
     stopping = {"now": False}
 
@@ -360,6 +375,10 @@ def main():
     print("sim: Trydan emulator on 127.0.0.1:%d, P1 on %s, firmware heap %s" % (sim.trydan.port, sim.p1.device, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
+    if broker is not None:
+        print("sim: MQTT broker (%s) on 127.0.0.1:%d; the firmware publishes under chargeguard/. Watch it with:"
+              % (broker.kind, broker.port))
+        print("sim:   " + broker.watch_hint())
     print(
         "sim: the %s day has %d scenes and lasts %d s%s; Ctrl-C stops"
         % (args.day, len(day), day_length_s(args.scene_s, day), "" if args.once else ", then starts again")
@@ -390,6 +409,8 @@ def main():
     finally:
         alive = sim.firmware.alive()
         code = sim.stop()
+        if broker is not None:
+            broker.stop()
         # A firmware we stopped ends by SIGTERM; anything else is worth saying.
         say("sim: stopped" if alive else "sim: stopped (firmware exit %s)" % code)
 

@@ -40,7 +40,7 @@ deadline on every wait:
 
 Memory: the send buffer (`max_packet`, default 1024 bytes, the largest
 packet that can be published), the receive buffer (`max_incoming`, default
-512), the queue's slots; per publish the codec makes a few small objects
+256), the queue's slots; per publish the codec makes a few small objects
 (its header and length bytes), the payload is the caller's. The password is
 only written into CONNECT packets; it is never logged or published.
 """
@@ -66,7 +66,7 @@ STABLE_MS = const(60000)  # a connection this long resets the backoff
 _BURST = const(8)  # packets sent or received per poll at most, then the loop gets a turn
 _QUEUE_SLOTS = const(16)
 _MAX_PACKET = const(1024)
-_MAX_INCOMING = const(512)
+_MAX_INCOMING = const(256)  # commands and Home Assistant's birth message are far smaller
 
 # MQTT 3.1.1 packet types (high nibble of the first byte) and CONNACK codes.
 _CONNACK = const(0x20)
