@@ -418,3 +418,91 @@ def test_nothing_is_sent_while_disconnected_and_the_queue_is_kept():
     link.publish("cg/a", b"1")
     assert drive(link, clock, lambda: len(broker.opens) >= 2, 5000)
     assert link.room() == 15 and not broker.packets
+
+
+def build_with(mqtt_doc):
+    import support
+    import test_app
+
+    storage = support.make_tmpdir("mqtt-app")
+    with open(storage + "/config.json", "w") as handle:
+        handle.write('{"version": 1, "chargers": [], "wifi": {"hostname": "garage"}, "mqtt": %s}' % mqtt_doc)
+
+    class Board(test_app.FakePlatform):
+        name = "unix"
+
+        def open_uart(self, *args):
+            raise OSError(19, "no P1 device")
+
+    lines = []
+    return test_app.app_module.build(Board(storage), log=lines.append), lines
+
+
+def test_the_app_starts_the_link_only_when_mqtt_is_enabled():
+    import sys
+
+    saved = sys.modules.pop("chargeguard.net.mqtt", None)
+    try:
+        app, lines = build_with('{"enabled": false, "host": "192.0.2.10"}')
+        assert app.interfaces == []
+        # Not even imported: a site without MQTT keeps its heap.
+        assert "chargeguard.net.mqtt" not in sys.modules
+        app, lines = build_with('{"enabled": true, "host": "192.0.2.10", "password": "%s"}' % SECRET)
+        assert [name for name, _ in app.interfaces] == ["mqtt"]
+        link = app.interfaces[0][1]
+        assert link.client_id == "chargeguard-garage" and link.status_topic == "chargeguard/status"
+        assert link.host == "192.0.2.10" and link.port == 1883 and link.keepalive_ms == 30000
+        for line in lines:
+            assert SECRET not in line
+    finally:
+        if saved is not None:
+            sys.modules["chargeguard.net.mqtt"] = saved
+
+
+def test_fuzzed_incoming_bytes_never_end_the_link():
+    # Random packets (a valid fixed header around random bytes, and raw
+    # noise): each is skipped, logged or ends the connection, never the task.
+    link, clock, broker, lines = make(max_incoming=64)
+    got = []
+    link.on_message = lambda topic, payload: got.append(payload)
+    seed = [12345]
+
+    def rand(n):
+        seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return seed[0] % n
+
+    fed = [0]
+
+    def scenario():
+        if link.connected and not broker.inbox:
+            fed[0] += 1
+            size = rand(80)
+            body = bytes(rand(256) for _ in range(size))
+            if not rand(20):
+                broker.feed(b"\x30\xff\xff\xff\xff\x01")  # a length of more than 4 bytes
+            elif rand(4):
+                kind = (0x30, 0x32, 0x34, 0x20, 0x90, 0xD0, 0xB0, 0x00, 0xF0)[rand(9)]
+                broker.feed(bytes([kind | rand(2), size]) + body)
+            else:
+                broker.feed(body)
+        return fed[0] >= 300
+
+    async def watch():
+        task = asyncio.create_task(link.run())
+        start = clock.now
+        while clock.now - start < 3600000 and not scenario():
+            await asyncio.sleep(0)
+        alive = not task.done()
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return alive
+
+    assert asyncio.run(watch())
+    assert fed[0] >= 300
+    # Noise that cannot be framed any more (a malformed length, or a length
+    # that swallows the answers to the pings) ends the connection, and the
+    # link comes back.
+    assert len(broker.opens) >= 2 and any("connection lost" in line for line in lines)
