@@ -506,3 +506,36 @@ def test_fuzzed_incoming_bytes_never_end_the_link():
     # that swallows the answers to the pings) ends the connection, and the
     # link comes back.
     assert len(broker.opens) >= 2 and any("connection lost" in line for line in lines)
+
+
+def test_an_idle_link_allocates_nothing_per_poll():
+    import gc
+
+    from support import IS_MICROPYTHON, skip
+
+    if not IS_MICROPYTHON:
+        skip("allocation is measured on MicroPython, where small ints are not objects")
+    link, clock, broker, lines = make()
+    conn = broker.make()
+    conn.clock = clock
+    conn.open("192.0.2.10", 1883)
+    link._encode_connect()
+    now = 0
+    # Connect, "online" out, then warm.
+    for _ in range(10):
+        link._poll(conn, now, 0)
+        now += mqtt.POLL_MS
+    assert link.connected and broker.publishes()
+    polls = (KEEPALIVE_S * 1000 // 2) // mqtt.POLL_MS - 20  # well before the next PINGREQ
+    gc.collect()
+    gc.disable()
+    try:
+        before = gc.mem_alloc()
+        for _ in range(polls):
+            link._poll(conn, now, 0)
+            now += mqtt.POLL_MS
+        after = gc.mem_alloc()
+    finally:
+        gc.enable()
+    assert after - before == 0, after - before
+    assert not broker.of_kind(0xC0)  # no ping yet: the polls were idle ones

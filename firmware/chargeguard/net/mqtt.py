@@ -369,30 +369,35 @@ class MqttLink:
             await platform.sleep_ms(POLL_MS)
         self._encode_connect()
         self._rx_ms = self._tx_ms = platform.ticks_ms()
-        half = self.keepalive_ms // 2
         while True:
-            now = platform.ticks_ms()
-            self._receive(conn, now)
-            if not self.connected:
-                if ticks_diff(now, started) >= CONNECT_TIMEOUT_MS:
-                    raise ValueError("no CONNACK within %d s" % (CONNECT_TIMEOUT_MS // 1000))
-                self._send(conn, now)
-            else:
-                pending = self._tx_off < codec.n
-                if pending and ticks_diff(now, self._tx_ms) >= half:
-                    raise ValueError("the broker takes no data for %d s" % (half // 1000))
-                if self._ping_ms != -1:
-                    if ticks_diff(now, self._ping_ms) >= half:
-                        raise ValueError("no answer to PINGREQ for %d s" % (half // 1000))
-                elif not pending and (ticks_diff(now, self._rx_ms) >= half or ticks_diff(now, self._tx_ms) >= half):
-                    codec.n = self._tx_off = 0
-                    self._client.ping()
-                    self._ping_ms = now
-                for _ in range(_BURST):
-                    if not self._send(conn, now) or not self._next_packet():
-                        break
-                self._send(conn, now)
+            self._poll(conn, platform.ticks_ms(), started)
             await platform.sleep_ms(POLL_MS)
+
+    def _poll(self, conn, now, started):
+        # One look at the socket: what came in, the deadlines, what can go
+        # out. Never waits; allocates nothing while the link is idle.
+        self._receive(conn, now)
+        codec = self._codec
+        if not self.connected:
+            if ticks_diff(now, started) >= CONNECT_TIMEOUT_MS:
+                raise ValueError("no CONNACK within %d s" % (CONNECT_TIMEOUT_MS // 1000))
+            self._send(conn, now)
+            return
+        half = self.keepalive_ms // 2
+        pending = self._tx_off < codec.n
+        if pending and ticks_diff(now, self._tx_ms) >= half:
+            raise ValueError("the broker takes no data for %d s" % (half // 1000))
+        if self._ping_ms != -1:
+            if ticks_diff(now, self._ping_ms) >= half:
+                raise ValueError("no answer to PINGREQ for %d s" % (half // 1000))
+        elif not pending and (ticks_diff(now, self._rx_ms) >= half or ticks_diff(now, self._tx_ms) >= half):
+            codec.n = self._tx_off = 0
+            self._client.ping()
+            self._ping_ms = now
+        for _ in range(_BURST):
+            if not self._send(conn, now) or not self._next_packet():
+                break
+        self._send(conn, now)
 
     def _encode_connect(self):
         codec = self._codec
@@ -464,7 +469,8 @@ class MqttLink:
     def _receive(self, conn, now):
         mv = self._rx_mv
         for _ in range(_BURST):
-            got = conn.recv(mv[self._rx_n :])
+            # The whole buffer when it is empty (the usual case): no slice object per poll.
+            got = conn.recv(mv[self._rx_n :] if self._rx_n else mv)
             if got is None:
                 return
             if not got:
