@@ -133,7 +133,7 @@ class Broker:
         """How a person watches it (printed by make sim)."""
         if self.kind == "mosquitto":
             return "mosquitto_sub -h 127.0.0.1 -p %d -t '%s' -v   (Debian: mosquitto-clients)" % (self.port, topics)
-        return "%s -h 127.0.0.1 -p %d -t '%s'" % (
+        return "%s --url mqtt://127.0.0.1:%d -t '%s'" % (
             os.path.join(os.path.dirname(self.binary), "amqtt_sub"), self.port, topics)
 
 
