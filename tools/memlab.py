@@ -251,8 +251,10 @@ def _launch(profile, build, heap, mode=None, broker=None):
             with open(path, "w") as handle:
                 json.dump(config, handle, indent=1)
         if build == "frozen32":
-            # The filesystem would shadow the frozen package ('' is first on sys.path).
-            shutil.rmtree(os.path.join(root, "chargeguard"))
+            # The filesystem would shadow the frozen package and the frozen
+            # device libraries ('' is first on sys.path).
+            for name in ("chargeguard", "umqtt"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         # Compiled, like the firmware: source would be compiled on the heap.
         subprocess.run(
             [mpy_cross_binary(), "-o", os.path.join(root, "memprobe.mpy"), os.path.join(HERE, "memprobe.py")],
