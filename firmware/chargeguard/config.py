@@ -520,8 +520,11 @@ def _printable(text):
 def _digits(text):
     if not text:
         return False
-    for char in text:
-        if not "0" <= char <= "9":
+    # Over the bytes: iterating a str makes each character a new interned
+    # string on MicroPython, and a new qstr pool (one block) in the middle of
+    # a load on a fragmented heap is what the 256-byte-hole test catches.
+    for code in text.encode():
+        if not 48 <= code <= 57:
             return False
     return True
 
