@@ -510,20 +510,22 @@ def _range(low, high, unit):
 
 
 def _printable(text):
-    for char in text:
-        code = ord(char)
-        if code < 32 or 127 <= code < 160:
+    # No C0 control, DEL or C1 control (U+0080..U+009F: UTF-8 0xC2 0x80..0x9F).
+    # Over the bytes, as every check a load runs: iterating or indexing a str
+    # makes each character an interned string (a qstr) on MicroPython, and a
+    # new qstr block in the middle of a load on a fragmented heap can fail.
+    lead = 0
+    for code in text.encode():
+        if code < 32 or code == 127 or (lead == 0xC2 and code < 0xA0):
             return False
+        lead = code
     return True
 
 
 def _digits(text):
     if not text:
         return False
-    # Over the bytes: iterating a str makes each character a new interned
-    # string on MicroPython, and a new qstr pool (one block) in the middle of
-    # a load on a fragmented heap is what the 256-byte-hole test catches.
-    for code in text.encode():
+    for code in text.encode():  # over the bytes: see _printable
         if not 48 <= code <= 57:
             return False
     return True
@@ -537,7 +539,7 @@ def _ipv4(text):
     octets = []
     for part in parts:
         # Leading zeros are refused: some resolvers read them as octal.
-        if not _digits(part) or len(part) > 3 or (len(part) > 1 and part[0] == "0"):
+        if not _digits(part) or len(part) > 3 or (len(part) > 1 and part.startswith("0")):
             return None
         value = int(part)
         if value > 255:
@@ -551,10 +553,10 @@ def _hostname(text):
         return False
     labels = text.split(".")
     for label in labels:
-        if not 1 <= len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+        if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
             return False
-        for char in label:
-            if not ("a" <= char <= "z" or "A" <= char <= "Z" or "0" <= char <= "9" or char == "-"):
+        for code in label.encode():  # over the bytes: see _printable
+            if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code == 45):
                 return False
     # An all-digit last label would be a mistyped address, not a name (RFC 1123).
     return not _digits(labels[-1])
@@ -562,8 +564,8 @@ def _hostname(text):
 
 def _client_id(text):
     # The characters every broker accepts in a client identifier (MQTT 3.1.1, 3.1.3.1).
-    for char in text:
-        if not ("a" <= char <= "z" or "A" <= char <= "Z" or "0" <= char <= "9" or char in "-_."):
+    for code in text.encode():  # over the bytes: see _printable
+        if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code in b"-_."):
             return False
     return True
 
@@ -577,7 +579,7 @@ def _topic_error(text, low, high):
         return "must not contain spaces or control characters (is %s)" % _show(text)
     if "+" in text or "#" in text:
         return "must not contain the MQTT wildcards '+' or '#' (is %s)" % _show(text)
-    if text[0] == "/" or text[-1] == "/" or "//" in text:
+    if text.startswith("/") or text.endswith("/") or "//" in text:
         return "must not start or end with '/' or have empty levels ('//') (is %s)" % _show(text)
     return None
 
@@ -655,9 +657,10 @@ def _check(errors, path, spec, value):
             message = "must be an IPv4 address like 192.168.1.60 or a host name of letters, digits, '-' and '.'"
             message += " (is %s)" % _show(value)
     elif kind == _PHASE_MAP:
-        ok = 1 <= len(value) <= 3
-        for index in range(len(value)):
-            if value[index] not in _PHASE_LETTERS or value[index] in value[:index]:
+        raw = value.encode()  # over the bytes: see _printable
+        ok = 1 <= len(raw) <= 3
+        for index in range(len(raw)):
+            if raw[index] not in b"ABC" or raw[index] in raw[:index]:
                 ok = False
         if not ok:
             message = "must be 1 to 3 different letters from A, B, C, one per charger phase (is %s)" % _show(value)
