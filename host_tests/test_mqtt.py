@@ -539,3 +539,30 @@ def test_an_idle_link_allocates_nothing_per_poll():
         gc.enable()
     assert after - before == 0, after - before
     assert not broker.of_kind(0xC0)  # no ping yet: the polls were idle ones
+
+
+def test_the_app_runs_each_interface_as_a_supervised_task():
+    import test_app
+
+    app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
+    runs = []
+
+    class Interface:
+        async def run(self):
+            runs.append(1)
+            if len(runs) == 1:
+                raise OSError(113)  # its first run fails: logged and restarted, the guard goes on
+            await asyncio.sleep(3600)
+
+    app.interfaces = [("mqtt", Interface())]
+
+    async def scenario():
+        start = platform.ticks_ms()
+        limit = 10 * test_app.app_module.TASK_RESTART_MS
+        while len(runs) < 2 and platform.ticks_diff(platform.ticks_ms(), start) < limit:
+            await asyncio.sleep(0.01)
+
+    decisions = app.decisions
+    asyncio.run(test_app.run_for(app, 10, scenario))
+    assert len(runs) == 2 and app.decisions > decisions
+    assert any(line.startswith("task mqtt failed") for line in lines), lines
