@@ -460,6 +460,7 @@ def test_a_reading_allocates_nothing_once_warm():
     doc = config_doc(2)
     doc["site"]["max_import_w"] = 20000
     app = app_module.App(platform, doc, meter, [FakeCharger(), FakeCharger()], log=lambda line: None)
+    app.site_state()  # as an interface would: decisions then update it too
     # The reading is filled once (FakeMeter.push allocates itself); each
     # new telegram only restamps it, as P1Meter updates it in place.
     reading = meter.reading
@@ -481,3 +482,7 @@ def test_a_reading_allocates_nothing_once_warm():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+    # The site state (state.py) was updated by those decisions (a new
+    # reading bumps grid_seq when its tick_ms moved: equal ms here).
+    assert app.state.grid_seq >= 1 and app.state.have_reading and 0 <= app.state.reading_age_ms < 1000
+    assert app.state.chargers[0].offered_ma == app.commands[0].offered_ma

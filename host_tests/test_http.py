@@ -1,7 +1,7 @@
 # chargeguard.net.http against a tiny in-process HTTP server (both runtimes).
 import asyncio
 
-from chargeguard.net.http import HttpClient
+from chargeguard.net.http import BodyBuffer, HttpClient
 from httpfake import HANG, HOST, IS_MPY, FakeServer, elapsed_ms, now_ms, reply, until
 from support import skip
 
@@ -475,3 +475,64 @@ def test_host_names_go_to_the_async_resolver_inside_the_deadline():
         serve(lambda method, path, body: [reply(200, b"ok")], check)
     finally:
         http.use_resolver(None)
+
+
+def test_clients_sharing_a_body_buffer_never_wait_for_each_other():
+    # Path /stall: the head and part of the body, then nothing (a box that
+    # stalls inside its answer); /mute: no answer at all; /ok: a whole one.
+    def handler(method, path, body):
+        if path == "/stall":
+            return [b"HTTP/1.0 200 OK\r\nContent-Length: 20\r\n\r\n{\"a\"", HANG]
+        if path == "/mute":
+            return [HANG]
+        return [reply(200, b"fine")]
+
+    async def check(server):
+        shared = BodyBuffer(65)
+        stalled, mute, other = (HttpClient(64, shared) for _ in range(3))
+        assert len(stalled._head) == 256 and other.buf is shared.buf
+        # A client that gets no answer holds nothing: the other reads its body.
+        waiting = asyncio.create_task(mute.get(HOST, server.port, "/mute", 600))
+        assert await until(lambda: len(server.requests) == 1)
+        assert await other.get(HOST, server.port, "/ok", 1000) == 200, other.error
+        assert bytes(other.body()) == b"fine"
+        other.release()
+        assert await waiting == 0 and mute.error == "timeout"
+        # One whose body has started holds it: the other fails at once, "busy".
+        stalling = asyncio.create_task(stalled.get(HOST, server.port, "/stall", 800))
+        assert await until(lambda: shared.holder is stalled)
+        start = now_ms()
+        assert await other.get(HOST, server.port, "/ok", 1000) == 0
+        assert other.error == "busy"
+        assert elapsed_ms(start) < 400, elapsed_ms(start)
+        # Its timeout frees the buffer.
+        assert await stalling == 0 and stalled.error == "timeout"
+        assert shared.holder is None
+        assert await other.get(HOST, server.port, "/ok", 1000) == 200, other.error
+        assert bytes(other.body()) == b"fine" and shared.holder is other
+        # Held until release() or the client's next request.
+        assert await stalled.get(HOST, server.port, "/ok", 1000) == 0 and stalled.error == "busy"
+        other.release()
+        assert await stalled.get(HOST, server.port, "/ok", 1000) == 200, stalled.error
+        assert await stalled.get(HOST, server.port, "/ok", 1000) == 200, stalled.error
+
+    serve(handler, check)
+
+
+def test_a_cancelled_request_frees_the_shared_body_buffer():
+    def handler(method, path, body):
+        return [b"HTTP/1.0 200 OK\r\nContent-Length: 20\r\n\r\n{", HANG]
+
+    async def check(server):
+        shared = BodyBuffer(65)
+        client = HttpClient(64, shared)
+        task = asyncio.create_task(client.get(HOST, server.port, "/", 5000))
+        assert await until(lambda: shared.holder is client)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        assert shared.holder is None
+
+    serve(handler, check)

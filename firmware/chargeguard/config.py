@@ -140,6 +140,7 @@ import os
 
 from micropython import const
 
+from chargeguard import rules
 from chargeguard.core.modes import MODES
 from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
@@ -153,9 +154,9 @@ METER_TYPES = tuple(sorted(METER_MODULES))
 CHARGER_TYPES = tuple(sorted(CHARGER_MODULES))
 SCHEMES = ("grid", "house")
 # A charger's mode: "site" follows site.mode (so one switch sets them all).
-CHARGER_MODES = ("site",) + MODES
+CHARGER_MODES = rules.CHARGER_MODES
 # core/optsettings.DISTRIBUTIONS (not imported: it would stay loaded after boot).
-DISTRIBUTIONS = ("shared", "priority", "sequential_optimized", "sequential_strict")
+DISTRIBUTIONS = rules.DISTRIBUTIONS
 BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"), ("mqtt", "password"))
@@ -163,19 +164,22 @@ REDACTED = "***"
 
 CONFIG_FILE = "config.json"
 BACKUP_FILE = "config.bak"
+OVERLAY_FILE = "overrides.json"  # settings changed at run time (commands.py)
 TEMP_FILE = "config.json.tmp"
 _MISSING = "is missing"
 
 # Field kinds of the schema tables below.
-_INT = const(0)  # whole number in a..b
-_ONEOF = const(1)  # whole number from the tuple a
-_BOOL = const(2)
+# The kinds and the runtime-settable fields are rules.py's (commands.py
+# checks a change with them without loading this module).
+_INT = const(0)  # whole number in a..b (rules.INT)
+_ONEOF = const(1)  # whole number from the tuple a (rules.ONEOF)
+_BOOL = const(2)  # rules.BOOL
 _TEXT = const(3)  # a..b printable characters
-_ENUM = const(4)  # string from the tuple a
+_ENUM = const(4)  # string from the tuple a (rules.ENUM)
 _SECRET = const(5)  # empty or a..b printable characters; value never shown
 _SSID = const(6)  # at most b bytes of UTF-8
 _HOST = const(7)
-_ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b
+_ZERO_OR = const(8)  # 0 (meaning given in the 7th item) or a..b (rules.ZERO_OR)
 _PHASE_MAP = const(9)
 _LABEL = const(10)  # one DNS label of a..b characters (a hostname)
 _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
@@ -185,8 +189,6 @@ _TOPIC = const(14)  # an MQTT topic prefix of a..b characters (see _topic_error)
 _CLIENT_ID = const(15)  # empty or a..b of letters, digits, '-', '_', '.'
 
 _PHASE_LETTERS = "ABC"
-_PEAK_FLOOR_W = const(2500)  # Fluvius bills at least 2.5 kW: a lower limit saves nothing
-_TARGET_ABOVE_LOWER_W = const(300)  # EVCM: net power target >= lower threshold + 300 W
 _POWER_W = const(100000)
 _MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
 
@@ -201,10 +203,10 @@ _SITE = (
     ("max_import_w", 0, _ZERO_OR, 1000, 500000, "W", "no limit"),
     ("scheme", "grid", _ENUM, SCHEMES, None, ""),
     ("balanced_load", False, _BOOL, None, None, ""),
-    ("mode", "fast", _ENUM, MODES, None, ""),
-    ("distribution", "priority", _ENUM, DISTRIBUTIONS, None, ""),
-    ("peak_limit_w", 0, _ZERO_OR, _PEAK_FLOOR_W, 500000, "W", "off"),
-    ("peak_follow_month", False, _BOOL, None, None, ""),
+    rules.SITE_MODE,
+    rules.DISTRIBUTION,
+    rules.PEAK_LIMIT,
+    rules.PEAK_FOLLOW,
 )
 _GUARD = (
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),
@@ -230,31 +232,19 @@ _WIFI = (
     ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
 )
 _SOLAR = (
-    ("eco", True, _BOOL, None, None, ""),
+    rules.ECO,
     ("eco_on_upper_w", 4000, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_on_lower_w", -500, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_off_upper_w", 1000, _INT, -_POWER_W, _POWER_W, "W"),
     ("eco_off_lower_w", -3500, _INT, -_POWER_W, _POWER_W, "W"),
-    ("net_power_target_w", 0, _INT, -_POWER_W, _POWER_W, "W"),
+    rules.NET_TARGET,
     ("start_delay_s", 60, _INT, 0, 3600, "s"),
     ("stop_delay_s", 180, _INT, 0, 3600, "s"),
     ("min_on_s", 120, _INT, 0, 3600, "s"),
     ("min_off_s", 180, _INT, 0, 3600, "s"),
     ("excess_threshold_w", 13000, _INT, 0, 1000000, "W"),
 )
-# Cross-field rules of the solar section, EVCM's: (field, other, gap) means
-# field >= other + gap W. In each band upper > lower; the ECO on band lies
-# above the ECO off band; the net power target is at least 300 W above the
-# lower threshold of both bands (EVCM clamps it there; a target the
-# regulation would not use is refused here rather than silently raised).
-_SOLAR_RULES = (
-    ("eco_on_upper_w", "eco_on_lower_w", 1),
-    ("eco_off_upper_w", "eco_off_lower_w", 1),
-    ("eco_on_upper_w", "eco_off_upper_w", 1),
-    ("eco_on_lower_w", "eco_off_lower_w", 1),
-    ("net_power_target_w", "eco_on_lower_w", _TARGET_ABOVE_LOWER_W),
-    ("net_power_target_w", "eco_off_lower_w", _TARGET_ABOVE_LOWER_W),
-)
+_SOLAR_RULES = rules.SOLAR_RULES  # EVCM's cross-field rules of the solar section
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
 _MQTT = (
     ("enabled", False, _BOOL, None, None, ""),
@@ -274,14 +264,14 @@ _CHARGER = (
     ("port", 80, _INT, 1, 65535, ""),
     ("phases", 3, _INT, 1, 3, ""),
     ("phase_map", "ABC", _PHASE_MAP, None, None, ""),
-    ("min_a", 6, _INT, 6, 32, "A"),
-    ("max_a", 16, _INT, 6, 32, "A"),
+    rules.MIN_A,
+    rules.MAX_A,
     ("circuit_a", 16, _INT, 6, 80, "A"),
-    ("priority", 1, _INT, 1, MAX_CHARGERS, ""),
+    rules.PRIORITY,
     ("failsafe_a", 0, _ZERO_OR, 6, 32, "A", "pause"),
-    ("mode", "site", _ENUM, CHARGER_MODES, None, ""),
-    ("manual_a", 6, _INT, 6, 32, "A"),
-    ("enabled", True, _BOOL, None, None, ""),
+    rules.MODE,
+    rules.MANUAL_A,
+    rules.ENABLED,
 )
 _SECTIONS = (
     ("site", _SITE),
@@ -344,9 +334,7 @@ def _fill(section, table):
     return section
 
 
-def _is_int(value):
-    # bool is an int subclass in CPython (not on MicroPython); exact type on both.
-    return type(value) is int
+_is_int = rules.is_int
 
 
 def _complete_charger(out, index, site_phases):
@@ -475,21 +463,7 @@ def normalise(doc):
 # -------------------------------------------------------------- validation
 
 
-def _show(value):
-    kind = type(value)
-    if kind is bool:
-        return "true" if value else "false"
-    if kind is int or kind is float:
-        return str(value)
-    if kind is str:
-        return repr(value) if len(value) <= 24 else repr(value[:21]) + "..."
-    if value is None:
-        return "null"
-    if kind is list:
-        return "a list"
-    if kind is dict:
-        return "an object"
-    return "unsupported"
+_show = rules.show
 
 
 def _kind_of(value):
@@ -504,29 +478,29 @@ def _kind_of(value):
     return _show(value)
 
 
-def _range(low, high, unit):
-    text = "between %d and %d" % (low, high)
-    return text + " " + unit if unit else text
+_range = rules.range_text
+
+
+# Text is checked as its UTF-8 bytes: on MicroPython each character taken
+# from a str (iterating, indexing) is interned as a name for good, so every
+# letter of a name, a host or a password would stay in the heap.
 
 
 def _printable(text):
-    # No C0 control, DEL or C1 control (U+0080..U+009F: UTF-8 0xC2 0x80..0x9F).
-    # Over the bytes, as every check a load runs: iterating or indexing a str
-    # makes each character an interned string (a qstr) on MicroPython, and a
-    # new qstr block in the middle of a load on a fragmented heap can fail.
-    lead = 0
-    for code in text.encode():
-        if code < 32 or code == 127 or (lead == 0xC2 and code < 0xA0):
+    # No C0 control, DEL or C1 control (U+0080..U+009F: the bytes C2 80..C2 9F).
+    after_c2 = False
+    for code in text.encode("utf-8", "surrogatepass"):
+        if code < 32 or code == 127 or after_c2 and code < 160:
             return False
-        lead = code
+        after_c2 = code == 194
     return True
 
 
 def _digits(text):
     if not text:
         return False
-    for code in text.encode():  # over the bytes: see _printable
-        if not 48 <= code <= 57:
+    for code in text.encode("utf-8", "surrogatepass"):
+        if not 48 <= code <= 57:  # '0'..'9'
             return False
     return True
 
@@ -555,7 +529,8 @@ def _hostname(text):
     for label in labels:
         if not 1 <= len(label) <= 63 or label.startswith("-") or label.endswith("-"):
             return False
-        for code in label.encode():  # over the bytes: see _printable
+        for code in label.encode("utf-8", "surrogatepass"):
+            # a-z, A-Z, 0-9, '-'
             if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code == 45):
                 return False
     # An all-digit last label would be a mistyped address, not a name (RFC 1123).
@@ -564,7 +539,7 @@ def _hostname(text):
 
 def _client_id(text):
     # The characters every broker accepts in a client identifier (MQTT 3.1.1, 3.1.3.1).
-    for code in text.encode():  # over the bytes: see _printable
+    for code in text.encode("utf-8", "surrogatepass"):  # bytes: a character taken from a str is interned
         if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code in b"-_."):
             return False
     return True
@@ -591,24 +566,8 @@ def _check(errors, path, spec, value):
     high = spec[4]
     unit = spec[5]
     message = None
-    if kind == _INT:
-        if not _is_int(value):
-            message = "must be a whole number %s (is %s)" % (_range(low, high, unit), _show(value))
-        elif not low <= value <= high:
-            message = "must be %s (is %d)" % (_range(low, high, unit), value)
-    elif kind == _ZERO_OR:
-        if not _is_int(value) or (value != 0 and not low <= value <= high):
-            message = "must be 0 (%s) or %s (is %s)" % (spec[6], _range(low, high, unit), _show(value))
-    elif kind == _ONEOF:
-        if not _is_int(value) or value not in low:
-            words = " or ".join([str(choice) for choice in low])
-            message = "must be %s%s (is %s)" % (words, " " + unit if unit else "", _show(value))
-    elif kind == _BOOL:
-        if type(value) is not bool:
-            message = "must be true or false (is %s)" % _show(value)
-    elif kind == _ENUM:
-        if type(value) is not str or value not in low:
-            message = "must be one of: %s (is %s)" % (", ".join(low), _show(value))
+    if kind <= _BOOL or kind == _ENUM or kind == _ZERO_OR:
+        message = rules.field_message(spec, value)
     elif type(value) is not str:
         message = "must be text (is %s)" % (_kind_of(value) if kind == _SECRET else _show(value))
     elif kind == _TEXT:
@@ -657,10 +616,10 @@ def _check(errors, path, spec, value):
             message = "must be an IPv4 address like 192.168.1.60 or a host name of letters, digits, '-' and '.'"
             message += " (is %s)" % _show(value)
     elif kind == _PHASE_MAP:
-        raw = value.encode()  # over the bytes: see _printable
-        ok = 1 <= len(raw) <= 3
-        for index in range(len(raw)):
-            if raw[index] not in b"ABC" or raw[index] in raw[:index]:
+        ok = 1 <= len(value) <= 3
+        for index in range(len(value)):
+            letter = value[index : index + 1]  # a slice: value[index] would be interned
+            if letter not in _PHASE_LETTERS or letter in value[:index]:
                 ok = False
         if not ok:
             message = "must be 1 to 3 different letters from A, B, C, one per charger phase (is %s)" % _show(value)
@@ -828,11 +787,8 @@ def _check_solar(errors, solar):
     for high, low, gap in _SOLAR_RULES:
         value = solar.get(high)
         floor = solar.get(low)
-        if value is not None and floor is not None and value < floor + gap:
-            if gap == 1:
-                message = "must be above %s, %d W (is %d)" % (low, floor, value)
-            else:
-                message = "must be at least %s + %d W, %d W (is %d)" % (low, gap, floor + gap, value)
+        message = None if value is None or floor is None else rules.solar_message(high, low, gap, value, floor)
+        if message is not None:
             errors.add("solar." + high, message, "solar." + low)
             solar.pop(high)  # one error per field
 
@@ -910,24 +866,23 @@ def _check_charger(errors, prefix, good, site_phases, count):
     low = good.get("min_a")
     high = good.get("max_a")
     if low is not None and high is not None and high < low:
-        errors.add(prefix + "max_a", "must be at least min_a, %d A (is %d)" % (low, high), prefix + "min_a")
+        errors.add(prefix + "max_a", rules.max_message(low, high), prefix + "min_a")
         high = None
     circuit = good.get("circuit_a")
     if low is not None and circuit is not None and circuit < low:
-        errors.add(prefix + "circuit_a", "must be at least min_a, %d A (is %d)" % (low, circuit), prefix + "min_a")
+        errors.add(prefix + "circuit_a", rules.circuit_message(low, circuit), prefix + "min_a")
     priority = good.get("priority")
     if priority is not None and priority > count:
-        message = "must be between 1 and %d, the number of chargers (is %d)" % (count, priority)
-        errors.add(prefix + "priority", message)
+        errors.add(prefix + "priority", rules.priority_message(count, priority))
     if low is None or high is None:
         return
     failsafe = good.get("failsafe_a")
-    if failsafe is not None and failsafe != 0 and not low <= failsafe <= high:
-        message = "must be 0 (pause) or between min_a and max_a, %d..%d A (is %d)" % (low, high, failsafe)
+    message = None if failsafe is None else rules.failsafe_message(low, high, failsafe)
+    if message is not None:
         errors.add(prefix + "failsafe_a", message, prefix + "min_a")
     manual = good.get("manual_a")
-    if manual is not None and not low <= manual <= high:
-        message = "must be between min_a and max_a, %d..%d A (is %d)" % (low, high, manual)
+    message = None if manual is None else rules.manual_message(low, high, manual)
+    if message is not None:
         errors.add(prefix + "manual_a", message, prefix + "min_a")
 
 
@@ -1105,7 +1060,7 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             good = flashfile.checksum(directory + "/" + CONFIG_FILE)
             if good == flashfile.checksum(directory + "/" + BACKUP_FILE):
                 good = None
-            return doc, notes, CONFIG_FILE, good
+            return _overlaid(directory, doc, notes), notes, CONFIG_FILE, good
         if new_problem == _MISSING:
             notes.append("%s is missing" % CONFIG_FILE)
         elif errors:
@@ -1117,7 +1072,7 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
     doc, problem, errors, version = _read(directory + "/" + BACKUP_FILE, 1)
     if doc is not None:
         notes.append("still guarding with the last good configuration (%s, the one that last ran)" % BACKUP_FILE)
-        return doc, notes, BACKUP_FILE, None
+        return _overlaid(directory, doc, notes), notes, BACKUP_FILE, None
     if problem != _MISSING:
         notes.append("%s (the last good copy) %s" % (BACKUP_FILE, problem))
     if new_problem == _MISSING:
@@ -1131,6 +1086,48 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             + "correct the settings named above (%s lists them all), then make deploy CONFIG=config.json" % _CHECK_HINT
         )
     return defaults(), notes, None, None
+
+
+def _overlaid(directory, doc, notes):
+    # `doc` (valid, complete) with the settings changed at run time
+    # (OVERLAY_FILE, written by commands.py) applied in place, when the
+    # result is valid; otherwise `doc` unchanged and a note per refusal.
+    overlay, problem = _parse(directory + "/" + OVERLAY_FILE)
+    if overlay is None:
+        if problem != _MISSING:
+            notes.append("%s %s: the settings changed at run time were dropped" % (OVERLAY_FILE, problem))
+        return doc
+    changes = overlay.get("set")
+    chargers = doc["chargers"]
+    if overlay.get("chargers") != [entry["name"] for entry in chargers] or type(changes) is not dict:
+        notes.append("%s was written for other chargers: the settings changed at run time were dropped" % OVERLAY_FILE)
+        return doc
+    refused = []
+    undo = []
+    for path in changes:
+        parts = path.split(".")
+        node = None
+        if len(parts) == 2 and parts[0] in ("site", "solar"):
+            node = doc[parts[0]]
+            table = _SITE if parts[0] == "site" else _SOLAR
+        elif len(parts) == 3 and parts[0] == "chargers" and _digits(parts[1]) and int(parts[1]) < len(chargers):
+            node = chargers[int(parts[1])]
+            table = _CHARGER
+        # Only what commands.py may set: an overlay never changes a breaker.
+        if node is None or parts[-1] not in [spec[0] for spec in rules.RUNTIME] or parts[-1] not in [spec[0] for spec in table]:
+            refused.append((path, "unknown setting (not settable at run time)"))
+            continue
+        undo.append((node, parts[-1], node[parts[-1]]))
+        node[parts[-1]] = changes[path]
+    if not refused:
+        refused = validate(doc)
+    if refused:
+        for node, key, value in undo:
+            node[key] = value
+        for path, message in refused[:MAX_NOTE_ERRORS]:
+            notes.append("%s refused %s: %s" % (OVERLAY_FILE, path, message))
+        notes.append("%s was NOT applied: the settings changed at run time were dropped" % OVERLAY_FILE)
+    return doc
 
 
 def remember(directory, good):

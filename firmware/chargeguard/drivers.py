@@ -10,7 +10,9 @@ CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a
-# supervised task of its own; context is a dict the app fills ("hostname":
-# wifi.hostname). An interface never imports app.py or reaches into drivers
-# or the guard.
+# supervised task of its own; context is a dict the app fills: "hostname"
+# (wifi.hostname), "site_state" and "command_api" (App.site_state and
+# App.command_api: call them for the site state and the command API, each
+# loaded at its first call). An interface never imports app.py or reaches
+# into drivers or the guard.
 INTERFACE_MODULES = (("mqtt", "chargeguard.net.mqtt"),)

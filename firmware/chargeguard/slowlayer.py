@@ -37,6 +37,12 @@ class SlowLayer:
     def __init__(self, doc, site, chargers):
         opt = optimiser_from_config(doc)
         self.optimiser = Optimiser(opt, site, chargers)
+        self._follow(opt, chargers)
+        self._wall_base_s = None  # wall_s_of() at _wall_read_ms, None = clock not set
+        self._wall_read_ms = 0
+        self._wall_read = False
+
+    def _follow(self, opt, chargers):
         # With a distribution other than priority the fast/manual chargers
         # share the guard's room by that rule (the guard alone serves them
         # in priority order).
@@ -46,9 +52,22 @@ class SlowLayer:
         for charger in chargers:
             if charger.enabled and charger.mode in SURPLUS_MODES:
                 self.shows_surplus = True
-        self._wall_base_s = None  # wall_s_of() at _wall_read_ms, None = clock not set
-        self._wall_read_ms = 0
-        self._wall_read = False
+
+    def configure(self, doc, chargers):
+        """Take run-time changes (commands.py): the settings in `doc` (a config-like dict,
+        already validated) and the chargers' modes and priorities; effective next tick."""
+        opt = optimiser_from_config(doc)
+        mine = self.optimiser.opt
+        mine.distribution = opt.distribution
+        mine.peak_limit_w = opt.peak_limit_w
+        mine.peak_follow_month = opt.peak_follow_month
+        mine.eco = opt.eco
+        mine.net_power_target_w = opt.net_power_target_w
+        order = self.optimiser.order
+        for index in range(len(order)):
+            order[index] = index
+        order.sort(key=lambda index: chargers[index].priority)
+        self._follow(mine, chargers)
 
     def tick(self, platform, guard, reading, statuses, now_ms, targets_ma):
         """Fill targets_ma (mA) and set guard.import_cap_w; call before guard.tick()."""

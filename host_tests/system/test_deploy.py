@@ -79,7 +79,8 @@ def test_a_valid_config_is_copied_under_a_temporary_name_then_renamed(bench):
     assert steps[3][0] == "exec" and "os.mkdir('/data')" in steps[3][1]
     assert steps[4] == ["fs", "cp", str(config), ":/data/config.json.new"]
     assert steps[5][0] == "exec" and "_install('/data/config.json.new', '/data/config.json'" in steps[5][1]
-    assert steps[6] == ["reset"] and len(steps) == 7
+    assert steps[6][0] == "exec" and "os.remove('/data/overrides.json')" in steps[6][1]
+    assert steps[7] == ["reset"] and len(steps) == 8
     board = bench["board"]
     assert (board / "data" / "config.json").read_bytes() == config.read_bytes()
     assert (board / "data" / "config.bak").read_bytes() == OLD  # the last good copy is the firmware's business

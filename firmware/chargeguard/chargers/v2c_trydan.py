@@ -49,7 +49,7 @@ import time
 import asyncio
 
 from chargeguard.core.model import ChargerStatus
-from chargeguard.net.http import HttpClient
+from chargeguard.net.http import BodyBuffer, HttpClient
 from micropython import const
 
 _TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
@@ -221,7 +221,10 @@ class V2CTrydan:
         self.writes_sent = 0  # write requests sent, for diagnostics
         # Polls and writes use separate clients so a command never queues
         # behind a slow poll; each kind of call is serialised by its flag.
-        self._reader = HttpClient(_REALTIME_MAX_BODY)
+        # The polls of all boxes read their bodies into one shared buffer
+        # (2 KB of heap per box less): a poll whose answer arrives while
+        # another box's is being read is skipped (net/http.py, "busy").
+        self._reader = HttpClient(_REALTIME_MAX_BODY, _poll_buffer())
         self._writer = HttpClient(_WRITE_MAX_BODY)
         self._polling = False
         self._applying = False
@@ -255,6 +258,11 @@ class V2CTrydan:
             gen = self._write_gen
             client = self._reader
             code = await client.get(self.host, self.port, "/RealTimeData", self.timeout_ms)
+            if code == 0 and client.error == "busy":
+                # Another box's answer holds the shared buffer: this box
+                # answered, so its state stays as last read until the next
+                # poll. Never a wait: that box may be stalling.
+                return False
             if code != 200:
                 # Code 0 is no answer at all: see _failed().
                 return self._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
@@ -268,6 +276,7 @@ class V2CTrydan:
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__, 1)
         finally:
+            self._reader.release()
             self._polling = False
 
     def _take(self, gen):
@@ -432,6 +441,16 @@ class V2CTrydan:
         if code == 200:
             return self._failed("write " + pair + " refused")
         return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
+
+
+# The one body buffer of every box's polls, made with the first driver.
+_poll_buffers = []
+
+
+def _poll_buffer():
+    if not _poll_buffers:
+        _poll_buffers.append(BodyBuffer(_REALTIME_MAX_BODY + 1))
+    return _poll_buffers[0]
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

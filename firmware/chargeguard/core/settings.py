@@ -19,9 +19,6 @@ MODE_ECO = "eco"
 MODE_SOLAR = "solar"
 MODE_EXCESS = "excess"
 
-_PHASE_LETTERS = "ABC"
-
-
 class SiteSettings:
     """Limits of the house connection and timing of the guard."""
 
@@ -88,7 +85,9 @@ def charger_from_config(entry, site_mode=MODE_FAST):
     charger = ChargerSettings()
     charger.name = entry["name"]
     charger.phases = entry["phases"]
-    charger.phase_map = tuple(_PHASE_LETTERS.index(letter) for letter in entry["phase_map"])
+    # Letters A..C as indexes 0..2, from the bytes: a character taken from a
+    # str is interned for good on MicroPython.
+    charger.phase_map = tuple(code - 65 for code in entry["phase_map"].encode())
     charger.min_ma = entry["min_a"] * 1000
     charger.max_ma = entry["max_a"] * 1000
     charger.circuit_ma = entry["circuit_a"] * 1000

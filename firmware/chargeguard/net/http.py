@@ -9,6 +9,14 @@ bytes. The body then starts at the buffer's start and may be at most
 answer is refused with an error. The body stays in the buffer until the
 next request on that client (`body()`, `body_is()`, `json()`).
 
+Clients whose answers are read and used one at a time (the polls of several
+wallboxes) can share one body buffer (`BodyBuffer`): each then owns only a
+256-byte buffer for the head. A client holds the shared buffer from the first
+byte of its body until `release()` or its next request; a client whose body
+starts while another holds it fails at once with "busy" (it never waits for
+another device: a box that stalls inside its body delays nobody). A box that
+never answers never holds it: the head is read in the client's own buffer.
+
 Requests are `GET`, HTTP/1.0 with `Connection: close`: one TCP connection per
 request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
@@ -36,6 +44,7 @@ then says why, in a few words:
     "bad length"          a Content-Length that is not a plain number
     "chunked"             a Transfer-Encoding header
     "long body"           body over `max_body` bytes
+    "busy"                the shared body buffer is held by another client
     "short body"          closed before Content-Length bytes came
     other                 the type name of an unexpected exception
 
@@ -78,9 +87,10 @@ def use_resolver(resolve):
 
 
 def _numeric(host):
-    # Dotted digits only: getaddrinfo answers those without a lookup.
-    for char in host:
-        if char != "." and not "0" <= char <= "9":
+    # Dotted digits only: getaddrinfo answers those without a lookup. Over
+    # the bytes: a character taken from a str is interned for good on MicroPython.
+    for code in host.encode():
+        if code != 46 and not 48 <= code <= 57:  # '.', '0'..'9'
             return False
     return True
 
@@ -117,15 +127,40 @@ def _number(buf, pos, end):
     return value
 
 
-class HttpClient:
-    """HTTP client with one preallocated, bounded buffer (one request at a time)."""
+class BodyBuffer:
+    """A body buffer of `size` bytes that several HttpClients take turns with (see the module doc)."""
 
-    def __init__(self, max_body=_MAX_BODY):
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.mv = memoryview(self.buf)
+        self.holder = None  # the HttpClient whose body it holds, or None
+
+
+class HttpClient:
+    """HTTP client with one preallocated, bounded buffer (one request at a time).
+
+    shared: a BodyBuffer of at least max_body + 1 bytes to read bodies into
+    (then `buf` is that buffer, and the client's own is 256 bytes for the
+    head), or None for a buffer of its own.
+    """
+
+    def __init__(self, max_body=_MAX_BODY, shared=None):
         self.max_body = max_body
-        # One byte more than the limit: reading to the end of the connection
-        # needs room to see that a body is too long.
-        self.buf = bytearray(max(max_body + 1, _MIN_BUFFER))
-        self._mv = memoryview(self.buf)
+        self._shared = shared
+        if shared is None:
+            # One byte more than the limit: reading to the end of the
+            # connection needs room to see that a body is too long.
+            self.buf = bytearray(max(max_body + 1, _MIN_BUFFER))
+            self._mv = memoryview(self.buf)
+            self._head = self.buf
+            self._head_mv = self._mv
+        else:
+            if len(shared.buf) <= max_body:
+                raise ValueError("shared buffer smaller than max_body + 1")
+            self.buf = shared.buf
+            self._mv = shared.mv
+            self._head = bytearray(_MIN_BUFFER)
+            self._head_mv = memoryview(self._head)
         self.status = 0  # HTTP status of the last response, 0 = none
         self.body_len = 0
         self.error = None  # why the last request failed, or None
@@ -148,6 +183,7 @@ class HttpClient:
             # The buffer and `error` belong to the request in flight.
             return 0
         self._busy = True
+        self.release()  # the last body is no longer needed
         self.status = 0
         self.body_len = 0
         self.error = None
@@ -184,13 +220,22 @@ class HttpClient:
                 except Exception:
                     pass
             self._busy = False
+            if self.error is not None or not self.status:
+                # Failed or cancelled: no body to keep for the caller.
+                self.release()
         if self.error is not None:
             self.status = 0
             self.body_len = 0
         return self.status
 
+    def release(self):
+        """Done with the body: a shared body buffer is free for the other clients."""
+        shared = self._shared
+        if shared is not None and shared.holder is self:
+            shared.holder = None
+
     def body(self):
-        """The last response body as a memoryview (valid until the next request)."""
+        """The last response body as a memoryview (valid until the next request or release())."""
         return self._mv[: self.body_len]
 
     def body_is(self, expected):
@@ -244,8 +289,8 @@ class HttpClient:
         writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
         await writer.drain()
 
-        buf = self.buf
-        mv = self._mv
+        buf = self._head  # the head is read here
+        mv = self._head_mv
         size = len(buf)
         filled = 0  # bytes of buf holding data
         scan = 0  # start of the first line not parsed yet
@@ -314,15 +359,21 @@ class HttpClient:
         limit = self.max_body
         if length > limit:
             raise ValueError("long body")
-        # Body bytes that came with the head move to the buffer's start.
+        shared = self._shared
+        if shared is not None:
+            if shared.holder is not None:
+                raise ValueError("busy")
+            shared.holder = self
+        body = self._mv
+        # Body bytes that came with the head move to the body buffer's start.
         got = filled - nl - 1
         if 0 <= length < got:
             got = length  # a server sending more than it announced: ignore the rest
-        mv[:got] = mv[nl + 1 : nl + 1 + got]
+        body[:got] = mv[nl + 1 : nl + 1 + got]
         # Without a length, read one byte past the limit to see an overlong body.
         end = length if length >= 0 else limit + 1
         while got < end:
-            n = await _read_into(reader, mv[got:end])
+            n = await _read_into(reader, body[got:end])
             if not n:
                 if length >= 0:
                     raise ValueError("short body")

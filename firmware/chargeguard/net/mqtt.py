@@ -579,6 +579,7 @@ class MqttLink:
 def from_config(cfg, platform, log, context):
     """The interface the app starts for an enabled `mqtt` section: an MqttLink.
 
-    context: {"hostname": wifi.hostname, ...} (what the app gives every interface).
+    context: what the app gives every interface ({"hostname": wifi.hostname,
+    "site_state": ..., "command_api": ...}); the link uses the host name only.
     """
     return MqttLink(platform, cfg, log, context.get("hostname", "chargeguard"))
