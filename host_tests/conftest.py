@@ -7,3 +7,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 for path in (os.path.join(ROOT, "tools", "shims"), os.path.join(ROOT, "firmware"), os.path.dirname(__file__)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+# Device libraries (umqtt.simple): fetched and pinned by tools/devlibs.py into
+# build/lib; `make test` builds first, a bare pytest run fetches here.
+if not os.path.exists(os.path.join(ROOT, "build", "lib", "umqtt", "simple.py")):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import devlibs
+
+    devlibs.ensure(quiet=True)
+if os.path.join(ROOT, "build", "lib") not in sys.path:
+    sys.path.append(os.path.join(ROOT, "build", "lib"))

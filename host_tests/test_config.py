@@ -10,6 +10,7 @@ from support import IS_MICROPYTHON, make_tmpdir, skip
 HOST = "192.168.1.60"
 WIFI_SECRET = "hunter2-wifi-pw"
 ADMIN_SECRET = "s3cret-admin-pw"
+MQTT_SECRET = "mqtt-broker-pw"
 
 
 def base(chargers=1):
@@ -84,6 +85,7 @@ def doc_b():
     doc = put(base(2), "name", "Bravo")
     put(doc, "wifi", {"ssid": "home", "password": WIFI_SECRET})
     put(doc, "admin", {"password": ADMIN_SECRET})
+    put(doc, "mqtt", {"password": MQTT_SECRET})
     return doc
 
 
@@ -167,6 +169,16 @@ FIELD_CASES = (
     ("wifi.ntp_server", ("", "pool.ntp.org", "192.168.1.1", "ntp1"), ("pool ntp", "1.2.3.4:123", "224.0.0.1", 123),
      None, None),
     ("admin.password", ("", "12345678", "x" * 64), ("1234567", "x" * 65, True), None, None),
+    ("mqtt.enabled", (False, True), (1, "true", None), "true or false", {"mqtt": {"host": "192.168.1.5"}}),
+    ("mqtt.host", ("", "192.168.1.5", "broker.lan"), ("broker lan", "224.0.0.1", "1.2.3.4:1883", 5), None, None),
+    ("mqtt.port", (1, 1883, 65535), (0, 65536, "1883", 1883.0), "between 1 and 65535", None),
+    ("mqtt.user", ("", "ha", "x" * 64), ("x" * 65, "a\nb", 5), "printable", None),
+    ("mqtt.password", ("", "p", "x" * 128), ("x" * 129, "a\nb", 5), None, None),
+    ("mqtt.client_id", ("", "cg-1", "a.b_c"), ("a b", "x" * 65, "b\u00e9", 5), "letters, digits", None),
+    ("mqtt.topic_prefix", ("chargeguard", "home/cg", "x" * 64), ("", "a/+/b", "a/#", "/cg", "cg/", "a//b", "c g",
+                                                               "x" * 65, 5), None, None),
+    ("mqtt.discovery_prefix", ("homeassistant", "ha"), ("#", "ha/", "", "+", None), None, None),
+    ("mqtt.keepalive_s", (2, 30, 3600), (0, 1, 3601, "30"), "between 2 and 3600 s", None),
 )
 
 
@@ -556,7 +568,10 @@ def test_documented_defaults():
     assert doc["solar"] == {"eco": True, "eco_on_upper_w": 4000, "eco_on_lower_w": -500, "eco_off_upper_w": 1000,
                             "eco_off_lower_w": -3500, "net_power_target_w": 0, "start_delay_s": 60,
                             "stop_delay_s": 180, "min_on_s": 120, "min_off_s": 180, "excess_threshold_w": 13000}
-    assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin"])
+    assert doc["mqtt"] == {"enabled": False, "host": "", "port": 1883, "user": "", "password": "", "client_id": "",
+                           "topic_prefix": "chargeguard", "discovery_prefix": "homeassistant", "keepalive_s": 30}
+    assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin",
+                                  "mqtt"])
 
 
 def test_complete_fills_partial_document_without_touching_input():
@@ -675,8 +690,15 @@ def test_restore_secrets_after_import_of_export():
     assert fresh["wifi"]["password"] == ""
 
 
+def test_mqtt_needs_a_host_when_enabled():
+    assert "mqtt.enabled" in error_map(put(base(), "mqtt", {"enabled": True}))["mqtt.host"]
+    assert "mqtt.host" not in error_map(put(base(), "mqtt", {"enabled": True, "host": "192.168.1.5"}))
+    assert "mqtt.host" not in error_map(put(base(), "mqtt", {"enabled": False}))
+
+
 def test_errors_never_contain_secret_values():
     cases = (("wifi.password", "short1"), ("wifi.password", "x" * 70 + "TOPSECRET"),
+             ("mqtt.password", "x" * 129 + "TOPSECRET"), ("mqtt.password", "pw\nTOPSECRET"),
              ("admin.password", "pw\nTOPSECRET"), ("admin.password", "tiny"))
     for path, secret in cases:
         doc = put(base(), path, secret)

@@ -13,9 +13,12 @@
    side: the runs wait on the simulated site, not on the CPU.
 2. Guard latency: a telegram showing a higher house load is written to the
    P1 pty; the time until the V2C Trydan emulator receives the lower
-   Intensity. Measured twice: with one healthy wallbox, and with a second
-   wallbox that accepts connections and never answers (dead I/O beside the
-   guard's path). Prints p50 / p90 / p99 / max.
+   Intensity. Measured with one healthy wallbox; with a second wallbox that
+   accepts connections and never answers (dead I/O beside the guard's path);
+   with MQTT on and a live broker (tools/sim/broker.py); and with MQTT on and
+   the broker black-holed (accepts TCP, never answers: the link waits out
+   its connect deadline and backs off, again and again). The MQTT runs have
+   the heap of the firmware with MQTT (run.MQTT_HEAP). Prints p50 / p90 / p99 / max.
 
 Cut to keep it to minutes (it took eleven): 60 load steps per latency run
 instead of 300 (p99 of 60 is the second-worst: read it as a max), and the
@@ -35,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "sim"))
 sys.path.insert(0, HERE)
 
-from run import DEFAULT_HEAP, Simulation, wait_for  # noqa: E402
+from broker import BlackHole, Broker  # noqa: E402
+from run import DEFAULT_HEAP, MQTT_HEAP, Simulation, wait_for  # noqa: E402
 
 import memlab  # noqa: E402
 
@@ -56,8 +60,28 @@ def percentile(sorted_values, fraction):
     return sorted_values[index]
 
 
-def measure_latency(steps, heap, hung_second):
-    sim = Simulation(heap=heap, car_delay_s=0.1, run_name="bench", guard=BENCH_GUARD, chargers=2 if hung_second else 1)
+def measure_latency(steps, heap, hung_second, mqtt=None):
+    """Latencies (ms) and misses; mqtt: None (off), "live" (a real broker) or "blackhole"."""
+    server = None
+    mqtt_cfg = None
+    if mqtt == "live":
+        server = Broker().start()
+    elif mqtt == "blackhole":
+        server = BlackHole()
+    if server is not None:
+        mqtt_cfg = {"enabled": True, "host": "127.0.0.1", "port": server.port}
+    try:
+        return _measure_latency(steps, heap, hung_second, mqtt_cfg)
+    finally:
+        if isinstance(server, Broker):
+            server.stop()
+        elif server is not None:
+            server.close()
+
+
+def _measure_latency(steps, heap, hung_second, mqtt_cfg):
+    sim = Simulation(heap=heap, car_delay_s=0.1, run_name="bench", guard=BENCH_GUARD, chargers=2 if hung_second else 1,
+                     mqtt=mqtt_cfg)
     trydan = sim.trydan
     latencies_ms = []
     missed = 0
@@ -249,6 +273,12 @@ def main():
         say("guard latency with a hung second wallbox")
         latencies, missed = measure_latency(args.steps, args.heap, hung_second=True)
         report_latency("guard latency, second wallbox hung    ", latencies, missed)
+        say("guard latency with MQTT on, broker live (heap %s)" % MQTT_HEAP)
+        latencies, missed = measure_latency(args.steps, MQTT_HEAP, hung_second=False, mqtt="live")
+        report_latency("guard latency, MQTT broker live       ", latencies, missed)
+        say("guard latency with MQTT on, broker black-holed (heap %s)" % MQTT_HEAP)
+        latencies, missed = measure_latency(args.steps, MQTT_HEAP, hung_second=False, mqtt="blackhole")
+        report_latency("guard latency, MQTT broker black-holed", latencies, missed)
     if results:
         report_memory(results)
     say("done")

@@ -4,7 +4,10 @@
 
 Every module of firmware/chargeguard is compiled with mpy-cross to .mpy
 (compiling .py on an ESP32 needs far more heap than loading .mpy); boot.py and
-main.py stay source, as MicroPython runs those two by name. The bytecode
+main.py stay source, as MicroPython runs those two by name. The pinned
+device libraries (tools/devlibs.py: umqtt.simple from micropython-lib,
+fetched once from PyPI, hash-checked) are compiled next to the package
+(build/device/umqtt/simple.mpy); their source is never kept in the repo. The bytecode
 has no line numbers (mpy-cross -O3) unless --lines: tracebacks on the device
 then name the file and function, and every line says "line 1". With
 --check-with, the built package is imported by that MicroPython interpreter
@@ -16,6 +19,8 @@ import os
 import shutil
 import subprocess
 import sys
+
+import devlibs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")
@@ -59,6 +64,16 @@ def compile_tree(out_dir, lines=False):
                 command.insert(1, "-O3")
             subprocess.run(command, check=True)
             count += 1
+    # The device libraries, by their module paths (build/lib/umqtt/simple.py -> umqtt/simple.mpy).
+    for source in devlibs.sources():
+        rel = os.path.relpath(source, devlibs.LIB)
+        target = os.path.join(out_dir, rel[:-3] + ".mpy")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        command = [compiler, "-s", rel[:-3] + ".mpy", "-o", target, source]
+        if not lines:
+            command.insert(1, "-O3")
+        subprocess.run(command, check=True)
+        count += 1
     for name in SOURCE_FILES:
         shutil.copy(os.path.join(FIRMWARE, name), os.path.join(out_dir, name))
     return count
@@ -81,6 +96,10 @@ def main():
     parser.add_argument("--lines", action="store_true", help="keep line numbers in tracebacks (-O0: 2.4 KB more heap)")
     args = parser.parse_args()
     out_dir = os.path.abspath(args.out)
+    try:
+        devlibs.ensure()
+    except devlibs.FetchError as why:
+        sys.exit("build: %s" % why.args[0])
     count = compile_tree(out_dir, args.lines)
     if args.check_with:
         check_import(out_dir, args.check_with)

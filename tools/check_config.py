@@ -121,12 +121,15 @@ def summary(doc):
     site = doc["site"]
     chargers = ", ".join("%s (%s)" % (entry["name"], entry["host"]) for entry in doc["chargers"]) or "none"
     wifi = "Wi-Fi %s" % json.dumps(doc["wifi"]["ssid"]) if doc["wifi"]["ssid"] else "no Wi-Fi"
-    return "%s: %d phase(s), breaker %d A, margin %d A; %s; chargers: %s" % (
+    mqtt = doc["mqtt"]
+    broker = "MQTT to %s:%d" % (mqtt["host"], mqtt["port"]) if mqtt["enabled"] else "no MQTT"
+    return "%s: %d phase(s), breaker %d A, margin %d A; %s; %s; chargers: %s" % (
         json.dumps(doc["name"]),
         site["phases"],
         site["breaker_a"],
         site["margin_a"],
         wifi,
+        broker,
         chargers,
     )
 

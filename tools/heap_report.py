@@ -39,6 +39,9 @@ MODULES = (
 # Loaded only with Wi-Fi configured (wifi.ssid): the link, the clock (with
 # wifi.ntp_server) and the resolver (at the first wallbox host name).
 WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.dns")
+# Loaded only with mqtt.enabled: the codec (umqtt.simple, a pinned device
+# library), the link and Home Assistant on it.
+MQTT_MODULES = ("umqtt.simple", "chargeguard.net.mqtt", "chargeguard.net.hass")
 # Loaded only when the configuration needs the optimiser (a charger in eco,
 # solar or excess, a distribution other than priority, or site.peak_limit_w).
 OPTIMISER_MODULES = (
@@ -77,6 +80,9 @@ def main():
     before = previous
     previous = _import_each(OPTIMISER_MODULES, "  (with the optimiser)", previous)
     print("%-34s %6d B" % ("optimiser modules", previous - before))
+    before = previous
+    previous = _import_each(MQTT_MODULES, "  (with MQTT)", previous)
+    print("%-34s %6d B" % ("MQTT modules", previous - before))
     micropython.qstr_info()
 
 

@@ -38,6 +38,7 @@ for path in (HERE, os.path.join(HERE, "sim")):
 import upy32  # noqa: E402
 from build import mpy_cross_binary  # noqa: E402
 from house import DAY  # noqa: E402
+from broker import Broker  # noqa: E402
 from run import Simulation, micropython_binary  # noqa: E402
 
 KB = 1024
@@ -56,15 +57,19 @@ class Profile:
     profile must run the day in (tests), a build without one is only measured;
     meter: None for the P1 port, else a Modbus model (the simulator's
     emulator on a pty line, read over RTU).
+    broker: a real MQTT broker (tools/sim/broker.py) runs beside the sim and
+    config's mqtt section gets its port; a run counts only once the
+    firmware's MQTT link connected to it.
     """
 
-    def __init__(self, name, text, chargers, budgets, config=None, meter=None):
+    def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False):
         self.name = name
         self.text = text
         self.chargers = chargers
         self.budgets = budgets
         self.config = config or {}
         self.meter = meter
+        self.broker = broker
 
 
 # The plain-ESP32 subset must run as .mpy in 80 KB (a plain ESP32's ~110 KB
@@ -114,6 +119,20 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
         meter="sdm630",
+    ),
+    # The plain-ESP32 subset: guard, meter, chargers and MQTT (net/mqtt.py and
+    # umqtt.simple), connected to a real broker and publishing its
+    # availability; .mpy in 80 KB, frozen in 64 KB.
+    Profile(
+        "mqtt",
+        "wifi + the MQTT link to a broker on loopback",
+        chargers=2,
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+        config={
+            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
+        },
+        broker=True,
     ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
@@ -166,6 +185,8 @@ class Run:
         self.configured = ("ChargeGuard running: %d charger(s)" % profile.chargers) in lines and not any(
             line.startswith("config:") and "kept as the last good" not in line for line in lines
         )
+        # With a broker, the MQTT link must have done its job too.
+        self.mqtt_ok = not profile.broker or any(line.startswith("mqtt: connected") for line in lines)
 
     def _figures(self, key):
         values = []
@@ -180,7 +201,7 @@ class Run:
 
     def ok(self):
         """Ran to the end: no MemoryError, still running, its own configuration, and the guard kept reporting."""
-        return not self.memory_errors and self.alive and self.configured and self.commands > 0
+        return not self.memory_errors and self.alive and self.configured and self.commands > 0 and self.mqtt_ok
 
     def failure_site(self):
         """Where the first MemoryError was raised: 'file:line in function' or the firmware's own words."""
@@ -204,6 +225,8 @@ class Run:
         if not self.configured:
             notes = [line for line in self.lines if line.startswith("config:")]
             return notes[0][:100] if notes else "did not start with its configuration"
+        if not self.mqtt_ok:
+            return "the MQTT link never connected to the broker"
         return "exit %s, no MemoryError printed" % self.exit_code
 
     def failure(self):
@@ -225,7 +248,7 @@ def _merge(into, changes):
             into[key] = value
 
 
-def _launch(profile, build, heap, mode=None):
+def _launch(profile, build, heap, mode=None, broker=None):
     binary = interpreter(build)
 
     def launch(root):
@@ -235,11 +258,15 @@ def _launch(profile, build, heap, mode=None):
             with open(path) as handle:
                 config = json.load(handle)
             _merge(config, profile.config)
+            if broker is not None:
+                config["mqtt"]["port"] = broker.port
             with open(path, "w") as handle:
                 json.dump(config, handle, indent=1)
         if build == "frozen32":
-            # The filesystem would shadow the frozen package ('' is first on sys.path).
-            shutil.rmtree(os.path.join(root, "chargeguard"))
+            # The filesystem would shadow the frozen package and the frozen
+            # device libraries ('' is first on sys.path).
+            for name in ("chargeguard", "umqtt"):
+                shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         # Compiled like the firmware (tools/build.py): source would be
         # compiled on the heap, and a long source name would be interned.
         subprocess.run(
@@ -287,12 +314,21 @@ def play_day(sim, days=1, on_scene=None):
 
 def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
     """Run the firmware for `days` fast days (and at least min_seconds) in `heap` bytes; a Run."""
+    broker = Broker().start() if profile.broker else None
+    try:
+        return _run(profile, build, heap, days, min_seconds, on_scene, broker)
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def _run(profile, build, heap, days, min_seconds, on_scene, broker):
     sim = Simulation(
         car_delay_s=0.5,
         run_name="mem-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
         guard=FAST_GUARD,
-        launch=_launch(profile, build, heap),
+        launch=_launch(profile, build, heap, broker=broker),
         meter=profile.meter,
     )
     try:
@@ -342,11 +378,12 @@ def gc_pause_us(profile, build, heap=2048 * KB):
     The first two with the heap filled by copies of the firmware's App (the
     worst case of a big heap); the last with only the firmware's own objects.
     """
+    broker = Broker().start() if profile.broker else None
     sim = Simulation(
         run_name="mem-gc-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
         guard=FAST_GUARD,
-        launch=_launch(profile, build, heap, mode="gcpause"),
+        launch=_launch(profile, build, heap, mode="gcpause", broker=broker),
         meter=profile.meter,
     )
     try:
@@ -357,6 +394,8 @@ def gc_pause_us(profile, build, heap=2048 * KB):
             time.sleep(0.05)
     finally:
         sim.stop()
+        if broker is not None:
+            broker.stop()
     for line in sim.lines:
         if line.startswith("memprobe: gcpause"):
             parts = line.split()

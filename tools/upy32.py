@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tarfile
 
+import devlibs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("CHARGEGUARD_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 VERSION = "1.28.0"
@@ -96,7 +98,8 @@ def _key(variant):
         digest.update(hashlib.sha256(handle.read()).digest())
     files = [_manifest_path(variant)]
     if variant == "frozen":
-        files += _firmware_sources()
+        # manifest.py freezes the device libraries from build/lib too.
+        files += _firmware_sources() + devlibs.sources()
     _digest_files(digest, files)
     return digest.hexdigest()
 

@@ -6,6 +6,8 @@
     supervisor    feeds the watchdog only while decide() keeps running
     network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
                   task sets the wall clock by NTP while online (net/ntp.py)
+    interfaces    one task per enabled interface (drivers.INTERFACE_MODULES,
+                  e.g. MQTT): views and remote controls that never delay the guard
 
 Each charger has its own task, so a wallbox that hangs delays nothing but
 its own commands: the guard keeps deciding on every reading and the other
@@ -22,7 +24,7 @@ from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_add, ticks_diff
-from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
+from chargeguard.drivers import CHARGER_MODULES, INTERFACE_MODULES, METER_MODULES
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -157,6 +159,8 @@ class App:
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
         self.needs_network = False
+        # Set by build(): [(config section name, interface object with run())].
+        self.interfaces = []
         self.state = None  # state.SiteState once site_state() made it
         self.api = None  # commands.Commands once command_api() loaded it
 
@@ -424,6 +428,8 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("charger", _bind(self.charger_task, index))))
         if STATUS_LINE_MS:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
+        for name, interface in self.interfaces:
+            tasks.append(asyncio.create_task(self._supervised(name, interface.run)))
         if self.network is not None:
             tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
             if self.ntp_server:
@@ -563,6 +569,14 @@ def _assemble(platform, doc, log):
         else:
             log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
                 " the meter is guarded locally")
+    # The modules of enabled interfaces only (a site without MQTT never loads
+    # its code), imported before the drivers fragment the heap; the objects
+    # are made once the App exists (their context names its two objects).
+    interfaces = []
+    for section, module_name in INTERFACE_MODULES:
+        section_doc = doc.get(section)
+        if section_doc and section_doc.get("enabled"):
+            interfaces.append((section, section_doc, _import(module_name)))
     if doc["site"].get("balanced_load"):
         log(
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
@@ -580,6 +594,20 @@ def _assemble(platform, doc, log):
     drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     app = App(platform, doc, meter, drivers, log)
     app.network = network
+    if interfaces:
+        # What every interface gets besides its config section: the device's
+        # host name, and the site state and command API as calls (each loaded
+        # at its first call, so an interface pays only for what it uses).
+        context = {
+            "hostname": wifi_doc.get("hostname", "chargeguard"),
+            "site_state": app.site_state,
+            "command_api": app.command_api,
+            "charger_models": [entry["type"] for entry in doc["chargers"]],
+        }
+        app.interfaces = [
+            (section, module.from_config(section_doc, platform, log, context))
+            for section, section_doc, module in interfaces
+        ]
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":

@@ -82,6 +82,17 @@ Version 1 (CURRENT_VERSION):
               "gateway": "",           with ip: required, inside ip/netmask
               "dns": "",               with ip: the DNS server (empty = the gateway)
               "ntp_server": "pool.ntp.org"},  host name or IPv4; empty = no time sync
+     "mqtt": {"enabled": false,        true: publish to (and take commands from) a broker
+              "host": "",              the broker's IPv4 or host name; required when enabled
+              "port": 1883,            1..65535
+              "user": "",              empty = no login, else 1..64 printable characters
+              "password": "",          secret: empty or 1..128 printable characters
+              "client_id": "",         empty = "chargeguard-" + wifi.hostname, else 1..64
+                                       letters, digits, '-', '_', '.'
+              "topic_prefix": "chargeguard",  TOPIC_RULES: 1..64 printable characters,
+              "discovery_prefix": "homeassistant",  no '+', '#', spaces, leading or
+                                       trailing '/', or empty levels ("a//b")
+              "keepalive_s": 30},      2..3600: a silent broker is taken as gone after this
      "admin": {"password": ""}}        secret: empty (not set yet) or 8..64 characters
 
 A missing key is filled from the defaults. A missing charger key gets a
@@ -166,7 +177,7 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
-SECRET_PATHS = (("wifi", "password"), ("admin", "password"))
+SECRET_PATHS = (("wifi", "password"), ("admin", "password"), ("mqtt", "password"))
 REDACTED = "***"
 
 CONFIG_FILE = "config.json"
@@ -192,6 +203,9 @@ _LABEL = const(10)  # one DNS label of a..b characters (a hostname)
 _IPV4 = const(11)  # empty or a dotted-decimal IPv4 address
 _OPT_HOST = const(12)  # empty or a host name / IPv4 address
 _MAP = const(13)  # null or an object, checked by its own rules
+_OPT_TEXT = const(14)  # empty or a..b printable characters
+_TOPIC = const(15)  # an MQTT topic prefix of a..b characters (see _topic_error)
+_CLIENT_ID = const(16)  # empty or a..b of letters, digits, '-', '_', '.'
 
 _PHASE_LETTERS = "ABC"
 _POWER_W = const(100000)
@@ -265,6 +279,17 @@ _SOLAR = (
 )
 _SOLAR_RULES = rules.SOLAR_RULES  # EVCM's cross-field rules of the solar section
 _ADMIN = (("password", "", _SECRET, 8, 64, ""),)
+_MQTT = (
+    ("enabled", False, _BOOL, None, None, ""),
+    ("host", "", _OPT_HOST, None, None, ""),
+    ("port", 1883, _INT, 1, 65535, ""),
+    ("user", "", _OPT_TEXT, 1, 64, ""),
+    ("password", "", _SECRET, 1, 128, ""),
+    ("client_id", "", _CLIENT_ID, 1, 64, ""),
+    ("topic_prefix", "chargeguard", _TOPIC, 1, 64, ""),
+    ("discovery_prefix", "homeassistant", _TOPIC, 1, 64, ""),
+    ("keepalive_s", 30, _INT, 2, 3600, "s"),
+)
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
     ("type", "v2c_trydan", _ENUM, CHARGER_TYPES, None, ""),
@@ -288,8 +313,9 @@ _SECTIONS = (
     ("solar", _SOLAR),
     ("wifi", _WIFI),
     ("admin", _ADMIN),
+    ("mqtt", _MQTT),
 )
-_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin")
+_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt")
 
 # Beyond this depth nothing in a valid document nests; a deeper value is
 # shared instead of copied so a hostile file cannot exhaust the C stack.
@@ -549,6 +575,28 @@ def _hostname(text):
     return not _digits(labels[-1])
 
 
+def _client_id(text):
+    # The characters every broker accepts in a client identifier (MQTT 3.1.1, 3.1.3.1).
+    for code in text.encode("utf-8", "surrogatepass"):  # bytes: a character taken from a str is interned
+        if not (97 <= code <= 122 or 65 <= code <= 90 or 48 <= code <= 57 or code in b"-_."):
+            return False
+    return True
+
+
+def _topic_error(text, low, high):
+    # A topic prefix names topics the firmware publishes to: no wildcards
+    # (MQTT forbids them in a published topic), no blanks, no empty levels.
+    if not low <= len(text) <= high:
+        return "must be %d to %d characters long (is %d)" % (low, high, len(text))
+    if not _printable(text) or " " in text:
+        return "must not contain spaces or control characters (is %s)" % _show(text)
+    if "+" in text or "#" in text:
+        return "must not contain the MQTT wildcards '+' or '#' (is %s)" % _show(text)
+    if text.startswith("/") or text.endswith("/") or "//" in text:
+        return "must not start or end with '/' or have empty levels ('//') (is %s)" % _show(text)
+    return None
+
+
 def _check(errors, path, spec, value):
     # Reports what is wrong with one value; True when it is fine on its own.
     kind = spec[2]
@@ -590,6 +638,14 @@ def _check(errors, path, spec, value):
             message = "must be empty or an IPv4 address like 192.168.1.20 (is %s)" % _show(value)
     elif kind == _OPT_HOST and value == "":
         pass
+    elif kind == _OPT_TEXT:
+        if value and (not low <= len(value) <= high or not _printable(value)):
+            message = "must be empty or %d to %d printable characters long (is %s)" % (low, high, _show(value))
+    elif kind == _CLIENT_ID:
+        if value and (not low <= len(value) <= high or not _client_id(value)):
+            message = "must be empty or %d to %d letters, digits, '-', '_' or '.' (is %s)" % (low, high, _show(value))
+    elif kind == _TOPIC:
+        message = _topic_error(value, low, high)
     elif kind == _HOST or kind == _OPT_HOST:
         octets = _ipv4(value)
         if value == "":
@@ -764,6 +820,9 @@ def _validate(doc, errors):
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
+    mqtt = good["mqtt"]
+    if mqtt.get("enabled") and mqtt.get("host") == "":
+        errors.add("mqtt.host", "must be set when mqtt.enabled is true: the broker's IPv4 address or host name", "mqtt.enabled")
 
 
 def _check_modbus(errors, section, meter):

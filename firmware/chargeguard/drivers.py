@@ -1,4 +1,4 @@
-"""Which driver module serves each meter and charger type a configuration can name.
+"""Which driver module serves each meter and charger type a configuration can name, and each interface.
 
 Adding a device is a new module in meters/ or chargers/ plus one line here;
 config.py accepts exactly these types and app.py imports a module only when
@@ -10,3 +10,13 @@ METER_MODULES = {
     "modbus": "chargeguard.meters.modbus",
 }
 CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
+# Interfaces (views and remote controls around the guard): config section ->
+# module. app.py imports a module only when its section has "enabled": true
+# and runs `module.from_config(section, platform, log, context).run()` as a
+# supervised task of its own; context is a dict the app fills: "hostname"
+# (wifi.hostname), "site_state" and "command_api" (App.site_state and
+# App.command_api: call them for the site state and the command API, each
+# loaded at its first call). An interface never imports app.py or reaches
+# into drivers or the guard. "mqtt" is net/hass.py: the MQTT link
+# (net/mqtt.py) with Home Assistant's discovery, state and commands on it.
+INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"),)

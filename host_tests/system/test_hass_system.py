@@ -18,13 +18,6 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
-import pytest  # noqa: E402
-
-# The MQTT link (branch mqttlink) brings the broker fixture and net/mqtt.py;
-# until it is on this branch there is nothing to run against.
-pytest.importorskip("broker", reason="tools/sim/broker.py (the MQTT link's branch) is not merged yet")
-pytest.importorskip("chargeguard.net.mqtt", reason="net/mqtt.py is not merged yet")
-
 from broker import Watcher  # noqa: E402
 from chargeguard.net import hass, mqtt  # noqa: E402
 from run import MQTT_HEAP, Simulation, wait_for as wait  # noqa: E402

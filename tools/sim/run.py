@@ -1,7 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|MODEL] [--modbus-tcp]
+                            [--meter p1|MODEL] [--modbus-tcp] [--no-mqtt]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -9,6 +9,9 @@ What runs:
 - a P1 meter on a pseudo-terminal, sending a DSMR 5.0 telegram every second
   with the house load of the scripted day (tools/sim/house.py) plus what the
   car really draws;
+- an MQTT broker on a free loopback port (mosquitto, else amqtt: tools/sim/
+  broker.py); the firmware connects to it and publishes its availability
+  under chargeguard/ (the command to watch it is printed; --no-mqtt: none);
 - the firmware, unmodified (build/device, .mpy), with a sim configuration.
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
@@ -69,15 +72,22 @@ DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three m
 # too: the counterpart of the optimiser profile's 104 KB .mpy budget
 # (tools/memlab.py, docs/firmware.md).
 SOLAR_HEAP = "144K"
+# The firmware with MQTT on (net/mqtt.py, umqtt.simple, their buffers) and
+# Home Assistant on it (net/hass.py, the site state, the command API: ~31 KB
+# more as .mpy on the 32-bit port, 2026-11-30, docs/mqtt.md): the mqtt
+# profile's measured .mpy heap (tools/memlab.py; 100 KB at the smallest on
+# the 32-bit port without Home Assistant, 2026-11-29) plus that, as 64-bit.
+MQTT_HEAP = "192K"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
-    for the solar day), None = left out.
+    for the solar day), None = left out; mqtt: the config's mqtt section,
+    None = left out (MQTT off).
     """
     chargers = []
     for index, port in enumerate(trydan_ports):
@@ -110,6 +120,8 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None):
         config["meter"] = meter
     if solar is not None:
         config["solar"] = dict(solar)
+    if mqtt is not None:
+        config["mqtt"] = dict(mqtt)
     return config
 
 
@@ -195,7 +207,8 @@ class Simulation:
     launch: launch(root) -> the firmware's command line, run in root (default:
     the unix port from .venv running main.py with `heap`); meter: None or
     "p1" for the P1 port, else a Modbus model of the firmware's table (its
-    emulator on a pty line, or over TCP with modbus_tcp).
+    emulator on a pty line, or over TCP with modbus_tcp); mqtt: the config's
+    mqtt section (tools/sim/broker.py starts a broker for it).
     """
 
     def __init__(
@@ -211,6 +224,7 @@ class Simulation:
         solar=None,
         meter=None,
         modbus_tcp=False,
+        mqtt=None,
     ):
         self.trydans = []
         for _ in range(chargers):
@@ -233,7 +247,7 @@ class Simulation:
                 meter_section.update({"baud": 9600, "format": "8N1"})
         self.meter_silent = False
         self.lines = []
-        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar, meter_section)
+        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
@@ -352,6 +366,7 @@ def main():
         help="the grid meter: p1 (default) or a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...)",
     )
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
+    parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
     args = parser.parse_args()
     if args.meter != "p1":
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
@@ -366,6 +381,16 @@ def main():
     solar_day = args.day == "solar"
     if args.heap is None:
         args.heap = SOLAR_HEAP if solar_day else DEFAULT_HEAP
+        if not args.no_mqtt:
+            # MQTT's code and buffers on top (MQTT_HEAP - DEFAULT_HEAP).
+            args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
+    broker = None
+    mqtt = None
+    if not args.no_mqtt:
+        from broker import Broker
+
+        broker = Broker().start()
+        mqtt = {"enabled": True, "host": "127.0.0.1", "port": broker.port}
     state = {"clock": day[0].clock, "t0": time.monotonic()}
     holder = {}
 
@@ -390,6 +415,7 @@ def main():
         solar=SIM_SOLAR if solar_day else None,
         meter=args.meter,
         modbus_tcp=args.modbus_tcp,
+        mqtt=mqtt,
     )
     stopping = {"now": False}
 
@@ -406,6 +432,10 @@ def main():
     print("sim: Trydan emulator on 127.0.0.1:%d, %s, firmware heap %s" % (sim.trydan.port, meter_text, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
+    if broker is not None:
+        print("sim: MQTT broker (%s) on 127.0.0.1:%d; the firmware publishes under chargeguard/. Watch it with:"
+              % (broker.kind, broker.port))
+        print("sim:   " + broker.watch_hint())
     print(
         "sim: the %s day has %d scenes and lasts %d s%s; Ctrl-C stops"
         % (args.day, len(day), day_length_s(args.scene_s, day), "" if args.once else ", then starts again")
@@ -436,6 +466,8 @@ def main():
     finally:
         alive = sim.firmware.alive()
         code = sim.stop()
+        if broker is not None:
+            broker.stop()
         # A firmware we stopped ends by SIGTERM; anything else is worth saying.
         say("sim: stopped" if alive else "sim: stopped (firmware exit %s)" % code)
 

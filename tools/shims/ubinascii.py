@@ -1,0 +1,2 @@
+"""CPython stand-in for MicroPython's u-prefixed alias (used by umqtt.simple under the host tests)."""
+from binascii import *  # noqa: F401,F403
