@@ -75,19 +75,22 @@ class Profile:
 # The plain-ESP32 subset must run as .mpy in 80 KB (a plain ESP32's ~110 KB
 # heap leaves the rest to buffers); everything the project has runs frozen in
 # 64 KB. The .mpy budgets are the most each profile needed in the runs
-# measured, plus 2 KB (the smallest heap moves by about 1 KB run to run):
-# the room they leave below 80 KB is what MQTT may take. Measured 2026-11-29
-# with memlab.smallest_heap (1 KB steps, one fast day) and `make bench`,
-# docs/firmware.md: core 70 KB, wifi 77-78 KB, optimiser 94-95 KB as .mpy;
-# frozen 32, 33-34, 39-40 KB.
+# measured, plus 2 KB (the smallest heap moves by about 1 KB run to run), so
+# they catch growth; where that is above 80 KB the profile does not fit the
+# plain-ESP32 .mpy tier (docs/firmware.md says which). Measured 2026-11-30
+# on main after the site state, command API, Modbus, guard and MQTT merges
+# with memlab.smallest_heap (1 KB steps, one fast day): core 76, wifi 81,
+# optimiser 102, modbus 79 KB as .mpy; mqtt 95 KB with the link alone, over
+# 128 KB with Home Assistant: it has no .mpy budget (measured only), MQTT
+# needs the frozen image or a PSRAM board.
 MPY_MARGIN = 2 * KB
-OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 95 * KB + MPY_MARGIN}
+OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 102 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
         "core",
         "guard + P1 meter + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 70 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 76 * KB + MPY_MARGIN},
     ),
     # What a real board runs: the same plus the Wi-Fi link task and an SNTP
     # sync (to a silent local peer: no answer, retried; the module is loaded
@@ -96,7 +99,7 @@ PROFILES = (
         "wifi",
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 78 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
         config={"wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"}},
     ),
     Profile(
@@ -117,17 +120,16 @@ PROFILES = (
         "modbus",
         "guard + SDM630 over Modbus RTU + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+        budgets={"frozen32": 64 * KB, "mpy32": 79 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
-    # The plain-ESP32 subset: guard, meter, chargers and MQTT (net/mqtt.py and
-    # umqtt.simple), connected to a real broker and publishing its
-    # availability; .mpy in 80 KB, frozen in 64 KB.
+    # MQTT (net/mqtt.py and umqtt.simple) connected to a real broker: frozen
+    # in 64 KB; as .mpy it does not fit a plain ESP32 (measured only).
     Profile(
         "mqtt",
         "wifi + the MQTT link to a broker on loopback",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB},
+        budgets={"frozen32": 64 * KB},  # .mpy: measured only (see above)
         config={
             "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
             "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
