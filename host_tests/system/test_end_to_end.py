@@ -39,12 +39,19 @@ HOST_SLACK_S = 1.0
 # bounds a firmware that never comes up (well under a second on an idle machine).
 BOOT_S = 30.0
 # Fast settings so the scenarios take seconds, not minutes.
-FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1}
+# ev_response_s 1: the emulator's car follows a limit in 0.2 s (car_delay_s).
+FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
 RAMP_INTERVAL_S = FAST_GUARD["ramp_interval_s"]
-# From the first reading to a steady offer: a start at the minimum, one ramp
-# step after ramp_interval (ramp_step 16 A reaches any target), each command
-# to its box, then a status line that shows it.
-SETTLE_S = PUMP_PERIOD_S + COMMAND_S + RAMP_INTERVAL_S + PUMP_PERIOD_S + COMMAND_S + STATUS_LINE_S + HOST_SLACK_S
+EV_RESPONSE_S = FAST_GUARD["ev_response_s"]
+# A raise is followed by the next once ramp_interval has passed and a reading
+# ev_response after it shows the car took it (docs/architecture.md, "The
+# guard"), then a telegram to decide on.
+RAISE_S = max(RAMP_INTERVAL_S, EV_RESPONSE_S) + PUMP_PERIOD_S
+# From the first reading to a steady offer: a start at the minimum, at most
+# two raises (ramp_step 16 A reaches any target; a second charger starting
+# beside the first can hold its raise back once), each command to its box,
+# then a status line that shows it.
+SETTLE_S = PUMP_PERIOD_S + COMMAND_S + 2 * (RAISE_S + COMMAND_S) + STATUS_LINE_S + HOST_SLACK_S
 
 
 @pytest.fixture(scope="module", autouse=True)
