@@ -109,9 +109,10 @@ def test_realtime_mapping():
         assert s.car == CAR_CHARGING
         assert s.power_w == 7360
         assert s.session_energy_wh == 3457  # 3.4567 kWh, rounded
+        assert s.session_s == 812  # ChargeTime
         assert s.current_ma == [10500, 10600, 10400]
         assert s.offered_ma == 16000
-        for name in ("power_w", "session_energy_wh", "offered_ma", "tick_ms"):
+        for name in ("power_w", "session_energy_wh", "session_s", "offered_ma", "tick_ms"):
             assert isinstance(getattr(s, name), int), name
 
     with_box(box, check)

@@ -77,6 +77,7 @@ _CAR_CHARGING = const(3)
 _KEYS = (
     b'"ChargeState""Paused""Intensity""ChargePower""ChargeEnergy""SlaveError""Dynamic""PauseDynamic"'
     b'"MinIntensity""MaxIntensity""IntensityMeasure_L1""IntensityMeasure_L1y""IntensityMeasure_L2""IntensityMeasure_L3"'
+    b'"ChargeTime"'
 )
 _K_STATE = const(0)
 _K_PAUSED = const(1)
@@ -92,6 +93,7 @@ _K_L1 = const(10)
 _K_L1Y = const(11)
 _K_L2 = const(12)
 _K_L3 = const(13)
+_K_TIME = const(14)
 
 
 def _past(buf, pos, low=0, high=32):
@@ -317,6 +319,7 @@ class V2CTrydan:
             l1 = _value(buf, end, _K_L1Y, 4, 3)
         l2 = _value(buf, end, _K_L2, 4, 3)
         l3 = _value(buf, end, _K_L3, 4, 3)
+        charge_s = _value(buf, end, _K_TIME)  # the session's charging time (s)
 
         status = self.status
         status.reachable = True
@@ -331,6 +334,7 @@ class V2CTrydan:
             status.car = _CAR_UNKNOWN
         status.power_w = power
         status.session_energy_wh = energy
+        status.session_s = charge_s
         # No per-phase data, or firmware that fills the keys with zeros
         # while power flows: unknown, not zero.
         if not (l1 or l2 or l3) and ((power and power > 0) or (l1 is None and l2 is None and l3 is None)):

@@ -83,6 +83,7 @@ class ChargerStatus:
         self.current_ma = [None, None, None]
         self.power_w = None
         self.session_energy_wh = None
+        self.session_s = None  # how long the charging session has run (s), None when the box does not say
         self.offered_ma = None  # the limit the box itself reports applying
         self.error = None  # short text of the last driver error, or None
 

@@ -141,6 +141,7 @@ CHARGER = (
     "b,reachable,Reachable,connectivity,,,d,;"
     "s,power,Charge power,power,m,W,,;"
     "s,session_energy,Session energy,energy,t,Wh,,;"
+    "s,session_time,Session time,duration,m,s,,;"
     "s,offered_current,Offered current,current,m,A,,;"
     "s,reason,Reason,,,,,;"
     "s,last_update,Last update,duration,m,s,d,;"
@@ -445,6 +446,7 @@ class Hass:
         out.flag("reachable", status.reachable)
         out.number("power", status.power_w)
         out.number("session_energy", status.session_energy_wh)
+        out.number("session_time", status.session_s)
         out.milli("offered_current", charger.offered_ma)
         out.string("reason", charger.reason)
         out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)
