@@ -115,6 +115,9 @@ def test_a_reading_reaches_the_charger_at_once():
         await asyncio.sleep(0.02)
         assert charger.applied[-1] == 6000  # a start goes to the minimum
         assert app.commands[0].reason == "ramp"
+        # The guard's reaction time (telegram to command) was taken: a change
+        # counts only when a telegram caused it, within a control tick.
+        assert app.reaction_ms is not None and 0 <= app.reaction_ms < app_module.CONTROL_TICK_MS, app.reaction_ms
 
     asyncio.run(run_for(app, 10, scenario))
     assert charger.polls >= 1

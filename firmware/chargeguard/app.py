@@ -144,6 +144,7 @@ class App:
         self.last_decision_ms = platform.ticks_ms()
         self.last_errors = [None] * count
         self.heap_live = 0  # heap in use right after the last collection
+        self.reaction_ms = None  # telegram to command handed to a driver, the last changed command (ms)
         self.running = True
         self.config_notes = []
         self.config_source = "config.json"
@@ -266,6 +267,14 @@ class App:
                 self.poll_due[index] = False
                 await driver.poll()
             offered_ma = command.offered_ma
+            if offered_ma != self.sent_ma[index] and self.have_reading:
+                # The guard's reaction time: from the telegram that made the
+                # decision to its command handed to the box's driver. A
+                # change made by the control tick (no fresh telegram) does
+                # not count.
+                age_ms = ticks_diff(self.platform.ticks_ms(), self.meter.reading.tick_ms)
+                if 0 <= age_ms < CONTROL_TICK_MS:
+                    self.reaction_ms = age_ms
             self.sent_ma[index] = offered_ma
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.

@@ -38,6 +38,9 @@ Device:
     ssid, ip       str or None; rssi dBm or None
     uptime_ms      since the App started (wraps after ~12 days on a 32-bit port)
     heap_live      bytes in use after the last collection (0 on CPython)
+    reaction_ms    the guard's reaction time for the last changed command:
+                   from the telegram that caused it to the command handed to
+                   the wallbox's driver (ms); None before the first one
     errors         list of the last ERRORS_KEPT error texts, oldest first
     error_count    errors ever added
     config_source  "config.json", "config.bak" or None (see App)
@@ -100,6 +103,7 @@ class SiteState:
         self.ssid = self.ip = self.rssi = None
         self.uptime_ms = 0
         self.heap_live = 0
+        self.reaction_ms = None
         self.errors = []
         self.error_count = 0
         self.config_source = app.config_source
@@ -186,6 +190,9 @@ class SiteState:
             if app.heap_live // 1024 != self.heap_live // 1024:
                 changed = True
             self.heap_live = app.heap_live
+        if app.reaction_ms != self.reaction_ms:
+            self.reaction_ms = app.reaction_ms
+            changed = True
         if app.config_notes is not self.config_notes or app.config_source != self.config_source:
             self.config_notes = app.config_notes
             self.config_source = app.config_source

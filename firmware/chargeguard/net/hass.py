@@ -131,6 +131,7 @@ DEVICE = (
     "s,ip,IP address,,,,d,;"
     "s,uptime,Uptime,duration,,s,d,;"
     "s,heap_used,Heap in use,data_size,m,B,d,;"
+    "s,reaction_time,Guard reaction time,duration,m,ms,d,;"
     "s,last_error,Last error,,,,d,;"
     "s,error_count,Errors,,t,,d,"
 )
@@ -467,6 +468,7 @@ class Hass:
         out.string("ip", state.ip)
         out.number("uptime", state.uptime_ms // 1000)
         out.number("heap_used", state.heap_live or None)
+        out.number("reaction_time", state.reaction_ms)
         out.string("last_error", state.errors[-1][:120] if state.errors else "")
         out.number("error_count", state.error_count)
         return out.take()
