@@ -75,15 +75,16 @@ class Profile:
 # The plain-ESP32 subset must run as .mpy in 80 KB (a plain ESP32's ~110 KB
 # heap leaves the rest to buffers); everything the project has runs frozen in
 # 64 KB. The .mpy budgets are the most each profile needed in the runs
-# measured, plus 2 KB (the smallest heap moves by about 1 KB run to run), so
-# they catch growth; where that is above 80 KB the profile does not fit the
+# measured, plus 4 KB (the smallest heap of a one-day run moves by about
+# 1 KB run to run, and the budget test plays three days: optimiser failed at
+# 102 + 2 KB once), so they catch growth; where that is above 80 KB the profile does not fit the
 # plain-ESP32 .mpy tier (docs/firmware.md says which). Measured 2026-11-30
 # on main after the site state, command API, Modbus, guard and MQTT merges
 # with memlab.smallest_heap (1 KB steps, one fast day): core 76, wifi 81,
 # optimiser 102, modbus 79 KB as .mpy; mqtt 95 KB with the link alone, over
 # 128 KB with Home Assistant: it has no .mpy budget (measured only), MQTT
 # needs the frozen image or a PSRAM board.
-MPY_MARGIN = 2 * KB
+MPY_MARGIN = 4 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 102 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
