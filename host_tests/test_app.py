@@ -157,6 +157,48 @@ def test_a_hung_charger_does_not_hold_up_the_other():
     assert hung.applied == []
 
 
+class LockingCharger(FakeCharger):
+    """A box with a lock (set_lock), refusing it while `refuse` is set."""
+
+    def __init__(self):
+        FakeCharger.__init__(self)
+        self.locks = []
+        self.refuse = False
+
+    async def set_lock(self, locked):
+        self.locks.append(locked)
+        if self.refuse:
+            self.status.error = "write Locked refused"
+            return False
+        self.status.locked = locked
+        return True
+
+
+def test_a_lock_request_reaches_the_box_after_the_guards_command_and_once():
+    plain = FakeCharger()
+    locking = LockingCharger()
+    app, platform, meter, lines = make_app([plain, locking])
+    assert app.can_lock == [False, True]
+
+    async def scenario():
+        meter.push(2, 2, 2)
+        assert await wait_until(lambda: locking.applied, 1000)
+        polls = locking.polls
+        app.request_lock(1, True)
+        # The charger's task sends it at once (its wake event), and reads the box again.
+        assert await wait_until(lambda: locking.locks == [True] and locking.polls > polls, 1000), locking.locks
+        assert locking.status.locked is True and app.lock_wanted[1] is None
+        locking.refuse = True
+        app.request_lock(1, False)
+        assert await wait_until(lambda: locking.locks == [True, False], 1000)
+        # A refusal is sent once (no retry loop against a box that says no) and logged.
+        assert await wait_until(lambda: "charger c1: write Locked refused" in lines, 1000), lines
+        assert locking.status.locked is True and app.lock_wanted[1] is None
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert locking.locks == [True, False]
+
+
 def test_a_crashing_task_is_logged_and_restarted():
     charger = FakeCharger()
     app, platform, meter, lines = make_app([charger])
@@ -445,6 +487,8 @@ def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
     assert app.names == ["box"] and app.config_source == "config.bak" and app.config_good is None
     assert app.config_notes[0].startswith("config.json could not start (MemoryError("), app.config_notes
     assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes
+    # Said on the console at once too: were the last good copy unreadable, it would be the only trace of the cause.
+    assert [line for line in lines if line.startswith("config: config.json could not start: MemoryError(")], lines
 
 
 def test_a_reading_allocates_nothing_once_warm():

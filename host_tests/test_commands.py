@@ -40,6 +40,20 @@ def test_rules_modes_are_the_cores():
     assert rules.MODES == modes.MODES
 
 
+def test_set_lock_asks_the_box_and_refuses_what_cannot_be():
+    app, platform, meter, api, _ = api_app()
+    asked = []
+    app.request_lock = lambda index, locked: asked.append((index, locked))
+    assert api.set_lock("c1", True) == {"chargers.1.locked": "this charger's box has no lock ChargeGuard can set"}
+    app.can_lock[1] = True
+    assert api.set_lock("c1", "yes") == {"chargers.1.locked": "must be true or false (is 'yes')"}
+    assert "no charger" in api.set_lock("c9", True)["chargers"]
+    assert asked == []
+    assert api.set_lock("C1", True) == {} and api.set_lock(1, False) == {}
+    assert asked == [(1, True), (1, False)]
+    assert api.pending == {}  # the box keeps its lock: nothing for overrides.json
+
+
 def test_values_show_the_settings_in_force():
     app, _, _, api, _ = api_app({"chargers": [{"max_a": 20}, {"mode": "manual", "manual_a": 8}]})
     values = api.values
@@ -283,6 +297,17 @@ def test_site_state_follows_the_decisions_and_the_device():
     app.config_notes = ["x"]
     state.refresh_device(platform.now)
     assert state.config_notes == ["x"] and state.device_seq == device + 8
+    # Heap figures: taken by the supervisor after its collection, a change of
+    # a whole KB counts, less does not (no publishing for every few bytes).
+    app.heap_live, app.heap_free = 50000, 60000
+    state.refresh_device(platform.now, True)
+    assert (state.heap_live, state.heap_free) == (50000, 60000) and state.device_seq == device + 9
+    app.heap_free = 60100
+    state.refresh_device(platform.now, True)
+    assert state.device_seq == device + 9 and state.heap_free == 60100
+    app.heap_free = 58000
+    state.refresh_device(platform.now, True)
+    assert state.device_seq == device + 10
 
 
 def test_decide_with_site_state_and_commands_allocates_nothing():

@@ -126,6 +126,10 @@ def test_discovery_follows_the_documented_schema():
         parts = topic.split("/")
         assert len(parts) == 5 and parts[0] == "homeassistant" and parts[4] == "config", topic
         component, node, obj = parts[1], parts[2], parts[3]
+        if obj == "locked":
+            # These boxes have no lock: no dead switch, an empty config removes any old one.
+            assert payload == b"" and component == "switch", (topic, payload)
+            continue
         assert component in ("sensor", "binary_sensor", "number", "select", "switch"), topic
         doc = json.loads(payload)
         assert len(payload) <= 1024
@@ -222,7 +226,8 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     bridge2.announce()
     settle(bridge2, link2, platform2)
     found = configs(link2)
-    removed = [topic for topic, (payload, retain) in found.items() if payload == b""]
+    # c0's box has no lock: its lock switch gets an empty config at every announcement.
+    removed = [topic for topic, (payload, retain) in found.items() if payload == b"" and "/chargeguard_c0/locked/" not in topic]
     assert len(removed) == count(hass.CHARGER) and all("/chargeguard_c1/" in topic for topic in removed), removed
     assert all(found[topic][1] for topic in removed)  # retained: the broker forgets its copy
     assert "homeassistant/sensor/chargeguard_c0/power/config" in found
@@ -230,7 +235,9 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     link2.sent = []
     bridge2.announce()
     settle(bridge2, link2, platform2)
-    assert not [topic for topic, (payload, _) in configs(link2).items() if payload == b""]
+    assert [topic for topic, (payload, _) in configs(link2).items() if payload == b""] == [
+        "homeassistant/switch/chargeguard_c0/locked/config"
+    ]
 
 
 def test_home_assistant_online_and_reconnect_announce_again():
@@ -289,6 +296,41 @@ def test_publishing_on_change_with_a_rate_limit_and_a_refresh():
     link.drain()
     assert last(link, "chargeguard/site/state") is not None and last(link, "chargeguard/device/state") is not None
     assert last(link, "chargeguard/charger/c1/state") is not None
+    app.heap_live, app.heap_free = 70000, 41000
+    app.state.refresh_device(platform.now, True)
+    platform.now += hass.DEVICE_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    device = last(link, "chargeguard/device/state")
+    assert device["heap_used"] == 70000 and device["heap_free"] == 41000, device
+
+
+def test_a_box_with_a_lock_gets_a_lock_switch_that_asks_the_box():
+    app, platform, meter, api, link, bridge = make()
+    app.can_lock[1] = app.state.chargers[1].can_lock = True
+    asked = []
+    app.request_lock = lambda index, locked: asked.append((index, locked))
+    bridge.announce()
+    settle(bridge, link, platform)
+    found = configs(link)
+    assert found["homeassistant/switch/chargeguard_c0/locked/config"][0] == b""
+    doc = json.loads(found["homeassistant/switch/chargeguard_c1/locked/config"][0])
+    assert doc["command_topic"] == "chargeguard/charger/c1/locked/set" and doc["name"] == "Lock"
+    assert doc["state_topic"] == "chargeguard/charger/c1/state"
+    app.statuses[1].locked = False
+    link.sent = []
+    link.on_message("chargeguard/charger/c1/locked/set", b"ON")
+    assert asked == [(1, True)] and bridge.errors == 0
+    bridge.step(platform.now)
+    link.drain()
+    assert last(link, "chargeguard/charger/c1/state")["locked"] is False  # the box says so until it took it
+    link.on_message("chargeguard/charger/c0/locked/set", b"ON")
+    assert bridge.errors == 1 and asked == [(1, True)]
+    link.drain()
+    error = last(link, "chargeguard/error")
+    assert error["message"] == "chargers.0.locked this charger's box has no lock ChargeGuard can set", error
+    link.on_message("chargeguard/charger/c1/locked/set", b"LOCK")
+    assert bridge.errors == 2 and asked == [(1, True)]
 
 
 def test_good_commands_change_the_setting_and_publish_it_back():

@@ -315,6 +315,35 @@ def test_idempotent_writes():
     with_box(box, check)
 
 
+def test_lock_is_read_and_written():
+    box = FakeBox(Locked=1)
+
+    async def check(driver):
+        assert await driver.poll()
+        assert driver.status.locked is True
+        assert await driver.set_lock(False)
+        assert box.writes == ["Locked=0"] and driver.status.locked is False
+        assert await driver.poll()
+        assert driver.status.locked is False  # the box has it now
+        box.write_steps = [reply(200, b"ERROR")]
+        assert not await driver.set_lock(True)
+        assert driver.status.error == "write Locked=1 refused" and driver.status.locked is False
+        box.write_steps = [HANG]
+        started = now_ms()
+        assert not await driver.set_lock(True)
+        assert elapsed_ms(started) < 2000 and driver.status.locked is False
+        box.write_steps = None
+        box.drop = ("Locked",)  # a box that does not say: unknown, not unlocked
+        assert await driver.poll()
+        assert driver.status.locked is None
+        box.drop = ()
+        box.data["Locked"] = 7
+        assert not await driver.poll()
+        assert driver.status.error == "bad Locked"
+
+    with_box(box, check, timeout_ms=300)
+
+
 def test_rounding_is_floor():
     box = FakeBox()
 

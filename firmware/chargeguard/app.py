@@ -46,6 +46,10 @@ CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config not
 _LAST_GOOD = "config.bak"
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
+# On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
+# heap may still grow by from the system ("max new split"): what is really
+# left for Python objects (micropython PR #12366).
+_mem_free = getattr(gc, "mem_free", None)
 
 
 def _import(name):
@@ -138,12 +142,19 @@ class App:
         self.sent_ma = [-1] * count  # last command handed to each charger task
         self.wake = [asyncio.Event() for _ in range(count)]
         self.poll_due = [True] * count
+        # Box-level requests from the command API (commands.set_lock): the
+        # lock wanted per charger, None when nothing is asked; sent by the
+        # charger's own task, after the guard's command. can_lock: the
+        # driver has set_lock() (docs/architecture.md, charger drivers).
+        self.lock_wanted = [None] * count
+        self.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
         self.have_reading = False
         self.meter_error = None  # the meter's last_error as last logged
         self.decisions = 0
         self.last_decision_ms = platform.ticks_ms()
         self.last_errors = [None] * count
         self.heap_live = 0  # heap in use right after the last collection
+        self.heap_free = 0  # heap free right after the last collection (0 on CPython)
         self.reaction_ms = None  # telegram to command handed to a driver, the last changed command (ms)
         self.running = True
         self.config_notes = []
@@ -279,7 +290,25 @@ class App:
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.
             await driver.apply(offered_ma)
+            locked = self.lock_wanted[index]
+            if locked is not None:
+                # Once, whatever the outcome (a refusal is in the box's
+                # status); the box is read again at once so what it now
+                # has reaches the site state without waiting for the poll.
+                self.lock_wanted[index] = None
+                await driver.set_lock(locked)
+                self.poll_due[index] = True
+                wake.set()
             self._report_error(index)
+
+    def request_lock(self, index, locked):
+        """Ask charger `index`'s box to lock (True) or unlock (False); sent by its task within a moment.
+
+        For the command API (commands.Commands.set_lock checks the value and
+        that the driver can lock); not persisted: the box keeps its lock.
+        """
+        self.lock_wanted[index] = locked
+        self.wake[index].set()
 
     def _report_error(self, index):
         error = self.statuses[index].error
@@ -311,6 +340,7 @@ class App:
                 gc.collect()
                 if _mem_alloc is not None:
                     self.heap_live = _mem_alloc()
+                    self.heap_free = _mem_free()
                 if self.state is not None:
                     self.state.refresh_device(now_ms, True)
             elif self.state is not None:
@@ -530,6 +560,10 @@ def build(platform, log=print):
     except Exception as error:
         if source != "config.json":
             raise
+        # Said now: if the last good copy cannot be read either, this is
+        # the first cause, and the only one the console would not show.
+        log("config: config.json could not start: %r" % (error,))
+        _traceback(error)
         doc = None
         gc.collect()
         doc, more, source, good = load_config(directory, False)
@@ -556,18 +590,44 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
-    # The guard's code first, into the room the configuration module left
-    # (App imports it again, from sys.modules).
+    # The meter and the chargers first: their drivers hold the few large
+    # blocks (the telegram, frame and HTTP body buffers, up to 2 KB each in
+    # one piece), which find room only while the freed configuration module
+    # still leaves large holes. Code loads in small blocks (a function
+    # each) that fit between them later. Measured on the 32-bit port: made
+    # after the guard's and the interfaces' code, a 2 KB body buffer found
+    # no hole in 83 KB of heap with 16 KB free.
+    try:
+        meter = make_meter(doc["meter"], platform)
+    except Exception as error:
+        # No meter means no readings: the guard then holds every charger at
+        # its failsafe current, which is the safe way to run without one.
+        # The platform's text names the device and why (OSError args: errno, text).
+        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
+        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
+        _traceback(error)
+        meter = _NoMeter()
+    drivers = []
+    for entry in doc["chargers"]:
+        # Collected between the parts, at a shallow stack: a collection that
+        # an allocation forces deep inside a module load scans a stack full
+        # of stale pointers to start-up garbage (the collector is
+        # conservative) and may keep it, so the load fails with the heap
+        # full of garbage (measured: 84 KB "in use" of 88, 53 KB of it live).
+        gc.collect()
+        drivers.append(make_charger(entry, platform))
+    gc.collect()
+    # Then the guard's code (App imports it again, from sys.modules).
     from chargeguard.core import guard  # noqa: F401
 
     if needs_optimiser(doc):
-        # Before Wi-Fi and the drivers: its code then loads into a heap the
-        # drivers have not fragmented yet (App imports it again, from sys.modules).
+        # Before Wi-Fi and the interfaces (App imports it again, from sys.modules).
         from chargeguard import slowlayer  # noqa: F401
+
+        gc.collect()
     wifi_doc = doc["wifi"]
     if wifi_doc["ssid"]:
-        # Imported once the configuration is read and before the drivers
-        # fragment the heap.
+        # Imported once the configuration is read.
         from chargeguard.net import wifi
 
         network = wifi.from_config(wifi_doc, platform, log)
@@ -579,28 +639,19 @@ def _assemble(platform, doc, log):
             log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
                 " the meter is guarded locally")
     # The modules of enabled interfaces only (a site without MQTT never loads
-    # its code), imported before the drivers fragment the heap; the objects
-    # are made once the App exists (their context names its two objects).
+    # its code); the objects are made once the App exists (their context
+    # names its two objects).
     interfaces = []
     for section, module_name in INTERFACE_MODULES:
         section_doc = doc.get(section)
         if section_doc and section_doc.get("enabled"):
             interfaces.append((section, section_doc, _import(module_name)))
+            gc.collect()
     if doc["site"].get("balanced_load"):
         log(
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
             " spread evenly over the phases; a large single-phase load can then overload its phase unseen"
         )
-    try:
-        meter = make_meter(doc["meter"], platform)
-    except Exception as error:
-        # No meter means no readings: the guard then holds every charger at
-        # its failsafe current, which is the safe way to run without one.
-        # The platform's text names the device and why (OSError args: errno, text).
-        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
-        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
-        meter = _NoMeter()
-    drivers = [make_charger(entry, platform) for entry in doc["chargers"]]
     app = App(platform, doc, meter, drivers, log)
     app.network = network
     if interfaces:
@@ -681,8 +732,17 @@ def main():
         # Nothing may be left running without the guard: report, wait a
         # little (so a boot loop does not hammer the wallboxes), start over.
         print("ChargeGuard stopped: %r; restarting in %d s" % (error, RESTART_DELAY_MS // 1000))
+        _traceback(error)
         asyncio.run(_pause(platform, RESTART_DELAY_MS))
         platform.reset()
+
+
+def _traceback(error):
+    # Where an error happened, for whoever reads the console (MicroPython's
+    # traceback: function names; line numbers with tools/build.py --lines).
+    print_exception = getattr(sys, "print_exception", None)
+    if print_exception is not None:
+        print_exception(error)
 
 
 async def _pause(platform, delay_ms):

@@ -13,6 +13,7 @@ Settable paths (RUNTIME_PATHS):
     solar.eco (EVCM's ECO switch), solar.net_power_target_w,
     chargers.N.mode, .manual_a, .min_a, .max_a, .priority (1-based, unique:
     moving one shifts the others), .enabled (EVCM's Start/Stop)
+Box-level, not a setting: set_lock() (the box's own lock, kept by the box).
 
 Persistence: changed values go to overrides.json (OVERLAY_FILE, atomic,
 flashfile.py) PERSIST_DELAY_MS after the last change, so a slider that
@@ -93,6 +94,25 @@ class Commands:
         for key in changes:
             out["chargers.%d.%s" % (index, key)] = changes[key]
         return self.set(out)
+
+    def set_lock(self, charger, locked):
+        """Lock (True) or unlock (False) a charger's box, named by index or name.
+
+        The box's own lock (V2C's "lock EVSE": no charging until unlocked),
+        sent by the charger's task within a moment; not persisted (the box
+        keeps it). Errors under "chargers.N.locked": not true/false, or a
+        box whose driver has no lock; {} when asked.
+        """
+        index = self.index_of(charger)
+        if index is None:
+            return {"chargers": "no charger %s (chargers: %s)" % (rules.show(charger), ", ".join(self.app.names))}
+        path = "chargers.%d.locked" % index
+        if type(locked) is not bool:
+            return {path: "must be true or false (is %s)" % rules.show(locked)}
+        if not self.app.can_lock[index]:
+            return {path: "this charger's box has no lock ChargeGuard can set"}
+        self.app.request_lock(index, locked)
+        return {}
 
     def start_stop(self, charger, on):
         """EVCM's Start/Stop: chargers.N.enabled."""

@@ -38,6 +38,8 @@ Device:
     ssid, ip       str or None; rssi dBm or None
     uptime_ms      since the App started (wraps after ~12 days on a 32-bit port)
     heap_live      bytes in use after the last collection (0 on CPython)
+    heap_free      bytes free after the last collection (0 on CPython; on
+                   the ESP32 including what the heap may still grow by)
     reaction_ms    the guard's reaction time for the last changed command:
                    from the telegram that caused it to the command handed to
                    the wallbox's driver (ms); None before the first one
@@ -67,12 +69,15 @@ class ChargerState:
     changed only by commands.py): .mode (resolved: never "site"),
     .manual_ma, .min_ma, .max_ma, .circuit_ma, .priority (1 = first),
     .phases, .enabled (EVCM's Start/Stop). Read-only for interfaces.
+    can_lock: the box has a lock the command API can set (status.locked
+    then tells whether it is locked).
     """
 
-    def __init__(self, name, status, settings):
+    def __init__(self, name, status, settings, can_lock=False):
         self.name = name
         self.status = status
         self.settings = settings
+        self.can_lock = can_lock
         self.offered_ma = 0
         self.reason = "init"
         self._polled_ms = -1
@@ -94,7 +99,8 @@ class SiteState:
         self.limit_ma = site.breaker_ma - site.margin_ma
         self.month_peak_w = None
         self.chargers = [
-            ChargerState(app.names[index], app.statuses[index], app.chargers[index]) for index in range(len(app.names))
+            ChargerState(app.names[index], app.statuses[index], app.chargers[index], app.can_lock[index])
+            for index in range(len(app.names))
         ]
         self.optimiser = None
         self.surplus_w = self.upper_w = self.lower_w = self.net_target_w = None
@@ -102,7 +108,7 @@ class SiteState:
         self.wifi_state = "off"
         self.ssid = self.ip = self.rssi = None
         self.uptime_ms = 0
-        self.heap_live = 0
+        self.heap_live = self.heap_free = 0
         self.reaction_ms = None
         self.errors = []
         self.error_count = 0
@@ -187,9 +193,10 @@ class SiteState:
             if value != self.rssi:
                 self.rssi = value
                 changed = True
-            if app.heap_live // 1024 != self.heap_live // 1024:
+            if app.heap_live // 1024 != self.heap_live // 1024 or app.heap_free // 1024 != self.heap_free // 1024:
                 changed = True
             self.heap_live = app.heap_live
+            self.heap_free = app.heap_free
         if app.reaction_ms != self.reaction_ms:
             self.reaction_ms = app.reaction_ms
             changed = True

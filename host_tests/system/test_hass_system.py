@@ -100,6 +100,14 @@ def test_home_assistant_sees_discovery_state_and_availability_and_commands_work(
             error = json.loads(watcher.last("chargeguard/error").payload)
             assert error["topic"] == topic and error["message"], error
         assert state(watcher, "chargeguard/charger/trydan/state")["max_a"] == 12
+        # The box's lock (V2C's "lock EVSE"): the switch reaches the Trydan and its state comes back from it.
+        assert state(watcher, "chargeguard/charger/trydan/state")["locked"] is False
+        watcher.publish("chargeguard/charger/trydan/locked/set", "ON")
+        assert feed(sim, lambda: state(watcher, "chargeguard/charger/trydan/state")["locked"] is True, STATE_S)
+        assert sim.trydan.setting("Locked") == 1
+        watcher.publish("chargeguard/charger/trydan/locked/set", "OFF")
+        assert feed(sim, lambda: state(watcher, "chargeguard/charger/trydan/state")["locked"] is False, STATE_S)
+        assert sim.trydan.setting("Locked") == 0
         # Home Assistant restarts: its birth message brings the discovery again.
         before = len(watcher.messages)
         watcher.publish("homeassistant/status", "online")

@@ -16,6 +16,8 @@ not charging. Per-phase currents come from `IntensityMeasure_L1..3` (firmware
 flows: both give None, so the guard counts the offered current instead.
 
 Commanding: `GET /write/<Key>=<Value>`, answered by the body `OK`.
+`set_lock(locked)` writes `Locked` (the box's own lock, read back from
+`Locked` into `status.locked`).
 `apply(offered_ma)` maps the guard's limit to the box:
 
 - Rounding: Intensity = offered_ma // 1000 (whole amps, rounded down, so the
@@ -77,7 +79,7 @@ _CAR_CHARGING = const(3)
 _KEYS = (
     b'"ChargeState""Paused""Intensity""ChargePower""ChargeEnergy""SlaveError""Dynamic""PauseDynamic"'
     b'"MinIntensity""MaxIntensity""IntensityMeasure_L1""IntensityMeasure_L1y""IntensityMeasure_L2""IntensityMeasure_L3"'
-    b'"ChargeTime"'
+    b'"ChargeTime""Locked"'
 )
 _K_STATE = const(0)
 _K_PAUSED = const(1)
@@ -94,6 +96,7 @@ _K_L1Y = const(11)
 _K_L2 = const(12)
 _K_L3 = const(13)
 _K_TIME = const(14)
+_K_LOCKED = const(15)
 
 
 def _past(buf, pos, low=0, high=32):
@@ -320,6 +323,7 @@ class V2CTrydan:
         l2 = _value(buf, end, _K_L2, 4, 3)
         l3 = _value(buf, end, _K_L3, 4, 3)
         charge_s = _value(buf, end, _K_TIME)  # the session's charging time (s)
+        locked = _value(buf, end, _K_LOCKED, 2)  # optional: None when the box does not say
 
         status = self.status
         status.reachable = True
@@ -335,6 +339,8 @@ class V2CTrydan:
         status.power_w = power
         status.session_energy_wh = energy
         status.session_s = charge_s
+        if gen == self._write_gen:
+            status.locked = None if locked is None else locked == 1
         # No per-phase data, or firmware that fills the keys with zeros
         # while power flows: unknown, not zero.
         if not (l1 or l2 or l3) and ((power and power > 0) or (l1 is None and l2 is None and l3 is None)):
@@ -408,6 +414,29 @@ class V2CTrydan:
                 if box["Paused"] != 0 and not await self._write("Paused", 0):
                     return False
             self.status.offered_ma = amps * 1000
+        except Exception as err:
+            return self._failed("driver: %s" % type(err).__name__)
+        finally:
+            self._applying = False
+        self.status.error = self._poll_error
+        return True
+
+    async def set_lock(self, locked):
+        """Lock (True) or unlock (False) the box: `Locked=1` / `Locked=0`.
+
+        A locked Trydan does not charge until it is unlocked (V2C's "lock
+        EVSE" switch); the guard's own limits are unaffected. Returns True
+        when the box accepted it (status.locked then follows at once);
+        never raises. Serialised with apply(): the guard's commands and this
+        never interleave their writes.
+        """
+        while self._applying:
+            await asyncio.sleep(0.01)  # as in poll()
+        self._applying = True
+        try:
+            if not await self._write("Locked", 1 if locked else 0):
+                return False
+            self.status.locked = bool(locked)
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__)
         finally:

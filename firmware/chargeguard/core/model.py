@@ -85,6 +85,9 @@ class ChargerStatus:
         self.session_energy_wh = None
         self.session_s = None  # how long the charging session has run (s), None when the box does not say
         self.offered_ma = None  # the limit the box itself reports applying
+        # The box's own lock (no charging until unlocked, V2C's "lock EVSE"):
+        # True/False, None when unknown or the box has none.
+        self.locked = None
         self.error = None  # short text of the last driver error, or None
 
 

@@ -131,6 +131,7 @@ DEVICE = (
     "s,ip,IP address,,,,d,;"
     "s,uptime,Uptime,duration,,s,d,;"
     "s,heap_used,Heap in use,data_size,m,B,d,;"
+    "s,heap_free,Free heap,data_size,m,B,d,;"
     "s,reaction_time,Guard reaction time,duration,m,ms,d,;"
     "s,last_error,Last error,,,,d,;"
     "s,error_count,Errors,,t,,d,"
@@ -152,7 +153,8 @@ CHARGER = (
     "n,min_a,Minimum current,current,,A,c,6:32:1;"
     "n,max_a,Maximum current,current,,A,c,6:32:1;"
     "n,priority,Priority,,,,c,1::1;"
-    "w,enabled,Charging enabled,,,,,"
+    "w,enabled,Charging enabled,,,,,;"
+    "w,locked,Lock,,,,,"
 )
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
 
@@ -458,6 +460,7 @@ class Hass:
         for key in ("manual_a", "min_a", "max_a", "priority"):
             out.number(key, values[prefix + key])
         out.flag("enabled", values[prefix + "enabled"])
+        out.flag("locked", status.locked)
         return out.take()
 
     def _device(self):
@@ -468,6 +471,7 @@ class Hass:
         out.string("ip", state.ip)
         out.number("uptime", state.uptime_ms // 1000)
         out.number("heap_used", state.heap_live or None)
+        out.number("heap_free", state.heap_free or None)
         out.number("reaction_time", state.reaction_ms)
         out.string("last_error", state.errors[-1][:120] if state.errors else "")
         out.number("error_count", state.error_count)
@@ -488,7 +492,13 @@ class Hass:
                 yield self._topic(row, self.node), self._config(row, self.node, section, -1)
         for index in range(len(self.slugs)):
             node = self.node + "_" + self.slugs[index]
+            can_lock = self.state.chargers[index].can_lock
             for row in rows(CHARGER):
+                if row[1] == "locked" and not can_lock:
+                    # No lock on this box: no dead switch (an empty config
+                    # also removes one a former driver announced).
+                    yield self._topic(row, node), b""
+                    continue
                 yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
         gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
         for name in gone:
@@ -641,6 +651,8 @@ class Hass:
         if index < 0:
             path = ("solar." if row[1] in ("eco", "net_power_target_w") else "site.") + row[1]
             errors = self.api.set({path: value})
+        elif row[1] == "locked":
+            errors = self.api.set_lock(index, value)
         else:
             errors = self.api.set_charger(index, {row[1]: value})
         if not errors:
