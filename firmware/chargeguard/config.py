@@ -46,6 +46,15 @@ Version 1 (CURRENT_VERSION):
                "poll_ms": 1000,        200..10000, one reading this often
                "custom": null}         with model "custom": the register map, see
                                        docs/configuration.md
+              a LAN meter over HTTP ("type": "http", docs/meters.md) has instead:
+              {"type": "http",
+               "model": "homewizard",  required: HTTP_METER_MODELS
+               "host": "",             required: the meter's IPv4 address or host name
+               "port": 80,             1..65535
+               "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
+                                       (shelly_em_gen1: 0..1); 0 for the other models
+               "upside_down": false,   true: the meter (its CT clamps) the wrong way round
+               "poll_ms": 1000}        500..10000 (HomeWizard: not faster than 500 ms)
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -177,6 +186,8 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
+# meters/http_meter.MODELS (not imported: the driver loads only when used).
+HTTP_METER_MODELS = ("homewizard", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"), ("mqtt", "password"))
 REDACTED = "***"
 
@@ -253,6 +264,16 @@ _METER_MODBUS = (
     ("upside_down", False, _BOOL, None, None, ""),
     ("poll_ms", 1000, _INT, 200, 10000, "ms"),
     ("custom", None, _MAP, None, None, ""),
+)
+# The meter section of a LAN meter over HTTP (type "http").
+_METER_HTTP = (
+    ("type", "p1", _ENUM, METER_TYPES, None, ""),
+    ("model", "", _ENUM, HTTP_METER_MODELS, None, ""),
+    ("host", "", _OPT_HOST, None, None, ""),
+    ("port", 80, _INT, 1, 65535, ""),
+    ("channel", 0, _INT, 0, 2, ""),
+    ("upside_down", False, _BOOL, None, None, ""),
+    ("poll_ms", 1000, _INT, 500, 10000, "ms"),
 )
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
@@ -348,7 +369,8 @@ def charger_defaults():
 
 def _meter_table(section):
     # The fields of the meter section depend on its type.
-    return _METER_MODBUS if section.get("type") == "modbus" else _METER
+    kind = section.get("type")
+    return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
 def _copy(value, depth=0):
@@ -817,6 +839,8 @@ def _validate(doc, errors):
         errors.add("meter.format", message, "meter.baud")
     if meter.get("type") == "modbus":
         _check_modbus(errors, doc["meter"], meter)
+    if meter.get("type") == "http":
+        _check_http(errors, meter)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
@@ -838,6 +862,20 @@ def _check_modbus(errors, section, meter):
         sys.modules.pop("chargeguard.meters.modbus_models", None)
         if "modbus_models" in chargeguard.meters.__dict__:
             delattr(chargeguard.meters, "modbus_models")
+
+
+def _check_http(errors, meter):
+    # Cross-field rules of an HTTP meter: a host, and a channel only where the model has channels.
+    if meter.get("host") == "":
+        errors.add("meter.host", "must be set for an HTTP meter: the meter's IPv4 address or host name")
+    model = meter.get("model")
+    channel = meter.get("channel")
+    if model is None or channel is None or not channel:
+        return
+    if model == "shelly_em_gen1" and channel > 1:
+        errors.add("meter.channel", "must be 0 or 1 for shelly_em_gen1 (its two emeters) (is %d)" % channel, "meter.model")
+    elif model not in ("shelly_em1", "shelly_em_gen1"):
+        errors.add("meter.channel", "must be 0 for %s: only shelly_em1 and shelly_em_gen1 have channels (is %d)" % (model, channel), "meter.model")
 
 
 def _check_solar(errors, solar):
