@@ -124,6 +124,15 @@ PROFILES = (
         budgets={"frozen32": 64 * KB, "mpy32": 79 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
+    # The core profile with a LAN meter over HTTP instead of the P1 port: a
+    # HomeWizard P1 meter (API v1, tools/sim/http_meter_emulator.py), polled every second.
+    Profile(
+        "http",
+        "guard + HomeWizard P1 meter over HTTP + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={},
+        meter="homewizard",
+    ),
     # MQTT (net/mqtt.py and umqtt.simple) connected to a real broker: frozen
     # in 64 KB; as .mpy it does not fit a plain ESP32 (measured only).
     Profile(

@@ -125,36 +125,32 @@ _FAILURE = b"power_meter_failure"
 
 
 def _model(name, channel):
-    # (path, max_body, list key or None, keys, specs): a spec per key is
-    # slot | scale << 8 | kind << 12. The list key names an array of objects
-    # whose element i has the keys (slot + i); otherwise the keys are those
-    # of the top-level object.
+    # (path, max_body, list key or None, keys, specs). keys: the key names,
+    # each in quotes, in one bytes constant (an object per key would cost
+    # ~1 KB more heap); specs: per key slot | scale << 8 | kind << 12. The
+    # list key names an array of objects whose element i has the keys
+    # (slot + i); otherwise the keys are those of the top-level object.
     if name == "homewizard":
         keys = (
-            b"active_current_l1_a", b"active_current_l2_a", b"active_current_l3_a",
-            b"active_power_l1_w", b"active_power_l2_w", b"active_power_l3_w",
-            b"active_voltage_l1_v", b"active_voltage_l2_v", b"active_voltage_l3_v",
-            b"active_power_w", b"total_power_import_kwh", b"total_power_export_kwh",
-            b"active_power_average_w", b"montly_power_peak_w",
-            b"active_current_a", b"active_voltage_v",
-        )  # fmt: skip
+            b'"active_current_l1_a""active_current_l2_a""active_current_l3_a"'
+            b'"active_power_l1_w""active_power_l2_w""active_power_l3_w"'
+            b'"active_voltage_l1_v""active_voltage_l2_v""active_voltage_l3_v"'
+            b'"active_power_w""total_power_import_kwh""total_power_export_kwh"'
+            b'"active_power_average_w""montly_power_peak_w""active_current_a""active_voltage_v"'
+        )
         specs = (
             _S_CUR | _MA << 8, _S_CUR + 1 | _MA << 8, _S_CUR + 2 | _MA << 8,
             _S_POW, _S_POW + 1, _S_POW + 2,
             _S_VOLT | _MV << 8, _S_VOLT + 1 | _MV << 8, _S_VOLT + 2 | _MV << 8,
             _S_TOTAL, _S_IMP | _KWH << 8, _S_EXP | _KWH << 8,
-            _S_AVG, _S_PEAK,
-            _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
+            _S_AVG, _S_PEAK, _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
         )  # fmt: skip
-        return ("/api/v1/data", 3072, None, keys, specs)
+        return ("/api/v1/data", 2048, None, keys, specs)
     if name == "shelly_em":
         keys = (
-            b"a_current", b"b_current", b"c_current",
-            b"a_act_power", b"b_act_power", b"c_act_power",
-            b"a_voltage", b"b_voltage", b"c_voltage",
-            b"total_act_power",
-            b"a_errors", b"b_errors", b"c_errors", b"errors",
-        )  # fmt: skip
+            b'"a_current""b_current""c_current""a_act_power""b_act_power""c_act_power"'
+            b'"a_voltage""b_voltage""c_voltage""total_act_power""a_errors""b_errors""c_errors""errors"'
+        )
         specs = (
             _S_CUR | _MA << 8, _S_CUR + 1 | _MA << 8, _S_CUR + 2 | _MA << 8,
             _S_POW, _S_POW + 1, _S_POW + 2,
@@ -162,17 +158,17 @@ def _model(name, channel):
             _S_TOTAL,
             _S_FLAG | _EMPTY << 12, _S_FLAG + 1 | _EMPTY << 12, _S_FLAG + 2 | _EMPTY << 12, _S_FAIL | _NO_FAIL << 12,
         )  # fmt: skip
-        return ("/rpc/EM.GetStatus?id=0", 1536, None, keys, specs)
+        return ("/rpc/EM.GetStatus?id=0", 1024, None, keys, specs)
     if name == "shelly_em1":
-        keys = (b"current", b"act_power", b"voltage", b"errors")
+        keys = b'"current""act_power""voltage""errors"'
         specs = (_S_CUR | _MA << 8, _S_POW, _S_VOLT | _MV << 8, _S_FLAG | _EMPTY << 12)
-        return ("/rpc/EM1.GetStatus?id=%d" % channel, 1024, None, keys, specs)
+        return ("/rpc/EM1.GetStatus?id=%d" % channel, 512, None, keys, specs)
     if name == "shelly_3em_gen1" or name == "shelly_em_gen1":
-        keys = (b"current", b"power", b"voltage", b"is_valid", b"total", b"total_returned")
+        keys = b'"current""power""voltage""is_valid""total""total_returned"'
         specs = (
             _S_CUR | _MA << 8, _S_POW, _S_VOLT | _MV << 8, _S_FLAG | _BOOL << 12, _S_IMP3 | _WH << 8, _S_EXP3 | _WH << 8,
         )  # fmt: skip
-        return ("/status", 3072, b"emeters", keys, specs)
+        return ("/status", 2560, b'"emeters"', keys, specs)
     return None
 
 
@@ -389,24 +385,17 @@ class HttpMeter:
             if expect == 1:
                 if c != 34:
                     return "bad JSON at byte %d: a key expected, %s found" % (pos, _show(c))
-                start = pos + 1
+                at = pos
                 pos = self._string(buf, pos, end)
                 if pos < 0:
                     return "bad JSON: a key runs to the end (cut short)"
-                stop = pos - 1
                 spec = -1
                 if (list_key is None and depth == 1) or (in_list and depth == 3 and first <= element < last):
-                    n = stop - start
-                    for i in range(len(keys)):
-                        key = keys[i]
-                        if len(key) == n and buf.find(key, start, stop) == start:
-                            spec = specs[i]
-                            if list_key is not None:
-                                spec += element - first
-                            break
+                    i = _find(keys, buf, at, pos)
+                    if i >= 0:
+                        spec = specs[i] + (element - first if list_key is not None else 0)
                 elif list_key is not None and depth == 1:
-                    n = stop - start
-                    list_next = n == len(list_key) and buf.find(list_key, start, stop) == start
+                    list_next = _find(list_key, buf, at, pos) == 0
                 while pos < end and buf[pos] in b" \t\r\n":
                     pos += 1
                 if pos >= end:
@@ -487,7 +476,7 @@ class HttpMeter:
             if flag == 0:
                 return "L%d: the meter marks its values as not valid or in error" % (p + 1)
             if flag == _BAD:
-                return "L%d: the meter's validity flag is no true/false" % (p + 1)
+                return "L%d: validity flag not true/false" % (p + 1)
             cur = v[_S_CUR + p]
             power = v[_S_POW + p]
             if cur == _BAD or cur != _NA and not -_MAX_CURRENT_MA <= cur <= _MAX_CURRENT_MA:
@@ -500,7 +489,7 @@ class HttpMeter:
         if total != _NA and not -_MAX_POWER_W <= total <= _MAX_POWER_W:
             total = _NA
         if not count and total == _NA:
-            return "no power in the answer (no phase power, current or total power key)"
+            return "no power in the answer"
         # Everything checked: the reading changes from here on.
         r = self.reading
         r.reset()
@@ -531,7 +520,7 @@ class HttpMeter:
                     mag = cur
             r.current_ma[p] = -mag if net < 0 else mag
         if derived:
-            note = "L%d: no current in the answer: taken as |power / voltage|" % derived
+            note = "L%d: no current: |power / voltage| used" % derived
         r.phase_count = count
         if total == _NA:
             total = 0
@@ -573,17 +562,17 @@ class HttpMeter:
     def _http_error(self, status):
         # An answer that is not 200, in words.
         if status == 401:
-            return "HTTP 401: the meter asks for a password: switch its authentication off (not supported)"
+            return "HTTP 401: switch the meter's password off (not supported)"
         if status == 403 and self.model == "homewizard":
-            return "HTTP 403: switch the Local API on in the HomeWizard Energy app (meter settings)"
+            return "HTTP 403: switch the Local API on in the HomeWizard app"
         if status == 404:
             if self.model == "homewizard":
-                return "HTTP 404: no /api/v1/data: is this a HomeWizard meter with the v1 API?"
+                return "HTTP 404: no /api/v1/data: a HomeWizard with API v1?"
             if self.model == "shelly_em":
-                return "HTTP 404: no EM.GetStatus?id=0: a Gen2/Gen3 three-phase Shelly EM (triphase profile)? else model shelly_em1"
+                return "HTTP 404: no EM.GetStatus?id=0: a Gen2/3 Shelly in triphase profile? else shelly_em1"
             if self.model == "shelly_em1":
-                return "HTTP 404: no %s: a Gen2/Gen3 Shelly with that EM1 channel? (triphase profile: model shelly_em)" % self.path
-            return "HTTP 404: no /status: is this a Gen1 Shelly? (Gen2/Gen3: model shelly_em or shelly_em1)"
+                return "HTTP 404: no %s: no such EM1 channel? (triphase: shelly_em)" % self.path
+            return "HTTP 404: no /status: a Gen1 Shelly? (Gen2/3: shelly_em, shelly_em1)"
         return "HTTP %d from the meter" % status
 
     async def poll(self):
@@ -597,9 +586,9 @@ class HttpMeter:
             if error == "timeout":
                 self.last_error = "no answer within %d ms (timeout)" % _TIMEOUT_MS
             elif error == "connection refused":
-                self.last_error = "connection refused: nothing listens on port %d (the meter restarts, or a wrong port)" % self.port
+                self.last_error = "connection refused: nothing on port %d (meter restarting? wrong port?)" % self.port
             elif error == "long body":
-                self.last_error = "the answer is longer than %d bytes: not this model's answer?" % client.max_body
+                self.last_error = "answer over %d bytes: another model?" % client.max_body
             else:
                 self.last_error = "no answer: " + str(error)
             return False
@@ -619,6 +608,26 @@ class HttpMeter:
                 on_reading()
             left = self.poll_ms - ticks_diff(ticks_ms(), started)
             await sleep_ms(left if left > 0 else 0)
+
+
+def _find(keys, buf, start, stop):
+    # The index of the quoted key buf[start:stop] among the quoted keys in
+    # `keys`, or -1; compared in place (a slice would allocate).
+    n = stop - start
+    index = 0
+    k = 0
+    size = len(keys)
+    while k < size:
+        e = keys.find(b'"', k + 1) + 1  # past the key's closing quote
+        if e - k == n:
+            i = 1
+            while i < n and buf[start + i] == keys[k + i]:
+                i += 1
+            if i == n:
+                return index
+        k = e
+        index += 1
+    return -1
 
 
 def _show(c):
