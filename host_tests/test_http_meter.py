@@ -117,8 +117,35 @@ def test_shelly_3em_gen1_fixture_and_the_em_gen1_channel():
 def test_the_model_names_match_the_configuration():
     from chargeguard import config
 
-    assert tuple(http_meter.MODELS) == tuple(config.HTTP_METER_MODELS)
     assert "http" in config.METER_TYPES
+    assert config.check({"meter": {"type": "http", "model": "shelly_3em_gen1", "host": "10.0.0.2"}})[1] == []
+
+
+def test_the_meter_section_is_validated_with_clear_errors():
+    from chargeguard import config
+
+    def errors(meter, phases=3):
+        return dict(config.check({"site": {"phases": phases}, "meter": meter})[1])
+
+    good = {"type": "http", "model": "homewizard", "host": "192.168.1.60"}
+    checked, problems = config.check({"meter": good})
+    assert problems == []
+    assert checked["meter"] == {
+        "type": "http", "model": "homewizard", "host": "192.168.1.60", "port": 80, "channel": 0,
+        "upside_down": False, "poll_ms": 1000,
+    }  # fmt: skip
+    found = errors({"type": "http"})
+    assert "must be one of: homewizard, shelly_em" in found["meter.model"]
+    assert found["meter.host"].startswith("must be set for an HTTP meter")
+    assert "must be between 500 and 10000 ms" in errors(dict(good, poll_ms=100))["meter.poll_ms"]
+    assert "unknown setting" in errors(dict(good, baud=9600))["meter.baud"]
+    assert "only shelly_em1 and shelly_em_gen1 have channels" in errors(dict(good, channel=1))["meter.channel"]
+    one = {"type": "http", "model": "shelly_em_gen1", "host": "shelly.lan", "channel": 2}
+    found = errors(one)
+    assert "measures one phase: only for site.phases 1" in found["meter.model"]
+    assert "must be 0 or 1 for shelly_em_gen1" in found["meter.channel"]
+    assert errors(dict(one, channel=1), phases=1) == {}
+    assert errors({"type": "http", "model": "shelly_em1", "host": "10.0.0.9", "channel": 2}, phases=1) == {}
 
 
 # -- null, missing, one phase, firmware differences ---------------------------------

@@ -57,7 +57,10 @@ def meter_section(args):
         if value is not None:
             meter[key] = value
     meter.setdefault("type", "modbus")
-    checked, errors = config_module.check({"meter": meter})
+    # The site matters only for a one-phase meter's check: the config's own
+    # site, else a one-phase site (the probe reads any meter on its own).
+    site = doc.get("site", {}) if args.config else {"phases": 1}
+    checked, errors = config_module.check({"meter": meter, "site": site})
     errors = [(path, text) for path, text in errors if path.startswith("meter")]
     if errors:
         for path, text in errors:

@@ -48,7 +48,7 @@ Version 1 (CURRENT_VERSION):
                                        docs/configuration.md
               a LAN meter over HTTP ("type": "http", docs/meters.md) has instead:
               {"type": "http",
-               "model": "homewizard",  required: HTTP_METER_MODELS
+               "model": "homewizard",  required: meters/http_meter.MODELS
                "host": "",             required: the meter's IPv4 address or host name
                "port": 80,             1..65535
                "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
@@ -186,8 +186,6 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
-# meters/http_meter.MODELS (not imported: the driver loads only when used).
-HTTP_METER_MODELS = ("homewizard", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
 SECRET_PATHS = (("wifi", "password"), ("admin", "password"), ("mqtt", "password"))
 REDACTED = "***"
 
@@ -265,14 +263,16 @@ _METER_MODBUS = (
     ("poll_ms", 1000, _INT, 200, 10000, "ms"),
     ("custom", None, _MAP, None, None, ""),
 )
-# The meter section of a LAN meter over HTTP (type "http").
+# The meter section of a LAN meter over HTTP (type "http"); the model and
+# the cross-field rules are meters/http_meter.check()'s.
+# Rows it shares with the Modbus table are the same objects (heap).
 _METER_HTTP = (
-    ("type", "p1", _ENUM, METER_TYPES, None, ""),
-    ("model", "", _ENUM, HTTP_METER_MODELS, None, ""),
-    ("host", "", _OPT_HOST, None, None, ""),
+    _METER_MODBUS[0],  # type
+    _METER_MODBUS[1],  # model
+    _METER_MODBUS[3],  # host
     ("port", 80, _INT, 1, 65535, ""),
     ("channel", 0, _INT, 0, 2, ""),
-    ("upside_down", False, _BOOL, None, None, ""),
+    _METER_MODBUS[7],  # upside_down
     ("poll_ms", 1000, _INT, 500, 10000, "ms"),
 )
 _WIFI = (
@@ -840,7 +840,7 @@ def _validate(doc, errors):
     if meter.get("type") == "modbus":
         _check_modbus(errors, doc["meter"], meter)
     if meter.get("type") == "http":
-        _check_http(errors, meter)
+        _check_http(errors, meter, site.get("phases"))
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
@@ -864,18 +864,12 @@ def _check_modbus(errors, section, meter):
             delattr(chargeguard.meters, "modbus_models")
 
 
-def _check_http(errors, meter):
-    # Cross-field rules of an HTTP meter: a host, and a channel only where the model has channels.
-    if meter.get("host") == "":
-        errors.add("meter.host", "must be set for an HTTP meter: the meter's IPv4 address or host name")
-    model = meter.get("model")
-    channel = meter.get("channel")
-    if model is None or channel is None or not channel:
-        return
-    if model == "shelly_em_gen1" and channel > 1:
-        errors.add("meter.channel", "must be 0 or 1 for shelly_em_gen1 (its two emeters) (is %d)" % channel, "meter.model")
-    elif model not in ("shelly_em1", "shelly_em_gen1"):
-        errors.add("meter.channel", "must be 0 for %s: only shelly_em1 and shelly_em_gen1 have channels (is %d)" % (model, channel), "meter.model")
+def _check_http(errors, meter, phases):
+    # The driver's own rules (models, channels, host): loaded here, it stays
+    # loaded for the app, which needs it next anyway.
+    from chargeguard.meters import http_meter
+
+    http_meter.check(errors, meter, phases)
 
 
 def _check_solar(errors, solar):
