@@ -117,6 +117,11 @@ def test_shelly_3em_gen1_fixture_and_the_em_gen1_channel():
 def test_the_model_names_match_the_configuration():
     from chargeguard import config
 
+    from chargeguard.meters.http_models import MODELS
+
+    for model in MODELS:
+        assert http_meter._model(model, 0) is not None, model
+    assert http_meter._model("shelly", 0) is None
     assert "http" in config.METER_TYPES
     assert config.check({"meter": {"type": "http", "model": "shelly_3em_gen1", "host": "10.0.0.2"}})[1] == []
 
@@ -136,6 +141,7 @@ def test_the_meter_section_is_validated_with_clear_errors():
     }  # fmt: skip
     found = errors({"type": "http"})
     assert "must be one of: homewizard, shelly_em" in found["meter.model"]
+    assert "chargeguard.meters.http_models" not in __import__("sys").modules  # loaded for the check only
     assert found["meter.host"].startswith("must be set for an HTTP meter")
     assert "must be between 500 and 10000 ms" in errors(dict(good, poll_ms=100))["meter.poll_ms"]
     assert "unknown setting" in errors(dict(good, baud=9600))["meter.baud"]
@@ -198,6 +204,13 @@ def test_a_phase_without_current_gets_p_over_u_and_says_so():
                     '"total_returned":7.0},{"power":9,"voltage":230,"is_valid":true}]}')
     assert em.reading.current_ma[0] == -500 and em.reading.phase_count == 1
     assert em.reading.energy_export_wh == 7
+
+
+def test_a_three_phase_kwh_meters_total_current_is_never_taken_for_l1():
+    m = make("homewizard")
+    body = '{"active_power_l1_w": 230, "active_power_l2_w": 460, "active_power_l3_w": 0, "active_current_a": 3.0}'
+    assert feed(m, body)
+    assert list(m.reading.current_ma) == [1000, 2000, 0]
 
 
 def test_totals_only_answer_gives_a_totals_only_reading():

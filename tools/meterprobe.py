@@ -35,6 +35,7 @@ for path in (os.path.join(ROOT, "tools", "shims"), os.path.join(ROOT, "firmware"
 
 from chargeguard import config as config_module  # noqa: E402
 from chargeguard.meters import http_meter  # noqa: E402
+from chargeguard.meters import http_models  # noqa: E402
 from chargeguard.meters import modbus as modbus_meter  # noqa: E402
 from chargeguard.meters import modbus_models  # noqa: E402
 from chargeguard.platform import unix  # noqa: E402
@@ -49,7 +50,7 @@ def meter_section(args):
             doc = json.load(handle)
         meter = dict(doc.get("meter", {}))
     else:
-        kind = "http" if args.model in http_meter.MODELS else "modbus"
+        kind = "http" if args.model in http_models.MODELS else "modbus"
         meter = {"type": kind, "model": args.model or ""}
     keys = ("host", "port", "channel") if meter.get("type") == "http" else ("address", "host", "port", "baud", "format")
     for key in keys:
@@ -188,7 +189,7 @@ def main(argv=None):
     parser.add_argument(
         "--model",
         help="Modbus: one of %s, or custom (with --config); HTTP: one of %s"
-        % (", ".join(modbus_models.MODELS), ", ".join(http_meter.MODELS)),
+        % (", ".join(modbus_models.MODELS), ", ".join(http_models.MODELS)),
     )
     parser.add_argument("--device", help="the USB-RS485 adapter (Modbus RTU), e.g. /dev/ttyUSB0")
     parser.add_argument("--host", help="Modbus TCP or HTTP: the meter's (or gateway's) address")

@@ -48,7 +48,7 @@ Version 1 (CURRENT_VERSION):
                                        docs/configuration.md
               a LAN meter over HTTP ("type": "http", docs/meters.md) has instead:
               {"type": "http",
-               "model": "homewizard",  required: meters/http_meter.MODELS
+               "model": "homewizard",  required: meters/http_models.MODELS
                "host": "",             required: the meter's IPv4 address or host name
                "port": 80,             1..65535
                "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
@@ -264,8 +264,8 @@ _METER_MODBUS = (
     ("custom", None, _MAP, None, None, ""),
 )
 # The meter section of a LAN meter over HTTP (type "http"); the model and
-# the cross-field rules are meters/http_meter.check()'s.
-# Rows it shares with the Modbus table are the same objects (heap).
+# the cross-field rules are meters/http_models.py's. Rows it shares with the
+# Modbus table are the same objects (heap).
 _METER_HTTP = (
     _METER_MODBUS[0],  # type
     _METER_MODBUS[1],  # model
@@ -865,11 +865,18 @@ def _check_modbus(errors, section, meter):
 
 
 def _check_http(errors, meter, phases):
-    # The driver's own rules (models, channels, host): loaded here, it stays
-    # loaded for the app, which needs it next anyway.
-    from chargeguard.meters import http_meter
+    # Against meters/http_models.py, loaded for this check only (its names
+    # and messages cost the config module and the driver nothing).
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import http_models
 
-    http_meter.check(errors, meter, phases)
+    try:
+        http_models.check(errors, meter, phases)
+    finally:
+        sys.modules.pop("chargeguard.meters.http_models", None)
+        if "http_models" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "http_models")
 
 
 def _check_solar(errors, solar):

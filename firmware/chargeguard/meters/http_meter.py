@@ -172,9 +172,6 @@ def _model(name, channel):
     return None
 
 
-MODELS = ("homewizard", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
-
-
 class HttpMeter:
     """A LAN meter read over HTTP (see module doc)."""
 
@@ -463,8 +460,10 @@ class HttpMeter:
             # Gen1: the phases, the energy counters summed.
             v[_S_IMP] = self._sum(_S_IMP3)
             v[_S_EXP] = self._sum(_S_EXP3)
-        elif v[_S_CUR1] != _NA or v[_S_VOLT1] != _NA:
-            # A one-phase HomeWizard kWh meter: its current and voltage are L1's.
+        elif v[_S_POW + 1] == _NA and v[_S_POW + 2] == _NA:
+            # A one-phase HomeWizard kWh meter: its current and voltage (no
+            # _l1 in their names) are L1's. (A three-phase one's
+            # active_current_a is the sum: never L1's.)
             if v[_S_CUR] == _NA:
                 v[_S_CUR] = v[_S_CUR1]
                 self._whole[0] = self._whole[3]
@@ -608,33 +607,6 @@ class HttpMeter:
                 on_reading()
             left = self.poll_ms - ticks_diff(ticks_ms(), started)
             await sleep_ms(left if left > 0 else 0)
-
-
-def check(errors, meter, phases):
-    """config.py's cross-field rules of a meter section of type "http" (`meter`: its fields valid on their own).
-
-    errors.add(path, message[, related path]) for: a model not in MODELS, an
-    empty host, a one-channel model on a 3-phase site (the guard would take
-    the unmeasured phases as unloaded), a channel on a model without.
-    """
-    model = meter.get("model")
-    if model is not None and model not in MODELS:
-        errors.add("meter.model", "must be one of: %s (is '%s')" % (", ".join(MODELS), model))
-        model = None
-    if meter.get("host") == "":
-        errors.add("meter.host", "must be set for an HTTP meter: the meter's IPv4 address or host name")
-    one = model == "shelly_em1" or model == "shelly_em_gen1"
-    if one and phases == 3:
-        message = "%s measures one phase: only for site.phases 1 (a 3-phase site needs shelly_em or shelly_3em_gen1)"
-        errors.add("meter.model", message % model, "site.phases")
-    channel = meter.get("channel")
-    if model is None or not channel:
-        return
-    if model == "shelly_em_gen1" and channel > 1:
-        errors.add("meter.channel", "must be 0 or 1 for shelly_em_gen1 (its two emeters) (is %d)" % channel, "meter.model")
-    elif not one:
-        message = "must be 0 for %s: only shelly_em1 and shelly_em_gen1 have channels (is %d)" % (model, channel)
-        errors.add("meter.channel", message, "meter.model")
 
 
 def _find(keys, buf, start, stop):
