@@ -64,12 +64,21 @@ error with its byte offset, e.g. "bad JSON at byte 17: unexpected 'x'",
 "bad JSON: the body ends inside it (cut short)". The reading is then not
 touched; the next poll starts afresh.
 
-Not supported: HomeWizard API v2 (HTTPS with a device certificate and a
-bearer token got by pressing the meter's button: TLS costs the ESP32 more
-heap than the firmware's budget leaves, and the token flow is not in the
-facts); Shelly authentication (auth_en: digest auth, not verified); Shelly
-Gen2 energy counters (EMData.GetStatus, a second request: energy is only
-shown, never used by the guard).
+Not supported: HomeWizard API v2 (HTTPS with a bearer token that the meter
+hands out in the 30 s after its button is pressed, POST /api/user:
+api-documentation.homewizard.com/docs/v2/authorization; TLS costs a plain
+ESP32 more heap than the firmware's budget leaves, and pairing needs a step
+the firmware has no place for yet); Shelly authentication (auth_en: digest
+auth, not verified); Shelly Gen2 energy counters (EMData.GetStatus, a second
+request: energy is only shown, never used by the guard).
+
+Models and the config rules of the meter section: meters/http_models.py.
+Errors (last_error): "no answer within 2000 ms (timeout)", "connection
+refused: nothing on port N ...", "HTTP 403: switch the Local API on ...",
+"HTTP 404: ..." (another model), "answer over N bytes ...", the JSON errors
+above, "L2: the meter marks its values as not valid or in error", "the
+meter reports power_meter_failure", "L1 power is no number or out of
+range", "no power in the answer".
 """
 
 from micropython import const
