@@ -10,11 +10,13 @@ BOARD ?= esp32_devkit
 PORT ?= /dev/ttyUSB0
 # Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--scene-s 5 --once"
 # (sim options: --day default|solar, --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS,
-#  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP).
+#  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP;
+#  or a LAN meter over HTTP: --meter homewizard, shelly_em, shelly_3em_gen1).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=
 # make meterprobe PROBE_ARGS="--model sdm630 --device /dev/ttyUSB0" (or --host 192.168.1.50): read a Modbus meter once
+# (or an HTTP meter: PROBE_ARGS="--model homewizard --host 192.168.1.60"; shelly_em, shelly_em1, shelly_3em_gen1, shelly_em_gen1)
 PROBE_ARGS ?=
 
 .PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe clean

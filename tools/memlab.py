@@ -128,6 +128,18 @@ PROFILES = (
         budgets={"frozen32": 64 * KB, "mpy32": 82 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
+    # The core profile with a LAN meter over HTTP instead of the P1 port: a
+    # HomeWizard P1 meter (API v1, tools/sim/http_meter_emulator.py), polled
+    # every second. Measured 2026-11-30 on the httpmeters branch: 81 KB as
+    # .mpy (core 76, modbus 80 in the same runs): the driver's code takes
+    # 8.8 KB of heap on import, its body buffer 2 KB.
+    Profile(
+        "http",
+        "guard + HomeWizard P1 meter over HTTP + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
+        meter="homewizard",
+    ),
     # MQTT (net/mqtt.py and umqtt.simple) connected to a real broker: frozen
     # in 64 KB; as .mpy it does not fit a plain ESP32 (measured only).
     Profile(

@@ -1,7 +1,9 @@
-"""Read a Modbus meter from this computer, with the firmware's own driver: what an installer runs first.
+"""Read a Modbus or LAN (HTTP) meter from this computer, with the firmware's own driver: what an installer runs first.
 
     python tools/meterprobe.py --model sdm630 --device /dev/ttyUSB0 [--address 1] [--baud 9600] [--format 8N1]
     python tools/meterprobe.py --model em24 --host 192.168.1.50 [--port 502]
+    python tools/meterprobe.py --model homewizard --host 192.168.1.60 [--port 80]
+    python tools/meterprobe.py --model shelly_em1 --host 192.168.1.61 [--channel 1]
     python tools/meterprobe.py --config config.json --device /dev/ttyUSB0     (the meter section of a config)
     add --every 1 to read once a second until Ctrl-C
 
@@ -11,6 +13,12 @@ in words, and what the values suggest: a swapped float (the meter sends low
 word first), a meter mounted upside down (all power negative at a time the
 house imports), a wrong model (no such register). Exit status 0 when a
 reading came, 1 when not, 2 for bad arguments.
+
+LAN meters over HTTP (HomeWizard API v1, Shelly Gen2/Gen3 EM / EM1, Shelly
+Gen1 3EM / EM: docs/meters.md) are read with meters/http_meter.py: the same
+values, the error in words (no answer, connection refused, HTTP 403: the
+HomeWizard's local API is off, HTTP 404: another model, bad JSON), and the
+same notes on a meter mounted upside down.
 """
 
 import argparse
@@ -26,6 +34,8 @@ for path in (os.path.join(ROOT, "tools", "shims"), os.path.join(ROOT, "firmware"
         sys.path.insert(0, path)
 
 from chargeguard import config as config_module  # noqa: E402
+from chargeguard.meters import http_meter  # noqa: E402
+from chargeguard.meters import http_models  # noqa: E402
 from chargeguard.meters import modbus as modbus_meter  # noqa: E402
 from chargeguard.meters import modbus_models  # noqa: E402
 from chargeguard.platform import unix  # noqa: E402
@@ -40,20 +50,25 @@ def meter_section(args):
             doc = json.load(handle)
         meter = dict(doc.get("meter", {}))
     else:
-        meter = {"type": "modbus", "model": args.model or ""}
-    for key in ("address", "host", "port", "baud", "format"):
+        kind = "http" if args.model in http_models.MODELS else "modbus"
+        meter = {"type": kind, "model": args.model or ""}
+    keys = ("host", "port", "channel") if meter.get("type") == "http" else ("address", "host", "port", "baud", "format")
+    for key in keys:
         value = getattr(args, key)
         if value is not None:
             meter[key] = value
     meter.setdefault("type", "modbus")
-    checked, errors = config_module.check({"meter": meter})
+    # The site matters only for a one-phase meter's check: the config's own
+    # site, else a one-phase site (the probe reads any meter on its own).
+    site = doc.get("site", {}) if args.config else {"phases": 1}
+    checked, errors = config_module.check({"meter": meter, "site": site})
     errors = [(path, text) for path, text in errors if path.startswith("meter")]
     if errors:
         for path, text in errors:
             print("%s: %s" % (path, text))
         sys.exit(2)
-    if checked["meter"]["type"] != "modbus":
-        print("meter.type: this probe reads Modbus meters (is %s)" % checked["meter"]["type"])
+    if checked["meter"]["type"] not in ("modbus", "http"):
+        print("meter.type: this probe reads Modbus and HTTP meters (is %s)" % checked["meter"]["type"])
         sys.exit(2)
     return checked["meter"]
 
@@ -134,21 +149,62 @@ def show(meter, row):
     return lines
 
 
+def probe_http(section, every):
+    """Read an HTTP meter once, or every `every` seconds; the exit status."""
+    platform = unix.Platform({"rs485_device": None})
+    meter = http_meter.from_config(section, platform)
+    print("meter %s on http://%s:%d%s" % (section["model"], section["host"], section["port"], meter.path))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    got = False
+    try:
+        while True:
+            if run(meter.poll()):
+                got = True
+                for line in show(meter, None):
+                    print(line)
+                r = meter.reading
+                phases = r.phase_count
+                if phases and all(r.power_w[p] < 0 for p in range(phases)) and not section["upside_down"]:
+                    print(
+                        "note: every phase exports: if the house is not producing (solar) now, the meter is mounted"
+                        " upside down or its CT clamps face the wrong way (meter.upside_down true)"
+                    )
+                if meter.last_error:
+                    print("note: " + meter.last_error)
+            else:
+                print("no reading: " + (meter.last_error or "unknown"))
+                if "timeout" in (meter.last_error or "") or "errno" in (meter.last_error or ""):
+                    print("note: is the address right, and the meter on the same network as this computer?")
+            if not every:
+                break
+            run(asyncio.sleep(every))
+    except KeyboardInterrupt:
+        pass
+    return 0 if got else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="take the meter section of this configuration file")
-    parser.add_argument("--model", help="one of: %s, or custom (with --config)" % ", ".join(modbus_models.MODELS))
+    parser.add_argument(
+        "--model",
+        help="Modbus: one of %s, or custom (with --config); HTTP: one of %s"
+        % (", ".join(modbus_models.MODELS), ", ".join(http_models.MODELS)),
+    )
     parser.add_argument("--device", help="the USB-RS485 adapter (Modbus RTU), e.g. /dev/ttyUSB0")
-    parser.add_argument("--host", help="Modbus TCP: the meter's or gateway's address")
+    parser.add_argument("--host", help="Modbus TCP or HTTP: the meter's (or gateway's) address")
     parser.add_argument("--port", type=int)
     parser.add_argument("--address", type=int, help="the meter's unit address (default 1)")
     parser.add_argument("--baud", type=int)
     parser.add_argument("--format", help="8N1, 8E1, 8O1 or 8N2")
+    parser.add_argument("--channel", type=int, help="HTTP: the channel of a shelly_em1 or shelly_em_gen1 (default 0)")
     parser.add_argument("--every", type=float, default=0, help="read again every N seconds until Ctrl-C")
     args = parser.parse_args(argv)
     if not args.config and not args.model:
         parser.error("give --model (or --config)")
     section = meter_section(args)
+    if section["type"] == "http":
+        return probe_http(section, args.every)
     if not section["host"]:
         if not args.device:
             parser.error("give --device for Modbus RTU (or --host for Modbus TCP)")

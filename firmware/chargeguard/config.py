@@ -46,6 +46,15 @@ Version 1 (CURRENT_VERSION):
                "poll_ms": 1000,        200..10000, one reading this often
                "custom": null}         with model "custom": the register map, see
                                        docs/configuration.md
+              a LAN meter over HTTP ("type": "http", docs/meters.md) has instead:
+              {"type": "http",
+               "model": "homewizard",  required: meters/http_models.MODELS
+               "host": "",             required: the meter's IPv4 address or host name
+               "port": 80,             1..65535
+               "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
+                                       (shelly_em_gen1: 0..1); 0 for the other models
+               "upside_down": false,   true: the meter (its CT clamps) the wrong way round
+               "poll_ms": 1000}        500..10000 (HomeWizard: not faster than 500 ms)
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -254,6 +263,18 @@ _METER_MODBUS = (
     ("poll_ms", 1000, _INT, 200, 10000, "ms"),
     ("custom", None, _MAP, None, None, ""),
 )
+# The meter section of a LAN meter over HTTP (type "http"); the model and
+# the cross-field rules are meters/http_models.py's. Rows it shares with the
+# Modbus table are the same objects (heap).
+_METER_HTTP = (
+    _METER_MODBUS[0],  # type
+    _METER_MODBUS[1],  # model
+    _METER_MODBUS[3],  # host
+    ("port", 80, _INT, 1, 65535, ""),
+    ("channel", 0, _INT, 0, 2, ""),
+    _METER_MODBUS[7],  # upside_down
+    ("poll_ms", 1000, _INT, 500, 10000, "ms"),
+)
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -348,7 +369,8 @@ def charger_defaults():
 
 def _meter_table(section):
     # The fields of the meter section depend on its type.
-    return _METER_MODBUS if section.get("type") == "modbus" else _METER
+    kind = section.get("type")
+    return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
 def _copy(value, depth=0):
@@ -817,6 +839,8 @@ def _validate(doc, errors):
         errors.add("meter.format", message, "meter.baud")
     if meter.get("type") == "modbus":
         _check_modbus(errors, doc["meter"], meter)
+    if meter.get("type") == "http":
+        _check_http(errors, meter, site.get("phases"))
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
@@ -838,6 +862,21 @@ def _check_modbus(errors, section, meter):
         sys.modules.pop("chargeguard.meters.modbus_models", None)
         if "modbus_models" in chargeguard.meters.__dict__:
             delattr(chargeguard.meters, "modbus_models")
+
+
+def _check_http(errors, meter, phases):
+    # Against meters/http_models.py, loaded for this check only (its names
+    # and messages cost the config module and the driver nothing).
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import http_models
+
+    try:
+        http_models.check(errors, meter, phases)
+    finally:
+        sys.modules.pop("chargeguard.meters.http_models", None)
+        if "http_models" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "http_models")
 
 
 def _check_solar(errors, solar):

@@ -8,6 +8,7 @@ the configuration uses it, so the heap holds only the drivers in use.
 METER_MODULES = {
     "p1": "chargeguard.meters.p1",
     "modbus": "chargeguard.meters.modbus",
+    "http": "chargeguard.meters.http_meter",
 }
 CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
 # Interfaces (views and remote controls around the guard): config section ->

@@ -1,7 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|MODEL] [--modbus-tcp] [--no-mqtt]
+                            [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -19,6 +19,10 @@ abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
 tools/sim/modbus_emulator.py (pymodbus) on a pty line, read by the firmware
 over Modbus RTU every second; with --modbus-tcp over Modbus TCP on 127.0.0.1.
 The pulled P1 cable of the day is then a meter that stops answering.
+With --meter homewizard, shelly_em or shelly_3em_gen1 it is a LAN meter over HTTP (tools/sim/http_meter_emulator.py
+on 127.0.0.1, the fixtures' answers with the site's values), polled every
+second; the pulled cable is then a meter that accepts the connection and
+never answers.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
 guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
@@ -58,6 +62,10 @@ from house import DAY, DAYS, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
 MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 telegram
+# LAN meters over HTTP (tools/sim/http_meter_emulator.py, meters/http_meter.py), polled every second:
+# the three-phase ones (the simulated site has three phases; the one-channel
+# shelly_em1 / shelly_em_gen1 are held to their emulators by the system tests).
+HTTP_METERS = ("homewizard", "shelly_em", "shelly_3em_gen1")
 
 # The 64-bit port's counterpart of the plain-ESP32 budget for the firmware as
 # .mpy: 80 KB on the 32-bit build (enforced by host_tests/system/
@@ -235,8 +243,14 @@ class Simulation:
         self.site = Site([(trydan, (0, 1, 2)) for trydan in self.trydans])
         self.p1 = PtyP1Port()
         self.modbus = None
+        self.http = None
         meter_section = None
-        if meter not in (None, "p1"):
+        if meter in HTTP_METERS:
+            from http_meter_emulator import HttpMeterEmulator
+
+            self.http = HttpMeterEmulator(meter).start()
+            meter_section = {"type": "http", "model": meter, "host": "127.0.0.1", "port": self.http.port, "poll_ms": 1000}
+        elif meter not in (None, "p1"):
             from modbus_emulator import ModbusMeterEmulator
 
             self.modbus = ModbusMeterEmulator(meter, tcp_port=0 if modbus_tcp else None).start()
@@ -259,6 +273,11 @@ class Simulation:
         currents = self.site.grid_currents_ma()
         self.site.advance(TELEGRAM_PERIOD_S, currents)
         power = [current * NOMINAL_MV // 1_000_000 for current in currents]
+        if self.http is not None:
+            # The LAN meter measures continuously; the firmware polls it. Silent: it hangs.
+            self.http.mode = "hang" if self.meter_silent else "ok"
+            self.http.set_values(currents, power, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
+            return time.monotonic_ns()
         if self.modbus is not None:
             # The Modbus meter measures continuously; the firmware polls it.
             self.modbus.silent = self.meter_silent
@@ -285,6 +304,8 @@ class Simulation:
         self.p1.close()
         if self.modbus is not None:
             self.modbus.stop()
+        if self.http is not None:
+            self.http.stop()
         return code
 
 
@@ -363,17 +384,18 @@ def main():
     parser.add_argument(
         "--meter",
         default="p1",
-        help="the grid meter: p1 (default) or a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...)",
+        help="the grid meter: p1 (default), a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...) or an"
+        " HTTP meter (%s)" % ", ".join(HTTP_METERS),
     )
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
     parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
     args = parser.parse_args()
-    if args.meter != "p1":
+    if args.meter != "p1" and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
 
         if args.meter not in MODELS:
-            parser.error("--meter must be p1 or one of: %s" % ", ".join(MODELS))
+            parser.error("--meter must be p1 or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
@@ -424,7 +446,9 @@ def main():
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    if sim.modbus is not None:
+    if sim.http is not None:
+        meter_text = "HTTP meter %s on 127.0.0.1:%d%s" % (args.meter, sim.http.port, sim.http.path)
+    elif sim.modbus is not None:
         where = "127.0.0.1:%d (Modbus TCP)" % sim.modbus.port if args.modbus_tcp else "%s (Modbus RTU 9600 8N1)" % sim.modbus.device
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
     else:

@@ -1,0 +1,251 @@
+"""LAN meters over HTTP for the simulator and the tests: HomeWizard v1, Shelly Gen2/Gen3, Shelly Gen1.
+
+    HttpMeterEmulator(model, port=0).start(); set_values(currents_ma, powers_w, voltages_mv, import_wh, export_wh)
+
+The answers are the fixtures of host_tests/fixtures/http/ (copies of
+../shared/fixtures/http/), key for key and in their order, with the live
+values of the simulated site put in:
+
+    homewizard       GET /api/v1/data  (the HomeWizard API documentation's P1 example: no
+                     voltages; currents in whole amps, signed like the power) and GET /api
+    shelly_em        GET /rpc/EM.GetStatus?id=0  (aioshelly's Pro 3EM) and GET /shelly
+    shelly_em1       GET /rpc/EM1.GetStatus?id=0  (no fixture: the keys of
+                     ../shared/protocols/http-meters.md; L1 only) and GET /shelly
+    shelly_3em_gen1  GET /status  (a 3EM's answer from the ahoy project) and GET /shelly
+    shelly_em_gen1   GET /status  (the same shape with two emeters and no
+                     current, as the 2-channel EM has; channel 0 is L1)
+
+Any other path: 404. `mode` says how the meter behaves:
+
+    "ok"      answers
+    "hang"    accepts the connection, reads the request, never answers (a
+              wedged meter); the connection stays open until the client goes
+    "refuse"  nothing listens (the meter restarts): connections are refused;
+              back to "ok" listens again on the same port
+
+`requests` counts the data requests answered. Runs its server on threads;
+set_values() and mode may be changed from any thread.
+"""
+
+import copy
+import json
+import os
+import socket
+import socketserver
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+FIXTURES = os.path.join(ROOT, "host_tests", "fixtures", "http")
+NOMINAL_MV = 230000
+MODELS = ("homewizard", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
+
+
+def _fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return json.load(handle)
+
+
+def _whole_amps(milliamps):
+    # A P1 meter's current: whole amps, rounded (HomeWizard signs it like the power).
+    return int(round(milliamps / 1000.0))
+
+
+class HttpMeterEmulator:
+    """One meter on 127.0.0.1:`port` (see the module doc)."""
+
+    def __init__(self, model, port=0):
+        if model not in MODELS:
+            raise ValueError("model must be one of %s" % ", ".join(MODELS))
+        self.model = model
+        self.port = port
+        self.requests = 0
+        self._mode = "ok"
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread = None
+        self._stopping = False
+        self._values = ((0, 0, 0), (0, 0, 0), (NOMINAL_MV,) * 3, 0, 0)
+        if model == "homewizard":
+            self._template = _fixture("homewizard_v1_data_p1_3phase_gas_water_doc.json")
+            self.path = "/api/v1/data"
+        elif model == "shelly_em":
+            self._template = _fixture("shelly_pro3em_em_getstatus_aioshelly.json")
+            self.path = "/rpc/EM.GetStatus?id=0"
+        elif model == "shelly_em1":
+            self._template = {
+                "id": 0, "current": 0.0, "voltage": 230.0, "act_power": 0.0, "aprt_power": 0.0, "pf": 1.0, "freq": 50.0,
+                "calibration": "factory",
+            }  # fmt: skip
+            self.path = "/rpc/EM1.GetStatus?id=0"
+        else:
+            self._template = _fixture("shelly_3em_gen1_status_ahoy.json")
+            if model == "shelly_em_gen1":
+                emeters = self._template["emeters"][:2]
+                for emeter in emeters:
+                    del emeter["current"]
+                self._template["emeters"] = emeters
+                del self._template["emeter_n"]
+            self.path = "/status"
+
+    # -- values ---------------------------------------------------------------
+
+    def set_values(self, currents_ma, powers_w, voltages_mv=(NOMINAL_MV,) * 3, import_wh=0, export_wh=0):
+        """What the meter measures now: per-phase current (mA, signed like the power), power (W), voltage (mV), energy (Wh)."""
+        with self._lock:
+            self._values = (tuple(currents_ma), tuple(powers_w), tuple(voltages_mv), import_wh, export_wh)
+
+    def answer(self):
+        """The data answer as it is now (a dict in the fixture's shape)."""
+        with self._lock:
+            currents, powers, volts, import_wh, export_wh = self._values
+        doc = copy.deepcopy(self._template)
+        total = sum(powers)
+        if self.model == "homewizard":
+            doc["active_power_w"] = total
+            for p in range(3):
+                doc["active_power_l%d_w" % (p + 1)] = powers[p]
+                doc["active_current_l%d_a" % (p + 1)] = _whole_amps(currents[p])
+            doc["total_power_import_kwh"] = import_wh / 1000.0
+            doc["total_power_import_t1_kwh"] = round(import_wh / 1000.0 - doc["total_power_import_t2_kwh"], 3)
+            doc["total_power_export_kwh"] = export_wh / 1000.0
+            doc["total_power_export_t1_kwh"] = export_wh / 1000.0
+        elif self.model == "shelly_em":
+            for p, x in enumerate("abc"):
+                amps = abs(currents[p]) / 1000.0
+                doc[x + "_current"] = round(amps, 3)
+                doc[x + "_act_power"] = round(float(powers[p]), 1)
+                doc[x + "_voltage"] = round(volts[p] / 1000.0, 1)
+                doc[x + "_aprt_power"] = round(amps * volts[p] / 1000.0, 1)
+                doc[x + "_pf"] = round(powers[p] / doc[x + "_aprt_power"], 2) if doc[x + "_aprt_power"] else 0
+            doc["total_act_power"] = round(float(total), 3)
+            doc["total_current"] = round(sum(abs(c) for c in currents) / 1000.0, 3)
+            doc["total_aprt_power"] = round(sum(doc[x + "_aprt_power"] for x in "abc"), 3)
+        elif self.model == "shelly_em1":
+            amps = abs(currents[0]) / 1000.0
+            doc["current"] = round(amps, 3)
+            doc["act_power"] = round(float(powers[0]), 1)
+            doc["voltage"] = round(volts[0] / 1000.0, 1)
+            doc["aprt_power"] = round(amps * volts[0] / 1000.0, 1)
+        else:
+            emeters = doc["emeters"]
+            for p, emeter in enumerate(emeters):
+                # The Gen1 EM's channel 0 is the grid (L1); its channel 1 measures nothing here.
+                if self.model == "shelly_em_gen1" and p:
+                    emeter.update(power=0.0, voltage=round(volts[0] / 1000.0, 2), total=0.0, total_returned=0.0)
+                    continue
+                emeter["power"] = round(float(powers[p]), 2)
+                emeter["voltage"] = round(volts[p] / 1000.0, 2)
+                if "current" in emeter:
+                    emeter["current"] = round(abs(currents[p]) / 1000.0, 2)
+                # The site's counters split over the phases (the meter counts per phase).
+                share = 1 if self.model == "shelly_em_gen1" else 3
+                emeter["total"] = round(import_wh / share, 1)
+                emeter["total_returned"] = round(export_wh / share, 1)
+            doc["total_power"] = round(float(sum(e["power"] for e in emeters)), 2)
+        return doc
+
+    def info(self):
+        """The device-information answer (GET /api or /shelly)."""
+        if self.model == "homewizard":
+            return {"product_type": "HWE-P1", "product_name": "P1 meter", "serial": "3c39e7aabbcc",
+                    "firmware_version": "4.19", "api_version": "v1"}  # fmt: skip
+        if self.model in ("shelly_em", "shelly_em1"):
+            return {"id": "shellypro3em-emulated", "model": "SPEM-003CEBEU", "gen": 2, "auth_en": False,
+                    "profile": "triphase" if self.model == "shelly_em" else "monophase"}  # fmt: skip
+        return {"type": "SHEM-3" if self.model == "shelly_3em_gen1" else "SHEM", "auth": False, "fw": "v1.14.0"}
+
+    # -- behaviour --------------------------------------------------------------------
+
+    @property
+    def mode(self):
+        return self._mode
+
+    @mode.setter
+    def mode(self, value):
+        if value not in ("ok", "hang", "refuse"):
+            raise ValueError(value)
+        with self._lock:
+            old = self._mode
+            self._mode = value
+        if value == "refuse" and old != "refuse":
+            self._close_server()
+        elif old == "refuse" and value != "refuse":
+            self._open_server()
+
+    def start(self):
+        self._open_server()
+        return self
+
+    def stop(self):
+        self._stopping = True
+        self._close_server()
+
+    def _open_server(self):
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def do_GET(self):
+                emulator._serve(self)
+
+            def log_message(self, *args):
+                pass
+
+        class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        # The same port again after "refuse" (a restarted meter keeps its address).
+        for _ in range(50):
+            try:
+                server = Server(("127.0.0.1", self.port), Handler)
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise OSError("port %d stays busy" % self.port)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+
+    def _close_server(self):
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def _serve(self, handler):
+        if self._mode == "hang":
+            # Never answer: wait until the client closes, the mode changes or we stop.
+            sock = handler.connection
+            sock.settimeout(0.05)
+            while self._mode == "hang" and not self._stopping:
+                try:
+                    if sock.recv(64) == b"":
+                        break
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+            handler.close_connection = True
+            return
+        if handler.path == self.path:
+            body = json.dumps(self.answer())
+            self.requests += 1
+        elif handler.path == ("/api" if self.model == "homewizard" else "/shelly"):
+            body = json.dumps(self.info())
+        else:
+            handler.send_error(404)
+            return
+        data = body.encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
