@@ -590,34 +590,8 @@ def _log_notes(log, notes):
 
 
 def _assemble(platform, doc, log):
-    # The meter and the chargers first: their drivers hold the few large
-    # blocks (the telegram, frame and HTTP body buffers, up to 2 KB each in
-    # one piece), which find room only while the freed configuration module
-    # still leaves large holes. Code loads in small blocks (a function
-    # each) that fit between them later. Measured on the 32-bit port: made
-    # after the guard's and the interfaces' code, a 2 KB body buffer found
-    # no hole in 83 KB of heap with 16 KB free.
-    try:
-        meter = make_meter(doc["meter"], platform)
-    except Exception as error:
-        # No meter means no readings: the guard then holds every charger at
-        # its failsafe current, which is the safe way to run without one.
-        # The platform's text names the device and why (OSError args: errno, text).
-        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
-        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
-        _traceback(error)
-        meter = _NoMeter()
-    drivers = []
-    for entry in doc["chargers"]:
-        # Collected between the parts, at a shallow stack: a collection that
-        # an allocation forces deep inside a module load scans a stack full
-        # of stale pointers to start-up garbage (the collector is
-        # conservative) and may keep it, so the load fails with the heap
-        # full of garbage (measured: 84 KB "in use" of 88, 53 KB of it live).
-        gc.collect()
-        drivers.append(make_charger(entry, platform))
-    gc.collect()
-    # Then the guard's code (App imports it again, from sys.modules).
+    # The guard's code first, into the room the configuration module left
+    # (App imports it again, from sys.modules).
     from chargeguard.core import guard  # noqa: F401
 
     if needs_optimiser(doc):
@@ -652,6 +626,28 @@ def _assemble(platform, doc, log):
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
             " spread evenly over the phases; a large single-phase load can then overload its phase unseen"
         )
+    # The meter and the chargers last, each part after a collection at this
+    # shallow stack: a collection that an allocation forces deep inside a
+    # module load scans a stack full of stale pointers to start-up garbage
+    # (the collector is conservative) and may keep it, so the load fails
+    # with the heap full of garbage (measured on the 32-bit port: 84 KB "in
+    # use" of 88 when a driver's import failed, 53 KB of it live).
+    gc.collect()
+    try:
+        meter = make_meter(doc["meter"], platform)
+    except Exception as error:
+        # No meter means no readings: the guard then holds every charger at
+        # its failsafe current, which is the safe way to run without one.
+        # The platform's text names the device and why (OSError args: errno, text).
+        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
+        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
+        _traceback(error)
+        meter = _NoMeter()
+    drivers = []
+    for entry in doc["chargers"]:
+        gc.collect()
+        drivers.append(make_charger(entry, platform))
+    gc.collect()
     app = App(platform, doc, meter, drivers, log)
     app.network = network
     if interfaces:
