@@ -44,8 +44,10 @@ Security (no TLS on the device: the LAN must be trusted, docs/api.md):
 
 Memory: microdot's core (build/lib/microdot, pinned by tools/devlibs.py) and
 this module; per request one Request, the parsed JSON body (<= MAX_BODY) and
-the answer's JSON. The page is a precompressed file streamed from flash in
-microdot's 1 KB chunks, never held whole.
+the answer's JSON. The page is a precompressed file streamed from flash
+through one PAGE_CHUNK buffer allocated at start, never held whole (a 1 KB
+block per chunk, as microdot's send_file reads, failed on a fragmented
+heap).
 """
 
 from micropython import const
@@ -62,6 +64,7 @@ MAX_BODY = const(1024)  # bytes of a request body (a settings change is ~100)
 MAX_CLIENTS = const(3)  # connections served at once; more get 503
 READ_MS = const(5000)  # to receive the head and body of a request
 WRITE_MS = const(10000)  # for the client to take the answer
+PAGE_CHUNK = const(512)  # the page is sent in chunks of this, from one buffer allocated at start
 MAX_FAILURES = const(5)  # wrong passwords in a row before the lockout
 LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
 PAGE = "www/status.html.gz"  # the status page, relative to the firmware's directory
@@ -122,6 +125,29 @@ class _Reader:
         return b""
 
 
+class _FileBody:
+    """A response body that streams a file through one preallocated buffer (microdot takes any object with __anext__)."""
+
+    def __init__(self, handle, chunk):
+        self.handle = handle
+        self.chunk = chunk
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        count = self.handle.readinto(self.chunk) if self.handle is not None else 0
+        if not count:
+            await self.aclose()
+            raise StopAsyncIteration
+        return memoryview(self.chunk)[:count]
+
+    async def aclose(self):
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
 def _errors(status, path, message, headers=None):
     from microdot import Response
 
@@ -176,6 +202,7 @@ class Web:
         self.host = host
         self.port = port
         self.page = page
+        self._chunk = bytearray(PAGE_CHUNK)  # the page's chunks, read in place (no allocation per chunk)
         self.read_ms = READ_MS  # (tests shorten it)
         self.active = 0  # connections being served
         self.failures = 0  # wrong passwords in a row
@@ -202,11 +229,23 @@ class Web:
 
     async def index(self, request):
         from microdot import Response
+        import os
 
         try:
-            return Response.send_file(self.page, content_type="text/html; charset=UTF-8", compressed=True)
+            size = os.stat(self.page)[6]
+            handle = open(self.page, "rb")
         except OSError:
             return _errors(404, "", "the status page (%s) is not installed" % self.page)
+        headers = {
+            "Content-Type": "text/html; charset=UTF-8",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(size),
+            "Cache-Control": "no-cache",
+        }
+        if request.method == "HEAD":
+            handle.close()
+            return Response(b"", 200, headers)
+        return Response(_FileBody(handle, self._chunk), 200, headers)
 
     async def status(self, request):
         return status_doc(self.state, self.api.values)
@@ -416,7 +455,7 @@ def _Server(web):
                 response = await self.dispatch_request(request)
             else:
                 response = failure
-            await _send_close(writer, response)
+            await _send_close(writer, response, web.log)
 
     return Server(web)
 
@@ -427,11 +466,15 @@ def _plain(status, text):
     return Response(text, status, {"Retry-After": "1"})
 
 
-async def _send_close(writer, response):
+async def _send_close(writer, response, log=None):
     try:
         await asyncio.wait_for(response.write(writer), WRITE_MS / 1000)
-    except Exception:
-        pass
+    except Exception as error:
+        # A client gone or too slow is normal; anything else is worth a line.
+        if log is not None and not isinstance(error, (OSError, asyncio.TimeoutError)):
+            log("web: answer not sent (%r)" % (error,))
+    if isinstance(response.body, _FileBody):
+        await response.body.aclose()  # also when the client went away mid-file
     await _close(writer)
 
 
