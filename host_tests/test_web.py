@@ -67,9 +67,10 @@ class Writer:
 
 
 def make(password=PASSWORD, chargers=2):
-    app, platform, meter, api, _ = api_app(None, chargers)
+    app, platform, meter, api, restarts = api_app(None, chargers)
     clock = Clock()
-    server = web.Web(app.state, api, password, clock, log=lambda line: None, page=_page())
+    server = web.Web(app.state, api, password, clock, log=lambda line: None, page=_page(), storage=app.storage)
+    server.restarts = restarts
     return app, platform, meter, api, server, clock
 
 
@@ -352,6 +353,80 @@ def test_the_status_page_is_served_compressed():
     server.page = "no/such/page.html.gz"
     status, _, body, _ = raw(server, b"GET / HTTP/1.1\r\n\r\n")
     assert status == 404 and b"not installed" in body
+
+
+def _stored(server):
+    with open(server.storage + "/config.json") as handle:
+        return json.load(handle)
+
+
+def _save_config(server, chargers=2):
+    from chargeguard import config
+
+    doc = config.defaults()
+    doc["admin"]["password"] = PASSWORD
+    doc["wifi"]["ssid"] = "home"
+    doc["wifi"]["password"] = "wifi-secret-42"
+    for index in range(chargers):
+        entry = config.charger_defaults()
+        entry.update({"name": "Charger %d" % (index + 1), "host": "192.168.1.%d" % (50 + index), "priority": index + 1})
+        doc["chargers"].append(entry)
+    config.save(server.storage, doc)
+    return doc
+
+
+def test_config_export_is_redacted_and_needs_the_password():
+    app, platform, meter, api, server, _ = make()
+    _save_config(server)
+    assert request(server, "GET", "/api/config", password=None)[0] == 401
+    assert request(server, "GET", "/api/config", change=False)[0] == 403
+    status, headers, body, _ = raw(
+        server, ("GET /api/config HTTP/1.1\r\nX-ChargeGuard: 1\r\nAuthorization: %s\r\n\r\n" % auth()).encode()
+    )
+    assert status == 200
+    doc = json.loads(body)
+    assert doc["admin"]["password"] == "***" and doc["wifi"]["password"] == "***" and doc["wifi"]["ssid"] == "home"
+    assert len(doc["chargers"]) == 2
+    assert PASSWORD.encode() not in body and b"wifi-secret-42" not in body
+    import sys
+
+    assert "chargeguard.config" not in sys.modules  # loaded for the export only
+
+
+def test_config_import_is_validated_all_or_nothing_then_restarts():
+    app, platform, meter, api, server, _ = make()
+    _save_config(server)
+    before = _stored(server)
+    exported = json.loads(raw(
+        server, ("GET /api/config HTTP/1.1\r\nX-ChargeGuard: 1\r\nAuthorization: %s\r\n\r\n" % auth()).encode()
+    )[2])
+    bad = json.loads(json.dumps(exported))
+    bad["site"]["breaker_a"] = 0
+    bad["chargers"][1]["max_a"] = 99
+    status, doc, _ = request(server, "PUT", "/api/config", bad)
+    assert status == 422 and "site.breaker_a" in doc["errors"] and "chargers.1.max_a" in doc["errors"], doc
+    assert _stored(server) == before and server.restarts == []
+    assert request(server, "PUT", "/api/config", exported, password=None)[0] == 401
+    good = json.loads(json.dumps(exported))
+    good["site"]["breaker_a"] = 32
+    status, doc, _ = request(server, "PUT", "/api/config", good)
+    assert status == 200 and doc["restarting"] is True, doc
+    assert server.restarts == [1]  # after the answer went out
+    stored = _stored(server)
+    assert stored["site"]["breaker_a"] == 32
+    # The redacted secrets kept their stored values.
+    assert stored["admin"]["password"] == PASSWORD and stored["wifi"]["password"] == "wifi-secret-42"
+
+
+def test_only_a_configuration_import_may_send_a_large_body():
+    app, platform, meter, api, server, _ = make()
+    _save_config(server)
+    big = {"site.mode": "fast", "x": "y" * (web.MAX_BODY + 10)}
+    assert request(server, "POST", "/api/settings", big)[0] == 413
+    status, doc, _ = request(server, "PUT", "/api/config", {"site": {"breaker_a": 25}, "name": "z" * (web.MAX_BODY + 10)})
+    assert status == 422 and "name" in doc["errors"], doc
+    status, doc, _ = request(server, "PUT", "/api/config", {"name": "z" * web.MAX_CONFIG_BODY})
+    assert status == 413 and list(doc["errors"]) == [""]
 
 
 def _gunzip(data):

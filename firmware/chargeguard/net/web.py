@@ -13,6 +13,10 @@ Routes (JSON unless said otherwise):
     POST|PATCH /api/chargers/<index or name>  {key: value} through Commands.set_charger
                                 (mode, manual_a, min_a, max_a, priority, enabled = Start/Stop)
     POST /api/login             checks the password (the page's login), 204
+    GET  /api/config            the configuration in force, secrets redacted ("***"); needs the password
+    PUT  /api/config            a whole configuration (<= MAX_CONFIG_BODY): validated by config.py and
+                                stored through Commands.apply_config (all or nothing; "***" keeps the
+                                stored secret), then the controller restarts
 Errors: {"errors": {path: message}} with a 4xx status; path "" is the
 request as a whole.
 
@@ -61,6 +65,7 @@ MAX_LINE = const(512)  # bytes of the request line or one header line, CRLF incl
 MAX_HEADERS = const(24)  # header lines of one request
 MAX_HEAD = const(3072)  # bytes of the request line and headers together
 MAX_BODY = const(1024)  # bytes of a request body (a settings change is ~100)
+MAX_CONFIG_BODY = const(8192)  # a configuration import (PUT /api/config): config.MAX_CONFIG_BYTES
 MAX_CLIENTS = const(3)  # connections served at once; more get 503
 READ_MS = const(5000)  # to receive the head and body of a request
 WRITE_MS = const(10000)  # for the client to take the answer
@@ -85,8 +90,17 @@ class _Reader:
         self.rest = b""  # read beyond the last line given out
         self.head = 0  # head bytes given out
         self.lines = 0
+        self.limit = MAX_BODY
 
     async def readline(self):
+        if not self.lines:
+            line = await self._line()
+            # Only a configuration import may send more than MAX_BODY.
+            self.limit = MAX_CONFIG_BODY if line.startswith(b"PUT /api/config ") else MAX_BODY
+            return line
+        return await self._line()
+
+    async def _line(self):
         while True:
             rest = self.rest
             cut = rest.find(b"\n")
@@ -107,17 +121,22 @@ class _Reader:
             self.rest = rest + chunk
 
     async def readexactly(self, count):
+        # One allocation of the body's size (a configuration is up to 8 KB:
+        # no growing copies), filled in chunks of at most MAX_LINE.
         if count < 0:
             raise ValueError("negative Content-Length")
-        if count > MAX_BODY:
+        if count > self.limit:
             raise TooLarge()
-        data = self.rest[:count]
-        self.rest = self.rest[count:]
-        while len(data) < count:
-            chunk = await self.stream.read(count - len(data))
+        data = bytearray(count)
+        have = min(count, len(self.rest))
+        data[:have] = self.rest[:have]
+        self.rest = self.rest[have:]
+        while have < count:
+            chunk = await self.stream.read(min(count - have, MAX_LINE))
             if not chunk:
                 raise EOFError()
-            data += chunk
+            data[have : have + len(chunk)] = chunk
+            have += len(chunk)
         return data
 
     async def read(self, count=-1):
@@ -187,13 +206,13 @@ class Web:
     host, port: where run() listens.
     """
 
-    def __init__(self, state, api, password, clock, log=print, host="127.0.0.1", port=8080, page=PAGE):
+    def __init__(self, state, api, password, clock, log=print, host="127.0.0.1", port=8080, page=PAGE, storage=None):
         from microdot import Request
 
         # microdot's own bounds, as a second line behind _Reader's.
         Request.max_readline = MAX_LINE
-        Request.max_content_length = MAX_BODY
-        Request.max_body_length = MAX_BODY
+        Request.max_content_length = MAX_CONFIG_BODY  # per route: _Reader.limit
+        Request.max_body_length = MAX_CONFIG_BODY
         self.state = state
         self.api = api
         self._secret = password.encode() if password else b""
@@ -202,6 +221,8 @@ class Web:
         self.host = host
         self.port = port
         self.page = page
+        self.storage = storage  # the configuration's directory (export and import)
+        self.restart_after = None  # set by an import: called once its answer is sent
         self._chunk = bytearray(PAGE_CHUNK)  # the page's chunks, read in place (no allocation per chunk)
         self.read_ms = READ_MS  # (tests shorten it)
         self.active = 0  # connections being served
@@ -214,6 +235,8 @@ class Web:
         server.route("/api/settings", methods=["GET", "POST", "PATCH"])(self.settings)
         server.route("/api/chargers/<ref>", methods=["POST", "PATCH"])(self.charger)
         server.route("/api/login", methods=["POST"])(self.login)
+        server.route("/api/config", methods=["GET", "PUT"])(self.config)
+        server.errorhandler(413)(self.too_large)
 
     async def run(self):
         """Serve until cancelled (the app's supervised task)."""
@@ -274,6 +297,38 @@ class Web:
             return {"errors": errors}, 422
         return self.api.values
 
+    async def too_large(self, request):
+        # microdot's own refusal of a Content-Length above MAX_CONFIG_BODY.
+        return _errors(413, "", "request body too large (%d bytes at most, a configuration %d)" % (MAX_BODY, MAX_CONFIG_BODY))
+
+    async def config(self, request):
+        """GET: the configuration in force, secrets redacted; PUT: validate and store a whole one, then restart."""
+        if request.method == "GET":
+            refused = self.refuse_change(request)
+            if refused is not None:
+                return refused
+            self.api.flush(force=True)  # the last run-time change is in the export too
+            return _with_config(self.storage, _export)
+        body = self.change_body(request)
+        if not isinstance(body, dict):
+            return body
+        # Redacted secrets ("***") of an edited export keep the stored values.
+        body = _with_config(self.storage, lambda config, current: config.restore_secrets(body, current))
+        if not isinstance(body, dict) or "errors" in body:
+            return body
+        api = self.api
+        restart = api.restart
+        api.restart = None  # after the answer has gone out, not before
+        try:
+            errors = api.apply_config(body)
+        finally:
+            api.restart = restart
+        if errors:
+            return {"errors": errors}, 422
+        self.restart_after = restart
+        self.log("web: a new configuration was stored; restarting")
+        return {"stored": True, "restarting": True}
+
     async def login(self, request):
         refused = self.refuse_change(request)
         if refused is not None:
@@ -288,7 +343,7 @@ class Web:
         if refused is not None:
             return refused
         try:
-            body = json.loads(request.body.decode())
+            body = json.loads(str(request.body, "utf-8"))
         except (ValueError, UnicodeError):
             return _errors(400, "", "the body is not valid JSON")
         if not isinstance(body, dict) or not body:
@@ -330,6 +385,34 @@ class Web:
             return _errors(401, "", "wrong password")
         self.failures = 0
         return None
+
+
+def _export(config, current):
+    return config.redacted(current)
+
+
+def _with_config(storage, work):
+    # Loads config.py (a fifth of the firmware's code) for one call of
+    # work(config, current configuration), then unloads it; the error
+    # Response when the heap cannot take it.
+    import gc
+    import sys
+
+    gc.collect()
+    try:
+        from chargeguard import config
+
+        current = config.load(storage)[0]
+        return work(config, current)
+    except MemoryError:
+        return _errors(503, "", "not enough memory to read the configuration now: restart the controller and try again")
+    finally:
+        config = current = None
+        sys.modules.pop("chargeguard.config", None)
+        package = sys.modules.get("chargeguard")
+        if package is not None and "config" in package.__dict__:
+            delattr(package, "config")
+        gc.collect()
 
 
 def status_doc(state, values):
@@ -440,7 +523,10 @@ def _Server(web):
                     Request.create(self, _Reader(reader), writer, writer.get_extra_info("peername")), web.read_ms / 1000
                 )
             except TooLarge:
-                failure = _errors(413, "", "request too large (line %d, head %d, body %d bytes at most)" % (MAX_LINE, MAX_HEAD, MAX_BODY))
+                failure = _errors(
+                    413, "", "request too large (line %d, head %d, body %d bytes at most, a configuration %d)"
+                    % (MAX_LINE, MAX_HEAD, MAX_BODY, MAX_CONFIG_BODY)
+                )
             except asyncio.TimeoutError:
                 failure = _errors(408, "", "request not received in time")
             except OSError:
@@ -456,6 +542,10 @@ def _Server(web):
             else:
                 response = failure
             await _send_close(writer, response, web.log)
+            restart = web.restart_after
+            if restart is not None:
+                web.restart_after = None
+                restart()
 
     return Server(web)
 
@@ -499,7 +589,8 @@ def from_config(cfg, platform, log, context):
     address = getattr(platform, "web_address", None)
     if address is not None:
         host, port = address(port)
+    storage = platform.storage_dir() if hasattr(platform, "storage_dir") else "."
     return Web(
         context["site_state"](), context["command_api"](), context.get("admin_password") or "", platform.ticks_ms, log,
-        host, port,
+        host, port, PAGE, storage,
     )
