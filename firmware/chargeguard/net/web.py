@@ -72,6 +72,7 @@ WRITE_MS = const(10000)  # for the client to take the answer
 PAGE_CHUNK = const(512)  # the page is sent in chunks of this, from one buffer allocated at start
 MAX_FAILURES = const(5)  # wrong passwords in a row before the lockout
 LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
+LISTEN_RETRY_S = const(10)  # a port in use is tried again this often
 PAGE = "www/status.html.gz"  # the status page, relative to the firmware's directory
 CHANGE_HEADER = "X-ChargeGuard"  # a change must carry it with the value "1"
 
@@ -239,14 +240,19 @@ class Web:
         server.errorhandler(413)(self.too_large)
 
     async def run(self):
-        """Serve until cancelled (the app's supervised task)."""
-        self.log("web: status page and API on http://%s:%d/" % (self.host, self.port))
-        try:
-            await self.server.start_server(host=self.host, port=self.port)
-        finally:
-            listener = getattr(self.server, "server", None)
-            if listener is not None:
-                listener.close()
+        """Serve until cancelled (the app's supervised task); a port that cannot be had is tried again every LISTEN_RETRY_S."""
+        while True:
+            self.log("web: starting the status page and API on http://%s:%d/" % (self.host, self.port))
+            try:
+                await self.server.start_server(host=self.host, port=self.port)
+            except OSError as error:
+                self.log("web: cannot listen on port %d (%r); trying again in %d s" % (self.port, error, LISTEN_RETRY_S))
+            finally:
+                listener = getattr(self.server, "server", None)
+                if listener is not None:
+                    listener.close()
+                    self.server.server = None
+            await asyncio.sleep(LISTEN_RETRY_S)
 
     # -- routes ------------------------------------------------------------------
 
