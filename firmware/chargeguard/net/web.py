@@ -118,7 +118,7 @@ class _Reader:
             chunk = await self.stream.read(MAX_LINE - len(rest))
             if not chunk:
                 self.rest = b""
-                return rest  # end of stream: what came (Request.create refuses a partial head)
+                return rest  # end of stream: microdot takes what came as the end of the head
             self.rest = rest + chunk
 
     async def readexactly(self, count):
