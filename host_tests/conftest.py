@@ -8,9 +8,9 @@ for path in (os.path.join(ROOT, "tools", "shims"), os.path.join(ROOT, "firmware"
     if path not in sys.path:
         sys.path.insert(0, path)
 
-# Device libraries (umqtt.simple): fetched and pinned by tools/devlibs.py into
+# Device libraries (umqtt.simple, microdot): fetched and pinned by tools/devlibs.py into
 # build/lib; `make test` builds first, a bare pytest run fetches here.
-if not os.path.exists(os.path.join(ROOT, "build", "lib", "umqtt", "simple.py")):
+if not all(os.path.exists(os.path.join(ROOT, "build", "lib", *parts)) for parts in (("umqtt", "simple.py"), ("microdot", "microdot.py"))):
     sys.path.insert(0, os.path.join(ROOT, "tools"))
     import devlibs
 

@@ -570,8 +570,9 @@ def test_documented_defaults():
                             "stop_delay_s": 180, "min_on_s": 120, "min_off_s": 180, "excess_threshold_w": 13000}
     assert doc["mqtt"] == {"enabled": False, "host": "", "port": 1883, "user": "", "password": "", "client_id": "",
                            "topic_prefix": "chargeguard", "discovery_prefix": "homeassistant", "keepalive_s": 30}
+    assert doc["web"] == {"enabled": False, "port": 80}
     assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin",
-                                  "mqtt"])
+                                  "mqtt", "web"])
 
 
 def test_complete_fills_partial_document_without_touching_input():
@@ -694,6 +695,13 @@ def test_mqtt_needs_a_host_when_enabled():
     assert "mqtt.enabled" in error_map(put(base(), "mqtt", {"enabled": True}))["mqtt.host"]
     assert "mqtt.host" not in error_map(put(base(), "mqtt", {"enabled": True, "host": "192.168.1.5"}))
     assert "mqtt.host" not in error_map(put(base(), "mqtt", {"enabled": False}))
+
+
+def test_web_section_is_validated():
+    assert error_map(put(base(), "web", {"enabled": True, "port": 8080})) == {}
+    assert "between 1 and 65535" in error_map(put(base(), "web", {"port": 0}))["web.port"]
+    assert "web.enabled" in error_map(put(base(), "web", {"enabled": "yes"}))
+    assert "web.admin_password" in error_map(put(base(), "web", {"admin_password": "secret12"}))
 
 
 def test_errors_never_contain_secret_values():

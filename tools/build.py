@@ -4,7 +4,8 @@
 
 Every module of firmware/chargeguard is compiled with mpy-cross to .mpy
 (compiling .py on an ESP32 needs far more heap than loading .mpy); boot.py and
-main.py stay source, as MicroPython runs those two by name. The pinned
+main.py stay source, as MicroPython runs those two by name; the web pages
+(firmware/www/*.html) are gzipped to build/device/www/*.html.gz. The pinned
 device libraries (tools/devlibs.py: umqtt.simple from micropython-lib,
 fetched once from PyPI, hash-checked) are compiled next to the package
 (build/device/umqtt/simple.mpy); their source is never kept in the repo. The bytecode
@@ -76,7 +77,32 @@ def compile_tree(out_dir, lines=False):
         count += 1
     for name in SOURCE_FILES:
         shutil.copy(os.path.join(FIRMWARE, name), os.path.join(out_dir, name))
+    compress_pages(os.path.join(out_dir, "www"))
     return count
+
+
+def compress_pages(out_www):
+    """firmware/www/*.html -> out_www/*.html.gz (gzip, no timestamp: the same bytes every build).
+
+    The web interface (net/web.py) streams them as they are, with
+    Content-Encoding: gzip: small on flash and on the wire, never inflated
+    on the device. Returns the paths written.
+    """
+    import gzip
+
+    source_dir = os.path.join(FIRMWARE, "www")
+    os.makedirs(out_www, exist_ok=True)
+    written = []
+    for name in sorted(os.listdir(source_dir)):
+        if not name.endswith(".html"):
+            continue
+        with open(os.path.join(source_dir, name), "rb") as handle:
+            data = gzip.compress(handle.read(), 9, mtime=0)
+        target = os.path.join(out_www, name + ".gz")
+        with open(target, "wb") as handle:
+            handle.write(data)
+        written.append(target)
+    return written
 
 
 def check_import(out_dir, interpreter):

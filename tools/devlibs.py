@@ -2,6 +2,10 @@
 
     python tools/devlibs.py          fetch (once) and print where the sources are
 
+Pinned: umqtt.simple (micropython-lib) and microdot (the web server; a
+normal PyPI package, taken the same way so the device and the host tests run
+the very same files).
+
 micropython-lib's packages on PyPI (e.g. `micropython-umqtt.simple`) are
 sdists without setup.py: pip refuses to download or install them as Python
 projects. Its package finder still lists their files, so this asks it for
@@ -24,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOWNLOADS = os.path.join(ROOT, "build", "downloads")
 LIB = os.path.join(ROOT, "build", "lib")
 
-# (PyPI name, version, sha256 of the sdist, modules taken from it). 1.3.4 is
+# (PyPI name, version, sha256 of the sdist, modules taken from it: a path in
+# the sdist, or (path in the sdist, module path) when they differ). 1.3.4 is
 # the newest micropython-umqtt.simple on PyPI (micropython-lib's later
 # releases are on its own index only). net/mqtt.py relies on its internals.
 PINNED = (
@@ -33,6 +38,14 @@ PINNED = (
         "1.3.4",
         "b6a2520239e3992c63a7de9370ee9b3d9d27819a90359c521f1c0f7ccab8d12f",
         ("umqtt/simple.py",),
+    ),
+    # The web server of net/web.py (the web interface). Only its core: the
+    # package's extensions (sessions, SSE, websockets, ...) are not used.
+    (
+        "microdot",
+        "2.7.0",
+        "e11f39f0f5564bb5db69f728902740ed592d632ae7a03e24ca3a88cd59ad2f53",
+        (("src/microdot/__init__.py", "microdot/__init__.py"), ("src/microdot/microdot.py", "microdot/microdot.py")),
     ),
 )
 
@@ -88,7 +101,8 @@ def ensure(quiet=False):
         top = "%s-%s/" % (name, version)
         with tarfile.open(archive) as tar:
             for module in modules:
-                data = tar.extractfile(top + module).read()
+                member, module = _paths(module)
+                data = tar.extractfile(top + member).read()
                 path = os.path.join(LIB, module)
                 if os.path.exists(path) and open(path, "rb").read() == data:
                     continue
@@ -99,9 +113,14 @@ def ensure(quiet=False):
     return LIB
 
 
+def _paths(module):
+    # (path in the sdist, module path under build/lib)
+    return module if isinstance(module, tuple) else (module, module)
+
+
 def sources():
     """Paths of the unpacked library modules (after ensure())."""
-    return [os.path.join(LIB, module) for _, _, _, modules in PINNED for module in modules]
+    return [os.path.join(LIB, _paths(module)[1]) for _, _, _, modules in PINNED for module in modules]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.
 # Loaded only with mqtt.enabled: the codec (umqtt.simple, a pinned device
 # library), the link and Home Assistant on it.
 MQTT_MODULES = ("umqtt.simple", "chargeguard.net.mqtt", "chargeguard.net.hass")
+# Loaded only with web.enabled: the web server (microdot, a pinned device
+# library) and the web interface on it.
+WEB_MODULES = ("microdot.microdot", "microdot", "chargeguard.net.web")
 # Loaded only when the configuration needs the optimiser (a charger in eco,
 # solar or excess, a distribution other than priority, or site.peak_limit_w).
 OPTIMISER_MODULES = (
@@ -83,6 +86,9 @@ def main():
     before = previous
     previous = _import_each(MQTT_MODULES, "  (with MQTT)", previous)
     print("%-34s %6d B" % ("MQTT modules", previous - before))
+    before = previous
+    previous = _import_each(WEB_MODULES, "  (with the web)", previous)
+    print("%-34s %6d B" % ("web modules", previous - before))
     micropython.qstr_info()
 
 

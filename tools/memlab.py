@@ -60,10 +60,14 @@ class Profile:
     broker: a real MQTT broker (tools/sim/broker.py) runs beside the sim and
     config's mqtt section gets its port; a run counts only once the
     firmware's MQTT link connected to it.
+    web: the web interface serves on a free loopback port and a client
+    (WebClient) uses it through the day as the status page does, plus a
+    change and refused requests; a run counts only if every answer came.
     """
 
-    def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False):
+    def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False):
         self.name = name
+        self.web = web
         self.text = text
         self.chargers = chargers
         self.budgets = budgets
@@ -153,6 +157,21 @@ PROFILES = (
         },
         broker=True,
     ),
+    # The web interface (net/web.py on microdot) serving the status page and
+    # the REST API to a client that polls /api/status, loads the page, makes
+    # a change and sends refused ones (tools/memlab.WebClient).
+    Profile(
+        "web",
+        "wifi + the web interface: status page and REST API, polled by a client",
+        chargers=2,
+        budgets={"frozen32": 64 * KB},  # .mpy: measured only (docs/api.md gives the figure)
+        config={
+            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
+            "web": {"enabled": True},
+            "admin": {"password": "sim-admin-pass"},
+        },
+        web=True,
+    ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
 
@@ -206,6 +225,9 @@ class Run:
         )
         # With a broker, the MQTT link must have done its job too.
         self.mqtt_ok = not profile.broker or any(line.startswith("mqtt: connected") for line in lines)
+        # With the web on, every request of the client was answered as it should be.
+        self.web_ok = True
+        self.web_failures = []
 
     def _figures(self, key):
         values = []
@@ -220,7 +242,9 @@ class Run:
 
     def ok(self):
         """Ran to the end: no MemoryError, still running, its own configuration, and the guard kept reporting."""
-        return not self.memory_errors and self.alive and self.configured and self.commands > 0 and self.mqtt_ok
+        return (
+            not self.memory_errors and self.alive and self.configured and self.commands > 0 and self.mqtt_ok and self.web_ok
+        )
 
     def failure_site(self):
         """Where the first MemoryError was raised: 'file:line in function' or the firmware's own words."""
@@ -246,6 +270,8 @@ class Run:
             return notes[0][:100] if notes else "did not start with its configuration"
         if not self.mqtt_ok:
             return "the MQTT link never connected to the broker"
+        if not self.web_ok:
+            return "the web interface failed: %s" % "; ".join(self.web_failures[:3])
         return "exit %s, no MemoryError printed" % self.exit_code
 
     def failure(self):
@@ -284,7 +310,7 @@ def _launch(profile, build, heap, mode=None, broker=None):
         if build == "frozen32":
             # The filesystem would shadow the frozen package and the frozen
             # device libraries ('' is first on sys.path).
-            for name in ("chargeguard", "umqtt"):
+            for name in ("chargeguard", "umqtt", "microdot"):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         # Compiled like the firmware (tools/build.py): source would be
         # compiled on the heap, and a long source name would be interned.
@@ -341,8 +367,64 @@ def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
             broker.stop()
 
 
+class WebClient:
+    """What a phone with the status page open does, once per scene: GET /api/status (the page polls it), the page
+    itself every few scenes, a mode change with the password, and a refused (cross-site) change. failures: what
+    did not answer as it should."""
+
+    def __init__(self, port, password):
+        self.port = port
+        self.password = password
+        self.count = 0
+        self.failures = []
+
+    def _ask(self, method, path, body=None, headers=None, want=200):
+        import http.client
+
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            connection.request(method, path, body=body, headers=headers or {})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != want:
+                self.failures.append("%s %s: %d, not %d" % (method, path, response.status, want))
+        except OSError as error:
+            self.failures.append("%s %s: %r" % (method, path, error))
+
+    def scene(self):
+        import base64
+
+        self.count += 1
+        self._ask("GET", "/api/status")
+        if self.count % 4 == 1:
+            self._ask("GET", "/")
+        change = {"Content-Type": "application/json", "X-ChargeGuard": "1",
+                  "Authorization": "Basic " + base64.b64encode(("admin:" + self.password).encode()).decode()}
+        mode = "fast" if self.count % 2 else "site"
+        self._ask("POST", "/api/chargers/1", json.dumps({"mode": mode}), change)
+        self._ask("POST", "/api/settings", '{"site.mode": "off"}', {"Content-Type": "text/plain"}, want=403)
+
+
 def _run(profile, build, heap, days, min_seconds, on_scene, broker):
+    client = None
+    web_port = None
+    if profile.web:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            web_port = probe.getsockname()[1]
+        client = WebClient(web_port, profile.config["admin"]["password"])
+        inner = on_scene
+
+        def on_scene(day, scene):
+            if inner:
+                inner(day, scene)
+            client.scene()
+
     sim = Simulation(
+        web_port=web_port,
         car_delay_s=0.5,
         run_name="mem-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
@@ -361,7 +443,11 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         alive = sim.firmware.alive()
     finally:
         code = sim.stop()
-    return Run(profile, build, heap, list(sim.lines), alive, code)
+    result = Run(profile, build, heap, list(sim.lines), alive, code)
+    if client is not None:
+        result.web_failures = client.failures
+        result.web_ok = client.count > 0 and not client.failures
+    return result
 
 
 def smallest_heap(profile, build, low, high, step=KB, on_step=None):

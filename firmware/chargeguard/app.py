@@ -659,6 +659,8 @@ def _assemble(platform, doc, log):
             "site_state": app.site_state,
             "command_api": app.command_api,
             "charger_models": [entry["type"] for entry in doc["chargers"]],
+            # The web interface's password (a secret: never logged or returned).
+            "admin_password": doc["admin"]["password"],
         }
         app.interfaces = [
             (section, module.from_config(section_doc, platform, log, context))

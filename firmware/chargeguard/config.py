@@ -102,7 +102,10 @@ Version 1 (CURRENT_VERSION):
               "discovery_prefix": "homeassistant",  no '+', '#', spaces, leading or
                                        trailing '/', or empty levels ("a//b")
               "keepalive_s": 30},      2..3600: a silent broker is taken as gone after this
-     "admin": {"password": ""}}        secret: empty (not set yet) or 8..64 characters
+     "web": {"enabled": false,         true: serve the status page and the REST API (docs/api.md)
+             "port": 80},              1..65535 (the unix port: CHARGEGUARD_WEB_PORT, default 8080)
+     "admin": {"password": ""}}        secret: empty (not set yet: the web refuses every
+                                       change) or 8..64 characters; the web's password
 
 A missing key is filled from the defaults. A missing charger key gets a
 default that fits the entry: name "Charger N", priority N (its place in the
@@ -311,6 +314,10 @@ _MQTT = (
     ("discovery_prefix", "homeassistant", _TOPIC, 1, 64, ""),
     ("keepalive_s", 30, _INT, 2, 3600, "s"),
 )
+_WEB = (
+    ("enabled", False, _BOOL, None, None, ""),
+    ("port", 80, _INT, 1, 65535, ""),
+)
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
     ("type", "v2c_trydan", _ENUM, CHARGER_TYPES, None, ""),
@@ -335,8 +342,9 @@ _SECTIONS = (
     ("wifi", _WIFI),
     ("admin", _ADMIN),
     ("mqtt", _MQTT),
+    ("web", _WEB),
 )
-_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt")
+_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt", "web")
 
 # Beyond this depth nothing in a valid document nests; a deeper value is
 # shared instead of copied so a hostile file cannot exhaust the C stack.

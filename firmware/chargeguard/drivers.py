@@ -19,5 +19,6 @@ CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
 # App.command_api: call them for the site state and the command API, each
 # loaded at its first call). An interface never imports app.py or reaches
 # into drivers or the guard. "mqtt" is net/hass.py: the MQTT link
-# (net/mqtt.py) with Home Assistant's discovery, state and commands on it.
-INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"),)
+# (net/mqtt.py) with Home Assistant's discovery, state and commands on it;
+# "web" is net/web.py: the status page and the REST API (microdot).
+INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"), ("web", "chargeguard.net.web"))

@@ -41,3 +41,11 @@ def test_the_sim_configuration_passes_the_firmware_validator():
 
     _, errors = config.check(sim_config([8080, 8081]))
     assert not errors, errors
+
+
+def test_the_sim_configuration_with_the_web_passes_the_validator():
+    from chargeguard import config
+
+    doc, errors = config.check(sim_config([8080], web=True))
+    assert not errors, errors
+    assert doc["web"]["enabled"] is True and doc["admin"]["password"]

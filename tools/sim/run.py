@@ -1,7 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt]
+                            [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -12,7 +12,9 @@ What runs:
 - an MQTT broker on a free loopback port (mosquitto, else amqtt: tools/sim/
   broker.py); the firmware connects to it and publishes its availability
   under chargeguard/ (the command to watch it is printed; --no-mqtt: none);
-- the firmware, unmodified (build/device, .mpy), with a sim configuration.
+- the firmware, unmodified (build/device, .mpy), with a sim configuration;
+  its web interface serves the live status page on http://127.0.0.1:8080
+  (--web-port, --no-web; the admin password for changes is printed).
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
 abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
@@ -86,16 +88,27 @@ SOLAR_HEAP = "144K"
 # profile's measured .mpy heap (tools/memlab.py; 100 KB at the smallest on
 # the 32-bit port without Home Assistant, 2026-11-29) plus that, as 64-bit.
 MQTT_HEAP = "192K"
+# The web interface (net/web.py, microdot, the site state and command API,
+# requests being served): what it adds to the heap on the 64-bit port as
+# .mpy. The web profile of tools/memlab.py ran in 150 KB as .mpy on the
+# 32-bit port (2026-11-30), about 70 KB over the wifi profile: ~100 KB at
+# 64-bit sizes, and some room for the requests of a busy test.
+WEB_HEAP_K = 112
+WEB_PORT = 8080  # http://127.0.0.1:8080 (CHARGEGUARD_WEB_PORT for the firmware)
+# The simulated installation's admin password (printed by the simulator: it
+# is a throwaway for this loopback-only site, never a default of the firmware).
+SIM_ADMIN_PASSWORD = "sim-admin-pass"
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 
 
-def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False):
     """The configuration the simulated installation runs with (one Trydan per port).
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
     for the solar day), None = left out; mqtt: the config's mqtt section,
-    None = left out (MQTT off).
+    None = left out (MQTT off); web: the web interface on, with
+    SIM_ADMIN_PASSWORD as the admin password.
     """
     chargers = []
     for index, port in enumerate(trydan_ports):
@@ -130,6 +143,9 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         config["solar"] = dict(solar)
     if mqtt is not None:
         config["mqtt"] = dict(mqtt)
+    if web:
+        config["web"] = {"enabled": True}
+        config["admin"] = {"password": SIM_ADMIN_PASSWORD}
     return config
 
 
@@ -162,7 +178,7 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None):
+    def __init__(self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None):
         if command is None:
             command = [micropython_binary()]
             if heap:
@@ -172,6 +188,8 @@ class Firmware:
         env.update({"CHARGEGUARD_P1_DEVICE": device, "CHARGEGUARD_STORAGE": storage})
         if rs485_device:
             env["CHARGEGUARD_RS485_DEVICE"] = rs485_device
+        if web_port:
+            env["CHARGEGUARD_WEB_PORT"] = str(web_port)
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -216,7 +234,8 @@ class Simulation:
     the unix port from .venv running main.py with `heap`); meter: None or
     "p1" for the P1 port, else a Modbus model of the firmware's table (its
     emulator on a pty line, or over TCP with modbus_tcp); mqtt: the config's
-    mqtt section (tools/sim/broker.py starts a broker for it).
+    mqtt section (tools/sim/broker.py starts a broker for it); web_port:
+    the web interface on 127.0.0.1 at that port (None: off).
     """
 
     def __init__(
@@ -233,6 +252,7 @@ class Simulation:
         meter=None,
         modbus_tcp=False,
         mqtt=None,
+        web_port=None,
     ):
         self.trydans = []
         for _ in range(chargers):
@@ -261,12 +281,15 @@ class Simulation:
                 meter_section.update({"baud": 9600, "format": "8N1"})
         self.meter_silent = False
         self.lines = []
-        self.config = sim_config([trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt)
+        self.web_port = web_port
+        self.config = sim_config(
+            [trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt, web=web_port is not None
+        )
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
         rs485 = self.modbus.device if self.modbus is not None else None
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485)
+        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port)
 
     def send_telegram(self):
         """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""
@@ -389,6 +412,10 @@ def main():
     )
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
     parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
+    parser.add_argument(
+        "--web-port", type=int, default=WEB_PORT, help="the status page and API on http://127.0.0.1:PORT (default %(default)s)"
+    )
+    parser.add_argument("--no-web", action="store_true", help="web interface off")
     args = parser.parse_args()
     if args.meter != "p1" and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
@@ -406,6 +433,8 @@ def main():
         if not args.no_mqtt:
             # MQTT's code and buffers on top (MQTT_HEAP - DEFAULT_HEAP).
             args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
+        if not args.no_web:
+            args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -438,6 +467,7 @@ def main():
         meter=args.meter,
         modbus_tcp=args.modbus_tcp,
         mqtt=mqtt,
+        web_port=None if args.no_web else args.web_port,
     )
     stopping = {"now": False}
 
@@ -460,6 +490,9 @@ def main():
         print("sim: MQTT broker (%s) on 127.0.0.1:%d; the firmware publishes under chargeguard/. Watch it with:"
               % (broker.kind, broker.port))
         print("sim:   " + broker.watch_hint())
+    if not args.no_web:
+        print("sim: open http://127.0.0.1:%d in a browser: the live status page (admin password for changes: %s)"
+              % (args.web_port, SIM_ADMIN_PASSWORD))
     print(
         "sim: the %s day has %d scenes and lasts %d s%s; Ctrl-C stops"
         % (args.day, len(day), day_length_s(args.scene_s, day), "" if args.once else ", then starts again")

@@ -269,6 +269,10 @@ class Platform:
         server = self._sta.ifconfig()[3]
         return server if server and server != "0.0.0.0" else None
 
+    def web_address(self, port):
+        """(host, port) the web interface listens on: every interface, the configured port."""
+        return "0.0.0.0", port
+
     def wifi_rssi(self):
         """Signal strength of the access point in dBm (int), or None when unknown.
 

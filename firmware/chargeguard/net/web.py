@@ -1,0 +1,602 @@
+"""The web interface: the live status page and the REST API (docs/api.md), on microdot.
+
+Loaded only when the `web` section is enabled (drivers.INTERFACE_MODULES).
+It reads only the site state (state.SiteState) and changes settings only
+through the command API (commands.Commands); it never touches app.py, a
+driver or the guard.
+
+Routes (JSON unless said otherwise):
+    GET  /                      the status page (www/status.html.gz, gzip)
+    GET  /api/status            the site state: grid, chargers, optimiser, device
+    GET  /api/settings          Commands.values: {path: value} of every settable path
+    POST|PATCH /api/settings    {path: value, ...} through Commands.set
+    POST|PATCH /api/chargers/<index or name>  {key: value} through Commands.set_charger
+                                (mode, manual_a, min_a, max_a, priority, enabled = Start/Stop)
+    POST /api/login             checks the password (the page's login), 204
+    GET  /api/config            the configuration in force, secrets redacted ("***"); needs the password
+    PUT  /api/config            a whole configuration (<= MAX_CONFIG_BODY): validated by config.py and
+                                stored through Commands.apply_config (all or nothing; "***" keeps the
+                                stored secret), then the controller restarts
+Errors: {"errors": {path: message}} with a 4xx status; path "" is the
+request as a whole.
+
+Security (no TLS on the device: the LAN must be trusted, docs/api.md):
+- every change needs the admin password (config `admin.password`; none set:
+  every change is refused and says so) as HTTP Basic credentials, sent with
+  each change (any user name). Basic rather than a session cookie: nothing
+  is kept per client (no session table, no token to generate or expire),
+  the check is one base64 decode of a header line. No WWW-Authenticate
+  challenge is sent, so a browser never caches the credentials itself (a
+  cached password would ride along on a cross-site request);
+- cross-site requests cannot change anything: a change must carry the
+  header `X-ChargeGuard: 1` and a JSON body (both need a CORS preflight a
+  foreign page never gets approved: no CORS headers are ever sent), and is
+  refused when the browser says it comes from elsewhere (Sec-Fetch-Site
+  other than same-origin/none, or an Origin whose host is not Host);
+- wrong passwords: after MAX_FAILURES in a row every password check is
+  refused for LOCKOUT_MS (429 with Retry-After), for every client (no table
+  per address: it would be the heap an attacker fills);
+- bounded requests: a line (request line or header) above MAX_LINE bytes,
+  more than MAX_HEADERS headers, a head above MAX_HEAD bytes or a body above
+  MAX_BODY bytes is answered 413 without being read into the heap; a head
+  and body not received within READ_MS gets 408 and the connection closed
+  (a client that connects and sends nothing holds one of MAX_CLIENTS slots
+  for READ_MS, never the loop); more than MAX_CLIENTS connections at once
+  get 503 at once; an answer not taken by the client in WRITE_MS is dropped;
+- secrets are never returned: the site state and the command API's values
+  hold none, and the password is only compared (in constant time).
+
+Memory: microdot's core (build/lib/microdot, pinned by tools/devlibs.py) and
+this module; per request one Request, the parsed JSON body (<= MAX_BODY) and
+the answer's JSON. The page is a precompressed file streamed from flash
+through one PAGE_CHUNK buffer allocated at start, never held whole (a 1 KB
+block per chunk, as microdot's send_file reads, failed on a fragmented
+heap).
+"""
+
+from micropython import const
+
+import asyncio
+import json
+
+from chargeguard.core.ticks import ticks_diff
+
+MAX_LINE = const(512)  # bytes of the request line or one header line, CRLF included
+MAX_HEADERS = const(24)  # header lines of one request
+MAX_HEAD = const(3072)  # bytes of the request line and headers together
+MAX_BODY = const(1024)  # bytes of a request body (a settings change is ~100)
+MAX_CONFIG_BODY = const(8192)  # a configuration import (PUT /api/config): config.MAX_CONFIG_BYTES
+MAX_CLIENTS = const(3)  # connections served at once; more get 503
+READ_MS = const(5000)  # to receive the head and body of a request
+WRITE_MS = const(10000)  # for the client to take the answer
+PAGE_CHUNK = const(512)  # the page is sent in chunks of this, from one buffer allocated at start
+MAX_FAILURES = const(5)  # wrong passwords in a row before the lockout
+LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
+LISTEN_RETRY_S = const(10)  # a port in use is tried again this often
+PAGE = "www/status.html.gz"  # the status page, relative to the firmware's directory
+CHANGE_HEADER = "X-ChargeGuard"  # a change must carry it with the value "1"
+
+_CAR = ("unknown", "none", "connected", "charging")
+
+
+class TooLarge(Exception):
+    """A request line, header set or body above its bound (answered 413)."""
+
+
+class _Reader:
+    """A request stream that never holds more than the bounds: readline() and readexactly() for microdot's Request.create."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.rest = b""  # read beyond the last line given out
+        self.head = 0  # head bytes given out
+        self.lines = 0
+        self.limit = MAX_BODY
+
+    async def readline(self):
+        if not self.lines:
+            line = await self._line()
+            # Only a configuration import may send more than MAX_BODY.
+            self.limit = MAX_CONFIG_BODY if line.startswith(b"PUT /api/config ") else MAX_BODY
+            return line
+        return await self._line()
+
+    async def _line(self):
+        while True:
+            rest = self.rest
+            cut = rest.find(b"\n")
+            if cut >= 0:
+                line = rest[: cut + 1]
+                self.rest = rest[cut + 1 :]
+                self.head += len(line)
+                self.lines += 1
+                if len(line) > MAX_LINE or self.head > MAX_HEAD or self.lines > MAX_HEADERS + 2:
+                    raise TooLarge()
+                return line
+            if len(rest) >= MAX_LINE or self.head + len(rest) >= MAX_HEAD:
+                raise TooLarge()
+            chunk = await self.stream.read(MAX_LINE - len(rest))
+            if not chunk:
+                self.rest = b""
+                return rest  # end of stream: microdot takes what came as the end of the head
+            self.rest = rest + chunk
+
+    async def readexactly(self, count):
+        # One allocation of the body's size (a configuration is up to 8 KB:
+        # no growing copies), filled in chunks of at most MAX_LINE.
+        if count < 0:
+            raise ValueError("negative Content-Length")
+        if count > self.limit:
+            raise TooLarge()
+        data = bytearray(count)
+        have = min(count, len(self.rest))
+        data[:have] = self.rest[:have]
+        self.rest = self.rest[have:]
+        while have < count:
+            chunk = await self.stream.read(min(count - have, MAX_LINE))
+            if not chunk:
+                raise EOFError()
+            data[have : have + len(chunk)] = chunk
+            have += len(chunk)
+        return data
+
+    async def read(self, count=-1):
+        # Only for a body microdot did not read (above MAX_BODY): nothing.
+        return b""
+
+
+class _FileBody:
+    """A response body that streams a file through one preallocated buffer (microdot takes any object with __anext__)."""
+
+    def __init__(self, handle, chunk):
+        self.handle = handle
+        self.chunk = chunk
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        count = self.handle.readinto(self.chunk) if self.handle is not None else 0
+        if not count:
+            await self.aclose()
+            raise StopAsyncIteration
+        return memoryview(self.chunk)[:count]
+
+    async def aclose(self):
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def _errors(status, path, message, headers=None):
+    from microdot import Response
+
+    return Response({"errors": {path: message}}, status, headers)
+
+
+def _same(given, secret):
+    # Constant-time comparison of two byte strings (no early exit on the
+    # first difference, none on the length).
+    diff = len(given) ^ len(secret)
+    size = len(secret)
+    for index in range(len(given)):
+        diff |= given[index] ^ (secret[index] if index < size else 0)
+    return diff == 0
+
+
+def _b64_password(value):
+    # The password of "Basic base64(user:password)"; None when malformed.
+    import binascii
+
+    if value is None or not value.startswith("Basic "):
+        return None
+    try:
+        plain = binascii.a2b_base64(value[6:].strip())
+    except (ValueError, TypeError):
+        return None
+    cut = plain.find(b":")
+    return plain[cut + 1 :] if cut >= 0 else None
+
+
+class Web:
+    """The status page and the REST API over one site state and one command API.
+
+    state: state.SiteState; api: commands.Commands; password: the admin
+    password (str, "" = none set: every change refused); clock: () -> ms
+    (platform.ticks_ms); page: path of the gzip-compressed status page;
+    host, port: where run() listens.
+    """
+
+    def __init__(self, state, api, password, clock, log=print, host="127.0.0.1", port=8080, page=PAGE, storage=None):
+        from microdot import Request
+
+        # microdot's own bounds, as a second line behind _Reader's.
+        Request.max_readline = MAX_LINE
+        Request.max_content_length = MAX_CONFIG_BODY  # per route: _Reader.limit
+        Request.max_body_length = MAX_CONFIG_BODY
+        self.state = state
+        self.api = api
+        self._secret = password.encode() if password else b""
+        self.clock = clock
+        self.log = log
+        self.host = host
+        self.port = port
+        self.page = page
+        self.storage = storage  # the configuration's directory (export and import)
+        self.restart_after = None  # set by an import: called once its answer is sent
+        self._chunk = bytearray(PAGE_CHUNK)  # the page's chunks, read in place (no allocation per chunk)
+        self.read_ms = READ_MS  # (tests shorten it)
+        self.active = 0  # connections being served
+        self.failures = 0  # wrong passwords in a row
+        self.failed_ms = 0
+        self.server = _Server(self)
+        server = self.server
+        server.route("/")(self.index)
+        server.route("/api/status")(self.status)
+        server.route("/api/settings", methods=["GET", "POST", "PATCH"])(self.settings)
+        server.route("/api/chargers/<ref>", methods=["POST", "PATCH"])(self.charger)
+        server.route("/api/login", methods=["POST"])(self.login)
+        server.route("/api/config", methods=["GET", "PUT"])(self.config)
+        server.errorhandler(413)(self.too_large)
+
+    async def run(self):
+        """Serve until cancelled (the app's supervised task); a port that cannot be had is tried again every LISTEN_RETRY_S."""
+        while True:
+            self.log("web: starting the status page and API on http://%s:%d/" % (self.host, self.port))
+            try:
+                await self.server.start_server(host=self.host, port=self.port)
+            except OSError as error:
+                self.log("web: cannot listen on port %d (%r); trying again in %d s" % (self.port, error, LISTEN_RETRY_S))
+            finally:
+                listener = getattr(self.server, "server", None)
+                if listener is not None:
+                    listener.close()
+                    self.server.server = None
+            await asyncio.sleep(LISTEN_RETRY_S)
+
+    # -- routes ------------------------------------------------------------------
+
+    async def index(self, request):
+        from microdot import Response
+        import os
+
+        try:
+            size = os.stat(self.page)[6]
+            handle = open(self.page, "rb")
+        except OSError:
+            return _errors(404, "", "the status page (%s) is not installed" % self.page)
+        headers = {
+            "Content-Type": "text/html; charset=UTF-8",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(size),
+            "Cache-Control": "no-cache",
+        }
+        if request.method == "HEAD":
+            handle.close()
+            return Response(b"", 200, headers)
+        return Response(_FileBody(handle, self._chunk), 200, headers)
+
+    async def status(self, request):
+        return status_doc(self.state, self.api.values)
+
+    async def settings(self, request):
+        if request.method == "GET":
+            return self.api.values
+        body = self.change_body(request)
+        if not isinstance(body, dict):
+            return body
+        errors = self.api.set(body)
+        if errors:
+            return {"errors": errors}, 422
+        return self.api.values
+
+    async def charger(self, request, ref):
+        body = self.change_body(request)
+        if not isinstance(body, dict):
+            return body
+        charger = int(ref) if ref.isdigit() else ref
+        if self.api.index_of(charger) is None:
+            errors = self.api.set_charger(charger, body)
+            return {"errors": errors}, 404
+        errors = self.api.set_charger(charger, body)
+        if errors:
+            return {"errors": errors}, 422
+        return self.api.values
+
+    async def too_large(self, request):
+        # microdot's own refusal of a Content-Length above MAX_CONFIG_BODY.
+        return _errors(413, "", "request body too large (%d bytes at most, a configuration %d)" % (MAX_BODY, MAX_CONFIG_BODY))
+
+    async def config(self, request):
+        """GET: the configuration in force, secrets redacted; PUT: validate and store a whole one, then restart."""
+        if request.method == "GET":
+            refused = self.refuse_change(request)
+            if refused is not None:
+                return refused
+            self.api.flush(force=True)  # the last run-time change is in the export too
+            return _with_config(self.storage, _export)
+        body = self.change_body(request)
+        if not isinstance(body, dict):
+            return body
+        # Redacted secrets ("***") of an edited export keep the stored values.
+        body = _with_config(self.storage, lambda config, current: config.restore_secrets(body, current))
+        if not isinstance(body, dict) or "errors" in body:
+            return body
+        api = self.api
+        restart = api.restart
+        api.restart = None  # after the answer has gone out, not before
+        try:
+            errors = api.apply_config(body)
+        finally:
+            api.restart = restart
+        if errors:
+            return {"errors": errors}, 422
+        self.restart_after = restart
+        self.log("web: a new configuration was stored; restarting")
+        return {"stored": True, "restarting": True}
+
+    async def login(self, request):
+        refused = self.refuse_change(request)
+        if refused is not None:
+            return refused
+        return "", 204
+
+    # -- security ----------------------------------------------------------------
+
+    def change_body(self, request):
+        """The JSON object of a change request, or the error Response that refuses it."""
+        refused = self.refuse_change(request)
+        if refused is not None:
+            return refused
+        try:
+            body = json.loads(str(request.body, "utf-8"))
+        except (ValueError, UnicodeError):
+            return _errors(400, "", "the body is not valid JSON")
+        if not isinstance(body, dict) or not body:
+            return _errors(400, "", "the body must be a JSON object of settings to change, e.g. {\"site.mode\": \"fast\"}")
+        return body
+
+    def refuse_change(self, request):
+        """None when `request` may change settings, else the error Response (403, 415, 429, 401)."""
+        headers = request.headers
+        if headers.get(CHANGE_HEADER) != "1":
+            return _errors(403, "", "a change needs the header %s: 1 (cross-site requests are refused)" % CHANGE_HEADER)
+        fetch_site = headers.get("Sec-Fetch-Site")
+        if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            return _errors(403, "", "cross-site request refused")
+        origin = headers.get("Origin")
+        if origin is not None and origin.split("//", 1)[-1] != headers.get("Host"):
+            return _errors(403, "", "cross-site request refused (Origin is not this device)")
+        if request.method != "GET" and (request.content_type or "").split(";")[0].strip() != "application/json":
+            return _errors(415, "", "the body must be JSON (Content-Type: application/json)")
+        if not self._secret:
+            return _errors(
+                403, "", "no admin password is set: every change is refused until admin.password is set in the configuration"
+            )
+        now = self.clock()
+        if self.failures >= MAX_FAILURES:
+            wait_ms = LOCKOUT_MS - ticks_diff(now, self.failed_ms)
+            if wait_ms > 0:
+                return _errors(
+                    429, "", "too many wrong passwords: try again in %d s" % (wait_ms // 1000 + 1),
+                    {"Retry-After": str(wait_ms // 1000 + 1)},
+                )
+            self.failures = 0
+        given = _b64_password(headers.get("Authorization"))
+        if given is None or not _same(given, self._secret):
+            self.failures += 1
+            self.failed_ms = now
+            if given is None:
+                return _errors(401, "", "a change needs the admin password (HTTP Basic: any user name, the password)")
+            return _errors(401, "", "wrong password")
+        self.failures = 0
+        return None
+
+
+def _export(config, current):
+    return config.redacted(current)
+
+
+def _with_config(storage, work):
+    # Loads config.py (a fifth of the firmware's code) for one call of
+    # work(config, current configuration), then unloads it; the error
+    # Response when the heap cannot take it.
+    import gc
+    import sys
+
+    gc.collect()
+    try:
+        from chargeguard import config
+
+        current = config.load(storage)[0]
+        return work(config, current)
+    except MemoryError:
+        return _errors(503, "", "not enough memory to read the configuration now: restart the controller and try again")
+    finally:
+        config = current = None
+        sys.modules.pop("chargeguard.config", None)
+        package = sys.modules.get("chargeguard")
+        if package is not None and "config" in package.__dict__:
+            delattr(package, "config")
+        gc.collect()
+
+
+def status_doc(state, values):
+    """The site state as a JSON-ready dict (docs/api.md, GET /api/status); `values`: Commands.values."""
+    reading = state.reading
+    have = state.have_reading
+    doc = {
+        "grid": {
+            "have_reading": have,
+            "age_ms": state.reading_age_ms,
+            "failsafe": state.failsafe,
+            "phases": state.phases,
+            "current_ma": list(reading.current_ma) if have else None,
+            "power_w": list(reading.power_w) if have else None,
+            "import_w": reading.import_w if have else None,
+            "export_w": reading.export_w if have else None,
+            "limit_ma": state.limit_ma,
+            "headroom_ma": list(state.headroom_ma),
+            "month_peak_w": state.month_peak_w,
+        },
+        "chargers": [],
+        "optimiser": None,
+        "device": {
+            "wifi": state.wifi_state,
+            "ssid": state.ssid,
+            "ip": state.ip,
+            "rssi": state.rssi,
+            "uptime_ms": state.uptime_ms,
+            "heap_live": state.heap_live,
+            "reaction_ms": state.reaction_ms,
+            "errors": list(state.errors),
+            "error_count": state.error_count,
+            "config_source": state.config_source,
+            "config_notes": list(state.config_notes),
+            "version": state.version,
+        },
+    }
+    chargers = doc["chargers"]
+    for index in range(len(state.chargers)):
+        charger = state.chargers[index]
+        status = charger.status
+        settings = charger.settings
+        prefix = "chargers.%d." % index
+        chargers.append(
+            {
+                "name": charger.name,
+                "mode": values.get(prefix + "mode", settings.mode),
+                "mode_in_force": settings.mode,
+                "enabled": settings.enabled,
+                "manual_a": settings.manual_ma // 1000,
+                "min_a": settings.min_ma // 1000,
+                "max_a": settings.max_ma // 1000,
+                "priority": settings.priority,
+                "offered_ma": charger.offered_ma,
+                "reason": charger.reason,
+                "reachable": status.reachable,
+                "car": _CAR[status.car] if 0 <= status.car < len(_CAR) else "unknown",
+                "current_ma": list(status.current_ma),
+                "power_w": status.power_w,
+                "box_offered_ma": status.offered_ma,
+                "session_energy_wh": status.session_energy_wh,
+                "session_s": status.session_s,
+                "error": status.error,
+            }
+        )
+    if state.optimiser is not None:
+        doc["optimiser"] = {
+            "surplus_w": state.surplus_w,
+            "upper_w": state.upper_w,
+            "lower_w": state.lower_w,
+            "net_target_w": state.net_target_w,
+            "quarter_avg_w": state.quarter_avg_w,
+            "remaining_wh": state.remaining_wh,
+            "peak_limit_w": state.peak_limit_w,
+        }
+    return doc
+
+
+def _Server(web):
+    # The class is made here, not at import: no work at import time, and
+    # microdot is imported only when the interface is built.
+    from microdot import Microdot, Request
+
+    class Server(Microdot):
+        """microdot with bounded reads, deadlines and a cap on connections (see the module docstring)."""
+
+        def __init__(self, web):
+            super().__init__()
+            self.web = web
+
+        async def handle_request(self, reader, writer):
+            web = self.web
+            if web.active >= MAX_CLIENTS:
+                await _send_close(writer, _plain(503, "busy: too many connections"))
+                return
+            web.active += 1
+            try:
+                await self._serve(reader, writer)
+            finally:
+                web.active -= 1
+
+        async def _serve(self, reader, writer):
+            web = self.web
+            request = None
+            failure = None
+            try:
+                request = await asyncio.wait_for(
+                    Request.create(self, _Reader(reader), writer, writer.get_extra_info("peername")), web.read_ms / 1000
+                )
+            except TooLarge:
+                failure = _errors(
+                    413, "", "request too large (line %d, head %d, body %d bytes at most, a configuration %d)"
+                    % (MAX_LINE, MAX_HEAD, MAX_BODY, MAX_CONFIG_BODY)
+                )
+            except asyncio.TimeoutError:
+                failure = _errors(408, "", "request not received in time")
+            except OSError:
+                await _close(writer)
+                return
+            except Exception:
+                failure = _errors(400, "", "malformed request")
+            if request is None and failure is None:
+                await _close(writer)  # the client closed without a request
+                return
+            if failure is None:
+                response = await self.dispatch_request(request)
+            else:
+                response = failure
+            await _send_close(writer, response, web.log)
+            restart = web.restart_after
+            if restart is not None:
+                web.restart_after = None
+                restart()
+
+    return Server(web)
+
+
+def _plain(status, text):
+    from microdot import Response
+
+    return Response(text, status, {"Retry-After": "1"})
+
+
+async def _send_close(writer, response, log=None):
+    try:
+        await asyncio.wait_for(response.write(writer), WRITE_MS / 1000)
+    except Exception as error:
+        # A client gone or too slow is normal; anything else is worth a line.
+        if log is not None and not isinstance(error, (OSError, asyncio.TimeoutError)):
+            log("web: answer not sent (%r)" % (error,))
+    if isinstance(response.body, _FileBody):
+        await response.body.aclose()  # also when the client went away mid-file
+    await _close(writer)
+
+
+async def _close(writer):
+    try:
+        await asyncio.wait_for(writer.aclose(), WRITE_MS / 1000)
+    except Exception:
+        pass
+
+
+def from_config(cfg, platform, log, context):
+    """What app.py starts for an enabled `web` section (drivers.INTERFACE_MODULES).
+
+    cfg: the `web` section ({"enabled", "port"}); context: the app's dict
+    ("site_state", "command_api": calls; "admin_password": the configured
+    admin password, "" when none). The platform gives the address:
+    platform.web_address(port) (the unix port: 127.0.0.1 and
+    CHARGEGUARD_WEB_PORT, default 8080).
+    """
+    port = cfg.get("port", 80)
+    host = "0.0.0.0"
+    address = getattr(platform, "web_address", None)
+    if address is not None:
+        host, port = address(port)
+    storage = platform.storage_dir() if hasattr(platform, "storage_dir") else "."
+    return Web(
+        context["site_state"](), context["command_api"](), context.get("admin_password") or "", platform.ticks_ms, log,
+        host, port, PAGE, storage,
+    )
