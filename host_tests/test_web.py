@@ -182,6 +182,24 @@ def test_charger_mode_manual_current_and_start_stop():
     assert status == 422 and "chargers.0.mode" in doc["errors"]
 
 
+def test_a_box_with_a_lock_is_locked_through_the_command_api_all_or_nothing():
+    app, platform, meter, api, server, _ = make()
+    asked = []
+    app.request_lock = lambda index, locked: asked.append((index, locked))
+    status, doc, _ = request(server, "POST", "/api/chargers/1", {"locked": True, "max_a": 20})
+    assert status == 422 and doc["errors"] == {"chargers.1.locked": "this charger's box has no lock ChargeGuard can set"}
+    assert app.chargers[1].max_ma != 20000 and asked == []  # nothing applied
+    app.can_lock[1] = app.state.chargers[1].can_lock = True
+    status, doc, _ = request(server, "POST", "/api/chargers/1", {"locked": "yes"})
+    assert status == 422 and doc["errors"] == {"chargers.1.locked": "must be true or false"} and asked == []
+    status, doc, _ = request(server, "POST", "/api/chargers/1", {"locked": True, "max_a": 20})
+    assert status == 200 and asked == [(1, True)] and app.chargers[1].max_ma == 20000, doc
+    app.statuses[1].locked = True
+    status, doc, _ = request(server, "GET", "/api/status", change=False)
+    assert doc["chargers"][1]["locked"] is True and doc["chargers"][1]["can_lock"] is True
+    assert doc["chargers"][0]["locked"] is None and doc["chargers"][0]["can_lock"] is False
+
+
 def test_changes_need_the_password():
     app, platform, meter, api, server, _ = make()
     before = dict(api.values)

@@ -11,7 +11,8 @@ Routes (JSON unless said otherwise):
     GET  /api/settings          Commands.values: {path: value} of every settable path
     POST|PATCH /api/settings    {path: value, ...} through Commands.set
     POST|PATCH /api/chargers/<index or name>  {key: value} through Commands.set_charger
-                                (mode, manual_a, min_a, max_a, priority, enabled = Start/Stop)
+                                (mode, manual_a, min_a, max_a, priority, enabled = Start/Stop,
+                                locked = the box's own lock, where it has one)
     POST /api/login             checks the password (the page's login), 204
     GET  /api/config            the configuration in force, secrets redacted ("***"); needs the password
     PUT  /api/config            a whole configuration (<= MAX_CONFIG_BODY): validated by config.py and
@@ -69,6 +70,7 @@ MAX_CONFIG_BODY = const(8192)  # a configuration import (PUT /api/config): confi
 MAX_CLIENTS = const(3)  # connections served at once; more get 503
 READ_MS = const(5000)  # to receive the head and body of a request
 WRITE_MS = const(10000)  # for the client to take the answer
+_UNSET = object()  # "not in the request" where None could be a value
 PAGE_CHUNK = const(512)  # the page is sent in chunks of this, from one buffer allocated at start
 MAX_FAILURES = const(5)  # wrong passwords in a row before the lockout
 LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
@@ -298,9 +300,26 @@ class Web:
         if self.api.index_of(charger) is None:
             errors = self.api.set_charger(charger, body)
             return {"errors": errors}, 404
-        errors = self.api.set_charger(charger, body)
-        if errors:
-            return {"errors": errors}, 422
+        locked = body.pop("locked", None) if "locked" in body else _UNSET
+        if locked is not _UNSET:
+            # The box's own lock is no setting (Commands.set_lock); checked
+            # first, so the call stays all-or-nothing with the settings.
+            index = self.api.index_of(charger)
+            problem = None
+            if type(locked) is not bool:
+                problem = "must be true or false"
+            elif not self.state.chargers[index].can_lock:
+                problem = "this charger's box has no lock ChargeGuard can set"
+            if problem is not None:
+                return {"errors": {"chargers.%d.locked" % index: problem}}, 422
+        if body:
+            errors = self.api.set_charger(charger, body)
+            if errors:
+                return {"errors": errors}, 422
+        if locked is not _UNSET:
+            errors = self.api.set_lock(charger, locked)
+            if errors:
+                return {"errors": errors}, 422
         return self.api.values
 
     async def too_large(self, request):
@@ -468,6 +487,8 @@ def status_doc(state, values):
                 "mode": values.get(prefix + "mode", settings.mode),
                 "mode_in_force": settings.mode,
                 "enabled": settings.enabled,
+                "locked": status.locked,
+                "can_lock": charger.can_lock,
                 "manual_a": settings.manual_ma // 1000,
                 "min_a": settings.min_ma // 1000,
                 "max_a": settings.max_ma // 1000,
