@@ -20,8 +20,9 @@ never answers never holds it: the head is read in the client's own buffer.
 Requests are `GET`, HTTP/1.0 with `Connection: close`: one TCP connection per
 request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
-connection is always closed, also on timeout, error or cancellation. (No
-driver sends a body yet; a POST comes back with the first one that does.)
+connection is always closed, also on timeout, error or cancellation.
+`post()` sends a small JSON body (bytes, `Content-Type: application/json`;
+the OpenEVSE claim is one) and reads the answer like `get()`.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none. `Transfer-Encoding` (chunked) is refused with an error:
@@ -136,6 +137,19 @@ class BodyBuffer:
         self.holder = None  # the HttpClient whose body it holds, or None
 
 
+# The one body buffer that the polls of every wallbox share (made by the first
+# driver that asks; all of them read bodies of at most POLL_MAX_BODY bytes).
+POLL_MAX_BODY = const(2048)
+_poll_buffers = []
+
+
+def poll_buffer():
+    """The BodyBuffer (POLL_MAX_BODY + 1 bytes) shared by the wallbox drivers' polls."""
+    if not _poll_buffers:
+        _poll_buffers.append(BodyBuffer(POLL_MAX_BODY + 1))
+    return _poll_buffers[0]
+
+
 class HttpClient:
     """HTTP client with one preallocated, bounded buffer (one request at a time).
 
@@ -179,6 +193,10 @@ class HttpClient:
         One request at a time: a call while another is in flight on this
         client returns 0 at once and changes nothing.
         """
+        return await self.post(host, port, path, timeout_ms, None)
+
+    async def post(self, host, port, path, timeout_ms, body):
+        """POST `body` (bytes, JSON) to path, or GET when body is None; as `get()` otherwise."""
         if self._busy:
             # The buffer and `error` belong to the request in flight.
             return 0
@@ -190,7 +208,7 @@ class HttpClient:
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
-            coro = self._exchange(host, port, path, timeout_ms)
+            coro = self._exchange(host, port, path, timeout_ms, body)
             # MicroPython's millisecond variant avoids a float on the device.
             if _MPY:
                 self.status = await asyncio.wait_for_ms(coro, timeout_ms)
@@ -248,7 +266,7 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    async def _exchange(self, host, port, path, timeout_ms):
+    async def _exchange(self, host, port, path, timeout_ms, body):
         raw = path.encode()
         if not path.startswith("/"):
             raise ValueError("bad path")
@@ -286,7 +304,12 @@ class HttpClient:
         writer = self._sock
         if port != 80:
             host = "%s:%d" % (host, port)
-        writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+        if body is None:
+            writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+        else:
+            head = "POST %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            writer.write((head % (path, host) + "Content-Length: %d\r\n\r\n" % len(body)).encode())
+            writer.write(body)
         await writer.drain()
 
         buf = self._head  # the head is read here
