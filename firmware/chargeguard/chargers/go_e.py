@@ -146,22 +146,21 @@ class GoeCharger:
         # leaves it half updated. Raises ValueError(key) for a bad field.
         client = self._reader
         buf = client.buf
-        bounds = jsonscan.body_bounds(buf, client.body_len)
-        if bounds is None:
+        end = jsonscan.object_end(buf, client.body_len)
+        if end < 0:
             return False
-        start, end = bounds
         num = jsonscan.number
-        car = num(buf, start, end, b'"car"')
-        err = num(buf, start, end, b'"err"')
-        frc = num(buf, start, end, b'"frc"', 0, -1, jsonscan.FLAG_REQUIRED)
-        amp = num(buf, start, end, b'"amp"', 0, -1, jsonscan.FLAG_REQUIRED)
-        tcl = num(buf, start, end, b'"tcl"')
-        psm = num(buf, start, end, b'"psm"')
-        l1 = num(buf, start, end, b'"nrg"', 3, 4)  # A -> mA
-        l2 = num(buf, start, end, b'"nrg"', 3, 5)
-        l3 = num(buf, start, end, b'"nrg"', 3, 6)
-        power = num(buf, start, end, b'"nrg"', 0, 11)
-        energy = num(buf, start, end, b'"wh"')
+        car = num(buf, end, b'"car"')
+        err = num(buf, end, b'"err"')
+        frc = num(buf, end, b'"frc"', 0, -1, jsonscan.FLAG_REQUIRED)
+        amp = num(buf, end, b'"amp"', 0, -1, jsonscan.FLAG_REQUIRED)
+        tcl = num(buf, end, b'"tcl"')
+        psm = num(buf, end, b'"psm"')
+        l1 = num(buf, end, b'"nrg"', 3, 4)  # A -> mA
+        l2 = num(buf, end, b'"nrg"', 3, 5)
+        l3 = num(buf, end, b'"nrg"', 3, 6)
+        power = num(buf, end, b'"nrg"', 0, 11)
+        energy = num(buf, end, b'"wh"')
 
         status = self.status
         status.reachable = True
@@ -257,10 +256,10 @@ class GoeCharger:
         code = await client.get(self.host, self.port, "/api/set?" + pair, self.timeout_ms)
         accepted = False
         if code == 200:
-            bounds = jsonscan.body_bounds(client.buf, client.body_len)
+            end = jsonscan.object_end(client.buf, client.body_len)
             try:
-                accepted = bounds is not None and jsonscan.number(
-                    client.buf, bounds[0], bounds[1], b'"' + key.encode() + b'"', 0, -1, jsonscan.FLAG_BOOL
+                accepted = end > 0 and jsonscan.number(
+                    client.buf, end, b'"' + key.encode() + b'"', 0, -1, jsonscan.FLAG_BOOL
                 ) == 1
             except ValueError:
                 pass  # an error text instead of true

@@ -132,23 +132,22 @@ class OpenEvse:
     def _take(self, gen):
         client = self._reader
         buf = client.buf
-        bounds = jsonscan.body_bounds(buf, client.body_len)
-        if bounds is None:
+        end = jsonscan.object_end(buf, client.body_len)
+        if end < 0:
             return False
-        start, end = bounds
         num = jsonscan.number
-        state = num(buf, start, end, b'"state"', 0, -1, jsonscan.FLAG_REQUIRED)
-        vehicle = num(buf, start, end, b'"vehicle"', 0, -1, jsonscan.FLAG_BOOL)
-        amp = num(buf, start, end, b'"amp"')  # mA
-        pilot = num(buf, start, end, b'"pilot"')  # A
-        voltage = num(buf, start, end, b'"voltage"')
-        power = num(buf, start, end, b'"power"')
-        energy = num(buf, start, end, b'"session_energy"')
+        state = num(buf, end, b'"state"', 0, -1, jsonscan.FLAG_REQUIRED)
+        vehicle = num(buf, end, b'"vehicle"', 0, -1, jsonscan.FLAG_BOOL)
+        amp = num(buf, end, b'"amp"')  # mA
+        pilot = num(buf, end, b'"pilot"')  # A
+        voltage = num(buf, end, b'"voltage"')
+        power = num(buf, end, b'"power"')
+        energy = num(buf, end, b'"session_energy"')
         if energy is None:
-            energy = num(buf, start, end, b'"wattsec"')
+            energy = num(buf, end, b'"wattsec"')
             if energy is not None:
                 energy = (energy + 1800) // 3600
-        elapsed = num(buf, start, end, b'"elapsed"')
+        elapsed = num(buf, end, b'"elapsed"')
 
         status = self.status
         status.reachable = True

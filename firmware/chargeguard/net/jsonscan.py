@@ -5,8 +5,8 @@ A wallbox's status answer is read into the HTTP client's (shared) body buffer;
 60-key OpenEVSE /status), which a busy ESP32 may not have. The drivers need a
 handful of numbers, so they look each one up in place:
 
-    body_bounds(buf, end) -> (start, end) of the one JSON object, or None
-    number(buf, start, end, key, scale=0, index=-1, flags=0) -> int or None
+    object_end(buf, end) -> where the one JSON object in buf[:end] ends, or -1
+    number(buf, end, key, scale=0, index=-1, flags=0) -> int or None
 
 `key` is the member name with its quotes (b'"car"'), so "amp" does not match
 "max_amp" nor "amp_x". The first member with that name counts (a JSON parser
@@ -31,16 +31,16 @@ _LIMIT_10 = const(100000000)
 _EXP_CAP = const(40)  # exponents are counted up to this; past it the value is 0 or out of range anyway
 
 
-def body_bounds(buf, end):
-    """(start, end) of the body in buf[:end] without surrounding blanks, or None unless it is `{...}`."""
+def object_end(buf, end):
+    """The end of the body in buf[:end] without trailing blanks, or -1 unless it is one `{...}` (blanks around it allowed)."""
     start = 0
     while start < end and buf[start] <= 32:
         start += 1
     while end > start and buf[end - 1] <= 32:
         end -= 1
     if end - start < 2 or buf[start] != 123 or buf[end - 1] != 125:  # '{' ... '}'
-        return None
-    return start, end
+        return -1
+    return end
 
 
 def _blanks(buf, pos, end):
@@ -59,10 +59,10 @@ def _bad(key):
     return ValueError(bytes(key[1:-1]).decode())
 
 
-def number(buf, start, end, key, scale=0, index=-1, flags=0):
-    """The number of member `key` in buf[start:end] (see the module doc); raises ValueError(name) when bad."""
+def number(buf, end, key, scale=0, index=-1, flags=0):
+    """The number of member `key` in buf[:end] (see the module doc); raises ValueError(name) when bad."""
     klen = len(key)
-    pos = start
+    pos = 0
     while True:
         pos = buf.find(key, pos, end)
         if pos < 0:
@@ -71,7 +71,7 @@ def number(buf, start, end, key, scale=0, index=-1, flags=0):
             return None
         # A quote escaped inside a string (\"car\":) is no member name.
         after = _blanks(buf, pos + klen, end)
-        if (pos == start or buf[pos - 1] != 92) and after < end and buf[after] == 58:  # not '\', then ':'
+        if (pos == 0 or buf[pos - 1] != 92) and after < end and buf[after] == 58:  # not '\', then ':'
             break
         pos += klen
     pos = _blanks(buf, after + 1, end)
