@@ -75,7 +75,6 @@ _MAX_A = const(32)
 _STATUS_MAX_BODY = const(1024)  # the filtered status is about 200 bytes
 _SET_MAX_BODY = const(256)  # {"tcl":true}
 TCL_RENEW_MS = const(240000)  # tcl lapses 10 min after the last write: renew well before
-_NO_PSM = const(-1)
 
 _CAR_UNKNOWN = const(0)
 _CAR_NONE = const(1)
