@@ -121,7 +121,10 @@ PROFILES = (
         "modbus",
         "guard + SDM630 over Modbus RTU + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 79 * KB + MPY_MARGIN},
+        # 80: 83 KB failed while config.py loaded (a 359-byte block) once
+        # drivers.py listed the go-e and OpenEVSE rows (config.py imports the
+        # table at boot), while 81, 82 and 84 KB ran (2026-11-30, chargers2).
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
     # MQTT (net/mqtt.py and umqtt.simple) connected to a real broker: frozen

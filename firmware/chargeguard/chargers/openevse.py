@@ -224,7 +224,7 @@ class OpenEvse:
             body = b'{"state":"active","charge_current":%d,"max_current":%d,"auto_release":false}' % (amps, amps)
         else:
             body = b'{"state":"disabled","max_current":6,"auto_release":false}'
-        code = await client.post(self.host, self.port, CLAIM_PATH, self.timeout_ms, body)
+        code = await client.get(self.host, self.port, CLAIM_PATH, self.timeout_ms, body)
         if code == 200 and client.buf.find(b'"done"', 0, client.body_len) >= 0:
             self._write_gen += 1
             self._sent = amps

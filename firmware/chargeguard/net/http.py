@@ -21,8 +21,8 @@ Requests are `GET`, HTTP/1.0 with `Connection: close`: one TCP connection per
 request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
 connection is always closed, also on timeout, error or cancellation.
-`post()` sends a small JSON body (bytes, `Content-Type: application/json`;
-the OpenEVSE claim is one) and reads the answer like `get()`.
+`get(..., body)` POSTs a small JSON body instead (bytes, `Content-Type:
+application/json`; the OpenEVSE claim is one) and reads the answer the same way.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none. `Transfer-Encoding` (chunked) is refused with an error:
@@ -138,15 +138,15 @@ class BodyBuffer:
 
 
 # The one body buffer that the polls of every wallbox share (made by the first
-# driver that asks; all of them read bodies of at most POLL_MAX_BODY bytes).
-POLL_MAX_BODY = const(2048)
+# driver that asks; all of them read bodies of at most 2048 bytes).
+_POLL_MAX_BODY = const(2048)
 _poll_buffers = []
 
 
 def poll_buffer():
-    """The BodyBuffer (POLL_MAX_BODY + 1 bytes) shared by the wallbox drivers' polls."""
+    """The BodyBuffer (2049 bytes) shared by the wallbox drivers' polls."""
     if not _poll_buffers:
-        _poll_buffers.append(BodyBuffer(POLL_MAX_BODY + 1))
+        _poll_buffers.append(BodyBuffer(_POLL_MAX_BODY + 1))
     return _poll_buffers[0]
 
 
@@ -187,16 +187,12 @@ class HttpClient:
         self._addr_host = None
         self._addr_port = 0
 
-    async def get(self, host, port, path, timeout_ms):
-        """GET path; returns the status code, or 0 with `error` set (see module doc).
+    async def get(self, host, port, path, timeout_ms, body=None):
+        """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
 
         One request at a time: a call while another is in flight on this
         client returns 0 at once and changes nothing.
         """
-        return await self.post(host, port, path, timeout_ms, None)
-
-    async def post(self, host, port, path, timeout_ms, body):
-        """POST `body` (bytes, JSON) to path, or GET when body is None; as `get()` otherwise."""
         if self._busy:
             # The buffer and `error` belong to the request in flight.
             return 0
@@ -304,11 +300,12 @@ class HttpClient:
         writer = self._sock
         if port != 80:
             host = "%s:%d" % (host, port)
-        if body is None:
-            writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
-        else:
-            head = "POST %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            writer.write((head % (path, host) + "Content-Length: %d\r\n\r\n" % len(body)).encode())
+        # One request head; a body (POST) adds its type and length.
+        head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        writer.write((head + "\r\n").encode())
+        if body is not None:
             writer.write(body)
         await writer.drain()
 
