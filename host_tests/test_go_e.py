@@ -29,6 +29,7 @@ class FakeGoe:
         self.read_steps = None
         self.set_steps = None
         self.drop = ()
+        self.refuse = ()  # keys whose set is answered HTTP 400
 
     def handler(self, method, path, body):
         self.paths.append(path)
@@ -46,6 +47,8 @@ class FakeGoe:
             if self.set_steps is not None:
                 return self.set_steps
             key, _, value = pair.partition("=")
+            if key in self.refuse:
+                return [reply(400, json.dumps({key: "key not found"}))]
             self.data[key] = json.loads(value)
             return [reply(200, json.dumps({key: True}))]
         return [reply(404, b"Not found")]
@@ -297,17 +300,48 @@ def test_refused_or_failed_writes_are_retried():
         box.set_steps = [reply(200, b'{"tcl":"value out of range"}')]
         assert not await driver.apply(10000)
         assert driver.status.error == "write tcl=10 refused"
-        assert box.sets == ["tcl=10"]  # the sequence stops: no frc=2 without the limit
+        # No frc=2 without the limit; the box cannot be limited, so it is
+        # switched off (refused here too: the fake refuses everything).
+        assert box.sets == ["tcl=10", "frc=1"]
         box.set_steps = [reply(400, b'{"tcl":"key not found"}')]
         assert not await driver.apply(10000)
         assert driver.status.error == "write tcl: HTTP 400"
         box.set_steps = [reply(200, b"OK")]
         assert not await driver.apply(10000)
         assert driver.status.error == "write tcl=10 refused"
+        assert box.sets == ["tcl=10", "frc=1"] * 3
         box.set_steps = None
         assert await driver.apply(10000)
-        assert box.sets[3:] == ["tcl=10", "frc=2"]
+        assert box.sets[6:] == ["tcl=10", "frc=2"]
         assert driver.status.error is None
+
+    with_box(box, check)
+
+
+def test_a_box_that_refuses_tcl_is_switched_off_unless_its_own_current_fits():
+    box = FakeGoe(tcl=None, frc=2, amp=16)
+
+    async def check(driver):
+        assert await driver.poll()
+        box.refuse = ("tcl",)
+        assert not await driver.apply(10000)
+        assert box.sets == ["tcl=10", "frc=1"]
+        assert box.data["frc"] == 1
+        assert driver.status.error == "write tcl: HTTP 400"
+        # Off already: not written again.
+        assert not await driver.apply(10000)
+        assert box.sets[2:] == ["tcl=10"]
+        # The owner's amp fits under the offer: no reason to switch it off.
+        box2_sets = len(box.sets)
+        driver._frc = 2
+        assert not await driver.apply(16000)
+        assert box.sets[box2_sets:] == ["tcl=16"]
+        # A box that does not answer is not written to any further.
+        box.set_steps = [HANG]
+        driver.timeout_ms = 200
+        count = len(box.sets)
+        assert not await driver.apply(8000)
+        assert box.sets[count:] == ["tcl=8"]
 
     with_box(box, check)
 

@@ -38,6 +38,10 @@ sends the JSON result per key).
 - Keep-alive: the box drops tcl "after 10 min if not updated regularly", so
   tcl is written again every 4 minutes (TCL_RENEW_MS), and whenever a poll
   shows the box without it. Nothing else is re-sent unless the box differs.
+- A box that answers but refuses tcl (a firmware without it) is switched
+  off (`frc=1`) whenever the owner's `amp` is above the guard's offer: it
+  cannot be limited, so it must not charge at amp; the error stays
+  "write tcl=<n> refused".
 - Pause (below 6 A): `frc=1` (off), and nothing else. Resume: tcl first,
   then `frc=2` (on), so a paused box restarts at the new limit, never at an
   old higher one. frc is written only when it changes.
@@ -225,6 +229,13 @@ class GoeCharger:
             else:
                 due = self._tcl != amps or ticks_diff(self._clock(), self._tcl_at) >= TCL_RENEW_MS
                 if due and not await self._write("tcl", amps):
+                    # A box that answers but refuses tcl (a firmware without
+                    # it) cannot be limited: off, rather than charging at the
+                    # owner's amp above the guard's offer.
+                    error = self.status.error
+                    if self.status.reachable and self._frc != 1 and (not self._amp or self._amp > amps):
+                        await self._write("frc", 1)
+                    self.status.error = self.last_error = error  # the cause, not what followed
                     return False
                 if self._frc != 2 and not await self._write("frc", 2):
                     return False
