@@ -536,3 +536,33 @@ def test_a_cancelled_request_frees_the_shared_body_buffer():
         assert shared.holder is None
 
     serve(handler, check)
+
+
+def test_a_body_is_posted_as_json_and_the_answer_read():
+    async def check(server):
+        client = HttpClient(256)
+        body = b'{"state":"active","charge_current":10}'
+        code = await client.get(HOST, server.port, "/claims/17223", 1000, body)
+        assert code == 200, client.error
+        assert client.body_is(b'{"msg":"done"}')
+        method, path, headers, received = server.requests[0]
+        assert (method, path, received) == ("POST", "/claims/17223", body)
+        assert headers["content-type"] == "application/json"
+        assert headers["content-length"] == str(len(body))
+        assert headers["connection"] == "close"
+        # get() on the same client is a GET again, with no body.
+        assert await client.get(HOST, server.port, "/status", 1000) == 200
+        assert server.requests[1][0] == "GET" and server.requests[1][3] == b""
+
+    serve(answer(reply(200, b'{"msg":"done"}')), check)
+
+
+def test_post_to_a_hung_server_times_out():
+    async def check(server):
+        client = HttpClient(256)
+        start = now_ms()
+        assert await client.get(HOST, server.port, "/claims/1", 300, b"{}") == 0
+        assert client.error == "timeout"
+        assert 250 <= elapsed_ms(start) < 1000
+
+    serve(answer(HANG), check)

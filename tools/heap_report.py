@@ -45,6 +45,9 @@ MQTT_MODULES = ("umqtt.simple", "chargeguard.net.mqtt", "chargeguard.net.hass")
 # Loaded only with web.enabled: the web server (microdot, a pinned device
 # library) and the web interface on it.
 WEB_MODULES = ("microdot.microdot", "microdot", "chargeguard.net.web")
+# Loaded only for a charger of that type (drivers.py): the JSON number
+# scanner the go-e and OpenEVSE drivers share, then each driver.
+CHARGER_MODULES = ("chargeguard.net.jsonscan", "chargeguard.chargers.go_e", "chargeguard.chargers.openevse")
 # Loaded only when the configuration needs the optimiser (a charger in eco,
 # solar or excess, a distribution other than priority, or site.peak_limit_w).
 OPTIMISER_MODULES = (
@@ -80,6 +83,7 @@ def main():
     previous = _import_each(MODULES, "", start)
     print("%-34s %6d B" % ("all modules", previous - start))
     previous = _import_each(WIFI_MODULES, "  (with Wi-Fi)", previous)
+    previous = _import_each(CHARGER_MODULES, "  (with a go-e / an OpenEVSE)", previous)
     before = previous
     previous = _import_each(OPTIMISER_MODULES, "  (with the optimiser)", previous)
     print("%-34s %6d B" % ("optimiser modules", previous - before))

@@ -129,7 +129,7 @@ PROFILES = (
         "modbus",
         "guard + SDM630 over Modbus RTU + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 82 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
     # The core profile with a LAN meter over HTTP instead of the P1 port: a

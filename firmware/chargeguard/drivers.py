@@ -10,7 +10,11 @@ METER_MODULES = {
     "modbus": "chargeguard.meters.modbus",
     "http": "chargeguard.meters.http_meter",
 }
-CHARGER_MODULES = {"v2c_trydan": "chargeguard.chargers.v2c_trydan"}
+CHARGER_MODULES = {
+    "v2c_trydan": "chargeguard.chargers.v2c_trydan",
+    "go_e": "chargeguard.chargers.go_e",
+    "openevse": "chargeguard.chargers.openevse",
+}
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

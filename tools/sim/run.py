@@ -2,6 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
+                            [--mixed]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -15,6 +16,13 @@ What runs:
 - the firmware, unmodified (build/device, .mpy), with a sim configuration;
   its web interface serves the live status page on http://127.0.0.1:8080
   (--web-port, --no-web; the admin password for changes is printed).
+
+With --mixed the site has three brands on the one 25 A breaker: a V2C Trydan
+(priority 1, three phases), a go-e Charger (priority 2, three phases,
+tools/sim/goe_emulator.py) and a single-phase OpenEVSE on phase A (priority 3,
+tools/sim/openevse_emulator.py), each with a car plugged in: when the kettle
+and the hob take phase A the guard pauses them one at a time, lowest priority
+first, whatever the brand.
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
 abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
@@ -62,6 +70,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "shims"))
 from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
 from house import DAY, DAYS, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
+from goe_emulator import GoeEmulator  # noqa: E402
+from openevse_emulator import OpenEvseEmulator  # noqa: E402
 
 MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 telegram
 # LAN meters over HTTP (tools/sim/http_meter_emulator.py, meters/http_meter.py), polled every second:
@@ -98,11 +108,22 @@ WEB_PORT = 8080  # http://127.0.0.1:8080 (CHARGEGUARD_WEB_PORT for the firmware)
 # The simulated installation's admin password (printed by the simulator: it
 # is a throwaway for this loopback-only site, never a default of the firmware).
 SIM_ADMIN_PASSWORD = "sim-admin-pass"
+# The mixed site's three drivers (two more driver modules and boxes):
+# 117 KB live on the 64-bit port with 128K (2026-11-30), so 16K more.
+MIXED_EXTRA_HEAP_K = 16
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
+# The mixed site (--mixed): (config type, name, charger phases, phase_map), in priority order.
+MIXED_SITE = (
+    ("v2c_trydan", "Trydan", 3, "ABC"),
+    ("go_e", "go-e", 3, "ABC"),
+    ("openevse", "OpenEVSE", 1, "A"),
+)
 
 
-def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False):
+def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False, boxes=None):
     """The configuration the simulated installation runs with (one Trydan per port).
+
+    boxes: instead of Trydans, (type, name, phases, phase_map, port) per charger.
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
@@ -111,15 +132,18 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
     SIM_ADMIN_PASSWORD as the admin password.
     """
     chargers = []
-    for index, port in enumerate(trydan_ports):
+    if boxes is None:
+        boxes = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", port)
+                 for index, port in enumerate(trydan_ports)]
+    for index, (kind, name, phases, phase_map, port) in enumerate(boxes):
         chargers.append(
             {
-                "name": "Trydan" if index == 0 else "Trydan%d" % (index + 1),
-                "type": "v2c_trydan",
+                "name": name,
+                "type": kind,
                 "host": "127.0.0.1",
                 "port": port,
-                "phases": 3,
-                "phase_map": "ABC",
+                "phases": phases,
+                "phase_map": phase_map,
                 "min_a": 6,
                 "max_a": 16,
                 "circuit_a": 16,
@@ -230,6 +254,8 @@ class Simulation:
 
     chargers: how many Trydan emulators (priority in that order), each with a
     3-phase car plugged in; guard: overrides of the config's guard section;
+    mixed: MIXED_SITE instead (a Trydan, a go-e and an OpenEVSE: `boxes`, with
+    `trydans` the Trydans among them);
     launch: launch(root) -> the firmware's command line, run in root (default:
     the unix port from .venv running main.py with `heap`); meter: None or
     "p1" for the P1 port, else a Modbus model of the firmware's table (its
@@ -253,14 +279,29 @@ class Simulation:
         modbus_tcp=False,
         mqtt=None,
         web_port=None,
+        mixed=False,
     ):
         self.trydans = []
-        for _ in range(chargers):
-            trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
-            trydan.plug(car_max_ma=32000, car_phases=3)
-            self.trydans.append(trydan)
+        self.boxes = []
+        box_rows = None
+        if mixed:
+            box_rows = []
+            for kind, name, phases, phase_map in MIXED_SITE:
+                emulator = {"v2c_trydan": TrydanEmulator, "go_e": GoeEmulator, "openevse": OpenEvseEmulator}[kind]
+                box = emulator(port=0, response_delay_s=car_delay_s, phases=phases).start()
+                box.plug(car_max_ma=32000, car_phases=phases)
+                self.boxes.append(box)
+                box_rows.append((kind, name, phases, phase_map, box.port))
+            self.trydans = [self.boxes[0]]
+        else:
+            for _ in range(chargers):
+                trydan = TrydanEmulator(port=0, response_delay_s=car_delay_s, intensity=16).start()
+                trydan.plug(car_max_ma=32000, car_phases=3)
+                self.trydans.append(trydan)
+            self.boxes = list(self.trydans)
         self.trydan = self.trydans[0]
-        self.site = Site([(trydan, (0, 1, 2)) for trydan in self.trydans])
+        maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
+        self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
         self.p1 = PtyP1Port()
         self.modbus = None
         self.http = None
@@ -283,7 +324,8 @@ class Simulation:
         self.lines = []
         self.web_port = web_port
         self.config = sim_config(
-            [trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt, web=web_port is not None
+            [trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt, web=web_port is not None,
+            boxes=box_rows,
         )
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
@@ -322,8 +364,8 @@ class Simulation:
 
     def stop(self):
         code = self.firmware.stop()
-        for trydan in self.trydans:
-            trydan.stop()
+        for box in self.boxes:
+            box.stop()
         self.p1.close()
         if self.modbus is not None:
             self.modbus.stop()
@@ -416,6 +458,9 @@ def main():
         "--web-port", type=int, default=WEB_PORT, help="the status page and API on http://127.0.0.1:PORT (default %(default)s)"
     )
     parser.add_argument("--no-web", action="store_true", help="web interface off")
+    parser.add_argument(
+        "--mixed", action="store_true", help="three brands on one breaker: a Trydan, a go-e and an OpenEVSE (one phase)"
+    )
     args = parser.parse_args()
     if args.meter != "p1" and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
@@ -435,6 +480,8 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
         if not args.no_web:
             args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
+        if args.mixed:
+            args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -453,8 +500,8 @@ def main():
 
     def show(line):
         if line.startswith("grid") and "sim" in holder:
-            drawn = holder["sim"].trydan.drawn_current_ma()
-            say("%s | car draws %s A" % (line, _amps(max(drawn))))
+            draws = "/".join(_amps(max(box.drawn_current_ma())).strip() for box in holder["sim"].boxes)
+            say("%s | %s %s A" % (line, "cars draw" if len(holder["sim"].boxes) > 1 else "car draws", draws))
         else:
             say("firmware: %s" % line)
 
@@ -468,6 +515,7 @@ def main():
         modbus_tcp=args.modbus_tcp,
         mqtt=mqtt,
         web_port=None if args.no_web else args.web_port,
+        mixed=args.mixed,
     )
     stopping = {"now": False}
 
@@ -483,7 +531,8 @@ def main():
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
     else:
         meter_text = "P1 on %s" % sim.p1.device
-    print("sim: Trydan emulator on 127.0.0.1:%d, %s, firmware heap %s" % (sim.trydan.port, meter_text, args.heap))
+    boxes = ", ".join("%s on 127.0.0.1:%d" % (entry["name"], box.port) for entry, box in zip(sim.config["chargers"], sim.boxes))
+    print("sim: %s emulator%s; %s, firmware heap %s" % (boxes, "s" if len(sim.boxes) > 1 else "", meter_text, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
     if broker is not None:

@@ -86,6 +86,8 @@ def _version_tuple(text):
 class TrydanEmulator:
     """One emulated Trydan, served by a background thread on `host:port`."""
 
+    HANDLER = None  # the request handler class (set below; the go-e and OpenEVSE emulators have their own)
+
     def __init__(
         self,
         port=0,
@@ -158,7 +160,7 @@ class TrydanEmulator:
 
     def start(self):
         """Listen and serve in a background thread; returns self (`port` is then set)."""
-        server = http.server.ThreadingHTTPServer((self.host, self.port), _Handler)
+        server = http.server.ThreadingHTTPServer((self.host, self.port), self.HANDLER)
         server.daemon_threads = True
         server.emulator = self
         self._server = server
@@ -549,3 +551,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
+
+
+TrydanEmulator.HANDLER = _Handler

@@ -51,7 +51,7 @@ import time
 import asyncio
 
 from chargeguard.core.model import ChargerStatus
-from chargeguard.net.http import BodyBuffer, HttpClient
+from chargeguard.net.http import HttpClient, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
@@ -229,7 +229,7 @@ class V2CTrydan:
         # The polls of all boxes read their bodies into one shared buffer
         # (2 KB of heap per box less): a poll whose answer arrives while
         # another box's is being read is skipped (net/http.py, "busy").
-        self._reader = HttpClient(_REALTIME_MAX_BODY, _poll_buffer())
+        self._reader = HttpClient(_REALTIME_MAX_BODY, poll_buffer())
         self._writer = HttpClient(_WRITE_MAX_BODY)
         self._polling = False
         self._applying = False
@@ -474,16 +474,6 @@ class V2CTrydan:
         if code == 200:
             return self._failed("write " + pair + " refused")
         return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
-
-
-# The one body buffer of every box's polls, made with the first driver.
-_poll_buffers = []
-
-
-def _poll_buffer():
-    if not _poll_buffers:
-        _poll_buffers.append(BodyBuffer(_REALTIME_MAX_BODY + 1))
-    return _poll_buffers[0]
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

@@ -20,8 +20,9 @@ never answers never holds it: the head is read in the client's own buffer.
 Requests are `GET`, HTTP/1.0 with `Connection: close`: one TCP connection per
 request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
-connection is always closed, also on timeout, error or cancellation. (No
-driver sends a body yet; a POST comes back with the first one that does.)
+connection is always closed, also on timeout, error or cancellation.
+`get(..., body)` POSTs a small JSON body instead (bytes, `Content-Type:
+application/json`; the OpenEVSE claim is one) and reads the answer the same way.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none. `Transfer-Encoding` (chunked) is refused with an error:
@@ -136,6 +137,19 @@ class BodyBuffer:
         self.holder = None  # the HttpClient whose body it holds, or None
 
 
+# The one body buffer that the polls of every wallbox share (made by the first
+# driver that asks; all of them read bodies of at most 2048 bytes).
+_POLL_MAX_BODY = const(2048)
+_poll_buffers = []
+
+
+def poll_buffer():
+    """The BodyBuffer (2049 bytes) shared by the wallbox drivers' polls."""
+    if not _poll_buffers:
+        _poll_buffers.append(BodyBuffer(_POLL_MAX_BODY + 1))
+    return _poll_buffers[0]
+
+
 class HttpClient:
     """HTTP client with one preallocated, bounded buffer (one request at a time).
 
@@ -173,8 +187,8 @@ class HttpClient:
         self._addr_host = None
         self._addr_port = 0
 
-    async def get(self, host, port, path, timeout_ms):
-        """GET path; returns the status code, or 0 with `error` set (see module doc).
+    async def get(self, host, port, path, timeout_ms, body=None):
+        """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
 
         One request at a time: a call while another is in flight on this
         client returns 0 at once and changes nothing.
@@ -190,7 +204,7 @@ class HttpClient:
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
-            coro = self._exchange(host, port, path, timeout_ms)
+            coro = self._exchange(host, port, path, timeout_ms, body)
             # MicroPython's millisecond variant avoids a float on the device.
             if _MPY:
                 self.status = await asyncio.wait_for_ms(coro, timeout_ms)
@@ -248,7 +262,7 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    async def _exchange(self, host, port, path, timeout_ms):
+    async def _exchange(self, host, port, path, timeout_ms, body):
         raw = path.encode()
         if not path.startswith("/"):
             raise ValueError("bad path")
@@ -286,7 +300,13 @@ class HttpClient:
         writer = self._sock
         if port != 80:
             host = "%s:%d" % (host, port)
-        writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n" % (path, host)).encode())
+        # One request head; a body (POST) adds its type and length.
+        head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
+        if body is not None:
+            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        writer.write((head + "\r\n").encode())
+        if body is not None:
+            writer.write(body)
         await writer.drain()
 
         buf = self._head  # the head is read here
