@@ -139,7 +139,7 @@ def test_discovery_follows_the_documented_schema():
         assert doc["name"] and doc["value_template"].startswith("{{ value_json.")
         device = doc["device"]
         assert device["identifiers"] == [node] and device["manufacturer"] == "ChargeGuard"
-        assert device["sw_version"] == app.state.version and "configuration_url" not in device
+        assert device["sw_version"] == app.state.version and "configuration_url" not in device  # no web pages
         if node == "chargeguard":
             assert device["model"] == hass.MODEL and "via_device" not in device
             assert doc["state_topic"] in ("chargeguard/site/state", "chargeguard/device/state")
@@ -331,6 +331,21 @@ def test_a_box_with_a_lock_gets_a_lock_switch_that_asks_the_box():
     assert error["message"] == "chargers.0.locked this charger's box has no lock ChargeGuard can set", error
     link.on_message("chargeguard/charger/c1/locked/set", b"LOCK")
     assert bridge.errors == 2 and asked == [(1, True)]
+
+
+def test_the_devices_link_to_the_web_pages_once_the_address_is_known():
+    app, platform, meter, api, link, bridge = make()
+    bridge.web_port = 8080
+    assert bridge.configuration_url() is None  # no IP yet: no link that leads nowhere
+    app.state.ip = "192.0.2.40"
+    assert bridge.configuration_url() == "http://192.0.2.40:8080/"
+    bridge.web_port = 80
+    assert bridge.configuration_url() == "http://192.0.2.40/"
+    bridge.announce()
+    settle(bridge, link, platform)
+    for topic, (payload, retain) in configs(link).items():
+        if payload:
+            assert json.loads(payload)["device"]["configuration_url"] == "http://192.0.2.40/", topic
 
 
 def test_good_commands_change_the_setting_and_publish_it_back():

@@ -661,6 +661,9 @@ def _assemble(platform, doc, log):
             "charger_models": [entry["type"] for entry in doc["chargers"]],
             # The web interface's password (a secret: never logged or returned).
             "admin_password": doc["admin"]["password"],
+            # The web pages' port when they are served (Home Assistant's
+            # configuration_url links to them), else None.
+            "web_port": doc["web"]["port"] if doc.get("web", {}).get("enabled") else None,
         }
         app.interfaces = [
             (section, module.from_config(section_doc, platform, log, context))

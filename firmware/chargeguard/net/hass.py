@@ -296,8 +296,9 @@ class Hass:
     (the driver type), shown on its HA device.
     """
 
-    def __init__(self, link, state, api, cfg, platform, log=print, storage=None, models=None):
+    def __init__(self, link, state, api, cfg, platform, log=print, storage=None, models=None, web_port=None):
         self.link = link
+        self.web_port = web_port  # the web pages' port (configuration_url), None when not served
         self.state = state
         self.api = api
         self.platform = platform
@@ -561,6 +562,9 @@ class Hass:
         out.raw("{")
         out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":' % (node, MANUFACTURER))
         out.quoted(self.state.version)
+        url = self.configuration_url()
+        if url is not None:
+            out.string("configuration_url", url)
         out.raw(',"name":')
         if index < 0:
             out.raw('"ChargeGuard","model":"%s"}' % MODEL)
@@ -574,6 +578,14 @@ class Hass:
             self.log("hass: discovery of %s/%s does not fit %d bytes" % (node, obj, _BUF))
             return b""
         return payload
+
+    def configuration_url(self):
+        """The web pages' address for the device block (http://IP/ or http://IP:PORT/), None when not served or offline."""
+        port = self.web_port
+        ip = self.state.ip
+        if port is None or not ip:
+            return None
+        return "http://%s/" % ip if port == 80 else "http://%s:%d/" % (ip, port)
 
     def _read_record(self):
         if self.storage is None:
@@ -695,15 +707,16 @@ def from_config(cfg, platform, log, context):
     link's own tests know) whose run() also runs Home Assistant's loop: the
     link's task beside it, both ending together. context: {"hostname",
     "site_state", "command_api"} from the app (the last two are calls; both
-    are needed here), and "charger_models" (driver type per charger) when
-    the app gives it. RECORD_FILE goes to the platform's storage_dir().
+    are needed here), and "charger_models" (driver type per charger) and
+    "web_port" (the web pages' port, None when off: configuration_url) when
+    the app gives them. RECORD_FILE goes to the platform's storage_dir().
     """
     from chargeguard.net import mqtt
 
     link = mqtt.from_config(cfg, platform, log, context)
     storage = platform.storage_dir() if hasattr(platform, "storage_dir") else None
     bridge = Hass(link, context["site_state"](), context["command_api"](), cfg, platform, log, storage,
-                  context.get("charger_models"))
+                  context.get("charger_models"), context.get("web_port"))
     bridge.attach()
     link_run = link.run
 
