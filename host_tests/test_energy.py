@@ -1,6 +1,7 @@
 """Energy today and lifetime: core/energy.py, energylog.py on an App, the Home Assistant sensors (both runtimes)."""
 
 import json
+import sys
 
 from test_app_optimiser import UNSET_WALL_S, WALL_S
 from test_commands import api_app
@@ -208,6 +209,7 @@ def test_the_log_counts_polls_stores_in_turn_and_publishes_what_is_stored():
     state = app.state
     charger = state.chargers[0]
     assert "energy: no record yet: counting from 0" in lines
+    assert "chargeguard.core.tzparse" not in sys.modules  # read the time zone, then unloaded
     assert charger.energy_lifetime_wh == 0 and charger.energy_today_wh is None
     seq = state.chargers_seq
     log.step(platform.now)

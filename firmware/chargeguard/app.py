@@ -527,8 +527,8 @@ def load_config(directory, new=True):
         # The rules config.py shares with commands.py: loaded again with
         # the command API when an interface first needs it.
         _unload("chargeguard.rules")
-        # Loaded to check site.timezone; the energy task loads it again when it runs.
-        _unload("chargeguard.core.localtime")
+        # Loaded to check site.timezone; the energy task loads it again for a moment.
+        _unload("chargeguard.core.tzparse")
 
 
 def build(platform, log=print):

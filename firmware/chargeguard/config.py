@@ -23,7 +23,7 @@ Version 1 (CURRENT_VERSION):
               "peak_follow_month": false,  true: the limit rises to this month's
                                        peak (meter 1-0:1.6.0) once that is higher
               "timezone": "UTC0"},     POSIX TZ rule of local time (energy today
-                                       starts at local midnight), core/localtime.py
+                                       starts at local midnight), core/tzparse.py
      "guard": {"meter_timeout_s": 10,  2..300
                "min_pause_s": 180,     0..3600
                "ramp_step_a": 2,       1..32, largest increase per ramp interval
@@ -208,7 +208,7 @@ _MAP = const(13)  # null or an object, checked by its own rules
 _OPT_TEXT = const(14)  # empty or a..b printable characters
 _TOPIC = const(15)  # an MQTT topic prefix of a..b characters (see _topic_error)
 _CLIENT_ID = const(16)  # empty or a..b of letters, digits, '-', '_', '.'
-_TZ = const(17)  # a POSIX TZ rule of a..b characters (core/localtime.parse)
+_TZ = const(17)  # a POSIX TZ rule of a..b characters (core/tzparse.parse)
 
 _PHASE_LETTERS = "ABC"
 _POWER_W = const(100000)
@@ -603,12 +603,12 @@ def _topic_error(text, low, high):
 
 def _timezone_error(text, low, high):
     # Parsed by the module that uses it at run time: what passes here runs.
-    from chargeguard.core import localtime
+    from chargeguard.core import tzparse
 
     if not low <= len(text) <= high:
         return "must be %d to %d characters long (is %d)" % (low, high, len(text))
     try:
-        localtime.parse(text)
+        tzparse.parse(text)
     except ValueError as error:
         return "must be a POSIX TZ rule like \"CET-1CEST,M3.5.0,M10.5.0/3\" or \"UTC0\": %s (is %s)" % (
             error.args[0],

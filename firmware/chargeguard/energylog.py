@@ -34,6 +34,7 @@ cycles per block a day, about 20 years of the flash's 100 000.
 """
 
 import binascii
+import sys
 
 from micropython import const
 
@@ -58,7 +59,7 @@ class EnergyLog:
     """The energy counts of one App's chargers (see the module docstring).
 
     counters[i]: core/energy.EnergyCounter of charger i; storage: the
-    directory of RECORD_FILES; rule: the time zone (localtime.parse()).
+    directory of RECORD_FILES; rule: the time zone (core/tzparse.parse()).
     """
 
     def __init__(self, app, now_ms=None):
@@ -69,12 +70,7 @@ class EnergyLog:
         self.statuses = app.statuses
         self.names = app.names
         self.storage = app.storage or platform.storage_dir()
-        try:
-            self.rule = localtime.parse(app.timezone)
-        except ValueError as error:
-            # config.py refuses such a rule; a document that skipped it runs on UTC.
-            self.log("energy: site.timezone %r: %s; using UTC" % (app.timezone, error.args[0]))
-            self.rule = (0,)
+        self.rule = _rule(app.timezone, self.log)
         voltage = app.guard.site.voltage_v
         self.max_w = [max_power_w(c.phases, c.circuit_ma, voltage) for c in app.chargers]
         count = len(app.names)
@@ -238,6 +234,24 @@ class EnergyLog:
         self._day = self._base_day + sod // _DAY_S
         self._sod = sod % _DAY_S
         return True
+
+
+def _rule(text, log):
+    # The time zone's rule; core/tzparse.py is unloaded again (needed once).
+    from chargeguard.core import tzparse
+
+    try:
+        return tzparse.parse(text)
+    except ValueError as error:
+        # config.py refuses such a rule; a document that skipped the check runs on UTC.
+        log("energy: site.timezone %r: %s; using UTC" % (text, error.args[0]))
+        return (0,)
+    finally:
+        del tzparse
+        sys.modules.pop("chargeguard.core.tzparse", None)
+        package = sys.modules.get("chargeguard.core")
+        if package is not None and "tzparse" in package.__dict__:
+            delattr(package, "tzparse")
 
 
 def _read(path):

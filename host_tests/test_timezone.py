@@ -1,6 +1,7 @@
-"""core/localtime.py: POSIX TZ rules, local day and DST transitions (both runtimes)."""
+"""core/localtime.py and core/tzparse.py: POSIX TZ rules, local day and DST transitions (both runtimes)."""
 
 from chargeguard.core import localtime as lt
+from chargeguard.core.tzparse import parse
 
 EUROPE = "CET-1CEST,M3.5.0,M10.5.0/3"
 UK = "GMT0BST,M3.5.0/1,M10.5.0"
@@ -26,22 +27,22 @@ def test_days_counts_from_1970_over_leap_years():
 
 
 def test_fixed_offsets():
-    assert lt.parse("UTC0") == (0,)
-    assert lt.parse("<+03>-3") == (3 * HOUR,)
-    assert lt.parse("IST-5:30") == (5 * HOUR + 1800,)
-    assert lt.parse("<-0930>9:30") == (-(9 * HOUR + 1800),)
-    assert lt.parse("XYZ+4:05:06") == (-(4 * HOUR + 5 * 60 + 6),)
-    rule = lt.parse("IST-5:30")
+    assert parse("UTC0") == (0,)
+    assert parse("<+03>-3") == (3 * HOUR,)
+    assert parse("IST-5:30") == (5 * HOUR + 1800,)
+    assert parse("<-0930>9:30") == (-(9 * HOUR + 1800),)
+    assert parse("XYZ+4:05:06") == (-(4 * HOUR + 5 * 60 + 6),)
+    rule = parse("IST-5:30")
     day = lt.days(2026, 6, 1)
     assert lt.offset_s(rule, day, 0) == 19800
     # 20:00 UTC is 01:30 the next day in India
     assert lt.local_day(rule, day, 20 * HOUR) == day + 1 and lt.local_sod(rule, day, 20 * HOUR) == 5400
-    west = lt.parse("<-03>3")
+    west = parse("<-03>3")
     assert lt.local_day(west, day, 2 * HOUR) == day - 1 and lt.local_sod(west, day, 2 * HOUR) == 23 * HOUR
 
 
 def test_europe_switches_at_one_utc_on_the_last_sundays():
-    rule = lt.parse(EUROPE)
+    rule = parse(EUROPE)
     # 2026: 29 March and 25 October (last Sundays); at 01:00 UTC both times.
     assert at(rule, 2026, 3, 29, 0, 59, 59) == HOUR and at(rule, 2026, 3, 29, 1) == 2 * HOUR
     assert at(rule, 2026, 10, 25, 0, 59, 59) == 2 * HOUR and at(rule, 2026, 10, 25, 1) == HOUR
@@ -49,25 +50,25 @@ def test_europe_switches_at_one_utc_on_the_last_sundays():
     assert at(rule, 2027, 3, 21, 12) == HOUR and at(rule, 2027, 3, 28, 1) == 2 * HOUR
     assert at(rule, 2027, 10, 31, 0, 59) == 2 * HOUR and at(rule, 2027, 10, 31, 1) == HOUR
     assert at(rule, 2026, 1, 15, 12) == HOUR and at(rule, 2026, 7, 15, 12) == 2 * HOUR
-    uk = lt.parse(UK)
+    uk = parse(UK)
     assert at(uk, 2026, 3, 29, 0, 59) == 0 and at(uk, 2026, 3, 29, 1) == HOUR
     assert at(uk, 2026, 10, 25, 0, 59) == HOUR and at(uk, 2026, 10, 25, 1) == 0
 
 
 def test_us_rules_switch_on_the_second_and_first_sundays():
-    east = lt.parse(US_EAST)
+    east = parse(US_EAST)
     # 2026: 8 March 02:00 EST = 07:00 UTC; 1 November 02:00 EDT = 06:00 UTC.
     assert at(east, 2026, 3, 8, 6, 59, 59) == -5 * HOUR and at(east, 2026, 3, 8, 7) == -4 * HOUR
     assert at(east, 2026, 11, 1, 5, 59, 59) == -4 * HOUR and at(east, 2026, 11, 1, 6) == -5 * HOUR
     # 2025: 9 March and 2 November (a month starting on Saturday).
     assert at(east, 2025, 3, 9, 6, 59) == -5 * HOUR and at(east, 2025, 3, 9, 7) == -4 * HOUR
     assert at(east, 2025, 11, 2, 5, 59) == -4 * HOUR and at(east, 2025, 11, 2, 6) == -5 * HOUR
-    pacific = lt.parse(US_PACIFIC)
+    pacific = parse(US_PACIFIC)
     assert at(pacific, 2026, 3, 8, 9, 59) == -8 * HOUR and at(pacific, 2026, 3, 8, 10) == -7 * HOUR
 
 
 def test_south_of_the_equator_dst_spans_new_year():
-    rule = lt.parse(SYDNEY)
+    rule = parse(SYDNEY)
     # 2026: ends 5 April 03:00 AEDT (16:00 UTC on the 4th), starts 4 October 02:00 AEST (16:00 UTC on the 3rd).
     assert at(rule, 2026, 1, 10, 0) == 11 * HOUR
     assert at(rule, 2026, 4, 4, 15, 59) == 11 * HOUR and at(rule, 2026, 4, 4, 16) == 10 * HOUR
@@ -76,7 +77,7 @@ def test_south_of_the_equator_dst_spans_new_year():
 
 
 def test_negative_and_midnight_transition_times():
-    rule = lt.parse(GREENLAND)
+    rule = parse(GREENLAND)
     assert rule[6] == -HOUR and rule[11] == 0
     # 2026: starts 28 March 23:00 local standard (-02) = 29 March 01:00 UTC; ends 25 October 00:00 local -01 = 01:00 UTC.
     assert at(rule, 2026, 3, 29, 0, 59) == -2 * HOUR and at(rule, 2026, 3, 29, 1) == -HOUR
@@ -85,16 +86,16 @@ def test_negative_and_midnight_transition_times():
 
 def test_julian_and_zero_based_day_rules():
     # J60 is 1 March in every year (29 February never counted); 59 is 29 February in a leap year.
-    rule = lt.parse("AAA0BBB,J60/0,J300/0")
+    rule = parse("AAA0BBB,J60/0,J300/0")
     assert at(rule, 2024, 2, 29, 23, 59) == 0 and at(rule, 2024, 3, 1, 0) == HOUR
-    rule = lt.parse("AAA0BBB,59/0,300/0")
+    rule = parse("AAA0BBB,59/0,300/0")
     assert at(rule, 2024, 2, 28, 23, 59) == 0 and at(rule, 2024, 2, 29, 0) == HOUR
     assert at(rule, 2023, 3, 1, 0) == HOUR  # day 59 of 2023 is 1 March
-    assert lt.parse("EST5EDT4,J60,300/1:30") == (-5 * HOUR, -4 * HOUR, 1, 60, 0, 0, 7200, 2, 300, 0, 0, 5400)
+    assert parse("EST5EDT4,J60,300/1:30") == (-5 * HOUR, -4 * HOUR, 1, 60, 0, 0, 7200, 2, 300, 0, 0, 5400)
 
 
 def test_the_local_day_changes_at_local_midnight_on_dst_days():
-    rule = lt.parse(EUROPE)
+    rule = parse(EUROPE)
     spring = lt.days(2026, 3, 29)
     # 29 March 2026 begins at 23:00 UTC on the 28th (CET) and ends at 22:00 UTC (CEST): a 23-hour day.
     assert lt.local_day(rule, spring - 1, 22 * HOUR + 3599) == spring - 1
@@ -106,7 +107,7 @@ def test_the_local_day_changes_at_local_midnight_on_dst_days():
     assert lt.local_day(rule, autumn - 1, 22 * HOUR) == autumn
     assert lt.local_day(rule, autumn, 22 * HOUR + 3599) == autumn and lt.local_day(rule, autumn, 23 * HOUR) == autumn + 1
     assert lt.local_sod(rule, autumn, 23 * HOUR) == 0
-    east = lt.parse(US_EAST)
+    east = parse(US_EAST)
     day = lt.days(2026, 3, 8)
     assert lt.local_day(east, day, 4 * HOUR + 59 * 60) == day - 1 and lt.local_day(east, day, 5 * HOUR) == day
     assert lt.local_day(east, day + 1, 3 * HOUR + 3599) == day and lt.local_day(east, day + 1, 4 * HOUR) == day + 1
@@ -135,7 +136,7 @@ def test_bad_rules_say_what_is_wrong():
     )
     for text, words in cases:
         try:
-            lt.parse(text)
+            parse(text)
         except ValueError as error:
             assert words in error.args[0], (text, error.args[0])
         else:
@@ -157,10 +158,11 @@ def test_offsets_agree_with_the_c_library():
         skip("no time.tzset on this host")
     saved = os.environ.get("TZ")
     try:
-        for text in (EUROPE, UK, US_EAST, US_PACIFIC, SYDNEY, GREENLAND, "IST-5:30", "<+0545>-5:45"):
+        for text in (EUROPE, UK, US_EAST, US_PACIFIC, SYDNEY, GREENLAND, "IST-5:30", "<+0545>-5:45",
+                     "IST-1GMT0,M10.5.0,M3.5.0/1", "EET-2EEST,M3.5.0/3,M10.5.0/4", "WET0WEST,M3.5.0/1,M10.5.0"):
             os.environ["TZ"] = text
             time.tzset()
-            rule = lt.parse(text)
+            rule = parse(text)
             # Every 37 minutes over two years, and every minute around the transitions.
             start = lt.days(2025, 1, 1) * 86400
             moments = list(range(start, start + 2 * 365 * 86400, 37 * 60))
