@@ -332,6 +332,22 @@ def test_without_a_wall_clock_today_is_unknown_and_the_lifetime_counts():
     assert charger.energy_today_wh == charger.energy_lifetime_wh > 360
 
 
+def test_energy_counted_a_day_before_the_clock_was_set_is_not_todays():
+    app, platform, log, _ = energy_app(EUROPE, wall_s=UNSET_WALL_S)
+    poll(app, platform, 0, 0)
+    run(app, platform, log, 60000, wh_per_poll=15)
+    platform.advance(86400000)  # a day without a clock, the box not read
+    log.step(platform.now)
+    assert log._old and log.counters[0].lifetime_wh == 180
+    platform.wall_start = WALL_S - 86460
+    run(app, platform, log, energylog.WALL_READ_MS, wh_per_poll=15)
+    counter = log.counters[0]
+    # Seen at the next read of the wall clock; nothing counted before it is today's.
+    assert counter.clock and counter.lifetime_wh == 360 and counter.today_wh == 0
+    run(app, platform, log, 60000, wh_per_poll=15)
+    assert counter.lifetime_wh == 540 and counter.today_wh == 180
+
+
 def test_a_glitch_is_logged_with_the_charger_name():
     app, platform, log, lines = energy_app()
     poll(app, platform, 1, 100)

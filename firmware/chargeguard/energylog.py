@@ -52,6 +52,7 @@ WALL_READ_MS = const(60000)
 # RTC starts at 2000-01-01 until NTP sets it); energy today is then unknown.
 CLOCK_SET_S = const(1704067200)
 _DAY_S = const(86400)
+_DAY_MS = const(86400000)
 MAX_RECORD = const(4096)  # bytes; a larger file is not a record
 
 
@@ -88,6 +89,7 @@ class EnergyLog:
         self._base_day = None
         self._base_sod = 0
         self._day = self._sod = 0
+        self._old = False  # the count began a day or more ago
         self.load(now_ms)
         self._publish()
 
@@ -170,6 +172,8 @@ class EnergyLog:
         """Count the new polls, follow the local day, store when due, publish. Allocates
         nothing but when the wall clock is read (once a minute) or a record is stored."""
         day = self.local_day(now_ms)
+        if day is None and not self._old and ticks_diff(now_ms, self.started_ms) >= _DAY_MS:
+            self._old = True  # noted while it can be: the ticks wrap after ~6 days
         counters = self.counters
         for index in range(len(counters)):
             counter = counters[index]
@@ -184,7 +188,7 @@ class EnergyLog:
             if day is not None:
                 if not counter.clock:
                     # Energy counted before the clock was set is today's when the count began today.
-                    counter.new_day(day, self._local_sod(now_ms) * 1000 >= ticks_diff(now_ms, self.started_ms))
+                    counter.new_day(day, self._began_today(now_ms))
                 else:
                     counter.new_day(day, False)
         if store_due(counters, ticks_diff(now_ms, self.stored_ms)):
@@ -213,9 +217,13 @@ class EnergyLog:
             return None
         return localtime.local_day(self.rule, self._day, self._sod)
 
-    def _local_sod(self, now_ms):
+    def _began_today(self, now_ms):
+        # The count began after local midnight: the uptime is shorter than the local day so far.
+        uptime_ms = ticks_diff(now_ms, self.started_ms)
+        if self._old or uptime_ms >= _DAY_MS:
+            return False
         self._utc(now_ms)
-        return localtime.local_sod(self.rule, self._day, self._sod)
+        return localtime.local_sod(self.rule, self._day, self._sod) * 1000 >= uptime_ms
 
     def _utc(self, now_ms):
         # UTC day and second of the day now into _day / _sod; False before the clock is set.
