@@ -17,9 +17,10 @@ energy the counts go with, or null) and a line with the CRC-32 of the first
 line's bytes. At boot the valid record with the higher seq is used; the next
 store goes to the other file. So the last good record survives a power cut
 during a store and a file that went bad on flash: a bad file costs at most
-one store's worth of counting, never the lifetime count. Only when both files
-exist and neither is valid does the count start again from 0, with a log
-line and an entry in the site state's errors saying so. Chargers are matched
+one store's worth of counting, never the lifetime count. Only when a file is
+there but neither holds a valid record does the count start again from 0,
+with a log line and an entry in the site state's errors saying so (both
+missing: a first start, "no record yet"). Chargers are matched
 by name (a renamed charger counts from 0, as Home Assistant sees a new
 device then).
 
@@ -99,18 +100,12 @@ class EnergyLog:
         """Restore the counters from the newer valid record (see the module docstring)."""
         best = None
         bad = []
-        missing = 0
         for slot in range(2):
             doc, why = _read(self.storage + "/" + RECORD_FILES[slot])
-            if doc is None:
-                if why is None:
-                    missing += 1
-                else:
-                    bad.append("%s %s" % (RECORD_FILES[slot], why))
-            elif best is None or doc["seq"] > best[0]["seq"]:
+            if why is not None:
+                bad.append("%s %s" % (RECORD_FILES[slot], why))
+            elif doc is not None and (best is None or doc["seq"] > best[0]["seq"]):
                 best = (doc, slot)
-        for text in bad:
-            self.log("energy: %s" % text + ("; using the other copy" if best is not None else ""))
         if best is None:
             if bad:
                 message = "energy: no valid record (%s): lifetime energy counts again from 0" % "; ".join(bad)
@@ -119,6 +114,8 @@ class EnergyLog:
             else:
                 self.log("energy: no record yet: counting from 0")
             return
+        for text in bad:
+            self.log("energy: %s; using the other copy" % text)
         doc, slot = best
         self.seq = doc["seq"]
         self.slot = 1 - slot  # the next store goes to the other file
