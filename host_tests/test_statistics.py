@@ -1,4 +1,4 @@
-"""Energy today and lifetime: core/energy.py, energylog.py on an App, the Home Assistant sensors (both runtimes)."""
+"""Statistics: energy today and lifetime (core/energy.py, energylog.py on an App, the Home Assistant sensors; both runtimes)."""
 
 import json
 import sys
@@ -412,6 +412,12 @@ def test_the_app_starts_the_energy_task_with_the_site_state():
                 break
         app.stop()
         runner.cancel()
+        try:
+            await runner  # its finally cancels the tasks it started
+        except asyncio.CancelledError:
+            pass
+        for _ in range(3):
+            await asyncio.sleep(0)  # those tasks end: nothing of this App is left in the loop
 
     asyncio.run(main())
     assert app.energy is not None and app.state.chargers[0].energy_today_wh == 0
