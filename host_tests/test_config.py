@@ -559,7 +559,8 @@ def test_documented_defaults():
     assert doc["name"] == "ChargeGuard"
     assert doc["site"] == {"phases": 3, "voltage_v": 230, "breaker_a": 25, "margin_a": 1,
                            "max_import_w": 0, "scheme": "grid", "balanced_load": False, "mode": "fast",
-                           "distribution": "priority", "peak_limit_w": 0, "peak_follow_month": False}
+                           "distribution": "priority", "peak_limit_w": 0, "peak_follow_month": False,
+                           "timezone": "UTC0"}
     assert doc["guard"] == {"meter_timeout_s": 10, "min_pause_s": 180, "ramp_step_a": 2,
                             "ramp_interval_s": 5, "ev_response_s": 5}
     assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}

@@ -114,6 +114,7 @@ class App:
         self.charger_modes = [entry["mode"] for entry in doc["chargers"]]
         site_doc = doc["site"]
         self.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
+        self.timezone = site_doc.get("timezone", "UTC0")  # POSIX TZ rule (core/localtime.py)
         for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
             if key in site_doc:
                 self.opt_doc["site"][key] = site_doc[key]
@@ -175,6 +176,7 @@ class App:
         self.interfaces = []
         self.state = None  # state.SiteState once site_state() made it
         self.api = None  # commands.Commands once command_api() loaded it
+        self.energy = None  # energylog.EnergyLog while the energy task runs (with the site state)
 
     def site_state(self):
         """The site state (state.SiteState): what interfaces read; updated in
@@ -385,6 +387,16 @@ class App:
                 for note in self.config_notes:
                     self.log("config: " + note)
 
+    async def energy_task(self):
+        # The chargers' energy today and lifetime (energylog.py): counted and
+        # stored on flash here, never inside a guard decision. Only with the
+        # site state: an interface is then there to show them.
+        if self.energy is None:
+            from chargeguard.energylog import EnergyLog
+
+            self.energy = EnergyLog(self)
+        await self.energy.run()
+
     async def clock_task(self):
         # Sets the wall clock by SNTP at boot and every NTP_SYNC_MS while the
         # link is up; offline the RTC keeps it.
@@ -469,6 +481,8 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
         for name, interface in self.interfaces:
             tasks.append(asyncio.create_task(self._supervised(name, interface.run)))
+        if self.state is not None:
+            tasks.append(asyncio.create_task(self._supervised("energy", self.energy_task)))
         if self.network is not None:
             tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
             if self.ntp_server:
@@ -543,6 +557,8 @@ def load_config(directory, new=True):
         # The rules config.py shares with commands.py: loaded again with
         # the command API when an interface first needs it.
         _unload("chargeguard.rules")
+        # Loaded to check site.timezone; the energy task loads it again for a moment.
+        _unload("chargeguard.core.tzparse")
 
 
 def build(platform, log=print):

@@ -20,8 +20,10 @@ Version 1 (CURRENT_VERSION):
                                        how chargers share the surplus / the room
               "peak_limit_w": 0,       capacity tariff: 0 = off, else 2500..500000 W,
                                        every quarter-hour's average import stays under it
-              "peak_follow_month": false},  true: the limit rises to this month's
+              "peak_follow_month": false,  true: the limit rises to this month's
                                        peak (meter 1-0:1.6.0) once that is higher
+              "timezone": "UTC0"},     POSIX TZ rule of local time (energy today
+                                       starts at local midnight), core/tzparse.py
      "guard": {"meter_timeout_s": 10,  2..300
                "min_pause_s": 180,     0..3600
                "ramp_step_a": 2,       1..32, largest increase per ramp interval
@@ -218,6 +220,7 @@ _MAP = const(13)  # null or an object, checked by its own rules
 _OPT_TEXT = const(14)  # empty or a..b printable characters
 _TOPIC = const(15)  # an MQTT topic prefix of a..b characters (see _topic_error)
 _CLIENT_ID = const(16)  # empty or a..b of letters, digits, '-', '_', '.'
+_TZ = const(17)  # a POSIX TZ rule of a..b characters (core/tzparse.parse)
 
 _PHASE_LETTERS = "ABC"
 _POWER_W = const(100000)
@@ -238,6 +241,7 @@ _SITE = (
     rules.DISTRIBUTION,
     rules.PEAK_LIMIT,
     rules.PEAK_FOLLOW,
+    ("timezone", "UTC0", _TZ, 1, 64, ""),
 )
 _GUARD = (
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),
@@ -627,6 +631,25 @@ def _topic_error(text, low, high):
     return None
 
 
+def _timezone_error(text, low, high):
+    # Parsed by the module that uses it at run time: what passes here runs.
+    # The default needs no parser (not loaded at boot then: the start-up peak).
+    if not low <= len(text) <= high:
+        return "must be %d to %d characters long (is %d)" % (low, high, len(text))
+    if text == "UTC0":
+        return None
+    from chargeguard.core import tzparse
+
+    try:
+        tzparse.parse(text)
+    except ValueError as error:
+        return "must be a POSIX TZ rule like \"CET-1CEST,M3.5.0,M10.5.0/3\" or \"UTC0\": %s (is %s)" % (
+            error.args[0],
+            _show(text),
+        )
+    return None
+
+
 def _check(errors, path, spec, value):
     # Reports what is wrong with one value; True when it is fine on its own.
     kind = spec[2]
@@ -676,6 +699,8 @@ def _check(errors, path, spec, value):
             message = "must be empty or %d to %d letters, digits, '-', '_' or '.' (is %s)" % (low, high, _show(value))
     elif kind == _TOPIC:
         message = _topic_error(value, low, high)
+    elif kind == _TZ:
+        message = _timezone_error(value, low, high)
     elif kind == _HOST or kind == _OPT_HOST:
         octets = _ipv4(value)
         if value == "":

@@ -9,7 +9,7 @@ Change counters: each section has a counter bumped when something in it
 changed, so a publisher keeps the last value it saw and publishes that
 section only when the counter moved (no diffing):
     grid_seq      a new meter reading, or failsafe/reading presence changed
-    chargers_seq  a charger's offer, reason, polled status or settings changed
+    chargers_seq  a charger's offer, reason, polled status, settings or energy changed
     optimiser_seq surplus, thresholds in force, capacity figures changed
     device_seq    Wi-Fi state/IP/RSSI, live heap (per 1 KB), errors, config notes
     settings_seq  a command changed a setting (commands.Commands.values)
@@ -71,6 +71,11 @@ class ChargerState:
     .phases, .enabled (EVCM's Start/Stop). Read-only for interfaces.
     can_lock: the box has a lock the command API can set (status.locked
     then tells whether it is locked).
+    energy_today_wh, energy_lifetime_wh: energy delivered since local
+    midnight (site.timezone) and ever counted, in Wh, as stored on flash
+    (energylog.py): neither ever goes down but today's at local midnight;
+    None until known (today: no wall clock yet; both: no interface made
+    the site state, which starts the count).
     """
 
     def __init__(self, name, status, settings, can_lock=False):
@@ -80,6 +85,8 @@ class ChargerState:
         self.can_lock = can_lock
         self.offered_ma = 0
         self.reason = "init"
+        self.energy_today_wh = None
+        self.energy_lifetime_wh = None
         self._polled_ms = -1
 
 

@@ -87,6 +87,9 @@ def test_home_assistant_sees_discovery_state_and_availability_and_commands_work(
         assert feed(sim, lambda: (state(watcher, "chargeguard/charger/trydan/state") or {}).get("connected") is True,
                     STATE_S + BOOT_S)
         assert state(watcher, "chargeguard/charger/trydan/state")["max_a"] == 16
+        # Energy: the energy task runs beside (lifetime as stored, 0 on a fresh storage; today with the host's clock).
+        assert feed(sim, lambda: state(watcher, "chargeguard/charger/trydan/state").get("energy_today") is not None, STATE_S)
+        assert type(state(watcher, "chargeguard/charger/trydan/state")["lifetime_energy"]) in (int, float)
         # A good command: applied, published back.
         watcher.publish("chargeguard/charger/trydan/max_a/set", "12")
         assert feed(sim, lambda: state(watcher, "chargeguard/charger/trydan/state")["max_a"] == 12, STATE_S)

@@ -144,6 +144,8 @@ CHARGER = (
     "s,power,Charge power,power,m,W,,;"
     "s,session_energy,Session energy,energy,t,Wh,,;"
     "s,session_time,Session time,duration,m,s,,;"
+    "s,energy_today,Energy today,energy,t,kWh,,;"
+    "s,lifetime_energy,Lifetime energy,energy,t,kWh,,;"
     "s,offered_current,Offered current,current,m,A,,;"
     "s,reason,Reason,,,,,;"
     "s,last_update,Last update,duration,m,s,d,;"
@@ -451,6 +453,9 @@ class Hass:
         out.number("power", status.power_w)
         out.number("session_energy", status.session_energy_wh)
         out.number("session_time", status.session_s)
+        # kWh with three decimals (Wh exactly, integers only): the unit the Energy dashboard shows.
+        out.milli("energy_today", charger.energy_today_wh)
+        out.milli("lifetime_energy", charger.energy_lifetime_wh)
         out.milli("offered_current", charger.offered_ma)
         out.string("reason", charger.reason)
         out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)

@@ -1,0 +1,302 @@
+"""Each charger's energy today and lifetime on the device: counted, kept on flash, shown in the site state.
+
+A task of its own (App.energy_task, started when an interface made the site
+state): every STEP_MS it feeds each charger's newest poll to its
+core/energy.EnergyCounter, tells the counters the local day (the wall clock
+through core/localtime.py and `site.timezone`), stores the counts when
+core/energy.store_due() says so, and copies the published figures into the
+site state (ChargerState.energy_today_wh / energy_lifetime_wh, bumping
+chargers_seq). Nothing here runs inside a guard decision, and no flash write
+happens in one.
+
+The record: two files, RECORD_FILES, written in turn, each atomically
+(flashfile.write: temp file, sync, read back, rename). A record is one line
+of JSON {"seq": n, "chargers": [[name, lifetime Wh, today Wh, day, session
+Wh], ...]} (day: local days since 1970 or null; session: the box's session
+energy the counts go with, or null) and a line with the CRC-32 of the first
+line's bytes. At boot the valid record with the higher seq is used; the next
+store goes to the other file. So the last good record survives a power cut
+during a store and a file that went bad on flash: a bad file costs at most
+one store's worth of counting, never the lifetime count. Only when a file is
+there but neither holds a valid record does the count start again from 0,
+with a log line and an entry in the site state's errors saying so (both
+missing: a first start, "no record yet"). Chargers are matched
+by name (a renamed charger counts from 0, as Home Assistant sees a new
+device then).
+
+Flash wear: at most 1440 stores a day (core/energy.PERSIST_MIN_MS), in
+practice one per 100 Wh delivered and one per session. A record of a few
+hundred bytes on MicroPython's LittleFS (the ESP32 port's default) is a
+commit to a metadata block, a few block erases at most; LittleFS moves a
+metadata block after 100 erase cycles (block_cycles, extmod/vfs_lfsx.c), so
+the erases spread over the free blocks of the partition (~500 blocks of 4 KB
+on a 4 MB board): even 1440 stores a day at 4 erases each is under 12 erase
+cycles per block a day, about 20 years of the flash's 100 000.
+"""
+
+import binascii
+import sys
+
+from micropython import const
+
+from chargeguard.core import localtime
+from chargeguard.core.energy import EnergyCounter, max_power_w, store_due
+from chargeguard.core.model import CAR_CHARGING
+from chargeguard.core.ticks import ticks_diff
+
+RECORD_FILES = ("energy.a.json", "energy.b.json")
+STEP_MS = const(1000)  # how often the polls are looked at and the day checked
+# The wall clock is read this often and counted on with ticks in between (a
+# Unix time is a long int on a 32-bit port); before it is set, this often too.
+WALL_READ_MS = const(60000)
+# Wall time before this (2024-01-01 UTC): the clock was never set (an ESP32
+# RTC starts at 2000-01-01 until NTP sets it); energy today is then unknown.
+CLOCK_SET_S = const(1704067200)
+_DAY_S = const(86400)
+_DAY_MS = const(86400000)
+MAX_RECORD = const(4096)  # bytes; a larger file is not a record
+
+
+class EnergyLog:
+    """The energy counts of one App's chargers (see the module docstring).
+
+    counters[i]: core/energy.EnergyCounter of charger i; storage: the
+    directory of RECORD_FILES; rule: the time zone (core/tzparse.parse()).
+    """
+
+    def __init__(self, app, now_ms=None):
+        platform = app.platform
+        self.platform = platform
+        self.log = app.log
+        self.state = app.site_state()
+        self.statuses = app.statuses
+        self.names = app.names
+        self.storage = app.storage or platform.storage_dir()
+        self.rule = _rule(app.timezone, self.log)
+        voltage = app.guard.site.voltage_v
+        self.max_w = [max_power_w(c.phases, c.circuit_ma, voltage) for c in app.chargers]
+        count = len(app.names)
+        self.counters = [EnergyCounter() for _ in range(count)]
+        self._seen = [-1] * count
+        now_ms = platform.ticks_ms() if now_ms is None else now_ms
+        self.started_ms = now_ms
+        self.stored_ms = now_ms
+        self.seq = 0
+        self.slot = 0
+        self.stores = 0
+        self.store_error = None
+        self._wall_ms = now_ms
+        self._wall_read = False
+        self._base_day = None
+        self._base_sod = 0
+        self._day = self._sod = 0
+        self._old = False  # the count began a day or more ago
+        self.load(now_ms)
+        self._publish()
+
+    # -- the record ------------------------------------------------------------
+
+    def load(self, now_ms):
+        """Restore the counters from the newer valid record (see the module docstring)."""
+        best = None
+        bad = []
+        for slot in range(2):
+            doc, why = _read(self.storage + "/" + RECORD_FILES[slot])
+            if why is not None:
+                bad.append("%s %s" % (RECORD_FILES[slot], why))
+            elif doc is not None and (best is None or doc["seq"] > best[0]["seq"]):
+                best = (doc, slot)
+        if best is None:
+            if bad:
+                message = "energy: no valid record (%s): lifetime energy counts again from 0" % "; ".join(bad)
+                self.log(message)
+                self.state.add_error(message)
+            else:
+                self.log("energy: no record yet: counting from 0")
+            return
+        for text in bad:
+            self.log("energy: %s; using the other copy" % text)
+        doc, slot = best
+        self.seq = doc["seq"]
+        self.slot = 1 - slot  # the next store goes to the other file
+        for entry in doc["chargers"]:
+            if entry[0] in self.names:
+                counter = self.counters[self.names.index(entry[0])]
+                counter.restore(entry[1], entry[2], entry[3], entry[4], now_ms)
+
+    def store(self, now_ms):
+        """Write the counts to the next record file; True when stored (then they are published)."""
+        import json
+
+        from chargeguard import flashfile
+
+        chargers = []
+        for index in range(len(self.counters)):
+            counter = self.counters[index]
+            day = counter.day if counter.clock else counter.stored_day
+            chargers.append([self.names[index], counter.lifetime_wh, counter.today_wh, day, counter.session_wh])
+        line = json.dumps({"seq": self.seq + 1, "chargers": chargers}).encode()
+        data = line + ("\n%d\n" % (binascii.crc32(line) & 0xFFFFFFFF)).encode()
+        path = self.storage + "/" + RECORD_FILES[self.slot]
+        self.stored_ms = now_ms
+        try:
+            flashfile.write(path, path + ".tmp", data)
+        except OSError as error:
+            # Counted on; tried again after PERSIST_MIN_MS. Logged once per kind of failure.
+            text = "energy: could not store %s (%r)" % (RECORD_FILES[self.slot], error)
+            if text != self.store_error:
+                self.store_error = text
+                self.log(text)
+            return False
+        self.store_error = None
+        self.seq += 1
+        self.slot = 1 - self.slot
+        self.stores += 1
+        for counter in self.counters:
+            counter.stored()
+        return True
+
+    # -- the task ----------------------------------------------------------------
+
+    async def run(self):
+        """Step every STEP_MS until cancelled."""
+        platform = self.platform
+        while True:
+            self.step(platform.ticks_ms())
+            await platform.sleep_ms(STEP_MS)
+
+    def step(self, now_ms):
+        """Count the new polls, follow the local day, store when due, publish. Allocates
+        nothing but when the wall clock is read (once a minute) or a record is stored."""
+        day = self.local_day(now_ms)
+        if day is None and not self._old and ticks_diff(now_ms, self.started_ms) >= _DAY_MS:
+            self._old = True  # noted while it can be: the ticks wrap after ~6 days
+        counters = self.counters
+        for index in range(len(counters)):
+            counter = counters[index]
+            status = self.statuses[index]
+            if status.reachable and status.tick_ms != self._seen[index]:
+                self._seen[index] = status.tick_ms
+                glitches = counter.glitches
+                counter.sample(status.session_energy_wh, status.car == CAR_CHARGING, status.tick_ms,
+                               self.max_w[index])
+                if counter.glitches != glitches:
+                    self.log("energy: charger %s: %s" % (self.names[index], counter.reason))
+            if day is not None:
+                if not counter.clock:
+                    # Energy counted before the clock was set is today's when the count began today.
+                    counter.new_day(day, self._began_today(now_ms))
+                else:
+                    counter.new_day(day, False)
+        if store_due(counters, ticks_diff(now_ms, self.stored_ms)):
+            self.store(now_ms)
+        self._publish()
+
+    def _publish(self):
+        state = self.state
+        changed = False
+        for index in range(len(self.counters)):
+            counter = self.counters[index]
+            charger = state.chargers[index]
+            today = counter.today()
+            if today != charger.energy_today_wh or counter.stored_lifetime_wh != charger.energy_lifetime_wh:
+                charger.energy_today_wh = today
+                charger.energy_lifetime_wh = counter.stored_lifetime_wh
+                changed = True
+        if changed:
+            state.chargers_seq += 1
+
+    # -- the wall clock ------------------------------------------------------------
+
+    def local_day(self, now_ms):
+        """The local day number now (localtime.local_day), None before the wall clock is set."""
+        if not self._utc(now_ms):
+            return None
+        return localtime.local_day(self.rule, self._day, self._sod)
+
+    def _began_today(self, now_ms):
+        # The count began after local midnight: the uptime is shorter than the local day so far.
+        uptime_ms = ticks_diff(now_ms, self.started_ms)
+        if self._old or uptime_ms >= _DAY_MS:
+            return False
+        self._utc(now_ms)
+        return localtime.local_sod(self.rule, self._day, self._sod) * 1000 >= uptime_ms
+
+    def _utc(self, now_ms):
+        # UTC day and second of the day now into _day / _sod; False before the clock is set.
+        if not self._wall_read or ticks_diff(now_ms, self._wall_ms) >= WALL_READ_MS:
+            wall = self.platform.wall_time()
+            self._wall_ms = now_ms
+            self._wall_read = True
+            if wall < CLOCK_SET_S:
+                self._base_day = None
+            else:
+                self._base_day = wall // _DAY_S
+                self._base_sod = wall % _DAY_S
+        if self._base_day is None:
+            return False
+        sod = self._base_sod + ticks_diff(now_ms, self._wall_ms) // 1000
+        self._day = self._base_day + sod // _DAY_S
+        self._sod = sod % _DAY_S
+        return True
+
+
+def _rule(text, log):
+    # The time zone's rule; core/tzparse.py is unloaded again (needed once).
+    from chargeguard.core import tzparse
+
+    try:
+        return tzparse.parse(text)
+    except ValueError as error:
+        # config.py refuses such a rule; a document that skipped the check runs on UTC.
+        log("energy: site.timezone %r: %s; using UTC" % (text, error.args[0]))
+        return (0,)
+    finally:
+        del tzparse
+        sys.modules.pop("chargeguard.core.tzparse", None)
+        package = sys.modules.get("chargeguard.core")
+        if package is not None and "tzparse" in package.__dict__:
+            delattr(package, "tzparse")
+
+
+def _read(path):
+    # (doc, None) for a valid record, (None, None) when the file is missing,
+    # (None, why) when it is there but not a valid record.
+    import json
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_RECORD + 1)
+    except OSError:
+        return None, None
+    if len(data) > MAX_RECORD:
+        return None, "is larger than %d bytes" % MAX_RECORD
+    lines = data.split(b"\n")
+    if len(lines) != 3 or lines[2] != b"":
+        return None, "is not a record (two lines expected)"
+    try:
+        crc = int(lines[1])
+    except ValueError:
+        return None, "has no checksum line"
+    if binascii.crc32(lines[0]) & 0xFFFFFFFF != crc:
+        return None, "fails its checksum (damaged)"
+    try:
+        doc = json.loads(lines[0])
+    except ValueError:
+        return None, "is not valid JSON"
+    if not _valid(doc):
+        return None, "does not have the record's fields"
+    return doc, None
+
+
+def _valid(doc):
+    if type(doc) is not dict or type(doc.get("seq")) is not int or type(doc.get("chargers")) is not list:
+        return False
+    for entry in doc["chargers"]:
+        if type(entry) is not list or len(entry) != 5 or type(entry[0]) is not str:
+            return False
+        for place in (1, 2, 3, 4):
+            value = entry[place]
+            if not (type(value) is int and value >= 0) and not (place >= 3 and value is None):
+                return False
+    return True
