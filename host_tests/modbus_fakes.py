@@ -42,18 +42,27 @@ class FakeUart:
     """An RS485 UART whose other side is `answer(request) -> bytes or None` (None = silence).
 
     Bytes of an answer arrive `chunk` at a time, one chunk per read_now call;
-    `noise` bytes are waiting before the first request.
+    `noise` bytes are waiting before the first request. `requests` keeps the
+    last KEEP requests (a fuzz run sends thousands: a list of them all needs
+    one large block, which a fragmented MicroPython test heap may not have),
+    `count` how many were written in all.
     """
+
+    KEEP = 64
 
     def __init__(self, answer, chunk=64, noise=b""):
         self.answer = answer
         self.chunk = chunk
         self.pending = bytearray(noise)
         self.requests = []
+        self.count = 0
 
     def write(self, buf):
         request = bytes(buf)
+        if len(self.requests) >= self.KEEP:
+            self.requests.pop(0)
         self.requests.append(request)
+        self.count += 1
         reply = self.answer(request)
         if reply:
             self.pending.extend(reply)
