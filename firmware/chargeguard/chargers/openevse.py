@@ -61,7 +61,7 @@ import asyncio
 
 from chargeguard.core.model import ChargerStatus
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, poll_buffer
+from chargeguard.net.http import HttpClient, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -105,29 +105,7 @@ class OpenEvse:
 
     async def poll(self):
         """Read /status into `status`. True on success; never raises."""
-        while self._polling:
-            await asyncio.sleep(0.01)
-        self._polling = True
-        try:
-            gen = self._write_gen
-            client = self._reader
-            code = await client.get(self.host, self.port, "/status", self.timeout_ms)
-            if code == 0 and client.error == "busy":
-                return False
-            if code != 200:
-                return self._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
-            if not self._take(gen):
-                return self._failed("invalid JSON", 1)
-            return True
-        except ValueError as bad:
-            return self._failed("bad %s" % bad.args[0], 1)
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
-        finally:
-            self._reader.release()
-            self._polling = False
+        return await poll_box(self, "/status")
 
     def _take(self, gen):
         client = self._reader

@@ -51,7 +51,7 @@ import time
 import asyncio
 
 from chargeguard.core.model import ChargerStatus
-from chargeguard.net.http import HttpClient, poll_buffer
+from chargeguard.net.http import HttpClient, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
@@ -254,35 +254,7 @@ class V2CTrydan:
 
         Calls are serialised: one made while another runs waits for it.
         """
-        while self._polling:
-            # Look again after 10 ms. The app never overlaps calls on one
-            # driver; asyncio.Lock would load a module (~0.7 KB heap) for this.
-            await asyncio.sleep(0.01)
-        self._polling = True
-        try:
-            gen = self._write_gen
-            client = self._reader
-            code = await client.get(self.host, self.port, "/RealTimeData", self.timeout_ms)
-            if code == 0 and client.error == "busy":
-                # Another box's answer holds the shared buffer: this box
-                # answered, so its state stays as last read until the next
-                # poll. Never a wait: that box may be stalling.
-                return False
-            if code != 200:
-                # Code 0 is no answer at all: see _failed().
-                return self._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
-            if not self._take(gen):
-                return self._failed("invalid JSON", 1)
-            return True
-        except KeyError as bad:
-            return self._failed("bad %s" % bad.args[0], 1)
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
-        finally:
-            self._reader.release()
-            self._polling = False
+        return await poll_box(self, "/RealTimeData")
 
     def _take(self, gen):
         # Fills `status` and `_box` from the /RealTimeData body in the

@@ -150,6 +150,47 @@ def poll_buffer():
     return _poll_buffers[0]
 
 
+async def poll_box(box, path):
+    """One poll of an HTTP wallbox driver: GET `path`, then box._take(gen). True on success; never raises.
+
+    The drivers' shared poll (chargers/: v2c_trydan, go_e, openevse). `box`
+    has host, port, timeout_ms, _reader (an HttpClient on poll_buffer()),
+    _polling (the flag that serialises its polls), _write_gen (bumped by
+    every accepted write), _take(gen) (fills its status from the body in
+    _reader.buf: False for a body that is not one JSON object, KeyError or
+    ValueError(name) for a bad field) and _failed(message, poll) (notes the
+    failure, returns False; poll 2 = no answer at all, 1 = a bad answer).
+    Calls are serialised: one made while another runs waits for it (every
+    10 ms: asyncio.Lock would load a module, ~0.7 KB of heap, for this).
+    """
+    while box._polling:
+        await asyncio.sleep(0.01)
+    box._polling = True
+    client = box._reader
+    try:
+        gen = box._write_gen
+        code = await client.get(box.host, box.port, path, box.timeout_ms)
+        if code == 0 and client.error == "busy":
+            # Another box's answer holds the shared buffer: this box
+            # answered, so its state stays as last read until the next
+            # poll. Never a wait: that box may be stalling.
+            return False
+        if code != 200:
+            return box._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
+        if not box._take(gen):
+            return box._failed("invalid JSON", 1)
+        return True
+    except (KeyError, ValueError) as bad:
+        return box._failed("bad %s" % bad.args[0], 1)
+    except MemoryError:
+        return box._failed("out of memory", 1)
+    except Exception as err:
+        return box._failed("driver: %s" % type(err).__name__, 1)
+    finally:
+        client.release()
+        box._polling = False
+
+
 class HttpClient:
     """HTTP client with one preallocated, bounded buffer (one request at a time).
 
