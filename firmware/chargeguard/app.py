@@ -6,6 +6,8 @@
     supervisor    feeds the watchdog only while decide() keeps running
     network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
                   task sets the wall clock by NTP while online (net/ntp.py)
+    portal task   opens the setup access point, its DNS server and captive
+                  portal when needed (net/portal.py, core/apmode.py)
     interfaces    one task per enabled interface (drivers.INTERFACE_MODULES,
                   e.g. MQTT): views and remote controls that never delay the guard
 
@@ -169,6 +171,7 @@ class App:
         # SSID), the NTP server, and whether charger requests wait for
         # platform.network_up().
         self.network = None
+        self.portal = None  # net/portal.Portal: the setup access point, None when it can never open
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
         self.needs_network = False
@@ -483,6 +486,8 @@ class App:
             tasks.append(asyncio.create_task(self._supervised(name, interface.run)))
         if self.state is not None:
             tasks.append(asyncio.create_task(self._supervised("energy", self.energy_task)))
+        if self.portal is not None:
+            tasks.append(asyncio.create_task(self._supervised("portal", self.portal.run)))
         if self.network is not None:
             tasks.append(asyncio.create_task(self._supervised("network", self.network.run)))
             if self.ntp_server:
@@ -572,7 +577,7 @@ def build(platform, log=print):
     doc, notes, source, good = load_config(directory)
     _log_notes(log, notes)
     try:
-        app = _assemble(platform, doc, log)
+        app = _assemble(platform, doc, log, source is None)
     except Exception as error:
         if source != "config.json":
             raise
@@ -605,7 +610,7 @@ def _log_notes(log, notes):
         log("config: " + note)
 
 
-def _assemble(platform, doc, log):
+def _assemble(platform, doc, log, first_boot=False):
     # The guard's code first, into the room the configuration module left
     # (App imports it again, from sys.modules).
     from chargeguard.core import guard  # noqa: F401
@@ -628,6 +633,24 @@ def _assemble(platform, doc, log):
         else:
             log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
                 " the meter is guarded locally")
+    # The setup access point (net/portal.py): opened at once when the device
+    # cannot be reached otherwise (no valid configuration, or no network at
+    # all), later by the button or a long loss of the configured Wi-Fi. Its
+    # code is loaded only where one of those can happen.
+    needs_setup = first_boot or (not wifi_doc["ssid"] and not platform.network_up())
+    portal = None
+    if needs_setup or wifi_doc["ssid"] or platform.board.get("button") is not None:
+        from chargeguard.net import portal as portal_module
+
+        portal = portal_module.Portal(
+            platform, network, portal_module.ap_name(platform), wifi_doc.get("ap_password", ""), needs_setup,
+            bool(wifi_doc["ssid"]), log,
+        )
+        del portal_module
+    web_doc = doc.get("web")
+    if needs_setup and web_doc is not None and not web_doc.get("enabled"):
+        # The portal is the web pages: served on first boot whatever the file says.
+        web_doc["enabled"] = True
     # The modules of enabled interfaces only (a site without MQTT never loads
     # its code); the objects are made once the App exists (their context
     # names its two objects).
@@ -666,6 +689,7 @@ def _assemble(platform, doc, log):
     gc.collect()
     app = App(platform, doc, meter, drivers, log)
     app.network = network
+    app.portal = portal
     if interfaces:
         # What every interface gets besides its config section: the device's
         # host name, and the site state and command API as calls (each loaded
@@ -680,6 +704,9 @@ def _assemble(platform, doc, log):
             # The web pages' port when they are served (Home Assistant's
             # configuration_url links to them), else None.
             "web_port": doc["web"]["port"] if doc.get("web", {}).get("enabled") else None,
+            # The setup access point (net/portal.Portal) or None: the web
+            # interface redirects to the setup page while it is open.
+            "portal": portal,
         }
         app.interfaces = [
             (section, module.from_config(section_doc, platform, log, context))

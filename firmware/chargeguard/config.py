@@ -92,7 +92,9 @@ Version 1 (CURRENT_VERSION):
               "netmask": "255.255.255.0",  with ip: a contiguous IPv4 mask
               "gateway": "",           with ip: required, inside ip/netmask
               "dns": "",               with ip: the DNS server (empty = the gateway)
-              "ntp_server": "pool.ntp.org"},  host name or IPv4; empty = no time sync
+              "ntp_server": "pool.ntp.org",  host name or IPv4; empty = no time sync
+              "ap_password": ""},      secret: the setup access point's password: empty
+                                       (an open network) or 8..63 characters
      "mqtt": {"enabled": false,        true: publish to (and take commands from) a broker
               "host": "",              the broker's IPv4 or host name; required when enabled
               "port": 1883,            1..65535
@@ -191,7 +193,7 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
-SECRET_PATHS = (("wifi", "password"), ("admin", "password"), ("mqtt", "password"))
+SECRET_PATHS = (("wifi", "password"), ("wifi", "ap_password"), ("admin", "password"), ("mqtt", "password"))
 REDACTED = "***"
 
 CONFIG_FILE = "config.json"
@@ -291,6 +293,7 @@ _WIFI = (
     ("gateway", "", _IPV4, None, None, ""),
     ("dns", "", _IPV4, None, None, ""),
     ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
+    ("ap_password", "", _SECRET, 8, 63, ""),
 )
 _SOLAR = (
     rules.ECO,

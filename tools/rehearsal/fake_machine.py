@@ -7,7 +7,8 @@ Follows the MicroPython documentation (docs.micropython.org/en/latest/library/):
   read without blocking"; readinto(buf[, nbytes]) "returns number of bytes
   read and stored into buf or None on timeout"; read([nbytes]); deinit().
 - machine.Pin.rst: Pin(id, mode=-1, pull=-1, *, value=None), Pin.IN/OUT/
-  OPEN_DRAIN, Pin.PULL_UP/PULL_DOWN, value([x]), on(), off().
+  OPEN_DRAIN, Pin.PULL_UP/PULL_DOWN, value([x]), on(), off(); an input
+  reads the control file's "pinN" level, else its pull.
 - machine.WDT.rst: WDT(id=0, timeout=5000) creates and starts it; "once it
   is running the timeout cannot be changed and the WDT cannot be stopped";
   feed(); "on the esp32 the minimum timeout is 1 second". Not fed within the
@@ -73,6 +74,10 @@ class Pin:
 
     def value(self, x=None):
         if x is None:
+            if self.mode == Pin.IN:
+                # An input reads the harness's level for it ("pin0": 0 = a
+                # button to ground held), else what its pull gives.
+                return fake_control.get("pin%d" % self.id, 1 if self.pull == Pin.PULL_UP else 0)
             return self._level
         self._level = int(bool(x))
 

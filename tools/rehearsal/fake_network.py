@@ -20,6 +20,11 @@ esp32 port's ports/esp32/network_wlan.c:
 - ifconfig([(ip, subnet, gateway, dns)]) gets or sets the IP configuration
   (a set configuration means no DHCP); network.hostname([name]) (at most
   32 characters, ValueError beyond).
+- the access point (AP_IF): active(True) starts it with the esp32 port's
+  default address 192.168.4.1 (ifconfig()); config(ssid=/essid=, key=/
+  password=, security=/authmode=, max_clients=, channel=, hidden=) as the
+  port's network_wlan.c takes them. Each change is noted on stderr
+  ("FAKE-NET: AP ...") for the harness.
 - Constants with the esp32 port's values: STAT_IDLE 1000, STAT_CONNECTING
   1001, STAT_GOT_IP 1010, STAT_BEACON_TIMEOUT 200, STAT_NO_AP_FOUND 201,
   STAT_WRONG_PASSWORD 202, STAT_ASSOC_FAIL 203, STAT_HANDSHAKE_TIMEOUT 204.
@@ -138,6 +143,8 @@ class _Wlan:
     def active(self, is_active=None):
         if is_active is None:
             return self._active
+        if self._if == AP_IF and bool(is_active) != self._active:
+            fake_control.note("FAKE-NET: AP %s" % ("up" if is_active else "down"))
         self._active = bool(is_active)
         if not self._active:
             self._requested = False
@@ -185,7 +192,22 @@ class _Wlan:
             return fake_control.get("rssi", -58)
         raise ValueError("unknown status param")
 
+    def _config_ap(self, kwargs):
+        ap = self.__dict__.setdefault("_ap_config", {"ssid": "ESP_000001", "key": "", "security": AUTH_OPEN})
+        for key in kwargs:
+            value = kwargs[key]
+            name = {"essid": "ssid", "password": "key", "authmode": "security"}.get(key, key)
+            if name not in ("ssid", "key", "security", "max_clients", "channel", "hidden"):
+                raise ValueError("unknown config param")
+            ap[name] = value
+        fake_control.note(
+            "FAKE-NET: AP config ssid %s security %s%s"
+            % (ap["ssid"], "WPA2" if ap["security"] == AUTH_WPA2_PSK else "open", " with key" if ap["key"] else "")
+        )
+
     def ifconfig(self, values=None):
+        if self._if == AP_IF and values is None:
+            return ("192.168.4.1", "255.255.255.0", "192.168.4.1", "192.168.4.1") if self._active else ("0.0.0.0",) * 4
         if values is not None:
             self._static = tuple(values)
             return None
@@ -199,6 +221,9 @@ class _Wlan:
     def config(self, *args, **kwargs):
         if args and kwargs:
             raise TypeError("either pos or kw args are allowed")
+        if kwargs and self._if == AP_IF:
+            self._config_ap(kwargs)
+            return None
         if kwargs:
             for key in kwargs:
                 value = kwargs[key]

@@ -21,6 +21,15 @@ Routes (JSON unless said otherwise):
 Errors: {"errors": {path: message}} with a 4xx status; path "" is the
 request as a whole.
 
+Captive portal: while the setup access point is open (net/portal.py,
+context "portal"), a request for one of the operating systems' probe URLs
+(PROBE_PATHS: Android, Apple, Windows, Firefox) or with a Host header that
+is not this device (not an IPv4 address, not wifi.hostname, nor
+hostname.local) is answered 302 to http://<access point address>/ +
+PORTAL_PATH, so the phone shows "sign in to network" and opens the setup
+page. Outside the portal those paths are unknown routes (404) like any
+other.
+
 Security (no TLS on the device: the LAN must be trusted, docs/api.md):
 - every change needs the admin password (config `admin.password`; none set:
   every change is refused and says so) as HTTP Basic credentials, sent with
@@ -77,6 +86,18 @@ LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
 LISTEN_RETRY_S = const(10)  # a port in use is tried again this often
 PAGE = "www/status.html.gz"  # the status page, relative to the firmware's directory
 CHANGE_HEADER = "X-ChargeGuard"  # a change must carry it with the value "1"
+# Where the captive portal sends a phone: the setup page.
+PORTAL_PATH = "/"
+# The connectivity checks of the operating systems, which must not get their
+# expected answer while the portal is open: Android (/generate_204,
+# /gen_204: expects 204), Apple (/hotspot-detect.html,
+# /library/test/success.html: expects "Success"), Windows (/connecttest.txt,
+# /ncsi.txt: expects a fixed text; /redirect: its browser's follow-up),
+# Firefox (/canonical.html, /success.txt).
+PROBE_PATHS = (
+    "/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html", "/connecttest.txt",
+    "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt",
+)
 
 _CAR = ("unknown", "none", "connected", "charging")
 
@@ -231,6 +252,8 @@ class Web:
         self.active = 0  # connections being served
         self.failures = 0  # wrong passwords in a row
         self.failed_ms = 0
+        self.portal = None  # net/portal.Portal (set by from_config): captive redirects while it is open
+        self.hostname = ""  # wifi.hostname: a Host the device answers to as itself
         self.server = _Server(self)
         server = self.server
         server.route("/")(self.index)
@@ -322,6 +345,27 @@ class Web:
                 return {"errors": errors}, 422
         return self.api.values
 
+    def captive(self, request):
+        """The 302 to the setup page for a probe URL or a foreign Host while the portal is open, else None."""
+        portal = self.portal
+        if portal is None:
+            return None
+        address = portal.address()
+        if address is None:
+            return None
+        portal.seen(self.clock())
+        host = request.headers.get("Host") or ""
+        cut = host.rfind(":")
+        name = host[:cut] if cut > 0 and not host.endswith("]") else host
+        name = name.lower()
+        foreign = bool(name) and not _is_ipv4(name) and name != self.hostname and name != self.hostname + ".local"
+        if not foreign and request.path not in PROBE_PATHS:
+            return None
+        from microdot import Response
+
+        location = "http://%s%s%s" % (address, "" if self.port == 80 else ":%d" % self.port, PORTAL_PATH)
+        return Response("", 302, {"Location": location, "Cache-Control": "no-store"})
+
     async def too_large(self, request):
         # microdot's own refusal of a Content-Length above MAX_CONFIG_BODY.
         return _errors(413, "", "request body too large (%d bytes at most, a configuration %d)" % (MAX_BODY, MAX_CONFIG_BODY))
@@ -410,6 +454,16 @@ class Web:
             return _errors(401, "", "wrong password")
         self.failures = 0
         return None
+
+
+def _is_ipv4(name):
+    parts = name.split(".")
+    if len(parts) != 4:
+        return False
+    for part in parts:
+        if not part.isdigit() or len(part) > 3:
+            return False
+    return True
 
 
 def _export(config, current):
@@ -565,7 +619,10 @@ def _Server(web):
                 await _close(writer)  # the client closed without a request
                 return
             if failure is None:
-                response = await self.dispatch_request(request)
+                # The captive portal's redirect comes before any route.
+                response = web.captive(request)
+                if response is None:
+                    response = await self.dispatch_request(request)
             else:
                 response = failure
             await _send_close(writer, response, web.log)
@@ -617,7 +674,10 @@ def from_config(cfg, platform, log, context):
     if address is not None:
         host, port = address(port)
     storage = platform.storage_dir() if hasattr(platform, "storage_dir") else "."
-    return Web(
+    web = Web(
         context["site_state"](), context["command_api"](), context.get("admin_password") or "", platform.ticks_ms, log,
         host, port, PAGE, storage,
     )
+    web.portal = context.get("portal")
+    web.hostname = (context.get("hostname") or "").lower()
+    return web

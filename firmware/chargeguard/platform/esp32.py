@@ -35,6 +35,11 @@ _EPOCH_2000_OFFSET = const(946684800)
 # ESP-IDF disconnect reasons (wifi_err_reason_t) that WLAN.status() passes through.
 _REASON_4WAY_HANDSHAKE_TIMEOUT = const(15)
 _REASON_HANDSHAKE_TIMEOUT = const(204)  # network.STAT_HANDSHAKE_TIMEOUT on the esp32 port
+# The button's level must hold this long before it counts (a push button
+# bounces for a few ms; the portal looks every 100 ms).
+_DEBOUNCE_MS = const(30)
+_AP_MAX_CLIENTS = const(4)  # phones on the setup network at once (each costs the Wi-Fi driver RAM)
+_DNS_PORT = const(53)
 
 
 class Platform:
@@ -54,6 +59,11 @@ class Platform:
         self._storage = None
         self._wdt = None
         self._sta = None
+        self._ap = None
+        self._button = None  # machine.Pin once first read; False on a board without one
+        self._button_level = False  # debounced: True = pressed
+        self._button_raw = False
+        self._button_since = 0
         # The Epoch of this port's time.time(), read once from gmtime(0) as the
         # MicroPython docs advise: a port that moves to 1970 needs no change here.
         self._epoch_offset = _EPOCH_2000_OFFSET if time.gmtime(0)[0] == 2000 else 0
@@ -272,6 +282,71 @@ class Platform:
     def web_address(self, port):
         """(host, port) the web interface listens on: every interface, the configured port."""
         return "0.0.0.0", port
+
+    # --- the setup access point (net/portal.py decides when) --------------
+
+    def device_id(self):
+        """The last 4 hex digits of the Wi-Fi MAC (upper case): names the setup access point, "ChargeGuard-XXXX"."""
+        mac = self._station().config("mac")
+        return "%02X%02X" % (mac[4], mac[5])
+
+    def ap_start(self, ssid, password):
+        """Open the access point `ssid` (WPA2 with `password`, open when it is empty); its IPv4 address (text).
+
+        network.WLAN(AP_IF) as the MicroPython docs give it: active(True),
+        config(ssid=, key=, security=, max_clients=), ifconfig()[0] (the
+        esp32 port's default 192.168.4.1 with its own DHCP server). The
+        station stays as it is: the ESP32 runs both (AP+STA); the access
+        point follows the station's channel when it joins.
+        Raises OSError when the driver refuses. The password goes to the
+        driver and nowhere else.
+        """
+        ap = self._ap
+        if ap is None:
+            ap = self._ap = network.WLAN(network.AP_IF)
+        ap.active(True)
+        if password:
+            ap.config(ssid=ssid, key=password, security=network.AUTH_WPA2_PSK, max_clients=_AP_MAX_CLIENTS)
+        else:
+            ap.config(ssid=ssid, security=network.AUTH_OPEN, max_clients=_AP_MAX_CLIENTS)
+        return ap.ifconfig()[0]
+
+    def ap_stop(self):
+        """Close the access point (its clients are dropped); the station is untouched."""
+        ap = self._ap
+        if ap is not None:
+            ap.active(False)
+
+    def dns_address(self):
+        """(host, port) of the portal's DNS server: the access point's address, port 53.
+
+        Bound to the access point only: on the home network the device must
+        not answer DNS for every name.
+        """
+        return self._ap.ifconfig()[0], _DNS_PORT
+
+    def button_pressed(self, now_ms):
+        """The board's button (board["button"], active low with the pull-up) debounced: True while held.
+
+        A new level counts once the pin has read it for _DEBOUNCE_MS; reads
+        the pin once per call and never waits. False on a board without one.
+        """
+        pin = self._button
+        if pin is None:
+            number = self.board.get("button")
+            if number is None:
+                self._button = False
+                return False
+            pin = self._button = machine.Pin(number, machine.Pin.IN, machine.Pin.PULL_UP)
+        elif pin is False:
+            return False
+        raw = pin.value() == 0
+        if raw != self._button_raw:
+            self._button_raw = raw
+            self._button_since = now_ms
+        elif raw != self._button_level and time.ticks_diff(now_ms, self._button_since) >= _DEBOUNCE_MS:
+            self._button_level = raw
+        return self._button_level
 
     def wifi_rssi(self):
         """Signal strength of the access point in dBm (int), or None when unknown.

@@ -1,0 +1,247 @@
+"""net/portal.py and the captive redirects of net/web.py (both runtimes).
+
+The portal task is stepped with a fake platform (time passed in, a button
+to hold, an access point that records what it was asked); the web's
+redirects go through the server's own handle_request() on in-memory streams
+as in test_web.py. host_tests/system/test_portal_system.py does both
+against the running firmware.
+"""
+
+from test_web import make, request
+
+from chargeguard.core.apmode import LONG_PRESS_MS, WIFI_LOST_MS
+from chargeguard.net import portal as portal_module
+from chargeguard.net import web
+
+PROBES = (
+    "/generate_204", "/gen_204", "/hotspot-detect.html", "/library/test/success.html", "/connecttest.txt",
+    "/ncsi.txt", "/redirect", "/canonical.html", "/success.txt",
+)
+
+
+class FakePlatform:
+    """The platform calls the portal makes; the access point and the button as plain attributes."""
+
+    def __init__(self):
+        self.now = 1000
+        self.pressed = False
+        self.ap = None  # (ssid, password) while open
+        self.starts = 0
+        self.refuse = False
+
+    def ticks_ms(self):
+        return self.now
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def button_pressed(self, now_ms):
+        return self.pressed
+
+    def device_id(self):
+        return "A1B2"
+
+    def ap_start(self, ssid, password):
+        if self.refuse:
+            raise OSError(5, "driver busy")
+        self.ap = (ssid, password)
+        self.starts += 1
+        return "192.168.4.1"
+
+    def ap_stop(self):
+        self.ap = None
+
+    def dns_address(self):
+        return "127.0.0.1", 0  # any free port: the system test asks a real server
+
+
+class Station:
+    def __init__(self, up):
+        self.up = up
+
+    def is_up(self):
+        return self.up
+
+
+def make_portal(needs_setup=False, station=None, password=""):
+    platform = FakePlatform()
+    lines = []
+    portal = portal_module.Portal(
+        platform, station, portal_module.ap_name(platform), password, needs_setup, station is not None, lines.append
+    )
+    return portal, platform, lines
+
+
+def advance(portal, platform, ms, step=100):
+    end = platform.now + ms
+    while platform.now < end:
+        platform.now += step
+        portal.step(platform.now)
+
+
+def test_first_boot_opens_the_named_access_point_and_the_dns_server():
+    portal, platform, lines = make_portal(needs_setup=True)
+    assert portal.address() is None
+    portal.step(platform.now)
+    try:
+        assert platform.ap == ("ChargeGuard-A1B2", "")
+        assert portal.address() == "192.168.4.1"
+        assert portal.dns is not None and portal.dns.sock is not None
+        assert any("access point 'ChargeGuard-A1B2' open (no configuration yet, no password)" in line for line in lines)
+        assert any("DNS server on 127.0.0.1:0 answers every name with 192.168.4.1" in line for line in lines)
+        portal.finish()
+        portal.step(platform.now + 100)
+        assert platform.ap is None and portal.address() is None and portal.dns is None
+        assert lines[-1] == "portal: access point closed"
+    finally:
+        if portal.dns is not None:
+            portal.dns.close()
+
+
+def test_the_access_point_password_is_handed_over_and_never_logged():
+    secret = "setup-secret-77"
+    portal, platform, lines = make_portal(needs_setup=True, password=secret)
+    portal.step(platform.now)
+    try:
+        assert platform.ap == ("ChargeGuard-A1B2", secret)
+        assert any("password set" in line for line in lines)
+        assert not any(secret in line for line in lines)
+    finally:
+        portal.finish()
+        portal.step(platform.now + 100)
+
+
+def test_a_long_press_opens_and_a_refusing_driver_is_retried_later():
+    station = Station(True)
+    portal, platform, lines = make_portal(station=station)
+    advance(portal, platform, 2 * LONG_PRESS_MS)
+    assert platform.ap is None  # nothing pressed, the station up
+    platform.pressed = True
+    platform.refuse = True
+    advance(portal, platform, LONG_PRESS_MS + 200)
+    assert platform.ap is None and any("could not start" in line for line in lines)
+    # Held on: tried again after RETRY_MS, not on every step.
+    platform.refuse = False
+    starts = platform.starts
+    advance(portal, platform, portal_module.RETRY_MS // 2)
+    assert platform.starts == starts
+    # That press is spent; released and held again once the retry is due.
+    platform.pressed = False
+    advance(portal, platform, portal_module.RETRY_MS // 2 + 200)
+    platform.pressed = True
+    advance(portal, platform, LONG_PRESS_MS + 200)
+    try:
+        assert platform.ap is not None and portal.mode.reason == "button"
+    finally:
+        portal.finish()
+        portal.step(platform.now + 100)
+    assert platform.ap is None
+
+
+def test_a_long_loss_of_the_home_wifi_opens_and_its_return_closes():
+    station = Station(True)
+    portal, platform, lines = make_portal(station=station)
+    advance(portal, platform, 1000)
+    station.up = False
+    advance(portal, platform, WIFI_LOST_MS - 1000, step=1000)
+    assert platform.ap is None
+    advance(portal, platform, 2000, step=1000)
+    try:
+        assert platform.ap is not None and any("home Wi-Fi unreachable" in line for line in lines)
+    finally:
+        station.up = True
+        advance(portal, platform, 100)
+    assert platform.ap is None and portal.dns is None
+
+
+class OpenPortal:
+    def __init__(self, address):
+        self.ip = address
+        self.seen_at = []
+
+    def address(self):
+        return self.ip
+
+    def seen(self, now_ms):
+        self.seen_at.append(now_ms)
+
+
+def web_with(portal, port=80):
+    app, platform, meter, api, server, clock = make()
+    server.portal = portal
+    server.hostname = "chargeguard"
+    server.port = port
+    return server
+
+
+def get(server, path, host):
+    headers = {"Host": host} if host is not None else {}
+    lines = ["GET %s HTTP/1.1" % path]
+    for name in headers:
+        lines.append("%s: %s" % (name, headers[name]))
+    from test_web import raw
+
+    status, got, body, _ = raw(server, ("\r\n".join(lines) + "\r\n\r\n").encode())
+    return status, got
+
+
+def test_probe_urls_redirect_to_the_setup_page_while_the_portal_is_open():
+    portal = OpenPortal("192.168.4.1")
+    server = web_with(portal)
+    hosts = {
+        "/generate_204": "connectivitycheck.gstatic.com", "/gen_204": "clients3.google.com",
+        "/hotspot-detect.html": "captive.apple.com", "/library/test/success.html": "www.apple.com",
+        "/connecttest.txt": "www.msftconnecttest.com", "/ncsi.txt": "www.msftncsi.com",
+        "/redirect": "www.msftconnecttest.com", "/canonical.html": "detectportal.firefox.com",
+        "/success.txt": "detectportal.firefox.com",
+    }
+    for path in PROBES:
+        for host in (hosts[path], "192.168.4.1"):
+            status, headers = get(server, path, host)
+            assert status == 302, (path, host, status)
+            assert headers["location"] == "http://192.168.4.1" + web.PORTAL_PATH
+            assert headers["cache-control"] == "no-store"
+    assert len(portal.seen_at) == 2 * len(PROBES)
+
+
+def test_an_unknown_host_is_sent_to_the_portal_the_device_itself_is_served():
+    server = web_with(OpenPortal("192.168.4.1"))
+    for host in ("example.com", "www.google.com:80", "neverssl.com"):
+        status, headers = get(server, "/some/page?x=1", host)
+        assert status == 302 and headers["location"] == "http://192.168.4.1/", host
+    for host in ("192.168.4.1", "192.168.1.77:80", "chargeguard", "ChargeGuard.local", None):
+        status, headers = get(server, "/api/status", host)
+        assert status == 200, host
+    assert get(server, "/nothing-here", "192.168.4.1")[0] == 404
+
+
+def test_the_location_carries_a_port_other_than_80():
+    server = web_with(OpenPortal("127.0.0.1"), port=8080)
+    status, headers = get(server, "/generate_204", "connectivitycheck.gstatic.com")
+    assert status == 302 and headers["location"] == "http://127.0.0.1:8080/"
+
+
+def test_without_the_portal_probe_paths_are_unknown_routes():
+    for portal in (None, OpenPortal(None)):
+        server = web_with(portal)
+        for path in PROBES:
+            status, _ = get(server, path, "connectivitycheck.gstatic.com")
+            assert status == 404, path
+        status, doc, _ = request(server, "GET", "/api/status", change=False)
+        assert status == 200
+
+
+def test_from_config_hands_the_portal_to_the_web():
+    app, platform, meter, api, _, _ = make()
+
+    class Platform:
+        ticks_ms = staticmethod(lambda: 0)
+
+        def web_address(self, port):
+            return "127.0.0.1", port
+
+    portal = OpenPortal("192.168.4.1")
+    context = {"site_state": app.site_state, "command_api": app.command_api, "admin_password": "",
+               "portal": portal, "hostname": "Garage-CG"}
+    server = web.from_config({"enabled": True, "port": 80}, Platform(), lambda line: None, context)
+    assert server.portal is portal and server.hostname == "garage-cg"
