@@ -41,7 +41,7 @@ import socket
 from micropython import const
 
 MAX_PACKET = const(512)  # a DNS message over UDP (RFC 1035 4.2.1)
-MAX_PER_TURN = const(4)  # datagrams handled per poll(): bounded work per loop turn
+MAX_PER_TURN = const(8)  # datagrams per poll(): a phone joining asks ~10 names at once (A and AAAA of its probe hosts); bounded work per loop turn
 POLL_MS = const(50)  # how often run() looks at the socket
 ANSWER_TTL_S = const(60)  # phones flush DNS on a network change anyway; short, so a stale entry goes soon
 _HEADER = const(12)

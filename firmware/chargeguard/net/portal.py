@@ -103,7 +103,7 @@ class Portal:
             return
         self.opened += 1
         self.log(
-            "portal: access point '%s' open (%s, %s); setup at http://%s/"
+            "portal: access point '%s' open (%s, %s), address %s"
             % (self.ssid, _why(why), "password set" if self._password else "no password", self.ip)
         )
         from chargeguard.net import dns_server
