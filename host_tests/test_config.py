@@ -83,7 +83,7 @@ def doc_a():
 
 def doc_b():
     doc = put(base(2), "name", "Bravo")
-    put(doc, "wifi", {"ssid": "home", "password": WIFI_SECRET})
+    put(doc, "wifi", {"ssid": "home", "password": WIFI_SECRET, "ap_password": "setup-only-88"})
     put(doc, "admin", {"password": ADMIN_SECRET})
     put(doc, "mqtt", {"password": MQTT_SECRET})
     return doc
@@ -565,7 +565,8 @@ def test_documented_defaults():
                             "ramp_interval_s": 5, "ev_response_s": 5}
     assert doc["meter"] == {"type": "p1", "baud": 115200, "format": "8N1", "invert": True}
     assert doc["wifi"] == {"ssid": "", "password": "", "hostname": "chargeguard", "ip": "",
-                           "netmask": "255.255.255.0", "gateway": "", "dns": "", "ntp_server": "pool.ntp.org"}
+                           "netmask": "255.255.255.0", "gateway": "", "dns": "", "ntp_server": "pool.ntp.org",
+                           "ap_password": ""}
     assert doc["admin"] == {"password": ""}
     assert doc["solar"] == {"eco": True, "eco_on_upper_w": 4000, "eco_on_lower_w": -500, "eco_off_upper_w": 1000,
                             "eco_off_lower_w": -3500, "net_power_target_w": 0, "start_delay_s": 60,

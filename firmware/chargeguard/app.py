@@ -639,7 +639,8 @@ def _assemble(platform, doc, log, first_boot=False):
     # code is loaded only where one of those can happen.
     needs_setup = first_boot or (not wifi_doc["ssid"] and not platform.network_up())
     portal = None
-    if needs_setup or wifi_doc["ssid"] or platform.board.get("button") is not None:
+    board = getattr(platform, "board", None) or {}
+    if hasattr(platform, "ap_start") and (needs_setup or wifi_doc["ssid"] or board.get("button") is not None):
         from chargeguard.net import portal as portal_module
 
         portal = portal_module.Portal(

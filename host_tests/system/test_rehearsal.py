@@ -173,3 +173,58 @@ def test_unfed_watchdog_resets_the_device_within_its_timeout(rehearse):
     assert r.wait_line("boot: watchdog reset", BOOT_S, r.boots[1][0]), r.tail()  # machine.reset_cause()
     # The device boots again (the fault was that boot's) and rejoins.
     assert r.wait_line(CONNECTED + ", reconnects 0", BOOT_S + JOIN_TIMEOUT_S, r.boots[1][0]), r.tail()
+
+
+# The setup access point (net/portal.py, core/apmode.py): the portal task
+# looks every 100 ms; a long press is held 5 s (apmode.LONG_PRESS_MS).
+PORTAL_STEP_S = 0.1
+LONG_PRESS_S = 5.0
+# The web interface's heap on top of the rehearsal's (tools/sim/run.py WEB_HEAP_K):
+# a device out of the box serves its setup pages.
+FIRST_BOOT_HEAP = "272K"
+
+
+def test_out_of_the_box_the_device_opens_its_access_point_and_reads_the_meter(rehearse):
+    import re
+
+    r = rehearse(configured=False, heap=FIRST_BOOT_HEAP)
+    assert r.wait_line("config: config.json is missing", BOOT_S), r.tail()
+    opened = r.wait_line("portal: access point 'ChargeGuard-0001' open (no configuration yet, no password),"
+                         " address 192.168.4.1", BOOT_S)
+    assert opened, r.tail()
+    # Through the documented WLAN(AP_IF) calls: activated, named after the MAC, open.
+    assert r.wait_line("FAKE-NET: AP up", 0.0), r.tail()
+    assert r.wait_line("FAKE-NET: AP config ssid ChargeGuard-0001 security open", 0.0), r.tail()
+    # The DNS server binds the access point's address only (never the home
+    # network): on this host there is no 192.168.4.1, and that is said.
+    assert r.wait_line("portal: DNS server cannot listen on 192.168.4.1:53", SLACK_S, opened), r.tail()
+    # The guard keeps reading the meter through the fake UART all along.
+    shown = re.compile(r"grid +\d+\.\d +\d+\.\d +\d+\.\d A")
+    deadline = time.monotonic() + 2 + SLACK_S
+    while time.monotonic() < deadline and not any(shown.search(line) for line in r.output(opened)):
+        time.sleep(0.05)
+    assert any(shown.search(line) for line in r.output(opened)), r.tail()
+    assert not any("portal: access point closed" in line for line in r.output()), r.tail()
+
+
+def test_a_long_press_of_the_boot_button_opens_the_access_point(rehearse):
+    r = rehearse()
+    joined = r.wait_line(CONNECTED, BOOT_S + JOIN_TIMEOUT_S)
+    assert joined, r.tail()
+    # A short press (2 s) does nothing.
+    r.set_radio(pin0=0)
+    pressed = time.monotonic()
+    time.sleep(2.0)
+    r.set_radio(pin0=1)
+    time.sleep(1.0)  # the control file is read every 100 ms, the pin every 100 ms
+    assert not any("portal:" in line for line in r.output(pressed)), r.tail()
+    # Held: open after LONG_PRESS_S (plus the control file's and the portal's periods).
+    r.set_radio(pin0=0)
+    held = time.monotonic()
+    opened = r.wait_line("portal: access point 'ChargeGuard-0001' open (button held", LONG_PRESS_S + SLACK_S, held)
+    assert opened, r.tail()
+    assert opened - held >= LONG_PRESS_S - PORTAL_STEP_S
+    r.set_radio(pin0=1)
+    # The station stays joined and the wallbox guarded meanwhile.
+    assert not any("wifi: lost" in line for line in r.output(held)), r.tail()
+    assert r.wait_line("A | Trydan", 1 + SLACK_S, opened), r.tail()

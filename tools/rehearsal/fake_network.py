@@ -193,7 +193,9 @@ class _Wlan:
         raise ValueError("unknown status param")
 
     def _config_ap(self, kwargs):
-        ap = self.__dict__.setdefault("_ap_config", {"ssid": "ESP_000001", "key": "", "security": AUTH_OPEN})
+        ap = getattr(self, "_ap_config", None)
+        if ap is None:
+            ap = self._ap_config = {"ssid": "ESP_000001", "key": "", "security": AUTH_OPEN}
         for key in kwargs:
             value = kwargs[key]
             name = {"essid": "ssid", "password": "key", "authmode": "security"}.get(key, key)

@@ -74,7 +74,7 @@ def rehearsal_config(trydan_port, wifi=None, meter=None):
 class Rehearsal:
     """One rehearsed device, its meter, its wallbox and its radio."""
 
-    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None, meter=None):
+    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None, meter=None, configured=True):
         self.trydan = TrydanEmulator(port=0, response_delay_s=0.2, intensity=16).start()
         self.trydan.plug(car_max_ma=32000, car_phases=3)
         self.p1 = PtyP1Port()
@@ -98,8 +98,12 @@ class Rehearsal:
             subprocess.run(
                 [compiler, "-o", os.path.join(self.fakes, name + ".mpy"), os.path.join(HERE, name + ".py")], check=True
             )
-        with open(os.path.join(self.root, "data", "config.json"), "w") as handle:
-            json.dump(rehearsal_config(self.trydan.port, wifi, meter), handle, indent=1)
+        if configured:
+            # configured=False: a device out of the box, no config.json at all.
+            with open(os.path.join(self.root, "data", "config.json"), "w") as handle:
+                json.dump(rehearsal_config(self.trydan.port, wifi, meter), handle, indent=1)
+        # The web interface, where a boot serves it, on loopback (rehearsal_boot.py).
+        self.web_port = _free_port()
         self.radio = dict(RADIO_DEFAULTS)
         self.set_radio(**(radio or {}))
         # 160K on this 64-bit port is about 115 KB on the ESP32 (0.72x): a
@@ -144,6 +148,7 @@ class Rehearsal:
                 "REHEARSAL_CONTROL": self.control,
                 "REHEARSAL_RESET_CAUSE": str(cause),
                 "REHEARSAL_BOOT": str(len(self.boots) + 1),
+                "REHEARSAL_WEB_PORT": str(self.web_port),
             }
         )
         command = [micropython_binary(), "-X", "heapsize=" + self.heap, "rehearsal_boot.py"]
@@ -223,6 +228,14 @@ class Rehearsal:
                 process.wait()
         self.trydan.stop()
         self.p1.close()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main():

@@ -6,7 +6,8 @@
 # `network` modules (fakes of the documented API, from $REHEARSAL_FAKES),
 # the platform choice (sys.platform is "esp32" on the chip, "linux" here),
 # and the flash root: esp32.Platform's storage "/data" is "data" under this
-# directory. Nothing of the firmware is changed.
+# directory; the web interface's address is loopback (_Esp32OnLoopback).
+# Nothing else of the firmware is changed.
 import os
 import sys
 
@@ -21,10 +22,18 @@ import chargeguard.platform as _platform_package  # noqa: E402
 from chargeguard.platform import esp32 as _esp32  # noqa: E402
 
 
+class _Esp32OnLoopback(_esp32.Platform):
+    # The host is no ESP32 on its own network: a web interface the firmware
+    # starts (every interface, port 80 on the chip) listens on loopback at
+    # the harness's port instead, as every test server does.
+    def web_address(self, port):
+        return "127.0.0.1", int(os.getenv("REHEARSAL_WEB_PORT") or port)
+
+
 class _Esp32Here:
     @staticmethod
     def Platform(board, storage_dir=None):
-        return _esp32.Platform(board, storage_dir or "data")
+        return _Esp32OnLoopback(board, storage_dir or "data")
 
 
 _platform_package.load = lambda: _Esp32Here

@@ -95,8 +95,9 @@ class Portal:
         why = self.mode.reason
         try:
             self.ip = platform.ap_start(self.ssid, self._password)
-        except (OSError, ValueError) as error:
-            # Tried again at the next step: the mode stays open, so reopen.
+        except Exception as error:
+            # Whatever the driver raises: the guard's loop goes on, and the
+            # access point is tried again RETRY_MS later.
             self.log("portal: the access point could not start (%r)" % (error,))
             self.mode.state = apmode.CLOSED
             self._failed_ms = platform.ticks_ms()
