@@ -63,11 +63,17 @@ class Profile:
     web: the web interface serves on a free loopback port and a client
     (WebClient) uses it through the day as the status page does, plus a
     change and refused requests; a run counts only if every answer came.
+    portal: the setup access point is open (no Wi-Fi configured and the
+    network down: the device cannot be reached otherwise) with its DNS
+    server on a free loopback port; a phone's resolver and connectivity
+    check (PortalClient) ask it every scene, and a run counts only if every
+    answer came.
     """
 
-    def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False):
+    def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False, portal=False):
         self.name = name
         self.web = web
+        self.portal = portal
         self.text = text
         self.chargers = chargers
         self.budgets = budgets
@@ -172,6 +178,25 @@ PROFILES = (
             "admin": {"password": "sim-admin-pass"},
         },
         web=True,
+    ),
+)
+# The setup portal (issue 9): the web profile's pages and API with the
+# access point open and its DNS server answering (net/portal.py,
+# net/dns_server.py). The station has no network (CHARGEGUARD_NETWORK_DOWN),
+# which is what opens it: the chargers are then unavailable and not polled.
+PROFILES = PROFILES + (
+    Profile(
+        "portal",
+        "web + the setup access point open: DNS server and captive redirects, asked by a phone every scene",
+        chargers=2,
+        budgets={},  # measured only, like web's .mpy figure (docs/firmware.md gives the figures)
+        config={
+            "wifi": {"ssid": "", "ntp_server": ""},
+            "web": {"enabled": True},
+            "admin": {"password": "sim-admin-pass"},
+        },
+        web=True,
+        portal=True,
     ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
@@ -294,7 +319,52 @@ def _merge(into, changes):
             into[key] = value
 
 
-def _launch(profile, build, heap, mode=None, broker=None):
+class PortalClient:
+    """What a phone that joined the setup access point does, once per scene: A and AAAA lookups of its
+    connectivity-check host (answered with the device, and empty), and the check itself (a 302 to the setup
+    page). failures: what did not answer as it should."""
+
+    HOSTS = ("connectivitycheck.gstatic.com", "captive.apple.com", "www.msftconnecttest.com")
+
+    def __init__(self, web_port, dns_port):
+        self.web_port = web_port
+        self.dns_port = dns_port
+        self.count = 0
+        self.failures = []
+
+    def _lookup(self, name, kind):
+        import dns.message
+        import dns.query
+
+        try:
+            reply = dns.query.udp(dns.message.make_query(name, kind), "127.0.0.1", port=self.dns_port, timeout=5)
+            addresses = [rdata.address for rrset in reply.answer for rdata in rrset]
+            want = ["127.0.0.1"] if kind == "A" else []
+            if addresses != want:
+                self.failures.append("%s %s: %r" % (kind, name, addresses))
+        except Exception as error:
+            self.failures.append("%s %s: %r" % (kind, name, error))
+
+    def scene(self):
+        import http.client
+
+        self.count += 1
+        host = self.HOSTS[self.count % len(self.HOSTS)]
+        self._lookup(host, "A")
+        self._lookup(host, "AAAA")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.web_port, timeout=10)
+            connection.request("GET", "/generate_204", headers={"Host": host})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            if response.status != 302:
+                self.failures.append("GET /generate_204: %d, not 302" % response.status)
+        except OSError as error:
+            self.failures.append("GET /generate_204: %r" % (error,))
+
+
+def _launch(profile, build, heap, mode=None, broker=None, env=None):
     binary = interpreter(build)
 
     def launch(root):
@@ -322,6 +392,8 @@ def _launch(profile, build, heap, mode=None, broker=None):
         command = [binary, "-X", "heapsize=%d" % heap, "-m", "memprobe"]
         if mode:
             command = ["env", "CHARGEGUARD_PROBE=" + mode] + command
+        if env:
+            command = ["env"] + ["%s=%s" % item for item in sorted(env.items())] + command
         return command
 
     return launch
@@ -424,17 +496,39 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
                 inner(day, scene)
             client.scene()
 
+    env = None
+    phone = None
+    if profile.portal:
+        import socket
+
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            dns_port = probe.getsockname()[1]
+        env = {"CHARGEGUARD_NETWORK_DOWN": "1", "CHARGEGUARD_DNS_PORT": str(dns_port)}
+        phone = PortalClient(web_port, dns_port)
+        inner_portal = on_scene
+
+        def on_scene(day, scene):
+            if inner_portal:
+                inner_portal(day, scene)
+            phone.scene()
+
     sim = Simulation(
         web_port=web_port,
         car_delay_s=0.5,
         run_name="mem-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
         guard=FAST_GUARD,
-        launch=_launch(profile, build, heap, broker=broker),
+        launch=_launch(profile, build, heap, broker=broker, env=env),
         meter=profile.meter,
     )
     try:
         if _wait_started(sim):
+            if phone is not None:
+                # The access point opens at the portal task's first look.
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and not any(line.startswith("portal: DNS server") for line in sim.lines):
+                    time.sleep(0.02)
             started = time.monotonic()
             play_day(sim, days, on_scene)
             while sim.firmware.alive() and time.monotonic() - started < min_seconds and not _out_of_memory(sim.lines):
@@ -448,6 +542,9 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
     if client is not None:
         result.web_failures = client.failures
         result.web_ok = client.count > 0 and not client.failures
+    if phone is not None:
+        result.web_failures = result.web_failures + phone.failures
+        result.web_ok = result.web_ok and phone.count > 0 and not phone.failures
     return result
 
 
