@@ -245,3 +245,40 @@ def test_from_config_hands_the_portal_to_the_web():
                "portal": portal, "hostname": "Garage-CG"}
     server = web.from_config({"enabled": True, "port": 80}, Platform(), lambda line: None, context)
     assert server.portal is portal and server.hostname == "garage-cg"
+
+
+def _build(config_doc, board=None):
+    import json
+
+    import support
+    from chargeguard import app as app_module
+    from chargeguard.platform import unix
+
+    storage = support.make_tmpdir("portal")
+    if config_doc is not None:
+        with open(storage + "/config.json", "w") as handle:
+            json.dump(config_doc, handle)
+    platform = unix.Platform(board or {"name": "unix", "button": None}, storage_dir=storage, uart_device=storage + "/no-p1")
+    return app_module.build(platform, log=lambda line: None)
+
+
+def test_build_makes_the_portal_only_where_the_access_point_can_open():
+    # Out of the box: the portal opens at its first look, and the web pages are on (the portal is them).
+    app = _build(None)
+    assert app.config_source is None
+    assert app.portal is not None and app.portal.mode.needs_setup
+    assert [name for name, _ in app.interfaces] == ["web"]
+    assert app.interfaces[0][1].portal is app.portal
+    assert app.portal.ssid == "ChargeGuard-0000"
+    # Configured, no Wi-Fi, on the host's network, no button: nothing can open it, its code is not loaded.
+    plain = {"version": 1, "meter": {"type": "p1"}, "chargers": []}
+    app = _build(plain)
+    assert app.config_source == "config.json" and app.portal is None and app.interfaces == []
+    # A configured Wi-Fi (its long loss opens it) or a button: the portal is there, closed.
+    with_wifi = {"version": 1, "meter": {"type": "p1"}, "chargers": [],
+                 "wifi": {"ssid": "home", "password": "correct-horse-9", "ap_password": "setup-pass-1"}}
+    app = _build(with_wifi)
+    assert app.portal is not None and not app.portal.mode.needs_setup and app.portal.address() is None
+    assert app.portal._password == "setup-pass-1"
+    app = _build(plain, {"name": "unix", "button": 0})
+    assert app.portal is not None and not app.portal.mode.has_wifi
