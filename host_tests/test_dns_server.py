@@ -207,10 +207,14 @@ def _pair():
 
 def test_the_server_answers_over_udp_and_bounds_each_turn():
     if support.IS_MICROPYTHON:
-        # MicroPython sockets have no getsockname(): the port is fixed here.
-        server = DnsServer("192.168.4.1", "127.0.0.1", 53531)
-        server.open()
-        port = 53531
+        # MicroPython sockets have no getsockname(): the first free port of a few.
+        for port in range(53531, 53600):
+            server = DnsServer("192.168.4.1", "127.0.0.1", port)
+            try:
+                server.open()
+                break
+            except OSError:
+                continue
     else:
         server, port = _pair()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -16,7 +16,7 @@ Follows the MicroPython documentation (docs.micropython.org/en/latest/library/):
   reset nothing can intercept) after a line "FAKE-WDT: ..." on stderr.
 - machine.RTC.rst: RTC().datetime([(year, month, day, weekday, hours,
   minutes, seconds, subseconds)]).
-- machine.rst: reset() ("resets the device in a manner similar to pushing
+- machine.rst: unique_id() (the esp32 port: the base MAC, 6 bytes), reset() ("resets the device in a manner similar to pushing
   the external RESET button"), reset_cause() with PWRON_RESET, HARD_RESET,
   WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET (esp32 port values 1..5).
 
@@ -53,6 +53,11 @@ def reset():
     """Reset the device: the process ends with status 3 and the harness boots it again."""
     fake_control.note("FAKE-RESET: machine.reset()")
     sys.exit(_RESET_EXIT_STATUS)
+
+
+def unique_id():
+    """The chip's base MAC (the esp32 port returns the 6 bytes of esp_efuse_mac_get_default); the fake network's station MAC."""
+    return b"\x24\x0a\xc4\x00\x00\x01"
 
 
 def freq(hz=None):

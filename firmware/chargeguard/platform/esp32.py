@@ -286,9 +286,14 @@ class Platform:
     # --- the setup access point (net/portal.py decides when) --------------
 
     def device_id(self):
-        """The last 4 hex digits of the Wi-Fi MAC (upper case): names the setup access point, "ChargeGuard-XXXX"."""
-        mac = self._station().config("mac")
-        return "%02X%02X" % (mac[4], mac[5])
+        """The last 4 hex digits of the MAC (upper case): names the setup access point, "ChargeGuard-XXXX".
+
+        machine.unique_id() is the chip's base MAC on the esp32 port (the
+        station's MAC; readable without starting Wi-Fi), the name printed
+        on the module's label.
+        """
+        mac = machine.unique_id()
+        return "%02X%02X" % (mac[-2], mac[-1])
 
     def ap_start(self, ssid, password):
         """Open the access point `ssid` (WPA2 with `password`, open when it is empty); its IPv4 address (text).
@@ -344,7 +349,7 @@ class Platform:
         if raw != self._button_raw:
             self._button_raw = raw
             self._button_since = now_ms
-        elif raw != self._button_level and time.ticks_diff(now_ms, self._button_since) >= _DEBOUNCE_MS:
+        elif raw != self._button_level and self.ticks_diff(now_ms, self._button_since) >= _DEBOUNCE_MS:
             self._button_level = raw
         return self._button_level
 
