@@ -39,6 +39,9 @@ MODULES = (
 # Loaded only with Wi-Fi configured (wifi.ssid): the link, the clock (with
 # wifi.ntp_server) and the resolver (at the first wallbox host name).
 WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.dns")
+# Loaded where the setup access point can open (no configuration, a Wi-Fi to
+# lose, a board button): its decision and task; the DNS server only while open.
+PORTAL_MODULES = ("chargeguard.core.apmode", "chargeguard.net.portal", "chargeguard.net.dns_server")
 # Loaded only with mqtt.enabled: the codec (umqtt.simple, a pinned device
 # library), the link and Home Assistant on it.
 MQTT_MODULES = ("umqtt.simple", "chargeguard.net.mqtt", "chargeguard.net.hass")
@@ -83,6 +86,9 @@ def main():
     previous = _import_each(MODULES, "", start)
     print("%-34s %6d B" % ("all modules", previous - start))
     previous = _import_each(WIFI_MODULES, "  (with Wi-Fi)", previous)
+    before = previous
+    previous = _import_each(PORTAL_MODULES, "  (the setup portal)", previous)
+    print("%-34s %6d B" % ("portal modules", previous - before))
     previous = _import_each(CHARGER_MODULES, "  (with a go-e / an OpenEVSE)", previous)
     before = previous
     previous = _import_each(OPTIMISER_MODULES, "  (with the optimiser)", previous)
