@@ -6,14 +6,13 @@ to open: first boot, a long press of the board's button, the configured
 Wi-Fi lost for long; see there) with the platform's debounced button and
 the station link's state, and:
 
-- on opening: platform.ap_start(ssid, password) (the device's own network,
-  "ChargeGuard-XXXX" from the MAC unless configured otherwise; open when no
-  password is set), then the DNS server (net/dns_server.py, imported only
-  now) on platform.dns_address(), answering every name with the access
-  point's address;
-- while open: polls the DNS server every dns_server.POLL_MS, at most
+- on opening: net/captive.open_ap() (imported only now): the access point
+  (the device's own network, "ChargeGuard-XXXX" from the MAC; open when no
+  password is set) and the DNS server answering every name with its
+  address;
+- while open: polls the DNS server every OPEN_STEP_MS, at most
   dns_server.MAX_PER_TURN datagrams per turn;
-- on closing: the DNS server closed and unloaded, platform.ap_stop().
+- on closing: net/captive.close_ap(), and both modules unloaded.
 
 The web interface (net/web.py) asks `address()` on every request: the
 access point's address while the portal is open (it then redirects the
@@ -80,7 +79,7 @@ class Portal:
             self.dns.poll()
 
     async def run(self):
-        """The portal task: step every STEP_MS, every DNS_POLL_MS while open; closes what it opened when cancelled."""
+        """The portal task: step every STEP_MS, every OPEN_STEP_MS while open; closes what it opened when cancelled."""
         platform = self.platform
         try:
             while True:
@@ -91,55 +90,21 @@ class Portal:
                 self._close()
 
     def _open(self):
-        platform = self.platform
-        why = self.mode.reason
-        try:
-            self.ip = platform.ap_start(self.ssid, self._password)
-        except Exception as error:
-            # Whatever the driver raises: the guard's loop goes on, and the
-            # access point is tried again RETRY_MS later.
-            self.log("portal: the access point could not start (%r)" % (error,))
-            self.mode.state = apmode.CLOSED
-            self._failed_ms = platform.ticks_ms()
-            return
-        self.opened += 1
-        self.log(
-            "portal: access point '%s' open (%s, %s), address %s"
-            % (self.ssid, _why(why), "password set" if self._password else "no password", self.ip)
-        )
-        from chargeguard.net import dns_server
+        # net/captive.py (the access point's start and the DNS server) is
+        # loaded only now: a device that never opens it never holds its code.
+        from chargeguard.net import captive
 
-        host, port = platform.dns_address()
-        server = dns_server.DnsServer(self.ip, host, port)
-        try:
-            server.open()
-        except OSError as error:
-            self.log("portal: DNS server cannot listen on %s:%d (%r); the pages answer by address" % (host, port, error))
-            return
-        self.dns = server
-        self.log("portal: DNS server on %s:%d answers every name with %s" % (host, port, self.ip))
+        if not captive.open_ap(self):
+            self._failed_ms = self.platform.ticks_ms()
+            del captive
+            _unload("chargeguard.net.captive")
 
     def _close(self):
-        server = self.dns
-        self.dns = None
-        if server is not None:
-            server.close()
-            _unload("chargeguard.net.dns_server")
-        self.ip = None
-        try:
-            self.platform.ap_stop()
-        except OSError:
-            pass
-        self.log("portal: access point closed")
+        from chargeguard.net import captive
 
-
-def _why(reason):
-    # ApMode.reason in the console's words.
-    if reason == "setup":
-        return "no configuration yet"
-    if reason == "button":
-        return "button held"
-    return "home Wi-Fi unreachable"
+        captive.close_ap(self)
+        del captive
+        _unload("chargeguard.net.captive")
 
 
 def _unload(name):
@@ -152,6 +117,6 @@ def _unload(name):
         delattr(package, short)
 
 
-def ap_name(platform, configured=""):
-    """The access point's SSID: `configured` when given, else "ChargeGuard-" and the last 4 hex digits of the MAC."""
-    return configured or "ChargeGuard-" + platform.device_id()
+def ap_name(platform):
+    """The access point's SSID: "ChargeGuard-" and the last 4 hex digits of the MAC (platform.device_id())."""
+    return "ChargeGuard-" + platform.device_id()
