@@ -206,10 +206,10 @@ def test_probe_urls_redirect_to_the_setup_page_while_the_portal_is_open():
 
 def test_an_unknown_host_is_sent_to_the_portal_the_device_itself_is_served():
     server = web_with(OpenPortal("192.168.4.1"))
-    for host in ("example.com", "www.google.com:80", "neverssl.com"):
+    for host in ("example.com", "www.google.com:80", "neverssl.com", "chargeguardian.com", "xchargeguard.local"):
         status, headers = get(server, "/some/page?x=1", host)
         assert status == 302 and headers["location"] == "http://192.168.4.1/", host
-    for host in ("192.168.4.1", "192.168.1.77:80", "chargeguard", "ChargeGuard.local", None):
+    for host in ("192.168.4.1", "192.168.1.77:80", "chargeguard", "ChargeGuard.local", "chargeguard.fritz.box", None):
         status, headers = get(server, "/api/status", host)
         assert status == 200, host
     assert get(server, "/nothing-here", "192.168.4.1")[0] == 404

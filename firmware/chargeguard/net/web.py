@@ -24,8 +24,8 @@ request as a whole.
 Captive portal: while the setup access point is open (net/portal.py,
 context "portal"), a request for one of the operating systems' probe URLs
 (PROBE_PATHS: Android, Apple, Windows, Firefox) or with a Host header that
-is not this device (not an IPv4 address, not wifi.hostname, nor
-hostname.local) is answered 302 to http://<access point address>/ +
+is not this device (not an IPv4 address, not wifi.hostname, nor that
+name under a domain: hostname.local) is answered 302 to http://<access point address>/ +
 PORTAL_PATH, so the phone shows "sign in to network" and opens the setup
 page. Outside the portal those paths are unknown routes (404) like any
 other.
@@ -435,7 +435,10 @@ class Web:
         cut = host.rfind(":")
         name = host[:cut] if cut > 0 and not host.endswith("]") else host
         name = name.lower()
-        foreign = bool(name) and not _is_ipv4(name) and name != self.hostname and name != self.hostname + ".local"
+        # This device: an address, its host name, or the name under a domain
+        # (hostname.local by mDNS, hostname.fritz.box by a router's DNS).
+        own = self.hostname
+        foreign = bool(name) and not _is_ipv4(name) and name != own and not name.startswith(own + ".")
         if not foreign and request.path not in PROBE_PATHS:
             return None
         from microdot import Response
