@@ -252,3 +252,17 @@ def test_the_server_answers_over_udp_and_bounds_each_turn():
         server.close()
     server.close()  # idempotent
     assert server.poll() == 0
+
+
+def test_a_receive_without_heap_is_counted_and_tried_next_turn():
+    class Starved:
+        def recvfrom(self, size):
+            raise MemoryError()
+
+        def close(self):
+            pass
+
+    server = DnsServer("192.168.4.1", "127.0.0.1", 0)
+    server.sock = Starved()
+    assert server.poll() == 0 and server.errors == 1
+    server.close()

@@ -174,6 +174,11 @@ class DnsServer:
                 if not error.args or error.args[0] != errno.EAGAIN:
                     self.errors += 1  # e.g. ICMP port unreachable from an earlier answer (ECONNREFUSED)
                 return handled
+            except MemoryError:
+                # No block for the datagram now (the web at its peak): it
+                # stays queued in the network stack for the next turn.
+                self.errors += 1
+                return handled
             handled += 1
             try:
                 size = len(data)
