@@ -648,10 +648,9 @@ def _assemble(platform, doc, log, first_boot=False):
             bool(wifi_doc["ssid"]), log,
         )
         del portal_module
-    web_doc = doc.get("web")
-    if needs_setup and web_doc is not None and not web_doc.get("enabled"):
-        # The portal is the web pages: served on first boot whatever the file says.
-        web_doc["enabled"] = True
+    # The portal is the web pages: served while no configuration is valid,
+    # whatever the file says, but only as far as the heap allows (setup_web()).
+    setup_web = needs_setup and not doc.get("web", {}).get("enabled") and portal is not None
     # The modules of enabled interfaces only (a site without MQTT never loads
     # its code); the objects are made once the App exists (their context
     # names its two objects).
@@ -691,7 +690,7 @@ def _assemble(platform, doc, log, first_boot=False):
     app = App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
-    if interfaces:
+    if interfaces or setup_web:
         # What every interface gets besides its config section: the device's
         # host name, and the site state and command API as calls (each loaded
         # at its first call, so an interface pays only for what it uses).
@@ -713,6 +712,8 @@ def _assemble(platform, doc, log, first_boot=False):
             (section, module.from_config(section_doc, platform, log, context))
             for section, section_doc, module in interfaces
         ]
+        if setup_web:
+            _setup_web(app, platform, log, context, doc.get("web") or {"port": 80})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":
@@ -722,6 +723,23 @@ def _assemble(platform, doc, log, first_boot=False):
         # (the unix port has no server to ask: the host resolves).
         http.use_resolver(_resolver(platform))
     return app
+
+
+def _setup_web(app, platform, log, context, web_doc):
+    # The web pages for the setup portal on a device with no valid
+    # configuration (web.enabled or not). Best effort: a heap that cannot
+    # take them (a plain ESP32 running .mpy files) must not stop the guard,
+    # so their modules are given back and the portal runs without pages.
+    try:
+        gc.collect()
+        module = _import("chargeguard.net.web")
+        app.interfaces.append(("web", module.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)))
+    except MemoryError:
+        module = None
+        app.state = app.api = None
+        for name in ("chargeguard.net.web", "chargeguard.commands", "chargeguard.rules", "chargeguard.state", "microdot.microdot", "microdot"):
+            _unload(name)
+        log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
 
 
 def _resolver(platform):

@@ -137,6 +137,8 @@ def test_with_no_valid_config_ever_nothing_is_commanded_and_the_console_says_wha
         assert "config: config.json refused chargers.0.max_a: must be between 6 and 32 A (is 40)" in lines
         assert any("no valid configuration: nothing is commanded until config.json is fixed" in line for line in lines)
         assert status_lines(lines)[-1].endswith("NO VALID CONFIG: nothing commanded"), output(lines)
+        # With no valid configuration the setup access point opens (net/portal.py), the guard running on.
+        assert any(line.startswith("portal: access point 'ChargeGuard-") for line in lines), output(lines)
         assert not os.path.exists(os.path.join(storage(), "config.bak"))
     finally:
         sim.stop()
