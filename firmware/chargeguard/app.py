@@ -633,24 +633,17 @@ def _assemble(platform, doc, log, first_boot=False):
         else:
             log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
                 " the meter is guarded locally")
-    # The setup access point (net/portal.py): opened at once when the device
-    # cannot be reached otherwise (no valid configuration, or no network at
-    # all), later by the button or a long loss of the configured Wi-Fi. Its
-    # code is loaded only where one of those can happen.
-    needs_setup = first_boot or (not wifi_doc["ssid"] and not platform.network_up())
+    # The setup access point (net/portal.py), where it can open: no valid
+    # configuration, no network at all, a Wi-Fi to lose, a board button.
     portal = None
-    board = getattr(platform, "board", None) or {}
-    if hasattr(platform, "ap_start") and (needs_setup or wifi_doc["ssid"] or board.get("button") is not None):
+    if hasattr(platform, "ap_start") and (
+        first_boot or wifi_doc["ssid"] or not platform.network_up() or platform.board.get("button") is not None
+    ):
         from chargeguard.net import portal as portal_module
 
-        portal = portal_module.Portal(
-            platform, network, portal_module.ap_name(platform), wifi_doc.get("ap_password", ""), needs_setup,
-            bool(wifi_doc["ssid"]), log,
-        )
-        del portal_module
-    # The portal is the web pages: served while no configuration is valid,
-    # whatever the file says, but only as far as the heap allows (setup_web()).
-    setup_web = needs_setup and not doc.get("web", {}).get("enabled") and portal is not None
+        portal = portal_module.make(platform, network, wifi_doc, first_boot, log)
+    # While setting up, the portal is the web pages, whatever web.enabled says.
+    setup_web = portal is not None and portal.mode.needs_setup and not doc.get("web", {}).get("enabled")
     # The modules of enabled interfaces only (a site without MQTT never loads
     # its code); the objects are made once the App exists (their context
     # names its two objects).
@@ -713,7 +706,9 @@ def _assemble(platform, doc, log, first_boot=False):
             for section, section_doc, module in interfaces
         ]
         if setup_web:
-            _setup_web(app, platform, log, context, doc.get("web") or {"port": 80})
+            from chargeguard.net import captive
+
+            captive.setup_web(app, platform, log, context, doc.get("web") or {})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":
@@ -723,23 +718,6 @@ def _assemble(platform, doc, log, first_boot=False):
         # (the unix port has no server to ask: the host resolves).
         http.use_resolver(_resolver(platform))
     return app
-
-
-def _setup_web(app, platform, log, context, web_doc):
-    # The web pages for the setup portal on a device with no valid
-    # configuration (web.enabled or not). Best effort: a heap that cannot
-    # take them (a plain ESP32 running .mpy files) must not stop the guard,
-    # so their modules are given back and the portal runs without pages.
-    try:
-        gc.collect()
-        module = _import("chargeguard.net.web")
-        app.interfaces.append(("web", module.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)))
-    except MemoryError:
-        module = None
-        app.state = app.api = None
-        for name in ("chargeguard.net.web", "chargeguard.commands", "chargeguard.rules", "chargeguard.state", "microdot.microdot", "microdot"):
-            _unload(name)
-        log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
 
 
 def _resolver(platform):

@@ -10,6 +10,7 @@ portal.dns. False when the access point would not start (the portal tries
 again later). A DNS server that cannot be had (the port taken, no heap for
 its buffer) is said and left out: the pages still answer by address.
 close_ap(portal): the DNS server closed and unloaded, platform.ap_stop().
+setup_web(...): the web pages while setting up (app.py calls it at boot).
 The password goes to the platform only: never logged.
 """
 
@@ -49,16 +50,12 @@ def open_ap(portal):
 
 def close_ap(portal):
     """Close the DNS server and the access point of `portal`; never raises for the driver's sake."""
-    import sys
 
     server = portal.dns
     portal.dns = None
     if server is not None:
         server.close()
-    sys.modules.pop("chargeguard.net.dns_server", None)
-    package = sys.modules.get("chargeguard.net")
-    if package is not None and "dns_server" in package.__dict__:
-        delattr(package, "dns_server")
+    _unload("chargeguard.net.dns_server")
     portal.ip = None
     try:
         portal.platform.ap_stop()
@@ -74,3 +71,39 @@ def _why(reason):
     if reason == "button":
         return "button held"
     return "home Wi-Fi unreachable"
+
+
+def setup_web(app, platform, log, context, web_doc):
+    """Serve the web pages for setup on a device with no valid configuration, whatever web.enabled says.
+
+    Best effort: a heap that cannot take them (a plain ESP32 running .mpy
+    files) must not stop the guard, so on MemoryError their modules and the
+    site state and command API they made are given back, and the access
+    point opens without pages (said on the console).
+    """
+    import gc
+
+    try:
+        gc.collect()
+        from chargeguard.net import web
+
+        app.interfaces.append(("web", web.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)))
+    except MemoryError:
+        web = None
+        app.state = app.api = None
+        for name in ("chargeguard.net.web", "chargeguard.commands", "chargeguard.rules", "chargeguard.state", "microdot.microdot", "microdot"):
+            _unload(name)
+        gc.collect()
+        log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
+
+
+def _unload(name):
+    # Gives a module's heap back (imported afresh when needed again).
+    import sys
+
+    sys.modules.pop(name, None)
+    cut = name.rfind(".")
+    parent = sys.modules.get(name[:cut]) if cut > 0 else None
+    short = name[cut + 1 :]
+    if parent is not None and short in parent.__dict__:
+        delattr(parent, short)

@@ -117,6 +117,18 @@ def _unload(name):
         delattr(package, short)
 
 
+def make(platform, station, wifi_doc, first_boot, log=print):
+    """The Portal app.py runs: `station` the WifiLink or None, `wifi_doc` the validated wifi section.
+
+    It opens at once (needs_setup) on first boot (no valid configuration)
+    or with no Wi-Fi configured and no network at all: the device cannot be
+    reached otherwise.
+    """
+    ssid = wifi_doc["ssid"]
+    needs_setup = first_boot or (not ssid and not platform.network_up())
+    return Portal(platform, station, ap_name(platform), wifi_doc.get("ap_password", ""), needs_setup, bool(ssid), log)
+
+
 def ap_name(platform):
     """The access point's SSID: "ChargeGuard-" and the last 4 hex digits of the MAC (platform.device_id())."""
     return "ChargeGuard-" + platform.device_id()
