@@ -41,7 +41,7 @@ MODULES = (
 WIFI_MODULES = ("chargeguard.net.wifi", "chargeguard.net.ntp", "chargeguard.net.dns")
 # Loaded where the setup access point can open (no configuration, a Wi-Fi to
 # lose, a board button): its decision and task; captive.py and the DNS server only while open.
-PORTAL_MODULES = ("chargeguard.core.apmode", "chargeguard.net.portal", "chargeguard.net.captive", "chargeguard.net.dns_server")
+PORTAL_MODULES = ("chargeguard.core.apmode", "chargeguard.net.portal", "chargeguard.platform.unix_ap", "chargeguard.net.captive", "chargeguard.net.dns_server")
 # Loaded only with mqtt.enabled: the codec (umqtt.simple, a pinned device
 # library), the link and Home Assistant on it.
 MQTT_MODULES = ("umqtt.simple", "chargeguard.net.mqtt", "chargeguard.net.hass")

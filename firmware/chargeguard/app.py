@@ -636,7 +636,7 @@ def _assemble(platform, doc, log, first_boot=False):
     # The setup access point (net/portal.py), where it can open: no valid
     # configuration, no network at all, a Wi-Fi to lose, a board button.
     portal = None
-    if hasattr(platform, "ap_start") and (
+    if hasattr(platform, "board") and (
         first_boot or wifi_doc["ssid"] or not platform.network_up() or platform.board.get("button") is not None
     ):
         from chargeguard.net import portal as portal_module

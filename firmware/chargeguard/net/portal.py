@@ -124,6 +124,11 @@ def make(platform, station, wifi_doc, first_boot, log=print):
     or with no Wi-Fi configured and no network at all: the device cannot be
     reached otherwise.
     """
+    if not hasattr(platform, "ap_start"):
+        # The unix port keeps these calls out of its always-loaded module.
+        from chargeguard.platform import unix_ap
+
+        unix_ap.attach(platform)
     ssid = wifi_doc["ssid"]
     needs_setup = first_boot or (not ssid and not platform.network_up())
     return Portal(platform, station, ap_name(platform), wifi_doc.get("ap_password", ""), needs_setup, bool(ssid), log)

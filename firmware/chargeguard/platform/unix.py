@@ -15,6 +15,7 @@ Environment:
   CHARGEGUARD_WEB_PORT      the web interface's port (default 8080, on 127.0.0.1)
   CHARGEGUARD_DNS_PORT      the setup portal's DNS server port (default 5353, on 127.0.0.1)
   CHARGEGUARD_DEVICE_ID     the 4 hex digits naming the setup access point (default 0000)
+  (the setup access point's calls are in unix_ap.py, loaded only with the portal)
 
 Heap: this module runs under a small heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -74,7 +75,6 @@ class Platform:
         self._wall_offset = 0
         # The watchdog's one-slot list of the last feed (ticks), None before start.
         self._fed = None
-        self.ap_ssid = None  # the setup access point's name while "open" (no radio here)
 
     # --- clock -------------------------------------------------------------
 
@@ -203,31 +203,6 @@ class Platform:
     def wifi_rssi(self):
         """None: the host's link has no signal strength to report."""
         return None
-
-    # The setup access point: no radio on the host, so "opening" it only
-    # records its name; its address is loopback, where the portal's web and
-    # DNS servers answer (CHARGEGUARD_WEB_PORT, CHARGEGUARD_DNS_PORT).
-
-    def device_id(self):
-        """CHARGEGUARD_DEVICE_ID or "0000" (the device: the MAC's last 4 hex digits)."""
-        return os.getenv("CHARGEGUARD_DEVICE_ID") or "0000"
-
-    def ap_start(self, ssid, password):
-        """Record the access point as open; its address, loopback. The password is not kept."""
-        self.ap_ssid = ssid
-        return "127.0.0.1"
-
-    def ap_stop(self):
-        """Record the access point as closed."""
-        self.ap_ssid = None
-
-    def dns_address(self):
-        """(host, port) of the portal's DNS server: loopback, CHARGEGUARD_DNS_PORT or 5353."""
-        return "127.0.0.1", int(os.getenv("CHARGEGUARD_DNS_PORT") or 5353)
-
-    def button_pressed(self, now_ms):
-        """False: the host has no button (boards/unix.json "button": null)."""
-        return False
 
     def web_address(self, port):
         """(host, port) the web interface listens on: loopback, CHARGEGUARD_WEB_PORT or 8080 (the configured port is the device's)."""
