@@ -56,11 +56,17 @@ def _import(name):
     return __import__(name, None, None, [name.split(".")[-1]])
 
 
-def make_meter(meter_doc, platform):
-    """The meter driver for config["meter"] (raises ValueError for an unknown type)."""
+def make_meter(meter_doc, platform, doc=None):
+    """The meter driver for config["meter"] (raises ValueError for an unknown type).
+
+    doc: the whole configuration, for the MQTT-fed meter (its broker is the
+    `mqtt` section's, its voltage site.voltage_v).
+    """
     module_name = METER_MODULES.get(meter_doc["type"])
     if module_name is None:
         raise ValueError("meter type %s is not supported" % meter_doc["type"])
+    if meter_doc["type"] == "mqtt":
+        return _import(module_name).from_config(meter_doc, platform, doc)
     return _import(module_name).from_config(meter_doc, platform)
 
 
@@ -650,7 +656,7 @@ def _assemble(platform, doc, log):
     # use" of 88 when a driver's import failed, 53 KB of it live).
     gc.collect()
     try:
-        meter = make_meter(doc["meter"], platform)
+        meter = make_meter(doc["meter"], platform, doc)
     except Exception as error:
         # No meter means no readings: the guard then holds every charger at
         # its failsafe current, which is the safe way to run without one.

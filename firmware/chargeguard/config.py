@@ -33,6 +33,15 @@ Version 1 (CURRENT_VERSION):
                "baud": 115200,         BAUD_RATES (9600 | 115200)
                "format": "8N1",        UART_FORMATS ("8N1" | "7E1"); p1 at 9600 baud needs 7E1
                "invert": true},
+              a meter fed over MQTT ("type": "mqtt", broker of the mqtt section) has instead:
+              {"type": "mqtt",
+               "l1_topic": "", "l2_topic": "", "l3_topic": "",  per-phase values:
+                                       one topic per site phase, or none
+               "phase_unit": "A",      "A" | "W" | "kW"
+               "l1_key": "", ...       "" = the payload is a number, else the JSON member
+               "power_topic": "",      the net power, import positive (or none)
+               "power_key": "", "power_unit": "W",  "W" | "kW"
+               "upside_down": false}   true: every power negated
               a Modbus meter ("type": "modbus") has instead:
               {"type": "modbus",
                "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
@@ -282,6 +291,22 @@ _METER_HTTP = (
     _METER_MODBUS[7],  # upside_down
     ("poll_ms", 1000, _INT, 500, 10000, "ms"),
 )
+# The meter section of a meter fed over MQTT (type "mqtt", meters/mqtt_meter.py;
+# the broker is the mqtt section's); the topics are checked by _check_mqtt_meter().
+_METER_MQTT = (
+    _METER_MODBUS[0],  # type
+    ("l1_topic", "", _TEXT, 0, 128, ""),
+    ("l2_topic", "", _TEXT, 0, 128, ""),
+    ("l3_topic", "", _TEXT, 0, 128, ""),
+    ("phase_unit", "A", _ENUM, ("A", "W", "kW"), None, ""),
+    ("l1_key", "", _OPT_TEXT, 1, 32, ""),
+    ("l2_key", "", _OPT_TEXT, 1, 32, ""),
+    ("l3_key", "", _OPT_TEXT, 1, 32, ""),
+    ("power_topic", "", _TEXT, 0, 128, ""),
+    ("power_key", "", _OPT_TEXT, 1, 32, ""),
+    ("power_unit", "W", _ENUM, ("W", "kW"), None, ""),
+    _METER_MODBUS[7],  # upside_down
+)
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -382,6 +407,8 @@ def charger_defaults():
 def _meter_table(section):
     # The fields of the meter section depend on its type.
     kind = section.get("type")
+    if kind == "mqtt":
+        return _METER_MQTT
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
@@ -874,10 +901,12 @@ def _validate(doc, errors):
         _check_modbus(errors, doc["meter"], meter)
     if meter.get("type") == "http":
         _check_http(errors, meter, site.get("phases"))
+    mqtt = good["mqtt"]
+    if meter.get("type") == "mqtt":
+        _check_mqtt_meter(errors, meter, site.get("phases"), mqtt)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
-    mqtt = good["mqtt"]
     if mqtt.get("enabled") and mqtt.get("host") == "":
         errors.add("mqtt.host", "must be set when mqtt.enabled is true: the broker's IPv4 address or host name", "mqtt.enabled")
 
@@ -910,6 +939,31 @@ def _check_http(errors, meter, phases):
         sys.modules.pop("chargeguard.meters.http_models", None)
         if "http_models" in chargeguard.meters.__dict__:
             delattr(chargeguard.meters, "http_models")
+
+
+def _check_mqtt_meter(errors, meter, phases, mqtt):
+    # A meter fed over MQTT: its topics (exact names, no wildcards), one per
+    # site phase or none, and at least per-phase values or the net power.
+    for key in ("l1_topic", "l2_topic", "l3_topic", "power_topic"):
+        topic = meter.get(key)
+        if topic:
+            message = _topic_error(topic, 1, 128)
+            if message:
+                errors.add("meter." + key, message)
+    given = [bool(meter.get(key)) for key in ("l1_topic", "l2_topic", "l3_topic")]
+    if phases in (1, 3):
+        if phases == 1 and (given[1] or given[2]):
+            errors.add("meter.l2_topic" if given[1] else "meter.l3_topic",
+                       "must be empty on a 1-phase site (only l1_topic)", "site.phases")
+        elif phases == 3 and any(given) and not all(given):
+            missing = ("meter.l1_topic", "meter.l2_topic", "meter.l3_topic")[given.index(False)]
+            errors.add(missing, "must be set: a 3-phase site needs all three per-phase topics or none"
+                       " (a phase without a value would be taken as unloaded)", "site.phases")
+    if not any(given) and not meter.get("power_topic"):
+        errors.add("meter.power_topic", "must be set when no per-phase topic is: the meter needs a value to read")
+    if mqtt.get("host") == "":
+        errors.add("mqtt.host", "must be set for a meter of type mqtt: the broker's IPv4 address or host name",
+                   "meter.type")
 
 
 def _check_solar(errors, solar):
