@@ -289,3 +289,15 @@ def test_two_cadence_tick_allocates_nothing_once_warm():
     finally:
         gc.enable()
     assert after - before == 0, after - before
+
+
+def test_a_starting_car_is_not_taken_for_house_load_on_every_phase():
+    # A car started just before a per-phase list still draws 0 then; as it
+    # picks up its 6 A the total rises: that is the car, not 18 A of house.
+    for total_ms, phase_ms in ((500, 1000), (2500, 10000)):
+        rig = CadenceRig(make_site(breaker_a=25, margin_a=1), [make_charger(max_a=16)], total_ms, phase_ms, 2000)
+        rig.house_ma = [8000, 8000, 8000]
+        rig.run(90000)
+        offers = [values[0] for _, values in rig.offers]
+        assert offers[1] == 6000 and 0 not in offers[1:], (total_ms, offers)
+        assert rig.commands[0].offered_ma == 16000

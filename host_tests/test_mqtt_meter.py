@@ -90,7 +90,10 @@ def test_json_members_kilowatts_and_upside_down():
     link.on_message("p/phases", b'{"l1": -0.46, "l2": 0.23, "l3": 0}')
     assert r.power_w == [460, -230, 0]
     assert r.current_ma == [2222, 1111, 0]  # |P| / (90 % of 230 V): never under the real current
-    assert r.phase_count == 3 and r.phase_tick_ms == 1100 and r.phase_net_w == 1500 and r.tick_ms == 1000
+    assert r.phase_count == 3 and r.phase_tick_ms == 1100 and r.tick_ms == 1000
+    assert r.phase_net_w is None  # the net power that goes with these phases has not come yet
+    link.on_message("p/net", b'{"power": -1.2}')
+    assert r.phase_net_w == 1200 and r.tick_ms == 1100
     link.on_message("p/phases", b'{"l1": 1, "l3": 2}')
     assert meter.last_error == "p/phases: no number in member \"l2\" of '{\"l1\": 1, \"l3\": 2}'"
 
@@ -103,14 +106,17 @@ def test_two_cadences_net_power_fast_phases_slow():
     link.on_message("h/net", b"3450")
     r = meter.reading
     assert calls == [1000] and r.phase_count == 3 and r.phase_tick_ms == 1000
-    assert r.phase_net_w is None  # the phases came before any net power
+    assert r.phase_net_w == 3450  # the first net power after all phases goes with them
     clock.now += 2500
     link.on_message("h/net", b"5000")
-    assert r.tick_ms == 3500 and r.phase_tick_ms == 1000 and r.import_w == 5000
+    assert r.tick_ms == 3500 and r.phase_tick_ms == 1000 and r.import_w == 5000 and r.phase_net_w == 3450
     clock.now += 7500
     for topic in ("h/l1", "h/l2", "h/l3"):
         link.on_message(topic, b"6")
-    assert r.phase_tick_ms == 11000 and r.phase_net_w == 5000 and r.tick_ms == 3500
+    assert r.phase_tick_ms == 11000 and r.phase_net_w == 3450 and r.tick_ms == 3500
+    clock.now += 100
+    link.on_message("h/net", b"4140")
+    assert r.phase_net_w == 4140 and r.tick_ms == 11100
 
 
 def test_a_one_phase_site_and_power_only_meters():

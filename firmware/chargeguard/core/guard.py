@@ -43,17 +43,22 @@ breaker, and gives each charger an offered current inside that envelope:
   ages. When a new set of per-phase values arrives, the house's own load
   per phase is worked out from it (in the three views, with the chargers
   as they were then) and kept, with the house's total then (the net power
-  measured with the phases, less the most the chargers may have drawn).
-  Every tick after that, until the next set: per phase, that house load
-  plus the rise of the house's total since (the fresh net power less the
-  chargers now, each view), all of it on every phase (spread with
-  `balanced_load`); a fall relieves no phase. A load switched on between
-  two per-phase lists is so cut for at the next total, and raises follow
-  the total's cadence. The values are taken again when a charger's
-  reachability or car presence changes (they then count as an old
-  reading). Per-phase values older than `meter_timeout_ms` are never used:
-  the guard runs on the total as for a totals-only meter. The failsafe
-  watches the total's age.
+  measured with the phases less the chargers then). Every tick after that,
+  until the next set: per phase, that house load plus the rise of the
+  house's total since (the fresh net power less the chargers now), all of
+  it on every phase (spread with `balanced_load`); a fall relieves no
+  phase. A load switched on between two per-phase lists is so cut for at
+  the next total, and raises follow the total's cadence. What a car in
+  the middle of a change drew then is known only between the low and the
+  high view: the low view (what is given out) takes all of the rise as the
+  house's, the high view (whether to pause or cut) gives the car the
+  benefit, so a car picking up a start is not taken for house load on
+  every phase; a load switched on while a car picks up a change may so be
+  cut for only once the car's response time is over. The values are taken
+  again when a charger's reachability or car presence changes (they then
+  count as an old reading). Per-phase values older than
+  `meter_timeout_ms` are never used: the guard runs on the total as for a
+  totals-only meter. The failsafe watches the total's age.
 
 All arithmetic is integer; nothing here allocates per tick.
 """
@@ -168,8 +173,9 @@ class Guard:
         self.phase_seen = False  # the base below belongs to phase_seen_ms
         self.phase_seen_ms = 0
         self.phase_seen_mask = 0  # the chargers counted then (reachable, a car)
+        self.phase_seen_net_w = None  # and the net power that went with them
         self.phase_base_ma = [0, 0, 0, 0, 0, 0, 0, 0, 0]  # house per phase: low, high, cut views
-        self.phase_ref_w = 0  # the house's total then (the least it may have been)
+        self.phase_ref_w = [0, 0, 0]  # the house's total then: low, high, cut views
         self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
         # Import (W) the capacity tariff allows now (core/capacity.py), set by
@@ -201,7 +207,12 @@ class Guard:
         self._grid_currents(reading)
         if split:
             mask = self._counted_mask(statuses)
-            if not self.phase_seen or phase_ms != self.phase_seen_ms or mask != self.phase_seen_mask:
+            if (
+                not self.phase_seen
+                or phase_ms != self.phase_seen_ms
+                or mask != self.phase_seen_mask
+                or reading.phase_net_w != self.phase_seen_net_w
+            ):
                 # A new set of per-phase values: the house per phase with the
                 # chargers as at their age.
                 self.reading_ms = phase_ms
@@ -330,7 +341,7 @@ class Guard:
         base = self.phase_base_ma
         house_scheme = self.site.scheme == SCHEME_HOUSE
         voltage_v = self.site.voltage_v
-        high_w = 0
+        low_w = high_w = cut_w = 0
         for phase in range(PHASES):
             low = high = cut = 0
             if not house_scheme:
@@ -344,23 +355,38 @@ class Guard:
             base[phase] = grid - low
             base[3 + phase] = grid - high
             base[6 + phase] = grid - cut
+            low_w += low * voltage_v // 1000
             high_w += high * voltage_v // 1000
+            cut_w += cut * voltage_v // 1000
         net_w = reading.phase_net_w
         if net_w is None:
             net_w = reading.net_power_w()
-        self.phase_ref_w = (net_w or 0) - high_w
+        net_w = net_w or 0
+        # What the chargers drew then is only known between the low and the
+        # high view. The low view's rise takes them at the most then (so the
+        # most of a rise is the house's: nothing is given out for it), the
+        # high view's at the least (a car picking up a start or a raise is
+        # not taken for house load on every phase: nobody is paused for it).
+        ref = self.phase_ref_w
+        ref[0] = net_w - high_w
+        ref[1] = net_w - low_w
+        ref[2] = net_w - cut_w
         self.phase_seen = True
         self.phase_seen_ms = phase_ms
         self.phase_seen_mask = mask
+        self.phase_seen_net_w = reading.phase_net_w
 
-    def _rise_ma(self, net_w, draw_w):
+    def _rise_ma(self, net_w, draw_w, view):
         """The house's load added since the kept per-phase values (mA on a phase, >= 0).
 
-        net_w: the net power now; draw_w: the chargers now (one view), W.
-        All of it may sit on any one phase (with balanced_load: spread).
+        net_w: the net power now; draw_w: the chargers now in one view (W),
+        compared with the house's total then (view 0 low: the chargers then
+        at their high view; 1 high: at their low view; 2 cut: at their
+        offers, see _take_phase_base). All of it may sit on any one phase
+        (with balanced_load: spread).
         """
         site = self.site
-        rise_w = net_w - draw_w - self.phase_ref_w
+        rise_w = net_w - draw_w - self.phase_ref_w[view]
         if rise_w <= 0:
             return 0
         rise = -(-rise_w * 1000 // site.voltage_v)
@@ -420,9 +446,9 @@ class Guard:
         rise_low = rise_high = rise_cut = 0
         if split:
             net_now_w = reading.net_power_w() or 0
-            rise_low = self._rise_ma(net_now_w, low_w)
-            rise_high = self._rise_ma(net_now_w, high_w)
-            rise_cut = self._rise_ma(net_now_w, cut_w)
+            rise_low = self._rise_ma(net_now_w, low_w, 0)
+            rise_high = self._rise_ma(net_now_w, high_w, 1)
+            rise_cut = self._rise_ma(net_now_w, cut_w, 2)
             base = self.phase_base_ma
         grid = self.grid_ma
         for phase in range(PHASES):

@@ -20,9 +20,10 @@ What the reading says (core/model.GridReading):
   three (a dead phase topic is a stale meter, not an old value taken as new);
 - net power only: a totals-only meter (phase_count 0, the guard's worst case);
 - both: a meter with two cadences: `tick_ms` is the net power's arrival,
-  `phase_tick_ms` the oldest per-phase value's, `phase_net_w` the net power
-  when the last per-phase value came (the guard uses each at its own age,
-  core/guard.py). Per-phase values are used only once all have come.
+  `phase_tick_ms` the oldest per-phase value's, `phase_net_w` the first net
+  power that came after all phases had come (a publisher's round: phases,
+  then the total; the guard uses each at its own age, core/guard.py).
+  Per-phase values are used only once all have come.
 
 Magnitudes: a current has no sign on MQTT, and a per-phase current given
 as power is |P| / (90 % of site.voltage_v) (never less than the real current
@@ -96,6 +97,7 @@ class MqttMeter:
         self._phase_ms = [0, 0, 0]
         self._got = 0  # bit per value received at least once: 1, 2, 4 phases, 8 power
         self._net_w = None
+        self._fresh = 0  # bit per phase received since the last net power
         self._buf = bytearray(_BARE)
         self._buf[0:5] = b'{"v":'
         self._on_reading = None
@@ -150,6 +152,10 @@ class MqttMeter:
             reading.export_w = -value if value < 0 else 0
             reading.tick_ms = now
             self._got |= 8
+            if self._fresh == (1 << self._phases) - 1:
+                # Every phase came since the last net power: this one goes with them.
+                reading.phase_net_w = value
+                self._fresh = 0
             return
         value = self._number(payload, self._keys[slot], self._phase_scale)
         if self._phase_current:
@@ -164,8 +170,7 @@ class MqttMeter:
         reading.power_w[slot] = power
         self._phase_ms[slot] = now
         self._got |= 1 << slot
-        if self._has_power:
-            reading.phase_net_w = self._net_w
+        self._fresh |= 1 << slot
 
     def _publish(self, now):
         # Stamp the reading and tell the app, once what it needs has come.
