@@ -42,6 +42,11 @@ Version 1 (CURRENT_VERSION):
                "power_topic": "",      the net power, import positive (or none)
                "power_key": "", "power_unit": "W",  "W" | "kW"
                "upside_down": false}   true: every power negated
+              CT clamps on the board's ct_adc_pins ("type": "ct") have instead:
+              {"type": "ct", "turns": 2000,  100..10000, the clamp's ratio (SCT-013-000: 2000)
+               "burden_ohm": 33,       1..10000 ohm; "vref_mv": 3100: 1000..3600, ADC full scale
+               "factor_ua": 0,         0 = from turns and burden, else 100..500000 uA a step
+               "mains_hz": 50,         50 | 60; "floor_ma": 200: 0..5000, below reads 0
               a Modbus meter ("type": "modbus") has instead:
               {"type": "modbus",
                "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
@@ -307,6 +312,16 @@ _METER_MQTT = (
     ("power_unit", "W", _ENUM, ("W", "kW"), None, ""),
     _METER_MODBUS[7],  # upside_down
 )
+# The meter section of CT clamps on the board's ADC1 pins (type "ct", meters/ct_meter.py).
+_METER_CT = (
+    _METER_MODBUS[0],  # type
+    ("turns", 2000, _INT, 100, 10000, ""),
+    ("burden_ohm", 33, _INT, 1, 10000, "ohm"),
+    ("vref_mv", 3100, _INT, 1000, 3600, "mV"),
+    ("factor_ua", 0, _ZERO_OR, 100, 500000, "uA", "from turns and burden"),
+    ("mains_hz", 50, _ONEOF, (50, 60), None, "Hz"),
+    ("floor_ma", 200, _INT, 0, 5000, "mA"),
+)
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -409,6 +424,8 @@ def _meter_table(section):
     kind = section.get("type")
     if kind == "mqtt":
         return _METER_MQTT
+    if kind == "ct":
+        return _METER_CT
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
