@@ -296,32 +296,6 @@ _METER_HTTP = (
     _METER_MODBUS[7],  # upside_down
     ("poll_ms", 1000, _INT, 500, 10000, "ms"),
 )
-# The meter section of a meter fed over MQTT (type "mqtt", meters/mqtt_meter.py;
-# the broker is the mqtt section's); the topics are checked by _check_mqtt_meter().
-_METER_MQTT = (
-    _METER_MODBUS[0],  # type
-    ("l1_topic", "", _TEXT, 0, 128, ""),
-    ("l2_topic", "", _TEXT, 0, 128, ""),
-    ("l3_topic", "", _TEXT, 0, 128, ""),
-    ("phase_unit", "A", _ENUM, ("A", "W", "kW"), None, ""),
-    ("l1_key", "", _OPT_TEXT, 1, 32, ""),
-    ("l2_key", "", _OPT_TEXT, 1, 32, ""),
-    ("l3_key", "", _OPT_TEXT, 1, 32, ""),
-    ("power_topic", "", _TEXT, 0, 128, ""),
-    ("power_key", "", _OPT_TEXT, 1, 32, ""),
-    ("power_unit", "W", _ENUM, ("W", "kW"), None, ""),
-    _METER_MODBUS[7],  # upside_down
-)
-# The meter section of CT clamps on the board's ADC1 pins (type "ct", meters/ct_meter.py).
-_METER_CT = (
-    _METER_MODBUS[0],  # type
-    ("turns", 2000, _INT, 100, 10000, ""),
-    ("burden_ohm", 33, _INT, 1, 10000, "ohm"),
-    ("vref_mv", 3100, _INT, 1000, 3600, "mV"),
-    ("factor_ua", 0, _ZERO_OR, 100, 500000, "uA", "from turns and burden"),
-    ("mains_hz", 50, _ONEOF, (50, 60), None, "Hz"),
-    ("floor_ma", 200, _INT, 0, 5000, "mA"),
-)
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -422,10 +396,12 @@ def charger_defaults():
 def _meter_table(section):
     # The fields of the meter section depend on its type.
     kind = section.get("type")
-    if kind == "mqtt":
-        return _METER_MQTT
-    if kind == "ct":
-        return _METER_CT
+    if kind == "mqtt" or kind == "ct":
+        # Their rows live in meters/meter_fields.py, loaded only for these
+        # types: a P1 or Modbus site never interns their names.
+        from chargeguard.meters import meter_fields
+
+        return meter_fields.table(kind, _METER_MODBUS[0], _METER_MODBUS[7], _TEXT, _OPT_TEXT)
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
@@ -921,8 +897,8 @@ def _validate(doc, errors):
     if meter.get("type") == "http":
         _check_http(errors, meter, site.get("phases"))
     mqtt = good["mqtt"]
-    if meter.get("type") == "mqtt":
-        _check_mqtt_meter(errors, meter, site.get("phases"), mqtt)
+    if meter.get("type") in ("mqtt", "ct"):
+        _check_meter_fields(errors, meter, site.get("phases"), mqtt)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
@@ -960,29 +936,19 @@ def _check_http(errors, meter, phases):
             delattr(chargeguard.meters, "http_models")
 
 
-def _check_mqtt_meter(errors, meter, phases, mqtt):
-    # A meter fed over MQTT: its topics (exact names, no wildcards), one per
-    # site phase or none, and at least per-phase values or the net power.
-    for key in ("l1_topic", "l2_topic", "l3_topic", "power_topic"):
-        topic = meter.get(key)
-        if topic:
-            message = _topic_error(topic, 1, 128)
-            if message:
-                errors.add("meter." + key, message)
-    given = [bool(meter.get(key)) for key in ("l1_topic", "l2_topic", "l3_topic")]
-    if phases in (1, 3):
-        if phases == 1 and (given[1] or given[2]):
-            errors.add("meter.l2_topic" if given[1] else "meter.l3_topic",
-                       "must be empty on a 1-phase site (only l1_topic)", "site.phases")
-        elif phases == 3 and any(given) and not all(given):
-            missing = ("meter.l1_topic", "meter.l2_topic", "meter.l3_topic")[given.index(False)]
-            errors.add(missing, "must be set: a 3-phase site needs all three per-phase topics or none"
-                       " (a phase without a value would be taken as unloaded)", "site.phases")
-    if not any(given) and not meter.get("power_topic"):
-        errors.add("meter.power_topic", "must be set when no per-phase topic is: the meter needs a value to read")
-    if mqtt.get("host") == "":
-        errors.add("mqtt.host", "must be set for a meter of type mqtt: the broker's IPv4 address or host name",
-                   "meter.type")
+def _check_meter_fields(errors, meter, phases, mqtt):
+    # The MQTT-fed meter's and the CT clamps' rules (meters/meter_fields.py),
+    # then the module is unloaded (its names cost a running site nothing).
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import meter_fields
+
+    try:
+        meter_fields.check(errors, meter, phases, mqtt, _topic_error)
+    finally:
+        sys.modules.pop("chargeguard.meters.meter_fields", None)
+        if "meter_fields" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "meter_fields")
 
 
 def _check_solar(errors, solar):

@@ -155,6 +155,8 @@ class Platform:
             if not 32 <= pin <= 39:
                 raise ValueError("GPIO%d is no ADC1 pin (32-39): ADC2 cannot be read with Wi-Fi on" % pin)
             adcs.append(machine.ADC(machine.Pin(pin), atten=machine.ADC.ATTN_11DB))
+        from .esp32_adc import Esp32Adc  # loaded only for CT clamps
+
         return Esp32Adc(adcs)
 
     # --- watchdog ----------------------------------------------------------
@@ -336,32 +338,6 @@ class Platform:
     def free_memory(self):
         """Free Python heap in bytes."""
         return gc.mem_free()
-
-
-class Esp32Adc:
-    """The CT clamps' ADC1 channels: burst() samples one stretch, paced by time.ticks_us."""
-
-    def __init__(self, adcs):
-        self.adcs = adcs
-
-    def burst(self, bufs, start, count, cycle_us):
-        """Sample every channel `count` times evenly over `cycle_us` into bufs[ch][start:start+count] (12 bit).
-
-        Blocks for cycle_us (one mains cycle, 20 ms at 50 Hz): the caller
-        yields to the loop between bursts. read_u16() is 0..65535 on every
-        port; >> 4 gives the ADC's 12 bits.
-        """
-        adcs = self.adcs
-        channels = len(adcs)
-        ticks_us = time.ticks_us
-        ticks_diff = time.ticks_diff
-        t0 = ticks_us()
-        for index in range(count):
-            due = index * cycle_us // count
-            while ticks_diff(ticks_us(), t0) < due:
-                pass
-            for ch in range(channels):
-                bufs[ch][start + index] = adcs[ch].read_u16() >> 4
 
 
 class Esp32Uart:
