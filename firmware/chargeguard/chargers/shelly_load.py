@@ -45,12 +45,10 @@ Errors (`status.error`, `last_error`): the HTTP client's error or "HTTP <n>",
 
 import time
 
-import asyncio
-
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, ChargerStatus
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -135,26 +133,15 @@ class ShellyLoad:
 
     async def apply(self, offered_ma):
         """Switch the load on when `offered_ma` reaches its step, else off. True when the relay has it; never raises."""
-        self._command_seq += 1
-        seq = self._command_seq
-        while True:
-            if seq != self._command_seq:
-                return False
-            if not self._applying:
-                break
-            await asyncio.sleep(0.01)
-        self._applying = True
-        try:
-            on = int(offered_ma) >= self.step_ma
-            due = self._on is not on or (on and ticks_diff(self._clock(), self._on_at) >= RENEW_MS)
-            if due and not await self._switch(on):
-                return False
-            self.status.offered_ma = self.step_ma if on else 0
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        finally:
-            self._applying = False
-        self.status.error = self._poll_error
+        return await apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        # Under apply_box: True when the box has the command.
+        on = int(offered_ma) >= self.step_ma
+        due = self._on is not on or (on and ticks_diff(self._clock(), self._on_at) >= RENEW_MS)
+        if due and not await self._switch(on):
+            return False
+        self.status.offered_ma = self.step_ma if on else 0
         return True
 
     async def _switch(self, on):
@@ -174,16 +161,11 @@ class ShellyLoad:
         return self._failed("switch: " + (client.error or "HTTP %d" % code))
 
     def _failed(self, message, poll=0):
-        # As in the other HTTP drivers: poll 1 = a bad answer, 2 = no answer
-        # at all (the relay may have rebooted: forget what it had).
-        status = self.status
-        status.error = self.last_error = message
-        if poll:
-            status.reachable = False
-            self._poll_error = message
-            if poll == 2:
-                self._on = None
-        return False
+        return fail_box(self, message, poll)
+
+    def _forget(self):
+        # No answer at all: the box may have rebooted (net/http.fail_box).
+        self._on = None
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
