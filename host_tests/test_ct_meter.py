@@ -45,16 +45,31 @@ class FakeAdc:
                 bufs[ch][start + index] = min(4095, max(0, value))
 
 
+class FakeAdcModule:
+    """Stands in for platform/<name>_adc.py."""
+
+    def __init__(self):
+        self.asked = None
+        self.adc = None
+
+    def open_adc(self, platform, channels):
+        self.asked = channels
+        return self.adc
+
+
 class Platform:
+    name = "testfake"
+
     def __init__(self, adc, clock):
         self.adc = adc
         self.ticks_ms = clock.ticks_ms
         self.sleep_ms = clock.sleep_ms
-        self.asked = None
+        import sys
 
-    def open_adc(self, channels):
-        self.asked = channels
-        return self.adc
+        module = FakeAdcModule()
+        module.adc = adc
+        sys.modules["chargeguard.platform.testfake_adc"] = module
+        self.module = module
 
 
 def doc(phases=3, **meter):
@@ -73,7 +88,7 @@ def make(amps, phases=3, **meter):
 
 def test_a_window_is_ten_whole_cycles_a_burst_each_with_the_loop_free_between():
     meter, adc, clock, platform = make((10.0, 2.5, 0.0))
-    assert platform.asked == 3
+    assert platform.module.asked == 3
     asyncio.run(meter.sample_window())
     assert adc.bursts == [(48 * i, 48, 20000) for i in range(10)]
     assert clock.sleeps == [0] * 10  # the loop gets a turn after every 20 ms burst

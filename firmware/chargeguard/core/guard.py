@@ -40,27 +40,11 @@ breaker, and gives each charger an offered current inside that envelope:
   the least they may draw (room the reading shows);
 - with no fresh reading for `meter_timeout_ms` every charger gets its
   failsafe current (0 = paused) until readings return;
-- a meter with two cadences (GridReading.phase_tick_ms set: HAN's total
-  every 2.5 s and phases every 10 s, an MQTT-fed meter) is used at both
-  ages. When a new set of per-phase values arrives, the house's own load
-  per phase is worked out from it (in the three views, with the chargers
-  as they were then) and kept, with the house's total then (the net power
-  measured with the phases less the chargers then). Every tick after that,
-  until the next set: per phase, that house load plus the rise of the
-  house's total since (the fresh net power less the chargers now), all of
-  it on every phase (spread with `balanced_load`); a fall relieves no
-  phase. A load switched on between two per-phase lists is so cut for at
-  the next total, and raises follow the total's cadence. What a car in
-  the middle of a change drew then is known only between the low and the
-  high view: the low view (what is given out) takes all of the rise as the
-  house's, the high view (whether to pause or cut) gives the car the
-  benefit, so a car picking up a start is not taken for house load on
-  every phase; a load switched on while a car picks up a change may so be
-  cut for only once the car's response time is over. The values are taken
-  again when a charger's reachability or car presence changes (they then
-  count as an old reading). Per-phase values older than
-  `meter_timeout_ms` are never used: the guard runs on the total as for a
-  totals-only meter. The failsafe watches the total's age.
+- a meter with two cadences (GridReading.phase_tick_ms set: a HAN meter's
+  total every 2.5 s and phases every 10 s, an MQTT-fed meter) is used at
+  both ages: the per-phase values as the base, the fresh total's rise since
+  on every phase; old per-phase values are never used (core/cadence.py,
+  loaded only for such a meter).
 
 All arithmetic is integer; nothing here allocates per tick.
 """
@@ -167,17 +151,9 @@ class Guard:
         self.cut_headroom_ma = [0, 0, 0]
         self.cut_budget_w = _BIG
         self.shed_budget_w = _BIG
-        self.reading_ms = 0  # tick of the grid reading in use (of its per-phase values)
-        # A two-cadence reading (see the module doc): whether its per-phase
-        # values are used this tick, and the chargers' draw summed over the
-        # phases (W, three views) at the age of its total.
-        self.per_phase = False
-        self.phase_seen = False  # the base below belongs to phase_seen_ms
-        self.phase_seen_ms = 0
-        self.phase_seen_mask = 0  # the chargers counted then (reachable, a car)
-        self.phase_seen_net_w = None  # and the net power that went with them
-        self.phase_base_ma = [0, 0, 0, 0, 0, 0, 0, 0, 0]  # house per phase: low, high, cut views
-        self.phase_ref_w = [0, 0, 0]  # the house's total then: low, high, cut views
+        self.reading_ms = 0  # tick of the grid reading in use
+        self.per_phase = False  # its per-phase values are used this tick (not: totals only)
+        self.cadence = None  # core/cadence.TwoCadences once a two-cadence reading came
         self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
         # Import (W) the capacity tariff allows now (core/capacity.py), set by
@@ -198,29 +174,17 @@ class Guard:
             self._failsafe(now_ms, commands)
             return
         self.failsafe = False
-        phase_ms = reading.phase_tick_ms
-        split = phase_ms is not None and reading.phase_count > 0
-        if split and ticks_diff(now_ms, phase_ms) > site.meter_timeout_ms:
-            split = False  # old per-phase values are never taken as new: the total alone
-            self.per_phase = False
-        else:
-            self.per_phase = reading.phase_count > 0
+        self.per_phase = reading.phase_count > 0
         self.reading_ms = reading.tick_ms
+        split = False
+        if reading.phase_tick_ms is not None and self.per_phase:
+            # A meter with two cadences: core/cadence.py, loaded for it only.
+            if self.cadence is None:
+                from chargeguard.core.cadence import TwoCadences
+
+                self.cadence = TwoCadences()
+            split = self.cadence.prepare(self, reading, statuses, now_ms)
         self._grid_currents(reading)
-        if split:
-            mask = self._counted_mask(statuses)
-            if (
-                not self.phase_seen
-                or phase_ms != self.phase_seen_ms
-                or mask != self.phase_seen_mask
-                or reading.phase_net_w != self.phase_seen_net_w
-            ):
-                # A new set of per-phase values: the house per phase with the
-                # chargers as at their age.
-                self.reading_ms = phase_ms
-                self._estimate_draws(statuses, now_ms)
-                self._take_phase_base(reading, statuses, phase_ms, mask)
-                self.reading_ms = reading.tick_ms
         self._estimate_draws(statuses, now_ms)
         self._headroom(reading, statuses, split)
         self._choose_active(statuses, targets_ma, now_ms)
@@ -329,73 +293,6 @@ class Guard:
             if took and state.raised:
                 state.took_raise = True
 
-    def _counted_mask(self, statuses):
-        # Bit per charger whose draw counts (reachable, not known to have no car).
-        mask = 0
-        for index in range(len(statuses)):
-            status = statuses[index]
-            if status.reachable and status.car != CAR_NONE:
-                mask |= 1 << index
-        return mask
-
-    def _take_phase_base(self, reading, statuses, phase_ms, mask):
-        """Keep the house's load per phase (three views) and its total, from new per-phase values."""
-        base = self.phase_base_ma
-        house_scheme = self.site.scheme == SCHEME_HOUSE
-        voltage_v = self.site.voltage_v
-        low_w = high_w = cut_w = 0
-        for phase in range(PHASES):
-            low = high = cut = 0
-            if not house_scheme:
-                for index in range(len(self.states)):
-                    if statuses[index].reachable:
-                        state = self.states[index]
-                        low += state.draw_low_ma[phase]
-                        high += state.draw_high_ma[phase]
-                        cut += state.draw_cut_ma[phase]
-            grid = self.grid_ma[phase]
-            base[phase] = grid - low
-            base[3 + phase] = grid - high
-            base[6 + phase] = grid - cut
-            low_w += low * voltage_v // 1000
-            high_w += high * voltage_v // 1000
-            cut_w += cut * voltage_v // 1000
-        net_w = reading.phase_net_w
-        if net_w is None:
-            net_w = reading.net_power_w()
-        net_w = net_w or 0
-        # What the chargers drew then is only known between the low and the
-        # high view. The low view's rise takes them at the most then (so the
-        # most of a rise is the house's: nothing is given out for it), the
-        # high view's at the least (a car picking up a start or a raise is
-        # not taken for house load on every phase: nobody is paused for it).
-        ref = self.phase_ref_w
-        ref[0] = net_w - high_w
-        ref[1] = net_w - low_w
-        ref[2] = net_w - cut_w
-        self.phase_seen = True
-        self.phase_seen_ms = phase_ms
-        self.phase_seen_mask = mask
-        self.phase_seen_net_w = reading.phase_net_w
-
-    def _rise_ma(self, net_w, draw_w, view):
-        """The house's load added since the kept per-phase values (mA on a phase, >= 0).
-
-        net_w: the net power now; draw_w: the chargers now in one view (W),
-        compared with the house's total then (view 0 low: the chargers then
-        at their high view; 1 high: at their low view; 2 cut: at their
-        offers, see _take_phase_base). All of it may sit on any one phase
-        (with balanced_load: spread).
-        """
-        site = self.site
-        rise_w = net_w - draw_w - self.phase_ref_w[view]
-        if rise_w <= 0:
-            return 0
-        rise = -(-rise_w * 1000 // site.voltage_v)
-        if site.balanced_load:
-            return -(-rise // site.phases)
-        return rise
-
     def _headroom(self, reading, statuses, split=False):
         """What the commandable chargers may draw together, per phase and in power.
 
@@ -445,15 +342,10 @@ class Guard:
             base_low = self._totals_base(low_w, net_w)
             base_high = self._totals_base(high_w, net_w)
             base_cut = self._totals_base(cut_w, net_w)
-        rise_low = rise_high = rise_cut = 0
-        if split:
-            net_now_w = reading.net_power_w() or 0
-            rise_low = self._rise_ma(net_now_w, low_w, 0)
-            rise_high = self._rise_ma(net_now_w, high_w, 1)
-            rise_cut = self._rise_ma(net_now_w, cut_w, 2)
-            base = self.phase_base_ma
         grid = self.grid_ma
-        for phase in range(PHASES):
+        if split:
+            self.cadence.headroom(self, reading, low_w, high_w, cut_w, limit_ma)
+        for phase in range(0 if split else PHASES):
             if phase >= site.phases:
                 self.headroom_ma[phase] = 0
                 self.shed_headroom_ma[phase] = 0
@@ -463,12 +355,6 @@ class Guard:
                 self.headroom_ma[phase] = limit_ma - base_low
                 self.shed_headroom_ma[phase] = limit_ma - base_high
                 self.cut_headroom_ma[phase] = limit_ma - base_cut
-            elif split:
-                # The house as the per-phase values showed it, plus its rise since.
-                self.headroom_ma[phase] = limit_ma - base[phase] - rise_low
-                self.shed_headroom_ma[phase] = limit_ma - base[3 + phase] - rise_high
-                self.cut_headroom_ma[phase] = limit_ma - base[6 + phase] - rise_cut
-                grid[phase] = base[phase] + rise_low + draw_low[phase]
             else:
                 self.headroom_ma[phase] = limit_ma - grid[phase] + draw_low[phase]
                 self.shed_headroom_ma[phase] = limit_ma - grid[phase] + draw_high[phase]

@@ -136,29 +136,6 @@ class Platform:
             de = machine.Pin(de, machine.Pin.OUT, value=0)  # receive
         return Esp32Rs485(uart, de)
 
-    # --- CT clamps (ADC1) ---------------------------------------------------
-
-    def open_adc(self, channels):
-        """The first `channels` of board["ct_adc_pins"] as an Esp32Adc (`burst(bufs, start, count, cycle_us)`).
-
-        ADC1 pins only (GPIO32-39): ADC2 cannot be read while Wi-Fi is on
-        (ESP-IDF GPIO docs). 11 dB attenuation: about 0-3.1 V full scale, the
-        mid-rail bias of a CT circuit inside it. Raises ValueError for a board
-        without enough ADC1 pins.
-        """
-        pins = self.board.get("ct_adc_pins") or ()
-        if len(pins) < channels:
-            raise ValueError("board %s has %d CT clamp pins (ct_adc_pins), %d needed" % (
-                self.board.get("name"), len(pins), channels))
-        adcs = []
-        for pin in pins[:channels]:
-            if not 32 <= pin <= 39:
-                raise ValueError("GPIO%d is no ADC1 pin (32-39): ADC2 cannot be read with Wi-Fi on" % pin)
-            adcs.append(machine.ADC(machine.Pin(pin), atten=machine.ADC.ATTN_11DB))
-        from .esp32_adc import Esp32Adc  # loaded only for CT clamps
-
-        return Esp32Adc(adcs)
-
     # --- watchdog ----------------------------------------------------------
 
     def watchdog_start(self, timeout_ms):

@@ -107,21 +107,6 @@ class Platform:
             code = error.args[0] if error.args else 5  # EIO
             raise OSError(code, "P1 device %s cannot be opened: %s" % (path, _reason(error)))
 
-    def open_adc(self, channels):
-        """The CT clamps' ADC, faked: a UnixAdc whose clamps carry the RMS currents in the file CHARGEGUARD_CT_AMPS.
-
-        The file holds one number of amperes per channel ("10.5 2 0.3"), read
-        again at every burst (the simulator writes it); the fake adds the
-        mid-rail bias and the ADC's 12-bit range as an SCT-013-000 with a 33 ohm
-        burden at 3.3 V would give them. OSError when no file is configured.
-        """
-        path = os.getenv("CHARGEGUARD_CT_AMPS") or self.board.get("ct_amps_file")
-        if not path:
-            raise OSError(19, "no CT clamps on the unix port: set CHARGEGUARD_CT_AMPS to a file of amperes")  # ENODEV
-        from .unix_adc import UnixAdc  # loaded only for CT clamps: a site without them never holds its code
-
-        return UnixAdc(path, channels)
-
     def open_rs485(self, baud, data_bits, parity, stop_bits):
         """Open the RS485 (Modbus RTU) serial device; a UnixUart that can also `write(buf)`.
 

@@ -1,4 +1,25 @@
-"""The unix port's fake CT clamp ADC (Platform.open_adc): sine currents read from a file, as ADC1 steps."""
+"""The unix port's fake CT clamp ADC: sine currents read from a file, as ADC1 steps.
+
+A platform module of its own (platform/<name>_adc.py, `open_adc(platform,
+channels)`), loaded by meters/ct_meter.py only for CT clamps.
+"""
+
+import os
+
+
+def open_adc(platform, channels):
+    """A UnixAdc whose clamps carry the RMS currents in the file CHARGEGUARD_CT_AMPS (or board["ct_amps_file"]).
+
+    The file holds one number of amperes per channel ("10.5 2 0.3"), read
+    again at every burst (a simulator writes it); the fake adds the
+    mid-rail bias and the ADC's 12-bit range as an SCT-013-000 with a 33 ohm
+    burden at 3.3 V would give them. OSError when no file is configured.
+    """
+    path = os.getenv("CHARGEGUARD_CT_AMPS") or platform.board.get("ct_amps_file")
+    if not path:
+        raise OSError(19, "no CT clamps on the unix port: set CHARGEGUARD_CT_AMPS to a file of amperes")  # ENODEV
+    return UnixAdc(path, channels)
+
 
 class UnixAdc:
     """The fake ADC of open_adc(): sine currents from a file, sampled as the real ADC1 would be (see open_adc)."""
