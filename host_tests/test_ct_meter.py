@@ -181,3 +181,85 @@ def test_the_unix_fake_adc_reads_amps_from_a_file():
     assert meter.reading.current_ma[2] == 0
     if old is None and hasattr(os, "environ"):
         del os.environ["CHARGEGUARD_CT_AMPS"]
+
+
+def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
+    import json
+    import sys
+
+    import support
+
+    class FakeAdc1:
+        ATTN_11DB = 3
+
+        def __init__(self, pin, atten=None):
+            self.pin = pin
+            self.atten = atten
+            self.reads = 0
+
+        def read_u16(self):
+            self.reads += 1
+            return (self.pin.id * 1000 + self.reads) << 4 & 0xFFFF
+
+    class FakePin:
+        def __init__(self, pin_id):
+            self.id = pin_id
+
+    class FakeTime:
+        def __init__(self):
+            self.us = 0
+
+        def ticks_us(self):
+            self.us += 7  # each look at the clock takes a little time
+            return self.us
+
+        def ticks_diff(self, a, b):
+            return a - b
+
+    class Machine:
+        pass
+
+    machine = Machine()
+    machine.ADC = FakeAdc1
+    machine.Pin = FakePin
+    saved = sys.modules.get("machine")
+    sys.modules["machine"] = machine
+    sys.modules.pop("chargeguard.platform.esp32_adc", None)
+    try:
+        from chargeguard.platform import esp32_adc
+
+        clock = esp32_adc.time = FakeTime()
+
+        class Board:
+            pass
+
+        platform = Board()
+        cut = support.HERE.rfind("/")
+        root = support.HERE[:cut] if cut > 0 else "."
+        with open(root + "/boards/esp32_devkit.json") as handle:
+            platform.board = json.load(handle)
+        adc = esp32_adc.open_adc(platform, 3)
+        assert [a.pin.id for a in adc.adcs] == [36, 39, 34] and adc.adcs[0].atten == FakeAdc1.ATTN_11DB
+        bufs = [[0] * 8 for _ in range(3)]
+        adc.burst(bufs, 4, 4, 1000)
+        assert bufs[0][4:] == [(36 * 1000 + n) & 0xFFF for n in (1, 2, 3, 4)] and bufs[0][:4] == [0] * 4
+        assert clock.us >= 750  # the 4th sample waited for 3/4 of the cycle
+        platform.board["ct_adc_pins"] = [36, 25]  # GPIO25 is on ADC2
+        try:
+            esp32_adc.open_adc(platform, 2)
+        except ValueError as error:
+            assert "GPIO25 is no ADC1 pin" in error.args[0]
+        else:
+            raise AssertionError("an ADC2 pin was taken")
+        try:
+            esp32_adc.open_adc(platform, 3)
+        except ValueError as error:
+            assert "2 CT clamp pins" in error.args[0]
+        else:
+            raise AssertionError("too few pins were taken")
+    finally:
+        sys.modules.pop("chargeguard.platform.esp32_adc", None)
+        if saved is None:
+            sys.modules.pop("machine", None)
+        else:
+            sys.modules["machine"] = saved
