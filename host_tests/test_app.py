@@ -560,3 +560,21 @@ def test_the_meters_error_is_logged_once_per_change():
     asyncio.run(run_for(app, 10, scenario))
     said = [line for line in lines if line.startswith("meter:")]
     assert said == ["meter: no answer (check address, baud, parity, A/B wiring)", "meter: ok"], said
+
+
+def test_a_meter_cadence_close_to_meter_timeout_is_warned_once():
+    # A DSMR 4 meter (a telegram every 10 s) with the default meter_timeout_s 10:
+    # any late telegram would put the chargers on their failsafe current.
+    app, platform, meter, lines = make_app([FakeCharger()])
+    meter.on_reading = app.on_reading
+    start = platform.ticks_ms()
+    for step in range(3):  # a second apart: fine
+        meter.reading.tick_ms = start + step * 1000
+        app.on_reading()
+    assert not any("WARNING: the meter gives a reading every" in line for line in lines)
+    for step in range(3):
+        meter.reading.tick_ms = start + 2000 + (step + 1) * 10000
+        app.on_reading()
+    warned = [line for line in lines if "WARNING: the meter gives a reading every" in line]
+    assert warned == ["WARNING: the meter gives a reading every 10000 ms, close to guard.meter_timeout_s (10 s): a late"
+                      " one puts the chargers on their failsafe current; set meter_timeout_s to at least 20"], lines

@@ -108,7 +108,7 @@ FIELD_CASES = (
     ("guard.ramp_step_a", (1, 2, 32), (0, 33, "2"), "between 1 and 32 A", None),
     ("guard.ramp_interval_s", (1, 5, 60), (0, 61, None), "between 1 and 60 s", None),
     ("guard.ev_response_s", (0, 5, 30), (-1, 31, False), "between 0 and 30 s", None),
-    ("meter.type", ("p1",), ("modbus_rtu", "ct", "", 1, "P1"), "p1", None),
+    ("meter.type", ("p1",), ("modbus_rtu", "ct_clamp", "", 1, "P1"), "p1", None),
     ("meter.baud", (9600, 115200), (19200, 0, "115200", True), "9600 or 115200 baud", {"meter": {"format": "7E1"}}),
     ("meter.format", ("8N1", "7E1"), ("8E1", "", 8), "8N1, 7E1", None),
     ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),

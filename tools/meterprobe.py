@@ -4,6 +4,7 @@
     python tools/meterprobe.py --model em24 --host 192.168.1.50 [--port 502]
     python tools/meterprobe.py --model homewizard --host 192.168.1.60 [--port 80]
     python tools/meterprobe.py --model shelly_em1 --host 192.168.1.61 [--channel 1]
+    python tools/meterprobe.py --model p1 --device /dev/ttyUSB0 [--baud 115200|9600] [--format 8N1|7E1]
     python tools/meterprobe.py --config config.json --device /dev/ttyUSB0     (the meter section of a config)
     add --every 1 to read once a second until Ctrl-C
 
@@ -19,6 +20,14 @@ Gen1 3EM / EM: docs/meters.md) are read with meters/http_meter.py: the same
 values, the error in words (no answer, connection refused, HTTP 403: the
 HomeWizard's local API is off, HTTP 404: another model, bad JSON), and the
 same notes on a meter mounted upside down.
+
+A P1 port (a USB P1 cable) is read with meters/p1.py, the firmware's own
+parser: it waits up to --wait-s (default 25 s: DSMR 2.2 to 4 send every 10 s)
+for a telegram and prints its header and values, or each rejected telegram's
+reason in words (CRC mismatch, cut short, too long, no power values) and what
+to try when nothing or only garbage arrives (line speed and format, an
+uninverted signal, a port that the grid operator has not switched on).
+tools/p1decode gives the same telegrams as JSON, and decodes captures.
 """
 
 import argparse
@@ -38,6 +47,7 @@ from chargeguard.meters import http_meter  # noqa: E402
 from chargeguard.meters import http_models  # noqa: E402
 from chargeguard.meters import modbus as modbus_meter  # noqa: E402
 from chargeguard.meters import modbus_models  # noqa: E402
+from chargeguard.meters import p1 as p1_meter  # noqa: E402
 from chargeguard.platform import unix  # noqa: E402
 
 PLAUSIBLE_MV = (80000, 300000)  # a phase voltage outside this is not a real mains value
@@ -49,10 +59,17 @@ def meter_section(args):
         with open(args.config) as handle:
             doc = json.load(handle)
         meter = dict(doc.get("meter", {}))
+    elif args.model == "p1":
+        meter = {"type": "p1"}
+        if args.baud == 9600 and args.format is None:
+            meter["format"] = "7E1"  # DSMR 2.2 / 3.0
     else:
         kind = "http" if args.model in http_models.MODELS else "modbus"
         meter = {"type": kind, "model": args.model or ""}
-    keys = ("host", "port", "channel") if meter.get("type") == "http" else ("address", "host", "port", "baud", "format")
+    if meter.get("type") == "p1":
+        keys = ("baud", "format")
+    else:
+        keys = ("host", "port", "channel") if meter.get("type") == "http" else ("address", "host", "port", "baud", "format")
     for key in keys:
         value = getattr(args, key)
         if value is not None:
@@ -67,8 +84,8 @@ def meter_section(args):
         for path, text in errors:
             print("%s: %s" % (path, text))
         sys.exit(2)
-    if checked["meter"]["type"] not in ("modbus", "http"):
-        print("meter.type: this probe reads Modbus and HTTP meters (is %s)" % checked["meter"]["type"])
+    if checked["meter"]["type"] not in ("modbus", "http", "p1"):
+        print("meter.type: this probe reads P1, Modbus and HTTP meters (is %s)" % checked["meter"]["type"])
         sys.exit(2)
     return checked["meter"]
 
@@ -183,26 +200,140 @@ def probe_http(section, every):
     return 0 if got else 1
 
 
+class _CountingUart:
+    """The P1 UART, counting the bytes that arrive (to tell silence from garbage)."""
+
+    def __init__(self, uart):
+        self.uart = uart
+        self.received = 0
+
+    def read_now(self, buf):
+        got = self.uart.read_now(buf)
+        self.received += got or 0
+        return got
+
+    def __getattr__(self, name):
+        return getattr(self.uart, name)
+
+
+P1_HINT_SILENT = (
+    "nothing arrives on %s: is the cable in the meter's P1 port (RJ12) and its other end in this computer? "
+    "Some meters send only once the grid operator switched the port on (Belgium: in the Fluvius portal). "
+    "A DSMR 2.2/3.0 meter sends every 10 s at 9600 baud 7E1 (--baud 9600)."
+)
+P1_HINT_GARBAGE = (
+    "%d bytes arrived but no telegram was framed: wrong line speed or format (DSMR 4/5, e-MUCS: 115200 8N1; "
+    "DSMR 2.2/3.0: --baud 9600 --format 7E1), or the data line is not inverted (a bare P1 port needs an "
+    "inverting cable; the board inverts in its UART, meter.invert)."
+)
+P1_HINT_CRC = (
+    "every telegram fails its CRC: a tty in cooked mode turning CR LF into LF (this probe sets the port raw), "
+    "a bad cable or contact, or interference on a long cable."
+)
+
+
+def probe_p1(section, device, wait_s, every):
+    """Read a P1 port: each telegram, or why not, in words; the exit status."""
+    os.environ["CHARGEGUARD_P1_DEVICE"] = device
+    platform = unix.Platform({"rs485_device": None})
+    counted = {}
+
+    def open_uart(*args):
+        counted["uart"] = _CountingUart(unix.Platform.open_uart(platform, *args))
+        return counted["uart"]
+
+    platform.open_uart = open_uart
+    try:
+        meter = p1_meter.from_config(section, platform)
+    except OSError as error:
+        print("cannot open the P1 port: %s" % (error.args[-1] if error.args else error))
+        return 1
+    uart = counted["uart"]
+    # Every telegram the parser closes, in order: poll() goes on past a
+    # rejected one within the same read (the firmware only keeps the last error).
+    closed = []
+
+    def watching(step):
+        def call(*args):
+            result = step(*args)
+            if meter.ready:
+                closed.append((meter.accepted, meter.header_bytes().decode("latin-1").strip(), meter.error))
+            return result
+        return call
+
+    meter.feed = watching(meter.feed)
+    meter.idle = watching(meter.idle)
+    print("P1 port %s at %d baud %s: waiting up to %g s for a telegram" % (device, section["baud"], section["format"], wait_s))
+    import time
+
+    got = 0
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            meter.poll()
+            while closed:
+                accepted, header, error = closed.pop(0)
+                if accepted:
+                    got += 1
+                    print("telegram %s (crc %s)" % (header or "(no header)", meter.crc))
+                    for line in show(meter, None):
+                        print(line)
+                    r = meter.reading
+                    if r.month_peak_w is not None:
+                        print("quarter-hour average %s W, month peak %d W" % (r.avg_demand_w, r.month_peak_w))
+                    if not r.phase_count:
+                        print("note: this meter gives totals only: the guard assumes the house load may sit on any"
+                              " one phase (docs/configuration.md, site.balanced_load)")
+                    deadline = time.monotonic() + wait_s
+                    if not every:
+                        closed.clear()
+                        return 0
+                else:
+                    print("telegram %s rejected: %s" % (header or "(header cut)", error))
+                    if meter.n_crc_errors >= 3 and meter.n_crc_errors == meter.n_rejected and not got:
+                        print("note: " + P1_HINT_CRC)
+            if time.monotonic() > deadline:
+                if not uart.received:
+                    print("no telegram within %g s. " % wait_s + P1_HINT_SILENT % device)
+                elif not meter.n_telegrams:
+                    print("no telegram within %g s. " % wait_s + P1_HINT_GARBAGE % uart.received)
+                else:
+                    print("no accepted telegram within %g s (%d rejected)" % (wait_s, meter.n_rejected))
+                break
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        uart.close()
+    return 0 if got else 1
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="take the meter section of this configuration file")
     parser.add_argument(
         "--model",
-        help="Modbus: one of %s, or custom (with --config); HTTP: one of %s"
+        help="p1 (a P1 port); Modbus: one of %s, or custom (with --config); HTTP: one of %s"
         % (", ".join(modbus_models.MODELS), ", ".join(http_models.MODELS)),
     )
-    parser.add_argument("--device", help="the USB-RS485 adapter (Modbus RTU), e.g. /dev/ttyUSB0")
+    parser.add_argument("--device", help="the USB-RS485 adapter (Modbus RTU) or the P1 cable, e.g. /dev/ttyUSB0")
     parser.add_argument("--host", help="Modbus TCP or HTTP: the meter's (or gateway's) address")
     parser.add_argument("--port", type=int)
     parser.add_argument("--address", type=int, help="the meter's unit address (default 1)")
     parser.add_argument("--baud", type=int)
     parser.add_argument("--format", help="8N1, 8E1, 8O1 or 8N2")
     parser.add_argument("--channel", type=int, help="HTTP: the channel of a shelly_em1 or shelly_em_gen1 (default 0)")
-    parser.add_argument("--every", type=float, default=0, help="read again every N seconds until Ctrl-C")
+    parser.add_argument("--every", type=float, default=0, help="read again every N seconds until Ctrl-C"
+                        " (P1: print every telegram)")
+    parser.add_argument("--wait-s", type=float, default=25.0, help="P1: how long to wait for a telegram (default 25)")
     args = parser.parse_args(argv)
     if not args.config and not args.model:
         parser.error("give --model (or --config)")
     section = meter_section(args)
+    if section["type"] == "p1":
+        if not args.device:
+            parser.error("give --device: the P1 cable's serial port, e.g. /dev/ttyUSB0")
+        return probe_p1(section, args.device, args.wait_s, args.every)
     if section["type"] == "http":
         return probe_http(section, args.every)
     if not section["host"]:

@@ -58,11 +58,18 @@ def _import(name):
     return __import__(name, None, None, [name.split(".")[-1]])
 
 
-def make_meter(meter_doc, platform):
-    """The meter driver for config["meter"] (raises ValueError for an unknown type)."""
+def make_meter(meter_doc, platform, doc=None):
+    """The meter driver for config["meter"] (raises ValueError for an unknown type).
+
+    doc: the whole configuration, for the MQTT-fed meter (its broker is the
+    `mqtt` section's, its voltage site.voltage_v) and the CT clamps (site.phases,
+    site.voltage_v).
+    """
     module_name = METER_MODULES.get(meter_doc["type"])
     if module_name is None:
         raise ValueError("meter type %s is not supported" % meter_doc["type"])
+    if meter_doc["type"] in ("mqtt", "ct"):
+        return _import(module_name).from_config(meter_doc, platform, doc)
     return _import(module_name).from_config(meter_doc, platform)
 
 
@@ -153,6 +160,8 @@ class App:
         self.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
         self.have_reading = False
         self.meter_error = None  # the meter's last_error as last logged
+        self.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
+        self.cadence_warned = False
         self.decisions = 0
         self.last_decision_ms = platform.ticks_ms()
         self.last_errors = [None] * count
@@ -232,6 +241,21 @@ class App:
 
     def on_reading(self):
         """The meter has a fresh reading: decide at once (the guard's fast path)."""
+        tick = self.meter.reading.tick_ms
+        if self.have_reading and not self.cadence_warned:
+            # A meter whose readings come nearly meter_timeout apart (a DSMR 4
+            # meter's 10 s with the default 10 s) goes to the failsafe whenever
+            # one comes a little late: say so once.
+            gap = ticks_diff(tick, self.last_reading_ms)
+            limit = self.guard.site.meter_timeout_ms
+            if limit * 9 // 10 <= gap <= limit:
+                self.cadence_warned = True
+                self.log(
+                    "WARNING: the meter gives a reading every %d ms, close to guard.meter_timeout_s (%d s): a late one"
+                    " puts the chargers on their failsafe current; set meter_timeout_s to at least %d"
+                    % (gap, limit // 1000, 2 * ((gap + 999) // 1000))
+                )
+        self.last_reading_ms = tick
         self.have_reading = True
         self.decide()
 
@@ -666,7 +690,7 @@ def _assemble(platform, doc, log, first_boot=False):
     # use" of 88 when a driver's import failed, 53 KB of it live).
     gc.collect()
     try:
-        meter = make_meter(doc["meter"], platform)
+        meter = make_meter(doc["meter"], platform, doc)
     except Exception as error:
         # No meter means no readings: the guard then holds every charger at
         # its failsafe current, which is the safe way to run without one.

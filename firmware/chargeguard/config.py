@@ -33,6 +33,20 @@ Version 1 (CURRENT_VERSION):
                "baud": 115200,         BAUD_RATES (9600 | 115200)
                "format": "8N1",        UART_FORMATS ("8N1" | "7E1"); p1 at 9600 baud needs 7E1
                "invert": true},
+              a meter fed over MQTT ("type": "mqtt", broker of the mqtt section) has instead:
+              {"type": "mqtt",
+               "l1_topic": "", "l2_topic": "", "l3_topic": "",  per-phase values:
+                                       one topic per site phase, or none
+               "phase_unit": "A",      "A" | "W" | "kW"
+               "l1_key": "", ...       "" = the payload is a number, else the JSON member
+               "power_topic": "",      the net power, import positive (or none)
+               "power_key": "", "power_unit": "W",  "W" | "kW"
+               "upside_down": false}   true: every power negated
+              CT clamps on the board's ct_adc_pins ("type": "ct") have instead:
+              {"type": "ct", "turns": 2000,  100..10000, the clamp's ratio (SCT-013-000: 2000)
+               "burden_ohm": 33,       1..10000 ohm; "vref_mv": 3100: 1000..3600, ADC full scale
+               "factor_ua": 0,         0 = from turns and burden, else 100..500000 uA a step
+               "mains_hz": 50,         50 | 60; "floor_ma": 200: 0..5000, below reads 0
               a Modbus meter ("type": "modbus") has instead:
               {"type": "modbus",
                "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
@@ -385,6 +399,12 @@ def charger_defaults():
 def _meter_table(section):
     # The fields of the meter section depend on its type.
     kind = section.get("type")
+    if kind == "mqtt" or kind == "ct":
+        # Their rows live in meters/meter_fields.py, loaded only for these
+        # types: a P1 or Modbus site never interns their names.
+        from chargeguard.meters import meter_fields
+
+        return meter_fields.table(kind, _METER_MODBUS[0], _METER_MODBUS[7], _TEXT, _OPT_TEXT)
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
@@ -879,10 +899,12 @@ def _validate(doc, errors):
         _check_modbus(errors, doc["meter"], meter)
     if meter.get("type") == "http":
         _check_http(errors, meter, site.get("phases"))
+    mqtt = good["mqtt"]
+    if meter.get("type") in ("mqtt", "ct"):
+        _check_meter_fields(errors, meter, site.get("phases"), mqtt)
     _check_chargers(errors, doc["chargers"], site.get("phases"))
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
-    mqtt = good["mqtt"]
     if mqtt.get("enabled") and mqtt.get("host") == "":
         errors.add("mqtt.host", "must be set when mqtt.enabled is true: the broker's IPv4 address or host name", "mqtt.enabled")
 
@@ -915,6 +937,21 @@ def _check_http(errors, meter, phases):
         sys.modules.pop("chargeguard.meters.http_models", None)
         if "http_models" in chargeguard.meters.__dict__:
             delattr(chargeguard.meters, "http_models")
+
+
+def _check_meter_fields(errors, meter, phases, mqtt):
+    # The MQTT-fed meter's and the CT clamps' rules (meters/meter_fields.py),
+    # then the module is unloaded (its names cost a running site nothing).
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import meter_fields
+
+    try:
+        meter_fields.check(errors, meter, phases, mqtt, _topic_error)
+    finally:
+        sys.modules.pop("chargeguard.meters.meter_fields", None)
+        if "meter_fields" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "meter_fields")
 
 
 def _check_solar(errors, solar):

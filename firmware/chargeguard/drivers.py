@@ -9,6 +9,8 @@ METER_MODULES = {
     "p1": "chargeguard.meters.p1",
     "modbus": "chargeguard.meters.modbus",
     "http": "chargeguard.meters.http_meter",
+    "mqtt": "chargeguard.meters.mqtt_meter",
+    "ct": "chargeguard.meters.ct_meter",
 }
 CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",

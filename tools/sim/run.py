@@ -1,7 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
+                            [--meter p1|mqtt|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
                             [--mixed] [--load]
 
 What runs:
@@ -34,6 +34,9 @@ abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
 tools/sim/modbus_emulator.py (pymodbus) on a pty line, read by the firmware
 over Modbus RTU every second; with --modbus-tcp over Modbus TCP on 127.0.0.1.
 The pulled P1 cable of the day is then a meter that stops answering.
+With --meter mqtt the meter is fed over MQTT (tools/sim/mqtt_meter_emulator.py: paho-mqtt publishes the
+per-phase currents and the net power to the sim's broker every second, as Home Assistant would; the firmware's
+meter subscribes); the pulled cable is then an integration that stops publishing. Not with --no-mqtt.
 With --meter homewizard, shelly_em or shelly_3em_gen1 it is a LAN meter over HTTP (tools/sim/http_meter_emulator.py
 on 127.0.0.1, the fixtures' answers with the site's values), polled every
 second; the pulled cable is then a meter that accepts the connection and
@@ -330,8 +333,15 @@ class Simulation:
         self.p1 = PtyP1Port()
         self.modbus = None
         self.http = None
+        self.mqtt_meter = None
         meter_section = None
-        if meter in HTTP_METERS:
+        if meter == "mqtt":
+            # Published over MQTT to the broker of the mqtt section (which must be given).
+            from mqtt_meter_emulator import MqttMeterEmulator, meter_section as mqtt_meter_section
+
+            self.mqtt_meter = MqttMeterEmulator(mqtt["port"])
+            meter_section = mqtt_meter_section()
+        elif meter in HTTP_METERS:
             from http_meter_emulator import HttpMeterEmulator
 
             self.http = HttpMeterEmulator(meter).start()
@@ -368,6 +378,11 @@ class Simulation:
             self.http.mode = "hang" if self.meter_silent else "ok"
             self.http.set_values(currents, power, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
             return time.monotonic_ns()
+        if self.mqtt_meter is not None:
+            # The MQTT-fed meter publishes this round; silent: nothing.
+            self.mqtt_meter.silent = self.meter_silent
+            self.mqtt_meter.publish(currents, power)
+            return time.monotonic_ns()
         if self.modbus is not None:
             # The Modbus meter measures continuously; the firmware polls it.
             self.modbus.silent = self.meter_silent
@@ -396,6 +411,8 @@ class Simulation:
             self.modbus.stop()
         if self.http is not None:
             self.http.stop()
+        if self.mqtt_meter is not None:
+            self.mqtt_meter.stop()
         return code
 
 
@@ -474,8 +491,8 @@ def main():
     parser.add_argument(
         "--meter",
         default="p1",
-        help="the grid meter: p1 (default), a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...) or an"
-        " HTTP meter (%s)" % ", ".join(HTTP_METERS),
+        help="the grid meter: p1 (default), mqtt (fed over MQTT), a Modbus model of the firmware's table (sdm630,"
+        " abb_b23, em24, ...) or an HTTP meter (%s)" % ", ".join(HTTP_METERS),
     )
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
     parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
@@ -490,12 +507,14 @@ def main():
         "--load", action="store_true", help="and a 2 kW heater on a Shelly relay (phase B, last in priority): an on/off load"
     )
     args = parser.parse_args()
-    if args.meter != "p1" and args.meter not in HTTP_METERS:
+    if args.meter == "mqtt" and args.no_mqtt:
+        parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
+    if args.meter not in ("p1", "mqtt") and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
 
         if args.meter not in MODELS:
-            parser.error("--meter must be p1 or one of: %s" % ", ".join(MODELS + HTTP_METERS))
+            parser.error("--meter must be p1, mqtt or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
@@ -553,7 +572,9 @@ def main():
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    if sim.http is not None:
+    if sim.mqtt_meter is not None:
+        meter_text = "a meter fed over MQTT (sim/meter/# on the broker)"
+    elif sim.http is not None:
         meter_text = "HTTP meter %s on 127.0.0.1:%d%s" % (args.meter, sim.http.port, sim.http.path)
     elif sim.modbus is not None:
         where = "127.0.0.1:%d (Modbus TCP)" % sim.modbus.port if args.modbus_tcp else "%s (Modbus RTU 9600 8N1)" % sim.modbus.device

@@ -39,7 +39,12 @@ breaker, and gives each charger an offered current inside that envelope:
   running is started only when the minimums fit with the cars counted at
   the least they may draw (room the reading shows);
 - with no fresh reading for `meter_timeout_ms` every charger gets its
-  failsafe current (0 = paused) until readings return.
+  failsafe current (0 = paused) until readings return;
+- a meter with two cadences (GridReading.phase_tick_ms set: a HAN meter's
+  total every 2.5 s and phases every 10 s, an MQTT-fed meter) is used at
+  both ages: the per-phase values as the base, the fresh total's rise since
+  on every phase; old per-phase values are never used (core/cadence.py,
+  loaded only for such a meter).
 
 All arithmetic is integer; nothing here allocates per tick.
 """
@@ -147,6 +152,8 @@ class Guard:
         self.cut_budget_w = _BIG
         self.shed_budget_w = _BIG
         self.reading_ms = 0  # tick of the grid reading in use
+        self.per_phase = False  # its per-phase values are used this tick (not: totals only)
+        self.cadence = None  # core/cadence.TwoCadences once a two-cadence reading came
         self.failsafe = False  # True while there is no valid reading
         self.budget_w = _BIG
         # Import (W) the capacity tariff allows now (core/capacity.py), set by
@@ -167,10 +174,19 @@ class Guard:
             self._failsafe(now_ms, commands)
             return
         self.failsafe = False
+        self.per_phase = reading.phase_count > 0
         self.reading_ms = reading.tick_ms
+        split = False
+        if reading.phase_tick_ms is not None and self.per_phase:
+            # A meter with two cadences: core/cadence.py, loaded for it only.
+            if self.cadence is None:
+                from chargeguard.core.cadence import TwoCadences
+
+                self.cadence = TwoCadences()
+            split = self.cadence.prepare(self, reading, statuses, now_ms)
         self._grid_currents(reading)
         self._estimate_draws(statuses, now_ms)
-        self._headroom(reading, statuses)
+        self._headroom(reading, statuses, split)
         self._choose_active(statuses, targets_ma, now_ms)
         self._allocate(statuses, targets_ma, now_ms, commands)
 
@@ -195,7 +211,7 @@ class Guard:
     def _grid_currents(self, reading):
         grid = self.grid_ma
         for phase in range(PHASES):
-            grid[phase] = reading.current_ma[phase] if phase < reading.phase_count else 0
+            grid[phase] = reading.current_ma[phase] if self.per_phase and phase < reading.phase_count else 0
         # Totals only: _headroom works the phases out from the total.
 
     def _estimate_draws(self, statuses, now_ms):
@@ -277,7 +293,7 @@ class Guard:
             if took and state.raised:
                 state.took_raise = True
 
-    def _headroom(self, reading, statuses):
+    def _headroom(self, reading, statuses, split=False):
         """What the commandable chargers may draw together, per phase and in power.
 
         Three views, by how each car is counted: `headroom_ma`/`budget_w` at
@@ -316,7 +332,7 @@ class Guard:
             low_w += low * voltage_v // 1000
             high_w += high * voltage_v // 1000
             cut_w += cut * voltage_v // 1000
-        totals_only = not reading.phase_count
+        totals_only = not self.per_phase
         base_low = base_high = base_cut = 0
         if totals_only:
             # The house's own load in mA on one phase, rounded up: the total
@@ -327,7 +343,9 @@ class Guard:
             base_high = self._totals_base(high_w, net_w)
             base_cut = self._totals_base(cut_w, net_w)
         grid = self.grid_ma
-        for phase in range(PHASES):
+        if split:
+            self.cadence.headroom(self, reading, low_w, high_w, cut_w, limit_ma)
+        for phase in range(0 if split else PHASES):
             if phase >= site.phases:
                 self.headroom_ma[phase] = 0
                 self.shed_headroom_ma[phase] = 0

@@ -4,6 +4,14 @@ Every object here is allocated once at start-up and updated in place, so a
 meter telegram or a control tick allocates nothing. All quantities are
 integers: mA, W, Wh, mV, ms. `None` marks a value the source did not give.
 Sign convention: positive = import from the grid, negative = export.
+
+Meters with two cadences (Norwegian/Swedish HAN: the total power every 2.5 s,
+the per-phase values every 10 s; an MQTT-fed meter whose net power and phase
+currents come on their own topics) stamp the per-phase values apart from the
+total: `tick_ms` is when the total (import_w/export_w) was measured,
+`phase_tick_ms` when current_ma/power_w/voltage_mv were, and `phase_net_w`
+the net power measured with those per-phase values. A meter with one cadence
+(P1, Modbus, HTTP) leaves `phase_tick_ms` None: everything is from `tick_ms`.
 """
 
 from micropython import const
@@ -36,6 +44,11 @@ class GridReading:
         self.energy_export_wh = None
         self.avg_demand_w = None
         self.month_peak_w = None
+        # Two cadences only (see the module doc): when the per-phase values
+        # were measured (None: at tick_ms, with the total), and the net
+        # power (W, import positive) measured with them.
+        self.phase_tick_ms = None
+        self.phase_net_w = None
 
     def net_power_w(self):
         """Net grid power (import positive), or None when unknown."""
@@ -62,6 +75,8 @@ class GridReading:
         self.energy_export_wh = other.energy_export_wh
         self.avg_demand_w = other.avg_demand_w
         self.month_peak_w = other.month_peak_w
+        self.phase_tick_ms = other.phase_tick_ms
+        self.phase_net_w = other.phase_net_w
 
 
 # Charger vehicle states, normalised across drivers.

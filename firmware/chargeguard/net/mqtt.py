@@ -233,6 +233,9 @@ class MqttLink:
     password, client_id, topic_prefix, keepalive_s); hostname: the device's
     (wifi.hostname), for the default client id "chargeguard-<hostname>".
     transport: a factory of the socket object (tests give a fake).
+    status: False for a link that only listens (the MQTT-fed meter): no
+    last will and no "online" on `<topic_prefix>/status`, which is the
+    device's availability and belongs to the MQTT interface.
 
     Public state: connected (bool: CONNACK received, not yet dropped),
     dropped / skipped (counts of queue entries dropped, incoming packets
@@ -242,7 +245,7 @@ class MqttLink:
     """
 
     def __init__(self, platform, cfg, log=print, hostname="chargeguard", queue=_QUEUE_SLOTS,
-                 max_packet=_MAX_PACKET, max_incoming=_MAX_INCOMING, transport=_Tcp):
+                 max_packet=_MAX_PACKET, max_incoming=_MAX_INCOMING, transport=_Tcp, status=True):
         self.platform = platform
         self.log = log
         self.host = cfg["host"]
@@ -261,7 +264,9 @@ class MqttLink:
         client = self._client = _umqtt.MQTTClient(
             self.client_id.encode(), self.host, self.port, user.encode() if user else None,
             cfg["password"].encode(), cfg["keepalive_s"])
-        client.set_last_will(self.status_topic.encode(), b"offline", True)
+        self._status = status
+        if status:
+            client.set_last_will(self.status_topic.encode(), b"offline", True)
         client.set_callback(self._deliver)
         client.sock = codec
         # The queue: parallel slots, a ring of `count` entries from `head`.
@@ -549,7 +554,7 @@ class MqttLink:
                     _REFUSALS[code] if code < len(_REFUSALS) else "code %d" % code))
             self.connected = True
             self._up_ms = self.platform.ticks_ms()
-            self._online_due = True
+            self._online_due = self._status
             self.log("mqtt: connected to %s:%d as %s" % (self.host, self.port, self.client_id))
             callback = self.on_connect
             if callback is not None:

@@ -1,0 +1,69 @@
+"""The meter sections of the MQTT-fed meter and the CT clamps, and config.py's cross-field rules for them.
+
+Loaded by config.py only for a meter of type "mqtt" or "ct" (and unloaded
+after validation, like meters/http_models.py): a P1, Modbus or HTTP site never
+holds these rows nor interns their names. The rows have config.py's layout
+(key, default, kind, a, b, unit[, meaning of 0]); the kinds INT, ONEOF,
+ENUM, ZERO_OR are rules.py's, TEXT and OPT_TEXT config.py's, passed in.
+"""
+
+from chargeguard.rules import ENUM, INT, ONEOF, ZERO_OR
+
+
+def table(kind, type_row, upside_down_row, text, opt_text):
+    """The rows of a meter section of type `kind` ("mqtt" or "ct"); the shared rows and text kinds from config.py."""
+    if kind == "ct":
+        return (
+            type_row,
+            ("turns", 2000, INT, 100, 10000, ""),
+            ("burden_ohm", 33, INT, 1, 10000, "ohm"),
+            ("vref_mv", 3100, INT, 1000, 3600, "mV"),
+            ("factor_ua", 0, ZERO_OR, 100, 500000, "uA", "from turns and burden"),
+            ("mains_hz", 50, ONEOF, (50, 60), None, "Hz"),
+            ("floor_ma", 200, INT, 0, 5000, "mA"),
+        )
+    return (
+        type_row,
+        ("l1_topic", "", text, 0, 128, ""),
+        ("l2_topic", "", text, 0, 128, ""),
+        ("l3_topic", "", text, 0, 128, ""),
+        ("phase_unit", "A", ENUM, ("A", "W", "kW"), None, ""),
+        ("l1_key", "", opt_text, 1, 32, ""),
+        ("l2_key", "", opt_text, 1, 32, ""),
+        ("l3_key", "", opt_text, 1, 32, ""),
+        ("power_topic", "", text, 0, 128, ""),
+        ("power_key", "", opt_text, 1, 32, ""),
+        ("power_unit", "W", ENUM, ("W", "kW"), None, ""),
+        upside_down_row,
+    )
+
+
+def check(errors, meter, phases, mqtt, topic_error):
+    """Cross-field rules; `meter`: the fields valid on their own, `phases`: site.phases, `mqtt`: the mqtt section's.
+
+    A meter fed over MQTT: its topics are exact names (topic_error: config.py's
+    rule, no wildcards), one per site phase or none, and per-phase values or
+    the net power at least; the broker (mqtt.host) must be set. CT clamps have
+    no cross-field rule here (the board's pins are checked when the ADC opens).
+    """
+    if meter.get("type") != "mqtt":
+        return
+    for key in ("l1_topic", "l2_topic", "l3_topic", "power_topic"):
+        topic = meter.get(key)
+        if topic:
+            message = topic_error(topic, 1, 128)
+            if message:
+                errors.add("meter." + key, message)
+    given = [bool(meter.get(key)) for key in ("l1_topic", "l2_topic", "l3_topic")]
+    if phases == 1 and (given[1] or given[2]):
+        errors.add("meter.l2_topic" if given[1] else "meter.l3_topic",
+                   "must be empty on a 1-phase site (only l1_topic)", "site.phases")
+    elif phases == 3 and any(given) and not all(given):
+        missing = ("meter.l1_topic", "meter.l2_topic", "meter.l3_topic")[given.index(False)]
+        errors.add(missing, "must be set: a 3-phase site needs all three per-phase topics or none"
+                   " (a phase without a value would be taken as unloaded)", "site.phases")
+    if not any(given) and not meter.get("power_topic"):
+        errors.add("meter.power_topic", "must be set when no per-phase topic is: the meter needs a value to read")
+    if mqtt.get("host") == "":
+        errors.add("mqtt.host", "must be set for a meter of type mqtt: the broker's IPv4 address or host name",
+                   "meter.type")
