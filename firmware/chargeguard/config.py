@@ -61,7 +61,9 @@ Version 1 (CURRENT_VERSION):
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
          "host": "",                   numeric IPv4 (unicast) or a host name; required
-         "port": 80,                   1..65535
+         "port": 80,                   1..65535 (502 for the Modbus types)
+         "unit": 1,                    Modbus types only (drivers.MODBUS_CHARGERS): the unit id
+                                       1..247 (an Alfen socket: 1, or 2 for the right one)
          "phases": 3,                  1..3 and at most site.phases
          "phase_map": "ABC",           `phases` distinct letters from the site's phases:
                                        the site phase of the charger's L1, L2, L3
@@ -172,7 +174,7 @@ from micropython import const
 
 from chargeguard import rules
 from chargeguard.core.modes import MODES
-from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
+from chargeguard.drivers import CHARGER_MODULES, METER_MODULES, MODBUS_CHARGERS
 
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
@@ -338,6 +340,8 @@ _CHARGER = (
     rules.MANUAL_A,
     rules.ENABLED,
 )
+_CHARGER_MODBUS = _CHARGER + (("unit", 1, _INT, 1, 247, ""),)
+_MODBUS_PORT = const(502)
 _SECTIONS = (
     ("site", _SITE),
     ("guard", _GUARD),
@@ -424,6 +428,10 @@ def _complete_charger(out, index, site_phases):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
         out["manual_a"] = out["min_a"]
+    if out.get("type") in MODBUS_CHARGERS:
+        if "port" not in out:
+            out["port"] = _MODBUS_PORT
+        return _fill(out, _CHARGER_MODBUS)
     return _fill(out, _CHARGER)
 
 
@@ -961,7 +969,7 @@ def _check_chargers(errors, chargers, site_phases):
         if type(entry) is not dict:
             errors.add(prefix[:-1], "must be an object (is %s)" % _show(entry), written=True)
             continue
-        good = _check_section(errors, prefix, entry, _CHARGER)
+        good = _check_section(errors, prefix, entry, _CHARGER_MODBUS if entry.get("type") in MODBUS_CHARGERS else _CHARGER)
         _check_charger(errors, prefix, good, site_phases, count)
         name = good.get("name")
         if name is not None:
@@ -982,6 +990,9 @@ def _check_chargers(errors, chargers, site_phases):
 
 
 def _check_charger(errors, prefix, good, site_phases, count):
+    unit = good.get("unit")
+    if good.get("type") == "alfen_eve" and unit is not None and unit > 2:
+        errors.add(prefix + "unit", "must be 1 or 2 for an Alfen Eve: its socket (is %d)" % unit)
     phases = good.get("phases")
     phase_map = good.get("phase_map")
     if phases is not None and site_phases is not None and phases > site_phases:

@@ -14,7 +14,12 @@ CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",
     "go_e": "chargeguard.chargers.go_e",
     "openevse": "chargeguard.chargers.openevse",
+    "v2c_trydan_modbus": "chargeguard.chargers.v2c_trydan_modbus",
+    "alfen_eve": "chargeguard.chargers.alfen",
 }
+# Charger types reached over Modbus TCP: their entries also have "unit" (the
+# Modbus unit id, 1..247: an Alfen socket is 1 or 2) and default to port 502.
+MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a
