@@ -198,9 +198,6 @@ class AlfenEve:
             currents[0] = l1
             currents[1] = l2 if self.phases > 1 else None
             currents[2] = l3 if self.phases > 2 else None
-            if l1 is not None and self.phases == 1 and box_phases == 3:
-                currents[1] = l2
-                currents[2] = l3
             status.power_w = power
             status.session_energy_wh = energy
             status.offered_ma = applied
