@@ -16,10 +16,11 @@ CHARGER_MODULES = {
     "openevse": "chargeguard.chargers.openevse",
     "v2c_trydan_modbus": "chargeguard.chargers.v2c_trydan_modbus",
     "alfen_eve": "chargeguard.chargers.alfen",
+    "abb_terra": "chargeguard.chargers.abb_terra",
 }
 # Charger types reached over Modbus TCP: their entries also have "unit" (the
 # Modbus unit id, 1..247: an Alfen socket is 1 or 2) and default to port 502.
-MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve")
+MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve", "abb_terra")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

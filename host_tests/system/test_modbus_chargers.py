@@ -18,10 +18,10 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "tools", "sh
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from modbus_charger_emulator import AlfenEmulator, TrydanModbusEmulator  # noqa: E402
+from modbus_charger_emulator import AbbTerraEmulator, AlfenEmulator, TrydanModbusEmulator  # noqa: E402
 from pymodbus.client import ModbusTcpClient  # noqa: E402
 
-from chargeguard.chargers import alfen, v2c_trydan_modbus  # noqa: E402
+from chargeguard.chargers import abb_terra, alfen, v2c_trydan_modbus  # noqa: E402
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa: E402
 from chargeguard.net import modbus as mb  # noqa: E402
 from chargeguard.net.modbus_box import ModbusBox  # noqa: E402
@@ -141,6 +141,53 @@ def test_alfen_without_phase_switching_refuses_1215(boxes):
         c.close()
 
 
+def test_abb_emulator_with_pymodbus(boxes):
+    box = AbbTerraEmulator(response_delay_s=0).start()
+    boxes.append(box)
+    box.plug()
+    c = client(box)
+    try:
+        for read in (c.read_holding_registers, c.read_input_registers):
+            r = read(0x400C, count=2, device_id=1)
+            assert not r.isError() and (r.registers[1] >> 8) & 0x7F == 4
+        assert not c.write_registers(0x4100, [0, 10000], device_id=1).isError()
+        r = c.read_holding_registers(0x400E, count=8, device_id=1)
+        assert r.registers[1] == 10000
+        assert wait_for(lambda: box.drawn_current_ma() == [10000] * 3, 1)
+        assert not c.write_register(0x4106, 30, device_id=1).isError()
+        assert c.read_holding_registers(0x4020, count=1, device_id=1).registers == [30]
+        # What the documentation warns about: Stop clears the authorisation.
+        assert not c.write_register(0x4105, 1, device_id=1).isError()
+        assert not box.authorised and wait_for(lambda: box.drawn_current_ma() == [0] * 3, 1)
+        r = c.read_holding_registers(0x5000, count=1, device_id=1)
+        assert r.isError() and r.exception_code == 2
+    finally:
+        c.close()
+
+
+def test_abb_driver_sets_the_limit_and_the_comm_timeout_and_never_the_dangerous_registers(boxes):
+    box = AbbTerraEmulator(response_delay_s=0, comm_timeout_s=600).start()
+    boxes.append(box)
+    box.plug()
+    driver = driver_for("abb_terra", box)
+
+    async def scenario():
+        for ma in (16000, 8000, 0, 12000):
+            assert await driver.poll(), driver.status.error
+            assert await driver.apply(ma)
+        assert await driver.poll()
+        assert driver.status.car == CAR_CHARGING and driver.status.offered_ma == 12000
+
+    asyncio.run(scenario())
+    assert box.limit_a() == 12.0 and box.comm_timeout_s == abb_terra.COMM_TIMEOUT_S
+    assert box.forbidden_writes == [] and box.authorised
+    assert wait_for(lambda: box.drawn_current_ma() == [12000] * 3, 1)
+    # A silent ChargeGuard: after the communication timeout the box stops by itself.
+    box.comm_timeout_s = 1
+    assert wait_for(lambda: box.drawn_current_ma() == [0] * 3, 1 + HOST_SLACK_S)
+    driver.box.close()
+
+
 # -- the firmware's writes against pymodbus -------------------------------------------
 
 
@@ -202,7 +249,7 @@ def driver_for(kind, box, **fields):
     entry = {"host": "127.0.0.1", "port": box.port, "phases": 3, "circuit_a": 16, "unit": 1, "failsafe_a": 0}
     entry.update(fields)
     platform = unix.Platform({"rs485_device": None})
-    module = {"v2c_trydan_modbus": v2c_trydan_modbus, "alfen_eve": alfen}[kind]
+    module = {"v2c_trydan_modbus": v2c_trydan_modbus, "alfen_eve": alfen, "abb_terra": abb_terra}[kind]
     return module.from_config(entry, platform, TIMEOUT_MS)
 
 
@@ -258,10 +305,10 @@ def test_alfen_driver_keeps_the_max_current_alive_and_the_box_falls_back_without
     driver.box.close()
 
 
-@pytest.mark.parametrize("kind", ("v2c_trydan_modbus", "alfen_eve"))
+@pytest.mark.parametrize("kind", ("v2c_trydan_modbus", "alfen_eve", "abb_terra"))
 @pytest.mark.parametrize("mode", ("hang", "garbage", "error", "refuse"))
 def test_a_failing_box_fails_its_own_requests_in_words_within_the_deadline(boxes, kind, mode):
-    emulator = {"v2c_trydan_modbus": TrydanModbusEmulator, "alfen_eve": AlfenEmulator}[kind]
+    emulator = {"v2c_trydan_modbus": TrydanModbusEmulator, "alfen_eve": AlfenEmulator, "abb_terra": AbbTerraEmulator}[kind]
     box = emulator(response_delay_s=0).start()
     boxes.append(box)
     box.plug()

@@ -1,4 +1,4 @@
-"""Wallboxes commanded over Modbus TCP, on loopback (CPython, host side): a V2C Trydan and an Alfen Eve.
+"""Wallboxes commanded over Modbus TCP, on loopback (CPython, host side): V2C Trydan, Alfen Eve, ABB Terra AC.
 
 Both reuse the Trydan emulator's car model (plug, demand, response delay,
 energy; tools/sim/trydan_emulator.py) and serve their register maps from a
@@ -36,6 +36,22 @@ to `safe_a` by itself; it is lost on a restart (`reboot()`). 1215 is
 writable only with `phase_switching=True` ("Allow 1- and 3-phased
 charging"), else exception 3. Mode 3 state: A no car, B1 plugged without
 PWM (offer below 6 A), B2 plugged and offered but not drawing, C2 charging.
+
+AbbTerraEmulator (unit 1): ABB's "Terra AC Charger Modbus Communication"
+v1.7 as GrugBus transcribes it (grugbus/devices/EVSE_ABB_Terra.csv/.md):
+0x4000..0x4020 read with function 3 (or 4: GrugBus lists them as input
+registers), u32 big-endian: serial, firmware, max current (mA), error code,
+socket lock state, charging state (second byte: 0 A .. 4 C2, 5 stopped),
+applied current limit (mA), currents (mA), voltages (0.1 V), power (W),
+session energy (Wh), 0x4020 communication timeout (s, u16). Writable:
+0x4100 current limit (u32 mA, function 16; below 6 A pauses, 6 A or more
+resumes), 0x4103 socket lock, 0x4105 start/stop, 0x4106 communication
+timeout (u16 s). What the documentation warns about is modelled so that a
+test sees it: 0x4105 = 1 clears the charging authorisation (`authorised`
+False: no charging until the owner's app gives it back), 0x4103 = 0 while
+charging ends the session (state 5 until the car is replugged). No request
+for `comm timeout` seconds: the box stops charging by itself until the
+next request (its failsafe).
 """
 
 import collections
@@ -98,6 +114,7 @@ class ModbusTcpBox:
     """The Modbus TCP side shared by the emulators (mixed into a TrydanEmulator subclass)."""
 
     UNITS = (1,)
+    READ_FUNCTIONS = (3,)
 
     def _init_modbus(self):
         self._mb_server = None
@@ -155,15 +172,15 @@ class ModbusTcpBox:
             return None
         if mode == "error":
             return self._mbap(tid, unit, bytes((fn | 0x80, 4)))
-        if fn == 3 and len(pdu) == 5:
+        if fn in self.READ_FUNCTIONS and len(pdu) == 5:
             address, count = struct.unpack(">HH", pdu[1:5])
             if not 1 <= count <= 125:
-                return self._mbap(tid, unit, bytes((0x83, 3)))
+                return self._mbap(tid, unit, bytes((fn | 0x80, 3)))
             with self._lock:
                 words = self.read_registers(unit, address, count)
             if isinstance(words, int):
-                return self._mbap(tid, unit, bytes((0x83, words)))
-            return self._mbap(tid, unit, bytes((3, 2 * count)) + struct.pack(">%dH" % count, *words))
+                return self._mbap(tid, unit, bytes((fn | 0x80, words)))
+            return self._mbap(tid, unit, bytes((fn, 2 * count)) + struct.pack(">%dH" % count, *words))
         if fn == 6 and len(pdu) == 5:
             address, value = struct.unpack(">HH", pdu[1:5])
             values = [value]
@@ -422,3 +439,123 @@ class AlfenEmulator(ModbusTcpBox, TrydanEmulator):
             return 0
         return 2  # read-only or not in the map
 
+
+
+# -- ABB Terra AC --------------------------------------------------------------
+
+
+class AbbTerraEmulator(ModbusTcpBox, TrydanEmulator):
+    """One ABB Terra AC (unit 1), see module doc."""
+
+    READ_FUNCTIONS = (3, 4)
+
+    def __init__(self, port=0, host="127.0.0.1", *, comm_timeout_s=600, max_a=32, **kwargs):
+        TrydanEmulator.__init__(self, port, host, **kwargs)
+        self._init_modbus()
+        self.comm_timeout_s = comm_timeout_s
+        self.max_a = max_a
+        self._limit_ma = max_a * 1000  # no limit written yet: the hardware maximum
+        self.authorised = True
+        self.session_ended = False
+        self.forbidden_writes = []  # (address, value) of writes to 0x4103 / 0x4105
+        self._last_request_t = self._clock()
+
+    def handle_frame(self, frame):
+        with self._lock:
+            self._check_comm()
+            self._last_request_t = self._clock()
+            self._retarget()
+        return ModbusTcpBox.handle_frame(self, frame)
+
+    def _check_comm(self):
+        self._advance()
+        self._retarget()
+
+    def comm_lost(self):
+        return self.comm_timeout_s and self._clock() - self._last_request_t >= self.comm_timeout_s
+
+    def limit_a(self):
+        with self._lock:
+            return self._limit_a()
+
+    def _limit_a(self):
+        return min(self._limit_ma, self.max_a * 1000) / 1000.0
+
+    def _allows_charging(self):
+        return (self._plugged and self.authorised and not self.session_ended and self._limit_a() >= MIN_A
+                and not self.comm_lost())
+
+    def _target_ma(self):
+        if not (self._allows_charging() and self._demand):
+            return 0
+        return int(min(self._limit_a() * 1000, self._car_max_ma))
+
+    def drawn_current_ma(self):
+        with self._lock:
+            self._advance()
+            self._retarget()
+            return self._per_phase(self._actual_ma(self._clock()))
+
+    def unplug(self):
+        with self._lock:
+            self.session_ended = False
+        TrydanEmulator.unplug(self)
+
+    def charging_state(self):
+        if not self._plugged:
+            return 0
+        if self.session_ended:
+            return 5
+        if not self.authorised:
+            return 1
+        if not self._allows_charging():
+            return 3 if self._demand else 2
+        return 4 if self._actual_ma(self._clock()) else 2
+
+    def _image(self):
+        self._advance()
+        self._retarget()
+        now = self._clock()
+        per_phase = self._per_phase(self._actual_ma(now))
+        volts = [self.voltage_v * 10 if i < self.install_phases else 0 for i in range(3)]
+        power = int(round(self._power_w(self._actual_ma(now))))
+        socket_state = 0x111 if self._plugged else 0
+        u32 = []
+        for value in (0x1234, 0x5678, 0x00010605, self.max_a * 1000, 0, socket_state, self.charging_state() << 8,
+                      int(self._limit_a() * 1000) if self._allows_charging() or self._limit_a() < MIN_A else 0):
+            u32.append(value)
+        u32 += per_phase + volts + [power, int(self._energy_wh)]
+        words = []
+        for value in u32:
+            words += [(value >> 16) & 0xFFFF, value & 0xFFFF]
+        return words + [self.comm_timeout_s]
+
+    def read_registers(self, unit, address, count):
+        if address < 0x4000 or address + count > 0x4021:
+            return 2
+        return self._image()[address - 0x4000 : address - 0x4000 + count]
+
+    def write_registers(self, unit, address, values):
+        if address == 0x4100 and len(values) == 2:
+            limit = (values[0] << 16) | values[1]
+            if limit > 80000:
+                return 3
+            self._advance()
+            self._limit_ma = limit
+            self._retarget()
+            self._write_log.append(WriteRecord(time.monotonic_ns(), "limit", str(limit), True, ""))
+            return 0
+        if address == 0x4106 and len(values) == 1:
+            self.comm_timeout_s = values[0]
+            self._write_log.append(WriteRecord(time.monotonic_ns(), "comm_timeout", str(values[0]), True, ""))
+            return 0
+        if address in (0x4103, 0x4105) and len(values) == 1:
+            self.forbidden_writes.append((address, values[0]))
+            self._advance()
+            if address == 0x4105 and values[0] == 1:
+                self.authorised = False
+            if address == 0x4103 and values[0] == 0 and self._actual_ma(self._clock()):
+                self.session_ended = True
+            self._retarget()
+            return 0
+        return 2
