@@ -71,6 +71,7 @@ class FakeBox:
         self.garbage = b"\x00\x01\xff\xff\x00\x02\x01\x83"
         self.refuse_writes = {}  # address -> exception code
         self.connects = 0
+        self.count = 0  # requests in all
         self.socket = None
 
     def attach(self, link):
@@ -95,8 +96,13 @@ class FakeBox:
     def get(self, unit, address, count=1):
         return [self.regs.get((unit, address + i), 0) for i in range(count)]
 
+    KEEP = 64  # requests kept (a fuzz run sends hundreds: one big list is a large block on a MicroPython heap)
+
     def answer(self, req):
+        if len(self.requests) >= self.KEEP:
+            self.requests.pop(0)
         self.requests.append(req)
+        self.count += 1
         if self.mode in ("hang", "refuse"):
             return None
         if self.mode == "garbage":

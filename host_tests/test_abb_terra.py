@@ -125,4 +125,4 @@ def test_fuzzed_registers_never_crash():
         assert s.car in (CAR_NONE, CAR_CONNECTED, CAR_CHARGING, CAR_UNKNOWN)
         for v in s.current_ma + [s.power_w, s.session_energy_wh, s.offered_ma]:
             assert v is None or 0 <= v < 2**30
-        assert run_sync(driver.apply(rnd.byte() * 150))
+        assert run_sync(driver.apply(rnd.byte() * 150)), driver.status.error

@@ -132,3 +132,22 @@ def test_fuzzed_registers_never_crash_and_status_stays_whole():
         assert ok and s.car in (CAR_NONE, CAR_CONNECTED, CAR_CHARGING, CAR_UNKNOWN)
         assert run_sync(driver.apply(word() * 10)) in (True, False)
         assert s.offered_ma is None or 0 <= s.offered_ma <= 0xFFFF * 1000
+
+
+def test_an_exception_midway_does_not_leave_a_request_in_flight():
+    driver, box, clock = make()
+    box.mode = "hang"
+    real_sleep = driver.box._sleep_ms
+    calls = [0]
+
+    async def failing_sleep(ms):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise MemoryError()
+        await real_sleep(ms)
+
+    driver.box._sleep_ms = failing_sleep
+    assert not run_sync(driver.poll())
+    assert driver.status.error == "out of memory"
+    box.mode = "normal"
+    assert run_sync(driver.poll()), driver.status.error  # not "a request is already in flight"

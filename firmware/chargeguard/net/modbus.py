@@ -404,6 +404,13 @@ class ModbusMaster:
         self._end(now)
         return DONE
 
+    def abort(self):
+        """Drop the request in flight, if any (the caller failed midway: out of memory, cancelled)."""
+        if self._busy:
+            self.link.reset()
+            self._end(self._ticks_ms())
+            self.n_failed += 1
+
     def word(self, index):
         """Register `index` of the last answer (0..count-1) as an unsigned 16-bit int."""
         buf = self.link.buf

@@ -80,17 +80,23 @@ class ModbusBox:
             self.error = master.error
             self.exception = 0
             return False
-        while True:
-            r = master.step()
-            if r == mb.DONE:
-                self.error = None
-                self.exception = 0
-                return True
-            if r == mb.FAILED:
-                self.error = master.error
-                self.exception = master.exception
-                return False
-            await self._sleep_ms(_STEP_MS)
+        try:
+            while True:
+                r = master.step()
+                if r == mb.DONE:
+                    self.error = None
+                    self.exception = 0
+                    return True
+                if r == mb.FAILED:
+                    self.error = master.error
+                    self.exception = master.exception
+                    return False
+                await self._sleep_ms(_STEP_MS)
+        except BaseException:
+            # Out of memory, or the task cancelled: the request must not
+            # stay in flight, or every later one would be refused.
+            master.abort()
+            raise
 
     def close(self):
         self.link.close()
