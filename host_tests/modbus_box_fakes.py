@@ -64,6 +64,8 @@ class FakeBox:
     def __init__(self, units=(1,)):
         self.units = units
         self.regs = {}
+        self.coils = {}
+        self.input_regs = {}  # (unit, address) -> word, read by function 4
         self.writes = []
         self.requests = []
         self.mode = "normal"
@@ -115,14 +117,16 @@ class FakeBox:
             return None  # a gateway without that unit: silence
         if self.mode == "exception":
             return mbap(tid, unit, bytes((fn | 0x80, self.exception_code)))
-        if fn == 3:
+        if fn == 3 or fn == 4:
             count = (req[10] << 8) | req[11]
-            data = bytearray((3, 2 * count))
-            for w in self.get(unit, address, count):
+            data = bytearray((fn, 2 * count))
+            words = self.get(unit, address, count) if fn == 3 else [
+                self.input_regs.get((unit, address + i), 0) for i in range(count)]
+            for w in words:
                 data.extend(bytes((w >> 8, w & 0xFF)))
             return mbap(tid, unit, data)
-        if fn == 6 or fn == 16:
-            if fn == 6:
+        if fn == 5 or fn == 6 or fn == 16:
+            if fn != 16:
                 values = [(req[10] << 8) | req[11]]
             else:
                 count = (req[10] << 8) | req[11]
@@ -130,8 +134,11 @@ class FakeBox:
             code = self.refuse_writes.get(address)
             if code:
                 return mbap(tid, unit, bytes((fn | 0x80, code)))
-            self.writes.append((unit, address, values))
-            self.set(unit, address, values)
+            self.writes.append((unit, address, values) if fn != 5 else (unit, "coil", address, values))
+            if fn == 5:
+                self.coils[(unit, address)] = values[0] == 0xFF00
+            else:
+                self.set(unit, address, values)
             self.on_write(unit, address, values)
             return mbap(tid, unit, bytes(req[7:12]))
         return mbap(tid, unit, bytes((fn | 0x80, 1)))

@@ -45,6 +45,17 @@ def test_tcp_function_6_and_16_requests_and_echo():
     assert len(box.requests[-1]) == 12 and master.word(0) == 0x4180
 
 
+def test_function_5_writes_one_coil():
+    master, clock, box = tcp()
+    assert master.start_write(1, 5, 400, [0xFF00], 1, 2500)
+    assert finish(master, clock) == mb.DONE, master.error
+    assert box.requests[-1][2:] == bytes((0, 0, 0, 6, 1, 5, 0x01, 0x90, 0xFF, 0x00))
+    assert box.coils[(1, 400)] is True
+    assert master.start_write(1, 5, 400, [0], 1, 2500)
+    assert finish(master, clock) == mb.DONE
+    assert box.coils[(1, 400)] is False
+
+
 def test_write_exception_is_not_retried_and_in_words():
     master, clock, box = tcp()
     box.refuse_writes[1215] = 2
@@ -81,7 +92,8 @@ def test_an_answer_that_does_not_echo_the_write_fails():
 
 def test_bad_writes_are_refused_before_anything_is_sent():
     master, clock, box = tcp()
-    for function, values, count in ((6, [1, 2], 2), (16, [0] * 9, 9), (5, [1], 1), (6, [0x10000], 1), (6, [-1], 1)):
+    for function, values, count in ((6, [1, 2], 2), (16, [0] * 9, 9), (5, [1], 1), (6, [0x10000], 1), (6, [-1], 1),
+                                    (15, [1], 1), (5, [0xFF00, 0], 2)):
         try:
             master.start_write(1, function, 0, values, count, 2500)
         except ValueError:

@@ -17,10 +17,12 @@ CHARGER_MODULES = {
     "v2c_trydan_modbus": "chargeguard.chargers.v2c_trydan_modbus",
     "alfen_eve": "chargeguard.chargers.alfen",
     "abb_terra": "chargeguard.chargers.abb_terra",
+    "modbus_generic": "chargeguard.chargers.modbus_generic",
 }
 # Charger types reached over Modbus TCP: their entries also have "unit" (the
-# Modbus unit id, 1..247: an Alfen socket is 1 or 2) and default to port 502.
-MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve", "abb_terra")
+# Modbus unit id, 1..247: an Alfen socket is 1 or 2) and default to port 502;
+# a modbus_generic entry has its register map in "map" (config.py checks it).
+MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

@@ -18,10 +18,11 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "tools", "sh
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from modbus_charger_emulator import AbbTerraEmulator, AlfenEmulator, TrydanModbusEmulator  # noqa: E402
+from modbus_charger_emulator import AbbTerraEmulator, AlfenEmulator, PhoenixEmulator, TrydanModbusEmulator  # noqa: E402
 from pymodbus.client import ModbusTcpClient  # noqa: E402
 
-from chargeguard.chargers import abb_terra, alfen, v2c_trydan_modbus  # noqa: E402
+from chargeguard.chargers import abb_terra, alfen, modbus_generic, v2c_trydan_modbus  # noqa: E402
+from chargeguard import config  # noqa: E402
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa: E402
 from chargeguard.net import modbus as mb  # noqa: E402
 from chargeguard.net.modbus_box import ModbusBox  # noqa: E402
@@ -33,6 +34,8 @@ TIMEOUT_MS = 1000  # per attempt, as the drivers are built here
 # One request: two attempts and the pause (net/modbus_box.py), plus host slack.
 REQUEST_S = 2 * TIMEOUT_MS / 1000 + 0.5
 HOST_SLACK_S = 2.0
+PHOENIX_MAP = {"state_address": 100, "current_address": 528, "enable": "coil", "enable_address": 400,
+               "power_address": 120}
 
 
 def f32(value):
@@ -188,6 +191,38 @@ def test_abb_driver_sets_the_limit_and_the_comm_timeout_and_never_the_dangerous_
     driver.box.close()
 
 
+def test_phoenix_emulator_with_pymodbus_and_the_generic_driver(boxes):
+    box = PhoenixEmulator(response_delay_s=0).start()
+    boxes.append(box)
+    box.plug()
+    c = client(box)
+    try:
+        assert c.read_input_registers(100, count=1, device_id=1).registers == [ord("C")]
+        assert not c.write_register(528, 10, device_id=1).isError()
+        assert c.read_input_registers(120, count=2, device_id=1).registers == [0, 3 * 230 * 10]
+        assert not c.write_coil(400, False, device_id=1).isError()
+        assert c.read_coils(400, count=1, device_id=1).bits[0] is False
+        assert c.read_input_registers(100, count=1, device_id=1).registers == [ord("B")]
+        r = c.write_register(528, 3, device_id=1)
+        assert r.isError() and r.exception_code == 3
+    finally:
+        c.close()
+    driver = driver_for("modbus_generic", box)
+
+    async def scenario():
+        assert await driver.poll(), driver.status.error
+        assert driver.status.car == CAR_CONNECTED
+        assert await driver.apply(13000)
+        assert box.current_a() == 13 and box.enabled()
+        assert await driver.poll()
+        assert driver.status.car == CAR_CHARGING and driver.status.power_w == 3 * 230 * 13
+        assert await driver.apply(0)
+        assert not box.enabled() and box.current_a() == 13
+
+    asyncio.run(scenario())
+    driver.box.close()
+
+
 # -- the firmware's writes against pymodbus -------------------------------------------
 
 
@@ -249,7 +284,14 @@ def driver_for(kind, box, **fields):
     entry = {"host": "127.0.0.1", "port": box.port, "phases": 3, "circuit_a": 16, "unit": 1, "failsafe_a": 0}
     entry.update(fields)
     platform = unix.Platform({"rs485_device": None})
-    module = {"v2c_trydan_modbus": v2c_trydan_modbus, "alfen_eve": alfen, "abb_terra": abb_terra}[kind]
+    if kind == "modbus_generic":
+        doc = config.defaults()
+        doc["chargers"] = [dict(entry, name="X", type=kind, map=dict(PHOENIX_MAP))]
+        doc = config.complete(doc)
+        assert config.validate(doc) == []
+        entry = doc["chargers"][0]
+    module = {"v2c_trydan_modbus": v2c_trydan_modbus, "alfen_eve": alfen, "abb_terra": abb_terra,
+              "modbus_generic": modbus_generic}[kind]
     return module.from_config(entry, platform, TIMEOUT_MS)
 
 
@@ -305,10 +347,11 @@ def test_alfen_driver_keeps_the_max_current_alive_and_the_box_falls_back_without
     driver.box.close()
 
 
-@pytest.mark.parametrize("kind", ("v2c_trydan_modbus", "alfen_eve", "abb_terra"))
+@pytest.mark.parametrize("kind", ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic"))
 @pytest.mark.parametrize("mode", ("hang", "garbage", "error", "refuse"))
 def test_a_failing_box_fails_its_own_requests_in_words_within_the_deadline(boxes, kind, mode):
-    emulator = {"v2c_trydan_modbus": TrydanModbusEmulator, "alfen_eve": AlfenEmulator, "abb_terra": AbbTerraEmulator}[kind]
+    emulator = {"v2c_trydan_modbus": TrydanModbusEmulator, "alfen_eve": AlfenEmulator, "abb_terra": AbbTerraEmulator,
+                "modbus_generic": PhoenixEmulator}[kind]
     box = emulator(response_delay_s=0).start()
     boxes.append(box)
     box.plug()

@@ -1,4 +1,4 @@
-"""Wallboxes commanded over Modbus TCP, on loopback (CPython, host side): V2C Trydan, Alfen Eve, ABB Terra AC.
+"""Wallboxes commanded over Modbus TCP, on loopback (CPython, host side): V2C Trydan, Alfen Eve, ABB Terra AC, Phoenix EV-ETH.
 
 Both reuse the Trydan emulator's car model (plug, demand, response delay,
 energy; tools/sim/trydan_emulator.py) and serve their register maps from a
@@ -52,6 +52,13 @@ False: no charging until the owner's app gives it back), 0x4103 = 0 while
 charging ends the session (state 5 until the car is replugged). No request
 for `comm timeout` seconds: the box stops charging by itself until the
 next request (its failsafe).
+
+PhoenixEmulator (unit 1, for the generic driver): the Phoenix Contact EV-ETH
+controller's registers as PROTOCOLS.md lists them (from evcc's
+phoenix-ev-eth template): input register 100 the IEC 61851 state as an
+ASCII letter (A..F), input registers 120-121 the power (u32 W, high word
+first), holding register 528 the maximum current (A, 6..80 or 0), coil 400
+charging enabled (function 5; function 1 reads it).
 """
 
 import collections
@@ -112,6 +119,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 class ModbusTcpBox:
     """The Modbus TCP side shared by the emulators (mixed into a TrydanEmulator subclass)."""
+
+    def write_coil(self, unit, address, on):
+        return 1  # no coils: illegal function
 
     UNITS = (1,)
     READ_FUNCTIONS = (3,)
@@ -181,8 +191,21 @@ class ModbusTcpBox:
             if isinstance(words, int):
                 return self._mbap(tid, unit, bytes((fn | 0x80, words)))
             return self._mbap(tid, unit, bytes((fn, 2 * count)) + struct.pack(">%dH" % count, *words))
-        if fn == 6 and len(pdu) == 5:
+        if fn == 1 and len(pdu) == 5 and hasattr(self, "read_coils"):
+            address, count = struct.unpack(">HH", pdu[1:5])
+            with self._lock:
+                bits = self.read_coils(unit, address, count)
+            if isinstance(bits, int):
+                return self._mbap(tid, unit, bytes((0x81, bits)))
+            data = bytearray((len(bits) + 7) // 8)
+            for i, bit in enumerate(bits):
+                if bit:
+                    data[i // 8] |= 1 << (i % 8)
+            return self._mbap(tid, unit, bytes((1, len(data))) + bytes(data))
+        if fn in (5, 6) and len(pdu) == 5:
             address, value = struct.unpack(">HH", pdu[1:5])
+            if fn == 5 and value not in (0, 0xFF00):
+                return self._mbap(tid, unit, bytes((0x85, 3)))
             values = [value]
         elif fn == 16 and len(pdu) >= 6:
             address, count = struct.unpack(">HH", pdu[1:5])
@@ -192,7 +215,8 @@ class ModbusTcpBox:
         else:
             return self._mbap(tid, unit, bytes((fn | 0x80, 1)))
         with self._lock:
-            code = self.write_registers(unit, address, values)
+            code = self.write_coil(unit, address, values[0] == 0xFF00) if fn == 5 else self.write_registers(
+                unit, address, values)
             self.mb_writes.append((time.monotonic_ns(), unit, address, values, code))
         if code:
             return self._mbap(tid, unit, bytes((fn | 0x80, code)))
@@ -559,3 +583,76 @@ class AbbTerraEmulator(ModbusTcpBox, TrydanEmulator):
             self._retarget()
             return 0
         return 2
+
+
+# -- Phoenix Contact EV-ETH (for the generic driver) ---------------------------
+
+
+class PhoenixEmulator(ModbusTcpBox, TrydanEmulator):
+    """A Phoenix Contact EV-ETH controller (unit 1), see module doc."""
+
+    READ_FUNCTIONS = (3, 4)
+
+    def __init__(self, port=0, host="127.0.0.1", *, current_a=16, **kwargs):
+        TrydanEmulator.__init__(self, port, host, **kwargs)
+        self._init_modbus()
+        self._current_a = current_a
+        self._enabled = True
+
+    def current_a(self):
+        return self._current_a
+
+    def enabled(self):
+        return self._enabled
+
+    def _limit_a(self):
+        return self._current_a
+
+    def _allows_charging(self):
+        return self._plugged and self._enabled and self._current_a >= MIN_A
+
+    def state_letter(self):
+        if not self._plugged:
+            return "A"
+        if self._allows_charging() and self._demand:
+            return "C"
+        return "B"
+
+    def read_registers(self, unit, address, count):
+        # Function 3 and 4 share the map here (the input registers and the one holding register).
+        self._advance()
+        image = {100: ord(self.state_letter()), 528: self._current_a}
+        power = int(round(self._power_w(self._actual_ma(self._clock()))))
+        image[120] = power >> 16
+        image[121] = power & 0xFFFF
+        out = []
+        for a in range(address, address + count):
+            if a not in image:
+                return 2
+            out.append(image[a])
+        return out
+
+    def read_coils(self, unit, address, count):
+        if address != 400 or count != 1:
+            return 2
+        return [self._enabled]
+
+    def write_coil(self, unit, address, on):
+        if address != 400:
+            return 2
+        self._advance()
+        self._enabled = on
+        self._retarget()
+        self._write_log.append(WriteRecord(time.monotonic_ns(), "enable", str(int(on)), True, ""))
+        return 0
+
+    def write_registers(self, unit, address, values):
+        if address != 528 or len(values) != 1:
+            return 2
+        if values[0] and not MIN_A <= values[0] <= 80:
+            return 3
+        self._advance()
+        self._current_a = values[0]
+        self._retarget()
+        self._write_log.append(WriteRecord(time.monotonic_ns(), "current", str(values[0]), True, ""))
+        return 0

@@ -17,8 +17,9 @@ ModbusMaster(link, ticks_ms, ticks_diff, timeout_ms=500, retries=1, pause_ms=100
     ``exception`` holds the exception code (0 when the meter did not answer
     with one). ``start_write(unit, function, address, values, count,
     deadline_ms)`` arms a write of values[0..count-1] (unsigned 16 bit):
-    function 6 (count 1) or 16 (count 1..8); DONE only when the answer echoes
-    the function, the address and the value (6) or the count (16). A write
+    function 5 (one coil: 0xFF00 on, 0 off), 6 (count 1) or 16 (count
+    1..8); DONE only when the answer echoes the function, the address and
+    the value (5, 6) or the count (16). A write
     is retried like a read (a register set twice to the same value is the
     same register). A request gives up at ``deadline_ms`` after start() whatever
     happens; inside it each attempt waits ``timeout_ms`` for the answer and
@@ -202,7 +203,7 @@ class RtuLink:
         req[1] = function
         req[2] = address >> 8
         req[3] = address & 0xFF
-        if function == 6:
+        if function == 6 or function == 5:
             count = values[0]  # the value takes the place of the count
         req[4] = count >> 8
         req[5] = count & 0xFF
@@ -317,12 +318,13 @@ class ModbusMaster:
         return self._armed(function, address, count, deadline_ms)
 
     def start_write(self, unit, function, address, values, count, deadline_ms):
-        """Arm a write of values[0..count-1] at `address`: function 6 (count 1) or 16 (1..8). False when one is in flight."""
+        """Arm a write of values[0..count-1] at `address`: function 5 or 6 (count 1) or 16 (1..8). False when one is in flight."""
         if self._busy:
             self.error = _ERRORS[_E_BUSY]
             return False
         if (
-            not (function == 6 and count == 1 or function == 16 and 1 <= count <= _MAX_WRITE)
+            not ((function == 6 or function == 5) and count == 1 or function == 16 and 1 <= count <= _MAX_WRITE)
+            or function == 5 and values[0] not in (0, 0xFF00)
             or not 0 <= address <= 0xFFFF - count + 1
         ):
             raise ValueError("modbus write")
@@ -330,7 +332,7 @@ class ModbusMaster:
             if not 0 <= values[i] <= 0xFFFF:
                 raise ValueError("modbus write")
         self.link.begin(unit, function, address, count, values)
-        self._echo = values[0] if function == 6 else count
+        self._echo = count if function == 16 else values[0]
         return self._armed(function, address, count, deadline_ms)
 
     def _armed(self, function, address, count, deadline_ms):
@@ -388,8 +390,8 @@ class ModbusMaster:
             return FAILED
         if function != self._function:
             return self._retry(_E_FUNCTION, now)
-        if function == 6 or function == 16:
-            # [function][address (2)][value (6) | count (16)]: an echo.
+        if function == 5 or function == 6 or function == 16:
+            # [function][address (2)][value (5, 6) | count (16)]: an echo.
             if r != 5:
                 return self._retry(_E_LENGTH, now)
             if (buf[p + 1] << 8 | buf[p + 2]) != self._address or (buf[p + 3] << 8 | buf[p + 4]) != self._echo:

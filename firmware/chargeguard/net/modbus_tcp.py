@@ -57,7 +57,7 @@ class TcpLink:
                 req[13 + 2 * i] = (values[i] >> 8) & 0xFF
                 req[14 + 2 * i] = values[i] & 0xFF
             n = 13 + 2 * count
-        elif function == 6:
+        elif function == 6 or function == 5:
             count = values[0]  # the value takes the place of the count
         self._len = n
         req[0] = tid >> 8
