@@ -61,7 +61,7 @@ Version 1 (CURRENT_VERSION):
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
          "host": "",                   numeric IPv4 (unicast) or a host name; required
-         "port": 80,                   1..65535 (502 for the Modbus types)
+         "port": 80,                   1..65535 (502 for the Modbus types, 7090 for keba_p30)
          "unit": 1,                    Modbus types only (drivers.MODBUS_CHARGERS): the unit id
                                        1..247 (an Alfen socket: 1, or 2 for the right one)
          "phases": 3,                  1..3 and at most site.phases
@@ -174,7 +174,7 @@ from micropython import const
 
 from chargeguard import rules
 from chargeguard.core.modes import MODES
-from chargeguard.drivers import CHARGER_MODULES, METER_MODULES, MODBUS_CHARGERS
+from chargeguard.drivers import CHARGER_MODULES, CHARGER_PORTS, METER_MODULES, MODBUS_CHARGERS
 
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
@@ -446,6 +446,8 @@ def _complete_charger(out, index, site_phases):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
         out["manual_a"] = out["min_a"]
+    if "port" not in out and out.get("type") in CHARGER_PORTS:
+        out["port"] = CHARGER_PORTS[out["type"]]
     if out.get("type") in MODBUS_CHARGERS:
         if "port" not in out:
             out["port"] = _MODBUS_PORT
