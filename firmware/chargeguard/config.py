@@ -62,7 +62,7 @@ Version 1 (CURRENT_VERSION):
          "type": "v2c_trydan",         CHARGER_TYPES
          "host": "",                   numeric IPv4 (unicast) or a host name; required
          "port": 80,                   1..65535 (502 for the Modbus types, 7090 for keba_p30)
-         "unit": 1,                    Modbus types only (drivers.MODBUS_CHARGERS): the unit id
+         "unit": 1,                    Modbus types only (drivers.ENTRY_RULES): the unit id
                                        1..247 (an Alfen socket: 1, or 2 for the right one)
          "phases": 3,                  1..3 and at most site.phases
          "phase_map": "ABC",           `phases` distinct letters from the site's phases:
@@ -174,7 +174,7 @@ from micropython import const
 
 from chargeguard import rules
 from chargeguard.core.modes import MODES
-from chargeguard.drivers import CHARGER_MODULES, CHARGER_PORTS, METER_MODULES, MODBUS_CHARGERS
+from chargeguard.drivers import CHARGER_MODULES, ENTRY_RULES, METER_MODULES
 
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
@@ -340,26 +340,6 @@ _CHARGER = (
     rules.MANUAL_A,
     rules.ENABLED,
 )
-_CHARGER_MODBUS = _CHARGER + (("unit", 1, _INT, 1, 247, ""),)
-_CHARGER_GENERIC = _CHARGER_MODBUS + (("map", None, _MAP, None, None, ""),)
-# A modbus_generic charger's register map (chargers/modbus_generic.py); the
-# second item True = required.
-_GENERIC_MAP = (
-    ("state_function", False, _ONEOF, (3, 4), None, ""),
-    ("state_address", True, _INT, 0, 65535, ""),
-    ("state_kind", False, _ENUM, ("letter", "number"), None, ""),
-    ("power_function", False, _ONEOF, (3, 4), None, ""),
-    ("power_address", False, _INT, -1, 65535, ""),
-    ("power_type", False, _ENUM, ("u16", "u32", "u32sw", "i32"), None, ""),
-    ("power_scale", False, _INT, -3, 3, ""),
-    ("current_address", True, _INT, 0, 65535, ""),
-    ("current_unit_ma", False, _ONEOF, (1, 10, 100, 1000), None, ""),
-    ("enable", False, _ENUM, ("coil", "register", "none"), None, ""),
-    ("enable_address", False, _INT, 0, 65535, ""),
-)
-_GENERIC_DEFAULTS = {"state_function": 4, "state_kind": "letter", "power_function": 4, "power_address": -1,
-                     "power_type": "u32", "power_scale": 0, "current_unit_ma": 1000, "enable": "none"}
-_MODBUS_PORT = const(502)
 _SECTIONS = (
     ("site", _SITE),
     ("guard", _GUARD),
@@ -446,18 +426,10 @@ def _complete_charger(out, index, site_phases):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
         out["manual_a"] = out["min_a"]
-    if "port" not in out and out.get("type") in CHARGER_PORTS:
-        out["port"] = CHARGER_PORTS[out["type"]]
-    if out.get("type") in MODBUS_CHARGERS:
-        if "port" not in out:
-            out["port"] = _MODBUS_PORT
-        if out["type"] == "modbus_generic":
-            if type(out.get("map")) is dict:
-                for key in _GENERIC_DEFAULTS:
-                    if key not in out["map"]:
-                        out["map"][key] = _GENERIC_DEFAULTS[key]
-            return _fill(out, _CHARGER_GENERIC)
-        return _fill(out, _CHARGER_MODBUS)
+    if out.get("type") in ENTRY_RULES:
+        from chargeguard.chargers import entries  # their own rules, loaded for them only
+
+        return entries.complete(out, _fill, _CHARGER)
     return _fill(out, _CHARGER)
 
 
@@ -995,9 +967,12 @@ def _check_chargers(errors, chargers, site_phases):
         if type(entry) is not dict:
             errors.add(prefix[:-1], "must be an object (is %s)" % _show(entry), written=True)
             continue
-        kind = entry.get("type")
-        table = _CHARGER_GENERIC if kind == "modbus_generic" else _CHARGER_MODBUS if kind in MODBUS_CHARGERS else _CHARGER
-        good = _check_section(errors, prefix, entry, table)
+        if entry.get("type") in ENTRY_RULES:
+            from chargeguard.chargers import entries
+
+            good = entries.check(errors, prefix, entry, _CHARGER, _check_section, _check, _unknown, _MISSING)
+        else:
+            good = _check_section(errors, prefix, entry, _CHARGER)
         _check_charger(errors, prefix, good, site_phases, count)
         name = good.get("name")
         if name is not None:
@@ -1017,28 +992,7 @@ def _check_chargers(errors, chargers, site_phases):
                 priorities[priority] = index
 
 
-def _check_generic_map(errors, path, m):
-    if type(m) is not dict:
-        errors.add(path, "must be the box's register map (see docs/configuration.md, modbus_generic)", written=True)
-        return
-    for spec in _GENERIC_MAP:
-        key = spec[0]
-        if key not in m:
-            if spec[1]:
-                errors.add(path + "." + key, _MISSING, written=True)
-            continue
-        _check(errors, path + "." + key, (key, None) + spec[2:], m[key])
-    _unknown(errors, path + ".", m, [spec[0] for spec in _GENERIC_MAP])
-    if m.get("enable") in ("coil", "register") and "enable_address" not in m:
-        errors.add(path + ".enable_address", _MISSING, written=True)
-
-
 def _check_charger(errors, prefix, good, site_phases, count):
-    unit = good.get("unit")
-    if good.get("type") == "modbus_generic" and "map" in good:
-        _check_generic_map(errors, prefix + "map", good["map"])
-    if good.get("type") == "alfen_eve" and unit is not None and unit > 2:
-        errors.add(prefix + "unit", "must be 1 or 2 for an Alfen Eve: its socket (is %d)" % unit)
     phases = good.get("phases")
     phase_map = good.get("phase_map")
     if phases is not None and site_phases is not None and phases > site_phases:

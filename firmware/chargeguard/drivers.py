@@ -20,12 +20,10 @@ CHARGER_MODULES = {
     "modbus_generic": "chargeguard.chargers.modbus_generic",
     "keba_p30": "chargeguard.chargers.keba",
 }
-# Charger types reached over Modbus TCP: their entries also have "unit" (the
-# Modbus unit id, 1..247: an Alfen socket is 1 or 2) and default to port 502;
-# a modbus_generic entry has its register map in "map" (config.py checks it).
-# Default ports of the types that are not on HTTP's 80 (a Keba on UDP 7090).
-CHARGER_PORTS = {"keba_p30": 7090}
-MODBUS_CHARGERS = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic")
+# Charger types whose entries have rules of their own (chargers/entries.py,
+# loaded by config.py for them only): the Modbus TCP ones ("unit", port 502;
+# modbus_generic's register map "map") and keba_p30 (UDP port 7090).
+ENTRY_RULES = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic", "keba_p30")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

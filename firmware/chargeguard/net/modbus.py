@@ -1,9 +1,8 @@
 """Modbus master: one request layer over RTU (RS485 serial line) and TCP (MBAP).
 
-Read holding (function 3) or input (function 4) registers, for meters and
-chargers; write one register (function 6) or several (function 16, at most
-8: a float32 or u32 set-point, a short block), for chargers. One request is
-in flight at a time; everything is synchronous
+Read holding (function 3) or input (function 4) registers; the answers to
+writes (functions 5, 6, 16: net/modbus_box.py arms them, for the Modbus TCP
+chargers) are checked here too. One request is in flight at a time; everything is synchronous
 steps that never wait, so the caller's coroutine sleeps between them and the
 whole exchange allocates nothing once warm (the request and answer live in
 preallocated buffers; errors are constant strings).
@@ -15,13 +14,7 @@ ModbusMaster(link, ticks_ms, ticks_diff, timeout_ms=500, retries=1, pause_ms=100
     register i of the answer (0..count-1, unsigned 16 bit) and ``tick_ms``
     when the answer arrived. After FAILED, ``error`` says why in words and
     ``exception`` holds the exception code (0 when the meter did not answer
-    with one). ``start_write(unit, function, address, values, count,
-    deadline_ms)`` arms a write of values[0..count-1] (unsigned 16 bit):
-    function 5 (one coil: 0xFF00 on, 0 off), 6 (count 1) or 16 (count
-    1..8); DONE only when the answer echoes the function, the address and
-    the value (5, 6) or the count (16). A write
-    is retried like a read (a register set twice to the same value is the
-    same register). A request gives up at ``deadline_ms`` after start() whatever
+    with one). A request gives up at ``deadline_ms`` after start() whatever
     happens; inside it each attempt waits ``timeout_ms`` for the answer and
     a failed attempt (no answer, a CRC error, a broken frame) is tried again
     up to ``retries`` times. An exception answer is not retried: the meter
@@ -59,8 +52,7 @@ TcpLink(host, port) (net/modbus_tcp.py, loaded only for a TCP meter)
     the blocking getaddrinfo) on the device.
 
 Both links: ``buf`` holds the last answer, the PDU at offset ``pdu``;
-``begin(unit, function, address, count, values)`` prepares the request
-(values: the registers of a write, else None),
+``begin(unit, function, address, count)`` prepares the request,
 ``send(now)`` returns DONE when sent, BUSY while the line or connection is not
 ready, or an error; ``receive(now)`` returns BUSY, the PDU length, or an
 error; ``reset()`` drops what is in progress; ``close()``.
@@ -122,9 +114,7 @@ _EXCEPTIONS = (
 
 _MAX_REGISTERS = const(125)  # function 3/4 limit (the answer's byte count is 1 byte)
 _RTU_MAX = const(256)  # the longest RTU frame
-_RTU_REQUEST = const(8)  # unit, function, address (2), count (2), CRC (2); a function 6 write too
-_MAX_WRITE = const(8)  # registers one function 16 write carries (a set-point is 1 or 2)
-_RTU_WRITE = const(25)  # unit, 16, address (2), count (2), bytes, 2 x 8, CRC (2)
+_RTU_REQUEST = const(8)  # unit, function, address (2), count (2), CRC (2)
 _CHUNK = const(32)  # bytes taken from the UART or socket per read call
 _T35_FAST_US = const(1750)  # t3.5 above 19200 baud (fixed by the spec)
 
@@ -151,16 +141,6 @@ def frame_silence_ms(baud):
     return (38500 + baud - 1) // baud
 
 
-def _put_values(buf, at, values, count):
-    # The registers of a write, high byte first, into buf from `at`; the bytes used.
-    for i in range(count):
-        v = values[i]
-        buf[at] = (v >> 8) & 0xFF
-        buf[at + 1] = v & 0xFF
-        at += 2
-    return 2 * count
-
-
 def error_text(code):
     """The words for a link error code (see _ERRORS)."""
     return _ERRORS[code] if 0 < code < len(_ERRORS) else "error %d" % code
@@ -174,8 +154,6 @@ class RtuLink:
         self.buf = bytearray(_RTU_MAX)
         self.pdu = 1
         self._req = bytearray(_RTU_REQUEST)
-        self._wreq = None  # function 16 frames, made at the first such write
-        self._wlen = 0  # its length while one is armed, else 0
         self._chunk = bytearray(_CHUNK)
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
@@ -186,30 +164,18 @@ class RtuLink:
         self._unit = 0
         self.n_noise = 0
 
-    def begin(self, unit, function, address, count, values=None):
-        self._unit = unit
-        self._wlen = 0
+    def begin(self, unit, function, address, count):
         req = self._req
-        if function == 16:
-            if self._wreq is None:
-                self._wreq = bytearray(_RTU_WRITE)
-            req = self._wreq
-            n = 7 + _put_values(req, 7, values, count)
-            req[6] = 2 * count
-            self._wlen = n + 2
-        else:
-            n = 6
         req[0] = unit
         req[1] = function
         req[2] = address >> 8
         req[3] = address & 0xFF
-        if function == 6 or function == 5:
-            count = values[0]  # the value takes the place of the count
         req[4] = count >> 8
         req[5] = count & 0xFF
-        crc = crc16(req, 0, n)
-        req[n] = crc & 0xFF
-        req[n + 1] = crc >> 8
+        crc = crc16(req, 0, 6)
+        req[6] = crc & 0xFF
+        req[7] = crc >> 8
+        self._unit = unit
 
     def _drain(self, now):
         # Bytes outside a transaction: noise or a late answer. Dropped; they
@@ -223,9 +189,7 @@ class RtuLink:
     def send(self, now):
         if self._drain(now) or self._ticks_diff(now, self._last) < self.silence_ms:
             return BUSY
-        # A function 16 frame goes as a slice (one small object per write;
-        # writes are rare, reads allocate nothing).
-        self.uart.write(memoryview(self._wreq)[: self._wlen] if self._wlen else self._req)
+        self.uart.write(self._req)
         self._last = self._ticks_ms()
         self._got = 0
         self._want = 0
@@ -247,8 +211,7 @@ class RtuLink:
             self._got = got
             if not self._want and got >= 3:
                 # [unit][function][byte count | exception code]
-                # The answers to writes (5, 6, 15, 16) are 8 bytes.
-                self._want = 5 if buf[1] & 0x80 else 8 if buf[1] in (5, 6, 15, 16) else buf[2] + 5
+                self._want = 5 if buf[1] & 0x80 else buf[2] + 5
             if not self._want or got < self._want:
                 return BUSY
         elif not got or self._ticks_diff(now, self._last) < self.silence_ms:
@@ -293,8 +256,6 @@ class ModbusMaster:
         self.count = 0
         self._function = 0
         self._count = 0
-        self._address = 0
-        self._echo = 0  # a function 6 write: the value the answer must echo
         self._busy = False
         self._sent = False
         self._tries = 0
@@ -314,31 +275,9 @@ class ModbusMaster:
             return False
         if function not in (3, 4) or not 1 <= count <= _MAX_REGISTERS or not 0 <= address <= 0xFFFF - count + 1:
             raise ValueError("modbus request")
-        self.link.begin(unit, function, address, count, None)
-        return self._armed(function, address, count, deadline_ms)
-
-    def start_write(self, unit, function, address, values, count, deadline_ms):
-        """Arm a write of values[0..count-1] at `address`: function 5 or 6 (count 1) or 16 (1..8). False when one is in flight."""
-        if self._busy:
-            self.error = _ERRORS[_E_BUSY]
-            return False
-        if (
-            not ((function == 6 or function == 5) and count == 1 or function == 16 and 1 <= count <= _MAX_WRITE)
-            or function == 5 and values[0] not in (0, 0xFF00)
-            or not 0 <= address <= 0xFFFF - count + 1
-        ):
-            raise ValueError("modbus write")
-        for i in range(count):
-            if not 0 <= values[i] <= 0xFFFF:
-                raise ValueError("modbus write")
-        self.link.begin(unit, function, address, count, values)
-        self._echo = count if function == 16 else values[0]
-        return self._armed(function, address, count, deadline_ms)
-
-    def _armed(self, function, address, count, deadline_ms):
+        self.link.begin(unit, function, address, count)
         self._function = function
         self._count = count
-        self._address = address
         self._busy = True
         self._sent = False
         self._tries = 0
@@ -391,7 +330,7 @@ class ModbusMaster:
         if function != self._function:
             return self._retry(_E_FUNCTION, now)
         if function == 5 or function == 6 or function == 16:
-            # [function][address (2)][value (5, 6) | count (16)]: an echo.
+            # A write's answer echoes [function][address (2)][value (5, 6) | count (16)].
             if r != 5:
                 return self._retry(_E_LENGTH, now)
             if (buf[p + 1] << 8 | buf[p + 2]) != self._address or (buf[p + 3] << 8 | buf[p + 4]) != self._echo:

@@ -23,8 +23,7 @@ _E_SOCKET = const(9)
 _E_PROTOCOL = const(10)
 
 _CHUNK = const(32)  # bytes taken from the socket per read call
-_TCP_REQUEST = const(12)  # MBAP (7) + function, address (2), count or value (2): a read or a function 6 write
-_TCP_WRITE = const(29)  # MBAP (7) + 16, address (2), count (2), bytes, 2 x 8 registers
+_TCP_REQUEST = const(12)  # MBAP (7) + function, address (2), count (2)
 _TCP_MAX = const(260)  # MBAP 7 + PDU 253
 
 
@@ -36,9 +35,7 @@ class TcpLink:
         self.port = port
         self.buf = bytearray(_TCP_MAX)
         self.pdu = 7
-        self._req = bytearray(_TCP_WRITE)
-        self._len = _TCP_REQUEST  # bytes of _req the armed request uses
-        self._write = None  # MicroPython's stream write(buf, n): sends a prefix without a slice object
+        self._req = bytearray(_TCP_REQUEST)
         self._chunk = bytearray(_CHUNK)
         self._sock = None
         self._poll = None
@@ -47,25 +44,15 @@ class TcpLink:
         self._tid = 0
         self._got = 0
 
-    def begin(self, unit, function, address, count, values=None):
+    def begin(self, unit, function, address, count):
         tid = self._tid = (self._tid + 1) & 0xFFFF
         req = self._req
-        n = _TCP_REQUEST
-        if function == 16:
-            req[12] = 2 * count
-            for i in range(count):
-                req[13 + 2 * i] = (values[i] >> 8) & 0xFF
-                req[14 + 2 * i] = values[i] & 0xFF
-            n = 13 + 2 * count
-        elif function == 6 or function == 5:
-            count = values[0]  # the value takes the place of the count
-        self._len = n
         req[0] = tid >> 8
         req[1] = tid & 0xFF
         req[2] = 0
         req[3] = 0
         req[4] = 0
-        req[5] = n - 6  # unit + the PDU
+        req[5] = 6  # unit + the 5-byte PDU
         req[6] = unit
         req[7] = function
         req[8] = address >> 8
@@ -90,7 +77,6 @@ class TcpLink:
         poll.register(sock, select.POLLOUT | select.POLLIN)
         # CPython sockets have recv_into, MicroPython's readinto (None = nothing yet).
         self._read = getattr(sock, "recv_into", None) or sock.readinto
-        self._write = getattr(sock, "write", None)  # MicroPython only
         self._connected = False
         try:
             sock.connect(ai[-1])
@@ -114,13 +100,9 @@ class TcpLink:
                     return -_E_REFUSED
                 self._connected = True
                 self._poll.modify(self._sock, select.POLLIN)
-            # At most 29 bytes: they always fit an empty send buffer.
-            n = self._len
-            if self._write is not None:
-                sent = self._write(self._req, n)
-            else:
-                sent = self._sock.send(memoryview(self._req)[:n])
-            if sent != n:
+            # At most 29 bytes (a charger's write): they always fit an empty send buffer.
+            sent = self._sock.send(self._req)
+            if sent != len(self._req):
                 self.reset()
                 return -_E_SOCKET
         except OSError as err:
