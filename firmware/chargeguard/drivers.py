@@ -19,6 +19,7 @@ CHARGER_MODULES = {
     "abb_terra": "chargeguard.chargers.abb_terra",
     "modbus_generic": "chargeguard.chargers.modbus_generic",
     "keba_p30": "chargeguard.chargers.keba",
+    "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
 }
 # Charger types whose entries have rules of their own (chargers/entries.py,
 # loaded by config.py for them only): the Modbus TCP ones ("unit", port 502;
