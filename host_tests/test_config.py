@@ -114,7 +114,7 @@ FIELD_CASES = (
     ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),
     ("chargers.0.name", ("Trydan", "x" * 32), ("", "x" * 33, "a\tb", 1), "1 to 32", None),
     ("chargers.0.type", ("v2c_trydan", "go_e", "openevse"), ("goe", "go-e", "", "V2C_TRYDAN", "OpenEVSE", 1),
-     "go_e, openevse, shelly_load, v2c_trydan", None),
+     "go_e, keba_p30, modbus_generic, openevse, shelly_load, v2c_trydan", None),
     (
         "chargers.0.host",
         (HOST, "127.0.0.1", "10.0.0.1", "223.255.255.254", "trydan.local", "evse-1", "a" * 63, "box1.lan.example"),

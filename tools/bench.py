@@ -18,7 +18,11 @@
    with MQTT on and a live broker (tools/sim/broker.py); and with MQTT on and
    the broker black-holed (accepts TCP, never answers: the link waits out
    its connect deadline and backs off, again and again). The MQTT runs have
-   the heap of the firmware with MQTT (run.MQTT_HEAP). Prints p50 / p90 / p99 / max.
+   the heap of the firmware with MQTT (run.MQTT_HEAP). And on the mixed site
+   (run.py --mixed: one box of each family: the Trydan, a go-e and an
+   OpenEVSE over HTTP, an Alfen over Modbus TCP), the go-e hung, the other
+   cars unplugged, the Trydan cut as above (--mixed-only: this run alone).
+   Prints p50 / p90 / p99 / max.
 
 Cut to keep it to minutes (it took eleven): 60 load steps per latency run
 instead of 300 (p99 of 60 is the second-worst: read it as a max), and the
@@ -39,7 +43,7 @@ sys.path.insert(0, os.path.join(HERE, "sim"))
 sys.path.insert(0, HERE)
 
 from broker import BlackHole, Broker  # noqa: E402
-from run import DEFAULT_HEAP, MQTT_HEAP, Simulation, wait_for  # noqa: E402
+from run import DEFAULT_HEAP, MIXED_EXTRA_HEAP_K, MQTT_HEAP, Simulation, wait_for  # noqa: E402
 
 import memlab  # noqa: E402
 
@@ -60,8 +64,8 @@ def percentile(sorted_values, fraction):
     return sorted_values[index]
 
 
-def measure_latency(steps, heap, hung_second, mqtt=None):
-    """Latencies (ms) and misses; mqtt: None (off), "live" (a real broker) or "blackhole"."""
+def measure_latency(steps, heap, hung_second, mqtt=None, mixed=False):
+    """Latencies (ms) and misses; mqtt: None (off), "live" (a real broker) or "blackhole"; mixed: the mixed site."""
     server = None
     mqtt_cfg = None
     if mqtt == "live":
@@ -71,7 +75,7 @@ def measure_latency(steps, heap, hung_second, mqtt=None):
     if server is not None:
         mqtt_cfg = {"enabled": True, "host": "127.0.0.1", "port": server.port}
     try:
-        return _measure_latency(steps, heap, hung_second, mqtt_cfg)
+        return _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed)
     finally:
         if isinstance(server, Broker):
             server.stop()
@@ -79,14 +83,20 @@ def measure_latency(steps, heap, hung_second, mqtt=None):
             server.close()
 
 
-def _measure_latency(steps, heap, hung_second, mqtt_cfg):
+def _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed=False):
     sim = Simulation(heap=heap, car_delay_s=0.1, run_name="bench", guard=BENCH_GUARD, chargers=2 if hung_second else 1,
-                     mqtt=mqtt_cfg)
+                     mqtt=mqtt_cfg, mixed=mixed)
     trydan = sim.trydan
     latencies_ms = []
     missed = 0
     try:
-        if hung_second:
+        if mixed:
+            # Only the Trydan's car charges (the others draw nothing, so the
+            # cut is the Trydan's); the go-e hangs from the start.
+            for box in sim.boxes[1:]:
+                box.unplug()
+            sim.boxes[1].set_mode("hang")
+        elif hung_second:
             # The second box (lower priority, no car) hangs from the start:
             # its task sits in requests that time out, beside the guard's path.
             sim.trydans[1].unplug()
@@ -238,6 +248,7 @@ def main():
     parser.add_argument("--heap", default=DEFAULT_HEAP, help="heap of the latency runs (64-bit port)")
     parser.add_argument("--heap-only", action="store_true", help="skip the latency runs")
     parser.add_argument("--latency-only", action="store_true", help="skip the heap measurements")
+    parser.add_argument("--mixed-only", action="store_true", help="only the latency run on the mixed site")
     parser.add_argument("--builds", default=",".join(memlab.BUILDS), help="heap builds to measure (%s)" % ",".join(memlab.BUILDS))
     args = parser.parse_args()
     started = time.monotonic()
@@ -248,6 +259,12 @@ def main():
             print("bench %4.0fs: %s" % (time.monotonic() - started, text), flush=True)
 
     results = []
+    mixed_heap = "%dK" % (int(DEFAULT_HEAP[:-1]) + MIXED_EXTRA_HEAP_K)
+    if args.mixed_only:
+        say("guard latency on the mixed site (Trydan, go-e hung, OpenEVSE, Alfen over Modbus TCP), heap %s" % mixed_heap)
+        latencies, missed = measure_latency(args.steps, mixed_heap, hung_second=False, mixed=True)
+        report_latency("guard latency, mixed site, go-e hung  ", latencies, missed)
+        return
     if not args.latency_only:
         # One thread per build: the runs wait on the simulated site, not on the CPU.
         builds = [b for b in args.builds.split(",") if b]
@@ -279,6 +296,9 @@ def main():
         say("guard latency with MQTT on, broker black-holed (heap %s)" % MQTT_HEAP)
         latencies, missed = measure_latency(args.steps, MQTT_HEAP, hung_second=False, mqtt="blackhole")
         report_latency("guard latency, MQTT broker black-holed", latencies, missed)
+        say("guard latency on the mixed site (Trydan, go-e hung, OpenEVSE, Alfen over Modbus TCP), heap %s" % mixed_heap)
+        latencies, missed = measure_latency(args.steps, mixed_heap, hung_second=False, mixed=True)
+        report_latency("guard latency, mixed site, go-e hung  ", latencies, missed)
     if results:
         report_memory(results)
     say("done")

@@ -75,7 +75,9 @@ Version 1 (CURRENT_VERSION):
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
          "host": "",                   numeric IPv4 (unicast) or a host name; required
-         "port": 80,                   1..65535
+         "port": 80,                   1..65535 (502 for the Modbus types, 7090 for keba_p30)
+         "unit": 1,                    Modbus types only (drivers.ENTRY_RULES): the unit id
+                                       1..247 (an Alfen socket: 1, or 2 for the right one)
          "phases": 3,                  1..3 and at most site.phases
          "phase_map": "ABC",           `phases` distinct letters from the site's phases:
                                        the site phase of the charger's L1, L2, L3
@@ -188,7 +190,7 @@ from micropython import const
 
 from chargeguard import rules
 from chargeguard.core.modes import MODES
-from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
+from chargeguard.drivers import CHARGER_MODULES, ENTRY_RULES, METER_MODULES
 
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
@@ -449,6 +451,10 @@ def _complete_charger(out, index, site_phases):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
         out["manual_a"] = out["min_a"]
+    if out.get("type") in ENTRY_RULES:
+        from chargeguard.chargers import entries  # their own rules, loaded for them only
+
+        return entries.complete(out, _fill, _CHARGER)
     return _fill(out, _CHARGER)
 
 
@@ -1003,7 +1009,12 @@ def _check_chargers(errors, chargers, site_phases):
         if type(entry) is not dict:
             errors.add(prefix[:-1], "must be an object (is %s)" % _show(entry), written=True)
             continue
-        good = _check_section(errors, prefix, entry, _CHARGER)
+        if entry.get("type") in ENTRY_RULES:
+            from chargeguard.chargers import entries
+
+            good = entries.check(errors, prefix, entry, _CHARGER, _check_section, _check, _unknown, _MISSING)
+        else:
+            good = _check_section(errors, prefix, entry, _CHARGER)
         _check_charger(errors, prefix, good, site_phases, count)
         name = good.get("name")
         if name is not None:

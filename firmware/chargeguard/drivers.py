@@ -16,8 +16,17 @@ CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",
     "go_e": "chargeguard.chargers.go_e",
     "openevse": "chargeguard.chargers.openevse",
+    "v2c_trydan_modbus": "chargeguard.chargers.v2c_trydan_modbus",
+    "alfen_eve": "chargeguard.chargers.alfen",
+    "abb_terra": "chargeguard.chargers.abb_terra",
+    "modbus_generic": "chargeguard.chargers.modbus_generic",
+    "keba_p30": "chargeguard.chargers.keba",
     "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
 }
+# Charger types whose entries have rules of their own (chargers/entries.py,
+# loaded by config.py for them only): the Modbus TCP ones ("unit", port 502;
+# modbus_generic's register map "map") and keba_p30 (UDP port 7090).
+ENTRY_RULES = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic", "keba_p30")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

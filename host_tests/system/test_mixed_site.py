@@ -1,8 +1,9 @@
-"""A mixed site end to end: the built firmware with a V2C Trydan, a go-e and an OpenEVSE on one breaker.
+"""A mixed site end to end: the built firmware with a V2C Trydan, a go-e, an OpenEVSE and an Alfen on one breaker.
 
-The firmware (unix port) reads P1 telegrams and commands the three emulators
+The firmware (unix port) reads P1 telegrams and commands the four emulators
 (tools/sim/run.py --mixed: Trydan priority 1 and go-e priority 2 on three
-phases, OpenEVSE priority 3 on phase A). Waits are for the asserted
+phases, OpenEVSE priority 3 on phase A, Alfen over Modbus TCP priority 4 on
+phase B: a three-phase box switched to one phase). Waits are for the asserted
 condition with deadlines from the product's periods, as in
 test_end_to_end.py (whose helpers and settings this uses).
 """
@@ -58,10 +59,15 @@ def evse_a(box):
     return 0 if box.evse_state() == 254 else box.pilot_a()
 
 
+def alfen_a(box):
+    applied = box.applied_a()
+    return 0 if applied < 6 else applied
+
+
 def offered(sim):
-    """What each box offers now (A, 0 = paused): Trydan, go-e, OpenEVSE."""
-    trydan, goe, evse = sim.boxes
-    return trydan_a(trydan), goe_a(goe), evse_a(evse)
+    """What each box offers now (A, 0 = paused): Trydan, go-e, OpenEVSE, Alfen."""
+    trydan, goe, evse, alfen = sim.boxes
+    return trydan_a(trydan), goe_a(goe), evse_a(evse), alfen_a(alfen)
 
 
 def shown(sim, *amps):
@@ -69,7 +75,7 @@ def shown(sim, *amps):
     lines = status_lines(sim)
     if not lines:
         return False
-    parts = lines[-1].split(" | ")[1:4]
+    parts = lines[-1].split(" | ")[1:5]
     for part, want in zip(parts, amps):
         fields = part.split()
         if float(fields[-3]) != want or fields[-1] in ("ramp", "failsafe", "unavailable"):
@@ -94,43 +100,49 @@ def test_the_guard_sheds_one_charger_at_a_time_across_brands():
         # 24 A per phase less 2 A of house: the three minimums (18 A on phase
         # A) fit, the rest goes to the Trydan (priority 1). The first polls of
         # the three boxes may meet in the shared body buffer: one poll period more.
-        assert settle(sim, (10, 6, 6), SETTLE_S + CHARGER_POLL_S), (offered(sim), firmware_output(sim))
+        assert settle(sim, (10, 6, 6, 6), SETTLE_S + CHARGER_POLL_S), (offered(sim), firmware_output(sim))
         steps = (
-            # house on phase A -> what fits: the lowest priority goes first, whatever the brand
-            (8.0, (10, 6, 0)),  # 16 A left on A: the OpenEVSE is paused (its claim: disabled)
-            (14.0, (10, 0, 0)),  # 10 A left: the go-e too (frc=1)
-            (20.0, (0, 0, 0)),  # 4 A left: the Trydan too (Paused=1)
+            # house load -> what fits: the lowest priority goes first, whatever the brand and the interface.
+            # (The guard pauses the lowest-priority running charger while the minimums do not fit on
+            # some phase, whether or not it is on that phase: so the load goes first on B, the Alfen's.)
+            ((2.0, 8.0, 2.0), (10, 6, 6, 0)),  # 16 A left on B: the Alfen (Modbus TCP) gets 0 A
+            ((8.0, 8.0, 2.0), (10, 6, 0, 0)),  # 16 A left on A too: the OpenEVSE is paused (its claim: disabled)
+            ((14.0, 14.0, 2.0), (10, 0, 0, 0)),  # 10 A left: the go-e too (frc=1)
+            ((20.0, 20.0, 2.0), (0, 0, 0, 0)),  # 4 A left: the Trydan too (Paused=1)
         )
-        for house_a, want in steps:
-            sim.site.set_house((house_a, 2.0, 2.0))
-            assert settle(sim, want), (house_a, offered(sim), firmware_output(sim))
+        for house, want in steps:
+            sim.site.set_house(house)
+            assert settle(sim, want), (house, offered(sim), firmware_output(sim))
             # One at a time: the next charger keeps charging while the car
             # that was cut follows (ev_response and a few readings more).
             assert not pump_until(sim, lambda: offered(sim) != want, EV_RESPONSE_S + 2 * PUMP_PERIOD_S), (
-                house_a, offered(sim), firmware_output(sim))
+                house, offered(sim), firmware_output(sim))
         # The load goes: all three come back once min_pause has passed.
         sim.site.set_house((2.0, 2.0, 2.0))
-        assert settle(sim, (10, 6, 6), MIN_PAUSE_S + 3 * SETTLE_S), (offered(sim), firmware_output(sim))
-        goe, evse = sim.boxes[1], sim.boxes[2]
+        assert settle(sim, (10, 6, 6, 6), MIN_PAUSE_S + 3 * SETTLE_S), (offered(sim), firmware_output(sim))
+        goe, evse, alfen = sim.boxes[1:]
         assert goe.flash_writes == 0  # never the go-e's flash-written current
         assert [record.key for record in goe.writes()] and all(r.key in ("tcl", "frc") for r in goe.writes())
         assert evse.claim_of(17223)["max_current"] == 6
+        # The Alfen: ChargeGuard switched it to one phase (1215) and renews its max current.
+        assert alfen.charge_phases() == 1 and alfen.max_current() == 6.0 and alfen.remaining_s() > 30
     finally:
         sim.stop()
 
 
 def test_a_hung_and_a_garbage_box_leave_the_others_guarded():
     sim = start()
-    trydan, goe, evse = sim.boxes
+    trydan, goe, evse, alfen = sim.boxes
     try:
         assert wait(lambda: status_lines(sim), BOOT_S), firmware_output(sim)
-        assert settle(sim, (10, 6, 6), SETTLE_S + CHARGER_POLL_S), (offered(sim), firmware_output(sim))
+        assert settle(sim, (10, 6, 6, 6), SETTLE_S + CHARGER_POLL_S), (offered(sim), firmware_output(sim))
         goe.set_mode("hang")  # accepts connections, never answers
         evse.set_mode("garbage")  # answers nonsense, refuses nothing by HTTP
         assert pump_until(sim, goe.hung_requests, CHARGER_POLL_S + HOST_SLACK_S), firmware_output(sim)
         hung_ns = goe.hung_requests()[0]
-        # Phase B: 24 - 9 = 15 A for the Trydan and the go-e, which keeps its
-        # last offer (6 A) while it does not answer: the Trydan goes to 9 A.
+        # Phase B: 24 - 9 = 15 A for the Trydan, the go-e, which keeps its
+        # last offer (6 A) while it does not answer, and the Alfen, whose
+        # minimum no longer fits (lowest priority: 0 A): the Trydan goes to 9 A.
         sim.site.set_house((2.0, 9.0, 2.0))
         written_ns = sim.send_telegram()
 

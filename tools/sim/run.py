@@ -17,12 +17,14 @@ What runs:
   its web interface serves the live status page on http://127.0.0.1:8080
   (--web-port, --no-web; the admin password for changes is printed).
 
-With --mixed the site has three brands on the one 25 A breaker: a V2C Trydan
+With --mixed the site has four brands on the one 25 A breaker: a V2C Trydan
 (priority 1, three phases), a go-e Charger (priority 2, three phases,
-tools/sim/goe_emulator.py) and a single-phase OpenEVSE on phase A (priority 3,
-tools/sim/openevse_emulator.py), each with a car plugged in: when the kettle
-and the hob take phase A the guard pauses them one at a time, lowest priority
-first, whatever the brand.
+tools/sim/goe_emulator.py), a single-phase OpenEVSE on phase A (priority 3,
+tools/sim/openevse_emulator.py) and an Alfen Eve over Modbus TCP (priority 4,
+tools/sim/modbus_charger_emulator.py: a three-phase box that ChargeGuard
+switches to one phase, on phase B, with its register 1215), each with a car
+plugged in: when the kettle and the hob take phase A (or B) the guard pauses
+them one at a time, lowest priority first, whatever the brand.
 
 With --load a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py,
 an on/off load: one 9 A step) sits on phase B after the chargers in priority:
@@ -118,9 +120,12 @@ WEB_PORT = 8080  # http://127.0.0.1:8080 (CHARGEGUARD_WEB_PORT for the firmware)
 # The simulated installation's admin password (printed by the simulator: it
 # is a throwaway for this loopback-only site, never a default of the firmware).
 SIM_ADMIN_PASSWORD = "sim-admin-pass"
-# The mixed site's three drivers (two more driver modules and boxes):
-# 117 KB live on the 64-bit port with 128K (2026-11-30), so 16K more.
-MIXED_EXTRA_HEAP_K = 16
+# The mixed site's drivers (three more driver modules and boxes than the
+# default site): the go-e and the OpenEVSE took 117 KB live on the 64-bit port
+# with 128K (2026-11-30), so 16K more; the Alfen over Modbus TCP (net/modbus,
+# net/modbus_tcp, net/modbus_box, chargers/alfen and its driver object) adds
+# 21 KB on the 64-bit port (14.4 KB on the 32-bit one), so 24K more again.
+MIXED_EXTRA_HEAP_K = 40
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 # --load: a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py)
 # on phase B, after the chargers in priority: 8.7 A at 230 V, so a 9 A step.
@@ -131,6 +136,7 @@ MIXED_SITE = (
     ("v2c_trydan", "Trydan", 3, "ABC"),
     ("go_e", "go-e", 3, "ABC"),
     ("openevse", "OpenEVSE", 1, "A"),
+    ("alfen_eve", "Alfen", 1, "B"),
 )
 
 
@@ -270,7 +276,7 @@ class Simulation:
 
     chargers: how many Trydan emulators (priority in that order), each with a
     3-phase car plugged in; guard: overrides of the config's guard section;
-    mixed: MIXED_SITE instead (a Trydan, a go-e and an OpenEVSE: `boxes`, with
+    mixed: MIXED_SITE instead (a Trydan, a go-e, an OpenEVSE and an Alfen: `boxes`, with
     `trydans` the Trydans among them);
     launch: launch(root) -> the firmware's command line, run in root (default:
     the unix port from .venv running main.py with `heap`); meter: None or
@@ -304,9 +310,17 @@ class Simulation:
         if mixed:
             box_rows = []
             for kind, name, phases, phase_map in MIXED_SITE:
-                emulator = {"v2c_trydan": TrydanEmulator, "go_e": GoeEmulator, "openevse": OpenEvseEmulator}[kind]
-                box = emulator(port=0, response_delay_s=car_delay_s, phases=phases).start()
-                box.plug(car_max_ma=32000, car_phases=phases)
+                if kind == "alfen_eve":
+                    from modbus_charger_emulator import AlfenEmulator
+
+                    # A three-phase box the configuration runs on one phase
+                    # (the driver writes its 1215); the car could take three.
+                    box = AlfenEmulator(port=0, response_delay_s=car_delay_s, phases=3).start()
+                    box.plug(car_max_ma=32000, car_phases=3)
+                else:
+                    emulator = {"v2c_trydan": TrydanEmulator, "go_e": GoeEmulator, "openevse": OpenEvseEmulator}[kind]
+                    box = emulator(port=0, response_delay_s=car_delay_s, phases=phases).start()
+                    box.plug(car_max_ma=32000, car_phases=phases)
                 self.boxes.append(box)
                 box_rows.append((kind, name, phases, phase_map, box.port))
             self.trydans = [self.boxes[0]]
@@ -501,7 +515,8 @@ def main():
     )
     parser.add_argument("--no-web", action="store_true", help="web interface off")
     parser.add_argument(
-        "--mixed", action="store_true", help="three brands on one breaker: a Trydan, a go-e and an OpenEVSE (one phase)"
+        "--mixed", action="store_true",
+        help="four brands on one breaker: a Trydan, a go-e, an OpenEVSE (one phase, A) and an Alfen over Modbus (one phase, B)"
     )
     parser.add_argument(
         "--load", action="store_true", help="and a 2 kW heater on a Shelly relay (phase B, last in priority): an on/off load"

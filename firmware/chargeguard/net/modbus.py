@@ -1,7 +1,8 @@
 """Modbus master: one request layer over RTU (RS485 serial line) and TCP (MBAP).
 
-Only what a meter needs: read holding (function 3) or input (function 4)
-registers. One request is in flight at a time; everything is synchronous
+Read holding (function 3) or input (function 4) registers; the answers to
+writes (functions 5, 6, 16: net/modbus_box.py arms them, for the Modbus TCP
+chargers) are checked here too. One request is in flight at a time; everything is synchronous
 steps that never wait, so the caller's coroutine sleeps between them and the
 whole exchange allocates nothing once warm (the request and answer live in
 preallocated buffers; errors are constant strings).
@@ -77,6 +78,7 @@ _E_SOCKET = const(9)
 _E_PROTOCOL = const(10)
 _E_DEADLINE = const(11)
 _E_BUSY = const(12)
+_E_ECHO = const(13)
 
 _ERRORS = (
     None,
@@ -92,6 +94,7 @@ _ERRORS = (
     "not a Modbus TCP answer",
     "no answer before the deadline",
     "a request is already in flight",
+    "answer does not confirm the write",
 )
 # Exception codes (Modbus Application Protocol V1.1b3, section 7), in words.
 _EXCEPTIONS = (
@@ -326,12 +329,28 @@ class ModbusMaster:
             return FAILED
         if function != self._function:
             return self._retry(_E_FUNCTION, now)
+        if function == 5 or function == 6 or function == 16:
+            # A write's answer echoes [function][address (2)][value (5, 6) | count (16)].
+            if r != 5:
+                return self._retry(_E_LENGTH, now)
+            if (buf[p + 1] << 8 | buf[p + 2]) != self._address or (buf[p + 3] << 8 | buf[p + 4]) != self._echo:
+                return self._fail(_E_ECHO, now)
+            self.tick_ms = now
+            self._end(now)
+            return DONE
         if r != 2 + 2 * self._count or buf[p + 1] != 2 * self._count:
             return self._retry(_E_LENGTH, now)
         self.count = self._count
         self.tick_ms = now
         self._end(now)
         return DONE
+
+    def abort(self):
+        """Drop the request in flight, if any (the caller failed midway: out of memory, cancelled)."""
+        if self._busy:
+            self.link.reset()
+            self._end(self._ticks_ms())
+            self.n_failed += 1
 
     def word(self, index):
         """Register `index` of the last answer (0..count-1) as an unsigned 16-bit int."""

@@ -100,9 +100,9 @@ class TcpLink:
                     return -_E_REFUSED
                 self._connected = True
                 self._poll.modify(self._sock, select.POLLIN)
-            # 12 bytes always fit an empty send buffer.
+            # At most 29 bytes (a charger's write): they always fit an empty send buffer.
             sent = self._sock.send(self._req)
-            if sent != _TCP_REQUEST:
+            if sent != len(self._req):
                 self.reset()
                 return -_E_SOCKET
         except OSError as err:

@@ -1,0 +1,178 @@
+"""ABB Terra AC wallbox over Modbus TCP (unit 1, port 502), firmware 1.6.5 or later.
+
+Sources: ABB's "Terra AC Charger Modbus Communication" v1.7 as summarised by
+GrugBus (github.com/peufeu2/GrugBus, grugbus/devices/EVSE_ABB_Terra.csv and
+.md: registers, units and the behaviour of the dangerous ones) and evcc's
+ABB driver (the state byte). On the box (ABB's TerraConfig app): Modbus
+"slave" mode (several chargers under a central controller), Modbus TCP on.
+
+Read in one request, function 3, 0x4008..0x4020 (25 registers, u32 each
+but 0x4020): 0x4008 error code, 0x400A socket lock state, 0x400C charging
+state (its second byte, bit 7 masked: 0 A idle, 1 B1 pending authorisation,
+2 B2 ready, 3 C1 EV ready without PWM, 4 C2 charging, 5 session stopped),
+0x400E the current limit the box applies (mA: `status.offered_ma`),
+0x4010/12/14 currents L1..L3 (mA), 0x401C active power (W), 0x401E energy of
+the session (Wh), 0x4020 the communication timeout's readback (s).
+
+Written (function 16): 0x4100 "Set Charging Current Limit", u32 mA =
+(offered_ma // 1000) x 1000 (whole amps, rounded down, at most 32 A), 0 below
+6 A (the box pauses the session below 6 A and resumes at 6 A or more,
+without the app); written when it changes and after the box did not answer
+(it may have restarted). 0x4106 "Communication timeout" is set once to
+COMM_TIMEOUT_S (60 s) when its readback differs: the box decides the master
+is lost when no message came for that long and then stops charging by
+itself, ChargeGuard's failsafe (a live ChargeGuard polls every 5 s: the
+keep-alive is the poll itself).
+
+Never written: 0x4105 "Start Stop Charging Session" (Stop also clears the
+box's charging authorisation, which only ABB's app gives back) and 0x4103
+"Lock Unlock Socket Cable" (0 while charging ends the session until the
+cable is replugged; writes hold the bus while the latch moves). `_write`
+refuses every register but 0x4100 and 0x4106, so no code path can.
+
+Errors (`status.error`, `last_error`): the Modbus request's, "state <n>",
+"error <n>" (the box's error code), "write <register>=<value>: <why>", "out
+of memory", "driver: <exception type>". Nothing raises.
+"""
+
+from micropython import const
+
+from chargeguard.core.model import ChargerStatus
+from chargeguard.net.modbus_box import ModbusBox
+
+_TIMEOUT_MS = const(2000)
+_MIN_A = const(6)
+_MAX_A = const(32)
+COMM_TIMEOUT_S = const(60)
+_READ_AT = const(0x4008)
+_READ_COUNT = const(25)
+W_LIMIT = const(0x4100)
+W_COMM_TIMEOUT = const(0x4106)
+_LIMIT = const(0x3FFFFFFF)
+
+_CAR_UNKNOWN = const(0)
+_CAR_NONE = const(1)
+_CAR_CONNECTED = const(2)
+_CAR_CHARGING = const(3)
+
+
+class AbbTerra:
+    """Driver for one ABB Terra AC; `status` is updated in place by `poll()`."""
+
+    def __init__(self, box, unit=1):
+        self.box = box
+        self.unit = unit
+        self.status = ChargerStatus()
+        self.last_error = None
+        self.writes_sent = 0
+        self.comm_timeout_s = None  # the box's communication timeout, as last read
+        self._out = [0, 0]
+        self._limit = None  # the mA we last wrote and the box confirmed (None = unknown)
+        self._poll_error = None
+
+    def _u32(self, offset):
+        # A u32 register pair of the read block, None when it is 2**30 or more.
+        hi = self.box.word(offset)
+        if hi >= 0x4000:
+            return None
+        return (hi << 16) | self.box.word(offset + 1)
+
+    async def poll(self):
+        """Read the status block into `status`. True on success; never raises."""
+        try:
+            box = self.box
+            if not await box.read(self.unit, 3, _READ_AT, _READ_COUNT):
+                return self._failed(box.error, 1 if box.exception else 2)
+            u32 = self._u32
+            error_code = u32(0)
+            state = (box.word(5) >> 8) & 0x7F  # 0x400C: the second byte of four
+            status = self.status
+            status.reachable = True
+            status.tick_ms = box.master.tick_ms
+            error = None
+            if state == 0:
+                status.car = _CAR_NONE
+            elif state == 4:
+                status.car = _CAR_CHARGING
+            elif 1 <= state <= 5:
+                status.car = _CAR_CONNECTED
+            else:
+                status.car = _CAR_UNKNOWN
+                error = "state %d" % state
+            if error is None and error_code:
+                error = "error %s" % error_code
+            status.offered_ma = u32(6)
+            currents = status.current_ma
+            currents[0] = u32(8)
+            currents[1] = u32(10)
+            currents[2] = u32(12)
+            status.power_w = u32(20)
+            status.session_energy_wh = u32(22)
+            self.comm_timeout_s = box.word(24)
+            self._poll_error = status.error = error
+            if error is not None:
+                self.last_error = error
+            return True
+        except MemoryError:
+            return self._failed("out of memory", 1)
+        except Exception as err:
+            return self._failed("driver: %s" % type(err).__name__, 1)
+
+    async def apply(self, offered_ma):
+        """Command the box to offer at most `offered_ma` (0 = pause). True when it has it; never raises."""
+        try:
+            amps = int(offered_ma) // 1000
+            if amps > _MAX_A:
+                amps = _MAX_A
+            if amps < _MIN_A:
+                amps = 0
+            limit = amps * 1000
+            if self._limit != limit:
+                self._out[0] = limit >> 16
+                self._out[1] = limit & 0xFFFF
+                if not await self._write(W_LIMIT, 2, limit):
+                    return False
+                self._limit = limit
+            if self.comm_timeout_s is not None and self.comm_timeout_s != COMM_TIMEOUT_S:
+                self._out[0] = COMM_TIMEOUT_S
+                if not await self._write(W_COMM_TIMEOUT, 1, COMM_TIMEOUT_S):
+                    return False
+                self.comm_timeout_s = COMM_TIMEOUT_S
+            self.status.offered_ma = limit
+        except MemoryError:
+            return self._failed("out of memory")
+        except Exception as err:
+            return self._failed("driver: %s" % type(err).__name__)
+        self.status.error = self._poll_error
+        return True
+
+    async def _write(self, register, count, value):
+        # Only the current limit and the communication timeout: 0x4103 and
+        # 0x4105 must never be written (module doc).
+        if register != W_LIMIT and register != W_COMM_TIMEOUT:
+            raise ValueError("register")
+        self.writes_sent += 1
+        box = self.box
+        if await box.write(self.unit, 16, register, self._out, count):
+            return True
+        self._failed("write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
+        return False
+
+    def _failed(self, message, how=0):
+        # As in chargers/alfen.py: 1 = a poll answered badly, 2 = a poll
+        # without an answer, 3 = a command without one (the box may have
+        # restarted: the limit is written again).
+        status = self.status
+        status.error = self.last_error = message
+        if how:
+            status.reachable = False
+            if how != 3:
+                self._poll_error = message
+            if how >= 2:
+                self._limit = None
+        return False
+
+
+def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
+    """The driver for one validated `chargers[]` entry of type abb_terra."""
+    return AbbTerra(ModbusBox(entry["host"], entry["port"], platform, timeout_ms), entry.get("unit") or 1)

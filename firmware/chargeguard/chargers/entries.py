@@ -1,0 +1,85 @@
+"""The configuration rules of the Modbus TCP and UDP charger entries (drivers.ENTRY_RULES).
+
+config.py loads this module only for such an entry (to complete and check
+it), so a site without one carries none of it, and the boot-time validation
+of every other site stays as small as it was. Their extra keys: "unit"
+(Modbus unit id 1..247; an Alfen socket 1 or 2), "map" (modbus_generic: the
+register map, chargers/modbus_generic.py and docs/configuration.md); their
+default ports: 502, and 7090 for keba_p30.
+"""
+
+from micropython import const
+
+# config.py's field kinds (const() values cannot be shared: keep in step).
+_INT = const(0)
+_ONEOF = const(1)
+_ENUM = const(4)
+_MAP = const(13)
+
+UNIT = ("unit", 1, _INT, 1, 247, "")
+MAP = ("map", None, _MAP, None, None, "")
+
+# (name, required, kind, a, b, unit), as config.py's tables without the default.
+FIELDS = (
+    ("state_function", False, _ONEOF, (3, 4), None, ""),
+    ("state_address", True, _INT, 0, 65535, ""),
+    ("state_kind", False, _ENUM, ("letter", "number"), None, ""),
+    ("power_function", False, _ONEOF, (3, 4), None, ""),
+    ("power_address", False, _INT, -1, 65535, ""),
+    ("power_type", False, _ENUM, ("u16", "u32", "u32sw", "i32"), None, ""),
+    ("power_scale", False, _INT, -3, 3, ""),
+    ("current_address", True, _INT, 0, 65535, ""),
+    ("current_unit_ma", False, _ONEOF, (1, 10, 100, 1000), None, ""),
+    ("enable", False, _ENUM, ("coil", "register", "none"), None, ""),
+    ("enable_address", False, _INT, 0, 65535, ""),
+)
+DEFAULTS = (("state_function", 4), ("state_kind", "letter"), ("power_function", 4), ("power_address", -1),
+            ("power_type", "u32"), ("power_scale", 0), ("current_unit_ma", 1000), ("enable", "none"))
+
+
+def _table(kind, charger):
+    if kind == "keba_p30":
+        return charger
+    return charger + ((UNIT, MAP) if kind == "modbus_generic" else (UNIT,))
+
+
+def complete(out, fill, charger):
+    """Complete charger entry `out` in place with config.py's `fill` and its charger table `charger`."""
+    kind = out["type"]
+    if "port" not in out:
+        out["port"] = 7090 if kind == "keba_p30" else 502
+    m = out.get("map")
+    if kind == "modbus_generic" and type(m) is dict:
+        for key, value in DEFAULTS:  # enable_address has no default
+            if key not in m:
+                m[key] = value
+    return fill(out, _table(kind, charger))
+
+
+def check(errors, prefix, entry, charger, check_section, check_field, unknown, missing):
+    """Check entry at `prefix` ("chargers.0.") with config.py's helpers; the fields that are fine on their own."""
+    kind = entry.get("type")
+    good = check_section(errors, prefix, entry, _table(kind, charger))
+    unit = good.get("unit")
+    if kind == "alfen_eve" and unit is not None and unit > 2:
+        errors.add(prefix + "unit", "must be 1 or 2 for an Alfen Eve: its socket (is %d)" % unit)
+    if kind == "modbus_generic" and "map" in good:
+        check_map(errors, prefix + "map", good["map"], check_field, unknown, missing)
+    return good
+
+
+def check_map(errors, path, m, check_field, unknown, missing):
+    """Errors of a modbus_generic map `m` at `path` ("chargers.0.map")."""
+    if type(m) is not dict:
+        errors.add(path, "must be the box's register map (see docs/configuration.md, modbus_generic)", written=True)
+        return
+    for spec in FIELDS:
+        key = spec[0]
+        if key not in m:
+            if spec[1]:
+                errors.add(path + "." + key, missing, written=True)
+            continue
+        check_field(errors, path + "." + key, (key, None) + spec[2:], m[key])
+    unknown(errors, path + ".", m, [spec[0] for spec in FIELDS])
+    if m.get("enable") in ("coil", "register") and "enable_address" not in m:
+        errors.add(path + ".enable_address", missing, written=True)

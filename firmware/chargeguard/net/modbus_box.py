@@ -1,0 +1,175 @@
+"""One Modbus TCP wallbox connection, for the Modbus charger drivers.
+
+ModbusBox(host, port, platform, timeout_ms)
+    ``await read(unit, function, address, count)`` and ``await write(unit,
+    function, address, values, count)`` run one request of net/modbus.py's
+    ModbusMaster over a TcpLink (net/modbus_tcp.py) to its end (writes:
+    function 5, one coil, 0xFF00 on / 0 off; 6, one register; 16, up to 8
+    registers in one request, a float32 or u32 set-point; DONE only when the
+    answer echoes the function, address and value or count), sleeping
+    between its steps, and return True when the box answered as asked
+    (after a read, ``word(i)`` is register i of the answer). On False,
+    ``error`` says why in words ("no answer ...", "connection refused",
+    "exception 2: illegal data address ...") and ``exception`` holds the
+    Modbus exception code (0 when the box did not answer with one).
+
+Deadlines: each attempt waits ``timeout_ms`` for its answer, a failed
+attempt is tried once more, and the whole request ends ``2 x timeout_ms +
+pause`` after it started whatever happens, so a hung box delays only its own
+driver. Requests of one box are serialised: a call made while another runs
+waits for it (the driver's poll and its commands share the connection, as a
+box allows only one or two masters: Alfen two, the others one). A host name
+is looked up with net/dns.py on the device (never the blocking getaddrinfo),
+again only while the link has no connection.
+"""
+
+from micropython import const
+
+from chargeguard.net import modbus as mb
+from chargeguard.net import modbus_tcp as tcp
+
+_STEP_MS = const(5)  # how often a request in flight is stepped
+_PAUSE_MS = const(20)  # between two requests to one box (TCP needs no t3.5; a little air for small boxes)
+_MAX_WRITE = const(8)  # registers one function 16 write carries (a set-point is 1 or 2)
+
+
+class _Link(tcp.TcpLink):
+    """TcpLink that also frames writes: functions 5, 6 (12 bytes, as a read) and 16 (13 + 2 x count).
+
+    The function 16 frames are made once per register count and kept, so a
+    write allocates nothing once warm. (Kept out of net/modbus_tcp.py so a
+    Modbus meter carries none of it.)
+    """
+
+    def __init__(self, host, port):
+        tcp.TcpLink.__init__(self, host, port)
+        self._read_req = self._req
+        self._frames = {}
+
+    def begin(self, unit, function, address, count, values=None):
+        if function == 16:
+            req = self._frames.get(count)
+            if req is None:
+                req = self._frames[count] = bytearray(13 + 2 * count)
+            self._req = self._read_req  # begin() fills the 12-byte head there
+            tcp.TcpLink.begin(self, unit, 16, address, count)
+            head = self._req
+            for i in range(12):
+                req[i] = head[i]
+            req[5] = 7 + 2 * count  # unit + PDU length
+            req[12] = 2 * count
+            for i in range(count):
+                req[13 + 2 * i] = (values[i] >> 8) & 0xFF
+                req[14 + 2 * i] = values[i] & 0xFF
+            self._req = req
+        else:
+            self._req = self._read_req
+            # Functions 5 and 6: the value takes the place of the count.
+            tcp.TcpLink.begin(self, unit, function, address, count if values is None else values[0])
+
+
+class _Master(mb.ModbusMaster):
+    """ModbusMaster with writes (see ModbusBox.write); the answer is checked by ModbusMaster.step."""
+
+    def start_write(self, unit, function, address, values, count, deadline_ms):
+        """Arm a write of values[0..count-1] at `address`: function 5 or 6 (count 1) or 16 (1..8). False when busy."""
+        if self._busy:
+            self.error = mb._ERRORS[12]  # a request is already in flight
+            return False
+        if (
+            not ((function == 6 or function == 5) and count == 1 or function == 16 and 1 <= count <= _MAX_WRITE)
+            or not 0 <= address <= 0xFFFF - count + 1
+            or function == 5 and values[0] not in (0, 0xFF00)
+        ):
+            raise ValueError("modbus write")
+        for i in range(count):
+            if not 0 <= values[i] <= 0xFFFF:
+                raise ValueError("modbus write")
+        self.link.begin(unit, function, address, count, values)
+        self._function = function
+        self._count = count
+        self._address = address
+        self._echo = count if function == 16 else values[0]
+        self._busy = True
+        self._sent = False
+        self._tries = 0
+        self._start = self._ticks_ms()
+        self._deadline_ms = deadline_ms
+        self.error = None
+        self.exception = 0
+        self.count = 0
+        self.n_requests += 1
+        return True
+
+
+class ModbusBox:
+    """A Modbus TCP box: serialised requests with deadlines (see module doc)."""
+
+    def __init__(self, host, port, platform, timeout_ms):
+        self.link = _Link(host, port)
+        self.master = _Master(self.link, platform.ticks_ms, platform.ticks_diff, timeout_ms, 1, _PAUSE_MS)
+        self._sleep_ms = platform.sleep_ms
+        self._deadline_ms = 2 * timeout_ms + _PAUSE_MS
+        self._busy = False
+        self.error = None
+        self.exception = 0
+        self._resolve = None if tcp.is_numeric(host) else tcp.resolver(platform, self.link, host)
+
+    def word(self, index):
+        """Register `index` of the last read's answer, unsigned 16 bit."""
+        return self.master.word(index)
+
+    async def read(self, unit, function, address, count):
+        """Read `count` registers (function 3 or 4); True when they arrived."""
+        await self._take()
+        try:
+            return await self._run(self.master.start(unit, function, address, count, self._deadline_ms))
+        finally:
+            self._busy = False
+
+    async def write(self, unit, function, address, values, count):
+        """Write values[0..count-1] (function 6 or 16); True when the box confirmed it."""
+        await self._take()
+        try:
+            return await self._run(self.master.start_write(unit, function, address, values, count, self._deadline_ms))
+        finally:
+            self._busy = False
+
+    async def _take(self):
+        while self._busy:
+            await self._sleep_ms(_STEP_MS)
+        self._busy = True
+
+    async def _run(self, started):
+        master = self.master
+        if self._resolve is not None:
+            try:
+                await self._resolve()
+            except Exception as err:  # OSError from net/dns.py: no answer, no such name
+                self.error = str(err.args[0]) if err.args else type(err).__name__
+                self.exception = 0
+                return False
+        if not started:
+            self.error = master.error
+            self.exception = 0
+            return False
+        try:
+            while True:
+                r = master.step()
+                if r == mb.DONE:
+                    self.error = None
+                    self.exception = 0
+                    return True
+                if r == mb.FAILED:
+                    self.error = master.error
+                    self.exception = master.exception
+                    return False
+                await self._sleep_ms(_STEP_MS)
+        except BaseException:
+            # Out of memory, or the task cancelled: the request must not
+            # stay in flight, or every later one would be refused.
+            master.abort()
+            raise
+
+    def close(self):
+        self.link.close()

@@ -1,0 +1,46 @@
+# Configuration of the Modbus TCP chargers (config.py): port 502 and the unit
+# for the Modbus types, an Alfen socket 1 or 2, a modbus_generic register map.
+from chargeguard import config
+
+
+def site(*chargers):
+    doc = config.defaults()
+    doc["chargers"] = list(chargers)
+    return doc
+
+
+def test_modbus_types_default_to_port_502_and_unit_1_others_keep_theirs():
+    doc = config.complete(site({"name": "A", "type": "alfen_eve", "host": "10.0.0.9"},
+                               {"name": "T", "type": "v2c_trydan", "host": "10.0.0.8"}))
+    alfen, trydan = doc["chargers"]
+    assert alfen["port"] == 502 and alfen["unit"] == 1
+    assert trydan["port"] == 80 and "unit" not in trydan
+    assert config.validate(doc) == []
+    for kind in ("v2c_trydan_modbus", "abb_terra"):
+        assert config.validate(site({"name": "B", "type": kind, "host": "10.0.0.7", "port": 5020, "unit": 3})) == []
+
+
+def test_unit_is_checked_and_only_for_modbus_types():
+    errors = dict(config.validate(site({"name": "A", "type": "alfen_eve", "host": "10.0.0.9", "unit": 3})))
+    assert "1 or 2" in errors["chargers.0.unit"]
+    errors = dict(config.validate(site({"name": "A", "type": "abb_terra", "host": "10.0.0.9", "unit": 0})))
+    assert "chargers.0.unit" in errors
+    errors = dict(config.validate(site({"name": "T", "type": "go_e", "host": "10.0.0.8", "unit": 1})))
+    assert "unknown setting" in errors["chargers.0.unit"]
+
+
+def test_generic_map_completed_and_checked():
+    phoenix = {"state_address": 100, "current_address": 528, "enable": "coil", "enable_address": 400,
+               "power_address": 120}
+    doc = config.complete(site({"name": "EV-ETH", "type": "modbus_generic", "host": "10.0.0.5", "map": phoenix}))
+    assert config.validate(doc) == []
+    m = doc["chargers"][0]["map"]
+    assert m["state_function"] == 4 and m["state_kind"] == "letter" and m["current_unit_ma"] == 1000
+    bad = {"state_address": 100, "enable": "coil", "power_type": "f64", "current_unit_ma": 7, "extra": 1}
+    errors = dict(config.validate(site({"name": "X", "type": "modbus_generic", "host": "10.0.0.5", "map": bad})))
+    for key in ("current_address", "enable_address", "power_type", "current_unit_ma", "extra"):
+        assert "chargers.0.map." + key in errors, (key, errors)
+    errors = dict(config.validate(site({"name": "X", "type": "modbus_generic", "host": "10.0.0.5"})))
+    assert "chargers.0.map" in errors
+    errors = dict(config.validate(site({"name": "X", "type": "abb_terra", "host": "10.0.0.5", "map": phoenix})))
+    assert "unknown setting" in errors["chargers.0.map"]
