@@ -14,6 +14,7 @@ CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",
     "go_e": "chargeguard.chargers.go_e",
     "openevse": "chargeguard.chargers.openevse",
+    "ocpp": "chargeguard.chargers.ocpp",
 }
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
@@ -25,4 +26,7 @@ CHARGER_MODULES = {
 # into drivers or the guard. "mqtt" is net/hass.py: the MQTT link
 # (net/mqtt.py) with Home Assistant's discovery, state and commands on it;
 # "web" is net/web.py: the status page and the REST API (microdot).
-INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"), ("web", "chargeguard.net.web"))
+# "ocpp" is net/ocpp.py: the OCPP 1.6J central system the `ocpp` chargers'
+# boxes connect to; it also runs, without "enabled", whenever such a charger
+# is configured (app.py).
+INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"), ("web", "chargeguard.net.web"), ("ocpp", "chargeguard.net.ocpp"))

@@ -138,12 +138,17 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         boxes = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", port)
                  for index, port in enumerate(trydan_ports)]
     for index, (kind, name, phases, phase_map, port) in enumerate(boxes):
+        # An OCPP box connects to the firmware: its id instead of host and port
+        # (port: the OcppBox's keyword arguments, for the config's quirks).
+        where = {"charge_point_id": port["id"]} if kind == "ocpp" else {"host": "127.0.0.1", "port": port}
+        if kind == "ocpp":
+            where.update(port.get("config", {}))
         chargers.append(
-            {
+            dict(
+                where,
+                **{
                 "name": name,
                 "type": kind,
-                "host": "127.0.0.1",
-                "port": port,
                 "phases": phases,
                 "phase_map": phase_map,
                 "min_a": 6,
@@ -152,7 +157,8 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
                 "priority": index + 1,
                 "failsafe_a": 0,
                 "mode": mode,
-            }
+                }
+            )
         )
     config = {
         "version": 1,
@@ -173,6 +179,15 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         config["web"] = {"enabled": True}
         config["admin"] = {"password": SIM_ADMIN_PASSWORD}
     return config
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a server the firmware opens)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def micropython_binary():
@@ -204,7 +219,9 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None):
+    def __init__(
+        self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None
+    ):
         if command is None:
             command = [micropython_binary()]
             if heap:
@@ -216,6 +233,8 @@ class Firmware:
             env["CHARGEGUARD_RS485_DEVICE"] = rs485_device
         if web_port:
             env["CHARGEGUARD_WEB_PORT"] = str(web_port)
+        if ocpp_port:
+            env["CHARGEGUARD_OCPP_PORT"] = str(ocpp_port)
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -282,10 +301,15 @@ class Simulation:
         mqtt=None,
         web_port=None,
         mixed=False,
+        ocpp=None,
+        ocpp_port=None,
     ):
         self.trydans = []
         self.boxes = []
         box_rows = None
+        # ocpp: OCPP boxes after the Trydans (tools/sim/ocpp_emulator.py), a dict each: "id", "name",
+        # "config" (the charger entry's extra keys), "phases", the rest OcppBox's keyword arguments.
+        self.ocpp_port = ocpp_port or (free_port() if ocpp else None)
         if mixed:
             box_rows = []
             for kind, name, phases, phase_map in MIXED_SITE:
@@ -301,7 +325,18 @@ class Simulation:
                 trydan.plug(car_max_ma=32000, car_phases=3)
                 self.trydans.append(trydan)
             self.boxes = list(self.trydans)
-        self.trydan = self.trydans[0]
+            if ocpp:
+                from ocpp_emulator import OcppBox
+
+                box_rows = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", trydan.port)
+                            for index, trydan in enumerate(self.trydans)]
+                for spec in ocpp:
+                    options = {key: value for key, value in spec.items() if key not in ("id", "name", "config")}
+                    options.setdefault("car_delay_s", car_delay_s)
+                    box = OcppBox(spec["id"], self.ocpp_port, **options)
+                    self.boxes.append(box)
+                    box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, "ABC"[: box.phases], spec))
+        self.trydan = self.trydans[0] if self.trydans else None
         maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
         self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
         self.p1 = PtyP1Port()
@@ -333,7 +368,12 @@ class Simulation:
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
         rs485 = self.modbus.device if self.modbus is not None else None
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port)
+        self.firmware = Firmware(
+            root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port
+        )
+        for box in self.boxes:
+            if hasattr(box, "limit_a"):
+                box.start()  # an OCPP box connects to the firmware (and retries until it listens)
 
     def send_telegram(self):
         """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""

@@ -273,6 +273,10 @@ class Platform:
         """(host, port) the web interface listens on: every interface, the configured port."""
         return "0.0.0.0", port
 
+    def ocpp_address(self, port):
+        """(host, port) the OCPP central system listens on: every interface, the configured port (ocpp.port)."""
+        return "0.0.0.0", port
+
     def wifi_rssi(self):
         """Signal strength of the access point in dBm (int), or None when unknown.
 

@@ -13,6 +13,7 @@ Environment:
   CHARGEGUARD_NETWORK_DOWN  "1": network_up() is False, wifi_status() "no_ap"
   CHARGEGUARD_DNS_SERVER    the DNS server dns_server() reports (default none)
   CHARGEGUARD_WEB_PORT      the web interface's port (default 8080, on 127.0.0.1)
+  CHARGEGUARD_OCPP_PORT     the OCPP central system's port (default: config ocpp.port, on 127.0.0.1)
 
 Heap: this module runs under a small heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -204,6 +205,10 @@ class Platform:
     def web_address(self, port):
         """(host, port) the web interface listens on: loopback, CHARGEGUARD_WEB_PORT or 8080 (the configured port is the device's)."""
         return "127.0.0.1", int(os.getenv("CHARGEGUARD_WEB_PORT") or 8080)
+
+    def ocpp_address(self, port):
+        """(host, port) the OCPP central system listens on: loopback, CHARGEGUARD_OCPP_PORT or the configured port."""
+        return "127.0.0.1", int(os.getenv("CHARGEGUARD_OCPP_PORT") or port)
 
     # --- system ------------------------------------------------------------
 
