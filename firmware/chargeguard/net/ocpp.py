@@ -192,6 +192,10 @@ class CentralSystem:
             old = self.sessions.get(point.charge_point_id)
             self.sessions[point.charge_point_id] = session
             if old is not None:
+                try:
+                    await old.ws.close(ws.CLOSE_GOING_AWAY, "replaced")
+                except ws.ConnectionClosed:
+                    pass
                 self._end(old, "replaced by a new connection")
                 if old.task is not None:
                     old.task.cancel()

@@ -122,9 +122,49 @@ def parse_head(head):
     return parts[1], key, protocols.lower(), _header(head, b"authorization:")
 
 
+def sha1(data):
+    """SHA-1 digest (20 bytes) of `data` (bytes): hashlib's where the firmware has it (the ESP32 port
+    does), else computed here by FIPS 180-4 section 6.1 (once per handshake, so speed does not matter)."""
+    if hasattr(hashlib, "sha1"):
+        return hashlib.sha1(data).digest()
+    mask = 0xFFFFFFFF
+    h = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
+    size = len(data)
+    data = bytes(data) + b"\x80" + bytes((55 - size) % 64) + (size * 8).to_bytes(8, "big")
+    w = [0] * 80
+    for block in range(0, len(data), 64):
+        for t in range(16):
+            w[t] = int.from_bytes(data[block + 4 * t : block + 4 * t + 4], "big")
+        for t in range(16, 80):
+            x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
+            w[t] = ((x << 1) | (x >> 31)) & mask
+        a, b, c, d, e = h
+        for t in range(80):
+            if t < 20:
+                f = (b & c) | (~b & d)
+                k = 0x5A827999
+            elif t < 40:
+                f = b ^ c ^ d
+                k = 0x6ED9EBA1
+            elif t < 60:
+                f = (b & c) | (b & d) | (c & d)
+                k = 0x8F1BBCDC
+            else:
+                f = b ^ c ^ d
+                k = 0xCA62C1D6
+            temp = (((a << 5) | (a >> 27)) + f + e + k + w[t]) & mask
+            e = d
+            d = c
+            c = ((b << 30) | (b >> 2)) & mask
+            b = a
+            a = temp
+        h = [(x + y) & mask for x, y in zip(h, (a, b, c, d, e))]
+    return b"".join(x.to_bytes(4, "big") for x in h)
+
+
 def accept_key(key):
     """Sec-WebSocket-Accept for a Sec-WebSocket-Key (bytes): base64(SHA-1(key + GUID)), bytes."""
-    return binascii.b2a_base64(hashlib.sha1(key + _GUID).digest()).strip()
+    return binascii.b2a_base64(sha1(key + _GUID)).strip()
 
 
 def upgrade_response(key, protocol):
@@ -288,7 +328,9 @@ class WebSocket:
                 payload[index] ^= head[at + (index & 3)]
 
     async def send(self, opcode, payload):
-        """Write one final frame (payload: bytes, bytearray or memoryview). Raises ConnectionClosed."""
+        """Write one final frame (payload: str, bytes, bytearray or memoryview). Raises ConnectionClosed."""
+        if type(payload) is str:
+            payload = payload.encode()  # the length in bytes, not characters
         if self.closed:
             raise ConnectionClosed(CLOSE_GOING_AWAY, "closed")
         while self._writing:
