@@ -16,6 +16,7 @@ Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.m
     pings           False: the box never pings (websockets' keepalive off)
     subprotocol     False: no Sec-WebSocket-Protocol header
     path            the URL path before the id ("" = ws://host:port/<id>)
+    suffix          after the id: "/" (a trailing slash), "?token=1" (a query string)
     password        HTTP Basic (security profile 1), user = the id
     meter_style     "string" (values as strings, units W / Wh, phases L1), "quirky" (numbers, kW / kWh,
                     phases L1-N, meterValue as one object, timestamps without a zone)
@@ -133,7 +134,7 @@ class OcppBox:
     """One OCPP 1.6J charge point (see the module text for the quirks)."""
 
     def __init__(self, charge_point_id, port, *, phases=3, unit="A", max_stack_level=8, refuse_zero=False,
-                 connector_only=0, status_first=False, pings=True, subprotocol=True, path="", password=None,
+                 connector_only=0, status_first=False, pings=True, subprotocol=True, path="", suffix="", password=None,
                  meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10):
         self.id = charge_point_id
         self.port = port
@@ -146,6 +147,7 @@ class OcppBox:
         self.pings = pings
         self.subprotocol = subprotocol
         self.path = path
+        self.suffix = suffix
         self.password = password
         self.meter_style = meter_style
         self.car_max_ma = car_max_ma
@@ -228,7 +230,7 @@ class OcppBox:
     def stop(self):
         self._running = False
         loop = self._loop
-        if loop is not None:
+        if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._close)
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -251,7 +253,7 @@ class OcppBox:
             self._loop.close()
 
     async def _run(self):
-        url = "ws://127.0.0.1:%d%s/%s" % (self.port, self.path, self.id)
+        url = "ws://127.0.0.1:%d%s/%s%s" % (self.port, self.path, self.id, self.suffix)
         headers = {}
         if self.password is not None:
             token = base64.b64encode(("%s:%s" % (self.id, self.password)).encode()).decode()
@@ -277,6 +279,8 @@ class OcppBox:
                     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     for task in pending:
                         task.cancel()
+                    for task in done:
+                        task.exception()  # retrieved: a closed connection is how a session ends here
             except Exception as error:  # refused, closed, not up yet
                 self.handshake_error = repr(error)
             self.connected = False

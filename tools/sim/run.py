@@ -138,28 +138,27 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         boxes = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", port)
                  for index, port in enumerate(trydan_ports)]
     for index, (kind, name, phases, phase_map, port) in enumerate(boxes):
-        # An OCPP box connects to the firmware: its id instead of host and port
-        # (port: the OcppBox's keyword arguments, for the config's quirks).
-        where = {"charge_point_id": port["id"]} if kind == "ocpp" else {"host": "127.0.0.1", "port": port}
+        entry = {
+            "name": name,
+            "type": kind,
+            "host": "127.0.0.1",
+            "port": port,
+            "phases": phases,
+            "phase_map": phase_map,
+            "min_a": 6,
+            "max_a": 16,
+            "circuit_a": 16,
+            "priority": index + 1,
+            "failsafe_a": 0,
+            "mode": mode,
+        }
         if kind == "ocpp":
-            where.update(port.get("config", {}))
-        chargers.append(
-            dict(
-                where,
-                **{
-                "name": name,
-                "type": kind,
-                "phases": phases,
-                "phase_map": phase_map,
-                "min_a": 6,
-                "max_a": 16,
-                "circuit_a": 16,
-                "priority": index + 1,
-                "failsafe_a": 0,
-                "mode": mode,
-                }
-            )
-        )
+            # An OCPP box connects to the firmware: its id instead of host and port (`port` holds the
+            # box's spec, with the charger entry's own keys under "config").
+            del entry["host"], entry["port"]
+            entry["charge_point_id"] = port["id"]
+            entry.update(port.get("config", {}))
+        chargers.append(entry)
     config = {
         "version": 1,
         "name": "ChargeGuard sim",
@@ -303,6 +302,7 @@ class Simulation:
         mixed=False,
         ocpp=None,
         ocpp_port=None,
+        site=None,
     ):
         self.trydans = []
         self.boxes = []
@@ -364,6 +364,7 @@ class Simulation:
             [trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt, web=web_port is not None,
             boxes=box_rows,
         )
+        self.config["site"].update(site or {})
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP

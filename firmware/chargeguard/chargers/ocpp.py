@@ -191,6 +191,8 @@ class OcppCharger:
         self.unit = unit  # "A", "W" or "auto" until learned
         self.stack_level = stack_level  # the failsafe's; -1 until learned
         self.single_level = False  # the box takes one stack level only: one profile with two periods
+        self.zero_refused = False  # the box refuses a limit of 0 (pause then by `pause`)
+        self.failsafe_note = None  # why the box's own failsafe is not what failsafe_a says
         self.connector = profile_connector  # -1 until learned
         self.pause = pause
         self.remote_start_stop = remote_start_stop
@@ -561,19 +563,19 @@ class OcppCharger:
             return False
 
     async def _failsafe_profile(self):
-        # The lower profile: failsafe_a with no end. A box that refuses a
-        # second level is given one profile (see apply).
+        # The lower profile: failsafe_a with no end. Refused, the dynamic
+        # limit still goes out (it matters more); the reason is noted.
         level = self.stack_level if self.stack_level >= 0 else 0
+        self.stack_level = level
         period = '{"startPeriod":0,"limit":%s}' % self._limit(self.failsafe_ma)
-        if await self._set_profile(_FAILSAFE_ID, level, period, ""):
-            self.stack_level = level
-            return True
-        if self.stack_level < 0:
-            self.stack_level = 0
-            self.single_level = True
-            return True
-        self.status.error = self.last_error = "failsafe profile refused (%s)" % self.last_refusal
-        return False
+        if not await self._set_profile(_FAILSAFE_ID, level, period, ""):
+            if self.failsafe_ma == 0:
+                self.zero_refused = True
+                self.failsafe_note = "the box refuses limit 0: its own failsafe cannot pause"
+            else:
+                self.failsafe_note = "failsafe profile refused (%s)" % self.last_refusal
+            self.last_error = self.failsafe_note
+        return True
 
     async def apply(self, offered_ma):
         """Make the box offer at most `offered_ma` (0 = pause) by its dynamic profile; True when it has it.
@@ -615,11 +617,15 @@ class OcppCharger:
         now = self._clock()
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
             return True
-        if milliamps == 0 and self.pause == "stop":
-            return await self._remote_stop()
+        if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
+            if self.pause == "stop" or self.remote_start_stop:
+                return await self._remote_stop()
+            status.error = self.last_error = "cannot pause: the box refuses limit 0 (allow remote_start_stop)"
+            return False
         periods = '{"startPeriod":0,"limit":%s}' % self._limit(milliamps)
         if self.single_level:
-            periods += ',{"startPeriod":%d,"limit":%s}' % (DYNAMIC_VALID_S, self._limit(self.failsafe_ma))
+            if not (self.failsafe_ma == 0 and self.zero_refused):
+                periods += ',{"startPeriod":%d,"limit":%s}' % (DYNAMIC_VALID_S, self._limit(self.failsafe_ma))
             duration = ""
             level = self.stack_level
         else:
@@ -634,12 +640,15 @@ class OcppCharger:
             if status.error and status.error.startswith("SetChargingProfile"):
                 status.error = None
             return True
-        if milliamps == 0 and self.pause == "auto" and self.remote_start_stop:
-            self.pause = "stop"  # the box refuses 0: pause by ending the transaction
-            return await self._remote_stop()
-        if not self.single_level and level > 0 and self.stack_level == 0:
+        if (milliamps == 0 or self.single_level and self.failsafe_ma == 0) and not self.zero_refused:
+            self.zero_refused = True  # a box that refuses 0: never sent again
+            return await self._apply(offered_ma)
+        if not self.single_level and level > 0:
             self.single_level = True  # a box that refuses the higher level: one profile from now on
-            self._sent_ma = None
+            return await self._apply(offered_ma)
+        if self.unit == "auto":
+            self.unit = "W"  # the unit was not learned and amps are refused: watts then
+            return await self._apply(offered_ma)
         status.error = self.last_error = "%s (%s)" % (self.last_refusal, self._limit(milliamps) + " " + self._unit())
         return False
 

@@ -231,10 +231,7 @@ class CentralSystem:
                 if self.sessions.get(session.point.charge_point_id) is session:
                     del self.sessions[session.point.charge_point_id]
                 self._end(session, "disconnected")
-            try:
-                writer.close()
-            except Exception:
-                pass
+            ws.close_stream(writer)
 
     def _end(self, session, why):
         session.ws._drop()

@@ -30,8 +30,11 @@ error: the caller decides (OCPP: never drop a charge point for silence alone).
 import asyncio
 import binascii
 import hashlib
+import time
 
 from micropython import const
+
+from chargeguard.core.ticks import ticks_diff
 
 OP_CONTINUATION = const(0)
 OP_TEXT = const(1)
@@ -50,7 +53,14 @@ HEAD_MS = const(5000)  # the whole request head, from the connection on
 FRAME_MS = const(10000)  # the rest of a frame once its first byte came
 WRITE_MS = const(5000)  # one frame handed to a peer that reads
 
+LINGER_MS = const(500)  # after our close frame, what the peer still sends is read and dropped this long
+
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _now_ms():
+    ticks = getattr(time, "ticks_ms", None)
+    return ticks() if ticks else int(time.monotonic() * 1000)
 
 
 def wait_ms(awaitable, timeout_ms):
@@ -355,14 +365,46 @@ class WebSocket:
         if not self.closed:
             try:
                 await self.send(OP_CLOSE, bytes((code >> 8, code & 255)))
+                if received is None:
+                    await self._linger()
             except ConnectionClosed:
                 pass
             self._drop()
         raise ConnectionClosed(code if received is None else received, why)
 
+    async def _linger(self):
+        # Read and drop what the peer still sends (the rest of a message
+        # too big, its close frame) for up to LINGER_MS: a socket closed with
+        # unread data is reset, and the peer would lose our close frame.
+        reader = self.reader
+        view = memoryview(self.buf)
+        readinto = getattr(reader, "readinto", None)
+        left = LINGER_MS
+        while left > 0:
+            start = _now_ms()
+            try:
+                if readinto is not None:
+                    count = await wait_ms(readinto(view), left)
+                else:
+                    count = len(await wait_ms(reader.read(len(view)), left))
+            except Exception:  # the deadline, a reset
+                return
+            if not count:
+                return
+            left -= ticks_diff(_now_ms(), start)
+
     def _drop(self):
         self.closed = True
-        try:
-            self.writer.close()
-        except Exception:  # already gone
-            pass
+        close_stream(self.writer)
+
+
+def close_stream(writer):
+    """Close an asyncio stream's socket now, on both runtimes (MicroPython's Stream.close() does nothing:
+    its socket is closed by wait_closed(), which a caller in a finally or a task being cancelled may never reach)."""
+    try:
+        writer.close()
+        sock = getattr(writer, "s", None)  # MicroPython's Stream
+        if sock is not None:
+            sock.close()
+    except Exception:  # already gone
+        pass
