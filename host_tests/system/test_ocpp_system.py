@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.join(ROOT, "firmware"))
 
 from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, RENEW_MS  # noqa: E402
 from chargeguard.net.ocpp import CALL_MS  # noqa: E402
-from run import DEFAULT_HEAP, Simulation  # noqa: E402
+from run import DEFAULT_HEAP, OCPP_EXTRA_HEAP_K, Simulation  # noqa: E402
 from test_end_to_end import (  # noqa: E402
     BOOT_S,
     CHARGER_POLL_S,
@@ -34,8 +34,8 @@ from test_end_to_end import (  # noqa: E402
     pump_until,
 )
 
-# What the OCPP interface and four boxes' connections add on the 64-bit port (measured: docs/ocpp.md).
-HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + 48)
+# What the OCPP interface and four boxes' connections add on the 64-bit port (run.py, docs/ocpp.md).
+HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + OCPP_EXTRA_HEAP_K)
 CALL_S = CALL_MS / 1000
 # From the firmware's start to a box's first dynamic profile: boot, a poll for the set-up
 # (GetConfiguration, two ChangeConfiguration, the failsafe profile: 4 calls), the next poll and the command.

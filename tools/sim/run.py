@@ -113,6 +113,11 @@ SIM_ADMIN_PASSWORD = "sim-admin-pass"
 # The mixed site's three drivers (two more driver modules and boxes):
 # 117 KB live on the 64-bit port with 128K (2026-11-30), so 16K more.
 MIXED_EXTRA_HEAP_K = 16
+# OCPP (--ocpp, the OCPP tests): the central system's code (net/websocket.py, net/ocpp.py,
+# chargers/ocpp.py: 29 KB as .mpy on the 32-bit port, 2026-11-30) and per connected box its 4 KB
+# message buffer, streams and parsed messages: 159 KB live with four boxes on the 64-bit port
+# against ~90 KB with one Trydan, so 96K more (a 168K heap failed a fourth box's buffer).
+OCPP_EXTRA_HEAP_K = 96
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 # The mixed site (--mixed): (config type, name, charger phases, phase_map), in priority order.
 MIXED_SITE = (
