@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed]
+                            [--mixed] [--ocpp]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -23,6 +23,12 @@ tools/sim/goe_emulator.py) and a single-phase OpenEVSE on phase A (priority 3,
 tools/sim/openevse_emulator.py), each with a car plugged in: when the kettle
 and the hob take phase A the guard pauses them one at a time, lowest priority
 first, whatever the brand.
+
+With --ocpp the Trydan shares the breaker with an OCPP 1.6J wallbox (priority 2, three phases,
+tools/sim/ocpp_emulator.py on mobilityhouse's `ocpp` package): the box connects to the firmware's
+central system (ws://127.0.0.1:<port>/SIMBOX, CHARGEGUARD_OCPP_PORT), boots, is asked which unit it
+takes, gets its meter interval, the failsafe profile and its dynamic limit as charging profiles,
+renewed every 20 s.
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
 abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
@@ -509,7 +515,12 @@ def main():
     parser.add_argument(
         "--mixed", action="store_true", help="three brands on one breaker: a Trydan, a go-e and an OpenEVSE (one phase)"
     )
+    parser.add_argument(
+        "--ocpp", action="store_true", help="a Trydan and an OCPP 1.6J box on one breaker (the box connects to the firmware)"
+    )
     args = parser.parse_args()
+    if args.mixed and args.ocpp:
+        parser.error("--mixed and --ocpp are two different sites: choose one")
     if args.meter != "p1" and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
@@ -530,6 +541,8 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
         if args.mixed:
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
+        if args.ocpp:
+            args.heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -564,6 +577,7 @@ def main():
         mqtt=mqtt,
         web_port=None if args.no_web else args.web_port,
         mixed=args.mixed,
+        ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
     )
     stopping = {"now": False}
 
@@ -579,7 +593,11 @@ def main():
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
     else:
         meter_text = "P1 on %s" % sim.p1.device
-    boxes = ", ".join("%s on 127.0.0.1:%d" % (entry["name"], box.port) for entry, box in zip(sim.config["chargers"], sim.boxes))
+    boxes = ", ".join(
+        ("%s (OCPP, id %s) connecting to ws://127.0.0.1:%d/%s" % (entry["name"], box.id, box.port, box.id))
+        if entry["type"] == "ocpp" else "%s on 127.0.0.1:%d" % (entry["name"], box.port)
+        for entry, box in zip(sim.config["chargers"], sim.boxes)
+    )
     print("sim: %s emulator%s; %s, firmware heap %s" % (boxes, "s" if len(sim.boxes) > 1 else "", meter_text, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)
