@@ -106,8 +106,18 @@ Version 1 (CURRENT_VERSION):
               "keepalive_s": 30},      2..3600: a silent broker is taken as gone after this
      "web": {"enabled": false,         true: serve the status page and the REST API (docs/api.md)
              "port": 80},              1..65535 (the unix port: CHARGEGUARD_WEB_PORT, default 8080)
+     "ocpp": {"enabled": false,        true: run the OCPP central system without an ocpp charger
+              "port": 8887,            1..65535 (the unix port: CHARGEGUARD_OCPP_PORT)
+              "ping_s": 20,            0..3600, a WebSocket ping to each box this often
+              "max_message": 4096,     1024..16384 bytes a box's message may have
+              "accept_unknown": false},  true: unknown charge point ids are served as discovered
      "admin": {"password": ""}}        secret: empty (not set yet: the web refuses every
                                        change) or 8..64 characters; the web's password
+
+A charger of type "ocpp" (docs/ocpp.md) has no host and port but charge_point_id (required,
+1..48 characters), password (secret, empty or 8..64), unit ("auto" | "A" | "W"), stack_level
+(-1..8), profile_connector (-1..1), pause ("auto" | "zero" | "stop"), remote_start_stop (false),
+id_tags ("" or 1..200 characters) and meter_interval_s (10, 0..3600).
 
 A missing key is filled from the defaults. A missing charger key gets a
 default that fits the entry: name "Charger N", priority N (its place in the
