@@ -90,8 +90,9 @@ def test_four_boxes_each_with_its_quirk_get_their_profiles():
         # Quirky: asked for its BootNotification, booted once; its meter values reach the status.
         assert ("TriggerMessage", "BootNotification") in quirky.log and quirky.booted == 1
         assert quirky.connections == 1 and amps.connections == 1
-        # Each box got its meter interval set.
+        # Each box had the TxDefaultProfiles of others cleared and got its meter interval set.
         for box in sim.boxes:
+            assert ("ClearChargingProfile", "TxDefaultProfile") in box.log
             assert ("ChangeConfiguration", "MeterValueSampleInterval", "10") in box.log
         # The dynamic profile is renewed before it lapses (RENEW_MS), never left to run out.
         count = len(profiles(amps))

@@ -106,6 +106,7 @@ class _Point(ChargePoint):
 
     @on(Action.clear_charging_profile)
     def on_clear_charging_profile(self, **kwargs):
+        self.box.log.append(("ClearChargingProfile", kwargs.get("charging_profile_purpose")))
         with self.box.lock:
             self.box.profiles = []
         return call_result.ClearChargingProfile(status="Accepted")

@@ -27,6 +27,11 @@ only a total on one phase is counted on L1), Power.Active.Import (total, or the 
 Timestamps are not used for the values (they may have no zone, or a box clock that is wrong): a value
 is as old as its message; a timestamp only tells the box's clock when ours is not set.
 
+Set-up at each connection (poll(), after the BootNotification): GetConfiguration of the unit and the
+stack levels (unless configured), ClearChargingProfile of the TxDefaultProfiles (a stale one of another
+backend would outrank ours), ChangeConfiguration of MeterValueSampleInterval and MeterValuesSampledData
+(one key per request), the failsafe profile.
+
 Commands (`apply`), each only when the box does not have it yet: SetChargingProfile, TxDefaultProfile,
 chargingProfileId 2 at the dynamic stack level, Absolute, from now, `duration` DYNAMIC_VALID_S, limit in
 A (one decimal) or W (A x 230 V x phases), renewed every RENEW_MS. Under it, once per connection,
@@ -488,6 +493,10 @@ class OcppCharger:
             await self._learn()
             self._setup = 1
         if self._setup == 1:
+            # Profiles another backend left behind would outrank ours: the
+            # TxDefaultProfiles go (ours are sent again below). A box that
+            # answers "Unknown" (none there) or refuses is no reason to stop.
+            await self._call("ClearChargingProfile", '{"chargingProfilePurpose":"TxDefaultProfile"}')
             if self.meter_interval_s:
                 await self._configure("MeterValueSampleInterval", "%d" % self.meter_interval_s)
                 await self._configure("MeterValuesSampledData", _SAMPLED)
