@@ -18,6 +18,9 @@ Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.m
     path            the URL path before the id ("" = ws://host:port/<id>)
     suffix          after the id: "/" (a trailing slash), "?token=1" (a query string)
     password        HTTP Basic (security profile 1), user = the id
+    stall           after its BootNotification the box stops reading its socket (a hung box: calls to
+                    it are never answered, its TCP window fills)
+    plugged         False: no car (the box draws nothing)
     meter_style     "string" (values as strings, units W / Wh, phases L1), "quirky" (numbers, kW / kWh,
                     phases L1-N, meterValue as one object, timestamps without a zone)
 
@@ -136,7 +139,8 @@ class OcppBox:
 
     def __init__(self, charge_point_id, port, *, phases=3, unit="A", max_stack_level=8, refuse_zero=False,
                  connector_only=0, status_first=False, pings=True, subprotocol=True, path="", suffix="", password=None,
-                 meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10):
+                 meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10, stall=False,
+                 plugged=True):
         self.id = charge_point_id
         self.port = port
         self.phases = phases
@@ -162,7 +166,9 @@ class OcppBox:
         self.booted = 0  # BootNotifications accepted
         self.connected = False
         self.handshake_error = None
-        self.plugged = True
+        self.plugged = plugged
+        self.stall = stall
+        self._reader_task = None
         self.stop_wanted = False
         self.start_wanted = False
         self._drawn_ma = 0
@@ -277,6 +283,7 @@ class OcppBox:
                     point.box = self
                     self.boot_wanted = asyncio.Event()
                     tasks = [asyncio.ensure_future(point.start()), asyncio.ensure_future(self._session(point))]
+                    self._reader_task = tasks[0]
                     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     for task in pending:
                         task.cancel()
@@ -297,6 +304,9 @@ class OcppBox:
         if result.status != "Accepted":
             return
         self.booted += 1
+        if self.stall:
+            self._reader_task.cancel()  # never reads again: hung, its socket open
+            await asyncio.Event().wait()
         await point.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Available"))
         await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
         start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=_now().isoformat()))

@@ -342,11 +342,12 @@ class Simulation:
                 box_rows = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", trydan.port)
                             for index, trydan in enumerate(self.trydans)]
                 for spec in ocpp:
-                    options = {key: value for key, value in spec.items() if key not in ("id", "name", "config")}
+                    options = {key: value for key, value in spec.items() if key not in ("id", "name", "config", "phase_map")}
                     options.setdefault("car_delay_s", car_delay_s)
                     box = OcppBox(spec["id"], self.ocpp_port, **options)
                     self.boxes.append(box)
-                    box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, "ABC"[: box.phases], spec))
+                    phase_map = spec.get("phase_map", "ABC"[: box.phases])
+                    box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, phase_map, spec))
         self.trydan = self.trydans[0] if self.trydans else None
         maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
         self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
