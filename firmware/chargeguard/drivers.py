@@ -15,6 +15,7 @@ CHARGER_MODULES = {
     "go_e": "chargeguard.chargers.go_e",
     "openevse": "chargeguard.chargers.openevse",
     "ocpp": "chargeguard.chargers.ocpp",
+    "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
 }
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true

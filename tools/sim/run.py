@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed] [--ocpp]
+                            [--mixed] [--load] [--ocpp]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -23,6 +23,11 @@ tools/sim/goe_emulator.py) and a single-phase OpenEVSE on phase A (priority 3,
 tools/sim/openevse_emulator.py), each with a car plugged in: when the kettle
 and the hob take phase A the guard pauses them one at a time, lowest priority
 first, whatever the brand.
+
+With --load a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py,
+an on/off load: one 9 A step) sits on phase B after the chargers in priority:
+the guard switches it off when its step no longer fits beside the chargers'
+minimums, and on again when it fits.
 
 With --ocpp the Trydan shares the breaker with an OCPP 1.6J wallbox (priority 2, three phases,
 tools/sim/ocpp_emulator.py on mobilityhouse's `ocpp` package): the box connects to the firmware's
@@ -125,6 +130,10 @@ MIXED_EXTRA_HEAP_K = 16
 # against ~90 KB with one Trydan, so 96K more (a 168K heap failed a fourth box's buffer).
 OCPP_EXTRA_HEAP_K = 96
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
+# --load: a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py)
+# on phase B, after the chargers in priority: 8.7 A at 230 V, so a 9 A step.
+LOAD_W = 2000
+LOAD_A = 9
 # The mixed site (--mixed): (config type, name, charger phases, phase_map), in priority order.
 MIXED_SITE = (
     ("v2c_trydan", "Trydan", 3, "ABC"),
@@ -136,7 +145,7 @@ MIXED_SITE = (
 def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False, boxes=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
-    boxes: instead of Trydans, (type, name, phases, phase_map, port) per charger.
+    boxes: instead of Trydans, (type, name, phases, phase_map, port[, {key: value}]) per charger.
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
@@ -148,28 +157,32 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
     if boxes is None:
         boxes = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", port)
                  for index, port in enumerate(trydan_ports)]
-    for index, (kind, name, phases, phase_map, port) in enumerate(boxes):
-        entry = {
-            "name": name,
-            "type": kind,
-            "host": "127.0.0.1",
-            "port": port,
-            "phases": phases,
-            "phase_map": phase_map,
-            "min_a": 6,
-            "max_a": 16,
-            "circuit_a": 16,
-            "priority": index + 1,
-            "failsafe_a": 0,
-            "mode": mode,
-        }
+    for index, row in enumerate(boxes):
+        kind, name, phases, phase_map, port = row[:5]
+        chargers.append(
+            {
+                "name": name,
+                "type": kind,
+                "host": "127.0.0.1",
+                "port": port,
+                "phases": phases,
+                "phase_map": phase_map,
+                "min_a": 6,
+                "max_a": 16,
+                "circuit_a": 16,
+                "priority": index + 1,
+                "failsafe_a": 0,
+                "mode": mode,
+            }
+        )
+        chargers[-1].update(row[5] if len(row) > 5 else {})  # a row's own settings (a load's one step)
         if kind == "ocpp":
             # An OCPP box connects to the firmware: its id instead of host and port (`port` holds the
             # box's spec, with the charger entry's own keys under "config").
+            entry = chargers[-1]
             del entry["host"], entry["port"]
             entry["charge_point_id"] = port["id"]
             entry.update(port.get("config", {}))
-        chargers.append(entry)
     config = {
         "version": 1,
         "name": "ChargeGuard sim",
@@ -314,6 +327,7 @@ class Simulation:
         ocpp=None,
         ocpp_port=None,
         site=None,
+        load=False,
     ):
         self.trydans = []
         self.boxes = []
@@ -349,6 +363,17 @@ class Simulation:
                     phase_map = spec.get("phase_map", "ABC"[: box.phases])
                     box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, phase_map, spec))
         self.trydan = self.trydans[0] if self.trydans else None
+        self.load = None
+        if load:
+            # A 2 kW heater on phase B behind a Shelly relay, last in priority.
+            from shelly_load_emulator import ShellyLoadEmulator
+
+            if box_rows is None:
+                box_rows = [("v2c_trydan", "Trydan" if i == 0 else "Trydan%d" % (i + 1), 3, "ABC", box.port)
+                            for i, box in enumerate(self.boxes)]
+            self.load = ShellyLoadEmulator(power_w=LOAD_W).start()
+            self.boxes.append(self.load)
+            box_rows.append(("shelly_load", "Heater", 1, "B", self.load.port, {"min_a": LOAD_A, "max_a": LOAD_A}))
         maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
         self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
         self.p1 = PtyP1Port()
@@ -517,6 +542,9 @@ def main():
         "--mixed", action="store_true", help="three brands on one breaker: a Trydan, a go-e and an OpenEVSE (one phase)"
     )
     parser.add_argument(
+        "--load", action="store_true", help="and a 2 kW heater on a Shelly relay (phase B, last in priority): an on/off load"
+    )
+    parser.add_argument(
         "--ocpp", action="store_true", help="a Trydan and an OCPP 1.6J box on one breaker (the box connects to the firmware)"
     )
     args = parser.parse_args()
@@ -540,7 +568,7 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
         if not args.no_web:
             args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
-        if args.mixed:
+        if args.mixed or args.load:
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
         if args.ocpp:
             args.heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
@@ -579,6 +607,7 @@ def main():
         web_port=None if args.no_web else args.web_port,
         mixed=args.mixed,
         ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
+        load=args.load,
     )
     stopping = {"now": False}
 
