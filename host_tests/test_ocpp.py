@@ -160,7 +160,8 @@ def test_boot_is_accepted_with_time_and_interval():
     answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910"}))
     assert answer == {"status": "Accepted", "currentTime": "2026-11-30T05:00:00Z", "interval": 300}
     assert point.vendor == "Alfen BV" and point.model == "NG910" and point.last_message == "BootNotification"
-    assert point.status.error is None and point.status.reachable
+    # Not available to the guard until its set-up is done and a first command is in force.
+    assert point.status.error == "connected, setting up" and not point.status.reachable
 
 
 def test_calls_with_bad_payloads_get_the_ocpp_error_codes():
@@ -619,3 +620,78 @@ def test_socket_server_pings_and_silence_is_no_reason_to_drop():
 
     _run(central, scenario)
     assert seen["pings"] == (websocket.OP_PING, websocket.OP_PING) and seen["connected"]
+
+
+async def _answer_calls(client, answers, seen):
+    # The box's side: answer every call of the central system from `answers` (action -> payload, or a
+    # list of payloads used in turn), recording (action, payload).
+    while True:
+        try:
+            opcode, payload = await client.receive()
+        except Exception:
+            return
+        if opcode != websocket.OP_TEXT:
+            return
+        message = json.loads(payload)
+        if message[0] != 2:
+            continue
+        seen.append((message[2], message[3]))
+        answer = answers.get(message[2], {})
+        if type(answer) is list:
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        await client.send(websocket.OP_TEXT, json.dumps([3, message[1], answer]))
+
+
+def test_set_up_then_profiles_and_a_refusal_degrades_only_this_box():
+    central = _central()
+    point = OcppCharger("CP1", phases=3, failsafe_a=6, clock=now_ms, wall=lambda: 1796014800)
+    ocpp.register(point)
+    point.central = central
+    seen = []
+    results = {}
+    answers = {
+        "GetConfiguration": {"configurationKey": [
+            {"key": "ChargingScheduleAllowedChargingRateUnit", "readonly": True, "value": "Power"},
+            {"key": "ChargeProfileMaxStackLevel", "readonly": True, "value": "3"}]},
+        "ClearChargingProfile": {"status": "Unknown"},
+        "ChangeConfiguration": {"status": "Accepted"},
+        "SetChargingProfile": [{"status": "Accepted"}, {"status": "Accepted"}, {"status": "Rejected"}, {"status": "Accepted"}],
+    }
+
+    async def scenario(port):
+        client = Client()
+        assert await client.connect(port) == 101
+        await client.send(websocket.OP_TEXT, '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        await client.receive()
+        await until(lambda: point._booted)
+        results["before"] = point.status.reachable
+        task = asyncio.create_task(_answer_calls(client, answers, seen))
+        assert await point.poll()
+        results["after_setup"] = (point.status.reachable, point.unit, point.stack_level, point.status.error)
+        results["apply1"] = await point.apply(16000)
+        point._sent_at -= 100000  # due for renewal: the next apply sends (and is refused)
+        results["apply2"] = await point.apply(16000)
+        results["refused"] = (point.status.reachable, point.status.error)
+        results["apply3"] = await point.apply(16000)
+        results["again"] = (point.status.reachable, point.status.error)
+        client.close()
+        task.cancel()
+
+    _run(central, scenario)
+    assert results["before"] is False
+    assert results["after_setup"] == (True, "W", 0, None)
+    actions = [action for action, payload in seen]
+    assert actions[:5] == ["GetConfiguration", "ClearChargingProfile", "ChangeConfiguration", "ChangeConfiguration",
+                           "SetChargingProfile"]
+    assert seen[2][1] == {"key": "MeterValueSampleInterval", "value": "10"}
+    failsafe = seen[4][1]["csChargingProfiles"]
+    assert failsafe["stackLevel"] == 0 and failsafe["chargingProfileId"] == 1
+    assert failsafe["chargingSchedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 4140.0}]
+    assert "duration" not in failsafe["chargingSchedule"]
+    dynamic = seen[5][1]["csChargingProfiles"]
+    assert dynamic["stackLevel"] == 1 and dynamic["chargingProfileId"] == 2
+    assert dynamic["chargingSchedule"]["duration"] == DYNAMIC_VALID_S
+    assert dynamic["chargingSchedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 11040.0}]
+    assert results["apply1"] is True and results["apply2"] is False
+    assert results["refused"] == (False, "SetChargingProfile: Rejected (11040.0 W)")
+    assert results["apply3"] is True and results["again"] == (True, None)

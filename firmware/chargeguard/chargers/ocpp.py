@@ -41,8 +41,10 @@ by itself. A box with one stack level gets one profile, the dynamic limit then t
 second period starting after DYNAMIC_VALID_S. Pausing below 6 A: limit 0 (or per `pause`).
 
 A refusal (Rejected, NotSupported), a CALLERROR or a timeout affects only this charger: the reason is
-`status.error` and `last_refusal` ("SetChargingProfile: Rejected (6.0 A)"), the guard sees the box as
-unavailable while its command is not applied. Status for the interfaces: `connected_since_ms`,
+`status.error` and `last_refusal` ("SetChargingProfile: Rejected (6.0 A)"), and the box is unavailable
+to the guard (`status.reachable` False: its last offer counts as drawn) until a command is in force; so
+is a box that is connected but not yet set up (BootNotification and the set-up calls). A box that refuses limit 0 and may not be stopped stays
+available (it can be commanded above 0) with "cannot pause: ..." as its error. Status for the interfaces: `connected_since_ms`,
 `last_message` (action) and `last_message_ms`, `vendor`, `model`, `firmware`.
 """
 
@@ -224,6 +226,7 @@ class OcppCharger:
         self._setup_at = None
         self._box_clock = None  # (box seconds, our ticks) from the last timestamp
         self._sent_ma = None  # the dynamic limit the box has, None = unknown
+        self._accepted = False  # a dynamic profile was accepted on this connection
         self._sent_at = 0
         self._stopped = False  # paused by RemoteStopTransaction
         self._transaction = 0
@@ -244,7 +247,10 @@ class OcppCharger:
         self._setup = 0
         self._setup_at = None
         self._sent_ma = None
-        self.status.reachable = True
+        self._accepted = False
+        # Not commandable until its set-up is done: till then the guard
+        # counts it as unavailable (its last offer as drawn).
+        self.status.reachable = False
         self.status.error = "connected, no BootNotification yet"
 
     def detach(self, session, why):
@@ -260,9 +266,6 @@ class OcppCharger:
     def heard(self):
         """Any message came: it is alive."""
         self.last_message_ms = self._clock()
-
-    def answered(self, session):
-        """An answer to the box's call went out."""
 
     # ------------------------------------------------------------ messages in
 
@@ -286,8 +289,8 @@ class OcppCharger:
         self._booted = True
         self._setup = 0
         self._sent_ma = None
-        if self.status.error and self.status.error.startswith("connected"):
-            self.status.error = None
+        self.status.reachable = False
+        self.status.error = "connected, setting up"
         return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
 
     def _heartbeat(self, payload):
@@ -505,6 +508,8 @@ class OcppCharger:
             if self.single_level or await self._failsafe_profile():
                 self._setup = 3
                 self._setup_at = None
+                # Ready for the guard's commands: available from its next decision on.
+                self._commanded()
             else:
                 self._setup_at = now
 
@@ -629,6 +634,8 @@ class OcppCharger:
         if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
             if self.pause == "stop" or self.remote_start_stop:
                 return await self._remote_stop()
+            # Commandable above 0 all the same: reachable, with the reason.
+            self._commanded()
             status.error = self.last_error = "cannot pause: the box refuses limit 0 (allow remote_start_stop)"
             return False
         periods = '{"startPeriod":0,"limit":%s}' % self._limit(milliamps)
@@ -643,28 +650,42 @@ class OcppCharger:
         if await self._set_profile(_DYNAMIC_ID, level, periods, duration):
             self._sent_ma = milliamps
             self._sent_at = now
+            self._accepted = True
             status.offered_ma = milliamps
             if self._stopped and milliamps and self.remote_start_stop:
                 await self._remote_start()
-            if status.error and status.error.startswith("SetChargingProfile"):
-                status.error = None
+            self._commanded()
             return True
         if (milliamps == 0 or self.single_level and self.failsafe_ma == 0) and not self.zero_refused:
             self.zero_refused = True  # a box that refuses 0: never sent again
             return await self._apply(offered_ma)
-        if not self.single_level and level > 0:
+        if self._accepted:
+            pass  # this box took such profiles before: a refusal now is no quirk to learn
+        elif not self.single_level and level > 0:
             self.single_level = True  # a box that refuses the higher level: one profile from now on
             return await self._apply(offered_ma)
-        if self.unit == "auto":
+        elif self.unit == "auto":
             self.unit = "W"  # the unit was not learned and amps are refused: watts then
             return await self._apply(offered_ma)
+        # Not applied: unavailable to the guard (its last offer counts as drawn) until a command is.
+        status.reachable = False
         status.error = self.last_error = "%s (%s)" % (self.last_refusal, self._limit(milliamps) + " " + self._unit())
         return False
+
+    def _commanded(self):
+        # A command is in force: the box is available to the guard.
+        status = self.status
+        status.reachable = True
+        error = status.error
+        if error and (error.startswith("connected") or error.startswith("SetChargingProfile")
+                      or error.startswith("cannot pause") or error.startswith("pause refused")):
+            status.error = None
 
     async def _remote_stop(self):
         if self._transaction == 0:
             self._stopped = True
             self._sent_ma = 0
+            self._commanded()
             return True
         code, result = await self._call("RemoteStopTransaction", '{"transactionId":%d}' % self._transaction)
         if code == "ok" and result.get("status") == "Accepted":
@@ -672,6 +693,7 @@ class OcppCharger:
             self._sent_ma = 0
             self._sent_at = self._clock()
             self.status.offered_ma = 0
+            self._commanded()
             return True
         self.status.error = self.last_error = "pause refused: %s" % (self.last_refusal or "Rejected")
         return False
