@@ -327,10 +327,16 @@ class Platform:
         return HOST, self.port
 
 
-_next_port = [18870]
+# Ports of the in-process servers: a block per process (pid, or the clock on the unix port), so suites
+# running side by side on one machine (CPython, both unix ports, other checkouts) do not collide.
+_next_port = [None]
 
 
 def _central(accept_unknown=False, max_message=1024, ping_s=1):
+    if _next_port[0] is None:
+        from support import _pid
+
+        _next_port[0] = 20000 + _pid() % 2000 * 20
     _next_port[0] += 1
     logs = []
     ocpp._POINTS.clear()
