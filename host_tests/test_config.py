@@ -114,7 +114,7 @@ FIELD_CASES = (
     ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),
     ("chargers.0.name", ("Trydan", "x" * 32), ("", "x" * 33, "a\tb", 1), "1 to 32", None),
     ("chargers.0.type", ("v2c_trydan", "go_e", "openevse"), ("goe", "go-e", "", "V2C_TRYDAN", "OpenEVSE", 1),
-     "go_e, keba_p30, modbus_generic, openevse, shelly_load, v2c_trydan", None),
+     "go_e, keba_p30, modbus_generic, ocpp, openevse, shelly_load, v2c_trydan", None),
     (
         "chargers.0.host",
         (HOST, "127.0.0.1", "10.0.0.1", "223.255.255.254", "trydan.local", "evse-1", "a" * 63, "box1.lan.example"),
@@ -582,7 +582,7 @@ def test_documented_defaults():
                            "topic_prefix": "chargeguard", "discovery_prefix": "homeassistant", "keepalive_s": 30}
     assert doc["web"] == {"enabled": False, "port": 80}
     assert sorted(doc) == sorted(["version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin",
-                                  "mqtt", "web"])
+                                  "mqtt", "web", "ocpp"])
 
 
 def test_complete_fills_partial_document_without_touching_input():
@@ -1305,3 +1305,48 @@ def test_modbus_custom_map_becomes_a_driver_row():
     assert row[0] == 4 and row[1] is False and row[2] == 3
     assert row[5] == (6, 0, 3) and row[6] == (12, 0, 3) and row[7] == (0, 0, 3)
     assert row[9] is None
+
+
+def _ocpp_doc(**entry):
+    doc = base(0)
+    charger = {"name": "Garage", "type": "ocpp", "charge_point_id": "ALFEN-1"}
+    charger.update(entry)
+    doc["chargers"] = [charger]
+    return doc
+
+
+def test_ocpp_charger_needs_an_id_not_a_host():
+    doc, errors = config.check(_ocpp_doc())
+    assert errors == [], errors
+    entry = doc["chargers"][0]
+    assert "host" not in entry and entry["unit"] == "auto" and entry["stack_level"] == -1 and entry["password"] == ""
+    assert doc["ocpp"] == {"enabled": False, "port": 8887, "ping_s": 20, "max_message": 4096, "accept_unknown": False}
+    assert "1 to 48" in error_map(_ocpp_doc(charge_point_id=""))["chargers.0.charge_point_id"]
+    assert "'/'" in error_map(_ocpp_doc(charge_point_id="a/b"))["chargers.0.charge_point_id"]
+    assert "chargers.0.host" in error_map(_ocpp_doc(host="192.168.1.5"))  # unknown for this type
+    assert "chargers.0.unit" in error_map(_ocpp_doc(unit="kW"))
+    assert "chargers.0.profile_connector" in error_map(_ocpp_doc(profile_connector=2))
+    assert "chargers.0.pause" in error_map(_ocpp_doc(pause="never"))
+    assert "ocpp.port" in error_map(put(_ocpp_doc(), "ocpp", {"port": 0}))
+    assert "ocpp.max_message" in error_map(put(_ocpp_doc(), "ocpp", {"max_message": 100}))
+
+
+def test_ocpp_charge_point_ids_are_unique():
+    doc = _ocpp_doc()
+    doc["chargers"].append({"name": "Drive", "type": "ocpp", "charge_point_id": "ALFEN-1", "priority": 2})
+    assert "is also the id of chargers.0" in error_map(doc)["chargers.1.charge_point_id"]
+
+
+def test_ocpp_password_is_a_secret():
+    secret = "box-pass-TOPSECRET"
+    doc, errors = config.check(_ocpp_doc(password=secret))
+    assert errors == []
+    out = config.redacted(doc)
+    assert out["chargers"][0]["password"] == config.REDACTED and secret not in json.dumps(out)
+    assert doc["chargers"][0]["password"] == secret
+    restored = config.restore_secrets(out, doc)
+    assert restored["chargers"][0]["password"] == secret
+    for bad in ("short", "x" * 70 + "TOPSECRET"):
+        errors = config.validate(_ocpp_doc(password=bad))
+        assert [path for path, message in errors] == ["chargers.0.password"]
+        assert bad not in errors[0][1] and "TOPSECRET" not in errors[0][1]

@@ -18,11 +18,13 @@
    with MQTT on and a live broker (tools/sim/broker.py); and with MQTT on and
    the broker black-holed (accepts TCP, never answers: the link waits out
    its connect deadline and backs off, again and again). The MQTT runs have
-   the heap of the firmware with MQTT (run.MQTT_HEAP). And on the mixed site
+   the heap of the firmware with MQTT (run.MQTT_HEAP). On the mixed site
    (run.py --mixed: one box of each family: the Trydan, a go-e and an
    OpenEVSE over HTTP, an Alfen over Modbus TCP), the go-e hung, the other
    cars unplugged, the Trydan cut as above (--mixed-only: this run alone).
-   Prints p50 / p90 / p99 / max.
+   And with four OCPP boxes connected to the firmware's central system, one
+   of them hung after its BootNotification (OCPP_BOXES). Prints p50 / p90 /
+   p99 / max.
 
 Cut to keep it to minutes (it took eleven): 60 load steps per latency run
 instead of 300 (p99 of 60 is the second-worst: read it as a max), and the
@@ -43,7 +45,7 @@ sys.path.insert(0, os.path.join(HERE, "sim"))
 sys.path.insert(0, HERE)
 
 from broker import BlackHole, Broker  # noqa: E402
-from run import DEFAULT_HEAP, MIXED_EXTRA_HEAP_K, MQTT_HEAP, Simulation, wait_for  # noqa: E402
+from run import DEFAULT_HEAP, MIXED_EXTRA_HEAP_K, MQTT_HEAP, OCPP_EXTRA_HEAP_K, Simulation, wait_for  # noqa: E402
 
 import memlab  # noqa: E402
 
@@ -64,8 +66,18 @@ def percentile(sorted_values, fraction):
     return sorted_values[index]
 
 
-def measure_latency(steps, heap, hung_second, mqtt=None, mixed=False):
-    """Latencies (ms) and misses; mqtt: None (off), "live" (a real broker) or "blackhole"; mixed: the mixed site."""
+# Four OCPP boxes beside the measured Trydan: single-phase on site phase C, away from the load steps on
+# L1 (the guard then never needs to cut them for the Trydan's sake), each connected to the firmware's
+# central system; the last one hung after its BootNotification (calls to it time out, its socket fills).
+OCPP_BOXES = [
+    {"id": "OCPP%d" % index, "unit": "A", "phases": 1, "phase_map": "C", "plugged": False, "stall": index == 4}
+    for index in range(1, 5)
+]
+
+
+def measure_latency(steps, heap, hung_second, mqtt=None, mixed=False, ocpp=None):
+    """Latencies (ms) and misses; mqtt: None (off), "live" (a real broker) or "blackhole"; mixed: the mixed site;
+    ocpp: OCPP box specs."""
     server = None
     mqtt_cfg = None
     if mqtt == "live":
@@ -75,7 +87,7 @@ def measure_latency(steps, heap, hung_second, mqtt=None, mixed=False):
     if server is not None:
         mqtt_cfg = {"enabled": True, "host": "127.0.0.1", "port": server.port}
     try:
-        return _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed)
+        return _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed, ocpp)
     finally:
         if isinstance(server, Broker):
             server.stop()
@@ -83,9 +95,9 @@ def measure_latency(steps, heap, hung_second, mqtt=None, mixed=False):
             server.close()
 
 
-def _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed=False):
+def _measure_latency(steps, heap, hung_second, mqtt_cfg, mixed=False, ocpp=None):
     sim = Simulation(heap=heap, car_delay_s=0.1, run_name="bench", guard=BENCH_GUARD, chargers=2 if hung_second else 1,
-                     mqtt=mqtt_cfg, mixed=mixed)
+                     mqtt=mqtt_cfg, mixed=mixed, ocpp=ocpp)
     trydan = sim.trydan
     latencies_ms = []
     missed = 0
@@ -299,6 +311,10 @@ def main():
         say("guard latency on the mixed site (Trydan, go-e hung, OpenEVSE, Alfen over Modbus TCP), heap %s" % mixed_heap)
         latencies, missed = measure_latency(args.steps, mixed_heap, hung_second=False, mixed=True)
         report_latency("guard latency, mixed site, go-e hung  ", latencies, missed)
+        ocpp_heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
+        say("guard latency with four OCPP boxes connected, one of them hung (heap %s)" % ocpp_heap)
+        latencies, missed = measure_latency(args.steps, ocpp_heap, hung_second=False, ocpp=OCPP_BOXES)
+        report_latency("guard latency, 4 OCPP boxes, 1 hung   ", latencies, missed)
     if results:
         report_memory(results)
     say("done")

@@ -674,7 +674,9 @@ def _assemble(platform, doc, log, first_boot=False):
     interfaces = []
     for section, module_name in INTERFACE_MODULES:
         section_doc = doc.get(section)
-        if section_doc and section_doc.get("enabled"):
+        # The OCPP server runs whenever a box is to connect to it.
+        needed = section == "ocpp" and any(entry["type"] == "ocpp" for entry in doc["chargers"])
+        if section_doc and (section_doc.get("enabled") or needed):
             interfaces.append((section, section_doc, _import(module_name)))
             gc.collect()
     if doc["site"].get("balanced_load"):

@@ -124,8 +124,18 @@ Version 1 (CURRENT_VERSION):
               "keepalive_s": 30},      2..3600: a silent broker is taken as gone after this
      "web": {"enabled": false,         true: serve the status page and the REST API (docs/api.md)
              "port": 80},              1..65535 (the unix port: CHARGEGUARD_WEB_PORT, default 8080)
+     "ocpp": {"enabled": false,        true: run the OCPP central system without an ocpp charger
+              "port": 8887,            1..65535 (the unix port: CHARGEGUARD_OCPP_PORT)
+              "ping_s": 20,            0..3600, a WebSocket ping to each box this often
+              "max_message": 4096,     1024..16384 bytes a box's message may have
+              "accept_unknown": false},  true: unknown charge point ids are served as discovered
      "admin": {"password": ""}}        secret: empty (not set yet: the web refuses every
                                        change) or 8..64 characters; the web's password
+
+A charger of type "ocpp" (docs/ocpp.md) has no host and port but charge_point_id (required,
+1..48 characters), password (secret, empty or 8..64), unit ("auto" | "A" | "W"), stack_level
+(-1..8), profile_connector (-1..1), pause ("auto" | "zero" | "stop"), remote_start_stop (false),
+id_tags ("" or 1..200 characters) and meter_interval_s (10, 0..3600).
 
 A missing key is filled from the defaults. A missing charger key gets a
 default that fits the entry: name "Charger N", priority N (its place in the
@@ -357,6 +367,30 @@ _CHARGER = (
     rules.MANUAL_A,
     rules.ENABLED,
 )
+# A charger of type "ocpp" (chargers/ocpp.py, docs/ocpp.md): the box connects to the device, so a
+# charge point id instead of host and port, and the quirks of OCPP boxes. Rows it shares with
+# _CHARGER are the same objects (heap).
+_CHARGER_OCPP = (
+    _CHARGER[0],  # name
+    _CHARGER[1],  # type
+    ("charge_point_id", "", _TEXT, 1, 48, ""),
+    ("password", "", _SECRET, 8, 64, ""),
+) + _CHARGER[4:] + (
+    ("unit", "auto", _ENUM, ("auto", "A", "W"), None, ""),
+    ("stack_level", -1, _INT, -1, 8, ""),
+    ("profile_connector", -1, _INT, -1, 1, ""),
+    ("pause", "auto", _ENUM, ("auto", "zero", "stop"), None, ""),
+    ("remote_start_stop", False, _BOOL, None, None, ""),
+    ("id_tags", "", _OPT_TEXT, 1, 200, ""),
+    ("meter_interval_s", 10, _INT, 0, 3600, "s"),
+)
+_OCPP = (
+    ("enabled", False, _BOOL, None, None, ""),
+    ("port", 8887, _INT, 1, 65535, ""),
+    ("ping_s", 20, _INT, 0, 3600, "s"),
+    ("max_message", 4096, _INT, 1024, 16384, ""),
+    ("accept_unknown", False, _BOOL, None, None, ""),
+)
 _SECTIONS = (
     ("site", _SITE),
     ("guard", _GUARD),
@@ -366,8 +400,9 @@ _SECTIONS = (
     ("admin", _ADMIN),
     ("mqtt", _MQTT),
     ("web", _WEB),
+    ("ocpp", _OCPP),
 )
-_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt", "web")
+_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt", "web", "ocpp")
 
 # Beyond this depth nothing in a valid document nests; a deeper value is
 # shared instead of copied so a hostile file cannot exhaust the C stack.
@@ -408,6 +443,11 @@ def _meter_table(section):
 
         return meter_fields.table(kind, _METER_MODBUS[0], _METER_MODBUS[7], _TEXT, _OPT_TEXT)
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
+
+
+def _charger_table(entry):
+    # The fields of a charger entry depend on its type.
+    return _CHARGER_OCPP if entry.get("type") == "ocpp" else _CHARGER
 
 
 def _copy(value, depth=0):
@@ -455,7 +495,7 @@ def _complete_charger(out, index, site_phases):
         from chargeguard.chargers import entries  # their own rules, loaded for them only
 
         return entries.complete(out, _fill, _CHARGER)
-    return _fill(out, _CHARGER)
+    return _fill(out, _charger_table(out))
 
 
 def complete(doc):
@@ -1002,6 +1042,7 @@ def _check_chargers(errors, chargers, site_phases):
         errors.add("chargers", "must have at most %d entries (is %d)" % (MAX_CHARGERS, count), written=True)
         return
     names = {}
+    idents = {}
     priorities = {}
     for index in range(count):
         prefix = "chargers.%d." % index
@@ -1014,8 +1055,17 @@ def _check_chargers(errors, chargers, site_phases):
 
             good = entries.check(errors, prefix, entry, _CHARGER, _check_section, _check, _unknown, _MISSING)
         else:
-            good = _check_section(errors, prefix, entry, _CHARGER)
+            good = _check_section(errors, prefix, entry, _charger_table(entry))
         _check_charger(errors, prefix, good, site_phases, count)
+        ident = good.get("charge_point_id")
+        if ident is not None:
+            if "/" in ident or "?" in ident or "#" in ident or " " in ident:
+                errors.add(prefix + "charge_point_id", "must not contain '/', '?', '#' or spaces (is %s)" % _show(ident))
+            elif ident in idents:
+                message = "must be unique: %s is also the id of chargers.%d" % (_show(ident), idents[ident])
+                errors.add(prefix + "charge_point_id", message, "chargers.%d.charge_point_id" % idents[ident])
+            else:
+                idents[ident] = index
         name = good.get("name")
         if name is not None:
             folded = name.lower()
@@ -1130,7 +1180,15 @@ def redacted(doc):
         part = out.get(section)
         if type(part) is dict and key in part and part[key] not in ("", None):
             part[key] = REDACTED
+    for part in _charger_list(out):
+        if part.get("password") not in ("", None):
+            part["password"] = REDACTED  # an OCPP box's password
     return out
+
+
+def _charger_list(doc):
+    chargers = doc.get("chargers")
+    return [entry for entry in chargers if type(entry) is dict] if type(chargers) is list else []
 
 
 def restore_secrets(doc, current):
@@ -1146,6 +1204,14 @@ def restore_secrets(doc, current):
         if type(part) is dict and part.get(key) == REDACTED:
             old = current.get(section) if type(current) is dict else None
             part[key] = old.get(key, "") if type(old) is dict else ""
+    olds = _charger_list(current) if type(current) is dict else []
+    for part in _charger_list(out):
+        if part.get("password") == REDACTED:
+            # The password of the charger with the same charge point id.
+            part["password"] = ""
+            for old in olds:
+                if old.get("charge_point_id") == part.get("charge_point_id"):
+                    part["password"] = old.get("password", "")
     return out
 
 
@@ -1300,7 +1366,7 @@ def _overlaid(directory, doc, notes):
             table = _SITE if parts[0] == "site" else _SOLAR
         elif len(parts) == 3 and parts[0] == "chargers" and _digits(parts[1]) and int(parts[1]) < len(chargers):
             node = chargers[int(parts[1])]
-            table = _CHARGER
+            table = _charger_table(node)
         # Only what commands.py may set: an overlay never changes a breaker.
         if node is None or parts[-1] not in [spec[0] for spec in rules.RUNTIME] or parts[-1] not in [spec[0] for spec in table]:
             refused.append((path, "unknown setting (not settable at run time)"))

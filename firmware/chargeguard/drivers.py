@@ -21,6 +21,7 @@ CHARGER_MODULES = {
     "abb_terra": "chargeguard.chargers.abb_terra",
     "modbus_generic": "chargeguard.chargers.modbus_generic",
     "keba_p30": "chargeguard.chargers.keba",
+    "ocpp": "chargeguard.chargers.ocpp",
     "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
 }
 # Charger types whose entries have rules of their own (chargers/entries.py,
@@ -37,4 +38,7 @@ ENTRY_RULES = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic", 
 # into drivers or the guard. "mqtt" is net/hass.py: the MQTT link
 # (net/mqtt.py) with Home Assistant's discovery, state and commands on it;
 # "web" is net/web.py: the status page and the REST API (microdot).
-INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"), ("web", "chargeguard.net.web"))
+# "ocpp" is net/ocpp.py: the OCPP 1.6J central system the `ocpp` chargers'
+# boxes connect to; it also runs, without "enabled", whenever such a charger
+# is configured (app.py).
+INTERFACE_MODULES = (("mqtt", "chargeguard.net.hass"), ("web", "chargeguard.net.web"), ("ocpp", "chargeguard.net.ocpp"))

@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|mqtt|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed] [--load]
+                            [--mixed] [--load] [--ocpp]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -30,6 +30,12 @@ With --load a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py,
 an on/off load: one 9 A step) sits on phase B after the chargers in priority:
 the guard switches it off when its step no longer fits beside the chargers'
 minimums, and on again when it fits.
+
+With --ocpp the Trydan shares the breaker with an OCPP 1.6J wallbox (priority 2, three phases,
+tools/sim/ocpp_emulator.py on mobilityhouse's `ocpp` package): the box connects to the firmware's
+central system (ws://127.0.0.1:<port>/SIMBOX, CHARGEGUARD_OCPP_PORT), boots, is asked which unit it
+takes, gets its meter interval, the failsafe profile and its dynamic limit as charging profiles,
+renewed every 20 s.
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
 abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
@@ -126,6 +132,11 @@ SIM_ADMIN_PASSWORD = "sim-admin-pass"
 # net/modbus_tcp, net/modbus_box, chargers/alfen and its driver object) adds
 # 21 KB on the 64-bit port (14.4 KB on the 32-bit one), so 24K more again.
 MIXED_EXTRA_HEAP_K = 40
+# OCPP (--ocpp, the OCPP tests): the central system's code (net/websocket.py, net/ocpp.py,
+# chargers/ocpp.py: 29 KB as .mpy on the 32-bit port, 2026-11-30) and per connected box its 4 KB
+# message buffer, streams and parsed messages: 159 KB live with four boxes on the 64-bit port
+# against ~90 KB with one Trydan, so 96K more (a 168K heap failed a fourth box's buffer).
+OCPP_EXTRA_HEAP_K = 96
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 # --load: a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py)
 # on phase B, after the chargers in priority: 8.7 A at 230 V, so a 9 A step.
@@ -174,6 +185,13 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
             }
         )
         chargers[-1].update(row[5] if len(row) > 5 else {})  # a row's own settings (a load's one step)
+        if kind == "ocpp":
+            # An OCPP box connects to the firmware: its id instead of host and port (`port` holds the
+            # box's spec, with the charger entry's own keys under "config").
+            entry = chargers[-1]
+            del entry["host"], entry["port"]
+            entry["charge_point_id"] = port["id"]
+            entry.update(port.get("config", {}))
     config = {
         "version": 1,
         "name": "ChargeGuard sim",
@@ -193,6 +211,15 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         config["web"] = {"enabled": True}
         config["admin"] = {"password": SIM_ADMIN_PASSWORD}
     return config
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (for a server the firmware opens)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def micropython_binary():
@@ -224,7 +251,9 @@ def prepare_root(run_dir, config):
 class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
-    def __init__(self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None):
+    def __init__(
+        self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None
+    ):
         if command is None:
             command = [micropython_binary()]
             if heap:
@@ -236,6 +265,8 @@ class Firmware:
             env["CHARGEGUARD_RS485_DEVICE"] = rs485_device
         if web_port:
             env["CHARGEGUARD_WEB_PORT"] = str(web_port)
+        if ocpp_port:
+            env["CHARGEGUARD_OCPP_PORT"] = str(ocpp_port)
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -302,11 +333,17 @@ class Simulation:
         mqtt=None,
         web_port=None,
         mixed=False,
+        ocpp=None,
+        ocpp_port=None,
+        site=None,
         load=False,
     ):
         self.trydans = []
         self.boxes = []
         box_rows = None
+        # ocpp: OCPP boxes after the Trydans (tools/sim/ocpp_emulator.py), a dict each: "id", "name",
+        # "config" (the charger entry's extra keys), "phases", the rest OcppBox's keyword arguments.
+        self.ocpp_port = ocpp_port or (free_port() if ocpp else None)
         if mixed:
             box_rows = []
             for kind, name, phases, phase_map in MIXED_SITE:
@@ -330,7 +367,19 @@ class Simulation:
                 trydan.plug(car_max_ma=32000, car_phases=3)
                 self.trydans.append(trydan)
             self.boxes = list(self.trydans)
-        self.trydan = self.trydans[0]
+            if ocpp:
+                from ocpp_emulator import OcppBox
+
+                box_rows = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", trydan.port)
+                            for index, trydan in enumerate(self.trydans)]
+                for spec in ocpp:
+                    options = {key: value for key, value in spec.items() if key not in ("id", "name", "config", "phase_map")}
+                    options.setdefault("car_delay_s", car_delay_s)
+                    box = OcppBox(spec["id"], self.ocpp_port, **options)
+                    self.boxes.append(box)
+                    phase_map = spec.get("phase_map", "ABC"[: box.phases])
+                    box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, phase_map, spec))
+        self.trydan = self.trydans[0] if self.trydans else None
         self.load = None
         if load:
             # A 2 kW heater on phase B behind a Shelly relay, last in priority.
@@ -376,11 +425,17 @@ class Simulation:
             [trydan.port for trydan in self.trydans], guard, mode, solar, meter_section, mqtt, web=web_port is not None,
             boxes=box_rows,
         )
+        self.config["site"].update(site or {})
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
         rs485 = self.modbus.device if self.modbus is not None else None
-        self.firmware = Firmware(root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port)
+        self.firmware = Firmware(
+            root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port
+        )
+        for box in self.boxes:
+            if hasattr(box, "limit_a"):
+                box.start()  # an OCPP box connects to the firmware (and retries until it listens)
 
     def send_telegram(self):
         """Write one telegram with the site as it is now; returns when it was written (monotonic ns)."""
@@ -521,9 +576,14 @@ def main():
     parser.add_argument(
         "--load", action="store_true", help="and a 2 kW heater on a Shelly relay (phase B, last in priority): an on/off load"
     )
+    parser.add_argument(
+        "--ocpp", action="store_true", help="a Trydan and an OCPP 1.6J box on one breaker (the box connects to the firmware)"
+    )
     args = parser.parse_args()
     if args.meter == "mqtt" and args.no_mqtt:
         parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
+    if args.mixed and args.ocpp:
+        parser.error("--mixed and --ocpp are two different sites: choose one")
     if args.meter not in ("p1", "mqtt") and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
@@ -544,6 +604,8 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
         if args.mixed or args.load:
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
+        if args.ocpp:
+            args.heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -578,6 +640,7 @@ def main():
         mqtt=mqtt,
         web_port=None if args.no_web else args.web_port,
         mixed=args.mixed,
+        ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
         load=args.load,
     )
     stopping = {"now": False}
@@ -596,7 +659,11 @@ def main():
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
     else:
         meter_text = "P1 on %s" % sim.p1.device
-    boxes = ", ".join("%s on 127.0.0.1:%d" % (entry["name"], box.port) for entry, box in zip(sim.config["chargers"], sim.boxes))
+    boxes = ", ".join(
+        ("%s (OCPP, id %s) connecting to ws://127.0.0.1:%d/%s" % (entry["name"], box.id, box.port, box.id))
+        if entry["type"] == "ocpp" else "%s on 127.0.0.1:%d" % (entry["name"], box.port)
+        for entry, box in zip(sim.config["chargers"], sim.boxes)
+    )
     print("sim: %s emulator%s; %s, firmware heap %s" % (boxes, "s" if len(sim.boxes) > 1 else "", meter_text, args.heap))
     for line in settings_text(sim.config, args.scene_s):
         print("sim: " + line)

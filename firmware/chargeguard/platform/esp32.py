@@ -352,6 +352,9 @@ class Platform:
         elif raw != self._button_level and self.ticks_diff(now_ms, self._button_since) >= _DEBOUNCE_MS:
             self._button_level = raw
         return self._button_level
+    def ocpp_address(self, port):
+        """(host, port) the OCPP central system listens on: every interface, the configured port (ocpp.port)."""
+        return "0.0.0.0", port
 
     def wifi_rssi(self):
         """Signal strength of the access point in dBm (int), or None when unknown.

@@ -16,6 +16,7 @@ Environment:
   CHARGEGUARD_DNS_PORT      the setup portal's DNS server port (default 5353, on 127.0.0.1)
   CHARGEGUARD_DEVICE_ID     the 4 hex digits naming the setup access point (default 0000)
   (the setup access point's calls are in unix_ap.py, loaded only with the portal)
+  CHARGEGUARD_OCPP_PORT     the OCPP central system's port (default: config ocpp.port, on 127.0.0.1)
 
 Heap: this module runs under a small heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -207,6 +208,10 @@ class Platform:
     def web_address(self, port):
         """(host, port) the web interface listens on: loopback, CHARGEGUARD_WEB_PORT or 8080 (the configured port is the device's)."""
         return "127.0.0.1", int(os.getenv("CHARGEGUARD_WEB_PORT") or 8080)
+
+    def ocpp_address(self, port):
+        """(host, port) the OCPP central system listens on: loopback, CHARGEGUARD_OCPP_PORT or the configured port."""
+        return "127.0.0.1", int(os.getenv("CHARGEGUARD_OCPP_PORT") or port)
 
     # --- system ------------------------------------------------------------
 

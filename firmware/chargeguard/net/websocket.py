@@ -1,0 +1,410 @@
+"""The server side of WebSocket (RFC 6455): what OCPP-J charge points need, and no more.
+
+Why not microdot's websocket extension: it needs a Microdot application (the
+whole HTTP server, routing, request objects) on the OCPP port, reads each
+message into new bytes, has no server pings and no way to answer the upgrade
+with the subprotocol a charge point asked for. This module is the handshake
+and the framing on asyncio streams; its heap is measured in docs/ocpp.md.
+
+Handshake (`read_head`, `parse_head`, `upgrade_response`): the request head is
+read into a caller's buffer (at most its size: more is refused with 431), the
+request line must be `GET <path> HTTP/1.1`, `Upgrade: websocket`,
+`Sec-WebSocket-Key` and version 13 are required (else 400 / 426). What a
+charge point sends beyond that varies: `Sec-WebSocket-Protocol` may be
+missing (then none is answered), list several, or be in any case.
+
+Frames (`WebSocket`): text and binary messages up to the buffer's size
+(fragmented ones too, the parts together), larger ones closed with 1009
+("message too big"); pings answered with a pong of the same payload; a close
+answered and the connection ended. Client frames must be masked (RFC 6455
+5.1); an unmasked one is taken as it is (real charge points differ more than
+the RFC allows; the payload is no less valid). Nothing is allocated per
+frame: the payload is unmasked in place in the connection's buffer.
+
+Every read of a started frame and every write has a deadline (`FRAME_MS`,
+`WRITE_MS`): a peer that stalls mid-frame or stops reading is dropped, and
+its own task is the only one that waited. Silence between frames is no
+error: the caller decides (OCPP: never drop a charge point for silence alone).
+"""
+
+import asyncio
+import binascii
+import hashlib
+import time
+
+from micropython import const
+
+from chargeguard.core.ticks import ticks_diff
+
+OP_CONTINUATION = const(0)
+OP_TEXT = const(1)
+OP_BINARY = const(2)
+OP_CLOSE = const(8)
+OP_PING = const(9)
+OP_PONG = const(10)
+
+CLOSE_NORMAL = const(1000)
+CLOSE_GOING_AWAY = const(1001)
+CLOSE_PROTOCOL_ERROR = const(1002)
+CLOSE_UNSUPPORTED = const(1003)
+CLOSE_TOO_BIG = const(1009)
+
+HEAD_MS = const(5000)  # the whole request head, from the connection on
+FRAME_MS = const(10000)  # the rest of a frame once its first byte came
+WRITE_MS = const(5000)  # one frame handed to a peer that reads
+
+LINGER_MS = const(500)  # after our close frame, what the peer still sends is read and dropped this long
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _now_ms():
+    ticks = getattr(time, "ticks_ms", None)
+    return ticks() if ticks else int(time.monotonic() * 1000)
+
+
+def wait_ms(awaitable, timeout_ms):
+    """asyncio.wait_for with a deadline in ms on MicroPython and CPython; raises asyncio.TimeoutError."""
+    if hasattr(asyncio, "wait_for_ms"):
+        return asyncio.wait_for_ms(awaitable, timeout_ms)
+    return asyncio.wait_for(awaitable, timeout_ms / 1000)
+
+
+class HandshakeError(Exception):
+    """A refused upgrade: args[0] the HTTP status (int), args[1] its reason text."""
+
+
+async def read_head(reader, buf):
+    """Read an HTTP request head into `buf` (a bytearray); returns its length, up to and with the blank line.
+
+    Raises HandshakeError(431) when the head does not fit, (400) when the
+    peer closes first; the caller puts the HEAD_MS deadline around it.
+    """
+    size = 0
+    view = memoryview(buf)
+    while True:
+        if size >= len(buf):
+            raise HandshakeError(431, "Request Header Fields Too Large")
+        chunk = await reader.read(len(buf) - size)
+        if not chunk:
+            raise HandshakeError(400, "Bad Request")
+        view[size : size + len(chunk)] = chunk
+        start = size - 3 if size > 3 else 0
+        size += len(chunk)
+        end = buf.find(b"\r\n\r\n", start, size)
+        if end >= 0:
+            return end + 4
+
+
+def _header(head, name):
+    # The value of header `name` (lower case bytes, with the colon) in the
+    # head (bytes), stripped, or None. Names are compared without case.
+    lower = head.lower()
+    pos = lower.find(b"\r\n" + name)
+    if pos < 0:
+        return None
+    pos += 2 + len(name)
+    end = head.find(b"\r\n", pos)
+    return head[pos:end].strip()
+
+
+def parse_head(head):
+    """(path, key, protocols, authorization) of a WebSocket upgrade request head (bytes).
+
+    path: the request target as sent (bytes); key: Sec-WebSocket-Key (bytes);
+    protocols: the Sec-WebSocket-Protocol list, lower case (bytes, b"" when
+    absent); authorization: the Authorization value (bytes) or None. Raises
+    HandshakeError(400 / 405 / 426) for what is no WebSocket upgrade.
+    """
+    line_end = head.find(b"\r\n")
+    parts = head[:line_end].split()
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise HandshakeError(400, "Bad Request")
+    if parts[0] != b"GET":
+        raise HandshakeError(405, "Method Not Allowed")
+    upgrade = _header(head, b"upgrade:")
+    key = _header(head, b"sec-websocket-key:")
+    if upgrade is None or upgrade.lower() != b"websocket" or not key:
+        raise HandshakeError(400, "Bad Request")
+    if _header(head, b"sec-websocket-version:") != b"13":
+        raise HandshakeError(426, "Upgrade Required")
+    protocols = _header(head, b"sec-websocket-protocol:") or b""
+    return parts[1], key, protocols.lower(), _header(head, b"authorization:")
+
+
+def sha1(data):
+    """SHA-1 digest (20 bytes) of `data` (bytes): hashlib's where the firmware has it (the ESP32 port
+    does), else computed here by FIPS 180-4 section 6.1 (once per handshake, so speed does not matter)."""
+    if hasattr(hashlib, "sha1"):
+        return hashlib.sha1(data).digest()
+    mask = 0xFFFFFFFF
+    h = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
+    size = len(data)
+    data = bytes(data) + b"\x80" + bytes((55 - size) % 64) + (size * 8).to_bytes(8, "big")
+    w = [0] * 80
+    for block in range(0, len(data), 64):
+        for t in range(16):
+            w[t] = int.from_bytes(data[block + 4 * t : block + 4 * t + 4], "big")
+        for t in range(16, 80):
+            x = w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16]
+            w[t] = ((x << 1) | (x >> 31)) & mask
+        a, b, c, d, e = h
+        for t in range(80):
+            if t < 20:
+                f = (b & c) | (~b & d)
+                k = 0x5A827999
+            elif t < 40:
+                f = b ^ c ^ d
+                k = 0x6ED9EBA1
+            elif t < 60:
+                f = (b & c) | (b & d) | (c & d)
+                k = 0x8F1BBCDC
+            else:
+                f = b ^ c ^ d
+                k = 0xCA62C1D6
+            temp = (((a << 5) | (a >> 27)) + f + e + k + w[t]) & mask
+            e = d
+            d = c
+            c = ((b << 30) | (b >> 2)) & mask
+            b = a
+            a = temp
+        h = [(x + y) & mask for x, y in zip(h, (a, b, c, d, e))]
+    return b"".join(x.to_bytes(4, "big") for x in h)
+
+
+def accept_key(key):
+    """Sec-WebSocket-Accept for a Sec-WebSocket-Key (bytes): base64(SHA-1(key + GUID)), bytes."""
+    return binascii.b2a_base64(sha1(key + _GUID)).strip()
+
+
+def upgrade_response(key, protocol):
+    """The 101 answer (bytes); `protocol` (bytes) is the subprotocol chosen, or None for none."""
+    text = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+    text += accept_key(key) + b"\r\n"
+    if protocol:
+        text += b"Sec-WebSocket-Protocol: " + protocol + b"\r\n"
+    return text + b"\r\n"
+
+
+def refusal(status, reason, extra=b""):
+    """An HTTP error answer to a refused upgrade (bytes); `extra` more header lines, each ending in CRLF."""
+    return b"HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n%s\r\n" % (status, reason.encode(), extra)
+
+
+def frame_header(opcode, length, out):
+    """Write an unmasked final frame's header into `out` (bytearray >= 10); returns its length."""
+    out[0] = 0x80 | opcode
+    if length < 126:
+        out[1] = length
+        return 2
+    if length < 65536:
+        out[1] = 126
+        out[2] = length >> 8
+        out[3] = length & 255
+        return 4
+    out[1] = 127
+    for index in range(8):
+        out[9 - index] = (length >> (8 * index)) & 255
+    return 10
+
+
+class ConnectionClosed(Exception):
+    """The connection ended: args[0] the close code sent or received (int), args[1] why (str)."""
+
+
+async def _read_exactly(reader, view):
+    # Fill the memoryview from the stream (MicroPython streams read into
+    # it; CPython's have no readinto, so a copy there).
+    size = len(view)
+    got = 0
+    readinto = getattr(reader, "readinto", None)
+    while got < size:
+        if readinto is not None:
+            count = await readinto(view[got:])
+        else:
+            chunk = await reader.read(size - got)
+            count = len(chunk)
+            view[got : got + count] = chunk
+        if not count:
+            raise ConnectionClosed(CLOSE_GOING_AWAY, "closed by the peer")
+        got += count
+
+
+class WebSocket:
+    """One accepted WebSocket connection on asyncio streams.
+
+    buf: the connection's message buffer (bytearray); a message larger than it
+    is refused with close 1009. `receive()` gives the next text or binary
+    message as (opcode, length) with the payload in buf[:length], valid until
+    the next receive; `send(opcode, payload)` writes one frame, serialised
+    with the pongs and pings of the same connection. Raises ConnectionClosed
+    when the connection ends; never raises anything else from the network.
+    """
+
+    def __init__(self, reader, writer, buf):
+        self.reader = reader
+        self.writer = writer
+        self.buf = buf
+        self.closed = False
+        self.pongs = 0  # pongs received (a peer that answers pings)
+        self._head = bytearray(14)  # a frame header, read or written
+        self._writing = False
+
+    async def receive(self):
+        """The next data message: (opcode, length); payload in buf[:length]. Raises ConnectionClosed."""
+        size = 0
+        opcode = 0
+        head = self._head
+        view = memoryview(head)
+        while True:
+            # The first byte may take forever (a quiet charge point); the
+            # rest of the frame has FRAME_MS.
+            await _read_exactly(self.reader, view[:1])
+            try:
+                await wait_ms(self._frame(view), FRAME_MS)
+            except asyncio.TimeoutError:
+                await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+            fin = head[0] & 0x80
+            code = head[0] & 15
+            length = self._length
+            if code >= OP_CLOSE:
+                # Control frames: at most 125 bytes, never fragmented; read
+                # into the header's own room when it fits.
+                if length > 125 or not fin:
+                    await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
+                if payload is None:
+                    await self.close(CLOSE_TOO_BIG, "message too big")
+                await self._payload(payload)
+                if code == OP_PING:
+                    await self.send(OP_PONG, payload)
+                elif code == OP_PONG:
+                    self.pongs += 1
+                elif code == OP_CLOSE:
+                    received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
+                    await self.close(CLOSE_NORMAL, "closed by the peer", received)
+                else:
+                    await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+                continue
+            if code == OP_CONTINUATION:
+                if not opcode:
+                    await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+            elif code in (OP_TEXT, OP_BINARY):
+                if opcode:
+                    await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+                opcode = code
+            else:
+                await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+            if size + length > len(self.buf):
+                await self.close(CLOSE_TOO_BIG, "message too big")
+            await self._payload(memoryview(self.buf)[size : size + length])
+            size += length
+            if fin:
+                return opcode, size
+
+    async def _frame(self, view):
+        # The rest of the header after its first byte: length and mask.
+        head = self._head
+        await _read_exactly(self.reader, view[1:2])
+        length = head[1] & 127
+        at = 2
+        if length == 126:
+            await _read_exactly(self.reader, view[2:4])
+            length = head[2] << 8 | head[3]
+            at = 4
+        elif length == 127:
+            await _read_exactly(self.reader, view[2:10])
+            length = 0
+            for index in range(2, 10):
+                length = length << 8 | head[index]
+                if length > 0xFFFFFF:
+                    length = 0xFFFFFF  # far beyond any buffer: refused as too big
+            at = 10
+        self._length = length
+        self._masked = head[1] & 128
+        if self._masked:
+            await _read_exactly(self.reader, view[at : at + 4])
+            self._mask_at = at
+
+    async def _payload(self, payload):
+        try:
+            await wait_ms(_read_exactly(self.reader, payload), FRAME_MS)
+        except asyncio.TimeoutError:
+            await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+        if self._masked:
+            head = self._head
+            at = self._mask_at
+            for index in range(len(payload)):
+                payload[index] ^= head[at + (index & 3)]
+
+    async def send(self, opcode, payload):
+        """Write one final frame (payload: str, bytes, bytearray or memoryview). Raises ConnectionClosed."""
+        if type(payload) is str:
+            payload = payload.encode()  # the length in bytes, not characters
+        if self.closed:
+            raise ConnectionClosed(CLOSE_GOING_AWAY, "closed")
+        while self._writing:
+            await asyncio.sleep(0.005)
+            if self.closed:
+                raise ConnectionClosed(CLOSE_GOING_AWAY, "closed")
+        self._writing = True
+        try:
+            head = bytearray(10)
+            count = frame_header(opcode, len(payload), head)
+            self.writer.write(head[:count])
+            self.writer.write(payload)
+            await wait_ms(self.writer.drain(), WRITE_MS)
+        except Exception as error:
+            self._drop()
+            raise ConnectionClosed(CLOSE_GOING_AWAY, "write failed: %s" % type(error).__name__)
+        finally:
+            self._writing = False
+
+    async def close(self, code, why, received=None):
+        """Send a close frame with `code` (best effort), end the connection, raise ConnectionClosed(code, why)."""
+        if not self.closed:
+            try:
+                await self.send(OP_CLOSE, bytes((code >> 8, code & 255)))
+                if received is None:
+                    await self._linger()
+            except ConnectionClosed:
+                pass
+            self._drop()
+        raise ConnectionClosed(code if received is None else received, why)
+
+    async def _linger(self):
+        # Read and drop what the peer still sends (the rest of a message
+        # too big, its close frame) for up to LINGER_MS: a socket closed with
+        # unread data is reset, and the peer would lose our close frame.
+        reader = self.reader
+        view = memoryview(self.buf)
+        readinto = getattr(reader, "readinto", None)
+        left = LINGER_MS
+        while left > 0:
+            start = _now_ms()
+            try:
+                if readinto is not None:
+                    count = await wait_ms(readinto(view), left)
+                else:
+                    count = len(await wait_ms(reader.read(len(view)), left))
+            except Exception:  # the deadline, a reset
+                return
+            if not count:
+                return
+            left -= ticks_diff(_now_ms(), start)
+
+    def _drop(self):
+        self.closed = True
+        close_stream(self.writer)
+
+
+def close_stream(writer):
+    """Close an asyncio stream's socket now, on both runtimes (MicroPython's Stream.close() does nothing:
+    its socket is closed by wait_closed(), which a caller in a finally or a task being cancelled may never reach)."""
+    try:
+        writer.close()
+        sock = getattr(writer, "s", None)  # MicroPython's Stream
+        if sock is not None:
+            sock.close()
+    except Exception:  # already gone
+        pass

@@ -1,0 +1,229 @@
+"""OCPP 1.6J end to end: the built firmware (unix port) as the central system, mobilityhouse's `ocpp`
+package as the charge points (tools/sim/ocpp_emulator.py), P1 telegrams from the simulator.
+
+Deadlines come from the product's periods: the firmware's boot (BOOT_S), the charger task's poll
+(CHARGER_POLL_S, when the set-up after a BootNotification runs), one OCPP call's deadline (CALL_S) per
+set-up step, the guard's ramp and the box's MeterValues interval.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import sys
+import time
+
+import pytest
+import websockets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
+sys.path.insert(0, os.path.join(ROOT, "firmware"))
+
+from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, RENEW_MS  # noqa: E402
+from chargeguard.net.ocpp import CALL_MS  # noqa: E402
+from run import DEFAULT_HEAP, OCPP_EXTRA_HEAP_K, Simulation  # noqa: E402
+from test_end_to_end import (  # noqa: E402
+    BOOT_S,
+    CHARGER_POLL_S,
+    FAST_GUARD,
+    HOST_SLACK_S,
+    SETTLE_S,
+    built_firmware,  # noqa: F401 (the module fixture)
+    firmware_output,
+    pump_until,
+)
+
+# What the OCPP interface and four boxes' connections add on the 64-bit port (run.py, docs/ocpp.md).
+HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + OCPP_EXTRA_HEAP_K)
+CALL_S = CALL_MS / 1000
+# From the firmware's start to a box's first dynamic profile: boot, a poll for the set-up
+# (GetConfiguration, two ChangeConfiguration, the failsafe profile: 4 calls), the next poll and the command.
+SETUP_S = BOOT_S + 2 * CHARGER_POLL_S + HOST_SLACK_S
+METER_S = 10  # MeterValueSampleInterval the driver sets
+
+
+def start(boxes, **kwargs):
+    return Simulation(heap=HEAP, chargers=0, car_delay_s=0.2, run_name="e2e-ocpp", guard=FAST_GUARD, ocpp=boxes, **kwargs)
+
+
+def report(sim):
+    """What a failed wait shows: each box's connection and last calls, the firmware's lines but the status lines."""
+    boxes = ["%s: connections %d, %s, %s" % (box.id, box.connections, box.handshake_error, box.log[-4:]) for box in sim.boxes]
+    lines = [line for line in sim.lines if not line.startswith("grid")] + [line for line in sim.lines if line.startswith("grid")][-2:]
+    return "\n".join(boxes + lines)
+
+
+def profiles(box, since=0):
+    return [entry for entry in box.log[since:] if entry[0] == "SetChargingProfile"]
+
+
+def test_four_boxes_each_with_its_quirk_get_their_profiles():
+    sim = start(
+        [
+            {"id": "AMPS", "unit": "A"},
+            {"id": "WATTS", "unit": "W", "path": "/ocpp"},
+            # Refuses limit 0 and stack levels above 0; the config allows remote start/stop.
+            {"id": "FUSSY", "unit": "A", "max_stack_level": 0, "refuse_zero": True,
+             "config": {"remote_start_stop": True, "failsafe_a": 0}},
+            # Talks before its BootNotification, never pings, no subprotocol, quirky MeterValues, its id in
+            # a query string style path with a trailing slash.
+            {"id": "QUIRKY", "status_first": True, "pings": False, "subprotocol": False, "meter_style": "quirky",
+             "path": "/cs", "suffix": "/?token=1"},
+        ],
+        site={"breaker_a": 80},  # room for all four at their 16 A
+    )
+    amps, watts, fussy, quirky = sim.boxes
+    sim.site.set_house([0, 0, 0])
+    try:
+        assert pump_until(sim, lambda: all(box.limit_a() == 16 for box in sim.boxes), SETUP_S + SETTLE_S), report(sim)
+        # Amps: the failsafe (0 A, no end) at level 0 and the dynamic limit at level 1 with its validity.
+        got = profiles(amps)
+        assert got[0] == ("SetChargingProfile", 0, 0, "A", [0])
+        assert ("SetChargingProfile", 0, 1, "A", [16]) in got
+        # Watts: the same in W (16 A x 230 V x 3 phases).
+        got = profiles(watts)
+        assert got[0] == ("SetChargingProfile", 0, 0, "W", [0]) and ("SetChargingProfile", 0, 1, "W", [11040]) in got
+        # Fussy: one profile at level 0, never a 0 limit accepted, never a level above 0 accepted.
+        assert fussy.profiles and all(p["stack_level"] == 0 for p in fussy.profiles)
+        assert all(0 not in [q["limit"] for q in p["charging_schedule"]["charging_schedule_period"]] for p in fussy.profiles)
+        # Quirky: asked for its BootNotification, booted once; its meter values reach the status.
+        assert ("TriggerMessage", "BootNotification") in quirky.log and quirky.booted == 1
+        assert quirky.connections == 1 and amps.connections == 1
+        # Each box had the TxDefaultProfiles of others cleared and got its meter interval set.
+        for box in sim.boxes:
+            assert ("ClearChargingProfile", "TxDefaultProfile") in box.log
+            assert ("ChangeConfiguration", "MeterValueSampleInterval", "10") in box.log
+        # The dynamic profile is renewed before it lapses (RENEW_MS), never left to run out.
+        count = len(profiles(amps))
+        assert pump_until(sim, lambda: len(profiles(amps)) > count, RENEW_MS / 1000 + CHARGER_POLL_S + HOST_SLACK_S)
+        # The never-pinging box is still on its first connection after the server's pings (20 s) went by.
+        assert quirky.connections == 1 and quirky.connected
+    finally:
+        sim.stop()
+
+
+def test_two_boxes_under_one_breaker_the_guard_sheds_the_lower_priority_one():
+    # The second refuses limit 0 and levels above 0: it is paused by RemoteStopTransaction.
+    sim = start(
+        [
+            {"id": "FIRST", "unit": "A"},
+            {"id": "SECOND", "unit": "A", "max_stack_level": 0, "refuse_zero": True,
+             "config": {"remote_start_stop": True}},
+        ]
+    )
+    first, second = sim.boxes
+    try:
+        sim.site.set_house([4, 4, 4])
+        assert pump_until(sim, lambda: first.offered_a() > 0 and second.offered_a() > 0, SETUP_S + SETTLE_S), (
+            report(sim))
+        # The house takes 15 A: 15 + 6 + 6 > 24, the lower priority is shed, the first keeps charging.
+        sim.site.set_house([15, 15, 15])
+        assert pump_until(sim, lambda: second.offered_a() == 0 and first.offered_a() >= 6, SETTLE_S + CALL_S), (
+            first.offered_a(), second.offered_a(), second.log[-5:], report(sim))
+        assert ("RemoteStopTransaction", 1) in second.log
+        # Room again: the second starts again (RemoteStartTransaction, then its limit).
+        sim.site.set_house([0, 0, 0])
+        assert pump_until(sim, lambda: second.offered_a() >= 6, SETTLE_S + CALL_S + METER_S), report(sim)
+        assert any(entry[0] == "RemoteStartTransaction" for entry in second.log)
+    finally:
+        sim.stop()
+
+
+def test_failsafe_profile_takes_over_in_the_box_when_chargeguard_dies():
+    sim = start([{"id": "SAFE", "unit": "A", "config": {"failsafe_a": 6, "min_a": 6}}])
+    box = sim.boxes[0]
+    try:
+        sim.site.set_house([0, 0, 0])
+        assert pump_until(sim, lambda: box.limit_a() == 16, SETUP_S + SETTLE_S), report(sim)
+        assert profiles(box)[0] == ("SetChargingProfile", 0, 0, "A", [6])
+        sim.firmware.stop()  # ChargeGuard dies; the box keeps what it has
+        killed = time.monotonic()
+        deadline = killed + DYNAMIC_VALID_S + HOST_SLACK_S
+        while time.monotonic() < deadline and box.limit_a() != 6:
+            time.sleep(0.2)
+        assert box.limit_a() == 6
+        # Not before the dynamic profile's validity has run out (it was renewed at most RENEW_MS earlier).
+        assert time.monotonic() - killed >= DYNAMIC_VALID_S - RENEW_MS / 1000 - HOST_SLACK_S
+    finally:
+        sim.stop()
+
+
+def test_reconnect_mid_session_and_a_second_connection_replaces_the_first():
+    sim = start([{"id": "HOPPER", "unit": "A", "password": "box-secret-1", "config": {"password": "box-secret-1"}}])
+    box = sim.boxes[0]
+    try:
+        sim.site.set_house([0, 0, 0])
+        assert pump_until(sim, lambda: box.limit_a() == 16, SETUP_S + SETTLE_S), report(sim)
+        before = len(profiles(box))
+        box.disconnect()
+        # It connects again, boots, and is commanded again.
+        assert pump_until(sim, lambda: box.connections == 2 and len(profiles(box)) > before + 1,
+                          2 * CHARGER_POLL_S + 4 * CALL_S), report(sim)
+        assert box.limit_a() == 16
+        # A second connection with the same id replaces the first (a box that reconnects before its
+        # old socket timed out).
+        replaced = {}
+
+        async def second_connection():
+            token = base64.b64encode(b"HOPPER:box-secret-1").decode()
+            async with websockets.connect("ws://127.0.0.1:%d/HOPPER" % sim.ocpp_port, subprotocols=["ocpp1.6"],
+                                          additional_headers={"Authorization": "Basic " + token}) as socket:
+                replaced["protocol"] = socket.subprotocol
+                await socket.send(json.dumps([2, "x1", "Heartbeat", {}]))
+                replaced["answer"] = json.loads(await asyncio.wait_for(socket.recv(), 5))
+
+        asyncio.run(second_connection())
+        assert replaced["protocol"] == "ocpp1.6" and replaced["answer"][:2] == [3, "x1"]
+        assert pump_until(sim, lambda: box.connections >= 3, 5), report(sim)
+        assert "box-secret-1" not in report(sim)
+    finally:
+        sim.stop()
+
+
+def test_garbage_from_a_box_gets_callerrors_and_never_reaches_the_guard():
+    sim = start([{"id": "GOOD", "unit": "A"}], ocpp_port=None)
+    good = sim.boxes[0]
+    results = {}
+
+    async def rogue():
+        url = "ws://127.0.0.1:%d/GOOD" % sim.ocpp_port
+        # An unknown id is refused at the handshake.
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.connect("ws://127.0.0.1:%d/STRANGER" % sim.ocpp_port, open_timeout=5):
+                pass
+        results["unknown"] = refused.value.response.status_code
+        async with websockets.connect(url, subprotocols=["ocpp1.6"], max_size=None) as socket:
+            answers = []
+            for text in ("garbage", "[2,", '[2,"a1","NoSuchThing",{}]',
+                         '[2,"a2","MeterValues",{"connectorId":"x","meterValue":[]}]',
+                         '[2,"a3","BootNotification",{"chargePointVendor":1,"chargePointModel":"M"}]'):
+                await socket.send(text)
+                answers.append(json.loads(await asyncio.wait_for(socket.recv(), 5)))
+            results["answers"] = answers
+            await socket.send('[2,"big","DataTransfer",{"vendorId":"v","data":"%s"}]' % ("x" * 20000))
+            try:
+                await asyncio.wait_for(socket.recv(), 5)
+            except websockets.exceptions.ConnectionClosed as closed:
+                results["close"] = closed.rcvd.code if closed.rcvd else None
+
+    try:
+        sim.site.set_house([0, 0, 0])
+        assert pump_until(sim, lambda: good.limit_a() == 16, SETUP_S + SETTLE_S), report(sim)
+        good.stop()  # the rogue takes its id (a second connection would replace it)
+        asyncio.run(rogue())
+        assert results["unknown"] == 404
+        assert [answer[:3] for answer in results["answers"]] == [
+            [4, "-1", "FormationViolation"],
+            [4, "-1", "FormationViolation"],
+            [4, "a1", "NotImplemented"],
+            [4, "a2", "TypeConstraintViolation"],
+            [4, "a3", "TypeConstraintViolation"],
+        ]
+        assert results["close"] == 1009
+        # The real box comes back and is commanded; the firmware still runs.
+        good.start()
+        assert pump_until(sim, lambda: good.connected and good.limit_a() == 16, 2 * CHARGER_POLL_S + 4 * CALL_S)
+        assert sim.firmware.alive()
+    finally:
+        sim.stop()
