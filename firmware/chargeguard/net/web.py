@@ -485,10 +485,13 @@ class Web:
 
 async def _admin(name, web, request, body=None):
     # One handler of net/webadmin.py (the wizard's and the settings' rarer
-    # requests): loaded for the request, unloaded after it, so the running
-    # controller does not keep its code.
+    # requests): loaded for the request; it and every module the request
+    # imported (the validator's tables, a candidate's driver) are unloaded
+    # after it, so the running controller does not keep their code.
+    import gc
     import sys
 
+    before = list(sys.modules)
     try:
         from chargeguard.net import webadmin
 
@@ -500,10 +503,22 @@ async def _admin(name, web, request, body=None):
         return _errors(503, "", "not enough memory for this now: restart the controller and try again")
     finally:
         webadmin = handler = None
-        sys.modules.pop("chargeguard.net.webadmin", None)
-        package = sys.modules.get("chargeguard.net")
-        if package is not None and "webadmin" in package.__dict__:
-            delattr(package, "webadmin")
+        for module in list(sys.modules):
+            if module not in before:
+                _forget(module)
+        before = None
+        gc.collect()
+
+
+def _forget(name):
+    # Drops a module from sys.modules and from its package.
+    import sys
+
+    sys.modules.pop(name, None)
+    cut = name.rfind(".")
+    package = sys.modules.get(name[:cut]) if cut > 0 else None
+    if package is not None and name[cut + 1 :] in package.__dict__:
+        delattr(package, name[cut + 1 :])
 
 
 def _export(config, current):
