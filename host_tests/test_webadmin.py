@@ -209,12 +209,17 @@ def test_the_meter_check_reads_the_running_meter_per_phase():
     )
     assert status == 422 and "meter.host" in doc["errors"], doc
     # The P1 port is the running meter's: other settings cannot be read beside it.
+    import sys
+
+    for name in ("chargeguard.config", "chargeguard.meters.http_models", "chargeguard.meters.http_meter"):
+        sys.modules.pop(name, None)  # as on the device: not loaded while the controller runs
     status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": {"type": "p1", "baud": 9600, "format": "7E1"}},
                              password=None)
     assert status == 409 and "status page" in doc["errors"]["meter.type"], doc
-    import sys
-
-    assert "chargeguard.config" not in sys.modules and "chargeguard.net.webadmin" not in sys.modules
+    # What the request loaded (the validator, a driver) is unloaded after it.
+    request(server, "POST", "/api/setup/meter", {"meter": {"type": "http", "model": "homewizard"}}, password=None)
+    for name in ("chargeguard.config", "chargeguard.net.webadmin", "chargeguard.meters.http_models"):
+        assert name not in sys.modules, name
 
 
 def test_the_charger_check_names_refused_fields_at_the_chargers_index():

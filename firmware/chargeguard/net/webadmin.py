@@ -197,6 +197,12 @@ async def on_meter(web, request, body):
         return _refuse("meter", "must be the meter section, e.g. {\"type\": \"p1\"}")
     if web.testing:
         return _refuse("", "another test is running: try again in a moment", 409)
+    from chargeguard.drivers import METER_MODULES
+
+    # The driver's code first, into the heap as it is: the validator's load
+    # and unload below leaves it in pieces (measured: a 1.3 KB block missing
+    # on the 64-bit port with 70 KB free).
+    module = _driver(METER_MODULES, section.get("type"))
     checked = _candidate(web, "meter", section, "meter.")
     if type(checked) is not dict:
         return checked  # no memory to load the validator (503)
@@ -218,7 +224,7 @@ async def on_meter(web, request, body):
                 " reading on the status page",
                 409,
             )
-        return await _candidate_reading(candidate, platform)
+        return await _candidate_reading(candidate, platform, module)
     finally:
         web.testing = False
 
@@ -233,15 +239,22 @@ async def _running_reading(state, platform):
         await platform.sleep_ms(_STEP_MS)
 
 
-async def _candidate_reading(section, platform):
+def _driver(table, kind):
+    # The driver module of a meter or charger type, None for an unknown type
+    # (the validator then says so); net/web._admin unloads it after the request.
     import gc
 
-    from chargeguard.drivers import METER_MODULES
-
-    name = METER_MODULES[section["type"]]
+    name = table.get(kind) if type(kind) is str else None
+    if name is None:
+        return None
     gc.collect()
+    return __import__(name, None, None, [name.split(".")[-1]])
+
+
+async def _candidate_reading(section, platform, module):
+    import gc
+
     try:
-        module = __import__(name, None, None, [name.split(".")[-1]])
         meter = module.from_config(section, platform)
     except (OSError, ValueError) as error:
         why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
@@ -294,6 +307,9 @@ async def on_charger(web, request, body):
         return _refuse("", "index must be 0 to 7")
     if web.testing:
         return _refuse("", "another test is running: try again in a moment", 409)
+    from chargeguard.drivers import CHARGER_MODULES
+
+    module = _driver(CHARGER_MODULES, entry.get("type", "v2c_trydan"))  # before the validator (see on_meter)
     checked = _candidate(web, "chargers", entry, "chargers.0.")
     if type(checked) is not dict:
         return checked
@@ -306,13 +322,10 @@ async def on_charger(web, request, body):
     checked = None
     import gc
 
-    from chargeguard.drivers import CHARGER_MODULES
-
-    name = CHARGER_MODULES[entry["type"]]
     web.testing = True
+    driver = None
     try:
         gc.collect()
-        module = __import__(name, None, None, [name.split(".")[-1]])
         driver = module.from_config(entry, web.platform, CHARGER_TEST_MS)
         try:
             await asyncio.wait_for(driver.poll(), 2 * CHARGER_TEST_MS / 1000)
