@@ -472,3 +472,39 @@ def test_from_config_takes_the_platform_address_and_the_context():
     server = web.from_config({"enabled": True, "port": 80}, Platform(), lambda line: None, context)
     assert (server.host, server.port) == ("127.0.0.1", 81)
     assert server.state is app.state and server.api is app.api
+
+
+def _streamed(doc):
+    async def collect():
+        pieces = []
+        async for piece in web._JsonBody(doc):
+            pieces.append(piece)
+        return pieces
+
+    return asyncio.run(collect())
+
+
+def test_json_answers_are_streamed_in_bounded_pieces_that_equal_json_dumps():
+    # The whole document as one string is the contiguous block a fragmented
+    # heap did not have (the web profile's MemoryError at 64 KB).
+    doc = {
+        "grid": {"current_ma": [14200, -3100, 0], "import_w": None, "failsafe": False, "ok": True},
+        "chargers": [{"name": 'Drive "way" \\ 1\n', "power_w": 4140, "x": 1.5} for _ in range(6)],
+        "empty": {},
+        "none": [],
+        'odd "key"': "é\u20ac",
+        "long": "x" * 700,
+    }
+    pieces = _streamed(doc)
+    assert json.loads(b"".join(pieces)) == doc
+    # Joined up to JSON_PIECE; only a piece ending in a long scalar is longer.
+    assert max(len(piece) for piece in pieces if b"xxxx" not in piece) <= web.JSON_PIECE + 64
+    assert len(pieces) >= 3
+
+
+def test_the_status_answer_is_streamed_not_one_block():
+    app, platform, meter, api, server, clock = make()
+    status, doc, headers = request(server, "GET", "/api/status", change=False)
+    assert status == 200 and headers["content-type"].startswith("application/json")
+    assert "content-length" not in headers  # streamed: the connection's end ends it
+    assert doc["chargers"][0]["name"] and doc["grid"]["limit_ma"] > 0

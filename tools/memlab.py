@@ -173,6 +173,29 @@ PROFILES = (
         },
         web=True,
     ),
+    # Every interface the project has, switched on at once: the optimiser,
+    # MQTT with Home Assistant to a real broker, and the web interface
+    # polled by a client. Issue 6 asks for 64 KB frozen; it does NOT fit:
+    # 59.6 KB live (imports of the frozen modules alone take 28 KB: module
+    # dicts, function and class objects), measured 2026-11-30 in 1 KB steps
+    # over three fast days: 72 KB failed, 73-82 KB ran. The budget is that
+    # smallest + 4 KB, so growth is caught; a plain ESP32's ~110 KB heap
+    # still holds it (docs/firmware.md).
+    Profile(
+        "everything",
+        "wifi + optimiser + MQTT/Home Assistant + web interface, all at once",
+        chargers=2,
+        budgets={"frozen32": 73 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
+        config={
+            "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
+            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
+            "web": {"enabled": True},
+            "admin": {"password": "sim-admin-pass"},
+        },
+        broker=True,
+        web=True,
+    ),
     # The setup wizard and the settings page on top of "web" (net/webadmin.py,
     # loaded per request): each scene the client also reads the wizard's
     # state and options, checks the running meter and reads a wallbox once

@@ -84,6 +84,7 @@ READ_MS = const(5000)  # to receive the head and body of a request
 WRITE_MS = const(10000)  # for the client to take the answer
 _UNSET = object()  # "not in the request" where None could be a value
 PAGE_CHUNK = const(512)  # the page is sent in chunks of this, from one buffer allocated at start
+JSON_PIECE = const(256)  # a JSON answer is sent in pieces of about this many bytes (_JsonBody)
 MAX_FAILURES = const(5)  # wrong passwords in a row before the lockout
 LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
 LISTEN_RETRY_S = const(10)  # a port in use is tried again this often
@@ -181,6 +182,82 @@ class _FileBody:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+class _JsonBody:
+    """A response body that writes a JSON document in pieces of about JSON_PIECE bytes (microdot takes any object with __anext__).
+
+    json.dumps of the whole document needs one contiguous block of its size
+    (1.2 KB for a two-charger status, up to 8 KB for a configuration) and
+    .encode() a second: on a fragmented 64 KB heap such a block was not
+    there (a MemoryError in the heap-budget run). Here every scalar is
+    encoded on its own and the pieces are joined up to JSON_PIECE bytes, so
+    no block above about that is ever asked for. The output is the same JSON
+    text json.dumps gives (no spaces).
+    """
+
+    def __init__(self, doc):
+        self._pieces = _walk(doc)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        parts = []
+        size = 0
+        pieces = self._pieces
+        if pieces is None:
+            raise StopAsyncIteration
+        for piece in pieces:
+            parts.append(piece)
+            size += len(piece)
+            if size >= JSON_PIECE:
+                break
+        else:
+            self._pieces = None
+        if not parts:
+            raise StopAsyncIteration
+        return "".join(parts).encode()
+
+
+def _walk(value):
+    # Containers are opened and closed here; scalars go through json.dumps.
+    if isinstance(value, dict):
+        yield "{"
+        first = True
+        for key in value:
+            if not first:
+                yield ","
+            first = False
+            yield ('"%s":' % key) if _plain_key(key) else json.dumps(key) + ":"
+            yield from _walk(value[key])
+        yield "}"
+    elif isinstance(value, (list, tuple)):
+        yield "["
+        for index in range(len(value)):
+            if index:
+                yield ","
+            yield from _walk(value[index])
+        yield "]"
+    else:
+        yield json.dumps(value)
+
+
+def _plain_key(key):
+    # A key JSON needs no escapes for (every key this API has): no dumps call.
+    if not isinstance(key, str):
+        return False
+    for char in key:
+        if char in '"\\' or char < " " or char > "~":
+            return False
+    return True
+
+
+def _json(doc, status=200):
+    """A Response whose body is `doc` (dict or list) as JSON, streamed in pieces (_JsonBody)."""
+    from microdot import Response
+
+    return Response(_JsonBody(doc), status, {"Content-Type": "application/json; charset=UTF-8"})
 
 
 def _errors(status, path, message, headers=None):
@@ -313,18 +390,18 @@ class Web:
         return Response(_FileBody(handle, self._chunk), 200, headers)
 
     async def status(self, request):
-        return status_doc(self.state, self.api.values)
+        return _json(status_doc(self.state, self.api.values))
 
     async def settings(self, request):
         if request.method == "GET":
-            return self.api.values
+            return _json(self.api.values)
         body = self.change_body(request)
         if not isinstance(body, dict):
             return body
         errors = self.api.set(body)
         if errors:
             return {"errors": errors}, 422
-        return self.api.values
+        return _json(self.api.values)
 
     async def charger(self, request, ref):
         body = self.change_body(request)
@@ -354,7 +431,7 @@ class Web:
             errors = self.api.set_lock(charger, locked)
             if errors:
                 return {"errors": errors}, 422
-        return self.api.values
+        return _json(self.api.values)
 
     async def too_large(self, request):
         # microdot's own refusal of a Content-Length above MAX_CONFIG_BODY.
@@ -368,7 +445,8 @@ class Web:
             if refused is not None:
                 return refused
             self.api.flush(force=True)  # the last run-time change is in the export too
-            return _with_config(self.storage, _export)
+            answer = _with_config(self.storage, _export)
+            return _json(answer) if isinstance(answer, dict) else answer
         body = self.change_body(request)
         if not isinstance(body, dict):
             return body
@@ -498,7 +576,13 @@ async def _admin(name, web, request, body=None):
         handler = getattr(webadmin, "on_" + name, None)
         if handler is None:
             return _errors(404, "", "no such setup step: %s" % name)
-        return await handler(web, request, body)
+        answer = await handler(web, request, body)
+        # Streamed in pieces like every JSON answer (_JsonBody).
+        if isinstance(answer, dict):
+            return _json(answer)
+        if isinstance(answer, tuple) and isinstance(answer[0], dict):
+            return _json(answer[0], answer[1])
+        return answer
     except MemoryError:
         return _errors(503, "", "not enough memory for this now: restart the controller and try again")
     finally:
