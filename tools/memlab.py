@@ -432,7 +432,7 @@ class WebClient:
             data = response.read()
             connection.close()
             if response.status != want and response.status not in (want if type(want) is tuple else ()):
-                self.failures.append("%s %s: %d, not %d %r" % (method, path, response.status, want, data[:200]))
+                self.failures.append("%s %s: %d, not %s %r" % (method, path, response.status, want, data[:200]))
             return data
         except OSError as error:
             self.failures.append("%s %s: %r" % (method, path, error))

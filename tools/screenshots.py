@@ -33,7 +33,7 @@ CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 390, "height": 844}
 # The wizard's checks load a driver and the validator beside the web
 # interface: the heap of host_tests/system/test_wizard_system.py.
-HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + WEB_HEAP_K + 32)
+HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + WEB_HEAP_K + 64)
 NETWORKS = [["home", "home-wifi-pass", -52], ["neighbour", "their-password", -81], ["garage-ap", "", -67]]
 FIRST_BOOT = {"version": 1, "web": {"enabled": True}}
 WAIT_MS = 20000
