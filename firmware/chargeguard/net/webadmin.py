@@ -134,33 +134,38 @@ async def _watch_join(web, platform, password, problem_of, timeout_ms):
 
 
 def _candidate(web, section, value, prefix):
-    # (normalised value, None) or (None, errors): the current configuration
-    # with `section` replaced, checked by config.py; only errors under
-    # `prefix` count (the rest is the wizard's later steps).
-    from chargeguard.net.web import _with_config
+    # {"value": normalised value, "running": the meter section in force} or
+    # {"errors": ...}: a document of the site's phases and `section` alone,
+    # checked by config.py; only errors under `prefix` count (the rest is the
+    # wizard's later steps). The stored document is read for its meter and
+    # phases and dropped before the check: one document on the heap at a time.
+    import gc
 
-    def work(config, current):
-        doc = {}
-        for key in current:
-            doc[key] = current[key]
-        if section == "chargers":
-            site = dict(current["site"])
-            site["phases"] = 3  # the charger's phases are checked against the site at the finish
-            doc["site"] = site
-            doc["chargers"] = [value]
-        else:
-            doc[section] = value
-        normal, problems = config.check(doc, 10)
-        errors = {}
-        for path, message in problems:
-            if path.startswith(prefix) or path == section:
-                errors[path] = message
+    from chargeguard.net.web import _errors
+
+    try:
+        from chargeguard import config
+
+        current = config.load(web.storage)[0]
         running = current["meter"]
-        if errors:
-            return {"errors": errors}
-        return {"value": normal["chargers"][0] if section == "chargers" else normal[section], "running": running}
-
-    return _with_config(web.storage, work)
+        phases = current["site"]["phases"]
+        current = None
+        gc.collect()
+        if section == "chargers":
+            # The charger's phases are checked against the site at the finish.
+            doc = {"site": {"phases": 3}, "chargers": [value]}
+        else:
+            doc = {"site": {"phases": phases}, section: value}
+        normal, problems = config.check(doc, 10)
+    except MemoryError:
+        return _errors(503, "", "not enough memory to check this now: restart the controller and try again")
+    errors = {}
+    for path, message in problems:
+        if path.startswith(prefix) or path == section:
+            errors[path] = message
+    if errors:
+        return {"errors": errors}
+    return {"value": normal["chargers"][0] if section == "chargers" else normal[section], "running": running}
 
 
 def _same_port(candidate, running):
