@@ -453,12 +453,14 @@ class WebClient:
         if self.setup:
             self._ask("GET", "/api/setup")
             if self.box is None:
-                self.box = json.loads(self._ask("GET", "/api/config", None, change))["chargers"][0]
+                # (a refused export is a failure already noted: tried again next scene)
+                self.box = (json.loads(self._ask("GET", "/api/config", None, change)).get("chargers") or [None])[0]
             self._ask("GET", "/api/setup/options", None, change)
             # 422 while the day's pulled P1 cable leaves the meter silent (the
             # check then waits out its 11 s: webadmin.METER_TEST_MS).
             self._ask("POST", "/api/setup/meter", '{"meter": {"type": "p1"}}', change, (200, 422), 20)
-            self._ask("POST", "/api/setup/charger", json.dumps({"charger": self.box}), change)
+            if self.box is not None:
+                self._ask("POST", "/api/setup/charger", json.dumps({"charger": self.box}), change)
             if self.count % 4 == 2:
                 self._ask("GET", "/settings")
 
