@@ -211,7 +211,7 @@ def test_the_meter_check_reads_the_running_meter_per_phase():
     # The P1 port is the running meter's: other settings cannot be read beside it.
     import sys
 
-    for name in ("chargeguard.config", "chargeguard.meters.http_models", "chargeguard.meters.http_meter"):
+    for name in ("chargeguard.config", "chargeguard.meters.http_models", "chargeguard.meters.http_meter", "chargeguard.net.webadmin"):
         sys.modules.pop(name, None)  # as on the device: not loaded while the controller runs
     status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": {"type": "p1", "baud": 9600, "format": "7E1"}},
                              password=None)
