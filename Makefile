@@ -12,7 +12,7 @@ PORT ?= /dev/ttyUSB0
 # (sim options: --day default|solar, --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS,
 #  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP;
 #  or a LAN meter over HTTP: --meter homewizard, shelly_em, shelly_3em_gen1; --mixed: a Trydan, a go-e and an
-#  OpenEVSE on one 25 A breaker).
+#  OpenEVSE on one 25 A breaker; --load: a 2 kW heater on a Shelly relay, an on/off load).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=

@@ -114,7 +114,7 @@ FIELD_CASES = (
     ("meter.invert", (True, False), (1, 0, "true", None), "true or false", None),
     ("chargers.0.name", ("Trydan", "x" * 32), ("", "x" * 33, "a\tb", 1), "1 to 32", None),
     ("chargers.0.type", ("v2c_trydan", "go_e", "openevse"), ("goe", "go-e", "", "V2C_TRYDAN", "OpenEVSE", 1),
-     "go_e, openevse, v2c_trydan", None),
+     "go_e, openevse, shelly_load, v2c_trydan", None),
     (
         "chargers.0.host",
         (HOST, "127.0.0.1", "10.0.0.1", "223.255.255.254", "trydan.local", "evse-1", "a" * 63, "box1.lan.example"),
@@ -400,6 +400,13 @@ def test_phase_map_length_matches_phases():
 def test_min_max_circuit_failsafe_manual_cross_rules():
     doc = put(put(base(), "chargers.0.min_a", 10), "chargers.0.max_a", 8)
     assert_error(doc, "chargers.0.max_a", "at least min_a, 10 A")
+    # An on/off load has one step: min_a is its current, max_a must be it too.
+    load = put(put(put(base(), "chargers.0.type", "shelly_load"), "chargers.0.min_a", 9), "chargers.0.max_a", 16)
+    assert_error(load, "chargers.0.max_a", "must equal min_a for an on/off load")
+    assert_valid(put(load, "chargers.0.max_a", 9))
+    del load["chargers"][0]["max_a"]
+    assert_valid(load)  # left out: the step
+    assert config.complete(load)["chargers"][0]["max_a"] == 9
     doc = put(put(base(), "chargers.0.min_a", 10), "chargers.0.circuit_a", 8)
     assert_error(doc, "chargers.0.circuit_a", "at least min_a")
     # circuit_a may be below max_a: the guard takes the smaller one.

@@ -600,7 +600,8 @@ def _run_lagging_site(guard, chargers, house_ma, seconds, response_s=5, poll_s=5
 
     Every second the meter reads house + cars per phase (whole amperes, as a
     DSMR 5 meter gives them), each box is polled every `poll_s` (charger i at
-    seconds where (t + i) % poll_s == 0) and the guard decides. Returns per
+    seconds where (t + i) % poll_s == 0) and the guard decides; house_ma: per
+    phase, or a function of the second giving it. Returns per
     charger the list of its offers, one per second, and the highest phase
     current seen (mA).
     """
@@ -624,8 +625,9 @@ def _run_lagging_site(guard, chargers, house_ma, seconds, response_s=5, poll_s=5
                 draw[index] = pending[index].pop(0)[1]
         reading.reset()
         reading.phase_count = 3
+        house = house_ma(t) if callable(house_ma) else house_ma
         for phase in range(3):
-            total = house_ma[phase]
+            total = house[phase]
             for index in range(count):
                 charger = chargers[index]
                 for line in range(charger.phases):
@@ -760,3 +762,34 @@ def test_a_raise_the_box_shows_taken_is_followed_after_the_ramp_interval():
     offers = [rig.tick()[0][0] for _ in range(20)]
     assert offers[:8] == [6000, 6000, 8000, 8000, 10000, 10000, 12000, 12000]
     assert offers[-1] == 16000
+
+
+def test_a_paused_charger_is_started_only_into_room_the_reading_shows():
+    # The mixed site of tools/sim/run.py --mixed: three-phase priority 1 and
+    # 2, a one-phase priority 3 on A; 24 A per phase. With 14 A of house on
+    # A the first at 10 A and the second at its 6 A minimum fill phase A.
+    # Right after a pause the second's car may still draw its 6 A (the high
+    # view counts that, so that nobody else is cut for it); starting it
+    # again was judged on that view: with cars slower than ev_response_ms
+    # (2 s here, 1 s configured) chargers were started into room that was
+    # not there, again and again, over the limit each time (the simulator
+    # showed a go-e switched on and off at every other reading).
+    for pause_ms, poll_s in ((0, 2), (0, 3), (0, 5), (5000, 2), (5000, 5)):
+        first = make_charger("t", priority=1, max_a=16)
+        second = make_charger("g", priority=2, max_a=16)
+        third = make_charger("o", phases=1, phase_map=(0,), priority=3, max_a=16)
+        chargers = [first, second, third]
+        site = make_site(breaker_a=25, margin_a=1, min_pause_ms=pause_ms, ramp_step_ma=16000, ramp_interval_ms=1000,
+                         ev_response_ms=1000)
+        guard = Guard(site, chargers)
+        # 2 A of house for 30 s, then the kettle on phase A: 14 A.
+        offers, _ = _run_lagging_site(guard, chargers, lambda t: [2000 if t < 30 else 14000, 2000, 2000], 150,
+                                      response_s=2, poll_s=poll_s)
+        case = (pause_ms, poll_s)
+        assert [o[29] for o in offers] == [10000, 6000, 6000], case
+        assert [o[-1] for o in offers] == [10000, 0, 0], (case, [o[-1] for o in offers])
+        # Once the cars have followed the cut, nobody is started into room
+        # that is not there, and priority 1 keeps its 10 A.
+        assert all(offer == 10000 for offer in offers[0][60:]), (case, offers[0][30:])
+        for index in (1, 2):
+            assert all(offer == 0 for offer in offers[index][60:]), (case, index, offers[index][30:])

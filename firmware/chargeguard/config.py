@@ -66,7 +66,7 @@ Version 1 (CURRENT_VERSION):
          "phase_map": "ABC",           `phases` distinct letters from the site's phases:
                                        the site phase of the charger's L1, L2, L3
          "min_a": 6,                   6..32
-         "max_a": 16,                  6..32 and >= min_a
+         "max_a": 16,                  6..32 and >= min_a (shelly_load: = min_a, its default)
          "circuit_a": 16,              6..80 and >= min_a
          "priority": 1,                the priorities of all chargers are a permutation of 1..N
          "failsafe_a": 0,              0 = pause, else min_a..max_a
@@ -420,6 +420,8 @@ def _complete_charger(out, index, site_phases):
     phases = out["phases"]
     if "phase_map" not in out:
         out["phase_map"] = _PHASE_LETTERS[:phases] if _is_int(phases) and 1 <= phases <= 3 else _PHASE_LETTERS
+    if "max_a" not in out and out.get("type") == "shelly_load" and _is_int(out.get("min_a")):
+        out["max_a"] = out["min_a"]  # an on/off load's one step
     if "circuit_a" not in out and _is_int(out.get("max_a")):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
@@ -997,6 +999,11 @@ def _check_charger(errors, prefix, good, site_phases, count):
     high = good.get("max_a")
     if low is not None and high is not None and high < low:
         errors.add(prefix + "max_a", rules.max_message(low, high), prefix + "min_a")
+        high = None
+    elif high is not None and high != low and good.get("type") == "shelly_load":
+        # An on/off load has one step: its current when on is min_a.
+        message = "must equal min_a for an on/off load (one step: its current when on; is %d, min_a %d)" % (high, low)
+        errors.add(prefix + "max_a", message, prefix + "min_a")
         high = None
     circuit = good.get("circuit_a")
     if low is not None and circuit is not None and circuit < low:

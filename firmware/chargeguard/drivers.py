@@ -14,6 +14,7 @@ CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",
     "go_e": "chargeguard.chargers.go_e",
     "openevse": "chargeguard.chargers.openevse",
+    "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
 }
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true

@@ -33,11 +33,12 @@ from test_end_to_end import (  # noqa: E402
 )
 
 HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + MIXED_EXTRA_HEAP_K)
-# min_pause longer than the shedding steps take: once a charger's min_pause
-# has run out the guard starts it again at its minimum, room or not, and
-# pauses it at the next reading (seen here with min_pause 5 s; with 0, at
-# every other reading, two Trydans as much as this site). That is the
-# guard's, not the drivers'; this test is about the order of the pauses.
+# min_pause longer than the shedding steps take, so each step's pause holds
+# while the next is checked. (Before the guard started a paused charger
+# only into room the reading shows, a charger was started again once its
+# min_pause ran out, room or not, and paused at the next reading: with min
+# pause 0 at every other reading. host_tests/test_guard.py
+# test_a_paused_charger_is_started_only_into_room_the_reading_shows.)
 MIN_PAUSE_S = 20
 MIXED_GUARD = dict(FAST_GUARD, min_pause_s=MIN_PAUSE_S)
 

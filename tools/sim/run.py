@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed]
+                            [--mixed] [--load]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -23,6 +23,11 @@ tools/sim/goe_emulator.py) and a single-phase OpenEVSE on phase A (priority 3,
 tools/sim/openevse_emulator.py), each with a car plugged in: when the kettle
 and the hob take phase A the guard pauses them one at a time, lowest priority
 first, whatever the brand.
+
+With --load a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py,
+an on/off load: one 9 A step) sits on phase B after the chargers in priority:
+the guard switches it off when its step no longer fits beside the chargers'
+minimums, and on again when it fits.
 
 With --meter MODEL (a Modbus model of the firmware's table, e.g. sdm630,
 abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
@@ -114,6 +119,10 @@ SIM_ADMIN_PASSWORD = "sim-admin-pass"
 # 117 KB live on the 64-bit port with 128K (2026-11-30), so 16K more.
 MIXED_EXTRA_HEAP_K = 16
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
+# --load: a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py)
+# on phase B, after the chargers in priority: 8.7 A at 230 V, so a 9 A step.
+LOAD_W = 2000
+LOAD_A = 9
 # The mixed site (--mixed): (config type, name, charger phases, phase_map), in priority order.
 MIXED_SITE = (
     ("v2c_trydan", "Trydan", 3, "ABC"),
@@ -125,7 +134,7 @@ MIXED_SITE = (
 def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False, boxes=None):
     """The configuration the simulated installation runs with (one Trydan per port).
 
-    boxes: instead of Trydans, (type, name, phases, phase_map, port) per charger.
+    boxes: instead of Trydans, (type, name, phases, phase_map, port[, {key: value}]) per charger.
 
     mode: every charger's mode ("solar" for the solar day; "site" follows
     site.mode, "fast" here); solar: the config's solar section (SIM_SOLAR
@@ -137,7 +146,8 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
     if boxes is None:
         boxes = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", port)
                  for index, port in enumerate(trydan_ports)]
-    for index, (kind, name, phases, phase_map, port) in enumerate(boxes):
+    for index, row in enumerate(boxes):
+        kind, name, phases, phase_map, port = row[:5]
         chargers.append(
             {
                 "name": name,
@@ -154,6 +164,7 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
                 "mode": mode,
             }
         )
+        chargers[-1].update(row[5] if len(row) > 5 else {})  # a row's own settings (a load's one step)
     config = {
         "version": 1,
         "name": "ChargeGuard sim",
@@ -282,6 +293,7 @@ class Simulation:
         mqtt=None,
         web_port=None,
         mixed=False,
+        load=False,
     ):
         self.trydans = []
         self.boxes = []
@@ -302,6 +314,17 @@ class Simulation:
                 self.trydans.append(trydan)
             self.boxes = list(self.trydans)
         self.trydan = self.trydans[0]
+        self.load = None
+        if load:
+            # A 2 kW heater on phase B behind a Shelly relay, last in priority.
+            from shelly_load_emulator import ShellyLoadEmulator
+
+            if box_rows is None:
+                box_rows = [("v2c_trydan", "Trydan" if i == 0 else "Trydan%d" % (i + 1), 3, "ABC", box.port)
+                            for i, box in enumerate(self.boxes)]
+            self.load = ShellyLoadEmulator(power_w=LOAD_W).start()
+            self.boxes.append(self.load)
+            box_rows.append(("shelly_load", "Heater", 1, "B", self.load.port, {"min_a": LOAD_A, "max_a": LOAD_A}))
         maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
         self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
         self.p1 = PtyP1Port()
@@ -463,6 +486,9 @@ def main():
     parser.add_argument(
         "--mixed", action="store_true", help="three brands on one breaker: a Trydan, a go-e and an OpenEVSE (one phase)"
     )
+    parser.add_argument(
+        "--load", action="store_true", help="and a 2 kW heater on a Shelly relay (phase B, last in priority): an on/off load"
+    )
     args = parser.parse_args()
     if args.meter != "p1" and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
@@ -482,7 +508,7 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
         if not args.no_web:
             args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
-        if args.mixed:
+        if args.mixed or args.load:
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
     broker = None
     mqtt = None
@@ -518,6 +544,7 @@ def main():
         mqtt=mqtt,
         web_port=None if args.no_web else args.web_port,
         mixed=args.mixed,
+        load=args.load,
     )
     stopping = {"now": False}
 

@@ -65,12 +65,10 @@ required, or not a number), "car <n>", "err <n>", "psm 2: box on 3 phases",
 
 import time
 
-import asyncio
-
 from chargeguard.core.model import ChargerStatus
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -185,57 +183,41 @@ class GoeCharger:
         True when the box has it; never raises. Serialised; a call superseded
         while it waits returns False without touching the box.
         """
-        self._command_seq += 1
-        seq = self._command_seq
-        while True:
-            if seq != self._command_seq:
+        return await apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        # Under apply_box: True when the box has the command.
+        amps = int(offered_ma) // 1000
+        if amps > _MAX_A:
+            amps = _MAX_A
+        if self._amp and amps > self._amp:
+            amps = self._amp  # the box never offers more than the owner's amp
+        if amps < _MIN_A:
+            if self._frc != 1 and not await self._write("frc", 1):
                 return False
-            if not self._applying:
-                break
-            await asyncio.sleep(0.01)
-        self._applying = True
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if self._amp and amps > self._amp:
-                amps = self._amp  # the box never offers more than the owner's amp
-            if amps < _MIN_A:
-                if self._frc != 1 and not await self._write("frc", 1):
-                    return False
-                amps = 0
-            else:
-                due = self._tcl != amps or ticks_diff(self._clock(), self._tcl_at) >= TCL_RENEW_MS
-                if due and not await self._write("tcl", amps):
-                    # A box that answers but refuses tcl (a firmware without
-                    # it) cannot be limited: off, rather than charging at the
-                    # owner's amp above the guard's offer.
-                    error = self.status.error
-                    if self.status.reachable and self._frc != 1 and (not self._amp or self._amp > amps):
-                        await self._write("frc", 1)
-                    self.status.error = self.last_error = error  # the cause, not what followed
-                    return False
-                if self._frc != 2 and not await self._write("frc", 2):
-                    return False
-            self.status.offered_ma = amps * 1000
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        finally:
-            self._applying = False
-        self.status.error = self._poll_error
+            amps = 0
+        else:
+            due = self._tcl != amps or ticks_diff(self._clock(), self._tcl_at) >= TCL_RENEW_MS
+            if due and not await self._write("tcl", amps):
+                # A box that answers but refuses tcl (a firmware without
+                # it) cannot be limited: off, rather than charging at the
+                # owner's amp above the guard's offer.
+                error = self.status.error
+                if self.status.reachable and self._frc != 1 and (not self._amp or self._amp > amps):
+                    await self._write("frc", 1)
+                self.status.error = self.last_error = error  # the cause, not what followed
+                return False
+            if self._frc != 2 and not await self._write("frc", 2):
+                return False
+        self.status.offered_ma = amps * 1000
         return True
 
     def _failed(self, message, poll=0):
-        # As in v2c_trydan: 1 = a poll that failed, 2 = no answer at all (the
-        # box may have rebooted: forget what it had).
-        status = self.status
-        status.error = self.last_error = message
-        if poll:
-            status.reachable = False
-            self._poll_error = message
-            if poll == 2:
-                self._tcl = self._frc = None
-        return False
+        return fail_box(self, message, poll)
+
+    def _forget(self):
+        # No answer at all: the box may have rebooted (net/http.fail_box).
+        self._tcl = self._frc = None
 
     async def _write(self, key, value):
         client = self._writer

@@ -57,11 +57,9 @@ the claim, or not paused, after the claim was accepted), "claim refused",
 
 import time
 
-import asyncio
-
 from chargeguard.core.model import ChargerStatus
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -170,29 +168,18 @@ class OpenEvse:
 
     async def apply(self, offered_ma):
         """Command the box to offer at most `offered_ma` (0 = pause); True when it has it. Never raises."""
-        self._command_seq += 1
-        seq = self._command_seq
-        while True:
-            if seq != self._command_seq:
-                return False
-            if not self._applying:
-                break
-            await asyncio.sleep(0.01)
-        self._applying = True
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if amps < _MIN_A:
-                amps = 0
-            if self._sent != amps and not await self._claim(amps):
-                return False
-            self.status.offered_ma = amps * 1000
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        finally:
-            self._applying = False
-        self.status.error = self._poll_error
+        return await apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        # Under apply_box: True when the box has the command.
+        amps = int(offered_ma) // 1000
+        if amps > _MAX_A:
+            amps = _MAX_A
+        if amps < _MIN_A:
+            amps = 0
+        if self._sent != amps and not await self._claim(amps):
+            return False
+        self.status.offered_ma = amps * 1000
         return True
 
     async def _claim(self, amps):
@@ -214,14 +201,11 @@ class OpenEvse:
         return self._failed("claim: " + (client.error or "HTTP %d" % code))
 
     def _failed(self, message, poll=0):
-        status = self.status
-        status.error = self.last_error = message
-        if poll:
-            status.reachable = False
-            self._poll_error = message
-            if poll == 2:
-                self._sent = _UNSENT  # the box may have rebooted and lost the claim
-        return False
+        return fail_box(self, message, poll)
+
+    def _forget(self):
+        # No answer at all: the box may have rebooted (net/http.fail_box).
+        self._sent = _UNSENT  # the claim may be lost
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

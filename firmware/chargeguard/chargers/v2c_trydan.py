@@ -51,7 +51,7 @@ import time
 import asyncio
 
 from chargeguard.core.model import ChargerStatus
-from chargeguard.net.http import HttpClient, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
 from micropython import const
 
 _TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
@@ -353,44 +353,33 @@ class V2CTrydan:
         superseded and returns False without touching the box, so a dead box
         never builds a queue of stale commands.
         """
-        self._command_seq += 1
-        seq = self._command_seq
-        while True:
-            if seq != self._command_seq:
-                return False  # superseded while it waited
-            if not self._applying:
-                break
-            await asyncio.sleep(0.01)  # as in poll()
-        self._applying = True
-        try:
-            box = self._box
-            # Whole amps, rounded down: never more than the guard gave.
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            limit = box["MaxIntensity"]
-            if _MIN_A <= limit < amps:
-                amps = limit
-            if amps < _MIN_A or amps < box["MinIntensity"] <= _MAX_A:
-                # No charging current fits (the box refuses less than its
-                # MinIntensity, and more would exceed the guard's limit):
-                # pause, and leave Intensity as it is.
-                if box["Paused"] != 1 and not await self._write("Paused", 1):
-                    return False
-                amps = 0
-            else:
-                if box["Dynamic"] == 1 and box["PauseDynamic"] != 1 and not await self._write("PauseDynamic", 1):
-                    return False
-                if box["Intensity"] != amps and not await self._write("Intensity", amps):
-                    return False
-                if box["Paused"] != 0 and not await self._write("Paused", 0):
-                    return False
-            self.status.offered_ma = amps * 1000
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        finally:
-            self._applying = False
-        self.status.error = self._poll_error
+        return await apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        # Under apply_box: True when the box has the command.
+        box = self._box
+        # Whole amps, rounded down: never more than the guard gave.
+        amps = int(offered_ma) // 1000
+        if amps > _MAX_A:
+            amps = _MAX_A
+        limit = box["MaxIntensity"]
+        if _MIN_A <= limit < amps:
+            amps = limit
+        if amps < _MIN_A or amps < box["MinIntensity"] <= _MAX_A:
+            # No charging current fits (the box refuses less than its
+            # MinIntensity, and more would exceed the guard's limit):
+            # pause, and leave Intensity as it is.
+            if box["Paused"] != 1 and not await self._write("Paused", 1):
+                return False
+            amps = 0
+        else:
+            if box["Dynamic"] == 1 and box["PauseDynamic"] != 1 and not await self._write("PauseDynamic", 1):
+                return False
+            if box["Intensity"] != amps and not await self._write("Intensity", amps):
+                return False
+            if box["Paused"] != 0 and not await self._write("Paused", 0):
+                return False
+        self.status.offered_ma = amps * 1000
         return True
 
     async def set_lock(self, locked):
@@ -417,18 +406,11 @@ class V2CTrydan:
         return True
 
     def _failed(self, message, poll=0):
-        # Notes a failure and returns False. `poll`: 0 = an apply, 1 = a poll
-        # (the box is unreachable or talks nonsense), 2 = a poll that got no
-        # answer at all: the box may have rebooted meanwhile, so forget what
-        # it had and let the next apply write everything.
-        status = self.status
-        status.error = self.last_error = message
-        if poll:
-            status.reachable = False
-            self._poll_error = message
-            if poll == 2:
-                self._box["Intensity"] = self._box["Paused"] = None
-        return False
+        return fail_box(self, message, poll)
+
+    def _forget(self):
+        # No answer at all: the box may have rebooted (net/http.fail_box).
+        self._box["Intensity"] = self._box["Paused"] = None
 
     async def _write(self, key, value):
         client = self._writer

@@ -35,7 +35,9 @@ breaker, and gives each charger an offered current inside that envelope:
   increase it has not been seen to take would oscillate with it;
 - when even the minimum current of every running charger does not fit,
   chargers are paused one by one, lowest priority first, until the rest fit,
-  and a paused charger stays paused for `min_pause_ms`;
+  and a paused charger stays paused for `min_pause_ms`; one that is not
+  running is started only when the minimums fit with the cars counted at
+  the least they may draw (room the reading shows);
 - with no fresh reading for `meter_timeout_ms` every charger gets its
   failsafe current (0 = paused) until readings return.
 
@@ -400,9 +402,32 @@ class Guard:
                 state.paused_by_guard = True
                 state.paused_ms = now_ms
             state.pause_reason = reason
+        # A charger that is not running is started only into room the
+        # reading shows: the minimums must fit in the low view too (cars at
+        # the least they may draw, so the house looks heaviest). The high
+        # view above keeps running chargers from being paused for a car that
+        # lags a cut; starting one on it would count a car that is slow to
+        # stop as room, and on a car slower than ev_response_ms that cycled a
+        # charger on and off at every other reading, over the limit each time.
+        while True:
+            reason = self._minimums_fit(True)
+            if reason is None:
+                break
+            starter = -1
+            for index in self.order:
+                if active[index] and not self.states[index].offered_ma:
+                    starter = index
+            if starter < 0:
+                break
+            active[starter] = False
+            self.states[starter].pause_reason = reason
 
-    def _minimums_fit(self):
-        """None when every active charger fits at its minimum, else the binding reason."""
+    def _minimums_fit(self, low=False):
+        """None when every active charger fits at its minimum, else the binding reason.
+
+        On the high view (cars at the most they may draw), or with `low` on
+        the low one (at the least: where current is given out from).
+        """
         need = self.left_ma  # scratch: _allocate fills it afresh afterwards
         for phase in range(PHASES):
             need[phase] = 0
@@ -414,10 +439,11 @@ class Guard:
                 for line in range(charger.phases):
                     need[charger.phase_map[line]] += charger.min_ma
                 need_w += charger.min_ma * charger.phases * voltage_v // 1000
+        headroom = self.headroom_ma if low else self.shed_headroom_ma
         for phase in range(PHASES):
-            if need[phase] > self.shed_headroom_ma[phase]:
+            if need[phase] > headroom[phase]:
                 return REASON_BREAKER
-        if need_w > self.shed_budget_w:
+        if need_w > (self.budget_w if low else self.shed_budget_w):
             return self.import_limit_reason
         return None
 

@@ -153,7 +153,7 @@ def poll_buffer():
 async def poll_box(box, path):
     """One poll of an HTTP wallbox driver: GET `path`, then box._take(gen). True on success; never raises.
 
-    The drivers' shared poll (chargers/: v2c_trydan, go_e, openevse). `box`
+    The drivers' shared poll (chargers/: v2c_trydan, go_e, openevse, shelly_load). `box`
     has host, port, timeout_ms, _reader (an HttpClient on poll_buffer()),
     _polling (the flag that serialises its polls), _write_gen (bumped by
     every accepted write), _take(gen) (fills its status from the body in
@@ -189,6 +189,57 @@ async def poll_box(box, path):
     finally:
         client.release()
         box._polling = False
+
+
+async def apply_box(box, offered_ma):
+    """One command of an HTTP wallbox driver: `await box._command(offered_ma)`, serialised. True when the box has it; never raises.
+
+    The drivers' shared apply (chargers/: v2c_trydan, go_e, openevse,
+    shelly_load). `box` has _command_seq and _applying (the counters that
+    serialise its commands), _command(offered_ma) (writes what the box
+    lacks; True when it has the command, else False after _failed),
+    _failed(message) and _poll_error (the poll's error, shown again once a
+    command went through). A call still waiting when a newer one arrives is
+    superseded and returns False without touching the box, so a dead box
+    never builds a queue of stale commands.
+    """
+    box._command_seq += 1
+    seq = box._command_seq
+    while True:
+        if seq != box._command_seq:
+            return False  # superseded while it waited
+        if not box._applying:
+            break
+        await asyncio.sleep(0.01)  # as in poll_box
+    box._applying = True
+    try:
+        if not await box._command(offered_ma):
+            return False
+    except Exception as err:
+        return box._failed("driver: %s" % type(err).__name__)
+    finally:
+        box._applying = False
+    box.status.error = box._poll_error
+    return True
+
+
+def fail_box(box, message, poll=0):
+    """Note a failure of an HTTP wallbox driver in its status; returns False.
+
+    poll: 0 = a command, 1 = a poll (the box is unreachable or talks
+    nonsense: not reachable, and the error stays until a poll succeeds),
+    2 = a poll that got no answer at all: the box may have rebooted
+    meanwhile, so box._forget() drops what it believed the box had and the
+    next command writes everything.
+    """
+    status = box.status
+    status.error = box.last_error = message
+    if poll:
+        status.reachable = False
+        box._poll_error = message
+        if poll == 2:
+            box._forget()
+    return False
 
 
 class HttpClient:
