@@ -21,7 +21,7 @@ REHEARSAL_ARGS ?=
 # (or an HTTP meter: PROBE_ARGS="--model homewizard --host 192.168.1.60"; shelly_em, shelly_em1, shelly_3em_gen1, shelly_em_gen1)
 PROBE_ARGS ?=
 
-.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe clean
+.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe screenshots clean
 
 all: build
 
@@ -82,6 +82,11 @@ check-config:
 # A Modbus meter read from this computer with the firmware's driver (tools/meterprobe.py): values and errors in words.
 meterprobe: $(STAMP)
 	$(PY) tools/meterprobe.py $(PROBE_ARGS)
+
+# The web pages at phone size (390 x 844) for docs/screenshots/ (tools/screenshots.py: the firmware on the
+# unix port against the simulator, in Debian's Chromium through playwright).
+screenshots: build
+	$(PY) tools/screenshots.py
 
 clean:
 	rm -rf build

@@ -208,7 +208,7 @@ def test_an_unknown_host_is_sent_to_the_portal_the_device_itself_is_served():
     server = web_with(OpenPortal("192.168.4.1"))
     for host in ("example.com", "www.google.com:80", "neverssl.com", "chargeguardian.com", "xchargeguard.local"):
         status, headers = get(server, "/some/page?x=1", host)
-        assert status == 302 and headers["location"] == "http://192.168.4.1/", host
+        assert status == 302 and headers["location"] == "http://192.168.4.1" + web.PORTAL_PATH, host
     for host in ("192.168.4.1", "192.168.1.77:80", "chargeguard", "ChargeGuard.local", "chargeguard.fritz.box", None):
         status, headers = get(server, "/api/status", host)
         assert status == 200, host
@@ -218,7 +218,7 @@ def test_an_unknown_host_is_sent_to_the_portal_the_device_itself_is_served():
 def test_the_location_carries_a_port_other_than_80():
     server = web_with(OpenPortal("127.0.0.1"), port=8080)
     status, headers = get(server, "/generate_204", "connectivitycheck.gstatic.com")
-    assert status == 302 and headers["location"] == "http://127.0.0.1:8080/"
+    assert status == 302 and headers["location"] == "http://127.0.0.1:8080" + web.PORTAL_PATH
 
 
 def test_without_the_portal_probe_paths_are_unknown_routes():

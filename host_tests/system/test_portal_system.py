@@ -191,13 +191,15 @@ def test_malformed_and_flooding_packets_never_stop_the_server(first_boot):
 
 def test_probe_urls_and_foreign_hosts_lead_to_the_setup_page(first_boot):
     sim, lines, web_port, dns_port = first_boot
-    portal = "http://127.0.0.1:%d/" % web_port
+    portal = "http://127.0.0.1:%d/setup" % web_port
     for path, host in PROBES.items():
         assert get(web_port, path, host) == (302, portal), path
     assert get(web_port, "/some/page", "example.com") == (302, portal)
     # Following the redirect: the device answers as itself.
     status, location = get(web_port, "/", "127.0.0.1:%d" % web_port)
     assert status == 200 and location is None
+    status, location = get(web_port, "/setup", "127.0.0.1:%d" % web_port)
+    assert status == 200 and location is None  # the wizard's page
     status, _ = get(web_port, "/api/status", "127.0.0.1:%d" % web_port)
     assert status == 200
 

@@ -139,7 +139,8 @@ def _fuzz_request(rng):
     """One malformed or hostile request (bytes): mutated request lines, headers and bodies."""
     methods = [b"GET", b"POST", b"PATCH", b"PUT", b"DELETE", b"OPTIONS", b"HEAD", b"G\x00T", b"", b"POST POST"]
     paths = [b"/api/status", b"/api/settings", b"/api/chargers/0", b"/api/chargers/%ff", b"/", b"*", b"//..//",
-             b"/api/chargers/" + b"9" * 40, b"/" + b"x" * rng.randint(0, 2 * MAX_LINE), b"/api/login"]
+             b"/api/chargers/" + b"9" * 40, b"/" + b"x" * rng.randint(0, 2 * MAX_LINE), b"/api/login",
+             b"/api/setup/finish", b"/api/setup/meter", b"/api/setup/charger", b"/api/setup/wifi", b"/api/reboot"]
     versions = [b"HTTP/1.1", b"HTTP/1.0", b"HTTP/9", b"", b"HTTP/1.1 extra", b"\xff\xfe"]
     line = b" ".join([rng.choice(methods), rng.choice(paths), rng.choice(versions)])
     headers = []

@@ -7,6 +7,7 @@ driver or the guard.
 
 Routes (JSON unless said otherwise):
     GET  /                      the status page (www/status.html.gz, gzip)
+    GET  /setup, /settings      the setup wizard and the settings page (www/*.html.gz)
     GET  /api/status            the site state: grid, chargers, optimiser, device
     GET  /api/settings          Commands.values: {path: value} of every settable path
     POST|PATCH /api/settings    {path: value, ...} through Commands.set
@@ -18,6 +19,15 @@ Routes (JSON unless said otherwise):
     PUT  /api/config            a whole configuration (<= MAX_CONFIG_BODY): validated by config.py and
                                 stored through Commands.apply_config (all or nothing; "***" keeps the
                                 stored secret), then the controller restarts
+    GET  /api/setup             the wizard's state: password set, trial join, version
+    POST /api/setup/scan        Wi-Fi networks in reach (platform.wifi_scan)
+    GET|POST /api/setup/wifi    a trial join {ssid, password}: its state
+    POST /api/setup/meter       {"meter": section}: a live reading per phase
+    POST /api/setup/charger     {"charger": entry}: the box read once
+    POST /api/setup/finish      a whole configuration: stored, then restart
+    POST /api/reboot            restart the controller
+    (the /api/setup* and /api/reboot handlers are net/webadmin.py, loaded
+    for the request and unloaded after it)
 Errors: {"errors": {path: message}} with a 4xx status; path "" is the
 request as a whole.
 
@@ -32,7 +42,9 @@ other.
 
 Security (no TLS on the device: the LAN must be trusted, docs/api.md):
 - every change needs the admin password (config `admin.password`; none set:
-  every change is refused and says so) as HTTP Basic credentials, sent with
+  every change is refused and says so, except the setup wizard's requests
+  and reading the configuration: first boot, the wizard sets the password)
+  as HTTP Basic credentials, sent with
   each change (any user name). Basic rather than a session cookie: nothing
   is kept per client (no session table, no token to generate or expire),
   the check is one base64 decode of a header line. No WWW-Authenticate
@@ -87,8 +99,8 @@ LOCKOUT_MS = const(60000)  # password checks refused after MAX_FAILURES
 LISTEN_RETRY_S = const(10)  # a port in use is tried again this often
 PAGE = "www/status.html.gz"  # the status page, relative to the firmware's directory
 CHANGE_HEADER = "X-ChargeGuard"  # a change must carry it with the value "1"
-# Where the captive portal sends a phone: the setup page.
-PORTAL_PATH = "/"
+# Where the captive portal sends a phone: the setup wizard.
+PORTAL_PATH = "/setup"
 # The connectivity checks of the operating systems, which must not get their
 # expected answer while the portal is open: Android (/generate_204,
 # /gen_204: expects 204), Apple (/hotspot-detect.html,
@@ -121,7 +133,8 @@ class _Reader:
         if not self.lines:
             line = await self._line()
             # Only a configuration import may send more than MAX_BODY.
-            self.limit = MAX_CONFIG_BODY if line.startswith(b"PUT /api/config ") else MAX_BODY
+            big = line.startswith(b"PUT /api/config ") or line.startswith(b"POST /api/setup/finish ")
+            self.limit = MAX_CONFIG_BODY if big else MAX_BODY
             return line
         return await self._line()
 
@@ -307,7 +320,9 @@ class Web:
     host, port: where run() listens.
     """
 
-    def __init__(self, state, api, password, clock, log=print, host="127.0.0.1", port=8080, page=PAGE, storage=None):
+    def __init__(
+        self, state, api, password, clock, log=print, host="127.0.0.1", port=8080, page=PAGE, storage=None, platform=None
+    ):
         from microdot import Request
 
         # microdot's own bounds, as a second line behind _Reader's.
@@ -324,6 +339,10 @@ class Web:
         self.page = page
         self.storage = storage  # the configuration's directory (export and import)
         self.restart_after = None  # set by an import: called once its answer is sent
+        self.platform = platform  # the wizard's Wi-Fi scan and join, its meter and charger tests
+        self.join = None  # the wizard's trial join (net/webadmin.py): {"ssid", "state", "problem", "ip"}
+        self.join_secret = None  # its password, kept only for the finish (never returned)
+        self.testing = False  # a meter or charger test is running (one at a time)
         self._chunk = bytearray(PAGE_CHUNK)  # the page's chunks, read in place (no allocation per chunk)
         self.read_ms = READ_MS  # (tests shorten it)
         self.active = 0  # connections being served
@@ -334,6 +353,11 @@ class Web:
         self.server = _Server(self)
         server = self.server
         server.route("/")(self.index)
+        server.route("/setup")(self.setup_page)
+        server.route("/settings")(self.settings_page)
+        server.route("/api/setup", methods=["GET"])(self.setup_state)
+        server.route("/api/setup/<step>", methods=["GET", "POST"])(self.setup_step)
+        server.route("/api/reboot", methods=["POST"])(self.reboot)
         server.route("/api/status")(self.status)
         server.route("/api/settings", methods=["GET", "POST", "PATCH"])(self.settings)
         server.route("/api/chargers/<ref>", methods=["POST", "PATCH"])(self.charger)
@@ -359,14 +383,24 @@ class Web:
     # -- routes ------------------------------------------------------------------
 
     async def index(self, request):
+        return self.send_page(request, self.page)
+
+    async def setup_page(self, request):
+        return self.send_page(request, self.page.replace("status.", "setup."))
+
+    async def settings_page(self, request):
+        return self.send_page(request, self.page.replace("status.", "settings."))
+
+    def send_page(self, request, page):
+        """A precompressed page from flash, streamed through the one PAGE_CHUNK buffer."""
         from microdot import Response
         import os
 
         try:
-            size = os.stat(self.page)[6]
-            handle = open(self.page, "rb")
+            size = os.stat(page)[6]
+            handle = open(page, "rb")
         except OSError:
-            return _errors(404, "", "the status page (%s) is not installed" % self.page)
+            return _errors(404, "", "the page (%s) is not installed" % page)
         headers = {
             "Content-Type": "text/html; charset=UTF-8",
             "Content-Encoding": "gzip",
@@ -453,7 +487,8 @@ class Web:
     async def config(self, request):
         """GET: the configuration in force, secrets redacted; PUT: validate and store a whole one, then restart."""
         if request.method == "GET":
-            refused = self.refuse_change(request)
+            # Before an admin password exists (first boot) the wizard reads it too.
+            refused = self.refuse_change(request, True)
             if refused is not None:
                 return refused
             self.api.flush(force=True)  # the last run-time change is in the export too
@@ -466,6 +501,13 @@ class Web:
         body = _with_config(self.storage, lambda config, current: config.restore_secrets(body, current))
         if not isinstance(body, dict) or "errors" in body:
             return body
+        return self.store(body)
+
+    def store(self, body):
+        """Validate and store a whole configuration (secrets already restored); restart once the answer is sent.
+
+        The 422 errors, or {"stored": true, "restarting": true}.
+        """
         api = self.api
         restart = api.restart
         api.restart = None  # after the answer has gone out, not before
@@ -479,6 +521,29 @@ class Web:
         self.log("web: a new configuration was stored; restarting")
         return {"stored": True, "restarting": True}
 
+    async def setup_state(self, request):
+        return await _admin("state", self, request)
+
+    async def setup_step(self, request, step):
+        # No password needed before one is set (first boot); the cross-site checks always.
+        refused = self.refuse_change(request, True)
+        if refused is not None:
+            return refused
+        body = None
+        if request.method == "POST":
+            body = self.change_body(request, True)
+            if not isinstance(body, dict):
+                return body
+        return await _admin(step, self, request, body)
+
+    async def reboot(self, request):
+        refused = self.refuse_change(request)
+        if refused is not None:
+            return refused
+        self.restart_after = self.api.restart
+        self.log("web: restart asked over the web interface")
+        return {"restarting": True}
+
     async def login(self, request):
         refused = self.refuse_change(request)
         if refused is not None:
@@ -487,21 +552,25 @@ class Web:
 
     # -- security ----------------------------------------------------------------
 
-    def change_body(self, request):
+    def change_body(self, request, setup=False):
         """The JSON object of a change request, or the error Response that refuses it."""
-        refused = self.refuse_change(request)
+        refused = self.refuse_change(request, setup)
         if refused is not None:
             return refused
         try:
             body = json.loads(str(request.body, "utf-8"))
         except (ValueError, UnicodeError):
             return _errors(400, "", "the body is not valid JSON")
-        if not isinstance(body, dict) or not body:
+        if not isinstance(body, dict) or not (body or setup):
             return _errors(400, "", "the body must be a JSON object of settings to change, e.g. {\"site.mode\": \"fast\"}")
         return body
 
-    def refuse_change(self, request):
-        """None when `request` may change settings, else the error Response (403, 415, 429, 401)."""
+    def refuse_change(self, request, setup=False):
+        """None when `request` may change settings, else the error Response (403, 415, 429, 401).
+
+        setup: a request of the setup wizard, allowed without a password
+        while none is set (first boot); the cross-site checks still apply.
+        """
         headers = request.headers
         if headers.get(CHANGE_HEADER) != "1":
             return _errors(403, "", "a change needs the header %s: 1 (cross-site requests are refused)" % CHANGE_HEADER)
@@ -514,6 +583,8 @@ class Web:
         if request.method != "GET" and (request.content_type or "").split(";")[0].strip() != "application/json":
             return _errors(415, "", "the body must be JSON (Content-Type: application/json)")
         if not self._secret:
+            if setup:
+                return None
             return _errors(
                 403, "", "no admin password is set: every change is refused until admin.password is set in the configuration"
             )
@@ -545,6 +616,48 @@ def _is_ipv4(name):
         if not part.isdigit() or len(part) > 3:
             return False
     return True
+async def _admin(name, web, request, body=None):
+    # One handler of net/webadmin.py (the wizard's and the settings' rarer
+    # requests): loaded for the request; it and every module the request
+    # imported (the validator's tables, a candidate's driver) are unloaded
+    # after it, so the running controller does not keep their code.
+    import gc
+    import sys
+
+    before = list(sys.modules)
+    try:
+        from chargeguard.net import webadmin
+
+        handler = getattr(webadmin, "on_" + name, None)
+        if handler is None:
+            return _errors(404, "", "no such setup step: %s" % name)
+        answer = await handler(web, request, body)
+        # Streamed in pieces like every JSON answer (_JsonBody).
+        if isinstance(answer, dict):
+            return _json(answer)
+        if isinstance(answer, tuple) and isinstance(answer[0], dict):
+            return _json(answer[0], answer[1])
+        return answer
+    except MemoryError:
+        return _errors(503, "", "not enough memory for this now: restart the controller and try again")
+    finally:
+        webadmin = handler = None
+        for module in list(sys.modules):
+            if module not in before:
+                _forget(module)
+        before = None
+        gc.collect()
+
+
+def _forget(name):
+    # Drops a module from sys.modules and from its package.
+    import sys
+
+    sys.modules.pop(name, None)
+    cut = name.rfind(".")
+    package = sys.modules.get(name[:cut]) if cut > 0 else None
+    if package is not None and name[cut + 1 :] in package.__dict__:
+        delattr(package, name[cut + 1 :])
 
 
 def _export(config, current):
@@ -757,7 +870,7 @@ def from_config(cfg, platform, log, context):
     storage = platform.storage_dir() if hasattr(platform, "storage_dir") else "."
     web = Web(
         context["site_state"](), context["command_api"](), context.get("admin_password") or "", platform.ticks_ms, log,
-        host, port, PAGE, storage,
+        host, port, PAGE, storage, platform,
     )
     web.portal = context.get("portal")
     web.hostname = (context.get("hostname") or "").lower()

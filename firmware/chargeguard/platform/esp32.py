@@ -257,6 +257,31 @@ class Platform:
             return "connecting"  # an address but isconnected() not yet: still joining
         return "failed"
 
+    def wifi_scan(self):
+        """[(ssid, rssi dBm, secured)] of the access points in reach, strongest first, each SSID once.
+
+        WLAN.scan() (rows of ssid bytes, bssid, channel, RSSI, security,
+        hidden; security 0 = open) on the station interface, activated
+        first. It BLOCKS while the radio sweeps the channels (ESP-IDF's
+        esp_wifi_scan_start with block=true: about 2 s): the web interface
+        calls it only while no charger is configured (first setup), when
+        nothing waits for the guard. A hidden network (empty SSID) is left out.
+        """
+        sta = self._station()
+        if not sta.active():
+            sta.active(True)
+        found = {}
+        for row in sta.scan():
+            try:
+                ssid = row[0].decode()
+            except UnicodeError:
+                continue
+            if ssid and (ssid not in found or row[3] > found[ssid][1]):
+                found[ssid] = (ssid, row[3], row[4] != 0)
+        rows = list(found.values())
+        rows.sort(key=lambda item: -item[1])
+        return rows
+
     def wifi_stop(self):
         """Leave the network and stop the driver's attempts (the station stays active)."""
         sta = self._sta

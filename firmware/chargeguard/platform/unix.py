@@ -17,6 +17,11 @@ Environment:
   CHARGEGUARD_DEVICE_ID     the 4 hex digits naming the setup access point (default 0000)
   (the setup access point's calls are in unix_ap.py, loaded only with the portal)
   CHARGEGUARD_OCPP_PORT     the OCPP central system's port (default: config ocpp.port, on 127.0.0.1)
+  CHARGEGUARD_WIFI_NETWORKS the networks wifi_scan() finds and wifi_begin() can
+                            join, for the setup wizard's tests: JSON
+                            [["ssid", "password", rssi], ...]; a join with
+                            another password fails "wrong_password", of
+                            another SSID "no_ap" (unset: the host's network)
 
 Heap: this module runs under a small heap in the simulator, so it holds only
 what the firmware calls, constants are `_NAME = const()` (no global), and the
@@ -74,6 +79,7 @@ class Platform:
         self._storage = None
         self._uart_device = uart_device
         self._wall_offset = 0
+        self._join = None  # the outcome of the last wifi_begin() (CHARGEGUARD_WIFI_NETWORKS)
         # The watchdog's one-slot list of the last feed (ticks), None before start.
         self._fed = None
 
@@ -180,11 +186,26 @@ class Platform:
         """Nothing to activate on the host (the same call as on the device)."""
 
     def wifi_begin(self, ssid, password):
-        """Nothing to join on the host; the password is not kept."""
+        """Nothing to join on the host; with CHARGEGUARD_WIFI_NETWORKS, only the outcome is kept (never the password)."""
+        self._join = None
+        for name, secret, _ in _networks():
+            if name == ssid:
+                self._join = "up" if secret == password else "wrong_password"
+                return
+        self._join = "no_ap" if os.getenv("CHARGEGUARD_WIFI_NETWORKS") else None
 
     def wifi_status(self):
-        """"up" while network_up(), else "no_ap" (the words of esp32.Platform.wifi_status)."""
-        return "up" if self.network_up() else "no_ap"
+        """"up" while network_up(), else "no_ap" (the words of esp32.Platform.wifi_status); with
+        CHARGEGUARD_WIFI_NETWORKS the outcome of the last wifi_begin()."""
+        if not self.network_up():
+            return "no_ap"
+        return self._join or "up"
+
+    def wifi_scan(self):
+        """[(ssid, rssi dBm, secured)] of the networks in reach: CHARGEGUARD_WIFI_NETWORKS (else none), strongest first."""
+        found = [(name, rssi, bool(secret)) for name, secret, rssi in _networks()]
+        found.sort(key=lambda row: -row[1])
+        return found
 
     def wifi_stop(self):
         """No-op on the host."""
@@ -311,6 +332,16 @@ class UnixUart:
         if handle is not None:
             self._file = None
             handle.close()
+
+
+def _networks():
+    # CHARGEGUARD_WIFI_NETWORKS as [(ssid, password, rssi)].
+    text = os.getenv("CHARGEGUARD_WIFI_NETWORKS")
+    if not text:
+        return []
+    import json
+
+    return [tuple(row) for row in json.loads(text)]
 
 
 def _reason(error):
