@@ -104,6 +104,16 @@ class Profile:
 # +7 KB tried); optimiser in 98 and from 100 (99 failed); mqtt 95 KB with the link alone, over 128 KB with Home
 # Assistant: it has no .mpy budget (measured only), MQTT needs the frozen
 # image or a PSRAM board.
+# Re-measured 2026-11-30 (later) after the merges of the setup portal, the
+# wizard, OCPP, the Modbus/UDP chargers and the MQTT/CT meters and their
+# config rows (config.py 16.4 -> 18.2 KB of .mpy, loaded at boot; app.py
+# +0.8 KB; the portal's watch, 2.4 KB, on every site with Wi-Fi): every
+# .mpy profile grew past its budget, and the budgets were set again from
+# the new smallest heaps (2 KB steps, one fast day): core runs from 81 KB
+# (79 failed), wifi from 91 (89 failed), http from 88 (86 failed), modbus in
+# 96 (86-92 failed at boot: config.py's read found no 640-byte hole). That
+# growth is what the plain-ESP32 .mpy tier lost this session: it is the
+# issue's open point (docs/firmware.md), not a tolerance.
 MPY_MARGIN = 4 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 102 * KB + MPY_MARGIN}
 PROFILES = (
@@ -111,7 +121,7 @@ PROFILES = (
         "core",
         "guard + P1 meter + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 77 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
     ),
     # What a real board runs: the same plus the Wi-Fi link task and an SNTP
     # sync (to a silent local peer: no answer, retried; the module is loaded
@@ -120,7 +130,7 @@ PROFILES = (
         "wifi",
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 84 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 91 * KB + MPY_MARGIN},
         config={"wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"}},
     ),
     Profile(
@@ -141,7 +151,7 @@ PROFILES = (
         "modbus",
         "guard + SDM630 over Modbus RTU + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 96 * KB + MPY_MARGIN},
         meter="sdm630",
     ),
     # The core profile with a LAN meter over HTTP instead of the P1 port: a
@@ -153,7 +163,7 @@ PROFILES = (
         "http",
         "guard + HomeWizard P1 meter over HTTP + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 82 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 88 * KB + MPY_MARGIN},
         meter="homewizard",
     ),
     # The mixed site of issue 12 (tools/sim/run.py --mixed): a Trydan, a go-e
