@@ -74,19 +74,20 @@ def test_emulator_with_the_real_keba_kecontact_client(box):
             station = await kc.setup_charging_station("127.0.0.1", periodic_request=False)
             assert station.device_info.model == "P30" and station.device_info.is_meter_integrated()
             await station.request_data()
-            await asyncio.sleep(0.3)
+            # The reports come back over UDP: wait for them (the client's own 3 s timeout bounds it).
+            await until(lambda: station.get_value("State") == 3 and station.get_value("I1") == 32.0)
             assert station.get_value("State") == 3 and station.get_value("Plug_EV") is True
             assert station.get_value("Max curr") == 32.0 and station.get_value("I1") == 32.0
             await station.set_failsafe(True, 30, 6.0)
             await station.set_current(10)  # currtime 10000 1
             await station.disable()
-            await asyncio.sleep(0.2)
+            await until(lambda: box.enable_user == 0 and box.fs_timeout_s == 30)
             assert box.fs_timeout_s == 30 and box.fs_curr_ma == 6000
             assert box.curr_user_ma == 10000 and box.enable_user == 0
             await station.enable()
             await station.set_current_max_permanent(12)
             await station.request_data()
-            await asyncio.sleep(0.3)
+            await until(lambda: box.curr_user_ma == 12000 and station.get_value("Max curr") == 12.0)
             assert box.curr_user_ma == 12000 and station.get_value("Max curr") == 12.0
             assert station.get_value("Tmo FS") == 30 and station.get_value("FS_on") is True
         finally:
@@ -96,6 +97,13 @@ def test_emulator_with_the_real_keba_kecontact_client(box):
 
     asyncio.run(scenario())
     assert [text for _, text in box.commands][:1] == ["report 1"]
+
+
+async def until(condition, deadline_s=3.0):
+    """Yield to the loop until condition() holds or deadline_s (the keba client's timeout) passes."""
+    end = time.monotonic() + deadline_s
+    while not condition() and time.monotonic() < end:
+        await asyncio.sleep(0.01)
 
 
 def make_driver(box, failsafe_a=0):
