@@ -282,3 +282,144 @@ def test_build_makes_the_portal_only_where_the_access_point_can_open():
     assert app.portal._password == "setup-pass-1"
     app = _build(plain, {"name": "unix", "button": 0})
     assert app.portal is not None and not app.portal.mode.has_wifi
+
+
+# --- the pages while the access point is open, whatever web.enabled says --------------
+
+
+def _free_tcp_port():
+    # A port nobody listens on (both runtimes: MicroPython has no getsockname).
+    import socket
+
+    for port in range(47000 + (_pid() % 500) * 20, 65000, 7):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            probe.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            return port
+        except OSError:
+            continue
+        finally:
+            probe.close()
+    raise AssertionError("no free port")
+
+
+def _pid():
+    import os
+
+    getpid = getattr(os, "getpid", None)
+    return getpid() if getpid is not None else 0
+
+
+async def _http_status(port, path):
+    """The status of GET `path` on 127.0.0.1:port, or None when nothing listens there. Deadline 5 s."""
+    import asyncio
+
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    except OSError:
+        return None
+    try:
+        # MicroPython's connect does not wait: a refusal comes with the first write.
+        writer.write(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, port)).encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 5)
+        return int(line.split()[1]) if line else None
+    except OSError:
+        return None
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except OSError:
+            pass
+
+
+async def _until(check, deadline_ms):
+    # Polls `check` (async, returns a value) until it says True; the last value.
+    import asyncio
+    import time
+
+    start = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+    while True:
+        value = await check()
+        now = time.ticks_ms() if hasattr(time, "ticks_ms") else int(time.monotonic() * 1000)
+        if value or now - start > deadline_ms:
+            return value
+        await asyncio.sleep(0.05)
+
+
+def test_the_button_opens_the_setup_pages_with_web_disabled_and_closing_stops_them():
+    import asyncio
+    import json
+    import os
+    import sys
+
+    import support
+    from chargeguard import app as app_module
+    from chargeguard.platform import unix
+
+    storage = support.make_tmpdir("portal-pages")
+    button = storage + "/button"
+    config = {"version": 1, "meter": {"type": "p1"}, "chargers": [], "admin": {"password": "correct-horse-9"}}
+    with open(storage + "/config.json", "w") as handle:
+        json.dump(config, handle)
+    platform = unix.Platform({"name": "unix", "button": button}, storage_dir=storage, uart_device=storage + "/no-p1")
+    lines = []
+    app = app_module.build(platform, log=lines.append)
+    portal = app.portal
+    # web.enabled is off: no web interface; the portal holds what the pages need.
+    assert app.interfaces == [] and portal is not None and portal.pages is not None
+    port = _free_tcp_port()
+    platform.web_address = lambda configured: ("127.0.0.1", port)
+    platform.dns_address = lambda: ("127.0.0.1", 0)
+    # The server starts within one loop turn and stops as its task is
+    # cancelled; 5 s is the slack of a busy machine, not a guess at a sleep.
+    deadline_ms = 5000
+
+    async def check():
+        answered = lambda: _http_status(port, "/api/setup")  # noqa: E731
+        now = platform.ticks_ms()
+        portal.step(now)
+        assert portal.address() is None
+        assert await _http_status(port, "/api/setup") is None  # web.enabled off: nothing listens
+        with open(button, "w"):
+            pass
+        try:
+            portal.step(now + 100)
+            portal.step(now + 100 + LONG_PRESS_MS)
+        finally:
+            os.remove(button)
+        assert portal.address() == "127.0.0.1" and portal.mode.reason == "button", lines
+        assert await _until(answered, deadline_ms) == 200, lines
+        assert await _http_status(port, "/api/status") == 200
+        assert app.state is not None
+        # The owner is done: the access point closes, and the pages with it.
+        portal.finish()
+        portal.step(now + 200 + LONG_PRESS_MS)
+        assert portal.address() is None and portal.web_task is None
+
+        async def refused():
+            return await _http_status(port, "/api/setup") is None
+
+        assert await _until(refused, deadline_ms), lines
+        assert "portal: setup pages closed" in lines
+        # Their heap is given back: no site state, no web modules.
+        assert app.state is None and app.api is None
+        assert "chargeguard.net.web" not in sys.modules and "chargeguard.commands" not in sys.modules
+
+    asyncio.run(check())
+
+
+def test_without_a_button_file_the_unix_port_has_no_button():
+    from chargeguard.platform import unix, unix_ap
+
+    storage = __import__("support").make_tmpdir("portal-button")
+    platform = unix.Platform({"name": "unix", "button": storage + "/held"}, storage_dir=storage)
+    unix_ap.attach(platform)
+    assert platform.button_pressed(0) is False
+    with open(storage + "/held", "w"):
+        pass
+    assert platform.button_pressed(0) is True
+    plain = unix.Platform({"name": "unix", "button": None}, storage_dir=storage)
+    unix_ap.attach(plain)
+    assert plain.button_pressed(0) is False

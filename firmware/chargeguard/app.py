@@ -667,7 +667,10 @@ def _assemble(platform, doc, log, first_boot=False):
 
         portal = portal_module.make(platform, network, wifi_doc, first_boot, log)
     # While setting up, the portal is the web pages, whatever web.enabled says.
-    setup_web = portal is not None and portal.mode.needs_setup and not doc.get("web", {}).get("enabled")
+    web_on = doc.get("web", {}).get("enabled")
+    setup_web = portal is not None and portal.mode.needs_setup and not web_on
+    # Else an access point opened later (the button, a lost Wi-Fi) serves them while it is open.
+    portal_pages = portal is not None and not setup_web and not web_on
     # The modules of enabled interfaces only (a site without MQTT never loads
     # its code); the objects are made once the App exists (their context
     # names its two objects).
@@ -709,7 +712,7 @@ def _assemble(platform, doc, log, first_boot=False):
     app = App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
-    if interfaces or setup_web:
+    if interfaces or setup_web or portal_pages:
         # What every interface gets besides its config section: the device's
         # host name, and the site state and command API as calls (each loaded
         # at its first call, so an interface pays only for what it uses).
@@ -735,6 +738,8 @@ def _assemble(platform, doc, log, first_boot=False):
             from chargeguard.net import captive
 
             captive.setup_web(app, platform, log, context, doc.get("web") or {})
+        elif portal_pages:
+            portal.pages = (app, context, doc.get("web") or {})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":

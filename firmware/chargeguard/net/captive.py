@@ -9,8 +9,12 @@ answering every name with the access point's address; sets portal.ip and
 portal.dns. False when the access point would not start (the portal tries
 again later). A DNS server that cannot be had (the port taken, no heap for
 its buffer) is said and left out: the pages still answer by address.
-close_ap(portal): the DNS server closed and unloaded, platform.ap_stop().
+close_ap(portal): the pages (if it started them) and the DNS server closed
+and unloaded, platform.ap_stop().
 setup_web(...): the web pages while setting up (app.py calls it at boot).
+start_pages(portal) / stop_pages(portal): the web pages while the access
+point is open, where web.enabled is off (portal.pages set by app.py): the
+button or a lost Wi-Fi opens the setup page too.
 The password goes to the platform only: never logged.
 """
 
@@ -40,17 +44,19 @@ def open_ap(portal):
         host, port = platform.dns_address()
         server = dns_server.DnsServer(portal.ip, host, port)
         server.open()
+        portal.dns = server
+        log("portal: DNS server on %s:%d answers every name with %s" % (host, port, portal.ip))
     except (OSError, MemoryError) as error:
         log("portal: DNS server cannot listen on %s:%s (%r); the pages answer by address" % (host, port, error))
-        return True
-    portal.dns = server
-    log("portal: DNS server on %s:%d answers every name with %s" % (host, port, portal.ip))
+    if portal.pages is not None:
+        start_pages(portal)
     return True
 
 
 def close_ap(portal):
     """Close the DNS server and the access point of `portal`; never raises for the driver's sake."""
 
+    stop_pages(portal)
     server = portal.dns
     portal.dns = None
     if server is not None:
@@ -76,25 +82,90 @@ def _why(reason):
 def setup_web(app, platform, log, context, web_doc):
     """Serve the web pages for setup on a device with no valid configuration, whatever web.enabled says.
 
-    Best effort: a heap that cannot take them (a plain ESP32 running .mpy
-    files) must not stop the guard, so on MemoryError their modules and the
-    site state and command API they made are given back, and the access
-    point opens without pages (said on the console).
+    They run for the whole boot as one of app.interfaces (setup ends with a
+    restart). Best effort: see _start_web.
     """
+    web = _start_web(app, platform, log, context, web_doc)
+    if web is not None:
+        app.interfaces.append(("web", web))
+
+
+def start_pages(portal):
+    """Serve the web pages (the setup wizard, settings, status) while the access point is open, whatever
+    web.enabled says: an owner who holds the button to reconfigure gets the setup page.
+
+    portal.pages is (app, context, web section), set by app.py where the
+    pages are not served anyway (web.enabled off). The server runs as a task
+    of its own (portal.web_task) until stop_pages(); best effort (_start_web).
+    """
+    import asyncio
+
+    app, context, web_doc = portal.pages
+    web = _start_web(app, portal.platform, portal.log, context, web_doc)
+    if web is not None:
+        portal.web = web
+        portal.web_task = asyncio.create_task(_serve(web, portal.log))
+
+
+def stop_pages(portal):
+    """Stop the pages start_pages() started (the listener closes as the task ends) and give their heap back."""
+    task = portal.web_task
+    if task is None:
+        return
+    portal.web_task = portal.web = None
+    task.cancel()
+    app = portal.pages[0]
+    # The site state and the command API stay when an enabled interface (MQTT) uses them.
+    _give_back(app, not app.interfaces)
+    portal.log("portal: setup pages closed")
+
+
+async def _serve(web, log):
+    # Like the app's supervised tasks: a failure is said and the server started again.
+    import asyncio
+
+    while True:
+        try:
+            await web.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log("portal: the setup pages failed (%r); restarting" % (error,))
+            await asyncio.sleep(1)
+
+
+def _start_web(app, platform, log, context, web_doc):
+    # The web interface on the web section's port, or None when the heap
+    # cannot take it (a plain ESP32 running .mpy files): that must not stop
+    # the guard, so its modules and the site state and command API it made
+    # are given back, and the access point stays open without pages (said
+    # on the console).
     import gc
 
     try:
         gc.collect()
         from chargeguard.net import web
 
-        app.interfaces.append(("web", web.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)))
+        return web.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)
     except MemoryError:
         web = None
-        app.state = app.api = None
-        for name in ("chargeguard.net.web", "chargeguard.commands", "chargeguard.rules", "chargeguard.state", "microdot.microdot", "microdot"):
-            _unload(name)
-        gc.collect()
+        _give_back(app, True)
         log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
+    return None
+
+
+def _give_back(app, state_too):
+    # The pages' modules (imported afresh when needed again), and the site
+    # state and command API with theirs when nothing else uses them.
+    import gc
+
+    names = ["chargeguard.net.web", "chargeguard.net.webadmin", "microdot.microdot", "microdot"]
+    if state_too:
+        app.state = app.api = None
+        names += ["chargeguard.commands", "chargeguard.rules", "chargeguard.state"]
+    for name in names:
+        _unload(name)
+    gc.collect()
 
 
 def _unload(name):

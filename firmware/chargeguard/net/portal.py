@@ -12,6 +12,9 @@ the station link's state, and:
   address;
 - while open: polls the DNS server every OPEN_STEP_MS, at most
   dns_server.MAX_PER_TURN datagrams per turn;
+- where web.enabled is off (`pages` set by app.py): the web pages
+  (net/web.py: the setup wizard) served while it is open, whatever opened
+  it, and stopped (the port closed, their heap given back) when it closes;
 - on closing: net/captive.close_ap(), and both modules unloaded.
 
 The web interface (net/web.py) asks `address()` on every request: the
@@ -49,6 +52,11 @@ class Portal:
         self.dns = None  # dns_server.DnsServer while open
         self.opened = 0  # times the access point was opened
         self._failed_ms = None  # when the access point last refused to start
+        # (app, context, web section) where web.enabled is off: the pages are
+        # served while the access point is open (net/captive.start_pages).
+        self.pages = None
+        self.web = None  # net/web.Web while captive.start_pages serves it
+        self.web_task = None  # its task
 
     def address(self):
         """The access point's IPv4 address (text) while the portal is open, else None."""

@@ -2,7 +2,10 @@
 
 The host has no radio: "opening" the access point records its name, and its
 address is loopback, where the portal's web and DNS servers answer
-(CHARGEGUARD_WEB_PORT, CHARGEGUARD_DNS_PORT). The host has no button.
+(CHARGEGUARD_WEB_PORT, CHARGEGUARD_DNS_PORT). The host has no button: a
+board.json whose "button" is a file's path (text) stands one in, held
+while that file exists (the rehearsal and the system tests hold it so;
+boards/unix.json has null: no button).
 These calls are not in unix.py because every byte there is in the
 simulator's heap for good, portal or not (a site whose access point can
 never open never loads this).
@@ -31,7 +34,20 @@ def attach(platform):
     platform.ap_start = ap_start
     platform.ap_stop = ap_stop
     platform.dns_address = dns_address
-    platform.button_pressed = button_pressed
+    path = platform.board.get("button") if hasattr(platform, "board") else None
+    if type(path) is str:
+
+        def pressed(now_ms):
+            # The file's existence is the pin's level (nothing to debounce).
+            try:
+                os.stat(path)
+                return True
+            except OSError:
+                return False
+
+        platform.button_pressed = pressed
+    else:
+        platform.button_pressed = button_pressed
 
 
 def device_id():
@@ -45,5 +61,5 @@ def dns_address():
 
 
 def button_pressed(now_ms):
-    """False: the host has no button (boards/unix.json "button": null)."""
+    """False: the host has no button (boards/unix.json "button": null; a path there: see attach)."""
     return False
