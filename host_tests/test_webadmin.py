@@ -222,6 +222,23 @@ def test_the_meter_check_reads_the_running_meter_per_phase():
         assert name not in sys.modules, name
 
 
+def test_the_meter_check_takes_the_phases_chosen_on_its_step():
+    # First boot is three-phase by default: a one-phase meter model is
+    # refused against it, and accepted once the step says the site has one.
+    app, platform, meter, api, server, _ = first_boot()
+    one = {"type": "http", "model": "shelly_em1"}
+    assert not exists(server.storage + "/config.json")
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": one}, password=None)
+    assert status == 422 and "one phase" in doc["errors"]["meter.model"], doc
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": one, "phases": 1}, password=None)
+    # Only what is still missing (the address): the model fits a one-phase site.
+    assert status == 422 and list(doc["errors"]) == ["meter.host"], doc
+    for bad in (2, "1", True, 0):
+        status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": one, "phases": bad}, password=None)
+        assert status == 422 and "site.phases" in doc["errors"], (bad, doc)
+    assert not exists(server.storage + "/config.json")  # a check stores nothing: the phases are saved at the finish
+
+
 def test_the_charger_check_names_refused_fields_at_the_chargers_index():
     app, platform, meter, api, server, _ = first_boot()
     body = {"index": 2, "charger": {"type": "v2c_trydan", "host": "", "max_a": 99}}

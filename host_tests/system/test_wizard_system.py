@@ -265,6 +265,71 @@ def test_the_wizard_end_to_end_in_chromium():
         sim.stop()
 
 
+def test_a_one_phase_site_is_set_up_start_to_finish_in_chromium():
+    """A one-phase house with a one-channel meter (Shelly Pro EM, shelly_em1): the phases are asked on the
+    meter step, so the first boot's default three phases never refuse the meter."""
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    from http_meter_emulator import HttpMeterEmulator
+
+    sim = first_boot("wizard-1p")
+    meter = HttpMeterEmulator("shelly_em1").start()
+    meter.set_values([7300, 0, 0], [1679, 0, 0])
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page(viewport={"width": 390, "height": 844})
+                page.goto("http://127.0.0.1:%d/setup" % sim.web_port)
+                page.wait_for_selector("[data-step=wifi]:not([hidden])", timeout=PAGE_S * 1000)
+                page.click("#next")  # no Wi-Fi: the host's network
+                page.wait_for_selector("[data-step=meter]:not([hidden])", timeout=PAGE_S * 1000)
+                # The phases come first on the meter step.
+                assert page.is_visible(esc("f-site.phases"))
+                assert page.locator("[data-step=limits] " + esc("f-site.phases")).count() == 0
+                page.select_option(esc("f-meter.type"), "http")
+                page.select_option(esc("f-meter.model"), "shelly_em1")
+                page.fill(esc("f-meter.host"), "127.0.0.1")
+                page.fill(esc("f-meter.port"), str(meter.port))
+                # Left at three phases, the one-channel model is refused next to its field...
+                page.click("#readmeter")
+                assert "one phase" in wait_text(page, esc("e-meter.model"), "site.phases 1", PAGE_S)
+                # ...and read once the site is said to have one phase.
+                page.select_option(esc("f-site.phases"), "1")
+                page.select_option(esc("f-meter.model"), "shelly_em1")
+                page.click("#readmeter")
+                page.wait_for_selector("#reading [data-phase='0']", timeout=METER_S * 1000)
+                assert page.locator("#reading [data-phase='1']").count() == 0
+                assert text_of(page, "#reading [data-phase='0'] td >> nth=1") == "7.3"
+                assert text_of(page, esc("e-meter.model")) == ""
+                page.click("#next")
+                # A charger added now is a one-phase one.
+                page.click("#addcharger")
+                assert page.input_value(esc("f-chargers.0.phases")) == "1"
+                page.fill(esc("f-chargers.0.name"), "Trydan")
+                page.fill(esc("f-chargers.0.host"), "127.0.0.1")
+                page.fill(esc("f-chargers.0.port"), str(sim.trydan.port))
+                page.click("#next")
+                page.fill(esc("f-site.breaker_a"), "40")
+                page.click("#next")
+                page.click("#next")  # MQTT left off
+                page.fill(esc("f-admin.password"), ADMIN_PASSWORD)
+                page.fill("#f-confirm", ADMIN_PASSWORD)
+                page.click("#next")
+                page.wait_for_selector("[data-step=done]:not([hidden])", timeout=PAGE_S * 1000)
+            finally:
+                browser.close()
+        assert wait(lambda: not sim.firmware.alive(), ANSWER_S), firmware_output(sim)
+        doc = stored(sim)
+        assert doc["site"]["phases"] == 1 and doc["site"]["breaker_a"] == 40, doc["site"]
+        assert doc["meter"]["model"] == "shelly_em1" and doc["meter"]["port"] == meter.port
+        assert doc["chargers"][0]["phases"] == 1 and doc["chargers"][0]["phase_map"] == "A", doc["chargers"]
+    finally:
+        meter.stop()
+        sim.stop()
+
+
 def test_setup_api_over_http_reads_the_candidate_meter_and_the_box():
     sim = first_boot("wizard-api")
     pump = Pump(sim)

@@ -133,9 +133,10 @@ async def _watch_join(web, platform, password, problem_of, timeout_ms):
 # -- candidates: checked against the configuration's own rules ---------------
 
 
-def _candidate(web, section, value, prefix):
+def _candidate(web, section, value, prefix, site_phases=None):
     # {"value": normalised value, "running": the meter section in force} or
-    # {"errors": ...}: a document of the site's phases and `section` alone,
+    # {"errors": ...}: a document of the site's phases (site_phases, else the
+    # stored ones) and `section` alone,
     # checked by config.py; only errors under `prefix` count (the rest is the
     # wizard's later steps). The stored document is read for its meter and
     # phases and dropped before the check: one document on the heap at a time.
@@ -148,7 +149,7 @@ def _candidate(web, section, value, prefix):
 
         current = config.load(web.storage)[0]
         running = current["meter"]
-        phases = current["site"]["phases"]
+        phases = site_phases or current["site"]["phases"]
         current = None
         gc.collect()
         if section == "chargers":
@@ -191,8 +192,11 @@ def _reading(reading, source):
 
 
 async def on_meter(web, request, body):
-    """{"meter": a meter section} -> a live reading per phase of that meter, or why there is none.
+    """{"meter": a meter section, "phases": 1 or 3} -> a live reading per phase of that meter, or why there is none.
 
+    "phases" is the site's phase count chosen on the same step (site.phases;
+    absent: the stored one): a one-phase meter model is checked against the
+    site it is for, not against a first boot's default three phases.
     The running meter's reading when the section is the one in force; else
     the candidate's driver is started for at most METER_TEST_MS (not on the
     port the running meter holds: 409).
@@ -208,7 +212,10 @@ async def on_meter(web, request, body):
     # and unload below leaves it in pieces (measured: a 1.3 KB block missing
     # on the 64-bit port with 70 KB free).
     module = _driver(METER_MODULES, section.get("type"))
-    checked = _candidate(web, "meter", section, "meter.")
+    phases = body.get("phases")
+    if phases is not None and (type(phases) is not int or phases not in (1, 3)):
+        return _refuse("site.phases", "must be 1 or 3 (is %r)" % (phases,))
+    checked = _candidate(web, "meter", section, "meter.", phases)
     if type(checked) is not dict:
         return checked  # no memory to load the validator (503)
     if "errors" in checked:
