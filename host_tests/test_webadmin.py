@@ -312,6 +312,33 @@ def test_the_finish_stores_the_joined_network_atomically_then_restarts():
     assert saved["admin"]["password"] == PASSWORD and saved["site"]["breaker_a"] == 32
     assert saved["chargers"][0]["host"] == "192.168.1.60" and saved["web"]["enabled"] is True
     assert WIFI_PASSWORD not in json.dumps(answer) and server.join_secret is None
+    # The unix port has no mDNS responder of its own (the host's answers for the host): no name promised.
+    assert answer["mdns"] is None
+
+
+def test_the_finish_tells_the_mdns_name_where_the_platform_answers_it():
+    # The ESP32 (platform.mdns): its port's responder answers <wifi.hostname>.local once joined.
+    app, platform, meter, api, server, _ = first_boot()
+    server.platform.mdns = True
+    doc = _wizard_doc(server)
+
+    async def scenario(ssid):
+        if ssid:
+            status, _ = await ask(server, "POST", "/api/setup/wifi", {"ssid": ssid, "password": WIFI_PASSWORD})
+            assert status == 202
+            while server.join["state"] == "joining":
+                await asyncio.sleep(0)
+            doc["wifi"]["password"] = "***"
+        doc["wifi"]["ssid"] = ssid
+        doc["wifi"]["hostname"] = "garage-cg"
+        doc["admin"]["password"] = PASSWORD
+        return await ask(server, "POST", "/api/setup/finish", doc)
+
+    status, answer = asyncio.run(scenario("home"))
+    assert status == 200 and answer["mdns"] == "http://garage-cg.local:8080/", answer
+    # No network joined (the device stays on its own access point): no name to find it by.
+    status, answer = asyncio.run(scenario(""))
+    assert status == 200 and answer["mdns"] is None, answer
 
 
 def test_reboot_needs_the_password_and_restarts_after_the_answer():

@@ -366,7 +366,9 @@ async def on_finish(web, request, body):
     """A whole configuration from the wizard: the admin password required, the Wi-Fi only as joined; stored
     through the configuration's validator (all or nothing), then the controller restarts.
 
-    Answers {"stored": true, "restarting": true, "address": where to find the device next, "ssid"}.
+    Answers {"stored": true, "restarting": true, "address": where to find the device next, "ssid",
+    "mdns": "http://<wifi.hostname>.local/" where the platform answers that name (platform `mdns`:
+    the ESP32's own responder) and the device joins a network, else None}.
     """
     from chargeguard.net.web import _with_config
 
@@ -401,7 +403,11 @@ async def on_finish(web, request, body):
     ssid = doc["wifi"]["ssid"] if type(doc.get("wifi")) is dict else ""
     ip = join["ip"] if join is not None and join["state"] == "up" and join["ssid"] == ssid else web.state.ip
     answer["ssid"] = ssid
-    answer["address"] = None if not ip else "http://%s%s/" % (ip, "" if web.port == 80 else ":%d" % web.port)
+    port = "" if web.port == 80 else ":%d" % web.port
+    answer["address"] = None if not ip else "http://%s%s/" % (ip, port)
+    hostname = doc["wifi"].get("hostname") if type(doc.get("wifi")) is dict else None
+    mdns = ssid and hostname and getattr(web.platform, "mdns", False)
+    answer["mdns"] = "http://%s.local%s/" % (hostname, port) if mdns else None
     web.join_secret = None
     return answer
 

@@ -51,6 +51,13 @@ class Platform:
     """
 
     name = "esp32"
+    # The station answers "<wifi.hostname>.local" by mDNS: MicroPython's
+    # esp32 port builds with MICROPY_HW_ENABLE_MDNS_RESPONDER (on by default)
+    # and starts ESP-IDF's mDNS responder when the station gets its address,
+    # with the interface's host name (network.hostname(), set by wifi_start
+    # before the join). No responder of our own: the IDF's costs no Python
+    # heap. net/webadmin.py tells the owner the name at the wizard's finish.
+    mdns = True
 
     def __init__(self, board, storage_dir=None):
         self.board = board
@@ -188,8 +195,8 @@ class Platform:
     def wifi_start(self, hostname, static):
         """Activate the station interface with `hostname` and, if `static` (ip, netmask, gateway, dns), that address.
 
-        The hostname goes to the DHCP server; the docs say to set it before
-        connecting. network.hostname() (MicroPython 1.20 on) is preferred,
+        The hostname goes to the DHCP server and to the port's mDNS responder
+        (`mdns`: <hostname>.local); the docs say to set it before connecting. network.hostname() (MicroPython 1.20 on) is preferred,
         WLAN.config(dhcp_hostname=) is the older name. The driver is asked to
         make no reconnect attempts of its own (config(reconnects=0)): the
         network task owns retries and their backoff, and only then does
