@@ -147,15 +147,18 @@ def _candidate(web, section, value, prefix, site_phases=None):
     try:
         from chargeguard import config
 
-        current = config.load(web.storage)[0]
-        running = current["meter"]
-        phases = site_phases or current["site"]["phases"]
-        current = None
-        gc.collect()
+        running = None
         if section == "chargers":
-            # The charger's phases are checked against the site at the finish.
+            # The charger's phases are checked against the site at the finish;
+            # nothing stored is needed (the stored document, completed with
+            # the defaults, is the largest thing a check would hold).
             doc = {"site": {"phases": 3}, "chargers": [value]}
         else:
+            current = config.load(web.storage)[0]
+            running = current["meter"]
+            phases = site_phases or current["site"]["phases"]
+            current = None
+            gc.collect()
             doc = {"site": {"phases": phases}, section: value}
         normal, problems = config.check(doc, 10)
     except MemoryError:
