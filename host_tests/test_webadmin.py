@@ -239,6 +239,25 @@ def test_the_meter_check_takes_the_phases_chosen_on_its_step():
     assert not exists(server.storage + "/config.json")  # a check stores nothing: the phases are saved at the finish
 
 
+def test_the_meter_check_takes_the_meter_in_force_from_the_apps_context():
+    # As web.from_config sets them from app.build's context: the stored
+    # document is not read again for each check.
+    from chargeguard import config
+
+    app, platform, meter, api, server, _ = first_boot()
+    push_w(app, meter, platform, 2300, 0)
+    app.decide()
+    server.running_meter = config.check({"meter": {"type": "p1"}}, 10)[0]["meter"]
+    server.site_phases = 1
+    server.storage = server.storage + "/nowhere"  # a read of the stored document would find nothing
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": {"type": "p1"}}, password=None)
+    assert status == 200 and doc["source"] == "running", doc
+    # The site in force has one phase: a one-channel model fits it without being told.
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": {"type": "http", "model": "shelly_em1"}},
+                             password=None)
+    assert status == 422 and list(doc["errors"]) == ["meter.host"], doc
+
+
 def test_the_charger_check_names_refused_fields_at_the_chargers_index():
     app, platform, meter, api, server, _ = first_boot()
     body = {"index": 2, "charger": {"type": "v2c_trydan", "host": "", "max_a": 99}}

@@ -70,10 +70,16 @@ class Profile:
     server on a free loopback port; a phone's resolver and connectivity
     check (PortalClient) ask it every scene, and a run counts only if every
     answer came.
+    first_boot: the device out of the box: the simulator's config.json is
+    removed before the firmware starts (it runs on the defaults, no charger,
+    and opens the access point and the setup pages); `chargers` Trydans
+    still run on the LAN for the wizard's box check (a WebClient in
+    "firstboot" mode: the wizard's requests without a password).
     """
 
     def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False, portal=False,
-                 mixed=False, ocpp=None):
+                 mixed=False, ocpp=None, first_boot=False):
+        self.first_boot = first_boot
         self.name = name
         self.mixed = mixed
         self.ocpp = ocpp
@@ -293,6 +299,20 @@ PROFILES = PROFILES + (
         },
         web="setup",
     ),
+    # The real first boot (issue 9): no configuration at all, so no charger
+    # guarded; the access point, its DNS server and the setup pages open at
+    # boot, and each scene a phone asks the DNS server and the captive check
+    # and goes through the wizard's requests (state, options, a scan, the
+    # running meter's reading, the LAN's Trydan read once).
+    Profile(
+        "firstboot",
+        "first boot: no configuration, no charger; access point + DNS + setup pages, the wizard's checks every scene",
+        chargers=1,
+        budgets={"frozen32": 64 * KB},
+        web="firstboot",
+        portal=True,
+        first_boot=True,
+    ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
 
@@ -345,6 +365,9 @@ class Run:
         self.configured = ("ChargeGuard running: %d charger(s)" % count) in lines and not any(
             line.startswith("config:") and "kept as the last good" not in line for line in lines
         )
+        if getattr(profile, "first_boot", False):
+            # Out of the box: the defaults (their config lines say so), no charger.
+            self.configured = "ChargeGuard running: 0 charger(s)" in lines
         # With a broker, the MQTT link must have done its job too.
         self.mqtt_ok = not profile.broker or any(line.startswith("mqtt: connected") for line in lines)
         if profile.meter == "mqtt":
@@ -472,7 +495,10 @@ def _launch(profile, build, heap, mode=None, broker=None, env=None):
     binary = interpreter(build)
 
     def launch(root):
-        if profile.config:
+        if profile.first_boot:
+            # Out of the box: no configuration at all.
+            os.remove(os.path.join(os.path.dirname(root), "storage", "config.json"))
+        elif profile.config:
             # The simulator wrote its configuration beside root; the profile's sections go on top.
             path = os.path.join(os.path.dirname(root), "storage", "config.json")
             with open(path) as handle:
@@ -573,9 +599,29 @@ class WebClient:
             self.failures.append("%s %s: %r" % (method, path, error))
         return b"{}"
 
+    def _first_boot(self):
+        # The wizard on a device out of the box: no password is set yet, so
+        # its steps need none (and every other change is refused).
+        self.count += 1
+        self._ask("GET", "/api/status")
+        if self.count % 4 == 1:
+            self._ask("GET", "/setup")
+        change = {"Content-Type": "application/json", "X-ChargeGuard": "1"}
+        self._ask("GET", "/api/setup")
+        self._ask("GET", "/api/setup/options", None, change)
+        if self.count % 4 == 3:
+            self._ask("POST", "/api/setup/scan", "{}", change)
+        self._ask("POST", "/api/setup/meter", '{"meter": {"type": "p1"}, "phases": 3}', change, (200, 422), 20)
+        if self.box is not None:
+            self._ask("POST", "/api/setup/charger", json.dumps({"charger": self.box}), change)
+        self._ask("POST", "/api/chargers/1", '{"mode": "fast"}', change, want=(403, 404, 422))
+
     def scene(self):
         import base64
 
+        if self.setup == "firstboot":
+            self._first_boot()
+            return
         self.count += 1
         self._ask("GET", "/api/status")
         if self.count % 4 == 1:
@@ -609,7 +655,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             web_port = probe.getsockname()[1]
-        client = WebClient(web_port, profile.config["admin"]["password"], profile.web == "setup")
+        client = WebClient(web_port, profile.config.get("admin", {}).get("password", ""), profile.web if profile.web in ("setup", "firstboot") else False)
         inner = on_scene
 
         def on_scene(day, scene):
@@ -625,7 +671,9 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
             dns_port = probe.getsockname()[1]
-        env = {"CHARGEGUARD_NETWORK_DOWN": "1", "CHARGEGUARD_DNS_PORT": str(dns_port)}
+        env = {"CHARGEGUARD_DNS_PORT": str(dns_port)}
+        if not profile.first_boot:
+            env["CHARGEGUARD_NETWORK_DOWN"] = "1"  # what opens it on a configured site
         phone = PortalClient(web_port, dns_port)
         inner_portal = on_scene
 
@@ -646,6 +694,9 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         mixed=profile.mixed,
         ocpp=profile.ocpp,
     )
+    if client is not None and profile.first_boot and sim.trydans:
+        # The box on the LAN the wizard reads (not in any configuration yet).
+        client.box = {"name": "Trydan", "type": "v2c_trydan", "host": "127.0.0.1", "port": sim.trydans[0].port}
     try:
         if _wait_started(sim):
             if phone is not None:

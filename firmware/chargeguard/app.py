@@ -729,6 +729,11 @@ def _assemble(platform, doc, log, first_boot=False):
             # The setup access point (net/portal.Portal) or None: the web
             # interface redirects to the setup page while it is open.
             "portal": portal,
+            # The meter section in force and the site's phases: the wizard's
+            # meter check compares with them instead of reading the stored
+            # document again (a few hundred bytes kept, not KBs per check).
+            "meter": doc["meter"],
+            "site_phases": doc["site"]["phases"],
         }
         app.interfaces = [
             (section, module.from_config(section_doc, platform, log, context))

@@ -350,6 +350,10 @@ class Web:
         self.failed_ms = 0
         self.portal = None  # net/portal.Portal (set by from_config): captive redirects while it is open
         self.hostname = ""  # wifi.hostname: a Host the device answers to as itself
+        # The meter section in force and site.phases (the app's context), for
+        # the wizard's meter check; None: read from the stored configuration.
+        self.running_meter = None
+        self.site_phases = None
         self.server = _Server(self)
         server = self.server
         server.route("/")(self.index)
@@ -873,5 +877,7 @@ def from_config(cfg, platform, log, context):
         host, port, PAGE, storage, platform,
     )
     web.portal = context.get("portal")
+    web.running_meter = context.get("meter")
+    web.site_phases = context.get("site_phases")
     web.hostname = (context.get("hostname") or "").lower()
     return web

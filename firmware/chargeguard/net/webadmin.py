@@ -136,14 +136,18 @@ async def _watch_join(web, platform, password, problem_of, timeout_ms):
 def _candidate(web, section, value, prefix, site_phases=None):
     # {"value": normalised value, "running": the meter section in force} or
     # {"errors": ...}: a document of the site's phases (site_phases, else the
-    # stored ones) and `section` alone,
-    # checked by config.py; only errors under `prefix` count (the rest is the
-    # wizard's later steps). The stored document is read for its meter and
-    # phases and dropped before the check: one document on the heap at a time.
+    # ones in force) and `section` alone, checked by config.py; only errors
+    # under `prefix` count (the rest is the wizard's later steps). The meter in
+    # force and the phases come from the app's context (web.running_meter);
+    # without it the stored document is read and dropped before the check.
     import gc
+    import sys
 
-    from chargeguard.net.web import _errors
+    from chargeguard.net.web import _errors, _forget
 
+    # The validator and what it imports are given back before the check's
+    # live part (a driver started, a box polled): never both on the heap.
+    before = list(sys.modules)
     try:
         from chargeguard import config
 
@@ -154,15 +158,26 @@ def _candidate(web, section, value, prefix, site_phases=None):
             # the defaults, is the largest thing a check would hold).
             doc = {"site": {"phases": 3}, "chargers": [value]}
         else:
-            current = config.load(web.storage)[0]
-            running = current["meter"]
-            phases = site_phases or current["site"]["phases"]
-            current = None
-            gc.collect()
-            doc = {"site": {"phases": phases}, section: value}
+            running = web.running_meter
+            phases = web.site_phases
+            if running is None:
+                # A Web made without the app's context: the stored document.
+                current = config.load(web.storage)[0]
+                running = current["meter"]
+                phases = current["site"]["phases"]
+                current = None
+                gc.collect()
+            doc = {"site": {"phases": site_phases or phases}, section: value}
         normal, problems = config.check(doc, 10)
     except MemoryError:
         return _errors(503, "", "not enough memory to check this now: restart the controller and try again")
+    finally:
+        config = doc = None
+        for name in list(sys.modules):
+            if name not in before:
+                _forget(name)
+        before = None
+        gc.collect()
     errors = {}
     for path, message in problems:
         if path.startswith(prefix) or path == section:
