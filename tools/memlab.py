@@ -285,8 +285,9 @@ PROFILES = PROFILES + (
     # loaded per request): each scene the client also reads the wizard's
     # state and options, checks the running meter and reads a wallbox once
     # (the charger's driver and config.py's validator loaded and unloaded
-    # per request). Measured only (no budget): the wizard runs at first
-    # boot, with no charger commanded; docs/api.md gives the figures.
+    # per request). Measured only (no budget): 70 and 74 KB ran three days,
+    # 64-68 and 72 KB did not (2026-11-30, frozen32; docs/api.md gives the
+    # figures); the real first boot is the "firstboot" profile below.
     Profile(
         "setup",
         "web + the setup wizard's checks every scene (meter reading, a wallbox read, options)",
@@ -303,7 +304,9 @@ PROFILES = PROFILES + (
     # guarded; the access point, its DNS server and the setup pages open at
     # boot, and each scene a phone asks the DNS server and the captive check
     # and goes through the wizard's requests (state, options, a scan, the
-    # running meter's reading, the LAN's Trydan read once).
+    # running meter's reading, the LAN's Trydan read once). Frozen: ran three
+    # days in 64 KB (twice), 62 KB once ran and once lost one wallbox read;
+    # 56-60 KB failed (2026-11-30).
     Profile(
         "firstboot",
         "first boot: no configuration, no charger; access point + DNS + setup pages, the wizard's checks every scene",
