@@ -423,3 +423,35 @@ def test_without_a_button_file_the_unix_port_has_no_button():
     plain = unix.Platform({"name": "unix", "button": None}, storage_dir=storage)
     unix_ap.attach(plain)
     assert plain.button_pressed(0) is False
+
+
+def test_pages_that_cannot_start_leave_the_access_point_open_and_say_why():
+    import json
+
+    import support
+    from chargeguard import app as app_module
+    from chargeguard.platform import unix
+
+    storage = support.make_tmpdir("portal-nopages")
+    with open(storage + "/config.json", "w") as handle:
+        json.dump({"version": 1, "meter": {"type": "p1"}, "chargers": []}, handle)
+    platform = unix.Platform({"name": "unix", "button": storage + "/button"}, storage_dir=storage, uart_device=storage + "/no-p1")
+    lines = []
+    app = app_module.build(platform, log=lines.append)
+    portal = app.portal
+
+    def no_address(port):
+        raise MemoryError("memory allocation failed")
+
+    platform.web_address = no_address
+    platform.dns_address = lambda: ("127.0.0.1", 0)
+    portal.mode.needs_setup = True  # opens at the next look, as a button would
+    portal.step(platform.ticks_ms())
+    try:
+        assert portal.address() == "127.0.0.1" and portal.web_task is None, lines
+        assert any("not enough heap for the setup pages" in line for line in lines), lines
+        assert app.state is None and app.api is None  # given back
+    finally:
+        portal.finish()
+        portal.step(platform.ticks_ms() + 100)
+    assert portal.address() is None and lines[-1] == "portal: access point closed", lines

@@ -147,10 +147,14 @@ def _start_web(app, platform, log, context, web_doc):
         from chargeguard.net import web
 
         return web.from_config({"enabled": True, "port": web_doc.get("port", 80)}, platform, log, context)
-    except MemoryError:
+    except Exception as error:
+        # MemoryError above all; anything else must not stop the access point either.
         web = None
-        _give_back(app, True)
-        log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
+        _give_back(app, not app.interfaces)
+        if isinstance(error, MemoryError):
+            log("portal: not enough heap for the setup pages (the frozen image has room); the access point opens without them")
+        else:
+            log("portal: the setup pages could not start (%r); the access point opens without them" % (error,))
     return None
 
 
