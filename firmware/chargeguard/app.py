@@ -75,10 +75,10 @@ def make_meter(meter_doc, platform, doc=None):
 
 def make_charger(entry, platform):
     """The charger driver for one config["chargers"] entry."""
-    module_name = CHARGER_MODULES.get(entry["type"])
-    if module_name is None:
+    row = CHARGER_MODULES.get(entry["type"])
+    if row is None:
         raise ValueError("charger type %s is not supported" % entry["type"])
-    return _import(module_name).from_config(entry, platform, CHARGER_TIMEOUT_MS)
+    return _import(row[0]).from_config(entry, platform, CHARGER_TIMEOUT_MS)
 
 
 class App:
@@ -567,6 +567,14 @@ def _unload(name):
     gc.collect()
 
 
+def unload_config():
+    """Unloads config.py and the charger rule modules it loaded (drivers.CHARGER_MODULES)."""
+    _unload("chargeguard.config")
+    for row in CHARGER_MODULES.values():
+        if row[1] in sys.modules:
+            _unload(row[1])
+
+
 def load_config(directory, new=True):
     """config.load_for_boot(directory, new): (doc, notes, source, good).
 
@@ -581,7 +589,7 @@ def load_config(directory, new=True):
         return config.load_for_boot(directory, new)
     finally:
         del config
-        _unload("chargeguard.config")
+        unload_config()
         _unload("chargeguard.flashfile")
         # The rules config.py shares with commands.py: loaded again with
         # the command API when an interface first needs it.

@@ -1,8 +1,9 @@
-"""The configuration rules of the Modbus TCP and UDP charger entries (drivers.ENTRY_RULES).
+"""The configuration rules of the Modbus TCP and UDP charger entries (their rows in drivers.CHARGER_MODULES).
 
-config.py loads this module only for such an entry (to complete and check
-it), so a site without one carries none of it, and the boot-time validation
-of every other site stays as small as it was. Their extra keys: "unit"
+config.py loads this module only while it completes or checks such an entry
+(app.py unloads it with config.py after start-up), so a site without one
+carries none of it, and the boot-time validation of every other site stays
+as small as it was. Their extra keys: "unit"
 (Modbus unit id 1..247; an Alfen socket 1 or 2), "map" (modbus_generic: the
 register map, chargers/modbus_generic.py and docs/configuration.md); their
 default ports: 502, and 7090 for keba_p30.
