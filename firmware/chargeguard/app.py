@@ -583,6 +583,11 @@ def load_config(directory, new=True):
     configuration is read or written, so their heap is given back to the
     running controller.
     """
+    # The start-up peak is config.py's import: collect the board file's and
+    # the platform's garbage first, at this shallow stack (a collection the
+    # import forces deep inside it may keep garbage its stale pointers
+    # reach, and the import fails in a heap that could hold it).
+    gc.collect()
     from chargeguard import config
 
     try:
