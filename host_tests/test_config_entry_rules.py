@@ -94,3 +94,21 @@ def test_an_ocpp_id_refused_for_its_characters_is_not_also_called_a_duplicate():
         ("chargers.1.charge_point_id", "must not contain '/', '?', '#' or spaces (is 'BOX 1')"),
     ], errors
     forget_rule_modules()
+
+
+def test_the_app_built_holds_no_start_up_code():
+    # app.build() leaves neither chargeguard/startup.py (the once-per-boot
+    # assembly) nor config.py and the charger rules it loaded on the heap.
+    from chargeguard import app
+    from test_app import FakePlatform
+
+    forget_rule_modules()
+    chargers = [
+        {"name": "Garage", "host": "192.168.1.60"},
+        {"name": "Alfen", "type": "alfen_eve", "host": "192.168.1.62"},
+    ]
+    lines = []
+    built = app.build(FakePlatform(stored(chargers)), log=lines.append)
+    assert built.names == ["Garage", "Alfen"] and built.config_source == "config.json", lines
+    for name in ["chargeguard.startup", "chargeguard.config"] + rule_modules():
+        assert name not in sys.modules, name
