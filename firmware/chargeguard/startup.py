@@ -65,30 +65,6 @@ def _assemble(platform, doc, log, first_boot=False):
         from chargeguard import slowlayer  # noqa: F401
 
         gc.collect()
-    # The meter and the chargers first, into the room the configuration
-    # module left (their buffers, like the wallboxes' 2 KB poll body, need
-    # whole blocks: made after Wi-Fi and the portal, the body found no hole in
-    # an 89 KB heap as .mpy), each part after a collection at this shallow stack: a collection that an allocation forces deep inside a
-    # module load scans a stack full of stale pointers to start-up garbage
-    # (the collector is conservative) and may keep it, so the load fails
-    # with the heap full of garbage (measured on the 32-bit port: 84 KB "in
-    # use" of 88 when a driver's import failed, 53 KB of it live).
-    gc.collect()
-    try:
-        meter = _app.make_meter(doc["meter"], platform, doc)
-    except Exception as error:
-        # No meter means no readings: the guard then holds every charger at
-        # its failsafe current, which is the safe way to run without one.
-        # The platform's text names the device and why (OSError args: errno, text).
-        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
-        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
-        _app._traceback(error)
-        meter = _app._NoMeter()
-    drivers = []
-    for entry in doc["chargers"]:
-        gc.collect()
-        drivers.append(_app.make_charger(entry, platform))
-    gc.collect()
     wifi_doc = doc["wifi"]
     if wifi_doc["ssid"]:
         # Imported once the configuration is read.
@@ -129,6 +105,28 @@ def _assemble(platform, doc, log, first_boot=False):
             "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
             " spread evenly over the phases; a large single-phase load can then overload its phase unseen"
         )
+    # The meter and the chargers last, each part after a collection at this
+    # shallow stack: a collection that an allocation forces deep inside a
+    # module load scans a stack full of stale pointers to start-up garbage
+    # (the collector is conservative) and may keep it, so the load fails
+    # with the heap full of garbage (measured on the 32-bit port: 84 KB "in
+    # use" of 88 when a driver's import failed, 53 KB of it live).
+    gc.collect()
+    try:
+        meter = _app.make_meter(doc["meter"], platform, doc)
+    except Exception as error:
+        # No meter means no readings: the guard then holds every charger at
+        # its failsafe current, which is the safe way to run without one.
+        # The platform's text names the device and why (OSError args: errno, text).
+        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
+        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
+        _app._traceback(error)
+        meter = _app._NoMeter()
+    drivers = []
+    for entry in doc["chargers"]:
+        gc.collect()
+        drivers.append(_app.make_charger(entry, platform))
+    gc.collect()
     app = _app.App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
