@@ -114,6 +114,10 @@ class Profile:
 # 96 (86-92 failed at boot: config.py's read found no 640-byte hole). That
 # growth is what the plain-ESP32 .mpy tier lost this session: it is the
 # issue's open point (docs/firmware.md), not a tolerance.
+# optimiser was not swept then and kept 106 KB; the CI run of that evening
+# failed it there (a MemoryError in a charger poll), and a sweep of the
+# three-day run on main gave: 104 and 106 fail, 108, 110 and 112 run. Its
+# budget is that smallest heap plus the margin, like the others.
 # Lowered again 2026-11-30 (memcfg, issue 6) after config.py lost the OCPP
 # entry's rows (chargers/ocpp_entry.py, loaded only for such an entry),
 # app.py its once-per-boot code (startup.py, unloaded after boot) and the
@@ -121,9 +125,10 @@ class Profile:
 # fast days (2 KB steps, /tmp/sweep.py): core 79 KB (77 failed; 81 before),
 # http 84 (82 failed; 86 before), modbus 88 (86 failed; 94 before): those
 # budgets are these plus 4 KB. wifi still 91 (89 failed), optimiser 106
-# (104 failed; 108 before), everything frozen 76 (74 failed; 78 before).
+# (104 failed; 108 before; its budget is the one main set), everything frozen
+# 76 (74 failed; 78 before).
 MPY_MARGIN = 4 * KB
-OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 102 * KB + MPY_MARGIN}
+OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
         "core",

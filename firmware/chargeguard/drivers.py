@@ -12,6 +12,7 @@ METER_MODULES = {
     "http": "chargeguard.meters.http_meter",
     "mqtt": "chargeguard.meters.mqtt_meter",
     "ct": "chargeguard.meters.ct_meter",
+    "han": "chargeguard.meters.han",  # DLMS/COSEM push over HDLC (Norway's HAN-NVE), on the P1 UART
 }
 # Charger type -> (driver module, rules module or None). The rules module
 # holds what an entry of that type has beyond config.py's common charger
