@@ -1302,7 +1302,13 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             if version != CURRENT_VERSION:
                 notes.append("%s was written for version %d: migrated to version %d" % (CONFIG_FILE, version, CURRENT_VERSION))
             # What remember() will copy, unless config.bak already is that file.
-            # Imported only now: at start-up the heap peaks while validating.
+            # Imported only now: at start-up the heap peaks while validating;
+            # after a collection of the validation's garbage at this shallow
+            # stack (one the import forced could keep some: the http profile
+            # failed at boot in 88 KB as .mpy, its 640-byte code block found no hole).
+            import gc
+
+            gc.collect()
             from chargeguard import flashfile
 
             good = flashfile.checksum(directory + "/" + CONFIG_FILE)
