@@ -13,6 +13,16 @@ ModbusBox(host, port, platform, timeout_ms)
     "exception 2: illegal data address ...") and ``exception`` holds the
     Modbus exception code (0 when the box did not answer with one).
 
+The drivers' shared steps (chargers/: v2c_trydan_modbus, alfen, abb_terra,
+modbus_generic; as net/http.py's apply_box / fail_box for the HTTP ones):
+box_amps, poll_box, read_block, took_status, apply_box, write_box,
+fail_box. A driver
+has `box` (a ModbusBox), `unit`, `status` (ChargerStatus), `last_error`,
+`writes_sent`, `_poll_error` (the poll's error, shown again once a command
+went through), `_read_status()` (its poll: read_block, then took_status),
+`_command(offered_ma)` (writes what the box lacks with write_box; True when
+it has the command) and `_forget()` (drops what it believed the box had).
+
 Deadlines: each attempt waits ``timeout_ms`` for its answer, a failed
 attempt is tried once more, and the whole request ends ``2 x timeout_ms +
 pause`` after it started whatever happens, so a hung box delays only its own
@@ -31,6 +41,8 @@ from chargeguard.net import modbus_tcp as tcp
 _STEP_MS = const(5)  # how often a request in flight is stepped
 _PAUSE_MS = const(20)  # between two requests to one box (TCP needs no t3.5; a little air for small boxes)
 _MAX_WRITE = const(8)  # registers one function 16 write carries (a set-point is 1 or 2)
+_MIN_A = const(6)  # IEC 61851: no charging below 6 A
+_MAX_A = const(32)  # the most any of these boxes takes
 
 
 class _Link(tcp.TcpLink):
@@ -173,3 +185,88 @@ class ModbusBox:
 
     def close(self):
         self.link.close()
+
+
+# -- the Modbus charger drivers' shared steps (module doc) ---------------------
+
+
+def box_amps(offered_ma):
+    """An offer (mA) as the whole amperes a box takes: rounded down, at most 32, 0 (pause) below 6."""
+    amps = int(offered_ma) // 1000
+    if amps > _MAX_A:
+        return _MAX_A
+    return amps if amps >= _MIN_A else 0
+
+
+async def poll_box(driver):
+    """A driver's poll: `await driver._read_status()`. True when the box was read; never raises."""
+    try:
+        return await driver._read_status()
+    except MemoryError:
+        return fail_box(driver, "out of memory", 1)
+    except Exception as err:
+        return fail_box(driver, "driver: %s" % type(err).__name__, 1)
+
+
+async def read_block(driver, function, address, count):
+    """Read `count` registers of the driver's unit into its box (then box.word(i)); False after fail_box."""
+    box = driver.box
+    if await box.read(driver.unit, function, address, count):
+        return True
+    return fail_box(driver, box.error, 1 if box.exception else 2)
+
+
+def took_status(driver, error):
+    """End of a poll that read the box: reachable, stamped with the answer's tick, `error` (None: fine). True."""
+    status = driver.status
+    status.reachable = True
+    status.tick_ms = driver.box.master.tick_ms
+    driver._poll_error = status.error = error
+    if error is not None:
+        driver.last_error = error
+    return True
+
+
+async def apply_box(driver, offered_ma):
+    """A driver's apply: `await driver._command(offered_ma)`. True when the box has it; never raises.
+
+    After a command that went through, the status shows the poll's error again (a command's refusal is
+    cleared by the next success)."""
+    try:
+        if not await driver._command(offered_ma):
+            return False
+    except MemoryError:
+        return fail_box(driver, "out of memory")
+    except Exception as err:
+        return fail_box(driver, "driver: %s" % type(err).__name__)
+    driver.status.error = driver._poll_error
+    return True
+
+
+async def write_box(driver, function, register, values, count, value):
+    """Write values[0..count-1] at `register` of the driver's unit (function 5, 6 or 16; `value` for the
+    error text "write <register>=<value>: <why>"). True when the box confirmed it, else False after fail_box."""
+    driver.writes_sent += 1
+    box = driver.box
+    if await box.write(driver.unit, function, register, values, count):
+        return True
+    return fail_box(driver, "write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
+
+
+def fail_box(driver, message, how=0):
+    """Note a failure in the driver's status and `last_error`; returns False.
+
+    how: 0 = a command the box refused (a Modbus exception), 1 = a poll the box answered badly, 2 = a
+    poll without an answer, 3 = a command without an answer. 1-3: not reachable; 1 and 2: the error
+    stays until a poll succeeds; 2 and 3: the box may have restarted, so driver._forget() drops what it
+    believed the box had and the next apply writes everything.
+    """
+    status = driver.status
+    status.error = driver.last_error = message
+    if how:
+        status.reachable = False
+        if how != 3:
+            driver._poll_error = message
+        if how >= 2:
+            driver._forget()
+    return False
