@@ -1,10 +1,13 @@
-"""ABB Terra AC wallbox over Modbus TCP (unit 1, port 502), firmware 1.6.5 or later.
+"""ABB Terra AC wallbox over Modbus TCP (unit 1, port 502) or RTU (RS485), firmware 1.6.5 or later.
 
 Sources: ABB's "Terra AC Charger Modbus Communication" v1.7 as summarised by
 GrugBus (github.com/peufeu2/GrugBus, grugbus/devices/EVSE_ABB_Terra.csv and
 .md: registers, units and the behaviour of the dangerous ones) and evcc's
 ABB driver (the state byte). On the box (ABB's TerraConfig app): Modbus
-"slave" mode (several chargers under a central controller), Modbus TCP on.
+"slave" mode (several chargers under a central controller), Modbus TCP on;
+or, where the box is wired to the board's RS485 port, Modbus RTU with the
+address, baud and parity set there (nymea's ABB plugin asks for 19200 8E1,
+our defaults): the same registers and functions (3 to read, 16 to write).
 
 Read in one request, function 3, 0x4008..0x4020 (25 registers, u32 each
 but 0x4020): 0x4008 error code, 0x400A socket lock state, 0x400C charging
@@ -143,5 +146,14 @@ class AbbTerra:
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
-    """The driver for one validated `chargers[]` entry of type abb_terra."""
-    return AbbTerra(ModbusBox(entry["host"], entry["port"], platform, timeout_ms), entry.get("unit") or 1)
+    """The driver for one validated `chargers[]` entry of type abb_terra.
+
+    "transport": "rtu" puts it on the board's RS485 port ("baud", "format"; ABB's default 19200 8E1):
+    raises OSError when the port cannot be opened (none on the board). Not beside a Modbus RTU meter: one
+    master per bus (docs/chargers.md).
+    """
+    if entry.get("transport") == "rtu":
+        box = mbox.rtu_box(platform, entry["baud"], entry["format"], timeout_ms)
+    else:
+        box = ModbusBox(entry["host"], entry["port"], platform, timeout_ms)
+    return AbbTerra(box, entry.get("unit") or 1)
