@@ -22,6 +22,11 @@
    (run.py --mixed: one box of each family: the Trydan, a go-e and an
    OpenEVSE over HTTP, an Alfen over Modbus TCP), the go-e hung, the other
    cars unplugged, the Trydan cut as above (--mixed-only: this run alone).
+   With one box of every family (run.py --every-family: Trydan over HTTP and
+   Modbus TCP, go-e hung, Alfen, ABB, generic Modbus, Keba over UDP, a Shelly
+   relay; --every-family-only). A step with no command within 1 s whose
+   overload a cut of the last ev_response explains is counted as held (the
+   guard's hold, docs/development.md), any other as missed.
    And with four OCPP boxes connected to the firmware's central system, one
    of them hung after its BootNotification (OCPP_BOXES). Prints p50 / p90 /
    p99 / max.
