@@ -46,6 +46,21 @@ _MIN_A = const(6)  # IEC 61851: no charging below 6 A
 _MAX_A = const(32)  # the most any of these boxes takes
 
 
+def _frame(frames, count, size):
+    # The function 16 frame of `count` registers, made at its first use and kept.
+    req = frames.get(count)
+    if req is None:
+        req = frames[count] = bytearray(size)
+    return req
+
+
+def _put_words(req, at, values, count):
+    # values[0..count-1] as big-endian 16-bit words from req[at].
+    for i in range(count):
+        req[at + 2 * i] = (values[i] >> 8) & 0xFF
+        req[at + 1 + 2 * i] = values[i] & 0xFF
+
+
 class _Link(tcp.TcpLink):
     """TcpLink that also frames writes: functions 5, 6 (12 bytes, as a read) and 16 (13 + 2 x count).
 
@@ -61,9 +76,7 @@ class _Link(tcp.TcpLink):
 
     def begin(self, unit, function, address, count, values=None):
         if function == 16:
-            req = self._frames.get(count)
-            if req is None:
-                req = self._frames[count] = bytearray(13 + 2 * count)
+            req = _frame(self._frames, count, 13 + 2 * count)
             self._req = self._read_req  # begin() fills the 12-byte head there
             tcp.TcpLink.begin(self, unit, 16, address, count)
             head = self._req
@@ -71,9 +84,7 @@ class _Link(tcp.TcpLink):
                 req[i] = head[i]
             req[5] = 7 + 2 * count  # unit + PDU length
             req[12] = 2 * count
-            for i in range(count):
-                req[13 + 2 * i] = (values[i] >> 8) & 0xFF
-                req[14 + 2 * i] = values[i] & 0xFF
+            _put_words(req, 13, values, count)
             self._req = req
         else:
             self._req = self._read_req
@@ -96,9 +107,7 @@ class _RtuLink(mb.RtuLink):
 
     def begin(self, unit, function, address, count, values=None):
         if function == 16:
-            req = self._frames.get(count)
-            if req is None:
-                req = self._frames[count] = bytearray(9 + 2 * count)
+            req = _frame(self._frames, count, 9 + 2 * count)
             req[0] = unit
             req[1] = 16
             req[2] = address >> 8
@@ -106,9 +115,7 @@ class _RtuLink(mb.RtuLink):
             req[4] = 0
             req[5] = count
             req[6] = 2 * count
-            for i in range(count):
-                req[7 + 2 * i] = (values[i] >> 8) & 0xFF
-                req[8 + 2 * i] = values[i] & 0xFF
+            _put_words(req, 7, values, count)
             end = 7 + 2 * count
             crc = mb.crc16(req, 0, end)
             req[end] = crc & 0xFF
