@@ -1,4 +1,4 @@
-# ABB Terra AC over Modbus RTU on the RS485 port (chargers/abb_terra.py with net/modbus_box.rtu_box):
+# ABB Terra AC over Modbus RTU on the RS485 port (chargers/abb_terra.py with net/modbus_rtu_box.py):
 # the write framing of functions 6 and 16 on an RTU line, and the driver against a fake box on a
 # fake UART (both runtimes). The box's registers are test_abb_terra.Terra's, answered as RTU frames.
 from modbus_box_fakes import FakePlatform
@@ -8,7 +8,7 @@ from test_abb_terra import Terra, u32
 from chargeguard.chargers import abb_terra
 from chargeguard.core.model import CAR_CHARGING
 from chargeguard.net import modbus as mb
-from chargeguard.net import modbus_box as mbox
+from chargeguard.net import modbus_rtu_box
 
 
 class RtuPlatform(FakePlatform):
@@ -60,7 +60,7 @@ def make(unit=1, fmt="8E1"):
 def test_rtu_write_frames_of_functions_6_and_16():
     uart = FakeUart(lambda request: None)
     platform = FakePlatform()
-    link = mbox._RtuLink(uart, 19200, platform.ticks_ms, platform.ticks_diff)
+    link = modbus_rtu_box.RtuWriteLink(uart, 19200, platform.ticks_ms, platform.ticks_diff)
     link.begin(1, 16, 0x4100, 2, [0x0001, 0x2345])
     assert bytes(link._req) == rtu_frame(bytes((1, 16, 0x41, 0x00, 0, 2, 4, 0x00, 0x01, 0x23, 0x45)))
     link.begin(7, 16, 0x4106, 1, [60])
@@ -82,7 +82,7 @@ def test_rtu_write_answer_is_an_eight_byte_echo():
     echo = rtu_frame(bytes((1, 16, 0x41, 0x00, 0, 2)))
     platform = FakePlatform()
     uart = FakeUart(lambda request: echo, chunk=3)
-    link = mbox._RtuLink(uart, 19200, platform.ticks_ms, platform.ticks_diff)
+    link = modbus_rtu_box.RtuWriteLink(uart, 19200, platform.ticks_ms, platform.ticks_diff)
     link.begin(1, 16, 0x4100, 2, [0, 10000])
     platform.clock.now += 10
     assert link.send(platform.ticks_ms()) == mb.DONE

@@ -153,7 +153,9 @@ def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
     master per bus (docs/chargers.md).
     """
     if entry.get("transport") == "rtu":
-        box = mbox.rtu_box(platform, entry["baud"], entry["format"], timeout_ms)
+        from chargeguard.net.modbus_rtu_box import rtu_box  # loaded for such a box only
+
+        box = rtu_box(platform, entry["baud"], entry["format"], timeout_ms)
     else:
         box = ModbusBox(entry["host"], entry["port"], platform, timeout_ms)
     return AbbTerra(box, entry.get("unit") or 1)

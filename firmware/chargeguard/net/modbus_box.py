@@ -1,10 +1,10 @@
 """One Modbus wallbox connection (TCP, or RTU on the RS485 port), for the Modbus charger drivers.
 
-ModbusBox(host, port, platform, timeout_ms), rtu_box(platform, baud, fmt, timeout_ms)
+ModbusBox(host, port, platform, timeout_ms[, link])
     ``await read(unit, function, address, count)`` and ``await write(unit,
     function, address, values, count)`` run one request of net/modbus.py's
-    ModbusMaster over a TcpLink (net/modbus_tcp.py; rtu_box: an RtuLink
-    of net/modbus.py that also frames writes) to its end (writes:
+    ModbusMaster over a TcpLink (net/modbus_tcp.py; `link`: another one,
+    net/modbus_rtu_box.py's RTU link on the RS485 port) to its end (writes:
     function 5, one coil, 0xFF00 on / 0 off; 6, one register; 16, up to 8
     registers in one request, a float32 or u32 set-point; DONE only when the
     answer echoes the function, address and value or count), sleeping
@@ -46,16 +46,16 @@ _MIN_A = const(6)  # IEC 61851: no charging below 6 A
 _MAX_A = const(32)  # the most any of these boxes takes
 
 
-def _frame(frames, count, size):
-    # The function 16 frame of `count` registers, made at its first use and kept.
+def kept_frame(frames, count, size):
+    """The function 16 request frame (bytearray of `size`) for `count` registers from dict `frames`, made once."""
     req = frames.get(count)
     if req is None:
         req = frames[count] = bytearray(size)
     return req
 
 
-def _put_words(req, at, values, count):
-    # values[0..count-1] as big-endian 16-bit words from req[at].
+def put_words(req, at, values, count):
+    """Write values[0..count-1] (ints 0..65535) into bytearray `req` from index `at`, big-endian 16-bit words."""
     for i in range(count):
         req[at + 2 * i] = (values[i] >> 8) & 0xFF
         req[at + 1 + 2 * i] = values[i] & 0xFF
@@ -76,7 +76,7 @@ class _Link(tcp.TcpLink):
 
     def begin(self, unit, function, address, count, values=None):
         if function == 16:
-            req = _frame(self._frames, count, 13 + 2 * count)
+            req = kept_frame(self._frames, count, 13 + 2 * count)
             self._req = self._read_req  # begin() fills the 12-byte head there
             tcp.TcpLink.begin(self, unit, 16, address, count)
             head = self._req
@@ -84,48 +84,12 @@ class _Link(tcp.TcpLink):
                 req[i] = head[i]
             req[5] = 7 + 2 * count  # unit + PDU length
             req[12] = 2 * count
-            _put_words(req, 13, values, count)
+            put_words(req, 13, values, count)
             self._req = req
         else:
             self._req = self._read_req
             # Functions 5 and 6: the value takes the place of the count.
             tcp.TcpLink.begin(self, unit, function, address, count if values is None else values[0])
-
-
-class _RtuLink(mb.RtuLink):
-    """RtuLink that also frames writes: functions 5, 6 (8 bytes, as a read) and 16 (9 + 2 x count).
-
-    [unit][16][address (2)][count (2)][bytes = 2 x count][values][CRC-16, low
-    byte first] (Modbus Application Protocol V1.1b3 6.12, Serial Line V1.02
-    2.5.1). As _Link, the frame of each register count is made once and kept.
-    """
-
-    def __init__(self, uart, baud, ticks_ms, ticks_diff):
-        mb.RtuLink.__init__(self, uart, baud, ticks_ms, ticks_diff)
-        self._read_req = self._req
-        self._frames = {}
-
-    def begin(self, unit, function, address, count, values=None):
-        if function == 16:
-            req = _frame(self._frames, count, 9 + 2 * count)
-            req[0] = unit
-            req[1] = 16
-            req[2] = address >> 8
-            req[3] = address & 0xFF
-            req[4] = 0
-            req[5] = count
-            req[6] = 2 * count
-            _put_words(req, 7, values, count)
-            end = 7 + 2 * count
-            crc = mb.crc16(req, 0, end)
-            req[end] = crc & 0xFF
-            req[end + 1] = crc >> 8
-            self._req = req
-            self._unit = unit
-        else:
-            self._req = self._read_req
-            # Functions 5 and 6: the value takes the place of the count.
-            mb.RtuLink.begin(self, unit, function, address, count if values is None else values[0])
 
 
 class _Master(mb.ModbusMaster):
@@ -166,7 +130,7 @@ class ModbusBox:
     """A Modbus TCP box: serialised requests with deadlines (see module doc)."""
 
     def __init__(self, host, port, platform, timeout_ms, link=None):
-        # link: another link than Modbus TCP to host:port (rtu_box: the RS485 port).
+        # link: another link than Modbus TCP to host:port (net/modbus_rtu_box.py: the RS485 port).
         self.link = _Link(host, port) if link is None else link
         self.master = _Master(self.link, platform.ticks_ms, platform.ticks_diff, timeout_ms, 1, _PAUSE_MS)
         self._sleep_ms = platform.sleep_ms
@@ -234,16 +198,6 @@ class ModbusBox:
 
     def close(self):
         self.link.close()
-
-
-def rtu_box(platform, baud, fmt, timeout_ms):
-    """A ModbusBox on the board's RS485 port: Modbus RTU at `baud`, `fmt` "8N1" | "8E1" | "8O1" | "8N2".
-
-    Raises OSError when the platform cannot open the port (none on the board). The port carries one
-    master: not beside a Modbus RTU meter (docs/chargers.md)."""
-    parity = None if fmt[1] == "N" else 0 if fmt[1] == "E" else 1
-    uart = platform.open_rs485(baud, 8, parity, int(fmt[2]))
-    return ModbusBox(None, 0, platform, timeout_ms, _RtuLink(uart, baud, platform.ticks_ms, platform.ticks_diff))
 
 
 # -- the Modbus charger drivers' shared steps (module doc) ---------------------
