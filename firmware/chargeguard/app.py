@@ -26,7 +26,7 @@ from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_add, ticks_diff
-from chargeguard.drivers import CHARGER_MODULES, INTERFACE_MODULES, METER_MODULES
+from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -75,10 +75,10 @@ def make_meter(meter_doc, platform, doc=None):
 
 def make_charger(entry, platform):
     """The charger driver for one config["chargers"] entry."""
-    module_name = CHARGER_MODULES.get(entry["type"])
-    if module_name is None:
+    row = CHARGER_MODULES.get(entry["type"])
+    if row is None:
         raise ValueError("charger type %s is not supported" % entry["type"])
-    return _import(module_name).from_config(entry, platform, CHARGER_TIMEOUT_MS)
+    return _import(row[0]).from_config(entry, platform, CHARGER_TIMEOUT_MS)
 
 
 class App:
@@ -567,6 +567,14 @@ def _unload(name):
     gc.collect()
 
 
+def unload_config():
+    """Unloads config.py and the charger rule modules it loaded (drivers.CHARGER_MODULES)."""
+    _unload("chargeguard.config")
+    for row in CHARGER_MODULES.values():
+        if row[1] in sys.modules:
+            _unload(row[1])
+
+
 def load_config(directory, new=True):
     """config.load_for_boot(directory, new): (doc, notes, source, good).
 
@@ -575,13 +583,18 @@ def load_config(directory, new=True):
     configuration is read or written, so their heap is given back to the
     running controller.
     """
+    # The start-up peak is config.py's import: collect the board file's and
+    # the platform's garbage first, at this shallow stack (a collection the
+    # import forces deep inside it may keep garbage its stale pointers
+    # reach, and the import fails in a heap that could hold it).
+    gc.collect()
     from chargeguard import config
 
     try:
         return config.load_for_boot(directory, new)
     finally:
         del config
-        _unload("chargeguard.config")
+        unload_config()
         _unload("chargeguard.flashfile")
         # The rules config.py shares with commands.py: loaded again with
         # the command API when an interface first needs it.
@@ -595,165 +608,17 @@ def build(platform, log=print):
 
     A config.json that is valid but cannot start (a driver fails, no heap
     for it) is not applied either: the App is built from the last good copy.
-    The notes are printed and kept on the App (config_notes).
+    The notes are printed and kept on the App (config_notes). The work is
+    chargeguard/startup.py's, loaded for it and unloaded after: code that
+    runs once per boot does not stay on the running controller's heap.
     """
-    directory = platform.storage_dir()
-    doc, notes, source, good = load_config(directory)
-    _log_notes(log, notes)
+    from chargeguard import startup
+
     try:
-        app = _assemble(platform, doc, log, source is None)
-    except Exception as error:
-        if source != "config.json":
-            raise
-        # Said now: if the last good copy cannot be read either, this is
-        # the first cause, and the only one the console would not show.
-        log("config: config.json could not start: %r" % (error,))
-        _traceback(error)
-        doc = None
-        gc.collect()
-        doc, more, source, good = load_config(directory, False)
-        if source is None:
-            raise
-        more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
-        _log_notes(log, more)
-        notes.extend(more)
-        app = _assemble(platform, doc, log)
-    app.config_notes = notes
-    app.config_source = source
-    app.storage = directory
-    app.config_good = good
-    # Start with the start-up garbage (documents, notes, driver set-up) gone,
-    # not left for the first request to trip over on a small heap.
-    doc = None
-    gc.collect()
-    return app
-
-
-def _log_notes(log, notes):
-    for note in notes:
-        log("config: " + note)
-
-
-def _assemble(platform, doc, log, first_boot=False):
-    # The guard's code first, into the room the configuration module left
-    # (App imports it again, from sys.modules).
-    from chargeguard.core import guard  # noqa: F401
-
-    if needs_optimiser(doc):
-        # Before Wi-Fi and the interfaces (App imports it again, from sys.modules).
-        from chargeguard import slowlayer  # noqa: F401
-
-        gc.collect()
-    wifi_doc = doc["wifi"]
-    if wifi_doc["ssid"]:
-        # Imported once the configuration is read.
-        from chargeguard.net import wifi
-
-        network = wifi.from_config(wifi_doc, platform, log)
-    else:
-        network = None
-        if platform.network_up():
-            log("wifi: not configured (wifi.ssid is empty); using the host's network")
-        else:
-            log("wifi: not configured (wifi.ssid is empty): no network, chargers stay unavailable;"
-                " the meter is guarded locally")
-    # The setup access point (net/portal.py), where it can open: no valid
-    # configuration, no network at all, a Wi-Fi to lose, a board button.
-    portal = None
-    if hasattr(platform, "board") and (
-        first_boot or wifi_doc["ssid"] or not platform.network_up() or platform.board.get("button") is not None
-    ):
-        from chargeguard.net import portal as portal_module
-
-        portal = portal_module.make(platform, network, wifi_doc, first_boot, log)
-    # While setting up, the portal is the web pages, whatever web.enabled says.
-    web_on = doc.get("web", {}).get("enabled")
-    setup_web = portal is not None and portal.mode.needs_setup and not web_on
-    # Else an access point opened later (the button, a lost Wi-Fi) serves them while it is open.
-    portal_pages = portal is not None and not setup_web and not web_on
-    # The modules of enabled interfaces only (a site without MQTT never loads
-    # its code); the objects are made once the App exists (their context
-    # names its two objects).
-    interfaces = []
-    for section, module_name in INTERFACE_MODULES:
-        section_doc = doc.get(section)
-        # The OCPP server runs whenever a box is to connect to it.
-        needed = section == "ocpp" and any(entry["type"] == "ocpp" for entry in doc["chargers"])
-        if section_doc and (section_doc.get("enabled") or needed):
-            interfaces.append((section, section_doc, _import(module_name)))
-            gc.collect()
-    if doc["site"].get("balanced_load"):
-        log(
-            "WARNING: site.balanced_load is on: with a meter that gives totals only, the house load is taken as"
-            " spread evenly over the phases; a large single-phase load can then overload its phase unseen"
-        )
-    # The meter and the chargers last, each part after a collection at this
-    # shallow stack: a collection that an allocation forces deep inside a
-    # module load scans a stack full of stale pointers to start-up garbage
-    # (the collector is conservative) and may keep it, so the load fails
-    # with the heap full of garbage (measured on the 32-bit port: 84 KB "in
-    # use" of 88 when a driver's import failed, 53 KB of it live).
-    gc.collect()
-    try:
-        meter = make_meter(doc["meter"], platform, doc)
-    except Exception as error:
-        # No meter means no readings: the guard then holds every charger at
-        # its failsafe current, which is the safe way to run without one.
-        # The platform's text names the device and why (OSError args: errno, text).
-        why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
-        log("meter: cannot start (%s): chargers stay on their failsafe current" % why)
-        _traceback(error)
-        meter = _NoMeter()
-    drivers = []
-    for entry in doc["chargers"]:
-        gc.collect()
-        drivers.append(make_charger(entry, platform))
-    gc.collect()
-    app = App(platform, doc, meter, drivers, log)
-    app.network = network
-    app.portal = portal
-    if interfaces or setup_web or portal_pages:
-        # What every interface gets besides its config section: the device's
-        # host name, and the site state and command API as calls (each loaded
-        # at its first call, so an interface pays only for what it uses).
-        context = {
-            "hostname": wifi_doc.get("hostname", "chargeguard"),
-            "site_state": app.site_state,
-            "command_api": app.command_api,
-            "charger_models": [entry["type"] for entry in doc["chargers"]],
-            # The web interface's password (a secret: never logged or returned).
-            "admin_password": doc["admin"]["password"],
-            # The web pages' port when they are served (Home Assistant's
-            # configuration_url links to them), else None.
-            "web_port": doc["web"]["port"] if doc.get("web", {}).get("enabled") else None,
-            # The setup access point (net/portal.Portal) or None: the web
-            # interface redirects to the setup page while it is open.
-            "portal": portal,
-            # The meter section in force and the site's phases: the wizard's
-            # meter check compares with them instead of reading the stored
-            # document again (a few hundred bytes kept, not KBs per check).
-            "meter": doc["meter"],
-            "site_phases": doc["site"]["phases"],
-        }
-        app.interfaces = [
-            (section, module.from_config(section_doc, platform, log, context))
-            for section, section_doc, module in interfaces
-        ]
-        if setup_web:
-            from chargeguard.net import captive
-
-            captive.setup_web(app, platform, log, context, doc.get("web") or {})
-        elif portal_pages:
-            portal.pages = (app, context, doc.get("web") or {})
-    app.needs_network = True
-    app.ntp_server = wifi_doc["ntp_server"]
-    if network is not None and platform.name == "esp32":
-        from chargeguard.net import http
-
-        # Host names of wallboxes are looked up without blocking the loop
-        # (the unix port has no server to ask: the host resolves).
-        http.use_resolver(_resolver(platform))
-    return app
+        return startup.build(platform, log)
+    finally:
+        del startup
+        _unload("chargeguard.startup")
 
 
 def _resolver(platform):

@@ -190,7 +190,9 @@ class Commands:
             return {"": "the configuration could not be stored (flash error %s)" % (error.args[0] if error.args else "?")}
         finally:
             del config
-            _unload("chargeguard.config")
+            from chargeguard.app import unload_config
+
+            unload_config()
         from chargeguard import flashfile
 
         flashfile.remove(self.app.storage + "/" + OVERLAY_FILE)

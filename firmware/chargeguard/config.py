@@ -79,7 +79,7 @@ Version 1 (CURRENT_VERSION):
          "type": "v2c_trydan",         CHARGER_TYPES
          "host": "",                   numeric IPv4 (unicast) or a host name; required
          "port": 80,                   1..65535 (502 for the Modbus types, 7090 for keba_p30)
-         "unit": 1,                    Modbus types only (drivers.ENTRY_RULES): the unit id
+         "unit": 1,                    Modbus types only (chargers/entries.py): the unit id
                                        1..247 (an Alfen socket: 1, or 2 for the right one)
          "phases": 3,                  1..3 and at most site.phases
          "phase_map": "ABC",           `phases` distinct letters from the site's phases:
@@ -135,7 +135,7 @@ Version 1 (CURRENT_VERSION):
      "admin": {"password": ""}}        secret: empty (not set yet: the web refuses every
                                        change) or 8..64 characters; the web's password
 
-A charger of type "ocpp" (docs/ocpp.md) has no host and port but charge_point_id (required,
+A charger of type "ocpp" (docs/ocpp.md; its rows: chargers/ocpp_entry.py) has no host and port but charge_point_id (required,
 1..48 characters), password (secret, empty or 8..64), unit ("auto" | "A" | "W"), stack_level
 (-1..8), profile_connector (-1..1), pause ("auto" | "zero" | "stop"), remote_start_stop (false),
 id_tags ("" or 1..200 characters) and meter_interval_s (10, 0..3600).
@@ -203,7 +203,7 @@ from micropython import const
 
 from chargeguard import rules
 from chargeguard.core.modes import MODES
-from chargeguard.drivers import CHARGER_MODULES, ENTRY_RULES, METER_MODULES
+from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
 CURRENT_VERSION = const(1)
 MAX_CONFIG_BYTES = const(8192)
@@ -354,6 +354,10 @@ _WEB = (
     ("enabled", False, _BOOL, None, None, ""),
     ("port", 80, _INT, 1, 65535, ""),
 )
+# The rows of every charger entry. A type with rules of its own
+# (drivers.CHARGER_MODULES: chargers/entries.py, chargers/ocpp_entry.py)
+# completes and checks its entry with these plus its own rows (an OCPP box's
+# replace host and port, rows 2 and 3).
 _CHARGER = (
     ("name", "Charger 1", _TEXT, 1, 32, ""),
     ("type", "v2c_trydan", _ENUM, CHARGER_TYPES, None, ""),
@@ -369,23 +373,6 @@ _CHARGER = (
     rules.MODE,
     rules.MANUAL_A,
     rules.ENABLED,
-)
-# A charger of type "ocpp" (chargers/ocpp.py, docs/ocpp.md): the box connects to the device, so a
-# charge point id instead of host and port, and the quirks of OCPP boxes. Rows it shares with
-# _CHARGER are the same objects (heap).
-_CHARGER_OCPP = (
-    _CHARGER[0],  # name
-    _CHARGER[1],  # type
-    ("charge_point_id", "", _TEXT, 1, 48, ""),
-    ("password", "", _SECRET, 8, 64, ""),
-) + _CHARGER[4:] + (
-    ("unit", "auto", _ENUM, ("auto", "A", "W"), None, ""),
-    ("stack_level", -1, _INT, -1, 8, ""),
-    ("profile_connector", -1, _INT, -1, 1, ""),
-    ("pause", "auto", _ENUM, ("auto", "zero", "stop"), None, ""),
-    ("remote_start_stop", False, _BOOL, None, None, ""),
-    ("id_tags", "", _OPT_TEXT, 1, 200, ""),
-    ("meter_interval_s", 10, _INT, 0, 3600, "s"),
 )
 _OCPP = (
     ("enabled", False, _BOOL, None, None, ""),
@@ -448,9 +435,15 @@ def _meter_table(section):
     return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
 
 
-def _charger_table(entry):
-    # The fields of a charger entry depend on its type.
-    return _CHARGER_OCPP if entry.get("type") == "ocpp" else _CHARGER
+def _entry_rules(kind):
+    # The module with the rules of charger type `kind` beyond _CHARGER (its
+    # own keys, defaults and checks; drivers.CHARGER_MODULES), imported now:
+    # a site without such a type never loads it. None when the type has none
+    # or is unknown (_CHARGER's "type" row then says so).
+    row = CHARGER_MODULES.get(kind) if type(kind) is str else None
+    if row is None or row[1] is None:
+        return None
+    return __import__(row[1], None, None, ("check",))
 
 
 def _copy(value, depth=0):
@@ -494,11 +487,10 @@ def _complete_charger(out, index, site_phases):
         out["circuit_a"] = out["max_a"]
     if "manual_a" not in out and _is_int(out.get("min_a")):
         out["manual_a"] = out["min_a"]
-    if out.get("type") in ENTRY_RULES:
-        from chargeguard.chargers import entries  # their own rules, loaded for them only
-
-        return entries.complete(out, _fill, _CHARGER)
-    return _fill(out, _charger_table(out))
+    rules_module = _entry_rules(out.get("type"))
+    if rules_module is not None:
+        return rules_module.complete(out, _fill, _CHARGER)
+    return _fill(out, _CHARGER)
 
 
 def complete(doc):
@@ -1053,18 +1045,17 @@ def _check_chargers(errors, chargers, site_phases):
         if type(entry) is not dict:
             errors.add(prefix[:-1], "must be an object (is %s)" % _show(entry), written=True)
             continue
-        if entry.get("type") in ENTRY_RULES:
-            from chargeguard.chargers import entries
-
-            good = entries.check(errors, prefix, entry, _CHARGER, _check_section, _check, _unknown, _MISSING)
+        rules_module = _entry_rules(entry.get("type"))
+        if rules_module is not None:
+            good = rules_module.check(errors, prefix, entry, _CHARGER, _check_section, _check, _unknown, _MISSING)
         else:
-            good = _check_section(errors, prefix, entry, _charger_table(entry))
+            good = _check_section(errors, prefix, entry, _CHARGER)
+        rules_module = None
         _check_charger(errors, prefix, good, site_phases, count)
+        # An OCPP box's id (chargers/ocpp_entry.py drops one it refused).
         ident = good.get("charge_point_id")
         if ident is not None:
-            if "/" in ident or "?" in ident or "#" in ident or " " in ident:
-                errors.add(prefix + "charge_point_id", "must not contain '/', '?', '#' or spaces (is %s)" % _show(ident))
-            elif ident in idents:
+            if ident in idents:
                 message = "must be unique: %s is also the id of chargers.%d" % (_show(ident), idents[ident])
                 errors.add(prefix + "charge_point_id", message, "chargers.%d.charge_point_id" % idents[ident])
             else:
@@ -1311,7 +1302,13 @@ def load_for_boot(directory, new=True, max_errors=MAX_NOTE_ERRORS):
             if version != CURRENT_VERSION:
                 notes.append("%s was written for version %d: migrated to version %d" % (CONFIG_FILE, version, CURRENT_VERSION))
             # What remember() will copy, unless config.bak already is that file.
-            # Imported only now: at start-up the heap peaks while validating.
+            # Imported only now: at start-up the heap peaks while validating;
+            # after a collection of the validation's garbage at this shallow
+            # stack (one the import forced could keep some: the http profile
+            # failed at boot in 88 KB as .mpy, its 640-byte code block found no hole).
+            import gc
+
+            gc.collect()
             from chargeguard import flashfile
 
             good = flashfile.checksum(directory + "/" + CONFIG_FILE)
@@ -1369,7 +1366,7 @@ def _overlaid(directory, doc, notes):
             table = _SITE if parts[0] == "site" else _SOLAR
         elif len(parts) == 3 and parts[0] == "chargers" and _digits(parts[1]) and int(parts[1]) < len(chargers):
             node = chargers[int(parts[1])]
-            table = _charger_table(node)
+            table = _CHARGER  # every type's entry has these rows
         # Only what commands.py may set: an overlay never changes a breaker.
         if node is None or parts[-1] not in [spec[0] for spec in rules.RUNTIME] or parts[-1] not in [spec[0] for spec in table]:
             refused.append((path, "unknown setting (not settable at run time)"))

@@ -1,7 +1,8 @@
 """Which driver module serves each meter and charger type a configuration can name, and each interface.
 
-Adding a device is a new module in meters/ or chargers/ plus one line here;
-config.py accepts exactly these types and app.py imports a module only when
+Adding a device is a new module in meters/ or chargers/ plus one line here
+(a charger's line also names the module of its own configuration rules, if
+it has any); config.py accepts exactly these types and app.py imports a module only when
 the configuration uses it, so the heap holds only the drivers in use.
 """
 
@@ -13,22 +14,27 @@ METER_MODULES = {
     "ct": "chargeguard.meters.ct_meter",
     "han": "chargeguard.meters.han",  # DLMS/COSEM push over HDLC (Norway's HAN-NVE), on the P1 UART
 }
+# Charger type -> (driver module, rules module or None). The rules module
+# holds what an entry of that type has beyond config.py's common charger
+# fields (its own keys, defaults and checks); config.py loads it only while
+# it completes or checks such an entry, so a site without one never loads
+# it: chargers/entries.py for the Modbus TCP types ("unit", port 502;
+# modbus_generic's register map "map") and keba_p30 (UDP port 7090),
+# chargers/ocpp_entry.py for an OCPP box (a charge point id instead of host
+# and port, and the boxes' quirks).
+_ENTRIES = "chargeguard.chargers.entries"
 CHARGER_MODULES = {
-    "v2c_trydan": "chargeguard.chargers.v2c_trydan",
-    "go_e": "chargeguard.chargers.go_e",
-    "openevse": "chargeguard.chargers.openevse",
-    "v2c_trydan_modbus": "chargeguard.chargers.v2c_trydan_modbus",
-    "alfen_eve": "chargeguard.chargers.alfen",
-    "abb_terra": "chargeguard.chargers.abb_terra",
-    "modbus_generic": "chargeguard.chargers.modbus_generic",
-    "keba_p30": "chargeguard.chargers.keba",
-    "ocpp": "chargeguard.chargers.ocpp",
-    "shelly_load": "chargeguard.chargers.shelly_load",  # an on/off load (heater, pump) on a Shelly relay
+    "v2c_trydan": ("chargeguard.chargers.v2c_trydan", None),
+    "go_e": ("chargeguard.chargers.go_e", None),
+    "openevse": ("chargeguard.chargers.openevse", None),
+    "v2c_trydan_modbus": ("chargeguard.chargers.v2c_trydan_modbus", _ENTRIES),
+    "alfen_eve": ("chargeguard.chargers.alfen", _ENTRIES),
+    "abb_terra": ("chargeguard.chargers.abb_terra", _ENTRIES),
+    "modbus_generic": ("chargeguard.chargers.modbus_generic", _ENTRIES),
+    "keba_p30": ("chargeguard.chargers.keba", _ENTRIES),
+    "ocpp": ("chargeguard.chargers.ocpp", "chargeguard.chargers.ocpp_entry"),
+    "shelly_load": ("chargeguard.chargers.shelly_load", None),  # an on/off load (heater, pump) on a Shelly relay
 }
-# Charger types whose entries have rules of their own (chargers/entries.py,
-# loaded by config.py for them only): the Modbus TCP ones ("unit", port 502;
-# modbus_generic's register map "map") and keba_p30 (UDP port 7090).
-ENTRY_RULES = ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic", "keba_p30")
 # Interfaces (views and remote controls around the guard): config section ->
 # module. app.py imports a module only when its section has "enabled": true
 # and runs `module.from_config(section, platform, log, context).run()` as a

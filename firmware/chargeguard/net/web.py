@@ -685,10 +685,12 @@ def _with_config(storage, work):
         return _errors(503, "", "not enough memory to read the configuration now: restart the controller and try again")
     finally:
         config = current = None
-        sys.modules.pop("chargeguard.config", None)
-        package = sys.modules.get("chargeguard")
-        if package is not None and "config" in package.__dict__:
-            delattr(package, "config")
+        _forget("chargeguard.config")
+        from chargeguard.drivers import CHARGER_MODULES
+
+        for row in CHARGER_MODULES.values():
+            if row[1] in sys.modules:
+                _forget(row[1])  # the charger rules config.py loaded
         gc.collect()
 
 

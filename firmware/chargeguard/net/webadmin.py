@@ -275,6 +275,8 @@ def _driver(table, kind):
     import gc
 
     name = table.get(kind) if type(kind) is str else None
+    if type(name) is tuple:
+        name = name[0]  # a charger's row: (driver, its rules module)
     if name is None:
         return None
     gc.collect()
