@@ -344,14 +344,17 @@ PROFILES = PROFILES + (
     # guarded; the access point, its DNS server and the setup pages open at
     # boot, and each scene a phone asks the DNS server and the captive check
     # and goes through the wizard's requests (state, options, a scan, the
-    # running meter's reading, the LAN's Trydan read once). Frozen: ran three
-    # days in 64 KB (twice), 62 KB once ran and once lost one wallbox read;
-    # 56-60 KB failed (2026-11-30).
+    # running meter's reading, the LAN's Trydan read once). Frozen: 64 KB ran
+    # the three days in 4 of 5 runs (3 of 3 before main's configuration
+    # split was merged, then one pass and one failure in the budget test);
+    # 62 KB once ran and once lost one wallbox read; 56-60 KB failed
+    # (2026-11-30). Not reliably inside 64 KB, so measured only: a budget
+    # that fails one run in five would be a flaky test.
     Profile(
         "firstboot",
         "first boot: no configuration, no charger; access point + DNS + setup pages, the wizard's checks every scene",
         chargers=1,
-        budgets={"frozen32": 64 * KB},
+        budgets={},
         web="firstboot",
         portal=True,
         first_boot=True,
