@@ -1,188 +1,369 @@
-"""meters/han.py: HAN frames (HDLC + DLMS/COSEM data-notification) decoded, and refused in words.
+"""HAN port (meters/han.py): HDLC framing, the DataNotification decoder and the driver, on both runtimes.
 
-Runs on CPython and on the MicroPython unix port. The frames are built here
-from the layout of the public source named in meters/han.py (Aidon's RJ45 HAN
-Interface Feature Description 1.4 A: HDLC type 3 frame, LLC E6 E7 00, a
-data-notification whose body is an array of (OBIS, value, scaler-unit)
-structures), with values of our own: no captured frame of another project.
+The frames are built here from the format meters/han.py's docstring states
+(IEC 62056-46 frame format type 3, CRC-16/X-25, a DLMS DataNotification of
+OBIS / value / scaler-unit structures). The List 2 below has the layout of the
+public Aidon three-phase sample (hanporten.se, "Protokollet"): an IT network
+meter with L1 and L3 currents only; its header's HCS (0xFA 0x7C) is the one
+printed there, which checks the CRC and its byte order against a real meter.
 """
 
 from chargeguard.meters import han
 from support import IS_MICROPYTHON
 
-W = 27  # DLMS unit enums (IEC 62056-6-2): W, var, A, V, Wh
-VAR = 29
-AMPERE = 33
-VOLT = 35
-WH = 30
+OBIS_LIST_ID = b"\x01\x01\x00\x02\x81\xff"
+OBIS_METER_ID = b"\x00\x00\x60\x01\x00\xff"
 
 
-def obis(a, b, c, d, e, f):
-    return bytes([0x09, 6, a, b, c, d, e, f])
+def obis(c, d=7):
+    return bytes((1, 0, c, d, 0, 255))
 
 
-def number(tag, value, size):
+def _int(tag, value):
+    size = {0x05: 4, 0x06: 4, 0x10: 2, 0x12: 2, 0x0F: 1, 0x11: 1}[tag]
     if value < 0:
         value += 1 << (8 * size)
-    return bytes([tag]) + bytes([(value >> (8 * (size - 1 - k))) & 0xFF for k in range(size)])
+    out = bytearray(size)
+    for k in range(size):
+        out[size - 1 - k] = (value >> (8 * k)) & 0xFF
+    return bytes(out)
 
 
-def item(c, d, value, scaler, unit, tag=0x06, size=4):
-    """One list element: structure(OBIS 1.0.c.d.0.255, value, structure(scaler, unit))."""
-    return b"\x02\x03" + obis(1, 0, c, d, 0, 255) + number(tag, value, size) + \
-        bytes([0x02, 0x02, 0x0F, scaler & 0xFF, 0x16, unit])
+def item(code, tag, value, scaler=0, unit=27, scaled=True):
+    """One value as the meter sends it: a structure of OBIS, value (and scaler-unit)."""
+    out = bytearray(b"\x02\x03" if scaled else b"\x02\x02")
+    out += b"\x09\x06" + code + bytes((tag,)) + _int(tag, value)
+    if scaled:
+        out += b"\x02\x02\x0f" + _int(0x0F, scaler) + b"\x16" + bytes((unit,))
+    return bytes(out)
 
 
-def text_item(code, text):
-    return b"\x02\x02" + obis(*code) + bytes([0x0A, len(text)]) + text
+def text(code, value):
+    return b"\x02\x02\x09\x06" + code + b"\x0a" + bytes((len(value),)) + value
 
 
-def frame(body, clock=True, apdu=0x0F, dest=b"\x03", src=b"\x02\x23", control=0x13, fmt=0xA0):
-    """An HDLC frame (with its flags) carrying a data-notification with `body` (A-XDR bytes)."""
-    info = b"\xE6\xE7\x00" + bytes([apdu]) + b"\x40\x00\x00\x01"
-    # date-time: 2026-11-30 08:00:00, a Monday, no deviation
-    info += b"\x09\x0C\x07\xEA\x0B\x1E\x01\x08\x00\x00\xFF\x80\x00\x00" if clock else b"\x00"
-    info += body
-    header_len = 2 + len(dest) + len(src) + 1
-    length = header_len + 2 + len(info) + 2
-    header = bytearray([fmt | (length >> 8), length & 0xFF]) + dest + src + bytes([control])
-    hcs = han.crc16_x25(header)
-    out = header + bytes([hcs & 0xFF, hcs >> 8]) + info
-    fcs = han.crc16_x25(out)
-    return b"\x7E" + bytes(out) + bytes([fcs & 0xFF, fcs >> 8]) + b"\x7E"
+def frame(items, apdu_tag=0x0F, datetime=b"", segmented=False, llc=True):
+    """A whole HDLC frame, flags included, around a DataNotification of `items`."""
+    body = bytearray(b"\x01" + bytes((len(items),)))
+    for one in items:
+        body += one
+    apdu = bytes((apdu_tag, 0x40, 0, 0, 0, len(datetime))) + datetime + body
+    info = (b"\xe6\xe7\x00" if llc else b"") + apdu
+    length = 2 + 1 + 2 + 1 + 2 + len(info) + 2
+    head = bytearray((0xA0 | (0x08 if segmented else 0) | length >> 8, length & 0xFF, 0x41, 0x08, 0x83, 0x13))
+    hcs = han.crc16_x25(head, 0, len(head))
+    out = head + bytes((hcs & 0xFF, hcs >> 8)) + info
+    fcs = han.crc16_x25(out, 0, len(out))
+    return b"\x7e" + bytes(out) + bytes((fcs & 0xFF, fcs >> 8)) + b"\x7e"
 
 
-def array(items):
-    return bytes([0x01, len(items)]) + b"".join(items)
-
-
-def nve_list2():
-    # Three phases: version and meter id strings, +P, -P, +Q, -Q, IL1-3 (long, 0.1 A), UL1-3 (long-unsigned, 0.1 V).
-    return array([
-        text_item((1, 1, 0, 2, 129, 255), b"TESTLIST_V1"),
-        text_item((0, 0, 96, 1, 0, 255), b"7359992890000000"),
-        item(1, 7, 4321, 0, W),
-        item(2, 7, 0, 0, W),
-        item(3, 7, 120, 0, VAR),
-        item(4, 7, 0, 0, VAR),
-        item(31, 7, 72, -1, AMPERE, 0x10, 2),
-        item(51, 7, 65, -1, AMPERE, 0x10, 2),
-        item(71, 7, 51, -1, AMPERE, 0x10, 2),
-        item(32, 7, 2305, -1, VOLT, 0x12, 2),
-        item(52, 7, 2318, -1, VOLT, 0x12, 2),
-        item(72, 7, 2299, -1, VOLT, 0x12, 2),
+def list2_it():
+    # The layout of the public Aidon sample: 3728 W import, IL1 14.5 A, IL3 14.4 A, 235.4 / 233.4 / 235.5 V.
+    return frame([
+        text(OBIS_LIST_ID, b"AIDON_V0001"),
+        text(OBIS_METER_ID, b"7359992890941742"),
+        text(b"\x00\x00\x60\x01\x07\xff", b"6525"),
+        item(obis(1), 0x06, 3728, 0, 27),
+        item(obis(2), 0x06, 0, 0, 27),
+        item(obis(3), 0x06, 28, 0, 29),
+        item(obis(4), 0x06, 0, 0, 29),
+        item(obis(31), 0x10, 145, -1, 33),
+        item(obis(71), 0x10, 144, -1, 33),
+        item(obis(32), 0x12, 2354, -1, 35),
+        item(obis(52), 0x12, 2334, -1, 35),
+        item(obis(72), 0x12, 2355, -1, 35),
     ])
 
 
-def test_crc16_x25_check_value():
-    # The CRC catalogue's check value of CRC-16/X.25 (= CRC-16/IBM-SDLC): "123456789" -> 0x906E.
-    assert han.crc16_x25(b"123456789") == 0x906E
+def list1(watts):
+    return frame([item(obis(1), 0x06, watts, 0, 27)])
 
 
-def test_nve_list1_gives_the_import_power_alone():
-    decoder = han.HanDecoder()
-    data = frame(array([item(1, 7, 3456, 0, W)]), clock=False)
-    assert decoder.decode(data), decoder.error
-    assert decoder.import_w == 3456
-    assert decoder.export_w is None
-    assert decoder.phases == 0
-    assert decoder.current_ma == [None, None, None]
+def feed_all(parser, data):
+    """Feed data; the errors of every completed frame, in order (None = accepted)."""
+    out = []
+    i = 0
+    while i < len(data):
+        i = parser.feed(data, i, len(data))
+        if parser.ready:
+            out.append(parser.error)
+    return out
 
 
-def test_nve_list2_three_phases_scaled_to_milliamperes_and_millivolts():
-    decoder = han.HanDecoder()
-    assert decoder.decode(frame(nve_list2())), decoder.error
-    assert decoder.import_w == 4321 and decoder.export_w == 0
-    assert decoder.current_ma == [7200, 6500, 5100]
-    assert decoder.voltage_mv == [230500, 231800, 229900]
-    assert decoder.phases == 3
-    # Without its flags the frame decodes the same.
-    data = frame(nve_list2())
-    assert decoder.decode(data, 1, len(data) - 1), decoder.error
-    assert decoder.current_ma == [7200, 6500, 5100]
+def test_the_crc_and_its_byte_order_match_the_public_aidon_sample():
+    # Format A1 0B, destination 41, source 08 83, control 13 -> HCS FA 7C in the sample.
+    head = bytes((0xA1, 0x0B, 0x41, 0x08, 0x83, 0x13))
+    crc = han.crc16_x25(head, 0, len(head))
+    assert (crc & 0xFF, crc >> 8) == (0xFA, 0x7C)
 
 
-def test_per_phase_signed_power_energy_and_scalers():
-    # The Swedish profile's per-phase +P/-P (C 21/22, 41/42, 61/62), export on L2, energies in Wh (scaler 0) and
-    # kWh-scaled (scaler 3), a negative current (long, signed) and a scaler of -2.
-    body = array([
-        item(1, 7, 800, 0, W),
-        item(2, 7, 1500, 0, W),
-        item(21, 7, 600, 0, W),
-        item(22, 7, 0, 0, W),
-        item(41, 7, 0, 0, W),
-        item(42, 7, 1500, 0, W),
-        item(61, 7, 200, 0, W),
-        item(62, 7, 0, 0, W),
-        item(31, 7, 262, -2, AMPERE, 0x10, 2),
-        item(51, 7, -655, -2, AMPERE, 0x10, 2),
-        item(71, 7, 87, -2, AMPERE, 0x10, 2),
-        item(1, 8, 12345678, 0, WH),
-        item(2, 8, 4321, 3, WH),
+def test_a_list_2_from_an_it_network_meter_gives_l2_the_most_it_can_carry():
+    parser = han.HanParser(phases=3)
+    assert feed_all(parser, list2_it()) == [None]
+    r = parser.reading
+    assert r.import_w == 3728 and r.export_w == 0
+    assert r.current_ma == [14500, 14500 + 14400, 14400]
+    assert r.voltage_mv == [235400, 233400, 235500]
+    assert r.phase_count == 3
+    assert r.phase_tick_ms is None  # measured with the total
+    # No per-phase power: every current taken as import, power = I x U.
+    assert r.power_w == [14500 * 235 // 1000, 28900 * 233 // 1000, 14400 * 235 // 1000]
+    assert parser.n_frames == parser.n_accepted == 1
+
+
+def test_per_phase_power_signs_the_currents_and_energy_counters_are_taken():
+    data = frame([
+        item(obis(1), 0x06, 0),
+        item(obis(2), 0x06, 2100),
+        item(obis(31), 0x10, 1234, -2, 33),
+        item(obis(51), 0x10, 200, -2, 33),
+        item(obis(71), 0x10, 150, -2, 33),
+        item(obis(21), 0x06, 0), item(obis(22), 0x06, 2800),
+        item(obis(41), 0x06, 460), item(obis(42), 0x06, 0),
+        item(obis(61), 0x06, 240), item(obis(62), 0x06, 0),
+        item(obis(1, 8), 0x06, 12345, 1, 30),
+        item(obis(2, 8), 0x06, 678, 3, 30),
     ])
-    decoder = han.HanDecoder()
-    assert decoder.decode(frame(body)), decoder.error
-    assert (decoder.import_w, decoder.export_w) == (800, 1500)
-    assert decoder.phase_import_w == [600, 0, 200]
-    assert decoder.phase_export_w == [0, 1500, 0]
-    assert decoder.current_ma == [2620, -6550, 870]
-    assert decoder.energy_import_wh == 12345678
-    assert decoder.energy_export_wh == 4321000
+    parser = han.HanParser(phases=3)
+    assert feed_all(parser, data) == [None]
+    r = parser.reading
+    assert r.current_ma == [-12340, 2000, 1500]
+    assert r.power_w == [-2800, 460, 240]
+    assert r.net_power_w() == -2100
+    assert r.energy_import_wh == 123450 and r.energy_export_wh == 678000
 
 
-def test_rounding_of_scalers_below_the_unit():
-    assert han._scaled(12345, -4, 3) == 1235  # 1.2345 A -> 1235 mA (half away from zero)
-    assert han._scaled(-12345, -4, 3) == -1235
-    assert han._scaled(7, 2, 0) == 700
+def test_a_list_1_brings_a_fresh_total_beside_the_list_2_values_and_their_time():
+    parser = han.HanParser(phases=3)
+    parser._rx_tick = 1000
+    feed_all(parser, list2_it())
+    assert parser.reading.tick_ms == 1000
+    parser._rx_tick = 3500
+    assert feed_all(parser, list1(5100)) == [None]
+    r = parser.reading
+    assert r.tick_ms == 3500 and r.import_w == 5100
+    assert r.phase_tick_ms == 1000 and r.phase_net_w == 3728
+    assert r.current_ma[0] == 14500  # kept from the List 2
+    parser._rx_tick = 11000
+    feed_all(parser, list2_it())
+    assert r.phase_tick_ms is None and r.tick_ms == 11000
 
 
-def _refused(data, words):
-    decoder = han.HanDecoder()
-    assert not decoder.decode(data)
-    assert words in decoder.error, decoder.error
-    assert decoder.import_w is None and decoder.current_ma == [None, None, None]
-    assert decoder.n_rejected == 1
+def test_a_list_1_alone_is_a_totals_only_reading():
+    parser = han.HanParser(phases=3)
+    assert feed_all(parser, list1(900)) == [None]
+    assert parser.reading.phase_count == 0 and parser.reading.net_power_w() == 900
 
 
-def test_damaged_frames_are_refused_in_words():
-    good = frame(nve_list2())
-    damaged = bytearray(good)
-    damaged[40] ^= 0x01
-    _refused(bytes(damaged), "frame check sequence wrong")
-    _refused(good[:-20] + good[-3:], "truncated")
-    _refused(good[:5], "truncated")
-    # A header check sequence that does not match (the frame's FCS recomputed over the damage).
-    bad = bytearray(good[1:-3])
-    bad[6] ^= 0xFF  # the low byte of the HCS
-    fcs = han.crc16_x25(bad)
-    _refused(b"\x7E" + bytes(bad) + bytes([fcs & 0xFF, fcs >> 8]) + b"\x7E", "header check sequence wrong")
-    _refused(frame(nve_list2(), apdu=0xDB), "not a data-notification")
-    _refused(frame(nve_list2(), fmt=0xA8), "segmented")
-    _refused(frame(nve_list2(), fmt=0x80), "not an HDLC type 3 frame")
-    _refused(frame(b"\x01\x01\x02\x03" + obis(1, 0, 1, 7, 0, 255) + b"\x06\x00"), "truncated")
-    _refused(frame(array([text_item((0, 0, 96, 1, 0, 255), b"X")])), "no power or current values")
-    _refused(frame(b"\x1B\x00"), "A-XDR type 0x1B")
+def test_one_phase_site_takes_l1_only():
+    parser = han.HanParser(phases=1)
+    data = frame([item(obis(1), 0x06, 2300), item(obis(31), 0x10, 100, -1, 33), item(obis(32), 0x12, 230, 0, 35)])
+    assert feed_all(parser, data) == [None]
+    assert parser.reading.phase_count == 1 and parser.reading.current_ma[0] == 10000
 
 
-def test_a_list_without_scaler_unit_is_refused_not_guessed():
-    # Kamstrup-style: a flat structure of OBIS followed directly by the value, scalers implied per list.
-    body = b"\x02\x04" + obis(1, 0, 1, 7, 0, 255) + number(0x06, 1234, 4) + \
-        obis(1, 0, 31, 7, 0, 255) + number(0x06, 567, 4)
-    _refused(frame(body), "OBIS 1.0.1.7.0.255 without a scaler-unit")
-    _refused(frame(b"\x02\x02" + obis(1, 0, 31, 7, 0, 255) + number(0x06, 567, 4)), "OBIS 1.0.31.7.0.255")
+def test_bytes_in_any_chunks_noise_and_shared_flags_give_the_same_frames():
+    one = list2_it()
+    two = list1(4000)
+    stream = b"\x00\xff garbage \x7e\x7e" + one + two[1:] + b"\x13\x37" + two
+    for step in (1, 2, 7, 64, len(stream)):
+        parser = han.HanParser(phases=3)
+        errors = []
+        for start in range(0, len(stream), step):
+            chunk = stream[start:start + step]
+            i = 0
+            while i < len(chunk):
+                i = parser.feed(chunk, i, len(chunk))
+                if parser.ready:
+                    errors.append(parser.error)
+        assert errors == [None, None, None], (step, errors)
+        assert parser.reading.import_w == 4000
 
 
-def test_decoding_allocates_nothing():
-    decoder = han.HanDecoder()
-    data = frame(nve_list2())
-    assert decoder.decode(data)
+def test_a_bad_fcs_or_hcs_is_refused_and_the_reading_kept():
+    parser = han.HanParser(phases=3)
+    feed_all(parser, list2_it())
+    bad = bytearray(list1(9999))
+    bad[-4] ^= 0x01  # a value bit: the FCS no longer matches
+    assert feed_all(parser, bytes(bad)) == ["fcs mismatch"]
+    assert parser.reading.import_w == 3728
+    # A wrong HCS with a right FCS: the header was cut or mixed.
+    bad = bytearray(list1(9999)[1:-1])
+    bad[6] ^= 0xFF
+    fcs = han.crc16_x25(bad, 0, len(bad) - 2)
+    bad[-2], bad[-1] = fcs & 0xFF, fcs >> 8
+    assert feed_all(parser, b"\x7e" + bytes(bad) + b"\x7e") == ["hcs mismatch"]
+    assert parser.n_crc_errors == 2 and parser.n_rejected == 2 and parser.n_accepted == 1
+    assert parser.reading.import_w == 3728
+
+
+def test_what_is_not_supported_is_said_never_guessed():
+    cases = (
+        # Values without scaler and unit (as some meters send lists): no scaler is guessed.
+        (frame([item(obis(1), 0x06, 2000, scaled=False), item(obis(31), 0x06, 870, scaled=False)]), "no scaler"),
+        (frame([item(obis(1), 0x06, 2000)], apdu_tag=0xDB), "ciphered"),
+        (frame([item(obis(1), 0x06, 2000)], apdu_tag=0xC4), "not a data notification"),
+        (frame([item(obis(1), 0x06, 2000)], segmented=True), "segmented"),
+        (frame([text(OBIS_LIST_ID, b"AIDON_V0001")]), "no power values"),
+    )
+    for data, error in cases:
+        parser = han.HanParser(phases=3)
+        assert feed_all(parser, data) == [error], error
+        assert parser.reading.import_w is None
+
+
+def test_a_value_in_the_wrong_unit_is_dropped_and_said():
+    parser = han.HanParser(phases=3)
+    data = frame([item(obis(1), 0x06, 1500), item(obis(31), 0x10, 52, -1, 35)])  # a current in volts
+    assert feed_all(parser, data) == [None]
+    assert parser.reading.import_w == 1500 and parser.reading.phase_count == 0
+    assert "unit 35" in parser.last_error
+
+
+def test_cut_overlong_and_malformed_frames_are_refused_and_framing_recovers():
+    good = list1(700)
+    bad_type = bytearray(good[1:-1])
+    # After the header (6), HCS (2), LLC (3), the APDU tag and invoke id (5),
+    # the date-time length (1): the body's array tag, made an unknown type.
+    bad_type[17] = 0x42
+    fcs = han.crc16_x25(bad_type, 0, len(bad_type) - 2)
+    bad_type[-2], bad_type[-1] = fcs & 0xFF, fcs >> 8
+    cases = (
+        (b"\x7e\xa7\xff" + bytes(40), "too long"),
+        (b"\x7e" + bytes(bad_type) + b"\x7e", "malformed"),
+        # A frame cut short: its length takes in the next frame's first
+        # bytes, then no flag where its end should be.
+        (good[:20] + good, "no closing flag"),
+    )
+    for data, error in cases:
+        parser = han.HanParser(phases=3)
+        errors = feed_all(parser, data + good)
+        assert errors[0] == error and errors[-1] is None, (error, errors)
+        assert parser.reading.import_w == 700 and parser.n_accepted == 1
+
+
+def test_random_bytes_never_raise():
+    parser = han.HanParser(phases=3)
+    seed = 12345
+    data = bytearray(4096)
+    base = list2_it()
+    for rnd in range(30):
+        for k in range(len(data)):
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            data[k] = seed >> 16 & 0xFF
+        # Mutations of a real frame too: flipped bytes inside a right length.
+        frame_bytes = bytearray(base)
+        for _ in range(4):
+            seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+            frame_bytes[1 + seed % (len(frame_bytes) - 2)] = seed >> 8 & 0xFF
+        feed_all(parser, data)
+        feed_all(parser, frame_bytes)
+    feed_all(parser, base)
+    assert parser.accepted
+
+
+class FakeUart:
+    def __init__(self, chunks):
+        self.chunks = list(chunks)
+
+    def read_now(self, buf):
+        if not self.chunks:
+            return 0
+        chunk = self.chunks.pop(0)
+        buf[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_the_driver_stamps_each_frame_when_its_last_bytes_came():
+    data = list2_it()
+    uart = FakeUart([data[:100], data[100:], b"", list1(3000)])
+    now = [0]
+
+    def ticks_ms():
+        now[0] += 100
+        return now[0]
+
+    meter = han.HanMeter(uart, 3, ticks_ms, None)
+    assert meter.poll() is True
+    assert meter.reading.tick_ms == 200 and meter.reading.import_w == 3728
+    assert meter.poll() is False  # an empty read
+    assert meter.poll() is True
+    assert meter.reading.tick_ms == 300 and meter.reading.phase_tick_ms == 200
+
+
+def test_the_driver_keeps_a_refused_frames_reason():
+    bad = bytearray(list1(5))
+    bad[-3] ^= 1
+    meter = han.HanMeter(FakeUart([bytes(bad)]), 3, lambda: 5, None)
+    assert meter.poll() is False
+    assert meter.last_error == "fcs mismatch"
+
+
+def test_no_allocation_per_frame_once_warm():
+    parser = han.HanParser(phases=3)
+    stream = list2_it() + list1(4000) + list1(4100)
+    feed_all(parser, stream)
+    n = len(stream)
+    runs = [0]
+
+    def twenty():
+        runs[0] += 20
+        for _ in range(20):
+            i = 0
+            while i < n:
+                i = parser.feed(stream, i, n)
+
     if IS_MICROPYTHON:
+        import gc
         import micropython
 
+        gc.collect()
         micropython.heap_lock()
         try:
-            for _ in range(20):
-                ok = decoder.decode(data)
+            twenty()
         finally:
             micropython.heap_unlock()
-        assert ok and decoder.current_ma == [7200, 6500, 5100]
+    else:
+        import tracemalloc
+
+        tracemalloc.start()
+        twenty()
+        before = tracemalloc.get_traced_memory()[0]
+        twenty()
+        after = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        assert after - before <= 256
+    assert parser.n_accepted == 3 + 3 * runs[0]
+
+
+class FakePlatform:
+    def __init__(self):
+        self.lines = []
+
+    def open_uart(self, baud, data_bits, parity, stop_bits, invert_rx):
+        self.lines.append((baud, data_bits, parity, stop_bits, invert_rx))
+        return FakeUart([list1(1200)])
+
+    def ticks_ms(self):
+        return 7
+
+    async def sleep_ms(self, ms):
+        pass
+
+
+def test_config_rules_and_the_line_a_han_port_opens():
+    from chargeguard import config
+
+    doc = config.complete({"site": {"phases": 1}, "meter": {"type": "han"}})
+    assert config.validate(doc) == []
+    assert doc["meter"] == {"type": "han", "baud": 2400, "format": "8E1", "invert": False}
+    errors = dict(config.validate(config.complete({"meter": {"type": "han", "baud": 115200, "format": "7E1"}})))
+    assert set(errors) == {"meter.baud", "meter.format"}, errors
+    assert "meter.model" in dict(config.validate(config.complete({"meter": {"type": "han", "model": "x"}})))
+    platform = FakePlatform()
+    meter = han.from_config(doc["meter"], platform, doc)
+    assert platform.lines == [(2400, 8, 0, 1, False)]  # 8E1
+    assert meter.poll() and meter.reading.import_w == 1200 and meter.reading.tick_ms == 7
+    doc["meter"]["format"] = "8N1"
+    han.from_config(doc["meter"], platform, doc)
+    assert platform.lines[-1][2] is None

@@ -1,82 +1,123 @@
-"""HAN port (Norway, Sweden): one HDLC frame carrying a DLMS/COSEM data-notification, decoded to readings.
+"""HAN port: the DLMS/COSEM lists a meter pushes in HDLC frames (Norway's HAN-NVE profile), framer, decoder, driver.
 
-Sources of the facts (public): Aidon, "RJ45 HAN Interface, Feature
-Description, Public, Version 1.4 A" (2020), sections 3.5 "Data format" and
-3.6 "Push setups" (HDLC framing per IEC 62056-46, the xDLMS
-data-notification of IEC 62056-5-3 in A-XDR encoding per IEC 61334-6, each
-value as a structure of its OBIS code, the value and a scaler-unit pair; the
-NVE lists: list 1 the import power alone every 2.5 s, lists 2/3 with the
-per-phase values every 10 s); the OBIS value groups of IEC 62056-6-1 as
-listed there; CRC-16/X.25 (the HDLC frame check sequence: reflected
-polynomial 0x8408, initial and final XOR 0xFFFF, sent low byte first).
+The facts, with their sources in docs/meters.md ("HAN port"):
 
-Frame, as the bytes between two 0x7E flags (no byte stuffing on the HAN port):
+- Line: the meter pushes, 2400 baud 8E1, on M-Bus levels (an M-Bus slave
+  transceiver such as the TSS721 sits between the RJ45 and the UART).
+- Lists: List 1 every 2.5 s (the active import power alone), List 2 every
+  10 s (adds export, reactive power, per-phase currents and voltages), List 3
+  every hour (adds the energy counters and the meter's clock).
+- Frame (IEC 62056-46, HDLC frame format type 3): 0x7E, a 2-byte format
+  field (0xA0 | segmentation bit 0x08 | an 11-bit length: the bytes between
+  the flags), destination and source addresses of 1 to 4 bytes each (the
+  last byte of each has bit 0 set), the control byte, HCS, the information
+  field, FCS, 0x7E. HCS (over format..control) and FCS (over everything but
+  itself) are CRC-16/X-25, low byte first. No byte stuffing: the length
+  says where the frame ends.
+- Information: the LLC bytes 0xE6 0xE7 0x00, then a DataNotification APDU
+  (tag 0x0F): long-invoke-id-and-priority (4 bytes), a date-time (a length
+  byte, 0 or 12, then its bytes), and the notification body: one A-XDR Data.
+- Body: arrays (0x01) and structures (0x02) holding, per value, a structure
+  of its OBIS code (octet string 0x09 of 6 bytes), the value (0x05 int32,
+  0x06 uint32, 0x10 int16, 0x12 uint16, 0x0F int8, 0x11 uint8) and a
+  structure of the scaler (0x0F: a power of ten) and the unit (0x16 enum:
+  27 W, 30 Wh, 33 A, 35 V): the meter says what each number means.
 
-    A0 LL        frame format: type 3 (high nibble 0xA), segmentation bit 3,
-                 11-bit length of the frame without its flags
-    dest src     HDLC addresses, each of bytes whose last has bit 0 set
-    13           control: UI frame
-    HCS          CRC of the header (frame format to control), low byte first
-    E6 E7 00     LLC
-    0F iiiiiiii  data-notification, long-invoke-id-and-priority
-    09 0C ...    date-time (12 bytes) or 00 (none)
-    body         A-XDR data: arrays / structures of (OBIS, value, scaler-unit)
-    FCS          CRC of everything from the frame format, low byte first
+What is taken (OBIS A=1, B=any, E=0): 1.7.0 / 2.7.0 active import / export
+power (W); 31.7.0, 51.7.0, 71.7.0 the phase currents; 32.7.0, 52.7.0,
+72.7.0 the phase voltages; 21.7.0 / 22.7.0, 41.7.0 / 42.7.0, 61.7.0 /
+62.7.0 per-phase import / export power; 1.8.0 / 2.8.0 the energy counters.
+A value whose unit is not the one its OBIS code means is dropped (and said).
 
-HanDecoder(): ``decode(buf, start, end) -> bool`` takes one frame (flags
-included or not) and fills its fields in place, allocating nothing for the
-values that fit a small int; ``error`` says in words why a frame was refused
-("frame check sequence wrong", "not a data-notification", "truncated", ...).
-Fields after a decode (None or False when the frame did not carry them):
-``import_w`` / ``export_w`` (active power +P / -P, W), ``phase_import_w`` /
-``phase_export_w`` (L1-L3, W; the Swedish profile), ``current_ma``,
-``voltage_mv`` (L1-L3), ``energy_import_wh`` / ``energy_export_wh``,
-``phases`` (how many phase currents the frame had: 0 on an NVE list 1).
+Refused frames, each counted and said in `error` (the reading is kept):
+"fcs mismatch", "hcs mismatch", "too long" (over MAX_FRAME bytes),
+"no closing flag", "segmented" (lists over one frame: not sent by the
+meters above), "ciphered" (an encrypted APDU: the meter needs a key this
+driver does not take), "not a data notification", "malformed" (a Data that
+runs past the frame or has a type this decoder does not know), "no scaler"
+(values without their scaler and unit, as some meters' lists are sent: no
+scaler is guessed, a factor of 10 wrong is a tripped breaker), "no power
+values".
 
-Not decoded: lists whose values come without a scaler-unit (Kamstrup's and
-Kaifa's NVE lists imply their scalers per list; those facts are not in the
-source above): such a value is refused with its OBIS code named, not guessed;
-encrypted (general-glo-ciphering) frames, which the NVE lists do not use.
+Phases and signs: the HAN lists give no per-phase sign unless they carry
+per-phase power; a current is then taken as import (a phase never looks
+relieved by solar: safe), its power as current x voltage. A three-phase
+meter on a 3-wire IT network (230 V between the lines, common in Norway)
+measures L1 and L3 only and sends no L2 current; the driver then puts
+|I1| + |I3| on L2, the most the L2 line can carry (the three line currents
+of a 3-wire system add up to zero as vectors): safe, and the guard gives
+less than it could when the loads are balanced. docs/meters.md says so.
+
+Two cadences: List 1 brings a fresh total every 2.5 s, List 2 the
+per-phase values every 10 s. The reading keeps the last per-phase values
+with `phase_tick_ms` (when they came) and `phase_net_w` (the net power that
+came with them); core/cadence.py adds the rise of the fresh total to them.
+
+HanParser
+    ``HanParser()``: builds its buffers once (MAX_FRAME bytes for a frame,
+    a 256-byte read chunk in the driver). ``feed(data, start=0, end=None)
+    -> int`` consumes bytes as P1Parser.feed does (meters/p1.py) and returns
+    the index after the byte that completed a frame; then ``ready`` is True,
+    ``accepted`` whether the reading was taken, ``error`` why not. Counters:
+    ``n_frames``, ``n_accepted``, ``n_rejected``, ``n_crc_errors``.
+    ``reading``: a GridReading, changed only by an accepted frame (its
+    tick_ms: when the frame's last chunk came, in the driver; 0 in the bare parser). ``crc16_x25(data, start, end)`` is the CRC.
+
+HanMeter
+    ``HanMeter(uart, phases, ticks_ms, sleep_ms)``: the driver, the same
+    class built with a UART; ``poll()`` and ``async run(on_reading)`` as
+    every meter. Nothing is allocated per frame.
 """
 
 from micropython import const
 
+from chargeguard.core.model import GridReading
+
+MAX_FRAME = const(1024)  # bytes between the flags; an hourly three-phase List 3 is under 500
+_CHUNK = const(256)
+_POLL_MS = const(50)  # 2400 baud is 240 bytes/s: a 256-byte chunk fills in about a second
+_MIN_FRAME = const(7)  # format (2), two 1-byte addresses, control, HCS (2)
+
 _FLAG = const(0x7E)
-_DATA_NOTIFICATION = const(0x0F)
-# A-XDR tags (IEC 62056-6-2 data types)
-_NULL = const(0x00)
-_ARRAY = const(0x01)
-_STRUCTURE = const(0x02)
-_BOOLEAN = const(0x03)
-_DOUBLE_LONG = const(0x05)
-_DOUBLE_LONG_UNSIGNED = const(0x06)
-_OCTET_STRING = const(0x09)
-_VISIBLE_STRING = const(0x0A)
-_INTEGER = const(0x0F)
-_LONG = const(0x10)
-_UNSIGNED = const(0x11)
-_LONG_UNSIGNED = const(0x12)
-_LONG64 = const(0x14)
-_LONG64_UNSIGNED = const(0x15)
-_ENUM = const(0x16)
-_MAX_DEPTH = const(4)  # list -> item structure -> scaler-unit: deeper is no HAN list
+_HUNT = const(0)  # waiting for a flag
+_OPEN = const(1)  # after a flag: another flag, or a frame's format byte
+_LENGTH = const(2)
+_BODY = const(3)
+_CLOSE = const(4)  # the frame's bytes are in: its closing flag must come
 
-# OBIS C.D.E (A = 1, B = 0, F = 255) as (C << 16) | (D << 8) | E, IEC 62056-6-1:
-# C 1/2 = active power +/-, 21/22, 41/42, 61/62 the same per phase L1/L2/L3,
-# 31/51/71 current L1/L2/L3, 32/52/72 voltage L1/L2/L3; D 7 = instantaneous, 8 = energy.
-_P_IMPORT = const(0x010700)
-_P_EXPORT = const(0x020700)
-_E_IMPORT = const(0x010800)
-_E_EXPORT = const(0x020800)
-_PHASE_C = (21, 41, 61)  # +P per phase; -P is C + 1
-_CURRENT_C = (31, 51, 71)
-_VOLTAGE_C = (32, 52, 72)
+# Reading slots (self._v); _ABSENT = not in this frame.
+_IMP = const(0)
+_EXP = const(1)
+_CUR = const(2)  # 2..4 the phase currents, mA
+_VOLT = const(5)  # 5..7 the phase voltages, mV
+_PIMP = const(8)  # 8..10 per-phase import power, W
+_PEXP = const(11)  # 11..13 per-phase export power, W
+_EIMP = const(14)
+_EEXP = const(15)
+_SLOTS = const(16)
+_ABSENT = const(-(1 << 30))
+
+# Units (DLMS enum) and what a slot's value must be in.
+_U_W = const(27)
+_U_WH = const(30)
+_U_A = const(33)
+_U_V = const(35)
+_MAX_W = const(1000000)
+_MAX_MA = const(2000000)
+_MAX_MV = const(1000000)
+_MAX_WH = const(999999999)
+
+# Decoder states for the OBIS / value / scaler-unit pattern.
+_S_NONE = const(0)
+_S_OBIS = const(1)  # an OBIS code came: its value next
+_S_VALUE = const(2)  # a value came: a scaler-unit structure may follow
+_S_SCALER = const(3)  # that structure's header came: the scaler next
+_S_UNIT = const(4)  # the scaler came: the unit next
 
 
-def crc16_x25(data, start=0, end=None, crc=0xFFFF):
-    """CRC-16/X.25 of data[start:end] (bytes-like), the HDLC HCS/FCS; final XOR included."""
-    if end is None:
-        end = len(data)
+def crc16_x25(data, start, end):
+    """CRC-16/X-25 (HDLC's FCS) of data[start:end]: reflected 0x1021, init and final xor 0xFFFF."""
+    crc = 0xFFFF
     for i in range(start, end):
         crc ^= data[i]
         for _ in range(8):
@@ -84,208 +125,360 @@ def crc16_x25(data, start=0, end=None, crc=0xFFFF):
     return crc ^ 0xFFFF
 
 
-class HanDecoder:
-    """Decodes one HAN frame at a time into its fields (see the module doc); nothing kept between frames."""
-
-    def __init__(self):
-        self.current_ma = [None, None, None]
-        self.voltage_mv = [None, None, None]
-        self.phase_import_w = [None, None, None]
-        self.phase_export_w = [None, None, None]
-        self.n_frames = 0
-        self.n_rejected = 0
-        self._clear()
-        self.error = None
-
-    def _clear(self):
-        self.import_w = None
-        self.export_w = None
-        self.energy_import_wh = None
-        self.energy_export_wh = None
-        self.phases = 0
-        for i in range(3):
-            self.current_ma[i] = None
-            self.voltage_mv[i] = None
-            self.phase_import_w[i] = None
-            self.phase_export_w[i] = None
-
-    def decode(self, buf, start=0, end=None):
-        """Decode the frame in buf[start:end]; True when accepted, else False with `error` set."""
-        self.n_frames += 1
-        self._clear()
-        self.error = self._decode(buf, start, len(buf) if end is None else end)
-        if self.error is not None:
-            self.n_rejected += 1
-            self._clear()
-            return False
-        return True
-
-    def _decode(self, buf, start, end):
-        if end - start >= 2 and buf[start] == _FLAG:
-            start += 1
-        if end - start >= 1 and buf[end - 1] == _FLAG:
-            end -= 1
-        if end - start < 9:
-            return "truncated: %d bytes is no HDLC frame" % (end - start)
-        if buf[start] & 0xF0 != 0xA0:
-            return "not an HDLC type 3 frame (frame format 0x%02X)" % buf[start]
-        if buf[start] & 0x08:
-            return "a segmented frame: HAN lists fit one frame"
-        length = ((buf[start] & 0x07) << 8) | buf[start + 1]
-        if length != end - start:
-            return "truncated: the frame says %d bytes, %d arrived" % (length, end - start)
-        fcs = buf[end - 2] | (buf[end - 1] << 8)
-        if crc16_x25(buf, start, end - 2) != fcs:
-            return "frame check sequence wrong"
-        i = start + 2
-        for _ in range(2):  # destination, then source address
-            n = 0
-            while i < end - 2 and not buf[i] & 1:
-                i += 1
-                n += 1
-                if n > 3:
-                    return "an HDLC address of more than 4 bytes"
-            i += 1
-        i += 1  # control
-        hcs = buf[i] | (buf[i + 1] << 8)
-        if crc16_x25(buf, start, i) != hcs:
-            return "header check sequence wrong"
-        i += 2
-        stop = end - 2
-        if stop - i < 8 or buf[i] != 0xE6 or buf[i + 1] != 0xE7 or buf[i + 2] != 0x00:
-            return "no LLC header (E6 E7 00)"
-        i += 3
-        if buf[i] != _DATA_NOTIFICATION:
-            return "not a data-notification (APDU tag 0x%02X)" % buf[i]
-        i += 5  # tag, long-invoke-id-and-priority
-        if buf[i] == _OCTET_STRING:
-            if i + 2 > stop or buf[i + 1] != 12:
-                return "a date-time that is not 12 bytes"
-            i += 14
-        elif buf[i] == _NULL:
-            i += 1
-        else:
-            return "no date-time field (tag 0x%02X)" % buf[i]
-        self._pending = -1  # the OBIS code whose value comes next (-1: none; -2: another code)
-        self._value = None
-        i = self._walk(buf, i, stop, 0)
-        if type(i) is str:
-            return i
-        if i != stop:
-            return "%d bytes after the notification's data" % (stop - i)
-        if self._pending >= 0:
-            return self._no_scaler()
-        if self.import_w is None and self.current_ma[0] is None:
-            return "no power or current values in the list"
-        for phase in range(3):
-            if self.current_ma[phase] is not None:
-                self.phases = phase + 1
-        return None
-
-    def _no_scaler(self):
-        code = self._pending
-        return ("value of OBIS 1.0.%d.%d.%d.255 without a scaler-unit: lists with implied scalers (Kamstrup, Kaifa)"
-                " are not decoded" % (code >> 16, (code >> 8) & 0xFF, code & 0xFF))
-
-    def _walk(self, buf, i, stop, depth):
-        # One A-XDR value at i; returns the index after it, or an error string.
-        if i >= stop:
-            return "truncated: the data ends inside a value"
-        tag = buf[i]
-        i += 1
-        if tag == _ARRAY or tag == _STRUCTURE:
-            if depth >= _MAX_DEPTH:
-                return "data nested deeper than a HAN list"
-            count = buf[i]
-            i += 1
-            if count & 0x80:
-                return "a list of more than 127 items"
-            if tag == _STRUCTURE and count == 2 and self._pending >= 0 and self._value is not None \
-                    and i + 4 <= stop and buf[i] == _INTEGER and buf[i + 2] == _ENUM:
-                # scaler-unit: (integer scaler, enum unit) after a value
-                scaler = buf[i + 1]
-                self._store(self._value, scaler - 256 if scaler > 127 else scaler)
-                return i + 4
-            for _ in range(count):
-                i = self._walk(buf, i, stop, depth + 1)
-                if type(i) is str:
-                    return i
-            return i
-        if tag == _OCTET_STRING or tag == _VISIBLE_STRING:
-            n = buf[i]
-            i += 1
-            if n & 0x80 or i + n > stop:
-                return "truncated: a string runs past the data"
-            if tag == _OCTET_STRING and n == 6:
-                if self._pending >= 0:
-                    return self._no_scaler()
-                if buf[i] == 1 and buf[i + 1] == 0 and buf[i + 5] == 0xFF:
-                    self._pending = (buf[i + 2] << 16) | (buf[i + 3] << 8) | buf[i + 4]
-                else:
-                    self._pending = -2  # another code (list version, meter id, clock): its value is skipped
-                self._value = None
-            return i + n
-        size = _SIZES.get(tag)
-        if size is None:
-            return "A-XDR type 0x%02X is no HAN list value" % tag
-        if i + size > stop:
-            return "truncated: a number runs past the data"
-        if self._pending != -1 and self._value is None:
-            value = 0
-            for k in range(size):
-                value = (value << 8) | buf[i + k]
-            if tag in _SIGNED and buf[i] & 0x80:
-                value -= 1 << (8 * size)
-            self._value = value
-            if self._pending == -2:
-                self._pending = -1
-        return i + size
-
-    def _store(self, value, scaler):
-        code = self._pending
-        self._pending = -1
-        self._value = None
-        c = code >> 16
-        d = (code >> 8) & 0xFF
-        if d == 7:
-            if c == 1:
-                self.import_w = _scaled(value, scaler, 0)
-            elif c == 2:
-                self.export_w = _scaled(value, scaler, 0)
-            elif c in _CURRENT_C:
-                self.current_ma[_CURRENT_C.index(c)] = _scaled(value, scaler, 3)
-            elif c in _VOLTAGE_C:
-                self.voltage_mv[_VOLTAGE_C.index(c)] = _scaled(value, scaler, 3)
-            elif c in _PHASE_C:
-                self.phase_import_w[_PHASE_C.index(c)] = _scaled(value, scaler, 0)
-            elif c - 1 in _PHASE_C:
-                self.phase_export_w[_PHASE_C.index(c - 1)] = _scaled(value, scaler, 0)
-        elif d == 8:
-            if c == 1:
-                self.energy_import_wh = _scaled(value, scaler, 0)
-            elif c == 2:
-                self.energy_export_wh = _scaled(value, scaler, 0)
+def _slot(c, d):
+    # The slot of OBIS 1.b.c.d.0.*, or -1 for a value that is not taken.
+    if d == 7:
+        if c == 1 or c == 2:
+            return c - 1
+        if c in (31, 51, 71):
+            return _CUR + (c - 31) // 20
+        if c in (32, 52, 72):
+            return _VOLT + (c - 32) // 20
+        if c in (21, 41, 61):
+            return _PIMP + (c - 21) // 20
+        if c in (22, 42, 62):
+            return _PEXP + (c - 22) // 20
+    elif d == 8 and (c == 1 or c == 2):
+        return _EIMP + c - 1
+    return -1
 
 
-def _scaled(value, scaler, shift):
-    # value x 10^(scaler + shift) in whole units (shift 3: mA from A, mV from V), rounded half away from 0.
-    exponent = scaler + shift
-    while exponent > 0:
+def _unit_of(slot):
+    if slot < _CUR or _PIMP <= slot < _EIMP:
+        return _U_W
+    if slot < _VOLT:
+        return _U_A
+    if slot < _PIMP:
+        return _U_V
+    return _U_WH
+
+
+def _scaled(value, exp):
+    # value x 10**exp, rounded toward zero.
+    while exp > 0:
         value *= 10
-        exponent -= 1
-    if exponent < 0:
-        divisor = 1
-        while exponent < 0:
-            divisor *= 10
-            exponent += 1
-        half = divisor // 2
-        value = (value + half) // divisor if value >= 0 else -((-value + half) // divisor)
+        exp -= 1
+    while exp < 0:
+        value = -(-value // 10) if value < 0 else value // 10
+        exp += 1
     return value
 
 
-# Fixed-size A-XDR numbers: bytes per tag; _SIGNED the two's complement ones.
-_SIZES = {
-    _NULL: 0, _BOOLEAN: 1, _DOUBLE_LONG: 4, _DOUBLE_LONG_UNSIGNED: 4, _INTEGER: 1, _LONG: 2, _UNSIGNED: 1,
-    _LONG_UNSIGNED: 2, _LONG64: 8, _LONG64_UNSIGNED: 8, _ENUM: 1,
-}
-_SIGNED = (_DOUBLE_LONG, _INTEGER, _LONG, _LONG64)
+class HanParser:
+    def __init__(self, uart=None, phases=3, ticks_ms=None, sleep_ms=None):
+        self.reading = GridReading()
+        self.ready = False
+        self.accepted = False
+        self.error = None
+        self.last_error = None
+        self.n_frames = 0
+        self.n_accepted = 0
+        self.n_rejected = 0
+        self.n_crc_errors = 0
+        self._frame = bytearray(MAX_FRAME)
+        self._v = [_ABSENT] * _SLOTS
+        self._state = _HUNT
+        self._n = 0
+        self._len = 0
+        self._phases = phases
+        self._uart = uart
+        self._ticks_ms = ticks_ms
+        self._sleep_ms = sleep_ms
+        if uart is not None:
+            self._buf = bytearray(_CHUNK)
+            self._pos = 0
+            self._end = 0
+            self._rx_tick = 0
+
+    def feed(self, data, start=0, end=None):
+        """Consume data[start:end]; return the index after a completed frame, or end (see the module doc)."""
+        if end is None:
+            end = len(data)
+        self.ready = False
+        frame = self._frame
+        i = start
+        while i < end:
+            b = data[i]
+            i += 1
+            state = self._state
+            if state == _BODY:
+                frame[self._n] = b
+                self._n += 1
+                if self._n == self._len:
+                    self._state = _CLOSE
+            elif state == _HUNT:
+                if b == _FLAG:
+                    self._state = _OPEN
+            elif state == _OPEN:
+                if b & 0xF0 == 0xA0:
+                    frame[0] = b
+                    self._n = 1
+                    self._state = _LENGTH
+                elif b != _FLAG:
+                    self._state = _HUNT  # noise between frames
+            elif state == _LENGTH:
+                frame[1] = b
+                self._n = 2
+                length = (frame[0] & 7) << 8 | b
+                if length < _MIN_FRAME or length > MAX_FRAME:
+                    self._state = _OPEN if b == _FLAG else _HUNT
+                    self._done("too long" if length > MAX_FRAME else "malformed")
+                    return i
+                self._len = length
+                self._state = _BODY
+            else:  # _CLOSE
+                if b == _FLAG:
+                    self._state = _OPEN  # a closing flag may open the next frame
+                    self._done(self._decode())
+                else:
+                    self._state = _HUNT
+                    self._done("no closing flag")
+                return i
+        return end
+
+    def _done(self, error):
+        self.ready = True
+        self.n_frames += 1
+        self.error = error
+        self.accepted = error is None
+        if error is None:
+            self.n_accepted += 1
+        else:
+            self.n_rejected += 1
+            if error.endswith("mismatch"):  # "fcs mismatch", "hcs mismatch"
+                self.n_crc_errors += 1
+
+    # -- one frame ---------------------------------------------------------
+
+    def _decode(self):
+        f = self._frame
+        n = self._len
+        if crc16_x25(f, 0, n - 2) != f[n - 2] | f[n - 1] << 8:
+            return "fcs mismatch"
+        if f[0] & 0x08:
+            return "segmented"
+        i = 2
+        for _ in range(2):  # destination, then source address
+            k = 0
+            while i < n and not f[i] & 1 and k < 3:
+                i += 1
+                k += 1
+            if i >= n or not f[i] & 1:
+                return "malformed"
+            i += 1
+        i += 1  # control
+        if i + 2 > n - 2:
+            return "malformed"  # no information field
+        if crc16_x25(f, 0, i) != f[i] | f[i + 1] << 8:
+            return "hcs mismatch"
+        i += 2
+        end = n - 2
+        if i < end and f[i] == 0xE6:
+            i += 3  # LLC
+        if i >= end:
+            return "malformed"
+        tag = f[i]
+        if tag != 0x0F:
+            return "ciphered" if tag in (0xDB, 0xDF, 0xE0) else "not a data notification"
+        i += 5  # tag, long-invoke-id-and-priority
+        if i < end and f[i] == 0x09:
+            i += 1  # a date-time sent as a typed octet string
+        if i >= end:
+            return "malformed"
+        i += 1 + f[i]
+        return self._body(f, i, end)
+
+    def _body(self, f, i, end):
+        v = self._v
+        for k in range(_SLOTS):
+            v[k] = _ABSENT
+        state = _S_NONE
+        slot = -1
+        value = 0
+        scaler = 0
+        unscaled = False
+        dropped = None
+        while True:
+            if i >= end:
+                tag = -1  # the end closes a pending value
+            else:
+                tag = f[i]
+                i += 1
+            if state == _S_VALUE and tag != 0x02:
+                unscaled = unscaled or slot >= 0
+                state = _S_NONE
+            if tag < 0:
+                break
+            if tag == 0x01 or tag == 0x02:  # array, structure: a count
+                if i >= end:
+                    return "malformed"
+                count = f[i]
+                i += 1
+                if count & 0x80:  # long form: the count's bytes follow
+                    i += count & 0x7F
+                if state == _S_VALUE:
+                    state = _S_SCALER if tag == 0x02 and count == 2 else _S_NONE
+                    if state == _S_NONE:
+                        unscaled = unscaled or slot >= 0
+                continue
+            if tag == 0x09 or tag == 0x0A:  # octet string, visible string
+                if i >= end:
+                    return "malformed"
+                size = f[i]
+                i += 1
+                if i + size > end:
+                    return "malformed"
+                if tag == 0x09 and size == 6:
+                    slot = _slot(f[i + 2], f[i + 3]) if f[i] == 1 and f[i + 4] == 0 else -1
+                    state = _S_OBIS
+                else:
+                    state = _S_NONE
+                i += size
+                continue
+            if tag in (0x05, 0x06):
+                size = 4
+            elif tag in (0x10, 0x12):
+                size = 2
+            elif tag in (0x0F, 0x11, 0x16, 0x03):
+                size = 1
+            elif tag in (0x14, 0x15):
+                size = 8
+            elif tag == 0x19:  # date-time
+                size = 12
+            elif tag == 0x00:  # null-data
+                size = 0
+            else:
+                return "malformed"
+            if i + size > end:
+                return "malformed"
+            x = 0
+            for k in range(size):
+                x = x << 8 | f[i + k]
+            if size and f[i] & 0x80 and tag in (0x05, 0x10, 0x0F, 0x14):
+                x -= 1 << (8 * size)
+            i += size
+            if state == _S_OBIS and size and tag not in (0x16, 0x03, 0x19):
+                value = x
+                state = _S_VALUE
+            elif state == _S_SCALER and tag == 0x0F:
+                scaler = x
+                state = _S_UNIT
+            elif state == _S_UNIT and tag == 0x16:
+                state = _S_NONE
+                if slot >= 0:
+                    if x != _unit_of(slot):
+                        dropped = x
+                    else:
+                        v[slot] = _scaled(value, scaler + (3 if _CUR <= slot < _PIMP else 0))
+            else:
+                state = _S_NONE
+        if unscaled:
+            return "no scaler"
+        return self._take(dropped)
+
+    def _take(self, dropped):
+        # The frame's values into the reading (only now: a refused frame changes nothing).
+        v = self._v
+        for k, top in ((_IMP, _MAX_W), (_EXP, _MAX_W), (_EIMP, _MAX_WH), (_EEXP, _MAX_WH)):
+            if v[k] != _ABSENT and not 0 <= v[k] <= top:
+                v[k] = _ABSENT
+        phases = self._phases
+        currents = 0
+        for p in range(3):
+            if v[_CUR + p] != _ABSENT and -_MAX_MA <= v[_CUR + p] <= _MAX_MA:
+                currents += 1
+            else:
+                v[_CUR + p] = _ABSENT
+        if v[_IMP] == _ABSENT and v[_EXP] == _ABSENT and not currents:
+            return "no power values" if dropped is None else "unit %d where another was meant" % dropped
+        r = self.reading
+        if v[_IMP] != _ABSENT or v[_EXP] != _ABSENT:
+            r.import_w = v[_IMP] if v[_IMP] != _ABSENT else 0
+            r.export_w = v[_EXP] if v[_EXP] != _ABSENT else 0
+        if v[_EIMP] != _ABSENT:
+            r.energy_import_wh = v[_EIMP]
+        if v[_EEXP] != _ABSENT:
+            r.energy_export_wh = v[_EEXP]
+        if currents:
+            # A 3-wire IT meter measures L1 and L3 only: L2 carries at most |I1| + |I3|.
+            if phases == 3 and v[_CUR + 1] == _ABSENT and v[_CUR] != _ABSENT and v[_CUR + 2] != _ABSENT:
+                v[_CUR + 1] = abs(v[_CUR]) + abs(v[_CUR + 2])
+            count = 0
+            for p in range(phases):
+                current = v[_CUR + p]
+                volt = v[_VOLT + p]
+                r.voltage_mv[p] = volt if volt != _ABSENT and 0 <= volt <= _MAX_MV else None
+                if current == _ABSENT:
+                    r.current_ma[p] = 0
+                    r.power_w[p] = 0
+                    continue
+                count = p + 1
+                current = abs(current)
+                pimp = v[_PIMP + p]
+                pexp = v[_PEXP + p]
+                if pimp != _ABSENT or pexp != _ABSENT:
+                    power = (pimp if pimp != _ABSENT else 0) - (pexp if pexp != _ABSENT else 0)
+                    r.current_ma[p] = -current if power < 0 else current
+                    r.power_w[p] = power
+                else:  # no per-phase sign: taken as import (safe)
+                    r.current_ma[p] = current
+                    r.power_w[p] = current * ((r.voltage_mv[p] or 230000) // 1000) // 1000
+            r.phase_count = count
+            r.phase_tick_ms = None  # measured with the total: at tick_ms
+            r.phase_net_w = None
+            self._phase_at = self._rx_tick
+            self._net_then = r.net_power_w()
+        elif r.phase_count:
+            # A List 1: a fresh total beside the last per-phase values (core/cadence.py).
+            r.phase_tick_ms = self._phase_at
+            r.phase_net_w = self._net_then
+        r.tick_ms = self._rx_tick
+        self.last_error = None if dropped is None else "unit %d where another was meant: that value dropped" % dropped
+        return None
+
+    _net_then = None
+    _phase_at = 0
+    _rx_tick = 0  # when the bytes of the frame being read came (the driver's; 0 for the bare parser)
+
+    # -- the driver ----------------------------------------------------------
+
+    def poll(self):
+        """HanMeter: take in what the UART holds; True when an accepted frame just completed."""
+        chunks = 0
+        while True:
+            if self._pos < self._end:
+                self._pos = self.feed(self._buf, self._pos, self._end)
+                if self.ready:
+                    if self.accepted:
+                        return True
+                    self.last_error = self.error
+            elif chunks >= 4:
+                return False
+            else:
+                n = self._uart.read_now(self._buf)
+                if not n:
+                    return False
+                chunks += 1
+                self._rx_tick = self._ticks_ms()
+                self._pos = 0
+                self._end = n
+
+    async def run(self, on_reading):
+        """HanMeter: read the port forever; call on_reading() after every accepted frame."""
+        sleep_ms = self._sleep_ms
+        while True:
+            if self.poll():
+                on_reading()
+                await sleep_ms(0)
+            else:
+                await sleep_ms(_POLL_MS)
+
+
+HanMeter = HanParser
+
+
+def from_config(meter_doc, platform, doc):
+    """The HAN driver for a validated `meter` section of type "han" on the P1 UART; doc: site.phases."""
+    parity = {"8E1": 0, "8N1": None}[meter_doc["format"]]
+    uart = platform.open_uart(meter_doc["baud"], 8, parity, 1, meter_doc["invert"])
+    return HanMeter(uart, doc["site"]["phases"], platform.ticks_ms, platform.sleep_ms)

@@ -1,6 +1,6 @@
 """The meter sections of every meter type but p1, and config.py's cross-field rules of the MQTT-fed meter.
 
-Loaded by config.py only for a meter of type "modbus", "http", "mqtt" or "ct"
+Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct" or "han"
 (and unloaded after each use, like meters/http_models.py): a P1 site never
 holds these rows nor interns their names, and config.py, loaded at every
 boot, carries none of them. The rows have config.py's layout (key, default,
@@ -14,7 +14,7 @@ from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
 def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats):
-    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt" or "ct"); config.py's kinds passed in.
+    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct" or "han"); config.py's kinds passed in.
 
     modbus: model and custom are checked against the register table
     (meters/modbus_models.check); http: model and the cross-field rules are
@@ -43,6 +43,15 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("channel", 0, INT, 0, 2, ""),
             upside_down_row,
             ("poll_ms", 1000, INT, 500, 10000, "ms"),
+        )
+    if kind == "han":
+        # The HAN-NVE line is 2400 baud 8E1 (meters/han.py); 8N1 and 9600 for
+        # meters that push the same frames on another line setting.
+        return (
+            type_row,
+            ("baud", 2400, ONEOF, (2400, 9600), None, "baud"),
+            ("format", "8E1", ENUM, ("8E1", "8N1"), None, ""),
+            ("invert", False, BOOL, None, None, ""),
         )
     if kind == "ct":
         return (
