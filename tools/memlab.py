@@ -246,6 +246,18 @@ PROFILES = (
         meter="mqtt",
         broker=True,
     ),
+    # The core profile with CT clamps instead of the P1 port (meters/ct_meter.py,
+    # core/ct.py, the platform's ADC module): three clamps sampled in bursts of
+    # one 50 Hz cycle, a reading every second, from the site's currents through
+    # the unix port's ADC fake (tools/sim/run.py --meter ct). The fake reads a
+    # file per burst (its buffers are the fake's, not the board's ADC's).
+    Profile(
+        "ct",
+        "guard + 3 CT clamps on the ADC + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={"frozen32": 64 * KB},
+        meter="ct",
+    ),
     # The web interface (net/web.py on microdot) serving the status page and
     # the REST API to a client that polls /api/status, loads the page, makes
     # a change and sends refused ones (tools/memlab.WebClient).
