@@ -31,7 +31,8 @@ CONNECTED_S = BOOT_S + CONNECT_S
 RECONNECT_S = BACKOFF_MAX_S + CONNECT_S + HOST_SLACK_S
 # All discovery messages: the firmware's tick per two messages in flight, plus the broker's delivery.
 ENTITIES = sum(len(list(hass.rows(table))) for table in (hass.SITE, hass.DEVICE, hass.CHARGER))
-DISCOVERY_S = ENTITIES * hass.TICK_MS / 1000 + BROKER_S + HOST_SLACK_S
+# The one Trydan also gets an empty config per OCPP entity (it is no OCPP box: nothing dead left over).
+DISCOVERY_S = (ENTITIES + len(list(hass.rows(hass.OCPP)))) * hass.TICK_MS / 1000 + BROKER_S + HOST_SLACK_S
 # A state after a change: the rate limit, the task's tick, the delivery.
 STATE_S = (hass.MIN_INTERVAL_MS + hass.TICK_MS) / 1000 + mqtt.POLL_MS / 1000 + BROKER_S
 TELEGRAM_PERIOD_S = 1.0
@@ -46,7 +47,8 @@ def configs(watcher):
     for message in watcher.messages:
         if message.topic.startswith("homeassistant/") and message.topic.endswith("/config"):
             out[message.topic] = message.payload
-    return out
+    # An empty config removes an entity (the OCPP ones of a box that is no OCPP box): none announced.
+    return {topic: payload for topic, payload in out.items() if payload}
 
 
 def state(watcher, topic):
