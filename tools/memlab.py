@@ -302,7 +302,7 @@ PROFILES = PROFILES + (
         "ocpp + the web interface polled by a client + MQTT/Home Assistant",
         chargers=0,
         budgets={},
-        ocpp=[{"id": "BOX1", "unit": "A"}, {"id": "BOX2", "unit": "W", "refuse_zero": True}],
+        ocpp=[{"id": "BOX1", "unit": "A"}, {"id": "BOX2", "unit": "W"}],
         config={
             "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
             "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
