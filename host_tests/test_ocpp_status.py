@@ -14,7 +14,7 @@ from test_hass import CFG, FakeLink, configs, last, settle
 
 from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, OcppCharger
 from chargeguard.net import hass, web
-from chargeguard.state import iso_utc
+from chargeguard.ocppstate import iso_utc
 
 BOOT = {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910", "firmwareVersion": "6.1.0"}
 

@@ -481,7 +481,7 @@ class Hass:
         out.flag("locked", status.locked)
         link = charger.ocpp
         if link is not None:
-            from chargeguard.state import iso_utc
+            from chargeguard.ocppstate import iso_utc  # loaded: the site has an OCPP box
 
             out.flag("ocpp_connected", link.connected)
             out.string("connected_since", iso_utc(link.connected_since_s))

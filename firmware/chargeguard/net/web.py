@@ -751,7 +751,7 @@ def status_doc(state, values):
                 "session_energy_wh": status.session_energy_wh,
                 "session_s": status.session_s,
                 "error": status.error,
-                "ocpp": _ocpp_doc(charger.ocpp),
+                "ocpp": None if charger.ocpp is None else charger.ocpp.doc(),  # ocppstate.OcppLink
             }
         )
     if state.optimiser is not None:
@@ -765,30 +765,6 @@ def status_doc(state, values):
             "peak_limit_w": state.peak_limit_w,
         }
     return doc
-
-
-def _ocpp_doc(link):
-    # An OCPP box's connection (state.OcppLink), None for other boxes; times as ISO 8601 UTC (None
-    # while the device's clock is not set) and as ages in seconds (always).
-    if link is None:
-        return None
-    from chargeguard.state import iso_utc
-
-    return {
-        "charge_point_id": link.charge_point_id,
-        "connected": link.connected,
-        "connected_since": iso_utc(link.connected_since_s),
-        "connected_for_s": link.connected_for_s,
-        "last_message": link.last_message,
-        "last_message_at": iso_utc(link.last_message_s),
-        "last_message_age_s": link.last_message_age_s,
-        "last_refusal": link.last_refusal,
-        "last_refusal_at": iso_utc(link.last_refusal_s),
-        "last_refusal_age_s": link.last_refusal_age_s,
-        "vendor": link.vendor,
-        "model": link.model,
-        "firmware": link.firmware,
-    }
 
 
 def _Server(web):
