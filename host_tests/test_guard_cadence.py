@@ -117,6 +117,46 @@ def test_a_load_switched_on_between_phase_lists_is_cut_at_the_next_total():
         assert rig.phase_ma(0) <= 25000
 
 
+def test_a_load_switched_on_after_a_list_taken_mid_raise_is_cut_at_the_next_total():
+    # Per-phase values measured while a raise was still on its way to the
+    # car (it drew 9 A of the 16 A offered) leave the car's draw then
+    # unknown between the two. A kettle switched on after them must still be
+    # cut at the next total: the high view once counted that unknown twice
+    # (per phase with the car at 16 A, in the total with it at 9 A) and
+    # waited for the next per-phase list (up to 10 s on a HAN meter).
+    site = make_site(breaker_a=25, ramp_step_ma=16000, ramp_interval_ms=1000)
+    rig = CadenceRig(site, [make_charger(max_a=16)], total_ms=500, phase_ms=2000, lag_ms=3000)
+    rig.house_ma = [16000, 2000, 2000]
+    rig.run(60000)
+    assert rig.commands[0].offered_ma == 9000
+    while rig.now % 2000:
+        rig.step()
+    rig.house_ma = [2000, 2000, 2000]
+    while rig.commands[0].offered_ma != 16000:
+        rig.step()
+    raised = rig.now
+    rig.step()
+    while rig.now % 2000:
+        rig.step()  # the next per-phase list: the car still at 9 A
+    assert rig.draw(0) == 9000 and rig.now - raised < site.ev_response_ms
+    rig.house_ma = [15000, 2000, 2000]  # 13 A more on L1: 15 + 16 > 25
+    # While the car is still on its way to 16 A (15 + 9 fits) the total's
+    # rise may be the car's own: no cut yet. The first total that shows L1
+    # over the breaker (more rise than the car can add) must cut.
+    while True:
+        rig.step()
+        assert rig.now - raised <= rig.lag_ms + rig.total_ms
+        if rig.phase_ma(0) > 25000:
+            break
+        assert rig.commands[0].offered_ma == 16000
+    assert rig.commands[0].offered_ma <= 10000, "not cut at the total that shows the overload"
+    assert rig.commands[0].offered_ma >= 6000  # lowered, not paused
+    cut = rig.now
+    for _ in range(20):
+        rig.step()
+        assert rig.phase_ma(0) <= 25000 or rig.now - cut <= rig.lag_ms
+
+
 def test_without_the_total_the_same_kettle_waits_for_the_phase_list():
     # The control: the same site with a one-cadence meter every 10 s is cut
     # only at the next per-phase list (the total is what made it fast).

@@ -645,3 +645,17 @@ def test_rs485_on_a_pty_reaches_the_other_side():
         _setenv(ENV_RS485_DEVICE, None)
         os.close(master)
         os.close(slave)
+
+
+def test_the_line_speeds_the_unix_ports_termios_lacks_are_linuxs_own_codes():
+    # HAN ports run at 2400 baud and Modbus meters at 1200..38400; the unix
+    # port's termios names only 9600 and 57600 up, so platform/unix.py has
+    # Linux's codes for the others (test_han_site runs the firmware at 2400).
+    if support.IS_MICROPYTHON:
+        for baud in unix._LINUX_SPEEDS:
+            assert unix._LINUX_SPEEDS[baud] == (9, 11, 12, 14, 15)[(1200, 2400, 4800, 19200, 38400).index(baud)]
+        return
+    import termios as host_termios
+
+    for baud, code in unix._LINUX_SPEEDS.items():
+        assert getattr(host_termios, "B%d" % baud) == code, baud

@@ -114,8 +114,12 @@ class Profile:
 # 96 (86-92 failed at boot: config.py's read found no 640-byte hole). That
 # growth is what the plain-ESP32 .mpy tier lost this session: it is the
 # issue's open point (docs/firmware.md), not a tolerance.
+# optimiser was not swept then and kept 106 KB; the CI run of that evening
+# failed it there (a MemoryError in a charger poll), and a sweep of the
+# three-day run on main gave: 104 and 106 fail, 108, 110 and 112 run. Its
+# budget is that smallest heap plus the margin, like the others.
 MPY_MARGIN = 4 * KB
-OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 102 * KB + MPY_MARGIN}
+OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
         "core",

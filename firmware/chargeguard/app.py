@@ -62,13 +62,13 @@ def make_meter(meter_doc, platform, doc=None):
     """The meter driver for config["meter"] (raises ValueError for an unknown type).
 
     doc: the whole configuration, for the MQTT-fed meter (its broker is the
-    `mqtt` section's, its voltage site.voltage_v) and the CT clamps (site.phases,
-    site.voltage_v).
+    `mqtt` section's, its voltage site.voltage_v), the CT clamps (site.phases,
+    site.voltage_v) and the HAN port (site.phases).
     """
     module_name = METER_MODULES.get(meter_doc["type"])
     if module_name is None:
         raise ValueError("meter type %s is not supported" % meter_doc["type"])
-    if meter_doc["type"] in ("mqtt", "ct"):
+    if meter_doc["type"] in ("mqtt", "ct", "han"):
         return _import(module_name).from_config(meter_doc, platform, doc)
     return _import(module_name).from_config(meter_doc, platform)
 

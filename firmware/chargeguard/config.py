@@ -47,6 +47,9 @@ Version 1 (CURRENT_VERSION):
                "burden_ohm": 33,       1..10000 ohm; "vref_mv": 3100: 1000..3600, ADC full scale
                "factor_ua": 0,         0 = from turns and burden, else 100..500000 uA a step
                "mains_hz": 50,         50 | 60; "floor_ma": 200: 0..5000, below reads 0
+              a HAN port ("type": "han": DLMS/COSEM lists, Norway) on the P1 UART has instead:
+              {"type": "han", "baud": 2400,  2400 | 9600; "format": "8E1": "8E1" | "8N1"
+               "invert": false}        true: the transceiver's output is inverted
               a Modbus meter ("type": "modbus") has instead:
               {"type": "modbus",
                "model": "sdm630",      required: a name of meters/modbus_models.MODELS, or
@@ -437,7 +440,7 @@ def charger_defaults():
 def _meter_table(section):
     # The fields of the meter section depend on its type.
     kind = section.get("type")
-    if kind == "mqtt" or kind == "ct":
+    if kind == "mqtt" or kind == "ct" or kind == "han":
         # Their rows live in meters/meter_fields.py, loaded only for these
         # types: a P1 or Modbus site never interns their names.
         from chargeguard.meters import meter_fields

@@ -11,6 +11,7 @@ METER_MODULES = {
     "http": "chargeguard.meters.http_meter",
     "mqtt": "chargeguard.meters.mqtt_meter",
     "ct": "chargeguard.meters.ct_meter",
+    "han": "chargeguard.meters.han",  # DLMS/COSEM push over HDLC (Norway's HAN-NVE), on the P1 UART
 }
 CHARGER_MODULES = {
     "v2c_trydan": "chargeguard.chargers.v2c_trydan",

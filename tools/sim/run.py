@@ -42,6 +42,9 @@ abb_b23, em24) the grid meter is a Modbus kWh meter instead of the P1 port:
 tools/sim/modbus_emulator.py (pymodbus) on a pty line, read by the firmware
 over Modbus RTU every second; with --modbus-tcp over Modbus TCP on 127.0.0.1.
 The pulled P1 cable of the day is then a meter that stops answering.
+With --meter han the P1 UART carries a Norwegian HAN port instead (tools/sim/han_emulator.py: DLMS/COSEM
+lists in HDLC frames at 2400 baud, a List 1 with the import power each second and a List 2 with the phases
+every fourth; the meter's own pace is 2.5 s and 10 s).
 With --meter mqtt the meter is fed over MQTT (tools/sim/mqtt_meter_emulator.py: paho-mqtt publishes the
 per-phase currents and the net power to the sim's broker every second, as Home Assistant would; the firmware's
 meter subscribes); the pulled cable is then an integration that stops publishing. Not with --no-mqtt.
@@ -94,6 +97,11 @@ MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 t
 # the three-phase ones (the simulated site has three phases; the one-channel
 # shelly_em1 / shelly_em_gen1 are held to their emulators by the system tests).
 HTTP_METERS = ("homewizard", "shelly_em", "shelly_3em_gen1")
+# --meter han: the HAN port's line speed, and one List 2 for every four
+# frames (the meter's 10 s against its 2.5 s List 1; the sim sends a frame
+# every TELEGRAM_PERIOD_S).
+HAN_BAUD = 2400
+HAN_LIST2_EVERY = 4
 
 # The 64-bit port's counterpart of the firmware's .mpy budgets on the 32-bit
 # build (host_tests/system/test_heap_budget.py: 85-100 KB for guard, meter
@@ -395,7 +403,9 @@ class Simulation:
             box_rows.append(("shelly_load", "Heater", 1, "B", self.load.port, {"min_a": LOAD_A, "max_a": LOAD_A}))
         maps = [row[3] for row in box_rows] if box_rows else ["ABC"] * len(self.boxes)
         self.site = Site([(box, tuple("ABC".index(c) for c in phase_map)) for box, phase_map in zip(self.boxes, maps)])
-        self.p1 = PtyP1Port()
+        # A HAN meter's frames come on the same UART, paced at its 2400 baud.
+        self.p1 = PtyP1Port(baud=HAN_BAUD if meter == "han" else None)
+        self.han_frames = 0 if meter == "han" else None
         self.modbus = None
         self.http = None
         self.mqtt_meter = None
@@ -406,6 +416,8 @@ class Simulation:
 
             self.mqtt_meter = MqttMeterEmulator(mqtt["port"])
             meter_section = mqtt_meter_section()
+        elif meter == "han":
+            meter_section = {"type": "han", "baud": HAN_BAUD, "format": "8E1", "invert": False}
         elif meter in HTTP_METERS:
             from http_meter_emulator import HttpMeterEmulator
 
@@ -461,6 +473,19 @@ class Simulation:
             return time.monotonic_ns()
         if self.meter_silent:
             return None
+        if self.han_frames is not None:
+            # A List 2 (per-phase values, and the counters) every HAN_LIST2_EVERY
+            # frames, a List 1 (the import power alone) between them, as the
+            # meter's 10 s and 2.5 s; returned once its last byte left.
+            from han_emulator import build_list1, build_list2
+
+            self.han_frames += 1
+            if self.han_frames % HAN_LIST2_EVERY == 1:
+                frame = build_list2(power, currents, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
+            else:
+                frame = build_list1(sum(power))
+            self.p1.write(frame)
+            return time.monotonic_ns()
         telegram = build_telegram(
             power_w=power,
             current_ma=currents,
@@ -562,7 +587,7 @@ def main():
     parser.add_argument(
         "--meter",
         default="p1",
-        help="the grid meter: p1 (default), mqtt (fed over MQTT), a Modbus model of the firmware's table (sdm630,"
+        help="the grid meter: p1 (default), han (a Norwegian HAN port), mqtt (fed over MQTT), a Modbus model of the firmware's table (sdm630,"
         " abb_b23, em24, ...) or an HTTP meter (%s)" % ", ".join(HTTP_METERS),
     )
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
@@ -586,12 +611,12 @@ def main():
         parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
     if args.mixed and args.ocpp:
         parser.error("--mixed and --ocpp are two different sites: choose one")
-    if args.meter not in ("p1", "mqtt") and args.meter not in HTTP_METERS:
+    if args.meter not in ("p1", "han", "mqtt") and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
 
         if args.meter not in MODELS:
-            parser.error("--meter must be p1, mqtt or one of: %s" % ", ".join(MODELS + HTTP_METERS))
+            parser.error("--meter must be p1, han, mqtt or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 

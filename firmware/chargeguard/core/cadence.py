@@ -23,10 +23,10 @@ total, and what the chargers are given follows the total's cadence. What a
 car in the middle of a change drew when the per-phase values came is known
 only between the guard's low and high views: the low view (what is given
 out) takes the most of a rise as the house's, the high view (whether to
-pause or cut) the least, so a car picking up a start is not taken for house
-load on every phase (nobody is paused for it), and a load switched on while
-a car picks up a change may be cut for only once the car's response time is
-over. The values are taken again when a charger's reachability or car
+pause or cut) the least consistent with one assumption of what the car drew
+then (at its least or at its most), so a car picking up a start is not taken
+for house load on every phase (nobody is paused for it), and a load switched
+on while a car picks up a change is cut for at the next total. The values are taken again when a charger's reachability or car
 presence changes (they then count as an old reading), or when the net power
 that goes with them does.
 
@@ -123,7 +123,16 @@ class TwoCadences:
         site = guard.site
         net_w = reading.net_power_w() or 0
         rise_low = self.rise_ma(site, net_w, low_w, 0)
+        # The high view takes the house at its least, but with one assumption
+        # of what each car drew when the per-phase values were measured, for
+        # the per-phase load and for the total's reference alike: the car at
+        # its least then (house per phase at its most, rise at its least) or
+        # at its most then (the other way round), whichever is lighter. Mixing
+        # the two (the per-phase load with the car at its most, the rise with
+        # it at its least) counted a car's uncertain raise twice and hid a
+        # load switched on after it until the next per-phase list.
         rise_high = self.rise_ma(site, net_w, high_w, 1)
+        rise_high_then = self.rise_ma(site, net_w, high_w, 0)
         rise_cut = self.rise_ma(site, net_w, cut_w, 2)
         base = self.base_ma
         for phase in range(PHASES):
@@ -133,6 +142,9 @@ class TwoCadences:
                 guard.cut_headroom_ma[phase] = 0
                 continue
             guard.headroom_ma[phase] = limit_ma - base[phase] - rise_low
-            guard.shed_headroom_ma[phase] = limit_ma - base[3 + phase] - rise_high
+            house = base[phase] + rise_high
+            if base[3 + phase] + rise_high_then < house:
+                house = base[3 + phase] + rise_high_then
+            guard.shed_headroom_ma[phase] = limit_ma - house
             guard.cut_headroom_ma[phase] = limit_ma - base[6 + phase] - rise_cut
             guard.grid_ma[phase] = base[phase] + rise_low + guard.draw_low_ma[phase]

@@ -1,17 +1,26 @@
-"""The meter sections of the MQTT-fed meter and the CT clamps, and config.py's cross-field rules for them.
+"""The meter sections of the MQTT-fed meter, the CT clamps and the HAN port, and config.py's cross-field rules for them.
 
-Loaded by config.py only for a meter of type "mqtt" or "ct" (and unloaded
+Loaded by config.py only for a meter of type "mqtt", "ct" or "han" (and unloaded
 after validation, like meters/http_models.py): a P1, Modbus or HTTP site never
 holds these rows nor interns their names. The rows have config.py's layout
 (key, default, kind, a, b, unit[, meaning of 0]); the kinds INT, ONEOF,
 ENUM, ZERO_OR are rules.py's, TEXT and OPT_TEXT config.py's, passed in.
 """
 
-from chargeguard.rules import ENUM, INT, ONEOF, ZERO_OR
+from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
 def table(kind, type_row, upside_down_row, text, opt_text):
-    """The rows of a meter section of type `kind` ("mqtt" or "ct"); the shared rows and text kinds from config.py."""
+    """The rows of a meter section of type `kind` ("mqtt", "ct" or "han"); the shared rows and text kinds from config.py."""
+    if kind == "han":
+        # The HAN-NVE line is 2400 baud 8E1 (meters/han.py); 8N1 and 9600 for
+        # meters that push the same frames on another line setting.
+        return (
+            type_row,
+            ("baud", 2400, ONEOF, (2400, 9600), None, "baud"),
+            ("format", "8E1", ENUM, ("8E1", "8N1"), None, ""),
+            ("invert", False, BOOL, None, None, ""),
+        )
     if kind == "ct":
         return (
             type_row,

@@ -52,6 +52,10 @@ _CSIZE = const(0o60)
 _CSTOPB = const(0o100)
 _PARENB = const(0o400)
 _PARODD = const(0o1000)
+# The unix port's termios has no B1200..B4800, B19200 or B38400 (only 9600
+# and 57600 up), yet a HAN port runs at 2400 baud and Modbus meters at any of
+# them: Linux's speed codes for those (termbits.h: B1200 0o11 .. B38400 0o17).
+_LINUX_SPEEDS = {1200: 9, 2400: 11, 4800: 12, 19200: 14, 38400: 15}
 # Indexes into the list tcgetattr() returns.
 _CFLAG = const(2)
 _ISPEED = const(4)
@@ -374,7 +378,7 @@ def _configure_line(fd, baud, data_bits, parity, stop_bits):
     except Exception:
         # Not a tty: OSError on the port, termios.error (no OSError) on CPython.
         return False
-    speed = getattr(termios, "B%d" % baud, None)
+    speed = getattr(termios, "B%d" % baud, None) or _LINUX_SPEEDS.get(baud)
     if speed is None:
         raise ValueError("baud %d not supported by termios" % baud)
     attrs = termios.tcgetattr(fd)
