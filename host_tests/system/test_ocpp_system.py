@@ -306,5 +306,43 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
         assert all(p["charging_profile_kind"] == "Absolute" and p["charging_schedule"]["start_schedule"]
                    for p in absolute.received)
         assert absolute.limit_a() == 6
+        page_lines = status_page_lines(web_port)
+        if page_lines is not None:
+            # The page in words on a phone: PICKY's card names its connection, last message and refusal.
+            picky_lines = page_lines["PICKY"]
+            assert picky_lines[0].startswith("OCPP PICKY (ChargeGuard Sim): connected since "), picky_lines
+            assert picky_lines[1].startswith("last message: ") and ("ago)" in picky_lines[1] or "just now" in picky_lines[1]), picky_lines
+            assert picky_lines[2].startswith("last refusal: SetChargingProfile: Rejected (0.0 A), "), picky_lines
+            assert page_lines["width"] <= 390
     finally:
         sim.stop()
+
+
+def status_page_lines(web_port):
+    """The status page in headless Chromium at a phone's width: {charger name: its OCPP lines, "width": page
+    width}; None where the browser is not installed (CI must have it: .ci/run installs it)."""
+    chromium = "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        why = "playwright is not installed (%s)" % error
+    else:
+        why = None if os.path.exists(chromium) else "%s is missing" % chromium
+    if why is not None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("CI must run the browser check: " + why)
+        return None
+    # The page polls /api/status every 2 s (firmware/www/status.html): the cards are there within two polls.
+    page_s = 2 * 2.0 + HOST_SLACK_S
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto("http://127.0.0.1:%d/" % web_port)
+            page.wait_for_function("document.querySelectorAll('.ocpp').length >= 9", timeout=page_s * 1000)
+            out = {"width": page.evaluate("document.documentElement.scrollWidth")}
+            for card in page.locator("[data-charger]").all():
+                out[card.locator("h2").inner_text()] = [line.inner_text() for line in card.locator(".ocpp").all()]
+            return out
+        finally:
+            browser.close()

@@ -43,6 +43,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 DEFAULT_MAX_A = 16  # the box's own maximum without a profile (its hardware setting)
+RECEIVED_KEPT = 100  # profiles kept in OcppBox.received
 VOLTAGE_V = 230
 
 
@@ -92,6 +93,7 @@ class _Point(ChargePoint):
         box = self.box
         box.log.append(("SetChargingProfile", connector_id, profile["stack_level"], schedule["charging_rate_unit"], limits))
         box.received.append(profile)
+        del box.received[:-RECEIVED_KEPT]  # a long `make sim` renews every 20 s: the recent ones are enough
         refused = (
             schedule["charging_rate_unit"] not in box.unit.split(",")
             or profile["stack_level"] > box.max_stack_level
@@ -164,7 +166,7 @@ class OcppBox:
         self.meter_interval_s = meter_interval_s
         self.lock = threading.Lock()
         self.profiles = []
-        self.received = []  # every csChargingProfiles sent to the box (snake_case keys), accepted or not
+        self.received = []  # the last RECEIVED_KEPT csChargingProfiles sent to the box (snake_case keys), accepted or not
         self.clock_offset_s = clock_offset_s
         self.refusals = 0
         self.log = []  # calls from the central system, in order
