@@ -44,3 +44,22 @@ def test_generic_map_completed_and_checked():
     assert "chargers.0.map" in errors
     errors = dict(config.validate(site({"name": "X", "type": "abb_terra", "host": "10.0.0.5", "map": phoenix})))
     assert "unknown setting" in errors["chargers.0.map"]
+
+
+def test_abb_transport_rtu_needs_no_host_and_checks_its_line():
+    doc = config.complete(site({"name": "ABB", "type": "abb_terra", "transport": "rtu", "unit": 2}))
+    abb = doc["chargers"][0]
+    assert (abb["transport"], abb["baud"], abb["format"], abb["unit"], abb["host"]) == ("rtu", 19200, "8E1", 2, "")
+    assert config.validate(doc) == []
+    # Over TCP (the default) the host stays required.
+    errors = dict(config.validate(site({"name": "ABB", "type": "abb_terra"})))
+    assert "chargers.0.host" in errors
+    doc = config.complete(site({"name": "ABB", "type": "abb_terra", "host": "10.0.0.7"}))
+    assert doc["chargers"][0]["transport"] == "tcp" and config.validate(doc) == []
+    errors = dict(config.validate(site({"name": "ABB", "type": "abb_terra", "transport": "serial", "baud": 14400,
+                                        "format": "7E1"})))
+    for key in ("transport", "baud", "format"):
+        assert "chargers.0." + key in errors, (key, errors)
+    # Only the ABB has a transport.
+    errors = dict(config.validate(site({"name": "A", "type": "alfen_eve", "host": "10.0.0.9", "transport": "rtu"})))
+    assert "unknown setting" in errors["chargers.0.transport"]

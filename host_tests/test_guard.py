@@ -793,3 +793,29 @@ def test_a_paused_charger_is_started_only_into_room_the_reading_shows():
         assert all(offer == 10000 for offer in offers[0][60:]), (case, offers[0][30:])
         for index in (1, 2):
             assert all(offer == 0 for offer in offers[index][60:]), (case, index, offers[index][30:])
+
+
+def test_an_overload_a_pending_cut_explains_is_held_at_most_ev_response():
+    # make bench's finding (docs/development.md, "Guard latency"): a load step 250 ms after a cut, no
+    # larger than that cut, reads as the car still following it. The guard holds (it must not cut a car
+    # twice, nor pause a second one, for one event), but only until ev_response has passed since the
+    # cut, or at once when the box measures the car after the cut: bounded by the cut and ev_response.
+    for metered in (False, True):
+        rig = Rig(make_site(breaker_a=25, margin_a=1, ramp_step_ma=16000, ramp_interval_ms=1000, min_pause_ms=0),
+                  [make_charger(max_a=16)], metered=metered)
+        rig.house(6, 1, 1)
+        ramp_to_steady(rig)
+        assert rig.offered() == 16000
+        rig.house(10, 1, 1)
+        rig.tick(250)
+        assert rig.offered() == 14000  # cut at once: 24 A - 10 A
+        cut_ms = rig.now
+        rig.house(12, 1, 1)  # 2 A more: the grid reads 26 A on L1 with the car at its 14 A
+        rig.tick(250)
+        if metered:
+            assert rig.offered() == 12000  # the box shows the car at 14 A: the load is the house's
+            continue
+        while rig.offered() == 14000:
+            assert rig.now - cut_ms < rig.site.ev_response_ms  # held only inside the car's response time
+            rig.tick(250)
+        assert rig.offered() == 12000 and rig.now - cut_ms == rig.site.ev_response_ms

@@ -250,6 +250,18 @@ def test_storage_dir_from_environment():
         _setenv(ENV_STORAGE, None)
 
 
+def test_keba_link_port_from_environment():
+    # chargers/keba.py binds this local UDP port: 7090 as on the device, or the simulator's.
+    p = unix.Platform(UNIX_BOARD)
+    _setenv("CHARGEGUARD_KEBA_PORT", None)
+    assert p.keba_port(7090) == 7090
+    _setenv("CHARGEGUARD_KEBA_PORT", "17090")
+    try:
+        assert p.keba_port(7090) == 17090
+    finally:
+        _setenv("CHARGEGUARD_KEBA_PORT", None)
+
+
 def test_network_follows_environment():
     p = unix.Platform(UNIX_BOARD)
     assert p.network_up()

@@ -62,6 +62,7 @@ class Profile:
     firmware's MQTT link connected to it.
     ocpp: OCPP boxes (tools/sim/ocpp_emulator.py specs, as Simulation's `ocpp`) that connect to the
     firmware's central system, after the `chargers` Trydans.
+    mixed / every_family: the simulator's mixed site, or its site with one box of every family.
     web: the web interface serves on a free loopback port and a client
     (WebClient) uses it through the day as the status page does, plus a
     change and refused requests; a run counts only if every answer came.
@@ -73,9 +74,10 @@ class Profile:
     """
 
     def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False, portal=False,
-                 mixed=False, ocpp=None):
+                 mixed=False, ocpp=None, every_family=False):
         self.name = name
         self.mixed = mixed
+        self.every_family = every_family
         self.ocpp = ocpp
         self.web = web
         self.portal = portal
@@ -196,6 +198,16 @@ PROFILES = (
         chargers=4,
         budgets={"frozen32": 64 * KB},  # .mpy: measured only (see above)
         mixed=True,
+    ),
+    # One box of every family the firmware commands itself (tools/sim/run.py --every-family: Trydan over
+    # HTTP and Modbus TCP, go-e, Alfen, ABB, a generic Modbus box, a Keba over UDP, a Shelly relay):
+    # eight drivers, the most a configuration holds. Measured only (docs/chargers.md gives the figures).
+    Profile(
+        "families",
+        "guard + P1 + one box of every family: 3 HTTP, 4 Modbus TCP, 1 UDP (Keba)",
+        chargers=8,
+        budgets={},
+        every_family=True,
     ),
     # MQTT (net/mqtt.py and umqtt.simple) connected to a real broker: frozen
     # in 64 KB; as .mpy it does not fit a plain ESP32 (measured only).
@@ -682,6 +694,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         mqtt={"enabled": False, "host": "127.0.0.1", "port": broker.port} if profile.meter == "mqtt" else None,
         mixed=profile.mixed,
         ocpp=profile.ocpp,
+        every_family=profile.every_family,
     )
     try:
         if _wait_started(sim):

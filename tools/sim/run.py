@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|mqtt|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed] [--load] [--ocpp]
+                            [--mixed] [--load] [--ocpp] [--every-family]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -30,6 +30,11 @@ With --load a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py,
 an on/off load: one 9 A step) sits on phase B after the chargers in priority:
 the guard switches it off when its step no longer fits beside the chargers'
 minimums, and on again when it fits.
+
+With --every-family the site has one box of every family the firmware commands itself (EVERY_FAMILY_SITE:
+Trydan over HTTP and over Modbus TCP, go-e, Alfen, ABB Terra AC, a generic Modbus box by its register map,
+a KEBA P30 over UDP, tools/sim/keba_emulator.py, answering the firmware's Keba link on a free port given as
+CHARGEGUARD_KEBA_PORT, and a heater on a Shelly relay), eight entries, the most a configuration holds.
 
 With --ocpp the Trydan shares the breaker with an OCPP 1.6J wallbox (priority 2, three phases,
 tools/sim/ocpp_emulator.py on mobilityhouse's `ocpp` package): the box connects to the firmware's
@@ -160,6 +165,61 @@ MIXED_SITE = (
     ("alfen_eve", "Alfen", 1, "B"),
 )
 
+# One box of every family the firmware commands on its own (--every-family; tools/bench.py's case of
+# that name; OCPP has its own, --ocpp): (config type, name, charger phases, phase_map[, entry keys]), in
+# priority order. The single-phase box on B, the rest on all three; the Shelly relay is an on/off load of
+# one 9 A step, the generic Modbus box a Phoenix EV-ETH by its register map. A configuration holds at most
+# 8 chargers (config.MAX_CHARGERS), one less than the nine families: the OpenEVSE (HTTP like the Trydan
+# and the go-e, on the same client) is left out here and measured on the mixed site (--mixed).
+PHOENIX_MAP = {"state_address": 100, "current_address": 528, "enable": "coil", "enable_address": 400, "power_address": 120}
+EVERY_FAMILY_SITE = (
+    ("v2c_trydan", "Trydan", 3, "ABC"),
+    ("go_e", "go-e", 3, "ABC"),
+    ("v2c_trydan_modbus", "Trydan Modbus", 3, "ABC"),
+    ("alfen_eve", "Alfen", 1, "B"),
+    ("abb_terra", "ABB", 3, "ABC"),
+    ("modbus_generic", "Phoenix", 3, "ABC", {"map": PHOENIX_MAP}),
+    ("keba_p30", "Keba", 3, "ABC"),
+    ("shelly_load", "Heater", 1, "B", {"min_a": LOAD_A, "max_a": LOAD_A}),
+)
+# The heap of that site: five more driver modules and boxes than the mixed site (the Trydan over
+# Modbus, ABB, the generic Modbus map, Keba's UDP link, the Shelly relay); see docs/development.md.
+EVERY_FAMILY_EXTRA_HEAP_K = 72
+
+
+def free_udp_port():
+    """A UDP port free on 127.0.0.1 now (the firmware's Keba link binds it: CHARGEGUARD_KEBA_PORT)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def family_box(kind, car_delay_s, phases, keba_reply_port=None):
+    """A started emulator of config type `kind` with a car (or, for shelly_load, a heater) plugged in."""
+    if kind == "shelly_load":
+        from shelly_load_emulator import ShellyLoadEmulator
+
+        return ShellyLoadEmulator(power_w=LOAD_W).start()
+    if kind == "keba_p30":
+        from keba_emulator import KebaEmulator
+
+        box = KebaEmulator(port=0, reply_port=keba_reply_port, response_delay_s=car_delay_s, phases=phases).start()
+    elif kind in ("v2c_trydan_modbus", "alfen_eve", "abb_terra", "modbus_generic"):
+        import modbus_charger_emulator as emulators
+
+        cls = {"v2c_trydan_modbus": emulators.TrydanModbusEmulator, "alfen_eve": emulators.AlfenEmulator,
+               "abb_terra": emulators.AbbTerraEmulator, "modbus_generic": emulators.PhoenixEmulator}[kind]
+        # The Alfen: a three-phase box the configuration runs on one phase (the driver writes its 1215).
+        box = cls(port=0, response_delay_s=car_delay_s, phases=3 if kind == "alfen_eve" else phases).start()
+        phases = 3 if kind == "alfen_eve" else phases
+    else:
+        emulator = {"v2c_trydan": TrydanEmulator, "go_e": GoeEmulator, "openevse": OpenEvseEmulator}[kind]
+        box = emulator(port=0, response_delay_s=car_delay_s, phases=phases).start()
+    box.plug(car_max_ma=32000, car_phases=phases)
+    return box
+
 
 def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mqtt=None, web=False, boxes=None):
     """The configuration the simulated installation runs with (one Trydan per port).
@@ -262,7 +322,8 @@ class Firmware:
     """The firmware process on the unix port; its output lines go to a callback."""
 
     def __init__(
-        self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None
+        self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None,
+        keba_port=None,
     ):
         if command is None:
             command = [micropython_binary()]
@@ -277,6 +338,8 @@ class Firmware:
             env["CHARGEGUARD_WEB_PORT"] = str(web_port)
         if ocpp_port:
             env["CHARGEGUARD_OCPP_PORT"] = str(ocpp_port)
+        if keba_port:
+            env["CHARGEGUARD_KEBA_PORT"] = str(keba_port)
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -347,6 +410,7 @@ class Simulation:
         ocpp_port=None,
         site=None,
         load=False,
+        every_family=False,
     ):
         self.trydans = []
         self.boxes = []
@@ -354,7 +418,18 @@ class Simulation:
         # ocpp: OCPP boxes after the Trydans (tools/sim/ocpp_emulator.py), a dict each: "id", "name",
         # "config" (the charger entry's extra keys), "phases", the rest OcppBox's keyword arguments.
         self.ocpp_port = ocpp_port or (free_port() if ocpp else None)
-        if mixed:
+        self.keba_port = None
+        if every_family:
+            # EVERY_FAMILY_SITE: the firmware's Keba link on a free UDP port the emulator answers to.
+            self.keba_port = free_udp_port()
+            box_rows = []
+            for row in EVERY_FAMILY_SITE:
+                kind, name, phases, phase_map = row[:4]
+                box = family_box(kind, car_delay_s, phases, self.keba_port)
+                self.boxes.append(box)
+                box_rows.append((kind, name, phases, phase_map, box.port) + tuple(row[4:]))
+            self.trydans = [self.boxes[0]]
+        elif mixed:
             box_rows = []
             for kind, name, phases, phase_map in MIXED_SITE:
                 if kind == "alfen_eve":
@@ -445,10 +520,11 @@ class Simulation:
         heap = heap or DEFAULT_HEAP
         rs485 = self.modbus.device if self.modbus is not None else None
         self.firmware = Firmware(
-            root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port
+            root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port,
+            self.keba_port,
         )
         for box in self.boxes:
-            if hasattr(box, "limit_a"):
+            if type(box).__name__ == "OcppBox":
                 box.start()  # an OCPP box connects to the firmware (and retries until it listens)
 
     def send_telegram(self):
@@ -606,7 +682,14 @@ def main():
     parser.add_argument(
         "--ocpp", action="store_true", help="a Trydan and an OCPP 1.6J box on one breaker (the box connects to the firmware)"
     )
+    parser.add_argument(
+        "--every-family", action="store_true",
+        help="one box of every family on one breaker: Trydan HTTP and Modbus, go-e, Alfen, ABB, generic Modbus, Keba (UDP),"
+        " a Shelly-switched heater"
+    )
     args = parser.parse_args()
+    if args.every_family and (args.mixed or args.ocpp or args.load):
+        parser.error("--every-family is a site of its own: leave out --mixed, --ocpp and --load")
     if args.meter == "mqtt" and args.no_mqtt:
         parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
     if args.mixed and args.ocpp:
@@ -633,6 +716,8 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
         if args.ocpp:
             args.heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
+        if args.every_family:
+            args.heap = "%dK" % (int(args.heap[:-1]) + EVERY_FAMILY_EXTRA_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -669,6 +754,7 @@ def main():
         mixed=args.mixed,
         ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
         load=args.load,
+        every_family=args.every_family,
     )
     stopping = {"now": False}
 

@@ -1,10 +1,13 @@
-"""ABB Terra AC wallbox over Modbus TCP (unit 1, port 502), firmware 1.6.5 or later.
+"""ABB Terra AC wallbox over Modbus TCP (unit 1, port 502) or RTU (RS485), firmware 1.6.5 or later.
 
 Sources: ABB's "Terra AC Charger Modbus Communication" v1.7 as summarised by
 GrugBus (github.com/peufeu2/GrugBus, grugbus/devices/EVSE_ABB_Terra.csv and
 .md: registers, units and the behaviour of the dangerous ones) and evcc's
 ABB driver (the state byte). On the box (ABB's TerraConfig app): Modbus
-"slave" mode (several chargers under a central controller), Modbus TCP on.
+"slave" mode (several chargers under a central controller), Modbus TCP on;
+or, where the box is wired to the board's RS485 port, Modbus RTU with the
+address, baud and parity set there (nymea's ABB plugin asks for 19200 8E1,
+our defaults): the same registers and functions (3 to read, 16 to write).
 
 Read in one request, function 3, 0x4008..0x4020 (25 registers, u32 each
 but 0x4020): 0x4008 error code, 0x400A socket lock state, 0x400C charging
@@ -38,11 +41,10 @@ of memory", "driver: <exception type>". Nothing raises.
 from micropython import const
 
 from chargeguard.core.model import ChargerStatus
+from chargeguard.net import modbus_box as mbox
 from chargeguard.net.modbus_box import ModbusBox
 
 _TIMEOUT_MS = const(2000)
-_MIN_A = const(6)
-_MAX_A = const(32)
 COMM_TIMEOUT_S = const(60)
 _READ_AT = const(0x4008)
 _READ_COUNT = const(25)
@@ -79,71 +81,57 @@ class AbbTerra:
 
     async def poll(self):
         """Read the status block into `status`. True on success; never raises."""
-        try:
-            box = self.box
-            if not await box.read(self.unit, 3, _READ_AT, _READ_COUNT):
-                return self._failed(box.error, 1 if box.exception else 2)
-            u32 = self._u32
-            error_code = u32(0)
-            state = (box.word(5) >> 8) & 0x7F  # 0x400C: the second byte of four
-            status = self.status
-            status.reachable = True
-            status.tick_ms = box.master.tick_ms
-            error = None
-            if state == 0:
-                status.car = _CAR_NONE
-            elif state == 4:
-                status.car = _CAR_CHARGING
-            elif 1 <= state <= 5:
-                status.car = _CAR_CONNECTED
-            else:
-                status.car = _CAR_UNKNOWN
-                error = "state %d" % state
-            if error is None and error_code:
-                error = "error %s" % error_code
-            status.offered_ma = u32(6)
-            currents = status.current_ma
-            currents[0] = u32(8)
-            currents[1] = u32(10)
-            currents[2] = u32(12)
-            status.power_w = u32(20)
-            status.session_energy_wh = u32(22)
-            self.comm_timeout_s = box.word(24)
-            self._poll_error = status.error = error
-            if error is not None:
-                self.last_error = error
-            return True
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
+        return await mbox.poll_box(self)
+
+    async def _read_status(self):
+        box = self.box
+        if not await mbox.read_block(self, 3, _READ_AT, _READ_COUNT):
+            return False
+        u32 = self._u32
+        error_code = u32(0)
+        state = (box.word(5) >> 8) & 0x7F  # 0x400C: the second byte of four
+        status = self.status
+        error = None
+        if state == 0:
+            status.car = _CAR_NONE
+        elif state == 4:
+            status.car = _CAR_CHARGING
+        elif 1 <= state <= 5:
+            status.car = _CAR_CONNECTED
+        else:
+            status.car = _CAR_UNKNOWN
+            error = "state %d" % state
+        if error is None and error_code:
+            error = "error %s" % error_code
+        status.offered_ma = u32(6)
+        currents = status.current_ma
+        currents[0] = u32(8)
+        currents[1] = u32(10)
+        currents[2] = u32(12)
+        status.power_w = u32(20)
+        status.session_energy_wh = u32(22)
+        self.comm_timeout_s = box.word(24)
+        return mbox.took_status(self, error)
 
     async def apply(self, offered_ma):
         """Command the box to offer at most `offered_ma` (0 = pause). True when it has it; never raises."""
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if amps < _MIN_A:
-                amps = 0
-            limit = amps * 1000
-            if self._limit != limit:
-                self._out[0] = limit >> 16
-                self._out[1] = limit & 0xFFFF
-                if not await self._write(W_LIMIT, 2, limit):
-                    return False
-                self._limit = limit
-            if self.comm_timeout_s is not None and self.comm_timeout_s != COMM_TIMEOUT_S:
-                self._out[0] = COMM_TIMEOUT_S
-                if not await self._write(W_COMM_TIMEOUT, 1, COMM_TIMEOUT_S):
-                    return False
-                self.comm_timeout_s = COMM_TIMEOUT_S
-            self.status.offered_ma = limit
-        except MemoryError:
-            return self._failed("out of memory")
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        self.status.error = self._poll_error
+        return await mbox.apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        amps = mbox.box_amps(offered_ma)
+        limit = amps * 1000
+        if self._limit != limit:
+            self._out[0] = limit >> 16
+            self._out[1] = limit & 0xFFFF
+            if not await self._write(W_LIMIT, 2, limit):
+                return False
+            self._limit = limit
+        if self.comm_timeout_s is not None and self.comm_timeout_s != COMM_TIMEOUT_S:
+            self._out[0] = COMM_TIMEOUT_S
+            if not await self._write(W_COMM_TIMEOUT, 1, COMM_TIMEOUT_S):
+                return False
+            self.comm_timeout_s = COMM_TIMEOUT_S
+        self.status.offered_ma = limit
         return True
 
     async def _write(self, register, count, value):
@@ -151,28 +139,23 @@ class AbbTerra:
         # 0x4105 must never be written (module doc).
         if register != W_LIMIT and register != W_COMM_TIMEOUT:
             raise ValueError("register")
-        self.writes_sent += 1
-        box = self.box
-        if await box.write(self.unit, 16, register, self._out, count):
-            return True
-        self._failed("write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
-        return False
+        return await mbox.write_box(self, 16, register, self._out, count, value)
 
-    def _failed(self, message, how=0):
-        # As in chargers/alfen.py: 1 = a poll answered badly, 2 = a poll
-        # without an answer, 3 = a command without one (the box may have
-        # restarted: the limit is written again).
-        status = self.status
-        status.error = self.last_error = message
-        if how:
-            status.reachable = False
-            if how != 3:
-                self._poll_error = message
-            if how >= 2:
-                self._limit = None
-        return False
+    def _forget(self):
+        self._limit = None  # no answer: the box may have restarted, the limit is written again
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
-    """The driver for one validated `chargers[]` entry of type abb_terra."""
-    return AbbTerra(ModbusBox(entry["host"], entry["port"], platform, timeout_ms), entry.get("unit") or 1)
+    """The driver for one validated `chargers[]` entry of type abb_terra.
+
+    "transport": "rtu" puts it on the board's RS485 port ("baud", "format"; ABB's default 19200 8E1):
+    raises OSError when the port cannot be opened (none on the board). Not beside a Modbus RTU meter: one
+    master per bus (docs/chargers.md).
+    """
+    if entry.get("transport") == "rtu":
+        from chargeguard.net.modbus_rtu_box import rtu_box  # loaded for such a box only
+
+        box = rtu_box(platform, entry["baud"], entry["format"], timeout_ms)
+    else:
+        box = ModbusBox(entry["host"], entry["port"], platform, timeout_ms)
+    return AbbTerra(box, entry.get("unit") or 1)

@@ -52,11 +52,10 @@ from micropython import const
 
 from chargeguard.core.model import ChargerStatus
 from chargeguard.core.ticks import ticks_diff
+from chargeguard.net import modbus_box as mbox
 from chargeguard.net.modbus_box import ModbusBox
 
 _TIMEOUT_MS = const(2000)
-_MIN_A = const(6)
-_MAX_A = const(32)
 RENEW_MS = const(25000)  # rewrite the max current this often (validity default 60 s)
 _RENEW_LEFT_S = const(30)  # ... or when the box shows less validity left than this
 _MEASURE_AT = const(320)
@@ -160,124 +159,90 @@ class AlfenEve:
 
     async def poll(self):
         """Read both blocks into `status`. True on success; never raises."""
-        try:
-            box = self.box
-            unit = self.unit
-            if not await box.read(unit, 3, _MEASURE_AT, _MEASURE_COUNT):
-                return self._failed(box.error, 1 if box.exception else 2)
-            w = box.word
-            l1 = decode_f32(w(0), w(1), 1000)
-            l2 = decode_f32(w(2), w(3), 1000)
-            l3 = decode_f32(w(4), w(5), 1000)
-            power = decode_f32(w(24), w(25), 1)
-            energy = decode_f64(w(54), w(55), w(56))
-            if not await box.read(unit, 3, _STATE_AT, _STATE_COUNT):
-                return self._failed(box.error, 1 if box.exception else 2)
-            available = w(0)
-            c0 = w(1) >> 8
-            c1 = w(1) & 0xFF
-            applied = decode_f32(w(6), w(7), 1000)
-            valid = (w(8) << 16) | w(9) if w(8) < 0x4000 else None
-            safe = decode_f32(w(12), w(13), 1000)
-            accounted = w(14)
-            box_phases = w(15)
+        return await mbox.poll_box(self)
 
-            status = self.status
-            status.reachable = True
-            status.tick_ms = box.master.tick_ms
-            error = None
-            # Mode 3 (IEC 61851) state: a letter, then maybe a digit.
-            if c0 == 65 and c1 == 0:  # "A"
-                status.car = _CAR_NONE
-            elif c0 in (66, 67, 68) and c1 in (49, 50):  # B/C/D, 1/2
-                status.car = _CAR_CHARGING if c0 != 66 and c1 == 50 else _CAR_CONNECTED
-            else:
-                status.car = _CAR_UNKNOWN
-                error = "mode 3 state %s%s" % (chr(c0) if 32 < c0 < 127 else "?", chr(c1) if 32 < c1 < 127 else "")
-            currents = status.current_ma
-            currents[0] = l1
-            currents[1] = l2 if self.phases > 1 else None
-            currents[2] = l3 if self.phases > 2 else None
-            status.power_w = power
-            status.session_energy_wh = energy
-            status.offered_ma = applied
-            self.valid_s = valid
-            self.safe_ma = safe
-            self.box_phases = box_phases
-            if error is None and available == 0:
-                error = "inoperative"
-            if error is None and accounted == 0 and self._amps is not None:
-                error = "setpoint not used (licence? data source EMS?)"
-            if error is None and safe is not None and safe > self.circuit_a * 1000:
-                error = "safe current %d A above circuit_a" % (safe // 1000)
-            if error is None and self._phases_refused and box_phases > self.phases:
-                error = "phases %d: 1215 refused" % box_phases
-            if valid is not None and valid < _RENEW_LEFT_S:
-                self._amps = None  # renew at the next apply
-            self._poll_error = status.error = error
-            if error is not None:
-                self.last_error = error
-            return True
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
+    async def _read_status(self):
+        if not await mbox.read_block(self, 3, _MEASURE_AT, _MEASURE_COUNT):
+            return False
+        w = self.box.word
+        l1 = decode_f32(w(0), w(1), 1000)
+        l2 = decode_f32(w(2), w(3), 1000)
+        l3 = decode_f32(w(4), w(5), 1000)
+        power = decode_f32(w(24), w(25), 1)
+        energy = decode_f64(w(54), w(55), w(56))
+        if not await mbox.read_block(self, 3, _STATE_AT, _STATE_COUNT):
+            return False
+        available = w(0)
+        c0 = w(1) >> 8
+        c1 = w(1) & 0xFF
+        applied = decode_f32(w(6), w(7), 1000)
+        valid = (w(8) << 16) | w(9) if w(8) < 0x4000 else None
+        safe = decode_f32(w(12), w(13), 1000)
+        accounted = w(14)
+        box_phases = w(15)
+
+        status = self.status
+        error = None
+        # Mode 3 (IEC 61851) state: a letter, then maybe a digit.
+        if c0 == 65 and c1 == 0:  # "A"
+            status.car = _CAR_NONE
+        elif c0 in (66, 67, 68) and c1 in (49, 50):  # B/C/D, 1/2
+            status.car = _CAR_CHARGING if c0 != 66 and c1 == 50 else _CAR_CONNECTED
+        else:
+            status.car = _CAR_UNKNOWN
+            error = "mode 3 state %s%s" % (chr(c0) if 32 < c0 < 127 else "?", chr(c1) if 32 < c1 < 127 else "")
+        currents = status.current_ma
+        currents[0] = l1
+        currents[1] = l2 if self.phases > 1 else None
+        currents[2] = l3 if self.phases > 2 else None
+        status.power_w = power
+        status.session_energy_wh = energy
+        status.offered_ma = applied
+        self.valid_s = valid
+        self.safe_ma = safe
+        self.box_phases = box_phases
+        if error is None and available == 0:
+            error = "inoperative"
+        if error is None and accounted == 0 and self._amps is not None:
+            error = "setpoint not used (licence? data source EMS?)"
+        if error is None and safe is not None and safe > self.circuit_a * 1000:
+            error = "safe current %d A above circuit_a" % (safe // 1000)
+        if error is None and self._phases_refused and box_phases > self.phases:
+            error = "phases %d: 1215 refused" % box_phases
+        if valid is not None and valid < _RENEW_LEFT_S:
+            self._amps = None  # renew at the next apply
+        return mbox.took_status(self, error)
 
     async def apply(self, offered_ma):
         """Command the socket to offer at most `offered_ma` (0 = stop). True when it has it; never raises."""
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if amps < _MIN_A:
-                amps = 0
-            now = self._clock()
-            if self._amps != amps or ticks_diff(now, self._written_at) >= RENEW_MS:
-                encode_f32(amps, self._out)
-                if not await self._write(W_MAX_CURRENT, 2, amps):
+        return await mbox.apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        amps = mbox.box_amps(offered_ma)
+        now = self._clock()
+        if self._amps != amps or ticks_diff(now, self._written_at) >= RENEW_MS:
+            encode_f32(amps, self._out)
+            if not await mbox.write_box(self, 16, W_MAX_CURRENT, self._out, 2, amps):
+                return False
+            self._amps = amps
+            self._written_at = now
+        want = 1 if self.phases == 1 else 3 if self.phases == 3 else 0
+        have = self.box_phases
+        if want and have in (1, 3) and have != want and not self._phases_refused:
+            self._out[0] = want
+            if not await mbox.write_box(self, 16, W_PHASES, self._out, 1, want):
+                if not self.box.exception:
                     return False
-                self._amps = amps
-                self._written_at = now
-            want = 1 if self.phases == 1 else 3 if self.phases == 3 else 0
-            have = self.box_phases
-            if want and have in (1, 3) and have != want and not self._phases_refused:
-                self._out[0] = want
-                if not await self._write(W_PHASES, 1, want):
-                    if not self.box.exception:
-                        return False
-                    self._phases_refused = True  # not allowed on this box: not asked again
-                else:
-                    self.box_phases = want
-            self.status.offered_ma = amps * 1000
-        except MemoryError:
-            return self._failed("out of memory")
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        self.status.error = self._poll_error
+                self._phases_refused = True  # not allowed on this box: not asked again
+            else:
+                self.box_phases = want
+        self.status.offered_ma = amps * 1000
         return True
 
-    async def _write(self, register, count, value):
-        self.writes_sent += 1
-        box = self.box
-        if await box.write(self.unit, 16, register, self._out, count):
-            return True
-        self._failed("write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
-        return False
-
-    def _failed(self, message, how=0):
-        # how: 0 = a refused command, 1 = a poll the box answered badly,
-        # 2 = a poll without an answer, 3 = a command without an answer.
+    def _forget(self):
         # No answer: the box may have restarted (the max current is not kept
         # over a reboot), so the next apply writes it.
-        status = self.status
-        status.error = self.last_error = message
-        if how:
-            status.reachable = False
-            if how != 3:
-                self._poll_error = message
-            if how >= 2:
-                self._amps = None
-        return False
+        self._amps = None
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

@@ -301,4 +301,7 @@ class KebaP30:
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):
     """The driver for one validated `chargers[]` entry of type keba_p30."""
-    return KebaP30(entry["host"], entry["port"], platform, timeout_ms, entry["failsafe_a"])
+    # The local port: 7090 on the device; the unix port's may be moved (CHARGEGUARD_KEBA_PORT) so that a
+    # simulator's emulator on the same host answers there.
+    local = getattr(platform, "keba_port", None)
+    return KebaP30(entry["host"], entry["port"], platform, timeout_ms, entry["failsafe_a"], local(PORT) if local else PORT)

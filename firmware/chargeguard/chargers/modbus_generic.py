@@ -43,11 +43,10 @@ type>". Nothing raises.
 from micropython import const
 
 from chargeguard.core.model import ChargerStatus
+from chargeguard.net import modbus_box as mbox
 from chargeguard.net.modbus_box import ModbusBox
 
 _TIMEOUT_MS = const(2000)
-_MIN_A = const(6)
-_MAX_A = const(32)
 
 _CAR_UNKNOWN = const(0)
 _CAR_NONE = const(1)
@@ -88,40 +87,33 @@ class ModbusGeneric:
 
     async def poll(self):
         """Read the state (and the power) into `status`. True on success; never raises."""
-        try:
-            box = self.box
-            if not await box.read(self.unit, self._state_fn, self._state_at, 1):
-                return self._failed(box.error, 1 if box.exception else 2)
-            raw = box.word(0)
-            letter = raw - 65 if self._letter else raw  # 0 = A .. 5 = F
-            power = None
-            if self._power_at >= 0:
-                kind = self._power_type
-                if not await box.read(self.unit, self._power_fn, self._power_at, 1 if kind == 0 else 2):
-                    return self._failed(box.error, 1 if box.exception else 2)
-                power = self._decode_power(kind)
-            status = self.status
-            status.reachable = True
-            status.tick_ms = box.master.tick_ms
-            error = None
-            if letter == 0:
-                status.car = _CAR_NONE
-            elif letter == 1:
-                status.car = _CAR_CONNECTED
-            elif letter == 2 or letter == 3:
-                status.car = _CAR_CHARGING
-            else:
-                status.car = _CAR_UNKNOWN
-                error = "state %s" % (chr(raw) if self._letter and 65 <= raw <= 90 else raw)
-            status.power_w = power
-            self._poll_error = status.error = error
-            if error is not None:
-                self.last_error = error
-            return True
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
+        return await mbox.poll_box(self)
+
+    async def _read_status(self):
+        box = self.box
+        if not await mbox.read_block(self, self._state_fn, self._state_at, 1):
+            return False
+        raw = box.word(0)
+        letter = raw - 65 if self._letter else raw  # 0 = A .. 5 = F
+        power = None
+        if self._power_at >= 0:
+            kind = self._power_type
+            if not await mbox.read_block(self, self._power_fn, self._power_at, 1 if kind == 0 else 2):
+                return False
+            power = self._decode_power(kind)
+        status = self.status
+        error = None
+        if letter == 0:
+            status.car = _CAR_NONE
+        elif letter == 1:
+            status.car = _CAR_CONNECTED
+        elif letter == 2 or letter == 3:
+            status.car = _CAR_CHARGING
+        else:
+            status.car = _CAR_UNKNOWN
+            error = "state %s" % (chr(raw) if self._letter and 65 <= raw <= 90 else raw)
+        status.power_w = power
+        return mbox.took_status(self, error)
 
     def _decode_power(self, kind):
         w = self.box.word
@@ -150,69 +142,46 @@ class ModbusGeneric:
 
     async def apply(self, offered_ma):
         """Command the box to offer at most `offered_ma` (0 = pause). True when it has it; never raises."""
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if amps < _MIN_A:
-                if self._enable == 2:
-                    if self._current != 0 and not await self._write(self._current_at, 0):
-                        return False
-                elif self._enabled != 0 and not await self._switch(0):
+        return await mbox.apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        amps = mbox.box_amps(offered_ma)
+        if not amps:
+            if self._enable == 2:
+                if self._current != 0 and not await self._write(self._current_at, 0):
                     return False
-                amps = 0
-            else:
-                value = amps * 1000 // self._unit_ma
-                if self._current != value and not await self._write(self._current_at, value):
-                    return False
-                if self._enable != 2 and self._enabled != 1 and not await self._switch(1):
-                    return False
-            self.status.offered_ma = amps * 1000
-        except MemoryError:
-            return self._failed("out of memory")
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        self.status.error = self._poll_error
+            elif self._enabled != 0 and not await self._switch(0):
+                return False
+            amps = 0
+        else:
+            value = amps * 1000 // self._unit_ma
+            if self._current != value and not await self._write(self._current_at, value):
+                return False
+            if self._enable != 2 and self._enabled != 1 and not await self._switch(1):
+                return False
+        self.status.offered_ma = amps * 1000
         return True
 
     async def _switch(self, on):
         if self._enable == 0:
             self._out[0] = 0xFF00 if on else 0
-            ok = await self._send(5, self._enable_at, on)
+            ok = await mbox.write_box(self, 5, self._enable_at, self._out, 1, on)
         else:
             self._out[0] = on
-            ok = await self._send(6, self._enable_at, on)
+            ok = await mbox.write_box(self, 6, self._enable_at, self._out, 1, on)
         if ok:
             self._enabled = on
         return ok
 
     async def _write(self, register, value):
         self._out[0] = value
-        if await self._send(6, register, value):
+        if await mbox.write_box(self, 6, register, self._out, 1, value):
             self._current = value
             return True
         return False
 
-    async def _send(self, function, register, value):
-        self.writes_sent += 1
-        box = self.box
-        if await box.write(self.unit, function, register, self._out, 1):
-            return True
-        self._failed("write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
-        return False
-
-    def _failed(self, message, how=0):
-        # As in chargers/alfen.py: 1 = a poll answered badly, 2 = a poll
-        # without an answer, 3 = a command without one.
-        status = self.status
-        status.error = self.last_error = message
-        if how:
-            status.reachable = False
-            if how != 3:
-                self._poll_error = message
-            if how >= 2:
-                self._current = self._enabled = None
-        return False
+    def _forget(self):
+        self._current = self._enabled = None  # no answer: the box may have restarted
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

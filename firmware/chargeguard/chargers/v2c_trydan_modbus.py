@@ -36,6 +36,7 @@ Errors (`status.error`, `last_error`): the Modbus request's ("no answer
 from micropython import const
 
 from chargeguard.core.model import ChargerStatus
+from chargeguard.net import modbus_box as mbox
 from chargeguard.net.modbus_box import ModbusBox
 
 _TIMEOUT_MS = const(2000)
@@ -90,74 +91,63 @@ class TrydanModbus:
 
     async def poll(self):
         """Read the status block into `status`. True on success; never raises."""
-        try:
-            box = self.box
-            if not await box.read(self.unit, 3, _READ_AT, _READ_COUNT):
-                return self._failed(box.error, 1 if box.exception else 2)
-            w = box.word
-            state = w(_STATE)
-            status = self.status
-            status.reachable = True
-            status.tick_ms = box.master.tick_ms
-            paused = w(_PAUSED)
-            error = None
-            if state == 0:
-                status.car = _CAR_NONE
-            elif state == 2 and not paused:
-                status.car = _CAR_CHARGING
-            elif state == 1 or state == 2:
-                status.car = _CAR_CONNECTED  # the box keeps 2 after a pause
-            else:
-                status.car = _CAR_UNKNOWN
-                error = "ChargeState %d" % state
-            if error is None and w(_SLAVE_ERROR):
-                error = "SlaveError %d" % w(_SLAVE_ERROR)
-            status.power_w = w(_POWER)
-            status.session_energy_wh = w(_ENERGY) * 10
-            status.session_s = w(_TIME)
-            locked = w(_LOCKED)
-            status.locked = None if locked > 1 else locked == 1
-            self._paused = paused
-            self._intensity = w(_INTENSITY)
-            self._dynamic = w(_DYNAMIC)
-            self._pause_dynamic = w(_PAUSE_DYNAMIC)
-            self._min = w(_MIN)
-            self._max = w(_MAX)
-            status.offered_ma = 0 if paused else self._intensity * 1000
-            self._poll_error = status.error = error
-            if error is not None:
-                self.last_error = error
-            return True
-        except MemoryError:
-            return self._failed("out of memory", 1)
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__, 1)
+        return await mbox.poll_box(self)
+
+    async def _read_status(self):
+        if not await mbox.read_block(self, 3, _READ_AT, _READ_COUNT):
+            return False
+        w = self.box.word
+        state = w(_STATE)
+        status = self.status
+        paused = w(_PAUSED)
+        error = None
+        if state == 0:
+            status.car = _CAR_NONE
+        elif state == 2 and not paused:
+            status.car = _CAR_CHARGING
+        elif state == 1 or state == 2:
+            status.car = _CAR_CONNECTED  # the box keeps 2 after a pause
+        else:
+            status.car = _CAR_UNKNOWN
+            error = "ChargeState %d" % state
+        if error is None and w(_SLAVE_ERROR):
+            error = "SlaveError %d" % w(_SLAVE_ERROR)
+        status.power_w = w(_POWER)
+        status.session_energy_wh = w(_ENERGY) * 10
+        status.session_s = w(_TIME)
+        locked = w(_LOCKED)
+        status.locked = None if locked > 1 else locked == 1
+        self._paused = paused
+        self._intensity = w(_INTENSITY)
+        self._dynamic = w(_DYNAMIC)
+        self._pause_dynamic = w(_PAUSE_DYNAMIC)
+        self._min = w(_MIN)
+        self._max = w(_MAX)
+        status.offered_ma = 0 if paused else self._intensity * 1000
+        return mbox.took_status(self, error)
 
     async def apply(self, offered_ma):
         """Command the box to offer at most `offered_ma` (0 = pause). True when it has it; never raises."""
-        try:
-            amps = int(offered_ma) // 1000
-            if amps > _MAX_A:
-                amps = _MAX_A
-            if _MIN_A <= self._max < amps:
-                amps = self._max
-            if amps < _MIN_A or amps < self._min <= _MAX_A:
-                if self._paused != 1 and not await self._write(W_PAUSED, 1):
-                    return False
-                amps = 0
-            else:
-                if self._dynamic == 1 and self._pause_dynamic != 1 and not await self._write(W_PAUSE_DYNAMIC, 1):
-                    return False
-                if self._intensity != amps and not await self._write(W_INTENSITY, amps):
-                    return False
-                if self._paused != 0 and not await self._write(W_PAUSED, 0):
-                    return False
-            self.status.offered_ma = amps * 1000
-        except MemoryError:
-            return self._failed("out of memory")
-        except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
-        self.status.error = self._poll_error
+        return await mbox.apply_box(self, offered_ma)
+
+    async def _command(self, offered_ma):
+        amps = int(offered_ma) // 1000
+        if amps > _MAX_A:
+            amps = _MAX_A
+        if _MIN_A <= self._max < amps:
+            amps = self._max
+        if amps < _MIN_A or amps < self._min <= _MAX_A:
+            if self._paused != 1 and not await self._write(W_PAUSED, 1):
+                return False
+            amps = 0
+        else:
+            if self._dynamic == 1 and self._pause_dynamic != 1 and not await self._write(W_PAUSE_DYNAMIC, 1):
+                return False
+            if self._intensity != amps and not await self._write(W_INTENSITY, amps):
+                return False
+            if self._paused != 0 and not await self._write(W_PAUSED, 0):
+                return False
+        self.status.offered_ma = amps * 1000
         return True
 
     async def set_lock(self, locked):
@@ -167,16 +157,14 @@ class TrydanModbus:
                 return False
             self.status.locked = bool(locked)
         except Exception as err:
-            return self._failed("driver: %s" % type(err).__name__)
+            return mbox.fail_box(self, "driver: %s" % type(err).__name__)
         self.status.error = self._poll_error
         return True
 
     async def _write(self, register, value):
-        self.writes_sent += 1
         self._value[0] = value
-        box = self.box
-        if not await box.write(self.unit, 6, register, self._value, 1):
-            return self._failed("write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
+        if not await mbox.write_box(self, 6, register, self._value, 1, value):
+            return False
         if register == W_PAUSED:
             self._paused = value
         elif register == W_INTENSITY:
@@ -185,20 +173,9 @@ class TrydanModbus:
             self._pause_dynamic = value
         return True
 
-    def _failed(self, message, how=0):
-        # how: 0 = a refused command, 1 = a poll the box answered badly,
-        # 2 = a poll without an answer, 3 = a command without an answer. No
-        # answer: the box may have restarted, so what it had is forgotten
-        # and the next apply writes everything.
-        status = self.status
-        status.error = self.last_error = message
-        if how:
-            status.reachable = False
-            if how != 3:
-                self._poll_error = message
-            if how >= 2:
-                self._paused = self._intensity = self._pause_dynamic = None
-        return False
+    def _forget(self):
+        # No answer: the box may have restarted; the next apply writes everything.
+        self._paused = self._intensity = self._pause_dynamic = None
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

@@ -1,8 +1,8 @@
 """Modbus master: one request layer over RTU (RS485 serial line) and TCP (MBAP).
 
 Read holding (function 3) or input (function 4) registers; the answers to
-writes (functions 5, 6, 16: net/modbus_box.py arms them, for the Modbus TCP
-chargers) are checked here too. One request is in flight at a time; everything is synchronous
+writes (functions 5, 6, 16: net/modbus_box.py arms and frames them, for the
+Modbus chargers over TCP and RTU) are checked here too. One request is in flight at a time; everything is synchronous
 steps that never wait, so the caller's coroutine sleeps between them and the
 whole exchange allocates nothing once warm (the request and answer live in
 preallocated buffers; errors are constant strings).
@@ -210,8 +210,10 @@ class RtuLink:
                 got += 1
             self._got = got
             if not self._want and got >= 3:
-                # [unit][function][byte count | exception code]
-                self._want = 5 if buf[1] & 0x80 else buf[2] + 5
+                # [unit][function][byte count | exception code], or a write's
+                # echo: [unit][5, 6 or 16][address (2)][value | count (2)][CRC].
+                fn = buf[1]
+                self._want = 5 if fn & 0x80 else 8 if fn == 5 or fn == 6 or fn == 16 else buf[2] + 5
             if not self._want or got < self._want:
                 return BUSY
         elif not got or self._ticks_diff(now, self._last) < self.silence_ms:

@@ -1,9 +1,10 @@
-"""One Modbus TCP wallbox connection, for the Modbus charger drivers.
+"""One Modbus wallbox connection (TCP, or RTU on the RS485 port), for the Modbus charger drivers.
 
-ModbusBox(host, port, platform, timeout_ms)
+ModbusBox(host, port, platform, timeout_ms[, link])
     ``await read(unit, function, address, count)`` and ``await write(unit,
     function, address, values, count)`` run one request of net/modbus.py's
-    ModbusMaster over a TcpLink (net/modbus_tcp.py) to its end (writes:
+    ModbusMaster over a TcpLink (net/modbus_tcp.py; `link`: another one,
+    net/modbus_rtu_box.py's RTU link on the RS485 port) to its end (writes:
     function 5, one coil, 0xFF00 on / 0 off; 6, one register; 16, up to 8
     registers in one request, a float32 or u32 set-point; DONE only when the
     answer echoes the function, address and value or count), sleeping
@@ -12,6 +13,16 @@ ModbusBox(host, port, platform, timeout_ms)
     ``error`` says why in words ("no answer ...", "connection refused",
     "exception 2: illegal data address ...") and ``exception`` holds the
     Modbus exception code (0 when the box did not answer with one).
+
+The drivers' shared steps (chargers/: v2c_trydan_modbus, alfen, abb_terra,
+modbus_generic; as net/http.py's apply_box / fail_box for the HTTP ones):
+box_amps, poll_box, read_block, took_status, apply_box, write_box,
+fail_box. A driver
+has `box` (a ModbusBox), `unit`, `status` (ChargerStatus), `last_error`,
+`writes_sent`, `_poll_error` (the poll's error, shown again once a command
+went through), `_read_status()` (its poll: read_block, then took_status),
+`_command(offered_ma)` (writes what the box lacks with write_box; True when
+it has the command) and `_forget()` (drops what it believed the box had).
 
 Deadlines: each attempt waits ``timeout_ms`` for its answer, a failed
 attempt is tried once more, and the whole request ends ``2 x timeout_ms +
@@ -31,6 +42,23 @@ from chargeguard.net import modbus_tcp as tcp
 _STEP_MS = const(5)  # how often a request in flight is stepped
 _PAUSE_MS = const(20)  # between two requests to one box (TCP needs no t3.5; a little air for small boxes)
 _MAX_WRITE = const(8)  # registers one function 16 write carries (a set-point is 1 or 2)
+_MIN_A = const(6)  # IEC 61851: no charging below 6 A
+_MAX_A = const(32)  # the most any of these boxes takes
+
+
+def kept_frame(frames, count, size):
+    """The function 16 request frame (bytearray of `size`) for `count` registers from dict `frames`, made once."""
+    req = frames.get(count)
+    if req is None:
+        req = frames[count] = bytearray(size)
+    return req
+
+
+def put_words(req, at, values, count):
+    """Write values[0..count-1] (ints 0..65535) into bytearray `req` from index `at`, big-endian 16-bit words."""
+    for i in range(count):
+        req[at + 2 * i] = (values[i] >> 8) & 0xFF
+        req[at + 1 + 2 * i] = values[i] & 0xFF
 
 
 class _Link(tcp.TcpLink):
@@ -48,9 +76,7 @@ class _Link(tcp.TcpLink):
 
     def begin(self, unit, function, address, count, values=None):
         if function == 16:
-            req = self._frames.get(count)
-            if req is None:
-                req = self._frames[count] = bytearray(13 + 2 * count)
+            req = kept_frame(self._frames, count, 13 + 2 * count)
             self._req = self._read_req  # begin() fills the 12-byte head there
             tcp.TcpLink.begin(self, unit, 16, address, count)
             head = self._req
@@ -58,9 +84,7 @@ class _Link(tcp.TcpLink):
                 req[i] = head[i]
             req[5] = 7 + 2 * count  # unit + PDU length
             req[12] = 2 * count
-            for i in range(count):
-                req[13 + 2 * i] = (values[i] >> 8) & 0xFF
-                req[14 + 2 * i] = values[i] & 0xFF
+            put_words(req, 13, values, count)
             self._req = req
         else:
             self._req = self._read_req
@@ -105,15 +129,16 @@ class _Master(mb.ModbusMaster):
 class ModbusBox:
     """A Modbus TCP box: serialised requests with deadlines (see module doc)."""
 
-    def __init__(self, host, port, platform, timeout_ms):
-        self.link = _Link(host, port)
+    def __init__(self, host, port, platform, timeout_ms, link=None):
+        # link: another link than Modbus TCP to host:port (net/modbus_rtu_box.py: the RS485 port).
+        self.link = _Link(host, port) if link is None else link
         self.master = _Master(self.link, platform.ticks_ms, platform.ticks_diff, timeout_ms, 1, _PAUSE_MS)
         self._sleep_ms = platform.sleep_ms
         self._deadline_ms = 2 * timeout_ms + _PAUSE_MS
         self._busy = False
         self.error = None
         self.exception = 0
-        self._resolve = None if tcp.is_numeric(host) else tcp.resolver(platform, self.link, host)
+        self._resolve = None if link is not None or tcp.is_numeric(host) else tcp.resolver(platform, self.link, host)
 
     def word(self, index):
         """Register `index` of the last read's answer, unsigned 16 bit."""
@@ -173,3 +198,88 @@ class ModbusBox:
 
     def close(self):
         self.link.close()
+
+
+# -- the Modbus charger drivers' shared steps (module doc) ---------------------
+
+
+def box_amps(offered_ma):
+    """An offer (mA) as the whole amperes a box takes: rounded down, at most 32, 0 (pause) below 6."""
+    amps = int(offered_ma) // 1000
+    if amps > _MAX_A:
+        return _MAX_A
+    return amps if amps >= _MIN_A else 0
+
+
+async def poll_box(driver):
+    """A driver's poll: `await driver._read_status()`. True when the box was read; never raises."""
+    try:
+        return await driver._read_status()
+    except MemoryError:
+        return fail_box(driver, "out of memory", 1)
+    except Exception as err:
+        return fail_box(driver, "driver: %s" % type(err).__name__, 1)
+
+
+async def read_block(driver, function, address, count):
+    """Read `count` registers of the driver's unit into its box (then box.word(i)); False after fail_box."""
+    box = driver.box
+    if await box.read(driver.unit, function, address, count):
+        return True
+    return fail_box(driver, box.error, 1 if box.exception else 2)
+
+
+def took_status(driver, error):
+    """End of a poll that read the box: reachable, stamped with the answer's tick, `error` (None: fine). True."""
+    status = driver.status
+    status.reachable = True
+    status.tick_ms = driver.box.master.tick_ms
+    driver._poll_error = status.error = error
+    if error is not None:
+        driver.last_error = error
+    return True
+
+
+async def apply_box(driver, offered_ma):
+    """A driver's apply: `await driver._command(offered_ma)`. True when the box has it; never raises.
+
+    After a command that went through, the status shows the poll's error again (a command's refusal is
+    cleared by the next success)."""
+    try:
+        if not await driver._command(offered_ma):
+            return False
+    except MemoryError:
+        return fail_box(driver, "out of memory")
+    except Exception as err:
+        return fail_box(driver, "driver: %s" % type(err).__name__)
+    driver.status.error = driver._poll_error
+    return True
+
+
+async def write_box(driver, function, register, values, count, value):
+    """Write values[0..count-1] at `register` of the driver's unit (function 5, 6 or 16; `value` for the
+    error text "write <register>=<value>: <why>"). True when the box confirmed it, else False after fail_box."""
+    driver.writes_sent += 1
+    box = driver.box
+    if await box.write(driver.unit, function, register, values, count):
+        return True
+    return fail_box(driver, "write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
+
+
+def fail_box(driver, message, how=0):
+    """Note a failure in the driver's status and `last_error`; returns False.
+
+    how: 0 = a command the box refused (a Modbus exception), 1 = a poll the box answered badly, 2 = a
+    poll without an answer, 3 = a command without an answer. 1-3: not reachable; 1 and 2: the error
+    stays until a poll succeeds; 2 and 3: the box may have restarted, so driver._forget() drops what it
+    believed the box had and the next apply writes everything.
+    """
+    status = driver.status
+    status.error = driver.last_error = message
+    if how:
+        status.reachable = False
+        if how != 3:
+            driver._poll_error = message
+        if how >= 2:
+            driver._forget()
+    return False

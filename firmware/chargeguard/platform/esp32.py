@@ -381,6 +381,10 @@ class Platform:
         """(host, port) the OCPP central system listens on: every interface, the configured port (ocpp.port)."""
         return "0.0.0.0", port
 
+    def keba_port(self, port):
+        """The local UDP port of the Keba link: `port` (7090: a KEBA box answers to that port of the sender)."""
+        return port
+
     def wifi_rssi(self):
         """Signal strength of the access point in dBm (int), or None when unknown.
 

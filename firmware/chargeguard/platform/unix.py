@@ -17,6 +17,7 @@ Environment:
   CHARGEGUARD_DEVICE_ID     the 4 hex digits naming the setup access point (default 0000)
   (the setup access point's calls are in unix_ap.py, loaded only with the portal)
   CHARGEGUARD_OCPP_PORT     the OCPP central system's port (default: config ocpp.port, on 127.0.0.1)
+  CHARGEGUARD_KEBA_PORT     the local UDP port of the Keba link (default 7090; a simulator's emulator answers there)
   CHARGEGUARD_WIFI_NETWORKS the networks wifi_scan() finds and wifi_begin() can
                             join, for the setup wizard's tests: JSON
                             [["ssid", "password", rssi], ...]; a join with
@@ -237,6 +238,10 @@ class Platform:
     def ocpp_address(self, port):
         """(host, port) the OCPP central system listens on: loopback, CHARGEGUARD_OCPP_PORT or the configured port."""
         return "127.0.0.1", int(os.getenv("CHARGEGUARD_OCPP_PORT") or port)
+
+    def keba_port(self, port):
+        """The local UDP port of the Keba link (chargers/keba.py): CHARGEGUARD_KEBA_PORT or `port` (7090, the box's)."""
+        return int(os.getenv("CHARGEGUARD_KEBA_PORT") or port)
 
     # --- system ------------------------------------------------------------
 
