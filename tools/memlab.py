@@ -345,6 +345,25 @@ PROFILES = PROFILES + (
         },
         web="setup",
     ),
+    # The OCPP boxes' status where it is shown (issue 10, item 5): the "ocpp" profile with the web
+    # interface polled by a client (GET /api/status carries each box's link) and MQTT with Home
+    # Assistant (the OCPP entities and their timestamps), Wi-Fi and SNTP as in "wifi". Measured only:
+    # the figures are in docs/ocpp.md.
+    Profile(
+        "ocpp_status",
+        "ocpp + the web interface polled by a client + MQTT/Home Assistant",
+        chargers=0,
+        budgets={},
+        ocpp=[{"id": "BOX1", "unit": "A"}, {"id": "BOX2", "unit": "W"}],
+        config={
+            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
+            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
+            "web": {"enabled": True},
+            "admin": {"password": "sim-admin-pass"},
+        },
+        broker=True,
+        web=True,
+    ),
 )
 BUILDS = ("mpy32", "frozen32", "mpy64")
 

@@ -138,7 +138,7 @@ Version 1 (CURRENT_VERSION):
 A charger of type "ocpp" (docs/ocpp.md; its rows: chargers/ocpp_entry.py) has no host and port but charge_point_id (required,
 1..48 characters), password (secret, empty or 8..64), unit ("auto" | "A" | "W"), stack_level
 (-1..8), profile_connector (-1..1), pause ("auto" | "zero" | "stop"), remote_start_stop (false),
-id_tags ("" or 1..200 characters) and meter_interval_s (10, 0..3600).
+id_tags ("" or 1..200 characters), meter_interval_s (10, 0..3600) and profile_kind ("absolute" | "relative").
 
 A missing key is filled from the defaults. A missing charger key gets a
 default that fits the entry: name "Charger N", priority N (its place in the
