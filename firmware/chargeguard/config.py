@@ -927,7 +927,10 @@ def _validate(doc, errors):
     mqtt = good["mqtt"]
     if meter.get("type") in ("mqtt", "ct"):
         _check_meter_fields(errors, meter, site.get("phases"), mqtt)
-    _check_chargers(errors, doc["chargers"], site.get("phases"))
+    # The board's RS485 port carries one device that ChargeGuard drives: a
+    # Modbus RTU meter (a Modbus meter with no host) or an RTU charger.
+    rs485 = "meter.type" if meter.get("type") == "modbus" and not meter.get("host") else None
+    _check_chargers(errors, doc["chargers"], site.get("phases"), rs485)
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
     if mqtt.get("enabled") and mqtt.get("host") == "":
@@ -1012,7 +1015,7 @@ def _check_static_ip(errors, wifi):
         errors.add("wifi.gateway", "must be on the network of wifi.ip and wifi.netmask", "wifi.ip")
 
 
-def _check_chargers(errors, chargers, site_phases):
+def _check_chargers(errors, chargers, site_phases, rs485):
     if type(chargers) is not list:
         errors.add("chargers", "must be a list (is %s)" % _show(chargers), written=True)
         return
@@ -1036,6 +1039,14 @@ def _check_chargers(errors, chargers, site_phases):
             good = _check_section(errors, prefix, entry, _CHARGER)
         rules_module = None
         _check_charger(errors, prefix, good, site_phases, count)
+        if good.get("transport") == "rtu":
+            # abb_terra over RTU (chargers/entries.py): the port must be free.
+            if rs485 is None:
+                rs485 = prefix + "transport"
+            else:
+                owner = "the Modbus RTU meter" if rs485 == "meter.type" else rs485.rsplit(".", 1)[0]
+                message = "must be tcp: the board's RS485 port is %s's (ChargeGuard drives one device on it)" % owner
+                errors.add(prefix + "transport", message, rs485)
         # An OCPP box's id (chargers/ocpp_entry.py drops one it refused).
         ident = good.get("charge_point_id")
         if ident is not None:
