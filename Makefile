@@ -13,7 +13,8 @@ PORT ?= /dev/ttyUSB0
 #  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP;
 #  or a LAN meter over HTTP: --meter homewizard, shelly_em, shelly_3em_gen1; --mixed: a Trydan, a go-e, an
 #  OpenEVSE and an Alfen over Modbus TCP on one 25 A breaker; --load: a 2 kW heater on a Shelly relay, an on/off load;
-#  --ocpp: a Trydan and an OCPP 1.6J box that connects to the firmware).
+#  --ocpp: a Trydan and an OCPP 1.6J box that connects to the firmware; --ct (or --meter ct): CT clamps on the ADC,
+#  fed with the site's currents through the unix port's ADC fake).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=

@@ -10,10 +10,21 @@ from chargeguard.commands import OVERLAY_FILE, PERSIST_DELAY_MS, Commands
 from chargeguard.core import modes
 
 
-def api_app(doc_changes=None, chargers=2):
+def api_app(doc_changes=None, chargers=2, ocpp_at=None, wall_s=None):
+    """(app, platform, meter, api, restarts); ocpp_at: the index of a charger whose driver is an OCPP box
+    (chargers/ocpp.OcppCharger "BOX-1", not connected) instead of a fake; wall_s: the platform's wall clock."""
     import support
 
-    app, platform, meter, drivers = make_app(doc_changes or {}, chargers)
+    if wall_s is None:
+        app, platform, meter, drivers = make_app(doc_changes or {}, chargers)
+    else:
+        app, platform, meter, drivers = make_app(doc_changes or {}, chargers, wall_s)
+    if ocpp_at is not None:
+        from chargeguard.chargers.ocpp import OcppCharger
+
+        point = OcppCharger("BOX-1", clock=platform.ticks_ms, wall=platform.wall_time)
+        app.drivers[ocpp_at] = point
+        app.statuses[ocpp_at] = point.status
     app.storage = support.make_tmpdir("api")
     restarts = []
     app.api = Commands(app, restart=lambda: restarts.append(1))

@@ -46,6 +46,20 @@ def test_generic_map_completed_and_checked():
     assert "unknown setting" in errors["chargers.0.map"]
 
 
+def test_the_rs485_port_carries_one_device_a_meter_or_an_rtu_charger():
+    abb = {"name": "ABB", "type": "abb_terra", "transport": "rtu", "unit": 2}
+    doc = config.complete(site(abb))
+    doc["meter"] = {"type": "modbus", "model": "sdm630"}  # RTU: no host
+    errors = config.validate(doc)
+    assert [key for key, _ in errors] == ["chargers.0.transport"], errors
+    assert "the Modbus RTU meter's" in errors[0][1]
+    doc["meter"]["host"] = "10.0.0.5"  # the meter over Modbus TCP: the port is free
+    assert config.validate(doc) == []
+    errors = config.validate(config.complete(site(abb, dict(abb, name="ABB2", priority=2))))
+    assert [key for key, _ in errors] == ["chargers.1.transport"], errors
+    assert "chargers.0's" in errors[0][1]
+
+
 def test_abb_transport_rtu_needs_no_host_and_checks_its_line():
     doc = config.complete(site({"name": "ABB", "type": "abb_terra", "transport": "rtu", "unit": 2}))
     abb = doc["chargers"][0]

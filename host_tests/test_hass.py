@@ -20,6 +20,7 @@ SENSOR_UNITS = {
     "signal_strength": ("dBm", "dB"),
     "data_size": ("B", "kB", "KiB"),
     "enum": (None,),
+    "timestamp": (None,),
     None: (None, "Wh", "W", "A"),
 }
 STATE_CLASSES = (None, "measurement", "total", "total_increasing")
@@ -67,8 +68,8 @@ def count(table):
     return len(list(hass.rows(table)))
 
 
-def make(chargers=2, doc=None, storage=True):
-    app, platform, meter, api, _ = api_app(doc, chargers)
+def make(chargers=2, doc=None, storage=True, ocpp_at=None):
+    app, platform, meter, api, _ = api_app(doc, chargers, ocpp_at)
     link = FakeLink()
     bridge = hass.Hass(link, app.state, api, CFG, platform, log=lambda line: None,
                        storage=app.storage if storage else None, models=["V2C Trydan"] * chargers)
@@ -111,13 +112,14 @@ def render(template, doc):
 
 
 def test_discovery_follows_the_documented_schema():
-    app, platform, meter, api, link, bridge = make()
+    app, platform, meter, api, link, bridge = make(ocpp_at=1)  # c1 is an OCPP box
     assert link.on_connect == bridge.announce and link.on_message == bridge.on_message
     assert "homeassistant/status" in link.subs and "chargeguard/site/+/set" in link.subs
     bridge.announce()
     settle(bridge, link, platform)
     found = configs(link)
-    assert len(found) == count(hass.SITE) + count(hass.DEVICE) + 2 * count(hass.CHARGER), len(found)
+    assert len(found) == count(hass.SITE) + count(hass.DEVICE) + 2 * count(hass.CHARGER) + 2 * count(hass.OCPP), len(found)
+    ocpp_objects = [row[1] for row in hass.rows(hass.OCPP)]
     unique = []
     devices = {}
     states = {}
@@ -129,6 +131,10 @@ def test_discovery_follows_the_documented_schema():
         if obj == "locked":
             # These boxes have no lock: no dead switch, an empty config removes any old one.
             assert payload == b"" and component == "switch", (topic, payload)
+            continue
+        if obj in ocpp_objects and node == "chargeguard_c0":
+            # c0 is no OCPP box: no dead OCPP entities, an empty config removes any old one.
+            assert payload == b"", (topic, payload)
             continue
         assert component in ("sensor", "binary_sensor", "number", "select", "switch"), topic
         doc = json.loads(payload)
@@ -163,6 +169,8 @@ def test_discovery_follows_the_documented_schema():
                 assert doc.get("state_class") == "total_increasing"
             if cls == "enum":
                 assert doc["options"] and "unit_of_measurement" not in doc and "state_class" not in doc
+            if cls == "timestamp":
+                assert "unit_of_measurement" not in doc and "state_class" not in doc
         elif component == "binary_sensor":
             assert cls in BINARY_CLASSES and doc["payload_on"] == "True" and doc["payload_off"] == "False"
         elif component == "number":
@@ -227,17 +235,19 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     settle(bridge2, link2, platform2)
     found = configs(link2)
     # c0's box has no lock: its lock switch gets an empty config at every announcement.
-    removed = [topic for topic, (payload, retain) in found.items() if payload == b"" and "/chargeguard_c0/locked/" not in topic]
-    assert len(removed) == count(hass.CHARGER) and all("/chargeguard_c1/" in topic for topic in removed), removed
+    removed = [topic for topic, (payload, retain) in found.items() if payload == b"" and "/chargeguard_c1/" in topic]
+    assert len(removed) == count(hass.CHARGER) + count(hass.OCPP), removed
     assert all(found[topic][1] for topic in removed)  # retained: the broker forgets its copy
     assert "homeassistant/sensor/chargeguard_c0/power/config" in found
     # Once removed, the record forgets it: the next announcement sends nothing empty.
     link2.sent = []
     bridge2.announce()
     settle(bridge2, link2, platform2)
-    assert [topic for topic, (payload, _) in configs(link2).items() if payload == b""] == [
-        "homeassistant/switch/chargeguard_c0/locked/config"
-    ]
+    assert sorted(topic for topic, (payload, _) in configs(link2).items() if payload == b"") == sorted(
+        ["homeassistant/switch/chargeguard_c0/locked/config"]
+        + [topic.replace("/chargeguard_c1/", "/chargeguard_c0/") for topic in removed if "/locked/" not in topic
+           and topic.split("/")[3] in [row[1] for row in hass.rows(hass.OCPP)]]
+    )
 
 
 def test_home_assistant_online_and_reconnect_announce_again():
@@ -250,12 +260,12 @@ def test_home_assistant_online_and_reconnect_announce_again():
     link.on_message("homeassistant/status", b"online")
     assert bridge.discovery is not None and not bridge.announced
     settle(bridge, link, platform)
-    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * count(hass.CHARGER)
+    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * (count(hass.CHARGER) + count(hass.OCPP))
     assert last(link, "chargeguard/site/state") is not None  # the states follow the discovery
     link.sent = []
     link.on_connect()
     settle(bridge, link, platform)
-    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * count(hass.CHARGER)
+    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * (count(hass.CHARGER) + count(hass.OCPP))
 
 
 def test_discovery_is_streamed_and_waits_while_disconnected():

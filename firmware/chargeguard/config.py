@@ -138,7 +138,7 @@ Version 1 (CURRENT_VERSION):
 A charger of type "ocpp" (docs/ocpp.md; its rows: chargers/ocpp_entry.py) has no host and port but charge_point_id (required,
 1..48 characters), password (secret, empty or 8..64), unit ("auto" | "A" | "W"), stack_level
 (-1..8), profile_connector (-1..1), pause ("auto" | "zero" | "stop"), remote_start_stop (false),
-id_tags ("" or 1..200 characters) and meter_interval_s (10, 0..3600).
+id_tags ("" or 1..200 characters), meter_interval_s (10, 0..3600) and profile_kind ("absolute" | "relative").
 
 A missing key is filled from the defaults. A missing charger key gets a
 default that fits the entry: name "Charger N", priority N (its place in the
@@ -287,32 +287,8 @@ _METER = (
     ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
     ("invert", True, _BOOL, None, None, ""),
 )
-# The meter section of a Modbus meter (type "modbus"); model and custom
-# are checked against the register table by _check_modbus().
-_METER_MODBUS = (
-    ("type", "p1", _ENUM, METER_TYPES, None, ""),
-    ("model", "", _TEXT, 0, 32, ""),
-    ("address", 1, _INT, 1, 247, ""),
-    ("host", "", _OPT_HOST, None, None, ""),
-    ("port", 502, _INT, 1, 65535, ""),
-    ("baud", 9600, _ONEOF, MODBUS_BAUD_RATES, None, "baud"),
-    ("format", "8N1", _ENUM, MODBUS_FORMATS, None, ""),
-    ("upside_down", False, _BOOL, None, None, ""),
-    ("poll_ms", 1000, _INT, 200, 10000, "ms"),
-    ("custom", None, _MAP, None, None, ""),
-)
-# The meter section of a LAN meter over HTTP (type "http"); the model and
-# the cross-field rules are meters/http_models.py's. Rows it shares with the
-# Modbus table are the same objects (heap).
-_METER_HTTP = (
-    _METER_MODBUS[0],  # type
-    _METER_MODBUS[1],  # model
-    _METER_MODBUS[3],  # host
-    ("port", 80, _INT, 1, 65535, ""),
-    ("channel", 0, _INT, 0, 2, ""),
-    _METER_MODBUS[7],  # upside_down
-    ("poll_ms", 1000, _INT, 500, 10000, "ms"),
-)
+# The meter sections of the other types (modbus, http, mqtt, ct) are
+# meters/meter_fields.py's, loaded only to complete and check such a section.
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
@@ -424,15 +400,23 @@ def charger_defaults():
 
 
 def _meter_table(section):
-    # The fields of the meter section depend on its type.
+    # The fields of the meter section depend on its type. Every type but p1
+    # has its rows in meters/meter_fields.py, loaded for the call and
+    # unloaded again: a P1 site never holds them, another site only while
+    # its section is completed or checked.
     kind = section.get("type")
-    if kind == "mqtt" or kind == "ct" or kind == "han":
-        # Their rows live in meters/meter_fields.py, loaded only for these
-        # types: a P1 or Modbus site never interns their names.
-        from chargeguard.meters import meter_fields
+    if kind not in ("modbus", "http", "mqtt", "ct", "han"):
+        return _METER
+    import sys
+    import chargeguard.meters
+    from chargeguard.meters import meter_fields
 
-        return meter_fields.table(kind, _METER_MODBUS[0], _METER_MODBUS[7], _TEXT, _OPT_TEXT)
-    return _METER_MODBUS if kind == "modbus" else _METER_HTTP if kind == "http" else _METER
+    try:
+        return meter_fields.table(kind, _METER[0], _TEXT, _OPT_TEXT, _OPT_HOST, _MAP, MODBUS_BAUD_RATES, MODBUS_FORMATS)
+    finally:
+        sys.modules.pop("chargeguard.meters.meter_fields", None)
+        if "meter_fields" in chargeguard.meters.__dict__:
+            delattr(chargeguard.meters, "meter_fields")
 
 
 def _entry_rules(kind):
@@ -943,7 +927,10 @@ def _validate(doc, errors):
     mqtt = good["mqtt"]
     if meter.get("type") in ("mqtt", "ct"):
         _check_meter_fields(errors, meter, site.get("phases"), mqtt)
-    _check_chargers(errors, doc["chargers"], site.get("phases"))
+    # The board's RS485 port carries one device that ChargeGuard drives: a
+    # Modbus RTU meter (a Modbus meter with no host) or an RTU charger.
+    rs485 = "meter.type" if meter.get("type") == "modbus" and not meter.get("host") else None
+    _check_chargers(errors, doc["chargers"], site.get("phases"), rs485)
     _check_solar(errors, good["solar"])
     _check_static_ip(errors, good["wifi"])
     if mqtt.get("enabled") and mqtt.get("host") == "":
@@ -1028,7 +1015,7 @@ def _check_static_ip(errors, wifi):
         errors.add("wifi.gateway", "must be on the network of wifi.ip and wifi.netmask", "wifi.ip")
 
 
-def _check_chargers(errors, chargers, site_phases):
+def _check_chargers(errors, chargers, site_phases, rs485):
     if type(chargers) is not list:
         errors.add("chargers", "must be a list (is %s)" % _show(chargers), written=True)
         return
@@ -1052,6 +1039,14 @@ def _check_chargers(errors, chargers, site_phases):
             good = _check_section(errors, prefix, entry, _CHARGER)
         rules_module = None
         _check_charger(errors, prefix, good, site_phases, count)
+        if good.get("transport") == "rtu":
+            # abb_terra over RTU (chargers/entries.py): the port must be free.
+            if rs485 is None:
+                rs485 = prefix + "transport"
+            else:
+                owner = "the Modbus RTU meter" if rs485 == "meter.type" else rs485.rsplit(".", 1)[0]
+                message = "must be tcp: the board's RS485 port is %s's (ChargeGuard drives one device on it)" % owner
+                errors.add(prefix + "transport", message, rs485)
         # An OCPP box's id (chargers/ocpp_entry.py drops one it refused).
         ident = good.get("charge_point_id")
         if ident is not None:

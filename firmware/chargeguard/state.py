@@ -9,7 +9,7 @@ Change counters: each section has a counter bumped when something in it
 changed, so a publisher keeps the last value it saw and publishes that
 section only when the counter moved (no diffing):
     grid_seq      a new meter reading, or failsafe/reading presence changed
-    chargers_seq  a charger's offer, reason, polled status, settings or energy changed
+    chargers_seq  a charger's offer, reason, polled status, settings, energy or OCPP link changed
     optimiser_seq surplus, thresholds in force, capacity figures changed
     device_seq    Wi-Fi state/IP/RSSI, live heap (per 1 KB), errors, config notes
     settings_seq  a command changed a setting (commands.Commands.values)
@@ -76,9 +76,11 @@ class ChargerState:
     (energylog.py): neither ever goes down but today's at local midnight;
     None until known (today: no wall clock yet; both: no interface made
     the site state, which starts the count).
+    ocpp: an ocppstate.OcppLink for a box of type "ocpp" (it connects to
+    us), None for every other box.
     """
 
-    def __init__(self, name, status, settings, can_lock=False):
+    def __init__(self, name, status, settings, can_lock=False, ocpp=None):
         self.name = name
         self.status = status
         self.settings = settings
@@ -87,7 +89,18 @@ class ChargerState:
         self.reason = "init"
         self.energy_today_wh = None
         self.energy_lifetime_wh = None
+        self.ocpp = ocpp
         self._polled_ms = -1
+
+
+def _ocpp_link(driver):
+    # An ocppstate.OcppLink for a driver that keeps one (chargers/ocpp.py), else None: the
+    # module is loaded only on a site with an OCPP box.
+    if not hasattr(driver, "link_seq"):
+        return None
+    from chargeguard.ocppstate import OcppLink
+
+    return OcppLink(driver.charge_point_id)
 
 
 class SiteState:
@@ -106,7 +119,8 @@ class SiteState:
         self.limit_ma = site.breaker_ma - site.margin_ma
         self.month_peak_w = None
         self.chargers = [
-            ChargerState(app.names[index], app.statuses[index], app.chargers[index], app.can_lock[index])
+            ChargerState(app.names[index], app.statuses[index], app.chargers[index], app.can_lock[index],
+                         _ocpp_link(app.drivers[index]))
             for index in range(len(app.names))
         ]
         self.optimiser = None
@@ -150,6 +164,8 @@ class SiteState:
                 charger.offered_ma = offered
                 charger.reason = reason
                 charger._polled_ms = polled
+                changed = True
+            if charger.ocpp is not None and charger.ocpp.update(app.drivers[index], now_ms):
                 changed = True
         if changed:
             self.chargers_seq += 1

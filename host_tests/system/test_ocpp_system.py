@@ -227,3 +227,122 @@ def test_garbage_from_a_box_gets_callerrors_and_never_reaches_the_guard():
         assert sim.firmware.alive()
     finally:
         sim.stop()
+
+
+def test_status_names_each_box_its_connection_last_message_and_refusal_and_relative_profiles_reach_a_drifting_box():
+    import datetime
+    import http.client
+    import socket
+
+    from run import WEB_HEAP_K
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
+    drift_s = 3600  # the boxes' clocks run an hour ahead: an Absolute profile from our clock has lapsed for them
+    sim = Simulation(
+        heap="%dK" % (int(HEAP[:-1]) + WEB_HEAP_K), chargers=0, car_delay_s=0.2, run_name="e2e-ocpp-status",
+        guard=FAST_GUARD, web_port=web_port, site={"breaker_a": 80},
+        ocpp=[
+            # Refuses a limit of 0: its failsafe profile (failsafe_a 0 = pause) is refused, the dynamic one taken.
+            {"id": "PICKY", "unit": "A", "refuse_zero": True},
+            {"id": "DRIFT-REL", "unit": "A", "clock_offset_s": drift_s,
+             "config": {"profile_kind": "relative", "failsafe_a": 6}},
+            {"id": "DRIFT-ABS", "unit": "A", "clock_offset_s": drift_s, "config": {"failsafe_a": 6}},
+        ],
+    )
+    picky, relative, absolute = sim.boxes
+    sim.site.set_house([0, 0, 0])
+
+    def status():
+        connection = http.client.HTTPConnection("127.0.0.1", web_port, timeout=CALL_S)
+        try:
+            connection.request("GET", "/api/status")
+            return {charger["name"]: charger for charger in json.loads(connection.getresponse().read())["chargers"]}
+        except OSError:
+            return None
+        finally:
+            connection.close()
+
+    seen = {}
+
+    def shown():
+        # PICKY's status once it names the refusal, with the connection and a message after it.
+        doc = status()
+        box = (doc or {}).get("PICKY") or {}
+        link = box.get("ocpp") or {}
+        seen["PICKY"] = link
+        return link.get("connected") and link.get("connected_since") and link.get("last_message") and \
+            "Rejected" in (link.get("last_refusal") or "")
+
+    try:
+        assert pump_until(sim, lambda: picky.limit_a() == 16 and relative.limit_a() == 16 and len(profiles(absolute)) >= 2,
+                          SETUP_S + SETTLE_S), report(sim)
+        # The status: which box, since when, its last message and its last refusal, with times the clock gives
+        # (the unix port's wall clock is the host's: set). Within a decision and an answer of the refusal.
+        assert pump_until(sim, shown, CALL_S + SETTLE_S), json.dumps(seen)
+        link = seen["PICKY"]
+        assert link["charge_point_id"] == "PICKY" and link["vendor"] == "ChargeGuard" and link["model"] == "Sim"
+        assert link["last_refusal"] == "SetChargingProfile: Rejected (0.0 A)"
+        now = datetime.datetime.now(datetime.timezone.utc)
+        since = datetime.datetime.fromisoformat(link["connected_since"].replace("Z", "+00:00"))
+        heard = datetime.datetime.fromisoformat(link["last_message_at"].replace("Z", "+00:00"))
+        refused = datetime.datetime.fromisoformat(link["last_refusal_at"].replace("Z", "+00:00"))
+        slack = datetime.timedelta(seconds=HOST_SLACK_S + 1)  # whole seconds on the device
+        assert now - datetime.timedelta(seconds=SETUP_S + SETTLE_S) <= since <= refused <= now + slack
+        assert since - slack <= heard <= now + slack
+        assert link["connected_for_s"] >= 0 and 0 <= link["last_message_age_s"] <= METER_S + HOST_SLACK_S + 1
+        # No OCPP link shown for what is no OCPP box, a link for each OCPP box.
+        doc = status()
+        assert all(doc[name]["ocpp"]["connected"] for name in ("PICKY", "DRIFT-REL", "DRIFT-ABS"))
+        # The relative box: every profile Relative, without a start, the dynamic one with its validity.
+        assert relative.received and all(
+            p["charging_profile_kind"] == "Relative" and "start_schedule" not in p["charging_schedule"]
+            for p in relative.received), relative.received
+        dynamic = [p for p in relative.received if p["stack_level"] == 1]
+        assert dynamic and all(p["charging_schedule"]["duration"] == DYNAMIC_VALID_S for p in dynamic)
+        # Its twin with Absolute profiles from ChargeGuard's clock: the dynamic profile has lapsed by its own
+        # clock, it holds its failsafe (what the relative kind is for).
+        assert all(p["charging_profile_kind"] == "Absolute" and p["charging_schedule"]["start_schedule"]
+                   for p in absolute.received)
+        assert absolute.limit_a() == 6
+        page_lines = status_page_lines(web_port)
+        if page_lines is not None:
+            # The page in words on a phone: PICKY's card names its connection, last message and refusal.
+            picky_lines = page_lines["PICKY"]
+            assert picky_lines[0].startswith("OCPP PICKY (ChargeGuard Sim): connected since "), picky_lines
+            assert picky_lines[1].startswith("last message: ") and ("ago)" in picky_lines[1] or "just now" in picky_lines[1]), picky_lines
+            assert picky_lines[2].startswith("last refusal: SetChargingProfile: Rejected (0.0 A), "), picky_lines
+            assert page_lines["width"] <= 390
+    finally:
+        sim.stop()
+
+
+def status_page_lines(web_port):
+    """The status page in headless Chromium at a phone's width: {charger name: its OCPP lines, "width": page
+    width}; None where the browser is not installed (CI must have it: .ci/run installs it)."""
+    chromium = "/usr/bin/chromium"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        why = "playwright is not installed (%s)" % error
+    else:
+        why = None if os.path.exists(chromium) else "%s is missing" % chromium
+    if why is not None:
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail("CI must run the browser check: " + why)
+        return None
+    # The page polls /api/status every 2 s (firmware/www/status.html): the cards are there within two polls.
+    page_s = 2 * 2.0 + HOST_SLACK_S
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 390, "height": 844})
+            page.goto("http://127.0.0.1:%d/" % web_port)
+            page.wait_for_function("document.querySelectorAll('.ocpp').length >= 9", timeout=page_s * 1000)
+            out = {"width": page.evaluate("document.documentElement.scrollWidth")}
+            for card in page.locator("[data-charger]").all():
+                out[card.locator("h2").inner_text()] = [line.inner_text() for line in card.locator(".ocpp").all()]
+            return out
+        finally:
+            browser.close()

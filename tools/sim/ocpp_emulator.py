@@ -23,6 +23,9 @@ Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.m
     plugged         False: no car (the box draws nothing)
     meter_style     "string" (values as strings, units W / Wh, phases L1), "quirky" (numbers, kW / kWh,
                     phases L1-N, meterValue as one object, timestamps without a zone)
+    clock_offset_s  the box's clock is this far ahead of the true time (a drifting or never-set clock):
+                    its timestamps and its reading of an Absolute profile's startSchedule use it; a
+                    Relative profile counts from when the box received it
 
 The box runs in a thread with its own event loop; the simulator reads `drawn_current_ma()` (the site
 model) and `limit_a()` (what the box offers now, None = no profile).
@@ -40,6 +43,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
 DEFAULT_MAX_A = 16  # the box's own maximum without a profile (its hardware setting)
+RECEIVED_KEPT = 100  # profiles kept in OcppBox.received
 VOLTAGE_V = 230
 
 
@@ -88,6 +92,8 @@ class _Point(ChargePoint):
         limits = [period["limit"] for period in schedule["charging_schedule_period"]]
         box = self.box
         box.log.append(("SetChargingProfile", connector_id, profile["stack_level"], schedule["charging_rate_unit"], limits))
+        box.received.append(profile)
+        del box.received[:-RECEIVED_KEPT]  # a long `make sim` renews every 20 s: the recent ones are enough
         refused = (
             schedule["charging_rate_unit"] not in box.unit.split(",")
             or profile["stack_level"] > box.max_stack_level
@@ -104,7 +110,7 @@ class _Point(ChargePoint):
                 old for old in box.profiles
                 if old["charging_profile_id"] != profile["charging_profile_id"] and old["stack_level"] != profile["stack_level"]
             ]
-            box.profiles.append(dict(profile, received=_now()))
+            box.profiles.append(dict(profile, received=box.now()))
         return call_result.SetChargingProfile(status="Accepted")
 
     @on(Action.clear_charging_profile)
@@ -140,7 +146,7 @@ class OcppBox:
     def __init__(self, charge_point_id, port, *, phases=3, unit="A", max_stack_level=8, refuse_zero=False,
                  connector_only=0, status_first=False, pings=True, subprotocol=True, path="", suffix="", password=None,
                  meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10, stall=False,
-                 plugged=True):
+                 plugged=True, clock_offset_s=0):
         self.id = charge_point_id
         self.port = port
         self.phases = phases
@@ -160,6 +166,8 @@ class OcppBox:
         self.meter_interval_s = meter_interval_s
         self.lock = threading.Lock()
         self.profiles = []
+        self.received = []  # the last RECEIVED_KEPT csChargingProfiles sent to the box (snake_case keys), accepted or not
+        self.clock_offset_s = clock_offset_s
         self.refusals = 0
         self.log = []  # calls from the central system, in order
         self.connections = 0
@@ -181,9 +189,13 @@ class OcppBox:
 
     # ------------------------------------------------------------- the site side
 
+    def now(self):
+        """The box's clock (UTC, off by clock_offset_s)."""
+        return _now() + datetime.timedelta(seconds=self.clock_offset_s)
+
     def limit_a(self, at=None):
-        """What the profiles allow now (A), None when none applies."""
-        at = at or _now()
+        """What the profiles allow now by the box's clock (A), None when none applies."""
+        at = at or self.now()
         best = None
         with self.lock:
             for profile in self.profiles:
@@ -309,7 +321,7 @@ class OcppBox:
             await asyncio.Event().wait()
         await point.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Available"))
         await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
-        start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=_now().isoformat()))
+        start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=self.now().isoformat()))
         transaction = start.transaction_id
         await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
         energy_wh = 1000.0
@@ -317,13 +329,13 @@ class OcppBox:
         while True:
             await asyncio.sleep(min(self.meter_interval_s, 1) if self.meter_interval_s else 1)
             if self.stop_wanted and transaction:
-                await point.call(call.StopTransaction(meter_stop=int(energy_wh), timestamp=_now().isoformat(), transaction_id=transaction))
+                await point.call(call.StopTransaction(meter_stop=int(energy_wh), timestamp=self.now().isoformat(), transaction_id=transaction))
                 transaction = 0
                 await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Finishing"))
             if self.start_wanted and not transaction:
                 self.start_wanted = False
                 self.stop_wanted = False
-                start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=int(energy_wh), timestamp=_now().isoformat()))
+                start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=int(energy_wh), timestamp=self.now().isoformat()))
                 transaction = start.transaction_id
                 await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
             now = time.monotonic()
@@ -350,7 +362,7 @@ class OcppBox:
             samples.append({"value": round(power / 1000, 3), "measurand": "Power.Active.Import", "unit": "kW"})
             samples.append({"value": "%.3f" % (energy_wh / 1000), "unit": "kWh"})
             samples.append({"value": "", "measurand": "SoC"})
-            return {"timestamp": _now().strftime("%Y-%m-%dT%H:%M:%S"), "sampledValue": samples}
+            return {"timestamp": self.now().strftime("%Y-%m-%dT%H:%M:%S"), "sampledValue": samples}
         samples.append({"value": "%d" % power, "measurand": "Power.Active.Import", "unit": "W"})
         samples.append({"value": "%d" % energy_wh, "measurand": "Energy.Active.Import.Register", "unit": "Wh"})
-        return [{"timestamp": _now().isoformat(), "sampledValue": samples}]
+        return [{"timestamp": self.now().isoformat(), "sampledValue": samples}]

@@ -1,8 +1,8 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|mqtt|MODEL|HTTP_MODEL] [--modbus-tcp] [--no-mqtt] [--web-port 8080] [--no-web]
-                            [--mixed] [--load] [--ocpp] [--every-family]
+                            [--meter p1|mqtt|ct|MODEL|HTTP_MODEL] [--ct] [--modbus-tcp] [--no-mqtt] [--web-port 8080]
+                            [--no-web] [--mixed] [--load] [--ocpp] [--every-family]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -57,6 +57,12 @@ With --meter homewizard, shelly_em or shelly_3em_gen1 it is a LAN meter over HTT
 on 127.0.0.1, the fixtures' answers with the site's values), polled every
 second; the pulled cable is then a meter that accepts the connection and
 never answers.
+With --meter ct (or --ct) the grid meter is three CT clamps on the board's ADC: each second the simulator
+writes the site's per-phase RMS currents to a file (CHARGEGUARD_CT_AMPS), and the unix port's ADC fake
+(platform/unix_adc.py) turns them into sample bursts of a 50 Hz sine, mid-rail bias and 12-bit steps, which
+meters/ct_meter.py and core/ct.py measure as on the board (RMS over whole cycles, DC offset tracked). A clamp
+has no sign: every phase reads as import. The pulled cable is then an ADC that does not answer (the file is
+gone): the reading ages into the failsafe.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
 guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
@@ -116,6 +122,8 @@ HAN_LIST2_EVERY = 4
 # the Modbus meter's (config.py's Modbus check found no 640-byte hole);
 # 148K and 160K ran, so 152K.
 DEFAULT_HEAP = "152K"
+# CT clamps (--meter ct): below this RMS a clamp reads 0 (the config's floor_ma default).
+CT_FLOOR_MA = 200
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
 DEFAULT_SCENE_S = 12.0  # real seconds per scene: the whole day in about three minutes
 # The solar day's settings: EVCM's default band (ECO on: start at 4000 W
@@ -323,6 +331,7 @@ class Firmware:
 
     def __init__(
         self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None,
+        ct_amps=None,
         keba_port=None,
     ):
         if command is None:
@@ -338,6 +347,8 @@ class Firmware:
             env["CHARGEGUARD_WEB_PORT"] = str(web_port)
         if ocpp_port:
             env["CHARGEGUARD_OCPP_PORT"] = str(ocpp_port)
+        if ct_amps:
+            env["CHARGEGUARD_CT_AMPS"] = ct_amps  # platform/unix_adc.py
         if keba_port:
             env["CHARGEGUARD_KEBA_PORT"] = str(keba_port)
         self.process = subprocess.Popen(
@@ -498,6 +509,10 @@ class Simulation:
 
             self.http = HttpMeterEmulator(meter).start()
             meter_section = {"type": "http", "model": meter, "host": "127.0.0.1", "port": self.http.port, "poll_ms": 1000}
+        elif meter == "ct":
+            # CT clamps: the firmware's ADC fake reads the site's RMS amperes from this file (written each round).
+            meter_section = {"type": "ct", "turns": 2000, "burden_ohm": 33, "vref_mv": 3300, "mains_hz": 50,
+                             "floor_ma": CT_FLOOR_MA}
         elif meter not in (None, "p1"):
             from modbus_emulator import ModbusMeterEmulator
 
@@ -516,11 +531,13 @@ class Simulation:
         )
         self.config["site"].update(site or {})
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
+        self.ct_amps = os.path.join(os.path.dirname(storage), "ct_amps") if meter == "ct" else None
         command = launch(root) if launch else None
         heap = heap or DEFAULT_HEAP
         rs485 = self.modbus.device if self.modbus is not None else None
         self.firmware = Firmware(
             root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port,
+            self.ct_amps,
             self.keba_port,
         )
         for box in self.boxes:
@@ -546,6 +563,10 @@ class Simulation:
             # The Modbus meter measures continuously; the firmware polls it.
             self.modbus.silent = self.meter_silent
             self.modbus.set_values(currents, power, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
+            return time.monotonic_ns()
+        if self.ct_amps is not None:
+            # The clamps carry the site's currents now; silent: the ADC does not answer (no file).
+            write_ct_amps(self.ct_amps, None if self.meter_silent else currents)
             return time.monotonic_ns()
         if self.meter_silent:
             return None
@@ -586,6 +607,23 @@ class Simulation:
         if self.mqtt_meter is not None:
             self.mqtt_meter.stop()
         return code
+
+
+def write_ct_amps(path, currents_ma):
+    """The CT clamps' RMS amperes per phase for the unix ADC fake (None: remove the file, the ADC fails).
+
+    Written to a new file and renamed over the old one, so the firmware never
+    reads half a line; a clamp has no sign, so a phase's magnitude.
+    """
+    if currents_ma is None:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+        return
+    with open(path + ".new", "w") as handle:
+        handle.write(" ".join("%.3f" % (abs(current) / 1000) for current in currents_ma))
+    os.replace(path + ".new", path)
 
 
 def wait_for(condition, timeout_s, step_s=0.002):
@@ -663,9 +701,11 @@ def main():
     parser.add_argument(
         "--meter",
         default="p1",
-        help="the grid meter: p1 (default), han (a Norwegian HAN port), mqtt (fed over MQTT), a Modbus model of the firmware's table (sdm630,"
-        " abb_b23, em24, ...) or an HTTP meter (%s)" % ", ".join(HTTP_METERS),
+        help="the grid meter: p1 (default), han (a Norwegian HAN port), mqtt (fed over MQTT), ct (CT clamps on the"
+        " ADC), a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...) or an HTTP meter (%s)"
+        % ", ".join(HTTP_METERS),
     )
+    parser.add_argument("--ct", action="store_true", help="CT clamps as the grid meter (the same as --meter ct)")
     parser.add_argument("--modbus-tcp", action="store_true", help="with a Modbus --meter: Modbus TCP instead of RTU")
     parser.add_argument("--no-mqtt", action="store_true", help="no MQTT broker, MQTT off in the firmware")
     parser.add_argument(
@@ -688,18 +728,22 @@ def main():
         " a Shelly-switched heater"
     )
     args = parser.parse_args()
+    if args.ct:
+        if args.meter not in ("p1", "ct"):
+            parser.error("--ct and --meter %s are two different meters: choose one" % args.meter)
+        args.meter = "ct"
     if args.every_family and (args.mixed or args.ocpp or args.load):
         parser.error("--every-family is a site of its own: leave out --mixed, --ocpp and --load")
     if args.meter == "mqtt" and args.no_mqtt:
         parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
     if args.mixed and args.ocpp:
         parser.error("--mixed and --ocpp are two different sites: choose one")
-    if args.meter not in ("p1", "han", "mqtt") and args.meter not in HTTP_METERS:
+    if args.meter not in ("p1", "han", "mqtt", "ct") and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
 
         if args.meter not in MODELS:
-            parser.error("--meter must be p1, han, mqtt or one of: %s" % ", ".join(MODELS + HTTP_METERS))
+            parser.error("--meter must be p1, han, mqtt, ct or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
@@ -770,6 +814,8 @@ def main():
     elif sim.modbus is not None:
         where = "127.0.0.1:%d (Modbus TCP)" % sim.modbus.port if args.modbus_tcp else "%s (Modbus RTU 9600 8N1)" % sim.modbus.device
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
+    elif sim.ct_amps is not None:
+        meter_text = "CT clamps (the ADC fake reads the site's amperes from %s)" % sim.ct_amps
     else:
         meter_text = "P1 on %s" % sim.p1.device
     boxes = ", ".join(

@@ -7,7 +7,8 @@ failsafe profile; the dynamic one goes one above; -1 = auto: 0 and 1, or one pro
 allows no more), `profile_connector` (0: the whole box, 1: connector 1; -1 = auto: 0, then 1 when 0 is
 refused), `pause` ("zero": limit 0, "stop": RemoteStop/StartTransaction, "auto": zero, then stop when
 the box refuses 0 and `remote_start_stop` allows it), `id_tags` (comma-separated allow-list for
-Authorize; empty = accept all), `meter_interval_s` (MeterValueSampleInterval set in the box; 0 = leave).
+Authorize; empty = accept all), `meter_interval_s` (MeterValueSampleInterval set in the box; 0 = leave),
+`profile_kind` ("absolute", or "relative": see below).
 
 Messages from the box (answers, `on_call`): BootNotification (Accepted, heartbeat interval
 HEARTBEAT_S), Heartbeat, StatusNotification (connector 1, or 0 when the box has one: Available / Reserved /
@@ -33,7 +34,7 @@ backend would outrank ours), ChangeConfiguration of MeterValueSampleInterval and
 (one key per request), the failsafe profile.
 
 Commands (`apply`), each only when the box does not have it yet: SetChargingProfile, TxDefaultProfile,
-chargingProfileId 2 at the dynamic stack level, Absolute, from now, `duration` DYNAMIC_VALID_S, limit in
+chargingProfileId 2 at the dynamic stack level, Absolute from now (or Relative), `duration` DYNAMIC_VALID_S, limit in
 A (one decimal) or W (A x 230 V x phases), renewed every RENEW_MS. Under it, once per connection,
 profile 1 at the failsafe level: the charger's `failsafe_a` (0 = pause), with no end: when ChargeGuard or
 the LAN dies the dynamic profile lapses within DYNAMIC_VALID_S and the box falls back to the failsafe
@@ -44,8 +45,17 @@ A refusal (Rejected, NotSupported), a CALLERROR or a timeout affects only this c
 `status.error` and `last_refusal` ("SetChargingProfile: Rejected (6.0 A)"), and the box is unavailable
 to the guard (`status.reachable` False: its last offer counts as drawn) until a command is in force; so
 is a box that is connected but not yet set up (BootNotification and the set-up calls). A box that refuses limit 0 and may not be stopped stays
-available (it can be commanded above 0) with "cannot pause: ..." as its error. Status for the interfaces: `connected_since_ms`,
-`last_message` (action) and `last_message_ms`, `vendor`, `model`, `firmware`.
+available (it can be commanded above 0) with "cannot pause: ..." as its error.
+
+`profile_kind` "relative" (for a box whose clock drifts or was never set): both profiles go out as
+chargingProfileKind Relative without startSchedule, so the box counts them from a start point of its
+own, not from a time its clock may not share; the dynamic one keeps its `duration` (docs/ocpp.md).
+
+Status for the site state (state.py copies it when `link_seq` moved; interfaces never read the driver):
+`session` (None = not connected), `connected_since_ms` (ticks) and `connected_since_s` (seconds since
+1970 UTC, None while the wall clock is not set: filled in by the next message once it is), the action of
+the box's last call `last_message`, when anything was last heard `last_message_ms` / `last_message_s`,
+`last_refusal` (text) with `last_refusal_ms` / `last_refusal_s`, `vendor`, `model`, `firmware`.
 """
 
 import time
@@ -190,7 +200,7 @@ class OcppCharger:
 
     def __init__(self, charge_point_id, password="", phases=3, failsafe_a=0, unit="auto", stack_level=-1,
                  profile_connector=-1, pause="auto", remote_start_stop=False, id_tags="", meter_interval_s=10,
-                 clock=None, wall=None, discovered=False):
+                 clock=None, wall=None, discovered=False, profile_kind="absolute"):
         self.charge_point_id = charge_point_id
         self.password = password
         self.phases = phases
@@ -205,6 +215,7 @@ class OcppCharger:
         self.remote_start_stop = remote_start_stop
         self.id_tags = [tag.strip() for tag in id_tags.split(",") if tag.strip()]
         self.meter_interval_s = meter_interval_s
+        self.relative = profile_kind == "relative"
         self.discovered = discovered
         self._clock = clock or getattr(time, "ticks_ms", None) or (lambda: time.monotonic_ns() // 1000000)
         self._wall = wall
@@ -212,10 +223,15 @@ class OcppCharger:
         self.status = ChargerStatus()
         self.last_error = None
         self.last_refusal = None
+        self.last_refusal_ms = None
+        self.last_refusal_s = None
         self.session = None
         self.connected_since_ms = None
+        self.connected_since_s = None
         self.last_message = None
         self.last_message_ms = None
+        self.last_message_s = None
+        self.link_seq = 0  # bumped whenever one of the status fields above changed
         self.vendor = None
         self.model = None
         self.firmware = None
@@ -242,6 +258,8 @@ class OcppCharger:
         """A connection of this box is up (net/ocpp.py)."""
         self.session = session
         self.connected_since_ms = self._clock()
+        self.connected_since_s = self._wall_s()
+        self.link_seq += 1
         self._booted = False
         self._talked = False
         self._setup = 0
@@ -259,13 +277,29 @@ class OcppCharger:
             return
         self.session = None
         self.connected_since_ms = None
+        self.connected_since_s = None
+        self.link_seq += 1
         self.status.reachable = False
         self.status.error = "not connected (%s)" % why
         self.last_error = self.status.error
 
     def heard(self):
-        """Any message came: it is alive."""
-        self.last_message_ms = self._clock()
+        """Any message came: it is alive (one wall clock read: a long int on a 32-bit port, per message, not per tick)."""
+        now = self._clock()
+        wall = self._wall_s()
+        self.last_message_ms = now
+        self.last_message_s = wall
+        if wall is not None and self.connected_since_s is None and self.connected_since_ms is not None:
+            # Connected before the clock was set (NTP came later): dated now, from the ticks since.
+            self.connected_since_s = wall - ticks_diff(now, self.connected_since_ms) // 1000
+        self.link_seq += 1
+
+    def _refused(self, text):
+        # The last refusal, with when it came.
+        self.last_refusal = text[:80]  # a box's CALLERROR code is its own text: bounded
+        self.last_refusal_ms = self._clock()
+        self.last_refusal_s = self._wall_s()
+        self.link_seq += 1
 
     # ------------------------------------------------------------ messages in
 
@@ -286,6 +320,7 @@ class OcppCharger:
         self.vendor = vendor[:20]
         self.model = model[:20]
         self.firmware = firmware[:50] if firmware else None
+        self.link_seq += 1
         self._booted = True
         self._setup = 0
         self._sent_ma = None
@@ -442,6 +477,11 @@ class OcppCharger:
         if seconds is not None:
             self._box_clock = (seconds, self._clock())
 
+    def _wall_s(self):
+        # Our wall clock in seconds since 1970 UTC, None while it is not set.
+        wall = self._wall() if self._wall else None
+        return wall if wall is not None and wall >= _CLOCK_VALID_S else None
+
     def _utc(self):
         # Now in seconds since 1970: our wall clock once set, else the box's
         # as its last timestamp told it (the profile's start must be in the
@@ -462,7 +502,7 @@ class OcppCharger:
         self.writes_sent += 1
         code, result = await self.central.call(session, action, payload)
         if code != "ok":
-            self.last_refusal = "%s: %s" % (action, code)
+            self._refused("%s: %s" % (action, code))
         elif type(result) is not dict:
             code, result = "FormationViolation", None
         return code, result
@@ -541,7 +581,7 @@ class OcppCharger:
     async def _configure(self, key, value):
         code, result = await self._call("ChangeConfiguration", '{"key":"%s","value":"%s"}' % (key, value))
         if code == "ok" and result.get("status") not in ("Accepted", "RebootRequired"):
-            self.last_refusal = "ChangeConfiguration %s: %s" % (key, result.get("status"))
+            self._refused("ChangeConfiguration %s: %s" % (key, result.get("status")))
 
     def _unit(self):
         return "W" if self.unit == "W" else "A"
@@ -553,28 +593,38 @@ class OcppCharger:
         return "%d.%d" % (milliamps // 1000, milliamps % 1000 // 100)
 
     def _profile(self, profile_id, level, periods, duration):
-        start = iso_time(self._utc())
+        # Absolute from now (our clock, else the box's), or Relative: no
+        # startSchedule, the box counts from its own start point.
+        if self.relative:
+            kind = "Relative"
+            start = ""
+        else:
+            kind = "Absolute"
+            start = '"startSchedule":"%s",' % iso_time(self._utc())
         return (
             '{"connectorId":%d,"csChargingProfiles":{"chargingProfileId":%d,"stackLevel":%d,'
-            '"chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"Absolute",'
-            '"chargingSchedule":{%s"startSchedule":"%s","chargingRateUnit":"%s","chargingSchedulePeriod":[%s]}}}'
-            % (max(self.connector, 0), profile_id, level, duration, start, self._unit(), periods)
+            '"chargingProfilePurpose":"TxDefaultProfile","chargingProfileKind":"%s",'
+            '"chargingSchedule":{%s%s"chargingRateUnit":"%s","chargingSchedulePeriod":[%s]}}}'
+            % (max(self.connector, 0), profile_id, level, kind, duration, start, self._unit(), periods)
         )
 
-    async def _set_profile(self, profile_id, level, periods, duration):
+    async def _set_profile(self, profile_id, level, periods, duration, shown):
         # SetChargingProfile, trying connector 1 when 0 is refused (learned).
+        # shown: the limit as the refusal names it ("6.0 A").
         while True:
             code, result = await self._call("SetChargingProfile", self._profile(profile_id, level, periods, duration))
             if code == "ok" and result.get("status") == "Accepted":
                 if self.connector < 0:
                     self.connector = 0
                 return True
-            if code == "ok":
-                self.last_refusal = "SetChargingProfile: %s" % result.get("status")
+            self._refused("SetChargingProfile: %s (%s)" % (result.get("status") if code == "ok" else code, shown))
             if code in ("ok", "NotSupported", "PropertyConstraintViolation") and self.connector < 0:
                 self.connector = 1
                 continue
             return False
+
+    def _shown(self, milliamps):
+        return self._limit(milliamps) + " " + self._unit()
 
     async def _failsafe_profile(self):
         # The lower profile: failsafe_a with no end. Refused, the dynamic
@@ -582,7 +632,7 @@ class OcppCharger:
         level = self.stack_level if self.stack_level >= 0 else 0
         self.stack_level = level
         period = '{"startPeriod":0,"limit":%s}' % self._limit(self.failsafe_ma)
-        if not await self._set_profile(_FAILSAFE_ID, level, period, ""):
+        if not await self._set_profile(_FAILSAFE_ID, level, period, "", self._shown(self.failsafe_ma)):
             if self.failsafe_ma == 0:
                 self.zero_refused = True
                 self.failsafe_note = "the box refuses limit 0: its own failsafe cannot pause"
@@ -647,7 +697,7 @@ class OcppCharger:
         else:
             duration = '"duration":%d,' % DYNAMIC_VALID_S
             level = self.stack_level + 1
-        if await self._set_profile(_DYNAMIC_ID, level, periods, duration):
+        if await self._set_profile(_DYNAMIC_ID, level, periods, duration, self._shown(milliamps)):
             self._sent_ma = milliamps
             self._sent_at = now
             self._accepted = True
@@ -669,7 +719,7 @@ class OcppCharger:
             return await self._apply(offered_ma)
         # Not applied: unavailable to the guard (its last offer counts as drawn) until a command is.
         status.reachable = False
-        status.error = self.last_error = "%s (%s)" % (self.last_refusal, self._limit(milliamps) + " " + self._unit())
+        status.error = self.last_error = self.last_refusal
         return False
 
     def _commanded(self):
@@ -743,6 +793,7 @@ def from_config(entry, platform, timeout_ms):
         entry["meter_interval_s"],
         clock=platform.ticks_ms,
         wall=getattr(platform, "wall_time", None),
+        profile_kind=entry["profile_kind"],
     )
     point.status.error = "not connected"
     ocpp.register(point)

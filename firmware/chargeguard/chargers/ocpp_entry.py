@@ -36,6 +36,7 @@ _QUIRKS = (
     ("remote_start_stop", False, _BOOL, None, None, ""),
     ("id_tags", "", _OPT_TEXT, 1, 200, ""),
     ("meter_interval_s", 10, _INT, 0, 3600, "s"),
+    ("profile_kind", "absolute", _ENUM, ("absolute", "relative"), None, ""),
 )
 
 

@@ -1,17 +1,49 @@
-"""The meter sections of the MQTT-fed meter, the CT clamps and the HAN port, and config.py's cross-field rules for them.
+"""The meter sections of every meter type but p1, and config.py's cross-field rules of the MQTT-fed meter.
 
-Loaded by config.py only for a meter of type "mqtt", "ct" or "han" (and unloaded
-after validation, like meters/http_models.py): a P1, Modbus or HTTP site never
-holds these rows nor interns their names. The rows have config.py's layout
-(key, default, kind, a, b, unit[, meaning of 0]); the kinds INT, ONEOF,
-ENUM, ZERO_OR are rules.py's, TEXT and OPT_TEXT config.py's, passed in.
+Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct" or "han"
+(and unloaded after each use, like meters/http_models.py): a P1 site never
+holds these rows nor interns their names, and config.py, loaded at every
+boot, carries none of them. The rows have config.py's layout (key, default,
+kind, a, b, unit[, meaning of 0]); the kinds INT, ONEOF, BOOL, ENUM, ZERO_OR
+are rules.py's, TEXT, OPT_TEXT, OPT_HOST and MAP config.py's, passed in with
+the type row and the Modbus line settings (config.MODBUS_BAUD_RATES,
+config.MODBUS_FORMATS) that config.py exports.
 """
 
 from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
-def table(kind, type_row, upside_down_row, text, opt_text):
-    """The rows of a meter section of type `kind` ("mqtt", "ct" or "han"); the shared rows and text kinds from config.py."""
+def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats):
+    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct" or "han"); config.py's kinds passed in.
+
+    modbus: model and custom are checked against the register table
+    (meters/modbus_models.check); http: model and the cross-field rules are
+    meters/http_models.py's; mqtt: check() below.
+    """
+    upside_down_row = ("upside_down", False, BOOL, None, None, "")
+    if kind == "modbus":
+        return (
+            type_row,
+            ("model", "", text, 0, 32, ""),
+            ("address", 1, INT, 1, 247, ""),
+            ("host", "", opt_host, None, None, ""),
+            ("port", 502, INT, 1, 65535, ""),
+            ("baud", 9600, ONEOF, baud_rates, None, "baud"),
+            ("format", "8N1", ENUM, formats, None, ""),
+            upside_down_row,
+            ("poll_ms", 1000, INT, 200, 10000, "ms"),
+            ("custom", None, map_kind, None, None, ""),
+        )
+    if kind == "http":
+        return (
+            type_row,
+            ("model", "", text, 0, 32, ""),
+            ("host", "", opt_host, None, None, ""),
+            ("port", 80, INT, 1, 65535, ""),
+            ("channel", 0, INT, 0, 2, ""),
+            upside_down_row,
+            ("poll_ms", 1000, INT, 500, 10000, "ms"),
+        )
     if kind == "han":
         # The HAN-NVE line is 2400 baud 8E1 (meters/han.py); 8N1 and 9600 for
         # meters that push the same frames on another line setting.

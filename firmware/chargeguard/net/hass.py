@@ -54,7 +54,8 @@ Schema sources (Home Assistant documentation):
     https://developers.home-assistant.io/docs/core/entity/sensor/ (device
         classes with their units and allowed state classes: current A,
         power W, energy Wh total_increasing, duration s/ms, signal_strength
-        dBm, data_size B, enum with options)
+        dBm, data_size B, enum with options, timestamp: ISO 8601 with a
+        zone, no unit, no state class)
     https://developers.home-assistant.io/docs/core/entity/binary-sensor/
         (plug, battery_charging, connectivity, problem)
     entity_category "diagnostic" / "config": home-assistant.io/integrations/mqtt/
@@ -158,6 +159,17 @@ CHARGER = (
     "w,enabled,Charging enabled,,,,,;"
     "w,locked,Lock,,,,,"
 )
+# Announced only for a box of type "ocpp" (state.OcppLink; every other box gets
+# empty configs for them: no dead entities). In the charger's state JSON; the
+# timestamps are ISO 8601 UTC, null (unknown) while the device's clock is not
+# set: Home Assistant's own last_changed still dates the texts.
+OCPP = (
+    "b,ocpp_connected,OCPP connected,connectivity,,,d,;"
+    "s,connected_since,OCPP connected since,timestamp,,,d,;"
+    "s,last_message,Last OCPP message,,,,d,;"
+    "s,last_message_at,Last OCPP message at,timestamp,,,d,;"
+    "s,last_refusal,Last OCPP refusal,,,,d,"
+)
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
 
 
@@ -191,7 +203,7 @@ def _decode(text):
 
 
 def rows(table):
-    """The rows of an entity table (SITE, OPTIMISER, DEVICE, CHARGER), decoded one at a time."""
+    """The rows of an entity table (SITE, OPTIMISER, DEVICE, CHARGER, OCPP), decoded one at a time."""
     for text in table.split(";"):
         yield _decode(text)
 
@@ -467,6 +479,15 @@ class Hass:
             out.number(key, values[prefix + key])
         out.flag("enabled", values[prefix + "enabled"])
         out.flag("locked", status.locked)
+        link = charger.ocpp
+        if link is not None:
+            from chargeguard.ocppstate import iso_utc  # loaded: the site has an OCPP box
+
+            out.flag("ocpp_connected", link.connected)
+            out.string("connected_since", iso_utc(link.connected_since_s))
+            out.string("last_message", link.last_message or "")
+            out.string("last_message_at", iso_utc(link.last_message_s))
+            out.string("last_refusal", (link.last_refusal or "")[:120])
         return out.take()
 
     def _device(self):
@@ -506,10 +527,15 @@ class Hass:
                     yield self._topic(row, node), b""
                     continue
                 yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
+            ocpp = self.state.chargers[index].ocpp is not None
+            for row in rows(OCPP):
+                # Not an OCPP box: empty configs (removes what an OCPP entry of that name announced).
+                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index) if ocpp else b""
         gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
         for name in gone:
-            for row in rows(CHARGER):
-                yield self._topic(row, self.node + "_" + name), b""
+            for table in (CHARGER, OCPP):
+                for row in rows(table):
+                    yield self._topic(row, self.node + "_" + name), b""
         if record.get("optimiser") and not opt:
             for row in rows(OPTIMISER):
                 yield self._topic(row, self.node), b""

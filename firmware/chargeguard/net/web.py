@@ -757,6 +757,7 @@ def status_doc(state, values):
                 "session_energy_wh": status.session_energy_wh,
                 "session_s": status.session_s,
                 "error": status.error,
+                "ocpp": None if charger.ocpp is None else charger.ocpp.doc(),  # ocppstate.OcppLink
             }
         )
     if state.optimiser is not None:
