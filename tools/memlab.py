@@ -286,12 +286,16 @@ PROFILES = (
     # dicts, function and class objects), measured 2026-11-30 in 1 KB steps
     # over three fast days: 72 KB failed, 73-82 KB ran. The budget is that
     # smallest + 4 KB, so growth is caught; a plain ESP32's ~110 KB heap
-    # still holds it (docs/firmware.md).
+    # still holds it (docs/firmware.md). After the session's later merges
+    # (OCPP status in the site state and Home Assistant, the setup pages'
+    # context, the HAN and CT meters) the live heap is 64-66 KB and 77 KB
+    # failed one three-day run in three (a 257-byte web answer piece found no
+    # hole at a 76.8 KB peak); 79 and 81 KB ran twice each: budget 79 + 4.
     Profile(
         "everything",
         "wifi + optimiser + MQTT/Home Assistant + web interface, all at once",
         chargers=2,
-        budgets={"frozen32": 73 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
+        budgets={"frozen32": 79 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
         config={
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
             "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
