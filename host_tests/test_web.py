@@ -144,6 +144,37 @@ def test_status_shows_the_site_state_without_a_password():
     assert doc["device"]["version"] == app.state.version and "heap_live" in doc["device"]
 
 
+class _Box:
+    def __init__(self, vendor, model):
+        self.vendor = vendor
+        self.model = model
+
+
+class _Central:
+    # What net/ocpp.CentralSystem shows of the boxes it serves as discovered.
+    def __init__(self):
+        self.discovered = {"NEWBOX": _Box("Vendor", "M1"), "QUIET": _Box(None, None)}
+        self.sessions = {"NEWBOX": object()}
+
+
+def test_status_lists_ocpp_boxes_that_are_not_in_the_configuration():
+    from chargeguard.net import ocpp
+
+    app, platform, meter, api, server, _ = make()
+    status, doc, _ = request(server, "GET", "/api/status", change=False)
+    assert doc["device"]["ocpp_discovered"] == []  # no central system: none
+    ocpp._central = _Central()
+    try:
+        status, doc, _ = request(server, "GET", "/api/status", change=False)
+    finally:
+        ocpp._central = None
+    found = sorted(doc["device"]["ocpp_discovered"], key=lambda box: box["charge_point_id"])
+    assert found == [
+        {"charge_point_id": "NEWBOX", "vendor": "Vendor", "model": "M1", "connected": True},
+        {"charge_point_id": "QUIET", "vendor": None, "model": None, "connected": False},
+    ]
+
+
 def test_settings_read_and_change_through_the_command_api():
     app, platform, meter, api, server, _ = make()
     status, doc, _ = request(server, "GET", "/api/settings", change=False)

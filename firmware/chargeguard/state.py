@@ -48,6 +48,7 @@ Device:
     config_source  "config.json", "config.bak" or None (see App)
     config_notes   list of sentences (see App)
     version        firmware version (chargeguard.VERSION)
+OCPP boxes not in the configuration: `ocpp_discovered()` (a method: see it).
 """
 
 from micropython import const
@@ -138,6 +139,23 @@ class SiteState:
         self.version = VERSION
         self.grid_seq = self.chargers_seq = self.optimiser_seq = self.device_seq = self.settings_seq = 0
         self._reading_ms = -1
+
+    def ocpp_discovered(self):
+        """OCPP boxes that connected with no chargers[] entry (ocpp.accept_unknown): answered, never commanded.
+
+        A list of (charge_point_id, vendor, model, connected) from the central
+        system (net/ocpp.py: vendor and model None before its BootNotification);
+        [] when there are none or no central system runs. Asked per answer
+        (GET /api/status), not per tick: it allocates.
+        """
+        import sys
+
+        module = sys.modules.get("chargeguard.net.ocpp")
+        central = module.central() if module is not None else None
+        if central is None:
+            return []
+        return [(ident, point.vendor, point.model, ident in central.sessions)
+                for ident, point in central.discovered.items()]
 
     def update(self, now_ms):
         """After each decision (App.decide): refresh grid, chargers and optimiser; allocates nothing."""

@@ -242,7 +242,7 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
     drift_s = 3600  # the boxes' clocks run an hour ahead: an Absolute profile from our clock has lapsed for them
     sim = Simulation(
         heap="%dK" % (int(HEAP[:-1]) + WEB_HEAP_K), chargers=0, car_delay_s=0.2, run_name="e2e-ocpp-status",
-        guard=FAST_GUARD, web_port=web_port, site={"breaker_a": 80},
+        guard=FAST_GUARD, web_port=web_port, site={"breaker_a": 80}, sections={"ocpp": {"accept_unknown": True}},
         ocpp=[
             # Refuses a limit of 0: its failsafe profile (failsafe_a 0 = pause) is refused, the dynamic one taken.
             {"id": "PICKY", "unit": "A", "refuse_zero": True},
@@ -253,12 +253,17 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
     )
     picky, relative, absolute = sim.boxes
     sim.site.set_house([0, 0, 0])
+    # A box no chargers[] entry names, accepted (ocpp.accept_unknown): listed as discovered, never commanded.
+    from ocpp_emulator import OcppBox
 
-    def status():
+    stranger = OcppBox("STRANGER", sim.ocpp_port, unit="A")
+
+    def status(part="chargers"):
         connection = http.client.HTTPConnection("127.0.0.1", web_port, timeout=CALL_S)
         try:
             connection.request("GET", "/api/status")
-            return {charger["name"]: charger for charger in json.loads(connection.getresponse().read())["chargers"]}
+            doc = json.loads(connection.getresponse().read())
+            return {charger["name"]: charger for charger in doc["chargers"]} if part == "chargers" else doc[part]
         except OSError:
             return None
         finally:
@@ -278,6 +283,11 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
     try:
         assert pump_until(sim, lambda: picky.limit_a() == 16 and relative.limit_a() == 16 and len(profiles(absolute)) >= 2,
                           SETUP_S + SETTLE_S), report(sim)
+        stranger.start()
+        discovered = [{"charge_point_id": "STRANGER", "vendor": "ChargeGuard", "model": "Sim", "connected": True}]
+        # Its connection, then its BootNotification's answer and the next status.
+        assert pump_until(sim, lambda: (status("device") or {}).get("ocpp_discovered") == discovered,
+                          BOOT_S + CALL_S + HOST_SLACK_S), (status("device"), report(sim))
         # The status: which box, since when, its last message and its last refusal, with times the clock gives
         # (the unix port's wall clock is the host's: set). Within a decision and an answer of the refusal.
         assert pump_until(sim, shown, CALL_S + SETTLE_S), json.dumps(seen)
@@ -306,6 +316,7 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
         assert all(p["charging_profile_kind"] == "Absolute" and p["charging_schedule"]["start_schedule"]
                    for p in absolute.received)
         assert absolute.limit_a() == 6
+        assert not profiles(stranger) and "STRANGER" not in status()  # answered, never commanded
         page_lines = status_page_lines(web_port)
         if page_lines is not None:
             # The page in words on a phone: PICKY's card names its connection, last message and refusal.
@@ -314,7 +325,10 @@ def test_status_names_each_box_its_connection_last_message_and_refusal_and_relat
             assert picky_lines[1].startswith("last message: ") and ("ago)" in picky_lines[1] or "just now" in picky_lines[1]), picky_lines
             assert picky_lines[2].startswith("last refusal: SetChargingProfile: Rejected (0.0 A), "), picky_lines
             assert page_lines["width"] <= 390
+            assert page_lines["discovered"].startswith("OCPP boxes not in the configuration"), page_lines["discovered"]
+            assert "STRANGER (ChargeGuard Sim)" in page_lines["discovered"], page_lines["discovered"]
     finally:
+        stranger.stop()
         sim.stop()
 
 
@@ -340,7 +354,7 @@ def status_page_lines(web_port):
             page = browser.new_page(viewport={"width": 390, "height": 844})
             page.goto("http://127.0.0.1:%d/" % web_port)
             page.wait_for_function("document.querySelectorAll('.ocpp').length >= 9", timeout=page_s * 1000)
-            out = {"width": page.evaluate("document.documentElement.scrollWidth")}
+            out = {"width": page.evaluate("document.documentElement.scrollWidth"), "discovered": page.locator("#disc").inner_text()}
             for card in page.locator("[data-charger]").all():
                 out[card.locator("h2").inner_text()] = [line.inner_text() for line in card.locator(".ocpp").all()]
             return out

@@ -398,7 +398,8 @@ class Simulation:
     "p1" for the P1 port, else a Modbus model of the firmware's table (its
     emulator on a pty line, or over TCP with modbus_tcp); mqtt: the config's
     mqtt section (tools/sim/broker.py starts a broker for it); web_port:
-    the web interface on 127.0.0.1 at that port (None: off).
+    the web interface on 127.0.0.1 at that port (None: off); sections:
+    {section: {key: value}} merged into the configuration last.
     """
 
     def __init__(
@@ -422,6 +423,7 @@ class Simulation:
         site=None,
         load=False,
         every_family=False,
+        sections=None,
     ):
         self.trydans = []
         self.boxes = []
@@ -530,6 +532,8 @@ class Simulation:
             boxes=box_rows,
         )
         self.config["site"].update(site or {})
+        for name, section in (sections or {}).items():
+            self.config.setdefault(name, {}).update(section)
         root, storage = prepare_root(os.path.join(ROOT, "build", run_name), self.config)
         self.ct_amps = os.path.join(os.path.dirname(storage), "ct_amps") if meter == "ct" else None
         command = launch(root) if launch else None

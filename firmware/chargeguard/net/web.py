@@ -727,6 +727,10 @@ def status_doc(state, values):
             "config_source": state.config_source,
             "config_notes": list(state.config_notes),
             "version": state.version,
+            "ocpp_discovered": [
+                {"charge_point_id": ident, "vendor": vendor, "model": model, "connected": connected}
+                for ident, vendor, model, connected in state.ocpp_discovered()
+            ],
         },
     }
     chargers = doc["chargers"]
