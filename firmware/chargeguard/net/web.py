@@ -620,12 +620,13 @@ def _is_ipv4(name):
         if not part.isdigit() or len(part) > 3:
             return False
     return True
+
+
 async def _admin(name, web, request, body=None):
     # One handler of net/webadmin.py (the wizard's and the settings' rarer
     # requests): loaded for the request; it and every module the request
     # imported (the validator's tables, a candidate's driver) are unloaded
     # after it, so the running controller does not keep their code.
-    import gc
     import sys
 
     before = list(sys.modules)
@@ -646,11 +647,20 @@ async def _admin(name, web, request, body=None):
         return _errors(503, "", "not enough memory for this now: restart the controller and try again")
     finally:
         webadmin = handler = None
-        for module in list(sys.modules):
-            if module not in before:
-                _forget(module)
+        _forget_since(before)
         before = None
-        gc.collect()
+
+
+def _forget_since(before):
+    # Drops every module imported since `before` (a list of sys.modules
+    # names) and collects: the code of a rare request is not kept.
+    import gc
+    import sys
+
+    for name in list(sys.modules):
+        if name not in before:
+            _forget(name)
+    gc.collect()
 
 
 def _forget(name):

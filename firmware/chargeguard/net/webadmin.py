@@ -143,7 +143,7 @@ def _candidate(web, section, value, prefix, site_phases=None):
     import gc
     import sys
 
-    from chargeguard.net.web import _errors, _forget
+    from chargeguard.net.web import _errors, _forget_since
 
     # The validator and what it imports are given back before the check's
     # live part (a driver started, a box polled): never both on the heap.
@@ -173,11 +173,8 @@ def _candidate(web, section, value, prefix, site_phases=None):
         return _errors(503, "", "not enough memory to check this now: restart the controller and try again")
     finally:
         config = doc = None
-        for name in list(sys.modules):
-            if name not in before:
-                _forget(name)
+        _forget_since(before)
         before = None
-        gc.collect()
     errors = {}
     for path, message in problems:
         if path.startswith(prefix) or path == section:
