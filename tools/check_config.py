@@ -116,10 +116,20 @@ def parse(data):
     return doc, []
 
 
+def _where(entry):
+    # How the device reaches a charger: its host; an OCPP box's id (it connects to the device);
+    # a box on the board's RS485 port (abb_terra over RTU) by its unit.
+    if entry["type"] == "ocpp":
+        return "OCPP id %s" % entry["charge_point_id"]
+    if entry.get("transport") == "rtu":
+        return "RS485 unit %d" % entry["unit"]
+    return entry["host"]
+
+
 def summary(doc):
     """One line about a valid, normalised document (no secrets)."""
     site = doc["site"]
-    chargers = ", ".join("%s (%s)" % (entry["name"], entry["host"]) for entry in doc["chargers"]) or "none"
+    chargers = ", ".join("%s (%s)" % (entry["name"], _where(entry)) for entry in doc["chargers"]) or "none"
     wifi = "Wi-Fi %s" % json.dumps(doc["wifi"]["ssid"]) if doc["wifi"]["ssid"] else "no Wi-Fi"
     mqtt = doc["mqtt"]
     broker = "MQTT to %s:%d" % (mqtt["host"], mqtt["port"]) if mqtt["enabled"] else "no MQTT"

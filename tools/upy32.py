@@ -225,6 +225,13 @@ def in_ci():
 
 
 def main(argv):
+    if argv[:1] in (["-h"], ["--help"]):
+        print("\n\n".join(__doc__.split("\n\n", 2)[:2]) + "\n\nvariants: %s" % ", ".join(VARIANTS))
+        return 0
+    unknown = [name for name in argv if name not in VARIANTS] if argv[:1] != ["--exec"] else []
+    if unknown:
+        print("upy32: unknown variant %s (variants: %s; --exec VARIANT -- ARGS; --help)" % (unknown[0], ", ".join(VARIANTS)))
+        return 2
     if argv[:1] == ["--exec"]:
         variant, rest = argv[1], argv[2:]
         if rest[:1] == ["--"]:

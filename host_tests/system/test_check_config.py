@@ -34,6 +34,18 @@ def test_a_valid_file_exits_0_with_a_summary_and_no_secret(tmp_path):
     assert SECRET not in output
 
 
+def test_the_summary_names_each_charger_as_the_device_reaches_it(tmp_path):
+    # An OCPP box has no host (it connects to the device), an ABB over RTU neither: the summary must not need one.
+    doc = {"meter": {"type": "han"}, "chargers": [
+        {"name": "Trydan", "host": "192.168.1.60"},
+        {"name": "Alfen", "type": "ocpp", "charge_point_id": "ALFEN-1", "profile_kind": "relative", "priority": 2},
+        {"name": "ABB", "type": "abb_terra", "transport": "rtu", "unit": 3, "priority": 3},
+    ]}
+    code, output = check(tmp_path, json.dumps(doc))
+    assert code == 0, output
+    assert "Trydan (192.168.1.60), Alfen (OCPP id ALFEN-1), ABB (RS485 unit 3)" in output, output
+
+
 def test_every_error_is_listed_at_once_exactly_as_the_device_sees_them(tmp_path):
     doc = {"name": "", "site": {"breaker_a": 0, "voltage_v": 12}, "guard": {"min_pause_s": -1},
            "chargers": [{"host": "", "max_a": 99}, {"host": "x y", "min_a": 20}],
