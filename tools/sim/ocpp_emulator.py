@@ -171,6 +171,7 @@ class OcppBox:
         self.refusals = 0
         self.log = []  # calls from the central system, in order
         self.connections = 0
+        self.reconnect_s = 0.3  # how long a dropped box waits before it connects again
         self.booted = 0  # BootNotifications accepted
         self.connected = False
         self.handshake_error = None
@@ -306,7 +307,7 @@ class OcppBox:
             self.connected = False
             self._socket = None
             if self._running:
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(self.reconnect_s)
 
     async def _session(self, point):
         if self.status_first:
