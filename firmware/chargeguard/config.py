@@ -73,7 +73,15 @@ Version 1 (CURRENT_VERSION):
                "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
                                        (shelly_em_gen1: 0..1); 0 for the other models
                "upside_down": false,   true: the meter (its CT clamps) the wrong way round
-               "poll_ms": 1000}        500..10000 (HomeWizard: not faster than 500 ms)
+               "poll_ms": 1000,        500..10000 (HomeWizard: not faster than 500 ms)
+               "token": "",            secret: homewizard_v2 only, required there: the 32
+                                       hex digits (A-F, 0-9) the meter gave at pairing
+               "ca_file": "homewizard-ca.pem",  homewizard_v2: the CA certificate (PEM or
+                                       DER) on the device's flash that the meter's
+                                       certificate must chain to
+               "cert_hostname": ""}    homewizard_v2, required: the name in the meter's
+                                       certificate, appliance/<type>/<serial>
+                                       (port 80 means 443 for homewizard_v2)
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -222,7 +230,9 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
-SECRET_PATHS = (("wifi", "password"), ("wifi", "ap_password"), ("admin", "password"), ("mqtt", "password"))
+SECRET_PATHS = (
+    ("wifi", "password"), ("wifi", "ap_password"), ("admin", "password"), ("mqtt", "password"), ("meter", "token"),
+)  # fmt: skip
 REDACTED = "***"
 
 CONFIG_FILE = "config.json"
@@ -412,7 +422,9 @@ def _meter_table(section):
     from chargeguard.meters import meter_fields
 
     try:
-        return meter_fields.table(kind, _METER[0], _TEXT, _OPT_TEXT, _OPT_HOST, _MAP, MODBUS_BAUD_RATES, MODBUS_FORMATS)
+        return meter_fields.table(
+            kind, _METER[0], _TEXT, _OPT_TEXT, _OPT_HOST, _MAP, MODBUS_BAUD_RATES, MODBUS_FORMATS, _SECRET
+        )
     finally:
         sys.modules.pop("chargeguard.meters.meter_fields", None)
         if "meter_fields" in chargeguard.meters.__dict__:

@@ -13,8 +13,11 @@ config.MODBUS_FORMATS) that config.py exports.
 from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
-def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats):
+def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats, secret=None):
     """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct" or "han"); config.py's kinds passed in.
+
+    secret: config.py's kind for a secret (never shown; SECRET_PATHS
+    redacts meter.token, the HomeWizard API v2 token).
 
     modbus: model and custom are checked against the register table
     (meters/modbus_models.check); http: model and the cross-field rules are
@@ -43,6 +46,10 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("channel", 0, INT, 0, 2, ""),
             upside_down_row,
             ("poll_ms", 1000, INT, 500, 10000, "ms"),
+            # HomeWizard API v2 (homewizard_v2 only; meters/http_models.check).
+            ("token", "", secret, 32, 32, ""),
+            ("ca_file", "homewizard-ca.pem", text, 1, 64, ""),
+            ("cert_hostname", "", text, 0, 64, ""),
         )
     if kind == "han":
         # The HAN-NVE line is 2400 baud 8E1 (meters/han.py); 8N1 and 9600 for
