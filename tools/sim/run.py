@@ -56,7 +56,9 @@ meter subscribes); the pulled cable is then an integration that stops publishing
 With --meter homewizard, shelly_em or shelly_3em_gen1 it is a LAN meter over HTTP (tools/sim/http_meter_emulator.py
 on 127.0.0.1, the fixtures' answers with the site's values), polled every
 second; the pulled cable is then a meter that accepts the connection and
-never answers.
+never answers. --meter homewizard_v2: the HomeWizard API v2 over HTTPS with
+its token (the emulator's test CA in place of HomeWizard's); the pulled cable
+is a meter that accepts TCP and never answers the TLS handshake.
 With --meter ct (or --ct) the grid meter is three CT clamps on the board's ADC: each second the simulator
 writes the site's per-phase RMS currents to a file (CHARGEGUARD_CT_AMPS), and the unix port's ADC fake
 (platform/unix_adc.py) turns them into sample bursts of a 50 Hz sine, mid-rail bias and 12-bit steps, which
@@ -107,7 +109,7 @@ MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 t
 # LAN meters over HTTP (tools/sim/http_meter_emulator.py, meters/http_meter.py), polled every second:
 # the three-phase ones (the simulated site has three phases; the one-channel
 # shelly_em1 / shelly_em_gen1 are held to their emulators by the system tests).
-HTTP_METERS = ("homewizard", "shelly_em", "shelly_3em_gen1")
+HTTP_METERS = ("homewizard", "homewizard_v2", "shelly_em", "shelly_3em_gen1")
 # --meter han: the HAN port's line speed, and one List 2 for every four
 # frames (the meter's 10 s against its 2.5 s List 1; the sim sends a frame
 # every TELEGRAM_PERIOD_S).
@@ -511,6 +513,9 @@ class Simulation:
 
             self.http = HttpMeterEmulator(meter).start()
             meter_section = {"type": "http", "model": meter, "host": "127.0.0.1", "port": self.http.port, "poll_ms": 1000}
+            if meter == "homewizard_v2":
+                # HTTPS with the emulator's token; its test CA stands in for HomeWizard's.
+                meter_section.update(token=self.http.token, ca_file=self.http.ca_file, cert_hostname=self.http.cert_hostname)
         elif meter == "ct":
             # CT clamps: the firmware's ADC fake reads the site's RMS amperes from this file (written each round).
             meter_section = {"type": "ct", "turns": 2000, "burden_ohm": 33, "vref_mv": 3300, "mains_hz": 50,
