@@ -115,6 +115,17 @@ def tls_context(ca):
     import ssl
 
     if _MPY:
+        start = ca.find(b"-----BEGIN CERTIFICATE-----")
+        if start >= 0:
+            # MicroPython's mbedTLS is built without PEM parsing: the first
+            # certificate's base64 to DER.
+            import binascii
+
+            start += 27
+            end = ca.find(b"-----END", start)
+            if end < 0:
+                raise ValueError("PEM cut short")
+            ca = binascii.a2b_base64(ca[start:end].replace(b"\r", b"").replace(b"\n", b""))
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=ca)
