@@ -191,6 +191,19 @@ PROFILES = (
         budgets={"frozen32": 64 * KB, "mpy32": 86 * KB + MPY_MARGIN},
         meter="homewizard",
     ),
+    # The http profile on HomeWizard API v2: HTTPS with a token (meters/http_meter.py
+    # homewizard_v2, net/http.py TLS) against the emulator's HTTPS server.
+    # Measured only: the 32-bit ports (frozen32, mpy32) are built without ssl
+    # (their MicroPython source has no mbedTLS), so it runs on the 64-bit port
+    # alone (mpy64, where mbedTLS allocates from the GC heap; on an ESP32 it
+    # allocates from the IDF heap: docs/configuration.md has the figures).
+    Profile(
+        "http_v2",
+        "guard + HomeWizard P1 meter over HTTPS (API v2) + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={},
+        meter="homewizard_v2",
+    ),
     # The core profile on a Norwegian HAN port instead of the P1 port
     # (meters/han.py): List 1 and List 2 frames at 2400 baud from
     # tools/sim/han_emulator.py on the pty, the guard on two cadences
