@@ -194,9 +194,12 @@ PROFILES = (
     # The http profile on HomeWizard API v2: HTTPS with a token (meters/http_meter.py
     # homewizard_v2, net/http.py TLS) against the emulator's HTTPS server.
     # Measured only: the 32-bit ports (frozen32, mpy32) are built without ssl
-    # (their MicroPython source has no mbedTLS), so it runs on the 64-bit port
-    # alone (mpy64, where mbedTLS allocates from the GC heap; on an ESP32 it
-    # allocates from the IDF heap: docs/configuration.md has the figures).
+    # (tools/upy32.py: MICROPY_PY_SSL=0; their source's lib/mbedtls is empty),
+    # so it runs on the 64-bit port alone. Measured 2026-11-30 on the hwv2
+    # branch, mpy64, one fast day: 138 KB ran, 134 KB failed (http: 130 ran,
+    # 127 failed, same session). mbedTLS's buffers are outside the GC heap on
+    # that port, and on an ESP32 they come from the IDF heap:
+    # docs/configuration.md (HomeWizard API v2) has the figures.
     Profile(
         "http_v2",
         "guard + HomeWizard P1 meter over HTTPS (API v2) + 2 V2C Trydan wallboxes",
