@@ -283,3 +283,21 @@ def test_decoding_v2_allocates_nothing():
     finally:
         gc.enable()
     assert after - before == 0
+
+
+def test_tls_failures_in_words():
+    from chargeguard.net import tls
+
+    for text, words in (
+        ("\nThe certificate Common Name (CN) does not match with the expected CN\n",
+         "certificate name is not the expected one"),
+        ("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: Hostname mismatch, certificate is not valid",
+         "certificate name is not the expected one"),
+        ("\nThe certificate is not correctly signed by the trusted CA\n", "certificate not signed by the trusted CA"),
+        ("certificate verify failed: unable to get local issuer certificate", "certificate not signed by the trusted CA"),
+        ("\nThe certificate validity has expired\n", "certificate expired or not yet valid"),
+        ("\nThe certificate validity starts in the future\n", "certificate expired or not yet valid"),
+        ("something else", "handshake failed"),
+    ):
+        assert tls.reason(ValueError(text)).startswith("tls: " + words)
+    assert tls.reason(OSError(-0x7780)) == "tls: handshake failed"

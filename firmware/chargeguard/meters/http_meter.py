@@ -36,7 +36,7 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      monthly_power_peak_w; a one-phase kWh meter sends only
                      power_w, current_a and voltage_v: L1's. Timestamps are
                      ISO 8601 strings (never used). `tls` = (context from
-                     net/http.tls_context(CA), the certificate's name
+                     net/tls.context(CA), the certificate's name
                      appliance/<type>/<serial>): the token is sent only to a
                      meter whose certificate chains to that CA and carries
                      that name. A 401 (user:unauthorized) says the token is
@@ -726,10 +726,10 @@ def v2_tls(ca_file, cert_hostname):
             ca = handle.read(8192)  # a CA certificate is 0.5..2 KB
     except OSError:
         return "no CA certificate file %s on the device (meter.ca_file): no token is sent without it" % ca_file
-    from chargeguard.net.http import tls_context
-
     try:
-        return (tls_context(ca), cert_hostname)
+        from chargeguard.net import tls
+
+        return (tls.context(ca), cert_hostname)
     except ImportError:
         return "this firmware build has no ssl: HomeWizard API v2 needs HTTPS"
     except (ValueError, OSError):

@@ -27,7 +27,7 @@ application/json`; the OpenEVSE claim is one) and reads the answer the same way.
 token, an API version); they are never part of an error text.
 
 HTTPS: `get(..., tls=(context, server_name))` with a context from
-`tls_context(ca)` speaks TLS on the same connection, within the same deadline.
+net/tls.py's `context(ca)` speaks TLS on the same connection, within the same deadline.
 The peer's certificate must chain to `ca` (CERT_REQUIRED) and carry
 `server_name` (as its common name or a subject alternative name); the
 handshake completes, verified, before a byte of the request (with its
@@ -37,8 +37,9 @@ before a finished handshake). A peer that fails the check gives the error
 without blocking (a peer that accepts TCP and never answers the handshake
 ends at the deadline like any dead device), but its crypto runs on the
 event loop: docs/configuration.md (HomeWizard API v2) has the figures.
-`ssl` is imported only by tls_context(): a build without ssl (the 32-bit
-heap-proxy port) runs every plain-HTTP request as before.
+net/tls.py (and `ssl`) is loaded only for a TLS request: a build without ssl
+(the 32-bit heap-proxy port) runs every plain-HTTP request as before, and the
+plain-HTTP drivers carry none of its code.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none. `Transfer-Encoding` (chunked) is refused with an error:
@@ -105,56 +106,11 @@ def use_resolver(resolve):
     _resolver[0] = resolve
 
 
-def tls_context(ca):
-    """An SSL context for `get(..., tls=(context, name))` that trusts only the CA certificate `ca` (bytes, PEM or DER).
-
-    Raises ImportError on a build without ssl, ValueError for a `ca` that
-    is no certificate. Made once per driver and kept: the parsed CA stays
-    in the context.
-    """
-    import ssl
-
-    if _MPY:
-        start = ca.find(b"-----BEGIN CERTIFICATE-----")
-        if start >= 0:
-            # MicroPython's mbedTLS is built without PEM parsing: the first
-            # certificate's base64 to DER.
-            import binascii
-
-            start += 27
-            end = ca.find(b"-----END", start)
-            if end < 0:
-                raise ValueError("PEM cut short")
-            ca = binascii.a2b_base64(ca[start:end].replace(b"\r", b"").replace(b"\n", b""))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.verify_mode = ssl.CERT_REQUIRED
-        context.load_verify_locations(cadata=ca)
-        return context
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
-    # Devices named in their certificate's common name only (HomeWizard:
-    # "appliance/<type>/<serial>", api-documentation.homewizard.com/docs/v2/authorization).
-    context.hostname_checks_common_name = True
-    context.load_verify_locations(cadata=ca.decode() if ca[:1] == b"-" else ca)
-    return context
-
-
 def _tls_reason(err):
-    # A TLS failure in a few words ("tls: ..."): mbedTLS (MicroPython) and
-    # OpenSSL (CPython) word it differently.
-    text = str(err.args[-1] if err.args else err).lower()
-    for key, words in (
-        ("common name", "certificate name is not the expected one"),
-        ("hostname mismatch", "certificate name is not the expected one"),
-        ("trusted ca", "certificate not signed by the trusted CA"),
-        ("local issuer", "certificate not signed by the trusted CA"),
-        ("self-signed", "certificate not signed by the trusted CA"),
-        ("self signed", "certificate not signed by the trusted CA"),
-        ("expired", "certificate expired or not yet valid"),
-        ("future", "certificate expired or not yet valid"),
-    ):
-        if key in text:
-            return "tls: " + words
-    return "tls: handshake failed"
+    # "tls: ..." in words (net/tls.py, loaded for TLS requests only).
+    from chargeguard.net import tls
+
+    return tls.reason(err)
 
 
 def _numeric(host):
@@ -353,8 +309,8 @@ class HttpClient:
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
 
         headers: extra header lines (str, each ending in CRLF) or None; tls:
-        (context from tls_context(), the name the certificate must carry) or
-        None for plain HTTP.
+        (context from net/tls.context(), the name the certificate must carry)
+        or None for plain HTTP.
 
         One request at a time: a call while another is in flight on this
         client returns 0 at once and changes nothing.
