@@ -79,7 +79,9 @@ class Profile:
     """
 
     def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False, portal=False,
-                 mixed=False, ocpp=None, every_family=False, first_boot=False):
+                 mixed=False, ocpp=None, every_family=False, first_boot=False, builds=None):
+        # builds: the builds that can run it (None: all); the 32-bit ones have no ssl.
+        self.builds = builds
         self.first_boot = first_boot
         self.name = name
         self.mixed = mixed
@@ -206,6 +208,7 @@ PROFILES = (
         chargers=2,
         budgets={},
         meter="homewizard_v2",
+        builds=("mpy64",),
     ),
     # The core profile on a Norwegian HAN port instead of the P1 port
     # (meters/han.py): List 1 and List 2 frames at 2400 baud from
