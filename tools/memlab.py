@@ -198,8 +198,8 @@ PROFILES = (
     # Measured only: the 32-bit ports (frozen32, mpy32) are built without ssl
     # (tools/upy32.py: MICROPY_PY_SSL=0; their source's lib/mbedtls is empty),
     # so it runs on the 64-bit port alone. Measured 2026-11-30 on the hwv2
-    # branch, mpy64, one fast day: 138 KB ran, 134 KB failed (http: 130 ran,
-    # 127 failed, same session). mbedTLS's buffers are outside the GC heap on
+    # branch, mpy64, one fast day, 1 KB steps: 135 KB ran, 134 KB failed (http:
+    # 128 ran, 127 failed, same session): v2 costs about 7 KB there. mbedTLS's buffers are outside the GC heap on
     # that port, and on an ESP32 they come from the IDF heap:
     # docs/configuration.md (HomeWizard API v2) has the figures.
     Profile(
