@@ -83,11 +83,12 @@ def test_every_model_decodes_its_emulator(emulators, model):
     asyncio.run(scenario())
 
 
-def test_a_hanging_then_refusing_meter_fails_in_words_and_comes_back(emulators):
-    emulator = start(emulators, "homewizard")
+@pytest.mark.parametrize("model", ("homewizard", "homewizard_v2"))
+def test_a_hanging_then_refusing_meter_fails_in_words_and_comes_back(emulators, model):
+    emulator = start(emulators, model)  # homewizard_v2: "hang" never answers the TLS handshake
 
     async def scenario():
-        meter = driver("homewizard", emulator.port)
+        meter = driver(model, emulator.port, emulator=emulator)
         assert await poll_once(meter)
         stamped = meter.reading.tick_ms
         emulator.mode = "hang"  # accepts the connection, never answers
