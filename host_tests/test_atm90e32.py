@@ -405,3 +405,23 @@ def test_the_unix_fake_needs_an_emulator_address():
         assert "set CHARGEGUARD_ATM90E32" in str(error.args[-1])
     else:
         raise AssertionError("opened without an address")
+
+
+def test_without_the_whole_document_all_three_phases_are_read():
+    clock = Clock()
+    chip = FakeChip()
+    d = doc(phases=1)
+    meter = atm90e32.from_config(d["meter"], Platform(chip, clock))  # the setup pages' candidate check
+    for phase in range(3):
+        chip.image(phase, 23000, 1000 * (phase + 1), 230 * (phase + 1), 0)
+    assert meter.measure(0) is True and meter.reading.phase_count == 3
+    assert meter.reading.current_ma == [1000, 2000, 3000]
+
+
+def test_the_setup_pages_never_check_a_second_atm90e32_beside_the_running_one():
+    from chargeguard.net import webadmin
+
+    running = doc()["meter"]
+    other = dict(running, igain_l1=30000)
+    assert webadmin._same_port(other, running)  # its start-up would reset the running chip with other gains
+    assert not webadmin._same_port(other, {"type": "p1"})

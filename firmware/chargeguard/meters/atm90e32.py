@@ -250,8 +250,11 @@ class Atm90e32Meter:
             await self._sleep_ms(left if 0 < left <= self._poll_ms else 0)
 
 
-def from_config(meter_doc, platform, doc):
-    """The driver for a validated `meter` section of type "atm90e32"; doc: the whole configuration (site.phases)."""
+def from_config(meter_doc, platform, doc=None):
+    """The driver for a validated `meter` section of type "atm90e32"; doc: the whole configuration (site.phases).
+
+    Without doc (the setup pages' check of a candidate meter) all three phases are read.
+    """
     flip = meter_doc["upside_down"]
     invert = [meter_doc["invert_l%d" % n] != flip for n in (1, 2, 3)]
     ugain = [meter_doc["ugain_l%d" % n] for n in (1, 2, 3)]
@@ -260,5 +263,5 @@ def from_config(meter_doc, platform, doc):
     # only here: the Platform class every site loads carries nothing for it.
     module = __import__("chargeguard.platform.%s_spi" % platform.name, None, None, ("open_spi",))
     spi = module.open_spi(platform)
-    return Atm90e32Meter(spi, doc["site"]["phases"], meter_doc["line_hz"], meter_doc["pga"], ugain, igain, invert,
+    return Atm90e32Meter(spi, doc["site"]["phases"] if doc else 3, meter_doc["line_hz"], meter_doc["pga"], ugain, igain, invert,
                          meter_doc["poll_ms"], platform.ticks_ms, platform.sleep_ms)

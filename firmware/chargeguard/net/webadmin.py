@@ -185,10 +185,12 @@ def _candidate(web, section, value, prefix, site_phases=None):
 
 
 def _same_port(candidate, running):
-    # Both on the board's P1 UART, or both Modbus RTU on its RS485 port.
+    # Both on the board's P1 UART, both the one ATM90E32 on its SPI pins (a
+    # candidate's start-up would reset the running chip and leave its gains
+    # in it), or both Modbus RTU on its RS485 port.
     if candidate["type"] != running.get("type"):
         return False
-    if candidate["type"] == "p1":
+    if candidate["type"] in ("p1", "atm90e32"):
         return True
     return candidate["type"] == "modbus" and not candidate.get("host") and not running.get("host")
 
