@@ -134,7 +134,21 @@ def test_a_chip_that_does_not_echo_meter_en_is_said():
     chip.mode = "ones"
     assert asyncio.run(meter.start()) is False
     assert not meter.configured
-    assert meter.last_error.startswith("the ATM90E32 does not answer: LastSPIData reads FFFFH")
+    assert meter.last_error.startswith("the ATM90E32 answers FFFFH to every read: not powered")
+
+
+def test_a_chip_whose_echo_is_wrong_is_said():
+    meter, chip, clock = make()
+    real = chip.transfer
+
+    def noisy(tx, rx):
+        real(tx, rx)
+        if tx[0] == 0x80 and tx[1] == 0x78:
+            rx[2] = 0x12
+
+    chip.transfer = noisy
+    assert asyncio.run(meter.start()) is False
+    assert meter.last_error.startswith("the ATM90E32 does not echo: LastSPIData reads 1201H after MeterEn <- 0001H")
 
 
 def test_power_words_follow_the_datasheet_scale():
@@ -211,8 +225,8 @@ def test_garbage_answers_are_meter_errors_in_words():
     def sixty(chip):
         chip.regs[0xF8] = 6000
 
-    _garbage(ones, "answers FFFFH to every read: not powered, or CS/MISO not connected")
-    _garbage(zeros, "answers 0000H to every read")
+    assert not _garbage(ones, "answers FFFFH to every read: not powered, CS/MISO not connected").configured
+    assert not _garbage(zeros, "answers 0000H to every read").configured  # reset? the next poll configures it
     _garbage(no_mains, "a line frequency of 0.00 Hz, not about 50 Hz: no mains on its voltage input")
     _garbage(sixty, "60.00 Hz")
 

@@ -69,6 +69,13 @@ def test_the_driver_through_the_unix_spi_fake_reads_the_emulator_signed():
         # L2 reads high by its gain over the emulator's calibration: what an installer calibrates away.
         assert r.current_ma == [10000, -(6000 * 30000 // 25498), 0]
         assert r.voltage_mv == [230000, 231000, 229000]
+        # The emulator keeps the chip's rules: relocked, a calibration write is not taken; a soft reset stops metering.
+        meter.write(0x61, 1234)
+        assert emulator.chip.regs[0x61] == 41820
+        meter.write(0x70, 0x789A)
+        assert meter.measure(8) is False and "answers 0000H to every read" in meter.last_error
+        assert not meter.configured  # the start-up runs again
+        assert asyncio.run(meter.start()) is True and meter.measure(8) is True
         emulator.chip.mode = "ones"
         assert meter.measure(8) is False and "answers FFFFH to every read" in meter.last_error
         emulator.chip.mode = "mute"

@@ -42,7 +42,8 @@ LastSPIData that does not echo, or a frequency more than 5 Hz off
 `line_hz` (no mains on the chip's voltage input) gives no reading and a
 `last_error` in words: the reading ages and the guard goes to its
 failsafe, as for a silent P1 port. MeterEn read as 0 (the chip reset)
-starts the start-up sequence again.
+(or every word 0000H: metering off after a reset) starts the start-up
+sequence again at the next poll.
 
 Memory: two 4-byte buffers and a 16-entry list, made once; a poll
 allocates nothing.
@@ -98,6 +99,12 @@ def power_w(high, low):
     if high & 0x8000:
         high -= 0x10000
     return (high * 256 + (low >> 8) + 128) >> 8
+
+
+def _silent(word):
+    # What a bus that reads one word everywhere means.
+    return ("the ATM90E32 answers %s to every read: not powered, CS/MISO not connected (the board's atm90e32_spi"
+            " pins), or reset" % ("FFFFH" if word else "0000H"))
 
 
 class Atm90e32Meter:
@@ -156,9 +163,12 @@ class Atm90e32Meter:
         self.write(CFG_REG_ACC_EN, UNLOCK_WORD)
         self.write(METER_EN, 1)
         echo = self.read(LAST_SPI_DATA)
+        if echo in (0, 0xFFFF):
+            self.last_error = _silent(echo)
+            return False
         if echo != 1:
-            self.last_error = ("the ATM90E32 does not answer: LastSPIData reads %04XH after MeterEn <- 0001H"
-                               " (power, the CS/MISO wiring, the board's atm90e32_spi pins)" % echo)
+            self.last_error = ("the ATM90E32 does not echo: LastSPIData reads %04XH after MeterEn <- 0001H"
+                               " (noise on the SPI lines, a clock over 200 kHz or not SPI mode 3)" % echo)
             return False
         self.write(MMODE0, self._mmode0)
         self.write(MMODE1, self._mmode1)
@@ -193,8 +203,9 @@ class Atm90e32Meter:
             elif word == 0:
                 zeros += 1
         if ones == n + 3 or zeros == n + 3:
-            self.last_error = ("the ATM90E32 answers %s to every read: not powered, or CS/MISO not connected"
-                               " (the board's atm90e32_spi pins)" % ("FFFFH" if ones else "0000H"))
+            # Dead, or reset (metering off reads 0000H everywhere): the start-up runs again at the next poll.
+            self.configured = False
+            self.last_error = _silent(0xFFFF if ones else 0)
             return False
         if echo != freq:
             self.last_error = ("the ATM90E32's LastSPIData (%04XH) is not the word just read (%04XH):"
