@@ -290,7 +290,7 @@ def test_the_run_loop_polls_and_a_silent_chip_ages_the_reading():
         return stamp, silent_error
 
     stamp, silent_error = asyncio.run(main())
-    assert calls == [atm90e32.RESET_WAIT_MS, 500, 1000]  # the first poll waited for the reset, then every poll_ms
+    assert calls == [500, 1000, 1500]  # the first poll configured the chip, then a reading every poll_ms
     assert meter.reading.tick_ms == stamp and len(calls) == 3  # no new reading: the guard's failsafe follows
     assert "answers FFFFH to every read" in silent_error
     assert meter.last_error == "the SPI bus to the ATM90E32 fails: bus error" and not meter.configured

@@ -242,12 +242,18 @@ class Atm90e32Meter:
         return self.finish(now)
 
     async def run(self, on_reading):
-        """The meter task: start-up, then a poll every poll_ms, on_reading() after each usable one. Never returns."""
+        """The meter task: start-up, then a poll every poll_ms, on_reading() after each usable one. Never returns.
+
+        The start-up takes a poll of its own (so does a start-up again after a reset).
+        """
         ticks_ms = self._ticks_ms
         while True:
             started = ticks_ms()
             try:
-                if self.configured or await self.start():
+                if not self.configured:
+                    # The first reading at the next poll: the chip averages its new measurements meanwhile.
+                    await self.start()
+                else:
                     for phase in range(self._phases):
                         self.read_phase(phase)
                         await self._sleep_ms(0)
