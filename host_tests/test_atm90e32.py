@@ -179,6 +179,24 @@ def test_decode_of_every_register_from_a_known_image():
     assert meter.last_error is None and meter.n_readings == 1
 
 
+def test_a_power_above_volts_times_amps_is_held_to_it():
+    # The sources disagree on PmeanX's scale by 21x: read at the datasheet's
+    # scale and 21x too high (a 60 W bulb as 1241 W), a power is held to U x I
+    # with its sign, and counted; a power inside U x I (+ 1/16 + 10 W) is kept.
+    meter, chip, clock = make()
+    chip.image(0, 23000, 261, 1241, 0)  # 230 V x 0.261 A = 60 W, read as 1241 W
+    chip.image(1, 23000, 4000, -19320, 0)  # 920 W export read 21x
+    chip.image(2, 23000, 4000, 975, 0)  # 920 VA, a power 6 % above it: kept (noise)
+    assert meter.measure(0) is True
+    assert meter.reading.power_w == [60, -920, 975]
+    assert meter.reading.current_ma == [261, -4000, 4000]
+    assert meter.n_held == 2
+    chip.image(0, 23000, 261, 55, 0)
+    chip.image(1, 23000, 4000, -900, 0)
+    assert meter.measure(1000) is True
+    assert meter.reading.power_w == [55, -900, 975] and meter.n_held == 2
+
+
 def test_one_phase_site_reads_phase_a_only():
     meter, chip, clock = make(phases=1)
     chip.log_reads = True

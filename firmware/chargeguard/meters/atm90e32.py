@@ -120,6 +120,7 @@ class Atm90e32Meter:
         self.reading = GridReading()
         self.last_error = None
         self.n_readings = 0
+        self.n_held = 0  # phase powers held to U x I (a wrong power scale shows here)
         self.configured = False
         self._spi = spi
         self._phases = phases
@@ -226,6 +227,15 @@ class Atm90e32Meter:
             if self._invert[phase]:
                 power = -power
             current = words[base + 1]  # 1 mA per LSB
+            # Active power is never more than volts x amps. The sources
+            # disagree on PmeanX's scale by 21x (see above): should the
+            # datasheet's be the wrong one, |P| reads above U x I and is held
+            # to it, so no power is ever overstated past what the phase
+            # carries. 0.1 V x mA / 10000 = W, in small ints on a 32-bit port.
+            apparent = (words[base] // 10) * current // 10000
+            if power > apparent + apparent // 16 + 10 or -power > apparent + apparent // 16 + 10:
+                power = apparent if power > 0 else -apparent
+                self.n_held += 1
             r.voltage_mv[phase] = words[base] * 10  # 0.01 V per LSB
             r.power_w[phase] = power
             r.current_ma[phase] = -current if power < 0 else current
