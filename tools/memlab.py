@@ -142,6 +142,10 @@ MPY_MARGIN = 4 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 # han, swept 2026-11-30 over the three-day run: frozen from 36 KB at most
 # (36-64 run); as .mpy 86 fails, 88 and 90 run.
+# atm90e32, swept 2026-11-30 (tools/memlab.smallest_heap, then three days):
+# frozen from 33 KB (29, 31, 32 fail; 33-64 run; 33 ran three days); as .mpy
+# 77 and 79 fail, 80 runs (three days too): 80 + MPY_MARGIN.
+ATM90E32_BUDGETS = {"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN}
 HAN_BUDGETS = {"frozen32": 64 * KB, "mpy32": 88 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
@@ -282,6 +286,18 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB},
         meter="ct",
+    ),
+    # The core profile with an ATM90E32 metering IC on SPI instead of the P1
+    # port (meters/atm90e32.py, the platform's SPI module): configured at
+    # boot, read every 500 ms, from tools/sim/atm90e32_emulator.py through the
+    # unix port's SPI fake (tools/sim/run.py --meter atm90e32); the day's
+    # pulled cable is a chip answering FFFFH. Budgets: ATM90E32_BUDGETS.
+    Profile(
+        "atm90e32",
+        "guard + an ATM90E32 metering IC on SPI + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets=ATM90E32_BUDGETS,
+        meter="atm90e32",
     ),
     # The web interface (net/web.py on microdot) serving the status page and
     # the REST API to a client that polls /api/status, loads the page, makes

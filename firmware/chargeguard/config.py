@@ -47,6 +47,13 @@ Version 1 (CURRENT_VERSION):
                "burden_ohm": 33,       1..10000 ohm; "vref_mv": 3100: 1000..3600, ADC full scale
                "factor_ua": 0,         0 = from turns and burden, else 100..500000 uA a step
                "mains_hz": 50,         50 | 60; "floor_ma": 200: 0..5000, below reads 0
+              an ATM90E32 metering IC on the board's atm90e32_spi pins ("type": "atm90e32") has instead:
+              {"type": "atm90e32", "line_hz": 50,  50 | 60; "pga": 2: 1 | 2 | 4, current gain
+               "ugain_l1": 41820, ... "ugain_l3",  1..65535, the chip's voltage calibration
+               "igain_l1": 25498, ... "igain_l3",  1..65535, its current calibration
+               "upside_down": false,   true: every phase's power negated
+               "invert_l1": false, ... "invert_l3",  true: that phase's power negated
+               "poll_ms": 1000}        200..10000
               a HAN port ("type": "han": DLMS/COSEM lists, Norway) on the P1 UART has instead:
               {"type": "han", "baud": 2400,  2400 | 9600; "format": "8E1": "8E1" | "8N1"
                "invert": false}        true: the transceiver's output is inverted
@@ -297,7 +304,7 @@ _METER = (
     ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
     ("invert", True, _BOOL, None, None, ""),
 )
-# The meter sections of the other types (modbus, http, mqtt, ct) are
+# The meter sections of the other types (modbus, http, mqtt, ct, han, atm90e32) are
 # meters/meter_fields.py's, loaded only to complete and check such a section.
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
@@ -415,7 +422,7 @@ def _meter_table(section):
     # unloaded again: a P1 site never holds them, another site only while
     # its section is completed or checked.
     kind = section.get("type")
-    if kind not in ("modbus", "http", "mqtt", "ct", "han"):
+    if kind not in ("modbus", "http", "mqtt", "ct", "han", "atm90e32"):
         return _METER
     import sys
     import chargeguard.meters

@@ -1,6 +1,6 @@
 """The meter sections of every meter type but p1, and config.py's cross-field rules of the MQTT-fed meter.
 
-Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct" or "han"
+Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct", "han" or "atm90e32"
 (and unloaded after each use, like meters/http_models.py): a P1 site never
 holds these rows nor interns their names, and config.py, loaded at every
 boot, carries none of them. The rows have config.py's layout (key, default,
@@ -14,7 +14,7 @@ from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
 def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats, secret=None):
-    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct" or "han"); config.py's kinds passed in.
+    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct", "han", "atm90e32"); config.py's kinds.
 
     secret: config.py's kind for a secret (never shown; SECRET_PATHS
     redacts meter.token, the HomeWizard API v2 token).
@@ -59,6 +59,25 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("baud", 2400, ONEOF, (2400, 9600), None, "baud"),
             ("format", "8E1", ENUM, ("8E1", "8N1"), None, ""),
             ("invert", False, BOOL, None, None, ""),
+        )
+    if kind == "atm90e32":
+        # Gain defaults: ESPHome's atm90e32 component (CircuitSetup's boards,
+        # SCT-013-000 clamps); calibrate them (docs/configuration.md).
+        return (
+            type_row,
+            ("line_hz", 50, ONEOF, (50, 60), None, "Hz"),
+            ("pga", 2, ONEOF, (1, 2, 4), None, ""),
+            ("ugain_l1", 41820, INT, 1, 65535, ""),
+            ("ugain_l2", 41820, INT, 1, 65535, ""),
+            ("ugain_l3", 41820, INT, 1, 65535, ""),
+            ("igain_l1", 25498, INT, 1, 65535, ""),
+            ("igain_l2", 25498, INT, 1, 65535, ""),
+            ("igain_l3", 25498, INT, 1, 65535, ""),
+            upside_down_row,
+            ("invert_l1", False, BOOL, None, None, ""),
+            ("invert_l2", False, BOOL, None, None, ""),
+            ("invert_l3", False, BOOL, None, None, ""),
+            ("poll_ms", 1000, INT, 200, 10000, "ms"),
         )
     if kind == "ct":
         return (
