@@ -7,6 +7,7 @@ import asyncio
 IS_MPY = sys.implementation.name == "micropython"
 HOST = "127.0.0.1"
 HANG = None  # in a FakeServer script: stop answering, wait for the client to go
+CLOSE = "close"  # in a FakeServer script (keep=True): close the connection now
 
 
 def now_ms():
@@ -53,13 +54,18 @@ class FakeServer:
 
     `handler(method, path, body)` returns a list of steps: bytes are sent,
     an int sleeps that many ms, HANG stops answering until the client closes
-    (or the server is closed). After the last step the connection is closed.
-    Every request is recorded in `requests` as (method, path, headers, body);
-    `client_closed` counts connections the client closed while we waited.
+    (or the server is closed). After the last step the connection is closed;
+    with keep=True it waits for the next request on it instead (an HTTP/1.1
+    server), until the client closes it or a CLOSE step. Every request is
+    recorded in `requests` as (method, path, headers, body); `client_closed`
+    counts connections the client closed while we waited, `connections` the
+    connections accepted.
     """
 
-    def __init__(self, handler):
+    def __init__(self, handler, keep=False):
         self.handler = handler
+        self.keep = keep
+        self.connections = 0
         self.requests = []
         self.client_closed = 0
         self.port = 0
@@ -95,8 +101,10 @@ class FakeServer:
     async def _serve(self, reader, writer):
         task = asyncio.current_task()
         self._tasks.append(task)
+        self.connections += 1
         try:
-            await self._handle(reader, writer)
+            while await self._handle(reader, writer) and self.keep:
+                pass
         except Exception:
             pass
         finally:
@@ -108,10 +116,13 @@ class FakeServer:
                 pass
 
     async def _handle(self, reader, writer):
+        # One request and its answer; True when the connection may serve another.
         line = await reader.readline()
         parts = line.decode().split()
         if len(parts) < 2:
-            return
+            if not line and self.keep:
+                self.client_closed += 1  # the client closed a kept connection
+            return False
         headers = {}
         while True:
             line = await reader.readline()
@@ -129,9 +140,12 @@ class FakeServer:
                 while await reader.read(64):
                     pass
                 self.client_closed += 1
-                return
+                return False
+            if step is CLOSE:
+                return False
             if isinstance(step, int):
                 await asyncio.sleep(step / 1000)
                 continue
             writer.write(step)
             await writer.drain()
+        return True

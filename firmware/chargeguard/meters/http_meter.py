@@ -41,7 +41,12 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      meter whose certificate chains to that CA and carries
                      that name. A 401 (user:unauthorized) says the token is
                      refused; the error code of a v2 error body
-                     ({"error": "..."}) is quoted in last_error.
+                     ({"error": "..."}) is quoted in last_error. The TLS
+                     connection is kept open between polls (HTTP/1.1,
+                     net/http.py keep=True): one handshake per connection;
+                     a meter that closes it costs a handshake at the next
+                     poll, which reconnects at once (HomeWizard does not
+                     document keep-alive: docs/configuration.md).
     shelly_em        GET /rpc/EM.GetStatus?id=0: Gen2/Gen3 three-phase EM
                      (Pro 3EM in the triphase profile, 3EM-63 Gen3).
                      a_/b_/c_current (A, magnitude), a_/b_/c_act_power (W,
@@ -80,10 +85,11 @@ error with its byte offset, e.g. "bad JSON at byte 17: unexpected 'x'",
 touched; the next poll starts afresh.
 
 Not supported: pairing on the device (the HomeWizard token comes from
-tools/meterprobe.py --homewizard-pair, run once by the installer); a kept-alive
-HTTPS connection (each v2 poll is a new TLS handshake); Shelly authentication (auth_en: digest
-auth, not verified); Shelly Gen2 energy counters (EMData.GetStatus, a second
-request: energy is only shown, never used by the guard).
+tools/meterprobe.py --homewizard-pair, run once by the installer); kept-alive
+connections to the plain-HTTP meters (one TCP connection per poll: no
+handshake to save); Shelly authentication (auth_en: digest auth, not
+verified); Shelly Gen2 energy counters (EMData.GetStatus, a second request:
+energy is only shown, never used by the guard).
 
 Models and the config rules of the meter section: meters/http_models.py.
 Errors (last_error): "no answer within 2000 ms (timeout)", "connection
@@ -232,7 +238,10 @@ class HttpMeter:
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
         self._sleep_ms = sleep_ms
-        self.client = HttpClient(spec[1])
+        # API v2: one TLS connection kept open from poll to poll (HTTP/1.1),
+        # so the handshake's crypto (up to ~1 s on the event loop of an
+        # ESP32) is paid once per connection, not once per poll.
+        self.client = HttpClient(spec[1], None, model == "homewizard_v2")
         self.reading = GridReading()
         self.last_error = None
         self.n_polls = 0

@@ -21,6 +21,23 @@ Requests are `GET`, HTTP/1.0 with `Connection: close`: one TCP connection per
 request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
 connection is always closed, also on timeout, error or cancellation.
+
+Persistent connections (`HttpClient(..., keep=True)`, the HomeWizard v2
+meter: one TLS handshake per connection, not per poll): requests go out as
+HTTP/1.1 and the connection stays open after an answer that is complete by
+its framing: an HTTP/1.1 status line, a `Content-Length` (or a 204/304, no
+body) whose bytes all came and nothing after them, and no `Connection: close`.
+Anything else closes it after the answer (an answer read to the end of the
+connection, an HTTP/1.0 answer), as does every error, timeout, short read
+and cancellation. The next request to the same host, port and `tls` reuses
+it; another peer closes it first. A kept connection the peer closed while
+idle shows when that next request's write fails or its read ends before any
+byte of an answer: the request (a GET: no body) is sent once more on a fresh
+connection, within the same deadline. A chunked answer is refused ("chunked"
+below) and the client speaks HTTP/1.0 with `Connection: close` to that peer
+from then on (a server never chunks an answer to HTTP/1.0): the same request
+is sent once more that way at once. `close()` drops a kept connection;
+`connections` counts the connections made (TCP connects, TLS included).
 `get(..., body)` POSTs a small JSON body instead (bytes, `Content-Type:
 application/json`; the OpenEVSE claim is one) and reads the answer the same way.
 `get(..., headers=)` adds header lines (text, each ending in CRLF: a bearer
@@ -42,8 +59,9 @@ net/tls.py (and `ssl`) is loaded only for a TLS request: a build without ssl
 plain-HTTP drivers carry none of its code.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
-server sends none. `Transfer-Encoding` (chunked) is refused with an error:
-HTTP/1.0 requests should never get it, and LAN devices do not send it to them.
+server sends none (then the connection is never kept). `Transfer-Encoding`
+(chunked) is refused with an error: HTTP/1.0 requests should never get it,
+and LAN devices do not send it to them (a kept client falls back, see above).
 
 `get()` returns the HTTP status code (any code: deciding what a 404 or 500
 means is the driver's job), or 0 when no complete response arrived; `error`
@@ -273,11 +291,14 @@ class HttpClient:
 
     shared: a BodyBuffer of at least max_body + 1 bytes to read bodies into
     (then `buf` is that buffer, and the client's own is 256 bytes for the
-    head), or None for a buffer of its own.
+    head), or None for a buffer of its own. keep: keep the connection open
+    between requests (HTTP/1.1 persistent connections, see the module doc).
     """
 
-    def __init__(self, max_body=_MAX_BODY, shared=None):
+    def __init__(self, max_body=_MAX_BODY, shared=None, keep=False):
         self.max_body = max_body
+        self.keep = keep  # False for good after a chunked answer
+        self.connections = 0  # connections made (connects; a kept one counts once)
         self._shared = shared
         if shared is None:
             # One byte more than the limit: reading to the end of the
@@ -298,8 +319,16 @@ class HttpClient:
         self.error = None  # why the last request failed, or None
         self._busy = False
         # The open connection: MicroPython, a stream on a socket we made;
-        # CPython, the stream writer. Closed by get() whatever happens.
+        # CPython, the stream writer (and _reader its reader). Closed by get()
+        # whatever happens, unless the answer leaves it fit to keep
+        # (_keep_now) for the next request to _peer_host, _peer_port, _peer_tls.
         self._sock = None
+        self._reader = None
+        self._keep_now = False
+        self._answered = False  # a byte of an answer came on this connection
+        self._peer_host = None
+        self._peer_port = 0
+        self._peer_tls = None
         # The address last looked up, reused while requests succeed.
         self._addr = None
         self._addr_host = None
@@ -323,6 +352,7 @@ class HttpClient:
         self.status = 0
         self.body_len = 0
         self.error = None
+        self._keep_now = False
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
@@ -344,17 +374,8 @@ class HttpClient:
         except Exception as err:  # never let a surprise escape to the driver
             self.error = type(err).__name__
         finally:
-            sock = self._sock
-            self._sock = None
-            if sock is not None:
-                try:
-                    # CPython: close() then wait until the socket is closed.
-                    # MicroPython: close() does nothing, wait_closed() closes
-                    # the socket at once.
-                    sock.close()
-                    await sock.wait_closed()
-                except Exception:
-                    pass
+            if not self._keep_now:
+                await self._drop()
             self._busy = False
             if self.error is not None or not self.status:
                 # Failed or cancelled: no body to keep for the caller.
@@ -363,6 +384,26 @@ class HttpClient:
             self.status = 0
             self.body_len = 0
         return self.status
+
+    async def close(self):
+        """Close a kept connection (keep=True); the next request connects anew. Never raises but CancelledError."""
+        if not self._busy:
+            await self._drop()
+
+    async def _drop(self):
+        # Close the connection, if any.
+        sock = self._sock
+        self._sock = self._reader = None
+        self._keep_now = False
+        if sock is not None:
+            try:
+                # CPython: close() then wait until the socket is closed.
+                # MicroPython: close() does nothing, wait_closed() closes
+                # the socket at once.
+                sock.close()
+                await sock.wait_closed()
+            except Exception:
+                pass
 
     def release(self):
         """Done with the body: a shared body buffer is free for the other clients."""
@@ -392,7 +433,31 @@ class HttpClient:
             # Spaces and control characters would break (or inject into) the request line.
             if c <= 32 or c == 127:
                 raise ValueError("bad path")
-        if _MPY:
+        if self._sock is not None and (host != self._peer_host or port != self._peer_port or tls is not self._peer_tls):
+            await self._drop()  # kept for another peer
+        reused = self._sock is not None
+        keep = self.keep
+        try:
+            return await self._request(host, port, path, timeout_ms, body, headers, tls, keep)
+        except (OSError, ValueError) as err:
+            chunked = keep and err.args and err.args[0] == "chunked"
+            if chunked:
+                self.keep = False  # this peer chunks HTTP/1.1 answers: HTTP/1.0 from now on
+            # Once more on a fresh connection: a GET on a kept connection that
+            # the peer closed while idle (nothing of an answer came back), or
+            # a chunked answer. Anything else is the request's answer.
+            if body is not None or not (chunked or (reused and not self._answered)):
+                raise
+        await self._drop()
+        return await self._request(host, port, path, timeout_ms, body, headers, tls, self.keep)
+
+    async def _request(self, host, port, path, timeout_ms, body, headers, tls, keep):
+        # One request on the kept connection or a new one; the status. Sets
+        # _keep_now when the answer leaves the connection fit for the next.
+        self._answered = False
+        if self._sock is not None:
+            pass  # the kept connection (_exchange checked its peer)
+        elif _MPY:
             # MicroPython's open_connection keeps its socket to itself:
             # cancelled while connecting (a dead host), that socket would never
             # be closed, and the unix port has no finaliser for it. So connect
@@ -411,6 +476,10 @@ class HttpClient:
             ai = self._addr
             sock = socket.socket(ai[0], ai[1], ai[2])
             reader = self._sock = asyncio.StreamReader(sock)
+            self.connections += 1
+            self._peer_host = host
+            self._peer_port = port
+            self._peer_tls = tls
             sock.setblocking(False)
             try:
                 sock.connect(ai[-1])
@@ -428,7 +497,9 @@ class HttpClient:
                 except (OSError, ValueError) as err:
                     raise ValueError(_tls_reason(err))
                 reader = self._sock = asyncio.StreamReader(sock)
+            self._reader = reader
         elif tls is not None:
+            self.connections += 1
             try:
                 reader, self._sock = await asyncio.open_connection(host, port, ssl=tls[0], server_hostname=tls[1])
             except ValueError as err:  # ssl.SSLError: OSError and ValueError (CertificateError)
@@ -438,12 +509,23 @@ class HttpClient:
                     raise ValueError(_tls_reason(err))
                 raise
         else:
+            self.connections += 1
             reader, self._sock = await asyncio.open_connection(host, port)
+        if not _MPY and self._reader is None:
+            self._reader = reader
+            self._peer_host = host
+            self._peer_port = port
+            self._peer_tls = tls
+        reader = self._reader
         writer = self._sock
         if port != 80:
             host = "%s:%d" % (host, port)
         # One request head; a body (POST) adds its type and length.
-        head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
+        if keep:
+            # HTTP/1.1: persistent unless either side says close.
+            head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % ("GET" if body is None else "POST", path, host)
+        else:
+            head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
         if body is not None:
             head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         if headers:
@@ -473,6 +555,7 @@ class HttpClient:
         skip = False  # dropping the rest of a line longer than the buffer
         status = 0
         length = -1  # Content-Length, -1 = read to close
+        persistent = False  # an HTTP/1.1 status line and no "Connection: close"
         while True:
             nl = buf.find(b"\n", scan, filled)
             end = filled if nl < 0 else nl
@@ -489,6 +572,7 @@ class HttpClient:
                 n = await _read_into(reader, mv[filled:])
                 if not n:
                     raise ValueError("short head" if dropped + filled else "no reply")
+                self._answered = True
                 filled += n
                 continue
             # buf[scan:end] is a whole line, or (nl < 0) the start of one that
@@ -508,6 +592,9 @@ class HttpClient:
                     status = _number(buf, scan + 9, scan + 12)
                 if status < 100:
                     raise ValueError("bad status")
+                persistent = buf[scan + 7] == 49  # HTTP/1.1 ('1')
+                if status == 204 or status == 304:
+                    length = 0  # no body, by definition
             elif end == scan:
                 break  # the blank line: the body follows
             else:
@@ -524,6 +611,15 @@ class HttpClient:
                         raise ValueError("bad length")
                 elif buf.find(b"transfer-encoding:", scan, i + 1) == scan:
                     raise ValueError("chunked")
+                elif buf.find(b"connection:", scan, i + 1) == scan:
+                    # "close" among its tokens, any case. A line cut by a
+                    # small buffer shows only its start: then not kept.
+                    while i < end:
+                        if 65 <= buf[i] <= 90:
+                            buf[i] += 32
+                        i += 1
+                    if nl < 0 or buf.find(b"close", scan, end) >= 0:
+                        persistent = False
             skip = nl < 0
             if skip:
                 dropped += filled
@@ -544,6 +640,7 @@ class HttpClient:
         got = filled - nl - 1
         if 0 <= length < got:
             got = length  # a server sending more than it announced: ignore the rest
+            persistent = False  # ... and never read it as the next answer
         body[:got] = mv[nl + 1 : nl + 1 + got]
         # Without a length, read one byte past the limit to see an overlong body.
         end = length if length >= 0 else limit + 1
@@ -557,4 +654,5 @@ class HttpClient:
         if got > limit:
             raise ValueError("long body")
         self.body_len = got
+        self._keep_now = keep and persistent and length >= 0
         return status
