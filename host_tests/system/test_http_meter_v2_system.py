@@ -5,9 +5,14 @@
 # that accepts TCP and never answers the TLS handshake costs the request's
 # deadline and never blocks the loop, the whole firmware guards on it and fails
 # safe when it stops (tools/sim/run.py --meter homewizard_v2), and the pairing
-# of tools/meterprobe.py --homewizard-pair. CPython / pytest only.
+# of tools/meterprobe.py --homewizard-pair. The TLS connection is kept from
+# poll to poll: one handshake for many polls; a meter that closes it (after
+# each answer, with or without saying so, or when idle) costs a handshake per
+# reconnect and no reading; one that stops answering on it costs the deadline.
+# CPython / pytest only.
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -30,6 +35,10 @@ TIMEOUT_MS = 2000  # meters/http_meter.py _TIMEOUT_MS
 # would show as the whole deadline (2000 ms); one handshake step's crypto on
 # this host takes a few ms; the rest is a busy shared 2-core machine.
 MAX_GAP_MS = 300
+POLL_MS = 1000  # v2_probe_upy.py's poll_ms
+# The reading's age may reach one poll period plus one request's deadline
+# (a poll that reconnects still ends within the deadline), never more.
+MAX_AGE_MS = POLL_MS + TIMEOUT_MS
 POWERS = (2300, -460, 115)
 CURRENTS = (10000, -2000, 500)
 
@@ -52,6 +61,53 @@ def upy_polls(emulator, count=1, token=None, name=None, ca_file=None):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")], output
+
+
+def upy_run(emulator, readings):
+    """The firmware's meter task (poll every POLL_MS) until `readings` readings: v2_probe_upy.py's "run" summary."""
+    args = [UPY, PROBE, LIB, str(emulator.port), emulator.ca_file, emulator.cert_hostname, emulator.token,
+            str(readings), "run"]  # fmt: skip
+    result = subprocess.run(args, capture_output=True, text=True, timeout=30 + readings * 5)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1, output
+    return json.loads(lines[0])
+
+
+class Stepper:
+    """The probe in "step" mode: one poll per step(), the emulator changed in between."""
+
+    def __init__(self, emulator, count):
+        args = [UPY, PROBE, LIB, str(emulator.port), emulator.ca_file, emulator.cert_hostname, emulator.token,
+                str(count), "step"]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)  # fmt: skip
+        self.lines = queue.Queue()
+        self.output = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.first = True
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if line.startswith("{"):
+                self.lines.put(json.loads(line))
+
+    def step(self, timeout_s=TIMEOUT_MS / 1000 + 15):
+        """The next poll's line (the first poll runs at start)."""
+        if not self.first:
+            self.proc.stdin.write("\n")
+            self.proc.stdin.flush()
+        self.first = False
+        try:
+            return self.lines.get(timeout=timeout_s)
+        except queue.Empty:
+            raise AssertionError("no poll within %d s: %s" % (timeout_s, "".join(self.output[-10:])))
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait(10)
 
 
 def test_the_firmware_reads_the_v2_meter_over_https(meter):
@@ -96,6 +152,80 @@ def test_a_peer_that_never_answers_the_tls_handshake_costs_the_deadline_and_neve
     meter.mode = "ok"
     polls, _ = upy_polls(meter, 1)
     assert polls[0]["ok"] and polls[0]["gap_ms"] < MAX_GAP_MS, polls
+
+
+def test_ten_polls_make_one_tls_connection(meter):
+    polls, _ = upy_polls(meter, 10)
+    assert all(p["ok"] for p in polls), polls
+    assert [p["connections"] for p in polls] == [1] * 10
+    assert meter.handshakes == 1 and meter.connections == 1 and meter.requests == 10
+    # Only the first poll pays the handshake: the loop stays free on every one.
+    assert all(p["gap_ms"] < MAX_GAP_MS for p in polls), polls
+
+
+@pytest.mark.parametrize("close_after", ("header", "silent", "idle"))
+def test_a_meter_that_closes_the_connection_costs_a_handshake_per_poll_and_no_reading(meter, close_after):
+    # "header": Connection: close on each answer (the client closes it);
+    # "silent": the meter closes after each answer without saying so, and
+    # "idle": it closes connections idle for 0.5 s, under the 1 s poll period:
+    # the client finds the kept connection dead at its next request and sends
+    # it again on a fresh one within the same poll.
+    if close_after == "idle":
+        meter.idle_close_s = 0.5
+    else:
+        meter.close_after = close_after
+    state = upy_run(meter, 6)
+    assert state["errors"] == [], state
+    assert state["readings"] == 6 and state["polls"] == 6, state  # no poll without its reading
+    assert state["max_age_ms"] <= MAX_AGE_MS, state
+    assert state["gap_ms"] < MAX_GAP_MS, state
+    assert meter.handshakes == 6 and state["connections"] == 6, (meter.handshakes, state)
+    assert meter.requests == 6  # each request answered once: none sent twice
+
+
+def test_a_meter_that_keeps_idle_connections_longer_than_the_poll_period_keeps_one(meter):
+    meter.idle_close_s = 3.0
+    state = upy_run(meter, 5)
+    assert state["errors"] == [] and state["readings"] == 5, state
+    assert state["max_age_ms"] <= MAX_AGE_MS, state
+    assert meter.handshakes == 1 and state["connections"] == 1, (meter.handshakes, state)
+
+
+def test_a_meter_that_stops_answering_on_the_kept_connection_costs_the_deadline_and_never_blocks(meter):
+    probe = Stepper(meter, 4)
+    try:
+        first = probe.step()
+        assert first["ok"] and first["connections"] == 1, first
+        meter.mode = "hang"  # the next request on the kept connection gets no answer
+        hung = probe.step()
+        assert not hung["ok"] and hung["error"] == "no answer within %d ms (timeout)" % TIMEOUT_MS, hung
+        assert TIMEOUT_MS - 50 <= hung["ms"] <= TIMEOUT_MS + 1000, hung  # no retry past the deadline
+        assert hung["gap_ms"] < MAX_GAP_MS, hung
+        assert meter.requests == 1
+        meter.mode = "ok"
+        back = probe.step()
+        # The hung connection was dropped: a fresh one (a second handshake), then kept again.
+        assert back["ok"] and back["connections"] == 2 and back["gap_ms"] < MAX_GAP_MS, back
+        again = probe.step()
+        assert again["ok"] and again["connections"] == 2, again
+        assert meter.handshakes == 2 and meter.requests == 3
+    finally:
+        probe.close()
+
+
+def test_a_restarting_meter_drops_the_kept_connection_and_the_firmware_reconnects(meter):
+    probe = Stepper(meter, 3)
+    try:
+        assert probe.step()["ok"]
+        meter.mode = "refuse"  # closes the kept connection, refuses new ones
+        refused = probe.step()
+        assert not refused["ok"] and refused["error"].startswith("connection refused"), refused
+        meter.mode = "ok"
+        back = probe.step()
+        assert back["ok"] and back["connections"] == 3, back  # the first, the refused try, then a fresh one
+        assert meter.handshakes == 2
+    finally:
+        probe.close()
 
 
 def test_repeated_polls_keep_the_heap_flat(meter):

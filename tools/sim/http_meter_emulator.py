@@ -39,8 +39,24 @@ Any other path: 404. `mode` says how the meter behaves:
     "refuse"  nothing listens (the meter restarts): connections are refused;
               back to "ok" listens again on the same port
 
-`requests` counts the data requests answered. Runs its server on threads;
-set_values() and mode may be changed from any thread.
+Connections: HTTP/1.1 with Content-Length on every answer, so a client may
+keep a connection open (persistent) and send its next request on it, as the
+firmware does for homewizard_v2 (one TLS handshake per connection). A client
+that sends HTTP/1.0 gets its connection closed after the answer. What a real
+HomeWizard does with idle connections is not documented; these attributes
+make the emulator close them in each way a meter might:
+
+    close_after   None     keep the connection after an answer (default)
+                  "header" answer with "Connection: close" and close it
+                  "silent" close it after the answer without saying so (the
+                           client finds out at its next request)
+    idle_close_s  close a connection idle (no request) this long (default 30 s)
+
+`requests` counts the data requests answered, `connections` the TCP
+connections accepted, `handshakes` the TLS handshakes completed
+(homewizard_v2). Going to "refuse" (or stop()) closes the open connections,
+as a restarting meter does. Runs its server on threads; set_values(), mode,
+close_after and idle_close_s may be changed from any thread.
 """
 
 import copy
@@ -106,6 +122,11 @@ class HttpMeterEmulator:
         self.model = model
         self.port = port
         self.requests = 0
+        self.connections = 0
+        self.handshakes = 0
+        self.close_after = None
+        self.idle_close_s = 30.0
+        self._live = set()  # open connections' sockets
         self._mode = "ok"
         self._lock = threading.Lock()
         self._server = None
@@ -247,6 +268,7 @@ class HttpMeterEmulator:
             self._mode = value
         if value == "refuse" and old != "refuse":
             self._close_server()
+            self._close_connections()
         elif old == "refuse" and value != "refuse":
             self._open_server()
 
@@ -263,6 +285,7 @@ class HttpMeterEmulator:
     def stop(self):
         self._stopping = True
         self._close_server()
+        self._close_connections()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
             self._folder = None
@@ -271,18 +294,40 @@ class HttpMeterEmulator:
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
+            # Persistent connections: every answer has a Content-Length.
+            protocol_version = "HTTP/1.1"
 
             def setup(self):
+                with emulator._lock:
+                    emulator.connections += 1
+                    emulator._live.add(self.request)
                 # HTTPS (homewizard_v2): the handshake on this connection's
                 # thread, so a client that never finishes it blocks nobody.
                 if emulator._tls is not None:
-                    if emulator._mode == "hang":
-                        emulator._hang(self.request)
-                        raise ConnectionAbortedError("hang")
-                    self.request.settimeout(5)
-                    self.request = emulator._tls.wrap_socket(self.request, server_side=True)
+                    raw = self.request
+                    try:
+                        if emulator._mode == "hang":
+                            emulator._hang(raw)
+                            raise ConnectionAbortedError("hang")
+                        raw.settimeout(5)
+                        self.request = emulator._tls.wrap_socket(raw, server_side=True)
+                    except Exception:
+                        with emulator._lock:
+                            emulator._live.discard(raw)
+                        raise
+                    with emulator._lock:
+                        emulator.handshakes += 1
+                        emulator._live.discard(raw)
+                        emulator._live.add(self.request)
+                # Waiting for the next request on a kept connection ends
+                # after idle_close_s (http.server then closes it).
+                self.timeout = emulator.idle_close_s
                 super().setup()
+
+            def finish(self):
+                with emulator._lock:
+                    emulator._live.discard(self.request)
+                super().finish()
 
             def do_GET(self):
                 emulator._serve(self)
@@ -321,6 +366,22 @@ class HttpMeterEmulator:
             server.shutdown()
             server.server_close()
 
+    def _close_connections(self):
+        # A restarting meter drops every connection: the client sees the close.
+        with self._lock:
+            live = list(self._live)
+            self._live.clear()
+        for sock in live:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _end(self, handler):
+        # After an answer: close_after says whether the connection stays.
+        if self.close_after is not None:
+            handler.close_connection = True
+
     def _hang(self, sock):
         # Never answer: wait until the client closes, the mode changes or we stop.
         sock.settimeout(0.05)
@@ -334,12 +395,17 @@ class HttpMeterEmulator:
                 break
 
     def _send_json(self, handler, status, doc):
-        data = json.dumps(doc).encode()
+        self._send(handler, status, json.dumps(doc).encode())
+
+    def _send(self, handler, status, data):
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(data)))
+        if self.close_after == "header":
+            handler.send_header("Connection", "close")
         handler.end_headers()
         handler.wfile.write(data)
+        self._end(handler)
 
     def _v2_refusal(self, handler):
         # API v2's checks of a request: (status, error) or None when it passes.
@@ -357,6 +423,8 @@ class HttpMeterEmulator:
             handler.send_error(404)
             return
         length = int(handler.headers.get("Content-Length") or 0)
+        if length > 1024:
+            handler.close_connection = True  # the rest is never read: not the next request
         try:
             name = json.loads(handler.rfile.read(min(length, 1024)) or b"{}").get("name")
         except (ValueError, AttributeError):
@@ -394,9 +462,4 @@ class HttpMeterEmulator:
         else:
             handler.send_error(404)
             return
-        data = body.encode()
-        handler.send_response(200)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+        self._send(handler, 200, body.encode())
