@@ -39,6 +39,7 @@ POLL_MS = 1000  # v2_probe_upy.py's poll_ms
 # The reading's age may reach one poll period plus one request's deadline
 # (a poll that reconnects still ends within the deadline), never more.
 MAX_AGE_MS = POLL_MS + TIMEOUT_MS
+RECONNECT_NOTE = "note: the meter closes every connection: a TLS handshake per poll (poll_ms 2000+ or API v1)"
 POWERS = (2300, -460, 115)
 CURRENTS = (10000, -2000, 500)
 
@@ -175,7 +176,8 @@ def test_a_meter_that_closes_the_connection_costs_a_handshake_per_poll_and_no_re
     else:
         meter.close_after = close_after
     state = upy_run(meter, 6)
-    assert state["errors"] == [], state
+    # Said once it is clear (5 polls in a row connected), with the reading: no error.
+    assert state["errors"] == [RECONNECT_NOTE], state
     assert state["readings"] == 6 and state["polls"] == 6, state  # no poll without its reading
     assert state["max_age_ms"] <= MAX_AGE_MS, state
     assert state["gap_ms"] < MAX_GAP_MS, state

@@ -46,7 +46,10 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      net/http.py keep=True): one handshake per connection;
                      a meter that closes it costs a handshake at the next
                      poll, which reconnects at once (HomeWizard does not
-                     document keep-alive: docs/configuration.md).
+                     document keep-alive: docs/configuration.md); after 5
+                     polls in a row that each had to connect, the reading
+                     comes with the note "note: the meter closes every
+                     connection: a TLS handshake per poll ...".
     shelly_em        GET /rpc/EM.GetStatus?id=0: Gen2/Gen3 three-phase EM
                      (Pro 3EM in the triphase profile, 3EM-63 Gen3).
                      a_/b_/c_current (A, magnitude), a_/b_/c_act_power (W,
@@ -106,6 +109,7 @@ from chargeguard.core.model import GridReading
 from chargeguard.net.http import HttpClient
 
 _TIMEOUT_MS = const(2000)  # one request: the meters answer in well under 1 s on a sane Wi-Fi
+_RECONNECTS = const(5)  # API v2: this many polls in a row that each connected: the note below
 _MAX_DEPTH = const(8)  # deepest nesting in a meter's answer is 3 (Gen1 emeters[i])
 _NA = const(-0x40000000)  # not given (absent, null)
 _BAD = const(-0x3FFFFFFF)  # given but no number, or out of range
@@ -150,6 +154,7 @@ _KWH = const(3)
 _WH = const(0)
 
 _FAILURE = b"power_meter_failure"
+_NOTE_RECONNECTS = "note: the meter closes every connection: a TLS handshake per poll (poll_ms 2000+ or API v1)"
 
 
 def _model(name, channel):
@@ -256,6 +261,7 @@ class HttpMeter:
         self._headers = None
         self._tls = None
         self._tls_error = None
+        self._connecting = 0  # polls in a row that made a new connection
         if model == "homewizard_v2":
             self._headers = "Authorization: Bearer %s\r\nX-Api-Version: 2\r\n" % token
             if type(tls) is str:
@@ -670,8 +676,13 @@ class HttpMeter:
         if self._tls_error is not None:
             self.last_error = self._tls_error
             return False
+        made = client.connections
         status = await client.get(self.host, self.port, self.path, _TIMEOUT_MS, None, self._headers, self._tls)
         tick = self._ticks_ms()  # the answer is complete: the reading's time
+        # The kept connection (API v2) serves poll after poll; a meter that
+        # closes it each time makes every poll pay a handshake: said once
+        # (a note with the reading) after _RECONNECTS such polls in a row.
+        self._connecting = self._connecting + 1 if client.connections != made else 0
         if not status:
             error = client.error
             if error == "timeout":
@@ -688,7 +699,11 @@ class HttpMeter:
         if status != 200:
             self.last_error = self._http_error(status)
             return False
-        return self.decode(tick)
+        if not self.decode(tick):
+            return False
+        if self._tls is not None and self._connecting >= _RECONNECTS:
+            self.last_error = _NOTE_RECONNECTS
+        return True
 
     async def run(self, on_reading):
         """The meter task: poll every poll_ms, on_reading() after each fresh reading. Never returns."""
