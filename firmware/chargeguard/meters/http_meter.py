@@ -43,7 +43,7 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      refused; the error code of a v2 error body
                      ({"error": "..."}) is quoted in last_error. The TLS
                      connection is kept open between polls (HTTP/1.1,
-                     net/http.py keep=True): one handshake per connection;
+                     net/http_keep.py): one handshake per connection;
                      a meter that closes it costs a handshake at the next
                      poll, which reconnects at once (HomeWizard does not
                      document keep-alive: docs/configuration.md); after 5
@@ -243,10 +243,15 @@ class HttpMeter:
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
         self._sleep_ms = sleep_ms
-        # API v2: one TLS connection kept open from poll to poll (HTTP/1.1),
-        # so the handshake's crypto (up to ~1 s on the event loop of an
-        # ESP32) is paid once per connection, not once per poll.
-        self.client = HttpClient(spec[1], None, model == "homewizard_v2")
+        if model == "homewizard_v2":
+            # One TLS connection kept open from poll to poll (HTTP/1.1), so
+            # the handshake's crypto (up to ~1 s on the event loop of an
+            # ESP32) is paid once per connection, not once per poll.
+            from chargeguard.net.http_keep import KeptClient
+
+            self.client = KeptClient(spec[1])
+        else:
+            self.client = HttpClient(spec[1])
         self.reading = GridReading()
         self.last_error = None
         self.n_polls = 0
@@ -676,13 +681,14 @@ class HttpMeter:
         if self._tls_error is not None:
             self.last_error = self._tls_error
             return False
-        made = client.connections
+        made = client.connections if self._tls is not None else 0
         status = await client.get(self.host, self.port, self.path, _TIMEOUT_MS, None, self._headers, self._tls)
         tick = self._ticks_ms()  # the answer is complete: the reading's time
         # The kept connection (API v2) serves poll after poll; a meter that
         # closes it each time makes every poll pay a handshake: said once
         # (a note with the reading) after _RECONNECTS such polls in a row.
-        self._connecting = self._connecting + 1 if client.connections != made else 0
+        if self._tls is not None:
+            self._connecting = self._connecting + 1 if client.connections != made else 0
         if not status:
             error = client.error
             if error == "timeout":

@@ -22,22 +22,16 @@ request, so a wedged device never leaves a half-used connection behind. One
 deadline (`timeout_ms`) covers connect, sending, the head and the body. The
 connection is always closed, also on timeout, error or cancellation.
 
-Persistent connections (`HttpClient(..., keep=True)`, the HomeWizard v2
-meter: one TLS handshake per connection, not per poll): requests go out as
-HTTP/1.1 and the connection stays open after an answer that is complete by
-its framing: an HTTP/1.1 status line, a `Content-Length` (or a 204/304, no
-body) whose bytes all came and nothing after them, and no `Connection: close`.
-Anything else closes it after the answer (an answer read to the end of the
-connection, an HTTP/1.0 answer), as does every error, timeout, short read
-and cancellation. The next request to the same host, port and `tls` reuses
-it; another peer closes it first. A kept connection the peer closed while
-idle shows when that next request's write fails or its read ends before any
-byte of an answer: the request (a GET: no body) is sent once more on a fresh
-connection, within the same deadline. A chunked answer is refused ("chunked"
-below) and the client speaks HTTP/1.0 with `Connection: close` to that peer
-from then on (a server never chunks an answer to HTTP/1.0): the same request
-is sent once more that way at once. `close()` drops a kept connection;
-`connections` counts the connections made (TCP connects, TLS included).
+Persistent connections (net/http_keep.py's `KeptClient`, the HomeWizard v2
+meter's: one TLS handshake per connection, not per poll; loaded only by
+who uses it): requests go out as HTTP/1.1 and the connection stays open
+after an answer that is complete by its framing: an HTTP/1.1 status line, a
+`Content-Length` (or a 204/304, no body) whose bytes all came and nothing
+after them, and no `Connection: close`. Anything else closes it after the
+answer (an answer read to the end of the connection, an HTTP/1.0 answer),
+as does every error, timeout, short read and cancellation. Retrying a
+request on a fresh connection and falling back from a chunked answer are
+KeptClient's (its module doc).
 `get(..., body)` POSTs a small JSON body instead (bytes, `Content-Type:
 application/json`; the OpenEVSE claim is one) and reads the answer the same way.
 `get(..., headers=)` adds header lines (text, each ending in CRLF: a bearer
@@ -61,7 +55,7 @@ plain-HTTP drivers carry none of its code.
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none (then the connection is never kept). `Transfer-Encoding`
 (chunked) is refused with an error: HTTP/1.0 requests should never get it,
-and LAN devices do not send it to them (a kept client falls back, see above).
+and LAN devices do not send it to them (a KeptClient falls back to HTTP/1.0).
 
 `get()` returns the HTTP status code (any code: deciding what a 404 or 500
 means is the driver's job), or 0 when no complete response arrived; `error`
@@ -291,14 +285,12 @@ class HttpClient:
 
     shared: a BodyBuffer of at least max_body + 1 bytes to read bodies into
     (then `buf` is that buffer, and the client's own is 256 bytes for the
-    head), or None for a buffer of its own. keep: keep the connection open
-    between requests (HTTP/1.1 persistent connections, see the module doc).
+    head), or None for a buffer of its own. One connection per request;
+    net/http_keep.py's KeptClient keeps it (see the module doc).
     """
 
-    def __init__(self, max_body=_MAX_BODY, shared=None, keep=False):
+    def __init__(self, max_body=_MAX_BODY, shared=None):
         self.max_body = max_body
-        self.keep = keep  # False for good after a chunked answer
-        self.connections = 0  # connections made (connects; a kept one counts once)
         self._shared = shared
         if shared is None:
             # One byte more than the limit: reading to the end of the
@@ -321,14 +313,11 @@ class HttpClient:
         # The open connection: MicroPython, a stream on a socket we made;
         # CPython, the stream writer (and _reader its reader). Closed by get()
         # whatever happens, unless the answer leaves it fit to keep
-        # (_keep_now) for the next request to _peer_host, _peer_port, _peer_tls.
+        # (_keep_now: a KeptClient's request only).
         self._sock = None
         self._reader = None
         self._keep_now = False
         self._answered = False  # a byte of an answer came on this connection
-        self._peer_host = None
-        self._peer_port = 0
-        self._peer_tls = None
         # The address last looked up, reused while requests succeed.
         self._addr = None
         self._addr_host = None
@@ -385,11 +374,6 @@ class HttpClient:
             self.body_len = 0
         return self.status
 
-    async def close(self):
-        """Close a kept connection (keep=True); the next request connects anew. Never raises but CancelledError."""
-        if not self._busy:
-            await self._drop()
-
     async def _drop(self):
         # Close the connection, if any.
         sock = self._sock
@@ -425,7 +409,10 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    async def _exchange(self, host, port, path, timeout_ms, body, headers, tls):
+    async def _exchange(self, host, port, path, timeout_ms, body, headers, tls, keep=False):
+        # One request, on the kept connection (KeptClient: net/http_keep.py)
+        # or a new one; the status. keep: ask for a persistent connection;
+        # _keep_now says whether the answer leaves it fit for the next.
         raw = path.encode()
         if not path.startswith("/"):
             raise ValueError("bad path")
@@ -433,30 +420,10 @@ class HttpClient:
             # Spaces and control characters would break (or inject into) the request line.
             if c <= 32 or c == 127:
                 raise ValueError("bad path")
-        if self._sock is not None and (host != self._peer_host or port != self._peer_port or tls is not self._peer_tls):
-            await self._drop()  # kept for another peer
-        reused = self._sock is not None
-        keep = self.keep
-        try:
-            return await self._request(host, port, path, timeout_ms, body, headers, tls, keep)
-        except (OSError, ValueError) as err:
-            chunked = keep and err.args and err.args[0] == "chunked"
-            if chunked:
-                self.keep = False  # this peer chunks HTTP/1.1 answers: HTTP/1.0 from now on
-            # Once more on a fresh connection: a GET on a kept connection that
-            # the peer closed while idle (nothing of an answer came back), or
-            # a chunked answer. Anything else is the request's answer.
-            if body is not None or not (chunked or (reused and not self._answered)):
-                raise
-        await self._drop()
-        return await self._request(host, port, path, timeout_ms, body, headers, tls, self.keep)
-
-    async def _request(self, host, port, path, timeout_ms, body, headers, tls, keep):
-        # One request on the kept connection or a new one; the status. Sets
-        # _keep_now when the answer leaves the connection fit for the next.
         self._answered = False
-        if self._sock is not None:
-            pass  # the kept connection (_exchange checked its peer)
+        reused = self._sock is not None
+        if reused:
+            pass  # the kept connection (KeptClient checked its peer)
         elif _MPY:
             # MicroPython's open_connection keeps its socket to itself:
             # cancelled while connecting (a dead host), that socket would never
@@ -476,10 +443,6 @@ class HttpClient:
             ai = self._addr
             sock = socket.socket(ai[0], ai[1], ai[2])
             reader = self._sock = asyncio.StreamReader(sock)
-            self.connections += 1
-            self._peer_host = host
-            self._peer_port = port
-            self._peer_tls = tls
             sock.setblocking(False)
             try:
                 sock.connect(ai[-1])
@@ -497,9 +460,7 @@ class HttpClient:
                 except (OSError, ValueError) as err:
                     raise ValueError(_tls_reason(err))
                 reader = self._sock = asyncio.StreamReader(sock)
-            self._reader = reader
         elif tls is not None:
-            self.connections += 1
             try:
                 reader, self._sock = await asyncio.open_connection(host, port, ssl=tls[0], server_hostname=tls[1])
             except ValueError as err:  # ssl.SSLError: OSError and ValueError (CertificateError)
@@ -509,23 +470,17 @@ class HttpClient:
                     raise ValueError(_tls_reason(err))
                 raise
         else:
-            self.connections += 1
             reader, self._sock = await asyncio.open_connection(host, port)
-        if not _MPY and self._reader is None:
+        if not reused:
             self._reader = reader
-            self._peer_host = host
-            self._peer_port = port
-            self._peer_tls = tls
         reader = self._reader
         writer = self._sock
         if port != 80:
             host = "%s:%d" % (host, port)
         # One request head; a body (POST) adds its type and length.
-        if keep:
-            # HTTP/1.1: persistent unless either side says close.
-            head = "%s %s HTTP/1.1\r\nHost: %s\r\n" % ("GET" if body is None else "POST", path, host)
-        else:
-            head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
+        # keep: HTTP/1.1, persistent unless either side says close.
+        head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
+            "GET" if body is None else "POST", path, "1" if keep else "0", host, "" if keep else "Connection: close\r\n")
         if body is not None:
             head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         if headers:
@@ -533,7 +488,7 @@ class HttpClient:
         writer.write((head + "\r\n").encode())
         if body is not None:
             writer.write(body)
-        if tls is not None and _MPY:
+        if tls is not None and _MPY and not reused:
             try:
                 await writer.drain()
             except ValueError as err:  # mbedTLS: the certificate fails the check
