@@ -203,7 +203,10 @@ PROFILES = (
     # (tools/upy32.py: MICROPY_PY_SSL=0; their source's lib/mbedtls is empty),
     # so it runs on the 64-bit port alone. Measured 2026-11-30 on the hwv2
     # branch, mpy64, one fast day, 1 KB steps: 135 KB ran, 134 KB failed (http:
-    # 128 ran, 127 failed, same session): v2 costs about 7 KB there. mbedTLS's buffers are outside the GC heap on
+    # 128 ran, 127 failed, same session): v2 costs about 7 KB there. With the
+    # TLS connection kept between polls (net/http_keep.py), measured the same
+    # way on the hwkeep branch: 137 ran, 136 failed (http 128 / 127, same
+    # session): about 9 KB. mbedTLS's buffers are outside the GC heap on
     # that port, and on an ESP32 they come from the IDF heap:
     # docs/configuration.md (HomeWizard API v2) has the figures.
     Profile(

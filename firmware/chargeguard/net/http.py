@@ -480,7 +480,8 @@ class HttpClient:
         # One request head; a body (POST) adds its type and length.
         # keep: HTTP/1.1, persistent unless either side says close.
         head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
-            "GET" if body is None else "POST", path, "1" if keep else "0", host, "" if keep else "Connection: close\r\n")
+            "GET" if body is None else "POST", path, "1" if keep else "0", host,
+            "" if keep else "Connection: close\r\n")  # fmt: skip
         if body is not None:
             head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         if headers:
