@@ -171,6 +171,17 @@ OCPP = (
     "s,last_refusal,Last OCPP refusal,,,,d,"
 )
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
+# Text, enum and timestamp sensors whose JSON value can be null. Home Assistant
+# before 2024.10 reads a rendered "None" as a value for these (numeric sensors,
+# binary sensors, switches, numbers and selects take it as unknown): the text
+# "None", an invalid state of an enum, a warning per message for a timestamp.
+# Their discovery adds an availability on their own state topic that goes
+# offline while the value is null, so every version shows them unavailable then.
+_NULLABLE_TEXT = ("status", "ip", "connected_since", "last_message_at")
+# Home Assistant's own states: a text sensor showing one would look unknown or
+# unavailable. The guard's reason "unavailable" (the box does not answer) is
+# published as "unreachable", the word of the `reachable` entity.
+_RESERVED = ("unknown", "unavailable")
 
 
 def slug(name):
@@ -469,7 +480,8 @@ class Hass:
         out.milli("energy_today", charger.energy_today_wh)
         out.milli("lifetime_energy", charger.energy_lifetime_wh)
         out.milli("offered_current", charger.offered_ma)
-        out.string("reason", charger.reason)
+        reason = charger.reason
+        out.string("reason", "unreachable" if reason in _RESERVED else reason)
         out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)
         out.string("error", status.error or "")
         values = self.api.values
@@ -521,9 +533,11 @@ class Hass:
             node = self.node + "_" + self.slugs[index]
             can_lock = self.state.chargers[index].can_lock
             for row in rows(CHARGER):
-                if row[1] == "locked" and not can_lock:
-                    # No lock on this box: no dead switch (an empty config
-                    # also removes one a former driver announced).
+                if (row[1] == "locked" and not can_lock) or (row[1] == "priority" and len(self.slugs) < 2):
+                    # No lock on this box, or one charger (a priority among one
+                    # is meaningless, and Home Assistant refuses a number whose
+                    # max is not above its min): no dead entity (an empty config
+                    # also removes one announced before).
                     yield self._topic(row, node), b""
                     continue
                 yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
@@ -553,7 +567,16 @@ class Hass:
         out.string("unique_id", node + "_" + obj)
         out.string("state_topic", "%s/%s/state" % (self.prefix, section))
         out.string("value_template", "{{ value_json.%s }}" % (key or obj))
-        out.string("availability_topic", self.link.status_topic)
+        if obj in _NULLABLE_TEXT and component == _SENSOR:
+            # Available while the link is up and the value is not null (see _NULLABLE_TEXT).
+            out.key("availability")
+            out.raw('[{"topic":')
+            out.quoted(self.link.status_topic)
+            out.raw('},{"topic":"%s/%s/state","value_template":' % (self.prefix, section))
+            out.raw('"{{ \'online\' if value_json.%s is not none else \'offline\' }}"}]' % obj)
+            out.string("availability_mode", "all")
+        else:
+            out.string("availability_topic", self.link.status_topic)
         if component in _SETTABLE:
             out.string("command_topic", "%s/%s/%s/set" % (self.prefix, section, obj))
         if component in (_SWITCH, _BINARY):
