@@ -529,37 +529,39 @@ def _check_commands(ha, sim, entities, watcher, report, tick):
     def ha_state(entity_id):
         return ha.request("GET", "/api/states/" + entity_id)["state"]
 
+    def wait(condition, timeout_s):
+        # A telegram per period while waiting: the meter goes on.
+        return wait_for(condition, timeout_s, step_s=TELEGRAM_PERIOD_S, tick=tick)
+
     trydan = sim.trydans[0]
     ha.call("number", "set_value", {"entity_id": entity("trydan_max_a"), "value": 12})
-    ok = wait_for(lambda: charger("trydan").get("max_a") == 12 and ha_state(entity("trydan_max_a")) in ("12", "12.0"),
-                  STATE_S, tick=tick)
+    ok = wait(lambda: charger("trydan").get("max_a") == 12 and ha_state(entity("trydan_max_a")) in ("12", "12.0"),
+                  STATE_S)
     report.check(ok, "number.set_value (Trydan maximum current 12 A): the firmware has it, Home Assistant shows it",
                  "firmware %r, HA %r" % (charger("trydan").get("max_a"), ha_state(entity("trydan_max_a"))))
     ha.call("switch", "turn_on", {"entity_id": entity("trydan_locked")})
-    ok = wait_for(lambda: trydan.setting("Locked") == 1 and ha_state(entity("trydan_locked")) == "on", STATE_S + BOX_S,
-                  tick=tick)
+    ok = wait(lambda: trydan.setting("Locked") == 1 and ha_state(entity("trydan_locked")) == "on", STATE_S + BOX_S)
     report.check(ok, "switch.turn_on (Trydan lock): the box is locked, Home Assistant shows on")
     ha.call("switch", "turn_off", {"entity_id": entity("trydan_locked")})
-    ok = wait_for(lambda: trydan.setting("Locked") == 0 and ha_state(entity("trydan_locked")) == "off", STATE_S + BOX_S,
-                  tick=tick)
+    ok = wait(lambda: trydan.setting("Locked") == 0 and ha_state(entity("trydan_locked")) == "off", STATE_S + BOX_S)
     report.check(ok, "switch.turn_off (Trydan lock): the box is unlocked, Home Assistant shows off")
     ha.call("select", "select_option", {"entity_id": entity("trydan2_mode"), "option": "off"})
-    ok = wait_for(lambda: charger("trydan2").get("mode") == "off" and ha_state(entity("trydan2_mode")) == "off"
-                  and charger("trydan2").get("offered_current") == 0, STATE_S + BOX_S, tick=tick)
+    ok = wait(lambda: charger("trydan2").get("mode") == "off" and ha_state(entity("trydan2_mode")) == "off"
+                  and charger("trydan2").get("offered_current") == 0, STATE_S + BOX_S)
     report.check(ok, "select.select_option (Trydan2 mode off): the firmware offers it 0 A, Home Assistant shows off")
     ha.call("switch", "turn_off", {"entity_id": entity("trydan_enabled")})
-    ok = wait_for(lambda: charger("trydan").get("enabled") is False and ha_state(entity("trydan_enabled")) == "off",
-                  STATE_S, tick=tick)
+    ok = wait(lambda: charger("trydan").get("enabled") is False and ha_state(entity("trydan_enabled")) == "off",
+                  STATE_S)
     report.check(ok, "switch.turn_off (Trydan charging enabled): the firmware has it, Home Assistant shows off")
     ha.call("switch", "turn_on", {"entity_id": entity("trydan_enabled")})
-    ok = wait_for(lambda: charger("trydan").get("enabled") is True and ha_state(entity("trydan_enabled")) == "on",
-                  STATE_S, tick=tick)
+    ok = wait(lambda: charger("trydan").get("enabled") is True and ha_state(entity("trydan_enabled")) == "on",
+                  STATE_S)
     report.check(ok, "switch.turn_on (Trydan charging enabled): back on")
     # Refused by the configuration's rules (min <= max): an error on P/error, Home Assistant's control snaps back.
     errors = len(watcher.on("chargeguard/error"))
     ha.call("number", "set_value", {"entity_id": entity("trydan_min_a"), "value": 14})
-    ok = wait_for(lambda: len(watcher.on("chargeguard/error")) > errors and ha_state(entity("trydan_min_a")) == "6",
-                  STATE_S, tick=tick)
+    ok = wait(lambda: len(watcher.on("chargeguard/error")) > errors and ha_state(entity("trydan_min_a")) == "6",
+                  STATE_S)
     report.check(ok, "a refused command (minimum 14 A above the maximum 12 A): an error published, Home Assistant back at 6")
 
 
