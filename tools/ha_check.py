@@ -11,8 +11,8 @@ What runs, all on 127.0.0.1:
   the MQTT integration added as a config entry through its config flow;
 - a real broker (tools/sim/broker.py: mosquitto, else amqtt);
 - the simulated site with the unmodified firmware (tools/sim/run.py) with MQTT on:
-  three Trydans, the third switched off before the firmware boots (a box that never
-  answers: its status is unknown).
+  three Trydans, the third one a box that never answers (its status is unknown), and
+  an OCPP 1.6J box (tools/sim/ocpp_emulator.py) with its own entities.
 
 What is checked, from Home Assistant itself (its entity and device registries over
 the websocket API, its states over REST, its log):
@@ -95,8 +95,12 @@ DELIVERY_S = 10.0
 STATE_S = (hass.MIN_INTERVAL_MS + hass.TICK_MS) / 1000 + DELIVERY_S
 # The Trydan emulator applies a setting at the driver's next write (its poll, a few seconds).
 BOX_S = 15.0
-CHARGERS = 3  # the third is off from the start
-HEAP = "384K"  # three chargers with MQTT and Home Assistant on the 64-bit unix port (the device's budget is tools/memlab.py's)
+CHARGERS = 3  # Trydans; the third is off from the start
+# An OCPP 1.6J box beside them (tools/sim/ocpp_emulator.py): its own entities, the timestamps among them.
+OCPP_BOX = {"id": "SIMBOX", "name": "Wallbox", "unit": "A"}
+# Three Trydans and the OCPP box with MQTT and Home Assistant on the 64-bit unix port (run.py's OCPP_EXTRA_HEAP_K
+# for the box; the device's budgets are tools/memlab.py's).
+HEAP = "480K"
 TELEGRAM_PERIOD_S = 1.0
 USER = "check"
 PASSWORD = "ha-check-local-only"  # a throwaway user of a throwaway Home Assistant on loopback
@@ -282,8 +286,8 @@ class HomeAssistant:
 # -- what the firmware announces ------------------------------------------------------------
 
 
-def expected_entities(slugs, can_lock, optimiser=False, prefix="chargeguard"):
-    """{unique_id: (row, section, node)} of every entity net/hass.py announces for these chargers."""
+def expected_entities(slugs, can_lock, ocpp=(), optimiser=False, prefix="chargeguard"):
+    """{unique_id: (row, section, node)} of every entity net/hass.py announces for these chargers (ocpp: their slugs)."""
     node = hass.slug(prefix)
     out = {}
     tables = [(hass.SITE, "site"), (hass.DEVICE, "device")] + ([(hass.OPTIMISER, "site")] if optimiser else [])
@@ -298,6 +302,9 @@ def expected_entities(slugs, can_lock, optimiser=False, prefix="chargeguard"):
             if row[1] == "priority" and len(slugs) < 2:
                 continue
             out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
+        if name in ocpp:
+            for row in hass.rows(hass.OCPP):
+                out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
     return out
 
 
@@ -325,7 +332,7 @@ def _json_state(watcher, section):
     return None if message is None else json.loads(message.payload)
 
 
-def check_registry(ha, expected, slugs, names, report):
+def check_registry(ha, expected, slugs, names, models, report):
     """Entities and devices as announced; returns (devices, entities)."""
     devices, entities = ha.registries()
     missing = sorted(set(expected) - set(entities))
@@ -342,11 +349,11 @@ def check_registry(ha, expected, slugs, names, report):
         == ("ChargeGuard", hass.MODEL, hass.MANUFACTURER, VERSION),
         "controller device: name, model, manufacturer, firmware version",
         repr((controller["name"], controller["model"], controller["manufacturer"], controller["sw_version"])))
-    for slug, name in zip(slugs, names):
+    for slug, name, model in zip(slugs, names, models):
         found = [device for device in devices.values() if ["mqtt", "chargeguard_" + slug] in device["identifiers"]]
         ok = len(found) == 1 and found[0]["via_device_id"] == controller["id"] and found[0]["name"] == name \
-            and found[0]["model"] == "v2c_trydan" and found[0]["sw_version"] == VERSION
-        report.check(ok, "charger device %s via the controller, model v2c_trydan" % name, repr(found))
+            and found[0]["model"] == model and found[0]["sw_version"] == VERSION
+        report.check(ok, "charger device %s via the controller, model %s" % (name, model), repr(found))
     wrong = []
     for unique_id, (row, section, node) in expected.items():
         entity = entities.get(unique_id)
@@ -434,12 +441,13 @@ def run_check(say, keep=False):
                      % (HA_VERSION, timings["ha_start"]), repr(entry))
         watcher = Watcher(broker.port, topics=("chargeguard/#",))
         cfg = {"enabled": True, "host": "127.0.0.1", "port": broker.port, "keepalive_s": 10}
-        names = ["Trydan", "Trydan2", "Trydan3"][:CHARGERS]
+        names = ["Trydan", "Trydan2", "Trydan3"][:CHARGERS] + [OCPP_BOX["name"]]
         slugs = [hass.slug(name) for name in names]
+        models = ["v2c_trydan"] * CHARGERS + ["ocpp"]
 
         t0 = time.monotonic()
-        sim = _simulation(cfg, CHARGERS, dead_last=True)
-        expected = expected_entities(slugs, [True] * CHARGERS)
+        sim = _simulation(cfg, CHARGERS, dead=CHARGERS - 1, ocpp=[OCPP_BOX])
+        expected = expected_entities(slugs, [True] * CHARGERS + [False], ocpp=slugs[CHARGERS:])
         tick = sim.send_telegram
 
         def all_there():
@@ -450,7 +458,7 @@ def run_check(say, keep=False):
         timings["discovery"] = time.monotonic() - t0
         report.check(there, "discovery: Home Assistant created the entities (%.1f s after the firmware started)"
                      % timings["discovery"])
-        devices, entities = check_registry(ha, expected, slugs, names, report)
+        devices, entities = check_registry(ha, expected, slugs, names, models, report)
         check_attributes(ha, expected, entities, report)
         wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), STATE_S + BOOT_S,
                          step_s=TELEGRAM_PERIOD_S, tick=tick)
@@ -472,9 +480,9 @@ def run_check(say, keep=False):
 
         done = wait_for(removed, discovery_s, step_s=TELEGRAM_PERIOD_S, tick=tick)
         devices, entities = ha.registries()
-        report.check(done, "a removed charger: Home Assistant dropped its entities and device (%s)"
+        report.check(done, "removed chargers: Home Assistant dropped their entities and devices (%s)"
                      % ", ".join(names[1:]), "left: %s" % sorted(set(entities) ^ set(expected)))
-        check_registry(ha, expected, slugs[:1], names[:1], report)
+        check_registry(ha, expected, slugs[:1], names[:1], models[:1], report)
         wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), STATE_S + BOOT_S,
                          step_s=TELEGRAM_PERIOD_S, tick=tick)
         report.check(wrong, "one charger: states as the firmware has them",
@@ -497,24 +505,25 @@ def run_check(say, keep=False):
     return report
 
 
-def _simulation(cfg, chargers, dead_last=False, record=None):
-    """The simulated site with MQTT on: `chargers` Trydans; dead_last: the last one's address is a port nobody
-    listens on (a box that never answers); record: net/hass.py's hass.json put in the storage before the boot."""
+def _simulation(cfg, chargers, dead=None, ocpp=None, record=None):
+    """The simulated site with MQTT on: `chargers` Trydans, then the `ocpp` boxes; dead: the index of a Trydan
+    whose address is a port nobody listens on (a box that never answers); record: net/hass.py's hass.json put
+    in the storage before the boot."""
 
     def launch(root):
         storage = os.path.join(os.path.dirname(root), "storage")
-        if dead_last:
+        if dead is not None:
             path = os.path.join(storage, "config.json")
             with open(path) as handle:
                 config = json.load(handle)
-            config["chargers"][-1]["port"] = free_port()
+            config["chargers"][dead]["port"] = free_port()
             with open(path, "w") as handle:
                 json.dump(config, handle, indent=1)
         if record is not None:
             shutil.copy(record, os.path.join(storage, "hass.json"))
         return [micropython_binary(), "-X", "heapsize=" + HEAP, "main.py"]
 
-    return Simulation(heap=HEAP, car_delay_s=0.5, run_name=SIM_RUN, mqtt=cfg, chargers=chargers, launch=launch)
+    return Simulation(heap=HEAP, car_delay_s=0.5, run_name=SIM_RUN, mqtt=cfg, chargers=chargers, ocpp=ocpp, launch=launch)
 
 
 def _check_commands(ha, sim, entities, watcher, report, tick):
