@@ -246,6 +246,41 @@ def test_no_text_sensor_shows_a_state_home_assistant_reserves():
     assert state["reason"] == "unreachable", state
 
 
+def test_what_is_announced_is_recorded_before_it_is_announced():
+    # A restart in the middle of an announcement (tools/ha_check.py met it: the optimiser loaded by a command,
+    # the firmware restarted within the ~15 s of the re-announcement) must still remove what Home Assistant got.
+    app, platform, meter, api, link, bridge = make(chargers=2)
+    bridge.announce()
+    bridge.step(platform.now)  # the first entities only
+    link.drain()
+    assert bridge.discovery is not None and configs(link)
+    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": False}
+    settle(bridge, link, platform)
+    assert api.set({"site.peak_limit_w": 4000}) == {}  # loads the optimiser: announced again
+    push_w(app, meter, platform, 1000, 0)
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    for _ in range(3):
+        bridge.step(platform.now)
+        link.drain()
+    assert bridge.discovery is not None
+    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": True}
+    # Restarted with one charger and no optimiser: the others' and the optimiser's entities are removed.
+    app2, platform2, _, api2, _ = api_app(None, 1)
+    link2 = FakeLink()
+    bridge2 = hass.Hass(link2, app2.state, api2, CFG, platform2, log=lambda line: None, storage=app.storage)
+    bridge2.announce()
+    settle(bridge2, link2, platform2)
+    empty = [topic for topic, (payload, _) in configs(link2).items() if payload == b""]
+    assert "homeassistant/sensor/chargeguard/quarter_average/config" in empty
+    assert "homeassistant/sensor/chargeguard_c1/power/config" in empty
+    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0"], "optimiser": False}
+
+
 def test_one_charger_has_no_priority_number():
     # Home Assistant refuses a number whose max is not above its min (mqtt/number.py: "'max' must be > 'min'"):
     # with one charger the priority (1..1) is no entity, and an empty config removes one announced before.

@@ -25,7 +25,8 @@ the websocket API, its states over REST, its log):
    unknown or unavailable (never the text "None") where it has none;
 4. commands sent through Home Assistant (number.set_value, switch.turn_on/off,
    select.select_option) reach the firmware (and the Trydan emulator) and the new
-   state comes back; a refused one snaps back;
+   state comes back; a refused one snaps back; a capacity limit set there loads the
+   optimiser, whose entities appear;
 5. with the configuration cut to one charger and the firmware restarted (its
    hass.json kept), Home Assistant drops the removed chargers' entities and devices;
 6. home-assistant.log has no warning or error about our payloads (the MQTT
@@ -102,6 +103,7 @@ OCPP_BOX = {"id": "SIMBOX", "name": "Wallbox", "unit": "A"}
 # for the box; the device's budgets are tools/memlab.py's).
 HEAP = "480K"
 TELEGRAM_PERIOD_S = 1.0
+PEAK_LIMIT_W = 20000  # a capacity limit above what the site's 25 A breaker passes: the optimiser runs, limits nothing
 USER = "check"
 PASSWORD = "ha-check-local-only"  # a throwaway user of a throwaway Home Assistant on loopback
 
@@ -465,6 +467,18 @@ def run_check(say, keep=False):
         report.check(wrong, "states: known where the firmware has a value, unknown where it has none (never 'None')",
                      "; ".join(states_agree(ha, expected, entities, watcher)[:12]))
         _check_commands(ha, sim, entities, watcher, report, tick)
+        # A capacity limit set in Home Assistant loads the optimiser: its entities are announced then.
+        ha.call("number", "set_value", {"entity_id": entities["chargeguard_peak_limit_w"]["entity_id"], "value": PEAK_LIMIT_W})
+        expected = expected_entities(slugs, [True] * CHARGERS + [False], ocpp=slugs[CHARGERS:], optimiser=True)
+        there = wait_for(all_there, STATE_S + len(expected) * hass.TICK_MS / 1000 + DELIVERY_S, step_s=TELEGRAM_PERIOD_S,
+                         tick=tick)
+        report.check(there, "number.set_value (capacity limit %d W): the optimiser's entities appear" % PEAK_LIMIT_W)
+        devices, entities = check_registry(ha, expected, slugs, names, models, report)
+        check_attributes(ha, expected, entities, report)
+        wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), STATE_S, step_s=TELEGRAM_PERIOD_S,
+                         tick=tick)
+        report.check(wrong, "states with the optimiser as the firmware has them",
+                     "; ".join(states_agree(ha, expected, entities, watcher)[:12]))
         # Removal: the configuration cut to one charger, the firmware restarted with its record (hass.json).
         shutil.copy(os.path.join(ROOT, "build", SIM_RUN, "storage", "hass.json"), record)
         sim.stop()
@@ -480,8 +494,8 @@ def run_check(say, keep=False):
 
         done = wait_for(removed, discovery_s, step_s=TELEGRAM_PERIOD_S, tick=tick)
         devices, entities = ha.registries()
-        report.check(done, "removed chargers: Home Assistant dropped their entities and devices (%s)"
-                     % ", ".join(names[1:]), "left: %s" % sorted(set(entities) ^ set(expected)))
+        report.check(done, "removed chargers (%s) and the optimiser no longer loaded: Home Assistant dropped their "
+                     "entities and devices" % ", ".join(names[1:]), "left: %s" % sorted(set(entities) ^ set(expected)))
         check_registry(ha, expected, slugs[:1], names[:1], models[:1], report)
         wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), STATE_S + BOOT_S,
                          step_s=TELEGRAM_PERIOD_S, tick=tick)

@@ -523,6 +523,13 @@ class Hass:
         record = self._read_record()
         opt = self.state.optimiser is not None
         self._opt_announced = opt
+        recorded = record.get("chargers") or []
+        new = [name for name in self.slugs if name not in recorded]
+        if new or (opt and not record.get("optimiser")):
+            # Recorded before it is announced: a restart in the middle of the
+            # announcement still knows what Home Assistant may have, and can
+            # remove it (else orphans, whose templates warn at every state).
+            self._write_record({"chargers": recorded + new, "optimiser": True if opt else bool(record.get("optimiser"))})
         for table in (SITE, DEVICE, OPTIMISER):
             if table is OPTIMISER and not opt:
                 continue
