@@ -29,6 +29,7 @@ the websocket API, its states over REST, its log):
    optimiser, whose entities appear;
 5. with the configuration cut to one charger and the firmware restarted (its
    hass.json kept), Home Assistant drops the removed chargers' entities and devices;
+   restarted, Home Assistant has the same entities and their states again;
 6. home-assistant.log has no warning or error about our payloads (the MQTT
    integration's loggers, templates, our topics and ids).
 
@@ -278,11 +279,15 @@ class HomeAssistant:
         return devices, entities
 
     def log_lines(self):
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as handle:
-                return handle.read().splitlines()
-        except OSError:
-            return []
+        """home-assistant.log, after the one a restart renamed to .log.1."""
+        lines = []
+        for path in (self.log_path + ".1", self.log_path):
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    lines += handle.read().splitlines()
+            except OSError:
+                pass
+        return lines
 
 
 # -- what the firmware announces ------------------------------------------------------------
@@ -501,6 +506,16 @@ def run_check(say, keep=False):
                          step_s=TELEGRAM_PERIOD_S, tick=tick)
         report.check(wrong, "one charger: states as the firmware has them",
                      "; ".join(states_agree(ha, expected, entities, watcher)[:12]))
+        # Home Assistant restarts: the retained discovery and its birth message (the firmware announces again
+        # and publishes every state) bring the same entities back with their states.
+        ha.stop()
+        t0 = time.monotonic()
+        ha.start()
+        wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), discovery_s, step_s=TELEGRAM_PERIOD_S,
+                         tick=tick)
+        report.check(wrong, "Home Assistant restarted: the entities' states are back (%.1f s)" % (time.monotonic() - t0),
+                     "; ".join(states_agree(ha, expected, entities, watcher)[:12]))
+        report.check(set(ha.registries()[1]) == set(expected), "after the restart: the same entities, no others")
         _check_log(ha, report)
     except Exception as error:  # a broken step is a failed check with its reason, then the cleanup
         report.check(False, "the check ran to its end", "%s: %s" % (type(error).__name__, error))
