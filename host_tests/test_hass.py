@@ -277,6 +277,11 @@ def test_what_is_announced_is_recorded_before_it_is_announced():
     empty = [topic for topic, (payload, _) in configs(link2).items() if payload == b""]
     assert "homeassistant/sensor/chargeguard/quarter_average/config" in empty
     assert "homeassistant/sensor/chargeguard_c1/power/config" in empty
+    # Removals first (tools/ha_check.py met it: Home Assistant deletes an entity a moment after its empty config,
+    # and a state right behind it warned in the template at a key that is gone): every empty config goes out
+    # before the first announced entity, and so long before the first state.
+    order = [payload == b"" for topic, payload, retain in link2.sent if topic.endswith("/config")]
+    assert order == sorted(order, reverse=True), order
     with open(app.storage + "/" + hass.RECORD_FILE) as handle:
         assert json.load(handle) == {"chargers": ["c0"], "optimiser": False}
 

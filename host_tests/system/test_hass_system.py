@@ -71,7 +71,7 @@ def test_home_assistant_sees_discovery_state_and_availability_and_commands_work(
     try:
         assert watcher.wait(lambda: watcher.last("chargeguard/status") is not None, CONNECTED_S), "\n".join(sim.lines)
         assert watcher.last("chargeguard/status").payload == b"online"
-        # The whole discovery, removals (last) included, before a late client looks at what is retained.
+        # The whole discovery, removals (first) included, before a late client looks at what is retained.
         assert watcher.wait(lambda: len(configs(watcher, True)) == ENTITIES + REMOVALS, DISCOVERY_S), (
             len(configs(watcher, True)), ENTITIES + REMOVALS)
         assert len(configs(watcher)) == ENTITIES

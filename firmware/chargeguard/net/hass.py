@@ -519,7 +519,7 @@ class Hass:
     # -- discovery -------------------------------------------------------------
 
     def _discover(self):
-        # Generator of (topic, payload): one entity at a time, removals last.
+        # Generator of (topic, payload): one entity at a time, removals first.
         record = self._read_record()
         opt = self.state.optimiser is not None
         self._opt_announced = opt
@@ -530,29 +530,10 @@ class Hass:
             # announcement still knows what Home Assistant may have, and can
             # remove it (else orphans, whose templates warn at every state).
             self._write_record({"chargers": recorded + new, "optimiser": True if opt else bool(record.get("optimiser"))})
-        for table in (SITE, DEVICE, OPTIMISER):
-            if table is OPTIMISER and not opt:
-                continue
-            section = "device" if table is DEVICE else "site"
-            for row in rows(table):
-                yield self._topic(row, self.node), self._config(row, self.node, section, -1)
-        for index in range(len(self.slugs)):
-            node = self.node + "_" + self.slugs[index]
-            can_lock = self.state.chargers[index].can_lock
-            for row in rows(CHARGER):
-                if (row[1] == "locked" and not can_lock) or (row[1] == "priority" and len(self.slugs) < 2):
-                    # No lock on this box, or one charger (a priority among one
-                    # is meaningless, and Home Assistant refuses a number whose
-                    # max is not above its min): no dead entity (an empty config
-                    # also removes one announced before).
-                    yield self._topic(row, node), b""
-                    continue
-                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
-            ocpp = self.state.chargers[index].ocpp is not None
-            for row in rows(OCPP):
-                # Not an OCPP box: empty configs (removes what an OCPP entry of that name announced).
-                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index) if ocpp else b""
-        gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
+        # Removals first: Home Assistant deletes an entity a moment after its
+        # empty config, and a state arriving before that (the states follow
+        # the announcement) would warn in its template at a key that is gone.
+        gone = [name for name in recorded if name not in self.slugs]
         for name in gone:
             for table in (CHARGER, OCPP):
                 for row in rows(table):
@@ -560,7 +541,31 @@ class Hass:
         if record.get("optimiser") and not opt:
             for row in rows(OPTIMISER):
                 yield self._topic(row, self.node), b""
-        if gone or record.get("chargers") != self.slugs or bool(record.get("optimiser")) != opt:
+        for removing in (True, False):
+            if not removing:
+                for table in (SITE, DEVICE, OPTIMISER):
+                    if table is OPTIMISER and not opt:
+                        continue
+                    section = "device" if table is DEVICE else "site"
+                    for row in rows(table):
+                        yield self._topic(row, self.node), self._config(row, self.node, section, -1)
+            for index in range(len(self.slugs)):
+                node = self.node + "_" + self.slugs[index]
+                charger = self.state.chargers[index]
+                for table in (CHARGER, OCPP):
+                    for row in rows(table):
+                        # No entity: a lock on a box without one, a priority
+                        # among one charger (and Home Assistant refuses a number
+                        # whose max is not above its min), the OCPP entities of
+                        # a box that is none. Their empty configs also remove
+                        # one announced before.
+                        dead = (row[1] == "locked" and not charger.can_lock) or (row[1] == "priority" and len(self.slugs) < 2) \
+                            or (table is OCPP and charger.ocpp is None)
+                        if dead and removing:
+                            yield self._topic(row, node), b""
+                        elif not dead and not removing:
+                            yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
+        if gone or recorded != self.slugs or bool(record.get("optimiser")) != opt:
             self._write_record({"chargers": self.slugs, "optimiser": opt})
 
     def _topic(self, row, node):
