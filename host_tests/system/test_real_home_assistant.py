@@ -4,8 +4,7 @@ Home Assistant itself must create every entity the discovery announces, with its
 device, classes and units, show the firmware's states, pass commands through to
 the firmware and the box, drop a removed charger, and log no warning or error
 about our payloads. The first run installs Home Assistant into build/ha-venv
-(about 40 s with pip's cache, 0.6 GB; cached after); the check itself takes about
-a minute. Every wait inside has its deadline (tools/ha_check.py's module doc).
+(about 45 s, 0.6 GB; cached after); the check itself takes about 75 s. Every wait inside has its deadline (tools/ha_check.py's module doc).
 """
 
 import os
