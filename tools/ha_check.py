@@ -415,13 +415,28 @@ def states_agree(ha, expected, entities, watcher):
             wrong.append("%s: no %s state from the firmware yet" % (entity["entity_id"], section))
             continue
         value = doc.get(row[1])
-        if state == "None":
+        if row[0] in ("number", "select", "switch") and value is not None and not _shows(row[0], state, value):
+            # A setting does not change by itself: Home Assistant must show exactly the firmware's value.
+            wrong.append("%s: %r where the firmware has %r" % (entity["entity_id"], state, value))
+        elif state == "None":
             wrong.append("%s: the text 'None'" % entity["entity_id"])
         elif value is None and state not in ("unknown", "unavailable"):
             wrong.append("%s: %r where the firmware has no value" % (entity["entity_id"], state))
         elif value is not None and state in ("unknown", "unavailable", None):
             wrong.append("%s: %r where the firmware has %r" % (entity["entity_id"], state, value))
     return wrong
+
+
+def _shows(component, state, value):
+    # Whether Home Assistant's state shows a setting's JSON value (a number as "16" or "-100.0", a switch on/off).
+    if component == "switch":
+        return state == ("on" if value else "off")
+    if component == "number":
+        try:
+            return float(state) == value
+        except (TypeError, ValueError):
+            return False
+    return state == value
 
 
 def run_check(say, keep=False):
@@ -469,7 +484,7 @@ def run_check(say, keep=False):
         check_attributes(ha, expected, entities, report)
         wrong = wait_for(lambda: not states_agree(ha, expected, entities, watcher), STATE_S + BOOT_S,
                          step_s=TELEGRAM_PERIOD_S, tick=tick)
-        report.check(wrong, "states: known where the firmware has a value, unknown where it has none (never 'None')",
+        report.check(wrong, "states: known where the firmware has a value (settings exactly), unknown where it has none (never 'None')",
                      "; ".join(states_agree(ha, expected, entities, watcher)[:12]))
         _check_commands(ha, sim, entities, watcher, report, tick)
         # A capacity limit set in Home Assistant loads the optimiser: its entities are announced then.
