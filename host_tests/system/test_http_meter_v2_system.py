@@ -230,6 +230,33 @@ def test_a_restarting_meter_drops_the_kept_connection_and_the_firmware_reconnect
         probe.close()
 
 
+@pytest.mark.parametrize("close_after", (None, "silent"))
+def test_the_cpython_side_keeps_its_connection_too(meter, close_after):
+    # net/http.py's CPython path (asyncio's ssl streams: the tools and host
+    # tests run the driver there): the same reuse and the same retry.
+    import asyncio
+
+    from chargeguard.meters import http_meter
+    from chargeguard.platform import unix
+
+    meter.close_after = close_after
+    doc = {"model": "homewizard_v2", "host": "127.0.0.1", "port": meter.port, "channel": 0, "upside_down": False,
+           "poll_ms": 1000, "token": meter.token, "ca_file": meter.ca_file, "cert_hostname": meter.cert_hostname}
+
+    async def scenario():
+        driver = http_meter.from_config(doc, unix.Platform({"rs485_device": None}))
+        try:
+            for _ in range(4):
+                assert await asyncio.wait_for(driver.poll(), TIMEOUT_MS / 1000 + 3), driver.last_error
+        finally:
+            await driver.client.close()
+        return driver.client.connections
+
+    connections = asyncio.run(scenario())
+    expected = 1 if close_after is None else 4
+    assert connections == expected and meter.handshakes == expected and meter.requests == 4
+
+
 def test_repeated_polls_keep_the_heap_flat(meter):
     polls, _ = upy_polls(meter, 12)
     assert all(p["ok"] for p in polls), polls
