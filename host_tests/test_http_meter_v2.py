@@ -301,3 +301,46 @@ def test_tls_failures_in_words():
     ):
         assert tls.reason(ValueError(text)).startswith("tls: " + words)
     assert tls.reason(OSError(-0x7780)) == "tls: handshake failed"
+
+
+class _StubClient:
+    # A KeptClient's outside, for the meter's reconnect note: get() answers
+    # with P1_3PHASE (or fails) and counts a connection when told to.
+    def __init__(self):
+        self.buf = bytearray(P1_3PHASE)
+        self.body_len = len(P1_3PHASE)
+        self.max_body = 2048
+        self.connections = 0
+        self.error = None
+        self.connect = True
+        self.fail = False
+
+    async def get(self, host, port, path, timeout_ms, body, headers, tls):
+        if self.connect:
+            self.connections += 1
+        self.error = "connection refused" if self.fail else None
+        return 0 if self.fail else 200
+
+
+def test_a_meter_that_closes_every_connection_is_noted_after_five_readings_and_outages_do_not_count():
+    NOTE = "note: the meter closes every connection: a TLS handshake per poll (poll_ms 2000+ or API v1)"
+
+    async def main():
+        m = make(tls=("ctx", NAME))
+        stub = m.client = _StubClient()
+        for n in range(4):
+            assert await m.poll() and m.last_error is None, (n, m.last_error)
+        assert await m.poll() and m.last_error == NOTE  # the fifth reading in a row that connected
+        stub.connect = False  # kept again
+        assert await m.poll() and m.last_error is None
+        # An outage: polls that connect and fail, then one reading on a new
+        # connection that is kept afterwards: no note.
+        stub.connect = stub.fail = True
+        for _ in range(6):
+            assert not await m.poll()
+        stub.fail = False
+        assert await m.poll() and m.last_error is None
+        stub.connect = False
+        assert await m.poll() and m.last_error is None
+
+    asyncio.run(main())

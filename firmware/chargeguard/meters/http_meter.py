@@ -47,7 +47,7 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      a meter that closes it costs a handshake at the next
                      poll, which reconnects at once (HomeWizard does not
                      document keep-alive: docs/configuration.md); after 5
-                     polls in a row that each had to connect, the reading
+                     readings in a row that each had to connect, the reading
                      comes with the note "note: the meter closes every
                      connection: a TLS handshake per poll ...".
     shelly_em        GET /rpc/EM.GetStatus?id=0: Gen2/Gen3 three-phase EM
@@ -266,7 +266,7 @@ class HttpMeter:
         self._headers = None
         self._tls = None
         self._tls_error = None
-        self._connecting = 0  # polls in a row that made a new connection
+        self._connecting = 0  # readings in a row whose poll made a new connection
         if model == "homewizard_v2":
             self._headers = "Authorization: Bearer %s\r\nX-Api-Version: 2\r\n" % token
             if type(tls) is str:
@@ -684,11 +684,6 @@ class HttpMeter:
         made = client.connections if self._tls is not None else 0
         status = await client.get(self.host, self.port, self.path, _TIMEOUT_MS, None, self._headers, self._tls)
         tick = self._ticks_ms()  # the answer is complete: the reading's time
-        # The kept connection (API v2) serves poll after poll; a meter that
-        # closes it each time makes every poll pay a handshake: said once
-        # (a note with the reading) after _RECONNECTS such polls in a row.
-        if self._tls is not None:
-            self._connecting = self._connecting + 1 if client.connections != made else 0
         if not status:
             error = client.error
             if error == "timeout":
@@ -707,8 +702,14 @@ class HttpMeter:
             return False
         if not self.decode(tick):
             return False
-        if self._tls is not None and self._connecting >= _RECONNECTS:
-            self.last_error = _NOTE_RECONNECTS
+        if self._tls is not None:
+            # The kept connection (API v2) serves poll after poll; a meter
+            # that closes it each time makes every poll pay a handshake:
+            # said (a note with the reading) after _RECONNECTS readings in a
+            # row that each connected. Failed polls (an outage) count not.
+            self._connecting = self._connecting + 1 if client.connections != made else 0
+            if self._connecting >= _RECONNECTS:
+                self.last_error = _NOTE_RECONNECTS
         return True
 
     async def run(self, on_reading):
