@@ -7,6 +7,7 @@ import asyncio
 import math
 
 from chargeguard import config
+from chargeguard.core import ct
 from chargeguard.meters import ct_meter
 
 
@@ -117,6 +118,23 @@ def test_sixty_hz_and_a_calibrated_factor():
     asyncio.run(meter.sample_window())
     meter.measure(clock.now)
     assert abs(meter.reading.current_ma[0] - 7600) <= 40
+
+
+def test_each_clamp_has_its_own_factor_when_set():
+    # Clamps of one model differ by a few %: L2's own factor (5 % under the
+    # label) reads 5 % less; L1 and L3 keep the meter's.
+    label = ct.factor_ua(3300, 2000, 33)
+    assert ct_meter.factors(doc(factor_ua_l2=label * 95 // 100)["meter"]) == [label, label * 95 // 100, label]
+    assert ct_meter.factors(doc(factor_ua=50000, factor_ua_l3=51000)["meter"]) == [50000, 50000, 51000]
+    meter, adc, clock, platform = make((8.0, 8.0, 8.0), factor_ua_l2=label * 95 // 100)
+    for _ in range(2):
+        asyncio.run(meter.sample_window())
+        meter.measure(clock.now)
+    r = meter.reading
+    assert abs(r.current_ma[0] - 8000) <= 40 and abs(r.current_ma[2] - 8000) <= 40, r.current_ma
+    assert abs(r.current_ma[1] - 7600) <= 40, r.current_ma
+    errors = dict(config.validate(doc(factor_ua_l1=5)))
+    assert set(errors) == {"meter.factor_ua_l1"}, errors
 
 
 def test_the_run_loop_reads_once_a_second_and_an_adc_error_ages_the_reading():

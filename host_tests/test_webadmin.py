@@ -457,3 +457,36 @@ def test_an_mqtt_fed_meter_is_not_checked_before_its_broker_is_set_up():
     section = {"type": "mqtt", "power_topic": "home/grid/power"}
     status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": section}, password=None)
     assert status == 422 and "once its broker is set up" in doc["errors"]["meter.type"], doc
+
+
+def test_calibration_against_a_known_load_gives_each_phase_its_word():
+    from chargeguard import config
+    from chargeguard.core import ct
+    from chargeguard.net import webadmin
+
+    clamps = config.complete({"site": {"phases": 3}, "meter": {"type": "ct", "factor_ua_l3": 50000}})["meter"]
+    label = ct.factor_ua(clamps["vref_mv"], clamps["turns"], clamps["burden_ohm"])
+    reading = {"phases": 3, "current_ma": [9500, 7000, 10200]}
+    answer = webadmin._calibrate(clamps, dict(reading), [10000, None, 10000])
+    assert answer["calibration"] == {"meter.factor_ua_l1": label * 10000 // 9500, "meter.factor_ua_l3": 50000 * 10000 // 10200}
+    chip = config.complete({"site": {"phases": 3}, "meter": {"type": "atm90e32"}})["meter"]
+    answer = webadmin._calibrate(chip, dict(reading, current_ma=[-9800, 7000, 10200]), [None, 7070])
+    assert answer["calibration"] == {"meter.igain_l2": chip["igain_l2"] * 7070 // 7000}
+    answer = webadmin._calibrate(chip, dict(reading, current_ma=[-9800, 7000, 10200]), [10000])
+    assert answer["calibration"] == {"meter.igain_l1": chip["igain_l1"] * 10000 // 9800}  # the sign is export's
+    # A phase with no load on it, a word out of its range: refused, nothing found.
+    answer, status = webadmin._calibrate(clamps, dict(reading, current_ma=[40, 7000, 10200]), [10000])
+    assert status == 422 and "put the known load" in answer["errors"]["known_ma"], answer
+    answer, status = webadmin._calibrate(chip, dict(reading, current_ma=[500, 7000, 10200]), [100000])
+    assert status == 422 and "out of its range" in answer["errors"]["known_ma"], answer
+    assert webadmin._known_problem(clamps, [10000, None]) is None
+    for bad in ([], [1, 2, 3, 4], ["10"], [True], [50], "10000", [10000.0]):
+        assert webadmin._known_problem(clamps, bad), bad
+    assert "CT clamps and the ATM90E32" in webadmin._known_problem({"type": "p1"}, [10000])
+
+
+def test_a_known_load_for_a_meter_that_cannot_be_calibrated_is_refused():
+    app, platform, meter, api, server, _ = first_boot()
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": {"type": "p1"}, "known_ma": [10000]},
+                             password=None)
+    assert status == 422 and "CT clamps and the ATM90E32" in doc["errors"]["known_ma"], doc

@@ -4,7 +4,8 @@ The meter section (`"type": "ct"`, config.py checks it): `turns` and
 `burden_ohm` (the clamp's turns ratio and the burden resistor across it),
 `vref_mv` (the ADC's full-scale voltage), or `factor_ua` (the primary uA of
 one ADC step once calibrated against a known load, 0 = from turns and
-burden), `mains_hz` (50 | 60), `floor_ma` (an RMS below it reads 0). The pins
+burden), `factor_ua_l1..l3` (one clamp's own factor, 0 = the meter's:
+`factors()`), `mains_hz` (50 | 60), `floor_ma` (an RMS below it reads 0). The pins
 are the board's `ct_adc_pins` (ADC1 only: ADC2 cannot be read while Wi-Fi is
 on), the first `site.phases` of them for L1, L2, L3.
 
@@ -40,7 +41,7 @@ POLL_MS = const(1000)
 class CtMeter:
     """The driver: `reading`, `last_error`, `async run(on_reading)` as every meter; `channels` (core/ct.CtChannel)."""
 
-    def __init__(self, adc, phases, factor, floor_ma, mains_hz, voltage_v, ticks_ms, sleep_ms):
+    def __init__(self, adc, phases, factors, floor_ma, mains_hz, voltage_v, ticks_ms, sleep_ms):
         self.reading = GridReading()
         self.last_error = None
         self.n_readings = 0
@@ -50,7 +51,7 @@ class CtMeter:
         self._cycle_us = 1000000 // mains_hz
         n = self._n = ct.window_samples(SAMPLE_RATE_HZ, mains_hz, WINDOW_CYCLES)
         self.bufs = [array("H", bytes(2 * n)) for _ in range(phases)]
-        self.channels = [ct.CtChannel(factor, floor_ma) for _ in range(phases)]
+        self.channels = [ct.CtChannel(factors[phase], floor_ma) for phase in range(phases)]
         self._voltage_v = voltage_v
         self._ticks_ms = ticks_ms
         self._sleep_ms = sleep_ms
@@ -99,13 +100,19 @@ class CtMeter:
             await self._sleep_ms(left if 0 < left <= POLL_MS else 0)
 
 
+def factors(meter_doc):
+    """The primary uA of one ADC step per clamp, L1-L3 (3 ints) for a validated `ct` section: a clamp's own
+    `factor_ua_lN`, else `factor_ua`, else from `turns`, `burden_ohm` and `vref_mv` (core/ct.factor_ua)."""
+    common = meter_doc["factor_ua"] or ct.factor_ua(meter_doc["vref_mv"], meter_doc["turns"], meter_doc["burden_ohm"])
+    return [meter_doc.get("factor_ua_l%d" % n) or common for n in (1, 2, 3)]
+
+
 def from_config(meter_doc, platform, doc):
     """The driver for a validated `meter` section of type "ct"; doc: the whole configuration (site.phases, voltage)."""
     site = doc["site"]
-    factor = meter_doc["factor_ua"] or ct.factor_ua(meter_doc["vref_mv"], meter_doc["turns"], meter_doc["burden_ohm"])
     # The ADC is a platform module of its own, platform/<name>_adc.py, loaded
     # only here: the Platform class every site loads carries nothing for it.
     module = __import__("chargeguard.platform.%s_adc" % platform.name, None, None, ("open_adc",))
     adc = module.open_adc(platform, site["phases"])
-    return CtMeter(adc, site["phases"], factor, meter_doc["floor_ma"], meter_doc["mains_hz"], site["voltage_v"],
+    return CtMeter(adc, site["phases"], factors(meter_doc), meter_doc["floor_ma"], meter_doc["mains_hz"], site["voltage_v"],
                    platform.ticks_ms, platform.sleep_ms)

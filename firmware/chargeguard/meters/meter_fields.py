@@ -86,6 +86,10 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("burden_ohm", 33, INT, 1, 10000, "ohm"),
             ("vref_mv", 3100, INT, 1000, 3600, "mV"),
             ("factor_ua", 0, ZERO_OR, 100, 500000, "uA", "from turns and burden"),
+            # One clamp's own factor (clamps differ by a few %), 0 = factor_ua's.
+            ("factor_ua_l1", 0, ZERO_OR, 100, 500000, "uA", "the meter's factor"),
+            ("factor_ua_l2", 0, ZERO_OR, 100, 500000, "uA", "the meter's factor"),
+            ("factor_ua_l3", 0, ZERO_OR, 100, 500000, "uA", "the meter's factor"),
             ("mains_hz", 50, ONEOF, (50, 60), None, "Hz"),
             ("floor_ma", 200, INT, 0, 5000, "mA"),
         )

@@ -210,7 +210,14 @@ def _reading(reading, source):
 
 
 async def on_meter(web, request, body):
-    """{"meter": a meter section, "phases": 1 or 3} -> a live reading per phase of that meter, or why there is none.
+    """{"meter": a meter section, "phases": 1 or 3[, "known_ma": [L1, L2, L3]]} -> a live reading per phase of
+    that meter, or why there is none.
+
+    "known_ma" (CT clamps and the ATM90E32): the currents (mA, null = not
+    calibrated) of a known load on each phase; the answer then adds
+    "calibration": {"meter.factor_ua_lN" / "meter.igain_lN": the word that
+    makes that phase read the known current}, to be saved through the
+    settings like any field.
 
     "phases" is the site's phase count chosen on the same step (site.phases;
     absent: the stored one): a one-phase meter model is checked against the
@@ -249,12 +256,18 @@ async def on_meter(web, request, body):
         # MQTT connection for a check would hold as much heap as the link.
         return _refuse("meter.type", "an MQTT-fed meter is read once its broker is set up: finish, then see the"
                        " status page")
+    known = body.get("known_ma")
+    if known is not None:
+        problem = _known_problem(candidate, known)
+        if problem:
+            return _refuse("known_ma", problem)
     platform = web.platform
     state = web.state
     web.testing = True
     try:
         if candidate == running:
-            return await _running_reading(state, platform)
+            answer = await _running_reading(state, platform)
+            return answer if known is None or type(answer) is not dict else _calibrate(candidate, answer, known)
         if _same_port(candidate, running):
             return _refuse(
                 "meter.type",
@@ -262,9 +275,56 @@ async def on_meter(web, request, body):
                 " reading on the status page",
                 409,
             )
-        return await _candidate_reading(candidate, platform, module, site)
+        answer = await _candidate_reading(candidate, platform, module, site)
+        return answer if known is None or type(answer) is not dict else _calibrate(candidate, answer, known)
     finally:
         web.testing = False
+
+
+# The calibration against a known load: a meter whose current scales with one
+# word per phase (CT clamps: factor_ua_lN, the primary uA of one ADC step;
+# the ATM90E32: igain_lN) reads `known` mA with word x known / read.
+_CALIBRATED = {"ct": "factor_ua_l%d", "atm90e32": "igain_l%d"}
+_WORD_RANGE = {"ct": (100, 500000), "atm90e32": (1, 65535)}
+
+
+def _known_problem(section, known):
+    if section["type"] not in _CALIBRATED:
+        return "calibration against a known load is for CT clamps and the ATM90E32 (is %s)" % section["type"]
+    if type(known) is not list or not 1 <= len(known) <= 3:
+        return "must be a list of up to 3 currents in mA (L1, L2, L3), null for a phase left as it is"
+    for value in known:
+        if value is not None and (type(value) is not int or not 100 <= value <= 1000000):
+            return "each must be null or the known load's current in mA, 100-1000000 (is %r)" % (value,)
+    return None
+
+
+def _calibrate(section, answer, known):
+    # The reading's answer plus "calibration": {"meter.<word>": the new word}
+    # for each phase given a known current; a phase that reads nothing, or a
+    # word out of range, is refused under known_ma with the reason.
+    kind = section["type"]
+    if kind == "ct":
+        from chargeguard.meters.ct_meter import factors
+
+        words = factors(section)
+    else:
+        words = [section["igain_l%d" % n] for n in (1, 2, 3)]
+    found = {}
+    for index in range(min(len(known), answer["phases"])):
+        if known[index] is None:
+            continue
+        read = abs(answer["current_ma"][index])
+        if read < 100:
+            return _refuse("known_ma", "L%d reads %d mA: put the known load on that phase first" % (index + 1, read))
+        word = words[index] * known[index] // read
+        low, high = _WORD_RANGE[kind]
+        if not low <= word <= high:
+            return _refuse("known_ma", "L%d would need %s %d, out of its range: check the clamp and the wiring"
+                           % (index + 1, _CALIBRATED[kind] % (index + 1), word))
+        found["meter." + _CALIBRATED[kind] % (index + 1)] = word
+    answer["calibration"] = found
+    return answer
 
 
 async def _running_reading(state, platform):
