@@ -510,3 +510,49 @@ def test_reboot_over_http_needs_the_password():
         assert sim.firmware.process.returncode == RESTART_EXIT
     finally:
         sim.stop()
+
+
+def test_ct_clamps_calibrated_against_a_known_load_on_the_settings_page_in_chromium():
+    """The settings page's calibration: the controller reads the clamps, the installer gives L1's known current
+    (5 % more than the clamp reads), the new factor_ua_l1 goes into its field and Save stores it."""
+    browser_or_skip()
+    from chargeguard.core import ct
+
+    sim = Simulation(heap=HEAP, car_delay_s=0.2, run_name="wizard-ct", chargers=0, guard=FAST_GUARD,
+                     web_port=free_port(), meter="ct")
+    sim.site.set_house((8.0, 2.0, 0.0))  # L3 without load
+    sim.root = os.path.join(BUILD, "wizard-ct", "root")
+    pump = Pump(sim)
+    try:
+        assert wait(lambda: web_up(sim), BOOT_S), firmware_output(sim)
+        from chargeguard import config
+
+        meter = config.complete(stored(sim))["meter"]
+        assert meter["type"] == "ct" and meter["factor_ua"] == 0 and meter["factor_ua_l1"] == 0, meter
+        label = ct.factor_ua(meter["vref_mv"], meter["turns"], meter["burden_ohm"])
+        with phone_page("http://127.0.0.1:%d/settings" % sim.web_port) as page:
+            page.wait_for_selector("#login:not([hidden])", timeout=PAGE_S * 1000)
+            page.fill("#lpw", SIM_ADMIN_PASSWORD)
+            page.click("#loginbtn")
+            page.wait_for_selector("#cal", timeout=PAGE_S * 1000)
+            page.fill("#k-1", "8.40")
+            page.click("#calibrate")
+            said = wait_text(page, "#calmsg", "Save to keep", METER_S)
+            assert said.startswith("read 8.0") or said.startswith("read 7.9"), said
+            factor = int(page.input_value(esc("f-meter.factor_ua_l1")))
+            assert abs(factor - label * 105 // 100) <= label // 100, (factor, label)
+            assert page.input_value(esc("f-meter.factor_ua_l2")) == "0"
+            # A phase without a load on it is refused in words, nothing filled.
+            page.fill("#k-1", "")
+            page.fill("#k-3", "5")
+            page.click("#calibrate")
+            assert "L3 reads" in wait_text(page, "#calmsg", "refused", METER_S)
+            assert page.input_value(esc("f-meter.factor_ua_l3")) == "0"
+            page.click("#save")
+            wait_text(page, "#msg", "restarts", PAGE_S)
+        assert wait(lambda: not sim.firmware.alive(), ANSWER_S), firmware_output(sim)
+        stored_meter = stored(sim)["meter"]
+        assert stored_meter["factor_ua_l1"] == factor and stored_meter.get("factor_ua_l3", 0) == 0, stored_meter
+    finally:
+        pump.stop()
+        sim.stop()
