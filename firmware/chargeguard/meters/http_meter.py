@@ -163,14 +163,8 @@ def _model(name, channel):
     # ~1 KB more heap); specs: per key slot | scale << 8 | kind << 12. The
     # list key names an array of objects whose element i has the keys
     # (slot + i); otherwise the keys are those of the top-level object.
-    if name == "homewizard":
-        keys = (
-            b'"active_current_l1_a""active_current_l2_a""active_current_l3_a"'
-            b'"active_power_l1_w""active_power_l2_w""active_power_l3_w"'
-            b'"active_voltage_l1_v""active_voltage_l2_v""active_voltage_l3_v"'
-            b'"active_power_w""total_power_import_kwh""total_power_export_kwh"'
-            b'"active_power_average_w""montly_power_peak_w""active_current_a""active_voltage_v"'
-        )
+    if name == "homewizard" or name == "homewizard_v2":
+        # API v1 and v2 name the same 16 values in the same order: one spec list.
         specs = (
             _S_CUR | _MA << 8, _S_CUR + 1 | _MA << 8, _S_CUR + 2 | _MA << 8,
             _S_POW, _S_POW + 1, _S_POW + 2,
@@ -178,20 +172,20 @@ def _model(name, channel):
             _S_TOTAL, _S_IMP | _KWH << 8, _S_EXP | _KWH << 8,
             _S_AVG, _S_PEAK, _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
         )  # fmt: skip
-        return ("/api/v1/data", 2048, None, keys, specs)
-    if name == "homewizard_v2":
+        if name == "homewizard":
+            keys = (
+                b'"active_current_l1_a""active_current_l2_a""active_current_l3_a"'
+                b'"active_power_l1_w""active_power_l2_w""active_power_l3_w"'
+                b'"active_voltage_l1_v""active_voltage_l2_v""active_voltage_l3_v"'
+                b'"active_power_w""total_power_import_kwh""total_power_export_kwh"'
+                b'"active_power_average_w""montly_power_peak_w""active_current_a""active_voltage_v"'
+            )
+            return ("/api/v1/data", 2048, None, keys, specs)
         keys = (
             b'"current_l1_a""current_l2_a""current_l3_a""power_l1_w""power_l2_w""power_l3_w"'
             b'"voltage_l1_v""voltage_l2_v""voltage_l3_v""power_w""energy_import_kwh""energy_export_kwh"'
             b'"average_power_15m_w""monthly_power_peak_w""current_a""voltage_v"'
         )
-        specs = (
-            _S_CUR | _MA << 8, _S_CUR + 1 | _MA << 8, _S_CUR + 2 | _MA << 8,
-            _S_POW, _S_POW + 1, _S_POW + 2,
-            _S_VOLT | _MV << 8, _S_VOLT + 1 | _MV << 8, _S_VOLT + 2 | _MV << 8,
-            _S_TOTAL, _S_IMP | _KWH << 8, _S_EXP | _KWH << 8,
-            _S_AVG, _S_PEAK, _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
-        )  # fmt: skip
         return ("/api/measurement", 2048, None, keys, specs)
     if name == "shelly_em":
         keys = (
