@@ -127,6 +127,17 @@ def request(server, method, path, body=None, headers=None, change=True, password
     return status, doc, got_headers
 
 
+def test_route_paths_match_as_microdots_url_patterns_do():
+    # web._Path stands in for microdot's URLPattern (no regex kept per route): same answers for the API's forms.
+    from microdot.microdot import URLPattern
+
+    paths = ("/", "", "/setup", "/setup/", "/setupx", "/api/setup", "/api/setup/", "/api/setup/meter",
+             "/api/setup/meter/x", "/api/chargers/1", "/api/chargers/Garage%20box", "/api/chargersx/1", "/api/status")
+    for pattern in ("/", "/setup", "/api/setup", "/api/setup/<step>", "/api/chargers/<ref>", "/api/status"):
+        for path in paths:
+            assert web._Path(pattern).match(path) == URLPattern(pattern).match(path), (pattern, path)
+
+
 def test_status_shows_the_site_state_without_a_password():
     app, platform, meter, api, server, _ = make()
     push_w(app, meter, platform, 3000, 0)

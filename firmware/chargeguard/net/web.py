@@ -113,6 +113,7 @@ PROBE_PATHS = (
 )
 
 _CAR = ("unknown", "none", "connected", "charging")
+_GET = ("GET",)
 
 
 class TooLarge(Exception):
@@ -359,14 +360,14 @@ class Web:
         server.route("/")(self.index)
         server.route("/setup")(self.setup_page)
         server.route("/settings")(self.settings_page)
-        server.route("/api/setup", methods=["GET"])(self.setup_state)
-        server.route("/api/setup/<step>", methods=["GET", "POST"])(self.setup_step)
-        server.route("/api/reboot", methods=["POST"])(self.reboot)
+        server.route("/api/setup", methods=("GET",))(self.setup_state)
+        server.route("/api/setup/<step>", methods=("GET", "POST"))(self.setup_step)
+        server.route("/api/reboot", methods=("POST",))(self.reboot)
         server.route("/api/status")(self.status)
-        server.route("/api/settings", methods=["GET", "POST", "PATCH"])(self.settings)
-        server.route("/api/chargers/<ref>", methods=["POST", "PATCH"])(self.charger)
-        server.route("/api/login", methods=["POST"])(self.login)
-        server.route("/api/config", methods=["GET", "PUT"])(self.config)
+        server.route("/api/settings", methods=("GET", "POST", "PATCH"))(self.settings)
+        server.route("/api/chargers/<ref>", methods=("POST", "PATCH"))(self.charger)
+        server.route("/api/login", methods=("POST",))(self.login)
+        server.route("/api/config", methods=("GET", "PUT"))(self.config)
         server.errorhandler(413)(self.too_large)
 
     async def run(self):
@@ -787,6 +788,29 @@ def status_doc(state, values):
     return doc
 
 
+class _Path:
+    """A route's path for microdot's find_route(): a fixed path, or a fixed prefix and one last <name> segment.
+
+    match(path) gives what microdot's URLPattern gives for these forms ({}
+    or {name: segment} when it matches, else None) without its compiled
+    regular expression and a dict per segment: about 250 bytes of heap per
+    route once a request has been matched against it, for good.
+    """
+
+    def __init__(self, pattern):
+        cut = pattern.find("<")
+        self.prefix = pattern if cut < 0 else pattern[:cut]
+        self.name = None if cut < 0 else pattern[cut + 1 : -1]
+
+    def match(self, path):
+        prefix = self.prefix
+        if self.name is None:
+            return {} if path == prefix else None
+        if not path.startswith(prefix) or len(path) == len(prefix) or path.find("/", len(prefix)) >= 0:
+            return None
+        return {self.name: path[len(prefix) :]}
+
+
 def _Server(web):
     # The class is made here, not at import: no work at import time, and
     # microdot is imported only when the interface is built.
@@ -798,6 +822,14 @@ def _Server(web):
         def __init__(self, web):
             super().__init__()
             self.web = web
+
+        def route(self, url_pattern, methods=_GET):
+            # microdot's route() with a _Path for its URLPattern (methods: a tuple, upper case).
+            def decorated(handler):
+                self.url_map.append((methods, _Path(url_pattern), handler, "", None))
+                return handler
+
+            return decorated
 
         async def handle_request(self, reader, writer):
             web = self.web
