@@ -113,12 +113,12 @@ def main():
         return await run(self, *args, **kwargs)
 
     app_module.build = probed_build
+    app_module.App.run = probed_run
     if os.getenv("CHARGEGUARD_PROBE") == "breakdown":
         # Its own module: its code is not on the heap of the other modes' runs.
         import memprobe_parts
 
         memprobe_parts.breakdown(app_module, say)
-    app_module.App.run = probed_run
     app_module.main()
 
 

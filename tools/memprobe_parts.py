@@ -5,6 +5,11 @@
 import gc
 import sys
 
+# Classes whose instances' construction is reported ("make NAME").
+CLASSES = ("Guard", "SlowLayer", "Optimiser", "SiteState", "Commands", "Web", "Hass", "MqttLink", "P1Parser",
+           "HttpClient", "BodyBuffer", "EnergyLog", "WifiLink", "Trydan", "V2CTrydan", "ChargerStatus", "_Codec", "ChargerCommand", "SolarRegulator",
+           "CapacityBudget", "GridReading")
+
 
 def breakdown(app_module, say):
     # What each part of the start-up keeps on the heap: every module's first
@@ -33,6 +38,13 @@ def breakdown(app_module, say):
             return real_import(name, *args)
         module = measured("import " + name, real_import, name, *args)
         made = sys.modules.get(name)
+        if made is not None and name.startswith("chargeguard."):
+            # The firmware's objects of note: what each one's construction keeps.
+            for cls_name in CLASSES:
+                cls = getattr(made, cls_name, None)
+                if cls is not None and type(cls) is type and "__init__" in cls.__dict__:
+                    init = cls.__dict__["__init__"]
+                    cls.__init__ = wrap_init(init, cls_name)
         if name.startswith("chargeguard.net.") and made is not None:
             # The interfaces', the Wi-Fi link's and the portal's objects.
             for maker in ("from_config", "make"):
@@ -40,10 +52,29 @@ def breakdown(app_module, say):
                     setattr(made, maker, wrap_fn(getattr(made, maker), name[12:] + "." + maker))
         return module
 
+    def wrap_init(real, label):
+        return lambda self, *args: measured("make " + label, real, self, *args)
+
     def wrap_fn(real, label):
         return lambda *args: measured("call " + label, real, *args)
 
     builtins.__import__ = probed_import
+    real_print = builtins.print
+    dumped = []
+
+    def probed_print(*args, **kwargs):
+        # The heap's block map (micropython.mem_info(1)) at the first line
+        # that names a MemoryError: where the free space is, in what pieces.
+        real_print(*args, **kwargs)
+        if not dumped and any("MemoryError" in str(arg) for arg in args):
+            import micropython
+
+            dumped.append(True)
+            micropython.mem_info(1)
+
+    real_build = app_module.build
+    # The app's log is print, bound as a default argument: handed in instead.
+    app_module.build = lambda platform, log=None: real_build(platform, probed_print)
     for cls, names in ((app_module.App, ("site_state", "command_api")),):
         for name in names:
             def wrap(real, label):
@@ -57,3 +88,23 @@ def breakdown(app_module, say):
     app_module.App.__init__ = lambda self, *args: measured("call App.__init__", real_init, self, *args)
     for name in ("make_meter", "make_charger"):
         setattr(app_module, name, wrap_fn(getattr(app_module, name), name))
+    real_run = app_module.App.run
+
+    async def later(app):
+        # The running firmware's modules and interned names, once it has
+        # started everything (its first own collection is at 10 s).
+        import asyncio
+        import micropython
+
+        await asyncio.sleep_ms(12000)
+        say("modules", " ".join(sorted(name for name in sys.modules)))
+        micropython.qstr_info()
+
+    def probed_run(self, *args):
+        import asyncio
+
+        asyncio.create_task(later(self))
+        return real_run(self, *args)
+
+    app_module.App.run = probed_run
+
