@@ -31,7 +31,9 @@ retained discovery topics back after connecting is not possible here: the
 link receives at most 256 bytes per packet and a config message is larger,
 so the broker's copies would be skipped. On the next announcement the
 entities of every recorded charger that is gone get an empty retained
-config (Home Assistant deletes the entity, the broker the retained copy).
+config (Home Assistant deletes the entity, the broker the retained copy),
+before anything is announced. Checked against a real Home Assistant
+(2024.3) by tools/ha_check.py.
 
 Memory: discovery is a generator streamed one entity at a time through the
 link's queue, and only while the queue is nearly empty (at most two config
@@ -171,6 +173,17 @@ OCPP = (
     "s,last_refusal,Last OCPP refusal,,,,d,"
 )
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
+# Text, enum and timestamp sensors whose JSON value can be null. Home Assistant
+# before 2024.10 reads a rendered "None" as a value for these (numeric sensors,
+# binary sensors, switches, numbers and selects take it as unknown): the text
+# "None", an invalid state of an enum, a warning per message for a timestamp.
+# Their discovery adds an availability on their own state topic that goes
+# offline while the value is null, so every version shows them unavailable then.
+_NULLABLE_TEXT = ("status", "ip", "connected_since", "last_message_at")
+# Home Assistant's own states: a text sensor showing one would look unknown or
+# unavailable. The guard's reason "unavailable" (the box does not answer) is
+# published as "unreachable", the word of the `reachable` entity.
+_RESERVED = ("unknown", "unavailable")
 
 
 def slug(name):
@@ -487,7 +500,8 @@ class Hass:
         out.milli("energy_today", charger.energy_today_wh)
         out.milli("lifetime_energy", charger.energy_lifetime_wh)
         out.milli("offered_current", charger.offered_ma)
-        out.string("reason", charger.reason)
+        reason = charger.reason
+        out.string("reason", "unreachable" if reason in _RESERVED else reason)
         out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)
         out.string("error", status.error or "")
         values = self.api.values
@@ -525,31 +539,21 @@ class Hass:
     # -- discovery -------------------------------------------------------------
 
     def _discover(self):
-        # Generator of (topic, payload): one entity at a time, removals last.
+        # Generator of (topic, payload): one entity at a time, removals first.
         record = self._read_record()
         opt = self.state.optimiser is not None
         self._opt_announced = opt
-        for table in (SITE, DEVICE, OPTIMISER):
-            if table is OPTIMISER and not opt:
-                continue
-            section = "device" if table is DEVICE else "site"
-            for row in rows(table):
-                yield self._topic(row, self.node), self._config(row, self.node, section, -1)
-        for index in range(len(self.slugs)):
-            node = self.node + "_" + self.slugs[index]
-            can_lock = self.state.chargers[index].can_lock
-            for row in rows(CHARGER):
-                if row[1] == "locked" and not can_lock:
-                    # No lock on this box: no dead switch (an empty config
-                    # also removes one a former driver announced).
-                    yield self._topic(row, node), b""
-                    continue
-                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
-            ocpp = self.state.chargers[index].ocpp is not None
-            for row in rows(OCPP):
-                # Not an OCPP box: empty configs (removes what an OCPP entry of that name announced).
-                yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index) if ocpp else b""
-        gone = [name for name in record.get("chargers", ()) if name not in self.slugs]
+        recorded = record.get("chargers") or []
+        new = [name for name in self.slugs if name not in recorded]
+        if new or (opt and not record.get("optimiser")):
+            # Recorded before it is announced: a restart in the middle of the
+            # announcement still knows what Home Assistant may have, and can
+            # remove it (else orphans, whose templates warn at every state).
+            self._write_record({"chargers": recorded + new, "optimiser": True if opt else bool(record.get("optimiser"))})
+        # Removals first: Home Assistant deletes an entity a moment after its
+        # empty config, and a state arriving before that (the states follow
+        # the announcement) would warn in its template at a key that is gone.
+        gone = [name for name in recorded if name not in self.slugs]
         for name in gone:
             for table in (CHARGER, OCPP):
                 for row in rows(table):
@@ -557,7 +561,31 @@ class Hass:
         if record.get("optimiser") and not opt:
             for row in rows(OPTIMISER):
                 yield self._topic(row, self.node), b""
-        if gone or record.get("chargers") != self.slugs or bool(record.get("optimiser")) != opt:
+        for removing in (True, False):
+            if not removing:
+                for table in (SITE, DEVICE, OPTIMISER):
+                    if table is OPTIMISER and not opt:
+                        continue
+                    section = "device" if table is DEVICE else "site"
+                    for row in rows(table):
+                        yield self._topic(row, self.node), self._config(row, self.node, section, -1)
+            for index in range(len(self.slugs)):
+                node = self.node + "_" + self.slugs[index]
+                charger = self.state.chargers[index]
+                for table in (CHARGER, OCPP):
+                    for row in rows(table):
+                        # No entity: a lock on a box without one, a priority
+                        # among one charger (and Home Assistant refuses a number
+                        # whose max is not above its min), the OCPP entities of
+                        # a box that is none. Their empty configs also remove
+                        # one announced before.
+                        dead = (row[1] == "locked" and not charger.can_lock) or (row[1] == "priority" and len(self.slugs) < 2) \
+                            or (table is OCPP and charger.ocpp is None)
+                        if dead and removing:
+                            yield self._topic(row, node), b""
+                        elif not dead and not removing:
+                            yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
+        if gone or recorded != self.slugs or bool(record.get("optimiser")) != opt:
             self._write_record({"chargers": self.slugs, "optimiser": opt})
 
     def _topic(self, row, node):
@@ -571,7 +599,16 @@ class Hass:
         out.string("unique_id", node + "_" + obj)
         out.string("state_topic", "%s/%s/state" % (self.prefix, section))
         out.string("value_template", "{{ value_json.%s }}" % (key or obj))
-        out.string("availability_topic", self.link.status_topic)
+        if obj in _NULLABLE_TEXT and component == _SENSOR:
+            # Available while the link is up and the value is not null (see _NULLABLE_TEXT).
+            out.key("availability")
+            out.raw('[{"topic":')
+            out.quoted(self.link.status_topic)
+            out.raw('},{"topic":"%s/%s/state","value_template":' % (self.prefix, section))
+            out.raw('"{{ \'online\' if value_json.%s is not none else \'offline\' }}"}]' % obj)
+            out.string("availability_mode", "all")
+        else:
+            out.string("availability_topic", self.link.status_topic)
         if component in _SETTABLE:
             out.string("command_topic", "%s/%s/%s/set" % (self.prefix, section, obj))
         if component in (_SWITCH, _BINARY):
