@@ -535,6 +535,49 @@ def test_bad_commands_change_nothing_and_say_why():
     assert not api.pending and app.chargers[1].max_ma == 16000
 
 
+class LendingLink(FakeLink):
+    """A FakeLink that lends its packet buffer as net/mqtt.MqttLink.scratch does (None while `sending`)."""
+
+    def __init__(self):
+        FakeLink.__init__(self)
+        self.packet = memoryview(bytearray(1024))
+        self.sending = False
+
+    def scratch(self):
+        return None if self.sending else self.packet
+
+
+def test_documents_are_written_in_the_links_lent_buffer_and_wait_while_it_sends():
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    lender = LendingLink()
+    lent = hass.Hass(lender, app.state, api, CFG, platform, log=lambda line: None, storage=None,
+                     models=["V2C Trydan"] * 2)
+    lent.attach()
+    assert lent.out.buf is None  # no buffer of its own
+    lent.announce()
+    settle(lent, lender, platform)
+    # The same documents as with a buffer of its own.
+    assert configs(lender) == configs(link)
+    assert last(lender, "chargeguard/site/state") == last(link, "chargeguard/site/state")
+    # While a packet is being sent from the buffer: nothing is written, a refusal waits for the next step.
+    lender.sent = []
+    lender.sending = True
+    lender.on_message("chargeguard/charger/c1/max_a/set", b"99")
+    bridge_errors = lent.errors
+    lent._force = True
+    lent.step(platform.now)
+    lender.drain()
+    assert lender.sent == [] and bridge_errors == 1
+    lender.sending = False
+    lent.step(platform.now)
+    lender.drain()
+    error = last(lender, "chargeguard/error")
+    assert error["topic"] == "chargeguard/charger/c1/max_a/set" and "between 6 and 32" in error["message"]
+    assert last(lender, "chargeguard/site/state") is not None
+
+
 def test_slugs_and_the_json_writer():
     assert hass.slug("Garage Left") == "garage_left" and hass.slug("V2C-1") == "v2c_1"
     out = hass._Out(64)

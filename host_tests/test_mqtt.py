@@ -412,6 +412,27 @@ def test_a_packet_larger_than_the_buffer_is_refused_and_partial_sends_complete()
     assert broker.publishes()[1] == ("cg/fits", payload, True)
 
 
+def test_the_packet_buffer_is_lent_only_while_no_packet_is_half_sent():
+    # MqttLink.scratch: net/hass.py writes its JSON documents in it between two packets.
+    link, clock, broker, lines = make()
+    steps = []
+
+    def until():
+        if not steps and link.connected:
+            broker.take = False  # the socket takes nothing: the next packet stays in the buffer
+            link.publish("cg/x", b"1")
+            steps.append("queued")
+        elif steps == ["queued"] and link.scratch() is None:
+            broker.take = True
+            steps.append("busy")
+        elif steps == ["queued", "busy"] and ("cg/x", b"1", False) in broker.publishes():
+            return link.scratch() is not None
+        return False
+
+    assert drive(link, clock, until, 5000)
+    assert len(link.scratch()) == 1024
+
+
 def test_nothing_is_sent_while_disconnected_and_the_queue_is_kept():
     link, clock, broker, lines = make()
     broker.refuse = True

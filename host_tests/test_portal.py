@@ -274,14 +274,47 @@ def test_build_makes_the_portal_only_where_the_access_point_can_open():
     plain = {"version": 1, "meter": {"type": "p1"}, "chargers": []}
     app = _build(plain)
     assert app.config_source == "config.json" and app.portal is None and app.interfaces == []
-    # A configured Wi-Fi (its long loss opens it) or a button: the portal is there, closed.
+    # A configured Wi-Fi, no button: only its long loss can open it, so the
+    # portal is made then (test_a_lost_wifi_makes_the_portal_then_it_opens).
     with_wifi = {"version": 1, "meter": {"type": "p1"}, "chargers": [],
                  "wifi": {"ssid": "home", "password": "correct-horse-9", "ap_password": "setup-pass-1"}}
     app = _build(with_wifi)
+    assert app.portal is None and app.portal_later is not None
+    # A button: the portal is there, closed.
+    app = _build(with_wifi, {"name": "unix", "button": 0})
     assert app.portal is not None and not app.portal.mode.needs_setup and app.portal.address() is None
-    assert app.portal._password == "setup-pass-1"
+    assert app.portal._password == "setup-pass-1" and app.portal_later is None
     app = _build(plain, {"name": "unix", "button": 0})
     assert app.portal is not None and not app.portal.mode.has_wifi
+
+
+def test_a_lost_wifi_makes_the_portal_then_it_opens():
+    from chargeguard import app as app_module
+    from chargeguard.core import apmode
+
+    assert app_module.WIFI_LOST_MS == apmode.WIFI_LOST_MS  # app.py's copy of the rule's constant
+    for web_on in (False, True):
+        config = {"version": 1, "meter": {"type": "p1"}, "chargers": [], "admin": {"password": "correct-horse-9"},
+                  "wifi": {"ssid": "home", "password": "correct-horse-9", "ap_password": "setup-pass-1"},
+                  "web": {"enabled": web_on}}
+        app = _build(config)
+        assert app.portal is None
+        up = [True]
+        app.network.is_up = lambda: up[0]
+        app.watch_wifi(5000)
+        up[0] = False
+        app.watch_wifi(5000 + WIFI_LOST_MS - 1)  # a router restarting: nothing yet
+        assert app.portal is None and app.portal_later is not None
+        app.watch_wifi(5000 + WIFI_LOST_MS)
+        portal = app.portal
+        assert portal is not None and app.portal_later is None and portal._password == "setup-pass-1"
+        # Counted from the link's last moment up: it opens at its first step.
+        assert portal.mode.step(5000 + WIFI_LOST_MS, False, False) == apmode.OPENED
+        assert portal.mode.reason == "wifi_lost"
+        if web_on:
+            assert portal.pages is None and app.interfaces[0][1].portal is portal
+        else:
+            assert portal.pages is not None and portal.pages[0] is app and portal.pages[1]["portal"] is portal
 
 
 # --- the pages while the access point is open, whatever web.enabled says --------------

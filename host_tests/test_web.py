@@ -127,6 +127,30 @@ def request(server, method, path, body=None, headers=None, change=True, password
     return status, doc, got_headers
 
 
+def test_route_paths_match_as_microdots_url_patterns_do():
+    # web._match stands in for microdot's URLPattern (nothing kept per route): same answers for every route.
+    from microdot.microdot import URLPattern
+
+    paths = ("/", "", "/setup", "/setup/", "/setupx", "/api/setup", "/api/setup/", "/api/setup/meter",
+             "/api/setup/meter/x", "/api/chargers/1", "/api/chargers/Garage%20box", "/api/chargersx/1", "/api/status",
+             "/api/config", "/api/login", "/api/reboot", "/settings", "/api/settings")
+    for methods, pattern, name in web._ROUTES:
+        assert callable(getattr(web.Web, name)), name
+        for path in paths:
+            assert web._match(pattern, path) == URLPattern(pattern).match(path), (pattern, path)
+
+
+def test_unknown_paths_other_methods_head_and_options_answer_as_with_microdots_routes():
+    server = make()[4]
+    assert request(server, "GET", "/api/nothing")[0] == 404
+    assert request(server, "DELETE", "/api/status")[0] == 405
+    assert request(server, "GET", "/api/login")[0] == 405
+    status, headers, body = raw(server, b"HEAD /api/status HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")[:3]
+    assert status == 200 and body == b"", (status, body)
+    status, doc, headers = request(server, "OPTIONS", "/api/settings")
+    assert status == 200 and headers.get("allow") == "GET, POST, PATCH, HEAD, OPTIONS", headers
+
+
 def test_status_shows_the_site_state_without_a_password():
     app, platform, meter, api, server, _ = make()
     push_w(app, meter, platform, 3000, 0)

@@ -18,6 +18,14 @@
 #   gcpause N M K E (gcpause mode) longest gc.collect() in us of 5, with M
 #                   bytes live: the App and K copies of it filling the heap;
 #                   E: the same with only the firmware's own objects live
+#   part N S D WHAT (breakdown mode, tools/memprobe_parts.py) live heap a
+#                   part of the start-up kept: N bytes with what it imported,
+#                   S without (its own objects), D: how deep it is in other
+#                   parts (0: top); WHAT: "import MODULE" (a module's first
+#                   import: its dict, functions, classes, tables), "call
+#                   NAME" (App.site_state, App.command_api, an interface's
+#                   from_config, a driver made); collections around each
+#                   part, so the start-up's own peaks are not these figures
 # The firmware's status line carries the live heap after each of its own
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
@@ -106,6 +114,11 @@ def main():
 
     app_module.build = probed_build
     app_module.App.run = probed_run
+    if os.getenv("CHARGEGUARD_PROBE") == "breakdown":
+        # Its own module: its code is not on the heap of the other modes' runs.
+        import memprobe_parts
+
+        memprobe_parts.breakdown(app_module, say)
     app_module.main()
 
 

@@ -40,6 +40,10 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 NTP_SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
 NTP_RETRY_MS = const(60000)  # after a failed sync
 NTP_PORT = const(123)
+# core/apmode.WIFI_LOST_MS (a test checks they agree): the Wi-Fi down this
+# long makes the portal where only that can open it (App.watch_wifi);
+# apmode is not loaded before.
+WIFI_LOST_MS = const(600000)
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
@@ -181,6 +185,11 @@ class App:
         # platform.network_up().
         self.network = None
         self.portal = None  # net/portal.Portal: the setup access point, None when it can never open
+        # (ap_password, context or None, web section) where only a lost Wi-Fi
+        # can open it: the portal is made then (watch_wifi), else None.
+        self.portal_later = None
+        self.wifi_up_ms = self.last_decision_ms  # the link last seen up (boot counts as up, as in ApMode)
+        self.tasks = []  # the running tasks (run())
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
         self.needs_network = False
@@ -374,11 +383,44 @@ class App:
                     self.state.refresh_device(now_ms, True)
             elif self.state is not None:
                 self.state.refresh_device(now_ms)
+            if self.portal_later is not None:
+                self.watch_wifi(now_ms)
             if self.api is not None:
                 # Settings changed at run time reach the flash a few
                 # seconds after the last change (commands.PERSIST_DELAY_MS).
                 self.api.flush(now_ms)
             await platform.sleep_ms(CONTROL_TICK_MS // 2)
+
+    def watch_wifi(self, now_ms):
+        """Where only a lost Wi-Fi can open the setup access point (portal_later): make the portal once the
+        link has been down WIFI_LOST_MS (from boot or its last moment up).
+
+        net/portal.py, core/apmode.py and the portal's objects are loaded
+        only then; the portal opens at its first step (its ApMode counts the
+        loss from the same moment), serves the pages as a portal made at
+        boot does, and stays loaded. Called by the supervisor every half second.
+        """
+        if self.network.is_up():
+            self.wifi_up_ms = now_ms
+            return
+        if ticks_diff(now_ms, self.wifi_up_ms) < WIFI_LOST_MS:
+            return
+        password, context, web_doc = self.portal_later
+        self.portal_later = None
+        from chargeguard.net import portal as portal_module
+
+        portal = portal_module.make(self.platform, self.network, {"ssid": self.network.ssid, "ap_password": password},
+                                    False, self.log)
+        portal.mode.up_ms = self.wifi_up_ms
+        for name, interface in self.interfaces:
+            if name == "web":
+                interface.portal = portal  # its captive redirects
+        if context is not None:
+            context["portal"] = portal
+            portal.pages = (self, context, web_doc)
+        self.portal = portal
+        if self.tasks:  # run() has started them (the supervisor's call)
+            self.tasks.append(asyncio.create_task(self._supervised("portal", portal.run)))
 
     def keep_last_good(self):
         """config.json has run: copy it to config.bak, the last good copy.
@@ -496,7 +538,7 @@ class App:
 
     async def run(self):
         """Run every task until stop() (or forever on the device)."""
-        tasks = [
+        tasks = self.tasks = [
             asyncio.create_task(self._supervised("meter", self.meter_task)),
             asyncio.create_task(self._supervised("control", self.control_task)),
             asyncio.create_task(self._supervised("poll", self.poll_timer_task)),

@@ -81,7 +81,14 @@ def _assemble(platform, doc, log, first_boot=False):
     # The setup access point (net/portal.py), where it can open: no valid
     # configuration, no network at all, a Wi-Fi to lose, a board button.
     portal = None
-    if hasattr(platform, "board") and (
+    # Where only the configured Wi-Fi's loss can open it (a valid
+    # configuration with an SSID, no button), the portal's code and objects
+    # (about 2 KB of heap) are loaded only once the link is lost
+    # (App.watch_wifi): until then the app keeps what it needs to make it.
+    later = (
+        hasattr(platform, "board") and not first_boot and wifi_doc["ssid"] and platform.board.get("button") is None
+    )
+    if hasattr(platform, "board") and not later and (
         first_boot or wifi_doc["ssid"] or not platform.network_up() or platform.board.get("button") is not None
     ):
         from chargeguard.net import portal as portal_module
@@ -91,7 +98,7 @@ def _assemble(platform, doc, log, first_boot=False):
     web_on = doc.get("web", {}).get("enabled")
     setup_web = portal is not None and portal.mode.needs_setup and not web_on
     # Else an access point opened later (the button, a lost Wi-Fi) serves them while it is open.
-    portal_pages = portal is not None and not setup_web and not web_on
+    portal_pages = (portal is not None or later) and not setup_web and not web_on
     # The modules of enabled interfaces only (a site without MQTT never loads
     # its code); the objects are made once the App exists (their context
     # names its two objects).
@@ -164,8 +171,11 @@ def _assemble(platform, doc, log, first_boot=False):
             from chargeguard.net import captive
 
             captive.setup_web(app, platform, log, context, doc.get("web") or {})
-        elif portal_pages:
+        elif portal_pages and portal is not None:
             portal.pages = (app, context, doc.get("web") or {})
+    if later:
+        # The pages (where web.enabled is off) as above, once it is made.
+        app.portal_later = (wifi_doc.get("ap_password", ""), context if portal_pages else None, doc.get("web") or {})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
     if network is not None and platform.name == "esp32":

@@ -229,13 +229,27 @@ def _row(table, name):
 
 
 class _Out:
-    """A JSON writer into one preallocated buffer; take() copies the result out."""
+    """A JSON writer into one preallocated buffer; take() copies the result out.
 
-    def __init__(self, size):
-        self.buf = bytearray(size)
-        self.mv = memoryview(self.buf)
+    scratch: None for a buffer of its own (`size` bytes), or a call that
+    lends one (a memoryview) or gives None while its owner still needs it:
+    the MQTT link's packet buffer (MqttLink.scratch), free whenever no
+    packet is half sent. A borrowed buffer is this writer's from ready()
+    to take(), which run without yielding to the event loop.
+    """
+
+    def __init__(self, size, scratch=None):
+        self.scratch = scratch
+        self.buf = None if scratch is not None else memoryview(bytearray(size))
         self.n = 0
         self.over = False
+
+    def ready(self):
+        """True when a document can be written now (a buffer of its own, or the lent one is free)."""
+        if self.scratch is None:
+            return True
+        self.buf = self.scratch()
+        return self.buf is not None
 
     def raw(self, text):
         data = text.encode() if type(text) is str else text
@@ -309,7 +323,7 @@ class _Out:
 
     def take(self):
         self.raw("}")
-        return None if self.over else bytes(self.mv[: self.n])
+        return None if self.over else bytes(self.buf[: self.n])
 
 
 class Hass:
@@ -342,7 +356,9 @@ class Hass:
                 name = "%s_%d" % (name, index)
             self.slugs.append(name)
         self.models = models or ["EV charger"] * len(state.chargers)
-        self.out = _Out(_BUF)
+        # The link's packet buffer when it lends it (net/mqtt.MqttLink.scratch): 1 KB of heap less.
+        self.out = _Out(_BUF, getattr(link, "scratch", None))
+        self._error = None  # (topic, message) of a refusal to publish once the buffer is free
         self.slots = link.room()  # the queue's size: discovery waits until it is nearly empty
         self.discovery = None  # the generator while announcing
         self.announced = False
@@ -376,8 +392,10 @@ class Hass:
     def step(self, now):
         """One look: discovery in progress, else the state topics due. Never waits."""
         link = self.link
-        if not link.connected:
-            return
+        if not link.connected or not self.out.ready():
+            return  # (the link's buffer holds a packet still being sent: the next tick)
+        if self._error is not None:
+            self._publish_error(*self._error)
         if self.discovery is not None:
             while link.room() > self.slots - _IN_FLIGHT:
                 try:
@@ -693,14 +711,23 @@ class Hass:
         if message is not None:
             self.errors += 1
             self.log("hass: %s refused: %s" % (topic, message))
-            out = self.out
-            out.start()
-            out.string("topic", topic)
-            out.string("message", message)
-            error = out.take()
-            if error is not None:
-                self.link.publish(self.prefix + "/error", error)
+            if self.out.ready():
+                self._publish_error(topic, message)
+            else:
+                # The link is sending a packet from the buffer: published by the next step (a later refusal
+                # replaces it, as the link's queue replaces a message queued for the same topic).
+                self._error = (topic, message)
         self._force = True  # the state in force goes back, also after a refusal (HA's slider snaps back)
+
+    def _publish_error(self, topic, message):
+        self._error = None
+        out = self.out
+        out.start()
+        out.string("topic", topic)
+        out.string("message", message)
+        error = out.take()
+        if error is not None:
+            self.link.publish(self.prefix + "/error", error)
 
     def command(self, topic, payload):
         """Apply one /set message through the command API; None when applied, else the message."""

@@ -317,6 +317,16 @@ class MqttLink:
         self._q_count += 1
         return True
 
+    def scratch(self):
+        """The packet buffer (a memoryview of max_packet bytes) while no packet in it is still being sent, else None.
+
+        Lent to a writer that fills it and copies its result out before it
+        yields to the event loop (net/hass.py's JSON documents): the link
+        encodes its next packet into it only after that, from its queue.
+        """
+        codec = self._codec
+        return codec.mv if self._tx_off >= codec.n else None
+
     def room(self):
         """Free queue slots: a publisher that must not lose entries (discovery) waits for room."""
         return len(self._q_topic) - self._q_count

@@ -355,19 +355,7 @@ class Web:
         self.running_meter = None
         self.site_phases = None
         self.server = _Server(self)
-        server = self.server
-        server.route("/")(self.index)
-        server.route("/setup")(self.setup_page)
-        server.route("/settings")(self.settings_page)
-        server.route("/api/setup", methods=["GET"])(self.setup_state)
-        server.route("/api/setup/<step>", methods=["GET", "POST"])(self.setup_step)
-        server.route("/api/reboot", methods=["POST"])(self.reboot)
-        server.route("/api/status")(self.status)
-        server.route("/api/settings", methods=["GET", "POST", "PATCH"])(self.settings)
-        server.route("/api/chargers/<ref>", methods=["POST", "PATCH"])(self.charger)
-        server.route("/api/login", methods=["POST"])(self.login)
-        server.route("/api/config", methods=["GET", "PUT"])(self.config)
-        server.errorhandler(413)(self.too_large)
+        self.server.errorhandler(413)(self.too_large)
 
     async def run(self):
         """Serve until cancelled (the app's supervised task); a port that cannot be had is tried again every LISTEN_RETRY_S."""
@@ -787,6 +775,34 @@ def status_doc(state, values):
     return doc
 
 
+# The routes (the module doc lists them): (methods, path, Web method's name). A path is fixed, or a fixed
+# prefix and one last <name> segment (_match). A constant: nothing per route on the heap (microdot's route()
+# keeps a URLPattern, a bound method and, once matched, a compiled regex and a dict per segment for each).
+_ROUTES = (
+    (("GET",), "/", "index"),
+    (("GET",), "/setup", "setup_page"),
+    (("GET",), "/settings", "settings_page"),
+    (("GET",), "/api/setup", "setup_state"),
+    (("GET", "POST"), "/api/setup/<step>", "setup_step"),
+    (("POST",), "/api/reboot", "reboot"),
+    (("GET",), "/api/status", "status"),
+    (("GET", "POST", "PATCH"), "/api/settings", "settings"),
+    (("POST", "PATCH"), "/api/chargers/<ref>", "charger"),
+    (("POST",), "/api/login", "login"),
+    (("GET", "PUT"), "/api/config", "config"),
+)
+
+
+def _match(pattern, path):
+    """What microdot's URLPattern(pattern).match(path) gives for _ROUTES' forms: {} or {name: segment}, else None."""
+    cut = pattern.find("<")
+    if cut < 0:
+        return {} if path == pattern else None
+    if not path.startswith(pattern[:cut]) or len(path) == cut or path.find("/", cut) >= 0:
+        return None
+    return {pattern[cut + 1 : -1]: path[cut:]}
+
+
 def _Server(web):
     # The class is made here, not at import: no work at import time, and
     # microdot is imported only when the interface is built.
@@ -798,6 +814,34 @@ def _Server(web):
         def __init__(self, web):
             super().__init__()
             self.web = web
+
+        def find_route(self, req):
+            # microdot's find_route() over _ROUTES: the same answers (405 for a known path with another
+            # method, HEAD as GET, OPTIONS); the handler is the Web's method of that name.
+            method = req.method.upper()
+            if method == "OPTIONS" and self.options_handler:
+                return self.options_handler(req), "", None
+            if method == "HEAD":
+                method = "GET"
+            found = 404
+            for methods, pattern, name in _ROUTES:
+                req.url_args = _match(pattern, req.path)
+                if req.url_args is not None:
+                    if method in methods:
+                        return getattr(self.web, name), "", None
+                    found = 405
+            return found, "", None
+
+        def default_options_handler(self, req):
+            # microdot's, over _ROUTES.
+            allow = []
+            for methods, pattern, _ in _ROUTES:
+                if _match(pattern, req.path) is not None:
+                    allow.extend(methods)
+            if "GET" in allow:
+                allow.append("HEAD")
+            allow.append("OPTIONS")
+            return {"Allow": ", ".join(allow)}
 
         async def handle_request(self, reader, writer):
             web = self.web
