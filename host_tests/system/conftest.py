@@ -2,6 +2,7 @@
 # port (tools/sim/broker.py: mosquitto when installed, else amqtt from .venv),
 # with kill() / restart() for the tests that take it away.
 import os
+import subprocess
 import sys
 
 import pytest
@@ -12,6 +13,16 @@ if SIM not in sys.path:
     sys.path.insert(0, SIM)
 
 from broker import Broker, Watcher  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built_firmware():
+    """build/device (tools/build.py: the firmware, umqtt and microdot compiled) when a run starts without it.
+
+    `make test` builds first; a bare pytest run builds here, once."""
+    device = os.path.join(ROOT, "build", "device")
+    if not (os.path.exists(os.path.join(device, "main.py")) and os.path.exists(os.path.join(device, "umqtt", "simple.mpy"))):
+        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
 
 
 @pytest.fixture

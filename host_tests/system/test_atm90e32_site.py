@@ -45,11 +45,6 @@ BREAKER_A = 25
 MARGIN_A = 1
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def test_the_driver_through_the_unix_spi_fake_reads_the_emulator_signed():
     emulator = Atm90e32Emulator().start()

@@ -26,11 +26,6 @@ FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_i
 RUN = "e2e-config"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def pump_until(sim, condition, timeout_s, period_s=0.5):
     """Send telegrams every period_s until condition() holds; True if it did."""

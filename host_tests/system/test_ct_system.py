@@ -42,11 +42,6 @@ MARGIN_A = 1
 LOAD_STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def _grid(sim):
     lines = [line for line in sim.lines if line.startswith("grid")]

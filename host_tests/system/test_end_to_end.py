@@ -54,12 +54,6 @@ RAISE_S = max(RAMP_INTERVAL_S, EV_RESPONSE_S) + PUMP_PERIOD_S
 SETTLE_S = PUMP_PERIOD_S + COMMAND_S + 2 * (RAISE_S + COMMAND_S) + STATUS_LINE_S + HOST_SLACK_S
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    # `make test` builds first; a bare pytest run builds here.
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def intensity_writes(trydan, since_ns):
     return [w for w in trydan.writes() if w.t_ns >= since_ns and w.ok and w.key == "Intensity"]

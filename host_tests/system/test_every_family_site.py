@@ -22,7 +22,6 @@ from test_end_to_end import (  # noqa: E402
     HOST_SLACK_S,
     SETTLE_S,
     STATUS_LINE_S,
-    built_firmware,  # noqa: F401 (the module fixture)
     firmware_output,
     pump_until,
     status_lines,

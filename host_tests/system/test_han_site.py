@@ -23,7 +23,6 @@ from test_end_to_end import (  # noqa: E402
     FAST_GUARD,
     HOST_SLACK_S,
     PUMP_PERIOD_S,
-    built_firmware,  # noqa: F401 (the module fixture)
     boot_and_settle,
     firmware_output,
     intensity_writes,

@@ -47,11 +47,6 @@ def interpreter_or_skip(build):
         pytest.skip(message)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 @pytest.mark.parametrize("profile,build", CASES, ids=["%s-%s" % (p.name, b) for p, b in CASES])
 def test_profile_runs_the_day_within_its_heap_budget(profile, build):

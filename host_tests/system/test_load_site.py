@@ -19,7 +19,6 @@ from test_end_to_end import (  # noqa: E402
     CHARGER_POLL_S,
     FAST_GUARD,
     SETTLE_S,
-    built_firmware,  # noqa: F401 (the module fixture)
     firmware_output,
     pump_until,
     status_lines,

@@ -27,7 +27,6 @@ from test_end_to_end import (  # noqa: E402
     SETTLE_S,
     STATUS_LINE_S,
     TELEGRAM_PERIOD_S,
-    built_firmware,  # noqa: F401 (the module fixture)
     firmware_output,
     pump_until,
     status_lines,

@@ -34,11 +34,6 @@ FAILSAFE_S = METER_TIMEOUT_S + 2 + HOST_SLACK_S
 POLL_S = mqtt.POLL_MS / 1000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "umqtt", "simple.mpy")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def _grid(sim):
     lines = [line for line in sim.lines if line.startswith("grid")]

@@ -47,11 +47,6 @@ DEAD_LINK_S = KEEPALIVE_S + 2 * POLL_S + HOST_SLACK_S
 TELEGRAM_PERIOD_S = 1.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "umqtt", "simple.mpy")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 class Probe:
     """mqtt_probe.py on the unix port; its output lines in `lines`."""

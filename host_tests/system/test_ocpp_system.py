@@ -29,7 +29,6 @@ from test_end_to_end import (  # noqa: E402
     FAST_GUARD,
     HOST_SLACK_S,
     SETTLE_S,
-    built_firmware,  # noqa: F401 (the module fixture)
     firmware_output,
     pump_until,
 )

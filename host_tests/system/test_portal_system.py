@@ -59,11 +59,6 @@ PROBES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 def free_port(kind):
     with socket.socket(socket.AF_INET, kind) as probe:

@@ -39,11 +39,6 @@ SUPERVISOR_FEED_S = 0.5  # app: the supervisor feeds every CONTROL_TICK_MS // 2
 CONNECTED = "wifi: connected to 'home', ip 192.168.1.77, rssi -58 dBm"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def built_firmware():
-    if not os.path.exists(os.path.join(ROOT, "build", "device", "main.py")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "tools", "build.py")], check=True)
-
 
 @pytest.fixture
 def rehearse(request):

@@ -23,7 +23,6 @@ from test_end_to_end import (  # noqa: E402
     COMMAND_S,
     HOST_SLACK_S,
     STATUS_LINE_S,
-    built_firmware,  # noqa: F401 (module fixture: builds when needed)
     firmware_output,
     pause_writes,
     status_lines,

@@ -18,7 +18,7 @@ import random
 import socket
 import time
 
-from test_end_to_end import (  # noqa: F401 (built_firmware: the module's autouse fixture)
+from test_end_to_end import (
     BOOT_S,
     COMMAND_S,
     CONTROL_TICK_S,
@@ -26,7 +26,6 @@ from test_end_to_end import (  # noqa: F401 (built_firmware: the module's autous
     HOST_SLACK_S,
     TELEGRAM_PERIOD_S,
     boot_and_settle,
-    built_firmware,
     firmware_output,
     intensity_writes,
     pump_until,

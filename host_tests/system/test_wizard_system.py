@@ -23,12 +23,11 @@ import time
 
 import pytest
 
-from test_end_to_end import (  # noqa: F401 (built_firmware: the module's autouse fixture)
+from test_end_to_end import (
     BOOT_S,
     FAST_GUARD,
     HOST_SLACK_S,
     SETTLE_S,
-    built_firmware,
     firmware_output,
     pump_until,
     settled,
