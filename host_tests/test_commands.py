@@ -75,10 +75,14 @@ def test_values_show_the_settings_in_force():
 
 
 def test_a_good_change_takes_effect_on_the_next_decision():
+    import sys
+
     app, platform, meter, api, _ = api_app()
     push_w(app, meter, platform, 0, 0)
     seq = app.state.settings_seq
     assert api.set_charger("c1", {"mode": "manual", "manual_a": 10, "max_a": 12}) == {}
+    # The checks (change.py, rules.py) are loaded per call, not kept on the heap.
+    assert "chargeguard.change" not in sys.modules and "chargeguard.rules" not in sys.modules
     charger = app.chargers[1]
     assert charger.mode == "manual" and charger.manual_ma == 10000 and charger.max_ma == 12000
     assert app.state.settings_seq == seq + 1 and app.state.chargers[1].settings.mode == "manual"
