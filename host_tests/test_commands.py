@@ -91,6 +91,26 @@ def test_a_good_change_takes_effect_on_the_next_decision():
     assert app.state.chargers[1].reason == app.reasons[1]
 
 
+def test_no_heap_for_the_checks_refuses_the_change_with_the_reason():
+    from chargeguard import commands
+
+    app, _, _, api, _ = api_app()
+    before = dict(api.values)
+    real = commands._load_change
+
+    def no_heap():
+        raise MemoryError("memory allocation failed")
+
+    commands._load_change = no_heap
+    try:
+        errors = api.set_charger(1, {"max_a": 12})
+    finally:
+        commands._load_change = real
+    assert list(errors) == [""] and "not enough memory" in errors[""], errors
+    assert api.values == before and api.pending == {} and app.chargers[1].max_ma == 16000
+    assert api.set_charger(1, {"max_a": 12}) == {}  # once the heap has room
+
+
 def test_wrong_values_are_refused_with_configs_messages_and_nothing_changes():
     from chargeguard import config
 

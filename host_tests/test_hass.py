@@ -411,6 +411,29 @@ def test_the_entity_tables_are_loaded_only_while_announcing_or_for_a_command():
     assert "chargeguard.net.hass_entities" not in sys.modules
 
 
+def test_no_heap_for_the_entity_tables_refuses_a_command_and_delays_the_announcement():
+    app, platform, meter, api, link, bridge = make()
+    real = hass._entities
+
+    def no_heap():
+        raise MemoryError("memory allocation failed")
+
+    hass._entities = no_heap
+    try:
+        bridge.announce()
+        bridge.step(platform.now)
+        link.drain()
+        assert bridge.discovery is None and not bridge.announced and configs(link) == {}
+        link.on_message("chargeguard/charger/c1/max_a/set", b"12")
+        assert api.values["chargers.1.max_a"] == 16 and bridge.errors == 1
+        link.drain()
+        assert "not enough memory" in (last(link, "chargeguard/error") or {}).get("message", ""), link.sent
+    finally:
+        hass._entities = real
+    settle(bridge, link, platform)  # the announcement goes out once the tables load
+    assert len(configs(link)) == count(entities.SITE) + count(entities.DEVICE) + 2 * (count(entities.CHARGER) + count(entities.OCPP))
+
+
 def test_bad_commands_change_nothing_and_say_why():
     app, platform, meter, api, link, bridge = make()
     bridge.announce()

@@ -179,15 +179,28 @@ class Commands:
 
 def _change(name, *args):
     # change.py's function `name` called with args; the module and rules.py
-    # dropped after (both load again at the next call).
-    from chargeguard import change
-
+    # dropped after (both load again at the next call). A heap that cannot
+    # load them refuses a change with the reason (the call's path "").
+    try:
+        change = _load_change()
+    except MemoryError:
+        _unload("chargeguard.rules")
+        if name == "apply":
+            return {"": "not enough memory to check a change now: nothing changed, try again"}
+        raise
     try:
         return getattr(change, name)(*args)
     finally:
         del change
         _unload(_CHANGE)
         _unload("chargeguard.rules")
+
+
+def _load_change():
+    # change.py, imported (MemoryError when the heap cannot take it).
+    from chargeguard import change
+
+    return change
 
 
 def _show(value):

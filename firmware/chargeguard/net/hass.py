@@ -207,6 +207,7 @@ class Hass:
         self.out = _Out(_BUF)
         self.slots = link.room()  # the queue's size: discovery waits until it is nearly empty
         self.discovery = None  # the generator while announcing
+        self._pending = False  # an announcement waits for the heap to load the entity tables
         self.announced = False
         self.errors = 0  # refused commands
         self._seen = [-1, -1, -1, -1, -1]  # grid, chargers, optimiser, device, settings seqs published
@@ -225,10 +226,20 @@ class Hass:
 
     def announce(self):
         """Start (again) publishing discovery, then every state (after a connect, HA's "online")."""
-        from chargeguard.net import hass_entities
-
-        self.discovery = hass_entities.discover(self)
         self.announced = False
+        self._pending = True
+        self._start_discovery()
+
+    def _start_discovery(self):
+        # The entity tables are loaded for the announcement; a heap that
+        # cannot take them now leaves it pending: step() tries again.
+        try:
+            entities = _entities()
+        except MemoryError:
+            self.discovery = None
+            return
+        self.discovery = entities.discover(self)
+        self._pending = False
 
     async def run(self):
         """Publish discovery and state while the link is up; runs until cancelled."""
@@ -242,6 +253,10 @@ class Hass:
         link = self.link
         if not link.connected:
             return
+        if self._pending:
+            self._start_discovery()
+            if self._pending:
+                return
         if self.discovery is not None:
             while link.room() > self.slots - _IN_FLIGHT:
                 try:
@@ -420,14 +435,23 @@ class Hass:
         The entity tables (hass_entities.py) are loaded for it and dropped
         after, unless an announcement is streaming them.
         """
-        from chargeguard.net import hass_entities
-
         try:
-            return hass_entities.command(self, topic, payload)
+            entities = _entities()
+        except MemoryError:
+            return "not enough memory to take a command now: nothing changed, try again"
+        try:
+            return entities.command(self, topic, payload)
         finally:
-            del hass_entities
+            del entities
             if self.discovery is None:
                 _unload_entities()
+
+
+def _entities():
+    # net/hass_entities.py, imported (MemoryError when the heap cannot take it).
+    from chargeguard.net import hass_entities
+
+    return hass_entities
 
 
 def _unload_entities():
