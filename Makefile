@@ -11,7 +11,7 @@ PORT ?= /dev/ttyUSB0
 # Extra arguments, e.g. make test PYTEST_ARGS="-k guard" or make sim SIM_ARGS="--scene-s 5 --once"
 # (sim options: --day default|solar, --scene-s SECONDS per scene of the day, --once, --heap 96K, --car-delay-s SECONDS,
 #  --meter MODEL: a Modbus meter instead of P1, e.g. make sim SIM_ARGS="--meter sdm630", --modbus-tcp: over TCP;
-#  or a LAN meter over HTTP: --meter homewizard, shelly_em, shelly_3em_gen1; --mixed: a Trydan, a go-e, an
+#  or a LAN meter over HTTP: --meter homewizard, homewizard_v2 (HTTPS, token), shelly_em, shelly_3em_gen1; --mixed: a Trydan, a go-e, an
 #  OpenEVSE and an Alfen over Modbus TCP on one 25 A breaker; --load: a 2 kW heater on a Shelly relay, an on/off load;
 #  --ocpp: a Trydan and an OCPP 1.6J box that connects to the firmware; --ct (or --meter ct): CT clamps on the ADC,
 #  fed with the site's currents through the unix port's ADC fake).
@@ -19,7 +19,8 @@ PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=
 # make meterprobe PROBE_ARGS="--model sdm630 --device /dev/ttyUSB0" (or --host 192.168.1.50): read a Modbus meter once
-# (or an HTTP meter: PROBE_ARGS="--model homewizard --host 192.168.1.60"; shelly_em, shelly_em1, shelly_3em_gen1, shelly_em_gen1)
+# (or an HTTP meter: PROBE_ARGS="--model homewizard --host 192.168.1.60"; shelly_em, shelly_em1, shelly_3em_gen1, shelly_em_gen1;
+#  a HomeWizard API v2 token: PROBE_ARGS="--homewizard-pair --host 192.168.1.60 --ca-file homewizard-ca.pem")
 PROBE_ARGS ?=
 
 .PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe screenshots clean

@@ -137,10 +137,10 @@ def test_the_meter_section_is_validated_with_clear_errors():
     assert problems == []
     assert checked["meter"] == {
         "type": "http", "model": "homewizard", "host": "192.168.1.60", "port": 80, "channel": 0,
-        "upside_down": False, "poll_ms": 1000,
+        "upside_down": False, "poll_ms": 1000, "token": "", "ca_file": "homewizard-ca.pem", "cert_hostname": "",
     }  # fmt: skip
     found = errors({"type": "http"})
-    assert "must be one of: homewizard, shelly_em" in found["meter.model"]
+    assert "must be one of: homewizard, homewizard_v2, shelly_em" in found["meter.model"]
     assert "chargeguard.meters.http_models" not in __import__("sys").modules  # loaded for the check only
     assert found["meter.host"].startswith("must be set for an HTTP meter")
     assert "must be between 500 and 10000 ms" in errors(dict(good, poll_ms=100))["meter.poll_ms"]

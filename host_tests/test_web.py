@@ -158,16 +158,11 @@ class _Central:
 
 
 def test_status_lists_ocpp_boxes_that_are_not_in_the_configuration():
-    from chargeguard.net import ocpp
-
     app, platform, meter, api, server, _ = make()
     status, doc, _ = request(server, "GET", "/api/status", change=False)
     assert doc["device"]["ocpp_discovered"] == []  # no central system: none
-    ocpp._central = _Central()
-    try:
-        status, doc, _ = request(server, "GET", "/api/status", change=False)
-    finally:
-        ocpp._central = None
+    app.interfaces.append(("ocpp", _Central()))
+    status, doc, _ = request(server, "GET", "/api/status", change=False)
     found = sorted(doc["device"]["ocpp_discovered"], key=lambda box: box["charge_point_id"])
     assert found == [
         {"charge_point_id": "NEWBOX", "vendor": "Vendor", "model": "M1", "connected": True},

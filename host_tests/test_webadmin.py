@@ -430,3 +430,30 @@ def test_fuzzed_bodies_get_a_4xx_and_change_nothing():
     assert api.values == before
     big = b'{"meter": "' + b"x" * web.MAX_BODY + b'"}'
     assert request(server, "POST", "/api/setup/meter", big, password=None)[0] == 413
+
+
+def test_a_candidate_meter_sized_to_the_site_is_made_with_the_site():
+    # CT clamps, the HAN port and the ATM90E32 read site.phases (and voltage)
+    # from the whole document at boot; the setup pages' check gives them the
+    # checked site (their from_config takes three arguments).
+    from chargeguard.net import webadmin
+
+    seen = []
+
+    class Driver:
+        def from_config(self, meter_doc, platform, *doc):
+            seen.append((meter_doc["type"], doc))
+            raise ValueError("no such port here")
+
+    site = {"site": {"phases": 1, "voltage_v": 230}}
+    for kind in ("ct", "han", "atm90e32", "p1"):
+        answer, status = asyncio.run(webadmin._candidate_reading({"type": kind}, None, Driver(), site))
+        assert status == 422 and "no such port here" in answer["errors"]["meter.type"], answer
+    assert seen == [("ct", (site,)), ("han", (site,)), ("atm90e32", (site,)), ("p1", ())]
+
+
+def test_an_mqtt_fed_meter_is_not_checked_before_its_broker_is_set_up():
+    app, platform, meter, api, server, _ = first_boot()
+    section = {"type": "mqtt", "power_topic": "home/grid/power"}
+    status, doc, _ = request(server, "POST", "/api/setup/meter", {"meter": section}, password=None)
+    assert status == 422 and "once its broker is set up" in doc["errors"]["meter.type"], doc

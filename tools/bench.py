@@ -350,7 +350,8 @@ def main():
     if not args.latency_only:
         # One thread per build: the runs wait on the simulated site, not on the CPU.
         builds = [b for b in args.builds.split(",") if b]
-        jobs = [(profile, build) for profile in memlab.PROFILES for build in builds]
+        jobs = [(profile, build) for profile in memlab.PROFILES for build in builds
+                if profile.builds is None or build in profile.builds]
         figures = {}
 
         def work(job):

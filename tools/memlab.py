@@ -79,7 +79,9 @@ class Profile:
     """
 
     def __init__(self, name, text, chargers, budgets, config=None, meter=None, broker=False, web=False, portal=False,
-                 mixed=False, ocpp=None, every_family=False, first_boot=False):
+                 mixed=False, ocpp=None, every_family=False, first_boot=False, builds=None):
+        # builds: the builds that can run it (None: all); the 32-bit ones have no ssl.
+        self.builds = builds
         self.first_boot = first_boot
         self.name = name
         self.mixed = mixed
@@ -151,6 +153,10 @@ MPY_MARGIN = 4 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 # han, swept 2026-11-30 over the three-day run: frozen from 36 KB at most
 # (36-64 run); as .mpy 86 fails, 88 and 90 run.
+# atm90e32, swept 2026-11-30 (tools/memlab.smallest_heap, then three days):
+# frozen from 33 KB (29, 31, 32 fail; 33-64 run; 33 ran three days); as .mpy
+# 77 and 79 fail, 80 runs (three days too): 80 + MPY_MARGIN.
+ATM90E32_BUDGETS = {"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN}
 HAN_BUDGETS = {"frozen32": 64 * KB, "mpy32": 88 * KB + MPY_MARGIN}
 PROFILES = (
     Profile(
@@ -201,6 +207,23 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB, "mpy32": 86 * KB + MPY_MARGIN},
         meter="homewizard",
+    ),
+    # The http profile on HomeWizard API v2: HTTPS with a token (meters/http_meter.py
+    # homewizard_v2, net/http.py TLS) against the emulator's HTTPS server.
+    # Measured only: the 32-bit ports (frozen32, mpy32) are built without ssl
+    # (tools/upy32.py: MICROPY_PY_SSL=0; their source's lib/mbedtls is empty),
+    # so it runs on the 64-bit port alone. Measured 2026-11-30 on the hwv2
+    # branch, mpy64, one fast day, 1 KB steps: 135 KB ran, 134 KB failed (http:
+    # 128 ran, 127 failed, same session): v2 costs about 7 KB there. mbedTLS's buffers are outside the GC heap on
+    # that port, and on an ESP32 they come from the IDF heap:
+    # docs/configuration.md (HomeWizard API v2) has the figures.
+    Profile(
+        "http_v2",
+        "guard + HomeWizard P1 meter over HTTPS (API v2) + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets={},
+        meter="homewizard_v2",
+        builds=("mpy64",),
     ),
     # The core profile on a Norwegian HAN port instead of the P1 port
     # (meters/han.py): List 1 and List 2 frames at 2400 baud from
@@ -275,6 +298,18 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB},
         meter="ct",
+    ),
+    # The core profile with an ATM90E32 metering IC on SPI instead of the P1
+    # port (meters/atm90e32.py, the platform's SPI module): configured at
+    # boot, read every 500 ms, from tools/sim/atm90e32_emulator.py through the
+    # unix port's SPI fake (tools/sim/run.py --meter atm90e32); the day's
+    # pulled cable is a chip answering FFFFH. Budgets: ATM90E32_BUDGETS.
+    Profile(
+        "atm90e32",
+        "guard + an ATM90E32 metering IC on SPI + 2 V2C Trydan wallboxes",
+        chargers=2,
+        budgets=ATM90E32_BUDGETS,
+        meter="atm90e32",
     ),
     # The web interface (net/web.py on microdot) serving the status page and
     # the REST API to a client that polls /api/status, loads the page, makes

@@ -3,6 +3,8 @@
     python tools/meterprobe.py --model sdm630 --device /dev/ttyUSB0 [--address 1] [--baud 9600] [--format 8N1]
     python tools/meterprobe.py --model em24 --host 192.168.1.50 [--port 502]
     python tools/meterprobe.py --model homewizard --host 192.168.1.60 [--port 80]
+    python tools/meterprobe.py --homewizard-pair --host 192.168.1.60 --ca-file homewizard-ca.pem [--wait-s 60]
+    python tools/meterprobe.py --model homewizard_v2 --host 192.168.1.60 --token T --cert-hostname N --ca-file F
     python tools/meterprobe.py --model shelly_em1 --host 192.168.1.61 [--channel 1]
     python tools/meterprobe.py --model p1 --device /dev/ttyUSB0 [--baud 115200|9600] [--format 8N1|7E1]
     python tools/meterprobe.py --config config.json --device /dev/ttyUSB0     (the meter section of a config)
@@ -20,6 +22,14 @@ Gen1 3EM / EM: docs/meters.md) are read with meters/http_meter.py: the same
 values, the error in words (no answer, connection refused, HTTP 403: the
 HomeWizard's local API is off, HTTP 404: another model, bad JSON), and the
 same notes on a meter mounted upside down.
+
+HomeWizard API v2 (HTTPS with a token): --homewizard-pair asks the meter for
+a token (POST /api/user, docs/configuration.md) every second until the owner
+presses the meter's button or --wait-s (default 60 s) runs out, and prints
+the token once with the meter section to paste into the configuration. The
+meter's certificate must chain to --ca-file (HomeWizard's CA, from its API
+documentation) before anything is asked; its name (appliance/<type>/<serial>)
+is taken from the checked certificate.
 
 A P1 port (a USB P1 cable) is read with meters/p1.py, the firmware's own
 parser: it waits up to --wait-s (default 25 s: DSMR 2.2 to 4 send every 10 s)
@@ -68,8 +78,10 @@ def meter_section(args):
         meter = {"type": kind, "model": args.model or ""}
     if meter.get("type") == "p1":
         keys = ("baud", "format")
+    elif meter.get("type") == "http":
+        keys = ("host", "port", "channel", "token", "ca_file", "cert_hostname")
     else:
-        keys = ("host", "port", "channel") if meter.get("type") == "http" else ("address", "host", "port", "baud", "format")
+        keys = ("address", "host", "port", "baud", "format")
     for key in keys:
         value = getattr(args, key)
         if value is not None:
@@ -170,7 +182,8 @@ def probe_http(section, every):
     """Read an HTTP meter once, or every `every` seconds; the exit status."""
     platform = unix.Platform({"rs485_device": None})
     meter = http_meter.from_config(section, platform)
-    print("meter %s on http://%s:%d%s" % (section["model"], section["host"], section["port"], meter.path))
+    scheme = "https" if meter.model == "homewizard_v2" else "http"
+    print("meter %s on %s://%s:%d%s" % (section["model"], scheme, section["host"], meter.port, meter.path))
     asyncio.set_event_loop(asyncio.new_event_loop())
     got = False
     try:
@@ -308,6 +321,110 @@ def probe_p1(section, device, wait_s, every):
     return 0 if got else 1
 
 
+PAIR_USER = "local/chargeguard"  # the user the meter lists (GET /api/user); a new pairing replaces its token
+PAIR_STEP_S = 1.0  # one POST /api/user a second: each one restarts the meter's wait (docs/v2/authorization)
+
+
+def _pair_request(host, port, context, timeout_s, method, path, body=None, token=None):
+    # One HTTPS request to a HomeWizard (host side, CPython's ssl): (status,
+    # JSON answer or None, the peer's checked certificate). The certificate
+    # must chain to the CA; its name is checked by the caller.
+    import http.client
+
+    connection = http.client.HTTPSConnection(host, port, timeout=timeout_s, context=context)
+    try:
+        connection.connect()  # the handshake: the chain checked against the CA
+        cert = connection.sock.getpeercert()
+        if not _appliance(_cert_name(cert)):
+            return 0, None, cert  # not a HomeWizard's name: nothing is sent
+        headers = {"X-Api-Version": "2"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if token is not None:
+            headers["Authorization"] = "Bearer " + token
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read(4096)
+        try:
+            doc = json.loads(data) if data else None
+        except ValueError:
+            doc = None
+        return response.status, doc, cert
+    finally:
+        connection.close()
+
+
+def _appliance(name):
+    # A HomeWizard certificate's name: appliance/<type>/<serial> (docs/v2/authorization).
+    parts = name.split("/")
+    return len(parts) == 3 and parts[0] == "appliance" and parts[1] in http_models.CERT_TYPES and parts[2] != ""
+
+
+def _cert_name(cert):
+    # The common name of a checked certificate (HomeWizard: appliance/<type>/<serial>), or "".
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return ""
+
+
+def pair_homewizard(host, port, ca_file, wait_s, name=PAIR_USER):
+    """Get a HomeWizard API v2 token: POST /api/user until the button is pressed or wait_s passes; exit status."""
+    import ssl
+    import time
+
+    if not ca_file or not os.path.exists(ca_file):
+        print("give --ca-file: HomeWizard's CA certificate (homewizard-ca-cert.pem, from its API documentation,"
+              " docs/v2/authorization): the meter's certificate is checked against it before anything is asked")
+        return 2
+    context = ssl.create_default_context(cafile=ca_file)
+    # The name is not known yet (it holds the serial): the chain is checked
+    # here, the name below against HomeWizard's pattern.
+    context.check_hostname = False
+    body = json.dumps({"name": name}).encode()
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            status, doc, cert = _pair_request(host, port, context, min(5.0, wait_s), "POST", "/api/user", body)
+        except ssl.SSLError as error:
+            print("the meter's certificate does not check out against %s: %s; nothing was asked"
+                  % (ca_file, getattr(error, "verify_message", None) or error.reason or error))
+            return 1
+        except OSError as error:
+            print("no answer from %s:%d: %s" % (host, port, error))
+            return 1
+        cert_name = _cert_name(cert)
+        if not _appliance(cert_name):
+            print("the certificate names '%s', not a HomeWizard appliance/<type>/<serial>: nothing was asked" % cert_name)
+            return 1
+        error = (doc or {}).get("error") if isinstance(doc, dict) else None
+        if status == 200 and isinstance(doc, dict) and isinstance(doc.get("token"), str):
+            token = doc["token"]
+            print("paired as %s. The meter section for the configuration (the token is a secret: keep it like a"
+                  " password; it is shown once, here):" % doc.get("name", name))
+            section = {"type": "http", "model": "homewizard_v2", "host": host, "token": token,
+                       "ca_file": "homewizard-ca.pem", "cert_hostname": cert_name}  # fmt: skip
+            if port != 443:
+                section["port"] = port
+            print(json.dumps({"meter": section}, indent=2))
+            print("copy %s to the device's flash as homewizard-ca.pem (mpremote cp %s :homewizard-ca.pem)"
+                  % (ca_file, ca_file))
+            return 0
+        if status == 403 and error == "user:creation-not-enabled":
+            if not told:
+                print("press the button on the meter now (a kWh meter: hold it 1 to 3 s); waiting up to %g s" % wait_s)
+                told = True
+        else:
+            print("the meter answers HTTP %d%s: no token" % (status, " (%s)" % error if error else ""))
+            return 1
+        if time.monotonic() + PAIR_STEP_S > deadline:
+            print("no button press within %g s: run it again and press the meter's button while it waits" % wait_s)
+            return 1
+        time.sleep(PAIR_STEP_S)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="take the meter section of this configuration file")
@@ -325,8 +442,20 @@ def main(argv=None):
     parser.add_argument("--channel", type=int, help="HTTP: the channel of a shelly_em1 or shelly_em_gen1 (default 0)")
     parser.add_argument("--every", type=float, default=0, help="read again every N seconds until Ctrl-C"
                         " (P1: print every telegram)")
-    parser.add_argument("--wait-s", type=float, default=25.0, help="P1: how long to wait for a telegram (default 25)")
+    parser.add_argument("--wait-s", type=float, default=None, help="P1: how long to wait for a telegram (default 25);"
+                        " --homewizard-pair: for the button press (default 60)")
+    parser.add_argument("--homewizard-pair", action="store_true", help="get a HomeWizard API v2 token (press the"
+                        " meter's button when told) and print the meter section")
+    parser.add_argument("--token", help="homewizard_v2: the token from --homewizard-pair")
+    parser.add_argument("--ca-file", help="homewizard_v2: HomeWizard's CA certificate (PEM)")
+    parser.add_argument("--cert-hostname", help="homewizard_v2: appliance/<type>/<serial> (--homewizard-pair prints it)")
     args = parser.parse_args(argv)
+    if args.homewizard_pair:
+        if not args.host:
+            parser.error("give --host: the meter's address")
+        return pair_homewizard(args.host, args.port or 443, args.ca_file, 60.0 if args.wait_s is None else args.wait_s)
+    if args.wait_s is None:
+        args.wait_s = 25.0
     if not args.config and not args.model:
         parser.error("give --model (or --config)")
     section = meter_section(args)

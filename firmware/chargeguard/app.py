@@ -62,14 +62,14 @@ def make_meter(meter_doc, platform, doc=None):
 
     doc: the whole configuration, for the MQTT-fed meter (its broker is the
     `mqtt` section's, its voltage site.voltage_v), the CT clamps (site.phases,
-    site.voltage_v) and the HAN port (site.phases).
+    site.voltage_v), the HAN port and the ATM90E32 (site.phases).
     """
     from chargeguard.drivers import METER_MODULES
 
     module_name = METER_MODULES.get(meter_doc["type"])
     if module_name is None:
         raise ValueError("meter type %s is not supported" % meter_doc["type"])
-    if meter_doc["type"] in ("mqtt", "ct", "han"):
+    if meter_doc["type"] in ("mqtt", "ct", "han", "atm90e32"):
         return _import(module_name).from_config(meter_doc, platform, doc)
     return _import(module_name).from_config(meter_doc, platform)
 

@@ -47,6 +47,13 @@ Version 1 (CURRENT_VERSION):
                "burden_ohm": 33,       1..10000 ohm; "vref_mv": 3100: 1000..3600, ADC full scale
                "factor_ua": 0,         0 = from turns and burden, else 100..500000 uA a step
                "mains_hz": 50,         50 | 60; "floor_ma": 200: 0..5000, below reads 0
+              an ATM90E32 metering IC on the board's atm90e32_spi pins ("type": "atm90e32") has instead:
+              {"type": "atm90e32", "line_hz": 50,  50 | 60; "pga": 2: 1 | 2 | 4, current gain
+               "ugain_l1": 41820, ... "ugain_l3",  1..65535, the chip's voltage calibration
+               "igain_l1": 25498, ... "igain_l3",  1..65535, its current calibration
+               "upside_down": false,   true: every phase's power negated
+               "invert_l1": false, ... "invert_l3",  true: that phase's power negated
+               "poll_ms": 1000}        200..10000
               a HAN port ("type": "han": DLMS/COSEM lists, Norway) on the P1 UART has instead:
               {"type": "han", "baud": 2400,  2400 | 9600; "format": "8E1": "8E1" | "8N1"
                "invert": false}        true: the transceiver's output is inverted
@@ -73,7 +80,15 @@ Version 1 (CURRENT_VERSION):
                "channel": 0,           0..2: the EM1 channel (shelly_em1) or emeter
                                        (shelly_em_gen1: 0..1); 0 for the other models
                "upside_down": false,   true: the meter (its CT clamps) the wrong way round
-               "poll_ms": 1000}        500..10000 (HomeWizard: not faster than 500 ms)
+               "poll_ms": 1000,        500..10000 (HomeWizard: not faster than 500 ms)
+               "token": "",            secret: homewizard_v2 only, required there: the 32
+                                       hex digits (A-F, 0-9) the meter gave at pairing
+               "ca_file": "homewizard-ca.pem",  homewizard_v2: the CA certificate (PEM or
+                                       DER) on the device's flash that the meter's
+                                       certificate must chain to
+               "cert_hostname": ""}    homewizard_v2, required: the name in the meter's
+                                       certificate, appliance/<type>/<serial>
+                                       (port 80 means 443 for homewizard_v2)
      "chargers": [                     0..MAX_CHARGERS entries
         {"name": "Charger 1",          1..32 printable characters, unique (ignoring case)
          "type": "v2c_trydan",         CHARGER_TYPES
@@ -222,7 +237,9 @@ BAUD_RATES = (9600, 115200)
 UART_FORMATS = ("8N1", "7E1")
 MODBUS_BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 MODBUS_FORMATS = ("8N1", "8E1", "8O1", "8N2")
-SECRET_PATHS = (("wifi", "password"), ("wifi", "ap_password"), ("admin", "password"), ("mqtt", "password"))
+SECRET_PATHS = (
+    ("wifi", "password"), ("wifi", "ap_password"), ("admin", "password"), ("mqtt", "password"), ("meter", "token"),
+)  # fmt: skip
 REDACTED = "***"
 
 CONFIG_FILE = "config.json"
@@ -287,7 +304,7 @@ _METER = (
     ("format", "8N1", _ENUM, UART_FORMATS, None, ""),
     ("invert", True, _BOOL, None, None, ""),
 )
-# The meter sections of the other types (modbus, http, mqtt, ct) are
+# The meter sections of the other types (modbus, http, mqtt, ct, han, atm90e32) are
 # meters/meter_fields.py's, loaded only to complete and check such a section.
 _WIFI = (
     ("ssid", "", _SSID, 0, 32, ""),
@@ -405,14 +422,16 @@ def _meter_table(section):
     # unloaded again: a P1 site never holds them, another site only while
     # its section is completed or checked.
     kind = section.get("type")
-    if kind not in ("modbus", "http", "mqtt", "ct", "han"):
+    if kind not in ("modbus", "http", "mqtt", "ct", "han", "atm90e32"):
         return _METER
     import sys
     import chargeguard.meters
     from chargeguard.meters import meter_fields
 
     try:
-        return meter_fields.table(kind, _METER[0], _TEXT, _OPT_TEXT, _OPT_HOST, _MAP, MODBUS_BAUD_RATES, MODBUS_FORMATS)
+        return meter_fields.table(
+            kind, _METER[0], _TEXT, _OPT_TEXT, _OPT_HOST, _MAP, MODBUS_BAUD_RATES, MODBUS_FORMATS, _SECRET
+        )
     finally:
         sys.modules.pop("chargeguard.meters.meter_fields", None)
         if "meter_fields" in chargeguard.meters.__dict__:

@@ -13,6 +13,7 @@ METER_MODULES = {
     "mqtt": "chargeguard.meters.mqtt_meter",
     "ct": "chargeguard.meters.ct_meter",
     "han": "chargeguard.meters.han",  # DLMS/COSEM push over HDLC (Norway's HAN-NVE), on the P1 UART
+    "atm90e32": "chargeguard.meters.atm90e32",  # the metering IC on SPI: signed per-phase power
 }
 # Charger type -> (driver module, rules module or None). The rules module
 # holds what an entry of that type has beyond config.py's common charger

@@ -143,19 +143,17 @@ class SiteState:
     def ocpp_discovered(self):
         """OCPP boxes that connected with no chargers[] entry (ocpp.accept_unknown): answered, never commanded.
 
-        A list of (charge_point_id, vendor, model, connected) from the central
-        system (net/ocpp.py: vendor and model None before its BootNotification);
+        A list of (charge_point_id, vendor, model, connected) from the app's
+        `ocpp` interface (net/ocpp.CentralSystem: its `discovered` and
+        `sessions`; vendor and model None before a box's BootNotification);
         [] when there are none or no central system runs. Asked per answer
         (GET /api/status), not per tick: it allocates.
         """
-        import sys
-
-        module = sys.modules.get("chargeguard.net.ocpp")
-        central = module.central() if module is not None else None
-        if central is None:
-            return []
-        return [(ident, point.vendor, point.model, ident in central.sessions)
-                for ident, point in central.discovered.items()]
+        for name, central in self._app.interfaces:
+            if name == "ocpp":
+                return [(ident, point.vendor, point.model, ident in central.sessions)
+                        for ident, point in central.discovered.items()]
+        return []
 
     def update(self, now_ms):
         """After each decision (App.decide): refresh grid, chargers and optimiser; allocates nothing."""

@@ -43,8 +43,10 @@ def start(emulators, model):
     return emulator
 
 
-def driver(model, port, channel=0):
+def driver(model, port, channel=0, emulator=None):
     doc = {"model": model, "host": "127.0.0.1", "port": port, "channel": channel, "upside_down": False, "poll_ms": 1000}
+    if model == "homewizard_v2":
+        doc.update(token=emulator.token, ca_file=emulator.ca_file, cert_hostname=emulator.cert_hostname)
     return http_meter.from_config(doc, unix.Platform({"rs485_device": None}))
 
 
@@ -57,13 +59,13 @@ def test_every_model_decodes_its_emulator(emulators, model):
     emulator = start(emulators, model)
 
     async def scenario():
-        meter = driver(model, emulator.port)
+        meter = driver(model, emulator.port, emulator=emulator)
         assert await poll_once(meter), meter.last_error
         r = meter.reading
         one_phase = model in ("shelly_em1", "shelly_em_gen1")
         assert r.phase_count == (1 if one_phase else 3)
         assert r.power_w[0] == POWERS[0]
-        if model == "homewizard":
+        if model.startswith("homewizard"):
             # Whole amps from the P1 meter: max(|I|, |P/U|) at 230 V (the fixture has no voltages).
             assert list(r.current_ma) == [10500, -7248, 500]  # 1667 W / 230 V
             assert r.energy_import_wh == IMPORT_WH and r.energy_export_wh == EXPORT_WH
@@ -81,11 +83,12 @@ def test_every_model_decodes_its_emulator(emulators, model):
     asyncio.run(scenario())
 
 
-def test_a_hanging_then_refusing_meter_fails_in_words_and_comes_back(emulators):
-    emulator = start(emulators, "homewizard")
+@pytest.mark.parametrize("model", ("homewizard", "homewizard_v2"))
+def test_a_hanging_then_refusing_meter_fails_in_words_and_comes_back(emulators, model):
+    emulator = start(emulators, model)  # homewizard_v2: "hang" never answers the TLS handshake
 
     async def scenario():
-        meter = driver("homewizard", emulator.port)
+        meter = driver(model, emulator.port, emulator=emulator)
         assert await poll_once(meter)
         stamped = meter.reading.tick_ms
         emulator.mode = "hang"  # accepts the connection, never answers

@@ -1,4 +1,4 @@
-"""LAN meters over HTTP for the simulator and the tests: HomeWizard v1, Shelly Gen2/Gen3, Shelly Gen1.
+"""LAN meters over HTTP for the simulator and the tests: HomeWizard v1 and v2 (HTTPS), Shelly Gen2/Gen3, Shelly Gen1.
 
     HttpMeterEmulator(model, port=0).start(); set_values(currents_ma, powers_w, voltages_mv, import_wh, export_wh)
 
@@ -8,6 +8,21 @@ values of the simulated site put in:
 
     homewizard       GET /api/v1/data  (the HomeWizard API documentation's P1 example: no
                      voltages; currents in whole amps, signed like the power) and GET /api
+    homewizard_v2    HTTPS only: GET /api/measurement (the v2 documentation's P1
+                     three-phase example, the same live values under the v2
+                     names) and GET /api, each with "Authorization: Bearer
+                     <token>" (else 401 {"error": "user:unauthorized"}) and
+                     "X-Api-Version: 2" (else 400 {"error":
+                     "request:api-version-not-supported"}: the emulator is
+                     strict here; what a real meter does without the header is
+                     not documented); POST /api/user {"name": "local/..."}:
+                     403 {"error": "user:creation-not-enabled"} until
+                     press_button(), then 200 {"token", "name"} for 30 s
+                     (docs/v2/authorization). Its certificate is made at
+                     start() with the openssl command: a test CA (`ca_file`,
+                     PEM) and a leaf named `cert_hostname`
+                     (appliance/p1dongle/<serial>), as a real meter's chains
+                     to HomeWizard's CA. `token` is its one user's token.
     shelly_em        GET /rpc/EM.GetStatus?id=0  (aioshelly's Pro 3EM) and GET /shelly
     shelly_em1       GET /rpc/EM1.GetStatus?id=0  (no fixture: the keys of
                      ../shared/protocols/http-meters.md; L1 only) and GET /shelly
@@ -19,7 +34,8 @@ Any other path: 404. `mode` says how the meter behaves:
 
     "ok"      answers
     "hang"    accepts the connection, reads the request, never answers (a
-              wedged meter); the connection stays open until the client goes
+              wedged meter); the connection stays open until the client goes.
+              homewizard_v2: accepts TCP and never answers the TLS handshake
     "refuse"  nothing listens (the meter restarts): connections are refused;
               back to "ok" listens again on the same port
 
@@ -30,8 +46,14 @@ set_values() and mode may be changed from any thread.
 import copy
 import json
 import os
+import re
+import secrets
+import shutil
 import socket
 import socketserver
+import ssl
+import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -40,7 +62,29 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIXTURES = os.path.join(ROOT, "host_tests", "fixtures", "http")
 NOMINAL_MV = 230000
-MODELS = ("homewizard", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
+MODELS = ("homewizard", "homewizard_v2", "shelly_em", "shelly_em1", "shelly_3em_gen1", "shelly_em_gen1")
+V2_SERIAL = "5c2fafaabbcc"
+PAIR_WINDOW_S = 30  # after the button press (docs/v2/authorization)
+USER_NAME = re.compile(r"^local/[a-zA-Z0-9\-_/\\# ]{1,40}$")  # the documented rule for a user's name
+
+
+def make_certificates(folder, cert_hostname):
+    """A test CA and a leaf certificate named `cert_hostname` (common name only, as HomeWizard's), with openssl.
+
+    Returns (ca_pem, leaf_pem, leaf_key) paths in `folder`. EC P-256 keys,
+    valid for ten years from now.
+    """
+    if shutil.which("openssl") is None:
+        raise RuntimeError("the homewizard_v2 emulator needs the openssl command (Debian: apt-get install openssl)")
+    ca_key, ca_pem = os.path.join(folder, "ca.key"), os.path.join(folder, "ca.pem")
+    key, csr, leaf = os.path.join(folder, "leaf.key"), os.path.join(folder, "leaf.csr"), os.path.join(folder, "leaf.pem")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", ca_key, "-out", ca_pem, "-days", "3650", "-subj", "/CN=ChargeGuard test appliance CA")
+    run("req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=" + cert_hostname.replace("/", "\\/"))
+    run("x509", "-req", "-in", csr, "-CA", ca_pem, "-CAkey", ca_key, "-CAcreateserial", "-out", leaf, "-days", "3650")
+    return ca_pem, leaf, key
+
 
 
 def _fixture(name):
@@ -68,9 +112,24 @@ class HttpMeterEmulator:
         self._thread = None
         self._stopping = False
         self._values = ((0, 0, 0), (0, 0, 0), (NOMINAL_MV,) * 3, 0, 0)
+        self.token = None
+        self.ca_file = None
+        self.cert_hostname = None
+        self.users = {}  # homewizard_v2: user name -> token
+        self.pair_requests = 0
+        self.auth_failures = 0
+        self._pair_until = 0.0
+        self._tls = None
+        self._folder = None
         if model == "homewizard":
             self._template = _fixture("homewizard_v1_data_p1_3phase_gas_water_doc.json")
             self.path = "/api/v1/data"
+        elif model == "homewizard_v2":
+            self._template = _fixture("homewizard_v2_measurement_p1_3phase_gas_water_doc.json")
+            self.path = "/api/measurement"
+            self.token = secrets.token_hex(16).upper()
+            self.users["local/chargeguard"] = self.token
+            self.cert_hostname = "appliance/p1dongle/" + V2_SERIAL
         elif model == "shelly_em":
             self._template = _fixture("shelly_pro3em_em_getstatus_aioshelly.json")
             self.path = "/rpc/EM.GetStatus?id=0"
@@ -103,7 +162,16 @@ class HttpMeterEmulator:
             currents, powers, volts, import_wh, export_wh = self._values
         doc = copy.deepcopy(self._template)
         total = sum(powers)
-        if self.model == "homewizard":
+        if self.model == "homewizard_v2":
+            doc["power_w"] = total
+            for p in range(3):
+                doc["power_l%d_w" % (p + 1)] = powers[p]
+                doc["current_l%d_a" % (p + 1)] = _whole_amps(currents[p])
+            doc["current_a"] = sum(abs(_whole_amps(c)) for c in currents)
+            doc["energy_import_kwh"] = import_wh / 1000.0
+            doc["energy_import_t1_kwh"] = round(import_wh / 1000.0 - doc["energy_import_t2_kwh"], 3)
+            doc["energy_export_kwh"] = doc["energy_export_t1_kwh"] = export_wh / 1000.0
+        elif self.model == "homewizard":
             doc["active_power_w"] = total
             for p in range(3):
                 doc["active_power_l%d_w" % (p + 1)] = powers[p]
@@ -147,8 +215,15 @@ class HttpMeterEmulator:
             doc["total_power"] = round(float(sum(e["power"] for e in emeters)), 2)
         return doc
 
+    def press_button(self):
+        """The owner presses the meter's button: POST /api/user gives a token for the next 30 s."""
+        self._pair_until = time.monotonic() + PAIR_WINDOW_S
+
     def info(self):
         """The device-information answer (GET /api or /shelly)."""
+        if self.model == "homewizard_v2":
+            return {"product_name": "P1 Meter", "product_type": "HWE-P1", "serial": V2_SERIAL,
+                    "firmware_version": "6.00", "api_version": "2.0.0"}  # fmt: skip
         if self.model == "homewizard":
             return {"product_type": "HWE-P1", "product_name": "P1 meter", "serial": "3c39e7aabbcc",
                     "firmware_version": "4.19", "api_version": "v1"}  # fmt: skip
@@ -176,12 +251,21 @@ class HttpMeterEmulator:
             self._open_server()
 
     def start(self):
+        if self.model == "homewizard_v2" and self._tls is None:
+            self._folder = tempfile.mkdtemp(prefix="hwv2-")
+            self.ca_file, leaf, key = make_certificates(self._folder, self.cert_hostname)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(leaf, key)
+            self._tls = context
         self._open_server()
         return self
 
     def stop(self):
         self._stopping = True
         self._close_server()
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
 
     def _open_server(self):
         emulator = self
@@ -189,8 +273,22 @@ class HttpMeterEmulator:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"
 
+            def setup(self):
+                # HTTPS (homewizard_v2): the handshake on this connection's
+                # thread, so a client that never finishes it blocks nobody.
+                if emulator._tls is not None:
+                    if emulator._mode == "hang":
+                        emulator._hang(self.request)
+                        raise ConnectionAbortedError("hang")
+                    self.request.settimeout(5)
+                    self.request = emulator._tls.wrap_socket(self.request, server_side=True)
+                super().setup()
+
             def do_GET(self):
                 emulator._serve(self)
+
+            def do_POST(self):
+                emulator._serve_post(self)
 
             def log_message(self, *args):
                 pass
@@ -198,6 +296,9 @@ class HttpMeterEmulator:
         class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
             daemon_threads = True
             allow_reuse_address = True
+
+            def handle_error(self, request, client_address):
+                pass  # a failed TLS handshake (a client refusing our certificate) is a test's expected case
 
         # The same port again after "refuse" (a restarted meter keeps its address).
         for _ in range(50):
@@ -220,25 +321,75 @@ class HttpMeterEmulator:
             server.shutdown()
             server.server_close()
 
+    def _hang(self, sock):
+        # Never answer: wait until the client closes, the mode changes or we stop.
+        sock.settimeout(0.05)
+        while self._mode == "hang" and not self._stopping:
+            try:
+                if sock.recv(64) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+
+    def _send_json(self, handler, status, doc):
+        data = json.dumps(doc).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _v2_refusal(self, handler):
+        # API v2's checks of a request: (status, error) or None when it passes.
+        if handler.headers.get("X-Api-Version") != "2":
+            return 400, "request:api-version-not-supported"
+        auth = handler.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or auth[7:] not in self.users.values():
+            self.auth_failures += 1
+            return 401, "user:unauthorized"
+        return None
+
+    def _serve_post(self, handler):
+        # homewizard_v2: POST /api/user, the pairing (docs/v2/authorization).
+        if self.model != "homewizard_v2" or handler.path != "/api/user":
+            handler.send_error(404)
+            return
+        length = int(handler.headers.get("Content-Length") or 0)
+        try:
+            name = json.loads(handler.rfile.read(min(length, 1024)) or b"{}").get("name")
+        except (ValueError, AttributeError):
+            self._send_json(handler, 400, {"error": "request:invalid-json"})
+            return
+        self.pair_requests += 1
+        if handler.headers.get("X-Api-Version") != "2":
+            self._send_json(handler, 400, {"error": "request:api-version-not-supported"})
+        elif not isinstance(name, str) or not name.startswith("local/"):
+            self._send_json(handler, 400, {"error": "user:invalid-prefix"})
+        elif not USER_NAME.match(name):
+            self._send_json(handler, 400, {"error": "user:name-invalid"})
+        elif time.monotonic() >= self._pair_until:
+            self._send_json(handler, 403, {"error": "user:creation-not-enabled"})
+        else:
+            token = secrets.token_hex(16).upper()  # a name used again gets a new token, the old one ends
+            self.users[name] = token
+            self._send_json(handler, 200, {"token": token, "name": name})
+
     def _serve(self, handler):
         if self._mode == "hang":
-            # Never answer: wait until the client closes, the mode changes or we stop.
-            sock = handler.connection
-            sock.settimeout(0.05)
-            while self._mode == "hang" and not self._stopping:
-                try:
-                    if sock.recv(64) == b"":
-                        break
-                except socket.timeout:
-                    continue
-                except OSError:
-                    break
+            self._hang(handler.connection)
             handler.close_connection = True
             return
+        if self.model == "homewizard_v2" and handler.path in (self.path, "/api"):
+            refusal = self._v2_refusal(handler)
+            if refusal is not None:
+                self._send_json(handler, refusal[0], {"error": refusal[1]})
+                return
         if handler.path == self.path:
             body = json.dumps(self.answer())
             self.requests += 1
-        elif handler.path == ("/api" if self.model == "homewizard" else "/shelly"):
+        elif handler.path == ("/api" if self.model.startswith("homewizard") else "/shelly"):
             body = json.dumps(self.info())
         else:
             handler.send_error(404)

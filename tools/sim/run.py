@@ -1,7 +1,7 @@
 """Run the firmware on the MicroPython unix port against a simulated house.
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
-                            [--meter p1|mqtt|ct|MODEL|HTTP_MODEL] [--ct] [--modbus-tcp] [--no-mqtt] [--web-port 8080]
+                            [--meter p1|mqtt|ct|atm90e32|MODEL|HTTP_MODEL] [--ct] [--modbus-tcp] [--no-mqtt] [--web-port 8080]
                             [--no-web] [--mixed] [--load] [--ocpp] [--every-family]
 
 What runs:
@@ -56,13 +56,19 @@ meter subscribes); the pulled cable is then an integration that stops publishing
 With --meter homewizard, shelly_em or shelly_3em_gen1 it is a LAN meter over HTTP (tools/sim/http_meter_emulator.py
 on 127.0.0.1, the fixtures' answers with the site's values), polled every
 second; the pulled cable is then a meter that accepts the connection and
-never answers.
+never answers. --meter homewizard_v2: the HomeWizard API v2 over HTTPS with
+its token (the emulator's test CA in place of HomeWizard's); the pulled cable
+is a meter that accepts TCP and never answers the TLS handshake.
 With --meter ct (or --ct) the grid meter is three CT clamps on the board's ADC: each second the simulator
 writes the site's per-phase RMS currents to a file (CHARGEGUARD_CT_AMPS), and the unix port's ADC fake
 (platform/unix_adc.py) turns them into sample bursts of a 50 Hz sine, mid-rail bias and 12-bit steps, which
 meters/ct_meter.py and core/ct.py measure as on the board (RMS over whole cycles, DC offset tracked). A clamp
 has no sign: every phase reads as import. The pulled cable is then an ADC that does not answer (the file is
 gone): the reading ages into the failsafe.
+With --meter atm90e32 the grid meter is an ATM90E32 metering IC on SPI (tools/sim/atm90e32_emulator.py on
+127.0.0.1: its register image follows the site's signed per-phase currents at 230 V, 50 Hz); the unix port's SPI
+fake (platform/unix_spi.py, CHARGEGUARD_ATM90E32) carries each 32-bit access to it, and meters/atm90e32.py
+configures and reads it as on the board. The pulled cable is then a chip that answers FFFFH to every read.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
 guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
@@ -107,7 +113,7 @@ MODBUS_POLL_MS = 1000  # the Modbus meter is read once a second, like a DSMR 5 t
 # LAN meters over HTTP (tools/sim/http_meter_emulator.py, meters/http_meter.py), polled every second:
 # the three-phase ones (the simulated site has three phases; the one-channel
 # shelly_em1 / shelly_em_gen1 are held to their emulators by the system tests).
-HTTP_METERS = ("homewizard", "shelly_em", "shelly_3em_gen1")
+HTTP_METERS = ("homewizard", "homewizard_v2", "shelly_em", "shelly_3em_gen1")
 # --meter han: the HAN port's line speed, and one List 2 for every four
 # frames (the meter's 10 s against its 2.5 s List 1; the sim sends a frame
 # every TELEGRAM_PERIOD_S).
@@ -122,6 +128,8 @@ HAN_LIST2_EVERY = 4
 # the Modbus meter's (config.py's Modbus check found no 640-byte hole);
 # 148K and 160K ran, so 152K.
 DEFAULT_HEAP = "152K"
+# --meter atm90e32: how often the firmware reads the metering IC (its meter section's poll_ms).
+ATM90E32_POLL_MS = 500
 # CT clamps (--meter ct): below this RMS a clamp reads 0 (the config's floor_ma default).
 CT_FLOOR_MA = 200
 TELEGRAM_PERIOD_S = 1.0  # DSMR 5.0 and e-MUCS send a telegram every second
@@ -333,6 +341,7 @@ class Firmware:
         self, root, storage, device, heap=None, on_line=print, command=None, rs485_device=None, web_port=None, ocpp_port=None,
         ct_amps=None,
         keba_port=None,
+        atm90e32=None,
     ):
         if command is None:
             command = [micropython_binary()]
@@ -351,6 +360,8 @@ class Firmware:
             env["CHARGEGUARD_CT_AMPS"] = ct_amps  # platform/unix_adc.py
         if keba_port:
             env["CHARGEGUARD_KEBA_PORT"] = str(keba_port)
+        if atm90e32:
+            env["CHARGEGUARD_ATM90E32"] = atm90e32  # platform/unix_spi.py: the emulator's 127.0.0.1:PORT
         self.process = subprocess.Popen(
             command,
             cwd=root,
@@ -497,6 +508,7 @@ class Simulation:
         self.modbus = None
         self.http = None
         self.mqtt_meter = None
+        self.atm90e32 = None
         meter_section = None
         if meter == "mqtt":
             # Published over MQTT to the broker of the mqtt section (which must be given).
@@ -511,6 +523,15 @@ class Simulation:
 
             self.http = HttpMeterEmulator(meter).start()
             meter_section = {"type": "http", "model": meter, "host": "127.0.0.1", "port": self.http.port, "poll_ms": 1000}
+            if meter == "homewizard_v2":
+                # HTTPS with the emulator's token; its test CA stands in for HomeWizard's.
+                meter_section.update(token=self.http.token, ca_file=self.http.ca_file, cert_hostname=self.http.cert_hostname)
+        elif meter == "atm90e32":
+            # The metering IC on SPI: the firmware's SPI fake talks to this emulator (gains at its calibration).
+            from atm90e32_emulator import Atm90e32Emulator
+
+            self.atm90e32 = Atm90e32Emulator().start()
+            meter_section = {"type": "atm90e32", "line_hz": 50, "poll_ms": ATM90E32_POLL_MS}
         elif meter == "ct":
             # CT clamps: the firmware's ADC fake reads the site's RMS amperes from this file (written each round).
             meter_section = {"type": "ct", "turns": 2000, "burden_ohm": 33, "vref_mv": 3300, "mains_hz": 50,
@@ -543,6 +564,7 @@ class Simulation:
             root, storage, self.p1.device, heap, on_line or self.lines.append, command, rs485, web_port, self.ocpp_port,
             self.ct_amps,
             self.keba_port,
+            self.atm90e32.address if self.atm90e32 is not None else None,
         )
         for box in self.boxes:
             if type(box).__name__ == "OcppBox":
@@ -567,6 +589,11 @@ class Simulation:
             # The Modbus meter measures continuously; the firmware polls it.
             self.modbus.silent = self.meter_silent
             self.modbus.set_values(currents, power, (NOMINAL_MV,) * 3, self.site.import_wh, self.site.export_wh)
+            return time.monotonic_ns()
+        if self.atm90e32 is not None:
+            # The chip measures continuously; the firmware polls it. Silent: FFFFH to every read.
+            self.atm90e32.chip.mode = "ones" if self.meter_silent else "ok"
+            self.atm90e32.chip.set_site(currents, (NOMINAL_MV,) * 3)
             return time.monotonic_ns()
         if self.ct_amps is not None:
             # The clamps carry the site's currents now; silent: the ADC does not answer (no file).
@@ -610,6 +637,8 @@ class Simulation:
             self.http.stop()
         if self.mqtt_meter is not None:
             self.mqtt_meter.stop()
+        if self.atm90e32 is not None:
+            self.atm90e32.stop()
         return code
 
 
@@ -706,7 +735,7 @@ def main():
         "--meter",
         default="p1",
         help="the grid meter: p1 (default), han (a Norwegian HAN port), mqtt (fed over MQTT), ct (CT clamps on the"
-        " ADC), a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...) or an HTTP meter (%s)"
+        " ADC), atm90e32 (the metering IC on SPI), a Modbus model of the firmware's table (sdm630, abb_b23, em24, ...) or an HTTP meter (%s)"
         % ", ".join(HTTP_METERS),
     )
     parser.add_argument("--ct", action="store_true", help="CT clamps as the grid meter (the same as --meter ct)")
@@ -742,12 +771,12 @@ def main():
         parser.error("--meter mqtt needs the MQTT broker: leave out --no-mqtt")
     if args.mixed and args.ocpp:
         parser.error("--mixed and --ocpp are two different sites: choose one")
-    if args.meter not in ("p1", "han", "mqtt", "ct") and args.meter not in HTTP_METERS:
+    if args.meter not in ("p1", "han", "mqtt", "ct", "atm90e32") and args.meter not in HTTP_METERS:
         sys.path.insert(0, os.path.join(ROOT, "firmware"))
         from chargeguard.meters.modbus_models import MODELS
 
         if args.meter not in MODELS:
-            parser.error("--meter must be p1, han, mqtt, ct or one of: %s" % ", ".join(MODELS + HTTP_METERS))
+            parser.error("--meter must be p1, han, mqtt, ct, atm90e32 or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
 
@@ -818,6 +847,8 @@ def main():
     elif sim.modbus is not None:
         where = "127.0.0.1:%d (Modbus TCP)" % sim.modbus.port if args.modbus_tcp else "%s (Modbus RTU 9600 8N1)" % sim.modbus.device
         meter_text = "Modbus meter %s, unit 1, on %s" % (args.meter, where)
+    elif sim.atm90e32 is not None:
+        meter_text = "an ATM90E32 on SPI (its emulator on %s)" % sim.atm90e32.address
     elif sim.ct_amps is not None:
         meter_text = "CT clamps (the ADC fake reads the site's amperes from %s)" % sim.ct_amps
     else:

@@ -1,6 +1,6 @@
-"""LAN meters read over HTTP: HomeWizard (API v1) and Shelly (Gen2/Gen3 RPC, Gen1).
+"""LAN meters read over HTTP: HomeWizard (API v1, API v2 over HTTPS) and Shelly (Gen2/Gen3 RPC, Gen1).
 
-HttpMeter(model, host, port, channel, upside_down, ticks_ms, ticks_diff, sleep_ms, poll_ms)
+HttpMeter(model, host, port, channel, upside_down, ticks_ms, ticks_diff, sleep_ms, poll_ms, token, tls)
     ``await poll()`` is one request (net/http.py, one deadline of
     _TIMEOUT_MS for connect, request, head and body): True with a fresh
     reading. ``reading``: a GridReading updated in place after every answer
@@ -27,6 +27,21 @@ Models (config meter.model; facts: ../shared/protocols/http-meters.md and
                      one-phase kWh meter names its current and voltage
                      active_current_a / active_voltage_v: they count for L1
                      when no L1 key is given.
+    homewizard_v2    GET https://<host>/api/measurement with "Authorization:
+                     Bearer <token>" and "X-Api-Version: 2" (HomeWizard API
+                     v2: P1 meter firmware 6.00+, kWh meters 5.00+). The v1
+                     values under their v2 names (docs/v2/measurement):
+                     power_lN_w, current_lN_a, voltage_lN_v, power_w,
+                     energy_import/export_kwh, average_power_15m_w,
+                     monthly_power_peak_w; a one-phase kWh meter sends only
+                     power_w, current_a and voltage_v: L1's. Timestamps are
+                     ISO 8601 strings (never used). `tls` = (context from
+                     net/tls.context(CA), the certificate's name
+                     appliance/<type>/<serial>): the token is sent only to a
+                     meter whose certificate chains to that CA and carries
+                     that name. A 401 (user:unauthorized) says the token is
+                     refused; the error code of a v2 error body
+                     ({"error": "..."}) is quoted in last_error.
     shelly_em        GET /rpc/EM.GetStatus?id=0: Gen2/Gen3 three-phase EM
                      (Pro 3EM in the triphase profile, 3EM-63 Gen3).
                      a_/b_/c_current (A, magnitude), a_/b_/c_act_power (W,
@@ -64,11 +79,9 @@ error with its byte offset, e.g. "bad JSON at byte 17: unexpected 'x'",
 "bad JSON: the body ends inside it (cut short)". The reading is then not
 touched; the next poll starts afresh.
 
-Not supported: HomeWizard API v2 (HTTPS with a bearer token that the meter
-hands out in the 30 s after its button is pressed, POST /api/user:
-api-documentation.homewizard.com/docs/v2/authorization; TLS costs a plain
-ESP32 more heap than the firmware's budget leaves, and pairing needs a step
-the firmware has no place for yet); Shelly authentication (auth_en: digest
+Not supported: pairing on the device (the HomeWizard token comes from
+tools/meterprobe.py --homewizard-pair, run once by the installer); a kept-alive
+HTTPS connection (each v2 poll is a new TLS handshake); Shelly authentication (auth_en: digest
 auth, not verified); Shelly Gen2 energy counters (EMData.GetStatus, a second
 request: energy is only shown, never used by the guard).
 
@@ -155,6 +168,20 @@ def _model(name, channel):
             _S_AVG, _S_PEAK, _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
         )  # fmt: skip
         return ("/api/v1/data", 2048, None, keys, specs)
+    if name == "homewizard_v2":
+        keys = (
+            b'"current_l1_a""current_l2_a""current_l3_a""power_l1_w""power_l2_w""power_l3_w"'
+            b'"voltage_l1_v""voltage_l2_v""voltage_l3_v""power_w""energy_import_kwh""energy_export_kwh"'
+            b'"average_power_15m_w""monthly_power_peak_w""current_a""voltage_v"'
+        )
+        specs = (
+            _S_CUR | _MA << 8, _S_CUR + 1 | _MA << 8, _S_CUR + 2 | _MA << 8,
+            _S_POW, _S_POW + 1, _S_POW + 2,
+            _S_VOLT | _MV << 8, _S_VOLT + 1 | _MV << 8, _S_VOLT + 2 | _MV << 8,
+            _S_TOTAL, _S_IMP | _KWH << 8, _S_EXP | _KWH << 8,
+            _S_AVG, _S_PEAK, _S_CUR1 | _MA << 8, _S_VOLT1 | _MV << 8,
+        )  # fmt: skip
+        return ("/api/measurement", 2048, None, keys, specs)
     if name == "shelly_em":
         keys = (
             b'"a_current""b_current""c_current""a_act_power""b_act_power""c_act_power"'
@@ -184,7 +211,9 @@ def _model(name, channel):
 class HttpMeter:
     """A LAN meter read over HTTP (see module doc)."""
 
-    def __init__(self, model, host, port, channel, upside_down, ticks_ms, ticks_diff, sleep_ms, poll_ms=1000):
+    def __init__(
+        self, model, host, port, channel, upside_down, ticks_ms, ticks_diff, sleep_ms, poll_ms=1000, token=None, tls=None
+    ):
         spec = _model(model, channel)
         if spec is None:
             raise ValueError("unknown HTTP meter model %s" % model)
@@ -212,6 +241,20 @@ class HttpMeter:
         self._whole = [False, False, False, False]  # L1..L3, one-phase: a current given in whole amps
         self._num = 0  # the last number parsed (scaled)
         self._frac = False  # ... had a fraction
+        # API v2: the request's header lines (they hold the token: never in
+        # an error text, a log or a repr) and the TLS check, or a text that
+        # says why there is none (no CA file, no ssl in this build).
+        self._headers = None
+        self._tls = None
+        self._tls_error = None
+        if model == "homewizard_v2":
+            self._headers = "Authorization: Bearer %s\r\nX-Api-Version: 2\r\n" % token
+            if type(tls) is str:
+                self._tls_error = tls
+            elif tls is None:
+                self._tls_error = "no TLS context: API v2 needs HTTPS"
+            else:
+                self._tls = tls
 
     # -- the JSON walk ----------------------------------------------------
 
@@ -472,7 +515,10 @@ class HttpMeter:
         elif v[_S_POW + 1] == _NA and v[_S_POW + 2] == _NA:
             # A one-phase HomeWizard kWh meter: its current and voltage (no
             # _l1 in their names) are L1's. (A three-phase one's
-            # active_current_a is the sum: never L1's.)
+            # active_current_a is the sum: never L1's.) API v2's sends no
+            # per-phase power either: its power_w is L1's.
+            if v[_S_POW] == _NA and v[_S_TOTAL] != _NA and (v[_S_CUR1] != _NA or v[_S_VOLT1] != _NA):
+                v[_S_POW] = v[_S_TOTAL]
             if v[_S_CUR] == _NA:
                 v[_S_CUR] = v[_S_CUR1]
                 self._whole[0] = self._whole[3]
@@ -569,6 +615,8 @@ class HttpMeter:
 
     def _http_error(self, status):
         # An answer that is not 200, in words.
+        if self.model == "homewizard_v2":
+            return self._v2_error(status)
         if status == 401:
             return "HTTP 401: switch the meter's password off (not supported)"
         if status == 403 and self.model == "homewizard":
@@ -583,11 +631,37 @@ class HttpMeter:
             return "HTTP 404: no /status: a Gen1 Shelly? (Gen2/3: shelly_em, shelly_em1)"
         return "HTTP %d from the meter" % status
 
+    def _v2_error(self, status):
+        # API v2: the status in words, with the error code of its body
+        # ({"error": "user:unauthorized"}, docs/v2/error-handling) quoted.
+        client = self.client
+        buf = client.buf
+        end = client.body_len
+        code = ""
+        at = buf.find(b'"error"', 0, end)
+        if at >= 0:
+            q = buf.find(b'"', buf.find(b":", at + 7, end) + 1, end)
+            e = buf.find(b'"', q + 1, end) if q >= 0 else -1
+            if q >= 0 and 0 < e - q - 1 <= 48:
+                code = " (%s)" % bytes(buf[q + 1 : e]).decode()
+        if status == 401:
+            words = "the meter refuses the token: pair again (tools/meterprobe.py --homewizard-pair)"
+        elif status == 404:
+            words = "no /api/measurement: a firmware without API v2? (P1 meter 6.00+, kWh meter 5.00+)"
+        elif status == 400:
+            words = "the meter refuses the request (API version 2 not supported?)"
+        else:
+            words = "from the meter"
+        return "HTTP %d%s: %s" % (status, code, words)
+
     async def poll(self):
         """One request and its decoding; True with a fresh reading (never raises but CancelledError)."""
         client = self.client
         self.n_polls += 1
-        status = await client.get(self.host, self.port, self.path, _TIMEOUT_MS)
+        if self._tls_error is not None:
+            self.last_error = self._tls_error
+            return False
+        status = await client.get(self.host, self.port, self.path, _TIMEOUT_MS, None, self._headers, self._tls)
         tick = self._ticks_ms()  # the answer is complete: the reading's time
         if not status:
             error = client.error
@@ -597,6 +671,8 @@ class HttpMeter:
                 self.last_error = "connection refused: nothing on port %d (meter restarting? wrong port?)" % self.port
             elif error == "long body":
                 self.last_error = "answer over %d bytes: another model?" % client.max_body
+            elif error.startswith("tls: "):
+                self.last_error = error + ": no token sent (meter.ca_file, meter.cert_hostname)"
             else:
                 self.last_error = "no answer: " + str(error)
             return False
@@ -643,16 +719,43 @@ def _show(c):
     return "'%s'" % chr(c) if 32 < c < 127 else "byte 0x%02x" % c
 
 
+def v2_tls(ca_file, cert_hostname):
+    """(context, cert_hostname) for a homewizard_v2 meter from the CA file on flash, or the reason in words (str)."""
+    try:
+        with open(ca_file, "rb") as handle:
+            ca = handle.read(8192)  # a CA certificate is 0.5..2 KB
+    except OSError:
+        return "no CA certificate file %s on the device (meter.ca_file): no token is sent without it" % ca_file
+    try:
+        from chargeguard.net import tls
+
+        return (tls.context(ca), cert_hostname)
+    except ImportError:
+        return "this firmware build has no ssl: HomeWizard API v2 needs HTTPS"
+    except (ValueError, OSError):
+        return "%s is no CA certificate (PEM or DER)" % ca_file
+
+
 def from_config(meter_doc, platform):
     """The driver for a validated `meter` section of type "http"."""
+    model = meter_doc["model"]
+    port = meter_doc["port"]
+    token = tls = None
+    if model == "homewizard_v2":
+        if port == 80:
+            port = 443  # API v2 is HTTPS only
+        token = meter_doc["token"]
+        tls = v2_tls(meter_doc["ca_file"], meter_doc["cert_hostname"])
     return HttpMeter(
-        meter_doc["model"],
+        model,
         meter_doc["host"],
-        meter_doc["port"],
+        port,
         meter_doc["channel"],
         meter_doc["upside_down"],
         platform.ticks_ms,
         platform.ticks_diff,
         platform.sleep_ms,
         meter_doc["poll_ms"],
+        token,
+        tls,
     )

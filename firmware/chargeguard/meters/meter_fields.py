@@ -1,6 +1,6 @@
 """The meter sections of every meter type but p1, and config.py's cross-field rules of the MQTT-fed meter.
 
-Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct" or "han"
+Loaded by config.py only for a meter of type "modbus", "http", "mqtt", "ct", "han" or "atm90e32"
 (and unloaded after each use, like meters/http_models.py): a P1 site never
 holds these rows nor interns their names, and config.py, loaded at every
 boot, carries none of them. The rows have config.py's layout (key, default,
@@ -13,8 +13,11 @@ config.MODBUS_FORMATS) that config.py exports.
 from chargeguard.rules import BOOL, ENUM, INT, ONEOF, ZERO_OR
 
 
-def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats):
-    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct" or "han"); config.py's kinds passed in.
+def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, formats, secret=None):
+    """The rows of a meter section of type `kind` ("modbus", "http", "mqtt", "ct", "han", "atm90e32"); config.py's kinds.
+
+    secret: config.py's kind for a secret (never shown; SECRET_PATHS
+    redacts meter.token, the HomeWizard API v2 token).
 
     modbus: model and custom are checked against the register table
     (meters/modbus_models.check); http: model and the cross-field rules are
@@ -43,6 +46,10 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("channel", 0, INT, 0, 2, ""),
             upside_down_row,
             ("poll_ms", 1000, INT, 500, 10000, "ms"),
+            # HomeWizard API v2 (homewizard_v2 only; meters/http_models.check).
+            ("token", "", secret, 32, 32, ""),
+            ("ca_file", "homewizard-ca.pem", text, 1, 64, ""),
+            ("cert_hostname", "", text, 0, 64, ""),
         )
     if kind == "han":
         # The HAN-NVE line is 2400 baud 8E1 (meters/han.py); 8N1 and 9600 for
@@ -52,6 +59,25 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("baud", 2400, ONEOF, (2400, 9600), None, "baud"),
             ("format", "8E1", ENUM, ("8E1", "8N1"), None, ""),
             ("invert", False, BOOL, None, None, ""),
+        )
+    if kind == "atm90e32":
+        # Gain defaults: ESPHome's atm90e32 component (CircuitSetup's boards,
+        # SCT-013-000 clamps); calibrate them (docs/configuration.md).
+        return (
+            type_row,
+            ("line_hz", 50, ONEOF, (50, 60), None, "Hz"),
+            ("pga", 2, ONEOF, (1, 2, 4), None, ""),
+            ("ugain_l1", 41820, INT, 1, 65535, ""),
+            ("ugain_l2", 41820, INT, 1, 65535, ""),
+            ("ugain_l3", 41820, INT, 1, 65535, ""),
+            ("igain_l1", 25498, INT, 1, 65535, ""),
+            ("igain_l2", 25498, INT, 1, 65535, ""),
+            ("igain_l3", 25498, INT, 1, 65535, ""),
+            upside_down_row,
+            ("invert_l1", False, BOOL, None, None, ""),
+            ("invert_l2", False, BOOL, None, None, ""),
+            ("invert_l3", False, BOOL, None, None, ""),
+            ("poll_ms", 1000, INT, 200, 10000, "ms"),
         )
     if kind == "ct":
         return (

@@ -23,6 +23,23 @@ deadline (`timeout_ms`) covers connect, sending, the head and the body. The
 connection is always closed, also on timeout, error or cancellation.
 `get(..., body)` POSTs a small JSON body instead (bytes, `Content-Type:
 application/json`; the OpenEVSE claim is one) and reads the answer the same way.
+`get(..., headers=)` adds header lines (text, each ending in CRLF: a bearer
+token, an API version); they are never part of an error text.
+
+HTTPS: `get(..., tls=(context, server_name))` with a context from
+net/tls.py's `context(ca)` speaks TLS on the same connection, within the same deadline.
+The peer's certificate must chain to `ca` (CERT_REQUIRED) and carry
+`server_name` (as its common name or a subject alternative name); the
+handshake completes, verified, before a byte of the request (with its
+headers: the token) is sent (mbedTLS and OpenSSL send no application data
+before a finished handshake). A peer that fails the check gives the error
+"tls: ..." in words and gets nothing. The handshake waits on the socket
+without blocking (a peer that accepts TCP and never answers the handshake
+ends at the deadline like any dead device), but its crypto runs on the
+event loop: docs/configuration.md (HomeWizard API v2) has the figures.
+net/tls.py (and `ssl`) is loaded only for a TLS request: a build without ssl
+(the 32-bit heap-proxy port) runs every plain-HTTP request as before, and the
+plain-HTTP drivers carry none of its code.
 
 Bodies are read by `Content-Length`, or to the end of the connection when the
 server sends none. `Transfer-Encoding` (chunked) is refused with an error:
@@ -46,6 +63,8 @@ then says why, in a few words:
     "chunked"             a Transfer-Encoding header
     "long body"           body over `max_body` bytes
     "busy"                the shared body buffer is held by another client
+    "tls: ..."            the TLS handshake failed or the peer's certificate
+                          is not the one expected (see HTTPS above)
     "short body"          closed before Content-Length bytes came
     other                 the type name of an unexpected exception
 
@@ -85,6 +104,13 @@ def use_resolver(resolve):
     resolve; the request then fails with that text. None restores getaddrinfo.
     """
     _resolver[0] = resolve
+
+
+def _tls_reason(err):
+    # "tls: ..." in words (net/tls.py, loaded for TLS requests only).
+    from chargeguard.net import tls
+
+    return tls.reason(err)
 
 
 def _numeric(host):
@@ -279,8 +305,12 @@ class HttpClient:
         self._addr_host = None
         self._addr_port = 0
 
-    async def get(self, host, port, path, timeout_ms, body=None):
+    async def get(self, host, port, path, timeout_ms, body=None, headers=None, tls=None):
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
+
+        headers: extra header lines (str, each ending in CRLF) or None; tls:
+        (context from net/tls.context(), the name the certificate must carry)
+        or None for plain HTTP.
 
         One request at a time: a call while another is in flight on this
         client returns 0 at once and changes nothing.
@@ -296,7 +326,7 @@ class HttpClient:
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
-            coro = self._exchange(host, port, path, timeout_ms, body)
+            coro = self._exchange(host, port, path, timeout_ms, body, headers, tls)
             # MicroPython's millisecond variant avoids a float on the device.
             if _MPY:
                 self.status = await asyncio.wait_for_ms(coro, timeout_ms)
@@ -354,7 +384,7 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    async def _exchange(self, host, port, path, timeout_ms, body):
+    async def _exchange(self, host, port, path, timeout_ms, body, headers, tls):
         raw = path.encode()
         if not path.startswith("/"):
             raise ValueError("bad path")
@@ -387,6 +417,26 @@ class HttpClient:
             except OSError as err:
                 if err.errno != errno.EINPROGRESS:
                     raise
+            if tls is not None:
+                # TLS over the connecting socket; mbedTLS runs the handshake
+                # in the first write (the request's) and sends no byte of it
+                # before the handshake is over and the certificate checked.
+                # The stream waits on the socket as mbedTLS asks (read or
+                # write), so a silent peer costs no CPU until the deadline.
+                try:
+                    sock = tls[0].wrap_socket(sock, server_hostname=tls[1], do_handshake_on_connect=False)
+                except (OSError, ValueError) as err:
+                    raise ValueError(_tls_reason(err))
+                reader = self._sock = asyncio.StreamReader(sock)
+        elif tls is not None:
+            try:
+                reader, self._sock = await asyncio.open_connection(host, port, ssl=tls[0], server_hostname=tls[1])
+            except ValueError as err:  # ssl.SSLError: OSError and ValueError (CertificateError)
+                raise ValueError(_tls_reason(err))
+            except OSError as err:
+                if type(err).__module__ == "ssl" or "SSL" in type(err).__name__:
+                    raise ValueError(_tls_reason(err))
+                raise
         else:
             reader, self._sock = await asyncio.open_connection(host, port)
         writer = self._sock
@@ -396,10 +446,23 @@ class HttpClient:
         head = "%s %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n" % ("GET" if body is None else "POST", path, host)
         if body is not None:
             head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+        if headers:
+            head += headers
         writer.write((head + "\r\n").encode())
         if body is not None:
             writer.write(body)
-        await writer.drain()
+        if tls is not None and _MPY:
+            try:
+                await writer.drain()
+            except ValueError as err:  # mbedTLS: the certificate fails the check
+                raise ValueError(_tls_reason(err))
+            except OSError as err:
+                code = err.args[0] if err.args else 0
+                if type(code) is int and code > 0:
+                    raise  # the socket's own errno: refused, reset, unreachable
+                raise ValueError(_tls_reason(err))  # mbedTLS's negative codes
+        else:
+            await writer.drain()
 
         buf = self._head  # the head is read here
         mv = self._head_mv

@@ -55,7 +55,6 @@ CALLRESULT = const(3)
 CALLERROR = const(4)
 
 _POINTS = {}  # charge point id (str) -> driver, filled by register()
-_central = None  # the CentralSystem once made
 
 
 class OcppError(Exception):
@@ -65,11 +64,6 @@ class OcppError(Exception):
 def register(point):
     """Make a charger driver (chargers/ocpp.OcppCharger) known by its `charge_point_id`."""
     _POINTS[point.charge_point_id] = point
-
-
-def central():
-    """The device's CentralSystem, or None before the interface is made."""
-    return _central
 
 
 def charge_point_id(path):
@@ -368,8 +362,7 @@ class CentralSystem:
 
 def from_config(cfg, platform, log, context):
     """The central system for the config's `ocpp` section (port, ping_s, max_message, accept_unknown)."""
-    global _central
-    _central = CentralSystem(cfg, platform, log)
+    central = CentralSystem(cfg, platform, log)
     for point in _POINTS.values():
-        point.central = _central
-    return _central
+        point.central = central
+    return central

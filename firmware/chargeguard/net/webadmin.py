@@ -181,14 +181,17 @@ def _candidate(web, section, value, prefix, site_phases=None):
             errors[path] = message
     if errors:
         return {"errors": errors}
-    return {"value": normal["chargers"][0] if section == "chargers" else normal[section], "running": running}
+    return {"value": normal["chargers"][0] if section == "chargers" else normal[section], "running": running,
+            "site": normal["site"]}
 
 
 def _same_port(candidate, running):
-    # Both on the board's P1 UART, or both Modbus RTU on its RS485 port.
+    # Both on the board's P1 UART, both the one ATM90E32 on its SPI pins (a
+    # candidate's start-up would reset the running chip and leave its gains
+    # in it), or both Modbus RTU on its RS485 port.
     if candidate["type"] != running.get("type"):
         return False
-    if candidate["type"] == "p1":
+    if candidate["type"] in ("p1", "atm90e32"):
         return True
     return candidate["type"] == "modbus" and not candidate.get("host") and not running.get("host")
 
@@ -237,7 +240,15 @@ async def on_meter(web, request, body):
         return checked, 422
     candidate = checked["value"]
     running = checked["running"]
+    # The meters that size themselves to the site (CT clamps, HAN, ATM90E32)
+    # get its phases and (default) voltage, as at boot.
+    site = {"site": checked["site"]}
     checked = None
+    if candidate["type"] == "mqtt":
+        # Its broker is the mqtt section's, set up on a later step: a second
+        # MQTT connection for a check would hold as much heap as the link.
+        return _refuse("meter.type", "an MQTT-fed meter is read once its broker is set up: finish, then see the"
+                       " status page")
     platform = web.platform
     state = web.state
     web.testing = True
@@ -251,7 +262,7 @@ async def on_meter(web, request, body):
                 " reading on the status page",
                 409,
             )
-        return await _candidate_reading(candidate, platform, module)
+        return await _candidate_reading(candidate, platform, module, site)
     finally:
         web.testing = False
 
@@ -280,11 +291,14 @@ def _driver(table, kind):
     return __import__(name, None, None, [name.split(".")[-1]])
 
 
-async def _candidate_reading(section, platform, module):
+async def _candidate_reading(section, platform, module, doc):
     import gc
 
     try:
-        meter = module.from_config(section, platform)
+        if section["type"] in ("ct", "han", "atm90e32"):
+            meter = module.from_config(section, platform, doc)
+        else:
+            meter = module.from_config(section, platform)
     except (OSError, ValueError) as error:
         why = error.args[-1] if error.args and isinstance(error.args[-1], str) else repr(error)
         return _refuse("meter.type", "cannot start this meter: %s" % why)
