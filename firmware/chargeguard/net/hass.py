@@ -432,19 +432,33 @@ class Hass:
     def command(self, topic, payload):
         """Apply one /set message through the command API; None when applied, else the message.
 
-        The entity tables (hass_entities.py) are loaded for it and dropped
-        after, unless an announcement is streaming them.
+        The entity tables (hass_entities.py) are loaded to parse it and
+        dropped before the command API loads its checks (unless an
+        announcement is streaming them): the two never add up on the heap.
         """
         try:
             entities = _entities()
         except MemoryError:
             return "not enough memory to take a command now: nothing changed, try again"
         try:
-            return entities.command(self, topic, payload)
+            parsed = entities.parse(self, topic, payload)
         finally:
             del entities
             if self.discovery is None:
-                _unload_entities()
+                _unload_entities()  # before the command API loads its checks: never both at once
+        if type(parsed) is str:
+            return parsed
+        index, name, value = parsed
+        if index < 0:
+            path = ("solar." if name in ("eco", "net_power_target_w") else "site.") + name
+            errors = self.api.set({path: value})
+        elif name == "locked":
+            errors = self.api.set_lock(index, value)
+        else:
+            errors = self.api.set_charger(index, {name: value})
+        if not errors:
+            return None
+        return "; ".join(["%s %s" % (path, errors[path]) if path else errors[path] for path in errors])
 
 
 def _entities():

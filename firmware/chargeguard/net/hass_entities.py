@@ -1,7 +1,7 @@
 """Home Assistant's entity tables and what is made from them: discovery payloads and /set commands.
 
 net/hass.py loads this module while it announces (discover(), streamed one
-entity at a time) and for each /set message (command()), and drops it when
+entity at a time) and for each /set message (parse()), and drops it when
 it is done: on a stock firmware a module's code and constant strings live
 in the heap (about 8 KB here as .mpy), and a running site announces only
 after a (re)connect. Nothing outside this module keeps a reference to its
@@ -277,8 +277,8 @@ def _write_record(bridge, doc):
         bridge.log("hass: could not store %s (%r): removed chargers may stay in Home Assistant" % (RECORD_FILE, error))
 
 
-def command(bridge, topic, payload):
-    """hass.Hass.command: one /set message applied through bridge's command API; None when applied, else the message."""
+def parse(bridge, topic, payload):
+    """One /set message for bridge (a hass.Hass): (charger index or -1 for the site, object id, value), or the refusal as a str."""
     parts = topic.split("/")
     levels = bridge.prefix.count("/") + 1
     parts = parts[levels:]
@@ -303,16 +303,7 @@ def command(bridge, topic, payload):
     value = _value(row, text)
     if type(value) is tuple:
         return value[0]
-    if index < 0:
-        path = ("solar." if row[1] in ("eco", "net_power_target_w") else "site.") + row[1]
-        errors = bridge.api.set({path: value})
-    elif row[1] == "locked":
-        errors = bridge.api.set_lock(index, value)
-    else:
-        errors = bridge.api.set_charger(index, {row[1]: value})
-    if not errors:
-        return None
-    return "; ".join(["%s %s" % (path, errors[path]) if path else errors[path] for path in errors])
+    return index, row[1], value
 
 
 def _value(row, text):
