@@ -148,7 +148,9 @@ class Profile:
 # found no hole; 91 before), mqtt 148 (146 and 144 failed; on main 156
 # failed a one-day run, 160 ran): budgets these plus 4 KB. mqtt as .mpy now
 # has a budget (it catches growth), far above the plain-ESP32 tier: its code
-# alone is 103 KB of heap as .mpy (docs/firmware.md).
+# alone is 103 KB of heap as .mpy (docs/firmware.md). The profile sends no
+# /set: with one every scene, 152 KB refuses commands for want of heap and
+# 160 applies all (the checks load per call; docs/firmware.md).
 MPY_MARGIN = 4 * KB
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 # han, swept 2026-11-30 over the three-day run: frozen from 36 KB at most
