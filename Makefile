@@ -23,7 +23,7 @@ REHEARSAL_ARGS ?=
 #  a HomeWizard API v2 token: PROBE_ARGS="--homewizard-pair --host 192.168.1.60 --ca-file homewizard-ca.pem")
 PROBE_ARGS ?=
 
-.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe screenshots clean
+.PHONY: all venv build upy32 test test-cpython test-upy test-upy32 sim rehearsal bench deploy check-config meterprobe screenshots clean ha-check
 
 all: build
 
@@ -65,6 +65,12 @@ sim: build
 # scenarios run in host_tests/system/test_rehearsal.py.
 rehearsal: build
 	$(PY) tools/rehearsal/rehearsal.py $(REHEARSAL_ARGS)
+
+# A real Home Assistant (PyPI, its venv cached in build/ha-venv) pointed at the
+# simulated firmware's MQTT discovery: entities, devices, states, commands, a
+# removed charger, its log (tools/ha_check.py, docs/mqtt.md); exit 1 = a check failed.
+ha-check: build
+	$(PY) tools/ha_check.py
 
 # Heap and latency (tools/bench.py), then the control-quality benchmark
 # (tools/replay --all, docs/benchmark.md; exit 3 = a goal missed, reported).

@@ -141,7 +141,7 @@ def test_discovery_follows_the_documented_schema():
         assert len(payload) <= 1024
         assert doc["unique_id"] == node + "_" + obj and doc["unique_id"] not in unique
         unique.append(doc["unique_id"])
-        assert doc["availability_topic"] == "chargeguard/status"
+        assert availability(doc)[0] == "chargeguard/status"
         assert doc["name"] and doc["value_template"].startswith("{{ value_json.")
         device = doc["device"]
         assert device["identifiers"] == [node] and device["manufacturer"] == "ChargeGuard"
@@ -191,6 +191,116 @@ def test_discovery_follows_the_documented_schema():
                 assert value in (doc["state_on"], doc["state_off"]), (doc["unique_id"], value)
             if "options" in doc and value != "None":
                 assert value in doc["options"], (doc["unique_id"], value)
+
+
+def availability(doc):
+    """The availability topics of a discovery payload (availability_topic, or the availability list)."""
+    if "availability_topic" in doc:
+        assert "availability" not in doc
+        return [doc["availability_topic"]]
+    assert doc["availability_mode"] == "all"
+    return [entry["topic"] for entry in doc["availability"]]
+
+
+def non_numeric(doc):
+    # Home Assistant's MQTT sensor expects a number when any of these is set (sensor.py, 2023.2 on).
+    return doc.get("device_class") in (None, "enum", "timestamp") and "state_class" not in doc \
+        and "unit_of_measurement" not in doc
+
+
+def test_a_null_text_sensor_is_unavailable_never_the_text_none():
+    # Home Assistant 2024.3 (tools/ha_check.py): a text/enum/timestamp sensor whose template renders "None"
+    # shows the text "None" (a warning per message for a timestamp); only numeric sensors take it as unknown.
+    # Every such sensor that can render "None" must go unavailable through an availability on its state topic.
+    app, platform, meter, api, link, bridge = make(ocpp_at=1)  # nothing read yet: no car state, no clock
+    bridge.announce()
+    settle(bridge, link, platform)
+    nulls = []
+    for topic, (payload, retain) in configs(link).items():
+        if not payload or not topic.startswith("homeassistant/sensor/"):
+            continue
+        doc = json.loads(payload)
+        if not non_numeric(doc):
+            continue
+        obj = topic.split("/")[3]
+        if render(doc["value_template"], last(link, doc["state_topic"])) != "None":
+            continue
+        nulls.append(obj)
+        assert availability(doc) == ["chargeguard/status", doc["state_topic"]], (topic, doc)
+        template = doc["availability"][1]["value_template"]
+        assert template == "{{ 'online' if value_json.%s is not none else 'offline' }}" % obj, template
+    assert "status" in nulls, nulls  # the unknown car of a box not read yet
+
+
+def test_no_text_sensor_shows_a_state_home_assistant_reserves():
+    # "unavailable" as a reason (the box does not answer) would show as Home Assistant's own unavailable state.
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    settle(bridge, link, platform)
+    app.state.chargers[0].reason = "unavailable"
+    app.state.chargers_seq += 1
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    state = last(link, "chargeguard/charger/c0/state")
+    assert state["reason"] == "unreachable", state
+
+
+def test_what_is_announced_is_recorded_before_it_is_announced():
+    # A restart in the middle of an announcement (tools/ha_check.py met it: the optimiser loaded by a command,
+    # the firmware restarted within the ~15 s of the re-announcement) must still remove what Home Assistant got.
+    app, platform, meter, api, link, bridge = make(chargers=2)
+    bridge.announce()
+    bridge.step(platform.now)  # the first entities only
+    link.drain()
+    assert bridge.discovery is not None and configs(link)
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": False}
+    settle(bridge, link, platform)
+    assert api.set({"site.peak_limit_w": 4000}) == {}  # loads the optimiser: announced again
+    push_w(app, meter, platform, 1000, 0)
+    platform.now += hass.MIN_INTERVAL_MS
+    bridge.step(platform.now)
+    link.drain()
+    for _ in range(3):
+        bridge.step(platform.now)
+        link.drain()
+    assert bridge.discovery is not None
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": True}
+    # Restarted with one charger and no optimiser: the others' and the optimiser's entities are removed.
+    app2, platform2, _, api2, _ = api_app(None, 1)
+    link2 = FakeLink()
+    bridge2 = hass.Hass(link2, app2.state, api2, CFG, platform2, log=lambda line: None, storage=app.storage)
+    bridge2.announce()
+    settle(bridge2, link2, platform2)
+    empty = [topic for topic, (payload, _) in configs(link2).items() if payload == b""]
+    assert "homeassistant/sensor/chargeguard/quarter_average/config" in empty
+    assert "homeassistant/sensor/chargeguard_c1/power/config" in empty
+    # Removals first (tools/ha_check.py met it: Home Assistant deletes an entity a moment after its empty config,
+    # and a state right behind it warned in the template at a key that is gone): every empty config goes out
+    # before the first announced entity, and so long before the first state.
+    order = [payload == b"" for topic, payload, retain in link2.sent if topic.endswith("/config")]
+    assert order == sorted(order, reverse=True), order
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
+        assert json.load(handle) == {"chargers": ["c0"], "optimiser": False}
+
+
+def test_one_charger_has_no_priority_number():
+    # Home Assistant refuses a number whose max is not above its min (mqtt/number.py: "'max' must be > 'min'"):
+    # with one charger the priority (1..1) is no entity, and an empty config removes one announced before.
+    app, platform, meter, api, link, bridge = make(chargers=1)
+    bridge.announce()
+    settle(bridge, link, platform)
+    found = configs(link)
+    assert found["homeassistant/number/chargeguard_c0/priority/config"] == (b"", True)
+    for topic, (payload, retain) in found.items():
+        if payload and topic.startswith("homeassistant/number/"):
+            doc = json.loads(payload)
+            assert doc["min"] < doc["max"], (topic, doc)
+    # The command still works through the command API (the only value is 1).
+    link.on_message("chargeguard/charger/c0/priority/set", b"1")
+    assert not [entry for entry in link.queue if entry[0] == "chargeguard/error"]
 
 
 def test_charger_state_and_priority_bounds():
@@ -243,8 +353,9 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     link2.sent = []
     bridge2.announce()
     settle(bridge2, link2, platform2)
+    # c0 alone: its lock (no lock on this box) and its priority (one charger) get empty configs each time.
     assert sorted(topic for topic, (payload, _) in configs(link2).items() if payload == b"") == sorted(
-        ["homeassistant/switch/chargeguard_c0/locked/config"]
+        ["homeassistant/switch/chargeguard_c0/locked/config", "homeassistant/number/chargeguard_c0/priority/config"]
         + [topic.replace("/chargeguard_c1/", "/chargeguard_c0/") for topic in removed if "/locked/" not in topic
            and topic.split("/")[3] in [row[1] for row in entities.rows(entities.OCPP)]]
     )

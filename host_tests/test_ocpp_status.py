@@ -233,7 +233,7 @@ def test_home_assistant_state_after_a_refusal_and_without_a_clock():
         if wall_s == WALL_S:
             assert state["connected_since"] == iso_utc(since) and state["last_message_at"] == iso_utc(since + 1)
         else:
-            # No clock: unknown in Home Assistant (null renders "None"), never a 1970 or 2000 date.
+            # No clock: null, never a 1970 or 2000 date (Home Assistant shows the entity unavailable: net/hass.py).
             assert state["connected_since"] is None and state["last_message_at"] is None
 
 

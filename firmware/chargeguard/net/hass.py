@@ -31,7 +31,9 @@ retained discovery topics back after connecting is not possible here: the
 link receives at most 256 bytes per packet and a config message is larger,
 so the broker's copies would be skipped. On the next announcement the
 entities of every recorded charger that is gone get an empty retained
-config (Home Assistant deletes the entity, the broker the retained copy).
+config (Home Assistant deletes the entity, the broker the retained copy),
+before anything is announced. Checked against a real Home Assistant
+(2024.3) by tools/ha_check.py.
 
 Memory: discovery is a generator streamed one entity at a time through the
 link's queue, and only while the queue is nearly empty (at most two config
@@ -78,6 +80,11 @@ _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buf
 _IN_FLIGHT = const(2)  # discovery payloads queued at once at most
 _ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
+# Home Assistant's own states: a text sensor showing one would look unknown or
+# unavailable. The guard's reason "unavailable" (the box does not answer) is
+# published as "unreachable", the word of the `reachable` entity.
+_RESERVED = ("unknown", "unavailable")
+
 
 
 def slug(name):
@@ -362,7 +369,8 @@ class Hass:
         out.milli("energy_today", charger.energy_today_wh)
         out.milli("lifetime_energy", charger.energy_lifetime_wh)
         out.milli("offered_current", charger.offered_ma)
-        out.string("reason", charger.reason)
+        reason = charger.reason
+        out.string("reason", "unreachable" if reason in _RESERVED else reason)
         out.number("last_update", ticks_diff(now, status.tick_ms) // 1000 if status.tick_ms else None)
         out.string("error", status.error or "")
         values = self.api.values

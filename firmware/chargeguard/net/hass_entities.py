@@ -109,6 +109,13 @@ OCPP = (
     "s,last_refusal,Last OCPP refusal,,,,d,"
 )
 _SETTABLE = (_NUMBER, _SELECT, _SWITCH)
+# Text, enum and timestamp sensors whose JSON value can be null. Home Assistant
+# before 2024.10 reads a rendered "None" as a value for these (numeric sensors,
+# binary sensors, switches, numbers and selects take it as unknown): the text
+# "None", an invalid state of an enum, a warning per message for a timestamp.
+# Their discovery adds an availability on their own state topic that goes
+# offline while the value is null, so every version shows them unavailable then.
+_NULLABLE_TEXT = ("status", "ip", "connected_since", "last_message_at")
 
 
 def _decode(text):
@@ -144,31 +151,21 @@ def _row(table, name):
 
 
 def discover(bridge):
-    """Discovery of bridge (a hass.Hass) as a generator of (topic, payload): one entity at a time, removals last."""
+    """Discovery of bridge (a hass.Hass) as a generator of (topic, payload): one entity at a time, removals first."""
     record = _read_record(bridge)
     opt = bridge.state.optimiser is not None
     bridge._opt_announced = opt
-    for table in (SITE, DEVICE, OPTIMISER):
-        if table is OPTIMISER and not opt:
-            continue
-        section = "device" if table is DEVICE else "site"
-        for row in rows(table):
-            yield _topic(bridge, row, bridge.node), _config(bridge, row, bridge.node, section, -1)
-    for index in range(len(bridge.slugs)):
-        node = bridge.node + "_" + bridge.slugs[index]
-        can_lock = bridge.state.chargers[index].can_lock
-        for row in rows(CHARGER):
-            if row[1] == "locked" and not can_lock:
-                # No lock on this box: no dead switch (an empty config
-                # also removes one a former driver announced).
-                yield _topic(bridge, row, node), b""
-                continue
-            yield _topic(bridge, row, node), _config(bridge, row, node, "charger/" + bridge.slugs[index], index)
-        ocpp = bridge.state.chargers[index].ocpp is not None
-        for row in rows(OCPP):
-            # Not an OCPP box: empty configs (removes what an OCPP entry of that name announced).
-            yield _topic(bridge, row, node), _config(bridge, row, node, "charger/" + bridge.slugs[index], index) if ocpp else b""
-    gone = [name for name in record.get("chargers", ()) if name not in bridge.slugs]
+    recorded = record.get("chargers") or []
+    new = [name for name in bridge.slugs if name not in recorded]
+    if new or (opt and not record.get("optimiser")):
+        # Recorded before it is announced: a restart in the middle of the
+        # announcement still knows what Home Assistant may have, and can
+        # remove it (else orphans, whose templates warn at every state).
+        _write_record(bridge, {"chargers": recorded + new, "optimiser": True if opt else bool(record.get("optimiser"))})
+    # Removals first: Home Assistant deletes an entity a moment after its
+    # empty config, and a state arriving before that (the states follow
+    # the announcement) would warn in its template at a key that is gone.
+    gone = [name for name in recorded if name not in bridge.slugs]
     for name in gone:
         for table in (CHARGER, OCPP):
             for row in rows(table):
@@ -176,7 +173,31 @@ def discover(bridge):
     if record.get("optimiser") and not opt:
         for row in rows(OPTIMISER):
             yield _topic(bridge, row, bridge.node), b""
-    if gone or record.get("chargers") != bridge.slugs or bool(record.get("optimiser")) != opt:
+    for removing in (True, False):
+        if not removing:
+            for table in (SITE, DEVICE, OPTIMISER):
+                if table is OPTIMISER and not opt:
+                    continue
+                section = "device" if table is DEVICE else "site"
+                for row in rows(table):
+                    yield _topic(bridge, row, bridge.node), _config(bridge, row, bridge.node, section, -1)
+        for index in range(len(bridge.slugs)):
+            node = bridge.node + "_" + bridge.slugs[index]
+            charger = bridge.state.chargers[index]
+            for table in (CHARGER, OCPP):
+                for row in rows(table):
+                    # No entity: a lock on a box without one, a priority
+                    # among one charger (and Home Assistant refuses a number
+                    # whose max is not above its min), the OCPP entities of
+                    # a box that is none. Their empty configs also remove
+                    # one announced before.
+                    dead = (row[1] == "locked" and not charger.can_lock) or (row[1] == "priority" and len(bridge.slugs) < 2) \
+                        or (table is OCPP and charger.ocpp is None)
+                    if dead and removing:
+                        yield _topic(bridge, row, node), b""
+                    elif not dead and not removing:
+                        yield _topic(bridge, row, node), _config(bridge, row, node, "charger/" + bridge.slugs[index], index)
+    if gone or recorded != bridge.slugs or bool(record.get("optimiser")) != opt:
         _write_record(bridge, {"chargers": bridge.slugs, "optimiser": opt})
 
 
@@ -192,7 +213,16 @@ def _config(bridge, row, node, section, index):
     out.string("unique_id", node + "_" + obj)
     out.string("state_topic", "%s/%s/state" % (bridge.prefix, section))
     out.string("value_template", "{{ value_json.%s }}" % (key or obj))
-    out.string("availability_topic", bridge.link.status_topic)
+    if obj in _NULLABLE_TEXT and component == _SENSOR:
+        # Available while the link is up and the value is not null (see _NULLABLE_TEXT).
+        out.key("availability")
+        out.raw('[{"topic":')
+        out.quoted(bridge.link.status_topic)
+        out.raw('},{"topic":"%s/%s/state","value_template":' % (bridge.prefix, section))
+        out.raw('"{{ \'online\' if value_json.%s is not none else \'offline\' }}"}]' % obj)
+        out.string("availability_mode", "all")
+    else:
+        out.string("availability_topic", bridge.link.status_topic)
     if component in _SETTABLE:
         out.string("command_topic", "%s/%s/%s/set" % (bridge.prefix, section, obj))
     if component in (_SWITCH, _BINARY):
