@@ -58,7 +58,7 @@ for _path in (os.path.join(HERE, "sim"), os.path.join(HERE, "shims"), os.path.jo
 
 from broker import Broker, Watcher  # noqa: E402
 from chargeguard import VERSION  # noqa: E402
-from chargeguard.net import hass, hass_entities as entities  # noqa: E402
+from chargeguard.net import hass, hass_entities  # noqa: E402
 from run import Simulation, micropython_binary  # noqa: E402
 
 # The newest Home Assistant release that runs on Python 3.11 (2024.4 needs 3.12):
@@ -297,20 +297,20 @@ def expected_entities(slugs, can_lock, ocpp=(), optimiser=False, prefix="chargeg
     """{unique_id: (row, section, node)} of every entity net/hass.py announces for these chargers (ocpp: their slugs)."""
     node = hass.slug(prefix)
     out = {}
-    tables = [(entities.SITE, "site"), (entities.DEVICE, "device")] + ([(entities.OPTIMISER, "site")] if optimiser else [])
+    tables = [(hass_entities.SITE, "site"), (hass_entities.DEVICE, "device")] + ([(hass_entities.OPTIMISER, "site")] if optimiser else [])
     for table, section in tables:
-        for row in entities.rows(table):
+        for row in hass_entities.rows(table):
             out["%s_%s" % (node, row[1])] = (row, section, node)
     for index, name in enumerate(slugs):
         charger = "%s_%s" % (node, name)
-        for row in entities.rows(entities.CHARGER):
+        for row in hass_entities.rows(hass_entities.CHARGER):
             if row[1] == "locked" and not can_lock[index]:
                 continue
             if row[1] == "priority" and len(slugs) < 2:
                 continue
             out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
         if name in ocpp:
-            for row in entities.rows(entities.OCPP):
+            for row in hass_entities.rows(hass_entities.OCPP):
                 out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
     return out
 
@@ -353,7 +353,7 @@ def check_registry(ha, expected, slugs, names, models, report):
     controller = controller[0]
     report.check(
         (controller["name"], controller["model"], controller["manufacturer"], controller["sw_version"])
-        == ("ChargeGuard", entities.MODEL, entities.MANUFACTURER, VERSION),
+        == ("ChargeGuard", hass_entities.MODEL, hass_entities.MANUFACTURER, VERSION),
         "controller device: name, model, manufacturer, firmware version",
         repr((controller["name"], controller["model"], controller["manufacturer"], controller["sw_version"])))
     for slug, name, model in zip(slugs, names, models):
