@@ -75,16 +75,40 @@ def test_values_show_the_settings_in_force():
 
 
 def test_a_good_change_takes_effect_on_the_next_decision():
+    import sys
+
     app, platform, meter, api, _ = api_app()
     push_w(app, meter, platform, 0, 0)
     seq = app.state.settings_seq
     assert api.set_charger("c1", {"mode": "manual", "manual_a": 10, "max_a": 12}) == {}
+    # The checks (change.py, rules.py) are loaded per call, not kept on the heap.
+    assert "chargeguard.change" not in sys.modules and "chargeguard.rules" not in sys.modules
     charger = app.chargers[1]
     assert charger.mode == "manual" and charger.manual_ma == 10000 and charger.max_ma == 12000
     assert app.state.settings_seq == seq + 1 and app.state.chargers[1].settings.mode == "manual"
     push_w(app, meter, platform, 0, 0)
     assert app.targets_ma == [16000, 10000], app.targets_ma  # what the guard was asked for
     assert app.state.chargers[1].reason == app.reasons[1]
+
+
+def test_no_heap_for_the_checks_refuses_the_change_with_the_reason():
+    from chargeguard import commands
+
+    app, _, _, api, _ = api_app()
+    before = dict(api.values)
+    real = commands._load_change
+
+    def no_heap():
+        raise MemoryError("memory allocation failed")
+
+    commands._load_change = no_heap
+    try:
+        errors = api.set_charger(1, {"max_a": 12})
+    finally:
+        commands._load_change = real
+    assert list(errors) == [""] and "not enough memory" in errors[""], errors
+    assert api.values == before and api.pending == {} and app.chargers[1].max_ma == 16000
+    assert api.set_charger(1, {"max_a": 12}) == {}  # once the heap has room
 
 
 def test_wrong_values_are_refused_with_configs_messages_and_nothing_changes():

@@ -5,7 +5,7 @@ import json
 from test_commands import api_app
 from test_app_optimiser import push_w
 
-from chargeguard.net import hass
+from chargeguard.net import hass, hass_entities as entities
 
 CFG = {"topic_prefix": "chargeguard", "discovery_prefix": "homeassistant"}
 SLOTS = 16
@@ -65,7 +65,7 @@ class FakeLink:
 
 
 def count(table):
-    return len(list(hass.rows(table)))
+    return len(list(entities.rows(table)))
 
 
 def make(chargers=2, doc=None, storage=True, ocpp_at=None):
@@ -118,8 +118,8 @@ def test_discovery_follows_the_documented_schema():
     bridge.announce()
     settle(bridge, link, platform)
     found = configs(link)
-    assert len(found) == count(hass.SITE) + count(hass.DEVICE) + 2 * count(hass.CHARGER) + 2 * count(hass.OCPP), len(found)
-    ocpp_objects = [row[1] for row in hass.rows(hass.OCPP)]
+    assert len(found) == count(entities.SITE) + count(entities.DEVICE) + 2 * count(entities.CHARGER) + 2 * count(entities.OCPP), len(found)
+    ocpp_objects = [row[1] for row in entities.rows(entities.OCPP)]
     unique = []
     devices = {}
     states = {}
@@ -147,7 +147,7 @@ def test_discovery_follows_the_documented_schema():
         assert device["identifiers"] == [node] and device["manufacturer"] == "ChargeGuard"
         assert device["sw_version"] == app.state.version and "configuration_url" not in device  # no web pages
         if node == "chargeguard":
-            assert device["model"] == hass.MODEL and "via_device" not in device
+            assert device["model"] == entities.MODEL and "via_device" not in device
             assert doc["state_topic"] in ("chargeguard/site/state", "chargeguard/device/state")
         else:
             assert device["via_device"] == "chargeguard" and device["model"] == "V2C Trydan"
@@ -254,7 +254,7 @@ def test_what_is_announced_is_recorded_before_it_is_announced():
     bridge.step(platform.now)  # the first entities only
     link.drain()
     assert bridge.discovery is not None and configs(link)
-    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
         assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": False}
     settle(bridge, link, platform)
     assert api.set({"site.peak_limit_w": 4000}) == {}  # loads the optimiser: announced again
@@ -266,7 +266,7 @@ def test_what_is_announced_is_recorded_before_it_is_announced():
         bridge.step(platform.now)
         link.drain()
     assert bridge.discovery is not None
-    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
         assert json.load(handle) == {"chargers": ["c0", "c1"], "optimiser": True}
     # Restarted with one charger and no optimiser: the others' and the optimiser's entities are removed.
     app2, platform2, _, api2, _ = api_app(None, 1)
@@ -282,7 +282,7 @@ def test_what_is_announced_is_recorded_before_it_is_announced():
     # before the first announced entity, and so long before the first state.
     order = [payload == b"" for topic, payload, retain in link2.sent if topic.endswith("/config")]
     assert order == sorted(order, reverse=True), order
-    with open(app.storage + "/" + hass.RECORD_FILE) as handle:
+    with open(app.storage + "/" + entities.RECORD_FILE) as handle:
         assert json.load(handle) == {"chargers": ["c0"], "optimiser": False}
 
 
@@ -346,7 +346,7 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     found = configs(link2)
     # c0's box has no lock: its lock switch gets an empty config at every announcement.
     removed = [topic for topic, (payload, retain) in found.items() if payload == b"" and "/chargeguard_c1/" in topic]
-    assert len(removed) == count(hass.CHARGER) + count(hass.OCPP), removed
+    assert len(removed) == count(entities.CHARGER) + count(entities.OCPP), removed
     assert all(found[topic][1] for topic in removed)  # retained: the broker forgets its copy
     assert "homeassistant/sensor/chargeguard_c0/power/config" in found
     # Once removed, the record forgets it: the next announcement sends nothing empty.
@@ -357,7 +357,7 @@ def test_a_removed_charger_is_deleted_from_home_assistant():
     assert sorted(topic for topic, (payload, _) in configs(link2).items() if payload == b"") == sorted(
         ["homeassistant/switch/chargeguard_c0/locked/config", "homeassistant/number/chargeguard_c0/priority/config"]
         + [topic.replace("/chargeguard_c1/", "/chargeguard_c0/") for topic in removed if "/locked/" not in topic
-           and topic.split("/")[3] in [row[1] for row in hass.rows(hass.OCPP)]]
+           and topic.split("/")[3] in [row[1] for row in entities.rows(entities.OCPP)]]
     )
 
 
@@ -371,12 +371,12 @@ def test_home_assistant_online_and_reconnect_announce_again():
     link.on_message("homeassistant/status", b"online")
     assert bridge.discovery is not None and not bridge.announced
     settle(bridge, link, platform)
-    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * (count(hass.CHARGER) + count(hass.OCPP))
+    assert len(configs(link)) == count(entities.SITE) + count(entities.DEVICE) + 2 * (count(entities.CHARGER) + count(entities.OCPP))
     assert last(link, "chargeguard/site/state") is not None  # the states follow the discovery
     link.sent = []
     link.on_connect()
     settle(bridge, link, platform)
-    assert len(configs(link)) == count(hass.SITE) + count(hass.DEVICE) + 2 * (count(hass.CHARGER) + count(hass.OCPP))
+    assert len(configs(link)) == count(entities.SITE) + count(entities.DEVICE) + 2 * (count(entities.CHARGER) + count(entities.OCPP))
 
 
 def test_discovery_is_streamed_and_waits_while_disconnected():
@@ -499,6 +499,50 @@ def test_good_commands_change_the_setting_and_publish_it_back():
         assert state[topic.split("/")[-2]] == value, (topic, state)
     assert api.values["chargers.0.priority"] == 2  # moved by the command API
     assert app.chargers[1].max_ma == 12000 and app.chargers[0].enabled is False
+
+
+def test_the_entity_tables_are_loaded_only_while_announcing_or_for_a_command():
+    import sys
+
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    assert "chargeguard.net.hass_entities" in sys.modules  # the announcement streams from it
+    settle(bridge, link, platform)
+    assert "chargeguard.net.hass_entities" not in sys.modules  # dropped once it is done
+    link.on_message("chargeguard/charger/c1/max_a/set", b"12")
+    assert api.values["chargers.1.max_a"] == 12 and bridge.errors == 0
+    link.on_message("chargeguard/charger/c1/max_a/set", b"99")
+    assert api.values["chargers.1.max_a"] == 12 and bridge.errors == 1
+    assert "chargeguard.net.hass_entities" not in sys.modules  # loaded per command, dropped after
+    # A command while an announcement streams leaves it loaded for the announcement.
+    bridge.announce()
+    link.on_message("chargeguard/charger/c1/max_a/set", b"13")
+    assert api.values["chargers.1.max_a"] == 13 and "chargeguard.net.hass_entities" in sys.modules
+    settle(bridge, link, platform)
+    assert "chargeguard.net.hass_entities" not in sys.modules
+
+
+def test_no_heap_for_the_entity_tables_refuses_a_command_and_delays_the_announcement():
+    app, platform, meter, api, link, bridge = make()
+    real = hass._entities
+
+    def no_heap():
+        raise MemoryError("memory allocation failed")
+
+    hass._entities = no_heap
+    try:
+        bridge.announce()
+        bridge.step(platform.now)
+        link.drain()
+        assert bridge.discovery is None and not bridge.announced and configs(link) == {}
+        link.on_message("chargeguard/charger/c1/max_a/set", b"12")
+        assert api.values["chargers.1.max_a"] == 16 and bridge.errors == 1
+        link.drain()
+        assert "not enough memory" in (last(link, "chargeguard/error") or {}).get("message", ""), link.sent
+    finally:
+        hass._entities = real
+    settle(bridge, link, platform)  # the announcement goes out once the tables load
+    assert len(configs(link)) == count(entities.SITE) + count(entities.DEVICE) + 2 * (count(entities.CHARGER) + count(entities.OCPP))
 
 
 def test_bad_commands_change_nothing_and_say_why():

@@ -13,7 +13,7 @@ from test_commands import api_app
 from test_hass import CFG, FakeLink, configs, last, settle
 
 from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, OcppCharger
-from chargeguard.net import hass, web
+from chargeguard.net import hass, hass_entities as entities, web
 from chargeguard.ocppstate import iso_utc
 
 BOOT = {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910", "firmwareVersion": "6.1.0"}
@@ -197,13 +197,13 @@ def test_home_assistant_gets_ocpp_entities_for_the_ocpp_box_only():
     bridge.announce()
     settle(bridge, link, platform)
     found = configs(link)
-    for row in hass.rows(hass.OCPP):
+    for row in entities.rows(entities.OCPP):
         component, obj = row[0], row[1]
         assert found["homeassistant/%s/chargeguard_c0/%s/config" % (component, obj)][0] == b""  # no dead entity
         doc = json.loads(found["homeassistant/%s/chargeguard_c1/%s/config" % (component, obj)][0])
         assert doc["entity_category"] == "diagnostic" and doc["state_topic"] == "chargeguard/charger/c1/state"
         assert "command_topic" not in doc
-    kinds = {row[1]: (row[0], row[4]) for row in hass.rows(hass.OCPP)}
+    kinds = {row[1]: (row[0], row[4]) for row in entities.rows(entities.OCPP)}
     assert kinds == {
         "ocpp_connected": ("binary_sensor", "connectivity"),
         "connected_since": ("sensor", "timestamp"),

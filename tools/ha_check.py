@@ -16,7 +16,7 @@ What runs, all on 127.0.0.1:
 
 What is checked, from Home Assistant itself (its entity and device registries over
 the websocket API, its states over REST, its log):
-1. every entity the discovery announces (net/hass.py's tables) exists with the
+1. every entity the discovery announces (net/hass_entities.py's tables) exists with the
    unique_id, device, device class, state class, unit, entity category, options
    and number range the tables give, and nothing else under MQTT;
 2. the devices: the controller, one per charger with via_device the controller,
@@ -58,7 +58,7 @@ for _path in (os.path.join(HERE, "sim"), os.path.join(HERE, "shims"), os.path.jo
 
 from broker import Broker, Watcher  # noqa: E402
 from chargeguard import VERSION  # noqa: E402
-from chargeguard.net import hass  # noqa: E402
+from chargeguard.net import hass, hass_entities  # noqa: E402
 from run import Simulation, micropython_binary  # noqa: E402
 
 # The newest Home Assistant release that runs on Python 3.11 (2024.4 needs 3.12):
@@ -297,20 +297,20 @@ def expected_entities(slugs, can_lock, ocpp=(), optimiser=False, prefix="chargeg
     """{unique_id: (row, section, node)} of every entity net/hass.py announces for these chargers (ocpp: their slugs)."""
     node = hass.slug(prefix)
     out = {}
-    tables = [(hass.SITE, "site"), (hass.DEVICE, "device")] + ([(hass.OPTIMISER, "site")] if optimiser else [])
+    tables = [(hass_entities.SITE, "site"), (hass_entities.DEVICE, "device")] + ([(hass_entities.OPTIMISER, "site")] if optimiser else [])
     for table, section in tables:
-        for row in hass.rows(table):
+        for row in hass_entities.rows(table):
             out["%s_%s" % (node, row[1])] = (row, section, node)
     for index, name in enumerate(slugs):
         charger = "%s_%s" % (node, name)
-        for row in hass.rows(hass.CHARGER):
+        for row in hass_entities.rows(hass_entities.CHARGER):
             if row[1] == "locked" and not can_lock[index]:
                 continue
             if row[1] == "priority" and len(slugs) < 2:
                 continue
             out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
         if name in ocpp:
-            for row in hass.rows(hass.OCPP):
+            for row in hass_entities.rows(hass_entities.OCPP):
                 out["%s_%s" % (charger, row[1])] = (row, "charger/" + name, charger)
     return out
 
@@ -353,7 +353,7 @@ def check_registry(ha, expected, slugs, names, models, report):
     controller = controller[0]
     report.check(
         (controller["name"], controller["model"], controller["manufacturer"], controller["sw_version"])
-        == ("ChargeGuard", hass.MODEL, hass.MANUFACTURER, VERSION),
+        == ("ChargeGuard", hass_entities.MODEL, hass_entities.MANUFACTURER, VERSION),
         "controller device: name, model, manufacturer, firmware version",
         repr((controller["name"], controller["model"], controller["manufacturer"], controller["sw_version"])))
     for slug, name, model in zip(slugs, names, models):

@@ -26,6 +26,8 @@
 #                   NAME" (App.site_state, App.command_api, an interface's
 #                   from_config, a driver made); collections around each
 #                   part, so the start-up's own peaks are not these figures
+#   modules A B ... (modules mode) the modules imported 20 s into the run
+#                   (the steady state: boot-only modules unloaded)
 # The firmware's status line carries the live heap after each of its own
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
@@ -56,6 +58,11 @@ async def sampler(state, sleep_ms):
             next_report = time.ticks_add(next_report, _REPORT_MS)
             say("peak", state[0], used)
         await sleep_ms(_SAMPLE_MS)
+
+
+async def list_modules(sleep_ms):
+    await sleep_ms(20000)
+    say("modules", *sorted(sys.modules))
 
 
 def gc_pause(app_module, app):
@@ -110,6 +117,8 @@ def main():
 
     async def probed_run(self, *args, **kwargs):
         asyncio.create_task(sampler(state, asyncio.sleep_ms))
+        if os.getenv("CHARGEGUARD_PROBE") == "modules":
+            asyncio.create_task(list_modules(asyncio.sleep_ms))
         return await run(self, *args, **kwargs)
 
     app_module.build = probed_build

@@ -26,7 +26,6 @@ from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.settings import charger_from_config, site_from_config
 from chargeguard.core.ticks import ticks_add, ticks_diff
-from chargeguard.drivers import CHARGER_MODULES, METER_MODULES
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
 CHARGER_POLL_MS = const(5000)  # how often each box is asked for its state
@@ -69,6 +68,8 @@ def make_meter(meter_doc, platform, doc=None):
     `mqtt` section's, its voltage site.voltage_v), the CT clamps (site.phases,
     site.voltage_v), the HAN port and the ATM90E32 (site.phases).
     """
+    from chargeguard.drivers import METER_MODULES
+
     module_name = METER_MODULES.get(meter_doc["type"])
     if module_name is None:
         raise ValueError("meter type %s is not supported" % meter_doc["type"])
@@ -79,6 +80,8 @@ def make_meter(meter_doc, platform, doc=None):
 
 def make_charger(entry, platform):
     """The charger driver for one config["chargers"] entry."""
+    from chargeguard.drivers import CHARGER_MODULES
+
     row = CHARGER_MODULES.get(entry["type"])
     if row is None:
         raise ValueError("charger type %s is not supported" % entry["type"])
@@ -611,6 +614,8 @@ def _unload(name):
 
 def unload_config():
     """Unloads config.py and the charger rule modules it loaded (drivers.CHARGER_MODULES)."""
+    from chargeguard.drivers import CHARGER_MODULES
+
     _unload("chargeguard.config")
     for row in CHARGER_MODULES.values():
         if row[1] in sys.modules:
@@ -661,6 +666,9 @@ def build(platform, log=print):
     finally:
         del startup
         _unload("chargeguard.startup")
+        # The driver tables (2.3 KB of heap as .mpy): read while the App is
+        # made; a web request or a configuration check loads them again.
+        _unload("chargeguard.drivers")
 
 
 def _resolver(platform):

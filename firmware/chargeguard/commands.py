@@ -27,26 +27,11 @@ to load the optimiser for a surplus mode.
 
 from micropython import const
 
-from chargeguard import rules
 from chargeguard.core.ticks import ticks_add, ticks_diff
 
 PERSIST_DELAY_MS = const(5000)
 OVERLAY_FILE = "overrides.json"
-_SURPLUS = ("eco", "solar", "excess")
-_SITE = (rules.SITE_MODE, rules.DISTRIBUTION, rules.PEAK_LIMIT, rules.PEAK_FOLLOW)
-_SOLAR = (rules.ECO, rules.NET_TARGET)
-_CHARGER = (rules.MODE, rules.MANUAL_A, rules.MIN_A, rules.MAX_A, rules.PRIORITY, rules.ENABLED)
-
-
-def _spec(table, key):
-    for spec in table:
-        if spec[0] == key:
-            return spec
-    return None
-
-
-def _known(table):
-    return ", ".join([spec[0] for spec in table])
+_CHANGE = "chargeguard.change"
 
 
 class Commands:
@@ -64,22 +49,7 @@ class Commands:
         self.state = app.site_state()
         self.clock = clock or app.platform.ticks_ms
         self.restart = restart or getattr(app.platform, "reset", None)
-        doc = app.opt_doc
-        values = {}
-        for spec in _SITE:
-            values["site." + spec[0]] = doc["site"].get(spec[0], spec[1])
-        for spec in _SOLAR:
-            values["solar." + spec[0]] = doc["solar"].get(spec[0], spec[1])
-        for index in range(len(app.chargers)):
-            charger = app.chargers[index]
-            prefix = "chargers.%d." % index
-            values[prefix + "mode"] = app.charger_modes[index]
-            values[prefix + "manual_a"] = charger.manual_ma // 1000
-            values[prefix + "min_a"] = charger.min_ma // 1000
-            values[prefix + "max_a"] = charger.max_ma // 1000
-            values[prefix + "priority"] = charger.priority
-            values[prefix + "enabled"] = charger.enabled
-        self.values = values
+        self.values = _change("values", app)
         self.pending = {}  # changed since the last write of OVERLAY_FILE
         self._due_ms = 0
 
@@ -89,7 +59,7 @@ class Commands:
         """set() for one charger, named by index or name: {"max_a": 20} -> errors under "chargers.N.max_a"."""
         index = self.index_of(charger)
         if index is None:
-            return {"chargers": "no charger %s (chargers: %s)" % (rules.show(charger), ", ".join(self.app.names))}
+            return {"chargers": "no charger %s (chargers: %s)" % (_show(charger), ", ".join(self.app.names))}
         out = {}
         for key in changes:
             out["chargers.%d.%s" % (index, key)] = changes[key]
@@ -105,10 +75,10 @@ class Commands:
         """
         index = self.index_of(charger)
         if index is None:
-            return {"chargers": "no charger %s (chargers: %s)" % (rules.show(charger), ", ".join(self.app.names))}
+            return {"chargers": "no charger %s (chargers: %s)" % (_show(charger), ", ".join(self.app.names))}
         path = "chargers.%d.locked" % index
         if type(locked) is not bool:
-            return {path: "must be true or false (is %s)" % rules.show(locked)}
+            return {path: "must be true or false (is %s)" % _show(locked)}
         if not self.app.can_lock[index]:
             return {path: "this charger's box has no lock ChargeGuard can set"}
         self.app.request_lock(index, locked)
@@ -121,7 +91,7 @@ class Commands:
     def index_of(self, charger):
         """Index of a charger given by index or name (case ignored); None when there is none."""
         names = self.app.names
-        if rules.is_int(charger):
+        if type(charger) is int:  # rules.is_int (a bool is not one)
             return charger if 0 <= charger < len(names) else None
         if type(charger) is str:
             folded = charger.lower()
@@ -131,37 +101,12 @@ class Commands:
         return None
 
     def set(self, changes):
-        """Apply {path: value} all-or-nothing; returns {path: message}, {} when applied."""
-        errors = {}
-        if type(changes) is not dict or not changes:
-            return {"": "must be an object of settings to change (is %s)" % rules.show(changes)}
-        new = {}
-        for path in changes:
-            message = self._check_one(path, changes[path])
-            if message is not None:
-                errors[path] = message
-            else:
-                new[path] = changes[path]
-        if errors:
-            return errors
-        values = self.values
-        # The candidate: current values with the changes, priorities shifted.
-        candidate = {}
-        for path in values:
-            candidate[path] = values[path]
-        for path in new:
-            if path.endswith(".priority"):
-                _move(candidate, len(self.app.chargers), int(path.split(".")[1]), new[path])
-            else:
-                candidate[path] = new[path]
-        self._cross(candidate, errors)
-        if errors:
-            return errors
-        problem = self._optimiser_for(candidate)
-        if problem is not None:
-            return {"": problem}
-        self._apply(candidate)
-        return {}
+        """Apply {path: value} all-or-nothing; returns {path: message}, {} when applied.
+
+        The checks and their messages are change.py's (with rules.py),
+        loaded for the call and dropped after.
+        """
+        return _change("apply", self, changes)
 
     def apply_config(self, doc):
         """Validate and store a whole configuration, clear the overlay, restart.
@@ -232,169 +177,40 @@ class Commands:
 
     # -- validation -----------------------------------------------------------
 
-    def _check_one(self, path, value):
-        # The message for one path and value on their own; None when fine.
-        if type(path) is not str:
-            return "unknown setting"
-        parts = path.split(".")
-        if len(parts) == 2 and parts[0] == "site":
-            table = _SITE
-        elif len(parts) == 2 and parts[0] == "solar":
-            table = _SOLAR
-        elif len(parts) == 3 and parts[0] == "chargers":
-            if path not in self.values and _spec(_CHARGER, parts[2]) is not None:
-                return "no charger %s (chargers 0..%d)" % (parts[1], len(self.app.names) - 1)
-            table = _CHARGER
-        else:
-            return "unknown setting (settable: site.*, solar.*, chargers.N.*)"
-        spec = _spec(table, parts[-1])
-        if spec is None:
-            return "unknown setting (settable: %s)" % _known(table)
-        return rules.field_message(spec, value)
-
-    def _cross(self, candidate, errors):
-        # config.py's cross-field rules on the candidate, with config.py's messages.
-        count = len(self.app.chargers)
-        for index in range(count):
-            prefix = "chargers.%d." % index
-            charger = self.app.chargers[index]
-            low = candidate[prefix + "min_a"]
-            high = candidate[prefix + "max_a"]
-            message = rules.max_message(low, high)
-            if message is not None:
-                errors[prefix + "max_a"] = message
-                continue
-            message = rules.circuit_message(low, charger.circuit_ma // 1000)
-            if message is not None:
-                errors[prefix + "min_a"] = "cannot be above circuit_a: chargers.%d.circuit_a %s" % (index, message)
-            message = rules.failsafe_message(low, high, charger.failsafe_ma // 1000)
-            if message is not None:
-                errors[prefix + "min_a"] = "would break chargers.%d.failsafe_a, which %s" % (index, message)
-            message = rules.manual_message(low, high, candidate[prefix + "manual_a"])
-            if message is not None:
-                errors[prefix + "manual_a"] = message
-            message = rules.priority_message(count, candidate[prefix + "priority"])
-            if message is not None:
-                errors[prefix + "priority"] = message
-        solar = self.app.opt_doc["solar"]
-        target = candidate["solar.net_power_target_w"]
-        for high, low, gap in rules.SOLAR_RULES:
-            if high == "net_power_target_w":
-                message = rules.solar_message(high, low, gap, target, solar[low])
-                if message is not None:
-                    errors["solar.net_power_target_w"] = message
-
-    def _optimiser_for(self, candidate):
-        # Loads the optimiser when the candidate needs it and it is not
-        # running; the problem in words when the heap cannot take it.
-        app = self.app
-        if app.slow is not None or not _needs_optimiser(candidate, len(app.chargers)):
-            return None
-        import gc
-
-        gc.collect()
-        try:
-            from chargeguard.slowlayer import SlowLayer
-
-            slow = SlowLayer(_opt_doc(app.opt_doc, candidate), app.guard.site, app.chargers)
-        except MemoryError:
-            _unload("chargeguard.slowlayer")
-            return "not enough memory to load the optimiser (surplus modes, distribution, capacity tariff): nothing changed"
-        app.slow = slow
-        app.optimiser = slow.optimiser
-        return None
-
-    # -- applying ---------------------------------------------------------------
-
-    def _apply(self, candidate):
-        app = self.app
-        values = self.values
-        changed = False
-        for path in values:
-            if candidate[path] != values[path] or type(candidate[path]) is not type(values[path]):
-                values[path] = candidate[path]
-                self.pending[path] = candidate[path]
-                changed = True
-        if not changed:
-            return
-        doc = app.opt_doc
-        for spec in _SITE:
-            doc["site"][spec[0]] = values["site." + spec[0]]
-        for spec in _SOLAR:
-            doc["solar"][spec[0]] = values["solar." + spec[0]]
-        site_mode = values["site.mode"]
-        for index in range(len(app.chargers)):
-            charger = app.chargers[index]
-            prefix = "chargers.%d." % index
-            mode = values[prefix + "mode"]
-            app.charger_modes[index] = mode
-            charger.mode = site_mode if mode == "site" else mode
-            charger.manual_ma = values[prefix + "manual_a"] * 1000
-            charger.min_ma = values[prefix + "min_a"] * 1000
-            charger.max_ma = values[prefix + "max_a"] * 1000
-            charger.priority = values[prefix + "priority"]
-            charger.enabled = values[prefix + "enabled"]
-        _sort(app.guard.order, app.chargers)
-        if app.slow is not None:
-            app.slow.configure(doc, app.chargers)
-        self._due_ms = ticks_add(self.clock(), PERSIST_DELAY_MS)
-        self.state.settings_seq += 1
-        self.state.chargers_seq += 1
+def _change(name, *args):
+    # change.py's function `name` called with args; the module and rules.py
+    # dropped after (both load again at the next call). A heap that cannot
+    # load them refuses a change with the reason (the call's path "").
+    try:
+        change = _load_change()
+    except MemoryError:
+        _unload("chargeguard.rules")
+        if name == "apply":
+            return {"": "not enough memory to check a change now: nothing changed, try again"}
+        raise
+    try:
+        return getattr(change, name)(*args)
+    finally:
+        del change
+        _unload(_CHANGE)
+        _unload("chargeguard.rules")
 
 
-def _move(values, count, index, place):
-    # Charger `index` to priority `place`; those between shift by one (the
-    # order stays a permutation of 1..count). A place beyond count is left
-    # for _cross() to refuse.
-    key = "chargers.%d.priority" % index
-    old = values[key]
-    if place > count:
-        values[key] = place
-        return
-    for other in range(count):
-        other_key = "chargers.%d.priority" % other
-        value = values[other_key]
-        if other == index:
-            continue
-        if old < place and old < value <= place:
-            values[other_key] = value - 1
-        elif place < old and place <= value < old:
-            values[other_key] = value + 1
-    values[key] = place
+def _load_change():
+    # change.py, imported (MemoryError when the heap cannot take it).
+    from chargeguard import change
+
+    return change
 
 
-def _sort(order, chargers):
-    # In place: the guard's and the optimiser's priority order.
-    for index in range(len(order)):
-        order[index] = index
-    order.sort(key=lambda index: chargers[index].priority)
+def _show(value):
+    # _show(value), for the few messages made here.
+    from chargeguard.rules import show
 
-
-def _needs_optimiser(values, count):
-    # core/modes.needs_optimiser() on the values (enabled chargers only).
-    if values["site.peak_limit_w"] or values["site.distribution"] != "priority":
-        return True
-    for index in range(count):
-        prefix = "chargers.%d." % index
-        mode = values[prefix + "mode"]
-        if mode == "site":
-            mode = values["site.mode"]
-        if values[prefix + "enabled"] and mode in _SURPLUS:
-            return True
-    return False
-
-
-def _opt_doc(doc, values):
-    # The optimiser's part of the configuration with the candidate's values.
-    site = {}
-    for spec in _SITE:
-        site[spec[0]] = values["site." + spec[0]]
-    solar = {}
-    for key in doc["solar"]:
-        solar[key] = doc["solar"][key]
-    for spec in _SOLAR:
-        solar[spec[0]] = values["solar." + spec[0]]
-    return {"site": site, "solar": solar}
+    try:
+        return show(value)
+    finally:
+        _unload("chargeguard.rules")
 
 
 def _read_overlay(path, names):

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 from broker import Watcher  # noqa: E402
-from chargeguard.net import hass, mqtt  # noqa: E402
+from chargeguard.net import hass, hass_entities as entities, mqtt  # noqa: E402
 from run import MQTT_HEAP, Simulation, wait_for as wait  # noqa: E402
 
 CONNECT_S = mqtt.CONNECT_TIMEOUT_MS / 1000
@@ -31,10 +31,10 @@ CONNECTED_S = BOOT_S + CONNECT_S
 RECONNECT_S = BACKOFF_MAX_S + CONNECT_S + HOST_SLACK_S
 # All discovery messages: the firmware's tick per two messages in flight, plus the broker's delivery.
 # The one Trydan has no priority number (a priority among one charger: Home Assistant refuses max <= min).
-ENTITIES = sum(len(list(hass.rows(table))) for table in (hass.SITE, hass.DEVICE, hass.CHARGER)) - 1
+ENTITIES = sum(len(list(entities.rows(table))) for table in (entities.SITE, entities.DEVICE, entities.CHARGER)) - 1
 # The one Trydan also gets an empty config per OCPP entity (it is no OCPP box: nothing dead left over), and
 # one for its priority.
-REMOVALS = len(list(hass.rows(hass.OCPP))) + 1
+REMOVALS = len(list(entities.rows(entities.OCPP))) + 1
 DISCOVERY_S = (ENTITIES + REMOVALS) * hass.TICK_MS / 1000 + BROKER_S + HOST_SLACK_S
 # A state after a change: the rate limit, the task's tick, the delivery.
 STATE_S = (hass.MIN_INTERVAL_MS + hass.TICK_MS) / 1000 + mqtt.POLL_MS / 1000 + BROKER_S

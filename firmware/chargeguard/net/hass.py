@@ -25,7 +25,7 @@ changed by a command at once), and every REFRESH_MS anyway.
 Discovery: the form every Home Assistant version understands, one config
 message per entity. Re-announced on every (re)connect of the link and when
 Home Assistant announces "online" on D/status. Removed chargers: what was
-announced is kept in a small record on flash (RECORD_FILE: the charger
+announced is kept in a small record on flash (hass_entities.RECORD_FILE: the charger
 slugs and whether the optimiser's entities were announced). Reading the
 retained discovery topics back after connecting is not possible here: the
 link receives at most 256 bytes per packet and a config message is larger,
@@ -39,7 +39,11 @@ Memory: discovery is a generator streamed one entity at a time through the
 link's queue, and only while the queue is nearly empty (at most two config
 payloads, ~0.7 KB each, exist at once). Payloads are written into one
 preallocated buffer; what is queued is one bytes copy (the queue keeps a
-reference until it is sent, so the buffer itself cannot be queued). Nothing
+reference until it is sent, so the buffer itself cannot be queued). The
+entity tables, the discovery payloads' writer and the /set parsing are
+net/hass_entities.py, loaded while announcing and per command and dropped
+after (as .mpy its code and strings would hold 8 KB of a stock firmware's
+heap for good). Nothing
 is done per guard tick: the task wakes every TICK_MS and compares the
 state's change counters. Secrets (Wi-Fi, MQTT and admin passwords) are in
 none of the objects read here and are never published.
@@ -74,116 +78,13 @@ REFRESH_MS = const(60000)  # every state topic at least this often
 MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
 _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
 _IN_FLIGHT = const(2)  # discovery payloads queued at once at most
-RECORD_FILE = "hass.json"
-MANUFACTURER = "ChargeGuard"
-MODEL = "ChargeGuard controller"
-
-_SENSOR = "sensor"
-_BINARY = "binary_sensor"
-_NUMBER = "number"
-_SELECT = "select"
-_SWITCH = "switch"
-_DIAG = "diagnostic"
-_CONFIG = "config"
-_MEAS = "measurement"
-_TOTAL_INC = "total_increasing"
+_ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
-
-# Entity tables, one string each (a tuple per row would cost ~50 bytes of
-# heap per entity; the rows are split only while announcing or for a
-# command). Row: component (s sensor, b binary_sensor, n number, x select,
-# w switch), object id (= its key in the section's JSON), name, device
-# class, state class (m measurement, t total_increasing), unit, entity
-# category (d diagnostic, c config), extra: a number's min:max:step (no max
-# = the charger count) or the options, "|"-separated. Value conversions are
-# in the payload writers (_site, _charger, _device).
-SITE = (
-    "s,current_l1,Grid current L1,current,m,A,,;"
-    "s,current_l2,Grid current L2,current,m,A,,;"
-    "s,current_l3,Grid current L3,current,m,A,,;"
-    "s,power_l1,Grid power L1,power,m,W,,;"
-    "s,power_l2,Grid power L2,power,m,W,,;"
-    "s,power_l3,Grid power L3,power,m,W,,;"
-    "s,import_power,Grid import power,power,m,W,,;"
-    "s,export_power,Grid export power,power,m,W,,;"
-    "s,import_energy,Grid import energy,energy,t,Wh,,;"
-    "s,export_energy,Grid export energy,energy,t,Wh,,;"
-    "s,month_peak,Month peak,power,m,W,,;"
-    "s,headroom_l1,Headroom L1,current,m,A,,;"
-    "s,headroom_l2,Headroom L2,current,m,A,,;"
-    "s,headroom_l3,Headroom L3,current,m,A,,;"
-    "s,breaker_limit,Breaker limit,current,,A,d,;"
-    "b,failsafe,Failsafe,problem,,,,;"
-    "s,telegram_age,Meter telegram age,duration,m,ms,d,;"
-    "x,mode,Site mode,,,,c,off|fast|manual|eco|solar|excess;"
-    "x,distribution,Distribution mode,,,,c,shared|priority|sequential_optimized|sequential_strict;"
-    "w,eco,ECO,,,,c,;"
-    "n,net_power_target_w,Net power target,power,,W,c,-100000:100000:10;"
-    "n,peak_limit_w,Capacity peak limit,power,,W,c,0:500000:100;"
-    "w,peak_follow_month,Peak limit follows month peak,,,,c,"
-)
-# Announced only while the optimiser is loaded (its figures do not exist otherwise).
-OPTIMISER = (
-    "s,surplus,Surplus power,power,m,W,,;"
-    "s,quarter_average,Quarter-hour average power,power,m,W,,;"
-    "s,quarter_budget,Quarter-hour energy left,,m,Wh,,;"
-    "s,peak_limit,Capacity limit in force,power,m,W,,"
-)
-DEVICE = (
-    "s,rssi,Wi-Fi signal,signal_strength,m,dBm,d,;"
-    "s,ip,IP address,,,,d,;"
-    "s,uptime,Uptime,duration,,s,d,;"
-    "s,heap_used,Heap in use,data_size,m,B,d,;"
-    "s,heap_free,Free heap,data_size,m,B,d,;"
-    "s,reaction_time,Guard reaction time,duration,m,ms,d,;"
-    "s,last_error,Last error,,,,d,;"
-    "s,error_count,Errors,,t,,d,"
-)
-CHARGER = (
-    "s,status,Status,enum,,,,unknown|disconnected|connected|charging;"
-    "b,connected,Connected,plug,,,,;"
-    "b,charging,Charging,battery_charging,,,,;"
-    "b,reachable,Reachable,connectivity,,,d,;"
-    "s,power,Charge power,power,m,W,,;"
-    "s,session_energy,Session energy,energy,t,Wh,,;"
-    "s,session_time,Session time,duration,m,s,,;"
-    "s,energy_today,Energy today,energy,t,kWh,,;"
-    "s,lifetime_energy,Lifetime energy,energy,t,kWh,,;"
-    "s,offered_current,Offered current,current,m,A,,;"
-    "s,reason,Reason,,,,,;"
-    "s,last_update,Last update,duration,m,s,d,;"
-    "s,error,Charger error,,,,d,;"
-    "x,mode,Charging mode,,,,,site|off|fast|manual|eco|solar|excess;"
-    "n,manual_a,Manual current,current,,A,,6:32:1;"
-    "n,min_a,Minimum current,current,,A,c,6:32:1;"
-    "n,max_a,Maximum current,current,,A,c,6:32:1;"
-    "n,priority,Priority,,,,c,1::1;"
-    "w,enabled,Charging enabled,,,,,;"
-    "w,locked,Lock,,,,,"
-)
-# Announced only for a box of type "ocpp" (state.OcppLink; every other box gets
-# empty configs for them: no dead entities). In the charger's state JSON; the
-# timestamps are ISO 8601 UTC, null (unknown) while the device's clock is not
-# set: Home Assistant's own last_changed still dates the texts.
-OCPP = (
-    "b,ocpp_connected,OCPP connected,connectivity,,,d,;"
-    "s,connected_since,OCPP connected since,timestamp,,,d,;"
-    "s,last_message,Last OCPP message,,,,d,;"
-    "s,last_message_at,Last OCPP message at,timestamp,,,d,;"
-    "s,last_refusal,Last OCPP refusal,,,,d,"
-)
-_SETTABLE = (_NUMBER, _SELECT, _SWITCH)
-# Text, enum and timestamp sensors whose JSON value can be null. Home Assistant
-# before 2024.10 reads a rendered "None" as a value for these (numeric sensors,
-# binary sensors, switches, numbers and selects take it as unknown): the text
-# "None", an invalid state of an enum, a warning per message for a timestamp.
-# Their discovery adds an availability on their own state topic that goes
-# offline while the value is null, so every version shows them unavailable then.
-_NULLABLE_TEXT = ("status", "ip", "connected_since", "last_message_at")
 # Home Assistant's own states: a text sensor showing one would look unknown or
 # unavailable. The guard's reason "unavailable" (the box does not answer) is
 # published as "unreachable", the word of the `reachable` entity.
 _RESERVED = ("unknown", "unavailable")
+
 
 
 def slug(name):
@@ -194,38 +95,6 @@ def slug(name):
         if not (0x61 <= byte <= 0x7A or 0x30 <= byte <= 0x39):
             out[index] = 0x5F
     return out.decode()
-
-
-def _decode(text):
-    # One table row as (component, object, name, None, device class, state
-    # class, unit, entity category, extra); "" fields as None.
-    field = text.split(",")
-    code = field[0]
-    component = _SENSOR if code == "s" else _BINARY if code == "b" else _NUMBER if code == "n" else \
-        _SELECT if code == "x" else _SWITCH
-    state_class = _MEAS if field[4] == "m" else _TOTAL_INC if field[4] == "t" else None
-    category = _DIAG if field[6] == "d" else _CONFIG if field[6] == "c" else None
-    extra = field[7] or None
-    if extra is not None:
-        if component == _NUMBER:
-            low, high, step = extra.split(":")
-            extra = (int(low), int(high) if high else None, int(step))
-        else:
-            extra = tuple(extra.split("|"))
-    return (component, field[1], field[2], None, field[3] or None, state_class, field[5] or None, category, extra)
-
-
-def rows(table):
-    """The rows of an entity table (SITE, OPTIMISER, DEVICE, CHARGER, OCPP), decoded one at a time."""
-    for text in table.split(";"):
-        yield _decode(text)
-
-
-def _row(table, name):
-    for row in rows(table):
-        if row[1] == name:
-            return row
-    return None
 
 
 class _Out:
@@ -332,7 +201,7 @@ class Hass:
     link: net/mqtt.MqttLink (or an object with its methods); state:
     state.SiteState; api: commands.Commands; cfg: the `mqtt` section
     (topic_prefix, discovery_prefix); platform: ticks_ms() and sleep_ms();
-    storage: the directory for RECORD_FILE (None: no record kept, removed
+    storage: the directory for hass_entities.RECORD_FILE (None: no record kept, removed
     chargers are then not cleaned up); models: a model name per charger
     (the driver type), shown on its HA device.
     """
@@ -361,6 +230,7 @@ class Hass:
         self._error = None  # (topic, message) of a refusal to publish once the buffer is free
         self.slots = link.room()  # the queue's size: discovery waits until it is nearly empty
         self.discovery = None  # the generator while announcing
+        self._pending = False  # an announcement waits for the heap to load the entity tables
         self.announced = False
         self.errors = 0  # refused commands
         self._seen = [-1, -1, -1, -1, -1]  # grid, chargers, optimiser, device, settings seqs published
@@ -379,8 +249,20 @@ class Hass:
 
     def announce(self):
         """Start (again) publishing discovery, then every state (after a connect, HA's "online")."""
-        self.discovery = self._discover()
         self.announced = False
+        self._pending = True
+        self._start_discovery()
+
+    def _start_discovery(self):
+        # The entity tables are loaded for the announcement; a heap that
+        # cannot take them now leaves it pending: step() tries again.
+        try:
+            entities = _entities()
+        except MemoryError:
+            self.discovery = None
+            return
+        self.discovery = entities.discover(self)
+        self._pending = False
 
     async def run(self):
         """Publish discovery and state while the link is up; runs until cancelled."""
@@ -396,12 +278,17 @@ class Hass:
             return  # (the link's buffer holds a packet still being sent: the next tick)
         if self._error is not None:
             self._publish_error(*self._error)
+        if self._pending:
+            self._start_discovery()
+            if self._pending:
+                return
         if self.discovery is not None:
             while link.room() > self.slots - _IN_FLIGHT:
                 try:
                     topic, payload = next(self.discovery)
                 except StopIteration:
                     self.discovery = None
+                    _unload_entities()  # its code and tables, until the next announcement
                     self.announced = True
                     self._force = True
                     break
@@ -538,133 +425,6 @@ class Hass:
 
     # -- discovery -------------------------------------------------------------
 
-    def _discover(self):
-        # Generator of (topic, payload): one entity at a time, removals first.
-        record = self._read_record()
-        opt = self.state.optimiser is not None
-        self._opt_announced = opt
-        recorded = record.get("chargers") or []
-        new = [name for name in self.slugs if name not in recorded]
-        if new or (opt and not record.get("optimiser")):
-            # Recorded before it is announced: a restart in the middle of the
-            # announcement still knows what Home Assistant may have, and can
-            # remove it (else orphans, whose templates warn at every state).
-            self._write_record({"chargers": recorded + new, "optimiser": True if opt else bool(record.get("optimiser"))})
-        # Removals first: Home Assistant deletes an entity a moment after its
-        # empty config, and a state arriving before that (the states follow
-        # the announcement) would warn in its template at a key that is gone.
-        gone = [name for name in recorded if name not in self.slugs]
-        for name in gone:
-            for table in (CHARGER, OCPP):
-                for row in rows(table):
-                    yield self._topic(row, self.node + "_" + name), b""
-        if record.get("optimiser") and not opt:
-            for row in rows(OPTIMISER):
-                yield self._topic(row, self.node), b""
-        for removing in (True, False):
-            if not removing:
-                for table in (SITE, DEVICE, OPTIMISER):
-                    if table is OPTIMISER and not opt:
-                        continue
-                    section = "device" if table is DEVICE else "site"
-                    for row in rows(table):
-                        yield self._topic(row, self.node), self._config(row, self.node, section, -1)
-            for index in range(len(self.slugs)):
-                node = self.node + "_" + self.slugs[index]
-                charger = self.state.chargers[index]
-                for table in (CHARGER, OCPP):
-                    for row in rows(table):
-                        # No entity: a lock on a box without one, a priority
-                        # among one charger (and Home Assistant refuses a number
-                        # whose max is not above its min), the OCPP entities of
-                        # a box that is none. Their empty configs also remove
-                        # one announced before.
-                        dead = (row[1] == "locked" and not charger.can_lock) or (row[1] == "priority" and len(self.slugs) < 2) \
-                            or (table is OCPP and charger.ocpp is None)
-                        if dead and removing:
-                            yield self._topic(row, node), b""
-                        elif not dead and not removing:
-                            yield self._topic(row, node), self._config(row, node, "charger/" + self.slugs[index], index)
-        if gone or recorded != self.slugs or bool(record.get("optimiser")) != opt:
-            self._write_record({"chargers": self.slugs, "optimiser": opt})
-
-    def _topic(self, row, node):
-        return "%s/%s/%s/%s/config" % (self.discovery_prefix, row[0], node, row[1])
-
-    def _config(self, row, node, section, index):
-        component, obj, name, key, device_class, state_class, unit, category, extra = row
-        out = self.out
-        out.start()
-        out.string("name", name)
-        out.string("unique_id", node + "_" + obj)
-        out.string("state_topic", "%s/%s/state" % (self.prefix, section))
-        out.string("value_template", "{{ value_json.%s }}" % (key or obj))
-        if obj in _NULLABLE_TEXT and component == _SENSOR:
-            # Available while the link is up and the value is not null (see _NULLABLE_TEXT).
-            out.key("availability")
-            out.raw('[{"topic":')
-            out.quoted(self.link.status_topic)
-            out.raw('},{"topic":"%s/%s/state","value_template":' % (self.prefix, section))
-            out.raw('"{{ \'online\' if value_json.%s is not none else \'offline\' }}"}]' % obj)
-            out.string("availability_mode", "all")
-        else:
-            out.string("availability_topic", self.link.status_topic)
-        if component in _SETTABLE:
-            out.string("command_topic", "%s/%s/%s/set" % (self.prefix, section, obj))
-        if component in (_SWITCH, _BINARY):
-            # JSON true/false render "True"/"False" through the template;
-            # a switch sends Home Assistant's default "ON"/"OFF".
-            if component == _SWITCH:
-                out.string("payload_on", "ON")
-                out.string("payload_off", "OFF")
-                out.string("state_on", "True")
-                out.string("state_off", "False")
-            else:
-                out.string("payload_on", "True")
-                out.string("payload_off", "False")
-        if device_class:
-            out.string("device_class", device_class)
-        if state_class:
-            out.string("state_class", state_class)
-        if unit:
-            out.string("unit_of_measurement", unit)
-        if category:
-            out.string("entity_category", category)
-        if component == _NUMBER:
-            low, high, step = extra
-            out.number("min", low)
-            out.number("max", len(self.slugs) if high is None else high)
-            out.number("step", step)
-            out.string("mode", "box")
-        elif extra is not None:
-            out.key("options")
-            out.raw("[")
-            for place in range(len(extra)):
-                if component == _SENSOR and place == 0:
-                    continue  # "unknown" is Home Assistant's own state, not an option
-                out.raw('"%s"%s' % (extra[place], "," if place < len(extra) - 1 else ""))
-            out.raw("]")
-        out.key("device")
-        out.raw("{")
-        out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":' % (node, MANUFACTURER))
-        out.quoted(self.state.version)
-        url = self.configuration_url()
-        if url is not None:
-            out.string("configuration_url", url)
-        out.raw(',"name":')
-        if index < 0:
-            out.raw('"ChargeGuard","model":"%s"}' % MODEL)
-        else:
-            out.quoted(self.state.chargers[index].name)
-            out.raw(',"model":')
-            out.quoted(self.models[index])
-            out.raw(',"via_device":"%s"}' % self.node)
-        payload = out.take()
-        if payload is None:
-            self.log("hass: discovery of %s/%s does not fit %d bytes" % (node, obj, _BUF))
-            return b""
-        return payload
-
     def configuration_url(self):
         """The web pages' address for the device block (http://IP/ or http://IP:PORT/), None when not served or offline."""
         port = self.web_port
@@ -672,31 +432,6 @@ class Hass:
         if port is None or not ip:
             return None
         return "http://%s/" % ip if port == 80 else "http://%s:%d/" % (ip, port)
-
-    def _read_record(self):
-        if self.storage is None:
-            return {}
-        import json
-
-        try:
-            with open(self.storage + "/" + RECORD_FILE) as handle:
-                doc = json.load(handle)
-        except (OSError, ValueError):
-            return {}
-        return doc if type(doc) is dict and type(doc.get("chargers", [])) is list else {}
-
-    def _write_record(self, doc):
-        if self.storage is None:
-            return
-        import json
-
-        from chargeguard import flashfile
-
-        path = self.storage + "/" + RECORD_FILE
-        try:
-            flashfile.write(path, path + ".tmp", json.dumps(doc).encode())
-        except OSError as error:
-            self.log("hass: could not store %s (%r): removed chargers may stay in Home Assistant" % (RECORD_FILE, error))
 
     # -- commands ----------------------------------------------------------------
 
@@ -730,63 +465,52 @@ class Hass:
             self.link.publish(self.prefix + "/error", error)
 
     def command(self, topic, payload):
-        """Apply one /set message through the command API; None when applied, else the message."""
-        parts = topic.split("/")
-        levels = self.prefix.count("/") + 1
-        parts = parts[levels:]
-        if len(parts) == 3 and parts[0] == "site" and parts[2] == "set":
-            row = _row(SITE, parts[1])
-            index = -1
-        elif len(parts) == 4 and parts[0] == "charger" and parts[3] == "set":
-            row = _row(CHARGER, parts[2])
-            index = self.slugs.index(parts[1]) if parts[1] in self.slugs else None
-            if index is None:
-                return "no charger '%s' (chargers: %s)" % (parts[1][:32], ", ".join(self.slugs))
-        else:
-            return "unknown command topic"
-        if row is None or row[0] not in _SETTABLE:
-            return "unknown setting '%s'" % (parts[-2][:32],)
-        if len(payload) > MAX_COMMAND:
-            return "payload too long (%d bytes, at most %d)" % (len(payload), MAX_COMMAND)
+        """Apply one /set message through the command API; None when applied, else the message.
+
+        The entity tables (hass_entities.py) are loaded to parse it and
+        dropped before the command API loads its checks (unless an
+        announcement is streaming them): the two never add up on the heap.
+        """
         try:
-            text = payload.decode()
-        except UnicodeError:
-            return "payload is not UTF-8"
-        value = _value(row, text)
-        if type(value) is tuple:
-            return value[0]
+            entities = _entities()
+        except MemoryError:
+            return "not enough memory to take a command now: nothing changed, try again"
+        try:
+            parsed = entities.parse(self, topic, payload)
+        finally:
+            del entities
+            if self.discovery is None:
+                _unload_entities()  # before the command API loads its checks: never both at once
+        if type(parsed) is str:
+            return parsed
+        index, name, value = parsed
         if index < 0:
-            path = ("solar." if row[1] in ("eco", "net_power_target_w") else "site.") + row[1]
+            path = ("solar." if name in ("eco", "net_power_target_w") else "site.") + name
             errors = self.api.set({path: value})
-        elif row[1] == "locked":
+        elif name == "locked":
             errors = self.api.set_lock(index, value)
         else:
-            errors = self.api.set_charger(index, {row[1]: value})
+            errors = self.api.set_charger(index, {name: value})
         if not errors:
             return None
         return "; ".join(["%s %s" % (path, errors[path]) if path else errors[path] for path in errors])
 
 
-def _value(row, text):
-    # The payload in the command API's type; a 1-tuple with the message when it is none.
-    component = row[0]
-    text = text.strip()
-    if component == _SWITCH:
-        if text == "ON":
-            return True
-        if text == "OFF":
-            return False
-        return ("must be ON or OFF (is %r)" % text[:32],)
-    if component == _SELECT:
-        if text in row[8]:
-            return text
-        return ("must be one of %s (is %r)" % (", ".join(row[8]), text[:32]),)
-    # number: Home Assistant sends "16" or "16.0"; settings are whole numbers
-    whole = text[:-2] if text.endswith(".0") else text
-    body = whole[1:] if whole.startswith("-") else whole
-    if not body or not body.isdigit():
-        return ("must be a whole number (is %r)" % text[:32],)
-    return int(whole)
+def _entities():
+    # net/hass_entities.py, imported (MemoryError when the heap cannot take it).
+    from chargeguard.net import hass_entities
+
+    return hass_entities
+
+
+def _unload_entities():
+    # hass_entities.py's heap back (imported afresh for the next announcement or command).
+    import sys
+
+    sys.modules.pop(_ENTITIES, None)
+    package = sys.modules.get("chargeguard.net")
+    if package is not None and "hass_entities" in package.__dict__:
+        delattr(package, "hass_entities")
 
 
 def _due(now, last, moved, interval):
@@ -804,7 +528,7 @@ def from_config(cfg, platform, log, context):
     "site_state", "command_api"} from the app (the last two are calls; both
     are needed here), and "charger_models" (driver type per charger) and
     "web_port" (the web pages' port, None when off: configuration_url) when
-    the app gives them. RECORD_FILE goes to the platform's storage_dir().
+    the app gives them. hass_entities.RECORD_FILE goes to the platform's storage_dir().
     """
     from chargeguard.net import mqtt
 
