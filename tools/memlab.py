@@ -152,6 +152,26 @@ class Profile:
 # /set: with one every scene, 152 KB refuses commands for want of heap and
 # 160 applies all (the checks load per call; docs/firmware.md).
 MPY_MARGIN = 4 * KB
+
+
+# The sections several profiles switch on, a fresh dict per call: _merge keeps
+# references, so profiles must never share one.
+def _wifi():
+    return {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"}
+
+
+def _mqtt():
+    return {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"}
+
+
+def _web():
+    return {"enabled": True}
+
+
+def _admin():
+    return {"password": "sim-admin-pass"}
+
+
 OPTIMISER_BUDGETS = {"frozen32": 64 * KB, "mpy32": 108 * KB + MPY_MARGIN}
 # han, swept 2026-11-30 over the three-day run: frozen from 36 KB at most
 # (36-64 run); as .mpy 86 fails, 88 and 90 run.
@@ -175,7 +195,7 @@ PROFILES = (
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
         budgets={"frozen32": 64 * KB, "mpy32": 90 * KB + MPY_MARGIN},
-        config={"wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"}},
+        config={"wifi": _wifi()},
     ),
     Profile(
         "optimiser",
@@ -186,7 +206,7 @@ PROFILES = (
         # and SNTP as in "wifi": the capacity tariff needs the clock.
         config={
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
+            "wifi": _wifi(),
         },
     ),
     # The core profile with a Modbus kWh meter instead of the P1 port: an
@@ -273,8 +293,8 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB, "mpy32": 148 * KB + MPY_MARGIN},
         config={
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
-            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
+            "wifi": _wifi(),
+            "mqtt": _mqtt(),
         },
         broker=True,
     ),
@@ -325,9 +345,9 @@ PROFILES = (
         chargers=2,
         budgets={"frozen32": 64 * KB},  # .mpy: measured only (docs/api.md gives the figure)
         config={
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
-            "web": {"enabled": True},
-            "admin": {"password": "sim-admin-pass"},
+            "wifi": _wifi(),
+            "web": _web(),
+            "admin": _admin(),
         },
         web=True,
     ),
@@ -358,10 +378,10 @@ PROFILES = (
         budgets={"frozen32": 74 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
         config={
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
-            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
-            "web": {"enabled": True},
-            "admin": {"password": "sim-admin-pass"},
+            "wifi": _wifi(),
+            "mqtt": _mqtt(),
+            "web": _web(),
+            "admin": _admin(),
         },
         broker=True,
         web=True,
@@ -391,8 +411,8 @@ PROFILES = PROFILES + (
         budgets={},  # measured only, like web's .mpy figure (docs/firmware.md gives the figures)
         config={
             "wifi": {"ssid": "", "ntp_server": ""},
-            "web": {"enabled": True},
-            "admin": {"password": "sim-admin-pass"},
+            "web": _web(),
+            "admin": _admin(),
         },
         web=True,
         portal=True,
@@ -410,9 +430,9 @@ PROFILES = PROFILES + (
         chargers=2,
         budgets={},
         config={
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
-            "web": {"enabled": True},
-            "admin": {"password": "sim-admin-pass"},
+            "wifi": _wifi(),
+            "web": _web(),
+            "admin": _admin(),
         },
         web="setup",
     ),
@@ -446,10 +466,10 @@ PROFILES = PROFILES + (
         budgets={},
         ocpp=[{"id": "BOX1", "unit": "A"}, {"id": "BOX2", "unit": "W"}],
         config={
-            "wifi": {"ssid": "home", "password": "sim-password", "ntp_server": "127.0.0.1"},
-            "mqtt": {"enabled": True, "host": "127.0.0.1", "password": "sim-mqtt-password"},
-            "web": {"enabled": True},
-            "admin": {"password": "sim-admin-pass"},
+            "wifi": _wifi(),
+            "mqtt": _mqtt(),
+            "web": _web(),
+            "admin": _admin(),
         },
         broker=True,
         web=True,
