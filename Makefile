@@ -14,7 +14,8 @@ PORT ?= /dev/ttyUSB0
 #  or a LAN meter over HTTP: --meter homewizard, homewizard_v2 (HTTPS, token), shelly_em, shelly_3em_gen1; --mixed: a Trydan, a go-e, an
 #  OpenEVSE and an Alfen over Modbus TCP on one 25 A breaker; --load: a 2 kW heater on a Shelly relay, an on/off load;
 #  --ocpp: a Trydan and an OCPP 1.6J box that connects to the firmware; --ct (or --meter ct): CT clamps on the ADC,
-#  fed with the site's currents through the unix port's ADC fake).
+#  fed with the site's currents through the unix port's ADC fake; --meter atm90e32: the metering IC on SPI;
+#  --meter han: a Norwegian HAN port; --meter mqtt: a meter fed over MQTT; --every-family: one box of each family).
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=
@@ -87,9 +88,10 @@ deploy: build
 check-config:
 	@$(PYTHON) tools/check_config.py "$(CONFIG)"
 
-# A Modbus meter read from this computer with the firmware's driver (tools/meterprobe.py): values and errors in words.
+# A meter (P1, Modbus, HTTP) read from this computer with the firmware's driver (tools/meterprobe.py): values and
+# errors in words. The command is not echoed: PROBE_ARGS may hold a HomeWizard token.
 meterprobe: $(STAMP)
-	$(PY) tools/meterprobe.py $(PROBE_ARGS)
+	@$(PY) tools/meterprobe.py $(PROBE_ARGS)
 
 # The web pages at phone size (390 x 844) for docs/screenshots/ (tools/screenshots.py: the firmware on the
 # unix port against the simulator, in Debian's Chromium through playwright).

@@ -197,6 +197,23 @@ def test_a_power_above_volts_times_amps_is_held_to_it():
     assert meter.reading.power_w == [55, -900, 975] and meter.n_held == 2
 
 
+def test_one_shared_voltage_input_reads_l2_and_l3_as_import():
+    # One AC transformer for the three phases: L2's and L3's powers are their
+    # currents against L1's voltage, 120 degrees away: their sign means
+    # nothing. They are read as import (U x I), never as export; L1 keeps its sign.
+    meter, chip, clock = make(voltage_inputs=1)
+    chip.image(0, 23000, 4000, -920, 0)  # L1 exports: kept
+    chip.image(1, 23000, 10000, -1150, 0)  # -0.5 x U x I: a load 120 degrees off, not export
+    chip.image(2, 23000, 6000, 690, 0)
+    assert meter.measure(0) is True
+    assert meter.reading.power_w == [-920, 2300, 1380]
+    assert meter.reading.current_ma == [-4000, 10000, 6000]
+    meter, chip, clock = make()  # three inputs (the default): every phase signed
+    chip.image(1, 23000, 10000, -2300, 0)
+    assert meter.measure(0) is True and meter.reading.current_ma[1] == -10000
+    assert set(dict(config.validate(doc(voltage_inputs=2)))) == {"meter.voltage_inputs"}
+
+
 def test_one_phase_site_reads_phase_a_only():
     meter, chip, clock = make(phases=1)
     chip.log_reads = True

@@ -237,8 +237,9 @@ def test_config_errors_are_clear_and_never_show_the_token():
     found = _errors(dict(GOOD, token=bad))
     assert "32 hex digits (0-9, A-F: upper case)" in found["meter.token"]
     assert bad not in found["meter.token"]
-    found = _errors(dict(GOOD, token="SHORT"))
-    assert "SHORT" not in found["meter.token"] and "5" not in found["meter.token"]
+    for wrong in ("SHORT", "MYSECRETTOKEN", TOKEN + "A"):  # the wrong length said as the wrong form, in one message
+        found = _errors(dict(GOOD, token=wrong))
+        assert found["meter.token"] == "must be the 32 hex digits (0-9, A-F: upper case) the meter gave at pairing", found
     found = _errors(dict(GOOD, token=12))
     assert found["meter.token"] == "must be text (is a number)"
     assert _errors(dict(GOOD, cert_hostname=""))["meter.cert_hostname"].startswith("must be set for homewizard_v2")

@@ -477,8 +477,15 @@ def test_calibration_against_a_known_load_gives_each_phase_its_word():
     # A phase with no load on it, a word out of its range: refused, nothing found.
     answer, status = webadmin._calibrate(clamps, dict(reading, current_ma=[40, 7000, 10200]), [10000])
     assert status == 422 and "put the known load" in answer["errors"]["known_ma"], answer
-    answer, status = webadmin._calibrate(chip, dict(reading, current_ma=[500, 7000, 10200]), [100000])
-    assert status == 422 and "out of its range" in answer["errors"]["known_ma"], answer
+    chip_high = dict(chip, igain_l1=60000)
+    answer, status = webadmin._calibrate(chip_high, dict(reading, current_ma=[9000, 7000, 10200]), [10000])
+    assert status == 422 and "out of its range" in answer["errors"]["known_ma"], answer  # 66666 > 65535
+    # One appliance's current given while the phase carries three times more: refused, never a 3x lower factor.
+    answer, status = webadmin._calibrate(clamps, dict(reading, current_ma=[31200, 7000, 10200]), [9100])
+    assert status == 422 and "more than 25 % apart" in answer["errors"]["known_ma"], answer
+    assert "whole phase" in answer["errors"]["known_ma"]
+    answer, status = webadmin._calibrate(clamps, dict(reading, current_ma=[7000, 7000, 10200]), [9100])
+    assert status == 422 and "more than 25 % apart" in answer["errors"]["known_ma"], answer
     assert webadmin._known_problem(clamps, [10000, None]) is None
     for bad in ([], [1, 2, 3, 4], ["10"], [True], [50], "10000", [10000.0]):
         assert webadmin._known_problem(clamps, bad), bad

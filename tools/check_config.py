@@ -133,15 +133,38 @@ def summary(doc):
     wifi = "Wi-Fi %s" % json.dumps(doc["wifi"]["ssid"]) if doc["wifi"]["ssid"] else "no Wi-Fi"
     mqtt = doc["mqtt"]
     broker = "MQTT to %s:%d" % (mqtt["host"], mqtt["port"]) if mqtt["enabled"] else "no MQTT"
-    return "%s: %d phase(s), breaker %d A, margin %d A; %s; %s; chargers: %s" % (
+    return "%s: %d phase(s), breaker %d A, margin %d A; meter: %s; %s; %s; chargers: %s" % (
         json.dumps(doc["name"]),
         site["phases"],
         site["breaker_a"],
         site["margin_a"],
+        _meter(doc["meter"]),
         wifi,
         broker,
         chargers,
     )
+
+
+def _meter(meter):
+    # The meter in a few words: its type and model, where it is, whether a
+    # token is set (never the token), the clamps' own factors.
+    words = [meter["type"]]
+    if meter.get("model"):
+        words.append(meter["model"])
+    if meter.get("host"):
+        # API v2 is HTTPS: the driver takes the default port 80 as 443.
+        port = 443 if meter.get("model") == "homewizard_v2" and meter["port"] == 80 else meter["port"]
+        words.append("at %s:%d" % (meter["host"], port))
+    elif meter["type"] == "modbus":
+        words.append("on RS485, unit %d, %d baud %s" % (meter["address"], meter["baud"], meter["format"]))
+    if meter.get("token"):
+        words.append("(token set)")
+    own = ["%s %d" % (key, meter[key]) for key in sorted(meter) if key[:-1] == "factor_ua_l" and meter[key]]
+    if own:
+        words.append("(" + ", ".join(own) + ")")
+    if meter["type"] == "atm90e32" and meter["voltage_inputs"] == 1:
+        words.append("(one voltage input: L2 and L3 read as import)")
+    return " ".join(words)
 
 
 def check_file(path, out):

@@ -99,6 +99,12 @@ def meter_section(args):
     if checked["meter"]["type"] not in ("modbus", "http", "p1"):
         print("meter.type: this probe reads P1, Modbus and HTTP meters (is %s)" % checked["meter"]["type"])
         sys.exit(2)
+    ca_file = checked["meter"].get("ca_file")
+    if checked["meter"].get("model") == "homewizard_v2" and not os.path.exists(ca_file):
+        # The section's ca_file names a file on the device's flash; here it is read from this computer.
+        print("meter.ca_file: no file %s on this computer: give HomeWizard's CA certificate with --ca-file PATH"
+              % ca_file)
+        sys.exit(2)
     return checked["meter"]
 
 

@@ -46,6 +46,22 @@ def test_the_summary_names_each_charger_as_the_device_reaches_it(tmp_path):
     assert "Trydan (192.168.1.60), Alfen (OCPP id ALFEN-1), ABB (RS485 unit 3)" in output, output
 
 
+def test_the_summary_names_the_meter_and_never_its_token(tmp_path):
+    token = "0123456789ABCDEF0123456789ABCDEF"
+    cases = (
+        ({"type": "http", "model": "homewizard_v2", "host": "192.168.1.61", "token": token,
+          "cert_hostname": "appliance/p1dongle/5c2fafaabbcc"}, "meter: http homewizard_v2 at 192.168.1.61:443 (token set);"),
+        ({"type": "modbus", "model": "sdm630"}, "meter: modbus sdm630 on RS485, unit 1, 9600 baud 8N1;"),
+        ({"type": "ct", "factor_ua_l2": 51000}, "meter: ct (factor_ua_l2 51000);"),
+        ({"type": "atm90e32", "voltage_inputs": 1}, "meter: atm90e32 (one voltage input: L2 and L3 read as import);"),
+        ({"type": "p1"}, "meter: p1;"),
+    )
+    for meter, said in cases:
+        code, output = check(tmp_path, json.dumps({"meter": meter, "chargers": [{"name": "T", "host": "192.168.1.60"}]}))
+        assert code == 0 and said in output, output
+        assert token not in output
+
+
 def test_every_error_is_listed_at_once_exactly_as_the_device_sees_them(tmp_path):
     doc = {"name": "", "site": {"breaker_a": 0, "voltage_v": 12}, "guard": {"min_pause_s": -1},
            "chargers": [{"host": "", "max_a": 99}, {"host": "x y", "min_a": 20}],

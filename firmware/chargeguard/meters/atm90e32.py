@@ -121,6 +121,11 @@ class Atm90e32Meter:
         self.last_error = None
         self.n_readings = 0
         self.n_held = 0  # phase powers held to U x I (a wrong power scale shows here)
+        # Phases (from L1) whose voltage input is their own. Beyond them the
+        # chip compares a phase's current with another phase's voltage (120
+        # degrees away): its power's sign means nothing, so the phase is read
+        # as import, U x I, as bare CT clamps are (never export it may not be).
+        self.signed_phases = 3
         self.configured = False
         self._spi = spi
         self._phases = phases
@@ -227,6 +232,8 @@ class Atm90e32Meter:
             if self._invert[phase]:
                 power = -power
             current = words[base + 1]  # 1 mA per LSB
+            if phase >= self.signed_phases:
+                power = (words[base] // 10) * current // 10000
             # Active power is never more than volts x amps. The sources
             # disagree on PmeanX's scale by 21x (see above): should the
             # datasheet's be the wrong one, |P| reads above U x I and is held
@@ -290,5 +297,7 @@ def from_config(meter_doc, platform, doc=None):
     # only here: the Platform class every site loads carries nothing for it.
     module = __import__("chargeguard.platform.%s_spi" % platform.name, None, None, ("open_spi",))
     spi = module.open_spi(platform)
-    return Atm90e32Meter(spi, doc["site"]["phases"] if doc else 3, meter_doc["line_hz"], meter_doc["pga"], ugain, igain, invert,
-                         meter_doc["poll_ms"], platform.ticks_ms, platform.sleep_ms)
+    meter = Atm90e32Meter(spi, doc["site"]["phases"] if doc else 3, meter_doc["line_hz"], meter_doc["pga"], ugain, igain,
+                          invert, meter_doc["poll_ms"], platform.ticks_ms, platform.sleep_ms)
+    meter.signed_phases = 3 if meter_doc["voltage_inputs"] == 3 else 1
+    return meter

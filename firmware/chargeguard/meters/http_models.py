@@ -56,11 +56,16 @@ def _check_v2(errors, meter, model):
         return
     if token == "":
         errors.add("meter.token", "must be set for homewizard_v2: pair with tools/meterprobe.py --homewizard-pair")
-    elif type(token) is str and len(token) == 32:
-        for c in token:
-            if c not in "0123456789ABCDEF":
-                errors.add("meter.token", "must be the 32 hex digits (0-9, A-F: upper case) the meter gave at pairing")
-                break
+    elif type(token) is str:
+        # Bytes, not characters: iterating a str on MicroPython interns each
+        # character for good, and this one is a secret. Neither its length
+        # nor its characters are said.
+        digits = token.encode()
+        bad = len(digits) != 32
+        for c in digits:
+            bad = bad or c not in b"0123456789ABCDEF"
+        if bad:
+            errors.add("meter.token", "must be the 32 hex digits (0-9, A-F: upper case) the meter gave at pairing")
     if name == "":
         errors.add("meter.cert_hostname", "must be set for homewizard_v2: appliance/<type>/<serial>, e.g."
                    " appliance/p1dongle/5c2fafaabbcc (tools/meterprobe.py --homewizard-pair prints it)")

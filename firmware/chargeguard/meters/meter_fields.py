@@ -47,7 +47,7 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             upside_down_row,
             ("poll_ms", 1000, INT, 500, 10000, "ms"),
             # HomeWizard API v2 (homewizard_v2 only; meters/http_models.check).
-            ("token", "", secret, 32, 32, ""),
+            ("token", "", secret, 1, 64, ""),  # 32 hex digits: http_models.check says so in words
             ("ca_file", "homewizard-ca.pem", text, 1, 64, ""),
             ("cert_hostname", "", text, 0, 64, ""),
         )
@@ -77,6 +77,9 @@ def table(kind, type_row, text, opt_text, opt_host, map_kind, baud_rates, format
             ("invert_l1", False, BOOL, None, None, ""),
             ("invert_l2", False, BOOL, None, None, ""),
             ("invert_l3", False, BOOL, None, None, ""),
+            # 3: a voltage input per phase (signed power on each); 1: one shared
+            # (L1's), so L2 and L3 are read as import, magnitude only.
+            ("voltage_inputs", 3, ONEOF, (1, 3), None, ""),
             ("poll_ms", 1000, INT, 200, 10000, "ms"),
         )
     if kind == "ct":

@@ -318,6 +318,13 @@ def _calibrate(section, answer, known):
         if read < 100:
             return _refuse("known_ma", "L%d reads %d mA: put the known load on that phase first" % (index + 1, read))
         word = words[index] * known[index] // read
+        if word * 4 > words[index] * 5 or word * 4 < words[index] * 3:
+            # More than 25 % off: clamps and gains are not that far out; a
+            # known current of one appliance given while the phase carries
+            # more would make the guard under-read that phase for good.
+            return _refuse("known_ma", "L%d reads %d mA, %d mA given: more than 25 %% apart. Give the current of the"
+                           " whole phase (a clamp meter around the same conductor, or everything else switched off);"
+                           " if that is right, check turns, burden_ohm and vref_mv" % (index + 1, read, known[index]))
         low, high = _WORD_RANGE[kind]
         if not low <= word <= high:
             return _refuse("known_ma", "L%d would need %s %d, out of its range: check the clamp and the wiring"
