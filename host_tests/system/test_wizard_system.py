@@ -37,7 +37,7 @@ from test_web_system import ANSWER_S, HEAP as WEB_HEAP, ask, change_headers, fre
 
 from chargeguard.net.webadmin import CHARGER_TEST_MS, METER_TEST_MS
 from chargeguard.net.wifi import JOIN_TIMEOUT_MS
-from run import SIM_ADMIN_PASSWORD, Firmware, Simulation, wait_for as wait
+from run import SETUP_HEAP_K, SIM_ADMIN_PASSWORD, Firmware, Simulation, wait_for as wait
 
 BUILD = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "build")
 CHROMIUM = "/usr/bin/chromium"
@@ -59,7 +59,7 @@ RESTART_EXIT = 3
 # Shelly driver beside it failed for a contiguous 1.3 KB block at 232K, and
 # after main's streamed answers the validator's load failed at 264K once the
 # meter check had run (the code of config.py is a fifth of the firmware's).
-HEAP = "%dK" % (int(WEB_HEAP[:-1]) + 64)  # platform/unix.py: reset() ends the process with status 3
+HEAP = "%dK" % (int(WEB_HEAP[:-1]) + SETUP_HEAP_K)  # platform/unix.py: reset() ends the process with status 3
 
 
 def browser_or_skip():

@@ -153,6 +153,10 @@ MQTT_HEAP = "192K"
 # 32-bit port (2026-11-30), about 70 KB over the wifi profile: ~100 KB at
 # 64-bit sizes, and some room for the requests of a busy test.
 WEB_HEAP_K = 112
+# The setup and settings pages' checks (net/webadmin.py: config.py's validator
+# and a candidate driver loaded per request, on top of the pages): what the
+# wizard's system tests give them; `make sim` serves those pages too.
+SETUP_HEAP_K = 64
 WEB_PORT = 8080  # http://127.0.0.1:8080 (CHARGEGUARD_WEB_PORT for the firmware)
 # The simulated installation's admin password (printed by the simulator: it
 # is a throwaway for this loopback-only site, never a default of the firmware).
@@ -788,7 +792,7 @@ def main():
             # MQTT's code and buffers on top (MQTT_HEAP - DEFAULT_HEAP).
             args.heap = "%dK" % (int(args.heap[:-1]) + int(MQTT_HEAP[:-1]) - int(DEFAULT_HEAP[:-1]))
         if not args.no_web:
-            args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K)
+            args.heap = "%dK" % (int(args.heap[:-1]) + WEB_HEAP_K + SETUP_HEAP_K)
         if args.mixed or args.load:
             args.heap = "%dK" % (int(args.heap[:-1]) + MIXED_EXTRA_HEAP_K)
         if args.ocpp:
