@@ -824,6 +824,9 @@ def main():
 
     sim = holder["sim"] = Simulation(
         heap=args.heap,
+        # A second simulator (another --web-port) gets a folder of its own: both
+        # rewrite their firmware's root (config.json, storage) at start.
+        run_name="sim" if args.web_port == WEB_PORT else "sim-%d" % args.web_port,
         car_delay_s=args.car_delay_s,
         on_line=show,
         mode="solar" if solar_day else "site",
@@ -846,6 +849,11 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     if sim.mqtt_meter is not None:
         meter_text = "a meter fed over MQTT (sim/meter/# on the broker)"
+    elif sim.http is not None and args.meter == "homewizard_v2":
+        # The emulator's throwaway token and test CA (never a real meter's): meterprobe can read it too,
+        # --model homewizard_v2 --host 127.0.0.1 --port P --token T --ca-file F --cert-hostname N.
+        meter_text = "HTTP meter homewizard_v2 on https://127.0.0.1:%d%s (token %s, CA %s, certificate name %s)" % (
+            sim.http.port, sim.http.path, sim.http.token, sim.http.ca_file, sim.http.cert_hostname)
     elif sim.http is not None:
         meter_text = "HTTP meter %s on 127.0.0.1:%d%s" % (args.meter, sim.http.port, sim.http.path)
     elif sim.modbus is not None:
