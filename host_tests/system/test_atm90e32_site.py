@@ -14,7 +14,6 @@ from the product's rules.
 
 import asyncio
 import os
-import subprocess
 import sys
 import time
 
@@ -31,6 +30,7 @@ from chargeguard.app import CONTROL_TICK_MS, STATUS_LINE_MS  # noqa: E402
 from chargeguard.meters import atm90e32  # noqa: E402
 from chargeguard.platform import unix  # noqa: E402
 from run import ATM90E32_POLL_MS, Simulation, wait_for as wait  # noqa: E402
+from test_end_to_end import grid_line, in_failsafe, intensity_writes  # noqa: E402
 
 FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
 HOST_SLACK_S = 1.0  # a busy 2-core CI machine
@@ -43,7 +43,6 @@ SHED_S = READING_S + CONTROL_TICK_MS / 1000 + HOST_SLACK_S
 FAILSAFE_S = FAST_GUARD["meter_timeout_s"] + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S
 BREAKER_A = 25
 MARGIN_A = 1
-
 
 
 def test_the_driver_through_the_unix_spi_fake_reads_the_emulator_signed():
@@ -82,19 +81,6 @@ def test_the_driver_through_the_unix_spi_fake_reads_the_emulator_signed():
         emulator.stop()
 
 
-def _grid(sim):
-    lines = [line for line in sim.lines if line.startswith("grid")]
-    return lines[-1] if lines else ""
-
-
-def _failsafe(sim):
-    return "failsafe" in _grid(sim)
-
-
-def _intensity_writes(trydan, since_ns):
-    return [w for w in trydan.writes() if w.t_ns >= since_ns and w.ok and w.key == "Intensity"]
-
-
 def test_the_guard_sheds_on_the_atm90e32_within_its_deadline_and_fails_safe_when_the_chip_goes_silent():
     sim = Simulation(car_delay_s=0.2, run_name="e2e-atm90e32", chargers=1, guard=FAST_GUARD, meter="atm90e32")
     try:
@@ -103,27 +89,27 @@ def test_the_guard_sheds_on_the_atm90e32_within_its_deadline_and_fails_safe_when
 
         def at_16_a():
             sim.send_telegram()
-            return " 16.0 A " in _grid(sim) and sim.trydan.setting("Intensity") == 16
+            return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
 
         assert wait(at_16_a, BOOT_S, 0.5), "\n".join(sim.lines[-20:])
         assert wait(lambda: max(sim.trydan.drawn_current_ma()) == 16000, FAST_GUARD["ev_response_s"] + HOST_SLACK_S)
         house_l1 = 13.0
         sim.site.set_house((house_l1, 2.0, 2.0))
         written_ns = sim.send_telegram()
-        assert wait(lambda: _intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
-        limit = int(_intensity_writes(sim.trydan, written_ns)[0].value)
+        assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
+        limit = int(intensity_writes(sim.trydan, written_ns)[0].value)
         room = BREAKER_A - MARGIN_A - house_l1
         assert room - 1 <= limit <= room, (limit, room, sim.lines[-10:])
         # The chip goes silent (MISO floats high): the failsafe after meter_timeout, said in words.
         sim.meter_silent = True
         sim.send_telegram()
-        assert wait(lambda: _failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
+        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
         assert any(line.startswith("meter: the ATM90E32 answers FFFFH") for line in sim.lines), "\n".join(sim.lines[-20:])
         sim.meter_silent = False
 
         def recovered():
             sim.send_telegram()
-            return not _failsafe(sim)
+            return not in_failsafe(sim)
 
         # A chip that read FFFFH everywhere is configured again first: a poll for the start-up, then the reading.
         recover_s = 2 * READING_S + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S

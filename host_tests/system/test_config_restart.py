@@ -8,11 +8,9 @@ setting was refused and that the new file was not applied.
 
 import json
 import os
-import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
@@ -24,7 +22,6 @@ CONFIG_PROVEN_S = 10.0  # app.CONFIG_PROVEN_MS: the guard has decided this long 
 STATUS_PERIOD_S = 1.0  # app.STATUS_LINE_MS
 FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1}
 RUN = "e2e-config"
-
 
 
 def pump_until(sim, condition, timeout_s, period_s=0.5):

@@ -12,11 +12,9 @@ for the condition asserted, with a deadline from the product's rules.
 """
 
 import os
-import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", "shims")):
@@ -26,6 +24,7 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"),
 from chargeguard.app import CONTROL_TICK_MS, STATUS_LINE_MS  # noqa: E402
 from chargeguard.meters import ct_meter  # noqa: E402
 from run import Simulation, wait_for as wait  # noqa: E402
+from test_end_to_end import grid_line, in_failsafe, intensity_writes  # noqa: E402
 
 FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
 HOST_SLACK_S = 1.0  # a busy 2-core CI machine
@@ -42,27 +41,13 @@ MARGIN_A = 1
 LOAD_STEPS = 3
 
 
-
-def _grid(sim):
-    lines = [line for line in sim.lines if line.startswith("grid")]
-    return lines[-1] if lines else ""
-
-
 def _amps(sim):
     # "grid  14.1  13.7  14.0 A | ...": the three phases' amperes, or None.
-    words = _grid(sim).split("A")[0].split()[1:]
+    words = grid_line(sim).split("A")[0].split()[1:]
     try:
         return [float(word) for word in words]
     except ValueError:
         return None
-
-
-def _failsafe(sim):
-    return "failsafe" in _grid(sim)
-
-
-def _intensity_writes(trydan, since_ns):
-    return [w for w in trydan.writes() if w.t_ns >= since_ns and w.ok and w.key == "Intensity"]
 
 
 def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_the_adc_fails():
@@ -73,7 +58,7 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
 
         def at_16_a():
             sim.send_telegram()
-            return " 16.0 A " in _grid(sim) and sim.trydan.setting("Intensity") == 16
+            return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
 
         # Boot, the first readings and the car ramped to the box's 16 A.
         assert wait(at_16_a, BOOT_S, 0.5), "\n".join(sim.lines[-20:])
@@ -86,7 +71,7 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
             amps = _amps(sim)
             return amps is not None and all(abs(a - 18.0) <= 0.3 for a in amps)
 
-        assert wait(reads_the_site, READING_S + STATUS_LINE_MS / 1000 + HOST_SLACK_S, 0.25), _grid(sim)
+        assert wait(reads_the_site, READING_S + STATUS_LINE_MS / 1000 + HOST_SLACK_S, 0.25), grid_line(sim)
         for step in range(LOAD_STEPS):
             if step:
                 sim.site.set_house((2.0, 2.0, 2.0))
@@ -95,21 +80,21 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
             house_l1 = 12.0 + step
             sim.site.set_house((house_l1, 2.0, 2.0))
             written_ns = sim.send_telegram()
-            assert wait(lambda: _intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
-            limit = int(_intensity_writes(sim.trydan, written_ns)[0].value)
+            assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
+            limit = int(intensity_writes(sim.trydan, written_ns)[0].value)
             room = BREAKER_A - MARGIN_A - house_l1
             # The cut fits beside the house (the clamp's reading may be a step under the true current).
             assert room - 1 <= limit <= room, (limit, room, sim.lines[-10:])
         # The ADC stops answering (the sim's pulled cable): the failsafe after meter_timeout, said in words.
         sim.meter_silent = True
         sim.send_telegram()
-        assert wait(lambda: _failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
+        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
         assert any(line.startswith("meter: the ADC does not answer") for line in sim.lines), "\n".join(sim.lines[-20:])
         sim.meter_silent = False
 
         def recovered():
             sim.send_telegram()
-            return not _failsafe(sim)
+            return not in_failsafe(sim)
 
         assert wait(recovered, READING_S + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S, 0.25), (
             "\n".join(sim.lines[-20:]))

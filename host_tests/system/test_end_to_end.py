@@ -9,11 +9,9 @@ makes a test slower, not red. Speed figures are measured by `make bench`.
 """
 
 import os
-import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
@@ -54,9 +52,19 @@ RAISE_S = max(RAMP_INTERVAL_S, EV_RESPONSE_S) + PUMP_PERIOD_S
 SETTLE_S = PUMP_PERIOD_S + COMMAND_S + 2 * (RAISE_S + COMMAND_S) + STATUS_LINE_S + HOST_SLACK_S
 
 
-
 def intensity_writes(trydan, since_ns):
     return [w for w in trydan.writes() if w.t_ns >= since_ns and w.ok and w.key == "Intensity"]
+
+
+def grid_line(sim):
+    """The firmware's last status line about the grid ("grid  14.1  13.7  14.0 A | ..."), "" before the first."""
+    lines = [line for line in sim.lines if line.startswith("grid")]
+    return lines[-1] if lines else ""
+
+
+def in_failsafe(sim):
+    """The last grid line says the guard is in its failsafe."""
+    return "failsafe" in grid_line(sim)
 
 
 def pause_writes(trydan, since_ns, value):

@@ -17,7 +17,6 @@ skip with the reason; under CI (CI=true) they fail instead.
 """
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -45,7 +44,6 @@ def interpreter_or_skip(build):
         if upy32.in_ci():
             pytest.fail(message + " (CI must run the heap budgets)")
         pytest.skip(message)
-
 
 
 @pytest.mark.parametrize("profile,build", CASES, ids=["%s-%s" % (p.name, b) for p, b in CASES])

@@ -12,11 +12,9 @@ rules (net/mqtt.py's constants, the guard's meter_timeout).
 """
 
 import os
-import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", "shims")):
@@ -25,6 +23,7 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"),
 
 from chargeguard.net import mqtt  # noqa: E402
 from run import MQTT_HEAP, Simulation, wait_for as wait  # noqa: E402
+from test_end_to_end import grid_line, in_failsafe  # noqa: E402
 from test_mqtt_system import (  # noqa: E402
     BOOT_S, CONNECT_S, FAST_GUARD, HOST_SLACK_S, LOAD_STEPS, RECONNECT_S, TELEGRAM_PERIOD_S, intensity_writes)
 
@@ -32,16 +31,6 @@ METER_TIMEOUT_S = FAST_GUARD["meter_timeout_s"]
 # No value for meter_timeout: the control task's next decision (1 s) and the status line after it (1 s).
 FAILSAFE_S = METER_TIMEOUT_S + 2 + HOST_SLACK_S
 POLL_S = mqtt.POLL_MS / 1000
-
-
-
-def _grid(sim):
-    lines = [line for line in sim.lines if line.startswith("grid")]
-    return lines[-1] if lines else ""
-
-
-def _failsafe(sim):
-    return "failsafe" in _grid(sim)
 
 
 def _said(sim, text):
@@ -52,7 +41,7 @@ def _at_16_a(sim):
     # The status line offers 16 A and the box has it. (Its reason may still say
     # "breaker" for a poll period after a raise: with two cadences the low view
     # takes a car's pending change as house load on every phase, core/guard.py.)
-    return " 16.0 A " in _grid(sim) and sim.trydan.setting("Intensity") == 16
+    return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
 
 
 def cuts_within_a_telegram_period(sim):
@@ -82,7 +71,7 @@ def test_the_guard_runs_on_a_meter_fed_over_mqtt_and_fails_safe_without_it(broke
 
         def reading():
             sim.send_telegram()
-            return _grid(sim).startswith("grid") and "--" not in _grid(sim).split("A")[0]
+            return grid_line(sim).startswith("grid") and "--" not in grid_line(sim).split("A")[0]
 
         # The first values: the link connects (boot + connect deadline) and subscribes.
         assert wait(reading, BOOT_S + CONNECT_S, 0.5), "\n".join(sim.lines[-20:])
@@ -95,12 +84,12 @@ def test_the_guard_runs_on_a_meter_fed_over_mqtt_and_fails_safe_without_it(broke
         # The integration stops publishing: the failsafe after meter_timeout.
         sim.meter_silent = True
         sim.send_telegram()
-        assert wait(lambda: _failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
+        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
         sim.meter_silent = False
 
         def recovered():
             sim.send_telegram()
-            return not _failsafe(sim)
+            return not in_failsafe(sim)
 
         assert wait(recovered, 2 + HOST_SLACK_S, 0.25), "\n".join(sim.lines[-20:])
         # The broker dies: no values, the failsafe; it comes back: the link reconnects
@@ -108,7 +97,7 @@ def test_the_guard_runs_on_a_meter_fed_over_mqtt_and_fails_safe_without_it(broke
         emulator = sim.mqtt_meter
         emulator.silent = True
         broker.kill()
-        assert wait(lambda: _failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
+        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
         assert wait(lambda: _said(sim, "mqtt: connection lost"), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
         broker.restart()
         emulator.stop()

@@ -47,7 +47,6 @@ DEAD_LINK_S = KEEPALIVE_S + 2 * POLL_S + HOST_SLACK_S
 TELEGRAM_PERIOD_S = 1.0
 
 
-
 class Probe:
     """mqtt_probe.py on the unix port; its output lines in `lines`."""
 

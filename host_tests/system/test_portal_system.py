@@ -19,7 +19,6 @@ import os
 import random
 import re
 import socket
-import subprocess
 import sys
 import time
 
@@ -57,7 +56,6 @@ PROBES = {
     "/canonical.html": "detectportal.firefox.com",
     "/success.txt": "detectportal.firefox.com",
 }
-
 
 
 def free_port(kind):

@@ -13,7 +13,6 @@ Boot itself (the unix port loading .mpy files) gets BOOT_S.
 """
 
 import os
-import subprocess
 import sys
 import time
 
@@ -37,7 +36,6 @@ EV_RESPONSE_S = 5.0
 WATCHDOG_TIMEOUT_S = 10.0
 SUPERVISOR_FEED_S = 0.5  # app: the supervisor feeds every CONTROL_TICK_MS // 2
 CONNECTED = "wifi: connected to 'home', ip 192.168.1.77, rssi -58 dBm"
-
 
 
 @pytest.fixture
