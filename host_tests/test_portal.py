@@ -317,6 +317,40 @@ def test_a_lost_wifi_makes_the_portal_then_it_opens():
             assert portal.pages is not None and portal.pages[0] is app and portal.pages[1]["portal"] is portal
 
 
+def test_a_portal_that_finds_no_heap_is_made_again_a_minute_later():
+    from chargeguard import app as app_module
+    from chargeguard.core import apmode
+
+    config = {"version": 1, "meter": {"type": "p1"}, "chargers": [], "admin": {"password": "correct-horse-9"},
+              "wifi": {"ssid": "home", "password": "correct-horse-9", "ap_password": "setup-pass-1"}}
+    app = _build(config)
+    said = []
+    app.log = said.append
+    up = [True]
+    app.network.is_up = lambda: up[0]
+    app.watch_wifi(0)  # last up at 0
+    up[0] = False
+
+    from chargeguard.net import portal as portal_module
+
+    def no_heap(*args):
+        raise MemoryError("memory allocation failed")
+
+    real = portal_module.make
+    portal_module.make = no_heap
+    try:
+        app.watch_wifi(WIFI_LOST_MS)
+    finally:
+        portal_module.make = real
+    assert app.portal is None and app.portal_later is not None  # kept: tried again
+    assert said == ["setup access point: not enough memory to open it now, trying again in a minute"]
+    app.watch_wifi(WIFI_LOST_MS + app_module.PORTAL_RETRY_MS - 1)
+    assert app.portal is None
+    app.watch_wifi(WIFI_LOST_MS + app_module.PORTAL_RETRY_MS)
+    assert app.portal is not None and app.portal_later is None
+    assert app.portal.mode.step(WIFI_LOST_MS + app_module.PORTAL_RETRY_MS, False, False) == apmode.OPENED
+
+
 # --- the pages while the access point is open, whatever web.enabled says --------------
 
 

@@ -43,6 +43,7 @@ NTP_PORT = const(123)
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
 WIFI_LOST_MS = const(600000)
+PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this much later
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
@@ -409,11 +410,19 @@ class App:
         if ticks_diff(now_ms, self.wifi_up_ms) < WIFI_LOST_MS:
             return
         password, context, web_doc = self.portal_later
-        self.portal_later = None
-        from chargeguard.net import portal as portal_module
+        try:
+            from chargeguard.net import portal as portal_module
 
-        portal = portal_module.make(self.platform, self.network, {"ssid": self.network.ssid, "ap_password": password},
-                                    False, self.log)
+            portal = portal_module.make(self.platform, self.network,
+                                        {"ssid": self.network.ssid, "ap_password": password}, False, self.log)
+        except MemoryError:
+            # The access point is how an owner mends a changed Wi-Fi password:
+            # never given up. The heap changes as requests come and go; tried
+            # again PORTAL_RETRY_MS later (its loss counted from then on).
+            self.wifi_up_ms = ticks_add(now_ms, PORTAL_RETRY_MS - WIFI_LOST_MS)
+            self.log("setup access point: not enough memory to open it now, trying again in a minute")
+            return
+        self.portal_later = None
         portal.mode.up_ms = self.wifi_up_ms
         for name, interface in self.interfaces:
             if name == "web":
