@@ -232,6 +232,7 @@ class Hass:
         self.discovery = None  # the generator while announcing
         self._pending = False  # an announcement waits for the heap to load the entity tables
         self.announced = False
+        self.settled = False  # the first announcement (after boot) is done
         self.errors = 0  # refused commands
         self._seen = [-1, -1, -1, -1, -1]  # grid, chargers, optimiser, device, settings seqs published
         self._sent = [0, 0, 0]  # site, chargers, device: ticks of the last publish
@@ -264,6 +265,10 @@ class Hass:
         self.discovery = entities.discover(self)
         self._pending = False
 
+    def settling(self):
+        """True until the first announcement after boot is done (the app's clock task waits for it)."""
+        return not self.settled
+
     async def run(self):
         """Publish discovery and state while the link is up; runs until cancelled."""
         platform = self.platform
@@ -289,7 +294,7 @@ class Hass:
                 except StopIteration:
                     self.discovery = None
                     _unload_entities()  # its code and tables, until the next announcement
-                    self.announced = True
+                    self.announced = self.settled = True
                     self._force = True
                     break
                 link.publish(topic, payload, True)
@@ -549,5 +554,6 @@ def from_config(cfg, platform, log, context):
             task.cancel()
 
     link.run = run  # the instance's run: the app supervises both as one task
+    link.settling = bridge.settling  # App.clock_task's first SNTP try waits for the announcement
     link.hass = bridge
     return link
