@@ -407,6 +407,47 @@ def test_settling_until_the_first_announcement_after_boot_is_done():
     assert not link.settling()
 
 
+def test_the_announcement_goes_at_the_links_pace_then_the_states_at_the_tick():
+    # run() looks every ANNOUNCE_TICK_MS (net/mqtt.POLL_MS, the link's own
+    # poll) while it announces, so the announcement's heap is held about
+    # 2 s at start-up, not 10-15 s; then every TICK_MS, as before.
+    import asyncio
+
+    from chargeguard.net import mqtt
+
+    assert hass.ANNOUNCE_TICK_MS == mqtt.POLL_MS and hass.ANNOUNCE_TICK_MS < hass.TICK_MS
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    naps = []  # (ms asked, announcing at that moment)
+
+    class Stop(Exception):
+        pass
+
+    class Pace:
+        def ticks_ms(self):
+            return platform.now
+
+        async def sleep_ms(self, ms):
+            naps.append((ms, bridge.discovery is not None))
+            link.drain()  # the link sent what was queued
+            platform.now += ms
+            if bridge.announced and len([nap for nap in naps if not nap[1]]) >= 3:
+                raise Stop()
+
+    bridge.platform = Pace()
+    try:
+        asyncio.run(bridge.run())
+    except Stop:
+        pass
+    announcing = [ms for ms, busy in naps if busy]
+    after = [ms for ms, busy in naps if not busy]
+    assert announcing and set(announcing) == {hass.ANNOUNCE_TICK_MS}, naps
+    assert set(after) == {hass.TICK_MS}, naps
+    # Two messages in flight per look: the whole announcement in len(configs) / 2 looks.
+    assert len(announcing) <= len(configs(link)) // 2 + 2, (len(announcing), len(configs(link)))
+    assert last(link, "chargeguard/site/state") is not None
+
+
 def test_discovery_is_streamed_and_waits_while_disconnected():
     app, platform, meter, api, link, bridge = make()
     link.connected = False

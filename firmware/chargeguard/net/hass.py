@@ -72,6 +72,12 @@ from micropython import const
 from chargeguard.core.ticks import ticks_diff
 
 TICK_MS = const(250)  # how often the task looks at the change counters
+# While announcing, the task looks at the link's own pace (net/mqtt.POLL_MS):
+# two messages in flight at a time, the announcement over in about 2 s
+# instead of 10-15 s at TICK_MS; its heap (the entity tables' module, the
+# generator, the payloads in flight) is then needed for that long only,
+# not through the first web answers and the first states at start-up.
+ANNOUNCE_TICK_MS = const(50)
 MIN_INTERVAL_MS = const(2000)  # a state topic at most this often on change
 DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter little
 REFRESH_MS = const(60000)  # every state topic at least this often
@@ -274,7 +280,7 @@ class Hass:
         platform = self.platform
         while True:
             self.step(platform.ticks_ms())
-            await platform.sleep_ms(TICK_MS)
+            await platform.sleep_ms(TICK_MS if self.discovery is None else ANNOUNCE_TICK_MS)
 
     def step(self, now):
         """One look: discovery in progress, else the state topics due. Never waits."""
