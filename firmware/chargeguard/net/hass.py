@@ -36,8 +36,9 @@ before anything is announced. Checked against a real Home Assistant
 (2024.3) by tools/ha_check.py.
 
 Memory: discovery is a generator streamed one entity at a time through the
-link's queue, and only while the queue is nearly empty (at most two config
-payloads, ~0.7 KB each, exist at once). Payloads are written into one
+link's queue, and only while the queue is empty (one config payload,
+~0.6 KB, exists at a time: at start-up the heap is fullest and a second
+such block was what the 66-68 KB heap-budget runs could not find). Payloads are written into one
 preallocated buffer; what is queued is one bytes copy (the queue keeps a
 reference until it is sent, so the buffer itself cannot be queued). The
 entity tables, the discovery payloads' writer and the /set parsing are
@@ -73,7 +74,7 @@ from chargeguard.core.ticks import ticks_diff
 
 TICK_MS = const(250)  # how often the task looks at the change counters
 # While announcing, the task looks at the link's own pace (net/mqtt.POLL_MS):
-# two messages in flight at a time, the announcement over in about 2 s
+# one message in flight at a time, the announcement over in about 3 s
 # instead of 10-15 s at TICK_MS; its heap (the entity tables' module, the
 # generator, the payloads in flight) is then needed for that long only,
 # not through the first web answers and the first states at start-up.
@@ -83,7 +84,7 @@ DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter li
 REFRESH_MS = const(60000)  # every state topic at least this often
 MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
 _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
-_IN_FLIGHT = const(2)  # discovery payloads queued at once at most
+_IN_FLIGHT = const(1)  # discovery payloads queued at once at most (two before: one 0.6 KB block more)
 _ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
 # Home Assistant's own states: a text sensor showing one would look unknown or
