@@ -377,7 +377,7 @@ PROFILES = (
     # the web's page buffer; the P1 CRC table a constant): 57.2 KB live,
     # 48.3 KB after imports; over three fast days 72 KB ran 3 of 3 (a fourth
     # run that shared its folder with another run does not count), 70 ran 3
-    # of 4 and 68 failed, each failure at start-up (a Home Assistant state
+    # of 4 and 68 2 of 5, each failure at start-up (a Home Assistant state
     # payload or a web command found no hole). Budget 72 + 4.
     Profile(
         "everything",
