@@ -1,5 +1,6 @@
 # A tiny in-process HTTP server for the HTTP client and driver tests (both
-# runtimes): test_http.py and test_v2c_trydan.py use it.
+# runtimes): test_http.py and test_v2c_trydan.py use it; `feed` hands a body
+# straight to an HttpMeter (test_http_meter*.py).
 import sys
 
 import asyncio
@@ -37,6 +38,17 @@ async def until(condition, limit_ms=10000):
     while not condition() and elapsed_ms(start) < limit_ms:
         await asyncio.sleep(0.01)
     return condition()
+
+
+def feed(meter, body, tick=5000):
+    """Put body in an HttpMeter's HTTP buffer as if it had just arrived; its decode(tick)'s result."""
+    if isinstance(body, str):
+        body = body.encode()
+    buf = meter.client.buf
+    assert len(body) <= len(buf)
+    buf[: len(body)] = body
+    meter.client.body_len = len(body)
+    return meter.decode(tick)
 
 
 def reply(status=200, body=b"", headers=b"", length=True):

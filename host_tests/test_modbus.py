@@ -14,7 +14,7 @@ from modbus_fakes import (
     rtu_frame,
     run_sync,
 )
-from support import IS_MICROPYTHON, read_fixture
+from support import IS_MICROPYTHON, heap_growth, read_fixture
 
 from chargeguard.meters import modbus_models
 from chargeguard.meters.modbus import ModbusMeter, decode_f32, decode_int
@@ -22,7 +22,6 @@ from chargeguard.net import modbus as mb
 
 TIMEOUT_MS = 1000  # meters/modbus.py _TIMEOUT_MS
 ENERGY_EVERY = 10  # meters/modbus.py _ENERGY_EVERY
-CPYTHON_SLACK = 256
 
 
 def fixture_pairs():
@@ -582,32 +581,6 @@ def test_custom_map_row_reads_like_a_table_row():
 # -- memory -------------------------------------------------------------------
 
 
-def _measure(work):
-    if IS_MICROPYTHON:
-        import gc
-
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
-            work()
-            after = gc.mem_alloc()
-        finally:
-            gc.enable()
-        return after - before
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        work()
-        before = tracemalloc.get_traced_memory()[0]
-        work()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return 0 if after - before <= CPYTHON_SLACK else after - before
-
-
 class ReplayUart:
     """Answers from preallocated frames (the fake itself allocates nothing per request)."""
 
@@ -660,7 +633,7 @@ def test_no_allocation_per_poll_once_warm():
         work()
         assert meter.reading.power_w[0] == POWERS_W[0], model
         assert meter.last_error is None, (model, meter.last_error)
-        used = _measure(work)
+        used = heap_growth(work)
         assert used == 0, (model, used)
         assert meter.reading.energy_import_wh == IMPORT_WH
 
