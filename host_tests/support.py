@@ -160,3 +160,57 @@ def heap_growth(work, settle=None):
     finally:
         tracemalloc.stop()
     return 0 if after - before <= CPYTHON_SLACK else after - before
+
+
+class FakeMachine:
+    """A fake `machine` module for importing a platform part against it (both runtimes).
+
+        with FakeMachine("esp32_spi", Pin=FakePin, SPI=FakeSpi) as module:
+            ...  # module: chargeguard.platform.esp32_spi, imported fresh
+
+    `machine` holds the keyword arguments as attributes. On leaving, the part
+    is unloaded and the `machine` module there was before (if any) is back.
+    """
+
+    def __init__(self, part, **members):
+        self.part = "chargeguard.platform." + part
+        self.machine = _Namespace()
+        for name in members:
+            setattr(self.machine, name, members[name])
+        self.saved = None
+
+    def __enter__(self):
+        self.saved = sys.modules.get("machine")
+        sys.modules["machine"] = self.machine
+        sys.modules.pop(self.part, None)
+        __import__(self.part)
+        return sys.modules[self.part]
+
+    def __exit__(self, kind, value, trace):
+        sys.modules.pop(self.part, None)
+        if self.saved is None:
+            sys.modules.pop("machine", None)
+        else:
+            sys.modules["machine"] = self.saved
+        return False
+
+
+class _Namespace:
+    pass
+
+
+async def ticker(gaps, step_ms=10):
+    """Wake every step_ms until cancelled, keeping in gaps[0] the longest time (ms) between two turns.
+
+    The event loop's longest stall while the task runs: near step_ms when
+    nothing blocks it. For both runtimes (and scripts run on the unix port
+    with build/device on their path).
+    """
+    from chargeguard.platform import common
+
+    last = common.ticks_ms()
+    while True:
+        await common.sleep_ms(step_ms)
+        now = common.ticks_ms()
+        gaps[0] = max(gaps[0], common.ticks_diff(now, last))
+        last = now

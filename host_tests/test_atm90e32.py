@@ -7,7 +7,7 @@ import asyncio
 
 from chargeguard import config
 from chargeguard.meters import atm90e32
-from support import Clock, PartPlatform
+from support import Clock, FakeMachine, PartPlatform
 
 
 class FakeChip:
@@ -327,8 +327,6 @@ def test_config_rules_of_the_atm90e32():
 
 
 def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
-    import sys
-
     events = []
 
     class FakePin:
@@ -358,18 +356,7 @@ def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
         def sleep_us(self, us):
             events.append(("wait", us))
 
-    class Machine:
-        pass
-
-    machine = Machine()
-    machine.Pin = FakePin
-    machine.SPI = FakeSpi
-    saved = sys.modules.get("machine")
-    sys.modules["machine"] = machine
-    sys.modules.pop("chargeguard.platform.esp32_spi", None)
-    try:
-        from chargeguard.platform import esp32_spi
-
+    with FakeMachine("esp32_spi", Pin=FakePin, SPI=FakeSpi) as esp32_spi:
         esp32_spi.time = FakeTime()
 
         class Board:
@@ -393,12 +380,6 @@ def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
             assert "no ATM90E32 SPI pins (atm90e32_spi)" in str(error)
         else:
             raise AssertionError("a board without the pins opened")
-    finally:
-        sys.modules.pop("chargeguard.platform.esp32_spi", None)
-        if saved is None:
-            sys.modules.pop("machine", None)
-        else:
-            sys.modules["machine"] = saved
 
 
 def test_the_unix_fake_needs_an_emulator_address():

@@ -163,7 +163,6 @@ def test_the_unix_fake_adc_reads_amps_from_a_file():
 
 def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
     import json
-    import sys
 
     import support
 
@@ -194,18 +193,7 @@ def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
         def ticks_diff(self, a, b):
             return a - b
 
-    class Machine:
-        pass
-
-    machine = Machine()
-    machine.ADC = FakeAdc1
-    machine.Pin = FakePin
-    saved = sys.modules.get("machine")
-    sys.modules["machine"] = machine
-    sys.modules.pop("chargeguard.platform.esp32_adc", None)
-    try:
-        from chargeguard.platform import esp32_adc
-
+    with support.FakeMachine("esp32_adc", ADC=FakeAdc1, Pin=FakePin) as esp32_adc:
         clock = esp32_adc.time = FakeTime()
 
         class Board:
@@ -235,9 +223,3 @@ def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
             assert "2 CT clamp pins" in error.args[0]
         else:
             raise AssertionError("too few pins were taken")
-    finally:
-        sys.modules.pop("chargeguard.platform.esp32_adc", None)
-        if saved is None:
-            sys.modules.pop("machine", None)
-        else:
-            sys.modules["machine"] = saved

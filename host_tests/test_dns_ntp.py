@@ -10,6 +10,7 @@ import socket
 
 from chargeguard.net import dns, ntp
 from chargeguard.platform import common
+from support import ticker
 
 # Longest gap a 10 ms ticker may see while a client waits: half the
 # shortest deadline these tests give a silent peer (600 ms), as a blocking
@@ -59,15 +60,6 @@ async def serve(sock, answer):
         reply = answer(data)
         if reply is not None:
             sock.sendto(reply, peer)
-
-
-async def ticker(gaps):
-    last = common.ticks_ms()
-    while True:
-        await common.sleep_ms(10)
-        now = common.ticks_ms()
-        gaps[0] = max(gaps[0], common.ticks_diff(now, last))
-        last = now
 
 
 def dns_answer(query, address, cname=False):
