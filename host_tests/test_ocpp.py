@@ -9,7 +9,7 @@ from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, OcppCharger, decimal, iso
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
 from chargeguard.net import ocpp, websocket
 from chargeguard.net.ocpp import OcppError, basic_credentials, charge_point_id
-from httpfake import HOST, now_ms, until
+from httpfake import HOST, Clock, now_ms, until
 
 # ------------------------------------------------------------------ pure codec
 
@@ -130,14 +130,6 @@ def test_time_parse_and_format():
 
 
 # ------------------------------------------------------------ driver messages
-
-
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
 
 
 def _point(**options):
