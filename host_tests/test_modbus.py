@@ -500,26 +500,10 @@ def test_a_not_available_phase_value_fails_the_reading():
 def test_a_silent_meter_ends_in_the_guards_failsafe():
     from chargeguard.core.guard import Guard
     from chargeguard.core.model import CAR_CHARGING, ChargerCommand, ChargerStatus
-    from chargeguard.core.settings import ChargerSettings, SiteSettings
+    from test_guard import make_charger, make_site
 
-    site = SiteSettings()
-    site.phases = 3
-    site.breaker_ma = 25000
-    site.margin_ma = 0
-    site.ramp_step_ma = 2000
-    site.ramp_interval_ms = 5000
-    site.min_pause_ms = 0
-    site.meter_timeout_ms = 10000
-    site.ev_response_ms = 5000
-    charger = ChargerSettings()
-    charger.name = "c"
-    charger.phases = 3
-    charger.phase_map = (0, 1, 2)
-    charger.min_ma = 6000
-    charger.max_ma = 16000
-    charger.circuit_ma = 32000
-    charger.priority = 1
-    guard = Guard(site, [charger])
+    site = make_site(breaker_a=25, min_pause_ms=0)  # meter_timeout 10 s
+    guard = Guard(site, [make_charger()])  # 6..16 A on three phases
     status = ChargerStatus()
     status.reachable = True
     status.car = CAR_CHARGING
