@@ -8,9 +8,12 @@ from modbus_fakes import (
     POWERS_W,
     VOLTAGES_MV,
     Clock,
+    FakeSocket,
     FakeUart,
     Image,
+    finish,
     image_for,
+    mbap,
     rtu_frame,
     run_sync,
 )
@@ -57,16 +60,6 @@ def _frame_len(parts):
 def make_master(uart, clock, baud=9600, retries=1, pause_ms=100, timeout_ms=TIMEOUT_MS):
     link = mb.RtuLink(uart, baud, clock.ticks_ms, clock.ticks_diff)
     return mb.ModbusMaster(link, clock.ticks_ms, clock.ticks_diff, timeout_ms, retries, pause_ms)
-
-
-def finish(master, clock, step_ms=5, limit=100000):
-    """Step a request to its end, the clock moving step_ms between steps; the result."""
-    for _ in range(limit):
-        r = master.step()
-        if r != mb.BUSY:
-            return r
-        clock.now += step_ms
-    raise AssertionError("request never ended")
 
 
 def read(master, clock, unit=1, function=4, address=0, count=2, deadline_ms=2500):
@@ -625,35 +618,6 @@ def test_no_allocation_per_poll_once_warm():
 # -- Modbus TCP framing (MBAP), with a fake socket --------------------------------
 
 
-class FakeSocket:
-    """The connected socket of a TcpLink: answer(request) -> bytes to receive (or None)."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.pending = bytearray()
-        self.sent = []
-        self.closed = False
-
-    def send(self, buf):
-        request = bytes(buf)
-        self.sent.append(request)
-        reply = self.answer(request)
-        if reply:
-            self.pending.extend(reply)
-        return len(request)
-
-    def recv_into(self, buf):
-        if not self.pending:
-            raise OSError(11, "EAGAIN")
-        n = min(len(buf), len(self.pending))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self):
-        self.closed = True
-
-
 def tcp_master(answer):
     from chargeguard.net.modbus_tcp import TcpLink
 
@@ -669,11 +633,6 @@ def tcp_master(answer):
     link._open = connect  # the socket layer is the system tests' (real pymodbus)
     master = mb.ModbusMaster(link, clock.ticks_ms, clock.ticks_diff, TIMEOUT_MS, 1, 0)
     return master, clock, sock
-
-
-def mbap(tid, unit, pdu, protocol=0):
-    n = len(pdu) + 1
-    return bytes((tid >> 8, tid & 0xFF, protocol >> 8, protocol & 0xFF, n >> 8, n & 0xFF, unit)) + bytes(pdu)
 
 
 def test_tcp_request_is_mbap_and_the_answer_is_taken_by_transaction_id():
