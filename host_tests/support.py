@@ -38,6 +38,15 @@ def read_fixture(*parts):
 _counter = [0]
 
 
+def exists(path):
+    """True when `path` is there (file or folder); both runtimes (MicroPython's os has no path module)."""
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def make_tmpdir(tag="t"):
     """A fresh empty directory under build/test-tmp (both runtimes)."""
     root = _dirname(HERE) + "/build/test-tmp"
