@@ -102,6 +102,11 @@ def shadowed(names=("chargeguard",)):
 
 def warn_shadowed():
     """Say on the console which frozen packages a filesystem copy hides (see shadowed())."""
-    for name in shadowed():
+    try:
+        names = shadowed()
+    except Exception as error:  # a check must never keep the guard from starting
+        print("boot: could not check for a package hiding a frozen one: %r" % error)
+        return
+    for name in names:
         print("boot: WARNING: a %s/ folder on the filesystem hides the frozen %s: the board runs the filesystem's copy "
               "(for a frozen image, make deploy FROZEN=1 removes it)" % (name, name))
