@@ -10,6 +10,7 @@ that a board with the frozen image gets only what it needs.
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -286,3 +287,44 @@ def test_a_copy_that_arrives_damaged_is_not_installed(bench):
     assert code == 3 and "arrived damaged" in output, output
     assert (bench["board"] / "data" / "config.json").read_bytes() == OLD
     assert not (bench["board"] / "data" / "config.json.new").exists()
+
+
+def _upy32_or_skip(variant):
+    import upy32
+
+    try:
+        return upy32.ensure(variant, quiet=True)
+    except upy32.Unavailable as why:
+        if upy32.in_ci():
+            pytest.fail("32-bit MicroPython not available: %s" % why.args[0])
+        pytest.skip("32-bit MicroPython not available: %s" % why.args[0])
+
+
+def _boot_check(interpreter, folder):
+    # What main.py does before the guard (firmware/preboot.py), on a board whose filesystem is `folder`.
+    result = subprocess.run([interpreter, "-c", "import preboot\npreboot.warn_shadowed()\nimport chargeguard\n"
+                             "print('loaded', chargeguard.__file__)"], cwd=str(folder), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_frozen_image_says_at_boot_when_a_filesystem_copy_hides_it(tmp_path):
+    # build/upy32's frozen port has manifest.py frozen in, as the ESP32 image has.
+    frozen = _upy32_or_skip("frozen")
+    device = os.path.join(ROOT, "build", "device")
+    plain_deploy = tmp_path / "plain"
+    shutil.copytree(device, plain_deploy)  # what make deploy without FROZEN=1 left on the board
+    output = _boot_check(frozen, plain_deploy)
+    assert "boot: WARNING: a chargeguard/ folder on the filesystem hides the frozen chargeguard" in output, output
+    assert "loaded chargeguard/__init__.mpy" in output, output  # the filesystem's copy runs, as warned
+    frozen_deploy = tmp_path / "frozen"
+    frozen_deploy.mkdir()
+    for name in deploy.FROZEN_FILES:
+        source = os.path.join(device, name)
+        (shutil.copytree if os.path.isdir(source) else shutil.copy)(source, str(frozen_deploy / name))
+    output = _boot_check(frozen, frozen_deploy)
+    assert "WARNING" not in output and "loaded chargeguard/__init__.py" in output, output  # the frozen package
+    # Stock firmware (nothing of ours frozen) with the .mpy copy: nothing hidden, nothing said.
+    output = _boot_check(_upy32_or_skip("plain"), plain_deploy)
+    assert "WARNING" not in output and "loaded chargeguard/__init__.mpy" in output, output
