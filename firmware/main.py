@@ -3,8 +3,8 @@
 # guard is not started and the REPL is left to deploy.
 try:
     import preboot
-except ImportError:
-    preboot = None  # a main.py copied without it: boot as before
+except Exception:
+    preboot = None  # missing or damaged: start the guard as before, it comes first
 if preboot is None or not preboot.maintenance():
     if preboot is not None:
         preboot.warn_shadowed()
