@@ -245,7 +245,7 @@ def test_an_invalid_config_stops_the_deploy_before_any_copy(bench):
 
 def test_missing_board_or_config_file_is_named_before_any_copy(bench):
     code, output = run_deploy(bench, write_config(bench, GOOD), board="esp32_devkitc")
-    assert code == 2 and "no board file" in output and "Boards: esp32_devkit, lilygo_t_can485 (" in output, output
+    assert code == 2 and "no board file" in output and "Boards: esp32_devkit, esp32_devkitc_wrover, lilygo_t_can485 (" in output, output
     code, output = run_deploy(bench, write_config(bench, GOOD), board="unix")
     assert code == 2 and "the simulator's, not a board's" in output, output
     code, output = run_deploy(bench, bench["tmp"] / "nope.json")
