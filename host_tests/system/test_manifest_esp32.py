@@ -32,6 +32,10 @@ def source_or_skip():
         if upy32.in_ci():
             pytest.fail("MicroPython source not available: %s" % why.args[0])
         pytest.skip("MicroPython source not available: %s" % why.args[0])
+    for needed in (os.path.join("mpy-cross", "build", "mpy-cross"),
+                   os.path.join("ports", "unix", "build-32-frozen", "genhdr", "qstrdefs.preprocessed.h")):
+        if not os.path.exists(os.path.join(upy32.SOURCE, needed)):
+            pytest.fail("%s is missing from build/upy32's source tree: remove build/upy32 and run make upy32" % needed)
     if not os.path.exists(os.path.join(ROOT, "build", "lib", "umqtt", "simple.py")):
         pytest.fail("build/lib is missing: make build first (the manifest freezes the pinned device libraries)")
     return upy32.SOURCE
