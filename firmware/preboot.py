@@ -7,10 +7,9 @@
 #    stopped): mpremote's Ctrl-C stops the guard but not the watchdog, so the
 #    chip would reset ~10 s into a copy that takes minutes, and the guard
 #    would come back mid-deploy. So deploy writes the one-shot flag file
-#    FLAG and hard-resets; this boot then removes the flag first (one-shot: a
-#    flag left behind by anything can never keep the guard off for more than
-#    one boot), does NOT start the guard, and arms the watchdog with
-#    MAINTENANCE_MS instead. The watchdog survives mpremote's soft resets, so
+#    FLAG and hard-resets; this boot arms the watchdog with MAINTENANCE_MS
+#    and removes the flag (one-shot: a flag left behind by anything can never
+#    keep the guard off for more than one boot), and does NOT start the guard. The watchdog survives mpremote's soft resets, so
 #    a deploy that dies midway ends in a reset into the guard by itself.
 # 2. A package on the filesystem that hides a frozen one ('' comes before
 #    '.frozen' in sys.path): the board then runs the filesystem's .mpy copy,
@@ -39,14 +38,21 @@ def maintenance(flag=FLAG, watchdog=None):
     the guard, as in any failed boot, and deploy's check step says so.
     """
     try:
-        os.remove(flag)
+        os.stat(flag)
     except OSError:
         return False  # no flag: a normal boot
     if watchdog is None:
         import machine
 
         watchdog = machine.WDT
-    watchdog(timeout=MAINTENANCE_MS)
+    # The watchdog before the flag goes: a Ctrl-C between the two then
+    # leaves the flag (deploy's check step removes it and arms the
+    # watchdog itself), never a board with neither. The flag goes even if
+    # arming fails, so it cannot hold the guard off past this boot.
+    try:
+        watchdog(timeout=MAINTENANCE_MS)
+    finally:
+        os.remove(flag)
     line = "!" * 64
     print(line)
     print("MAINTENANCE BOOT: NOT GUARDING. tools/deploy.py asked for it (the %s flag, now removed)." % flag)
