@@ -54,6 +54,7 @@ CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
 # config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
 _LAST_GOOD = "config.bak"
+_TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
@@ -472,6 +473,8 @@ class App:
             # Not fatal: the next boot tries again.
             self.log("config: could not keep the last good copy (%r)" % (error,))
         finally:
+            # Proven: the next boot tries it again whatever happens (trial.py).
+            flashfile.remove(self.storage + "/" + _TRIAL)
             del flashfile
             _unload("chargeguard.flashfile")
 
