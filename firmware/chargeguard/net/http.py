@@ -147,6 +147,18 @@ async def _read_into(reader, mv):
     return len(data)
 
 
+def _send(sock, data, size):
+    # MicroPython: send data[:size] on the non-blocking socket, waiting in
+    # asyncio's I/O queue for room as its Stream.drain() does, but from our
+    # buffer: no copy, no slice (a generator, awaited like a coroutine).
+    off = 0
+    while off < size:
+        yield asyncio.core._io_queue.queue_write(sock)
+        sent = sock.write(data, off, size - off)
+        if sent is not None:
+            off += sent
+
+
 def _number(buf, pos, end):
     # The decimal number in buf[pos:end], blanks around it allowed, or -1 when
     # there is none. More than 9 digits is no real length or status: -1 too.
@@ -164,6 +176,46 @@ def _number(buf, pos, end):
         value = value * 10 + c
         pos += 1
     return value
+
+
+def put(buf, at, data, start=0, stop=-1):
+    """Copy bytes-like data[start:stop] (stop -1: its end) into bytearray `buf` from index `at`.
+
+    Returns the index past it, or -1 when it does not fit; -1 in `at` stays
+    -1, so a request is built by a chain of puts and checked once. Allocates
+    nothing (the guard's commands are built this way).
+    """
+    if stop < 0:
+        stop = len(data)
+    end = at + stop - start
+    if at < 0 or end > len(buf):
+        return -1
+    if start == 0 and stop == len(data):
+        buf[at:end] = data
+    else:
+        while start < stop:  # a slice of data would be an object
+            buf[at] = data[start]
+            at += 1
+            start += 1
+    return end
+
+
+def put_int(buf, at, value):
+    """Write the decimal digits of int `value` (0 or more) into `buf` from `at`, as put(); allocates nothing."""
+    if at < 0:
+        return -1
+    digits = 1
+    scale = 1
+    while value >= scale * 10:
+        scale *= 10
+        digits += 1
+    if at + digits > len(buf):
+        return -1
+    while scale:
+        buf[at] = 48 + value // scale % 10
+        at += 1
+        scale //= 10
+    return at
 
 
 class BodyBuffer:
@@ -253,6 +305,8 @@ async def apply_box(box, offered_ma):
     try:
         if not await box._command(offered_ma):
             return False
+    except MemoryError:
+        return box._failed("out of memory")  # no text to make: the heap has none
     except Exception as err:
         return box._failed("driver: %s" % type(err).__name__)
     finally:
@@ -322,6 +376,10 @@ class HttpClient:
         self._addr = None
         self._addr_host = None
         self._addr_port = 0
+        # The "Host" header's value as bytes, for _host_of:_port_of.
+        self._host_line = None
+        self._host_of = None
+        self._port_of = 0
 
     async def get(self, host, port, path, timeout_ms, body=None, headers=None, tls=None):
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
@@ -382,10 +440,14 @@ class HttpClient:
         if sock is not None:
             try:
                 # CPython: close() then wait until the socket is closed.
-                # MicroPython: close() does nothing, wait_closed() closes
-                # the socket at once.
-                sock.close()
-                await sock.wait_closed()
+                # MicroPython: the stream's close() does nothing and its
+                # wait_closed() closes the socket at once: closed here
+                # (without a coroutine object per request).
+                if _MPY:
+                    sock.s.close()
+                else:
+                    sock.close()
+                    await sock.wait_closed()
             except Exception:
                 pass
 
@@ -401,25 +463,63 @@ class HttpClient:
 
     def body_is(self, expected):
         """True if the body equals `expected` (bytes), ignoring surrounding whitespace."""
-        # A copy of the body: meant for short answers such as b"OK".
-        return bytes(self.body()).strip() == expected
+        # Compared in place: a command's answer ("OK") costs no copy.
+        buf = self.buf
+        start = 0
+        end = self.body_len
+        while start < end and buf[start] <= 32:
+            start += 1
+        while end > start and buf[end - 1] <= 32:
+            end -= 1
+        return end - start == len(expected) and buf.find(expected, start, end) == start
 
     def json(self):
         """Parse the body as JSON; raises ValueError on invalid JSON."""
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
+    def _request(self, path, host, port, body, headers, keep):
+        # The request head in the head buffer; its length, or -1 when it
+        # does not fit (then _exchange makes it as a string). Raises
+        # ValueError("bad path"). path: str, or bytes-like (a driver's
+        # preallocated buffer: then nothing is allocated here); the "Host"
+        # value is kept as bytes per host and port.
+        buf = self._head
+        at = put(buf, 0, b"GET " if body is None else b"POST ")
+        if type(path) is str:
+            path = path.encode()
+        end = put(buf, at, path)
+        # Spaces and control characters would break (or inject into) the
+        # request line; a path must start with "/".
+        if not len(path) or path[0] != 47:  # '/'
+            raise ValueError("bad path")
+        for i in range(len(path)):  # by index: an iterator would be an object
+            if path[i] <= 32 or path[i] == 127:
+                raise ValueError("bad path")
+        if end < 0:
+            return -1
+        if host != self._host_of or port != self._port_of:
+            self._host_line = (host if port == 80 else "%s:%d" % (host, port)).encode()
+            self._host_of = host
+            self._port_of = port
+        at = put(buf, end, b" HTTP/1.1\r\nHost: " if keep else b" HTTP/1.0\r\nHost: ")
+        at = put(buf, at, self._host_line)
+        at = put(buf, at, b"\r\n" if keep else b"\r\nConnection: close\r\n")
+        if body is not None:
+            at = put(buf, at, b"Content-Type: application/json\r\nContent-Length: ")
+            at = put(buf, put_int(buf, at, len(body)), b"\r\n")
+        if headers:
+            at = put(buf, at, headers.encode() if type(headers) is str else headers)
+        return put(buf, at, b"\r\n")
+
     async def _exchange(self, host, port, path, timeout_ms, body, headers, tls, keep=False):
         # One request, on the kept connection (KeptClient: net/http_keep.py)
         # or a new one; the status. keep: ask for a persistent connection;
         # _keep_now says whether the answer leaves it fit for the next.
-        raw = path.encode()
-        if not path.startswith("/"):
-            raise ValueError("bad path")
-        for c in raw:
-            # Spaces and control characters would break (or inject into) the request line.
-            if c <= 32 or c == 127:
-                raise ValueError("bad path")
+        # The request head first, in the head buffer (free until the answer
+        # comes): no string is made for it (a command must not fail for want
+        # of heap), and a bad path is refused before anything is sent.
+        size = self._request(path, host, port, body, headers, keep)
         self._answered = False
         reused = self._sock is not None
         if reused:
@@ -475,21 +575,39 @@ class HttpClient:
             self._reader = reader
         reader = self._reader
         writer = self._sock
-        if port != 80:
-            host = "%s:%d" % (host, port)
-        # One request head; a body (POST) adds its type and length.
-        # keep: HTTP/1.1, persistent unless either side says close.
-        head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
-            "GET" if body is None else "POST", path, "1" if keep else "0", host,
-            "" if keep else "Connection: close\r\n")  # fmt: skip
-        if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-        if headers:
-            head += headers
-        writer.write((head + "\r\n").encode())
-        if body is not None:
-            writer.write(body)
-        if tls is not None and _MPY and not reused:
+        if size < 0:
+            # A head longer than the buffer (a long path or header lines):
+            # made as a string. keep: HTTP/1.1, persistent unless either side
+            # says close; a body (POST) adds its type and length.
+            if type(path) is not str:
+                path = bytes(path).decode()
+            if port != 80:
+                host = "%s:%d" % (host, port)
+            head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
+                "GET" if body is None else "POST", path, "1" if keep else "0", host,
+                "" if keep else "Connection: close\r\n")  # fmt: skip
+            if body is not None:
+                head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+            if headers:
+                head += headers if type(headers) is str else bytes(headers).decode()
+            data = (head + "\r\n").encode()
+            size = len(data)
+        else:
+            data = self._head_mv if _MPY else bytes(self._head_mv[:size])
+        if _MPY and tls is None:
+            # Straight from our buffer into the socket once it takes bytes
+            # (the stream would copy the request into a buffer of its own).
+            await _send(writer.s, data, size)
+            if body is not None:
+                await _send(writer.s, body, len(body))
+        else:
+            writer.write(data if size == len(data) else self._head_mv[:size])
+            if body is not None:
+                writer.write(body)
+        if tls is None:
+            if not _MPY:
+                await writer.drain()
+        elif _MPY and not reused:
             try:
                 await writer.drain()
             except ValueError as err:  # mbedTLS: the certificate fails the check
