@@ -281,6 +281,11 @@ class App:
             await sleep_ms(CONTROL_TICK_MS)
             if ticks_diff(self.platform.ticks_ms(), self.last_decision_ms) >= CONTROL_TICK_MS:
                 self.decide()
+            # A command that did not leave for want of heap (_resend) goes
+            # again now, whether or not this tick decided.
+            for index in range(len(self.sent_ma)):
+                if self.sent_ma[index] < 0:
+                    self.wake[index].set()
             # Why the meter gives no reading (a Modbus meter that does not
             # answer, a P1 telegram refused), once per change.
             error = self.meter.last_error
@@ -331,7 +336,14 @@ class App:
             self.sent_ma[index] = offered_ma
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.
-            await driver.apply(offered_ma)
+            try:
+                if not await driver.apply(offered_ma) and _short_of_heap(self.statuses[index].error):
+                    await self._resend(index)
+            except BaseException:
+                # Whatever broke this task (it is restarted), the command
+                # may not have left: the next decision hands it over again.
+                self.sent_ma[index] = -1
+                raise
             locked = self.lock_wanted[index]
             if locked is not None:
                 # Once, whatever the outcome (a refusal is in the box's
@@ -342,6 +354,32 @@ class App:
                 self.poll_due[index] = True
                 wake.set()
             self._report_error(index)
+
+    async def _resend(self, index):
+        # A command that found no heap never reached the box, and a cut must
+        # not wait for the next poll (CHARGER_POLL_MS): collect, then send
+        # the newest command again at once; when that finds none either, the
+        # next decision (a reading, or the control tick within
+        # CONTROL_TICK_MS) hands it over again. Said on the console once per
+        # error text (_report_error then stays quiet about it).
+        error = self.statuses[index].error
+        gc.collect()
+        offered_ma = self.commands[index].offered_ma
+        self.sent_ma[index] = offered_ma
+        sent = await self.drivers[index].apply(offered_ma)
+        if not sent:
+            self.sent_ma[index] = -1
+        if error != self.last_errors[index]:
+            if not sent:
+                self.last_errors[index] = self.statuses[index].error
+            try:
+                line = "charger %s: %s; %s" % (
+                    self.names[index], error, "collected, sent again" if sent else "sent again at the next decision")
+                self.log(line)
+                if self.state is not None:
+                    self.state.add_error(line)
+            except MemoryError:
+                pass  # the command matters, not its line
 
     def request_lock(self, index, locked):
         """Ask charger `index`'s box to lock (True) or unlock (False); sent by its task within a moment.
@@ -543,9 +581,12 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.log("task %s failed: %r; restarting" % (name, error))
-                if self.state is not None:
-                    self.state.add_error("task %s failed: %r" % (name, error))
+                try:
+                    self.log("task %s failed: %r; restarting" % (name, error))
+                    if self.state is not None:
+                        self.state.add_error("task %s failed: %r" % (name, error))
+                except MemoryError:
+                    pass  # no heap for the text: the task is restarted all the same
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -594,6 +635,12 @@ async def _sync_time(platform, server, log, synced, port):
         _unload("chargeguard.net.ntp")
         # A wallbox host name lookup imports it again when it needs it.
         _unload("chargeguard.net.dns")
+
+
+def _short_of_heap(error):
+    # A driver's error text for a command that met MemoryError: the HTTP
+    # client's "MemoryError", the drivers' "out of memory".
+    return error is not None and (error.endswith("MemoryError") or error.endswith("out of memory"))
 
 
 def _bind(method, index):
