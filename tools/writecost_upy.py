@@ -67,7 +67,9 @@ async def main():
     await cost("trydan.apply", lambda i: trydan.apply((6 + i % 2) * 1000))
 
     go_e = GoeCharger(HOST, HTTP_PORT)
-    await cost("go_e._write", lambda i: go_e._write("tcl", 6 + i % 2))
+    from chargeguard.chargers import go_e as go_e_module
+
+    await cost("go_e._write", lambda i: go_e._write(go_e_module._TCL, 6 + i % 2))
     evse = OpenEvse(HOST, HTTP_PORT)
     await cost("openevse._claim", lambda i: evse._claim(6 + i % 2))
     shelly = ShellyLoad(HOST, HTTP_PORT, 2000, 6000)

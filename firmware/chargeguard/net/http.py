@@ -596,10 +596,15 @@ class HttpClient:
             data = self._head_mv if _MPY else bytes(self._head_mv[:size])
         if _MPY and tls is None:
             # Straight from our buffer into the socket once it takes bytes
-            # (the stream would copy the request into a buffer of its own).
-            await _send(writer.s, data, size)
-            if body is not None:
-                await _send(writer.s, body, len(body))
+            # (the stream would copy the request into a buffer of its own);
+            # a small body goes in the same buffer, in the same send.
+            end = -1 if body is None or data is not self._head_mv else put(self._head, size, body)
+            if end > 0:
+                await _send(writer.s, data, end)
+            else:
+                await _send(writer.s, data, size)
+                if body is not None:
+                    await _send(writer.s, body, len(body))
         else:
             writer.write(data if size == len(data) else self._head_mv[:size])
             if body is not None:
