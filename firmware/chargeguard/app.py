@@ -357,29 +357,19 @@ class App:
 
     async def _resend(self, index):
         # A command that found no heap never reached the box, and a cut must
-        # not wait for the next poll (CHARGER_POLL_MS): collect, then send
-        # the newest command again at once; when that finds none either, the
-        # next decision (a reading, or the control tick within
-        # CONTROL_TICK_MS) hands it over again. Said on the console once per
-        # error text (_report_error then stays quiet about it).
-        error = self.statuses[index].error
+        # not wait for the next poll (CHARGER_POLL_MS): collect, say why
+        # (once per error text), send the newest command again at once; when
+        # that finds no heap either, the control task wakes this one at its
+        # next tick (sent_ma -1), within CONTROL_TICK_MS.
         gc.collect()
+        try:
+            self._report_error(index)
+        except MemoryError:
+            pass  # the command matters, not its line
         offered_ma = self.commands[index].offered_ma
         self.sent_ma[index] = offered_ma
-        sent = await self.drivers[index].apply(offered_ma)
-        if not sent:
+        if not await self.drivers[index].apply(offered_ma):
             self.sent_ma[index] = -1
-        if error != self.last_errors[index]:
-            if not sent:
-                self.last_errors[index] = self.statuses[index].error
-            try:
-                line = "charger %s: %s; %s" % (
-                    self.names[index], error, "collected, sent again" if sent else "sent again at the next decision")
-                self.log(line)
-                if self.state is not None:
-                    self.state.add_error(line)
-            except MemoryError:
-                pass  # the command matters, not its line
 
     def request_lock(self, index, locked):
         """Ask charger `index`'s box to lock (True) or unlock (False); sent by its task within a moment.

@@ -67,6 +67,7 @@ then says why, in a few words:
                           a host name that does not resolve gives a negative N)
     "bad path"            the path does not start with "/" or has spaces or
                           control characters (nothing is sent)
+    "long request"        the request head would be over 1024 bytes
     "no reply"            closed before any byte of an answer
     "short head"          closed inside the response head
     "bad status"          not an "HTTP/1.x NNN" status line
@@ -478,13 +479,14 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
-    def _request(self, path, host, port, body, headers, keep):
-        # The request head in the head buffer; its length, or -1 when it
-        # does not fit (then _exchange makes it as a string). Raises
-        # ValueError("bad path"). path: str, or bytes-like (a driver's
-        # preallocated buffer: then nothing is allocated here); the "Host"
-        # value is kept as bytes per host and port.
-        buf = self._head
+    def _request(self, path, host, port, body, headers, keep, buf=None):
+        # The request head in `buf` (default: the head buffer); its length,
+        # or -1 when it does not fit. Raises ValueError("bad path"). path:
+        # str, or bytes-like (a driver's preallocated buffer: then nothing
+        # is allocated here); the "Host" value is kept as bytes per host
+        # and port.
+        if buf is None:
+            buf = self._head
         at = put(buf, 0, b"GET " if body is None else b"POST ")
         if type(path) is str:
             path = path.encode()
@@ -575,30 +577,21 @@ class HttpClient:
             self._reader = reader
         reader = self._reader
         writer = self._sock
+        data = self._head_mv
         if size < 0:
-            # A head longer than the buffer (a long path or header lines):
-            # made as a string. keep: HTTP/1.1, persistent unless either side
-            # says close; a body (POST) adds its type and length.
-            if type(path) is not str:
-                path = bytes(path).decode()
-            if port != 80:
-                host = "%s:%d" % (host, port)
-            head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
-                "GET" if body is None else "POST", path, "1" if keep else "0", host,
-                "" if keep else "Connection: close\r\n")  # fmt: skip
-            if body is not None:
-                head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-            if headers:
-                head += headers if type(headers) is str else bytes(headers).decode()
-            data = (head + "\r\n").encode()
-            size = len(data)
-        else:
-            data = self._head_mv if _MPY else bytes(self._head_mv[:size])
+            # A head longer than the buffer (a long host name, path or
+            # header lines): built the same way in a buffer of its own.
+            data = bytearray(_MAX_HEAD)
+            size = self._request(path, host, port, body, headers, keep, data)
+            if size < 0:
+                raise ValueError("long request")
+        if not _MPY:
+            data = bytes(data[:size])
         if _MPY and tls is None:
             # Straight from our buffer into the socket once it takes bytes
             # (the stream would copy the request into a buffer of its own);
             # a small body goes in the same buffer, in the same send.
-            end = -1 if body is None or data is not self._head_mv else put(self._head, size, body)
+            end = -1 if body is None else put(data, size, body)
             if end > 0:
                 await _send(writer.s, data, end)
             else:
@@ -606,7 +599,7 @@ class HttpClient:
                 if body is not None:
                     await _send(writer.s, body, len(body))
         else:
-            writer.write(data if size == len(data) else self._head_mv[:size])
+            writer.write(data if size == len(data) else memoryview(data)[:size])
             if body is not None:
                 writer.write(body)
         if tls is None:
