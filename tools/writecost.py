@@ -91,15 +91,26 @@ def _listen(handle):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     threading.Thread(target=_serve, args=(listener, handle), daemon=True).start()
-    return listener.getsockname()[1]
+    return listener
 
 
 def run(ports=("64", "32")):
     """{port: {case: (min, max)}} for the ports asked ("64", "32")."""
-    http_port = _listen(_http)
-    modbus_port = _listen(_modbus)
+    listeners = (_listen(_http), _listen(_modbus))
+    try:
+        return _measure(ports, [listener.getsockname()[1] for listener in listeners])
+    finally:
+        for listener in listeners:
+            try:
+                listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (Linux): the serving thread ends
+            except OSError:
+                pass
+            listener.close()
+
+
+def _measure(ports, box_ports):
     script = os.path.join(ROOT, "tools", "writecost_upy.py")
-    args = [os.path.join(ROOT, "build", "device"), str(http_port), str(modbus_port)]
+    args = [os.path.join(ROOT, "build", "device")] + [str(port) for port in box_ports]
     results = {}
     for bits in ports:
         if bits == "64":
