@@ -1,7 +1,8 @@
 """The application: asyncio tasks around the control core.
 
     meter task    --fresh reading-->  decide()  --changed command-->  charger task (one per box)
-    control task  --every second-->   decide()  (so a silent meter ends in failsafe)
+    control task  --every second-->   decide()  (so a silent meter ends in failsafe);
+                  wakes a charger task whose command found no heap (App._resend)
     poll timer    --every 5 s-->      charger task polls its box
     supervisor    feeds the watchdog only while decide() keeps running
     network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock

@@ -385,7 +385,9 @@ class HttpClient:
     async def get(self, host, port, path, timeout_ms, body=None, headers=None, tls=None):
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
 
-        headers: extra header lines (str, each ending in CRLF) or None; tls:
+        path: str, or bytes-like (a command's path built in a buffer of the
+        driver's: the request is then made without allocating). headers:
+        extra header lines (str, each ending in CRLF) or None; tls:
         (context from net/tls.context(), the name the certificate must carry)
         or None for plain HTTP.
 
