@@ -689,3 +689,33 @@ def test_a_cut_that_finds_no_heap_twice_goes_out_at_the_next_control_tick():
     assert said == ["charger c0: write Paused: MemoryError"], lines
     assert [line for line in lines if line.startswith("charger")][-2:] == [said[0], "charger c0: ok"], lines
     assert sent_ms <= app_module.CONTROL_TICK_MS + app_module.CHARGER_TIMEOUT_MS, sent_ms
+
+
+def test_a_task_whose_failure_line_finds_no_heap_is_restarted_all_the_same():
+    # Before, the MemoryError of the line ended the supervisor: a charger
+    # task that broke on a heap-short moment was never restarted.
+    charger = FakeCharger()
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    lines = []
+
+    def log(line):
+        if line.startswith("task flaky failed"):
+            raise MemoryError("memory allocation failed")
+        lines.append(line)
+
+    app = app_module.App(platform, config_doc(1), meter, [charger], log=log)
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        await asyncio.sleep(3600)
+
+    async def scenario():
+        asyncio.create_task(app._supervised("flaky", flaky))
+        assert await wait_until(lambda: len(calls) == 2, 10 * app_module.TASK_RESTART_MS), calls
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert len(calls) == 2
