@@ -10,6 +10,7 @@ import socket
 
 from chargeguard.net import dns, ntp
 from chargeguard.platform import common
+from support import ticker
 
 # Longest gap a 10 ms ticker may see while a client waits: half the
 # shortest deadline these tests give a silent peer (600 ms), as a blocking
@@ -59,15 +60,6 @@ async def serve(sock, answer):
         reply = answer(data)
         if reply is not None:
             sock.sendto(reply, peer)
-
-
-async def ticker(gaps):
-    last = common.ticks_ms()
-    while True:
-        await common.sleep_ms(10)
-        now = common.ticks_ms()
-        gaps[0] = max(gaps[0], common.ticks_diff(now, last))
-        last = now
 
 
 def dns_answer(query, address, cname=False):
@@ -131,6 +123,65 @@ def test_resolve_asks_the_server_without_blocking():
     finally:
         sock.close()
     assert address == "192.168.1.61"
+    assert gap < MAX_GAP_MS, gap
+
+
+def mdns_answer(query, address):
+    # A legacy unicast mDNS answer (RFC 6762 6.7): id and question echoed,
+    # QR and AA set, the record's class with the cache-flush bit, TTL 10.
+    out = bytearray(query[:2]) + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00"
+    out += query[12:]
+    out += b"\xc0\x0c\x00\x01\x80\x01\x00\x00\x00\x0a\x00\x04" + bytes(address)
+    return bytes(out)
+
+
+class NoDnsServer(Clock):
+    def dns_server(self):
+        raise AssertionError("a .local name was asked of the DHCP lease's DNS server")
+
+
+def test_a_local_name_is_asked_by_multicast_dns_without_recursion():
+    sock, port = udp_peer()
+    queries = []
+
+    def answer(query):
+        queries.append(bytes(query))
+        return mdns_answer(query, (192, 168, 1, 20))
+
+    async def main():
+        server = asyncio.create_task(serve(sock, answer))
+        try:
+            return await dns.resolve(NoDnsServer(), "HomeAssistant.local", 2000)
+        finally:
+            server.cancel()
+
+    group, group_port = dns.MDNS_GROUP, dns.MDNS_PORT
+    assert (group, group_port) == ("224.0.0.251", 5353)  # RFC 6762 3
+    dns.MDNS_GROUP, dns.MDNS_PORT = "127.0.0.1", port
+    try:
+        address = asyncio.run(main())
+    finally:
+        dns.MDNS_GROUP, dns.MDNS_PORT = group, group_port
+        sock.close()
+    assert address == "192.168.1.20"
+    assert queries and queries[0][2] & 0x01 == 0  # RD clear (RFC 6762 18.6)
+    assert dns.is_mdns("broker.LOCAL") and not dns.is_mdns("broker.lan") and not dns.is_mdns("local")
+    # A unicast name still asks the lease's server, with RD set.
+    assert dns.build_query("broker.lan", 7)[2] & 0x01
+
+
+def test_a_local_name_nobody_answers_costs_the_deadline_and_never_blocks_the_loop():
+    def call(port):
+        dns.MDNS_GROUP, dns.MDNS_PORT = "127.0.0.1", port
+        return dns.resolve(NoDnsServer(), "broker.local", 600)
+
+    group, group_port = dns.MDNS_GROUP, dns.MDNS_PORT
+    try:
+        text, elapsed, gap = silent_wait(call, 600)
+    finally:
+        dns.MDNS_GROUP, dns.MDNS_PORT = group, group_port
+    assert text == "dns: no answer"
+    assert 600 <= elapsed < 600 + 1000, elapsed
     assert gap < MAX_GAP_MS, gap
 
 

@@ -1,7 +1,7 @@
 # P1 / DSMR parser and driver: every framing and value rule, every fixture.
 # Runs under pytest and on the MicroPython unix port (tools/upytest.py).
 
-from support import IS_MICROPYTHON, read_fixture
+from support import IS_MICROPYTHON, heap_growth, read_fixture
 
 from chargeguard.meters import p1
 from chargeguard.meters.p1 import P1Meter, P1Parser, crc16
@@ -425,7 +425,7 @@ def test_garbage_never_crashes_nor_grows_memory():
     assert len(data) == 20480
     parser = P1Parser()
     events(data, parser=parser)  # warm: every path once
-    used = _measure(lambda: _feed_plain(parser, data))
+    used = heap_growth(lambda: _feed_plain(parser, data))
     assert used == 0, used
     assert parser.n_accepted == 0
     assert parser.n_telegrams == parser.n_rejected
@@ -978,42 +978,6 @@ def _feed_plain(parser, data):
         i = parser.feed(data, i, n)
 
 
-# CPython keeps every int above 256 as an object: replacing one attribute's
-# value by another of the same size may still move a few dozen bytes in
-# tracemalloc's books. A leak per telegram would be far above this.
-CPYTHON_SLACK = 256
-
-
-def _measure(work, settle=None):
-    """Bytes still allocated after `work()` ran (0 = none), both runtimes.
-
-    Under CPython `settle()` (default: `work`) runs first with tracing on,
-    so that objects replaced from untraced ones do not count."""
-    if IS_MICROPYTHON:
-        import gc
-
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
-            work()
-            after = gc.mem_alloc()
-        finally:
-            gc.enable()
-        return after - before
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        (settle or work)()
-        before = tracemalloc.get_traced_memory()[0]
-        work()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return 0 if after - before <= CPYTHON_SLACK else after - before
-
-
 def test_no_allocation_per_telegram_once_warm():
     for name in (
         "nl_dsmr50_iskra_am550_export_l1_athom.txt",
@@ -1033,7 +997,7 @@ def test_no_allocation_per_telegram_once_warm():
             for _ in range(50):
                 _feed_plain(parser, data)
 
-        used = _measure(fifty, lambda: _feed_plain(parser, data))
+        used = heap_growth(fifty, lambda: _feed_plain(parser, data))
         assert used == 0, (name, used)
         assert parser.n_telegrams > start
         if IS_MICROPYTHON:

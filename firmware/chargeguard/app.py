@@ -167,6 +167,12 @@ class App:
         # driver has set_lock() (docs/architecture.md, charger drivers).
         self.lock_wanted = [None] * count
         self.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
+        # A driver that knows when it needs its poll at once (an OCPP box
+        # right after its BootNotification: it offers its own maximum until
+        # its set-up gives it a profile) is given a way to ask for it.
+        for index in range(count):
+            if hasattr(drivers[index], "poll_soon"):
+                drivers[index].poll_soon = self._poll_soon(index)
         self.have_reading = False
         self.meter_error = None  # the meter's last_error as last logged
         self.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
@@ -306,6 +312,14 @@ class App:
                 await self.platform.sleep_ms(step_ms)
             if not count:
                 await self.platform.sleep_ms(step_ms)
+
+    def _poll_soon(self, index):
+        # Charger `index`'s poll on its task's next pass, then its command.
+        def soon():
+            self.poll_due[index] = True
+            self.wake[index].set()
+
+        return soon
 
     async def charger_task(self, index):
         driver = self.drivers[index]
