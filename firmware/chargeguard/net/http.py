@@ -148,18 +148,6 @@ async def _read_into(reader, mv):
     return len(data)
 
 
-def _send(sock, data, size):
-    # MicroPython: send data[:size] on the non-blocking socket, waiting in
-    # asyncio's I/O queue for room as its Stream.drain() does, but from our
-    # buffer: no copy, no slice (a generator, awaited like a coroutine).
-    off = 0
-    while off < size:
-        yield asyncio.core._io_queue.queue_write(sock)
-        sent = sock.write(data, off, size - off)
-        if sent is not None:
-            off += sent
-
-
 def _number(buf, pos, end):
     # The decimal number in buf[pos:end], blanks around it allowed, or -1 when
     # there is none. More than 9 digits is no real length or status: -1 too.
@@ -377,10 +365,8 @@ class HttpClient:
         self._addr = None
         self._addr_host = None
         self._addr_port = 0
-        # The "Host" header's value as bytes, for _host_of:_port_of.
-        self._host_line = None
-        self._host_of = None
-        self._port_of = 0
+        # (host, port, the "Host" header's value as bytes) of the last request.
+        self._host_line = (None, 0, None)
 
     async def get(self, host, port, path, timeout_ms, body=None, headers=None, tls=None):
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
@@ -443,14 +429,10 @@ class HttpClient:
         if sock is not None:
             try:
                 # CPython: close() then wait until the socket is closed.
-                # MicroPython: the stream's close() does nothing and its
-                # wait_closed() closes the socket at once: closed here
-                # (without a coroutine object per request).
-                if _MPY:
-                    sock.s.close()
-                else:
-                    sock.close()
-                    await sock.wait_closed()
+                # MicroPython: close() does nothing, wait_closed() closes
+                # the socket at once.
+                sock.close()
+                await sock.wait_closed()
             except Exception:
                 pass
 
@@ -466,15 +448,8 @@ class HttpClient:
 
     def body_is(self, expected):
         """True if the body equals `expected` (bytes), ignoring surrounding whitespace."""
-        # Compared in place: a command's answer ("OK") costs no copy.
-        buf = self.buf
-        start = 0
-        end = self.body_len
-        while start < end and buf[start] <= 32:
-            start += 1
-        while end > start and buf[end - 1] <= 32:
-            end -= 1
-        return end - start == len(expected) and buf.find(expected, start, end) == start
+        # A copy of the body: meant for short answers such as b"OK".
+        return bytes(self.body()).strip() == expected
 
     def json(self):
         """Parse the body as JSON; raises ValueError on invalid JSON."""
@@ -502,12 +477,11 @@ class HttpClient:
                 raise ValueError("bad path")
         if end < 0:
             return -1
-        if host != self._host_of or port != self._port_of:
-            self._host_line = (host if port == 80 else "%s:%d" % (host, port)).encode()
-            self._host_of = host
-            self._port_of = port
+        line = self._host_line
+        if host != line[0] or port != line[1]:
+            line = self._host_line = (host, port, (host if port == 80 else "%s:%d" % (host, port)).encode())
         at = put(buf, end, b" HTTP/1.1\r\nHost: " if keep else b" HTTP/1.0\r\nHost: ")
-        at = put(buf, at, self._host_line)
+        at = put(buf, at, line[2])
         at = put(buf, at, b"\r\n" if keep else b"\r\nConnection: close\r\n")
         if body is not None:
             at = put(buf, at, b"Content-Type: application/json\r\nContent-Length: ")
@@ -589,25 +563,10 @@ class HttpClient:
                 raise ValueError("long request")
         if not _MPY:
             data = bytes(data[:size])
-        if _MPY and tls is None:
-            # Straight from our buffer into the socket once it takes bytes
-            # (the stream would copy the request into a buffer of its own);
-            # a small body goes in the same buffer, in the same send.
-            end = -1 if body is None else put(data, size, body)
-            if end > 0:
-                await _send(writer.s, data, end)
-            else:
-                await _send(writer.s, data, size)
-                if body is not None:
-                    await _send(writer.s, body, len(body))
-        else:
-            writer.write(data if size == len(data) else memoryview(data)[:size])
-            if body is not None:
-                writer.write(body)
-        if tls is None:
-            if not _MPY:
-                await writer.drain()
-        elif _MPY and not reused:
+        writer.write(data if size == len(data) else memoryview(data)[:size])
+        if body is not None:
+            writer.write(body)
+        if tls is not None and _MPY and not reused:
             try:
                 await writer.drain()
             except ValueError as err:  # mbedTLS: the certificate fails the check
