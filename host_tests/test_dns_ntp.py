@@ -313,6 +313,112 @@ def test_the_clock_task_unloads_ntp_after_a_sync():
     assert any("time: set from 127.0.0.1" in line for line in lines), lines
 
 
+def _clock_app(port):
+    # An App whose clock task asks the NTP peer on `port` over a link that is up.
+    import test_app
+
+    app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
+    walls = []
+    platform.set_wall_time = walls.append
+    platform.wall_time = lambda: 0
+    platform.ticks_add = common.ticks_add
+
+    class Link:
+        def is_up(self):
+            return True
+
+    app.network = Link()
+    app.ntp_server = "127.0.0.1"
+    app.ntp_port = port
+    return app, platform, lines, walls
+
+
+class Announcing:
+    """An interface with settling() (net/hass.py's first announcement), counting the clock task's looks."""
+
+    def __init__(self):
+        self.busy = True
+        self.looks = 0
+
+    def settling(self):
+        self.looks += 1
+        return self.busy
+
+
+def test_the_first_sync_waits_for_an_interfaces_first_announcement():
+    # Home Assistant's discovery and an SNTP try would need their heap at
+    # the same moment after boot (the start-up peak): the first try waits
+    # while an interface is settling, then goes at the next control tick.
+    sock, port = udp_peer()
+    now_1900 = 1764450000 + 2208988800
+    app, platform, lines, walls = _clock_app(port)
+    announcing = Announcing()
+    app.interfaces = [("mqtt", announcing), ("web", object())]  # an interface without settling() never holds it
+    seen = []
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+        clock = asyncio.create_task(app.clock_task())
+        try:
+            # Without the announcement the first try goes at the first
+            # control tick: after two looks at it, still nothing was asked.
+            for _ in range(500):
+                if announcing.looks >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            seen.append((announcing.looks, list(walls)))
+            announcing.busy = False
+            for _ in range(300):
+                if walls:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            clock.cancel()
+            server.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+    looks, before = seen[0]
+    assert looks >= 2 and before == [], seen
+    assert walls == [1764450000], (walls, lines)
+
+
+def test_the_first_sync_waits_for_an_announcement_at_most_clock_wait_ms():
+    # A broker that never answers leaves Home Assistant settling for good:
+    # the clock is then set anyway, clock_wait_ms after the task started.
+    sock, port = udp_peer()
+    now_1900 = 1764450000 + 2208988800
+    app, platform, lines, walls = _clock_app(port)
+    assert app.clock_wait_ms == 30000  # app.CLOCK_WAIT_MS
+    app.clock_wait_ms = 1500
+    announcing = Announcing()
+    app.interfaces = [("mqtt", announcing)]
+    took = []
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+        started = common.ticks_ms()
+        clock = asyncio.create_task(app.clock_task())
+        try:
+            for _ in range(600):
+                if walls:
+                    took.append(common.ticks_diff(common.ticks_ms(), started))
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            clock.cancel()
+            server.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+    assert walls == [1764450000], (walls, lines)
+    assert announcing.looks >= 1 and took[0] >= 1500, (announcing.looks, took)
+
+
 def test_silent_ntp_server_costs_the_deadline_and_never_blocks_the_loop():
     text, elapsed, gap = silent_wait(lambda port: ntp.query(Clock(), "127.0.0.1", 600, port), 600)
     assert text == "ntp: no answer"
