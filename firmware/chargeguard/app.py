@@ -1,7 +1,8 @@
 """The application: asyncio tasks around the control core.
 
     meter task    --fresh reading-->  decide()  --changed command-->  charger task (one per box)
-    control task  --every second-->   decide()  (so a silent meter ends in failsafe)
+    control task  --every second-->   decide()  (so a silent meter ends in failsafe);
+                  wakes a charger task whose command found no heap (App._resend)
     poll timer    --every 5 s-->      charger task polls its box
     supervisor    feeds the watchdog only while decide() keeps running
     network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
@@ -293,6 +294,11 @@ class App:
             await sleep_ms(CONTROL_TICK_MS)
             if ticks_diff(self.platform.ticks_ms(), self.last_decision_ms) >= CONTROL_TICK_MS:
                 self.decide()
+            # A command that did not leave for want of heap (_resend) goes
+            # again now, whether or not this tick decided.
+            for index in range(len(self.sent_ma)):
+                if self.sent_ma[index] < 0:
+                    self.wake[index].set()
             # Why the meter gives no reading (a Modbus meter that does not
             # answer, a P1 telegram refused), once per change.
             error = self.meter.last_error
@@ -351,7 +357,14 @@ class App:
             self.sent_ma[index] = offered_ma
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.
-            await driver.apply(offered_ma)
+            try:
+                if not await driver.apply(offered_ma) and _short_of_heap(self.statuses[index].error):
+                    await self._resend(index)
+            except BaseException:
+                # Whatever broke this task (it is restarted), the command
+                # may not have left: the next decision hands it over again.
+                self.sent_ma[index] = -1
+                raise
             locked = self.lock_wanted[index]
             if locked is not None:
                 # Once, whatever the outcome (a refusal is in the box's
@@ -362,6 +375,22 @@ class App:
                 self.poll_due[index] = True
                 wake.set()
             self._report_error(index)
+
+    async def _resend(self, index):
+        # A command that found no heap never reached the box, and a cut must
+        # not wait for the next poll (CHARGER_POLL_MS): collect, say why
+        # (once per error text), send the newest command again at once; when
+        # that finds no heap either, the control task wakes this one at its
+        # next tick (sent_ma -1), within CONTROL_TICK_MS.
+        gc.collect()
+        try:
+            self._report_error(index)
+        except MemoryError:
+            pass  # the command matters, not its line
+        offered_ma = self.commands[index].offered_ma
+        self.sent_ma[index] = offered_ma
+        if not await self.drivers[index].apply(offered_ma):
+            self.sent_ma[index] = -1
 
     def request_lock(self, index, locked):
         """Ask charger `index`'s box to lock (True) or unlock (False); sent by its task within a moment.
@@ -576,9 +605,12 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.log("task %s failed: %r; restarting" % (name, error))
-                if self.state is not None:
-                    self.state.add_error("task %s failed: %r" % (name, error))
+                try:
+                    self.log("task %s failed: %r; restarting" % (name, error))
+                    if self.state is not None:
+                        self.state.add_error("task %s failed: %r" % (name, error))
+                except MemoryError:
+                    pass  # no heap for the text: the task is restarted all the same
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -627,6 +659,12 @@ async def _sync_time(platform, server, log, synced, port):
         _unload("chargeguard.net.ntp")
         # A wallbox host name lookup imports it again when it needs it.
         _unload("chargeguard.net.dns")
+
+
+def _short_of_heap(error):
+    # A driver's error text for a command that met MemoryError: the HTTP
+    # client's "MemoryError", the drivers' "out of memory".
+    return error is not None and (error.endswith("MemoryError") or error.endswith("out of memory"))
 
 
 def _bind(method, index):
