@@ -581,15 +581,24 @@ class _NoMeter:
             await asyncio.sleep(3600)
 
 
+def load_board(path="board.json"):
+    """The board description deployed next to main.py ({} when absent)."""
+    import json
+
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
 def main():
     """Entry point of main.py on the device and on the unix port."""
-    # The platform is made by startup.py (the board file read once),
-    # unloaded before the configuration is read (build() loads it again).
-    from chargeguard import startup
+    from chargeguard import platform as platform_package
 
-    platform = startup.make_platform()
-    del startup
-    _unload("chargeguard.startup")
+    platform = platform_package.load().Platform(load_board())
+    # Why the board restarted (a watchdog reset means the loop had stalled).
+    print("boot: " + platform.reset_cause())
     try:
         app = build(platform)
         app.log("ChargeGuard running: %d charger(s)" % len(app.drivers))

@@ -5,10 +5,8 @@ holds only what runs: its code would otherwise stay on the heap for good).
 Nothing made here may refer to this module's functions once it returns
 (a closure or an object of a class defined here would keep the whole module
 loaded): the objects it builds are app.py's, the drivers' and the
-interfaces'. It also holds what else runs once: the platform made from the
-board file (app.main), the drivers made (make_meter, make_charger), the
-configuration read again (app.load_config) and the App's attributes set
-(App.__init__ calls init_app).
+interfaces'. The drivers are made here too (make_meter, make_charger), and
+the App's attributes set (App.__init__ calls init_app).
 """
 
 import asyncio
@@ -146,7 +144,9 @@ def _assemble(platform, doc, log, first_boot=False):
     for entry in doc["chargers"]:
         gc.collect()
         drivers.append(make_charger(entry, platform))
-    gc.collect()
+    # The driver tables are read (app.build() unloads them too): their heap
+    # is given back before the App's objects are made (the assembly's peak).
+    _app._unload("chargeguard.drivers")
     app = _app.App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
@@ -228,27 +228,6 @@ def make_charger(entry, platform):
     return _import(row[0]).from_config(entry, platform, _app.CHARGER_TIMEOUT_MS)
 
 
-def make_platform():
-    """app.main(): the board's Platform (platform.load(), the board file read); says why the board restarted."""
-    from chargeguard import platform as platform_package
-
-    platform = platform_package.load().Platform(load_board())
-    # Why the board restarted (a watchdog reset means the loop had stalled).
-    print("boot: " + platform.reset_cause())
-    return platform
-
-
-def load_board(path="board.json"):
-    """The board description deployed next to main.py ({} when absent)."""
-    import json
-
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return {}
-
-
 def init_app(app, platform, doc, meter, drivers, log):
     """App.__init__(platform, doc, meter, drivers, log): the App's attributes (app.App documents them)."""
     from chargeguard.core.settings_doc import charger_from_config, site_from_config
@@ -271,6 +250,9 @@ def init_app(app, platform, doc, meter, drivers, log):
     site_mode = doc["site"].get("mode", "fast")
     app.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
     site = site_from_config(doc)
+    # Read once: its heap is given back before the guard's objects are made.
+    del charger_from_config, site_from_config
+    _app._unload("chargeguard.core.settings_doc")
     # Imported here, not at the top: the guard's code is then not yet
     # in the heap while the configuration module is (the start-up peak).
     from chargeguard.core.guard import Guard
