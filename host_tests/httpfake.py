@@ -1,5 +1,7 @@
 # A tiny in-process HTTP server for the HTTP client and driver tests (both
-# runtimes): test_http.py and test_v2c_trydan.py use it.
+# runtimes), with a driver's fake clock and `with_driver` to run a driver
+# against it; `feed` hands a body
+# straight to an HttpMeter (test_http_meter*.py).
 import sys
 
 import asyncio
@@ -37,6 +39,40 @@ async def until(condition, limit_ms=10000):
     while not condition() and elapsed_ms(start) < limit_ms:
         await asyncio.sleep(0.01)
     return condition()
+
+
+class Clock:
+    """A driver's clock (called for ticks_ms): `ms`, which only the test moves."""
+
+    def __init__(self, ms=1000):
+        self.ms = ms
+
+    def __call__(self):
+        return self.ms
+
+
+def with_driver(handler, make, check):
+    """Run `await check(make(port))` against a FakeServer answering by `handler` (the box), closed after."""
+
+    async def main():
+        server = await FakeServer(handler).start()
+        try:
+            await check(make(server.port))
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+
+
+def feed(meter, body, tick=5000):
+    """Put body in an HttpMeter's HTTP buffer as if it had just arrived; its decode(tick)'s result."""
+    if isinstance(body, str):
+        body = body.encode()
+    buf = meter.client.buf
+    assert len(body) <= len(buf)
+    buf[: len(body)] = body
+    meter.client.body_len = len(body)
+    return meter.decode(tick)
 
 
 def reply(status=200, body=b"", headers=b"", length=True):

@@ -10,7 +10,8 @@ request answered with exception `exception_code`).
 
 import errno
 
-from modbus_fakes import Clock
+import modbus_fakes
+from modbus_fakes import Clock, mbap
 
 
 class FakePlatform:
@@ -26,36 +27,17 @@ class FakePlatform:
         return None
 
 
-class FakeSocket:
-    def __init__(self, box):
-        self.box = box
-        self.pending = bytearray()
-        self.closed = False
+class FakeSocket(modbus_fakes.FakeSocket):
+    """The box's end of a TcpLink's socket; none to read once the box refuses (it closed the connection)."""
 
-    def send(self, buf):
-        request = bytes(buf)
-        reply = self.box.answer(request)
-        if reply:
-            self.pending.extend(reply)
-        return len(request)
+    def __init__(self, box):
+        super().__init__(box.answer)
+        self.box = box
 
     def recv_into(self, buf):
         if self.box.mode == "refuse":
             return 0  # the box closed the connection; connecting again is refused
-        if not self.pending:
-            raise OSError(errno.EAGAIN, "EAGAIN")
-        n = min(len(buf), len(self.pending))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self):
-        self.closed = True
-
-
-def mbap(tid, unit, pdu):
-    n = len(pdu) + 1
-    return bytes((tid >> 8, tid & 0xFF, 0, 0, n >> 8, n & 0xFF, unit)) + bytes(pdu)
+        return super().recv_into(buf)
 
 
 class FakeBox:

@@ -1,5 +1,6 @@
-"""Fakes for the Modbus tests (both runtimes): a clock, a meter on a fake RS485 UART, register images."""
+"""Fakes for the Modbus tests (both runtimes): a clock, a meter on a fake RS485 UART, register images, a Modbus TCP socket."""
 
+import errno
 import struct
 
 from chargeguard.core.ticks import ticks_diff
@@ -30,6 +31,60 @@ def run_sync(coro):
             coro.send(None)
     except StopIteration as stop:
         return stop.args[0] if stop.args else None
+
+
+def finish(master, clock, step_ms=5, limit=100000):
+    """Step a request to its end, the clock moving step_ms between steps; the result."""
+    from chargeguard.net import modbus as mb
+
+    for _ in range(limit):
+        r = master.step()
+        if r != mb.BUSY:
+            return r
+        clock.now += step_ms
+    raise AssertionError("request never ended")
+
+
+def mbap(tid, unit, pdu, protocol=0):
+    """A Modbus TCP frame: the MBAP header (transaction id, protocol, length, unit) and the PDU."""
+    n = len(pdu) + 1
+    return bytes((tid >> 8, tid & 0xFF, protocol >> 8, protocol & 0xFF, n >> 8, n & 0xFF, unit)) + bytes(pdu)
+
+
+class FakeSocket:
+    """The connected socket of a TcpLink: answer(request) -> bytes to receive (or None).
+
+    `sent` keeps the last KEEP requests.
+    """
+
+    KEEP = 64
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.pending = bytearray()
+        self.sent = []
+        self.closed = False
+
+    def send(self, buf):
+        request = bytes(buf)
+        if len(self.sent) >= self.KEEP:
+            self.sent.pop(0)
+        self.sent.append(request)
+        reply = self.answer(request)
+        if reply:
+            self.pending.extend(reply)
+        return len(request)
+
+    def recv_into(self, buf):
+        if not self.pending:
+            raise OSError(errno.EAGAIN, "EAGAIN")
+        n = min(len(buf), len(self.pending))
+        buf[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def close(self):
+        self.closed = True
 
 
 def rtu_frame(body):

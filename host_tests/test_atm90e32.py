@@ -7,20 +7,7 @@ import asyncio
 
 from chargeguard import config
 from chargeguard.meters import atm90e32
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0
-        self.sleeps = []
-
-    def ticks_ms(self):
-        return self.now
-
-    async def sleep_ms(self, ms):
-        self.sleeps.append(ms)
-        self.now += ms
-        await asyncio.sleep(0)
+from support import Clock, FakeMachine, PartPlatform
 
 
 class FakeChip:
@@ -68,27 +55,6 @@ class FakeChip:
         self.regs[0xC1 + phase] = pmean_lsb
 
 
-class FakeSpiModule:
-    """Stands in for platform/<name>_spi.py."""
-
-    def __init__(self, chip):
-        self.chip = chip
-
-    def open_spi(self, platform):
-        return self.chip
-
-
-class Platform:
-    name = "testfake"
-
-    def __init__(self, chip, clock):
-        import sys
-
-        self.ticks_ms = clock.ticks_ms
-        self.sleep_ms = clock.sleep_ms
-        sys.modules["chargeguard.platform.testfake_spi"] = FakeSpiModule(chip)
-
-
 def doc(phases=3, **meter):
     meter = dict({"type": "atm90e32"}, **meter)
     return config.complete({"site": {"phases": phases}, "meter": meter})
@@ -99,7 +65,7 @@ def make(phases=3, **meter):
     chip = FakeChip()
     d = doc(phases, **meter)
     assert config.validate(d) == [], config.validate(d)
-    return atm90e32.from_config(d["meter"], Platform(chip, clock), d), chip, clock
+    return atm90e32.from_config(d["meter"], PartPlatform(clock, "spi", chip), d), chip, clock
 
 
 def test_start_up_writes_the_sequence_in_order():
@@ -333,9 +299,7 @@ def test_the_run_loop_polls_and_a_silent_chip_ages_the_reading():
 
 
 def test_a_poll_allocates_nothing():
-    import gc
-
-    from support import IS_MICROPYTHON, skip
+    from support import IS_MICROPYTHON, heap_growth, skip
 
     if not IS_MICROPYTHON:
         skip("allocation is measured on MicroPython, where small ints are not objects")
@@ -343,16 +307,13 @@ def test_a_poll_allocates_nothing():
     chip.image(0, 23012, 10500, 2416, 0x8000)
     chip.image(1, 22950, 6520, -1500, 0x4000)
     meter.measure(0)
-    gc.collect()
-    gc.disable()
-    try:
-        before = gc.mem_alloc()
+
+    def polls():
         for n in range(5):
             meter.measure(n)
-        after = gc.mem_alloc()
-    finally:
-        gc.enable()
-    assert after - before == 0, after - before
+
+    used = heap_growth(polls)
+    assert used == 0, used
 
 
 def test_config_rules_of_the_atm90e32():
@@ -366,8 +327,6 @@ def test_config_rules_of_the_atm90e32():
 
 
 def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
-    import sys
-
     events = []
 
     class FakePin:
@@ -397,18 +356,7 @@ def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
         def sleep_us(self, us):
             events.append(("wait", us))
 
-    class Machine:
-        pass
-
-    machine = Machine()
-    machine.Pin = FakePin
-    machine.SPI = FakeSpi
-    saved = sys.modules.get("machine")
-    sys.modules["machine"] = machine
-    sys.modules.pop("chargeguard.platform.esp32_spi", None)
-    try:
-        from chargeguard.platform import esp32_spi
-
+    with FakeMachine("esp32_spi", Pin=FakePin, SPI=FakeSpi) as esp32_spi:
         esp32_spi.time = FakeTime()
 
         class Board:
@@ -432,12 +380,6 @@ def test_the_esp32_bus_is_mode_3_at_200_khz_with_cs_around_each_access():
             assert "no ATM90E32 SPI pins (atm90e32_spi)" in str(error)
         else:
             raise AssertionError("a board without the pins opened")
-    finally:
-        sys.modules.pop("chargeguard.platform.esp32_spi", None)
-        if saved is None:
-            sys.modules.pop("machine", None)
-        else:
-            sys.modules["machine"] = saved
 
 
 def test_the_unix_fake_needs_an_emulator_address():
@@ -460,7 +402,7 @@ def test_without_the_whole_document_all_three_phases_are_read():
     clock = Clock()
     chip = FakeChip()
     d = doc(phases=1)
-    meter = atm90e32.from_config(d["meter"], Platform(chip, clock))  # the setup pages' candidate check
+    meter = atm90e32.from_config(d["meter"], PartPlatform(clock, "spi", chip))  # the setup pages' candidate check
     for phase in range(3):
         chip.image(phase, 23000, 1000 * (phase + 1), 230 * (phase + 1), 0)
     assert meter.measure(0) is True and meter.reading.phase_count == 3

@@ -3,6 +3,7 @@
 import json
 import sys
 
+from support import exists
 from test_app_optimiser import make_app, push_w
 
 from chargeguard import rules
@@ -35,16 +36,6 @@ def api_app(doc_changes=None, chargers=2, ocpp_at=None, wall_s=None):
 def read_overlay(app):
     with open(app.storage + "/" + OVERLAY_FILE) as handle:
         return json.load(handle)
-
-
-def exists(path):
-    import os
-
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def test_rules_modes_are_the_cores():

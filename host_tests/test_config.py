@@ -5,7 +5,7 @@ import json
 import os
 
 from chargeguard import config
-from support import IS_MICROPYTHON, make_tmpdir, skip
+from support import IS_MICROPYTHON, exists, make_tmpdir, skip
 
 HOST = "192.168.1.60"
 WIFI_SECRET = "hunter2-wifi-pw"
@@ -67,14 +67,6 @@ def write(path, data):
 def read(path):
     with open(path, "rb") as handle:
         return handle.read()
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def doc_a():

@@ -9,20 +9,7 @@ import math
 from chargeguard import config
 from chargeguard.core import ct
 from chargeguard.meters import ct_meter
-
-
-class Clock:
-    def __init__(self):
-        self.now = 0
-        self.sleeps = []
-
-    def ticks_ms(self):
-        return self.now
-
-    async def sleep_ms(self, ms):
-        self.sleeps.append(ms)
-        self.now += ms
-        await asyncio.sleep(0)
+from support import Clock, PartPlatform
 
 
 class FakeAdc:
@@ -46,33 +33,6 @@ class FakeAdc:
                 bufs[ch][start + index] = min(4095, max(0, value))
 
 
-class FakeAdcModule:
-    """Stands in for platform/<name>_adc.py."""
-
-    def __init__(self):
-        self.asked = None
-        self.adc = None
-
-    def open_adc(self, platform, channels):
-        self.asked = channels
-        return self.adc
-
-
-class Platform:
-    name = "testfake"
-
-    def __init__(self, adc, clock):
-        self.adc = adc
-        self.ticks_ms = clock.ticks_ms
-        self.sleep_ms = clock.sleep_ms
-        import sys
-
-        module = FakeAdcModule()
-        module.adc = adc
-        sys.modules["chargeguard.platform.testfake_adc"] = module
-        self.module = module
-
-
 def doc(phases=3, **meter):
     meter = dict({"type": "ct", "vref_mv": 3300}, **meter)  # the fakes' 3.3 V full scale
     return config.complete({"site": {"phases": phases}, "meter": meter})
@@ -81,7 +41,7 @@ def doc(phases=3, **meter):
 def make(amps, phases=3, **meter):
     clock = Clock()
     adc = FakeAdc(amps, clock)
-    platform = Platform(adc, clock)
+    platform = PartPlatform(clock, "adc", adc)
     d = doc(phases, **meter)
     assert config.validate(d) == []
     return ct_meter.from_config(d["meter"], platform, d), adc, clock, platform
@@ -203,7 +163,6 @@ def test_the_unix_fake_adc_reads_amps_from_a_file():
 
 def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
     import json
-    import sys
 
     import support
 
@@ -234,18 +193,7 @@ def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
         def ticks_diff(self, a, b):
             return a - b
 
-    class Machine:
-        pass
-
-    machine = Machine()
-    machine.ADC = FakeAdc1
-    machine.Pin = FakePin
-    saved = sys.modules.get("machine")
-    sys.modules["machine"] = machine
-    sys.modules.pop("chargeguard.platform.esp32_adc", None)
-    try:
-        from chargeguard.platform import esp32_adc
-
+    with support.FakeMachine("esp32_adc", ADC=FakeAdc1, Pin=FakePin) as esp32_adc:
         clock = esp32_adc.time = FakeTime()
 
         class Board:
@@ -275,9 +223,3 @@ def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
             assert "2 CT clamp pins" in error.args[0]
         else:
             raise AssertionError("too few pins were taken")
-    finally:
-        sys.modules.pop("chargeguard.platform.esp32_adc", None)
-        if saved is None:
-            sys.modules.pop("machine", None)
-        else:
-            sys.modules["machine"] = saved

@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.go_e import STATUS_PATH, TCL_RENEW_MS, GoeCharger
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, Clock, FakeServer, elapsed_ms, now_ms, reply, with_driver
 
 # A filtered /api/status answer of a box charging at 10 A on three phases.
 STATUS = {
@@ -54,24 +54,9 @@ class FakeGoe:
         return [reply(404, b"Not found")]
 
 
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
-
-
 def with_box(box, check, timeout_ms=1000, phases=3):
-    async def main():
-        server = await FakeServer(box.handler).start()
-        try:
-            driver = GoeCharger(HOST, server.port, timeout_ms=timeout_ms, phases=phases, clock=Clock())
-            await check(driver)
-        finally:
-            await server.close()
-
-    asyncio.run(main())
+    with_driver(box.handler, lambda port: GoeCharger(HOST, port, timeout_ms=timeout_ms, phases=phases, clock=Clock()),
+                check)
 
 
 def test_status_mapping_and_filter():

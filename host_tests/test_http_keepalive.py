@@ -31,13 +31,16 @@ def serve(handler, check, servers=1):
     asyncio.run(main())
 
 
-def numbered(*extra):
-    # Each request answered with its number ("1", "2", ...) and `extra` steps after it.
+def numbered(*extra, headers=b"", instead=None):
+    """A FakeServer handler: each request answered with its number ("1", "2", ...), `headers` in the
+    answer and `extra` steps after it; request n gets the steps instead[n] instead, if given."""
     count = [0]
 
     def handler(method, path, body):
         count[0] += 1
-        return [reply(200, b"%d" % count[0])] + list(extra)
+        if instead and count[0] in instead:
+            return list(instead[count[0]])
+        return [reply(200, b"%d" % count[0], headers)] + list(extra)
 
     return handler
 
@@ -78,11 +81,6 @@ def test_without_keep_every_request_is_http10_with_connection_close():
 
 def test_connection_close_in_the_answer_closes_it_after_the_answer():
     for value in (b"close", b"Close", b"keep-alive, CLOSE"):
-        answers = [0]
-
-        def handler(method, path, body):
-            answers[0] += 1
-            return [reply(200, b"%d" % answers[0], b"Connection: " + value + b"\r\n")]
 
         async def check(server):
             client = KeptClient(256)
@@ -92,7 +90,7 @@ def test_connection_close_in_the_answer_closes_it_after_the_answer():
             # The client closed each one after its answer (the server waited for more).
             assert await until(lambda: server.client_closed == 3)
 
-        serve(handler, check)
+        serve(numbered(headers=b"Connection: " + value + b"\r\n"), check)
 
 
 def test_an_http10_answer_or_one_read_to_the_close_is_not_kept():
@@ -173,13 +171,7 @@ def test_a_post_is_never_sent_twice():
 
 
 def test_a_short_body_on_a_kept_connection_fails_and_the_next_request_reconnects():
-    answers = [0]
-
-    def handler(method, path, body):
-        answers[0] += 1
-        if answers[0] == 2:
-            return [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345", CLOSE]
-        return [reply(200, b"%d" % answers[0])]
+    short = [b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n12345", CLOSE]
 
     async def check(server):
         client = KeptClient(256)
@@ -190,7 +182,7 @@ def test_a_short_body_on_a_kept_connection_fails_and_the_next_request_reconnects
         await get_ok(client, server, b"3")
         assert server.connections == 2 and client.connections == 2
 
-    serve(handler, check)
+    serve(numbered(instead={2: short}), check)
 
 
 def test_a_chunked_answer_turns_the_client_to_http10_within_the_same_call():
@@ -224,12 +216,6 @@ class Recorder(list):
 
 
 def test_a_peer_that_stops_answering_on_the_kept_connection_costs_the_deadline():
-    answers = [0]
-
-    def handler(method, path, body):
-        answers[0] += 1
-        return [HANG] if answers[0] == 2 else [reply(200, b"%d" % answers[0])]
-
     async def check(server):
         client = KeptClient(256)
         await get_ok(client, server, b"1")
@@ -242,16 +228,10 @@ def test_a_peer_that_stops_answering_on_the_kept_connection_costs_the_deadline()
         await get_ok(client, server, b"3")
         assert server.connections == 2
 
-    serve(handler, check)
+    serve(numbered(instead={2: [HANG]}), check)
 
 
 def test_a_cancelled_request_drops_the_kept_connection():
-    answers = [0]
-
-    def handler(method, path, body):
-        answers[0] += 1
-        return [HANG] if answers[0] == 2 else [reply(200, b"%d" % answers[0])]
-
     async def check(server):
         client = KeptClient(256)
         await get_ok(client, server, b"1")
@@ -265,7 +245,7 @@ def test_a_cancelled_request_drops_the_kept_connection():
         assert await until(lambda: server.client_closed == 1)
         assert client._sock is None and not client._busy
 
-    serve(handler, check)
+    serve(numbered(instead={2: [HANG]}), check)
 
 
 def test_another_peer_gets_its_own_connection():

@@ -6,8 +6,8 @@ import json
 
 import asyncio
 
-from httpfake import HANG, HOST, FakeServer, reply, until
-from support import IS_MICROPYTHON, read_fixture, skip
+from httpfake import HANG, HOST, FakeServer, feed, reply, until
+from support import IS_MICROPYTHON, Clock, heap_growth, read_fixture, skip
 
 from chargeguard.meters import http_meter
 from chargeguard.meters.http_meter import HttpMeter
@@ -19,28 +19,9 @@ SHELLY_GEN1 = read_fixture("http", "shelly_3em_gen1_status_ahoy.json")
 TIMEOUT_MS = 2000  # meters/http_meter.py _TIMEOUT_MS
 
 
-class Clock:
-    def __init__(self, now=1000):
-        self.now = now
-
-    def ticks_ms(self):
-        return self.now
-
-
 def make(model, channel=0, upside_down=False, port=80, clock=None):
-    clock = clock or Clock()
+    clock = clock or Clock(1000)
     return HttpMeter(model, HOST, port, channel, upside_down, clock.ticks_ms, common.ticks_diff, common.sleep_ms)
-
-
-def feed(meter, body, tick=5000):
-    """Put body in the meter's HTTP buffer as if it had just arrived; decode's result."""
-    if isinstance(body, str):
-        body = body.encode()
-    buf = meter.client.buf
-    assert len(body) <= len(buf)
-    buf[: len(body)] = body
-    meter.client.body_len = len(body)
-    return meter.decode(tick)
 
 
 def snapshot(r):
@@ -493,31 +474,15 @@ def test_wrong_model_for_the_device_says_so():
 def test_a_silent_meter_ends_in_the_guards_failsafe_and_recovers():
     from chargeguard.core.guard import Guard
     from chargeguard.core.model import CAR_CHARGING, ChargerCommand, ChargerStatus
-    from chargeguard.core.settings import ChargerSettings, SiteSettings
+    from test_guard import make_charger, make_site
 
-    site = SiteSettings()
-    site.phases = 3
-    site.breaker_ma = 25000
-    site.margin_ma = 0
-    site.ramp_step_ma = 2000
-    site.ramp_interval_ms = 5000
-    site.min_pause_ms = 0
-    site.meter_timeout_ms = 10000
-    site.ev_response_ms = 5000
-    charger = ChargerSettings()
-    charger.name = "c"
-    charger.phases = 3
-    charger.phase_map = (0, 1, 2)
-    charger.min_ma = 6000
-    charger.max_ma = 16000
-    charger.circuit_ma = 32000
-    charger.priority = 1
-    guard = Guard(site, [charger])
+    site = make_site(breaker_a=25, min_pause_ms=0)  # meter_timeout 10 s
+    guard = Guard(site, [make_charger()])  # 6..16 A on three phases
     status = ChargerStatus()
     status.reachable = True
     status.car = CAR_CHARGING
     commands = [ChargerCommand()]
-    clock = Clock()
+    clock = Clock(1000)
 
     async def check(meter, device, server):
         for _ in range(3):
@@ -575,28 +540,23 @@ def test_run_task_calls_on_reading_at_the_poll_rate():
 def test_decoding_allocates_nothing():
     if not IS_MICROPYTHON:
         skip("allocation is measured on MicroPython, where small ints are not objects")
-    import gc
-
     import micropython
 
     for model, body in (("homewizard", HOMEWIZARD), ("shelly_em", SHELLY_EM), ("shelly_3em_gen1", SHELLY_GEN1)):
         m = make(model)
         assert feed(m, body)
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
+
+        def decodes():
             for n in range(10):
                 m.decode(n)
-            after = gc.mem_alloc()
-            micropython.heap_lock()
-            try:
-                again = m.decode(77)
-            finally:
-                micropython.heap_unlock()
+
+        used = heap_growth(decodes)
+        assert used == 0, (model, used)
+        micropython.heap_lock()
+        try:
+            again = m.decode(77)
         finally:
-            gc.enable()
-        assert after - before == 0, (model, after - before)
+            micropython.heap_unlock()
         assert again and m.reading.tick_ms == 77
 
 

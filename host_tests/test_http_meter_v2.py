@@ -10,8 +10,8 @@ import json
 
 import asyncio
 
-from httpfake import HOST, FakeServer, reply
-from support import IS_MICROPYTHON, read_fixture, skip
+from httpfake import HOST, FakeServer, feed, reply
+from support import IS_MICROPYTHON, heap_growth, read_fixture, skip
 
 from chargeguard.meters import http_meter
 from chargeguard.meters.http_meter import HttpMeter
@@ -29,16 +29,6 @@ def make(port=443, tls="no TLS here", token=TOKEN):
     return HttpMeter(
         "homewizard_v2", HOST, port, 0, False, lambda: 1000, common.ticks_diff, common.sleep_ms, 1000, token, tls
     )
-
-
-def feed(meter, body, tick=5000):
-    if isinstance(body, str):
-        body = body.encode()
-    buf = meter.client.buf
-    assert len(body) <= len(buf)
-    buf[: len(body)] = body
-    meter.client.body_len = len(body)
-    return meter.decode(tick)
 
 
 def test_p1_three_phase_doc_answer():
@@ -270,20 +260,15 @@ def test_the_token_is_a_secret_redacted_and_restored():
 def test_decoding_v2_allocates_nothing():
     if not IS_MICROPYTHON:
         skip("allocation is measured on MicroPython, where small ints are not objects")
-    import gc
-
     m = make()
     assert feed(m, P1_3PHASE)
-    gc.collect()
-    gc.disable()
-    try:
-        before = gc.mem_alloc()
+
+    def decodes():
         for n in range(10):
             m.decode(n)
-        after = gc.mem_alloc()
-    finally:
-        gc.enable()
-    assert after - before == 0
+
+    used = heap_growth(decodes)
+    assert used == 0, used
 
 
 def test_tls_failures_in_words():

@@ -8,13 +8,16 @@ from modbus_fakes import (
     POWERS_W,
     VOLTAGES_MV,
     Clock,
+    FakeSocket,
     FakeUart,
     Image,
+    finish,
     image_for,
+    mbap,
     rtu_frame,
     run_sync,
 )
-from support import IS_MICROPYTHON, read_fixture
+from support import IS_MICROPYTHON, heap_growth, read_fixture
 
 from chargeguard.meters import modbus_models
 from chargeguard.meters.modbus import ModbusMeter, decode_f32, decode_int
@@ -22,7 +25,6 @@ from chargeguard.net import modbus as mb
 
 TIMEOUT_MS = 1000  # meters/modbus.py _TIMEOUT_MS
 ENERGY_EVERY = 10  # meters/modbus.py _ENERGY_EVERY
-CPYTHON_SLACK = 256
 
 
 def fixture_pairs():
@@ -58,16 +60,6 @@ def _frame_len(parts):
 def make_master(uart, clock, baud=9600, retries=1, pause_ms=100, timeout_ms=TIMEOUT_MS):
     link = mb.RtuLink(uart, baud, clock.ticks_ms, clock.ticks_diff)
     return mb.ModbusMaster(link, clock.ticks_ms, clock.ticks_diff, timeout_ms, retries, pause_ms)
-
-
-def finish(master, clock, step_ms=5, limit=100000):
-    """Step a request to its end, the clock moving step_ms between steps; the result."""
-    for _ in range(limit):
-        r = master.step()
-        if r != mb.BUSY:
-            return r
-        clock.now += step_ms
-    raise AssertionError("request never ended")
 
 
 def read(master, clock, unit=1, function=4, address=0, count=2, deadline_ms=2500):
@@ -501,26 +493,10 @@ def test_a_not_available_phase_value_fails_the_reading():
 def test_a_silent_meter_ends_in_the_guards_failsafe():
     from chargeguard.core.guard import Guard
     from chargeguard.core.model import CAR_CHARGING, ChargerCommand, ChargerStatus
-    from chargeguard.core.settings import ChargerSettings, SiteSettings
+    from test_guard import make_charger, make_site
 
-    site = SiteSettings()
-    site.phases = 3
-    site.breaker_ma = 25000
-    site.margin_ma = 0
-    site.ramp_step_ma = 2000
-    site.ramp_interval_ms = 5000
-    site.min_pause_ms = 0
-    site.meter_timeout_ms = 10000
-    site.ev_response_ms = 5000
-    charger = ChargerSettings()
-    charger.name = "c"
-    charger.phases = 3
-    charger.phase_map = (0, 1, 2)
-    charger.min_ma = 6000
-    charger.max_ma = 16000
-    charger.circuit_ma = 32000
-    charger.priority = 1
-    guard = Guard(site, [charger])
+    site = make_site(breaker_a=25, min_pause_ms=0)  # meter_timeout 10 s
+    guard = Guard(site, [make_charger()])  # 6..16 A on three phases
     status = ChargerStatus()
     status.reachable = True
     status.car = CAR_CHARGING
@@ -582,32 +558,6 @@ def test_custom_map_row_reads_like_a_table_row():
 # -- memory -------------------------------------------------------------------
 
 
-def _measure(work):
-    if IS_MICROPYTHON:
-        import gc
-
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
-            work()
-            after = gc.mem_alloc()
-        finally:
-            gc.enable()
-        return after - before
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        work()
-        before = tracemalloc.get_traced_memory()[0]
-        work()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return 0 if after - before <= CPYTHON_SLACK else after - before
-
-
 class ReplayUart:
     """Answers from preallocated frames (the fake itself allocates nothing per request)."""
 
@@ -660,41 +610,12 @@ def test_no_allocation_per_poll_once_warm():
         work()
         assert meter.reading.power_w[0] == POWERS_W[0], model
         assert meter.last_error is None, (model, meter.last_error)
-        used = _measure(work)
+        used = heap_growth(work)
         assert used == 0, (model, used)
         assert meter.reading.energy_import_wh == IMPORT_WH
 
 
 # -- Modbus TCP framing (MBAP), with a fake socket --------------------------------
-
-
-class FakeSocket:
-    """The connected socket of a TcpLink: answer(request) -> bytes to receive (or None)."""
-
-    def __init__(self, answer):
-        self.answer = answer
-        self.pending = bytearray()
-        self.sent = []
-        self.closed = False
-
-    def send(self, buf):
-        request = bytes(buf)
-        self.sent.append(request)
-        reply = self.answer(request)
-        if reply:
-            self.pending.extend(reply)
-        return len(request)
-
-    def recv_into(self, buf):
-        if not self.pending:
-            raise OSError(11, "EAGAIN")
-        n = min(len(buf), len(self.pending))
-        buf[:n] = self.pending[:n]
-        self.pending = self.pending[n:]
-        return n
-
-    def close(self):
-        self.closed = True
 
 
 def tcp_master(answer):
@@ -712,11 +633,6 @@ def tcp_master(answer):
     link._open = connect  # the socket layer is the system tests' (real pymodbus)
     master = mb.ModbusMaster(link, clock.ticks_ms, clock.ticks_diff, TIMEOUT_MS, 1, 0)
     return master, clock, sock
-
-
-def mbap(tid, unit, pdu, protocol=0):
-    n = len(pdu) + 1
-    return bytes((tid >> 8, tid & 0xFF, protocol >> 8, protocol & 0xFF, n >> 8, n & 0xFF, unit)) + bytes(pdu)
 
 
 def test_tcp_request_is_mbap_and_the_answer_is_taken_by_transaction_id():

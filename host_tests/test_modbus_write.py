@@ -2,21 +2,12 @@
 # checks the answers) over TCP, with a fake at the socket (both runtimes; the
 # system tests write to a real pymodbus server).
 from modbus_box_fakes import FakeBox
-from modbus_fakes import Clock
+from modbus_fakes import Clock, finish
 
 from chargeguard.net import modbus as mb
 from chargeguard.net import modbus_box
 
 TIMEOUT_MS = 1000
-
-
-def finish(master, clock, step_ms=5, limit=100000):
-    for _ in range(limit):
-        r = master.step()
-        if r != mb.BUSY:
-            return r
-        clock.now += step_ms
-    raise AssertionError("request never ended")
 
 
 def tcp(box=None):

@@ -6,6 +6,7 @@ paho-mqtt as the publisher: host_tests/system/test_mqtt_meter_system.py.
 
 from chargeguard import config
 from chargeguard.meters.mqtt_meter import MqttMeter
+from support import Clock
 
 
 class FakeLink:
@@ -20,18 +21,10 @@ class FakeLink:
         pass
 
 
-class Clock:
-    def __init__(self):
-        self.now = 1000
-
-    def ticks_ms(self):
-        return self.now
-
-
 def make(topics=("h/l1", "h/l2", "h/l3", ""), keys=("", "", "", ""), phase_unit="A", power_unit="W",
          upside_down=False, voltage_v=230):
     link = FakeLink()
-    clock = Clock()
+    clock = Clock(1000)
     meter = MqttMeter(topics, keys, phase_unit, power_unit, upside_down, voltage_v, link, clock.ticks_ms)
     calls = []
     meter._on_reading = lambda: calls.append(clock.now)

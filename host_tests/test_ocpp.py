@@ -9,7 +9,7 @@ from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, OcppCharger, decimal, iso
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
 from chargeguard.net import ocpp, websocket
 from chargeguard.net.ocpp import OcppError, basic_credentials, charge_point_id
-from httpfake import HOST, now_ms, until
+from httpfake import HOST, Clock, now_ms, until
 
 # ------------------------------------------------------------------ pure codec
 
@@ -130,14 +130,6 @@ def test_time_parse_and_format():
 
 
 # ------------------------------------------------------------ driver messages
-
-
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
 
 
 def _point(**options):
@@ -648,6 +640,40 @@ async def _answer_calls(client, answers, seen):
         await client.send(websocket.OP_TEXT, json.dumps([3, message[1], answer]))
 
 
+def test_the_set_up_is_asked_for_once_the_bootnotification_is_answered():
+    # A box with no profile offers its own maximum: its set-up (the failsafe profile) may not wait
+    # for the next poll. poll_soon is asked once per BootNotification, after its answer went out.
+    central = _central()
+    point = _configured(central)
+    asked = []
+    point.poll_soon = lambda: asked.append(point._booted)
+    got = {}
+
+    async def scenario(port):
+        client = Client()
+        assert await client.connect(port) == 101
+        await client.send(websocket.OP_TEXT, '[2,"h","Heartbeat",{}]')  # before its BootNotification
+        await client.receive()
+        got["before"] = list(asked)
+        await client.send(websocket.OP_TEXT, '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        opcode, payload = await client.receive()
+        got["answer"] = json.loads(payload)
+        assert await until(lambda: asked, 2000)
+        await client.send(websocket.OP_TEXT, '[2,"s","StatusNotification",{"connectorId":1,"errorCode":"NoError","status":"Charging"}]')
+        await client.receive()
+        got["after"] = list(asked)
+        await client.send(websocket.OP_TEXT, '[2,"b2","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
+        await client.receive()
+        assert await until(lambda: len(asked) == 2, 2000)
+        client.close()
+
+    _run(central, scenario)
+    assert got["before"] == []
+    assert got["answer"][:2] == [3, "b"] and got["answer"][2]["status"] == "Accepted"
+    assert got["after"] == [True]  # once, not again for the StatusNotification
+    assert asked == [True, True]  # a box that boots again is set up again
+
+
 def test_set_up_then_profiles_and_a_refusal_degrades_only_this_box():
     central = _central()
     point = OcppCharger("CP1", phases=3, failsafe_a=6, clock=now_ms, wall=lambda: 1796014800)
@@ -687,10 +713,11 @@ def test_set_up_then_profiles_and_a_refusal_degrades_only_this_box():
     assert results["before"] is False
     assert results["after_setup"] == (True, "W", 0, None)
     actions = [action for action, payload in seen]
-    assert actions[:5] == ["GetConfiguration", "ClearChargingProfile", "ChangeConfiguration", "ChangeConfiguration",
-                           "SetChargingProfile"]
-    assert seen[2][1] == {"key": "MeterValueSampleInterval", "value": "10"}
-    failsafe = seen[4][1]["csChargingProfiles"]
+    # The failsafe profile before the configuration: the box offers its own maximum until it has one.
+    assert actions[:5] == ["GetConfiguration", "ClearChargingProfile", "SetChargingProfile", "ChangeConfiguration",
+                           "ChangeConfiguration"]
+    assert seen[3][1] == {"key": "MeterValueSampleInterval", "value": "10"}
+    failsafe = seen[2][1]["csChargingProfiles"]
     assert failsafe["stackLevel"] == 0 and failsafe["chargingProfileId"] == 1
     assert failsafe["chargingSchedule"]["chargingSchedulePeriod"] == [{"startPeriod": 0, "limit": 4140.0}]
     assert "duration" not in failsafe["chargingSchedule"]

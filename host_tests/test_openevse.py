@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.openevse import CLAIM_PATH, CLIENT_ID, OpenEvse
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, Clock, FakeServer, elapsed_ms, now_ms, reply, with_driver
 
 # /status of a charging box (firmware 4.x keys; amp in mA, pilot in A).
 STATUS = {
@@ -67,24 +67,9 @@ class FakeEvse:
         return [reply(404, b'{"msg":"Not found"}')]
 
 
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
-
-
 def with_box(box, check, timeout_ms=1000, phases=1):
-    async def main():
-        server = await FakeServer(box.handler).start()
-        try:
-            driver = OpenEvse(HOST, server.port, timeout_ms=timeout_ms, phases=phases, clock=Clock())
-            await check(driver)
-        finally:
-            await server.close()
-
-    asyncio.run(main())
+    with_driver(box.handler, lambda port: OpenEvse(HOST, port, timeout_ms=timeout_ms, phases=phases, clock=Clock()),
+                check)
 
 
 def test_status_mapping():

@@ -1,7 +1,7 @@
 # P1 / DSMR parser and driver: every framing and value rule, every fixture.
 # Runs under pytest and on the MicroPython unix port (tools/upytest.py).
 
-from support import IS_MICROPYTHON, read_fixture
+from support import IS_MICROPYTHON, heap_growth, read_fixture
 
 from chargeguard.meters import p1
 from chargeguard.meters.p1 import P1Meter, P1Parser, crc16
@@ -172,13 +172,21 @@ def test_crc16_arc_check_value_and_incremental():
     assert crc16(data, 7, len(data), part) == crc16(data)
 
 
-def test_crc_table_shared_between_parsers():
+def test_crc_table_is_the_polynomials_and_a_constant():
+    # The table is two constants (bytes in flash on a frozen image), not
+    # built at run time: each entry is what CRC-16/ARC's reflected
+    # polynomial 0xA001 gives, and "/" (where every telegram starts) too.
+    assert len(p1._CRC_LO) == 256 and len(p1._CRC_HI) == 256
+    assert type(p1._CRC_LO) is bytes and type(p1._CRC_HI) is bytes
+    for byte in range(256):
+        c = byte
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        assert p1._CRC_HI[byte] << 8 | p1._CRC_LO[byte] == c, byte
+        assert crc16(bytes((byte,))) == c
+    assert crc16(b"/") == 0xDC41  # p1._CRC_SLASH
     P1Parser()
-    table = p1._table  # built by the first parser (or crc16 call), then kept
-    P1Parser()
-    crc16(b"x")
-    assert p1._table is table
-    assert len(table) == 256
+    assert not hasattr(p1, "_table")  # nothing built by a parser
 
 
 def test_fixture_crcs_as_the_readme_states():
@@ -425,7 +433,7 @@ def test_garbage_never_crashes_nor_grows_memory():
     assert len(data) == 20480
     parser = P1Parser()
     events(data, parser=parser)  # warm: every path once
-    used = _measure(lambda: _feed_plain(parser, data))
+    used = heap_growth(lambda: _feed_plain(parser, data))
     assert used == 0, used
     assert parser.n_accepted == 0
     assert parser.n_telegrams == parser.n_rejected
@@ -978,42 +986,6 @@ def _feed_plain(parser, data):
         i = parser.feed(data, i, n)
 
 
-# CPython keeps every int above 256 as an object: replacing one attribute's
-# value by another of the same size may still move a few dozen bytes in
-# tracemalloc's books. A leak per telegram would be far above this.
-CPYTHON_SLACK = 256
-
-
-def _measure(work, settle=None):
-    """Bytes still allocated after `work()` ran (0 = none), both runtimes.
-
-    Under CPython `settle()` (default: `work`) runs first with tracing on,
-    so that objects replaced from untraced ones do not count."""
-    if IS_MICROPYTHON:
-        import gc
-
-        gc.collect()
-        gc.disable()
-        try:
-            before = gc.mem_alloc()
-            work()
-            after = gc.mem_alloc()
-        finally:
-            gc.enable()
-        return after - before
-    import tracemalloc
-
-    tracemalloc.start()
-    try:
-        (settle or work)()
-        before = tracemalloc.get_traced_memory()[0]
-        work()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    return 0 if after - before <= CPYTHON_SLACK else after - before
-
-
 def test_no_allocation_per_telegram_once_warm():
     for name in (
         "nl_dsmr50_iskra_am550_export_l1_athom.txt",
@@ -1033,7 +1005,7 @@ def test_no_allocation_per_telegram_once_warm():
             for _ in range(50):
                 _feed_plain(parser, data)
 
-        used = _measure(fifty, lambda: _feed_plain(parser, data))
+        used = heap_growth(fifty, lambda: _feed_plain(parser, data))
         assert used == 0, (name, used)
         assert parser.n_telegrams > start
         if IS_MICROPYTHON:

@@ -35,14 +35,6 @@ def _absolute(path):
 ROOT = _absolute(_dirname(support.HERE))
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _setenv(name, value):
     # CPython reads os.environ; the unix port has putenv/unsetenv only.
     environ = getattr(os, "environ", None)
@@ -66,7 +58,7 @@ def _find_program(names):
     for name in names:
         for folder in folders:
             path = folder + "/" + name
-            if _exists(path):
+            if support.exists(path):
                 return path
     return None
 
@@ -232,7 +224,7 @@ def test_storage_dir_argument_created_with_parents():
     path = base + "/a/b"
     p = unix.Platform(UNIX_BOARD, storage_dir=path)
     assert p.storage_dir() == path
-    assert _exists(path)
+    assert support.exists(path)
     with open(path + "/probe", "w") as handle:
         handle.write("x")
     # A second call and an existing directory are fine.
@@ -245,7 +237,7 @@ def test_storage_dir_from_environment():
     _setenv(ENV_STORAGE, path)
     try:
         assert unix.Platform(UNIX_BOARD).storage_dir() == path
-        assert _exists(path)
+        assert support.exists(path)
     finally:
         _setenv(ENV_STORAGE, None)
 
@@ -421,9 +413,9 @@ def _pty_test_through_cpython_feeder():
     os.system("%s %s %s %s %s > %s/feeder.log 2>&1 &" % (python, feeder, name_file, ready_file, done_file, tmp))
     try:
         start = common.ticks_ms()
-        while not _exists(name_file) and common.ticks_diff(common.ticks_ms(), start) < _ARRIVAL_MS:
+        while not support.exists(name_file) and common.ticks_diff(common.ticks_ms(), start) < _ARRIVAL_MS:
             time.sleep_ms(10)
-        assert _exists(name_file), "pty feeder did not start: " + _read(tmp + "/feeder.log")
+        assert support.exists(name_file), "pty feeder did not start: " + _read(tmp + "/feeder.log")
         p = unix.Platform(UNIX_BOARD, uart_device=_read(name_file))
         _check_pty_reads(p, lambda: _write(ready_file, "go"))
     finally:

@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.shelly_load import FAILSAFE_S, RENEW_MS, ShellyLoad
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply
+from httpfake import HANG, HOST, Clock, FakeServer, elapsed_ms, now_ms, reply, with_driver
 
 # Switch.GetStatus of a Plus 1PM with a 2 kW heater on (shape from Shelly's
 # Gen2 API documentation of the Switch component).
@@ -48,24 +48,12 @@ class FakeRelay:
         return [reply(404, b'{"code":-114,"message":"Method not found!"}')]
 
 
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
-
-
 def with_relay(relay, check, timeout_ms=1000, phases=1):
-    async def main():
-        server = await FakeServer(relay.handler).start()
-        try:
-            driver = ShellyLoad(HOST, server.port, timeout_ms=timeout_ms, step_ma=STEP_MA, phases=phases, clock=Clock())
-            await check(driver)
-        finally:
-            await server.close()
-
-    asyncio.run(main())
+    with_driver(
+        relay.handler,
+        lambda port: ShellyLoad(HOST, port, timeout_ms=timeout_ms, step_ma=STEP_MA, phases=phases, clock=Clock()),
+        check,
+    )
 
 
 def test_status_of_a_relay_on_and_drawing():

@@ -5,7 +5,7 @@ import asyncio
 
 from chargeguard.chargers.v2c_trydan import V2CTrydan
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
-from httpfake import HANG, HOST, FakeServer, elapsed_ms, now_ms, reply, until
+from httpfake import HANG, HOST, Clock, FakeServer, elapsed_ms, now_ms, reply, until, with_driver
 
 # A RealTimeData answer as firmware 2.5.x sends it (values from a charging box).
 REALTIME = {
@@ -77,24 +77,8 @@ class FakeBox:
         return [reply(404, b"Not found")]
 
 
-class Clock:
-    def __init__(self):
-        self.ms = 1000
-
-    def __call__(self):
-        return self.ms
-
-
 def with_box(box, check, timeout_ms=1000):
-    async def main():
-        server = await FakeServer(box.handler).start()
-        try:
-            driver = V2CTrydan(HOST, server.port, timeout_ms=timeout_ms, clock=Clock())
-            await check(driver)
-        finally:
-            await server.close()
-
-    asyncio.run(main())
+    with_driver(box.handler, lambda port: V2CTrydan(HOST, port, timeout_ms=timeout_ms, clock=Clock()), check)
 
 
 def test_realtime_mapping():

@@ -10,6 +10,7 @@ does it over real sockets against the firmware and the emulators, and in Chromiu
 import asyncio
 import json
 
+from support import exists
 from test_app_optimiser import push_w
 from test_web import PASSWORD, Reader, Writer, auth, make, raw, request
 
@@ -95,16 +96,6 @@ async def ask(server, method, path, body=None, password=None):
 def stored(server):
     with open(server.storage + "/config.json") as handle:
         return json.load(handle)
-
-
-def exists(path):
-    import os
-
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def test_first_boot_reaches_the_wizard_without_a_password_but_not_other_changes():

@@ -37,6 +37,10 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 NTP_SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
 NTP_RETRY_MS = const(60000)  # after a failed sync
 NTP_PORT = const(123)
+# The first SNTP try waits while an interface makes its first announcement
+# (Home Assistant's discovery), at most this long: their heap is then not
+# needed at the same moment (the start-up peak, docs/firmware.md).
+CLOCK_WAIT_MS = const(30000)
 # core/apmode.WIFI_LOST_MS (a test checks they agree): the Wi-Fi down this
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
@@ -188,6 +192,14 @@ class App:
                 await self.platform.sleep_ms(step_ms)
             if not count:
                 await self.platform.sleep_ms(step_ms)
+
+    def _poll_soon(self, index):
+        # Charger `index`'s poll on its task's next pass, then its command.
+        def soon():
+            self.poll_due[index] = True
+            self.wake[index].set()
+
+        return soon
 
     async def charger_task(self, index):
         driver = self.drivers[index]
@@ -353,17 +365,28 @@ class App:
         # Sets the wall clock by SNTP at boot and every NTP_SYNC_MS while the
         # link is up; offline the RTC keeps it.
         platform = self.platform
-        due_ms = platform.ticks_ms()
+        due_ms = started_ms = platform.ticks_ms()
         synced = False
         while self.running:
             await platform.sleep_ms(CONTROL_TICK_MS)
             if not self.network.is_up() or ticks_diff(platform.ticks_ms(), due_ms) < 0:
+                continue
+            if not synced and ticks_diff(platform.ticks_ms(), started_ms) < self.clock_wait_ms and self._settling():
                 continue
             ok = await _sync_time(platform, self.ntp_server, self.log, synced, self.ntp_port)
             synced = synced or ok
             due_ms = ticks_add(platform.ticks_ms(), NTP_SYNC_MS if ok else NTP_RETRY_MS)
             if not ok:
                 self.log("time: next try in %d s" % (NTP_RETRY_MS // 1000))
+
+    def _settling(self):
+        # An interface still making its first announcement (its optional
+        # settling(): net/hass.py's discovery after boot).
+        for name, interface in self.interfaces:
+            settling = getattr(interface, "settling", None)
+            if settling is not None and settling():
+                return True
+        return False
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a

@@ -281,6 +281,12 @@ def init_app(app, platform, doc, meter, drivers, log):
     # driver has set_lock() (docs/architecture.md, charger drivers).
     app.lock_wanted = [None] * count
     app.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
+    # A driver that knows when it needs its poll at once (an OCPP box
+    # right after its BootNotification: it offers its own maximum until
+    # its set-up gives it a profile) is given a way to ask for it.
+    for index in range(count):
+        if hasattr(drivers[index], "poll_soon"):
+            drivers[index].poll_soon = app._poll_soon(index)
     app.have_reading = False
     app.meter_error = None  # the meter's last_error as last logged
     app.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
@@ -311,6 +317,7 @@ def init_app(app, platform, doc, meter, drivers, log):
     app.tasks = []  # the running tasks (run())
     app.ntp_server = ""
     app.ntp_port = _app.NTP_PORT
+    app.clock_wait_ms = _app.CLOCK_WAIT_MS
     app.needs_network = False
     # Set by build(): [(config section name, interface object with run())].
     app.interfaces = []

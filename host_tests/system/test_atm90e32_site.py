@@ -30,17 +30,19 @@ from chargeguard.app import CONTROL_TICK_MS, STATUS_LINE_MS  # noqa: E402
 from chargeguard.meters import atm90e32  # noqa: E402
 from chargeguard.platform import unix  # noqa: E402
 from run import ATM90E32_POLL_MS, Simulation, wait_for as wait  # noqa: E402
-from test_end_to_end import grid_line, in_failsafe, intensity_writes  # noqa: E402
+from test_end_to_end import (  # noqa: E402
+    FAST_GUARD,
+    HOST_SLACK_S,
+    charging_one_car_at_16_a,
+    fails_safe_while_the_meter_is_silent,
+    intensity_writes,
+    said,
+)
 
-FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
-HOST_SLACK_S = 1.0  # a busy 2-core CI machine
-BOOT_S = 30.0
 READING_S = ATM90E32_POLL_MS / 1000  # a new reading at most one poll after the site changed
 # The product's deadline for a cut: the reading that shows the overload, the control decision it triggers
 # (at the latest the next control tick) and the wallbox's write, on a busy host.
 SHED_S = READING_S + CONTROL_TICK_MS / 1000 + HOST_SLACK_S
-# No reading for meter_timeout: the control task's next decision and the status line after it.
-FAILSAFE_S = FAST_GUARD["meter_timeout_s"] + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S
 BREAKER_A = 25
 MARGIN_A = 1
 
@@ -85,37 +87,17 @@ def test_the_guard_sheds_on_the_atm90e32_within_its_deadline_and_fails_safe_when
     sim = Simulation(car_delay_s=0.2, run_name="e2e-atm90e32", chargers=1, guard=FAST_GUARD, meter="atm90e32")
     try:
         assert sim.config["meter"]["type"] == "atm90e32"
-        sim.site.set_house((2.0, 2.0, 2.0))
-
-        def at_16_a():
-            sim.send_telegram()
-            return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
-
-        assert wait(at_16_a, BOOT_S, 0.5), "\n".join(sim.lines[-20:])
-        assert wait(lambda: max(sim.trydan.drawn_current_ma()) == 16000, FAST_GUARD["ev_response_s"] + HOST_SLACK_S)
+        charging_one_car_at_16_a(sim)
         house_l1 = 13.0
         sim.site.set_house((house_l1, 2.0, 2.0))
         written_ns = sim.send_telegram()
-        assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
+        assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), said(sim)
         limit = int(intensity_writes(sim.trydan, written_ns)[0].value)
         room = BREAKER_A - MARGIN_A - house_l1
         assert room - 1 <= limit <= room, (limit, room, sim.lines[-10:])
-        # The chip goes silent (MISO floats high): the failsafe after meter_timeout, said in words.
-        sim.meter_silent = True
-        sim.send_telegram()
-        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
-        assert any(line.startswith("meter: the ATM90E32 answers FFFFH") for line in sim.lines), "\n".join(sim.lines[-20:])
-        sim.meter_silent = False
-
-        def recovered():
-            sim.send_telegram()
-            return not in_failsafe(sim)
-
-        # A chip that read FFFFH everywhere is configured again first: a poll for the start-up, then the reading.
+        # The chip goes silent (MISO floats high): the failsafe after meter_timeout, said in words. A chip
+        # that read FFFFH everywhere is configured again first: a poll for the start-up, then the reading.
         recover_s = 2 * READING_S + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S
-        assert wait(recovered, recover_s, 0.25), (
-            "\n".join(sim.lines[-20:]))
-        assert sim.firmware.alive()
-        assert not any("MemoryError" in line for line in sim.lines), "\n".join(sim.lines[-20:])
+        fails_safe_while_the_meter_is_silent(sim, "meter: the ATM90E32 answers FFFFH", recover_s)
     finally:
         sim.stop()

@@ -24,18 +24,22 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"),
 from chargeguard.app import CONTROL_TICK_MS, STATUS_LINE_MS  # noqa: E402
 from chargeguard.meters import ct_meter  # noqa: E402
 from run import Simulation, wait_for as wait  # noqa: E402
-from test_end_to_end import grid_line, in_failsafe, intensity_writes  # noqa: E402
+from test_end_to_end import (  # noqa: E402
+    FAST_GUARD,
+    HOST_SLACK_S,
+    at_16_a,
+    charging_one_car_at_16_a,
+    fails_safe_while_the_meter_is_silent,
+    grid_line,
+    intensity_writes,
+    said,
+)
 
-FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
-HOST_SLACK_S = 1.0  # a busy 2-core CI machine
-BOOT_S = 30.0
 # A new CT reading: at most one POLL_MS after the site changed, plus its window of WINDOW_CYCLES mains cycles.
 READING_S = (ct_meter.POLL_MS + ct_meter.WINDOW_CYCLES * 20) / 1000
 # The product's deadline for a cut: the reading that shows the overload, the control decision it triggers
 # (at the latest the next control tick) and the wallbox's write, on a busy host.
 SHED_S = READING_S + CONTROL_TICK_MS / 1000 + HOST_SLACK_S
-# No reading for meter_timeout: the control task's next decision and the status line after it.
-FAILSAFE_S = FAST_GUARD["meter_timeout_s"] + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S
 BREAKER_A = 25
 MARGIN_A = 1
 LOAD_STEPS = 3
@@ -54,17 +58,9 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
     sim = Simulation(car_delay_s=0.2, run_name="e2e-ct", chargers=1, guard=FAST_GUARD, meter="ct")
     try:
         assert sim.config["meter"]["type"] == "ct"
-        sim.site.set_house((2.0, 2.0, 2.0))
-
-        def at_16_a():
-            sim.send_telegram()
-            return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
-
-        # Boot, the first readings and the car ramped to the box's 16 A.
-        assert wait(at_16_a, BOOT_S, 0.5), "\n".join(sim.lines[-20:])
-        # The reading is the site's (house 2 A + the car on each phase), within the clamp's 0.1 A steps,
-        # once the car draws what it was given: the next reading and the status line after it.
-        assert wait(lambda: max(sim.trydan.drawn_current_ma()) == 16000, FAST_GUARD["ev_response_s"] + HOST_SLACK_S)
+        # Boot, the first readings and the car ramped to the box's 16 A, drawing it.
+        charging_one_car_at_16_a(sim)
+        # The reading is the site's (house 2 A + the car on each phase), within the clamp's 0.1 A steps.
 
         def reads_the_site():
             sim.send_telegram()
@@ -76,29 +72,17 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
             if step:
                 sim.site.set_house((2.0, 2.0, 2.0))
                 deadline = time.monotonic() + 2 * FAST_GUARD["ramp_interval_s"] + 5 + 4 * READING_S + HOST_SLACK_S
-                assert wait(at_16_a, deadline - time.monotonic(), 0.5), "\n".join(sim.lines[-20:])
+                assert wait(lambda: at_16_a(sim), deadline - time.monotonic(), 0.5), said(sim)
             house_l1 = 12.0 + step
             sim.site.set_house((house_l1, 2.0, 2.0))
             written_ns = sim.send_telegram()
-            assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), "\n".join(sim.lines[-20:])
+            assert wait(lambda: intensity_writes(sim.trydan, written_ns), SHED_S, 0.01), said(sim)
             limit = int(intensity_writes(sim.trydan, written_ns)[0].value)
             room = BREAKER_A - MARGIN_A - house_l1
             # The cut fits beside the house (the clamp's reading may be a step under the true current).
             assert room - 1 <= limit <= room, (limit, room, sim.lines[-10:])
         # The ADC stops answering (the sim's pulled cable): the failsafe after meter_timeout, said in words.
-        sim.meter_silent = True
-        sim.send_telegram()
-        assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), "\n".join(sim.lines[-20:])
-        assert any(line.startswith("meter: the ADC does not answer") for line in sim.lines), "\n".join(sim.lines[-20:])
-        sim.meter_silent = False
-
-        def recovered():
-            sim.send_telegram()
-            return not in_failsafe(sim)
-
-        assert wait(recovered, READING_S + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S, 0.25), (
-            "\n".join(sim.lines[-20:]))
-        assert sim.firmware.alive()
-        assert not any("MemoryError" in line for line in sim.lines), "\n".join(sim.lines[-20:])
+        recover_s = READING_S + CONTROL_TICK_MS / 1000 + STATUS_LINE_MS / 1000 + HOST_SLACK_S
+        fails_safe_while_the_meter_is_silent(sim, "meter: the ADC does not answer", recover_s)
     finally:
         sim.stop()

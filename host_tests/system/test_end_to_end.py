@@ -39,6 +39,8 @@ BOOT_S = 30.0
 # Fast settings so the scenarios take seconds, not minutes.
 # ev_response_s 1: the emulator's car follows a limit in 0.2 s (car_delay_s).
 FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
+# No reading for meter_timeout: the control task's next decision and the status line after it.
+FAILSAFE_S = FAST_GUARD["meter_timeout_s"] + CONTROL_TICK_S + STATUS_LINE_S + HOST_SLACK_S
 RAMP_INTERVAL_S = FAST_GUARD["ramp_interval_s"]
 EV_RESPONSE_S = FAST_GUARD["ev_response_s"]
 # A raise is followed by the next once ramp_interval has passed and a reading
@@ -65,6 +67,44 @@ def grid_line(sim):
 def in_failsafe(sim):
     """The last grid line says the guard is in its failsafe."""
     return "failsafe" in grid_line(sim)
+
+
+def said(sim):
+    """The firmware's last 20 console lines, for an assertion's message."""
+    return "\n".join(sim.lines[-20:])
+
+
+def charging_one_car_at_16_a(sim):
+    """A one-box site (house 2 A a phase) from boot: readings, the car ramped to the box's 16 A and drawing it.
+
+    Asserts within BOOT_S, then within ev_response (the car follows its limit)."""
+    sim.site.set_house((2.0, 2.0, 2.0))
+    assert wait(lambda: at_16_a(sim), BOOT_S, 0.5), said(sim)
+    assert wait(lambda: max(sim.trydan.drawn_current_ma()) == 16000, FAST_GUARD["ev_response_s"] + HOST_SLACK_S)
+
+
+def at_16_a(sim):
+    """After one more reading: the grid line shows 16.0 A and the box is set to 16 A."""
+    sim.send_telegram()
+    return " 16.0 A " in grid_line(sim) and sim.trydan.setting("Intensity") == 16
+
+
+def fails_safe_while_the_meter_is_silent(sim, words, recover_s):
+    """The sim's meter goes silent: the failsafe within FAILSAFE_S and a console line that starts with
+    `words`; the meter back: the guard leaves the failsafe within recover_s."""
+    sim.meter_silent = True
+    sim.send_telegram()
+    assert wait(lambda: in_failsafe(sim), FAILSAFE_S, 0.1), said(sim)
+    assert any(line.startswith(words) for line in sim.lines), said(sim)
+    sim.meter_silent = False
+
+    def recovered():
+        sim.send_telegram()
+        return not in_failsafe(sim)
+
+    assert wait(recovered, recover_s, 0.25), said(sim)
+    assert sim.firmware.alive()
+    assert not any("MemoryError" in line for line in sim.lines), said(sim)
 
 
 def pause_writes(trydan, since_ns, value):

@@ -4,8 +4,6 @@
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -23,19 +21,12 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 from goe_emulator import GoeEmulator  # noqa: E402
 from openevse_emulator import CLIENT_MANUAL, OpenEvseEmulator  # noqa: E402
 from run import wait_for  # noqa: E402
+from test_trydan_emulator import FakeClock, run_on_unix_port  # noqa: E402
 
 from chargeguard.app import CHARGER_TIMEOUT_MS  # noqa: E402
 from chargeguard.chargers.go_e import GoeCharger  # noqa: E402
 from chargeguard.chargers.openevse import CLIENT_ID, OpenEvse  # noqa: E402
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa: E402
-
-
-class FakeClock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self):
-        return self.t
 
 
 @pytest.fixture
@@ -368,15 +359,9 @@ def test_refusing_boxes():
 
 
 def test_drivers_on_micropython_unix_port(goe_box, evse):
-    upy = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.path.exists(upy):
-        pytest.skip("no MicroPython unix port")
     goe_box.plug()
     evse.plug(car_phases=1)
     script = """
-import sys
-sys.path.insert(0, %(lib)r)
-sys.path.insert(0, %(shims)r)
 import asyncio
 from chargeguard.chargers.go_e import GoeCharger
 from chargeguard.chargers.openevse import OpenEvse
@@ -390,15 +375,12 @@ async def main():
 
 asyncio.run(main())
 """ % {
-        "lib": os.path.join(ROOT, "firmware"),
-        "shims": os.path.join(ROOT, "tools", "shims"),
         "goe": goe_box.port,
         "evse": evse.port,
         "timeout_ms": CHARGER_TIMEOUT_MS,
     }
-    result = subprocess.run([upy, "-c", script], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [
+    lines = run_on_unix_port(script, 60)
+    assert lines == [
         "poll True 3 [16000, 16000, 16000] None",
         "apply True",
         "pause True",
@@ -407,7 +389,7 @@ asyncio.run(main())
         "apply True",
         "pause True",
         "poll True 2 0 None",
-    ], result.stdout
+    ], lines
     assert goe_box.goe_setting("tcl") == 9 and goe_box.goe_setting("frc") == 1 and goe_box.flash_writes == 0
     assert evse.evse_state() == 254
     assert json.loads(json.dumps(evse.claim_of(CLIENT_ID))) == {"state": "disabled", "max_current": 6, "auto_release": False}

@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -103,6 +104,64 @@ def test_a_hanging_then_refusing_meter_fails_in_words_and_comes_back(emulators, 
         assert meter.reading.tick_ms != stamped and meter.last_error is None
 
     asyncio.run(scenario())
+
+
+# A quarter-hour start in the middle of a month in every time zone (2027-01-15 12:00 UTC).
+QUARTER_START = 1_800_000_000 + 4 * 3600
+DEMAND_KEYS = {
+    "homewizard": ("active_power_average_w", "montly_power_peak_w", "montly_power_peak_timestamp"),
+    "homewizard_v2": ("average_power_15m_w", "monthly_power_peak_w", "monthly_power_peak_timestamp"),
+}
+
+
+def _stamp(model, t):
+    local = time.localtime(t)
+    if model == "homewizard":
+        return int(time.strftime("%y%m%d%H%M%S", local))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", local)
+
+
+@pytest.mark.parametrize("model", ("homewizard", "homewizard_v2"))
+def test_the_homewizard_quarter_average_and_month_peak_follow_the_site(emulators, model):
+    # The Belgian capacity-tariff figures (tools/sim/demand.py): the running quarter-hour's average
+    # import and the month's highest quarter, on the meter's clock (here one the test moves).
+    now = [QUARTER_START]
+    emulator = HttpMeterEmulator(model, clock=lambda: now[0]).start()
+    emulators.append(emulator)
+    average_key, peak_key, stamp_key = DEMAND_KEYS[model]
+
+    def figures():
+        doc = emulator.answer()
+        return doc[average_key], doc[peak_key], doc.get(stamp_key)
+
+    def site(total_w, seconds):
+        emulator.set_values(CURRENTS, (total_w, 0, 0), VOLTAGES, IMPORT_WH, EXPORT_WH)
+        now[0] += seconds
+
+    # No quarter has ended yet: no peak, and no peak time (the API leaves out what it does not have).
+    site(2000, 300)
+    assert figures() == (2000.0, 0.0, None)
+    site(6000, 300)
+    assert figures() == (4000.0, 0.0, None)  # the quarter so far: (2000 x 300 + 6000 x 300) / 600
+    site(6000, 300)
+    # The quarter ended at 4667 W average: the month's peak, stamped with the quarter's end.
+    assert figures() == (6000.0, 4667.0, _stamp(model, QUARTER_START + 900))
+    # A lighter quarter, export in part of it (counted as no offtake): the peak stays.
+    site(-3000, 450)
+    site(1000, 450)
+    assert figures() == (1000.0, 4667.0, _stamp(model, QUARTER_START + 900))
+    # A heavier one raises it; the firmware's driver reads both figures from the meter.
+    site(9000, 900)
+    meter = driver(model, emulator.port, emulator=emulator)
+    assert asyncio.run(poll_once(meter)), meter.last_error
+    assert meter.reading.avg_demand_w == 9000 and meter.reading.month_peak_w == 9000
+    assert figures()[1:] == (9000.0, _stamp(model, QUARTER_START + 2700))
+    # Nothing drawn for a month: the new month starts with no peak, its first heavy quarter sets it.
+    site(0, 31 * 86400)
+    assert figures() == (0.0, 0.0, None)
+    site(3000, 300)
+    site(0, 600)
+    assert figures() == (0.0, 1000.0, _stamp(model, QUARTER_START + 2700 + 31 * 86400 + 900))
 
 
 def test_the_wrong_model_for_a_device_says_so(emulators):

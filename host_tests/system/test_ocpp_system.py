@@ -22,15 +22,18 @@ sys.path.insert(0, os.path.join(ROOT, "firmware"))
 
 from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, RENEW_MS  # noqa: E402
 from chargeguard.net.ocpp import CALL_MS  # noqa: E402
-from run import DEFAULT_HEAP, OCPP_EXTRA_HEAP_K, Simulation  # noqa: E402
+from run import DEFAULT_HEAP, OCPP_EXTRA_HEAP_K, Simulation, wait_for as wait  # noqa: E402
 from test_end_to_end import (  # noqa: E402
     BOOT_S,
     CHARGER_POLL_S,
+    CONTROL_TICK_S,
     FAST_GUARD,
     HOST_SLACK_S,
+    PUMP_PERIOD_S,
     SETTLE_S,
     firmware_output,
     pump_until,
+    status_lines,
 )
 
 # What the OCPP interface and four boxes' connections add on the 64-bit port (run.py, docs/ocpp.md).
@@ -125,6 +128,52 @@ def test_two_boxes_under_one_breaker_the_guard_sheds_the_lower_priority_one():
         sim.site.set_house([0, 0, 0])
         assert pump_until(sim, lambda: second.offered_a() >= 6, SETTLE_S + CALL_S + METER_S), report(sim)
         assert any(entry[0] == "RemoteStartTransaction" for entry in second.log)
+    finally:
+        sim.stop()
+
+
+def test_a_new_box_appearing_in_a_high_load_scene_never_holds_the_site_over_its_breaker_past_the_deadline():
+    # A box without a profile offers its own maximum (16 A) as soon as it boots with a car (as real boxes
+    # do: tools/sim/ocpp_emulator.py). It appears while the house takes 20 A of the 25 A breaker: 36 A if
+    # nobody limits it. ChargeGuard must limit it as it would shed any overload: its set-up right after
+    # the BootNotification (GetConfiguration, ClearChargingProfile, the failsafe profile: loopback calls),
+    # then the guard's command at the latest a telegram and a control tick later, and the car following.
+    breaker_a = 25
+    sim = start([{"id": "NEWBOX", "unit": "A", "max_a": 16, "later": True, "config": {"failsafe_a": 6}}],
+                site={"breaker_a": breaker_a})
+    box = sim.boxes[0]
+    deadline_s = PUMP_PERIOD_S + CONTROL_TICK_S + box.car_delay_s + HOST_SLACK_S
+    try:
+        sim.site.set_house([20, 20, 20])
+        assert wait(lambda: status_lines(sim), BOOT_S), firmware_output(sim)
+        box.start()
+        spans = []  # [start, end] of each stretch with a phase over the breaker
+        within_since = [None]
+
+        def watch():
+            now = time.monotonic()
+            over = max(sim.site.grid_currents_ma()) > breaker_a * 1000
+            if over and (not spans or spans[-1][1] is not None):
+                spans.append([now, None])
+            elif not over and spans and spans[-1][1] is None:
+                spans[-1][1] = now
+            # Done once the guard commands the box (its dynamic profile) and the site stayed within the
+            # breaker for a charger poll after that (the old set-up ran on that poll).
+            commanded = any(p["charging_profile_id"] == 2 for p in box.profiles)
+            if over or not commanded:
+                within_since[0] = None
+            elif within_since[0] is None:
+                within_since[0] = now
+            return within_since[0] is not None and now - within_since[0] >= CHARGER_POLL_S
+
+        assert pump_until(sim, watch, SETUP_S + SETTLE_S, period_s=0.1), report(sim)
+        longest = max([(end or time.monotonic()) - start for start, end in spans] or [0])
+        assert longest <= deadline_s, (longest, deadline_s, spans, box.log[:8], report(sim))
+        # 20 A + the box's minimum 6 A does not fit under 24 A: the box is paused, and was limited at
+        # once by its failsafe profile (6 A, level 0) before the guard's 0 A (level 1).
+        assert box.offered_a() == 0 and max(box.drawn_current_ma()) == 0, box.log
+        got = profiles(box)
+        assert got[0] == ("SetChargingProfile", 0, 0, "A", [6]) and ("SetChargingProfile", 0, 1, "A", [0]) in got
     finally:
         sim.stop()
 

@@ -30,11 +30,28 @@ from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa
 
 
 class FakeClock:
+    """An emulator's clock (seconds) that only the test moves; also test_goe_openevse_emulators'."""
+
     def __init__(self):
         self.t = 1000.0
 
     def __call__(self):
         return self.t
+
+
+def run_on_unix_port(script, timeout_s):
+    """Run `script` on the MicroPython unix port with the firmware and the shims on its path; its output lines.
+
+    Skips when there is no unix port; also test_goe_openevse_emulators'.
+    """
+    upy = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
+    if not os.path.exists(upy):
+        pytest.skip("no MicroPython unix port")
+    head = "import sys\nsys.path.insert(0, %r)\nsys.path.insert(0, %r)\n" % (
+        os.path.join(ROOT, "firmware"), os.path.join(ROOT, "tools", "shims"))
+    result = subprocess.run([upy, "-c", head + script], capture_output=True, text=True, timeout=timeout_s)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
 
 
 @pytest.fixture
@@ -471,14 +488,8 @@ def test_driver_failure_modes(emu):
 
 
 def test_driver_on_micropython_unix_port(emu):
-    upy = shutil.which("micropython") or os.path.join(os.path.dirname(sys.executable), "micropython")
-    if not os.path.exists(upy):
-        pytest.skip("no MicroPython unix port")
     emu.plug()
     script = """
-import sys
-sys.path.insert(0, %(lib)r)
-sys.path.insert(0, %(shims)r)
 import asyncio
 from chargeguard.chargers.v2c_trydan import V2CTrydan
 
@@ -491,18 +502,14 @@ async def main():
 
 asyncio.run(main())
 """ % {
-        "lib": os.path.join(ROOT, "firmware"),
-        "shims": os.path.join(ROOT, "tools", "shims"),
         "port": emu.port,
         "timeout_ms": CHARGER_TIMEOUT_MS,  # the firmware's own: a loaded host must not fail it
     }
-    result = subprocess.run([upy, "-c", script], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run_on_unix_port(script, 30)
     assert lines == [
         "poll True 3 [16000, 16000, 16000] None",
         "apply True 1",
         "pause True",
         "poll True 2 0",
-    ], result.stdout
+    ], lines
     assert emu.setting("Intensity") == 9 and emu.setting("Paused") == 1

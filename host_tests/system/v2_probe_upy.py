@@ -16,6 +16,7 @@
 import sys
 
 sys.path.insert(0, sys.argv[1])
+sys.path.insert(1, sys.argv[0].rsplit("/", 2)[0])  # host_tests: support.ticker
 
 import gc  # noqa: E402
 import json  # noqa: E402
@@ -25,21 +26,13 @@ import asyncio  # noqa: E402
 
 from chargeguard.meters import http_meter  # noqa: E402
 from chargeguard.platform import common  # noqa: E402
+from support import ticker  # noqa: E402
 
 
 class Platform:
     ticks_ms = staticmethod(common.ticks_ms)
     ticks_diff = staticmethod(common.ticks_diff)
     sleep_ms = staticmethod(common.sleep_ms)
-
-
-async def ticker(gaps):
-    last = time.ticks_ms()
-    while True:
-        await asyncio.sleep_ms(10)
-        now = time.ticks_ms()
-        gaps[0] = max(gaps[0], time.ticks_diff(now, last))
-        last = now
 
 
 async def run(meter, count):

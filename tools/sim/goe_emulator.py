@@ -31,7 +31,7 @@ import json
 import time
 import urllib.parse
 
-from trydan_emulator import GARBAGE, TrydanEmulator, WriteRecord, _Handler
+from trydan_emulator import GARBAGE, TrydanEmulator, WriteRecord, _Handler, counted_request
 
 TCL_TIMEOUT_S = 600.0  # "will be reset after 10min if not updated regularly"
 
@@ -194,15 +194,8 @@ class _GoeHandler(_Handler):
         emu = self.server.emulator
         path, _, query = self.path.partition("?")
         kind = "read" if path == "/api/status" else "write" if path == "/api/set" else "other"
-        with emu._lock:
-            emu.requests[kind] += 1
-            mode = emu._mode
-        if mode == "hang":
-            emu._hang()
-            self.close_connection = True
-            return
-        if mode == "error":
-            self._answer(500, b"Internal Server Error")
+        mode = counted_request(self, kind)
+        if mode is None:
             return
         pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
         if kind == "read":

@@ -4,7 +4,16 @@
 
 The answers are the fixtures of host_tests/fixtures/http/ (copies of
 ../shared/fixtures/http/), key for key and in their order, with the live
-values of the simulated site put in:
+values of the simulated site put in. The HomeWizard P1 meter's capacity-tariff
+keys follow the site too (tools/sim/demand.py, `demand`): the running
+quarter-hour's average import (v1 `active_power_average_w`, v2
+`average_power_15m_w`) and this month's highest quarter-hour average with the
+end of that quarter (v1 `montly_power_peak_w` and `montly_power_peak_timestamp`
+as YYMMDDhhmmss, v2 `monthly_power_peak_w` and `monthly_power_peak_timestamp`
+as ISO 8601 local time), as a Belgian meter's 1-0:1.4.0 and 1-0:1.6.0; before
+a quarter has ended the peak is 0 W and its timestamp is left out (the API
+leaves out what is not available). `clock` (seconds since 1970, default
+time.time) is the meter's clock for them.
 
     homewizard       GET /api/v1/data  (the HomeWizard API documentation's P1 example: no
                      voltages; currents in whole amps, signed like the power) and GET /api
@@ -74,6 +83,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
+from demand import QuarterDemand
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 FIXTURES = os.path.join(ROOT, "host_tests", "fixtures", "http")
@@ -116,11 +127,12 @@ def _whole_amps(milliamps):
 class HttpMeterEmulator:
     """One meter on 127.0.0.1:`port` (see the module doc)."""
 
-    def __init__(self, model, port=0):
+    def __init__(self, model, port=0, clock=time.time):
         if model not in MODELS:
             raise ValueError("model must be one of %s" % ", ".join(MODELS))
         self.model = model
         self.port = port
+        self.demand = QuarterDemand(clock)
         self.requests = 0
         self.connections = 0
         self.handshakes = 0
@@ -176,6 +188,7 @@ class HttpMeterEmulator:
         """What the meter measures now: per-phase current (mA, signed like the power), power (W), voltage (mV), energy (Wh)."""
         with self._lock:
             self._values = (tuple(currents_ma), tuple(powers_w), tuple(voltages_mv), import_wh, export_wh)
+        self.demand.hold(sum(powers_w))
 
     def answer(self):
         """The data answer as it is now (a dict in the fixture's shape)."""
@@ -192,6 +205,8 @@ class HttpMeterEmulator:
             doc["energy_import_kwh"] = import_wh / 1000.0
             doc["energy_import_t1_kwh"] = round(import_wh / 1000.0 - doc["energy_import_t2_kwh"], 3)
             doc["energy_export_kwh"] = doc["energy_export_t1_kwh"] = export_wh / 1000.0
+            self._put_demand(doc, "average_power_15m_w", "monthly_power_peak_w", "monthly_power_peak_timestamp",
+                             lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)))
         elif self.model == "homewizard":
             doc["active_power_w"] = total
             for p in range(3):
@@ -201,6 +216,8 @@ class HttpMeterEmulator:
             doc["total_power_import_t1_kwh"] = round(import_wh / 1000.0 - doc["total_power_import_t2_kwh"], 3)
             doc["total_power_export_kwh"] = export_wh / 1000.0
             doc["total_power_export_t1_kwh"] = export_wh / 1000.0
+            self._put_demand(doc, "active_power_average_w", "montly_power_peak_w", "montly_power_peak_timestamp",
+                             lambda t: int(time.strftime("%y%m%d%H%M%S", time.localtime(t))))
         elif self.model == "shelly_em":
             for p, x in enumerate("abc"):
                 amps = abs(currents[p]) / 1000.0
@@ -235,6 +252,16 @@ class HttpMeterEmulator:
                 emeter["total_returned"] = round(export_wh / share, 1)
             doc["total_power"] = round(float(sum(e["power"] for e in emeters)), 2)
         return doc
+
+    def _put_demand(self, doc, average_key, peak_key, stamp_key, stamp):
+        # The capacity-tariff keys in their places in the fixture; no peak time before a quarter ended.
+        doc[average_key] = float(self.demand.average_w())
+        peak_w, peak_at = self.demand.peak()
+        doc[peak_key] = float(peak_w)
+        if peak_at is None:
+            del doc[stamp_key]
+        else:
+            doc[stamp_key] = stamp(peak_at)
 
     def press_button(self):
         """The owner presses the meter's button: POST /api/user gives a token for the next 30 s."""

@@ -6,7 +6,19 @@ seconds (10 s by default, or what ChargeGuard set with ChangeConfiguration). It 
 profiles it accepts and offers what they allow now (OCPP 1.6 section 3.13: per purpose the valid
 profile with the highest stack level; TxDefaultProfile here), the car following after `car_delay_s`.
 
+Without a profile that applies the box offers its own maximum, `max_a` (the installer's hardware
+setting: 16 A for an 11 kW box, 32 A for 22 kW), from the moment it boots with a car plugged in: a
+real box does not wait for a central system to limit it. OCPP 1.6 sets no lower default (a
+TxDefaultProfile is what limits new transactions, section 3.13.2), and users of other central systems
+report just that: a box whose profiles were cleared, or that was not sent one before its session
+started, charging at its "full unrestricted hardware maximum" (16 A x 3 = 11 kW) until a profile came
+(github.com/JoaoPedroBelo/bmw-wallbox-ha issues 15 and 19). With a profile it offers the profile's
+limit, never more than `max_a`. So a central system must limit a new box at once: ChargeGuard sets
+its failsafe profile right after the BootNotification (chargers/ocpp.py).
+
 Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.md):
+    max_a           the box's own maximum (A a phase): its offer without a profile, and the most it offers
+                    with one
     unit            "A", "W" or "A,W": ChargingScheduleAllowedChargingRateUnit; a profile in another unit
                     is Rejected
     max_stack_level ChargeProfileMaxStackLevel; a profile above it is Rejected
@@ -42,7 +54,7 @@ from ocpp.routing import on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 
-DEFAULT_MAX_A = 16  # the box's own maximum without a profile (its hardware setting)
+DEFAULT_MAX_A = 16  # the box's own maximum (its hardware setting, A a phase) unless max_a says otherwise
 RECEIVED_KEPT = 100  # profiles kept in OcppBox.received
 VOLTAGE_V = 230
 
@@ -146,11 +158,12 @@ class OcppBox:
     def __init__(self, charge_point_id, port, *, phases=3, unit="A", max_stack_level=8, refuse_zero=False,
                  connector_only=0, status_first=False, pings=True, subprotocol=True, path="", suffix="", password=None,
                  meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10, stall=False,
-                 plugged=True, clock_offset_s=0):
+                 plugged=True, clock_offset_s=0, max_a=DEFAULT_MAX_A):
         self.id = charge_point_id
         self.port = port
         self.phases = phases
         self.unit = unit
+        self.max_a = max_a
         self.max_stack_level = max_stack_level
         self.refuse_zero = refuse_zero
         self.connector_only = connector_only
@@ -219,13 +232,13 @@ class OcppBox:
         return None if best is None else best[1]
 
     def offered_a(self):
-        """What the box offers the car now (A): the profile's limit (0 below 6 A), else its maximum."""
+        """What the box offers the car now (A): the profile's limit (0 below 6 A) up to max_a; max_a without one."""
         if self.stop_wanted:
             return 0
         limit = self.limit_a()
         if limit is None:
-            return DEFAULT_MAX_A
-        return 0 if limit < 6 else min(limit, DEFAULT_MAX_A * 2)
+            return self.max_a
+        return 0 if limit < 6 else min(limit, self.max_a)
 
     def drawn_current_ma(self):
         """Per phase (mA) what the car draws: the offer, reached `car_delay_s` after it changed."""

@@ -33,7 +33,7 @@ modes as there: "normal", "hang", "garbage", "error"; `stop()` refuses.
 import json
 import time
 
-from trydan_emulator import GARBAGE, TrydanEmulator, WriteRecord, _Handler
+from trydan_emulator import GARBAGE, TrydanEmulator, WriteRecord, _Handler, counted_request
 
 PRIORITY_API = 500
 PRIORITY_MANUAL = 1000
@@ -270,15 +270,8 @@ class _OpenEvseHandler(_Handler):
         path = self.path.partition("?")[0]
         body = self._body() if method in ("POST", "PATCH") else b""
         kind = "read" if path in ("/status", "/config") else "write" if method != "GET" else "other"
-        with emu._lock:
-            emu.requests[kind] += 1
-            mode = emu._mode
-        if mode == "hang":
-            emu._hang()
-            self.close_connection = True
-            return
-        if mode == "error":
-            self._answer(500, b"Internal Server Error")
+        mode = counted_request(self, kind)
+        if mode is None:
             return
         if mode == "garbage":
             if method != "GET":

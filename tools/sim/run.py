@@ -445,9 +445,11 @@ class Simulation:
     ):
         self.trydans = []
         self.boxes = []
+        later = []  # OCPP boxes the test starts itself
         box_rows = None
         # ocpp: OCPP boxes after the Trydans (tools/sim/ocpp_emulator.py), a dict each: "id", "name",
-        # "config" (the charger entry's extra keys), "phases", the rest OcppBox's keyword arguments.
+        # "config" (the charger entry's extra keys), "phases", "later" (True: not started with the
+        # simulation; box.start() makes it appear), the rest OcppBox's keyword arguments.
         self.ocpp_port = ocpp_port or (free_port() if ocpp else None)
         self.keba_port = None
         if every_family:
@@ -489,9 +491,12 @@ class Simulation:
                 box_rows = [("v2c_trydan", "Trydan" if index == 0 else "Trydan%d" % (index + 1), 3, "ABC", trydan.port)
                             for index, trydan in enumerate(self.trydans)]
                 for spec in ocpp:
-                    options = {key: value for key, value in spec.items() if key not in ("id", "name", "config", "phase_map")}
+                    options = {key: value for key, value in spec.items()
+                               if key not in ("id", "name", "config", "phase_map", "later")}
                     options.setdefault("car_delay_s", car_delay_s)
                     box = OcppBox(spec["id"], self.ocpp_port, **options)
+                    if spec.get("later"):
+                        later.append(box)
                     self.boxes.append(box)
                     phase_map = spec.get("phase_map", "ABC"[: box.phases])
                     box_rows.append(("ocpp", spec.get("name", spec["id"]), box.phases, phase_map, spec))
@@ -574,7 +579,7 @@ class Simulation:
             self.atm90e32.address if self.atm90e32 is not None else None,
         )
         for box in self.boxes:
-            if type(box).__name__ == "OcppBox":
+            if type(box).__name__ == "OcppBox" and box not in later:
                 box.start()  # an OCPP box connects to the firmware (and retries until it listens)
 
     def send_telegram(self):

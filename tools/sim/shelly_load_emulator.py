@@ -30,6 +30,8 @@ import threading
 import time
 import urllib.parse
 
+from trydan_emulator import counted_request
+
 HANG_MAX_S = 60.0
 GARBAGE = b'{"output": tru'
 
@@ -169,15 +171,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         kind = "read" if path == "/rpc/Switch.GetStatus" else "write" if path == "/rpc/Switch.Set" else "other"
-        with emu._lock:
-            emu.requests[kind] += 1
-            mode = emu._mode
-        if mode == "hang":
-            emu._hang()
-            self.close_connection = True
-            return
-        if mode == "error":
-            self._answer(500, b"Internal Server Error")
+        mode = counted_request(self, kind)
+        if mode is None:
             return
         if mode == "garbage" and kind != "other":
             self._answer(200, GARBAGE)

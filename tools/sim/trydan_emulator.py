@@ -479,6 +479,29 @@ def _parse_int(text):
     return int(text)
 
 
+def counted_request(handler, kind):
+    """Count a request of `kind` ("read", "write", "other") on the handler's emulator and act out its fault mode.
+
+    "hang" holds the request (until released or HANG_MAX_S) and drops the
+    connection, "error" answers 500: both return None, the request is done.
+    Otherwise the mode ("ok", "garbage", ...) for the handler to answer by.
+    Shared by the HTTP wallbox and load emulators (their `requests`,
+    `_mode`, `_lock`, `_hang` and the handler's `_answer(status, body)`).
+    """
+    emu = handler.server.emulator
+    with emu._lock:
+        emu.requests[kind] += 1
+        mode = emu._mode
+    if mode == "hang":
+        emu._hang()
+        handler.close_connection = True
+        return None
+    if mode == "error":
+        handler._answer(500, b"Internal Server Error")
+        return None
+    return mode
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "TrydanEmulator/1"
@@ -495,15 +518,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             kind = "write"
         else:
             kind = "other"
-        with emu._lock:
-            emu.requests[kind] += 1
-            mode = emu._mode
-        if mode == "hang":
-            emu._hang()
-            self.close_connection = True
-            return
-        if mode == "error":
-            self._answer(500, b"Internal Server Error")
+        mode = counted_request(self, kind)
+        if mode is None:
             return
         if kind == "read":
             if mode == "garbage":

@@ -28,10 +28,15 @@ only a total on one phase is counted on L1), Power.Active.Import (total, or the 
 Timestamps are not used for the values (they may have no zone, or a box clock that is wrong): a value
 is as old as its message; a timestamp only tells the box's clock when ours is not set.
 
-Set-up at each connection (poll(), after the BootNotification): GetConfiguration of the unit and the
-stack levels (unless configured), ClearChargingProfile of the TxDefaultProfiles (a stale one of another
-backend would outrank ours), ChangeConfiguration of MeterValueSampleInterval and MeterValuesSampledData
-(one key per request), the failsafe profile.
+Set-up at each connection (poll(), asked for through `poll_soon` as soon as the answer to the
+BootNotification went out, not at the next poll): GetConfiguration of the unit and the stack levels
+(unless configured), ClearChargingProfile of the TxDefaultProfiles (a stale one of another backend would
+outrank ours), the failsafe profile, then ChangeConfiguration of MeterValueSampleInterval and
+MeterValuesSampledData (one key per request). The profile comes before the configuration because a box
+with no profile offers its own maximum from the moment it boots with a car plugged in (OCPP 1.6 sets no
+lower default; boxes left without a profile were seen charging at their full hardware maximum,
+github.com/JoaoPedroBelo/bmw-wallbox-ha issues 15 and 19), and the guard's first command follows the
+set-up in the same pass of the box's task.
 
 Commands (`apply`), each only when the box does not have it yet: SetChargingProfile, TxDefaultProfile,
 chargingProfileId 2 at the dynamic stack level, Absolute from now (or Relative), `duration` DYNAMIC_VALID_S, limit in
@@ -240,6 +245,9 @@ class OcppCharger:
         self._talked = False  # a message before it
         self._setup = 0  # set-up steps done on this connection (see poll)
         self._setup_at = None
+        self._setup_soon = False  # a BootNotification is being answered: ask for the set-up once it went out
+        # Set by the App: a callable that has poll() run at once by this box's task (then its command).
+        self.poll_soon = None
         self._box_clock = None  # (box seconds, our ticks) from the last timestamp
         self._sent_ma = None  # the dynamic limit the box has, None = unknown
         self._accepted = False  # a dynamic profile was accepted on this connection
@@ -294,6 +302,13 @@ class OcppCharger:
             self.connected_since_s = wall - ticks_diff(now, self.connected_since_ms) // 1000
         self.link_seq += 1
 
+    def answered(self):
+        """The answer to the box's last call went out (net/ocpp.py): after a BootNotification, the set-up now."""
+        if self._setup_soon:
+            self._setup_soon = False
+            if self.poll_soon is not None:
+                self.poll_soon()
+
     def _refused(self, text):
         # The last refusal, with when it came.
         self.last_refusal = text[:80]  # a box's CALLERROR code is its own text: bounded
@@ -323,6 +338,7 @@ class OcppCharger:
         self.link_seq += 1
         self._booted = True
         self._setup = 0
+        self._setup_soon = True
         self._sent_ma = None
         self.status.reachable = False
         self.status.error = "connected, setting up"
@@ -540,18 +556,21 @@ class OcppCharger:
             # TxDefaultProfiles go (ours are sent again below). A box that
             # answers "Unknown" (none there) or refuses is no reason to stop.
             await self._call("ClearChargingProfile", '{"chargingProfilePurpose":"TxDefaultProfile"}')
+            self._setup = 2
+        if self._setup == 2:
+            # Before the configuration: without a profile the box offers its
+            # own maximum (a box with one stack level gets its failsafe as the
+            # dynamic profile's second period, sent right after this poll).
+            if not (self.single_level or await self._failsafe_profile()):
+                self._setup_at = now
+                return
             if self.meter_interval_s:
                 await self._configure("MeterValueSampleInterval", "%d" % self.meter_interval_s)
                 await self._configure("MeterValuesSampledData", _SAMPLED)
-            self._setup = 2
-        if self._setup == 2:
-            if self.single_level or await self._failsafe_profile():
-                self._setup = 3
-                self._setup_at = None
-                # Ready for the guard's commands: available from its next decision on.
-                self._commanded()
-            else:
-                self._setup_at = now
+            self._setup = 3
+            self._setup_at = None
+            # Ready for the guard's commands: available from its next decision on.
+            self._commanded()
 
     async def _learn(self):
         # The unit and stack levels the box takes, when not configured.

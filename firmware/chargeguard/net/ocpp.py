@@ -309,6 +309,7 @@ class CentralSystem:
         except Exception as error:  # a driver bug answers, never ends the connection
             text = '[4,%s,"GenericError",%s,{}]' % (json.dumps(message_id), json.dumps(type(error).__name__))
         await session.ws.send(ws.OP_TEXT, text)
+        point.answered()  # after a BootNotification: its set-up, now the box has the answer
 
     def _answer(self, session, message):
         # A CALLRESULT / CALLERROR: only the one for our call in flight counts.
