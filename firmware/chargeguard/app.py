@@ -51,6 +51,7 @@ PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this m
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
+_TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
@@ -336,6 +337,8 @@ class App:
         try:
             flashfile.keep_last_good(self.storage, good, self.log)
         finally:
+            # Proven: the next boot tries it again whatever happens (trial.py).
+            flashfile.remove(self.storage + "/" + _TRIAL)
             del flashfile
             _unload("chargeguard.flashfile")
 
@@ -562,6 +565,18 @@ def load_config(directory, new=True):
         _unload("chargeguard.core.tzparse")
 
 
+def _trial(name, *args):
+    # trial.py's `name`, loaded for the call only (with flashfile).
+    from chargeguard import trial
+
+    try:
+        return getattr(trial, name)(*args)
+    finally:
+        del trial
+        _unload("chargeguard.trial")
+        _unload("chargeguard.flashfile")
+
+
 def build(platform, log=print):
     """Load the configuration and build the App (the drivers it names).
 
@@ -572,13 +587,15 @@ def build(platform, log=print):
     runs once per boot does not stay on the running controller's heap.
     """
     directory = platform.storage_dir()
+    # A new config.json that did not start last time is not tried again (trial.py).
+    last = _trial("start", directory)
     # Read before startup.py is loaded: config.py's import is the start-up
     # peak, and the assembly's code is not on the heap then.
-    loaded = load_config(directory)
+    loaded = load_config(directory, last is None)
     from chargeguard import startup
 
     try:
-        return startup.build(platform, log, directory, loaded)
+        return startup.build(platform, log, directory, loaded, last)
     finally:
         del startup
         _unload("chargeguard.startup")

@@ -11,22 +11,33 @@ the App's attributes set (App.__init__ calls init_app).
 
 import asyncio
 import gc
+import sys
 
 from chargeguard import app as _app
 from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import needs_optimiser
 
+# On CPython (the host tests) only the firmware's modules are unloaded:
+# the standard library's stay (MicroPython lists only loaded modules).
+_MICROPYTHON = sys.implementation.name == "micropython"
 
-def build(platform, log, directory, loaded):
+
+def build(platform, log, directory, loaded, last):
     """app.build(platform, log): the App for the stored configuration (see there).
 
-    directory: platform.storage_dir(); loaded: app.load_config(directory),
-    read before this module was loaded (config.py's import is the start-up
-    peak: this module's code is not on the heap then).
+    directory: platform.storage_dir(); loaded: app.load_config(directory,
+    last is None), read before this module was loaded (config.py's import
+    is the start-up peak: this module's code is not on the heap then);
+    last: trial.start()'s note, None when config.json was tried.
     """
     doc, notes, source, good = loaded
     loaded = None
+    if last is not None:
+        notes.insert(0, last)
+    elif source != "config.json":
+        _app._trial("settled", directory)
     _log_notes(log, notes)
+    loaded = list(sys.modules)
     try:
         app = _assemble(platform, doc, log, source is None)
     except Exception as error:
@@ -37,7 +48,13 @@ def build(platform, log, directory, loaded):
         log("config: config.json could not start: %r" % (error,))
         _app._traceback(error)
         doc = None
-        gc.collect()
+        # config.bak gets the heap the boot had: without the failed
+        # attempt's modules (MQTT, web...), which it may not even use.
+        for name in list(sys.modules):
+            if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
+                _app._unload(name)
+        loaded = None
+        _app._trial("failed", directory, repr(error))
         doc, more, source, good = _app.load_config(directory, False)
         if source is None:
             raise
