@@ -45,7 +45,7 @@ CLOCK_WAIT_MS = const(30000)
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
 WIFI_LOST_MS = const(600000)
-BOOT_ROOM = const(6144)  # bytes held while config.py's code loads (load_config)
+BOOT_ROOM = const(4096)  # bytes held while config.py's code loads (load_config)
 PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this much later
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
