@@ -287,7 +287,9 @@ def test_charger_errors_are_logged_once_per_change():
 
 
 def test_unknown_driver_types_are_refused_clearly():
-    for make, doc in ((app_module.make_meter, {"type": "smoke-signals"}), (app_module.make_charger, {"type": "x"})):
+    from chargeguard import startup
+
+    for make, doc in ((startup.make_meter, {"type": "smoke-signals"}), (startup.make_charger, {"type": "x"})):
         try:
             make(doc, FakePlatform())
         except ValueError as error:
@@ -422,9 +424,10 @@ def test_a_config_that_ran_is_kept_as_the_last_good_copy():
 
 
 def test_the_last_good_file_name_is_the_config_modules():
-    from chargeguard import config
+    from chargeguard import config, flashfile
 
-    assert app_module._LAST_GOOD == config.BACKUP_FILE and config.CONFIG_FILE == "config.json"
+    # flashfile.keep_last_good writes it (App.keep_last_good loads that module for it).
+    assert flashfile._LAST_GOOD == config.BACKUP_FILE and config.CONFIG_FILE == "config.json"
 
 
 def test_an_invalid_new_config_is_not_applied_and_the_last_good_one_guards():
@@ -473,19 +476,22 @@ def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
     storage = storage_with(
         {"config.bak": GOOD, "config.json": '{"chargers": [{"name": "big", "host": "10.0.0.99"}]}'}
     )
-    real = app_module.make_charger
+    # The drivers are made by startup.py (app.build() loads it, then unloads it).
+    from chargeguard import startup
+
+    real = startup.make_charger
 
     def failing(entry, platform):
         if entry["host"] == "10.0.0.99":
             raise MemoryError("no heap for it")
         return real(entry, platform)
 
-    app_module.make_charger = failing
+    startup.make_charger = failing
     try:
         lines = []
         app = app_module.build(FakePlatform(storage), log=lines.append)
     finally:
-        app_module.make_charger = real
+        startup.make_charger = real
     assert app.names == ["box"] and app.config_source == "config.bak" and app.config_good is None
     assert app.config_notes[0].startswith("config.json could not start (MemoryError("), app.config_notes
     assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes

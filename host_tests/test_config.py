@@ -277,7 +277,7 @@ def test_defaults_carry_the_optimiser_settings_the_core_expects():
 
 
 def test_a_charger_in_site_mode_follows_site_mode():
-    from chargeguard.core.settings import charger_from_config
+    from chargeguard.core.settings_doc import charger_from_config
 
     doc, errors = config.check({"site": {"mode": "solar"}, "chargers": [{"host": HOST}, {"host": HOST, "mode": "fast"}]})
     assert errors == []

@@ -98,7 +98,8 @@ def test_an_ocpp_id_refused_for_its_characters_is_not_also_called_a_duplicate():
 
 def test_the_app_built_holds_no_start_up_code():
     # app.build() leaves neither chargeguard/startup.py (the once-per-boot
-    # assembly) nor config.py and the charger rules it loaded on the heap.
+    # assembly, with core/settings_doc.py) nor config.py and the charger
+    # rules it loaded on the heap.
     from chargeguard import app
     from test_app import FakePlatform
 
@@ -110,5 +111,5 @@ def test_the_app_built_holds_no_start_up_code():
     lines = []
     built = app.build(FakePlatform(stored(chargers)), log=lines.append)
     assert built.names == ["Garage", "Alfen"] and built.config_source == "config.json", lines
-    for name in ["chargeguard.startup", "chargeguard.config"] + rule_modules():
+    for name in ["chargeguard.startup", "chargeguard.core.settings_doc", "chargeguard.config"] + rule_modules():
         assert name not in sys.modules, name

@@ -152,7 +152,7 @@ def test_config_rules_of_an_mqtt_meter():
 
 
 def test_the_app_builds_the_meter_with_the_broker_of_the_mqtt_section():
-    from chargeguard import app as app_module
+    from chargeguard import startup
 
     doc = config.complete({"meter": {"type": "mqtt", "power_topic": "a/p"},
                            "mqtt": {"host": "127.0.0.1", "password": "pw-not-shown", "client_id": "cg"}})
@@ -164,6 +164,6 @@ def test_the_app_builds_the_meter_with_the_broker_of_the_mqtt_section():
         def ticks_ms(self):
             return 0
 
-    meter = app_module.make_meter(doc["meter"], Platform(), doc)
+    meter = startup.make_meter(doc["meter"], Platform(), doc)
     assert meter._link.client_id == "cg-meter" and meter._link.host == "127.0.0.1"
     assert meter.reading.phase_count == 0 and meter.last_error is None

@@ -36,7 +36,10 @@ def boot(storage, fail_host=None):
     # app.build() as main() calls it; make_charger raises MemoryError for
     # fail_host, as the heap of the 32-bit port does for a big configuration.
     # Returns (app or the error it raised, console lines, hosts made).
-    real = app_module.make_charger
+    # The drivers are made by startup.py (app.build() loads it, then unloads it).
+    from chargeguard import startup
+
+    real = startup.make_charger
     made = []
 
     def making(entry, platform):
@@ -45,14 +48,14 @@ def boot(storage, fail_host=None):
             raise MemoryError("memory allocation failed, allocating 793 bytes")
         return real(entry, platform)
 
-    app_module.make_charger = making
+    startup.make_charger = making
     lines = []
     try:
         return app_module.build(FakePlatform(storage), log=lines.append), lines, made
     except MemoryError as error:
         return error, lines, made
     finally:
-        app_module.make_charger = real
+        startup.make_charger = real
 
 
 def test_the_trial_file_name_is_the_trial_modules():

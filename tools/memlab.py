@@ -195,7 +195,7 @@ PROFILES = (
         "wifi",
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 90 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 88 * KB + MPY_MARGIN},
         config={"wifi": _wifi()},
     ),
     Profile(

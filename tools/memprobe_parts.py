@@ -45,6 +45,10 @@ def breakdown(app_module, say):
                 if cls is not None and type(cls) is type and "__init__" in cls.__dict__:
                     init = cls.__dict__["__init__"]
                     cls.__init__ = wrap_init(init, cls_name)
+        if name == "chargeguard.startup" and made is not None:
+            # The drivers' construction (startup.py is loaded once, by app.build()).
+            for maker in ("make_meter", "make_charger"):
+                setattr(made, maker, wrap_fn(getattr(made, maker), maker))
         if name.startswith("chargeguard.net.") and made is not None:
             # The interfaces', the Wi-Fi link's and the portal's objects.
             for maker in ("from_config", "make"):
@@ -86,8 +90,6 @@ def breakdown(app_module, say):
             setattr(cls, name, wrap(getattr(cls, name), name))
     real_init = app_module.App.__init__
     app_module.App.__init__ = lambda self, *args: measured("call App.__init__", real_init, self, *args)
-    for name in ("make_meter", "make_charger"):
-        setattr(app_module, name, wrap_fn(getattr(app_module, name), name))
     real_run = app_module.App.run
 
     async def later(app):

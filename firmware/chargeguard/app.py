@@ -23,9 +23,7 @@ import sys
 
 from micropython import const
 
-from chargeguard.core.model import ChargerCommand
-from chargeguard.core.modes import fill_targets, needs_optimiser
-from chargeguard.core.settings import charger_from_config, site_from_config
+from chargeguard.core.modes import fill_targets
 from chargeguard.core.ticks import ticks_add, ticks_diff
 
 CONTROL_TICK_MS = const(1000)  # the guard runs at least this often
@@ -48,13 +46,12 @@ CLOCK_WAIT_MS = const(30000)
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
 WIFI_LOST_MS = const(600000)
+BOOT_ROOM = const(4096)  # bytes held while config.py's code loads (load_config)
 PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this much later
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
-# config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
-_LAST_GOOD = "config.bak"
 _TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
@@ -62,37 +59,6 @@ _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # heap may still grow by from the system ("max new split"): what is really
 # left for Python objects (micropython PR #12366).
 _mem_free = getattr(gc, "mem_free", None)
-
-
-def _import(name):
-    return __import__(name, None, None, [name.split(".")[-1]])
-
-
-def make_meter(meter_doc, platform, doc=None):
-    """The meter driver for config["meter"] (raises ValueError for an unknown type).
-
-    doc: the whole configuration, for the MQTT-fed meter (its broker is the
-    `mqtt` section's, its voltage site.voltage_v), the CT clamps (site.phases,
-    site.voltage_v), the HAN port and the ATM90E32 (site.phases).
-    """
-    from chargeguard.drivers import METER_MODULES
-
-    module_name = METER_MODULES.get(meter_doc["type"])
-    if module_name is None:
-        raise ValueError("meter type %s is not supported" % meter_doc["type"])
-    if meter_doc["type"] in ("mqtt", "ct", "han", "atm90e32"):
-        return _import(module_name).from_config(meter_doc, platform, doc)
-    return _import(module_name).from_config(meter_doc, platform)
-
-
-def make_charger(entry, platform):
-    """The charger driver for one config["chargers"] entry."""
-    from chargeguard.drivers import CHARGER_MODULES
-
-    row = CHARGER_MODULES.get(entry["type"])
-    if row is None:
-        raise ValueError("charger type %s is not supported" % entry["type"])
-    return _import(row[0]).from_config(entry, platform, CHARGER_TIMEOUT_MS)
 
 
 class App:
@@ -126,95 +92,10 @@ class App:
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
-        self.platform = platform
-        self.log = log
-        self.meter = meter
-        self.drivers = drivers
-        self.names = [entry["name"] for entry in doc["chargers"]]
-        # Each charger's mode as configured ("site" = follows site.mode),
-        # and the optimiser's part of the configuration: what commands.py
-        # needs to change them and to load the optimiser at run time.
-        self.charger_modes = [entry["mode"] for entry in doc["chargers"]]
-        site_doc = doc["site"]
-        self.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
-        self.timezone = site_doc.get("timezone", "UTC0")  # POSIX TZ rule (core/localtime.py)
-        for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
-            if key in site_doc:
-                self.opt_doc["site"][key] = site_doc[key]
-        site_mode = doc["site"].get("mode", "fast")
-        self.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
-        site = site_from_config(doc)
-        # Imported here, not at the top: the guard's code is then not yet
-        # in the heap while the configuration module is (the start-up peak).
-        from chargeguard.core.guard import Guard
+        # Runs once per boot: the body is startup.py's (unloaded after build()).
+        from chargeguard import startup
 
-        self.guard = Guard(site, self.chargers)
-        count = len(drivers)
-        self.slow = self.optimiser = None
-        if needs_optimiser(doc):
-            # Only then: a site without surplus modes, distribution or
-            # capacity tariff never spends the heap on them (build() imports
-            # them before the drivers, so they load into an unfragmented heap).
-            from chargeguard.slowlayer import SlowLayer
-
-            self.slow = SlowLayer(doc, site, self.chargers)
-            self.optimiser = self.slow.optimiser
-        self.reasons = ["init"] * count
-        self.statuses = [driver.status for driver in drivers]
-        self.targets_ma = [0] * count
-        self.commands = [ChargerCommand() for _ in range(count)]
-        self.sent_ma = [-1] * count  # last command handed to each charger task
-        self.wake = [asyncio.Event() for _ in range(count)]
-        self.poll_due = [True] * count
-        # Box-level requests from the command API (commands.set_lock): the
-        # lock wanted per charger, None when nothing is asked; sent by the
-        # charger's own task, after the guard's command. can_lock: the
-        # driver has set_lock() (docs/architecture.md, charger drivers).
-        self.lock_wanted = [None] * count
-        self.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
-        # A driver that knows when it needs its poll at once (an OCPP box
-        # right after its BootNotification: it offers its own maximum until
-        # its set-up gives it a profile) is given a way to ask for it.
-        for index in range(count):
-            if hasattr(drivers[index], "poll_soon"):
-                drivers[index].poll_soon = self._poll_soon(index)
-        self.have_reading = False
-        self.meter_error = None  # the meter's last_error as last logged
-        self.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
-        self.cadence_warned = False
-        self.decisions = 0
-        self.last_decision_ms = platform.ticks_ms()
-        self.last_errors = [None] * count
-        self.heap_live = 0  # heap in use right after the last collection
-        self.heap_free = 0  # heap free right after the last collection (0 on CPython)
-        self.reaction_ms = None  # telegram to command handed to a driver, the last changed command (ms)
-        self.running = True
-        self.config_notes = []
-        self.config_source = "config.json"
-        self.storage = None
-        self.config_good = None  # checksum of config.json to keep as the last good copy once proven
-        self.config_proven_ms = CONFIG_PROVEN_MS
-        self.config_notes_every = CONFIG_NOTES_EVERY
-        self.started_ms = self.last_decision_ms
-        # Set by build(): the Wi-Fi link (net/wifi.WifiLink, None without an
-        # SSID), the NTP server, and whether charger requests wait for
-        # platform.network_up().
-        self.network = None
-        self.portal = None  # net/portal.Portal: the setup access point, None when it can never open
-        # (ap_password, context or None, web section) where only a lost Wi-Fi
-        # can open it: the portal is made then (watch_wifi), else None.
-        self.portal_later = None
-        self.wifi_up_ms = self.last_decision_ms  # the link last seen up (boot counts as up, as in ApMode)
-        self.tasks = []  # the running tasks (run())
-        self.ntp_server = ""
-        self.ntp_port = NTP_PORT
-        self.clock_wait_ms = CLOCK_WAIT_MS
-        self.needs_network = False
-        # Set by build(): [(config section name, interface object with run())].
-        self.interfaces = []
-        self.state = None  # state.SiteState once site_state() made it
-        self.api = None  # commands.Commands once command_api() loaded it
-        self.energy = None  # energylog.EnergyLog while the energy task runs (with the site state)
+        startup.init_app(self, platform, doc, meter, drivers, log)
 
     def site_state(self):
         """The site state (state.SiteState): what interfaces read; updated in
@@ -458,30 +339,18 @@ class App:
             return
         if ticks_diff(now_ms, self.wifi_up_ms) < WIFI_LOST_MS:
             return
-        password, context, web_doc = self.portal_later
         try:
             from chargeguard.net import portal as portal_module
-
-            portal = portal_module.make(self.platform, self.network,
-                                        {"ssid": self.network.ssid, "ap_password": password}, False, self.log)
         except MemoryError:
+            portal_module = None
+        # The portal's module makes it and hooks it in (that code runs
+        # once); False when the portal found no heap.
+        if portal_module is None or not portal_module.open_later(self):
             # The access point is how an owner mends a changed Wi-Fi password:
             # never given up. The heap changes as requests come and go; tried
             # again PORTAL_RETRY_MS later (its loss counted from then on).
             self.wifi_up_ms = ticks_add(now_ms, PORTAL_RETRY_MS - WIFI_LOST_MS)
             self.log("setup access point: not enough memory to open it now, trying again in a minute")
-            return
-        self.portal_later = None
-        portal.mode.up_ms = self.wifi_up_ms
-        for name, interface in self.interfaces:
-            if name == "web":
-                interface.portal = portal  # its captive redirects
-        if context is not None:
-            context["portal"] = portal
-            portal.pages = (self, context, web_doc)
-        self.portal = portal
-        if self.tasks:  # run() has started them (the supervisor's call)
-            self.tasks.append(asyncio.create_task(self._supervised("portal", portal.run)))
 
     def keep_last_good(self):
         """config.json has run: copy it to config.bak, the last good copy.
@@ -494,13 +363,8 @@ class App:
         self.config_good = None
         from chargeguard import flashfile
 
-        last_good = self.storage + "/" + _LAST_GOOD
         try:
-            flashfile.copy(self.storage + "/config.json", last_good, last_good + ".tmp", good)
-            self.log("config: config.json has run: kept as the last good configuration (%s)" % _LAST_GOOD)
-        except OSError as error:
-            # Not fatal: the next boot tries again.
-            self.log("config: could not keep the last good copy (%r)" % (error,))
+            flashfile.keep_last_good(self.storage, good, self.log)
         finally:
             # Proven: the next boot tries it again whatever happens (trial.py).
             flashfile.remove(self.storage + "/" + _TRIAL)
@@ -715,8 +579,17 @@ def load_config(directory, new=True):
     # import forces deep inside it may keep garbage its stale pointers
     # reach, and the import fails in a heap that could hold it).
     gc.collect()
+    # A block held low in the heap while config.py's code loads, given back
+    # before the file is read: the document and the read's buffers then go
+    # low, and the room above them stays in one piece for the meter's and
+    # the chargers' code and buffers (2 KB each). Without it the heap
+    # config.py leaves is cut into small holes by the names it interns
+    # (kept for good): measured on the 32-bit port, `core` failed at boot in
+    # 82 KB (a charger's 2 KB buffer found no hole) and `wifi` in 86.
+    room = bytearray(BOOT_ROOM) if new else None
     from chargeguard import config
 
+    room = None
     try:
         return config.load_for_boot(directory, new)
     finally:
@@ -730,6 +603,18 @@ def load_config(directory, new=True):
         _unload("chargeguard.core.tzparse")
 
 
+def _trial(name, *args):
+    # trial.py's `name`, loaded for the call only (with flashfile).
+    from chargeguard import trial
+
+    try:
+        return getattr(trial, name)(*args)
+    finally:
+        del trial
+        _unload("chargeguard.trial")
+        _unload("chargeguard.flashfile")
+
+
 def build(platform, log=print):
     """Load the configuration and build the App (the drivers it names).
 
@@ -739,16 +624,24 @@ def build(platform, log=print):
     chargeguard/startup.py's, loaded for it and unloaded after: code that
     runs once per boot does not stay on the running controller's heap.
     """
+    directory = platform.storage_dir()
+    # A new config.json that did not start last time is not tried again (trial.py).
+    last = _trial("start", directory)
+    # Read before startup.py is loaded: config.py's import is the start-up
+    # peak, and the assembly's code is not on the heap then.
+    loaded = load_config(directory, last is None)
     from chargeguard import startup
 
     try:
-        return startup.build(platform, log)
+        return startup.build(platform, log, directory, loaded, last)
     finally:
         del startup
         _unload("chargeguard.startup")
         # The driver tables (2.3 KB of heap as .mpy): read while the App is
         # made; a web request or a configuration check loads them again.
         _unload("chargeguard.drivers")
+        # The guard's settings read from the document (startup.py's import).
+        _unload("chargeguard.core.settings_doc")
 
 
 def _resolver(platform):

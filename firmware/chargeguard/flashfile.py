@@ -14,6 +14,8 @@
     same(path, data) -> True when the file at `path` holds exactly `data`.
     replace(source, target), remove(path): rename over / delete, also on
         filesystems that refuse to rename over an existing file.
+    keep_last_good(storage, good, log): App.keep_last_good's work, config.json
+        copied to config.bak; an OSError is said on `log`, not raised.
 
 Every read and copy goes through one 128-byte buffer: nothing is allocated
 the size of a file. Small on purpose: the app loads it once, after a
@@ -27,6 +29,8 @@ import os
 from micropython import const
 
 _CHUNK = const(128)
+# config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
+_LAST_GOOD = "config.bak"
 
 
 def remove(path):
@@ -125,3 +129,19 @@ def copy(source, target, temp, expected):
         remove(temp)
         raise OSError("%s did not read back as written" % temp)
     replace(temp, target)
+
+
+def keep_last_good(storage, good, log):
+    """config.json (in directory `storage`) has run: copy it to config.bak, provided it still has checksum `good`.
+
+    App.keep_last_good's work (that code is here, loaded once per boot, not
+    on the running controller's heap). Not fatal when the flash fails: said
+    on `log`, and the next boot tries again.
+    """
+    last_good = storage + "/" + _LAST_GOOD
+    try:
+        copy(storage + "/config.json", last_good, last_good + ".tmp", good)
+        log("config: config.json has run: kept as the last good configuration (%s)" % _LAST_GOOD)
+    except OSError as error:
+        # Not fatal: the next boot tries again.
+        log("config: could not keep the last good copy (%r)" % (error,))

@@ -5,32 +5,37 @@ holds only what runs: its code would otherwise stay on the heap for good).
 Nothing made here may refer to this module's functions once it returns
 (a closure or an object of a class defined here would keep the whole module
 loaded): the objects it builds are app.py's, the drivers' and the
-interfaces'. The drivers are made through app.make_meter / app.make_charger
-and the configuration read with app.load_config, so they stay app.py's API.
+interfaces'. The drivers are made here too (make_meter, make_charger), and
+the App's attributes set (App.__init__ calls init_app).
 """
 
+import asyncio
 import gc
 import sys
 
 from chargeguard import app as _app
+from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import needs_optimiser
-from chargeguard.drivers import INTERFACE_MODULES
 
 # On CPython (the host tests) only the firmware's modules are unloaded:
 # the standard library's stay (MicroPython lists only loaded modules).
 _MICROPYTHON = sys.implementation.name == "micropython"
 
 
-def build(platform, log=print):
-    """app.build(platform, log): the App for the stored configuration (see there)."""
-    directory = platform.storage_dir()
-    # A new config.json that did not start last time is not tried again (trial.py).
-    last = _trial("start", directory)
-    doc, notes, source, good = _app.load_config(directory, last is None)
+def build(platform, log, directory, loaded, last):
+    """app.build(platform, log): the App for the stored configuration (see there).
+
+    directory: platform.storage_dir(); loaded: app.load_config(directory,
+    last is None), read before this module was loaded (config.py's import
+    is the start-up peak: this module's code is not on the heap then);
+    last: trial.start()'s note, None when config.json was tried.
+    """
+    doc, notes, source, good = loaded
+    loaded = None
     if last is not None:
         notes.insert(0, last)
     elif source != "config.json":
-        _trial("settled", directory)
+        _app._trial("settled", directory)
     _log_notes(log, notes)
     loaded = list(sys.modules)
     try:
@@ -49,7 +54,7 @@ def build(platform, log=print):
             if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
                 _app._unload(name)
         loaded = None
-        _trial("failed", directory, repr(error))
+        _app._trial("failed", directory, repr(error))
         doc, more, source, good = _app.load_config(directory, False)
         if source is None:
             raise
@@ -66,18 +71,6 @@ def build(platform, log=print):
     doc = None
     gc.collect()
     return app
-
-
-def _trial(name, *args):
-    # trial.py's `name`, loaded for the call only (with flashfile).
-    from chargeguard import trial
-
-    try:
-        return getattr(trial, name)(*args)
-    finally:
-        del trial
-        _app._unload("chargeguard.trial")
-        _app._unload("chargeguard.flashfile")
 
 
 def _log_notes(log, notes):
@@ -133,12 +126,14 @@ def _assemble(platform, doc, log, first_boot=False):
     # its code); the objects are made once the App exists (their context
     # names its two objects).
     interfaces = []
+    from chargeguard.drivers import INTERFACE_MODULES
+
     for section, module_name in INTERFACE_MODULES:
         section_doc = doc.get(section)
         # The OCPP server runs whenever a box is to connect to it.
         needed = section == "ocpp" and any(entry["type"] == "ocpp" for entry in doc["chargers"])
         if section_doc and (section_doc.get("enabled") or needed):
-            interfaces.append((section, section_doc, _app._import(module_name)))
+            interfaces.append((section, section_doc, _import(module_name)))
             gc.collect()
     if doc["site"].get("balanced_load"):
         log(
@@ -153,7 +148,7 @@ def _assemble(platform, doc, log, first_boot=False):
     # use" of 88 when a driver's import failed, 53 KB of it live).
     gc.collect()
     try:
-        meter = _app.make_meter(doc["meter"], platform, doc)
+        meter = make_meter(doc["meter"], platform, doc)
     except Exception as error:
         # No meter means no readings: the guard then holds every charger at
         # its failsafe current, which is the safe way to run without one.
@@ -165,8 +160,10 @@ def _assemble(platform, doc, log, first_boot=False):
     drivers = []
     for entry in doc["chargers"]:
         gc.collect()
-        drivers.append(_app.make_charger(entry, platform))
-    gc.collect()
+        drivers.append(make_charger(entry, platform))
+    # The driver tables are read (app.build() unloads them too): their heap
+    # is given back before the App's objects are made (the assembly's peak).
+    _app._unload("chargeguard.drivers")
     app = _app.App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
@@ -215,3 +212,132 @@ def _assemble(platform, doc, log, first_boot=False):
         # (the unix port has no server to ask: the host resolves).
         http.use_resolver(_app._resolver(platform))
     return app
+
+
+def _import(name):
+    return __import__(name, None, None, [name.split(".")[-1]])
+
+
+def make_meter(meter_doc, platform, doc=None):
+    """The meter driver for config["meter"] (raises ValueError for an unknown type).
+
+    doc: the whole configuration, for the MQTT-fed meter (its broker is the
+    `mqtt` section's, its voltage site.voltage_v), the CT clamps (site.phases,
+    site.voltage_v), the HAN port and the ATM90E32 (site.phases).
+    """
+    from chargeguard.drivers import METER_MODULES
+
+    module_name = METER_MODULES.get(meter_doc["type"])
+    if module_name is None:
+        raise ValueError("meter type %s is not supported" % meter_doc["type"])
+    if meter_doc["type"] in ("mqtt", "ct", "han", "atm90e32"):
+        return _import(module_name).from_config(meter_doc, platform, doc)
+    return _import(module_name).from_config(meter_doc, platform)
+
+
+def make_charger(entry, platform):
+    """The charger driver for one config["chargers"] entry."""
+    from chargeguard.drivers import CHARGER_MODULES
+
+    row = CHARGER_MODULES.get(entry["type"])
+    if row is None:
+        raise ValueError("charger type %s is not supported" % entry["type"])
+    return _import(row[0]).from_config(entry, platform, _app.CHARGER_TIMEOUT_MS)
+
+
+def init_app(app, platform, doc, meter, drivers, log):
+    """App.__init__(platform, doc, meter, drivers, log): the App's attributes (app.App documents them)."""
+    from chargeguard.core.settings_doc import charger_from_config, site_from_config
+
+    app.platform = platform
+    app.log = log
+    app.meter = meter
+    app.drivers = drivers
+    app.names = [entry["name"] for entry in doc["chargers"]]
+    # Each charger's mode as configured ("site" = follows site.mode),
+    # and the optimiser's part of the configuration: what commands.py
+    # needs to change them and to load the optimiser at run time.
+    app.charger_modes = [entry["mode"] for entry in doc["chargers"]]
+    site_doc = doc["site"]
+    app.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
+    app.timezone = site_doc.get("timezone", "UTC0")  # POSIX TZ rule (core/localtime.py)
+    for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
+        if key in site_doc:
+            app.opt_doc["site"][key] = site_doc[key]
+    site_mode = doc["site"].get("mode", "fast")
+    app.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
+    site = site_from_config(doc)
+    # Read once: its heap is given back before the guard's objects are made.
+    del charger_from_config, site_from_config
+    _app._unload("chargeguard.core.settings_doc")
+    # Imported here, not at the top: the guard's code is then not yet
+    # in the heap while the configuration module is (the start-up peak).
+    from chargeguard.core.guard import Guard
+
+    app.guard = Guard(site, app.chargers)
+    count = len(drivers)
+    app.slow = app.optimiser = None
+    if needs_optimiser(doc):
+        # Only then: a site without surplus modes, distribution or
+        # capacity tariff never spends the heap on them (build() imports
+        # them before the drivers, so they load into an unfragmented heap).
+        from chargeguard.slowlayer import SlowLayer
+
+        app.slow = SlowLayer(doc, site, app.chargers)
+        app.optimiser = app.slow.optimiser
+    app.reasons = ["init"] * count
+    app.statuses = [driver.status for driver in drivers]
+    app.targets_ma = [0] * count
+    app.commands = [ChargerCommand() for _ in range(count)]
+    app.sent_ma = [-1] * count  # last command handed to each charger task
+    app.wake = [asyncio.Event() for _ in range(count)]
+    app.poll_due = [True] * count
+    # Box-level requests from the command API (commands.set_lock): the
+    # lock wanted per charger, None when nothing is asked; sent by the
+    # charger's own task, after the guard's command. can_lock: the
+    # driver has set_lock() (docs/architecture.md, charger drivers).
+    app.lock_wanted = [None] * count
+    app.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
+    # A driver that knows when it needs its poll at once (an OCPP box
+    # right after its BootNotification: it offers its own maximum until
+    # its set-up gives it a profile) is given a way to ask for it.
+    for index in range(count):
+        if hasattr(drivers[index], "poll_soon"):
+            drivers[index].poll_soon = app._poll_soon(index)
+    app.have_reading = False
+    app.meter_error = None  # the meter's last_error as last logged
+    app.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
+    app.cadence_warned = False
+    app.decisions = 0
+    app.last_decision_ms = platform.ticks_ms()
+    app.last_errors = [None] * count
+    app.heap_live = 0  # heap in use right after the last collection
+    app.heap_free = 0  # heap free right after the last collection (0 on CPython)
+    app.reaction_ms = None  # telegram to command handed to a driver, the last changed command (ms)
+    app.running = True
+    app.config_notes = []
+    app.config_source = "config.json"
+    app.storage = None
+    app.config_good = None  # checksum of config.json to keep as the last good copy once proven
+    app.config_proven_ms = _app.CONFIG_PROVEN_MS
+    app.config_notes_every = _app.CONFIG_NOTES_EVERY
+    app.started_ms = app.last_decision_ms
+    # Set by build(): the Wi-Fi link (net/wifi.WifiLink, None without an
+    # SSID), the NTP server, and whether charger requests wait for
+    # platform.network_up().
+    app.network = None
+    app.portal = None  # net/portal.Portal: the setup access point, None when it can never open
+    # (ap_password, context or None, web section) where only a lost Wi-Fi
+    # can open it: the portal is made then (watch_wifi), else None.
+    app.portal_later = None
+    app.wifi_up_ms = app.last_decision_ms  # the link last seen up (boot counts as up, as in ApMode)
+    app.tasks = []  # the running tasks (run())
+    app.ntp_server = ""
+    app.ntp_port = _app.NTP_PORT
+    app.clock_wait_ms = _app.CLOCK_WAIT_MS
+    app.needs_network = False
+    # Set by build(): [(config section name, interface object with run())].
+    app.interfaces = []
+    app.state = None  # state.SiteState once site_state() made it
+    app.api = None  # commands.Commands once command_api() loaded it
+    app.energy = None  # energylog.EnergyLog while the energy task runs (with the site state)

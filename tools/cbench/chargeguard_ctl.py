@@ -21,7 +21,7 @@ from chargeguard.core.modes import fill_targets, needs_optimiser
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, ChargerCommand, ChargerStatus, GridReading
 from chargeguard.core.optimiser import Optimiser
 from chargeguard.core.optsettings import DIST_PRIORITY, optimiser_from_config
-from chargeguard.core.settings import charger_from_config, site_from_config
+from chargeguard.core.settings_doc import charger_from_config, site_from_config
 
 NAME = "ChargeGuard"
 

@@ -142,6 +142,36 @@ def make(platform, station, wifi_doc, first_boot, log=print):
     return Portal(platform, station, ap_name(platform), wifi_doc.get("ap_password", ""), needs_setup, bool(ssid), log)
 
 
+def open_later(app):
+    """App.watch_wifi's portal, made once the Wi-Fi has been lost (app.portal_later set); False when no heap for it.
+
+    Opens at its first step (its ApMode counts the loss from
+    app.wifi_up_ms), serves the pages as a portal made at boot does, and
+    runs as the app's supervised task "portal" when the app's tasks run.
+    Here, not in app.py: this runs once, and its code is then not kept on
+    the running controller's heap before.
+    """
+    password, context, web_doc = app.portal_later
+    try:
+        portal = make(app.platform, app.network, {"ssid": app.network.ssid, "ap_password": password}, False, app.log)
+    except MemoryError:
+        return False
+    app.portal_later = None
+    portal.mode.up_ms = app.wifi_up_ms
+    for name, interface in app.interfaces:
+        if name == "web":
+            interface.portal = portal  # its captive redirects
+    if context is not None:
+        context["portal"] = portal
+        portal.pages = (app, context, web_doc)
+    app.portal = portal
+    if app.tasks:  # run() has started them (the supervisor's call)
+        import asyncio
+
+        app.tasks.append(asyncio.create_task(app._supervised("portal", portal.run)))
+    return True
+
+
 def ap_name(platform):
     """The access point's SSID: "ChargeGuard-" and the last 4 hex digits of the MAC (platform.device_id())."""
     return "ChargeGuard-" + platform.device_id()
