@@ -58,7 +58,7 @@ KB = 1024
 REFERENCE_HEAP = 256 * KB  # large enough that only the firmware's own 10 s collections run
 REFERENCE_S = 25  # the reference run: two of the firmware's collections at least
 GUESS_ABOVE_LIVE_K = 8  # without a budget, the search for the smallest heap starts this far above the live heap
-JOBS = 12  # heap measurements (profile, build) at a time: more only queue for the CPU (2 shared cores)
+JOBS = 16  # heap measurements (profile, build) at a time: each run mostly waits on the simulated site; more queue for the CPU
 
 # Increases are allowed once a second so that every step can be a decrease
 # followed by a recovery; min_pause 0 keeps the car from being parked.
