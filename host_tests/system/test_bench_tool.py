@@ -43,10 +43,25 @@ CRASHED = RUNNING[:3] + ["Traceback (most recent call last):", "TypeError: 'None
 def test_a_64_bit_reference_run_out_of_memory_is_too_big_not_a_failure():
     assert bench.classify_reference("mpy64", reference_run("mpy64", RUNNING)) == "ok"
     assert bench.classify_reference("mpy64", reference_run("mpy64", OUT_OF_MEMORY, alive=False, exit_code=1)) == "too big"
-    # The 64-bit build failing for another reason, or a 32-bit build out of memory in 256K, is a failure.
+    # The 64-bit build failing for another reason, or a 32-bit build with a budget out of memory in 256K, is a failure.
     assert bench.classify_reference("mpy64", reference_run("mpy64", CRASHED, alive=False, exit_code=1)) == "failed"
     for build in ("mpy32", "frozen32"):
-        assert bench.classify_reference(build, reference_run(build, OUT_OF_MEMORY, alive=False, exit_code=1)) == "failed"
+        out = reference_run(build, OUT_OF_MEMORY, alive=False, exit_code=1)
+        assert bench.classify_reference(build, out, budget=82 * KB) == "failed"
+        # Measured only (no budget for the build: `everything` as .mpy needs a PSRAM board): a figure.
+        assert bench.classify_reference(build, out, budget=None) == "too big"
+        assert bench.classify_reference(build, reference_run(build, CRASHED, alive=False, exit_code=1)) == "failed"
+
+
+def test_the_firmware_refusing_a_web_request_for_want_of_heap_is_out_of_memory():
+    # The setup wizard's answer when a check finds no heap: no MemoryError line, a 503 in words.
+    run = reference_run("mpy64", RUNNING)
+    run.web_ok = False
+    run.web_failures = ['POST /api/setup/charger: 503, not 200 b\'{"errors": {"": "not enough memory to check this now:'
+                        ' restart the controller and try again"}}\'']
+    assert bench.classify_reference("mpy64", run) == "too big"
+    run.web_failures = ["GET /api/status: ConnectionRefusedError(111, 'Connection refused')"]
+    assert bench.classify_reference("mpy64", run) == "failed"
 
 
 def test_measure_memory_reports_a_too_big_reference_run_and_the_bench_does_not_fail(monkeypatch):
