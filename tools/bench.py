@@ -37,6 +37,11 @@
 Cut to keep it to minutes (it took eleven): 60 load steps per latency run
 instead of 300 (p99 of 60 is the second-worst: read it as a max), and the
 minute-long heap runs at 96K replaced by the fast day (about 17 s a run).
+With 22 profiles the heap part is some 60 measurements of about 6 runs each
+(a 27 s reference run, then the search, 14 s a run): search_smallest and
+JOBS at a time took it from about 12 to 7 minutes; the seven latency runs,
+one after another so that they do not disturb each other, take about 15
+(the OCPP one 5). Timings.report prints where the time went.
 Figures for the closing notes, not pass/fail: the machine is shared and noisy
 (the memory budgets are gated by host_tests/system/test_heap_budget.py).
 """

@@ -802,7 +802,13 @@ class WebClient:
             self._ask("GET", "/api/setup")
             if self.box is None:
                 # (a refused export is a failure already noted: tried again next scene)
-                self.box = (json.loads(self._ask("GET", "/api/config", None, change)).get("chargers") or [None])[0]
+                data = self._ask("GET", "/api/config", None, change)
+                try:
+                    exported = json.loads(data)
+                except ValueError:  # cut short (e.g. out of heap mid-answer): a failure of this run, not of the bench
+                    self.failures.append("GET /api/config: not JSON: %r" % data[:100])
+                    exported = {}
+                self.box = (exported.get("chargers") or [None])[0]
             self._ask("GET", "/api/setup/options", None, change)
             # 422 while the day's pulled P1 cable leaves the meter silent (the
             # check then waits out its 11 s: webadmin.METER_TEST_MS).

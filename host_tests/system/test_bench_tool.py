@@ -183,3 +183,14 @@ def test_gc_pause_stops_its_broker_when_the_site_fails_to_start(fakes):
     with pytest.raises(TypeError):
         memlab.gc_pause_us(profile("mqtt_meter"), "frozen32")
     assert len(FakeBroker.started) == 1 and FakeBroker.stopped == FakeBroker.started
+
+
+def test_a_cut_short_config_export_is_a_failure_of_the_run_not_an_exception(monkeypatch):
+    # setup mpy32 in a `make bench` run: GET /api/config answered an empty body (out of heap mid-answer) and
+    # json.loads raised JSONDecodeError out of memlab.run, failing the whole measurement.
+    client = memlab.WebClient(1, "", "setup")
+    answers = {"/api/config": b""}
+    monkeypatch.setattr(client, "_ask", lambda method, path, *args, **kwargs: answers.get(path, b"{}"))
+    client.scene()
+    assert client.box is None
+    assert any("/api/config: not JSON" in failure for failure in client.failures), client.failures
