@@ -80,9 +80,13 @@ bench: build upy32
 	test $$heap -eq 0 && test $$status -eq 0 -o $$status -eq 3
 
 # Checks BOARD, CONFIG (the device's own validator) and PORT before anything
-# is copied; the configuration goes to a temporary name, then a rename.
+# is copied; the configuration goes to a temporary name, then a rename. The
+# guard is off meanwhile (a maintenance boot, tools/deploy.py). FROZEN=1: the
+# board runs the image with ChargeGuard frozen in (docs/firmware.md): only
+# main.py, boot.py, preboot.mpy, the web pages and the configuration are copied.
+FROZEN ?=
 deploy: build
-	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --config "$(CONFIG)" --mpremote $(VENV)/bin/mpremote
+	$(PY) tools/deploy.py --port "$(PORT)" --board "$(BOARD)" --config "$(CONFIG)" --mpremote $(VENV)/bin/mpremote $(if $(filter-out 0,$(FROZEN)),--frozen)
 
 # The device's validator on this computer: every error, exit 0 / 1 / 2.
 check-config:

@@ -580,3 +580,142 @@ def test_a_meter_cadence_close_to_meter_timeout_is_warned_once():
     warned = [line for line in lines if "WARNING: the meter gives a reading every" in line]
     assert warned == ["WARNING: the meter gives a reading every 10000 ms, close to guard.meter_timeout_s (10 s): a late"
                       " one puts the chargers on their failsafe current; set meter_timeout_s to at least 20"], lines
+
+
+# -- a command that meets MemoryError (the real V2C Trydan driver, a fake box on 127.0.0.1)
+
+# What the box answers to /RealTimeData: charging at 16 A, 10 A drawn per phase.
+TRYDAN_REALTIME = (
+    '{"ChargeState":2,"Paused":0,"Intensity":%d,"ChargePower":6900,"ChargeEnergy":1.5,"SlaveError":0,'
+    '"Dynamic":0,"PauseDynamic":0,"MinIntensity":6,"MaxIntensity":32,"IntensityMeasure_L1":10,'
+    '"IntensityMeasure_L2":10,"IntensityMeasure_L3":10,"ChargeTime":60,"Locked":0}'
+)
+
+
+class TrydanBox:
+    """The box's HTTP side: polls counted, writes recorded as (key=value, polls so far)."""
+
+    def __init__(self):
+        self.intensity = 16
+        self.reads = 0
+        self.writes = []
+
+    def handler(self, method, path, body):
+        from httpfake import reply
+
+        if path == "/RealTimeData":
+            self.reads += 1
+            return [reply(200, TRYDAN_REALTIME % self.intensity)]
+        pair = path[len("/write/"):]
+        self.writes.append((pair, self.reads))
+        if pair.startswith("Intensity="):
+            self.intensity = int(pair[len("Intensity="):])
+        return [reply(200, b"OK")]
+
+
+class Starved:
+    """Stands for an HttpClient's _exchange: the next `count` requests meet MemoryError (no heap), then real ones."""
+
+    def __init__(self, exchange):
+        self.exchange = exchange
+        self.count = 0
+        self.failed_ms = None  # when the last starved request failed
+
+    async def __call__(self, *args):
+        if self.count:
+            self.count -= 1
+            self.failed_ms = common.ticks_ms()
+            raise MemoryError("memory allocation failed")
+        return await self.exchange(*args)
+
+
+def _starved_cut(starved_writes):
+    """Cut a charging Trydan while its writes meet MemoryError `starved_writes` times; (box, lines, starved, sent)."""
+    from chargeguard.chargers.v2c_trydan import V2CTrydan
+    from httpfake import FakeServer
+
+    box = TrydanBox()
+    outcome = {}
+
+    async def main():
+        server = await FakeServer(box.handler).start()
+        driver = V2CTrydan("127.0.0.1", server.port, app_module.CHARGER_TIMEOUT_MS, common.ticks_ms)
+        starved = outcome["starved"] = Starved(driver._writer._exchange)
+        driver._writer._exchange = starved
+        app, platform, meter, lines = make_app([driver])
+        outcome["lines"] = lines
+
+        async def scenario():
+            meter.push(2, 2, 2)
+            # The start: the guard offers the minimum, 6 A (the box had 16).
+            assert await wait_until(lambda: box.intensity == 6, 2 * app_module.CONTROL_TICK_MS), box.writes
+            # The first poll came at the start; the next one (which also
+            # re-sends) is a whole CHARGER_POLL_MS away, so only the tick can
+            # send the cut sooner (the write is recorded with the polls so far).
+            reads = box.reads
+            assert reads == 1
+            before = len(box.writes)
+            starved.count = starved_writes
+            meter.push(40, 2, 2)  # L1 far over its fuse: pause
+            # Sent at the next control tick at the latest (its request
+            # bounded by the box's timeout), not at the next poll.
+            limit = app_module.CONTROL_TICK_MS + app_module.CHARGER_TIMEOUT_MS
+            assert await wait_until(lambda: ("Paused=1", reads) in box.writes[before:], limit), (box.writes, lines)
+            outcome["sent"] = platform.ticks_diff(platform.ticks_ms(), starved.failed_ms)
+            assert starved.count == 0
+
+        try:
+            await run_for(app, 10, scenario)
+        finally:
+            await server.close()
+
+    asyncio.run(main())
+    return box, outcome["lines"], outcome["starved"], outcome["sent"]
+
+
+def test_a_cut_that_meets_memory_error_is_sent_again_at_once_after_a_collection():
+    box, lines, starved, sent_ms = _starved_cut(1)
+    assert sent_ms < app_module.CONTROL_TICK_MS, sent_ms
+    # Said once, and the next line says the box has its command.
+    said = [line for line in lines if "MemoryError" in line]
+    assert said == ["charger c0: write Paused: MemoryError"], lines
+    assert [line for line in lines if line.startswith("charger")][-2:] == [said[0], "charger c0: ok"], lines
+
+
+def test_a_cut_that_finds_no_heap_twice_goes_out_at_the_next_control_tick():
+    box, lines, starved, sent_ms = _starved_cut(2)
+    # The resend after the collection failed too: the control tick sent it.
+    said = [line for line in lines if "MemoryError" in line]
+    assert said == ["charger c0: write Paused: MemoryError"], lines
+    assert [line for line in lines if line.startswith("charger")][-2:] == [said[0], "charger c0: ok"], lines
+    assert sent_ms <= app_module.CONTROL_TICK_MS + app_module.CHARGER_TIMEOUT_MS, sent_ms
+
+
+def test_a_task_whose_failure_line_finds_no_heap_is_restarted_all_the_same():
+    # Before, the MemoryError of the line ended the supervisor: a charger
+    # task that broke on a heap-short moment was never restarted.
+    charger = FakeCharger()
+    platform = FakePlatform()
+    meter = FakeMeter(platform)
+    lines = []
+
+    def log(line):
+        if line.startswith("task flaky failed"):
+            raise MemoryError("memory allocation failed")
+        lines.append(line)
+
+    app = app_module.App(platform, config_doc(1), meter, [charger], log=log)
+    calls = []
+
+    async def flaky():
+        calls.append(1)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        await asyncio.sleep(3600)
+
+    async def scenario():
+        asyncio.create_task(app._supervised("flaky", flaky))
+        assert await wait_until(lambda: len(calls) == 2, 10 * app_module.TASK_RESTART_MS), calls
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert len(calls) == 2

@@ -126,6 +126,65 @@ def test_resolve_asks_the_server_without_blocking():
     assert gap < MAX_GAP_MS, gap
 
 
+def mdns_answer(query, address):
+    # A legacy unicast mDNS answer (RFC 6762 6.7): id and question echoed,
+    # QR and AA set, the record's class with the cache-flush bit, TTL 10.
+    out = bytearray(query[:2]) + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00"
+    out += query[12:]
+    out += b"\xc0\x0c\x00\x01\x80\x01\x00\x00\x00\x0a\x00\x04" + bytes(address)
+    return bytes(out)
+
+
+class NoDnsServer(Clock):
+    def dns_server(self):
+        raise AssertionError("a .local name was asked of the DHCP lease's DNS server")
+
+
+def test_a_local_name_is_asked_by_multicast_dns_without_recursion():
+    sock, port = udp_peer()
+    queries = []
+
+    def answer(query):
+        queries.append(bytes(query))
+        return mdns_answer(query, (192, 168, 1, 20))
+
+    async def main():
+        server = asyncio.create_task(serve(sock, answer))
+        try:
+            return await dns.resolve(NoDnsServer(), "HomeAssistant.local", 2000)
+        finally:
+            server.cancel()
+
+    group, group_port = dns.MDNS_GROUP, dns.MDNS_PORT
+    assert (group, group_port) == ("224.0.0.251", 5353)  # RFC 6762 3
+    dns.MDNS_GROUP, dns.MDNS_PORT = "127.0.0.1", port
+    try:
+        address = asyncio.run(main())
+    finally:
+        dns.MDNS_GROUP, dns.MDNS_PORT = group, group_port
+        sock.close()
+    assert address == "192.168.1.20"
+    assert queries and queries[0][2] & 0x01 == 0  # RD clear (RFC 6762 18.6)
+    assert dns.is_mdns("broker.LOCAL") and not dns.is_mdns("broker.lan") and not dns.is_mdns("local")
+    # A unicast name still asks the lease's server, with RD set.
+    assert dns.build_query("broker.lan", 7)[2] & 0x01
+
+
+def test_a_local_name_nobody_answers_costs_the_deadline_and_never_blocks_the_loop():
+    def call(port):
+        dns.MDNS_GROUP, dns.MDNS_PORT = "127.0.0.1", port
+        return dns.resolve(NoDnsServer(), "broker.local", 600)
+
+    group, group_port = dns.MDNS_GROUP, dns.MDNS_PORT
+    try:
+        text, elapsed, gap = silent_wait(call, 600)
+    finally:
+        dns.MDNS_GROUP, dns.MDNS_PORT = group, group_port
+    assert text == "dns: no answer"
+    assert 600 <= elapsed < 600 + 1000, elapsed
+    assert gap < MAX_GAP_MS, gap
+
+
 def silent_wait(call, timeout_ms):
     """Run call() against a peer that never answers; returns (error text, elapsed ms, longest loop gap ms)."""
     sock, port = udp_peer()
@@ -252,6 +311,112 @@ def test_the_clock_task_unloads_ntp_after_a_sync():
     assert "chargeguard.net.ntp" not in sys.modules
     assert "chargeguard.net.dns" not in sys.modules
     assert any("time: set from 127.0.0.1" in line for line in lines), lines
+
+
+def _clock_app(port):
+    # An App whose clock task asks the NTP peer on `port` over a link that is up.
+    import test_app
+
+    app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
+    walls = []
+    platform.set_wall_time = walls.append
+    platform.wall_time = lambda: 0
+    platform.ticks_add = common.ticks_add
+
+    class Link:
+        def is_up(self):
+            return True
+
+    app.network = Link()
+    app.ntp_server = "127.0.0.1"
+    app.ntp_port = port
+    return app, platform, lines, walls
+
+
+class Announcing:
+    """An interface with settling() (net/hass.py's first announcement), counting the clock task's looks."""
+
+    def __init__(self):
+        self.busy = True
+        self.looks = 0
+
+    def settling(self):
+        self.looks += 1
+        return self.busy
+
+
+def test_the_first_sync_waits_for_an_interfaces_first_announcement():
+    # Home Assistant's discovery and an SNTP try would need their heap at
+    # the same moment after boot (the start-up peak): the first try waits
+    # while an interface is settling, then goes at the next control tick.
+    sock, port = udp_peer()
+    now_1900 = 1764450000 + 2208988800
+    app, platform, lines, walls = _clock_app(port)
+    announcing = Announcing()
+    app.interfaces = [("mqtt", announcing), ("web", object())]  # an interface without settling() never holds it
+    seen = []
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+        clock = asyncio.create_task(app.clock_task())
+        try:
+            # Without the announcement the first try goes at the first
+            # control tick: after two looks at it, still nothing was asked.
+            for _ in range(500):
+                if announcing.looks >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            seen.append((announcing.looks, list(walls)))
+            announcing.busy = False
+            for _ in range(300):
+                if walls:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            clock.cancel()
+            server.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+    looks, before = seen[0]
+    assert looks >= 2 and before == [], seen
+    assert walls == [1764450000], (walls, lines)
+
+
+def test_the_first_sync_waits_for_an_announcement_at_most_clock_wait_ms():
+    # A broker that never answers leaves Home Assistant settling for good:
+    # the clock is then set anyway, clock_wait_ms after the task started.
+    sock, port = udp_peer()
+    now_1900 = 1764450000 + 2208988800
+    app, platform, lines, walls = _clock_app(port)
+    assert app.clock_wait_ms == 30000  # app.CLOCK_WAIT_MS
+    app.clock_wait_ms = 1500
+    announcing = Announcing()
+    app.interfaces = [("mqtt", announcing)]
+    took = []
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+        started = common.ticks_ms()
+        clock = asyncio.create_task(app.clock_task())
+        try:
+            for _ in range(600):
+                if walls:
+                    took.append(common.ticks_diff(common.ticks_ms(), started))
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            clock.cancel()
+            server.cancel()
+
+    try:
+        asyncio.run(main())
+    finally:
+        sock.close()
+    assert walls == [1764450000], (walls, lines)
+    assert announcing.looks >= 1 and took[0] >= 1500, (announcing.looks, took)
 
 
 def test_silent_ntp_server_costs_the_deadline_and_never_blocks_the_loop():

@@ -379,6 +379,75 @@ def test_home_assistant_online_and_reconnect_announce_again():
     assert len(configs(link)) == count(entities.SITE) + count(entities.DEVICE) + 2 * (count(entities.CHARGER) + count(entities.OCPP))
 
 
+def test_settling_until_the_first_announcement_after_boot_is_done():
+    # The app's clock task holds its first SNTP try while this says True
+    # (App._settling): true from boot, while disconnected too, until the
+    # first discovery has gone out; a later announcement does not hold it.
+    app, platform, meter, api, link, bridge = make()
+    assert bridge.settling()
+    link.connected = False
+    bridge.announce()
+    bridge.step(platform.now)
+    assert bridge.settling()
+    link.connected = True
+    bridge.step(platform.now)
+    link.drain()
+    assert bridge.settling() and bridge.discovery is not None
+    settle(bridge, link, platform)
+    assert not bridge.settling()
+    link.on_message("homeassistant/status", b"online")
+    assert bridge.discovery is not None and not bridge.settling()
+    # The interface object the app holds (the link) answers for its Home Assistant.
+    from test_mqtt import config
+
+    link = hass.from_config(config(), platform, lambda line: None,
+                            {"hostname": "garage", "site_state": app.site_state, "command_api": app.command_api})
+    assert link.settling() and link.hass.settling()
+    link.hass.settled = True
+    assert not link.settling()
+
+
+def test_the_announcement_goes_at_the_links_pace_then_the_states_at_the_tick():
+    # run() looks every ANNOUNCE_TICK_MS (net/mqtt.POLL_MS, the link's own
+    # poll) while it announces, so the announcement's heap is held about
+    # 2 s at start-up, not 10-15 s; then every TICK_MS, as before.
+    import asyncio
+
+    from chargeguard.net import mqtt
+
+    assert hass.ANNOUNCE_TICK_MS == mqtt.POLL_MS and hass.ANNOUNCE_TICK_MS < hass.TICK_MS
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    naps = []  # (ms asked, announcing at that moment)
+
+    class Stop(Exception):
+        pass
+
+    class Pace:
+        def ticks_ms(self):
+            return platform.now
+
+        async def sleep_ms(self, ms):
+            naps.append((ms, bridge.discovery is not None))
+            link.drain()  # the link sent what was queued
+            platform.now += ms
+            if bridge.announced and len([nap for nap in naps if not nap[1]]) >= 3:
+                raise Stop()
+
+    bridge.platform = Pace()
+    try:
+        asyncio.run(bridge.run())
+    except Stop:
+        pass
+    announcing = [ms for ms, busy in naps if busy]
+    after = [ms for ms, busy in naps if not busy]
+    assert announcing and set(announcing) == {hass.ANNOUNCE_TICK_MS}, naps
+    assert set(after) == {hass.TICK_MS}, naps
+    # One message in flight per look: the whole announcement in len(configs) looks.
+    assert len(announcing) <= len(configs(link)) + 2, (len(announcing), len(configs(link)))
+    assert last(link, "chargeguard/site/state") is not None
+
+
 def test_discovery_is_streamed_and_waits_while_disconnected():
     app, platform, meter, api, link, bridge = make()
     link.connected = False
@@ -387,9 +456,26 @@ def test_discovery_is_streamed_and_waits_while_disconnected():
     assert not link.queue
     link.connected = True
     bridge.step(platform.now)
-    assert 0 < len(link.queue) <= 2  # two config payloads in flight at most
+    assert len(link.queue) == 1  # one config payload in flight at a time (the start-up heap)
     bridge.step(platform.now)
-    assert len(link.queue) <= 2
+    assert len(link.queue) == 1  # not sent yet: nothing more queued
+    link.drain()
+    bridge.step(platform.now)
+    assert len(link.queue) == 1
+
+
+def test_the_entity_rows_are_each_tables_rows_in_order_one_at_a_time():
+    # rows() walks the table's text without splitting all of it (the list
+    # of every row stayed live through the announcement): the same rows,
+    # in the same order, as a split at ";" gives; the last row is not lost
+    # and no empty row is added.
+    for table in (entities.SITE, entities.OPTIMISER, entities.DEVICE, entities.CHARGER, entities.OCPP):
+        texts = table.split(";")
+        got = list(entities.rows(table))
+        assert got == [entities._decode(text) for text in texts]
+        assert got[-1][1] == texts[-1].split(",")[1]
+    assert [row[1] for row in entities.rows("s,a,A,,,,,;b,b,B,,,,,")] == ["a", "b"]
+    assert [row[1] for row in entities.rows("s,only,Only,,,,,")] == ["only"]
 
 
 def test_publishing_on_change_with_a_rate_limit_and_a_refresh():

@@ -566,3 +566,56 @@ def test_post_to_a_hung_server_times_out():
         assert 250 <= elapsed_ms(start) < 1000
 
     serve(answer(HANG), check)
+
+
+def test_a_request_head_is_built_in_the_clients_buffer_without_allocating():
+    # The guard's commands pass their path as bytes from a buffer of their
+    # own: the head is then made with no object at all (a command must not
+    # fail for want of heap), on CPython the same bytes.
+    client = HttpClient(64)
+    path = memoryview(bytearray(b"/write/Intensity=16"))
+    body = b'{"a":1}'
+    # The first request to a host makes its "Host" value (once per host and port).
+    assert client._request(path, "192.0.2.10", 8080, None, None, False) > 0
+    get = b"GET /write/Intensity=16 HTTP/1.0\r\nHost: 192.0.2.10:8080\r\nConnection: close\r\n\r\n"
+    post = (
+        b"POST /write/Intensity=16 HTTP/1.0\r\nHost: 192.0.2.10:8080\r\nConnection: close\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n"
+    )
+    if IS_MPY:
+        import micropython
+
+        micropython.heap_lock()  # any allocation now raises MemoryError
+        try:
+            get_size = client._request(path, "192.0.2.10", 8080, None, None, False)
+            post_size = client._request(path, "192.0.2.10", 8080, body, None, False)
+        finally:
+            micropython.heap_unlock()
+    else:
+        get_size = client._request(path, "192.0.2.10", 8080, None, None, False)
+        post_size = client._request(path, "192.0.2.10", 8080, body, None, False)
+    assert (get_size, post_size) == (len(get), len(post)), (get_size, post_size)
+    assert bytes(client._head[: len(post)]) == post
+    # Port 80 is not named; a head longer than the buffer is left to the string path (-1).
+    assert client._request(b"/x", "box", 80, None, None, True) == len(b"GET /x HTTP/1.1\r\nHost: box\r\n\r\n")
+    assert bytes(client._head[:10]) == b"GET /x HTT"
+    assert client._request(b"/" + b"x" * 300, "box", 80, None, None, False) == -1
+
+
+def test_a_head_longer_than_the_buffer_still_goes_out():
+    seen = []
+
+    def handler(method, path, body):
+        return [reply(200, b"OK")]
+
+    long_path = "/" + "a" * 400
+
+    async def check(server):
+        client = HttpClient(64)  # a 256-byte buffer: the head does not fit
+        assert await client.get(HOST, server.port, long_path, 1000) == 200, client.error
+        assert await client.get(HOST, server.port, "/p", 1000, b'{"x":1}', "X-Test: 1\r\n") == 200, client.error
+        seen.extend(server.requests)
+
+    serve(handler, check)
+    assert seen[0][1] == long_path
+    assert seen[1][:2] == ("POST", "/p") and seen[1][2]["x-test"] == "1" and seen[1][3] == b'{"x":1}'

@@ -172,13 +172,21 @@ def test_crc16_arc_check_value_and_incremental():
     assert crc16(data, 7, len(data), part) == crc16(data)
 
 
-def test_crc_table_shared_between_parsers():
+def test_crc_table_is_the_polynomials_and_a_constant():
+    # The table is two constants (bytes in flash on a frozen image), not
+    # built at run time: each entry is what CRC-16/ARC's reflected
+    # polynomial 0xA001 gives, and "/" (where every telegram starts) too.
+    assert len(p1._CRC_LO) == 256 and len(p1._CRC_HI) == 256
+    assert type(p1._CRC_LO) is bytes and type(p1._CRC_HI) is bytes
+    for byte in range(256):
+        c = byte
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
+        assert p1._CRC_HI[byte] << 8 | p1._CRC_LO[byte] == c, byte
+        assert crc16(bytes((byte,))) == c
+    assert crc16(b"/") == 0xDC41  # p1._CRC_SLASH
     P1Parser()
-    table = p1._table  # built by the first parser (or crc16 call), then kept
-    P1Parser()
-    crc16(b"x")
-    assert p1._table is table
-    assert len(table) == 256
+    assert not hasattr(p1, "_table")  # nothing built by a parser
 
 
 def test_fixture_crcs_as_the_readme_states():

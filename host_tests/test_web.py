@@ -552,6 +552,53 @@ def test_json_answers_are_streamed_in_bounded_pieces_that_equal_json_dumps():
     assert len(pieces) >= 3
 
 
+def test_json_pieces_are_written_in_place_in_the_shared_page_buffer():
+    # With the Web's PAGE_CHUNK buffer the pieces are views of it (no joined
+    # str and bytes per piece: the 265-byte blocks the start-up heap lacked);
+    # each is copied by the stream's write before the next is made, so two
+    # answers at once may share it. The text is the same as without it.
+    doc = {
+        "grid": {"current_ma": [14200, -3100, 0], "import_w": None, "failsafe": False, "ok": True},
+        "chargers": [{"name": 'Drive "way" \\ 1\n', "power_w": 4140, "x": 1.5} for _ in range(6)],
+        'odd "key"': "\u00e9\u20ac",
+        "long": "x" * 700,
+        "end": [1, 2, "y" * 300],
+    }
+    chunk = bytearray(web.PAGE_CHUNK)
+
+    async def both():
+        # Two answers interleaved, piece by piece, over the one buffer.
+        bodies = [web._JsonBody(doc, chunk), web._JsonBody({"other": list(range(200))}, chunk)]
+        outs = [[], []]
+        views = [0, 0]
+        running = [True, True]
+        while running[0] or running[1]:
+            for index in (0, 1):
+                if not running[index]:
+                    continue
+                try:
+                    piece = await bodies[index].__anext__()
+                except StopAsyncIteration:
+                    running[index] = False
+                    continue
+                if type(piece) is memoryview:
+                    views[index] += 1
+                    assert len(piece) <= len(chunk)
+                outs[index].append(bytes(piece))  # what the stream's write does at once
+        return outs, views
+
+    outs, views = asyncio.run(both())
+    assert json.loads(b"".join(outs[0])) == doc
+    assert json.loads(b"".join(outs[1])) == {"other": list(range(200))}
+    assert b"".join(outs[0]) == b"".join(bytes(piece) for piece in _streamed(doc))  # the same text as without
+    assert views[0] >= 3 and views[1] >= 3
+    # Only the value longer than the buffer came as it is, not as a view.
+    assert len(outs[0]) - views[0] == 1 and any(b"x" * 700 in piece for piece in outs[0])
+    for piece in outs[0]:
+        if b"xxxx" not in piece:
+            assert len(piece) <= len(chunk)
+
+
 def test_the_status_answer_is_streamed_not_one_block():
     app, platform, meter, api, server, clock = make()
     status, doc, headers = request(server, "GET", "/api/status", change=False)

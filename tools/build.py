@@ -26,6 +26,7 @@ import devlibs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE = os.path.join(ROOT, "firmware")
 SOURCE_FILES = ("boot.py", "main.py")
+TOP_MODULES = ("preboot.py",)  # compiled, beside main.py
 
 
 def mpy_cross_binary():
@@ -71,6 +72,16 @@ def compile_tree(out_dir, lines=False):
         target = os.path.join(out_dir, rel[:-3] + ".mpy")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         command = [compiler, "-s", rel[:-3] + ".mpy", "-o", target, source]
+        if not lines:
+            command.insert(1, "-O3")
+        subprocess.run(command, check=True)
+        count += 1
+    # preboot.py (main.py's checks before the guard: the maintenance boot, a
+    # package hiding a frozen one) sits beside main.py, outside the package,
+    # so it works whatever package the board holds, frozen images included.
+    for name in TOP_MODULES:
+        command = [compiler, "-s", name[:-3] + ".mpy", "-o", os.path.join(out_dir, name[:-3] + ".mpy"),
+                   os.path.join(FIRMWARE, name)]
         if not lines:
             command.insert(1, "-O3")
         subprocess.run(command, check=True)

@@ -28,6 +28,11 @@
 #                   part, so the start-up's own peaks are not these figures
 #   modules A B ... (modules mode) the modules imported 20 s into the run
 #                   (the steady state: boot-only modules unloaded)
+#   trace T N       (trace mode) N bytes live (after a collection) T ms
+#                   after App.run began, every CHARGEGUARD_TRACE_MS (100
+#                   unless set) for the first 15 s: what the start-up holds
+#                   above the steady state, and when (its collections
+#                   change the run's timing a little)
 # The firmware's status line carries the live heap after each of its own
 # periodic collections ("heap N B"); the probe adds no collections of its
 # own while the firmware runs, so the figures are the firmware's.
@@ -42,6 +47,7 @@ from micropython import const
 # const: no names of the probe's own in the heap it measures.
 _SAMPLE_MS = const(10)
 _REPORT_MS = const(1000)
+_TRACE_MS = const(15000)
 
 
 def say(*parts):
@@ -63,6 +69,14 @@ async def sampler(state, sleep_ms):
 async def list_modules(sleep_ms):
     await sleep_ms(20000)
     say("modules", *sorted(sys.modules))
+
+
+async def trace_live(sleep_ms, step_ms):
+    started = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), started) < _TRACE_MS:
+        gc.collect()
+        say("trace", time.ticks_diff(time.ticks_ms(), started), gc.mem_alloc())
+        await sleep_ms(step_ms)
 
 
 def gc_pause(app_module, app):
@@ -119,6 +133,8 @@ def main():
         asyncio.create_task(sampler(state, asyncio.sleep_ms))
         if os.getenv("CHARGEGUARD_PROBE") == "modules":
             asyncio.create_task(list_modules(asyncio.sleep_ms))
+        if os.getenv("CHARGEGUARD_PROBE") == "trace":
+            asyncio.create_task(trace_live(asyncio.sleep_ms, int(os.getenv("CHARGEGUARD_TRACE_MS") or "100")))
         return await run(self, *args, **kwargs)
 
     app_module.build = probed_build

@@ -1,7 +1,8 @@
 """The application: asyncio tasks around the control core.
 
     meter task    --fresh reading-->  decide()  --changed command-->  charger task (one per box)
-    control task  --every second-->   decide()  (so a silent meter ends in failsafe)
+    control task  --every second-->   decide()  (so a silent meter ends in failsafe);
+                  wakes a charger task whose command found no heap (App._resend)
     poll timer    --every 5 s-->      charger task polls its box
     supervisor    feeds the watchdog only while decide() keeps running
     network task  joins the Wi-Fi and rejoins after drops (net/wifi.py); clock
@@ -39,6 +40,10 @@ RESTART_DELAY_MS = const(10000)  # after a fatal error, before the reset
 NTP_SYNC_MS = const(21600000)  # every 6 h: the ESP32 RTC drifts a few seconds a day
 NTP_RETRY_MS = const(60000)  # after a failed sync
 NTP_PORT = const(123)
+# The first SNTP try waits while an interface makes its first announcement
+# (Home Assistant's discovery), at most this long: their heap is then not
+# needed at the same moment (the start-up peak, docs/firmware.md).
+CLOCK_WAIT_MS = const(30000)
 # core/apmode.WIFI_LOST_MS (a test checks they agree): the Wi-Fi down this
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
@@ -50,6 +55,7 @@ CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
 # config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
 _LAST_GOOD = "config.bak"
+_TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
@@ -202,6 +208,7 @@ class App:
         self.tasks = []  # the running tasks (run())
         self.ntp_server = ""
         self.ntp_port = NTP_PORT
+        self.clock_wait_ms = CLOCK_WAIT_MS
         self.needs_network = False
         # Set by build(): [(config section name, interface object with run())].
         self.interfaces = []
@@ -287,6 +294,11 @@ class App:
             await sleep_ms(CONTROL_TICK_MS)
             if ticks_diff(self.platform.ticks_ms(), self.last_decision_ms) >= CONTROL_TICK_MS:
                 self.decide()
+            # A command that did not leave for want of heap (_resend) goes
+            # again now, whether or not this tick decided.
+            for index in range(len(self.sent_ma)):
+                if self.sent_ma[index] < 0:
+                    self.wake[index].set()
             # Why the meter gives no reading (a Modbus meter that does not
             # answer, a P1 telegram refused), once per change.
             error = self.meter.last_error
@@ -345,7 +357,14 @@ class App:
             self.sent_ma[index] = offered_ma
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.
-            await driver.apply(offered_ma)
+            try:
+                if not await driver.apply(offered_ma) and _short_of_heap(self.statuses[index].error):
+                    await self._resend(index)
+            except BaseException:
+                # Whatever broke this task (it is restarted), the command
+                # may not have left: the next decision hands it over again.
+                self.sent_ma[index] = -1
+                raise
             locked = self.lock_wanted[index]
             if locked is not None:
                 # Once, whatever the outcome (a refusal is in the box's
@@ -356,6 +375,22 @@ class App:
                 self.poll_due[index] = True
                 wake.set()
             self._report_error(index)
+
+    async def _resend(self, index):
+        # A command that found no heap never reached the box, and a cut must
+        # not wait for the next poll (CHARGER_POLL_MS): collect, say why
+        # (once per error text), send the newest command again at once; when
+        # that finds no heap either, the control task wakes this one at its
+        # next tick (sent_ma -1), within CONTROL_TICK_MS.
+        gc.collect()
+        try:
+            self._report_error(index)
+        except MemoryError:
+            pass  # the command matters, not its line
+        offered_ma = self.commands[index].offered_ma
+        self.sent_ma[index] = offered_ma
+        if not await self.drivers[index].apply(offered_ma):
+            self.sent_ma[index] = -1
 
     def request_lock(self, index, locked):
         """Ask charger `index`'s box to lock (True) or unlock (False); sent by its task within a moment.
@@ -467,6 +502,8 @@ class App:
             # Not fatal: the next boot tries again.
             self.log("config: could not keep the last good copy (%r)" % (error,))
         finally:
+            # Proven: the next boot tries it again whatever happens (trial.py).
+            flashfile.remove(self.storage + "/" + _TRIAL)
             del flashfile
             _unload("chargeguard.flashfile")
 
@@ -496,17 +533,28 @@ class App:
         # Sets the wall clock by SNTP at boot and every NTP_SYNC_MS while the
         # link is up; offline the RTC keeps it.
         platform = self.platform
-        due_ms = platform.ticks_ms()
+        due_ms = started_ms = platform.ticks_ms()
         synced = False
         while self.running:
             await platform.sleep_ms(CONTROL_TICK_MS)
             if not self.network.is_up() or ticks_diff(platform.ticks_ms(), due_ms) < 0:
+                continue
+            if not synced and ticks_diff(platform.ticks_ms(), started_ms) < self.clock_wait_ms and self._settling():
                 continue
             ok = await _sync_time(platform, self.ntp_server, self.log, synced, self.ntp_port)
             synced = synced or ok
             due_ms = ticks_add(platform.ticks_ms(), NTP_SYNC_MS if ok else NTP_RETRY_MS)
             if not ok:
                 self.log("time: next try in %d s" % (NTP_RETRY_MS // 1000))
+
+    def _settling(self):
+        # An interface still making its first announcement (its optional
+        # settling(): net/hass.py's discovery after boot).
+        for name, interface in self.interfaces:
+            settling = getattr(interface, "settling", None)
+            if settling is not None and settling():
+                return True
+        return False
 
     def status_line(self):
         """One console line: the grid current of each site phase (only one on a
@@ -557,9 +605,12 @@ class App:
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                self.log("task %s failed: %r; restarting" % (name, error))
-                if self.state is not None:
-                    self.state.add_error("task %s failed: %r" % (name, error))
+                try:
+                    self.log("task %s failed: %r; restarting" % (name, error))
+                    if self.state is not None:
+                        self.state.add_error("task %s failed: %r" % (name, error))
+                except MemoryError:
+                    pass  # no heap for the text: the task is restarted all the same
                 await self.platform.sleep_ms(TASK_RESTART_MS)
 
     async def run(self):
@@ -608,6 +659,12 @@ async def _sync_time(platform, server, log, synced, port):
         _unload("chargeguard.net.ntp")
         # A wallbox host name lookup imports it again when it needs it.
         _unload("chargeguard.net.dns")
+
+
+def _short_of_heap(error):
+    # A driver's error text for a command that met MemoryError: the HTTP
+    # client's "MemoryError", the drivers' "out of memory".
+    return error is not None and (error.endswith("MemoryError") or error.endswith("out of memory"))
 
 
 def _bind(method, index):

@@ -10,17 +10,29 @@ and the configuration read with app.load_config, so they stay app.py's API.
 """
 
 import gc
+import sys
 
 from chargeguard import app as _app
 from chargeguard.core.modes import needs_optimiser
 from chargeguard.drivers import INTERFACE_MODULES
 
+# On CPython (the host tests) only the firmware's modules are unloaded:
+# the standard library's stay (MicroPython lists only loaded modules).
+_MICROPYTHON = sys.implementation.name == "micropython"
+
 
 def build(platform, log=print):
     """app.build(platform, log): the App for the stored configuration (see there)."""
     directory = platform.storage_dir()
-    doc, notes, source, good = _app.load_config(directory)
+    # A new config.json that did not start last time is not tried again (trial.py).
+    last = _trial("start", directory)
+    doc, notes, source, good = _app.load_config(directory, last is None)
+    if last is not None:
+        notes.insert(0, last)
+    elif source != "config.json":
+        _trial("settled", directory)
     _log_notes(log, notes)
+    loaded = list(sys.modules)
     try:
         app = _assemble(platform, doc, log, source is None)
     except Exception as error:
@@ -31,7 +43,13 @@ def build(platform, log=print):
         log("config: config.json could not start: %r" % (error,))
         _app._traceback(error)
         doc = None
-        gc.collect()
+        # config.bak gets the heap the boot had: without the failed
+        # attempt's modules (MQTT, web...), which it may not even use.
+        for name in list(sys.modules):
+            if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
+                _app._unload(name)
+        loaded = None
+        _trial("failed", directory, repr(error))
         doc, more, source, good = _app.load_config(directory, False)
         if source is None:
             raise
@@ -48,6 +66,18 @@ def build(platform, log=print):
     doc = None
     gc.collect()
     return app
+
+
+def _trial(name, *args):
+    # trial.py's `name`, loaded for the call only (with flashfile).
+    from chargeguard import trial
+
+    try:
+        return getattr(trial, name)(*args)
+    finally:
+        del trial
+        _app._unload("chargeguard.trial")
+        _app._unload("chargeguard.flashfile")
 
 
 def _log_notes(log, notes):

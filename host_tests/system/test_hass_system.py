@@ -29,7 +29,8 @@ BOOT_S = 30.0
 BROKER_S = 5.0  # bounds a broker that never delivers (no product rule)
 CONNECTED_S = BOOT_S + CONNECT_S
 RECONNECT_S = BACKOFF_MAX_S + CONNECT_S + HOST_SLACK_S
-# All discovery messages: the firmware's tick per two messages in flight, plus the broker's delivery.
+# All discovery messages: at most the firmware's tick per message (one in flight, hass.ANNOUNCE_TICK_MS
+# apart: TICK_MS bounds it with room for a busy host), plus the broker's delivery.
 # The one Trydan has no priority number (a priority among one charger: Home Assistant refuses max <= min).
 ENTITIES = sum(len(list(entities.rows(table))) for table in (entities.SITE, entities.DEVICE, entities.CHARGER)) - 1
 # The one Trydan also gets an empty config per OCPP entity (it is no OCPP box: nothing dead left over), and

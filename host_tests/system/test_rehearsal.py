@@ -221,3 +221,30 @@ def test_a_long_press_of_the_boot_button_opens_the_access_point(rehearse):
     # The station stays joined and the wallbox guarded meanwhile.
     assert not any("wifi: lost" in line for line in r.output(held)), r.tail()
     assert r.wait_line("A | Trydan", 1 + SLACK_S, opened), r.tail()
+
+
+# The maintenance boot tools/deploy.py asks for (firmware/preboot.py): the
+# one-shot flag, no guard, the watchdog armed for MAINTENANCE_MS instead.
+MAINTENANCE_MS = 900000
+
+
+def test_a_maintenance_boot_leaves_the_guard_off_once_with_the_long_watchdog(rehearse):
+    r = rehearse(maintenance=True)
+    at_repl = r.wait_line("REHEARSAL: main.py returned, at the REPL", BOOT_S)
+    assert at_repl, r.tail()
+    first = r.output()
+    assert "REHEARSAL: main.py returned, at the REPL; guard loaded: False" in first, r.tail()
+    assert any("MAINTENANCE BOOT: NOT GUARDING" in line for line in first), r.tail()
+    assert "FAKE-WDT: started, timeout %d ms" % MAINTENANCE_MS in first, r.tail()
+    # Nothing of the guard ran in that boot (main.py returned: nothing else can start it).
+    assert not any("ChargeGuard running" in line or line.startswith("grid ") for line in first), r.tail()
+    assert not any("timeout 10000 ms" in line for line in first), r.tail()
+    assert not os.path.exists(r.maintenance_flag())  # one-shot: removed at once
+    assert r.trydan.writes() == []
+    # deploy's final reset: the next boot guards, with the guard's own watchdog.
+    r.reset()
+    assert wait(lambda: len(r.boots) == 2, 5.0), r.tail()
+    second = r.boots[1][0]
+    assert r.wait_line("ChargeGuard running", BOOT_S, second), r.tail()
+    assert r.wait_line("FAKE-WDT: started, timeout 10000 ms", BOOT_S, second), r.tail()
+    assert not r.wait_line("MAINTENANCE BOOT", 0.0, second), r.tail()

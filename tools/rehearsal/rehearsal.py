@@ -74,7 +74,8 @@ def rehearsal_config(trydan_port, wifi=None, meter=None):
 class Rehearsal:
     """One rehearsed device, its meter, its wallbox and its radio."""
 
-    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None, meter=None, configured=True):
+    def __init__(self, wifi=None, radio=None, run_name="rehearsal", heap=None, meter=None, configured=True,
+                 maintenance=False):
         self.trydan = TrydanEmulator(port=0, response_delay_s=0.2, intensity=16).start()
         self.trydan.plug(car_max_ma=32000, car_phases=3)
         self.p1 = PtyP1Port()
@@ -102,6 +103,10 @@ class Rehearsal:
             # configured=False: a device out of the box, no config.json at all.
             with open(os.path.join(self.root, "data", "config.json"), "w") as handle:
                 json.dump(rehearsal_config(self.trydan.port, wifi, meter), handle, indent=1)
+        if maintenance:
+            # What tools/deploy.py leaves before its hard reset: the first boot is a maintenance boot (preboot.py).
+            with open(self.maintenance_flag(), "w") as handle:
+                handle.write("deploy\n")
         # The web interface, where a boot serves it, on loopback (rehearsal_boot.py).
         self.web_port = _free_port()
         self.radio = dict(RADIO_DEFAULTS)
@@ -132,6 +137,16 @@ class Rehearsal:
         with open(temp, "w") as handle:
             json.dump(self.radio, handle)
         os.replace(temp, self.control)
+
+    def maintenance_flag(self):
+        """The path of the device's maintenance flag (preboot.FLAG, in the filesystem's root)."""
+        return os.path.join(self.root, "maintenance")
+
+    def reset(self):
+        """A hard reset from outside (deploy's `mpremote reset`): this boot ends, the supervisor boots the next."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
 
     def freeze(self):
         """Make the running boot's next driver call hang (the event loop stops; only the watchdog ends it)."""

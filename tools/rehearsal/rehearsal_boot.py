@@ -39,3 +39,11 @@ class _Esp32Here:
 _platform_package.load = lambda: _Esp32Here
 import boot  # noqa: E402,F401
 import main  # noqa: E402,F401
+
+# main.py returned (a maintenance boot: preboot.py): the chip sits at the REPL
+# with the watchdog running until deploy resets it or the watchdog bites.
+print("REHEARSAL: main.py returned, at the REPL; guard loaded: %s" % ("chargeguard.app" in sys.modules))
+import time  # noqa: E402
+
+while True:
+    time.sleep(1)

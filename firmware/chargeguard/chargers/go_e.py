@@ -68,7 +68,7 @@ import time
 from chargeguard.core.model import ChargerStatus
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer, put, put_int
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -84,6 +84,10 @@ _CAR_CONNECTED = const(2)
 _CAR_CHARGING = const(3)
 
 STATUS_PATH = "/api/status?filter=car,err,frc,amp,tcl,psm,nrg,wh"
+# The two keys a command writes, quoted as the answer has them ({"tcl":true}).
+_TCL = b'"tcl"'
+_FRC = b'"frc"'
+_PATH_SIZE = const(24)  # "/api/set?tcl=32", built in place
 
 
 class GoeCharger:
@@ -105,6 +109,9 @@ class GoeCharger:
         self.phase_mode = None  # psm as last read (0 auto, 1 one phase, 2 three), None = the box has none
         self._reader = HttpClient(_STATUS_MAX_BODY, poll_buffer())
         self._writer = HttpClient(_SET_MAX_BODY)
+        self._path = bytearray(_PATH_SIZE)
+        self._path[:9] = b"/api/set?"
+        self._path_mv = memoryview(self._path)
         self._polling = False
         self._applying = False
         # What we believe the box has (None = unknown: the next apply writes it).
@@ -193,21 +200,21 @@ class GoeCharger:
         if self._amp and amps > self._amp:
             amps = self._amp  # the box never offers more than the owner's amp
         if amps < _MIN_A:
-            if self._frc != 1 and not await self._write("frc", 1):
+            if self._frc != 1 and not await self._write(_FRC, 1):
                 return False
             amps = 0
         else:
             due = self._tcl != amps or ticks_diff(self._clock(), self._tcl_at) >= TCL_RENEW_MS
-            if due and not await self._write("tcl", amps):
+            if due and not await self._write(_TCL, amps):
                 # A box that answers but refuses tcl (a firmware without
                 # it) cannot be limited: off, rather than charging at the
                 # owner's amp above the guard's offer.
                 error = self.status.error
                 if self.status.reachable and self._frc != 1 and (not self._amp or self._amp > amps):
-                    await self._write("frc", 1)
+                    await self._write(_FRC, 1)
                 self.status.error = self.last_error = error  # the cause, not what followed
                 return False
-            if self._frc != 2 and not await self._write("frc", 2):
+            if self._frc != 2 and not await self._write(_FRC, 2):
                 return False
         self.status.offered_ma = amps * 1000
         return True
@@ -219,23 +226,24 @@ class GoeCharger:
         # No answer at all: the box may have rebooted (net/http.fail_box).
         self._tcl = self._frc = None
 
-    async def _write(self, key, value):
+    async def _write(self, quoted, value):
+        # GET /api/set?<key>=<value>; `quoted`: _TCL or _FRC. The path is
+        # built in a buffer made once: no string unless it fails.
         client = self._writer
         self.writes_sent += 1
-        pair = "%s=%d" % (key, value)
-        code = await client.get(self.host, self.port, "/api/set?" + pair, self.timeout_ms)
+        path = self._path
+        end = put_int(path, put(path, put(path, 9, quoted, 1, 4), b"="), value)
+        code = await client.get(self.host, self.port, self._path_mv[:end], self.timeout_ms)
         accepted = False
         if code == 200:
             end = jsonscan.object_end(client.buf, client.body_len)
             try:
-                accepted = end > 0 and jsonscan.number(
-                    client.buf, end, b'"' + key.encode() + b'"', 0, -1, jsonscan.FLAG_BOOL
-                ) == 1
+                accepted = end > 0 and jsonscan.number(client.buf, end, quoted, 0, -1, jsonscan.FLAG_BOOL) == 1
             except ValueError:
                 pass  # an error text instead of true
         if accepted:
             self._write_gen += 1
-            if key == "tcl":
+            if quoted is _TCL:
                 self._tcl = value
                 self._tcl_at = self._clock()
             else:
@@ -243,8 +251,9 @@ class GoeCharger:
             return True
         if code == 0:
             self.status.reachable = False
+        key = "tcl" if quoted is _TCL else "frc"
         if code == 200:
-            return self._failed("write " + pair + " refused")
+            return self._failed("write " + key + "=%d refused" % value)
         return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
 
 

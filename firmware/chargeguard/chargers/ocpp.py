@@ -627,16 +627,17 @@ class OcppCharger:
             % (max(self.connector, 0), profile_id, level, kind, duration, start, self._unit(), periods)
         )
 
-    async def _set_profile(self, profile_id, level, periods, duration, shown):
+    async def _set_profile(self, profile_id, level, periods, duration, milliamps):
         # SetChargingProfile, trying connector 1 when 0 is refused (learned).
-        # shown: the limit as the refusal names it ("6.0 A").
+        # milliamps: the limit, named in a refusal ("6.0 A"; made only then).
         while True:
             code, result = await self._call("SetChargingProfile", self._profile(profile_id, level, periods, duration))
             if code == "ok" and result.get("status") == "Accepted":
                 if self.connector < 0:
                     self.connector = 0
                 return True
-            self._refused("SetChargingProfile: %s (%s)" % (result.get("status") if code == "ok" else code, shown))
+            self._refused("SetChargingProfile: %s (%s)" % (result.get("status") if code == "ok" else code,
+                                                          self._shown(milliamps)))
             if code in ("ok", "NotSupported", "PropertyConstraintViolation") and self.connector < 0:
                 self.connector = 1
                 continue
@@ -651,7 +652,7 @@ class OcppCharger:
         level = self.stack_level if self.stack_level >= 0 else 0
         self.stack_level = level
         period = '{"startPeriod":0,"limit":%s}' % self._limit(self.failsafe_ma)
-        if not await self._set_profile(_FAILSAFE_ID, level, period, "", self._shown(self.failsafe_ma)):
+        if not await self._set_profile(_FAILSAFE_ID, level, period, "", self.failsafe_ma):
             if self.failsafe_ma == 0:
                 self.zero_refused = True
                 self.failsafe_note = "the box refuses limit 0: its own failsafe cannot pause"
@@ -716,7 +717,7 @@ class OcppCharger:
         else:
             duration = '"duration":%d,' % DYNAMIC_VALID_S
             level = self.stack_level + 1
-        if await self._set_profile(_DYNAMIC_ID, level, periods, duration, self._shown(milliamps)):
+        if await self._set_profile(_DYNAMIC_ID, level, periods, duration, milliamps):
             self._sent_ma = milliamps
             self._sent_at = now
             self._accepted = True

@@ -59,7 +59,7 @@ import time
 
 from chargeguard.core.model import ChargerStatus
 from chargeguard.net import jsonscan
-from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer, put, put_int
 from micropython import const
 
 _TIMEOUT_MS = const(2000)
@@ -67,6 +67,7 @@ _MIN_A = const(6)
 _MAX_A = const(32)
 _STATUS_MAX_BODY = const(2048)
 _CLAIM_MAX_BODY = const(256)
+_BODY_SIZE = const(96)  # the longest claim body, {"state":"active",...}, is 79 bytes
 CLIENT_ID = const(17223)  # 0x4347, "CG"
 CLAIM_PATH = "/claims/17223"
 _UNSENT = const(-1)
@@ -94,6 +95,11 @@ class OpenEvse:
         self.writes_sent = 0
         self._reader = HttpClient(_STATUS_MAX_BODY, poll_buffer())
         self._writer = HttpClient(_CLAIM_MAX_BODY)
+        # The claim's path and body, made once and filled in place: a
+        # command makes no string (the texts are made on failure only).
+        self._claim_path = CLAIM_PATH.encode()
+        self._body = bytearray(_BODY_SIZE)
+        self._body_mv = memoryview(self._body)
         self._polling = False
         self._applying = False
         self._sent = _UNSENT  # amps of the claim the box accepted (0 = pause), _UNSENT = none
@@ -186,10 +192,13 @@ class OpenEvse:
         client = self._writer
         self.writes_sent += 1
         if amps:
-            body = b'{"state":"active","charge_current":%d,"max_current":%d,"auto_release":false}' % (amps, amps)
+            buf = self._body
+            end = put_int(buf, put(buf, 0, b'{"state":"active","charge_current":'), amps)
+            end = put(buf, put_int(buf, put(buf, end, b',"max_current":'), amps), b',"auto_release":false}')
+            body = self._body_mv[:end]
         else:
             body = b'{"state":"disabled","max_current":6,"auto_release":false}'
-        code = await client.get(self.host, self.port, CLAIM_PATH, self.timeout_ms, body)
+        code = await client.get(self.host, self.port, self._claim_path, self.timeout_ms, body)
         if code == 200 and client.buf.find(b'"done"', 0, client.body_len) >= 0:
             self._write_gen += 1
             self._sent = amps

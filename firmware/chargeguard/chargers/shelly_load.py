@@ -78,9 +78,10 @@ class ShellyLoad:
         self.status = ChargerStatus()
         self.last_error = None
         self.writes_sent = 0
-        self._status_path = "/rpc/Switch.GetStatus?id=%d" % switch_id
-        self._set_on = "/rpc/Switch.Set?id=%d&on=true&toggle_after=%d" % (switch_id, FAILSAFE_S)
-        self._set_off = "/rpc/Switch.Set?id=%d&on=false" % switch_id
+        # The paths as bytes, made once: a request then makes no string.
+        self._status_path = ("/rpc/Switch.GetStatus?id=%d" % switch_id).encode()
+        self._set_on = ("/rpc/Switch.Set?id=%d&on=true&toggle_after=%d" % (switch_id, FAILSAFE_S)).encode()
+        self._set_off = ("/rpc/Switch.Set?id=%d&on=false" % switch_id).encode()
         self._reader = HttpClient(_STATUS_MAX_BODY, poll_buffer())
         self._writer = HttpClient(_SET_MAX_BODY)
         self._polling = False

@@ -51,7 +51,7 @@ import time
 import asyncio
 
 from chargeguard.core.model import ChargerStatus
-from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer
+from chargeguard.net.http import HttpClient, apply_box, fail_box, poll_box, poll_buffer, put, put_int
 from micropython import const
 
 _TIMEOUT_MS = const(2000)  # per HTTP request; the box answers in well under 1 s on a sane Wi-Fi
@@ -59,6 +59,7 @@ _MIN_A = const(6)  # IEC 61851: no charging below 6 A
 _MAX_A = const(32)  # the box's hardware maximum
 _REALTIME_MAX_BODY = const(2048)  # /RealTimeData is ~800 bytes
 _WRITE_MAX_BODY = const(64)  # a write answers "OK"
+_PATH_SIZE = const(32)  # "/write/PauseDynamic=1" and the like, in a buffer made once
 # No Trydan value comes near _LIMIT (after scaling); stopping at 9 digits
 # keeps every step a small int on an ESP32 (31-bit small ints).
 _LIMIT = const(1000000000)
@@ -231,6 +232,11 @@ class V2CTrydan:
         # another box's is being read is skipped (net/http.py, "busy").
         self._reader = HttpClient(_REALTIME_MAX_BODY, poll_buffer())
         self._writer = HttpClient(_WRITE_MAX_BODY)
+        # A write's path, built in place: a command makes no string (it
+        # must not fail for want of heap; the text is made on failure only).
+        self._path = bytearray(_PATH_SIZE)
+        self._path[:7] = b"/write/"
+        self._path_mv = memoryview(self._path)
         self._polling = False
         self._applying = False
         # What we believe the box has, by its key (None = unknown, so the
@@ -254,7 +260,7 @@ class V2CTrydan:
 
         Calls are serialised: one made while another runs waits for it.
         """
-        return await poll_box(self, "/RealTimeData")
+        return await poll_box(self, b"/RealTimeData")
 
     def _take(self, gen):
         # Fills `status` and `_box` from the /RealTimeData body in the
@@ -369,15 +375,15 @@ class V2CTrydan:
             # No charging current fits (the box refuses less than its
             # MinIntensity, and more would exceed the guard's limit):
             # pause, and leave Intensity as it is.
-            if box["Paused"] != 1 and not await self._write("Paused", 1):
+            if box["Paused"] != 1 and not await self._write("Paused", _K_PAUSED, 1):
                 return False
             amps = 0
         else:
-            if box["Dynamic"] == 1 and box["PauseDynamic"] != 1 and not await self._write("PauseDynamic", 1):
+            if box["Dynamic"] == 1 and box["PauseDynamic"] != 1 and not await self._write("PauseDynamic", _K_PAUSE_DYNAMIC, 1):
                 return False
-            if box["Intensity"] != amps and not await self._write("Intensity", amps):
+            if box["Intensity"] != amps and not await self._write("Intensity", _K_INTENSITY, amps):
                 return False
-            if box["Paused"] != 0 and not await self._write("Paused", 0):
+            if box["Paused"] != 0 and not await self._write("Paused", _K_PAUSED, 0):
                 return False
         self.status.offered_ma = amps * 1000
         return True
@@ -395,9 +401,11 @@ class V2CTrydan:
             await asyncio.sleep(0.01)  # as in poll()
         self._applying = True
         try:
-            if not await self._write("Locked", 1 if locked else 0):
+            if not await self._write("Locked", _K_LOCKED, 1 if locked else 0):
                 return False
             self.status.locked = bool(locked)
+        except MemoryError:
+            return self._failed("out of memory")
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__)
         finally:
@@ -412,11 +420,18 @@ class V2CTrydan:
         # No answer at all: the box may have rebooted (net/http.fail_box).
         self._box["Intensity"] = self._box["Paused"] = None
 
-    async def _write(self, key, value):
+    async def _write(self, key, index, value):
+        # GET /write/<key>=<value>; `index`: the key's place in _KEYS (the
+        # path's bytes come from there). True when the box answered "OK".
         client = self._writer
         self.writes_sent += 1
-        pair = "%s=%d" % (key, value)
-        code = await client.get(self.host, self.port, "/write/" + pair, self.timeout_ms)
+        at = 0
+        while index:
+            at = _KEYS.find(b'"', at + 1) + 1
+            index -= 1
+        path = self._path
+        end = put_int(path, put(path, put(path, 7, _KEYS, at + 1, _KEYS.find(b'"', at + 1)), b"="), value)
+        code = await client.get(self.host, self.port, self._path_mv[:end], self.timeout_ms)
         if code == 200 and client.body_is(b"OK"):
             self._write_gen += 1
             self._box[key] = value
@@ -426,7 +441,7 @@ class V2CTrydan:
         # "write Intensity=10 refused", "write Intensity: timeout" (short
         # string pieces: a long constant costs more heap).
         if code == 200:
-            return self._failed("write " + pair + " refused")
+            return self._failed("write " + key + "=%d refused" % value)
         return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
 
 

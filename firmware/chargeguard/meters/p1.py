@@ -5,8 +5,8 @@ LU Smarty, SE, AT plaintext). Bytes are consumed as they arrive; nothing is
 allocated per telegram once the parser is built.
 
 P1Parser
-    ``P1Parser()`` builds the buffers (a line buffer, a header buffer, the
-    CRC table, shared by every parser) once.
+    ``P1Parser()`` builds the buffers (a line buffer, a header buffer) once;
+    the CRC table is a constant (in flash on a frozen image).
 
     ``feed(data, start=0, end=None) -> int`` consumes ``data[start:end]``
     (bytes, bytearray or memoryview, indexed in place) and returns the
@@ -104,8 +104,6 @@ The limits are private ``const()``s (``_MAX_TELEGRAM_BYTES`` and so on): a
 public module constant is a global, which costs heap on the device.
 """
 
-from array import array
-
 from micropython import const
 
 from chargeguard.core.model import GridReading
@@ -183,7 +181,48 @@ _S_V4 = const(23)  # >= 0: a DSMR 4+ telegram, which must carry a CRC
 _S_HLEN = const(24)  # length of the header line kept, -1 until it ended
 _SLOTS = const(25)
 
-_table = None  # the CRC table, built by the first crc16() call
+# The CRC16/ARC table (reflected polynomial 0xA001) as two 256-byte
+# constants, the entries' low and high bytes: frozen, bytes constants stay
+# in flash (a table built at run time took 0.5 KB of heap); as .mpy they
+# cost what the built table did. An entry is _CRC_HI[i] << 8 | _CRC_LO[i];
+# test_p1.py checks them against the polynomial.
+_CRC_LO = (
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x01\xc0\x80\x41\x00\xc1\x81\x40\x00\xc1\x81\x40\x01\xc0\x80\x41"
+    b"\x00\xc1\x81\x40\x01\xc0\x80\x41\x01\xc0\x80\x41\x00\xc1\x81\x40"
+)
+_CRC_HI = (
+    b"\x00\xc0\xc1\x01\xc3\x03\x02\xc2\xc6\x06\x07\xc7\x05\xc5\xc4\x04"
+    b"\xcc\x0c\x0d\xcd\x0f\xcf\xce\x0e\x0a\xca\xcb\x0b\xc9\x09\x08\xc8"
+    b"\xd8\x18\x19\xd9\x1b\xdb\xda\x1a\x1e\xde\xdf\x1f\xdd\x1d\x1c\xdc"
+    b"\x14\xd4\xd5\x15\xd7\x17\x16\xd6\xd2\x12\x13\xd3\x11\xd1\xd0\x10"
+    b"\xf0\x30\x31\xf1\x33\xf3\xf2\x32\x36\xf6\xf7\x37\xf5\x35\x34\xf4"
+    b"\x3c\xfc\xfd\x3d\xff\x3f\x3e\xfe\xfa\x3a\x3b\xfb\x39\xf9\xf8\x38"
+    b"\x28\xe8\xe9\x29\xeb\x2b\x2a\xea\xee\x2e\x2f\xef\x2d\xed\xec\x2c"
+    b"\xe4\x24\x25\xe5\x27\xe7\xe6\x26\x22\xe2\xe3\x23\xe1\x21\x20\xe0"
+    b"\xa0\x60\x61\xa1\x63\xa3\xa2\x62\x66\xa6\xa7\x67\xa5\x65\x64\xa4"
+    b"\x6c\xac\xad\x6d\xaf\x6f\x6e\xae\xaa\x6a\x6b\xab\x69\xa9\xa8\x68"
+    b"\x78\xb8\xb9\x79\xbb\x7b\x7a\xba\xbe\x7e\x7f\xbf\x7d\xbd\xbc\x7c"
+    b"\xb4\x74\x75\xb5\x77\xb7\xb6\x76\x72\xb2\xb3\x73\xb1\x71\x70\xb0"
+    b"\x50\x90\x91\x51\x93\x53\x52\x92\x96\x56\x57\x97\x55\x95\x94\x54"
+    b"\x9c\x5c\x5d\x9d\x5f\x9f\x9e\x5e\x5a\x9a\x9b\x5b\x99\x59\x58\x98"
+    b"\x88\x48\x49\x89\x4b\x8b\x8a\x4a\x4e\x8e\x8f\x4f\x8d\x4d\x4c\x8c"
+    b"\x44\x84\x85\x45\x87\x47\x46\x86\x82\x42\x43\x83\x41\x81\x80\x40"
+)
+_CRC_SLASH = const(0xDC41)  # the CRC of "/" alone (from 0): where every telegram's CRC starts
 
 
 def _count(count, n):
@@ -193,21 +232,13 @@ def _count(count, n):
 
 def crc16(data, start=0, end=None, crc=0):
     """CRC16/ARC of data[start:end], continuing from `crc`."""
-    global _table
-    table = _table
-    if table is None:
-        # Built on first use, not at import, and shared by every parser.
-        table = array("H")
-        for byte in range(256):
-            c = byte
-            for _ in range(8):
-                c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1
-            table.append(c)
-        _table = table
+    lo = _CRC_LO
+    hi = _CRC_HI
     if end is None:
         end = len(data)
     while start < end:
-        crc = (crc >> 8) ^ table[(crc ^ data[start]) & 0xFF]
+        k = (crc ^ data[start]) & 0xFF
+        crc = (hi[k] << 8) | ((crc >> 8) ^ lo[k])
         start += 1
     return crc
 
@@ -216,7 +247,6 @@ class P1Parser:
     """Streaming P1 telegram framer and parser; with a UART, the P1 driver (see module doc)."""
 
     def __init__(self, uart=None, ticks_ms=None, sleep_ms=None):
-        crc16(b"")  # builds the table shared by every parser (_table)
         self._lb = bytearray(_LINE_MAX)
         self._hb = bytearray(_HEADER_MAX)
         self._obis = [0, 0, 0, 0, 0]
@@ -273,7 +303,8 @@ class P1Parser:
         self.ready = False
         if self._restart:
             self._take_up()
-        tbl = _table
+        lo = _CRC_LO
+        hi = _CRC_HI
         lb = self._lb
         cb = self._cb
         state = self._state
@@ -303,7 +334,7 @@ class P1Parser:
                         # one (IEC 62056-21): what came before was noise.
                         # Start again here, silently.
                         skipped = _count(skipped, total)
-                        crc = tbl[0x2F]
+                        crc = _CRC_SLASH
                         total = 1
                         lb[0] = b
                         ll = 1
@@ -319,7 +350,8 @@ class P1Parser:
                     self._close(_END_LONG, crc)
                     self._ll = 0
                     return i + 1
-                crc = (crc >> 8) ^ tbl[(crc ^ b) & 0xFF]
+                k = (crc ^ b) & 0xFF
+                crc = (hi[k] << 8) | ((crc >> 8) ^ lo[k])
                 if b == 0x0A or b == 0x0D:
                     if cn >= _HEADER_MIN:
                         # A header line began mid-line: the telegram was cut
@@ -356,9 +388,10 @@ class P1Parser:
                         # text without '(', ')', '!' or '/', to the line end.
                         cb[0] = b
                         cn = 1
-                        ccrc = tbl[0x2F]
+                        ccrc = _CRC_SLASH
                     elif cn:
-                        ccrc = (ccrc >> 8) ^ tbl[(ccrc ^ b) & 0xFF]
+                        k = (ccrc ^ b) & 0xFF
+                        ccrc = (hi[k] << 8) | ((ccrc >> 8) ^ lo[k])
                         if cn < 4:
                             ok = 0x41 <= (b & 0xDF) <= 0x5A
                         elif cn == 4:
@@ -406,7 +439,7 @@ class P1Parser:
                 v = self._v
                 for k in range(_SLOTS):
                     v[k] = _ABSENT
-                crc = tbl[0x2F]
+                crc = _CRC_SLASH
                 total = 1
                 lb[0] = b
                 ll = 1

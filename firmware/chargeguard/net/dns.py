@@ -12,6 +12,14 @@ QCLASS IN = 1); the answer echoes the id, sets QR (0x8000), carries RCODE in
 the low 4 bits of the flags (3 = no such name) and ANCOUNT records whose
 names may be compressed (a byte >= 0xC0 starts a 2-byte pointer).
 
+A name under `.local` (a broker at homeassistant.local) is asked for by
+multicast DNS instead, as a one-shot query (RFC 6762 5.1): the same packet,
+without RD (18.6), to 224.0.0.251 port 5353 from this socket's own port;
+a responder answers a query from a port other than 5353 by unicast to it,
+echoing the id and the question (6.7). Its answer's class carries the
+cache-flush bit (10.2), which the parser does not look at. No responder
+having the name is no answer at all: "dns: no answer" at the deadline.
+
 `resolve()` returns the dotted address, or raises ValueError with a short
 text ("dns: no server", "dns: no answer", "dns: no such name", "dns: bad
 answer"); OSError from the socket passes through.
@@ -26,6 +34,10 @@ _PORT = const(53)
 _TIMEOUT_MS = const(3000)
 _POLL_MS = const(20)
 _MAX_ANSWER = const(512)  # a UDP DNS answer is at most 512 bytes (RFC 1035 4.2.1)
+# Where a .local name is asked for (RFC 6762 3, 5.1); names, not const(),
+# so that the tests can point them at a responder on loopback.
+MDNS_GROUP = "224.0.0.251"
+MDNS_PORT = 5353
 
 
 def is_numeric(host):
@@ -39,12 +51,22 @@ def is_numeric(host):
     return True
 
 
-def build_query(name, ident):
-    """The query packet (bytearray) for the A record of `name`; ValueError for a name DNS cannot carry."""
+def is_mdns(name):
+    """True for a name under `.local`, which only multicast DNS answers (RFC 6762 3)."""
+    return name.lower().endswith(".local")
+
+
+def build_query(name, ident, recurse=True):
+    """The query packet (bytearray) for the A record of `name`; ValueError for a name DNS cannot carry.
+
+    `recurse` sets RD (a unicast server should recurse); an mDNS query has
+    it clear (RFC 6762 18.6).
+    """
     packet = bytearray(12)
     packet[0] = (ident >> 8) & 0xFF
     packet[1] = ident & 0xFF
-    packet[2] = 0x01  # RD: the server should recurse
+    if recurse:
+        packet[2] = 0x01  # RD
     packet[5] = 1  # QDCOUNT
     for label in name.split("."):
         raw = label.encode()
@@ -105,17 +127,22 @@ def parse_answer(data, ident):
 async def resolve(platform, name, timeout_ms=_TIMEOUT_MS, server=None, port=_PORT):
     """The IPv4 address of `name` as text, within `timeout_ms`; never blocks the loop.
 
-    `server` defaults to platform.dns_server(). The query is sent again
-    halfway through the deadline (UDP may lose it).
+    `server` defaults to platform.dns_server(), or for a `.local` name to
+    the mDNS group (MDNS_GROUP, MDNS_PORT). The query is sent again halfway
+    through the deadline (UDP may lose it).
     """
     if is_numeric(name):
         return name
-    if server is None:
+    multicast = server is None and is_mdns(name)
+    if multicast:
+        server = MDNS_GROUP
+        port = MDNS_PORT
+    elif server is None:
         server = platform.dns_server()
     if not server:
         raise ValueError("dns: no server")
     ident = platform.ticks_ms() & 0xFFFF
-    query = build_query(name, ident)
+    query = build_query(name, ident, not multicast)
     # getaddrinfo of a numeric address answers at once (no lookup).
     address = socket.getaddrinfo(server, port, 0, socket.SOCK_DGRAM)[0][-1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

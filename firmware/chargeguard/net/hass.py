@@ -36,8 +36,9 @@ before anything is announced. Checked against a real Home Assistant
 (2024.3) by tools/ha_check.py.
 
 Memory: discovery is a generator streamed one entity at a time through the
-link's queue, and only while the queue is nearly empty (at most two config
-payloads, ~0.7 KB each, exist at once). Payloads are written into one
+link's queue, and only while the queue is empty (one config payload,
+~0.6 KB, exists at a time: at start-up the heap is fullest and a second
+such block was what the 66-68 KB heap-budget runs could not find). Payloads are written into one
 preallocated buffer; what is queued is one bytes copy (the queue keeps a
 reference until it is sent, so the buffer itself cannot be queued). The
 entity tables, the discovery payloads' writer and the /set parsing are
@@ -72,12 +73,18 @@ from micropython import const
 from chargeguard.core.ticks import ticks_diff
 
 TICK_MS = const(250)  # how often the task looks at the change counters
+# While announcing, the task looks at the link's own pace (net/mqtt.POLL_MS):
+# one message in flight at a time, the announcement over in about 3 s
+# instead of 10-15 s at TICK_MS; its heap (the entity tables' module, the
+# generator, the payloads in flight) is then needed for that long only,
+# not through the first web answers and the first states at start-up.
+ANNOUNCE_TICK_MS = const(50)
 MIN_INTERVAL_MS = const(2000)  # a state topic at most this often on change
 DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter little
 REFRESH_MS = const(60000)  # every state topic at least this often
 MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
 _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
-_IN_FLIGHT = const(2)  # discovery payloads queued at once at most
+_IN_FLIGHT = const(1)  # discovery payloads queued at once at most (two before: one 0.6 KB block more)
 _ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
 # Home Assistant's own states: a text sensor showing one would look unknown or
@@ -232,6 +239,7 @@ class Hass:
         self.discovery = None  # the generator while announcing
         self._pending = False  # an announcement waits for the heap to load the entity tables
         self.announced = False
+        self.settled = False  # the first announcement (after boot) is done
         self.errors = 0  # refused commands
         self._seen = [-1, -1, -1, -1, -1]  # grid, chargers, optimiser, device, settings seqs published
         self._sent = [0, 0, 0]  # site, chargers, device: ticks of the last publish
@@ -264,12 +272,16 @@ class Hass:
         self.discovery = entities.discover(self)
         self._pending = False
 
+    def settling(self):
+        """True until the first announcement after boot is done (the app's clock task waits for it)."""
+        return not self.settled
+
     async def run(self):
         """Publish discovery and state while the link is up; runs until cancelled."""
         platform = self.platform
         while True:
             self.step(platform.ticks_ms())
-            await platform.sleep_ms(TICK_MS)
+            await platform.sleep_ms(TICK_MS if self.discovery is None else ANNOUNCE_TICK_MS)
 
     def step(self, now):
         """One look: discovery in progress, else the state topics due. Never waits."""
@@ -289,7 +301,7 @@ class Hass:
                 except StopIteration:
                     self.discovery = None
                     _unload_entities()  # its code and tables, until the next announcement
-                    self.announced = True
+                    self.announced = self.settled = True
                     self._force = True
                     break
                 link.publish(topic, payload, True)
@@ -549,5 +561,6 @@ def from_config(cfg, platform, log, context):
             task.cancel()
 
     link.run = run  # the instance's run: the app supervises both as one task
+    link.settling = bridge.settling  # App.clock_task's first SNTP try waits for the announcement
     link.hass = bridge
     return link

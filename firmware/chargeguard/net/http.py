@@ -67,6 +67,7 @@ then says why, in a few words:
                           a host name that does not resolve gives a negative N)
     "bad path"            the path does not start with "/" or has spaces or
                           control characters (nothing is sent)
+    "long request"        the request head would be over 1024 bytes
     "no reply"            closed before any byte of an answer
     "short head"          closed inside the response head
     "bad status"          not an "HTTP/1.x NNN" status line
@@ -166,6 +167,46 @@ def _number(buf, pos, end):
     return value
 
 
+def put(buf, at, data, start=0, stop=-1):
+    """Copy bytes-like data[start:stop] (stop -1: its end) into bytearray `buf` from index `at`.
+
+    Returns the index past it, or -1 when it does not fit; -1 in `at` stays
+    -1, so a request is built by a chain of puts and checked once. Allocates
+    nothing (the guard's commands are built this way).
+    """
+    if stop < 0:
+        stop = len(data)
+    end = at + stop - start
+    if at < 0 or end > len(buf):
+        return -1
+    if start == 0 and stop == len(data):
+        buf[at:end] = data
+    else:
+        while start < stop:  # a slice of data would be an object
+            buf[at] = data[start]
+            at += 1
+            start += 1
+    return end
+
+
+def put_int(buf, at, value):
+    """Write the decimal digits of int `value` (0 or more) into `buf` from `at`, as put(); allocates nothing."""
+    if at < 0:
+        return -1
+    digits = 1
+    scale = 1
+    while value >= scale * 10:
+        scale *= 10
+        digits += 1
+    if at + digits > len(buf):
+        return -1
+    while scale:
+        buf[at] = 48 + value // scale % 10
+        at += 1
+        scale //= 10
+    return at
+
+
 class BodyBuffer:
     """A body buffer of `size` bytes that several HttpClients take turns with (see the module doc)."""
 
@@ -253,6 +294,8 @@ async def apply_box(box, offered_ma):
     try:
         if not await box._command(offered_ma):
             return False
+    except MemoryError:
+        return box._failed("out of memory")  # no text to make: the heap has none
     except Exception as err:
         return box._failed("driver: %s" % type(err).__name__)
     finally:
@@ -322,11 +365,15 @@ class HttpClient:
         self._addr = None
         self._addr_host = None
         self._addr_port = 0
+        # (host, port, the "Host" header's value as bytes) of the last request.
+        self._host_line = (None, 0, None)
 
     async def get(self, host, port, path, timeout_ms, body=None, headers=None, tls=None):
         """GET path (POST `body`, bytes of JSON, when given); returns the status code, or 0 with `error` set (see module doc).
 
-        headers: extra header lines (str, each ending in CRLF) or None; tls:
+        path: str, or bytes-like (a command's path built in a buffer of the
+        driver's: the request is then made without allocating). headers:
+        extra header lines (str, each ending in CRLF) or None; tls:
         (context from net/tls.context(), the name the certificate must carry)
         or None for plain HTTP.
 
@@ -409,17 +456,48 @@ class HttpClient:
         # MicroPython parses a memoryview in place; CPython needs bytes.
         return json.loads(self.body() if _MPY else bytes(self.body()))
 
+    def _request(self, path, host, port, body, headers, keep, buf=None):
+        # The request head in `buf` (default: the head buffer); its length,
+        # or -1 when it does not fit. Raises ValueError("bad path"). path:
+        # str, or bytes-like (a driver's preallocated buffer: then nothing
+        # is allocated here); the "Host" value is kept as bytes per host
+        # and port.
+        if buf is None:
+            buf = self._head
+        at = put(buf, 0, b"GET " if body is None else b"POST ")
+        if type(path) is str:
+            path = path.encode()
+        end = put(buf, at, path)
+        # Spaces and control characters would break (or inject into) the
+        # request line; a path must start with "/".
+        if not len(path) or path[0] != 47:  # '/'
+            raise ValueError("bad path")
+        for i in range(len(path)):  # by index: an iterator would be an object
+            if path[i] <= 32 or path[i] == 127:
+                raise ValueError("bad path")
+        if end < 0:
+            return -1
+        line = self._host_line
+        if host != line[0] or port != line[1]:
+            line = self._host_line = (host, port, (host if port == 80 else "%s:%d" % (host, port)).encode())
+        at = put(buf, end, b" HTTP/1.1\r\nHost: " if keep else b" HTTP/1.0\r\nHost: ")
+        at = put(buf, at, line[2])
+        at = put(buf, at, b"\r\n" if keep else b"\r\nConnection: close\r\n")
+        if body is not None:
+            at = put(buf, at, b"Content-Type: application/json\r\nContent-Length: ")
+            at = put(buf, put_int(buf, at, len(body)), b"\r\n")
+        if headers:
+            at = put(buf, at, headers.encode() if type(headers) is str else headers)
+        return put(buf, at, b"\r\n")
+
     async def _exchange(self, host, port, path, timeout_ms, body, headers, tls, keep=False):
         # One request, on the kept connection (KeptClient: net/http_keep.py)
         # or a new one; the status. keep: ask for a persistent connection;
         # _keep_now says whether the answer leaves it fit for the next.
-        raw = path.encode()
-        if not path.startswith("/"):
-            raise ValueError("bad path")
-        for c in raw:
-            # Spaces and control characters would break (or inject into) the request line.
-            if c <= 32 or c == 127:
-                raise ValueError("bad path")
+        # The request head first, in the head buffer (free until the answer
+        # comes): no string is made for it (a command must not fail for want
+        # of heap), and a bad path is refused before anything is sent.
+        size = self._request(path, host, port, body, headers, keep)
         self._answered = False
         reused = self._sock is not None
         if reused:
@@ -475,18 +553,17 @@ class HttpClient:
             self._reader = reader
         reader = self._reader
         writer = self._sock
-        if port != 80:
-            host = "%s:%d" % (host, port)
-        # One request head; a body (POST) adds its type and length.
-        # keep: HTTP/1.1, persistent unless either side says close.
-        head = "%s %s HTTP/1.%s\r\nHost: %s\r\n%s" % (
-            "GET" if body is None else "POST", path, "1" if keep else "0", host,
-            "" if keep else "Connection: close\r\n")  # fmt: skip
-        if body is not None:
-            head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
-        if headers:
-            head += headers
-        writer.write((head + "\r\n").encode())
+        data = self._head_mv
+        if size < 0:
+            # A head longer than the buffer (a long host name, path or
+            # header lines): built the same way in a buffer of its own.
+            data = bytearray(_MAX_HEAD)
+            size = self._request(path, host, port, body, headers, keep, data)
+            if size < 0:
+                raise ValueError("long request")
+        if not _MPY:
+            data = bytes(data[:size])
+        writer.write(data if size == len(data) else memoryview(data)[:size])
         if body is not None:
             writer.write(body)
         if tls is not None and _MPY and not reused:

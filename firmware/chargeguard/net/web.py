@@ -212,18 +212,57 @@ class _JsonBody:
     (1.2 KB for a two-charger status, up to 8 KB for a configuration) and
     .encode() a second: on a fragmented 64 KB heap such a block was not
     there (a MemoryError in the heap-budget run). Here every scalar is
-    encoded on its own and the pieces are joined up to JSON_PIECE bytes, so
-    no block above about that is ever asked for. The output is the same JSON
-    text json.dumps gives (no spaces).
+    encoded on its own, so no block above about that is ever asked for.
+    The output is the same JSON text json.dumps gives (no spaces).
+
+    chunk: the Web's PAGE_CHUNK buffer (Web._chunk), shared with the page:
+    the pieces are copied into it and a view of it is given out, so a piece
+    costs no block of its size either (a joined str and its bytes, about
+    265 bytes each, were what the start-up heap could not find in the
+    frozen `everything` profile's 66-68 KB runs). Sharing it between
+    answers is safe for the reason the page's is: the stream's write()
+    copies (or sends) a chunk before anything else runs. None: each piece
+    is a joined str encoded (no buffer at hand).
     """
 
-    def __init__(self, doc):
+    def __init__(self, doc, chunk=None):
         self._pieces = _walk(doc)
+        self._chunk = chunk
+        self._carry = None  # a piece that did not fit the buffer's rest: the next chunk's start
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
+        chunk = self._chunk
+        if chunk is None:
+            return self._joined()
+        size = 0
+        carry = self._carry
+        if carry is not None:
+            self._carry = None
+            if len(carry) > len(chunk):
+                return carry  # one value longer than the buffer: as it is
+            chunk[: len(carry)] = carry
+            size = len(carry)
+        pieces = self._pieces
+        if pieces is not None and size < JSON_PIECE:
+            for piece in pieces:
+                data = piece.encode()
+                if size + len(data) > len(chunk):
+                    self._carry = data
+                    break
+                chunk[size : size + len(data)] = data
+                size += len(data)
+                if size >= JSON_PIECE:
+                    break
+            else:
+                self._pieces = None
+        if not size:
+            raise StopAsyncIteration
+        return memoryview(chunk)[:size]
+
+    def _joined(self):
         parts = []
         size = 0
         pieces = self._pieces
@@ -274,11 +313,11 @@ def _plain_key(key):
     return True
 
 
-def _json(doc, status=200):
-    """A Response whose body is `doc` (dict or list) as JSON, streamed in pieces (_JsonBody)."""
+def _json(doc, status=200, chunk=None):
+    """A Response whose body is `doc` (dict or list) as JSON, streamed in pieces (_JsonBody; chunk: Web._chunk)."""
     from microdot import Response
 
-    return Response(_JsonBody(doc), status, {"Content-Type": "application/json; charset=UTF-8"})
+    return Response(_JsonBody(doc, chunk), status, {"Content-Type": "application/json; charset=UTF-8"})
 
 
 def _errors(status, path, message, headers=None):
@@ -405,18 +444,18 @@ class Web:
         return Response(_FileBody(handle, self._chunk), 200, headers)
 
     async def status(self, request):
-        return _json(status_doc(self.state, self.api.values))
+        return _json(status_doc(self.state, self.api.values), 200, self._chunk)
 
     async def settings(self, request):
         if request.method == "GET":
-            return _json(self.api.values)
+            return _json(self.api.values, 200, self._chunk)
         body = self.change_body(request)
         if not isinstance(body, dict):
             return body
         errors = self.api.set(body)
         if errors:
             return {"errors": errors}, 422
-        return _json(self.api.values)
+        return _json(self.api.values, 200, self._chunk)
 
     async def charger(self, request, ref):
         body = self.change_body(request)
@@ -446,7 +485,7 @@ class Web:
             errors = self.api.set_lock(charger, locked)
             if errors:
                 return {"errors": errors}, 422
-        return _json(self.api.values)
+        return _json(self.api.values, 200, self._chunk)
 
     def captive(self, request):
         """The 302 to the setup page for a probe URL or a foreign Host while the portal is open, else None."""
@@ -485,7 +524,7 @@ class Web:
                 return refused
             self.api.flush(force=True)  # the last run-time change is in the export too
             answer = _with_config(self.storage, _export)
-            return _json(answer) if isinstance(answer, dict) else answer
+            return _json(answer, 200, self._chunk) if isinstance(answer, dict) else answer
         body = self.change_body(request)
         if not isinstance(body, dict):
             return body
@@ -627,9 +666,9 @@ async def _admin(name, web, request, body=None):
         answer = await handler(web, request, body)
         # Streamed in pieces like every JSON answer (_JsonBody).
         if isinstance(answer, dict):
-            return _json(answer)
+            return _json(answer, 200, web._chunk)
         if isinstance(answer, tuple) and isinstance(answer[0], dict):
-            return _json(answer[0], answer[1])
+            return _json(answer[0], answer[1], web._chunk)
         return answer
     except MemoryError:
         return _errors(503, "", "not enough memory for this now: restart the controller and try again")
