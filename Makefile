@@ -76,8 +76,8 @@ ha-check: build
 # Heap and latency (tools/bench.py), then the control-quality benchmark
 # (tools/replay --all, docs/benchmark.md; exit 3 = a goal missed, reported).
 bench: build upy32
-	$(PY) tools/bench.py
-	$(PY) tools/replay --all --out build/bench; status=$$?; test $$status -eq 0 -o $$status -eq 3
+	$(PY) tools/bench.py; heap=$$?; $(PY) tools/replay --all --out build/bench; status=$$?; \
+	test $$heap -eq 0 && test $$status -eq 0 -o $$status -eq 3
 
 # Checks BOARD, CONFIG (the device's own validator) and PORT before anything
 # is copied; the configuration goes to a temporary name, then a rename. The

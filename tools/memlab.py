@@ -811,7 +811,13 @@ class WebClient:
             self._ask("GET", "/api/setup")
             if self.box is None:
                 # (a refused export is a failure already noted: tried again next scene)
-                self.box = (json.loads(self._ask("GET", "/api/config", None, change)).get("chargers") or [None])[0]
+                data = self._ask("GET", "/api/config", None, change)
+                try:
+                    exported = json.loads(data)
+                except ValueError:  # cut short (e.g. out of heap mid-answer): a failure of this run, not of the bench
+                    self.failures.append("GET /api/config: not JSON: %r" % data[:100])
+                    exported = {}
+                self.box = (exported.get("chargers") or [None])[0]
             self._ask("GET", "/api/setup/options", None, change)
             # 422 while the day's pulled P1 cable leaves the meter silent (the
             # check then waits out its 11 s: webadmin.METER_TEST_MS).
@@ -865,11 +871,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
         chargers=profile.chargers,
         guard=FAST_GUARD,
         launch=_launch(profile, build, heap, mode=mode, broker=broker, env=env),
-        meter=profile.meter,
-        mqtt={"enabled": False, "host": "127.0.0.1", "port": broker.port} if profile.meter == "mqtt" else None,
-        mixed=profile.mixed,
-        ocpp=profile.ocpp,
-        every_family=profile.every_family,
+        **_site(profile, broker)
     )
     if client is not None and profile.first_boot and sim.trydans:
         # The box on the LAN the wizard reads (not in any configuration yet).
@@ -900,6 +902,19 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
         result.web_failures = result.web_failures + phone.failures
         result.web_ok = result.web_ok and phone.count > 0 and not phone.failures
     return result
+
+
+def _site(profile, broker):
+    """The simulated site a profile's configuration needs (Simulation's keyword arguments): its meter, the MQTT
+    meter's broker, the mixed site, OCPP boxes, one box of every family. The same for the day's runs and for
+    gc_pause_us: a profile whose site is missing fails to start (the MQTT meter has no broker port)."""
+    return {
+        "meter": profile.meter,
+        "mqtt": {"enabled": False, "host": "127.0.0.1", "port": broker.port} if profile.meter == "mqtt" else None,
+        "mixed": profile.mixed,
+        "ocpp": profile.ocpp,
+        "every_family": profile.every_family,
+    }
 
 
 def smallest_heap(profile, build, low, high, step=KB, on_step=None):
@@ -935,22 +950,26 @@ def gc_pause_us(profile, build, heap=2048 * KB):
     The first two with the heap filled by copies of the firmware's App (the
     worst case of a big heap); the last with only the firmware's own objects.
     """
-    broker = Broker().start() if profile.broker else None
-    sim = Simulation(
-        run_name="mem-gc-%s-%s" % (profile.name, build),
-        chargers=profile.chargers,
-        guard=FAST_GUARD,
-        launch=_launch(profile, build, heap, mode="gcpause", broker=broker),
-        meter=profile.meter,
-    )
+    broker = None
+    sim = None
     try:
+        # Inside the try: a site that fails to start must not leave its broker running.
+        broker = Broker().start() if profile.broker else None
+        sim = Simulation(
+            run_name="mem-gc-%s-%s" % (profile.name, build),
+            chargers=profile.chargers,
+            guard=FAST_GUARD,
+            launch=_launch(profile, build, heap, mode="gcpause", broker=broker),
+            **_site(profile, broker)
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and sim.firmware.alive():
             if any(line.startswith("memprobe: gcpause") for line in sim.lines):
                 break
             time.sleep(0.05)
     finally:
-        sim.stop()
+        if sim is not None:
+            sim.stop()
         if broker is not None:
             broker.stop()
     for line in sim.lines:

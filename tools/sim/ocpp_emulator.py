@@ -191,6 +191,7 @@ class OcppBox:
         self.plugged = plugged
         self.stall = stall
         self._reader_task = None
+        self._unstall = None  # an asyncio.Event per connection: set to end a hung (stall) box's session
         self.stop_wanted = False
         self.start_wanted = False
         self._drawn_ma = 0
@@ -275,6 +276,8 @@ class OcppBox:
             loop.call_soon_threadsafe(self._close)
 
     def _close(self):
+        if self._unstall is not None:
+            self._unstall.set()
         if self._socket is not None:
             asyncio.ensure_future(self._socket.close())
 
@@ -310,11 +313,21 @@ class OcppBox:
                     self.boot_wanted = asyncio.Event()
                     tasks = [asyncio.ensure_future(point.start()), asyncio.ensure_future(self._session(point))]
                     self._reader_task = tasks[0]
-                    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                    for task in pending:
-                        task.cancel()
-                    for task in done:
-                        task.exception()  # retrieved: a closed connection is how a session ends here
+                    self._unstall = asyncio.Event()
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    if self.stall and tasks[0].cancelled() and not tasks[1].done():
+                        # The hung box's reader was stopped on purpose: it stays connected, reading
+                        # nothing, until stop() or disconnect() (_close sets _unstall).
+                        await asyncio.wait([tasks[1]])
+                    for task in tasks:
+                        if not task.done():
+                            task.cancel()
+                    for task in tasks:
+                        # Retrieved: a closed connection is how a session ends here. A cancelled task
+                        # has no exception to retrieve (exception() would raise CancelledError, a
+                        # BaseException that ended this thread).
+                        if task.done() and not task.cancelled():
+                            task.exception()
             except Exception as error:  # refused, closed, not up yet
                 self.handshake_error = repr(error)
             self.connected = False
@@ -332,7 +345,8 @@ class OcppBox:
         self.booted += 1
         if self.stall:
             self._reader_task.cancel()  # never reads again: hung, its socket open
-            await asyncio.Event().wait()
+            await self._unstall.wait()
+            return
         await point.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Available"))
         await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
         start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=self.now().isoformat()))
