@@ -199,16 +199,22 @@ def test_a_lock_request_reaches_the_box_after_the_guards_command_and_once():
     assert locking.locks == [True, False]
 
 
-def test_a_crashing_task_is_logged_and_restarted():
-    charger = FakeCharger()
-    app, platform, meter, lines = make_app([charger])
-    calls = []
-
+def _fails_once(calls):
+    # A task body that raises on its first run and then waits for good.
     async def flaky():
         calls.append(1)
         if len(calls) == 1:
             raise ValueError("boom")
         await asyncio.sleep(3600)
+
+    return flaky
+
+
+def test_a_crashing_task_is_logged_and_restarted():
+    charger = FakeCharger()
+    app, platform, meter, lines = make_app([charger])
+    calls = []
+    flaky = _fails_once(calls)
 
     async def scenario():
         asyncio.create_task(app._supervised("flaky", flaky))
@@ -712,12 +718,7 @@ def test_a_task_whose_failure_line_finds_no_heap_is_restarted_all_the_same():
 
     app = app_module.App(platform, config_doc(1), meter, [charger], log=log)
     calls = []
-
-    async def flaky():
-        calls.append(1)
-        if len(calls) == 1:
-            raise ValueError("boom")
-        await asyncio.sleep(3600)
+    flaky = _fails_once(calls)
 
     async def scenario():
         asyncio.create_task(app._supervised("flaky", flaky))

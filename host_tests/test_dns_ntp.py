@@ -272,23 +272,9 @@ def test_the_clock_task_unloads_ntp_after_a_sync():
     # every six hours: the clock task imports them for a sync only.
     import sys
 
-    import test_app
-
     sock, port = udp_peer()
     now_1900 = 1764450000 + 2208988800
-    app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
-    walls = []
-    platform.set_wall_time = walls.append
-    platform.wall_time = lambda: 0
-    platform.ticks_add = common.ticks_add
-
-    class Link:
-        def is_up(self):
-            return True
-
-    app.network = Link()
-    app.ntp_server = "127.0.0.1"
-    app.ntp_port = port
+    app, platform, lines, walls = _clock_app(port)
 
     async def main():
         server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))

@@ -1,10 +1,10 @@
 """A new config.json on trial (chargeguard/trial.py): one that did not start is not tried again (both runtimes)."""
 
 import asyncio
-import os
 import sys
 
 from chargeguard import app as app_module
+from support import exists
 from test_app import GOOD, FakePlatform, run_for, storage_with, wait_until
 
 # A new configuration that adds MQTT (its module is loaded before the
@@ -18,14 +18,6 @@ RESTARTED = (
     "config.json did not start last time (the board restarted while starting it):"
     " it was NOT applied; fix it and deploy it again"
 )
-
-
-def exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
 
 
 def marker(storage):
