@@ -272,37 +272,30 @@ def test_the_clock_task_unloads_ntp_after_a_sync():
     # every six hours: the clock task imports them for a sync only.
     import sys
 
-    sock, port = udp_peer()
-    now_1900 = 1764450000 + 2208988800
-    app, platform, lines, walls = _clock_app(port)
+    from test_app import wait_until
 
-    async def main():
-        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
-        clock = asyncio.create_task(app.clock_task())
-        try:
-            # The first sync is due at once: one control tick, then the answer.
-            for _ in range(300):
-                if walls and "chargeguard.net.ntp" not in sys.modules:
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            clock.cancel()
-            server.cancel()
+    app, lines, walls, run = _clock_app()
 
-    try:
-        asyncio.run(main())
-    finally:
-        sock.close()
+    async def scenario():
+        # The first sync is due at once: one control tick, then the answer.
+        await wait_until(lambda: walls and "chargeguard.net.ntp" not in sys.modules, 3000)
+
+    run(scenario)
     assert walls == [1764450000], (walls, lines)
     assert "chargeguard.net.ntp" not in sys.modules
     assert "chargeguard.net.dns" not in sys.modules
     assert any("time: set from 127.0.0.1" in line for line in lines), lines
 
 
-def _clock_app(port):
-    # An App whose clock task asks the NTP peer on `port` over a link that is up.
+def _clock_app():
+    """An App whose clock task asks an NTP peer on loopback over a link that is up: (app, lines, walls, run).
+
+    run(scenario) runs the peer (answering 2025-11-29 21:00 UTC, 1764450000) and the
+    clock task while `await scenario()` does, then stops both.
+    """
     import test_app
 
+    sock, port = udp_peer()
     app, platform, meter, lines = test_app.make_app([test_app.FakeCharger()])
     walls = []
     platform.set_wall_time = walls.append
@@ -316,7 +309,23 @@ def _clock_app(port):
     app.network = Link()
     app.ntp_server = "127.0.0.1"
     app.ntp_port = port
-    return app, platform, lines, walls
+
+    def run(scenario):
+        async def main():
+            server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, 1764450000 + 2208988800)))
+            clock = asyncio.create_task(app.clock_task())
+            try:
+                await scenario()
+            finally:
+                clock.cancel()
+                server.cancel()
+
+        try:
+            asyncio.run(main())
+        finally:
+            sock.close()
+
+    return app, lines, walls, run
 
 
 class Announcing:
@@ -335,37 +344,22 @@ def test_the_first_sync_waits_for_an_interfaces_first_announcement():
     # Home Assistant's discovery and an SNTP try would need their heap at
     # the same moment after boot (the start-up peak): the first try waits
     # while an interface is settling, then goes at the next control tick.
-    sock, port = udp_peer()
-    now_1900 = 1764450000 + 2208988800
-    app, platform, lines, walls = _clock_app(port)
+    from test_app import wait_until
+
+    app, lines, walls, run = _clock_app()
     announcing = Announcing()
     app.interfaces = [("mqtt", announcing), ("web", object())]  # an interface without settling() never holds it
     seen = []
 
-    async def main():
-        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
-        clock = asyncio.create_task(app.clock_task())
-        try:
-            # Without the announcement the first try goes at the first
-            # control tick: after two looks at it, still nothing was asked.
-            for _ in range(500):
-                if announcing.looks >= 2:
-                    break
-                await asyncio.sleep(0.01)
-            seen.append((announcing.looks, list(walls)))
-            announcing.busy = False
-            for _ in range(300):
-                if walls:
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            clock.cancel()
-            server.cancel()
+    async def scenario():
+        # Without the announcement the first try goes at the first
+        # control tick: after two looks at it, still nothing was asked.
+        await wait_until(lambda: announcing.looks >= 2, 5000)
+        seen.append((announcing.looks, list(walls)))
+        announcing.busy = False
+        await wait_until(lambda: walls, 3000)
 
-    try:
-        asyncio.run(main())
-    finally:
-        sock.close()
+    run(scenario)
     looks, before = seen[0]
     assert looks >= 2 and before == [], seen
     assert walls == [1764450000], (walls, lines)
@@ -374,33 +368,21 @@ def test_the_first_sync_waits_for_an_interfaces_first_announcement():
 def test_the_first_sync_waits_for_an_announcement_at_most_clock_wait_ms():
     # A broker that never answers leaves Home Assistant settling for good:
     # the clock is then set anyway, clock_wait_ms after the task started.
-    sock, port = udp_peer()
-    now_1900 = 1764450000 + 2208988800
-    app, platform, lines, walls = _clock_app(port)
+    from test_app import wait_until
+
+    app, lines, walls, run = _clock_app()
     assert app.clock_wait_ms == 30000  # app.CLOCK_WAIT_MS
     app.clock_wait_ms = 1500
     announcing = Announcing()
     app.interfaces = [("mqtt", announcing)]
     took = []
 
-    async def main():
-        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, now_1900)))
+    async def scenario():
         started = common.ticks_ms()
-        clock = asyncio.create_task(app.clock_task())
-        try:
-            for _ in range(600):
-                if walls:
-                    took.append(common.ticks_diff(common.ticks_ms(), started))
-                    break
-                await asyncio.sleep(0.01)
-        finally:
-            clock.cancel()
-            server.cancel()
+        if await wait_until(lambda: walls, 6000):
+            took.append(common.ticks_diff(common.ticks_ms(), started))
 
-    try:
-        asyncio.run(main())
-    finally:
-        sock.close()
+    run(scenario)
     assert walls == [1764450000], (walls, lines)
     assert announcing.looks >= 1 and took[0] >= 1500, (announcing.looks, took)
 
