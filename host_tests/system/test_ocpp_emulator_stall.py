@@ -26,6 +26,7 @@ from ocpp_emulator import OcppBox  # noqa: E402
 
 CALL_TIMEOUT_S = 2  # the central system's wait for the hung box's answer
 STOP_S = 5  # OcppBox.stop() joins its thread this long
+HUNG_S = 5  # the box stops reading at once after its BootNotification's answer
 
 
 class Central(ChargePoint):
@@ -41,6 +42,7 @@ class CentralSystem:
     box (ChangeAvailability) and keeps what came of that call in `outcome`."""
 
     def __init__(self):
+        self.hung = lambda: True  # set by the test: the box has stopped reading
         self.port = None
         self.outcome = None
         self.done = threading.Event()
@@ -55,7 +57,12 @@ class CentralSystem:
         reader = asyncio.ensure_future(point.start())
         try:
             await asyncio.wait_for(point.booted.wait(), 10)
-            await asyncio.sleep(0.3)  # the BootNotification's answer is on its way; the box then stalls
+            # The BootNotification's answer is on its way; the call goes once
+            # the box has taken it and stopped reading (hung), not before.
+            deadline = time.monotonic() + HUNG_S
+            while not self.hung():
+                assert time.monotonic() < deadline, "the box did not hang after its BootNotification"
+                await asyncio.sleep(0.01)
             try:
                 await point.call(call.ChangeAvailability(connector_id=0, type="Operative"))
                 self.outcome = "answered"
@@ -86,7 +93,11 @@ class CentralSystem:
 
 def test_a_hung_box_stays_connected_and_silent_until_stopped():
     central = CentralSystem().start()
-    box = OcppBox("HUNG1", central.port, stall=True, plugged=False).start()
+    box = OcppBox("HUNG1", central.port, stall=True, plugged=False)
+    # Read from the central system's thread: booted counts the accepted
+    # BootNotification, then the box cancels its reader (ocpp_emulator._session).
+    central.hung = lambda: box.booted == 1 and box._reader_task is not None and box._reader_task.done()
+    box.start()
     try:
         assert central.done.wait(10 + CALL_TIMEOUT_S + 5), "the box never booted"
         assert box.booted == 1
