@@ -239,7 +239,11 @@ class App:
             # The driver sends only what the box does not have yet, so this
             # also puts back a limit someone changed on the box itself.
             try:
-                if not await driver.apply(offered_ma) and _short_of_heap(self.statuses[index].error):
+                # The driver's failure path sets no_heap when the command met
+                # MemoryError, whatever its words for it in status.error.
+                status = self.statuses[index]
+                status.no_heap = False
+                if not await driver.apply(offered_ma) and status.no_heap:
                     await self._resend(index)
             except BaseException:
                 # Whatever broke this task (it is restarted), the command
@@ -523,12 +527,6 @@ async def _sync_time(platform, server, log, synced, port):
         _unload("chargeguard.net.ntp")
         # A wallbox host name lookup imports it again when it needs it.
         _unload("chargeguard.net.dns")
-
-
-def _short_of_heap(error):
-    # A driver's error text for a command that met MemoryError: the HTTP
-    # client's "MemoryError", the drivers' "out of memory".
-    return error is not None and (error.endswith("MemoryError") or error.endswith("out of memory"))
 
 
 def _bind(method, index):

@@ -219,8 +219,8 @@ class GoeCharger:
         self.status.offered_ma = amps * 1000
         return True
 
-    def _failed(self, message, poll=0):
-        return fail_box(self, message, poll)
+    def _failed(self, message, poll=0, no_heap=False):
+        return fail_box(self, message, poll, no_heap)
 
     def _forget(self):
         # No answer at all: the box may have rebooted (net/http.fail_box).
@@ -254,7 +254,7 @@ class GoeCharger:
         key = "tcl" if quoted is _TCL else "frc"
         if code == 200:
             return self._failed("write " + key + "=%d refused" % value)
-        return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
+        return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code), 0, client.no_heap)
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

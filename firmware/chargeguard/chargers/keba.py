@@ -229,7 +229,7 @@ class KebaP30:
         except ValueError as err:
             return self._failed("bad %s" % (err.args[0] if err.args else "report"), 1)
         except MemoryError:
-            return self._failed("out of memory", 1)
+            return self._failed("out of memory", 1, True)
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__, 1)
 
@@ -267,7 +267,7 @@ class KebaP30:
                     self._ena = 1
             self.status.offered_ma = amps * 1000
         except MemoryError:
-            return self._failed("out of memory")
+            return self._failed("out of memory", 0, True)
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__)
         self.status.error = self._poll_error
@@ -283,12 +283,14 @@ class KebaP30:
             return False
         return True
 
-    def _failed(self, message, how=0):
+    def _failed(self, message, how=0, no_heap=False):
         # how: 0 = refused, 1 = a poll answered badly, 2 = a poll without an
         # answer, 3 = a command without one. No answer: the box may have
         # restarted (the failsafe is not saved): everything is sent again.
+        # no_heap: the cause was a MemoryError (status.no_heap, for app.py).
         status = self.status
         status.error = self.last_error = message
+        status.no_heap = no_heap
         if how:
             status.reachable = False
             if how != 3:

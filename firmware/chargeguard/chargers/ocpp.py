@@ -681,7 +681,9 @@ class OcppCharger:
         try:
             return await self._apply(offered_ma)
         except MemoryError:
-            self.status.error = self.last_error = "out of memory"
+            status = self.status
+            status.error = self.last_error = "out of memory"
+            status.no_heap = True  # app.py sends it again after a collection
             return False
         except Exception as err:
             self.status.error = self.last_error = "driver: %s" % type(err).__name__

@@ -159,10 +159,10 @@ class ShellyLoad:
             self.status.reachable = False
         if code == 200:
             return self._failed("switch refused")
-        return self._failed("switch: " + (client.error or "HTTP %d" % code))
+        return self._failed("switch: " + (client.error or "HTTP %d" % code), 0, client.no_heap)
 
-    def _failed(self, message, poll=0):
-        return fail_box(self, message, poll)
+    def _failed(self, message, poll=0, no_heap=False):
+        return fail_box(self, message, poll, no_heap)
 
     def _forget(self):
         # No answer at all: the box may have rebooted (net/http.fail_box).

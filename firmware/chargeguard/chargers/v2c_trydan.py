@@ -405,7 +405,7 @@ class V2CTrydan:
                 return False
             self.status.locked = bool(locked)
         except MemoryError:
-            return self._failed("out of memory")
+            return self._failed("out of memory", 0, True)
         except Exception as err:
             return self._failed("driver: %s" % type(err).__name__)
         finally:
@@ -413,8 +413,8 @@ class V2CTrydan:
         self.status.error = self._poll_error
         return True
 
-    def _failed(self, message, poll=0):
-        return fail_box(self, message, poll)
+    def _failed(self, message, poll=0, no_heap=False):
+        return fail_box(self, message, poll, no_heap)
 
     def _forget(self):
         # No answer at all: the box may have rebooted (net/http.fail_box).
@@ -442,7 +442,7 @@ class V2CTrydan:
         # string pieces: a long constant costs more heap).
         if code == 200:
             return self._failed("write " + key + "=%d refused" % value)
-        return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code))
+        return self._failed("write " + key + ": " + (client.error or "HTTP %d" % code), 0, client.no_heap)
 
 
 def from_config(entry, platform, timeout_ms=_TIMEOUT_MS):

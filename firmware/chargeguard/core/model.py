@@ -104,6 +104,11 @@ class ChargerStatus:
         # True/False, None when unknown or the box has none.
         self.locked = None
         self.error = None  # short text of the last driver error, or None
+        # True when the command just failed because it met MemoryError (its
+        # text in `error` is the driver's own words): set by the drivers'
+        # failure paths, cleared by app.py before each command, which then
+        # sends it again after a collection instead of at the next poll.
+        self.no_heap = False
 
 
 class ChargerCommand:

@@ -79,6 +79,8 @@ then says why, in a few words:
     "tls: ..."            the TLS handshake failed or the peer's certificate
                           is not the one expected (see HTTPS above)
     "short body"          closed before Content-Length bytes came
+    "MemoryError"         no heap for the request (then `no_heap` is True:
+                          the drivers' fail_box passes it on, never the text)
     other                 the type name of an unexpected exception
 
 It never raises, except `CancelledError` when the caller's task is cancelled.
@@ -237,8 +239,9 @@ async def poll_box(box, path):
     _polling (the flag that serialises its polls), _write_gen (bumped by
     every accepted write), _take(gen) (fills its status from the body in
     _reader.buf: False for a body that is not one JSON object, KeyError or
-    ValueError(name) for a bad field) and _failed(message, poll) (notes the
-    failure, returns False; poll 2 = no answer at all, 1 = a bad answer).
+    ValueError(name) for a bad field) and _failed(message, poll, no_heap) (notes the
+    failure, returns False; poll 2 = no answer at all, 1 = a bad answer;
+    no_heap: the cause was a MemoryError, see fail_box).
     Calls are serialised: one made while another runs waits for it (every
     10 ms: asyncio.Lock would load a module, ~0.7 KB of heap, for this).
     """
@@ -255,14 +258,14 @@ async def poll_box(box, path):
             # poll. Never a wait: that box may be stalling.
             return False
         if code != 200:
-            return box._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1)
+            return box._failed(client.error or "HTTP %d" % code, 2 if code == 0 else 1, client.no_heap)
         if not box._take(gen):
             return box._failed("invalid JSON", 1)
         return True
     except (KeyError, ValueError) as bad:
         return box._failed("bad %s" % bad.args[0], 1)
     except MemoryError:
-        return box._failed("out of memory", 1)
+        return box._failed("out of memory", 1, True)
     except Exception as err:
         return box._failed("driver: %s" % type(err).__name__, 1)
     finally:
@@ -277,7 +280,7 @@ async def apply_box(box, offered_ma):
     shelly_load). `box` has _command_seq and _applying (the counters that
     serialise its commands), _command(offered_ma) (writes what the box
     lacks; True when it has the command, else False after _failed),
-    _failed(message) and _poll_error (the poll's error, shown again once a
+    _failed(message, poll, no_heap) and _poll_error (the poll's error, shown again once a
     command went through). A call still waiting when a newer one arrives is
     superseded and returns False without touching the box, so a dead box
     never builds a queue of stale commands.
@@ -295,7 +298,7 @@ async def apply_box(box, offered_ma):
         if not await box._command(offered_ma):
             return False
     except MemoryError:
-        return box._failed("out of memory")  # no text to make: the heap has none
+        return box._failed("out of memory", 0, True)  # no text to make: the heap has none
     except Exception as err:
         return box._failed("driver: %s" % type(err).__name__)
     finally:
@@ -304,8 +307,12 @@ async def apply_box(box, offered_ma):
     return True
 
 
-def fail_box(box, message, poll=0):
+def fail_box(box, message, poll=0, no_heap=False):
     """Note a failure of an HTTP wallbox driver in its status; returns False.
+
+    no_heap: True when the cause was a MemoryError (the request's
+    client.no_heap, or one caught around it): status.no_heap, which app.py
+    reads to send the command again after a collection.
 
     poll: 0 = a command, 1 = a poll (the box is unreachable or talks
     nonsense: not reachable, and the error stays until a poll succeeds),
@@ -315,6 +322,7 @@ def fail_box(box, message, poll=0):
     """
     status = box.status
     status.error = box.last_error = message
+    status.no_heap = no_heap
     if poll:
         status.reachable = False
         box._poll_error = message
@@ -352,6 +360,7 @@ class HttpClient:
         self.status = 0  # HTTP status of the last response, 0 = none
         self.body_len = 0
         self.error = None  # why the last request failed, or None
+        self.no_heap = False  # True when it failed because it met MemoryError (error "MemoryError")
         self._busy = False
         # The open connection: MicroPython, a stream on a socket we made;
         # CPython, the stream writer (and _reader its reader). Closed by get()
@@ -388,6 +397,7 @@ class HttpClient:
         self.status = 0
         self.body_len = 0
         self.error = None
+        self.no_heap = False
         self._keep_now = False
         try:
             if timeout_ms <= 0:
@@ -407,6 +417,9 @@ class HttpClient:
         except ValueError as err:
             # _exchange's own failures: ValueError(short text).
             self.error = err.args[0] if err.args else "ValueError"
+        except MemoryError:
+            self.error = "MemoryError"
+            self.no_heap = True
         except Exception as err:  # never let a surprise escape to the driver
             self.error = type(err).__name__
         finally:

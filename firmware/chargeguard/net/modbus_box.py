@@ -170,6 +170,8 @@ class ModbusBox:
         if self._resolve is not None:
             try:
                 await self._resolve()
+            except MemoryError:
+                raise  # the drivers' apply_box / poll_box: "out of memory", status.no_heap
             except Exception as err:  # OSError from net/dns.py: no answer, no such name
                 self.error = str(err.args[0]) if err.args else type(err).__name__
                 self.exception = 0
@@ -216,7 +218,7 @@ async def poll_box(driver):
     try:
         return await driver._read_status()
     except MemoryError:
-        return fail_box(driver, "out of memory", 1)
+        return fail_box(driver, "out of memory", 1, True)
     except Exception as err:
         return fail_box(driver, "driver: %s" % type(err).__name__, 1)
 
@@ -249,7 +251,7 @@ async def apply_box(driver, offered_ma):
         if not await driver._command(offered_ma):
             return False
     except MemoryError:
-        return fail_box(driver, "out of memory")
+        return fail_box(driver, "out of memory", 0, True)
     except Exception as err:
         return fail_box(driver, "driver: %s" % type(err).__name__)
     driver.status.error = driver._poll_error
@@ -266,8 +268,11 @@ async def write_box(driver, function, register, values, count, value):
     return fail_box(driver, "write %d=%d: %s" % (register, value, box.error), 0 if box.exception else 3)
 
 
-def fail_box(driver, message, how=0):
+def fail_box(driver, message, how=0, no_heap=False):
     """Note a failure in the driver's status and `last_error`; returns False.
+
+    no_heap: True when the cause was a MemoryError (status.no_heap: app.py sends the command again
+    after a collection).
 
     how: 0 = a command the box refused (a Modbus exception), 1 = a poll the box answered badly, 2 = a
     poll without an answer, 3 = a command without an answer. 1-3: not reachable; 1 and 2: the error
@@ -276,6 +281,7 @@ def fail_box(driver, message, how=0):
     """
     status = driver.status
     status.error = driver.last_error = message
+    status.no_heap = no_heap
     if how:
         status.reachable = False
         if how != 3:

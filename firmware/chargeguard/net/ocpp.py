@@ -353,9 +353,12 @@ class CentralSystem:
             pass
         except asyncio.TimeoutError:
             pass
+        finally:
+            # Also when no heap was left for the frame (MemoryError, up to
+            # the driver): a call left pending would make the next "busy".
+            if session.pending == message_id:
+                session.pending = None
         answer = session.answer
-        if session.pending == message_id:
-            session.pending = None
         if answer is None:
             return ("disconnected" if session.ws.closed else "timeout"), None
         return answer
