@@ -750,7 +750,8 @@ class OcppCharger:
         status.reachable = True
         error = status.error
         if error and (error.startswith("connected") or error.startswith("SetChargingProfile")
-                      or error.startswith("cannot pause") or error.startswith("pause refused")):
+                      or error.startswith("cannot pause") or error.startswith("pause refused")
+                      or error == "out of memory"):  # a command or set-up step that found no heap: passed
             status.error = None
 
     async def _remote_stop(self):

@@ -167,20 +167,22 @@ class ModbusBox:
 
     async def _run(self, started):
         master = self.master
-        if self._resolve is not None:
-            try:
-                await self._resolve()
-            except MemoryError:
-                raise  # the drivers' apply_box / poll_box: "out of memory", status.no_heap
-            except Exception as err:  # OSError from net/dns.py: no answer, no such name
-                self.error = str(err.args[0]) if err.args else type(err).__name__
+        try:
+            if self._resolve is not None:
+                try:
+                    await self._resolve()
+                except MemoryError:
+                    raise  # the drivers' apply_box / poll_box: "out of memory", status.no_heap
+                except Exception as err:  # OSError from net/dns.py: no answer, no such name
+                    if started:
+                        master.abort()  # armed, never sent: not left in flight (below)
+                    self.error = str(err.args[0]) if err.args else type(err).__name__
+                    self.exception = 0
+                    return False
+            if not started:
+                self.error = master.error
                 self.exception = 0
                 return False
-        if not started:
-            self.error = master.error
-            self.exception = 0
-            return False
-        try:
             while True:
                 r = master.step()
                 if r == mb.DONE:
@@ -195,7 +197,8 @@ class ModbusBox:
         except BaseException:
             # Out of memory, or the task cancelled: the request must not
             # stay in flight, or every later one would be refused.
-            master.abort()
+            if started:
+                master.abort()
             raise
 
     def close(self):
