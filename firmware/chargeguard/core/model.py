@@ -104,10 +104,10 @@ class ChargerStatus:
         # True/False, None when unknown or the box has none.
         self.locked = None
         self.error = None  # short text of the last driver error, or None
-        # True when the command just failed because it met MemoryError (its
-        # text in `error` is the driver's own words): set by the drivers'
-        # failure paths, cleared by app.py before each command, which then
-        # sends it again after a collection instead of at the next poll.
+        # True when the request that failed last (a command or a poll) met
+        # MemoryError, whatever the driver's words for it in `error`: set by
+        # the drivers' failure paths, cleared by app.py before each command,
+        # which sends a command that found no heap again after a collection.
         self.no_heap = False
 
 

@@ -167,22 +167,24 @@ class ModbusBox:
 
     async def _run(self, started):
         master = self.master
-        try:
-            if self._resolve is not None:
-                try:
-                    await self._resolve()
-                except MemoryError:
-                    raise  # the drivers' apply_box / poll_box: "out of memory", status.no_heap
-                except Exception as err:  # OSError from net/dns.py: no answer, no such name
-                    if started:
-                        master.abort()  # armed, never sent: not left in flight (below)
-                    self.error = str(err.args[0]) if err.args else type(err).__name__
-                    self.exception = 0
-                    return False
-            if not started:
-                self.error = master.error
+        if self._resolve is not None:
+            # One try at a time (not nested): each nesting level makes every
+            # request's coroutine a GC block bigger (host_tests/system/test_write_cost.py).
+            try:
+                await self._resolve()
+            except BaseException as err:  # OSError from net/dns.py (no answer, no such name), no heap, cancelled
+                if started:
+                    master.abort()  # armed, never sent: not left in flight (every later one would be refused)
+                if isinstance(err, MemoryError) or not isinstance(err, Exception):
+                    raise  # no heap: the drivers' apply_box / poll_box, "out of memory" with status.no_heap
+                self.error = str(err.args[0]) if err.args else type(err).__name__
                 self.exception = 0
                 return False
+        if not started:
+            self.error = master.error
+            self.exception = 0
+            return False
+        try:
             while True:
                 r = master.step()
                 if r == mb.DONE:
@@ -197,8 +199,7 @@ class ModbusBox:
         except BaseException:
             # Out of memory, or the task cancelled: the request must not
             # stay in flight, or every later one would be refused.
-            if started:
-                master.abort()
+            master.abort()
             raise
 
     def close(self):
