@@ -71,6 +71,8 @@ from chargeguard.core.model import ChargerStatus
 from chargeguard.core.ticks import ticks_diff
 
 HEARTBEAT_S = const(300)  # BootNotification.conf interval: the WebSocket pings keep the link checked
+PENDING_S = const(10)  # a Pending answer's interval: the box boots again after this unless triggered sooner
+SETUP_DEADLINE_MS = const(60000)  # a Pending box that took no limit by then is reported, still kept Pending
 DYNAMIC_VALID_S = const(60)  # a dynamic limit lapses this long after it was sent
 RENEW_MS = const(20000)  # the dynamic profile is sent again this often (3 chances per validity)
 RETRY_MS = const(30000)  # a refused set-up step is tried again after this
@@ -242,6 +244,10 @@ class OcppCharger:
         self.firmware = None
         self.writes_sent = 0
         self._booted = False  # a BootNotification on this connection
+        self._registered = False  # its BootNotification was answered Accepted on this connection
+        self._pending_at = None  # ticks of the first Pending answer of this boot, None = not Pending
+        self._let_in = False  # set up while Pending: its next BootNotification is Accepted
+        self._late = False  # the set-up deadline passed (reported once)
         self._talked = False  # a message before it
         self._setup = 0  # set-up steps done on this connection (see poll)
         self._setup_at = None
@@ -269,6 +275,10 @@ class OcppCharger:
         self.connected_since_s = self._wall_s()
         self.link_seq += 1
         self._booted = False
+        self._registered = False
+        self._pending_at = None
+        self._let_in = False
+        self._late = False
         self._talked = False
         self._setup = 0
         self._setup_at = None
@@ -337,12 +347,39 @@ class OcppCharger:
         self.firmware = firmware[:50] if firmware else None
         self.link_seq += 1
         self._booted = True
-        self._setup = 0
-        self._setup_soon = True
-        self._sent_ma = None
-        self.status.reachable = False
-        self.status.error = "connected, setting up"
-        return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
+        if self._let_in or self._talked or self.discovered:
+            # Let in: set up while Pending (OCPP 1.6, 4.2), or a box that
+            # talked before booting on this connection (only a box once
+            # accepted may: a reconnect, whose BootNotification we asked for),
+            # or a discovered box (never commanded). No slower than before:
+            # a reconnect's set-up starts now, as it always did.
+            if not self._let_in:
+                self._setup = 0
+                self._setup_soon = True
+                self._sent_ma = None
+                self.status.reachable = False
+                self.status.error = "connected, setting up"
+            elif self.status.error and self.status.error.startswith("Pending"):
+                self.status.error = None
+            self._let_in = False
+            self._registered = True
+            self._pending_at = None
+            return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
+        if self._pending_at is None or self._registered:
+            # A new boot: Pending until its profiles and configuration are
+            # in, so it may not start a transaction before (4.2, 4.2.1). Its
+            # BootNotification again after PENDING_S (the box's retry) is the
+            # same boot: the set-up goes on.
+            self._registered = False
+            self._pending_at = self._clock()
+            self._late = False
+            self._setup = 0
+            self._setup_soon = True
+            self._sent_ma = None
+            self._accepted = False
+            self.status.reachable = False
+            self.status.error = "connected, Pending: setting up"
+        return '{"status":"Pending","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), PENDING_S)
 
     def _heartbeat(self, payload):
         return '{"currentTime":"%s"}' % iso_time(self._utc())
@@ -548,6 +585,14 @@ class OcppCharger:
                 self._setup_at = now
                 code, result = await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
             return
+        if (self._pending_at is not None and not self._let_in and not self._late
+                and ticks_diff(now, self._pending_at) >= SETUP_DEADLINE_MS):
+            # Bounded: reported once; the box stays Pending (it may not start
+            # a transaction) and the set-up is tried again.
+            self._late = True
+            self.status.reachable = False
+            self._overdue()
+            self.link_seq += 1
         if self._setup == 0:
             await self._learn()
             self._setup = 1
@@ -702,6 +747,12 @@ class OcppCharger:
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
             return True
         if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
+            if not self._registered:
+                # RemoteStop is not allowed while Pending (OCPP 1.6, 4.2), and
+                # nothing else pauses this box: it is let in once it takes a
+                # limit it can hold (the guard's next offer above 0).
+                status.error = "Pending: waits for a limit above 0 (the box refuses 0)"
+                return False
             if self.pause == "stop" or self.remote_start_stop:
                 return await self._remote_stop()
             # Commandable above 0 all the same: reachable, with the reason.
@@ -722,7 +773,15 @@ class OcppCharger:
             self._sent_at = now
             self._accepted = True
             status.offered_ma = milliamps
-            if self._stopped and milliamps and self.remote_start_stop:
+            if not self._registered:
+                if not self._let_in:
+                    # Set up while Pending: the box may come in now, at once
+                    # (TriggerMessage: it boots again before its interval).
+                    self._let_in = True
+                    if status.error and status.error.startswith("Pending"):
+                        status.error = None
+                    await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
+            elif self._stopped and milliamps and self.remote_start_stop:
                 await self._remote_start()
             self._commanded()
             return True
@@ -740,7 +799,14 @@ class OcppCharger:
         # Not applied: unavailable to the guard (its last offer counts as drawn) until a command is.
         status.reachable = False
         status.error = self.last_error = self.last_refusal
+        if self._late and not self._registered:
+            self._overdue()
         return False
+
+    def _overdue(self):
+        # The Pending box's error once SETUP_DEADLINE_MS passed without a profile taken.
+        self.status.error = self.last_error = "Pending: took no charging profile in %d s (%s)" % (
+            SETUP_DEADLINE_MS // 1000, self.last_refusal or "no answer")
 
     def _commanded(self):
         # A command is in force: the box is available to the guard.
