@@ -152,3 +152,26 @@ def test_a_box_that_boots_again_on_an_accepted_connection_is_pending_again():
     assert _boot(point)["status"] == "Pending" and point._setup == 0 and not point.status.reachable
     assert asyncio.run(run()) and central.seen[-1] == TRIGGER
     assert _boot(point)["status"] == "Accepted"
+
+
+def test_let_in_only_with_a_limit_the_guard_decided_once_the_box_was_available():
+    # The command applied in the pass that ends the set-up was decided while the box was unavailable
+    # (its stale last offer): the box is let in on a later one, after a guard decision. While Pending
+    # it is counted as drawing nothing (it sends no MeterValues), not at its offer.
+    central = ScriptedCentral({"GetConfiguration": UNITS})
+    clock = Clock()
+    point = _box(central, clock, phases=1)
+    count = [5]
+    point.decisions = lambda: count[0]
+    _boot(point)
+    assert point.status.current_ma == [0, None, None] and point.status.tick_ms == clock.ms
+
+    async def run():
+        await point.poll()
+        return await point.apply(6000)
+
+    assert asyncio.run(run()) and TRIGGER not in central.seen and not point._let_in
+    count[0] += 1  # the guard decided with the box available: the same limit, nothing to send but the trigger
+    sent = len(central.seen)
+    assert asyncio.run(point.apply(6000)) and central.seen[sent:] == [TRIGGER]
+    assert _boot(point)["status"] == "Accepted"

@@ -254,6 +254,10 @@ class OcppCharger:
         self._setup_soon = False  # a BootNotification is being answered: ask for the set-up once it went out
         # Set by the App: a callable that has poll() run at once by this box's task (then its command).
         self.poll_soon = None
+        # Set by the App: a callable giving its count of guard decisions. A Pending box is let in with a
+        # limit the guard decided once the box was available to it, not the command it held before.
+        self.decisions = None
+        self._ready_decision = None  # decisions() when the set-up of a Pending box ended
         self._box_clock = None  # (box seconds, our ticks) from the last timestamp
         self._sent_ma = None  # the dynamic limit the box has, None = unknown
         self._accepted = False  # a dynamic profile was accepted on this connection
@@ -377,8 +381,16 @@ class OcppCharger:
             self._setup_soon = True
             self._sent_ma = None
             self._accepted = False
-            self.status.reachable = False
-            self.status.error = "connected, Pending: setting up"
+            status = self.status
+            status.reachable = False
+            status.error = "connected, Pending: setting up"
+            # Pending, it sends no MeterValues: counted as drawing nothing
+            # (4.2.1), not at its offer, which the guard would otherwise take
+            # for part of the grid reading and give out again. A box that
+            # charges all the same is then counted in the house's load: safe.
+            status.tick_ms = self._clock()
+            for phase in range(3):
+                status.current_ma[phase] = 0 if phase < self.phases else None
         return '{"status":"Pending","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), PENDING_S)
 
     def _heartbeat(self, payload):
@@ -616,6 +628,7 @@ class OcppCharger:
             self._setup_at = None
             # Ready for the guard's commands: available from its next decision on.
             self._commanded()
+            self._ready_decision = self.decisions() if self.decisions is not None else None
 
     async def _learn(self):
         # The unit and stack levels the box takes, when not configured.
@@ -745,6 +758,8 @@ class OcppCharger:
             milliamps = 0
         now = self._clock()
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
+            if not self._registered:
+                await self._admit()
             return True
         if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
             if not self._registered:
@@ -773,17 +788,11 @@ class OcppCharger:
             self._sent_at = now
             self._accepted = True
             status.offered_ma = milliamps
+            self._commanded()
             if not self._registered:
-                if not self._let_in:
-                    # Set up while Pending: the box may come in now, at once
-                    # (TriggerMessage: it boots again before its interval).
-                    self._let_in = True
-                    if status.error and status.error.startswith("Pending"):
-                        status.error = None
-                    await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
+                await self._admit()
             elif self._stopped and milliamps and self.remote_start_stop:
                 await self._remote_start()
-            self._commanded()
             return True
         if (milliamps == 0 or self.single_level and self.failsafe_ma == 0) and not self.zero_refused:
             self.zero_refused = True  # a box that refuses 0: never sent again
@@ -802,6 +811,18 @@ class OcppCharger:
         if self._late and not self._registered:
             self._overdue()
         return False
+
+    async def _admit(self):
+        # Set up while Pending, and the limit in force is one the guard
+        # decided with the box available (the command of the pass that ended
+        # the set-up was decided before): the box may come in now, at once
+        # (TriggerMessage: it boots again before its interval, OCPP 1.6 4.2).
+        if self._let_in or self.decisions is not None and self.decisions() == self._ready_decision:
+            return
+        self._let_in = True
+        if self.status.error and self.status.error.startswith("Pending"):
+            self.status.error = None
+        await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
 
     def _overdue(self):
         # The Pending box's error once SETUP_DEADLINE_MS passed without a profile taken.
