@@ -10,8 +10,8 @@ the box refuses 0 and `remote_start_stop` allows it), `id_tags` (comma-separated
 Authorize; empty = accept all), `meter_interval_s` (MeterValueSampleInterval set in the box; 0 = leave),
 `profile_kind` ("absolute", or "relative": see below).
 
-Messages from the box (answers, `on_call`): BootNotification (Accepted, heartbeat interval
-HEARTBEAT_S), Heartbeat, StatusNotification (connector 1, or 0 when the box has one: Available / Reserved /
+Messages from the box (answers, `on_call`): BootNotification (Pending, interval PENDING_S, until the
+box is set up; then Accepted, heartbeat interval HEARTBEAT_S: below), Heartbeat, StatusNotification (connector 1, or 0 when the box has one: Available / Reserved /
 Unavailable = no car, Preparing / SuspendedEV / SuspendedEVSE / Finishing = connected, Charging =
 charging, Faulted = unknown with the error code as `status.error`), MeterValues (below),
 Start/StopTransaction (local transaction ids from 1; session energy = meter - meterStart), Authorize,
@@ -37,6 +37,17 @@ with no profile offers its own maximum from the moment it boots with a car plugg
 lower default; boxes left without a profile were seen charging at their full hardware maximum,
 github.com/JoaoPedroBelo/bmw-wallbox-ha issues 15 and 19), and the guard's first command follows the
 set-up in the same pass of the box's task.
+
+Pending (OCPP 1.6 edition 2, 4.2): a box's BootNotification is answered Pending; while Pending it may
+send nothing but a triggered BootNotification (so no StartTransaction) and answers our requests. The
+set-up runs then, and the guard's limit follows, decided once the box was available (`decisions`, set by
+the App: its decision count; the command of the pass that ended the set-up was decided before); then a
+TriggerMessage has the box boot again at once, and that BootNotification is Accepted. No RemoteStart/Stop
+while Pending (4.2). A Pending box counts as drawing nothing (it sends no MeterValues). One that takes no
+profile stays Pending; after SETUP_DEADLINE_MS its error says so. A box that talks before its
+BootNotification on a connection was accepted before (a reconnect): its BootNotification, asked for by
+TriggerMessage, is Accepted at once and its set-up runs right after, as before. Discovered boxes are
+Accepted. docs/ocpp.md, "Pending".
 
 Commands (`apply`), each only when the box does not have it yet: SetChargingProfile, TxDefaultProfile,
 chargingProfileId 2 at the dynamic stack level, Absolute from now (or Relative), `duration` DYNAMIC_VALID_S, limit in
