@@ -769,7 +769,7 @@ class OcppCharger:
             milliamps = 0
         now = self._clock()
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
-            if not self._registered:
+            if not (self._registered or self._let_in):
                 await self._admit()
             return True
         if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
@@ -801,7 +801,8 @@ class OcppCharger:
             status.offered_ma = milliamps
             self._commanded()
             if not self._registered:
-                await self._admit()
+                if not self._let_in:
+                    await self._admit()
             elif self._stopped and milliamps and self.remote_start_stop:
                 await self._remote_start()
             return True
