@@ -5,7 +5,7 @@ import json
 
 import asyncio
 
-from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, OcppCharger, decimal, iso_time, parse_time
+from chargeguard.chargers.ocpp import DYNAMIC_VALID_S, PENDING_S, OcppCharger, decimal, iso_time, parse_time
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UNKNOWN
 from chargeguard.net import ocpp, websocket
 from chargeguard.net.ocpp import OcppError, basic_credentials, charge_point_id
@@ -147,13 +147,18 @@ def _code(point, action, payload):
     return None
 
 
-def test_boot_is_accepted_with_time_and_interval():
+def test_boot_is_pending_with_time_and_interval_until_set_up():
+    # A new boot is answered Pending (OCPP 1.6, 4.2): set up before it may charge (test_ocpp_pending.py).
     point = _point()
     answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910"}))
-    assert answer == {"status": "Accepted", "currentTime": "2026-11-30T05:00:00Z", "interval": 300}
+    assert answer == {"status": "Pending", "currentTime": "2026-11-30T05:00:00Z", "interval": PENDING_S}
     assert point.vendor == "Alfen BV" and point.model == "NG910" and point.last_message == "BootNotification"
     # Not available to the guard until its set-up is done and a first command is in force.
-    assert point.status.error == "connected, setting up" and not point.status.reachable
+    assert point.status.error == "connected, Pending: setting up" and not point.status.reachable
+    # Let in (its set-up confirmed): its next BootNotification is Accepted, the heartbeat interval with it.
+    point._let_in = True
+    answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910"}))
+    assert answer == {"status": "Accepted", "currentTime": "2026-11-30T05:00:00Z", "interval": 300}
 
 
 def test_calls_with_bad_payloads_get_the_ocpp_error_codes():
@@ -441,7 +446,7 @@ def test_socket_call_answered_with_the_id_echoed_and_subprotocol():
         client.close()
 
     _run(central, scenario)
-    assert seen["boot"][:2] == [3, "id \u00e9 1"] and seen["boot"][2]["status"] == "Accepted"
+    assert seen["boot"][:2] == [3, "id \u00e9 1"] and seen["boot"][2]["status"] == "Pending"
     assert seen["heartbeat"][:2] == [3, "h1"] and "currentTime" in seen["heartbeat"][2]
     assert seen["pong"] == (websocket.OP_PONG, b"abc")
     assert point.vendor == "V"

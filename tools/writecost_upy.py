@@ -110,6 +110,7 @@ async def main():
     point.central = Central()
     point.session = object()
     point._booted = True
+    point._registered = True  # Accepted: the command path of a box in service
     point._setup = 3
     await cost("ocpp.apply(driver)", lambda i: point.apply((6 + i % 2) * 1000))
 

@@ -200,6 +200,10 @@ class App:
             if not count:
                 await self.platform.sleep_ms(step_ms)
 
+    def decision_count(self):
+        """How many guard decisions were made since start (int); drivers compare two readings."""
+        return self.decisions
+
     def _poll_soon(self, index):
         # Charger `index`'s poll on its task's next pass, then its command.
         def soon():

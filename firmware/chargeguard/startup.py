@@ -304,6 +304,9 @@ def init_app(app, platform, doc, meter, drivers, log):
     for index in range(count):
         if hasattr(drivers[index], "poll_soon"):
             drivers[index].poll_soon = app._poll_soon(index)
+        if hasattr(drivers[index], "decisions"):
+            # An OCPP box let in from Pending with a limit decided while it was available.
+            drivers[index].decisions = app.decision_count
     app.have_reading = False
     app.meter_error = None  # the meter's last_error as last logged
     app.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)

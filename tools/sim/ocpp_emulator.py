@@ -16,6 +16,18 @@ started, charging at its "full unrestricted hardware maximum" (16 A x 3 = 11 kW)
 limit, never more than `max_a`. So a central system must limit a new box at once: ChargeGuard sets
 its failsafe profile right after the BootNotification (chargers/ocpp.py).
 
+Registration as OCPP 1.6 edition 2 section 4.2 has it: the box sends its BootNotification first and
+nothing else until one is answered Accepted or Pending. While Pending it sends no request at all (no
+StatusNotification, no StartTransaction, no MeterValues) but the BootNotification a TriggerMessage asks
+for, answers every call of the central system (configuration, profiles), refuses RemoteStart/Stop
+(not allowed while Pending; EVerest's libocpp answers Rejected, its pull request 520), and boots again
+after the answer's `interval` (its own 30 s when 0) or at once when a TriggerMessage asks. Rejected: it
+waits the interval and boots again. A box never Accepted before offers nothing (section 4.2.1: "advisable
+to deny all charging services at a Charge Point if [it] has never before been Accepted"; MicroOcpp's
+default, PreBootTransactions false) unless `pre_boot_transactions` (OpenEVSE sets it: a car charges
+before the central system accepted the box). `sent` lists (action, registration status then) of every
+request the box sent.
+
 Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.md):
     max_a           the box's own maximum (A a phase): its offer without a profile, and the most it offers
                     with one
@@ -30,8 +42,9 @@ Quirks (keyword arguments), each one a behaviour seen in real boxes (docs/ocpp.m
     path            the URL path before the id ("" = ws://host:port/<id>)
     suffix          after the id: "/" (a trailing slash), "?token=1" (a query string)
     password        HTTP Basic (security profile 1), user = the id
-    stall           after its BootNotification the box stops reading its socket (a hung box: calls to
-                    it are never answered, its TCP window fills)
+    stall           after its first BootNotification's answer the box stops reading its socket (a hung box:
+                    calls to it are never answered, its TCP window fills)
+    pre_boot_transactions  True: the box lets a car charge before it was ever Accepted (see above)
     plugged         False: no car (the box draws nothing)
     meter_style     "string" (values as strings, units W / Wh, phases L1), "quirky" (numbers, kW / kWh,
                     phases L1-N, meterValue as one object, timestamps without a zone)
@@ -142,12 +155,16 @@ class _Point(ChargePoint):
     @on(Action.remote_stop_transaction)
     def on_remote_stop(self, transaction_id, **_):
         self.box.log.append(("RemoteStopTransaction", transaction_id))
+        if self.box.registration != "Accepted":
+            return call_result.RemoteStopTransaction(status="Rejected")  # not allowed while Pending (4.2)
         self.box.stop_wanted = True
         return call_result.RemoteStopTransaction(status="Accepted")
 
     @on(Action.remote_start_transaction)
     def on_remote_start(self, id_tag, **_):
         self.box.log.append(("RemoteStartTransaction", id_tag))
+        if self.box.registration != "Accepted":
+            return call_result.RemoteStartTransaction(status="Rejected")  # not allowed while Pending (4.2)
         self.box.start_wanted = True
         return call_result.RemoteStartTransaction(status="Accepted")
 
@@ -158,7 +175,7 @@ class OcppBox:
     def __init__(self, charge_point_id, port, *, phases=3, unit="A", max_stack_level=8, refuse_zero=False,
                  connector_only=0, status_first=False, pings=True, subprotocol=True, path="", suffix="", password=None,
                  meter_style="string", car_max_ma=32000, car_delay_s=0.5, meter_interval_s=10, stall=False,
-                 plugged=True, clock_offset_s=0, max_a=DEFAULT_MAX_A):
+                 plugged=True, clock_offset_s=0, max_a=DEFAULT_MAX_A, pre_boot_transactions=False):
         self.id = charge_point_id
         self.port = port
         self.phases = phases
@@ -186,6 +203,11 @@ class OcppBox:
         self.connections = 0
         self.reconnect_s = 0.3  # how long a dropped box waits before it connects again
         self.booted = 0  # BootNotifications accepted
+        self.registration = None  # the last BootNotification's answer: None, "Pending", "Accepted", "Rejected"
+        self.ever_accepted = False  # Accepted once since it started (a car may charge, 4.2.1)
+        self.pre_boot_transactions = pre_boot_transactions
+        self.sent = []  # (action, registration status then) of every request the box sent
+        self.pending_s = 0.0  # how long it was kept Pending in all
         self.connected = False
         self.handshake_error = None
         self.plugged = plugged
@@ -234,7 +256,7 @@ class OcppBox:
 
     def offered_a(self):
         """What the box offers the car now (A): the profile's limit (0 below 6 A) up to max_a; max_a without one."""
-        if self.stop_wanted:
+        if self.stop_wanted or not (self.ever_accepted or self.pre_boot_transactions):
             return 0
         limit = self.limit_a()
         if limit is None:
@@ -308,6 +330,7 @@ class OcppBox:
                     self.connections += 1
                     self.connected = True
                     self.handshake_error = None
+                    self.registration = None
                     point = _Point(self.id, socket)
                     point.box = self
                     self.boot_wanted = asyncio.Event()
@@ -335,37 +358,63 @@ class OcppBox:
             if self._running:
                 await asyncio.sleep(self.reconnect_s)
 
+    async def _send(self, point, request, **options):
+        # Every request the box sends, with its registration then: the tests check Pending is obeyed.
+        self.sent.append((type(request).__name__, self.registration))
+        return await point.call(request, **options)
+
+    async def _register(self, point):
+        # BootNotification until Accepted (4.2); nothing else is sent meanwhile.
+        self.boot_wanted.clear()
+        while True:
+            result = await self._send(point, call.BootNotification(charge_point_model="Sim", charge_point_vendor="ChargeGuard"))
+            self.registration = result.status
+            if result.status == "Accepted":
+                self.booted += 1
+                self.ever_accepted = True
+            if self.stall:
+                self._reader_task.cancel()  # never reads again: hung, its socket open
+                await self._unstall.wait()
+                return False
+            if result.status == "Accepted":
+                return True
+            # Pending or Rejected: again after `interval` (own choice when 0), or at once when triggered.
+            since = time.monotonic()
+            try:
+                await asyncio.wait_for(self.boot_wanted.wait(), result.interval or 30)
+            except asyncio.TimeoutError:
+                pass
+            if result.status == "Pending":
+                self.pending_s += time.monotonic() - since
+            self.boot_wanted.clear()
+
     async def _session(self, point):
         if self.status_first:
-            await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+            # A box that was accepted before and reconnects (it did not reboot): it goes on talking.
+            self.registration = "Accepted"
+            await self._send(point, call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
             await asyncio.wait_for(self.boot_wanted.wait(), 30)
-        result = await point.call(call.BootNotification(charge_point_model="Sim", charge_point_vendor="ChargeGuard"))
-        if result.status != "Accepted":
+        if not await self._register(point):
             return
-        self.booted += 1
-        if self.stall:
-            self._reader_task.cancel()  # never reads again: hung, its socket open
-            await self._unstall.wait()
-            return
-        await point.call(call.StatusNotification(connector_id=0, error_code="NoError", status="Available"))
-        await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
-        start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=self.now().isoformat()))
+        await self._send(point, call.StatusNotification(connector_id=0, error_code="NoError", status="Available"))
+        await self._send(point, call.StatusNotification(connector_id=1, error_code="NoError", status="Preparing"))
+        start = await self._send(point, call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=1000, timestamp=self.now().isoformat()))
         transaction = start.transaction_id
-        await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+        await self._send(point, call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
         energy_wh = 1000.0
         last = time.monotonic()
         while True:
             await asyncio.sleep(min(self.meter_interval_s, 1) if self.meter_interval_s else 1)
             if self.stop_wanted and transaction:
-                await point.call(call.StopTransaction(meter_stop=int(energy_wh), timestamp=self.now().isoformat(), transaction_id=transaction))
+                await self._send(point, call.StopTransaction(meter_stop=int(energy_wh), timestamp=self.now().isoformat(), transaction_id=transaction))
                 transaction = 0
-                await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Finishing"))
+                await self._send(point, call.StatusNotification(connector_id=1, error_code="NoError", status="Finishing"))
             if self.start_wanted and not transaction:
                 self.start_wanted = False
                 self.stop_wanted = False
-                start = await point.call(call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=int(energy_wh), timestamp=self.now().isoformat()))
+                start = await self._send(point, call.StartTransaction(connector_id=1, id_tag="CAR1", meter_start=int(energy_wh), timestamp=self.now().isoformat()))
                 transaction = start.transaction_id
-                await point.call(call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
+                await self._send(point, call.StatusNotification(connector_id=1, error_code="NoError", status="Charging"))
             now = time.monotonic()
             if now - last < self.meter_interval_s:
                 continue
@@ -373,7 +422,7 @@ class OcppBox:
             energy_wh += sum(drawn) / 1000 * VOLTAGE_V * (now - last) / 3600
             last = now
             values = call.MeterValues(connector_id=1, transaction_id=transaction or None, meter_value=self._meter_value(drawn, energy_wh))
-            await point.call(values, skip_schema_validation=self.meter_style == "quirky")
+            await self._send(point, values, skip_schema_validation=self.meter_style == "quirky")
 
     def _meter_value(self, drawn, energy_wh):
         quirky = self.meter_style == "quirky"

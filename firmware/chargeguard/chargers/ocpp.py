@@ -10,8 +10,8 @@ the box refuses 0 and `remote_start_stop` allows it), `id_tags` (comma-separated
 Authorize; empty = accept all), `meter_interval_s` (MeterValueSampleInterval set in the box; 0 = leave),
 `profile_kind` ("absolute", or "relative": see below).
 
-Messages from the box (answers, `on_call`): BootNotification (Accepted, heartbeat interval
-HEARTBEAT_S), Heartbeat, StatusNotification (connector 1, or 0 when the box has one: Available / Reserved /
+Messages from the box (answers, `on_call`): BootNotification (Pending, interval PENDING_S, until the
+box is set up; then Accepted, heartbeat interval HEARTBEAT_S: below), Heartbeat, StatusNotification (connector 1, or 0 when the box has one: Available / Reserved /
 Unavailable = no car, Preparing / SuspendedEV / SuspendedEVSE / Finishing = connected, Charging =
 charging, Faulted = unknown with the error code as `status.error`), MeterValues (below),
 Start/StopTransaction (local transaction ids from 1; session energy = meter - meterStart), Authorize,
@@ -37,6 +37,17 @@ with no profile offers its own maximum from the moment it boots with a car plugg
 lower default; boxes left without a profile were seen charging at their full hardware maximum,
 github.com/JoaoPedroBelo/bmw-wallbox-ha issues 15 and 19), and the guard's first command follows the
 set-up in the same pass of the box's task.
+
+Pending (OCPP 1.6 edition 2, 4.2): a box's BootNotification is answered Pending; while Pending it may
+send nothing but a triggered BootNotification (so no StartTransaction) and answers our requests. The
+set-up runs then, and the guard's limit follows, decided once the box was available (`decisions`, set by
+the App: its decision count; the command of the pass that ended the set-up was decided before); then a
+TriggerMessage has the box boot again at once, and that BootNotification is Accepted. No RemoteStart/Stop
+while Pending (4.2). A Pending box counts as drawing nothing (it sends no MeterValues). One that takes no
+profile stays Pending; after SETUP_DEADLINE_MS its error says so. A box that talks before its
+BootNotification on a connection was accepted before (a reconnect): its BootNotification, asked for by
+TriggerMessage, is Accepted at once and its set-up runs right after, as before. Discovered boxes are
+Accepted. docs/ocpp.md, "Pending".
 
 Commands (`apply`), each only when the box does not have it yet: SetChargingProfile, TxDefaultProfile,
 chargingProfileId 2 at the dynamic stack level, Absolute from now (or Relative), `duration` DYNAMIC_VALID_S, limit in
@@ -71,6 +82,8 @@ from chargeguard.core.model import ChargerStatus
 from chargeguard.core.ticks import ticks_diff
 
 HEARTBEAT_S = const(300)  # BootNotification.conf interval: the WebSocket pings keep the link checked
+PENDING_S = const(10)  # a Pending answer's interval: the box boots again after this unless triggered sooner
+SETUP_DEADLINE_MS = const(60000)  # a Pending box that took no limit by then is reported, still kept Pending
 DYNAMIC_VALID_S = const(60)  # a dynamic limit lapses this long after it was sent
 RENEW_MS = const(20000)  # the dynamic profile is sent again this often (3 chances per validity)
 RETRY_MS = const(30000)  # a refused set-up step is tried again after this
@@ -242,12 +255,20 @@ class OcppCharger:
         self.firmware = None
         self.writes_sent = 0
         self._booted = False  # a BootNotification on this connection
+        self._registered = False  # its BootNotification was answered Accepted on this connection
+        self._pending_at = None  # ticks of the first Pending answer of this boot, None = not Pending
+        self._let_in = False  # set up while Pending: its next BootNotification is Accepted
+        self._late = False  # the set-up deadline passed (reported once)
         self._talked = False  # a message before it
         self._setup = 0  # set-up steps done on this connection (see poll)
         self._setup_at = None
         self._setup_soon = False  # a BootNotification is being answered: ask for the set-up once it went out
         # Set by the App: a callable that has poll() run at once by this box's task (then its command).
         self.poll_soon = None
+        # Set by the App: a callable giving its count of guard decisions. A Pending box is let in with a
+        # limit the guard decided once the box was available to it, not the command it held before.
+        self.decisions = None
+        self._ready_decision = None  # decisions() when the set-up of a Pending box ended
         self._box_clock = None  # (box seconds, our ticks) from the last timestamp
         self._sent_ma = None  # the dynamic limit the box has, None = unknown
         self._accepted = False  # a dynamic profile was accepted on this connection
@@ -269,6 +290,10 @@ class OcppCharger:
         self.connected_since_s = self._wall_s()
         self.link_seq += 1
         self._booted = False
+        self._registered = False
+        self._pending_at = None
+        self._let_in = False
+        self._late = False
         self._talked = False
         self._setup = 0
         self._setup_at = None
@@ -337,12 +362,47 @@ class OcppCharger:
         self.firmware = firmware[:50] if firmware else None
         self.link_seq += 1
         self._booted = True
-        self._setup = 0
-        self._setup_soon = True
-        self._sent_ma = None
-        self.status.reachable = False
-        self.status.error = "connected, setting up"
-        return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
+        if self._let_in or self._talked or self.discovered:
+            # Let in: set up while Pending (OCPP 1.6, 4.2), or a box that
+            # talked before booting on this connection (only a box once
+            # accepted may: a reconnect, whose BootNotification we asked for),
+            # or a discovered box (never commanded). No slower than before:
+            # a reconnect's set-up starts now, as it always did.
+            if not self._let_in:
+                self._setup = 0
+                self._setup_soon = True
+                self._sent_ma = None
+                self.status.reachable = False
+                self.status.error = "connected, setting up"
+            elif self.status.error and self.status.error.startswith("Pending"):
+                self.status.error = None
+            self._let_in = False
+            self._registered = True
+            self._pending_at = None
+            return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
+        if self._pending_at is None or self._registered:
+            # A new boot: Pending until its profiles and configuration are
+            # in, so it may not start a transaction before (4.2, 4.2.1). Its
+            # BootNotification again after PENDING_S (the box's retry) is the
+            # same boot: the set-up goes on.
+            self._registered = False
+            self._pending_at = self._clock()
+            self._late = False
+            self._setup = 0
+            self._setup_soon = True
+            self._sent_ma = None
+            self._accepted = False
+            status = self.status
+            status.reachable = False
+            status.error = "connected, Pending: setting up"
+            # Pending, it sends no MeterValues: counted as drawing nothing
+            # (4.2.1), not at its offer, which the guard would otherwise take
+            # for part of the grid reading and give out again. A box that
+            # charges all the same is then counted in the house's load: safe.
+            status.tick_ms = self._clock()
+            for phase in range(3):
+                status.current_ma[phase] = 0 if phase < self.phases else None
+        return '{"status":"Pending","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), PENDING_S)
 
     def _heartbeat(self, payload):
         return '{"currentTime":"%s"}' % iso_time(self._utc())
@@ -548,6 +608,14 @@ class OcppCharger:
                 self._setup_at = now
                 code, result = await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
             return
+        if (self._pending_at is not None and not self._let_in and not self._late
+                and ticks_diff(now, self._pending_at) >= SETUP_DEADLINE_MS):
+            # Bounded: reported once; the box stays Pending (it may not start
+            # a transaction) and the set-up is tried again.
+            self._late = True
+            self.status.reachable = False
+            self._overdue()
+            self.link_seq += 1
         if self._setup == 0:
             await self._learn()
             self._setup = 1
@@ -571,6 +639,7 @@ class OcppCharger:
             self._setup_at = None
             # Ready for the guard's commands: available from its next decision on.
             self._commanded()
+            self._ready_decision = self.decisions() if self.decisions is not None else None
 
     async def _learn(self):
         # The unit and stack levels the box takes, when not configured.
@@ -702,8 +771,16 @@ class OcppCharger:
             milliamps = 0
         now = self._clock()
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
+            if not (self._registered or self._let_in):
+                await self._admit()
             return True
         if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
+            if not self._registered:
+                # RemoteStop is not allowed while Pending (OCPP 1.6, 4.2), and
+                # nothing else pauses this box: it is let in once it takes a
+                # limit it can hold (the guard's next offer above 0).
+                status.error = "Pending: waits for a limit above 0 (the box refuses 0)"
+                return False
             if self.pause == "stop" or self.remote_start_stop:
                 return await self._remote_stop()
             # Commandable above 0 all the same: reachable, with the reason.
@@ -724,9 +801,12 @@ class OcppCharger:
             self._sent_at = now
             self._accepted = True
             status.offered_ma = milliamps
-            if self._stopped and milliamps and self.remote_start_stop:
-                await self._remote_start()
             self._commanded()
+            if not self._registered:
+                if not self._let_in:
+                    await self._admit()
+            elif self._stopped and milliamps and self.remote_start_stop:
+                await self._remote_start()
             return True
         if (milliamps == 0 or self.single_level and self.failsafe_ma == 0) and not self.zero_refused:
             self.zero_refused = True  # a box that refuses 0: never sent again
@@ -742,7 +822,26 @@ class OcppCharger:
         # Not applied: unavailable to the guard (its last offer counts as drawn) until a command is.
         status.reachable = False
         status.error = self.last_error = self.last_refusal
+        if self._late and not self._registered:
+            self._overdue()
         return False
+
+    async def _admit(self):
+        # Set up while Pending, and the limit in force is one the guard
+        # decided with the box available (the command of the pass that ended
+        # the set-up was decided before): the box may come in now, at once
+        # (TriggerMessage: it boots again before its interval, OCPP 1.6 4.2).
+        if self._let_in or self.decisions is not None and self.decisions() == self._ready_decision:
+            return
+        self._let_in = True
+        if self.status.error and self.status.error.startswith("Pending"):
+            self.status.error = None
+        await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
+
+    def _overdue(self):
+        # The Pending box's error once SETUP_DEADLINE_MS passed without a profile taken.
+        self.status.error = self.last_error = "Pending: took no charging profile in %d s (%s)" % (
+            SETUP_DEADLINE_MS // 1000, self.last_refusal or "no answer")
 
     def _commanded(self):
         # A command is in force: the box is available to the guard.
