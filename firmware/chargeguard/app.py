@@ -362,11 +362,13 @@ class App:
             self.log("setup access point: not enough memory to open it now, trying again in a minute")
 
     def keep_last_good(self):
-        """config.json has run: copy it to config.bak, the last good copy.
+        """The configuration has run CONFIG_PROVEN_MS: config.json is copied to config.bak, the last good copy,
+        and the last good configuration's start count (trial.py, config.boot) goes or drops to boots_proven.
 
-        Once per boot, only when config.bak differs (load_for_boot() compared
-        them); atomic, in small chunks. The small flashfile module is loaded
-        for it and unloaded again (config.remember() without the config module).
+        Once per boot: the copy only when config.bak differs (load_for_boot()
+        compared them); atomic, in small chunks. The small flashfile module is
+        loaded for it and unloaded again (config.remember() without the config
+        module); the usual boot (nothing to copy) only removes the count.
         """
         good = self.config_good
         self.config_good = None

@@ -36,6 +36,8 @@ def build(platform, log, directory, loaded, last, boots=None):
     """
     doc, notes, source, good = loaded
     loaded = None
+    if source is None:
+        boots = None  # no valid configuration: nothing to run reduced
     if last is not None:
         notes.insert(0, last)
     elif source != "config.json":

@@ -85,9 +85,11 @@ def _write(directory, digest, why):
     flashfile.write(path, path + ".tmp", ("%s\n%s\n" % (digest, why[:_WHY_MAX])).encode())
 
 
-def _boots(directory):
+def _boots(directory, backup=None):
     # config.bak starts: (level, proven) from its count, this start added; None without config.bak.
-    backup = flashfile.checksum(directory + "/config.bak")
+    # backup: config.bak's checksum when the caller has it.
+    if backup is None:
+        backup = flashfile.checksum(directory + "/config.bak")
     if backup is None:
         return None
     digest = "%d %d" % backup
@@ -124,13 +126,13 @@ def start(directory):
         # Nothing new to try, or nothing to fall back to: config.json is
         # loaded as before; a stale marker goes.
         flashfile.remove(directory + "/" + TRIAL_FILE)
-        return None, _boots(directory)
+        return None, _boots(directory, backup)
     last, why = _marker(directory)
     if last == digest:
         note = "config.json did not start last time (%s): it was NOT applied; fix it and deploy it again" % (
             why or _RESTARTED
         )
-        return note, _boots(directory)
+        return note, _boots(directory, backup)
     try:
         _write(directory, digest, "")
     except OSError:
