@@ -33,11 +33,12 @@ configured) for 0 or 1 unproven starts (a single power cut in the first
 seconds never demotes a good configuration), SAFE_MODE after two in a row
 (safemode.py: the guard-only configuration), FAILSAFE once a safe-mode
 start did not prove either (no meter read: every charger at its failsafe
-current). proven (bytes) is the count a proven boot leaves: none after
-level 0 (b""), so that the next start at one level up is tried once more;
-a restart after a proven safe mode tries the full configuration once
-again, one failure of it is safe mode again. None when there is no
-config.bak (the first configuration: no count, tried at every boot).
+current). proven (bytes) is the marker a proven boot leaves: b"" (none)
+at level 0; a count of 1 at SAFE_MODE, so the next restart tries the full
+configuration once more and one failure of it is safe mode again; a count
+of 2 at FAILSAFE, so the next restart is safe mode. boots is None when
+there is no config.bak (the first configuration: no count, tried at every
+boot).
 
 Without config.bak (the first configuration) a marker does not stop
 config.json from being tried again: there is nothing else to guard with,
