@@ -53,6 +53,7 @@ PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this m
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
 _TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
+_BOOTS = "config.boot"  # trial.BOOTS_FILE: the last good configuration's unproven starts
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
@@ -70,6 +71,10 @@ class App:
                      [] when config.json was applied as it is
       config_source  "config.json", "config.bak" (the last good copy) or
                      None (no valid configuration: no charger is commanded)
+      safe_mode      None, or the first of safemode.reduce()'s sentences
+                     ("SAFE MODE: ..." / "FAILSAFE MODE: ...") when the last
+                     good configuration did not start twice and runs reduced
+                     to what guards (trial.py counts; docs/configuration.md)
 
     The optimiser's view, for the console now and the site state later:
       optimiser      core/optimiser.Optimiser, or None when the configuration
@@ -106,6 +111,9 @@ class App:
             from chargeguard.state import SiteState
 
             self.state = SiteState(self)
+            if self.safe_mode:
+                # An interface still up (an OCPP box's central system) shows it too.
+                self.state.add_error(self.safe_mode)
         return self.state
 
     def command_api(self):
@@ -311,7 +319,8 @@ class App:
             now_ms = platform.ticks_ms()
             if ticks_diff(now_ms, self.last_decision_ms) < WATCHDOG_STALL_MS:
                 platform.watchdog_feed()
-                if self.config_good is not None and ticks_diff(now_ms, self.started_ms) >= self.config_proven_ms:
+                proving = self.config_good is not None or self.boots_proven is not None
+                if proving and ticks_diff(now_ms, self.started_ms) >= self.config_proven_ms:
                     self.keep_last_good()
             if ticks_diff(now_ms, last_gc_ms) >= GC_INTERVAL_MS:
                 # Collect at a quiet moment rather than when an allocation
@@ -361,21 +370,45 @@ class App:
             self.log("setup access point: not enough memory to open it now, trying again in a minute")
 
     def keep_last_good(self):
-        """config.json has run: copy it to config.bak, the last good copy.
+        """The configuration has run CONFIG_PROVEN_MS: config.json is copied to config.bak, the last good copy,
+        and the last good configuration's start count (trial.py, config.boot) goes or drops to boots_proven.
 
-        Once per boot, only when config.bak differs (load_for_boot() compared
-        them); atomic, in small chunks. The small flashfile module is loaded
-        for it and unloaded again (config.remember() without the config module).
+        Once per boot: the copy only when config.bak differs (load_for_boot()
+        compared them); atomic, in small chunks. The small flashfile module is
+        loaded for it and unloaded again (config.remember() without the config
+        module); the usual boot (nothing to copy) only removes the count.
         """
         good = self.config_good
         self.config_good = None
+        # The last good configuration's start count: gone, or the one
+        # trial.py said this level leaves (safe mode).
+        boots = self.boots_proven
+        self.boots_proven = None
+        path = self.storage + "/" + _BOOTS
+        if good is None and not boots:
+            # The usual boot: only the count goes (flashfile is not loaded for it).
+            import os
+
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+            return
         from chargeguard import flashfile
 
         try:
-            flashfile.keep_last_good(self.storage, good, self.log)
+            if good is not None:
+                flashfile.keep_last_good(self.storage, good, self.log)
         finally:
             # Proven: the next boot tries it again whatever happens (trial.py).
             flashfile.remove(self.storage + "/" + _TRIAL)
+            if boots:
+                try:
+                    flashfile.write(path, path + ".tmp", boots)
+                except OSError:
+                    pass  # the count stays: the next boot is safe mode again
+            else:
+                flashfile.remove(path)
             del flashfile
             _unload("chargeguard.flashfile")
 
@@ -385,7 +418,7 @@ class App:
             await self.platform.sleep_ms(STATUS_LINE_MS)
             self.log(self.status_line())
             count += 1
-            if count >= self.config_notes_every and self.config_source != "config.json":
+            if count >= self.config_notes_every and (self.config_source != "config.json" or self.safe_mode):
                 # Repeated: whoever opens the console later still reads why.
                 count = 0
                 for note in self.config_notes:
@@ -460,6 +493,8 @@ class App:
             parts.append("month peak %d W" % reading.month_peak_w)
         if self.heap_live:
             parts.append("heap %d B" % self.heap_live)
+        if self.safe_mode:
+            parts.append(self.safe_mode[: self.safe_mode.find(":")])
         if self.config_source is None:
             parts.append("NO VALID CONFIG: nothing commanded")
         elif self.config_source != "config.json":
@@ -499,7 +534,7 @@ class App:
             tasks.append(asyncio.create_task(self._supervised("status", self.status_task)))
         for name, interface in self.interfaces:
             tasks.append(asyncio.create_task(self._supervised(name, interface.run)))
-        if self.state is not None:
+        if self.state is not None and not self.safe_mode:
             tasks.append(asyncio.create_task(self._supervised("energy", self.energy_task)))
         if self.portal is not None:
             tasks.append(asyncio.create_task(self._supervised("portal", self.portal.run)))
@@ -628,14 +663,15 @@ def build(platform, log=print):
     """
     directory = platform.storage_dir()
     # A new config.json that did not start last time is not tried again (trial.py).
-    last = _trial("start", directory)
+    # The last good configuration that did not start twice: safe mode (safemode.py).
+    last, boots = _trial("start", directory)
     # Read before startup.py is loaded: config.py's import is the start-up
     # peak, and the assembly's code is not on the heap then.
     loaded = load_config(directory, last is None)
     from chargeguard import startup
 
     try:
-        return startup.build(platform, log, directory, loaded, last)
+        return startup.build(platform, log, directory, loaded, last, boots)
     finally:
         del startup
         _unload("chargeguard.startup")

@@ -13,6 +13,8 @@ import asyncio
 import gc
 import sys
 
+from micropython import const
+
 from chargeguard import app as _app
 from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import needs_optimiser
@@ -20,28 +22,36 @@ from chargeguard.core.modes import needs_optimiser
 # On CPython (the host tests) only the firmware's modules are unloaded:
 # the standard library's stay (MicroPython lists only loaded modules).
 _MICROPYTHON = sys.implementation.name == "micropython"
+FAILSAFE = const(2)  # trial.FAILSAFE (trial.py is not loaded while this runs)
 
 
-def build(platform, log, directory, loaded, last):
+def build(platform, log, directory, loaded, last, boots=None):
     """app.build(platform, log): the App for the stored configuration (see there).
 
     directory: platform.storage_dir(); loaded: app.load_config(directory,
     last is None), read before this module was loaded (config.py's import
     is the start-up peak: this module's code is not on the heap then);
-    last: trial.start()'s note, None when config.json was tried.
+    last: trial.start()'s note, None when config.json was tried; boots:
+    its (level, proven) when the last good configuration starts (else None).
     """
     doc, notes, source, good = loaded
     loaded = None
+    if source is None:
+        boots = None  # no valid configuration: nothing to run reduced
     if last is not None:
         notes.insert(0, last)
     elif source != "config.json":
-        _app._trial("settled", directory)
+        # config.bak starts: counted here unless trial.start() did.
+        counted = _app._trial("settled", directory, boots is None and source is not None)
+        boots = boots or counted
     _log_notes(log, notes)
+    safe = _safe(doc, boots, notes, log)
     loaded = list(sys.modules)
     try:
-        app = _assemble(platform, doc, log, source is None)
+        app = _assemble(platform, doc, log, source is None, safe)
     except Exception as error:
-        if source != "config.json":
+        if source != "config.json" or safe:
+            # Safe mode that cannot start: the next boot is failsafe (trial.py).
             raise
         # Said now: if the last good copy cannot be read either, this is
         # the first cause, and the only one the console would not show.
@@ -54,18 +64,24 @@ def build(platform, log, directory, loaded, last):
             if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
                 _app._unload(name)
         loaded = None
-        _app._trial("failed", directory, repr(error))
+        counted = _app._trial("failed", directory, repr(error), boots is None)
+        boots = boots or counted
         doc, more, source, good = _app.load_config(directory, False)
         if source is None:
             raise
         more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
         _log_notes(log, more)
         notes.extend(more)
-        app = _assemble(platform, doc, log)
+        safe = _safe(doc, boots, notes, log)
+        app = _assemble(platform, doc, log, False, safe)
     app.config_notes = notes
     app.config_source = source
     app.storage = directory
     app.config_good = good
+    if boots is not None:
+        app.boots_proven = boots[1]
+    if safe:
+        app.safe_mode = notes[0]
     # Start with the start-up garbage (documents, notes, driver set-up) gone,
     # not left for the first request to trip over on a small heap.
     doc = None
@@ -78,7 +94,23 @@ def _log_notes(log, notes):
         log("config: " + note)
 
 
-def _assemble(platform, doc, log, first_boot=False):
+def _safe(doc, boots, notes, log):
+    # The level trial.py gave (0: as configured); else doc reduced in place
+    # (safemode.py, loaded for it), its sentences said loudly and put first.
+    level = 0 if boots is None else boots[0]
+    if level:
+        from chargeguard import safemode
+
+        said = safemode.reduce(doc, level)
+        del safemode
+        _app._unload("chargeguard.safemode")
+        for line in said:
+            log(line)
+        notes[0:0] = said
+    return level
+
+
+def _assemble(platform, doc, log, first_boot=False, safe=0):
     # The guard's code first, into the room the configuration module left
     # (App imports it again, from sys.modules).
     from chargeguard.core import guard  # noqa: F401
@@ -148,7 +180,8 @@ def _assemble(platform, doc, log, first_boot=False):
     # use" of 88 when a driver's import failed, 53 KB of it live).
     gc.collect()
     try:
-        meter = make_meter(doc["meter"], platform, doc)
+        # Failsafe mode (safemode.py): not even the safe mode started; no meter is read.
+        meter = _app._NoMeter() if safe == FAILSAFE else make_meter(doc["meter"], platform, doc)
     except Exception as error:
         # No meter means no readings: the guard then holds every charger at
         # its failsafe current, which is the safe way to run without one.
@@ -322,6 +355,8 @@ def init_app(app, platform, doc, meter, drivers, log):
     app.config_source = "config.json"
     app.storage = None
     app.config_good = None  # checksum of config.json to keep as the last good copy once proven
+    app.boots_proven = None  # trial.py: the last good configuration's start count once proven (b"": none)
+    app.safe_mode = None
     app.config_proven_ms = _app.CONFIG_PROVEN_MS
     app.config_notes_every = _app.CONFIG_NOTES_EVERY
     app.started_ms = app.last_decision_ms
