@@ -34,7 +34,6 @@ on a 4 MB board): even 1440 stores a day at 4 erases each is under 12 erase
 cycles per block a day, about 20 years of the flash's 100 000.
 """
 
-import binascii
 import sys
 
 from micropython import const
@@ -99,49 +98,43 @@ class EnergyLog:
         """Set the time zone's rule (timezone: site.timezone, a POSIX TZ string) and restore the
         counters from the newer valid record (see the module docstring).
 
-        The reading and checking is energyload.py, imported for it and
+        The reading and checking is energyrecord.py, imported for it and
         dropped after: it runs once, at the task's start.
         """
-        from chargeguard import energyload
+        from chargeguard import energyrecord
 
         try:
-            self.rule = energyload.rule(timezone, self.log)
-            energyload.load(self, now_ms)
+            self.rule = energyrecord.rule(timezone, self.log)
+            energyrecord.load(self, now_ms)
         finally:
-            del energyload
-            _unload("energyload")
+            del energyrecord
+            _unload("energyrecord")
 
     def store(self, now_ms):
-        """Write the counts to the next record file; True when stored (then they are published)."""
-        import json
+        """Write the counts to the next record file; True when stored (then they are published).
 
-        from chargeguard import flashfile
-
-        chargers = []
-        for index in range(len(self.counters)):
-            counter = self.counters[index]
-            day = counter.day if counter.clock else counter.stored_day
-            chargers.append([self.names[index], counter.lifetime_wh, counter.today_wh, day, counter.session_wh])
-        line = json.dumps({"seq": self.seq + 1, "chargers": chargers}).encode()
-        data = line + ("\n%d\n" % (binascii.crc32(line) & 0xFFFFFFFF)).encode()
-        path = self.storage + "/" + RECORD_FILES[self.slot]
+        The writing is energyrecord.py, loaded for it and dropped after (a
+        store is due at most once a minute, in practice per 100 Wh): a heap
+        that cannot load it now is a failed store, tried again after
+        PERSIST_MIN_MS as a flash error is.
+        """
         self.stored_ms = now_ms
         try:
-            flashfile.write(path, path + ".tmp", data)
-        except OSError as error:
-            # Counted on; tried again after PERSIST_MIN_MS. Logged once per kind of failure.
-            text = "energy: could not store %s (%r)" % (RECORD_FILES[self.slot], error)
-            if text != self.store_error:
-                self.store_error = text
-                self.log(text)
+            from chargeguard import energyrecord
+        except MemoryError:
+            self._store_failed("energy: could not store %s (not enough memory now)" % RECORD_FILES[self.slot])
             return False
-        self.store_error = None
-        self.seq += 1
-        self.slot = 1 - self.slot
-        self.stores += 1
-        for counter in self.counters:
-            counter.stored()
-        return True
+        try:
+            return energyrecord.store(self, now_ms)
+        finally:
+            del energyrecord
+            _unload("energyrecord")
+
+    def _store_failed(self, text):
+        # Counted on; tried again after PERSIST_MIN_MS. Logged once per kind of failure.
+        if text != self.store_error:
+            self.store_error = text
+            self.log(text)
 
     # -- the task ----------------------------------------------------------------
 

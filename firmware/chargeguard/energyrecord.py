@@ -1,8 +1,10 @@
-"""The energy record read back and checked, and the time zone's rule: energylog.EnergyLog's start only.
+"""The energy record on flash: read back at the energy task's start, written when a store is due.
 
-Imported by EnergyLog.load() and dropped after it (it runs once, when the
-energy task starts): as .mpy its code stays off the heap the rest of the
-time. The record's format and why there are two files: energylog.py.
+energylog.EnergyLog imports this module for load() (with the time zone's
+rule, once) and for each store() and drops it after: as .mpy its code stays
+off the heap between stores (at most one a minute, in practice one per
+100 Wh and one per session). The record's format and why there are two
+files: energylog.py's module doc.
 """
 
 import binascii
@@ -42,6 +44,38 @@ def load(energy, now_ms):
         if entry[0] in energy.names:
             counter = energy.counters[energy.names.index(entry[0])]
             counter.restore(entry[1], entry[2], entry[3], entry[4], now_ms)
+
+
+def store(energy, now_ms):
+    """Write energy's counts (an energylog.EnergyLog) to its next record file; True when stored.
+
+    An OSError of the flash is logged once per kind (energy.store_error) and
+    gives False: the counts are kept and tried again after PERSIST_MIN_MS.
+    """
+    import json
+
+    from chargeguard import flashfile
+
+    chargers = []
+    for index in range(len(energy.counters)):
+        counter = energy.counters[index]
+        day = counter.day if counter.clock else counter.stored_day
+        chargers.append([energy.names[index], counter.lifetime_wh, counter.today_wh, day, counter.session_wh])
+    line = json.dumps({"seq": energy.seq + 1, "chargers": chargers}).encode()
+    data = line + ("\n%d\n" % (binascii.crc32(line) & 0xFFFFFFFF)).encode()
+    path = energy.storage + "/" + RECORD_FILES[energy.slot]
+    try:
+        flashfile.write(path, path + ".tmp", data)
+    except OSError as error:
+        energy._store_failed("energy: could not store %s (%r)" % (RECORD_FILES[energy.slot], error))
+        return False
+    energy.store_error = None
+    energy.seq += 1
+    energy.slot = 1 - energy.slot
+    energy.stores += 1
+    for counter in energy.counters:
+        counter.stored()
+    return True
 
 
 def rule(text, log):
