@@ -573,11 +573,11 @@ def test_a_box_with_a_lock_gets_a_lock_switch_that_asks_the_box():
 def test_the_devices_link_to_the_web_pages_once_the_address_is_known():
     app, platform, meter, api, link, bridge = make()
     bridge.web_port = 8080
-    assert bridge.configuration_url() is None  # no IP yet: no link that leads nowhere
+    assert entities.configuration_url(bridge) is None  # no IP yet: no link that leads nowhere
     app.state.ip = "192.0.2.40"
-    assert bridge.configuration_url() == "http://192.0.2.40:8080/"
+    assert entities.configuration_url(bridge) == "http://192.0.2.40:8080/"
     bridge.web_port = 80
-    assert bridge.configuration_url() == "http://192.0.2.40/"
+    assert entities.configuration_url(bridge) == "http://192.0.2.40/"
     bridge.announce()
     settle(bridge, link, platform)
     for topic, (payload, retain) in configs(link).items():

@@ -217,7 +217,7 @@ class Hass:
 
     def __init__(self, link, state, api, cfg, platform, log=print, storage=None, models=None, web_port=None):
         self.link = link
-        self.web_port = web_port  # the web pages' port (configuration_url), None when not served
+        self.web_port = web_port  # the web pages' port (hass_entities.configuration_url), None when not served
         self.state = state
         self.api = api
         self.platform = platform
@@ -479,16 +479,6 @@ class Hass:
         out.number("error_count", state.error_count)
         return out.take()
 
-    # -- discovery -------------------------------------------------------------
-
-    def configuration_url(self):
-        """The web pages' address for the device block (http://IP/ or http://IP:PORT/), None when not served or offline."""
-        port = self.web_port
-        ip = self.state.ip
-        if port is None or not ip:
-            return None
-        return "http://%s/" % ip if port == 80 else "http://%s:%d/" % (ip, port)
-
     # -- commands ----------------------------------------------------------------
 
     def on_message(self, topic, payload):
@@ -583,7 +573,7 @@ def from_config(cfg, platform, log, context):
     link's task beside it, both ending together. context: {"hostname",
     "site_state", "command_api"} from the app (the last two are calls; both
     are needed here), and "charger_models" (driver type per charger) and
-    "web_port" (the web pages' port, None when off: configuration_url) when
+    "web_port" (the web pages' port, None when off: hass_entities.configuration_url) when
     the app gives them. hass_entities.RECORD_FILE goes to the platform's storage_dir().
     """
     from chargeguard.net import mqtt
