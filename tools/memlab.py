@@ -532,6 +532,22 @@ class Run:
         for value in self.live_each_second:
             if not self.live or self.live[-1] != value:
                 self.live.append(value)
+        # The least heap in use each second (memprobe's "peak N M F") from
+        # the firmware's first collection on (before it, the start-up is
+        # still making things): the live heap after whichever collection
+        # came that second, with whatever a task had in flight at that
+        # moment. Many more samples than the firmware's own collections:
+        # their low points are the live heap with nothing in flight, the
+        # figure growth is judged on.
+        self.floor_each_second = []
+        warm = False
+        for line in lines:
+            if line.startswith("grid") and "heap " in line:
+                warm = True
+            elif warm and line.startswith("memprobe: peak "):
+                parts = line.split()
+                if len(parts) > 4:
+                    self.floor_each_second.append(int(parts[4]))
         # A MemoryError anywhere, also where a driver names it in its own words.
         self.memory_errors = [line for line in lines if "MemoryError" in line or "out of memory" in line]
         self.commands = sum(1 for line in lines if line.startswith("grid"))

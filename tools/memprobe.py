@@ -12,9 +12,13 @@
 #                   configuration read (and its module unloaded), drivers made
 #                   (followed by MicroPython's own "qstr pool: ..." line: the
 #                   interned names at that moment, which are never freed)
-#   peak N M        N: the most heap in use (live + garbage not yet
+#   peak N M F      N: the most heap in use (live + garbage not yet
 #                   collected) seen by a 10 ms sampler since start; M: in use
-#                   now; printed every second
+#                   now; F: the least in use the sampler saw in the last
+#                   second (just after a collection: the firmware's every
+#                   10 s, or MicroPython's own when an allocation finds the
+#                   heap full, which in a heap near its budget is several a
+#                   second); printed every second
 #   gcpause N M K E (gcpause mode) longest gc.collect() in us of 5, with M
 #                   bytes live: the App and K copies of it filling the heap;
 #                   E: the same with only the firmware's own objects live
@@ -56,13 +60,17 @@ def say(*parts):
 
 async def sampler(state, sleep_ms):
     next_report = time.ticks_add(time.ticks_ms(), _REPORT_MS)
+    floor = gc.mem_alloc()
     while True:
         used = gc.mem_alloc()
         if used > state[0]:
             state[0] = used
+        if used < floor:
+            floor = used
         if time.ticks_diff(time.ticks_ms(), next_report) >= 0:
             next_report = time.ticks_add(next_report, _REPORT_MS)
-            say("peak", state[0], used)
+            say("peak", state[0], used, floor)
+            floor = used
         await sleep_ms(_SAMPLE_MS)
 
 

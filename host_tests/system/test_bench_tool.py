@@ -194,3 +194,19 @@ def test_a_cut_short_config_export_is_a_failure_of_the_run_not_an_exception(monk
     client.scene()
     assert client.box is None
     assert any("/api/config: not JSON" in failure for failure in client.failures), client.failures
+
+
+def test_growth_is_judged_on_each_seconds_least_heap_from_the_firmwares_first_collection():
+    lines = RUNNING[:3] + [
+        "memprobe: peak 120000 95000 70000",  # start-up, before the first collection: not a steady figure
+        "grid 12.0 A | Trydan 6.0 A ok",
+        "memprobe: peak 120000 96000 71000",
+        "grid 12.0 A | Trydan 6.0 A ok | heap 94000 B",
+        "memprobe: peak 120000 97000 93000",
+        "memprobe: peak 120000 99000",  # a line without the least figure (an older probe): skipped
+        "grid 12.0 A | Trydan 6.0 A ok | heap 95000 B",
+        "memprobe: peak 121000 96000 93100",
+    ]
+    run = reference_run("mpy32", lines)
+    assert run.floor_each_second == [93000, 93100]
+    assert run.live_each_second == [94000, 95000]

@@ -7,9 +7,15 @@ three times at the fast pace (about 50 s) in a heap of exactly that budget:
 - no MemoryError anywhere (a task that ran out of memory says so and is
   restarted, so it would not stop the process; it is looked for),
 - the process still running and the guard still reporting at the end,
-- no growth: the live heap the firmware measures after its own collections
-  (every 10 s) is no higher in the second half of the run than in the first,
-  within 1 KB (a poll's buffers may be in flight at a collection).
+- no growth: the live heap is no higher in the second half of the run than
+  in the first, within 1 KB. It is judged on the least heap in use each
+  second (tools/memprobe.py's sampler: the live heap after whichever
+  collection came that second, the firmware's own every 10 s or
+  MicroPython's when an allocation finds the heap full), not on the
+  firmware's five or so collections alone: each of those may catch a poll's
+  exchange in flight (up to 2.8 KB measured on the http profile), so two of
+  them per half misjudged growth (CI, 2026-11-30: 83264 -> 84384 B while
+  the floor stayed flat).
 
 Memory is deterministic enough to gate; time is not, so no timing is asserted.
 Without the MicroPython source (../shared) or a 32-bit compiler these tests
@@ -28,8 +34,10 @@ import memlab  # noqa: E402
 import upy32  # noqa: E402
 
 DAYS = 3
-# Live heap may differ by a poll's buffers in flight at the moment of the
-# collection; a leak of a few bytes per telegram (about 200 a day) exceeds it.
+# The least heap in use of a second still varies by a few GC blocks with what
+# was in flight at its collection (80-544 B measured on the http profile); a
+# leak of one 16-byte block per telegram (64 a fast day, about 96 between the
+# two halves' samples) exceeds it.
 GROWTH_SLACK_B = 1024
 
 CASES = [(profile, build) for profile in memlab.PROFILES for build in sorted(profile.budgets)]
@@ -52,12 +60,17 @@ def test_profile_runs_the_day_within_its_heap_budget(profile, build):
     budget = profile.budgets[build]
     result = memlab.run(profile, build, budget, days=DAYS)
     assert result.ok(), "%s as %s does not run in %d KB:\n%s" % (profile.name, build, budget // 1024, result.failure())
-    # One value a second, changing at each of the firmware's 10 s collections.
-    samples = result.live_each_second
+    # One value a second from the firmware's first collection on.
+    samples = result.floor_each_second
     assert len(samples) >= 30, "too few seconds with a heap figure to judge growth: %d" % len(samples)
     half = len(samples) // 2
     first, last = min(samples[:half]), min(samples[half:])
-    assert last <= first + GROWTH_SLACK_B, "live heap grew from %d to %d B over %d days: %s" % (first, last, DAYS, result.live)
+    assert last <= first + GROWTH_SLACK_B, "live heap grew from %d to %d B over %d days: each second's least %s" % (
+        first,
+        last,
+        DAYS,
+        samples,
+    )
     print("%s %s: heap %d KB, after imports %d B, live %s" % (profile.name, build, budget // 1024, result.after_imports, result.live))
 
 
