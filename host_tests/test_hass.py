@@ -82,9 +82,7 @@ def settle(bridge, link, platform, rounds=200):
     for _ in range(rounds):
         bridge.step(platform.now)
         link.drain()
-        if bridge.announced and bridge.discovery is None:
-            bridge.step(platform.now)
-            link.drain()
+        if bridge.announced and bridge.discovery is None and bridge.first_states is None:
             return
     raise AssertionError("discovery did not finish")
 
@@ -428,7 +426,7 @@ def test_the_announcement_goes_at_the_links_pace_then_the_states_at_the_tick():
             return platform.now
 
         async def sleep_ms(self, ms):
-            naps.append((ms, bridge.discovery is not None))
+            naps.append((ms, bridge.discovery is not None or bridge.first_states is not None))
             link.drain()  # the link sent what was queued
             platform.now += ms
             if bridge.announced and len([nap for nap in naps if not nap[1]]) >= 3:
@@ -443,9 +441,41 @@ def test_the_announcement_goes_at_the_links_pace_then_the_states_at_the_tick():
     after = [ms for ms, busy in naps if not busy]
     assert announcing and set(announcing) == {hass.ANNOUNCE_TICK_MS}, naps
     assert set(after) == {hass.TICK_MS}, naps
-    # One message in flight per look: the whole announcement in len(configs) looks.
-    assert len(announcing) <= len(configs(link)) + 2, (len(announcing), len(configs(link)))
-    assert last(link, "chargeguard/site/state") is not None
+    # One message in flight per look: the whole announcement and the four first states in that many looks.
+    assert len(announcing) <= len(configs(link)) + 4 + 2, (len(announcing), len(configs(link)))
+    for topic in ("site", "charger/c0", "charger/c1", "device"):
+        assert last(link, "chargeguard/%s/state" % topic) is not None, topic
+
+
+def test_the_first_states_after_an_announcement_go_one_at_a_time():
+    # Queued together they were ~2 KB of copies (two chargers) right after the
+    # announcement's peak: each is queued once the link sent the one before.
+    app, platform, meter, api, link, bridge = make()
+    bridge.announce()
+    for _ in range(200):
+        bridge.step(platform.now)
+        if bridge.announced and bridge.discovery is None:
+            break
+        link.drain()
+    else:
+        raise AssertionError("discovery did not finish")
+    order = []
+    for _ in range(20):
+        held = len(link.queue)
+        bridge.step(platform.now)
+        assert len(link.queue) <= 1, link.queue
+        if held:
+            assert len(link.queue) == held, "a state queued beside one not yet sent"
+        order.extend(entry[0] for entry in link.queue if entry[0].endswith("/state"))
+        link.drain()
+        if bridge.first_states is None:
+            break
+    assert order == ["chargeguard/site/state", "chargeguard/charger/c0/state", "chargeguard/charger/c1/state",
+                     "chargeguard/device/state"], order
+    assert not bridge.settling()
+    link.sent = []
+    bridge.step(platform.now)  # nothing due again until the rate limits say so
+    assert not link.queue, link.queue
 
 
 def test_discovery_is_streamed_and_waits_while_disconnected():
@@ -543,11 +573,11 @@ def test_a_box_with_a_lock_gets_a_lock_switch_that_asks_the_box():
 def test_the_devices_link_to_the_web_pages_once_the_address_is_known():
     app, platform, meter, api, link, bridge = make()
     bridge.web_port = 8080
-    assert bridge.configuration_url() is None  # no IP yet: no link that leads nowhere
+    assert entities.configuration_url(bridge) is None  # no IP yet: no link that leads nowhere
     app.state.ip = "192.0.2.40"
-    assert bridge.configuration_url() == "http://192.0.2.40:8080/"
+    assert entities.configuration_url(bridge) == "http://192.0.2.40:8080/"
     bridge.web_port = 80
-    assert bridge.configuration_url() == "http://192.0.2.40/"
+    assert entities.configuration_url(bridge) == "http://192.0.2.40/"
     bridge.announce()
     settle(bridge, link, platform)
     for topic, (payload, retain) in configs(link).items():

@@ -210,6 +210,7 @@ def test_the_log_counts_polls_stores_in_turn_and_publishes_what_is_stored():
     charger = state.chargers[0]
     assert "energy: no record yet: counting from 0" in lines
     assert "chargeguard.core.tzparse" not in sys.modules  # read the time zone, then unloaded
+    assert "chargeguard.energyrecord" not in sys.modules  # read the record, then unloaded
     assert charger.energy_lifetime_wh == 0 and charger.energy_today_wh is None
     seq = state.chargers_seq
     log.step(platform.now)
@@ -219,6 +220,7 @@ def test_the_log_counts_polls_stores_in_turn_and_publishes_what_is_stored():
     assert log.counters[0].lifetime_wh == 90 and charger.energy_lifetime_wh == 0 and log.stores == 0
     run(app, platform, log, 30000, wh_per_poll=15)  # 180 Wh, a minute since the log started: stored
     assert log.stores == 1 and charger.energy_lifetime_wh == 180 and charger.energy_today_wh == 180
+    assert "chargeguard.energyrecord" not in sys.modules  # wrote the record, then unloaded
     record = read_record(app, 0)
     assert record["seq"] == 1 and record["chargers"][0] == ["c0", 180, 180, log.counters[0].day, 1180]
     assert record["chargers"][1] == ["c1", 0, 0, log.counters[1].day, None]

@@ -34,7 +34,6 @@ on a 4 MB board): even 1440 stores a day at 4 erases each is under 12 erase
 cycles per block a day, about 20 years of the flash's 100 000.
 """
 
-import binascii
 import sys
 
 from micropython import const
@@ -54,7 +53,6 @@ WALL_READ_MS = const(60000)
 CLOCK_SET_S = const(1704067200)
 _DAY_S = const(86400)
 _DAY_MS = const(86400000)
-MAX_RECORD = const(4096)  # bytes; a larger file is not a record
 
 
 class EnergyLog:
@@ -72,7 +70,7 @@ class EnergyLog:
         self.statuses = app.statuses
         self.names = app.names
         self.storage = app.storage or platform.storage_dir()
-        self.rule = _rule(app.timezone, self.log)
+        self.rule = None  # set by load(): the time zone's rule (core/tzparse.parse())
         voltage = app.guard.site.voltage_v
         self.max_w = [max_power_w(c.phases, c.circuit_ma, voltage) for c in app.chargers]
         count = len(app.names)
@@ -91,70 +89,52 @@ class EnergyLog:
         self._base_sod = 0
         self._day = self._sod = 0
         self._old = False  # the count began a day or more ago
-        self.load(now_ms)
+        self.load(now_ms, app.timezone)
         self._publish()
 
     # -- the record ------------------------------------------------------------
 
-    def load(self, now_ms):
-        """Restore the counters from the newer valid record (see the module docstring)."""
-        best = None
-        bad = []
-        for slot in range(2):
-            doc, why = _read(self.storage + "/" + RECORD_FILES[slot])
-            if why is not None:
-                bad.append("%s %s" % (RECORD_FILES[slot], why))
-            elif doc is not None and (best is None or doc["seq"] > best[0]["seq"]):
-                best = (doc, slot)
-        if best is None:
-            if bad:
-                message = "energy: no valid record (%s): lifetime energy counts again from 0" % "; ".join(bad)
-                self.log(message)
-                self.state.add_error(message)
-            else:
-                self.log("energy: no record yet: counting from 0")
-            return
-        for text in bad:
-            self.log("energy: %s; using the other copy" % text)
-        doc, slot = best
-        self.seq = doc["seq"]
-        self.slot = 1 - slot  # the next store goes to the other file
-        for entry in doc["chargers"]:
-            if entry[0] in self.names:
-                counter = self.counters[self.names.index(entry[0])]
-                counter.restore(entry[1], entry[2], entry[3], entry[4], now_ms)
+    def load(self, now_ms, timezone):
+        """Set the time zone's rule (timezone: site.timezone, a POSIX TZ string) and restore the
+        counters from the newer valid record (see the module docstring).
+
+        The reading and checking is energyrecord.py, imported for it and
+        dropped after: it runs once, at the task's start.
+        """
+        from chargeguard import energyrecord
+
+        try:
+            self.rule = energyrecord.rule(timezone, self.log)
+            energyrecord.load(self, now_ms)
+        finally:
+            del energyrecord
+            _unload("energyrecord")
 
     def store(self, now_ms):
-        """Write the counts to the next record file; True when stored (then they are published)."""
-        import json
+        """Write the counts to the next record file; True when stored (then they are published).
 
-        from chargeguard import flashfile
-
-        chargers = []
-        for index in range(len(self.counters)):
-            counter = self.counters[index]
-            day = counter.day if counter.clock else counter.stored_day
-            chargers.append([self.names[index], counter.lifetime_wh, counter.today_wh, day, counter.session_wh])
-        line = json.dumps({"seq": self.seq + 1, "chargers": chargers}).encode()
-        data = line + ("\n%d\n" % (binascii.crc32(line) & 0xFFFFFFFF)).encode()
-        path = self.storage + "/" + RECORD_FILES[self.slot]
+        The writing is energyrecord.py, loaded for it and dropped after (a
+        store is due at most once a minute, in practice per 100 Wh): a heap
+        that cannot load it now is a failed store, tried again after
+        PERSIST_MIN_MS as a flash error is.
+        """
         self.stored_ms = now_ms
         try:
-            flashfile.write(path, path + ".tmp", data)
-        except OSError as error:
-            # Counted on; tried again after PERSIST_MIN_MS. Logged once per kind of failure.
-            text = "energy: could not store %s (%r)" % (RECORD_FILES[self.slot], error)
-            if text != self.store_error:
-                self.store_error = text
-                self.log(text)
+            from chargeguard import energyrecord
+        except MemoryError:
+            self._store_failed("energy: could not store %s (not enough memory now)" % RECORD_FILES[self.slot])
             return False
-        self.store_error = None
-        self.seq += 1
-        self.slot = 1 - self.slot
-        self.stores += 1
-        for counter in self.counters:
-            counter.stored()
-        return True
+        try:
+            return energyrecord.store(self, now_ms)
+        finally:
+            del energyrecord
+            _unload("energyrecord")
+
+    def _store_failed(self, text):
+        # Counted on; tried again after PERSIST_MIN_MS. Logged once per kind of failure.
+        if text != self.store_error:
+            self.store_error = text
+            self.log(text)
 
     # -- the task ----------------------------------------------------------------
 
@@ -241,62 +221,9 @@ class EnergyLog:
         return True
 
 
-def _rule(text, log):
-    # The time zone's rule; core/tzparse.py is unloaded again (needed once).
-    from chargeguard.core import tzparse
-
-    try:
-        return tzparse.parse(text)
-    except ValueError as error:
-        # config.py refuses such a rule; a document that skipped the check runs on UTC.
-        log("energy: site.timezone %r: %s; using UTC" % (text, error.args[0]))
-        return (0,)
-    finally:
-        del tzparse
-        sys.modules.pop("chargeguard.core.tzparse", None)
-        package = sys.modules.get("chargeguard.core")
-        if package is not None and "tzparse" in package.__dict__:
-            delattr(package, "tzparse")
-
-
-def _read(path):
-    # (doc, None) for a valid record, (None, None) when the file is missing,
-    # (None, why) when it is there but not a valid record.
-    import json
-
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_RECORD + 1)
-    except OSError:
-        return None, None
-    if len(data) > MAX_RECORD:
-        return None, "is larger than %d bytes" % MAX_RECORD
-    lines = data.split(b"\n")
-    if len(lines) != 3 or lines[2] != b"":
-        return None, "is not a record (two lines expected)"
-    try:
-        crc = int(lines[1])
-    except ValueError:
-        return None, "has no checksum line"
-    if binascii.crc32(lines[0]) & 0xFFFFFFFF != crc:
-        return None, "fails its checksum (damaged)"
-    try:
-        doc = json.loads(lines[0])
-    except ValueError:
-        return None, "is not valid JSON"
-    if not _valid(doc):
-        return None, "does not have the record's fields"
-    return doc, None
-
-
-def _valid(doc):
-    if type(doc) is not dict or type(doc.get("seq")) is not int or type(doc.get("chargers")) is not list:
-        return False
-    for entry in doc["chargers"]:
-        if type(entry) is not list or len(entry) != 5 or type(entry[0]) is not str:
-            return False
-        for place in (1, 2, 3, 4):
-            value = entry[place]
-            if not (type(value) is int and value >= 0) and not (place >= 3 and value is None):
-                return False
-    return True
+def _unload(name):
+    # A module of this package used once: its heap back (imported afresh when needed again).
+    sys.modules.pop("chargeguard." + name, None)
+    package = sys.modules.get("chargeguard")
+    if package is not None and name in package.__dict__:
+        delattr(package, name)

@@ -38,7 +38,9 @@ before anything is announced. Checked against a real Home Assistant
 Memory: discovery is a generator streamed one entity at a time through the
 link's queue, and only while the queue is empty (one config payload,
 ~0.6 KB, exists at a time: at start-up the heap is fullest and a second
-such block was what the 66-68 KB heap-budget runs could not find). Payloads are written into one
+such block was what the 66-68 KB heap-budget runs could not find). The
+first state documents after it go the same way, one queued once the link
+sent the one before (Hass.first_states). Payloads are written into one
 preallocated buffer; what is queued is one bytes copy (the queue keeps a
 reference until it is sent, so the buffer itself cannot be queued). The
 entity tables, the discovery payloads' writer and the /set parsing are
@@ -215,7 +217,7 @@ class Hass:
 
     def __init__(self, link, state, api, cfg, platform, log=print, storage=None, models=None, web_port=None):
         self.link = link
-        self.web_port = web_port  # the web pages' port (configuration_url), None when not served
+        self.web_port = web_port  # the web pages' port (hass_entities.configuration_url), None when not served
         self.state = state
         self.api = api
         self.platform = platform
@@ -245,6 +247,9 @@ class Hass:
         self._sent = [0, 0, 0]  # site, chargers, device: ticks of the last publish
         self._force = True
         self._opt_announced = False
+        # After an announcement: the next of the first state documents (0 the site's, 1..n the chargers', n+1
+        # the device's), each queued once the link sent the one before; None when they are out.
+        self.first_states = None
 
     def attach(self):
         """Set the link's callbacks and subscriptions (once, before run())."""
@@ -258,6 +263,7 @@ class Hass:
     def announce(self):
         """Start (again) publishing discovery, then every state (after a connect, HA's "online")."""
         self.announced = False
+        self.first_states = None
         self._pending = True
         self._start_discovery()
 
@@ -273,7 +279,7 @@ class Hass:
         self._pending = False
 
     def settling(self):
-        """True until the first announcement after boot is done (the app's clock task waits for it)."""
+        """True until the first announcement after boot and the states after it are out (the app's clock task waits for it)."""
         return not self.settled
 
     async def run(self):
@@ -281,7 +287,7 @@ class Hass:
         platform = self.platform
         while True:
             self.step(platform.ticks_ms())
-            await platform.sleep_ms(TICK_MS if self.discovery is None else ANNOUNCE_TICK_MS)
+            await platform.sleep_ms(TICK_MS if self.discovery is None and self.first_states is None else ANNOUNCE_TICK_MS)
 
     def step(self, now):
         """One look: discovery in progress, else the state topics due. Never waits."""
@@ -301,13 +307,15 @@ class Hass:
                 except StopIteration:
                     self.discovery = None
                     _unload_entities()  # its code and tables, until the next announcement
-                    self.announced = self.settled = True
-                    self._force = True
+                    self.announced = True
+                    self.first_states = 0
                     break
                 link.publish(topic, payload, True)
             if self.discovery is not None:
                 return
-        if self.announced:
+        if self.first_states is not None:
+            self._publish_first(now)
+        elif self.announced:
             self.publish_states(now)
 
     # -- state ---------------------------------------------------------------
@@ -340,6 +348,42 @@ class Hass:
             seen[3] = state.device_seq
             sent[2] = now
             self._put(self.prefix + "/device/state", self._device())
+
+    def _publish_first(self, now):
+        # Every state after an announcement, one document in flight at a time
+        # (the link's pace, ANNOUNCE_TICK_MS): queued at once they were 2 KB
+        # of copies with two chargers, held together just after the
+        # announcement's own peak. Bookkeeping as publish_states() does it.
+        if self.link.room() < self.slots:
+            return  # the document before is still queued
+        state = self.state
+        seen = self._seen
+        sent = self._sent
+        index = self.first_states
+        count = len(state.chargers)
+        if index == 0:
+            if (state.optimiser is None) == self._opt_announced:
+                self.announce()  # the optimiser came or went during the announcement
+                return
+            self._force = False
+            seen[4] = state.settings_seq
+            seen[0] = state.grid_seq
+            seen[2] = state.optimiser_seq
+            sent[0] = now
+            self._put(self.prefix + "/site/state", self._site())
+        elif index <= count:
+            if index == 1:
+                seen[1] = state.chargers_seq
+                sent[1] = now
+            self._put("%s/charger/%s/state" % (self.prefix, self.slugs[index - 1]), self._charger(index - 1, now))
+        else:
+            seen[3] = state.device_seq
+            sent[2] = now
+            self._put(self.prefix + "/device/state", self._device())
+            self.first_states = None
+            self.settled = True
+            return
+        self.first_states = index + 1
 
     def _put(self, topic, payload):
         if payload is None:
@@ -435,16 +479,6 @@ class Hass:
         out.number("error_count", state.error_count)
         return out.take()
 
-    # -- discovery -------------------------------------------------------------
-
-    def configuration_url(self):
-        """The web pages' address for the device block (http://IP/ or http://IP:PORT/), None when not served or offline."""
-        port = self.web_port
-        ip = self.state.ip
-        if port is None or not ip:
-            return None
-        return "http://%s/" % ip if port == 80 else "http://%s:%d/" % (ip, port)
-
     # -- commands ----------------------------------------------------------------
 
     def on_message(self, topic, payload):
@@ -539,7 +573,7 @@ def from_config(cfg, platform, log, context):
     link's task beside it, both ending together. context: {"hostname",
     "site_state", "command_api"} from the app (the last two are calls; both
     are needed here), and "charger_models" (driver type per charger) and
-    "web_port" (the web pages' port, None when off: configuration_url) when
+    "web_port" (the web pages' port, None when off: hass_entities.configuration_url) when
     the app gives them. hass_entities.RECORD_FILE goes to the platform's storage_dir().
     """
     from chargeguard.net import mqtt

@@ -158,6 +158,19 @@ def _row(table, name):
     return None
 
 
+def configuration_url(bridge):
+    """The web pages' address for the device block (http://IP/ or http://IP:PORT/), None when not served or offline.
+
+    bridge: a hass.Hass (its web_port and the site state's ip). Here, not in
+    net/hass.py: only an announcement writes it.
+    """
+    port = bridge.web_port
+    ip = bridge.state.ip
+    if port is None or not ip:
+        return None
+    return "http://%s/" % ip if port == 80 else "http://%s:%d/" % (ip, port)
+
+
 def discover(bridge):
     """Discovery of bridge (a hass.Hass) as a generator of (topic, payload): one entity at a time, removals first."""
     record = _read_record(bridge)
@@ -270,7 +283,7 @@ def _config(bridge, row, node, section, index):
     out.raw("{")
     out.raw('"identifiers":["%s"],"manufacturer":"%s","sw_version":' % (node, MANUFACTURER))
     out.quoted(bridge.state.version)
-    url = bridge.configuration_url()
+    url = configuration_url(bridge)
     if url is not None:
         out.string("configuration_url", url)
     out.raw(',"name":')
