@@ -67,6 +67,7 @@ def first_boot(chargers=0):
     if not chargers:
         app.state.chargers = []  # as the firmware with no charger configured
     server.platform = WifiPlatform(clock)
+    server.first_boot = True  # no configuration stored (startup.py's context)
     return app, platform, meter, api, server, clock
 
 
@@ -96,6 +97,18 @@ async def ask(server, method, path, body=None, password=None):
 def stored(server):
     with open(server.storage + "/config.json") as handle:
         return json.load(handle)
+
+
+def test_a_configured_board_without_an_admin_password_refuses_the_wizard_too():
+    # A board configured by a file without admin.password: nobody on the LAN
+    # (or the open setup network) may read or replace its configuration.
+    app, platform, meter, api, server, _ = first_boot()
+    server.first_boot = False
+    status, doc, _ = request(server, "GET", "/api/config", password=None)
+    assert status == 403 and "no admin password is set" in doc["errors"][""], doc
+    status, doc, _ = request(server, "POST", "/api/setup/finish", {"site": {"breaker_a": 63}}, password=None)
+    assert status == 403 and "no admin password is set" in doc["errors"][""], doc
+    assert not exists(server.storage + "/config.json")  # nothing stored
 
 
 def test_first_boot_reaches_the_wizard_without_a_password_but_not_other_changes():

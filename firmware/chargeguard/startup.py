@@ -211,6 +211,10 @@ def _assemble(platform, doc, log, first_boot=False, safe=0):
             "charger_models": [entry["type"] for entry in doc["chargers"]],
             # The web interface's password (a secret: never logged or returned).
             "admin_password": doc["admin"]["password"],
+            # Out of the box (no configuration stored): the setup wizard's
+            # requests need no password until one is set; once a
+            # configuration exists they need its admin password.
+            "first_boot": first_boot,
             # The web pages' port when they are served (Home Assistant's
             # configuration_url links to them), else None.
             "web_port": doc["web"]["port"] if doc.get("web", {}).get("enabled") else None,

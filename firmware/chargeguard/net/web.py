@@ -389,6 +389,9 @@ class Web:
         self.failed_ms = 0
         self.portal = None  # net/portal.Portal (set by from_config): captive redirects while it is open
         self.hostname = ""  # wifi.hostname: a Host the device answers to as itself
+        # No configuration stored: the only state in which the setup
+        # wizard's requests need no password (while none is set).
+        self.first_boot = False
         # The meter section in force and site.phases (the app's context), for
         # the wizard's meter check; None: read from the stored configuration.
         self.running_meter = None
@@ -600,7 +603,11 @@ class Web:
         """None when `request` may change settings, else the error Response (403, 415, 429, 401).
 
         setup: a request of the setup wizard, allowed without a password
-        while none is set (first boot); the cross-site checks still apply.
+        while none is set on a board with no configuration stored
+        (first_boot); once a configuration exists, even one without an
+        admin password, every change needs the password, so nobody on the
+        LAN or the setup network can replace it. The cross-site checks
+        always apply.
         """
         headers = request.headers
         if headers.get(CHANGE_HEADER) != "1":
@@ -614,7 +621,7 @@ class Web:
         if request.method != "GET" and (request.content_type or "").split(";")[0].strip() != "application/json":
             return _errors(415, "", "the body must be JSON (Content-Type: application/json)")
         if not self._secret:
-            if setup:
+            if setup and self.first_boot:
                 return None
             return _errors(
                 403, "", "no admin password is set: every change is refused until admin.password is set in the configuration"
@@ -980,4 +987,5 @@ def from_config(cfg, platform, log, context):
     web.running_meter = context.get("meter")
     web.site_phases = context.get("site_phases")
     web.hostname = (context.get("hostname") or "").lower()
+    web.first_boot = bool(context.get("first_boot"))
     return web
