@@ -389,6 +389,8 @@ PROFILES = (
     # MQTT task), no longer at start-up. Budget 70 + 4.
     Profile(
         "everything",
+        # Not the OCPP central system (no OCPP box): ocpp_status measures it
+        # with the web and MQTT (docs/firmware.md).
         "wifi + optimiser + MQTT/Home Assistant + web interface, all at once",
         chargers=2,
         budgets={"frozen32": 70 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
