@@ -92,8 +92,8 @@ def running(lines, chargers):
     return lambda: ("ChargeGuard running: %d charger(s)" % chargers) in list(lines)
 
 
-def every_box_guarded(sim, lines):
-    """The last status line offers each box a current for a guard's reason, and each box holds it."""
+def every_box(sim, lines, holds):
+    """A check: the last status line has a part for each box and holds(amps, reason, box) is true for each."""
 
     def check():
         status = [line for line in list(lines) if line.startswith("grid")]
@@ -102,13 +102,22 @@ def every_box_guarded(sim, lines):
         parts = status[-1].split(" | ")[1 : 1 + len(sim.trydans)]
         for part, box in zip(parts, sim.trydans):
             name, value, _, reason = part.split()
-            amps = int(float(value))
-            held = int(box.setting("Paused")) == 1 if amps == 0 else int(box.setting("Intensity")) == amps
-            if reason in ("failsafe", "unavailable") or not held:
+            if not holds(float(value), reason, box):
                 return False
         return len(parts) == len(sim.trydans)
 
     return check
+
+
+def every_box_guarded(sim, lines):
+    """The last status line offers each box a current for a guard's reason, and each box holds it."""
+
+    def holds(amps, reason, box):
+        amps = int(amps)
+        held = int(box.setting("Paused")) == 1 if amps == 0 else int(box.setting("Intensity")) == amps
+        return reason not in ("failsafe", "unavailable") and held
+
+    return every_box(sim, lines, holds)
 
 
 def output(lines):

@@ -35,6 +35,7 @@ from test_config_trial import (  # noqa: E402
     CONFIG_PROVEN_S,
     FAST_GUARD,
     NEWCOMER_HEAP,
+    every_box,
     every_box_guarded,
     output,
     pump_until,
@@ -85,19 +86,8 @@ def count():
 
 def every_box_held_at_its_failsafe(sim, lines):
     """The last status line offers each box 0 A for "failsafe", and each box is paused."""
-
-    def check():
-        status = [line for line in list(lines) if line.startswith("grid")]
-        if not status:
-            return False
-        parts = status[-1].split(" | ")[1 : 1 + len(sim.trydans)]
-        for part, box in zip(parts, sim.trydans):
-            name, value, _, reason = part.split()
-            if reason != "failsafe" or float(value) != 0 or int(box.setting("Paused")) != 1:
-                return False
-        return len(parts) == len(sim.trydans)
-
-    return check
+    return every_box(sim, lines, lambda amps, reason, box: reason == "failsafe" and amps == 0
+                     and int(box.setting("Paused")) == 1)
 
 
 def test_a_last_good_config_that_cannot_start_twice_runs_guard_only_then_failsafe():
