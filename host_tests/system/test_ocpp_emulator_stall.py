@@ -22,6 +22,7 @@ from ocpp.v16.enums import Action, RegistrationStatus
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
+from central_thread import CentralThread  # noqa: E402
 from ocpp_emulator import OcppBox  # noqa: E402
 
 CALL_TIMEOUT_S = 2  # the central system's wait for the hung box's answer
@@ -37,18 +38,15 @@ class Central(ChargePoint):
                                             status=RegistrationStatus.accepted)
 
 
-class CentralSystem:
+class CentralSystem(CentralThread):
     """One OCPP 1.6J central system on 127.0.0.1 in a thread of its own; after a BootNotification it calls the
     box (ChangeAvailability) and keeps what came of that call in `outcome`."""
 
     def __init__(self):
+        super().__init__(10)
         self.hung = lambda: True  # set by the test: the box has stopped reading
-        self.port = None
         self.outcome = None
         self.done = threading.Event()
-        self.ready = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
 
     async def _handler(self, connection):
         point = Central(connection.request.path.strip("/"), connection)
@@ -73,22 +71,6 @@ class CentralSystem:
         finally:
             reader.cancel()
             self.done.set()
-
-    async def _main(self):
-        async with websockets.serve(self._handler, "127.0.0.1", 0, subprotocols=["ocpp1.6"]) as server:
-            self.port = server.sockets[0].getsockname()[1]
-            self.ready.set()
-            self.stopped = asyncio.Event()
-            await self.stopped.wait()
-
-    def start(self):
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def stop(self):
-        self.loop.call_soon_threadsafe(self.stopped.set)
-        self.thread.join(timeout=10)
 
 
 def test_a_hung_box_stays_connected_and_silent_until_stopped():
