@@ -653,13 +653,34 @@ def test_rs485_on_a_pty_reaches_the_other_side():
 
 def test_the_line_speeds_the_unix_ports_termios_lacks_are_linuxs_own_codes():
     # HAN ports run at 2400 baud and Modbus meters at 1200..38400; the unix
-    # port's termios names only 9600 and 57600 up, so platform/unix.py has
+    # port's termios names only 9600 and 57600 up, so platform/unix_line.py has
     # Linux's codes for the others (test_han_site runs the firmware at 2400).
+    from chargeguard.platform import unix_line
+
     if support.IS_MICROPYTHON:
-        for baud in unix._LINUX_SPEEDS:
-            assert unix._LINUX_SPEEDS[baud] == (9, 11, 12, 14, 15)[(1200, 2400, 4800, 19200, 38400).index(baud)]
+        for baud in unix_line._LINUX_SPEEDS:
+            assert unix_line._LINUX_SPEEDS[baud] == (9, 11, 12, 14, 15)[(1200, 2400, 4800, 19200, 38400).index(baud)]
         return
     import termios as host_termios
 
-    for baud, code in unix._LINUX_SPEEDS.items():
+    for baud, code in unix_line._LINUX_SPEEDS.items():
         assert getattr(host_termios, "B%d" % baud) == code, baud
+
+
+def test_the_opening_code_is_not_kept_after_an_open():
+    # open_uart() loads platform/unix_line.py for the open and drops it
+    # (its heap goes back to the running controller); the UART still reads.
+    path = support.make_tmpdir("line") + "/p1"
+    _write(path, "/")
+    p = unix.Platform({}, uart_device=path)
+    uart = p.open_uart(115200, 8, None, 1, True)
+    assert "chargeguard.platform.unix_line" not in sys.modules
+    assert "unix_line" not in platform.__dict__
+    assert not uart.is_tty  # a plain file: no line settings
+    buf = bytearray(4)
+    got = 0
+    start = common.ticks_ms()
+    while not got and common.ticks_diff(common.ticks_ms(), start) < _ARRIVAL_MS:
+        got = uart.read_now(buf)
+    assert bytes(buf[:got]) == b"/"
+    uart.close()

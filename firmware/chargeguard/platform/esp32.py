@@ -12,9 +12,13 @@ Facts this module relies on (docs.micropython.org and the esp32 port source):
 - machine.UART(1) defaults to TX=GPIO10/RX=GPIO9 (flash pins on WROOM modules)
   and UART(2) to TX=17/RX=16; a UART always drives its TX pin, so a board that
   gives no "p1_tx" must use UART 2 with GPIO17 free.
+
+Opening the UARTs is esp32_line.py's, loaded for each open (once per boot)
+and dropped after it: this module stays on the heap for good.
 """
 
 import gc
+import sys
 import time
 
 import machine
@@ -24,11 +28,6 @@ from micropython import const
 
 from . import common
 
-# UART receive ring (allocated by ESP-IDF, not on the Python heap): a DSMR 5
-# telegram is up to ~3 KB every second, and the loop may pause for a while.
-_UART_RXBUF = const(4096)
-# RS485 receive ring: the longest Modbus RTU frame is 256 bytes.
-_RS485_RXBUF = const(512)
 # Seconds from 1970-01-01 to 2000-01-01 UTC: the Epoch of most bare-metal
 # MicroPython ports (ESP32 included), see docs/library/time.rst.
 _EPOCH_2000_OFFSET = const(946684800)
@@ -98,29 +97,7 @@ class Platform:
         the RX line in the UART (the P1 output is open collector, logically
         inverted). Drives board["p1_request_pin"] high when the board has one.
         """
-        common.check_line(baud, data_bits, parity, stop_bits)
-        board = self.board
-        pins = {"rx": board["p1_rx"]}
-        tx = board.get("p1_tx")
-        if tx is not None:
-            # Without "tx" the port drives its default TX pin (see above).
-            pins["tx"] = tx
-        uart = machine.UART(
-            board["p1_uart"],
-            baudrate=baud,
-            bits=data_bits,
-            parity=parity,
-            stop=stop_bits,
-            invert=machine.UART.INV_RX if invert_rx else 0,
-            rxbuf=_UART_RXBUF,
-            timeout=0,
-            **pins
-        )
-        request = board.get("p1_request_pin")
-        if request is not None:
-            # Data Request high = "send telegrams" (DSMR P1 pin 2).
-            request = machine.Pin(request, machine.Pin.OUT, value=1)
-        return Esp32Uart(uart, request)
+        return _open("open_uart", self.board, baud, data_bits, parity, stop_bits, invert_rx)
 
     def open_rs485(self, baud, data_bits, parity, stop_bits):
         """Open the board's RS485 UART (Modbus RTU); an Esp32Rs485 (`read_now(buf)`, `write(buf)`, `close()`).
@@ -132,26 +109,7 @@ class Platform:
         ESP-IDF's UART_MODE_RS485_HALF_DUPLEX is not exposed), so the DE pin is
         a plain output that write() raises around the frame.
         """
-        common.check_line(baud, data_bits, parity, stop_bits)
-        board = self.board
-        for pin in board.get("init_high") or ():
-            # The transceiver's supply and enables (the T-CAN485: boost, RE, /SHDN).
-            machine.Pin(pin, machine.Pin.OUT, value=1)
-        uart = machine.UART(
-            board["rs485_uart"],
-            baudrate=baud,
-            bits=data_bits,
-            parity=parity,
-            stop=stop_bits,
-            tx=board["rs485_tx"],
-            rx=board["rs485_rx"],
-            rxbuf=_RS485_RXBUF,
-            timeout=0,
-        )
-        de = board.get("rs485_de")
-        if de is not None:
-            de = machine.Pin(de, machine.Pin.OUT, value=0)  # receive
-        return Esp32Rs485(uart, de)
+        return _open("open_rs485", self.board, baud, data_bits, parity, stop_bits)
 
     # --- watchdog ----------------------------------------------------------
 
@@ -434,6 +392,21 @@ class Platform:
     def free_memory(self):
         """Free Python heap in bytes."""
         return gc.mem_free()
+
+
+def _open(name, *args):
+    # esp32_line.py's `name`: the opening code is loaded for the open (once
+    # per boot) and dropped after it, as its module doc says.
+    from . import esp32_line
+
+    try:
+        return getattr(esp32_line, name)(*args)
+    finally:
+        del esp32_line
+        sys.modules.pop("chargeguard.platform.esp32_line", None)
+        package = sys.modules.get("chargeguard.platform")
+        if package is not None and "esp32_line" in package.__dict__:
+            delattr(package, "esp32_line")
 
 
 class Esp32Uart:

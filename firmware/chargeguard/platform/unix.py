@@ -15,7 +15,8 @@ Environment:
   CHARGEGUARD_WEB_PORT      the web interface's port (default 8080, on 127.0.0.1)
   CHARGEGUARD_DNS_PORT      the setup portal's DNS server port (default 5353, on 127.0.0.1)
   CHARGEGUARD_DEVICE_ID     the 4 hex digits naming the setup access point (default 0000)
-  (the setup access point's calls are in unix_ap.py, loaded only with the portal)
+  (the setup access point's calls are in unix_ap.py, loaded only with the portal;
+  opening the serial devices is unix_line.py's, loaded for each open)
   CHARGEGUARD_OCPP_PORT     the OCPP central system's port (default: config ocpp.port, on 127.0.0.1)
   CHARGEGUARD_KEBA_PORT     the local UDP port of the Keba link (default 7090; a simulator's emulator answers there)
   CHARGEGUARD_WIFI_NETWORKS the networks wifi_scan() finds and wifi_begin() can
@@ -34,9 +35,6 @@ import os
 import sys
 import time
 
-import select
-import termios
-
 from micropython import const
 
 from . import common
@@ -45,22 +43,7 @@ from . import common
 # supervisor (the simulator, systemd) sees a reset and not a clean stop.
 _RESET_EXIT_STATUS = const(3)
 
-# Linux values. The unix port's termios module exports only
-# setraw/tcgetattr/tcsetattr and speeds, so the c_cflag bits come from
-# include/uapi/asm-generic/termbits.h (CSn is (n - 5) << 4).
-_POLLIN = const(1)
-_CSIZE = const(0o60)
-_CSTOPB = const(0o100)
-_PARENB = const(0o400)
-_PARODD = const(0o1000)
-# The unix port's termios has no B1200..B4800, B19200 or B38400 (only 9600
-# and 57600 up), yet a HAN port runs at 2400 baud and Modbus meters at any of
-# them: Linux's speed codes for those (termbits.h: B1200 0o11 .. B38400 0o17).
-_LINUX_SPEEDS = {1200: 9, 2400: 11, 4800: 12, 19200: 14, 38400: 15}
-# Indexes into the list tcgetattr() returns.
-_CFLAG = const(2)
-_ISPEED = const(4)
-_OSPEED = const(5)
+_POLLIN = const(1)  # select.POLLIN (Linux)
 
 
 class Platform:
@@ -110,17 +93,8 @@ class Platform:
         be opened (the message names the path and why), ValueError for
         settings no UART supports.
         """
-        common.check_line(baud, data_bits, parity, stop_bits)
         path = self._uart_device or os.getenv("CHARGEGUARD_P1_DEVICE") or self.board.get("uart_device")
-        if not path:
-            raise OSError(19, "no P1 device: set CHARGEGUARD_P1_DEVICE")  # ENODEV
-        try:
-            return UnixUart(path, baud, data_bits, parity, stop_bits)
-        except OSError as error:
-            # The runtime's own error does not say which file (MicroPython:
-            # "[Errno 2] ENOENT"); the installer needs the path to fix it.
-            code = error.args[0] if error.args else 5  # EIO
-            raise OSError(code, "P1 device %s cannot be opened: %s" % (path, _reason(error)))
+        return _open("P1", "CHARGEGUARD_P1_DEVICE", path, baud, data_bits, parity, stop_bits, False)
 
     def open_rs485(self, baud, data_bits, parity, stop_bits):
         """Open the RS485 (Modbus RTU) serial device; a UnixUart that can also `write(buf)`.
@@ -130,15 +104,8 @@ class Platform:
         no driver-enable pin here. Raises OSError naming the path, ValueError
         for settings no UART supports.
         """
-        common.check_line(baud, data_bits, parity, stop_bits)
         path = os.getenv("CHARGEGUARD_RS485_DEVICE") or self.board.get("rs485_device")
-        if not path:
-            raise OSError(19, "no RS485 device: set CHARGEGUARD_RS485_DEVICE")  # ENODEV
-        try:
-            return UnixUart(path, baud, data_bits, parity, stop_bits, True)
-        except OSError as error:
-            code = error.args[0] if error.args else 5  # EIO
-            raise OSError(code, "RS485 device %s cannot be opened: %s" % (path, _reason(error)))
+        return _open("RS485", "CHARGEGUARD_RS485_DEVICE", path, baud, data_bits, parity, stop_bits, True)
 
     # --- watchdog ----------------------------------------------------------
 
@@ -274,22 +241,9 @@ class UnixUart:
 
     readinto = common.uart_readinto
 
-    def __init__(self, path, baud, data_bits, parity, stop_bits, writable=False):
-        if common.IS_MICROPYTHON:
-            # The port's files are unbuffered; open() has no O_NOCTTY, so a
-            # firmware run as a session leader would adopt the pty as its terminal.
-            handle = open(path, "r+b" if writable else "rb")
-        else:
-            # Unbuffered: a buffered reader would pull bytes poll() then no longer reports.
-            flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOCTTY
-            handle = open(os.open(path, flags), "r+b" if writable else "rb", buffering=0)
-        try:
-            self.is_tty = _configure_line(handle.fileno(), baud, data_bits, parity, stop_bits)
-            poll = select.poll()
-            poll.register(handle, _POLLIN)
-        except BaseException:
-            handle.close()
-            raise
+    def __init__(self, handle, is_tty, poll):
+        # Made by unix_line.open_line(), which opens and sets the line.
+        self.is_tty = is_tty
         self._file = handle
         # ipoll() reuses one tuple (no allocation per call); CPython has poll() only.
         # The poll object goes with the UART: close() only closes the file.
@@ -353,57 +307,19 @@ def _networks():
     return [tuple(row) for row in json.loads(text)]
 
 
-def _reason(error):
-    # Why a device did not open, in words: CPython's strerror, else (MicroPython
-    # gives only the number) the errno name; a serial device that exists but
-    # is refused is nearly always the dialout group.
-    args = error.args
-    code = args[0] if args else None
-    if code == 13:  # EACCES
-        return "permission denied (a serial device needs the dialout group)"
-    if len(args) > 1 and isinstance(args[1], str):
-        return args[1]
-    if isinstance(code, int):
-        import errno
+def _open(*args):
+    # unix_line.open_line(*args): the opening code is loaded for the open
+    # (once per boot) and dropped after it, as its module doc says.
+    from . import unix_line
 
-        return errno.errorcode.get(code, "errno %d" % code)
-    return repr(error)
-
-
-def _configure_line(fd, baud, data_bits, parity, stop_bits):
-    # Raw mode and speed must work on a tty; returns False for a FIFO or file,
-    # which carry bytes without line settings.
     try:
-        if common.IS_MICROPYTHON:
-            termios.setraw(fd)
-        else:
-            import tty  # CPython keeps setraw in tty
-
-            tty.setraw(fd)
-    except Exception:
-        # Not a tty: OSError on the port, termios.error (no OSError) on CPython.
-        return False
-    speed = getattr(termios, "B%d" % baud, None) or _LINUX_SPEEDS.get(baud)
-    if speed is None:
-        raise ValueError("baud %d not supported by termios" % baud)
-    attrs = termios.tcgetattr(fd)
-    attrs[_ISPEED] = speed
-    attrs[_OSPEED] = speed
-    termios.tcsetattr(fd, termios.TCSANOW, attrs)
-    cflag = (attrs[_CFLAG] & ~(_CSIZE | _CSTOPB | _PARENB | _PARODD)) | ((data_bits - 5) << 4)
-    if stop_bits == 2:
-        cflag |= _CSTOPB
-    if parity is not None:
-        cflag |= (_PARENB | _PARODD) if parity == 1 else _PARENB
-    if cflag != attrs[_CFLAG]:
-        attrs[_CFLAG] = cflag
-        try:
-            termios.tcsetattr(fd, termios.TCSANOW, attrs)
-        except Exception:
-            # Linux ptys may refuse CS7/PARENB (EINVAL; termios.error on CPython):
-            # a pty carries bytes anyway.
-            pass
-    return True
+        return unix_line.open_line(*args)
+    finally:
+        del unix_line
+        sys.modules.pop("chargeguard.platform.unix_line", None)
+        package = sys.modules.get("chargeguard.platform")
+        if package is not None and "unix_line" in package.__dict__:
+            delattr(package, "unix_line")
 
 
 def _watch(fed, timeout_ms):
