@@ -88,3 +88,14 @@ def makedirs(path):
             # EEXIST on both runtimes; any other problem shows at the stat below.
             pass
     os.stat(path)
+
+
+def unload(name):
+    """Drop the per-use module chargeguard.platform.`name` (unix_line, esp32_line) so its heap goes back.
+
+    Out of sys.modules and off its package; imported afresh at the next use.
+    """
+    sys.modules.pop("chargeguard.platform." + name, None)
+    package = sys.modules.get("chargeguard.platform")
+    if package is not None and name in package.__dict__:
+        delattr(package, name)

@@ -18,7 +18,6 @@ and dropped after it: this module stays on the heap for good.
 """
 
 import gc
-import sys
 import time
 
 import machine
@@ -403,10 +402,7 @@ def _open(name, *args):
         return getattr(esp32_line, name)(*args)
     finally:
         del esp32_line
-        sys.modules.pop("chargeguard.platform.esp32_line", None)
-        package = sys.modules.get("chargeguard.platform")
-        if package is not None and "esp32_line" in package.__dict__:
-            delattr(package, "esp32_line")
+        common.unload("esp32_line")
 
 
 class Esp32Uart:

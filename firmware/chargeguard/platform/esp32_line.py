@@ -29,22 +29,13 @@ _RS485_RXBUF = const(512)
 
 def open_uart(board, baud, data_bits, parity, stop_bits, invert_rx):
     common.check_line(baud, data_bits, parity, stop_bits)
-    pins = {"rx": board["p1_rx"]}
+    pins = {"rx": board["p1_rx"]}  # and the other keywords of this UART
     tx = board.get("p1_tx")
     if tx is not None:
         # Without "tx" the port drives its default TX pin (esp32.py's module doc).
         pins["tx"] = tx
-    uart = machine.UART(
-        board["p1_uart"],
-        baudrate=baud,
-        bits=data_bits,
-        parity=parity,
-        stop=stop_bits,
-        invert=machine.UART.INV_RX if invert_rx else 0,
-        rxbuf=_UART_RXBUF,
-        timeout=0,
-        **pins
-    )
+    pins["invert"] = machine.UART.INV_RX if invert_rx else 0
+    uart = _uart(board["p1_uart"], baud, data_bits, parity, stop_bits, _UART_RXBUF, pins)
     request = board.get("p1_request_pin")
     if request is not None:
         # Data Request high = "send telegrams" (DSMR P1 pin 2).
@@ -57,18 +48,16 @@ def open_rs485(board, baud, data_bits, parity, stop_bits):
     for pin in board.get("init_high") or ():
         # The transceiver's supply and enables (the T-CAN485: boost, RE, /SHDN).
         machine.Pin(pin, machine.Pin.OUT, value=1)
-    uart = machine.UART(
-        board["rs485_uart"],
-        baudrate=baud,
-        bits=data_bits,
-        parity=parity,
-        stop=stop_bits,
-        tx=board["rs485_tx"],
-        rx=board["rs485_rx"],
-        rxbuf=_RS485_RXBUF,
-        timeout=0,
-    )
+    pins = {"tx": board["rs485_tx"], "rx": board["rs485_rx"]}
+    uart = _uart(board["rs485_uart"], baud, data_bits, parity, stop_bits, _RS485_RXBUF, pins)
     de = board.get("rs485_de")
     if de is not None:
         de = machine.Pin(de, machine.Pin.OUT, value=0)  # receive
     return Esp32Rs485(uart, de)
+
+
+def _uart(number, baud, data_bits, parity, stop_bits, rxbuf, more):
+    # machine.UART `number` read without waiting (timeout=0); `more`: its pins (and invert).
+    return machine.UART(
+        number, baudrate=baud, bits=data_bits, parity=parity, stop=stop_bits, rxbuf=rxbuf, timeout=0, **more
+    )

@@ -316,10 +316,7 @@ def _open(*args):
         return unix_line.open_line(*args)
     finally:
         del unix_line
-        sys.modules.pop("chargeguard.platform.unix_line", None)
-        package = sys.modules.get("chargeguard.platform")
-        if package is not None and "unix_line" in package.__dict__:
-            delattr(package, "unix_line")
+        common.unload("unix_line")
 
 
 def _watch(fed, timeout_ms):
