@@ -24,7 +24,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from run import DEFAULT_HEAP, TELEGRAM_PERIOD_S, Simulation, wait_for  # noqa: E402
+from run import DEFAULT_HEAP, TELEGRAM_PERIOD_S, Simulation, sim_config, wait_for  # noqa: E402
+
+BREAKER_A = sim_config([1])["site"]["breaker_a"]  # the site of `make sim`
 
 SAMPLE_S = 0.01  # how often the site's real current is looked at
 # Starting the unix port and the first readings: bounds a firmware that never comes up.
@@ -39,19 +41,43 @@ def intensities(box):
     return [(w.t_ns, int(w.value)) for w in box.writes() if w.ok and w.key == "Intensity"]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="load steps to measure (default %(default)s)")
-    parser.add_argument("--step-a", type=float, default=9.5, help="the load step on L1, A (default %(default)s)")
-    parser.add_argument("--house-a", type=float, default=8.0, help="the house per phase before the step, A")
-    parser.add_argument("--raise-to", type=float, default=8.0, help="step right after a raise to this current or more, A")
-    parser.add_argument("--car-delay-s", type=float, default=5.0, help="how long the car takes to follow a limit")
-    args = parser.parse_args()
+class Step:
+    """One measured load step; times in s from the step (None: did not happen), currents in A."""
 
-    sim = Simulation(heap=DEFAULT_HEAP, car_delay_s=args.car_delay_s, run_name="load-step")
+    def __init__(self, raised_from, raised_to, raise_before_s):
+        self.raised_from = raised_from  # the box's Intensity before the raise, A
+        self.raised_to = raised_to  # and after it
+        self.raise_before_s = raise_before_s  # how long before the step the box received the raise
+        self.telegram_s = None  # the first telegram written after the step
+        self.cut_a = None  # the first lower Intensity the box received after the step
+        self.cut_s = None
+        self.over_from_s = None  # L1 above the breaker: first and last sample
+        self.over_to_s = None
+        self.over_s = 0.0  # how long, to the sampling step
+        self.peak_a = 0.0
+
+    def text(self, number, breaker_a, car_delay_s):
+        def at(seconds):
+            return "-" if seconds is None else "%.2f s" % seconds
+
+        over = "0 s" if self.over_from_s is None else "%.2f s (%s to %s)" % (
+            self.over_s, at(self.over_from_s), at(self.over_to_s))
+        return ("step %d: raise %d -> %d A %.2f s before; telegram with the load at %s, cut to %s A at the box at %s,"
+                " car drew it at %s; L1 over %d A for %s (highest %.1f A)"
+                % (number, self.raised_from, self.raised_to, self.raise_before_s, at(self.telegram_s),
+                   "-" if self.cut_a is None else self.cut_a, at(self.cut_s),
+                   at(None if self.cut_s is None else self.cut_s + car_delay_s), breaker_a, over, self.peak_a))
+
+
+def measure(steps=3, step_a=9.5, house_a=8.0, raise_to=8.0, car_delay_s=5.0, say=print):
+    """Run the site and yield a Step per load step; say(text) gets the site line first.
+
+    Raises RuntimeError when the firmware never commands the box (BOOT_S) or never raises it (RAISE_WAIT_S).
+    """
+    sim = Simulation(heap=DEFAULT_HEAP, car_delay_s=car_delay_s, run_name="load-step")
     breaker_ma = sim.config["site"]["breaker_a"] * 1000
     box = sim.trydan
-    house = (args.house_a,) * 3
+    house = (house_a,) * 3
     sim.site.set_house(house)
     sent = []  # monotonic ns of every telegram written
     stop = threading.Event()
@@ -67,58 +93,70 @@ def main():
 
     thread = threading.Thread(target=meter, daemon=True)
     thread.start()
-    failed = False
     try:
         if not wait_for(lambda: intensities(box), BOOT_S, 0.05):
-            sys.exit("load_step: the firmware never commanded the box within %g s" % BOOT_S)
-        print("load_step: breaker %d A, house %g A a phase, step +%g A on L1, car delay %g s, telegram every %g s"
-              % (breaker_ma // 1000, args.house_a, args.step_a, args.car_delay_s, TELEGRAM_PERIOD_S))
-        for number in range(1, args.steps + 1):
+            raise RuntimeError("the firmware never commanded the box within %g s: %s" % (BOOT_S, sim.lines[-5:]))
+        say("load_step: breaker %d A, house %g A a phase, step +%g A on L1, car delay %g s, telegram every %g s"
+            % (breaker_ma // 1000, house_a, step_a, car_delay_s, TELEGRAM_PERIOD_S))
+        for _ in range(steps):
             seen = len(intensities(box))
 
             def raised():
                 writes = intensities(box)[seen - 1:]
-                return len(writes) > 1 and writes[-1][1] > writes[-2][1] and writes[-1][1] >= args.raise_to
+                return len(writes) > 1 and writes[-1][1] > writes[-2][1] and writes[-1][1] >= raise_to
 
             if not wait_for(raised, RAISE_WAIT_S, SAMPLE_S / 2):
-                sys.exit("load_step: no raise to %g A or more within %g s (the box got %s A; the firmware said: %s)"
-                         % (args.raise_to, RAISE_WAIT_S, [a for _, a in intensities(box)[seen - 1:]], sim.lines[-3:]))
+                raise RuntimeError("no raise to %g A or more within %g s (the box got %s A; the firmware said: %s)"
+                                   % (raise_to, RAISE_WAIT_S, [a for _, a in intensities(box)[seen - 1:]],
+                                      sim.lines[-3:]))
             (_, raised_from), (raise_ns, raised_to) = intensities(box)[-2:]
             step_ns = time.monotonic_ns()
-            sim.site.set_house((args.house_a + args.step_a,) + house[1:])
+            sim.site.set_house((house_a + step_a,) + house[1:])
+            step = Step(raised_from, raised_to, (step_ns - raise_ns) / 1e9)
             over_first = over_last = None
-            peak = 0
             quiet_since = time.monotonic()
             # Until L1 has been under the breaker for the car's delay plus two telegrams (nothing pending).
-            while time.monotonic() - quiet_since < args.car_delay_s + 2 * TELEGRAM_PERIOD_S:
+            while time.monotonic() - quiet_since < car_delay_s + 2 * TELEGRAM_PERIOD_S:
                 now_ns = time.monotonic_ns()
                 l1 = sim.site.grid_currents_ma()[0]
                 if l1 > breaker_ma:
                     over_first = over_first or now_ns
                     over_last = now_ns
-                    peak = max(peak, l1)
+                    step.peak_a = max(step.peak_a, l1 / 1000)
                     quiet_since = time.monotonic()
                 time.sleep(SAMPLE_S)
             cuts = [(t, a) for t, a in intensities(box) if t > step_ns and a < raised_to]
             telegram = next((t for t in sent if t > step_ns), None)
-
-            def at(ns):
-                return "%.2f s" % ((ns - step_ns) / 1e9) if ns else "-"
-
-            if not cuts:
-                failed = True
-            cut_ns = cuts[0][0] if cuts else None
-            print("step %d: raise %d -> %d A %.2f s before; telegram with the load at %s, cut to %d A at the box at %s,"
-                  " car drew it at %s; L1 over %d A for %s (highest %.1f A)"
-                  % (number, raised_from, raised_to, (step_ns - raise_ns) / 1e9, at(telegram), cuts[0][1] if cuts else 0,
-                     at(cut_ns), at(cut_ns + int(args.car_delay_s * 1e9)) if cut_ns else "-", breaker_ma // 1000,
-                     "%.2f s (%s to %s)" % ((over_last - over_first) / 1e9 + SAMPLE_S, at(over_first), at(over_last))
-                     if over_first else "0 s", peak / 1000))
+            step.telegram_s = None if telegram is None else (telegram - step_ns) / 1e9
+            if cuts:
+                step.cut_s, step.cut_a = (cuts[0][0] - step_ns) / 1e9, cuts[0][1]
+            if over_first is not None:
+                step.over_from_s = (over_first - step_ns) / 1e9
+                step.over_to_s = (over_last - step_ns) / 1e9
+                step.over_s = (over_last - over_first) / 1e9 + SAMPLE_S
+            yield step
             sim.site.set_house(house)
     finally:
         stop.set()
         thread.join(timeout=2)
         sim.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="load steps to measure (default %(default)s)")
+    parser.add_argument("--step-a", type=float, default=9.5, help="the load step on L1, A (default %(default)s)")
+    parser.add_argument("--house-a", type=float, default=8.0, help="the house per phase before the step, A")
+    parser.add_argument("--raise-to", type=float, default=8.0, help="step right after a raise to this current or more, A")
+    parser.add_argument("--car-delay-s", type=float, default=5.0, help="how long the car takes to follow a limit")
+    args = parser.parse_args()
+    failed = False
+    try:
+        for number, step in enumerate(measure(args.steps, args.step_a, args.house_a, args.raise_to, args.car_delay_s), 1):
+            print(step.text(number, BREAKER_A, args.car_delay_s))
+            failed = failed or step.cut_s is None
+    except RuntimeError as error:
+        sys.exit("load_step: %s" % error)
     sys.exit(1 if failed else 0)
 
 
