@@ -10,7 +10,9 @@ device.config_notes), tools/check_config.py prints them after a valid
 file's summary and still exits 0. Pure: no I/O, no clock, integers only.
 
 Loaded only while a configuration is read at start-up or checked, and
-unloaded after (as config.py): its code does not stay on the heap.
+unloaded after (as config.py): its code does not stay on the heap. The
+messages stay short (the notes are kept on the device's heap for good);
+docs/configuration.md, "Warnings", explains each.
 
 The warnings (docs/configuration.md, "Warnings"):
 - failsafe_a: with no meter reading (and in failsafe mode) every charger
@@ -93,11 +95,9 @@ def _failsafe_sum(out, site, chargers):
     for key, letters in seen:
         last, total, parts = key
         message = (
-            "the failsafe currents on phase %s sum to %d A (%s), more than breaker_a - margin_a = %d A: "
-            "without a meter reading every charger gets its failsafe_a blindly, the house's own load on top, "
-            "and the main breaker can trip; lower failsafe_a (0 = pause) so that they sum to at most %d A "
-            "on every phase, less what the house draws at night"
-        ) % ("/".join(letters), total, parts, site["breaker_a"] - site["margin_a"], site["breaker_a"] - site["margin_a"])
+            "the failsafe currents on phase %s sum to %d A (%s), above breaker_a - margin_a = %d A: "
+            "with no meter reading they are offered blindly, the house's load on top, and the breaker can trip"
+        ) % ("/".join(letters), total, parts, limit)
         out.append(("chargers.%d.failsafe_a" % last, message))
 
 
@@ -112,10 +112,8 @@ def _peak_limit(out, site, chargers):
         need = entry["phases"] * site["voltage_v"] * entry["min_a"]
         if limit < need:
             message = (
-                "%d W is below the least chargers.%d charges at, %d phase(s) x %d V x %d A = %d W: "
-                "the car cannot charge steadily under it: it starts late in a quarter-hour, on the budget the quarter "
-                "left unspent, and pauses at the next, every quarter-hour, for a fraction of the energy; "
-                "set at least %d W plus what the house draws while it charges, or 0 (off)"
+                "%d W is below the least chargers.%d charges at, %d phase(s) x %d V x %d A = %d W: its car stops "
+                "and starts every quarter-hour; set at least %d W plus the house's load, or 0 (off)"
             ) % (limit, index, entry["phases"], site["voltage_v"], entry["min_a"], need, need)
             out.append(("site.peak_limit_w", message))
 
@@ -123,22 +121,22 @@ def _peak_limit(out, site, chargers):
 def _charger(out, prefix, entry):
     if entry["type"] == "ocpp" and not entry["password"]:
         message = (
-            "is empty: the box connects without a password (no HTTP Basic authentication, OCPP security profile 1), "
-            "so anyone on the network who connects with charge point id %r takes over its connection; "
-            "set a password of 8 to 64 characters here and the same one in the box"
+            "is empty: anyone on the network who connects as %r takes over this OCPP box (no Basic auth); "
+            "set 8 to 64 characters here and in the box"
         ) % entry["charge_point_id"]
         out.append((prefix + "password", message))
     circuit = entry["circuit_a"]
     if entry["max_a"] > circuit:
-        message = (
-            "%d A is above circuit_a (%d A): the guard never offers more than circuit_a, so max_a above it "
-            "has no effect; set max_a to at most %d A, or circuit_a to the charger circuit's real rating"
-        ) % (entry["max_a"], circuit, circuit)
+        message = "%d A is above circuit_a (%d A): the guard never offers more than circuit_a; set at most %d A" % (
+            entry["max_a"],
+            circuit,
+            circuit,
+        )
         out.append((prefix + "max_a", message))
     if entry["failsafe_a"] > circuit and entry["type"] in _BOX_FAILSAFE:
         message = (
-            "%d A is above circuit_a (%d A): the box keeps failsafe_a as its own failsafe and falls back to it, "
-            "uncapped, when ChargeGuard falls silent, which can overload the charger circuit; set at most %d A"
+            "%d A is above circuit_a (%d A): the box keeps it as its own failsafe, uncapped when ChargeGuard is "
+            "silent; set at most %d A"
         ) % (entry["failsafe_a"], circuit, circuit)
         out.append((prefix + "failsafe_a", message))
 
