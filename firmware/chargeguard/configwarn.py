@@ -5,7 +5,7 @@ add_notes(doc, notes) -> None: each appended to `notes` as "warning: PATH: MESSA
 doc: a valid, complete document (config.check()/load_for_boot()'s); paths
 and messages read like config.py's errors ("chargers.1.failsafe_a: ...").
 A warning never refuses a configuration: the device boots with it and says
-so (app.load_config puts them in the notes: console, /api/status
+so (startup.py appends them to the notes: console once, /api/status
 device.config_notes), tools/check_config.py prints them after a valid
 file's summary and still exits 0. Pure: no I/O, no clock, integers only.
 
@@ -18,8 +18,10 @@ The warnings (docs/configuration.md, "Warnings"):
 - failsafe_a: with no meter reading (and in failsafe mode) every charger
   gets its failsafe current blindly, the house's own load on top. Per site
   phase the chargers' failsafe currents must sum to at most
-  breaker_a - margin_a, the most the guard ever gives the chargers
-  (DESIGN.md §4: available = breaker - margin - base load, base load >= 0).
+  breaker_a - margin_a: what the guard gives the chargers on a phase where
+  the house draws nothing (docs/architecture.md, "The guard": headroom =
+  breaker - margin - base load); only PV feeding that phase, which a
+  failsafe cannot count on (a night), would allow more.
   The guard caps the failsafe at circuit_a (core/guard.py _failsafe); a
   keba_p30's or an OCPP box's own failsafe (what the box falls back to
   when ChargeGuard falls silent) is failsafe_a as written: counted so.
