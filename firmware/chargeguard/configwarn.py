@@ -114,7 +114,7 @@ def _peak_limit(out, site, chargers):
         need = entry["phases"] * site["voltage_v"] * entry["min_a"]
         if limit < need:
             message = (
-                "%d W is below the least chargers.%d charges at, %d phase(s) x %d V x %d A = %d W: its car stops "
+                "%d W is below the least chargers.%d charges at, %d phase(s) x %d V x %d A = %d W: it stops "
                 "and starts every quarter-hour; set at least %d W plus the house's load, or 0 (off)"
             ) % (limit, index, entry["phases"], site["voltage_v"], entry["min_a"], need, need)
             out.append(("site.peak_limit_w", message))
