@@ -458,6 +458,17 @@ def test_a_valid_config_with_a_warning_is_applied_and_the_warning_is_a_note_said
     assert SiteState(app).config_notes == app.config_notes
 
 
+def test_a_setting_changed_at_run_time_is_warned_at_the_next_start():
+    # site.peak_limit_w set over MQTT or the web (overrides.json, commands.py) is part of what runs.
+    storage = storage_with({"config.json": GOOD, "overrides.json": '{"chargers": ["box"], "set": {"site.peak_limit_w": 4140}}'})
+    app = app_module.build(FakePlatform(storage), log=lambda line: None)
+    assert app.config_notes == [] and app.optimiser is not None, app.config_notes
+    storage = storage_with({"config.json": GOOD, "overrides.json": '{"chargers": ["box"], "set": {"site.peak_limit_w": 2500}}'})
+    app = app_module.build(FakePlatform(storage), log=lambda line: None)
+    assert len(app.config_notes) == 1, app.config_notes
+    assert app.config_notes[0].startswith("warning: site.peak_limit_w: 2500 W is below the least chargers.0 charges at"), app.config_notes
+
+
 def test_the_last_good_file_name_is_the_config_modules():
     from chargeguard import config, flashfile
 
