@@ -180,3 +180,23 @@ def test_add_notes_appends_each_warning_as_a_sentence():
     configwarn.add_notes(doc, notes)
     assert notes[0] == "before" and len(notes) == 2, notes
     assert notes[1].startswith("warning: chargers.0.max_a: 17 A is above circuit_a (16 A)"), notes
+
+
+def test_the_notes_hold_at_most_max_notes_warnings_then_a_count():
+    # 8 OCPP boxes without a password, each with max_a above circuit_a: 16 warnings.
+    boxes = []
+    for index in range(8):
+        box = ocpp()
+        box.update({"charge_point_id": "BOX%d" % index, "max_a": 17, "circuit_a": 16})
+        boxes.append(box)
+    doc = valid(chargers=boxes)
+    assert len(configwarn.warnings(doc)) == 16
+    notes = []
+    configwarn.add_notes(doc, notes)
+    assert configwarn.MAX_NOTES == config.MAX_NOTE_ERRORS == 10
+    assert len(notes) == 11 and notes[9].startswith("warning: chargers.4.max_a: "), notes
+    assert notes[10] == "warning: and 6 more (make check-config CONFIG=config.json lists them all)", notes
+    # At the bound: no count.
+    notes = []
+    configwarn.add_notes(valid(chargers=boxes[:5]), notes)
+    assert len(notes) == 10 and not notes[-1].startswith("warning: and"), notes

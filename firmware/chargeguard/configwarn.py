@@ -1,7 +1,8 @@
 """Warnings about a valid configuration: settings that are allowed but dangerous or self-defeating.
 
 warnings(doc) -> [(path, message)], [] when there is nothing to say.
-add_notes(doc, notes) -> None: each appended to `notes` as "warning: PATH: MESSAGE".
+add_notes(doc, notes) -> None: each appended to `notes` as "warning: PATH: MESSAGE"
+    (at most MAX_NOTES, then a count).
 doc: a valid, complete document (config.check()/load_for_boot()'s); paths
 and messages read like config.py's errors ("chargers.1.failsafe_a: ...").
 A warning never refuses a configuration: the device boots with it and says
@@ -40,6 +41,7 @@ The warnings (docs/configuration.md, "Warnings"):
   uncapped.
 """
 
+MAX_NOTES = 10  # warnings in the start-up notes (config.MAX_NOTE_ERRORS, not imported: config.py is gone then)
 _LETTERS = "ABC"
 # Chargers whose box keeps failsafe_a itself (chargers/keba.py: "failsafe 60
 # <failsafe_a> 0"; chargers/ocpp.py: the failsafe charging profile): not
@@ -144,6 +146,13 @@ def _charger(out, prefix, entry):
 
 
 def add_notes(doc, notes):
-    """Append each warning of `doc` to `notes` (the start-up notes) as "warning: PATH: MESSAGE"."""
-    for path, message in warnings(doc):
+    """Append the warnings of `doc` to `notes` (the start-up notes) as "warning: PATH: MESSAGE".
+
+    At most MAX_NOTES of them (the notes stay on the heap), then one that
+    counts the rest; tools/check_config.py lists them all.
+    """
+    found = warnings(doc)
+    for path, message in found[:MAX_NOTES]:
         notes.append("warning: %s: %s" % (path, message))
+    if len(found) > MAX_NOTES:
+        notes.append("warning: and %d more (make check-config CONFIG=config.json lists them all)" % (len(found) - MAX_NOTES))
