@@ -637,7 +637,8 @@ class Run:
         if self.ok():
             return ""
         for index, line in enumerate(self.lines):
-            if "MemoryError" in line or "startup-error" in line:
+            # (a driver's or the OCPP server's own words too: "charger X: out of memory")
+            if "MemoryError" in line or "out of memory" in line or "startup-error" in line:
                 start = max(0, index - 6)
                 return "\n".join(self.lines[start : index + 8])
         return "exit %s; last lines:\n%s" % (self.exit_code, "\n".join(self.lines[-8:]))

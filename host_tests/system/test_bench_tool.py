@@ -64,6 +64,16 @@ def test_the_firmware_refusing_a_web_request_for_want_of_heap_is_out_of_memory()
     assert bench.classify_reference("mpy64", run) == "failed"
 
 
+def test_a_failure_in_the_firmwares_own_words_is_shown_with_its_context():
+    # "charger BOX1: out of memory" (a driver's failure path) has no MemoryError in it: the budget test's
+    # message must show it, not only the run's last lines.
+    lines = RUNNING + ["charger BOX1: out of memory"] + ["grid 12.0 A, heap 95000 B"] * 10
+    run = reference_run("frozen32", lines)
+    assert not run.ok()
+    assert "charger BOX1: out of memory" in run.failure()
+    assert run.failure_site() == "charger BOX1: out of memory"
+
+
 def test_measure_memory_reports_a_too_big_reference_run_and_the_bench_does_not_fail(monkeypatch):
     runs = []
 
