@@ -15,7 +15,8 @@ PORT ?= /dev/ttyUSB0
 #  OpenEVSE and an Alfen over Modbus TCP on one 25 A breaker; --load: a 2 kW heater on a Shelly relay, an on/off load;
 #  --ocpp: a Trydan and an OCPP 1.6J box that connects to the firmware; --ct (or --meter ct): CT clamps on the ADC,
 #  fed with the site's currents through the unix port's ADC fake; --meter atm90e32: the metering IC on SPI;
-#  --meter han: a Norwegian HAN port; --meter mqtt: a meter fed over MQTT; --every-family: one box of each family).
+#  --meter han: a Norwegian HAN port; --meter mqtt: a meter fed over MQTT; --every-family: one box of each family;
+#  --peak-limit-w W: the capacity tariff's quarter-hour limit, site.peak_limit_w, e.g. SIM_ARGS="--peak-limit-w 4000").
 PYTEST_ARGS ?=
 SIM_ARGS ?=
 REHEARSAL_ARGS ?=

@@ -429,6 +429,46 @@ def test_a_config_that_ran_is_kept_as_the_last_good_copy():
     assert again.config_good is None
 
 
+def test_a_valid_config_with_a_warning_is_applied_and_the_warning_is_a_note_said_once():
+    import sys
+
+    # max_a above circuit_a: allowed (the guard caps it), warned (configwarn.py).
+    storage = storage_with({"config.json": '{"chargers": [{"name": "box", "host": "127.0.0.1", "max_a": 20, "circuit_a": 16}]}'})
+    lines = []
+    app = app_module.build(FakePlatform(storage), log=lines.append)
+    assert app.config_source == "config.json" and app.names == ["box"], app.config_notes
+    assert len(app.config_notes) == 1 and app.config_notes[0].startswith("warning: chargers.0.max_a: 20 A is above circuit_a (16 A)")
+    said = [line for line in lines if "warning: chargers.0.max_a" in line]
+    assert said == ["config: " + app.config_notes[0]], lines
+    # Not repeated with the status lines (only a file NOT applied is repeated).
+    app.config_notes_every = 1
+    status_lines = lambda: len([line for line in lines if not line.startswith("config:")])  # noqa: E731
+    before = status_lines()
+
+    async def scenario():
+        assert await wait_until(lambda: status_lines() >= before + 2, 3 * app_module.STATUS_LINE_MS + 500), lines
+
+    asyncio.run(run_for(app, 10, scenario))
+    assert [line for line in lines if "warning: chargers.0.max_a" in line] == said, lines
+    # Boot-only code: unloaded with config.py.
+    assert "chargeguard.configwarn" not in sys.modules and "chargeguard.config" not in sys.modules
+    # The site state (/api/status device.config_notes) reads the same list.
+    from chargeguard.state import SiteState
+
+    assert SiteState(app).config_notes == app.config_notes
+
+
+def test_a_setting_changed_at_run_time_is_warned_at_the_next_start():
+    # site.peak_limit_w set over MQTT or the web (overrides.json, commands.py) is part of what runs.
+    storage = storage_with({"config.json": GOOD, "overrides.json": '{"chargers": ["box"], "set": {"site.peak_limit_w": 4140}}'})
+    app = app_module.build(FakePlatform(storage), log=lambda line: None)
+    assert app.config_notes == [] and app.optimiser is not None, app.config_notes
+    storage = storage_with({"config.json": GOOD, "overrides.json": '{"chargers": ["box"], "set": {"site.peak_limit_w": 2500}}'})
+    app = app_module.build(FakePlatform(storage), log=lambda line: None)
+    assert len(app.config_notes) == 1, app.config_notes
+    assert app.config_notes[0].startswith("warning: site.peak_limit_w: 2500 W is below the least chargers.0 charges at"), app.config_notes
+
+
 def test_the_last_good_file_name_is_the_config_modules():
     from chargeguard import config, flashfile
 
@@ -480,7 +520,7 @@ def test_with_no_valid_config_nothing_is_commanded_and_the_notes_say_what_to_fix
 
 def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
     storage = storage_with(
-        {"config.bak": GOOD, "config.json": '{"chargers": [{"name": "big", "host": "10.0.0.99"}]}'}
+        {"config.bak": GOOD, "config.json": '{"chargers": [{"name": "big", "host": "10.0.0.99", "max_a": 20, "circuit_a": 16}]}'}
     )
     # The drivers are made by startup.py (app.build() loads it, then unloads it).
     from chargeguard import startup
@@ -503,6 +543,9 @@ def test_a_valid_config_that_cannot_start_falls_back_to_the_last_good_one():
     assert "NOT applied" in app.config_notes[0] and "last good" in app.config_notes[1], app.config_notes
     # Said on the console at once too: were the last good copy unreadable, it would be the only trace of the cause.
     assert [line for line in lines if line.startswith("config: config.json could not start: MemoryError(")], lines
+    # config.json's warning was said when it was tried; the notes keep only what runs (GOOD: none).
+    assert [line for line in lines if line.startswith("config: warning: chargers.0.max_a: 20 A")], lines
+    assert not [note for note in app.config_notes if note.startswith("warning: ")], app.config_notes
 
 
 def test_a_reading_allocates_nothing_once_warm():

@@ -9,11 +9,20 @@ setting the firmware's config.py refuses, by field ("site.breaker_a: must
 be between 6 and 630 A (is 0)"). A UTF-8 byte order mark is accepted, as
 the device accepts it. Secrets are never printed.
 
+A valid file may still get warnings, printed after its summary as
+"  warning: chargers.1.failsafe_a: ...": settings that are allowed but
+dangerous or self-defeating (the firmware's configwarn.py; docs/
+configuration.md, "Warnings"). The device applies such a file and shows
+the same warnings in its notes; so a warning does not change the exit
+status. An invalid file lists its errors only: warnings are checked once
+it is valid.
+
 The JSON syntax check is standard JSON (Python's parser), stricter than the
 device's parser, which lets a missing or trailing comma pass: a file that
 passes here is read the same way on the device.
 
-Exit status: 0 valid, 1 invalid, 2 usage error or unreadable file.
+Exit status: 0 valid (with or without warnings), 1 invalid, 2 usage error or
+unreadable file.
 """
 
 import json
@@ -26,7 +35,7 @@ for _path in (os.path.join(TOOLS, "shims"), os.path.join(ROOT, "firmware")):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from chargeguard import config  # noqa: E402  (the firmware's own module)
+from chargeguard import config, configwarn  # noqa: E402  (the firmware's own modules)
 
 BOM = b"\xef\xbb\xbf"
 VALID, INVALID, USAGE = 0, 1, 2
@@ -191,6 +200,8 @@ def check_file(path, out):
     out.write("%s: valid. %s\n" % (path, summary(normalised)))
     if version != config.CURRENT_VERSION:
         out.write("  written for version %d: the device migrates it to version %d\n" % (version, config.CURRENT_VERSION))
+    for field, message in configwarn.warnings(normalised):
+        out.write("  warning: %s: %s\n" % (field, message))
     return VALID
 
 

@@ -67,8 +67,10 @@ class App:
 
     What the owner must know about the configuration is in one place, for
     the console now and MQTT/web later (build() fills it in):
-      config_notes   list of sentences (refused settings, what runs instead);
-                     [] when config.json was applied as it is
+      config_notes   list of sentences (refused settings, what runs instead,
+                     then the warnings of what runs: "warning: PATH: MESSAGE",
+                     configwarn.py); [] when config.json was applied as it
+                     is and has no warning
       config_source  "config.json", "config.bak" (the last good copy) or
                      None (no valid configuration: no charger is commanded)
       safe_mode      None, or the first of safemode.reduce()'s sentences

@@ -44,6 +44,7 @@ def build(platform, log, directory, loaded, last, boots=None):
         # config.bak starts: counted here unless trial.start() did.
         counted = _app._trial("settled", directory, boots is None and source is not None)
         boots = boots or counted
+    _warn(doc, notes, source)
     _log_notes(log, notes)
     safe = _safe(doc, boots, notes, log)
     loaded = list(sys.modules)
@@ -70,7 +71,10 @@ def build(platform, log, directory, loaded, last, boots=None):
         if source is None:
             raise
         more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
+        _warn(doc, more, source)
         _log_notes(log, more)
+        # config.json's warnings were said; the ones kept are those of what runs.
+        notes = [note for note in notes if not note.startswith("warning: ")]
         notes.extend(more)
         safe = _safe(doc, boots, notes, log)
         app = _assemble(platform, doc, log, False, safe)
@@ -87,6 +91,19 @@ def build(platform, log, directory, loaded, last, boots=None):
     doc = None
     gc.collect()
     return app
+
+
+def _warn(doc, notes, source):
+    # The warnings of the valid configuration that runs (configwarn.py:
+    # allowed but dangerous settings) appended to its notes, "warning: PATH:
+    # MESSAGE"; never a refusal. Loaded for it and unloaded, as config.py.
+    if source is None or not doc["chargers"]:
+        return
+    from chargeguard import configwarn
+
+    configwarn.add_notes(doc, notes)
+    del configwarn
+    _app._unload("chargeguard.configwarn")
 
 
 def _log_notes(log, notes):

@@ -272,3 +272,28 @@ def test_a_car_without_times_is_plugged_in_for_the_whole_run():
     scenario = tiny(cars=[{"name": "car", "response_s": 0, "mode": "fast"}], duration_s=100)
     metrics, trace = harness.run(scenario, Scripted(lambda t: [6000]), trace=True)
     assert trace.car_a[0][1] == 6.0 and trace.car_a[0][99] == 6.0
+
+
+def test_a_night_written_across_midnight():
+    # Plugged in at 22:00, leaving at 06:00, in a run that starts at 20:00: the wall times after midnight are
+    # the next morning, not 14 hours before the start (which left the car unplugged: 0 kWh).
+    night = tiny(start="20:00", duration_s=12 * 3600, pv={"points": [[0, 0]]},
+                 cars=[{"name": "car", "arrival": "22:00", "departure": "06:00", "response_s": 0, "mode": "fast",
+                        "battery_wh": 300000, "soc_pct": 10, "target_soc_pct": 90}],
+                 house={"base_w": [500, 500, 500], "loads": [{"at": "01:00", "for_s": 3600, "w": [1000, 0, 0]}]})
+    assert night.span("22:00", "06:00", "arrival") == (2 * 3600, 10 * 3600)
+    # Already plugged in at the start (19:00), leaving the next morning; a stay over before the start: next day.
+    assert night.span("19:00", "06:00", "arrival") == (-3600, 10 * 3600)
+    assert night.span("05:00", "06:00", "arrival") == (9 * 3600, 10 * 3600)
+    # A day scenario keeps its times: a load that began before the start runs into it.
+    assert tiny().span("11:30", None, "load", 3600) == (-1800, 1800)
+    metrics, trace = harness.run(night, Scripted(lambda t: [6000]), trace=True)
+    assert trace.car_a[0][2 * 3600 - 1] == 0.0 and trace.car_a[0][2 * 3600] == 6.0
+    assert trace.car_a[0][10 * 3600 - 1] == 6.0 and trace.car_a[0][10 * 3600] == 0.0
+    # 8 h at 6 A on three phases of 230 V: 33.12 kWh.
+    assert abs(metrics.ev_wh - 8 * 3600 * 3 * 6 * 230 / 3600) < 100
+    # The 01:00 load is 5 h into the run.
+    from scenario import expand
+
+    house = expand(night).house_w
+    assert house[0][5 * 3600] == 1500 and house[0][5 * 3600 - 1] == 500

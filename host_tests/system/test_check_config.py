@@ -77,6 +77,39 @@ def test_every_error_is_listed_at_once_exactly_as_the_device_sees_them(tmp_path)
     assert "short" not in output
 
 
+def test_a_valid_file_with_warnings_lists_them_after_the_summary_and_exits_0(tmp_path):
+    box_secret = "ocpp-box-secret"
+    doc = {"site": {"breaker_a": 20, "margin_a": 1, "peak_limit_w": 2500}, "chargers": [
+        {"name": "Trydan", "host": "192.168.1.60", "failsafe_a": 10},
+        {"name": "Alfen", "type": "ocpp", "charge_point_id": "ALFEN-1", "failsafe_a": 10, "priority": 2},
+    ]}
+    code, output = check(tmp_path, json.dumps(doc))
+    assert code == 0, output
+    lines = output.splitlines()
+    assert "valid" in lines[0], output
+    from chargeguard import configwarn
+
+    normalised, errors = config.check(doc)
+    expected = ["  warning: %s: %s" % item for item in configwarn.warnings(normalised)]
+    assert lines[1:] == expected, output
+    # failsafe 10 + 10 A > 20 - 1 on every phase; 2500 W < 4140 W (x2 boxes); no OCPP password.
+    said = [line.split(": ")[1] for line in expected]
+    assert said == ["chargers.1.password", "chargers.1.failsafe_a", "site.peak_limit_w", "site.peak_limit_w"], output
+    # Just inside every bound: the summary alone.
+    doc["site"] = {"breaker_a": 21, "margin_a": 1, "peak_limit_w": 4140}
+    doc["chargers"][1]["password"] = box_secret
+    code, output = check(tmp_path, json.dumps(doc))
+    assert code == 0 and len(output.splitlines()) == 1 and "  warning: " not in output, output
+    assert box_secret not in output
+
+
+def test_an_invalid_file_lists_its_errors_only_and_exits_1(tmp_path):
+    # The warnings are checked once the file is valid.
+    doc = {"site": {"breaker_a": 0}, "chargers": [{"name": "T", "host": "192.168.1.60", "max_a": 20, "circuit_a": 16}]}
+    code, output = check(tmp_path, json.dumps(doc))
+    assert code == 1 and "site.breaker_a" in output and "  warning: " not in output, output
+
+
 def test_json_syntax_errors_give_line_and_column(tmp_path):
     code, output = check(tmp_path, '{\n  "site": {\n    "breaker_a": 25\n    "margin_a": 1\n  }\n}\n')
     assert code == 1 and "line 4, column 5: Expecting ',' delimiter" in output, output

@@ -7,7 +7,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 from house import DAY  # noqa: E402
-from run import DEFAULT_SCENE_S, day_length_s, settings_text, sim_config  # noqa: E402
+from run import DEFAULT_SCENE_S, day_length_s, peak_limit_problem, settings_text, sim_config  # noqa: E402
 
 
 def test_the_whole_day_plays_in_a_few_minutes_at_the_default_pace():
@@ -49,3 +49,19 @@ def test_the_sim_configuration_with_the_web_passes_the_validator():
     doc, errors = config.check(sim_config([8080], web=True))
     assert not errors, errors
     assert doc["web"]["enabled"] is True and doc["admin"]["password"]
+
+
+def test_peak_limit_w_is_checked_by_the_firmware_validator_and_explained():
+    # --peak-limit-w: 0 (off) or 2500-500000 W, refused in the validator's words before anything starts.
+    assert peak_limit_problem(0) is None and peak_limit_problem(4000) is None
+    problem = peak_limit_problem(1000)
+    assert problem.startswith("site.peak_limit_w: ") and "(is 1000)" in problem
+    assert peak_limit_problem(500001) is not None
+    config = sim_config([8080])
+    assert "capacity tariff" not in "\n".join(settings_text(config, DEFAULT_SCENE_S))
+    config["site"]["peak_limit_w"] = 4000
+    from chargeguard import config as firmware_config
+
+    doc, errors = firmware_config.check(config)
+    assert not errors and doc["site"]["peak_limit_w"] == 4000
+    assert "at or under 4000 W (site.peak_limit_w)" in "\n".join(settings_text(config, DEFAULT_SCENE_S))

@@ -57,8 +57,7 @@ class Car:
     def __init__(self, spec, scenario, voltage_v):
         self.spec = spec
         self.name = spec["name"]
-        self.arrival = scenario.at(spec["arrival"], "arrival")
-        self.departure = scenario.at(spec["departure"], "departure")
+        self.arrival, self.departure = scenario.span(spec["arrival"], spec["departure"], "arrival")
         self.phases = spec["phases"]
         self.lines = [PHASE_LETTERS.index(letter) for letter in spec["phase_map"]]
         self.min_ma = spec["min_a"] * 1000

@@ -3,7 +3,9 @@
 A scenario is one JSON object (docs/benchmark.md has the full reference and an
 example; `tools/replay --dump-day sunny` prints a reference day as a template).
 Times are "HH:MM" / "HH:MM:SS" wall clock of the simulated day, or whole
-seconds since `start`. Powers are W, currents A. Keys:
+seconds since `start`. A car's stay, a load, a cloud or the sun that is over
+by the start on the start's day is on the next day (a car from "22:00" to
+"06:00" in a run that starts at "20:00"); "30:00" is 06:00 of the next day. Powers are W, currents A. Keys:
 
     name, description     text
     start                 wall clock of t = 0 (quarter-hours are aligned to it), "06:00"
@@ -121,8 +123,25 @@ class Scenario:
         self.controllers = doc["controllers"]
 
     def at(self, value, path):
-        """A time of the scenario as seconds since its start."""
+        """A time of the scenario as seconds since its start (negative: before it)."""
         return clock_s(value, path) - self.start_s if isinstance(value, str) else value
+
+    def span(self, begin, end, path, length_s=None):
+        """(begin, end) of an interval as seconds since the start, a night across midnight included.
+
+        end: a time, or None with length_s (a load's or a cloud's `for_s`). An interval that has ended by the
+        start when its wall clocks are read on the start's day is on the next day: a car from "22:00" to
+        "06:00" in a run that starts at "20:00" is 2 h to 10 h, not 2 h to -14 h (which never charged). One
+        that began before the start and runs into it keeps its begin (a car already plugged in). Whole
+        seconds are taken as they are.
+        """
+        first = self.at(begin, path)
+        last = first + length_s if end is None else self.at(end, path)
+        if last <= 0 and isinstance(end if end is not None else begin, str):
+            last += 86400
+            if isinstance(begin, str) and first + 86400 <= last:
+                first += 86400
+        return first, last
 
 
 def load(source):
@@ -274,8 +293,8 @@ def expand(scenario):
             for phase in range(3):
                 rows[phase][t] = float(current[phase])
     for load in house["loads"]:
-        begin = scenario.at(load["at"], "load")
-        for t in range(max(0, begin), min(count, begin + load["for_s"])):
+        begin, end = scenario.span(load["at"], None, "load", load["for_s"])
+        for t in range(max(0, begin), min(count, end)):
             for phase in range(3):
                 rows[phase][t] += load["w"][phase]
     return Profiles(rows, _pv(scenario, count))
@@ -297,8 +316,8 @@ def _pv(scenario, count):
                 t1, w1 = points[index + 1]
                 out[t] = w0 + (w1 - w0) * (t - t0) / (t1 - t0)
     elif pv["peak_w"]:
-        rise = scenario.at(pv["sunrise"], "pv.sunrise")
-        length = scenario.at(pv["sunset"], "pv.sunset") - rise
+        rise, sunset = scenario.span(pv["sunrise"], pv["sunset"], "pv.sunrise")
+        length = sunset - rise
         for t in range(count):
             x = (t - rise) / length
             if 0 < x < 1:
@@ -309,9 +328,8 @@ def _pv(scenario, count):
     if model:
         clouds.extend(random_clouds(model, scenario))
     for cloud in clouds:
-        begin = scenario.at(cloud["at"], "cloud")
+        begin, end = scenario.span(cloud["at"], None, "cloud", cloud["for_s"])
         ramp = int(cloud.get("ramp_s", 0))
-        end = begin + cloud["for_s"]
         depth = cloud["factor"]
         for t in range(max(0, begin), min(count, end + ramp)):
             if t < begin + ramp:
@@ -327,8 +345,7 @@ def _pv(scenario, count):
 def random_clouds(model, scenario):
     """The clouds of a `random_clouds` model: the same list for the same seed on every run."""
     rng = random.Random(model["seed"])
-    t = scenario.at(model["from"], "pv.random_clouds.from")
-    end = scenario.at(model["to"], "pv.random_clouds.to")
+    t, end = scenario.span(model["from"], model["to"], "pv.random_clouds.from")
     clouds = []
     while True:
         t += int(rng.uniform(*model["gap_s"]))

@@ -2,7 +2,7 @@
 
     python tools/sim/run.py [--day default|solar] [--scene-s 12] [--once] [--heap 112K] [--car-delay-s 2]
                             [--meter p1|mqtt|ct|atm90e32|MODEL|HTTP_MODEL] [--ct] [--modbus-tcp] [--no-mqtt] [--web-port 8080]
-                            [--no-web] [--mixed] [--load] [--ocpp] [--every-family]
+                            [--no-web] [--mixed] [--load] [--ocpp] [--every-family] [--peak-limit-w W]
 
 What runs:
 - the V2C Trydan emulator (HTTP on 127.0.0.1, a car plugged in that follows
@@ -69,6 +69,11 @@ With --meter atm90e32 the grid meter is an ATM90E32 metering IC on SPI (tools/si
 127.0.0.1: its register image follows the site's signed per-phase currents at 230 V, 50 Hz); the unix port's SPI
 fake (platform/unix_spi.py, CHARGEGUARD_ATM90E32) carries each 32-bit access to it, and meters/atm90e32.py
 configures and reads it as on the board. The pulled cable is then a chip that answers FFFFH to every read.
+
+With --peak-limit-w W the site has the capacity tariff's limit (site.peak_limit_w, 0 or 2500-500000 W, checked
+by the firmware's validator before anything starts), so the optimiser runs and caps the import at what the
+clock-aligned quarter-hour has left (reason `capacity`); the simulated meter gives the present import as its
+running quarter-hour average (1-0:1.4.0), so the quarter's figures follow the present import.
 
 Two days (tools/sim/house.py): `default`, a winter weekday that shows the
 guard (a fast-mode car, the breaker, the pulled P1 cable), and `solar`
@@ -175,6 +180,10 @@ MIXED_EXTRA_HEAP_K = 40
 # message buffer, streams and parsed messages: 159 KB live with four boxes on the 64-bit port
 # against ~90 KB with one Trydan, so 96K more (a 168K heap failed a fourth box's buffer).
 OCPP_EXTRA_HEAP_K = 96
+# --peak-limit-w on the winter day: the optimiser's modules on top (the solar day loads them anyway). As .mpy on
+# the 32-bit port the optimiser profile needs 108 KB against the wifi profile's 88 KB (docs/firmware.md): 20 KB,
+# about 28K at 64-bit sizes (/0.72), so 32K.
+OPTIMISER_EXTRA_HEAP_K = 32
 SIM_SOLAR = {"eco": True, "start_delay_s": 20, "stop_delay_s": 30, "min_on_s": 30, "min_off_s": 30}
 # --load: a 2 kW heater on a Shelly relay (tools/sim/shelly_load_emulator.py)
 # on phase B, after the chargers in priority: 8.7 A at 230 V, so a 9 A step.
@@ -706,6 +715,13 @@ def settings_text(config, scene_s):
         "time: the day is compressed (one scene = %g real s), the firmware's timers are not: min_pause %d s lasts"
         " about %d scenes" % (scene_s, guard["min_pause_s"], max(1, round(guard["min_pause_s"] / scene_s))),
     ]
+    if site.get("peak_limit_w"):
+        lines.append(
+            "capacity tariff: every clock-aligned quarter-hour's average import stays at or under %d W"
+            " (site.peak_limit_w); the quarter-hours are real ones, so the whole compressed day lies in one or two"
+            " of them; the simulated meter reports the present import as the quarter's average (1-0:1.4.0), so the"
+            " status line's quarter figure follows the present import" % site["peak_limit_w"]
+        )
     solar = config.get("solar")
     if solar is not None:
         band = "on" if solar.get("eco", True) else "off"
@@ -721,6 +737,17 @@ def settings_text(config, scene_s):
             " solar_stop_delay, below_threshold",
         ]
     return lines
+
+
+def peak_limit_problem(watts):
+    """None when `watts` is a site.peak_limit_w the firmware takes, else its validator's words for it."""
+    sys.path.insert(0, os.path.join(ROOT, "firmware"))
+    from chargeguard import config as firmware_config
+
+    doc = sim_config([1])
+    doc["site"]["peak_limit_w"] = watts
+    _, errors = firmware_config.check(doc)
+    return "; ".join("%s: %s" % error for error in errors) or None
 
 
 def day_length_s(scene_s, day=DAY):
@@ -768,6 +795,11 @@ def main():
         "--ocpp", action="store_true", help="a Trydan and an OCPP 1.6J box on one breaker (the box connects to the firmware)"
     )
     parser.add_argument(
+        "--peak-limit-w", type=int, default=0,
+        help="the capacity tariff's limit, site.peak_limit_w: every quarter-hour's average import at or under W"
+        " (0 = off, the default; else 2500-500000)",
+    )
+    parser.add_argument(
         "--every-family", action="store_true",
         help="one box of every family on one breaker: Trydan HTTP and Modbus, go-e, Alfen, ABB, generic Modbus, Keba (UDP),"
         " a Shelly-switched heater"
@@ -791,6 +823,9 @@ def main():
             parser.error("--meter must be p1, han, mqtt, ct, atm90e32 or one of: %s" % ", ".join(MODELS + HTTP_METERS))
     if args.scene_s <= 0:
         parser.error("--scene-s must be more than 0")
+    problem = peak_limit_problem(args.peak_limit_w)
+    if problem:
+        parser.error("--peak-limit-w: " + problem)
 
     day = DAYS[args.day]
     solar_day = args.day == "solar"
@@ -807,6 +842,9 @@ def main():
             args.heap = "%dK" % (int(args.heap[:-1]) + OCPP_EXTRA_HEAP_K)
         if args.every_family:
             args.heap = "%dK" % (int(args.heap[:-1]) + EVERY_FAMILY_EXTRA_HEAP_K)
+        if args.peak_limit_w and not solar_day:
+            # The optimiser's modules (core/optimiser.py, capacity.py, ...), which the solar day loads anyway.
+            args.heap = "%dK" % (int(args.heap[:-1]) + OPTIMISER_EXTRA_HEAP_K)
     broker = None
     mqtt = None
     if not args.no_mqtt:
@@ -847,6 +885,7 @@ def main():
         ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
         load=args.load,
         every_family=args.every_family,
+        site={"peak_limit_w": args.peak_limit_w} if args.peak_limit_w else None,
     )
     stopping = {"now": False}
 

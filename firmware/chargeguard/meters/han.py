@@ -46,7 +46,8 @@ meter on a 3-wire IT network (230 V between the lines, common in Norway)
 measures L1 and L3 only and sends no L2 current; the driver then puts
 |I1| + |I3| on L2, the most the L2 line can carry (the three line currents
 of a 3-wire system add up to zero as vectors): safe, and the guard gives
-less than it could when the loads are balanced. docs/meters.md says so.
+less than it could when the loads are balanced. docs/configuration.md says
+so ("HAN port", "Grids without a neutral").
 
 Two cadences: List 1 brings a fresh total every 2.5 s, List 2 the
 per-phase values every 10 s. The reading keeps the last per-phase values
