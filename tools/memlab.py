@@ -565,10 +565,13 @@ class Run:
         self.commands = sum(1 for line in lines if line.startswith("grid"))
         # Started with the profile's configuration, not a fallback: a config
         # that failed to parse for want of heap would run with no chargers.
-        # The one config line a healthy run prints is the last good copy kept.
+        # The config lines a healthy run prints: the last good copy kept, and the
+        # configuration's warnings (configwarn.py: valid but dangerous settings,
+        # e.g. an OCPP box without a password), which change nothing that runs.
         count = profile.chargers + len(profile.ocpp or ())
         self.configured = ("ChargeGuard running: %d charger(s)" % count) in lines and not any(
-            line.startswith("config:") and "kept as the last good" not in line for line in lines
+            line.startswith("config:") and "kept as the last good" not in line
+            and not line.startswith("config: warning: ") for line in lines
         )
         if getattr(profile, "first_boot", False):
             # Out of the box: the defaults (their config lines say so), no charger.
