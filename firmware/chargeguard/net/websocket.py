@@ -268,18 +268,6 @@ class WebSocket:
         self._head = bytearray(14)  # a frame header, read or written
         self._writing = False
 
-    async def receive(self):
-        """The next data message: (opcode, length); payload in buf[:length], the buffer held until release().
-
-        Raises ConnectionClosed (the buffer released)."""
-        done = False
-        try:
-            result = await self._receive()
-            done = True
-            return result
-        finally:
-            if not done:
-                self.release()
 
     def release(self):
         """Give the shared buffer back (the payload of the last receive() is gone then); no-op when not held."""
@@ -292,66 +280,75 @@ class WebSocket:
             await asyncio.sleep(0.005)
         shared.holder = self
 
-    async def _receive(self):
+    async def receive(self):
+        """The next data message: (opcode, length); payload in buf[:length], the buffer held until release().
+
+        Raises ConnectionClosed (the buffer released)."""
         size = 0
         opcode = 0
         head = self._head
         view = memoryview(head)
-        while True:
-            # The first byte may take forever (a quiet charge point); the
-            # rest of the frame has FRAME_MS, and so has the next part of a
-            # fragmented message (its first part holds the shared buffer).
-            if opcode:
+        done = False  # a message returned: its caller releases the buffer
+        try:
+            while True:
+                # The first byte may take forever (a quiet charge point); the
+                # rest of the frame has FRAME_MS, and so has the next part of a
+                # fragmented message (its first part holds the shared buffer).
+                if opcode:
+                    try:
+                        await wait_ms(_read_exactly(self.reader, view[:1]), FRAME_MS)
+                    except asyncio.TimeoutError:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+                else:
+                    await _read_exactly(self.reader, view[:1])
+                await self._take()
                 try:
-                    await wait_ms(_read_exactly(self.reader, view[:1]), FRAME_MS)
+                    await wait_ms(self._frame(view), FRAME_MS)
                 except asyncio.TimeoutError:
                     await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
-            else:
-                await _read_exactly(self.reader, view[:1])
-            await self._take()
-            try:
-                await wait_ms(self._frame(view), FRAME_MS)
-            except asyncio.TimeoutError:
-                await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
-            fin = head[0] & 0x80
-            code = head[0] & 15
-            length = self._length
-            if code >= OP_CLOSE:
-                # Control frames: at most 125 bytes, never fragmented; read
-                # into the header's own room when it fits.
-                if length > 125 or not fin:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
-                payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
-                if payload is None:
-                    await self.close(CLOSE_TOO_BIG, "message too big")
-                await self._payload(payload)
-                if code == OP_PING:
-                    await self.send(OP_PONG, payload)
-                elif code == OP_PONG:
-                    self.pongs += 1
-                elif code == OP_CLOSE:
-                    received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
-                    await self.close(CLOSE_NORMAL, "closed by the peer", received)
+                fin = head[0] & 0x80
+                code = head[0] & 15
+                length = self._length
+                if code >= OP_CLOSE:
+                    # Control frames: at most 125 bytes, never fragmented; read
+                    # into the header's own room when it fits.
+                    if length > 125 or not fin:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                    payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
+                    if payload is None:
+                        await self.close(CLOSE_TOO_BIG, "message too big")
+                    await self._payload(payload)
+                    if code == OP_PING:
+                        await self.send(OP_PONG, payload)
+                    elif code == OP_PONG:
+                        self.pongs += 1
+                    elif code == OP_CLOSE:
+                        received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
+                        await self.close(CLOSE_NORMAL, "closed by the peer", received)
+                    else:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+                    if not opcode:
+                        self.release()  # no message in the buffer
+                    continue
+                if code == OP_CONTINUATION:
+                    if not opcode:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+                elif code in (OP_TEXT, OP_BINARY):
+                    if opcode:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+                    opcode = code
                 else:
                     await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
-                if not opcode:
-                    self.release()  # no message in the buffer
-                continue
-            if code == OP_CONTINUATION:
-                if not opcode:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
-            elif code in (OP_TEXT, OP_BINARY):
-                if opcode:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-                opcode = code
-            else:
-                await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
-            if size + length > len(self.buf):
-                await self.close(CLOSE_TOO_BIG, "message too big")
-            await self._payload(memoryview(self.buf)[size : size + length])
-            size += length
-            if fin:
-                return opcode, size
+                if size + length > len(self.buf):
+                    await self.close(CLOSE_TOO_BIG, "message too big")
+                await self._payload(memoryview(self.buf)[size : size + length])
+                size += length
+                if fin:
+                    done = True
+                    return opcode, size
+        finally:
+            if not done:
+                self.release()
 
     async def _frame(self, view):
         # The rest of the header after its first byte: length and mask.
