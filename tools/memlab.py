@@ -398,11 +398,15 @@ PROFILES = (
     # buffer now among them); three fast days: 92 KB ran 2 of 2, 90 ran 3 of 3, 88
     # failed 2 of 2 at start-up (the MQTT task: a 536- / 636-byte block), 86 failed
     # (an OCPP box's set-up met MemoryError). Budget 90 + 4.
+    # Raised to 90 + 8 (lead, 2026-12-01): at 94 KB one run in 12 failed
+    # (beside another run on the 2-core machine; its cause not recorded), so
+    # a 94 KB gate would fail CI about one time in twelve: a flaky test. The
+    # growth check still catches a leak; the 64 KB target stays unmet.
     Profile(
         "everything",
         "wifi + optimiser + MQTT/Home Assistant + web interface + OCPP central system with 2 OCPP boxes, all at once",
         chargers=2,
-        budgets={"frozen32": 90 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
+        budgets={"frozen32": 90 * KB + 2 * MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
         config={
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
             "wifi": _wifi(),
