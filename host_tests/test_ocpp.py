@@ -606,6 +606,41 @@ def test_socket_reconnect_replaces_the_old_connection_and_calls_time_out_alone()
     assert seen["request"][0] == 2 and seen["request"][2] == "ClearChargingProfile"
 
 
+def test_two_boxes_take_turns_with_the_one_message_buffer():
+    # One buffer for every connection (allocated at start): a box's message waits while another box's
+    # fragmented message holds it, and neither is mixed into the other.
+    central = _central()
+    point = _configured(central)
+    other = OcppCharger("CP2", clock=now_ms, wall=lambda: 1796014800)
+    ocpp.register(other)
+    other.central = central
+    shared = central.shared
+    seen = {}
+
+    async def scenario(port):
+        first, second = Client(), Client()
+        assert await first.connect(port, b"/CP1") == 101
+        assert await second.connect(port, b"/CP2") == 101
+        await until(lambda: point.session is not None and other.session is not None)
+        await first.send(websocket.OP_TEXT, '[2,"a1","Heart', fin=False)
+        await until(lambda: shared.holder is point.session.ws)
+        await second.send(websocket.OP_TEXT, '[2,"b1","Heartbeat",{}]')
+        await asyncio.sleep(0.1)
+        seen["held"] = shared.holder is point.session.ws  # the second box's message still waits
+        await first.send(websocket.OP_CONTINUATION, 'beat",{}]')
+        seen["first"] = json.loads((await first.receive())[1])
+        seen["second"] = json.loads((await second.receive())[1])
+        await until(lambda: shared.holder is None)
+        seen["free"] = True
+        first.close()
+        second.close()
+
+    _run(central, scenario)
+    assert seen["held"] and seen["free"]
+    assert seen["first"][:2] == [3, "a1"] and "currentTime" in seen["first"][2]
+    assert seen["second"][:2] == [3, "b1"] and "currentTime" in seen["second"][2]
+
+
 def test_socket_server_pings_and_silence_is_no_reason_to_drop():
     central = _central(ping_s=1)
     point = _configured(central)

@@ -399,13 +399,26 @@ PROFILES = (
     # states after the announcement one in flight; over three fast days 70 KB
     # ran 7 of 7, 68 1 of 3, failing mid-run now (a state payload's copy in the
     # MQTT task), no longer at start-up. Budget 70 + 4.
+    # 2026-12-01 (ocppevery, issue 6): the profile had no OCPP central system, so it
+    # was not every interface; now it has ocpp_status's two OCPP boxes too. Measured
+    # (memlab.run(p, "frozen32", heap, days=3)): 100 KB ran (79.2 KB live, 57.3 KB
+    # after imports), 96 ran 1 of 2, 94, 90 and 86 failed at start-up ("ocpp: out of
+    # memory for a connection": no hole for a box's 4 KB message buffer). Budget 100 + 4.
+    # Lowered 2026-12-01 (ocppevery): the OCPP connections share one message buffer
+    # (websocket.MessageBuffer, allocated with the central system at start, not one
+    # per connection at connect): 75.5 KB live (79.2), 61.7 after imports (the 4 KB
+    # buffer now among them); three fast days: 92 KB ran 2 of 2, 90 ran 3 of 3, 88
+    # failed 2 of 2 at start-up (the MQTT task: a 536- / 636-byte block), 86 failed
+    # (an OCPP box's set-up met MemoryError). Budget 90 + 4.
+    # Raised to 90 + 8 (lead, 2026-12-01): at 94 KB one run in 12 failed
+    # (beside another run on the 2-core machine; its cause not recorded), so
+    # a 94 KB gate would fail CI about one time in twelve: a flaky test. The
+    # growth check still catches a leak; the 64 KB target stays unmet.
     Profile(
         "everything",
-        # Not the OCPP central system (no OCPP box): ocpp_status measures it
-        # with the web and MQTT (docs/firmware.md).
-        "wifi + optimiser + MQTT/Home Assistant + web interface, all at once",
+        "wifi + optimiser + MQTT/Home Assistant + web interface + OCPP central system with 2 OCPP boxes, all at once",
         chargers=2,
-        budgets={"frozen32": 70 * KB + MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
+        budgets={"frozen32": 90 * KB + 2 * MPY_MARGIN},  # .mpy: a PSRAM board (docs/firmware.md)
         config={
             "site": {"mode": "eco", "distribution": "shared", "peak_limit_w": 9000},
             "wifi": _wifi(),
@@ -415,6 +428,7 @@ PROFILES = (
         },
         broker=True,
         web=True,
+        ocpp=[{"id": "BOX1", "unit": "A"}, {"id": "BOX2", "unit": "W"}],
     ),
     # The OCPP central system (net/websocket.py, net/ocpp.py, chargers/ocpp.py) with two OCPP boxes
     # (mobilityhouse's ocpp package) connected, each sending MeterValues every 10 s and renewed
@@ -567,10 +581,13 @@ class Run:
         self.commands = sum(1 for line in lines if line.startswith("grid"))
         # Started with the profile's configuration, not a fallback: a config
         # that failed to parse for want of heap would run with no chargers.
-        # The one config line a healthy run prints is the last good copy kept.
+        # The config lines a healthy run prints: the last good copy kept, and the
+        # configuration's warnings (configwarn.py: valid but dangerous settings,
+        # e.g. an OCPP box without a password), which change nothing that runs.
         count = profile.chargers + len(profile.ocpp or ())
         self.configured = ("ChargeGuard running: %d charger(s)" % count) in lines and not any(
-            line.startswith("config:") and "kept as the last good" not in line for line in lines
+            line.startswith("config:") and "kept as the last good" not in line
+            and not line.startswith("config: warning: ") for line in lines
         )
         if getattr(profile, "first_boot", False):
             # Out of the box: the defaults (their config lines say so), no charger.
@@ -639,7 +656,8 @@ class Run:
         if self.ok():
             return ""
         for index, line in enumerate(self.lines):
-            if "MemoryError" in line or "startup-error" in line:
+            # (a driver's or the OCPP server's own words too: "charger X: out of memory")
+            if "MemoryError" in line or "out of memory" in line or "startup-error" in line:
                 start = max(0, index - 6)
                 return "\n".join(self.lines[start : index + 8])
         return "exit %s; last lines:\n%s" % (self.exit_code, "\n".join(self.lines[-8:]))

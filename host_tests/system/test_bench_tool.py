@@ -64,6 +64,25 @@ def test_the_firmware_refusing_a_web_request_for_want_of_heap_is_out_of_memory()
     assert bench.classify_reference("mpy64", run) == "failed"
 
 
+def test_a_failure_in_the_firmwares_own_words_is_shown_with_its_context():
+    # "charger BOX1: out of memory" (a driver's failure path) has no MemoryError in it: the budget test's
+    # message must show it, not only the run's last lines.
+    lines = RUNNING + ["charger BOX1: out of memory"] + ["grid 12.0 A, heap 95000 B"] * 10
+    run = reference_run("frozen32", lines)
+    assert not run.ok()
+    assert "charger BOX1: out of memory" in run.failure()
+    assert run.failure_site() == "charger BOX1: out of memory"
+
+
+def test_a_configuration_warning_is_no_failure_to_start_with_the_profiles_configuration():
+    # configwarn.py's start-up notes ("config: warning: ...": an OCPP box without a password in the ocpp
+    # profiles) say what is dangerous, not that a fallback configuration runs.
+    warned = RUNNING[:3] + ["config: warning: chargers.0.password: is empty"] + RUNNING[3:]
+    assert reference_run("frozen32", warned).ok()
+    refused = RUNNING[:3] + ["config: config.json could not start: MemoryError()"] + RUNNING[3:]
+    assert not reference_run("frozen32", refused).configured
+
+
 def test_measure_memory_reports_a_too_big_reference_run_and_the_bench_does_not_fail(monkeypatch):
     runs = []
 

@@ -59,7 +59,8 @@ def test_profile_runs_the_day_within_its_heap_budget(profile, build):
     interpreter_or_skip(build)
     budget = profile.budgets[build]
     result = memlab.run(profile, build, budget, days=DAYS)
-    assert result.ok(), "%s as %s does not run in %d KB:\n%s" % (profile.name, build, budget // 1024, result.failure())
+    assert result.ok(), "%s as %s does not run in %d KB (%s):\n%s" % (
+        profile.name, build, budget // 1024, result.failure_site(), result.failure())
     # One value a second from the firmware's first collection on.
     samples = result.floor_each_second
     assert len(samples) >= 30, "too few seconds with a heap figure to judge growth: %d" % len(samples)

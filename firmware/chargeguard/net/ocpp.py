@@ -30,13 +30,13 @@ error code comes back, a timeout as ("timeout", None).
 Liveness: a WebSocket ping every `ocpp.ping_s` (default 20 s: several boxes drop an idle socket after
 30-45 s); a box that never pings nor answers pings is not dropped for that: only a failed write, a
 broken frame or the peer's close end a connection. At most MAX_SESSIONS connections at once (more are
-closed at once); messages up to `ocpp.max_message` bytes (larger: close 1009), one buffer per
-connection, allocated when it connects.
+closed at once); messages up to `ocpp.max_message` bytes (larger: close 1009), read one at a time into
+one buffer that every connection shares (websocket.MessageBuffer), allocated at start: a box's message
+is copied out of it before it is handled.
 """
 
 import asyncio
 import binascii
-import gc
 import json
 
 from micropython import const
@@ -138,6 +138,8 @@ class CentralSystem:
         self.host, self.port = address(cfg["port"]) if address else ("0.0.0.0", cfg["port"])
         self.ping_ms = cfg["ping_s"] * 1000
         self.max_message = cfg["max_message"]
+        # At start, before the small objects of the run: a hole this big may be gone later.
+        self.shared = ws.MessageBuffer(cfg["max_message"])
         self.accept_unknown = cfg["accept_unknown"]
         self.sessions = {}
         self.discovered = {}
@@ -171,14 +173,14 @@ class CentralSystem:
         # One connection: handshake, then its messages until it ends.
         self.connections += 1
         session = None
+        socket = None
         try:
             if self.connections > MAX_SESSIONS:
                 return
             point, protocol, key = await self._handshake(reader, writer)
             if point is None:
                 return
-            gc.collect()
-            socket = ws.WebSocket(reader, writer, bytearray(self.max_message))
+            socket = ws.WebSocket(reader, writer, self.shared)
             writer.write(ws.upgrade_response(key, protocol))
             await ws.wait_ms(writer.drain(), ws.WRITE_MS)
             session = Session(socket, point, self.platform.ticks_ms())
@@ -198,8 +200,9 @@ class CentralSystem:
             while True:
                 opcode, length = await socket.receive()
                 if opcode != ws.OP_TEXT:
+                    socket.release()
                     await socket.close(ws.CLOSE_UNSUPPORTED, "binary frame")
-                await self._message(session, socket.buf, length)
+                await self._message(session, socket, length)
         except ws.ConnectionClosed as closed:
             if session is not None:
                 self.log("ocpp: %s disconnected (%d, %s)" % (session.point.charge_point_id, closed.args[0], closed.args[1]))
@@ -221,6 +224,8 @@ class CentralSystem:
             pass  # the peer reset the connection
         finally:
             self.connections -= 1
+            if socket is not None:
+                socket.release()  # cancelled or failed while it held the shared buffer
             if session is not None:
                 if self.sessions.get(session.point.charge_point_id) is session:
                     del self.sessions[session.point.charge_point_id]
@@ -274,14 +279,19 @@ class CentralSystem:
                 raise ws.HandshakeError(401, "Unauthorized")
         return point, protocol, key
 
-    async def _message(self, session, buf, length):
-        # One text message from the box: a call answered, or the answer to ours.
+    async def _message(self, session, socket, length):
+        # One text message from the box (in the shared buffer, which it releases): a call answered, or
+        # the answer to ours.
         point = session.point
         point.heard()
         message_id = "-1"
         try:
             try:
-                message = json.loads(bytes(memoryview(buf)[:length]))
+                try:
+                    data = bytes(memoryview(socket.buf)[:length])
+                finally:
+                    socket.release()
+                message = json.loads(data)
             except Exception:  # ValueError, UnicodeError
                 raise OcppError("FormationViolation", "invalid JSON")
             if type(message) is not list or not message or type(message[0]) is not int:

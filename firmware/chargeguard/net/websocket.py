@@ -19,7 +19,15 @@ Frames (`WebSocket`): text and binary messages up to the buffer's size
 answered and the connection ended. Client frames must be masked (RFC 6455
 5.1); an unmasked one is taken as it is (real charge points differ more than
 the RFC allows; the payload is no less valid). Nothing is allocated per
-frame: the payload is unmasked in place in the connection's buffer.
+frame: the payload is unmasked in place in the message buffer.
+
+The message buffer (`MessageBuffer`) is shared by every connection of a
+server: one message is read into it at a time. A connection takes it when a
+frame's first byte has come and keeps it until that message is read (and
+the caller has done with it: `release()`); another connection's frame waits
+for it (every 5 ms). Every read the holder does then has a deadline
+(`FRAME_MS`), also the first byte of the next part of a fragmented message,
+so one stalling peer holds it up at most that long per frame.
 
 Every read of a started frame and every write has a deadline (`FRAME_MS`,
 `WRITE_MS`): a peer that stalls mid-frame or stops reading is dropped, and
@@ -230,77 +238,117 @@ async def _read_exactly(reader, view):
         got += count
 
 
+class MessageBuffer:
+    """The message buffer of `size` bytes that a server's connections take turns with (see the module doc)."""
+
+    def __init__(self, size):
+        self.buf = bytearray(size)
+        self.holder = None  # the WebSocket whose message it holds, or None
+
+
 class WebSocket:
     """One accepted WebSocket connection on asyncio streams.
 
-    buf: the connection's message buffer (bytearray); a message larger than it
-    is refused with close 1009. `receive()` gives the next text or binary
-    message as (opcode, length) with the payload in buf[:length], valid until
-    the next receive; `send(opcode, payload)` writes one frame, serialised
-    with the pongs and pings of the same connection. Raises ConnectionClosed
-    when the connection ends; never raises anything else from the network.
+    shared: the server's MessageBuffer; a message larger than its buf is
+    refused with close 1009. `receive()` gives the next text or binary
+    message as (opcode, length) with the payload in buf[:length], and the
+    buffer held until `release()` (the caller's, once done with the payload);
+    `send(opcode, payload)` writes one frame, serialised with the pongs and
+    pings of the same connection. Raises ConnectionClosed when the
+    connection ends; never raises anything else from the network.
     """
 
-    def __init__(self, reader, writer, buf):
+    def __init__(self, reader, writer, shared):
         self.reader = reader
         self.writer = writer
-        self.buf = buf
+        self.shared = shared
+        self.buf = shared.buf
         self.closed = False
         self.pongs = 0  # pongs received (a peer that answers pings)
         self._head = bytearray(14)  # a frame header, read or written
         self._writing = False
 
+
+    def release(self):
+        """Give the shared buffer back (the payload of the last receive() is gone then); no-op when not held."""
+        if self.shared.holder is self:
+            self.shared.holder = None
+
+    async def _take(self):
+        shared = self.shared
+        while shared.holder is not None and shared.holder is not self:
+            await asyncio.sleep(0.005)
+        shared.holder = self
+
     async def receive(self):
-        """The next data message: (opcode, length); payload in buf[:length]. Raises ConnectionClosed."""
+        """The next data message: (opcode, length); payload in buf[:length], the buffer held until release().
+
+        Raises ConnectionClosed (the buffer released)."""
         size = 0
         opcode = 0
         head = self._head
         view = memoryview(head)
-        while True:
-            # The first byte may take forever (a quiet charge point); the
-            # rest of the frame has FRAME_MS.
-            await _read_exactly(self.reader, view[:1])
-            try:
-                await wait_ms(self._frame(view), FRAME_MS)
-            except asyncio.TimeoutError:
-                await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
-            fin = head[0] & 0x80
-            code = head[0] & 15
-            length = self._length
-            if code >= OP_CLOSE:
-                # Control frames: at most 125 bytes, never fragmented; read
-                # into the header's own room when it fits.
-                if length > 125 or not fin:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
-                payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
-                if payload is None:
-                    await self.close(CLOSE_TOO_BIG, "message too big")
-                await self._payload(payload)
-                if code == OP_PING:
-                    await self.send(OP_PONG, payload)
-                elif code == OP_PONG:
-                    self.pongs += 1
-                elif code == OP_CLOSE:
-                    received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
-                    await self.close(CLOSE_NORMAL, "closed by the peer", received)
+        done = False  # a message returned: its caller releases the buffer
+        try:
+            while True:
+                # The first byte may take forever (a quiet charge point); the
+                # rest of the frame has FRAME_MS, and so has the next part of a
+                # fragmented message (its first part holds the shared buffer).
+                if opcode:
+                    try:
+                        await wait_ms(_read_exactly(self.reader, view[:1]), FRAME_MS)
+                    except asyncio.TimeoutError:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+                else:
+                    await _read_exactly(self.reader, view[:1])
+                await self._take()
+                try:
+                    await wait_ms(self._frame(view), FRAME_MS)
+                except asyncio.TimeoutError:
+                    await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+                fin = head[0] & 0x80
+                code = head[0] & 15
+                length = self._length
+                if code >= OP_CLOSE:
+                    # Control frames: at most 125 bytes, never fragmented; read
+                    # into the header's own room when it fits.
+                    if length > 125 or not fin:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                    payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
+                    if payload is None:
+                        await self.close(CLOSE_TOO_BIG, "message too big")
+                    await self._payload(payload)
+                    if code == OP_PING:
+                        await self.send(OP_PONG, payload)
+                    elif code == OP_PONG:
+                        self.pongs += 1
+                    elif code == OP_CLOSE:
+                        received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
+                        await self.close(CLOSE_NORMAL, "closed by the peer", received)
+                    else:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+                    if not opcode:
+                        self.release()  # no message in the buffer
+                    continue
+                if code == OP_CONTINUATION:
+                    if not opcode:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+                elif code in (OP_TEXT, OP_BINARY):
+                    if opcode:
+                        await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+                    opcode = code
                 else:
                     await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
-                continue
-            if code == OP_CONTINUATION:
-                if not opcode:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
-            elif code in (OP_TEXT, OP_BINARY):
-                if opcode:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
-                opcode = code
-            else:
-                await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
-            if size + length > len(self.buf):
-                await self.close(CLOSE_TOO_BIG, "message too big")
-            await self._payload(memoryview(self.buf)[size : size + length])
-            size += length
-            if fin:
-                return opcode, size
+                if size + length > len(self.buf):
+                    await self.close(CLOSE_TOO_BIG, "message too big")
+                await self._payload(memoryview(self.buf)[size : size + length])
+                size += length
+                if fin:
+                    done = True
+                    return opcode, size
+        finally:
+            if not done:
+                self.release()
 
     async def _frame(self, view):
         # The rest of the header after its first byte: length and mask.
@@ -376,8 +424,10 @@ class WebSocket:
         # Read and drop what the peer still sends (the rest of a message
         # too big, its close frame) for up to LINGER_MS: a socket closed with
         # unread data is reset, and the peer would lose our close frame.
+        # Into the header's room: the shared buffer may hold another
+        # connection's message (a close from another task).
         reader = self.reader
-        view = memoryview(self.buf)
+        view = memoryview(self._head)
         readinto = getattr(reader, "readinto", None)
         left = LINGER_MS
         while left > 0:
