@@ -198,7 +198,10 @@ PROFILES = (
         "core",
         "guard + P1 meter + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 78 * KB + MPY_MARGIN},
+        # 2026-12-01 (lead): 81 KB at the smallest on main after the session's
+        # merges (80 failed at boot: config.py's import), so 81 + 4; it was
+        # 78. One KB above issue 6's 80 KB target again.
+        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
     ),
     # What a real board runs: the same plus the Wi-Fi link task and an SNTP
     # sync (to a silent local peer: no answer, retried; the module is loaded
@@ -240,7 +243,8 @@ PROFILES = (
         "http",
         "guard + HomeWizard P1 meter over HTTP + 2 V2C Trydan wallboxes",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 86 * KB + MPY_MARGIN},
+        # 2026-12-01 (lead): 88 KB at the smallest (87 failed, mpytier's runs): 88 + 4.
+        budgets={"frozen32": 64 * KB, "mpy32": 88 * KB + MPY_MARGIN},
         meter="homewizard",
     ),
     # The http profile on HomeWizard API v2: HTTPS with a token (meters/http_meter.py
