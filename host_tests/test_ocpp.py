@@ -139,6 +139,17 @@ def _point(**options):
     return point
 
 
+class _Accepting:
+    """net/ocpp.CentralSystem.call as the driver uses it: every call Accepted; `seen` the actions."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def call(self, session, action, payload):
+        self.seen.append(action)
+        return "ok", {"status": "Accepted"}
+
+
 def _code(point, action, payload):
     try:
         point.on_call(action, payload)
@@ -155,8 +166,14 @@ def test_boot_is_pending_with_time_and_interval_until_set_up():
     assert point.vendor == "Alfen BV" and point.model == "NG910" and point.last_message == "BootNotification"
     # Not available to the guard until its set-up is done and a first command is in force.
     assert point.status.error == "connected, Pending: setting up" and not point.status.reachable
-    # Let in (its set-up confirmed): its next BootNotification is Accepted, the heartbeat interval with it.
-    point._let_in = True
+    # Let in (set up, a limit in force): its next BootNotification is Accepted, the heartbeat interval with it.
+    point.central = _Accepting()
+
+    async def set_up():
+        await point.poll()
+        return await point.apply(16000)
+
+    assert asyncio.run(set_up()) and point.central.seen[-1] == "TriggerMessage"
     answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910"}))
     assert answer == {"status": "Accepted", "currentTime": "2026-11-30T05:00:00Z", "interval": 300}
 
@@ -206,9 +223,12 @@ def test_status_notification_sets_the_car_state():
 def test_a_message_before_boot_is_answered_and_remembered():
     point = _point()
     assert point.on_call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}) == "{}"
-    assert point._talked and not point._booted
-    point.on_call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
-    assert point._booted
+    # Remembered: the next poll asks for its BootNotification, and that one is Accepted at once (a reconnect).
+    point.central = _Accepting()
+    asyncio.run(point.poll())
+    assert point.central.seen == ["TriggerMessage"]
+    answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))
+    assert answer["status"] == "Accepted"
 
 
 def _sample(value, measurand=None, phase=None, unit=None):
@@ -686,7 +706,7 @@ def test_the_set_up_is_asked_for_once_the_bootnotification_is_answered():
     central = _central()
     point = _configured(central)
     asked = []
-    point.poll_soon = lambda: asked.append(point._booted)
+    point.poll_soon = lambda: asked.append(point.last_message == "BootNotification")
     got = {}
 
     async def scenario(port):
@@ -735,7 +755,7 @@ def test_set_up_then_profiles_and_a_refusal_degrades_only_this_box():
         assert await client.connect(port) == 101
         await client.send(websocket.OP_TEXT, '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
         await client.receive()
-        await until(lambda: point._booted)
+        await until(lambda: point.last_message == "BootNotification")
         results["before"] = point.status.reachable
         task = asyncio.create_task(_answer_calls(client, answers, seen))
         assert await point.poll()
