@@ -572,6 +572,62 @@ def test_socket_unknown_id_refused_and_password_checked():
     assert not [line for line in central.logs if "secretpass" in line or "wrongpass" in line]
 
 
+class _Pieces:
+    """A stream that gives its data in the pieces given, into the reader's buffer (readinto, as MicroPython's)."""
+
+    def __init__(self, *pieces):
+        self.pieces = list(pieces)
+
+    async def readinto(self, view):
+        if not self.pieces:
+            return 0
+        piece = self.pieces.pop(0)
+        view[: len(piece)] = piece
+        return len(piece)
+
+
+def test_read_head_reads_into_its_buffer_piece_by_piece():
+    head = _head(b"", b"GET /CP1 HTTP/1.1")
+    buf = bytearray(1024)
+    # Split inside the blank line too: its end is found across two reads.
+    size = asyncio.run(websocket.read_head(_Pieces(head[:40], head[40:-2], head[-2:]), buf))
+    assert size == len(head) and bytes(buf[:size]) == head
+    for pieces, status in (((b"GET /CP1 HTTP/1.1\r\n",), 400), ((b"X" * 600, b"Y" * 424, b"\r\n\r\n"), 431)):
+        try:
+            asyncio.run(websocket.read_head(_Pieces(*pieces), bytearray(1024)))
+            got = None
+        except websocket.HandshakeError as refused:
+            got = refused.args[0]
+        assert got == status
+
+
+def test_socket_head_too_large_refused():
+    central = _central()
+    _configured(central)
+    statuses = []
+
+    async def scenario(port):
+        head = _head(b"", b"GET /CP1 HTTP/1.1")
+        for pieces in ((head,), (b"GET /CP1 HTTP/1.1\r\nX-Filler: " + b"a" * 995,)):
+            client = Client()
+            client.reader, client.writer = await asyncio.open_connection(HOST, port)
+            for piece in pieces:
+                client.writer.write(piece)
+                await client.writer.drain()
+            answer = b""
+            while b"\r\n" not in answer:
+                chunk = await client.reader.read(1)
+                if not chunk:
+                    break
+                answer += chunk
+            statuses.append(int(answer.split(b" ")[1]) if answer else 0)
+            client.close()
+
+    _run(central, scenario)
+    # The second: 1024 bytes (the buffer's size) and no blank line yet.
+    assert statuses == [101, 431]
+
+
 def test_socket_unknown_id_discovered_when_accepted():
     central = _central(accept_unknown=True)
     seen = {}
