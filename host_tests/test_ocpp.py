@@ -10,6 +10,7 @@ from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UN
 from chargeguard.net import ocpp, websocket
 from chargeguard.net.ocpp import OcppError, basic_credentials, charge_point_id
 from httpfake import HOST, Clock, now_ms, until
+from test_han import FakeUart
 
 # ------------------------------------------------------------------ pure codec
 
@@ -369,9 +370,10 @@ def _central(accept_unknown=False, max_message=1024, ping_s=1):
 class Client:
     """A raw RFC 6455 client: masked frames out, frames in as (opcode, payload)."""
 
-    async def connect(self, port, path=b"/CP1", extra=b""):
+    async def connect(self, port, path=b"/CP1", extra=b"", head=None):
+        """The answer's status (0: none); head: the request head as sent, by default a valid one for path."""
         self.reader, self.writer = await asyncio.open_connection(HOST, port)
-        self.writer.write(_head(extra, b"GET " + path + b" HTTP/1.1"))
+        self.writer.write(head or _head(extra, b"GET " + path + b" HTTP/1.1"))
         await self.writer.drain()
         head = b""
         while b"\r\n\r\n" not in head:
@@ -572,18 +574,14 @@ def test_socket_unknown_id_refused_and_password_checked():
     assert not [line for line in central.logs if "secretpass" in line or "wrongpass" in line]
 
 
-class _Pieces:
+class _Pieces(FakeUart):
     """A stream that gives its data in the pieces given, into the reader's buffer (readinto, as MicroPython's)."""
 
     def __init__(self, *pieces):
-        self.pieces = list(pieces)
+        FakeUart.__init__(self, pieces)
 
     async def readinto(self, view):
-        if not self.pieces:
-            return 0
-        piece = self.pieces.pop(0)
-        view[: len(piece)] = piece
-        return len(piece)
+        return self.read_now(view)
 
 
 def test_read_head_reads_into_its_buffer_piece_by_piece():
@@ -607,20 +605,9 @@ def test_socket_head_too_large_refused():
     statuses = []
 
     async def scenario(port):
-        head = _head(b"", b"GET /CP1 HTTP/1.1")
-        for pieces in ((head,), (b"GET /CP1 HTTP/1.1\r\nX-Filler: " + b"a" * 995,)):
+        for head in (None, b"GET /CP1 HTTP/1.1\r\nX-Filler: " + b"a" * 995):
             client = Client()
-            client.reader, client.writer = await asyncio.open_connection(HOST, port)
-            for piece in pieces:
-                client.writer.write(piece)
-                await client.writer.drain()
-            answer = b""
-            while b"\r\n" not in answer:
-                chunk = await client.reader.read(1)
-                if not chunk:
-                    break
-                answer += chunk
-            statuses.append(int(answer.split(b" ")[1]) if answer else 0)
+            statuses.append(await client.connect(port, head=head))
             client.close()
 
     _run(central, scenario)
