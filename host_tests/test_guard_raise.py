@@ -316,3 +316,22 @@ def test_raising_and_taking_back_allocate_nothing():
         assert allocated == 0, (totals_only, allocated)
         assert (1, 6000) in changes, (totals_only, changes)  # the take-back, measured
         assert any(offer > 6000 for _, offer in changes), (totals_only, changes)  # and raises
+
+
+def test_when_even_the_minimum_does_not_fit_the_raise_goes_to_the_minimum_and_the_pause_follows():
+    # 12 A more on L1 right after a raise 6 -> 8 A: 20 + 6 = 26 A with the car at its old current, so even
+    # the minimum is above the limit. The raise is taken back to the minimum at once; the pause comes at the
+    # first reading ev_response after the raise (the high view counts the car at 8 A until then, as it may
+    # have taken it), or at the next reading when the box measures the car at 6 A after the take-back.
+    for metered in (False, True):
+        rig = _raised_rig(metered=metered)
+        raised_ms = rig.now
+        rig.house_ma = [20000, 8000, 8000]
+        rig.tick()
+        assert (rig.offered(), rig.reason()) == (6000, "breaker"), metered
+        while rig.offered():
+            rig.tick()
+            assert rig.now - raised_ms <= rig.site.ev_response_ms + 1000, metered
+        assert rig.reason() == "breaker"
+        if metered:
+            assert rig.now - raised_ms == 2000, metered  # the reading after the take-back

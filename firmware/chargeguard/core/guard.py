@@ -29,6 +29,28 @@ breaker, and gives each charger an offered current inside that envelope:
   with every car at its offer); between the low and the high view it keeps
   its offer, because the cars' pending changes explain the gap: a car still
   following a cut is not cut again, nobody is cut for a raise in progress;
+- but a raise the car has not been seen to take is taken back at once, to
+  what the low view allows, when with the car at its old current and the
+  new offer on top one of its phases would be above the breaker itself
+  (breaker_ma: within margin_ma it stands, the margin being the hysteresis;
+  the import limits never take a raise back, being averages, not a
+  breaker), and on that phase a load came since: the cut view (every car at
+  its offer) is heavier than the low view was when the raise was given.
+  Without that, a car quicker than ev_response_ms on a box that does not
+  report its current (the next reading shows it at the raise, which the
+  low view counts as house load) had raises near the limit taken back and
+  given again for ever. So a load no larger than the raises in progress on
+  its phase cannot be told from the cars taking them and the raises stand
+  (the phase then at most those raises less the margin above the breaker);
+  with two cadences, between two per-phase lists, the raises' power is the
+  slack (a rise of the total is put on every phase). When even the minimum
+  does not fit, the raise goes back to the minimum but the charger is not
+  paused at once: the high view still counts the car at the offer it was
+  given (it may have taken it), for ev_response_ms; it is paused at the
+  first reading after that which still shows no room, or at once when its
+  box measures the car after the take-back. Not handled: a pause at the
+  take-back's reading (the guard before the take-back cut such a raise to
+  the cut view's allowance there and paused at the same time);
 - an increase is rate-limited (`ramp_step_ma` per `ramp_interval_ms`, and
   not before the grid reading is `ev_response_ms` past the last raise)
   because a car needs up to ~5 s to follow a new limit (IEC 61851) and an
@@ -543,7 +565,9 @@ class Guard:
         they may draw). A charger above `high` is cut at once to `cut`;
         between `low` and `high` it keeps its offer: the cars' pending
         changes explain the gap, so a car still following a cut is not cut
-        again, and nobody is cut because of a raise in progress; below
+        again, and nobody is cut because of a raise in progress, unless a
+        load came since and the raise would put a phase above the breaker:
+        then it is taken back to `low` (_ramp, the module doc); below
         `low` it may be raised (_ramp).
         """
         charger = self.chargers[index]
@@ -665,7 +689,11 @@ class Guard:
     def _ramp(self, index, min_ma, low_ma, cut_ma, high_ma, breaker_room_ma, now_ms):
         """The next offer of a running charger from its three allowances (see _give).
 
-        Above high_ma: down to cut_ma at once. Between: kept. Below low_ma:
+        A raise the car has not been seen to take, above breaker_room_ma
+        (_give: the breaker alone, the low view, on phases where a load came
+        since the raise): down to low_ma at once, still a raise from the
+        car's old current when above it. Otherwise above high_ma: down to
+        cut_ma at once. Between: kept. Below low_ma:
         up by at most ramp_step_ma, once ramp_interval_ms has passed since
         the last change and the car has shown it took the last raise: its
         box measured it there, or the grid reading is ev_response_ms past
