@@ -509,6 +509,27 @@ def _gunzip(data):
         return deflate.DeflateIO(io.BytesIO(data), deflate.GZIP).read()
 
 
+def test_running_out_of_memory_while_reading_a_request_is_a_503_and_a_log_line():
+    app, platform, meter, api, _, _ = make()
+    lines = []
+    server = web.Web(app.state, api, PASSWORD, Clock(), log=lines.append, page=_page(), storage=app.storage)
+
+    class Starved(Reader):
+        async def read(self, count=-1):
+            if self.taken:
+                raise MemoryError("memory allocation failed, allocating 512 bytes")
+            return await Reader.read(self, count)
+
+    writer = Writer()
+    asyncio.run(server.server.handle_request(Starved(b"GET /api/status HTTP/1.1\r\nHost: x\r\n\r\n"), writer))
+    assert writer.out.startswith(b"HTTP/1.0 503") or writer.out.startswith(b"HTTP/1.1 503"), writer.out[:40]
+    assert b"out of memory" in writer.out and writer.closed
+    assert lines == ["web: out of memory while reading a request: answered 503"], lines
+    assert server.active == 0
+    # The next request is served as usual.
+    assert raw(server, b"GET /api/status HTTP/1.1\r\n\r\n")[0] == 200
+
+
 def test_from_config_takes_the_platform_address_and_the_context():
     app, platform, meter, api, _, _ = make()
 

@@ -16,11 +16,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 from run import DEFAULT_HEAP, Firmware, Simulation, wait_for as wait  # noqa: E402
+from test_end_to_end import until_the_guard_saw_the_raises  # noqa: E402
 
 TELEGRAM_PERIOD_S = 1.0
 CONFIG_PROVEN_S = 10.0  # app.CONFIG_PROVEN_MS: the guard has decided this long with a configuration
 STATUS_PERIOD_S = 1.0  # app.STATUS_LINE_MS
-FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1}
+# ev_response_s 1: the emulator's car follows a limit in 0.2 s (car_delay_s).
+FAST_GUARD = {"meter_timeout_s": 3, "min_pause_s": 0, "ramp_step_a": 16, "ramp_interval_s": 1, "ev_response_s": 1}
+EV_RESPONSE_S = FAST_GUARD["ev_response_s"]
 RUN = "e2e-config"
 
 
@@ -99,6 +102,7 @@ def test_an_invalid_new_config_keeps_the_box_guarded_by_the_last_good_one():
         # Still guarded: the restarted firmware commands the box again (its status line says what it
         # offers and why, and the box reached it)...
         assert pump_until(sim, lambda: commanding(lines, 16) and sim.trydan.setting("Intensity") == 16, 20), output(lines)
+        until_the_guard_saw_the_raises(sim, EV_RESPONSE_S)
         # ... and kettle and oven on L1 leave 24 - 15 = 9 A for the car.
         sim.site.set_house((15.0, 2.0, 2.0))
         written_ns = sim.send_telegram()

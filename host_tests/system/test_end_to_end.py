@@ -158,10 +158,16 @@ def boot_and_settle(sim, *amps):
     """
     assert wait(lambda: status_lines(sim), BOOT_S), firmware_output(sim)
     assert pump_until(sim, lambda: settled(sim, *amps), SETTLE_S), firmware_output(sim)
-    last_ns = max([w.t_ns for trydan in sim.trydans for w in intensity_writes(trydan, 0)] or [0])
-    seen_ns = last_ns + int(EV_RESPONSE_S * 1e9)
-    assert pump_until(sim, lambda: time.monotonic_ns() >= seen_ns, EV_RESPONSE_S + PUMP_PERIOD_S)
+    until_the_guard_saw_the_raises(sim, EV_RESPONSE_S)
     assert settled(sim, *amps), firmware_output(sim)
+
+
+def until_the_guard_saw_the_raises(sim, ev_response_s):
+    """Readings until ev_response_s (the site's setting) past the Trydans' last current write: from then on
+    the guard counts each car at its offer, not at its current before the last raise (core/guard.py)."""
+    last_ns = max([w.t_ns for trydan in sim.trydans for w in intensity_writes(trydan, 0)] or [0])
+    seen_ns = last_ns + int(ev_response_s * 1e9)
+    assert pump_until(sim, lambda: time.monotonic_ns() >= seen_ns, ev_response_s + PUMP_PERIOD_S)
 
 
 def start(**kwargs):

@@ -918,6 +918,15 @@ def _Server(web):
             except OSError:
                 await _close(writer)
                 return
+            except MemoryError:
+                # Not the client's fault: a 400 would tell it its request
+                # was wrong. Try again later, and a line for the owner.
+                web.log("web: out of memory while reading a request: answered 503")
+                try:
+                    failure = _plain(503, "busy: out of memory, try again")
+                except MemoryError:
+                    await _close(writer)
+                    return
             except Exception:
                 failure = _errors(400, "", "malformed request")
             if request is None and failure is None:
