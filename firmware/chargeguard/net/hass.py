@@ -89,6 +89,7 @@ DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter li
 REFRESH_MS = const(60000)  # every state topic at least this often
 MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
 _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
+_LINK_SLOTS = const(2)  # the link's queue (16 by default: 0.1 KB of heap less)
 _IN_FLIGHT = const(1)  # discovery payloads queued at once at most (two before: one 0.6 KB block more)
 _ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
@@ -110,7 +111,7 @@ def slug(name):
 
 
 class _Out:
-    """A JSON writer into one preallocated buffer: a document from start(at) to end() (or take(), a copy).
+    """A JSON writer into one preallocated buffer: a document from start(at) to its "}" (take() copies it out).
 
     lend: None for a buffer of its own (`size` bytes), or a call that lends
     one (a memoryview) or gives None while its owner still needs it: the
@@ -204,15 +205,10 @@ class _Out:
         self.key(name)
         self.raw("null" if value is None else ("true" if value else "false"))
 
-    def end(self):
-        """Close the document: its end in buf, -1 when it did not fit."""
-        self.raw("}")
-        return -1 if self.over else self.n
-
     def take(self):
         """Close the document and copy it out (bytes), None when it did not fit."""
-        end = self.end()
-        return None if end < 0 else bytes(self.buf[self.base : end])
+        self.raw("}")
+        return None if self.over else bytes(self.buf[self.base : self.n])
 
 
 class Hass:
@@ -459,8 +455,8 @@ class Hass:
         """Publish the document written since begin(): sent in place, or a copy queued; False when it did not fit."""
         out = self.out
         if self.in_place:
-            end = out.end()
-            return end >= 0 and self.link.send_in_place(topic, out.base, end, retain)
+            out.raw("}")
+            return not out.over and self.link.send_in_place(topic, out.base, out.n, retain)
         payload = out.take()
         if payload is None:
             return False
@@ -646,7 +642,8 @@ def from_config(cfg, platform, log, context):
     """
     from chargeguard.net import mqtt
 
-    link = mqtt.from_config(cfg, platform, log, context)
+    # Its queue holds only discovery's empty (removing) configs, one at a time: every document goes in place.
+    link = mqtt.from_config(cfg, platform, log, context, _LINK_SLOTS)
     storage = platform.storage_dir() if hasattr(platform, "storage_dir") else None
     bridge = Hass(link, context["site_state"](), context["command_api"](), cfg, platform, log, storage,
                   context.get("charger_models"), context.get("web_port"))

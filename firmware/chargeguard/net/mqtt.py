@@ -88,23 +88,13 @@ class _Stop(Exception):
     """The codec wanted bytes that are not there, or had no room for what it wrote."""
 
 
-class _Held:
-    """A payload already written in the packet buffer (MqttLink.send_in_place): its length, for umqtt."""
-
-    def __init__(self):
-        self.size = 0
-
-    def __len__(self):
-        return self.size
-
-
 class _Codec:
     """umqtt.simple's socket: writes go into `out`, reads come from `inbox[pos:end]`.
 
     While MQTTClient.connect() encodes CONNECT it is also its socket module
-    (socket(), getaddrinfo(), connect()): no network call is made. A write
-    of `held` (the payload of send_in_place, already in `out` where the
-    header written before it ends) only moves past it.
+    (socket(), getaddrinfo(), connect()): no network call is made. The
+    write that starts at `place` (send_in_place's payload, already in `out`
+    where the header written before it ends) only moves past it.
     """
 
     def __init__(self, size):
@@ -116,7 +106,7 @@ class _Codec:
         self.pos = 0
         self.end = 0
         self.stop = _Stop()
-        self.held = _Held()
+        self.place = -1  # where a payload written in place starts, -1 = none
 
     def write(self, buf, length=-1):
         if length < 0:
@@ -125,7 +115,8 @@ class _Codec:
         if n + length > len(self.out):
             self.full = True
             raise self.stop
-        if buf is self.held:
+        if n == self.place:
+            self.place = -1
             self.n = n + length
             return length
         if length == len(buf):
@@ -226,6 +217,16 @@ def _bytes(value):
     return value.encode() if type(value) is str else value
 
 
+def _header(size, topic):
+    # Bytes of a PUBLISH header with `size` bytes of remaining length and a topic of `topic` bytes.
+    head = 3 + topic  # the type byte, the topic's length and the topic
+    while True:
+        head += 1
+        size >>= 7
+        if not size:
+            return head
+
+
 def _numeric(host):
     for char in host:
         if char != "." and not "0" <= char <= "9":
@@ -281,12 +282,6 @@ class MqttLink:
         self.skipped = 0
         self._transport = transport
         codec = self._codec = _Codec(max_packet)
-        # A PUBLISH header's bytes before its topic (type, remaining length, topic length): payload_at().
-        self._head = 3
-        size = max_packet
-        while size:
-            self._head += 1
-            size >>= 7
         user = cfg["user"]
         client = self._client = _umqtt.MQTTClient(
             self.client_id.encode(), self.host, self.port, user.encode() if user else None,
@@ -362,8 +357,12 @@ class MqttLink:
         return codec.mv
 
     def payload_at(self, topic):
-        """Offset in the lent buffer where a payload for topic (bytes) starts: room for the PUBLISH header before it."""
-        return self._head + len(topic)
+        """Offset in the lent buffer where a payload for topic (bytes) starts: room for the PUBLISH header before it.
+
+        The header: its type byte, the remaining length (1-2 bytes for the
+        default 1024-byte buffer), the topic's length (2) and the topic.
+        """
+        return _header(len(self._codec.out) - 3, len(topic))
 
     def send_in_place(self, topic, start, end, retain=False):
         """Send the lent buffer's [start:end] as a QoS 0 PUBLISH to topic (bytes); True when it is the next packet out.
@@ -380,22 +379,16 @@ class MqttLink:
         if self.lend() is None or start != self.payload_at(topic) or not start <= end <= len(codec.out):
             self.log("mqtt: %s: the packet buffer was not lent for it: not sent" % topic.decode())
             return False
-        size = 2 + len(topic) + end - start  # the remaining length, as umqtt counts it
-        head = 3 + len(topic)  # type byte, topic length, topic
-        while True:
-            head += 1
-            size >>= 7
-            if not size:
-                break
-        codec.n = self._tx_off = start - head
+        codec.n = self._tx_off = start - _header(2 + len(topic) + end - start, len(topic))
         codec.full = False
-        codec.held.size = end - start
+        codec.place = start
         try:
-            self._client.publish(topic, codec.held, retain)
+            self._client.publish(topic, codec.mv[start:end], retain)
         except _Stop:
             pass
         if codec.n != end:
             codec.n = self._tx_off = 0
+            codec.place = -1
             self.log("mqtt: %s does not fit the packet buffer: not sent" % topic.decode())
             return False
         return True
@@ -664,10 +657,12 @@ class MqttLink:
             self.log("mqtt: on_message(%s) failed: %r" % (topic, error))
 
 
-def from_config(cfg, platform, log, context):
+def from_config(cfg, platform, log, context, queue=_QUEUE_SLOTS):
     """The interface the app starts for an enabled `mqtt` section: an MqttLink.
 
     context: what the app gives every interface ({"hostname": wifi.hostname,
     "site_state": ..., "command_api": ...}); the link uses the host name only.
+    queue: its queue's slots (net/hass.py sends its documents in place and
+    needs few).
     """
-    return MqttLink(platform, cfg, log, context.get("hostname", "chargeguard"))
+    return MqttLink(platform, cfg, log, context.get("hostname", "chargeguard"), queue)
