@@ -762,9 +762,6 @@ def test_documents_are_written_in_the_links_lent_buffer_and_wait_while_it_sends(
 
 
 def test_state_documents_due_wait_for_the_lent_buffer_and_an_idle_step_allocates_nothing():
-    import gc
-    import sys
-
     app, platform, meter, api, link, bridge = make()
     lender = LendingLink()
     lent = hass.Hass(lender, app.state, api, CFG, platform, log=lambda line: None, storage=None,
@@ -784,14 +781,22 @@ def test_state_documents_due_wait_for_the_lent_buffer_and_an_idle_step_allocates
     assert [entry[0] for entry in lender.sent] == ["chargeguard/site/state", "chargeguard/charger/c0/state",
                                                    "chargeguard/charger/c1/state", "chargeguard/device/state"]
     assert not lent._todo
+    idle_steps_allocate_nothing(lent, lender, platform)
+
+
+def idle_steps_allocate_nothing(bridge, link, platform):
+    """20 looks with nothing due: nothing queued, and (on MicroPython) no heap allocated."""
+    import gc
+    import sys
+
     micro = sys.implementation.name == "micropython"
     gc.collect()
     before = gc.mem_alloc() if micro else 0
     for _ in range(20):
         platform.now += hass.TICK_MS
-        lent.step(platform.now)
+        bridge.step(platform.now)
     after = gc.mem_alloc() if micro else 0
-    assert not lender.queue and after == before, (lender.queue, after - before)
+    assert not link.queue and after == before, (link.queue, after - before)
 
 
 def test_slugs_and_the_json_writer():
@@ -811,9 +816,6 @@ def test_slugs_and_the_json_writer():
 
 
 def test_an_idle_step_publishes_and_allocates_nothing():
-    import gc
-    import sys
-
     app, platform, meter, api, link, bridge = make()
     bridge.announce()
     settle(bridge, link, platform)
@@ -822,11 +824,4 @@ def test_an_idle_step_publishes_and_allocates_nothing():
     bridge.step(platform.now)  # whatever was pending since the settle goes now
     link.drain()
     link.sent = []
-    micro = sys.implementation.name == "micropython"
-    gc.collect()
-    before = gc.mem_alloc() if micro else 0
-    for _ in range(20):
-        platform.now += hass.TICK_MS
-        bridge.step(platform.now)
-    after = gc.mem_alloc() if micro else 0
-    assert not link.queue and after == before, (link.queue, after - before)
+    idle_steps_allocate_nothing(bridge, link, platform)
