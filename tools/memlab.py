@@ -425,9 +425,9 @@ PROFILES = (
     # a 94 KB gate would fail CI about one time in twelve: a flaky test. The
     # growth check still catches a leak; the 64 KB target stays unmet.
     # hadocs (2026-12-01): with Home Assistant's documents sent in place (no
-    # payload copies) 92 KB ran 3 of 3, 90 ran 1 of 2, 88 failed, each failure
-    # at start-up ("ocpp: out of memory for a connection"; main the same
-    # session: 92 ran, 90 and 88 failed): not lower, the budget stays.
+    # payload copies) 92 KB ran 3 of 3, 90 ran 3 of 4, 88 failed, each failure
+    # at start-up ("ocpp: out of memory for a connection"; main at 1f70c92 the
+    # same session: 92 ran, 90 failed 3 of 3, 88 failed): not lower, the budget stays.
     Profile(
         "everything",
         "wifi + optimiser + MQTT/Home Assistant + web interface + OCPP central system with 2 OCPP boxes, all at once",

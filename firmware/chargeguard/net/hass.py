@@ -301,7 +301,8 @@ class Hass:
         platform = self.platform
         while True:
             self.step(platform.ticks_ms())
-            busy = self.discovery is not None or self.first_states is not None or self._todo
+            # At the link's pace while something is to go out (not while it is down: announce() starts over).
+            busy = self.link.connected and (self.discovery is not None or self.first_states is not None or self._todo)
             await platform.sleep_ms(ANNOUNCE_TICK_MS if busy else TICK_MS)
 
     def step(self, now):
