@@ -696,15 +696,26 @@ def test_bad_commands_change_nothing_and_say_why():
 
 
 class LendingLink(FakeLink):
-    """A FakeLink that lends its packet buffer as net/mqtt.MqttLink.scratch does (None while `sending`)."""
+    """A FakeLink that lends its packet buffer as net/mqtt.MqttLink.lend does: only while idle (nothing queued,
+    nothing being sent: `sending`); send_in_place queues what was written there (a copy, as the broker gets it)."""
 
     def __init__(self):
         FakeLink.__init__(self)
         self.packet = memoryview(bytearray(1024))
         self.sending = False
+        self.in_place = 0  # documents sent from the buffer
 
-    def scratch(self):
-        return None if self.sending else self.packet
+    def lend(self):
+        return None if self.sending or self.queue else self.packet
+
+    def payload_at(self, topic):
+        return 5 + len(topic)
+
+    def send_in_place(self, topic, start, end, retain=False):
+        assert self.lend() is not None and start == self.payload_at(topic) and end <= len(self.packet)
+        self.in_place += 1
+        self.queue.append([topic.decode(), bytes(self.packet[start:end]), retain])
+        return True
 
 
 def test_documents_are_written_in_the_links_lent_buffer_and_wait_while_it_sends():
@@ -718,9 +729,15 @@ def test_documents_are_written_in_the_links_lent_buffer_and_wait_while_it_sends(
     assert lent.out.buf is None  # no buffer of its own
     lent.announce()
     settle(lent, lender, platform)
-    # The same documents as with a buffer of its own.
+    # The same documents, byte for byte, as with a buffer of its own; every one sent from the lent buffer.
     assert configs(lender) == configs(link)
+    assert lender.in_place == len([entry for entry in lender.sent if entry[1]])
     assert last(lender, "chargeguard/site/state") == last(link, "chargeguard/site/state")
+    for topic in ("chargeguard/site/state", "chargeguard/charger/c0/state", "chargeguard/charger/c1/state",
+                  "chargeguard/device/state"):
+        mine = [entry[1] for entry in link.sent if entry[0] == topic]
+        lent_one = [entry[1] for entry in lender.sent if entry[0] == topic]
+        assert mine and mine == lent_one, topic
     # While a packet is being sent from the buffer: nothing is written, a refusal waits for the next step.
     lender.sent = []
     lender.sending = True
@@ -731,11 +748,55 @@ def test_documents_are_written_in_the_links_lent_buffer_and_wait_while_it_sends(
     lender.drain()
     assert lender.sent == [] and bridge_errors == 1
     lender.sending = False
-    lent.step(platform.now)
-    lender.drain()
+    # Then one document per step (the link sends each before the next is written): the error, then the states.
+    topics = []
+    for _ in range(10):
+        lent.step(platform.now)
+        assert len(lender.queue) <= 1
+        topics.extend(entry[0] for entry in lender.queue)
+        lender.drain()
+    assert topics == ["chargeguard/error", "chargeguard/site/state", "chargeguard/charger/c0/state",
+                      "chargeguard/charger/c1/state", "chargeguard/device/state"], topics
     error = last(lender, "chargeguard/error")
     assert error["topic"] == "chargeguard/charger/c1/max_a/set" and "between 6 and 32" in error["message"]
-    assert last(lender, "chargeguard/site/state") is not None
+
+
+def test_state_documents_due_wait_for_the_lent_buffer_and_an_idle_step_allocates_nothing():
+    app, platform, meter, api, link, bridge = make()
+    lender = LendingLink()
+    lent = hass.Hass(lender, app.state, api, CFG, platform, log=lambda line: None, storage=None,
+                     models=["V2C Trydan"] * 2)
+    lent.attach()
+    lent.announce()
+    settle(lent, lender, platform)
+    lender.sent = []
+    platform.now += hass.REFRESH_MS  # every state document due at once
+    lent.step(platform.now)  # the site's document is written, the others wait for the buffer
+    assert [entry[0] for entry in lender.queue] == ["chargeguard/site/state"] and lent._todo
+    lent.step(platform.now)  # the buffer is still busy: nothing more is written, nothing is lost
+    assert len(lender.queue) == 1 and lent._todo
+    for _ in range(6):
+        lent.step(platform.now)
+        lender.drain()
+    assert [entry[0] for entry in lender.sent] == ["chargeguard/site/state", "chargeguard/charger/c0/state",
+                                                   "chargeguard/charger/c1/state", "chargeguard/device/state"]
+    assert not lent._todo
+    idle_steps_allocate_nothing(lent, lender, platform)
+
+
+def idle_steps_allocate_nothing(bridge, link, platform):
+    """20 looks with nothing due: nothing queued, and (on MicroPython) no heap allocated."""
+    import gc
+    import sys
+
+    micro = sys.implementation.name == "micropython"
+    gc.collect()
+    before = gc.mem_alloc() if micro else 0
+    for _ in range(20):
+        platform.now += hass.TICK_MS
+        bridge.step(platform.now)
+    after = gc.mem_alloc() if micro else 0
+    assert not link.queue and after == before, (link.queue, after - before)
 
 
 def test_slugs_and_the_json_writer():
@@ -755,9 +816,6 @@ def test_slugs_and_the_json_writer():
 
 
 def test_an_idle_step_publishes_and_allocates_nothing():
-    import gc
-    import sys
-
     app, platform, meter, api, link, bridge = make()
     bridge.announce()
     settle(bridge, link, platform)
@@ -766,11 +824,4 @@ def test_an_idle_step_publishes_and_allocates_nothing():
     bridge.step(platform.now)  # whatever was pending since the settle goes now
     link.drain()
     link.sent = []
-    micro = sys.implementation.name == "micropython"
-    gc.collect()
-    before = gc.mem_alloc() if micro else 0
-    for _ in range(20):
-        platform.now += hass.TICK_MS
-        bridge.step(platform.now)
-    after = gc.mem_alloc() if micro else 0
-    assert not link.queue and after == before, (link.queue, after - before)
+    idle_steps_allocate_nothing(bridge, link, platform)

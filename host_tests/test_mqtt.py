@@ -412,25 +412,89 @@ def test_a_packet_larger_than_the_buffer_is_refused_and_partial_sends_complete()
     assert broker.publishes()[1] == ("cg/fits", payload, True)
 
 
-def test_the_packet_buffer_is_lent_only_while_no_packet_is_half_sent():
-    # MqttLink.scratch: net/hass.py writes its JSON documents in it between two packets.
+def test_the_packet_buffer_is_lent_only_while_the_link_is_idle():
+    # MqttLink.lend: net/hass.py writes its JSON documents in it and sends them from there.
     link, clock, broker, lines = make()
+    assert link.lend() is None  # not connected
     steps = []
 
     def until():
-        if not steps and link.connected:
+        if not steps and link.connected and ("cg/status", b"online", True) in broker.publishes() \
+                and link.lend() is not None:
             broker.take = False  # the socket takes nothing: the next packet stays in the buffer
             link.publish("cg/x", b"1")
+            assert link.lend() is None  # queued, not yet in the buffer
             steps.append("queued")
-        elif steps == ["queued"] and link.scratch() is None:
+        elif steps == ["queued"] and link.room() == 16:
+            assert link.lend() is None  # in the buffer, not sent
             broker.take = True
             steps.append("busy")
         elif steps == ["queued", "busy"] and ("cg/x", b"1", False) in broker.publishes():
-            return link.scratch() is not None
+            return link.lend() is not None
         return False
 
     assert drive(link, clock, until, 5000)
-    assert len(link.scratch()) == 1024
+    assert steps == ["queued", "busy"]
+    assert link.lend() is None  # drive() cancelled the task: disconnected
+
+
+def test_a_payload_written_in_place_goes_out_as_the_packet_publish_sends():
+    # One- and two-byte remaining lengths, the second sent three bytes at a time.
+    link, clock, broker, lines = make()
+    payloads = [b'{"a":1}', bytes(range(32, 127)) * 3]
+    steps = []
+
+    def until():
+        kinds = broker.of_kind(0x30)
+        if not link.connected or link.lend() is None:
+            return False
+        if len(steps) == 2 * len(payloads):
+            return True
+        payload = payloads[len(steps) // 2]
+        if len(steps) % 2 == 0:
+            if len(steps) == 2:
+                broker.chunk = 3
+            link.publish("cg/doc", payload, True)  # the queued way, for comparison
+        else:
+            topic = b"cg/doc"
+            buf = link.lend()
+            at = link.payload_at(topic)
+            assert at == 5 + len(topic)
+            buf[at : at + len(payload)] = payload
+            assert link.send_in_place(topic, at, at + len(payload), True)
+            assert link.lend() is None  # it is the packet going out
+        steps.append(len(kinds))
+        return False
+
+    assert drive(link, clock, until, 5000)
+    sent = broker.of_kind(0x30)
+    assert broker.publishes()[-4:] == [("cg/doc", payloads[0], True)] * 2 + [("cg/doc", payloads[1], True)] * 2
+    # Byte for byte the packet umqtt.simple's publish() makes, header included.
+    assert sent[-4] == sent[-3] and sent[-2] == sent[-1]
+    assert len(payloads[1]) > 127  # (a two-byte remaining length)
+
+
+def test_send_in_place_refuses_a_buffer_it_did_not_lend_or_a_wrong_start():
+    link, clock, broker, lines = make()
+    results = []
+
+    def until():
+        if not link.connected or link.lend() is None:
+            return False
+        buf = link.lend()
+        topic = b"cg/doc"
+        at = link.payload_at(topic)
+        buf[at : at + 2] = b"{}"
+        results.append(link.send_in_place(topic, at - 1, at + 2))  # not where the header ends
+        results.append(link.send_in_place(topic, at, len(buf) + 1))  # past the buffer
+        link.publish("cg/q", b"1")
+        results.append(link.send_in_place(topic, at, at + 2))  # a packet is queued: not lent
+        return True
+
+    assert drive(link, clock, until, 5000)
+    assert results == [False, False, False]
+    assert sum(1 for line in lines if "cg/doc: the packet buffer was not lent for it: not sent" in line) == 3
+    assert ("cg/doc", b"{}", False) not in broker.publishes()
 
 
 def test_nothing_is_sent_while_disconnected_and_the_queue_is_kept():

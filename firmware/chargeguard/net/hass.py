@@ -35,14 +35,17 @@ config (Home Assistant deletes the entity, the broker the retained copy),
 before anything is announced. Checked against a real Home Assistant
 (2024.3) by tools/ha_check.py.
 
-Memory: discovery is a generator streamed one entity at a time through the
-link's queue, and only while the queue is empty (one config payload,
-~0.6 KB, exists at a time: at start-up the heap is fullest and a second
-such block was what the 66-68 KB heap-budget runs could not find). The
-first state documents after it go the same way, one queued once the link
-sent the one before (Hass.first_states). Payloads are written into one
-preallocated buffer; what is queued is one bytes copy (the queue keeps a
-reference until it is sent, so the buffer itself cannot be queued). The
+Memory: every document (discovery configs, states, errors) is written
+into the MQTT link's packet buffer, lent while the link is idle
+(MqttLink.lend), behind room for the PUBLISH header, and sent from there
+(MqttLink.send_in_place): no copy of a payload is made and none waits in
+the link's queue (its copies, 0.4-0.6 KB each, were the blocks the
+smallest heaps could not find). So one document is out at a time:
+discovery is a generator publishing one entity per look, the first state
+documents after it go one at a time (Hass.first_states), and the state
+documents due are written one per look at the link's pace (ANNOUNCE_TICK_MS)
+until they are all out. A link without lend() (tests' fakes) gets a
+bytes copy of each document from a buffer of the writer's own. The
 entity tables, the discovery payloads' writer and the /set parsing are
 net/hass_entities.py, loaded while announcing and per command and dropped
 after (as .mpy its code and strings would hold 8 KB of a stock firmware's
@@ -86,6 +89,7 @@ DEVICE_INTERVAL_MS = const(10000)  # the diagnostics change slowly and matter li
 REFRESH_MS = const(60000)  # every state topic at least this often
 MAX_COMMAND = const(64)  # bytes of a /set payload; longer is refused
 _BUF = const(1024)  # one discovery payload or state JSON (the link's packet buffer is 1024 too)
+_LINK_SLOTS = const(2)  # the link's queue (16 by default: 0.1 KB of heap less)
 _IN_FLIGHT = const(1)  # discovery payloads queued at once at most (two before: one 0.6 KB block more)
 _ENTITIES = "chargeguard.net.hass_entities"
 CAR_STATES = ("unknown", "disconnected", "connected", "charging")  # core/model CAR_* in order
@@ -107,26 +111,28 @@ def slug(name):
 
 
 class _Out:
-    """A JSON writer into one preallocated buffer; take() copies the result out.
+    """A JSON writer into one preallocated buffer: a document from start(at) to its "}" (take() copies it out).
 
-    scratch: None for a buffer of its own (`size` bytes), or a call that
-    lends one (a memoryview) or gives None while its owner still needs it:
-    the MQTT link's packet buffer (MqttLink.scratch), free whenever no
-    packet is half sent. A borrowed buffer is this writer's from ready()
-    to take(), which run without yielding to the event loop.
+    lend: None for a buffer of its own (`size` bytes), or a call that lends
+    one (a memoryview) or gives None while its owner still needs it: the
+    MQTT link's packet buffer (MqttLink.lend), free whenever the link is
+    idle. A borrowed buffer is this writer's from ready() until the
+    document is handed back (MqttLink.send_in_place), with no yield to the
+    event loop in between.
     """
 
-    def __init__(self, size, scratch=None):
-        self.scratch = scratch
-        self.buf = None if scratch is not None else memoryview(bytearray(size))
+    def __init__(self, size, lend=None):
+        self.lend = lend
+        self.buf = None if lend is not None else memoryview(bytearray(size))
+        self.base = 0  # where the document starts in buf
         self.n = 0
         self.over = False
 
     def ready(self):
         """True when a document can be written now (a buffer of its own, or the lent one is free)."""
-        if self.scratch is None:
+        if self.lend is None:
             return True
-        self.buf = self.scratch()
+        self.buf = self.lend()
         return self.buf is not None
 
     def raw(self, text):
@@ -139,13 +145,13 @@ class _Out:
         self.buf[n:end] = data
         self.n = end
 
-    def start(self):
-        self.n = 0
+    def start(self, at=0):
+        self.base = self.n = at
         self.over = False
         self.raw("{")
 
     def key(self, name):
-        if self.n > 1:
+        if self.n > self.base + 1:
             self.raw(",")
         self.raw('"')
         self.raw(name)
@@ -200,8 +206,9 @@ class _Out:
         self.raw("null" if value is None else ("true" if value else "false"))
 
     def take(self):
+        """Close the document and copy it out (bytes), None when it did not fit."""
         self.raw("}")
-        return None if self.over else bytes(self.buf[: self.n])
+        return None if self.over else bytes(self.buf[self.base : self.n])
 
 
 class Hass:
@@ -234,8 +241,14 @@ class Hass:
                 name = "%s_%d" % (name, index)
             self.slugs.append(name)
         self.models = models or ["EV charger"] * len(state.chargers)
-        # The link's packet buffer when it lends it (net/mqtt.MqttLink.scratch): 1 KB of heap less.
-        self.out = _Out(_BUF, getattr(link, "scratch", None))
+        # The link's packet buffer when it lends it (net/mqtt.MqttLink.lend): 1 KB of heap less, and each
+        # document is sent from where it was written (send_in_place), no copy.
+        self.in_place = hasattr(link, "send_in_place")
+        self.out = _Out(_BUF, link.lend if self.in_place else None)
+        # State documents due, a bit each (1 << 0 the site's, 1 << 1..n the chargers', 1 << n+1 the
+        # device's): written one at a time whenever the buffer is free (in place: one per look of the
+        # task, at the link's pace).
+        self._todo = 0
         self._error = None  # (topic, message) of a refusal to publish once the buffer is free
         self.slots = link.room()  # the queue's size: discovery waits until it is nearly empty
         self.discovery = None  # the generator while announcing
@@ -264,6 +277,7 @@ class Hass:
         """Start (again) publishing discovery, then every state (after a connect, HA's "online")."""
         self.announced = False
         self.first_states = None
+        self._todo = 0
         self._pending = True
         self._start_discovery()
 
@@ -287,30 +301,39 @@ class Hass:
         platform = self.platform
         while True:
             self.step(platform.ticks_ms())
-            await platform.sleep_ms(TICK_MS if self.discovery is None and self.first_states is None else ANNOUNCE_TICK_MS)
+            # At the link's pace while something is to go out (not while it is down: announce() starts over).
+            busy = self.link.connected and (self.discovery is not None or self.first_states is not None or self._todo)
+            await platform.sleep_ms(ANNOUNCE_TICK_MS if busy else TICK_MS)
 
     def step(self, now):
-        """One look: discovery in progress, else the state topics due. Never waits."""
+        """One look: discovery in progress, else the state topics due. Never waits.
+
+        With the link's buffer lent (in place), every document waits until
+        the link is idle again, so one goes per look.
+        """
         link = self.link
-        if not link.connected or not self.out.ready():
-            return  # (the link's buffer holds a packet still being sent: the next tick)
+        out = self.out
+        if not link.connected or not out.ready():
+            return  # (the link is sending a packet from its buffer, or has one queued: the next tick)
         if self._error is not None:
             self._publish_error(*self._error)
+            if not out.ready():
+                return
         if self._pending:
             self._start_discovery()
             if self._pending:
                 return
         if self.discovery is not None:
-            while link.room() > self.slots - _IN_FLIGHT:
+            # The generator publishes one entity per next() (its config written in place or queued).
+            while link.room() > self.slots - _IN_FLIGHT and out.ready():
                 try:
-                    topic, payload = next(self.discovery)
+                    next(self.discovery)
                 except StopIteration:
                     self.discovery = None
                     _unload_entities()  # its code and tables, until the next announcement
                     self.announced = True
                     self.first_states = 0
                     break
-                link.publish(topic, payload, True)
             if self.discovery is not None:
                 return
         if self.first_states is not None:
@@ -338,24 +361,33 @@ class Hass:
             seen[0] = state.grid_seq
             seen[2] = state.optimiser_seq
             sent[0] = now
-            self._put(self.prefix + "/site/state", self._site())
+            self._todo |= 1
+        count = len(state.chargers)
         if force or settings or _due(now, sent[1], state.chargers_seq != seen[1], MIN_INTERVAL_MS):
             seen[1] = state.chargers_seq
             sent[1] = now
-            for index in range(len(state.chargers)):
-                self._put("%s/charger/%s/state" % (self.prefix, self.slugs[index]), self._charger(index, now))
+            self._todo |= ((1 << count) - 1) << 1
         if force or _due(now, sent[2], state.device_seq != seen[3], DEVICE_INTERVAL_MS):
             seen[3] = state.device_seq
             sent[2] = now
-            self._put(self.prefix + "/device/state", self._device())
+            self._todo |= 1 << (count + 1)
+        # Each document due, in that order, written when the buffer is free (the newest figures then).
+        index = 0
+        while self._todo:
+            bit = 1 << index
+            if self._todo & bit:
+                if not self._document(index, now):
+                    return  # the buffer is busy: the next look goes on
+                self._todo &= ~bit
+            index += 1
 
     def _publish_first(self, now):
         # Every state after an announcement, one document in flight at a time
         # (the link's pace, ANNOUNCE_TICK_MS): queued at once they were 2 KB
         # of copies with two chargers, held together just after the
         # announcement's own peak. Bookkeeping as publish_states() does it.
-        if self.link.room() < self.slots:
-            return  # the document before is still queued
+        if self.link.room() < self.slots or not self.out.ready():
+            return  # the document before is still queued or being sent
         state = self.state
         seen = self._seen
         sent = self._sent
@@ -370,31 +402,71 @@ class Hass:
             seen[0] = state.grid_seq
             seen[2] = state.optimiser_seq
             sent[0] = now
-            self._put(self.prefix + "/site/state", self._site())
+            self._document(0, now)
         elif index <= count:
             if index == 1:
                 seen[1] = state.chargers_seq
                 sent[1] = now
-            self._put("%s/charger/%s/state" % (self.prefix, self.slugs[index - 1]), self._charger(index - 1, now))
+            self._document(index, now)
         else:
             seen[3] = state.device_seq
             sent[2] = now
-            self._put(self.prefix + "/device/state", self._device())
+            self._document(index, now)
             self.first_states = None
             self.settled = True
             return
         self.first_states = index + 1
 
-    def _put(self, topic, payload):
+    def _document(self, index, now):
+        # State document `index` (0 the site's, 1..n a charger's, n+1 the device's), written and published;
+        # False (nothing written) while the buffer is not free.
+        if not self.out.ready():
+            return False
+        count = len(self.state.chargers)
+        if index == 0:
+            name = self.prefix + "/site/state"
+        elif index <= count:
+            name = "%s/charger/%s/state" % (self.prefix, self.slugs[index - 1])
+        else:
+            name = self.prefix + "/device/state"
+        topic = self.begin(name)
+        if index == 0:
+            self._site()
+        elif index <= count:
+            self._charger(index - 1, now)
+        else:
+            self._device()
+        if not self.send(topic):
+            self.log("hass: %s does not fit %d bytes: not published" % (name, _BUF))
+        return True
+
+    def begin(self, name):
+        """Start a document for topic `name` (str) in the writer (`out`, ready()); returns the topic to give send().
+
+        In place: the topic as bytes, the document written behind room for the PUBLISH header.
+        """
+        if self.in_place:
+            topic = name.encode()
+            self.out.start(self.link.payload_at(topic))
+            return topic
+        self.out.start()
+        return name
+
+    def send(self, topic, retain=False):
+        """Publish the document written since begin(): sent in place, or a copy queued; False when it did not fit."""
+        out = self.out
+        if self.in_place:
+            out.raw("}")
+            return not out.over and self.link.send_in_place(topic, out.base, out.n, retain)
+        payload = out.take()
         if payload is None:
-            self.log("hass: %s does not fit %d bytes: not published" % (topic, _BUF))
-            return
-        self.link.publish(topic, payload)
+            return False
+        self.link.publish(topic, payload, retain)
+        return True
 
     def _site(self):
         state = self.state
         out = self.out
-        out.start()
         reading = state.reading if state.have_reading else None
         for phase in range(3):
             value = reading.current_ma[phase] if reading is not None and phase < reading.phase_count else None
@@ -424,13 +496,11 @@ class Hass:
             out.number("quarter_average", state.quarter_avg_w)
             out.number("quarter_budget", state.remaining_wh)
             out.number("peak_limit", state.peak_limit_w)
-        return out.take()
 
     def _charger(self, index, now):
         charger = self.state.chargers[index]
         status = charger.status
         out = self.out
-        out.start()
         car = status.car if 0 <= status.car < len(CAR_STATES) else 0
         out.string("status", None if car == 0 else CAR_STATES[car])
         out.flag("connected", None if car == 0 else car >= 2)
@@ -463,12 +533,10 @@ class Hass:
             out.string("last_message", link.last_message or "")
             out.string("last_message_at", iso_utc(link.last_message_s))
             out.string("last_refusal", (link.last_refusal or "")[:120])
-        return out.take()
 
     def _device(self):
         state = self.state
         out = self.out
-        out.start()
         out.number("rssi", state.rssi)
         out.string("ip", state.ip)
         out.number("uptime", state.uptime_ms // 1000)
@@ -477,7 +545,6 @@ class Hass:
         out.number("reaction_time", state.reaction_ms)
         out.string("last_error", state.errors[-1][:120] if state.errors else "")
         out.number("error_count", state.error_count)
-        return out.take()
 
     # -- commands ----------------------------------------------------------------
 
@@ -503,12 +570,10 @@ class Hass:
     def _publish_error(self, topic, message):
         self._error = None
         out = self.out
-        out.start()
+        error = self.begin(self.prefix + "/error")
         out.string("topic", topic)
         out.string("message", message)
-        error = out.take()
-        if error is not None:
-            self.link.publish(self.prefix + "/error", error)
+        self.send(error)
 
     def command(self, topic, payload):
         """Apply one /set message through the command API; None when applied, else the message.
@@ -578,7 +643,8 @@ def from_config(cfg, platform, log, context):
     """
     from chargeguard.net import mqtt
 
-    link = mqtt.from_config(cfg, platform, log, context)
+    # Its queue holds only discovery's empty (removing) configs, one at a time: every document goes in place.
+    link = mqtt.from_config(cfg, platform, log, context, _LINK_SLOTS)
     storage = platform.storage_dir() if hasattr(platform, "storage_dir") else None
     bridge = Hass(link, context["site_state"](), context["command_api"](), cfg, platform, log, storage,
                   context.get("charger_models"), context.get("web_port"))

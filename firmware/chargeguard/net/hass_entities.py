@@ -172,7 +172,13 @@ def configuration_url(bridge):
 
 
 def discover(bridge):
-    """Discovery of bridge (a hass.Hass) as a generator of (topic, payload): one entity at a time, removals first."""
+    """Discovery of bridge (a hass.Hass) as a generator publishing one entity per step, removals first.
+
+    Each next() publishes one retained config on bridge.link (written in
+    place with bridge.begin()/send(), or queued) and yields None; the
+    caller calls it only while bridge.out is ready().
+    """
+    link = bridge.link
     record = _read_record(bridge)
     opt = bridge.state.optimiser is not None
     bridge._opt_announced = opt
@@ -190,10 +196,12 @@ def discover(bridge):
     for name in gone:
         for table in (CHARGER, OCPP):
             for row in rows(table):
-                yield _topic(bridge, row, bridge.node + "_" + name), b""
+                link.publish(_topic(bridge, row, bridge.node + "_" + name), b"", True)
+                yield
     if record.get("optimiser") and not opt:
         for row in rows(OPTIMISER):
-            yield _topic(bridge, row, bridge.node), b""
+            link.publish(_topic(bridge, row, bridge.node), b"", True)
+            yield
     for removing in (True, False):
         if not removing:
             for table in (SITE, DEVICE, OPTIMISER):
@@ -201,7 +209,8 @@ def discover(bridge):
                     continue
                 section = "device" if table is DEVICE else "site"
                 for row in rows(table):
-                    yield _topic(bridge, row, bridge.node), _config(bridge, row, bridge.node, section, -1)
+                    _config(bridge, _topic(bridge, row, bridge.node), row, bridge.node, section, -1)
+                    yield
         for index in range(len(bridge.slugs)):
             node = bridge.node + "_" + bridge.slugs[index]
             charger = bridge.state.chargers[index]
@@ -215,9 +224,11 @@ def discover(bridge):
                     dead = (row[1] == "locked" and not charger.can_lock) or (row[1] == "priority" and len(bridge.slugs) < 2) \
                         or (table is OCPP and charger.ocpp is None)
                     if dead and removing:
-                        yield _topic(bridge, row, node), b""
+                        link.publish(_topic(bridge, row, node), b"", True)
+                        yield
                     elif not dead and not removing:
-                        yield _topic(bridge, row, node), _config(bridge, row, node, "charger/" + bridge.slugs[index], index)
+                        _config(bridge, _topic(bridge, row, node), row, node, "charger/" + bridge.slugs[index], index)
+                        yield
     if gone or recorded != bridge.slugs or bool(record.get("optimiser")) != opt:
         _write_record(bridge, {"chargers": bridge.slugs, "optimiser": opt})
 
@@ -226,10 +237,11 @@ def _topic(bridge, row, node):
     return "%s/%s/%s/%s/config" % (bridge.discovery_prefix, row[0], node, row[1])
 
 
-def _config(bridge, row, node, section, index):
+def _config(bridge, name_topic, row, node, section, index):
+    # Writes and publishes (retained) the config of one entity at topic `name_topic`: an empty one when it does not fit.
     component, obj, name, key, device_class, state_class, unit, category, extra = row
     out = bridge.out
-    out.start()
+    topic = bridge.begin(name_topic)
     out.string("name", name)
     out.string("unique_id", node + "_" + obj)
     out.string("state_topic", "%s/%s/state" % (bridge.prefix, section))
@@ -294,11 +306,9 @@ def _config(bridge, row, node, section, index):
         out.raw(',"model":')
         out.quoted(bridge.models[index])
         out.raw(',"via_device":"%s"}' % bridge.node)
-    payload = out.take()
-    if payload is None:
+    if not bridge.send(topic, True):
         bridge.log("hass: discovery of %s/%s does not fit %d bytes" % (node, obj, len(out.buf)))
-        return b""
-    return payload
+        bridge.link.publish(name_topic, b"", True)
 
 
 def _read_record(bridge):

@@ -37,12 +37,17 @@ deadline on every wait:
   `dropped`). Nothing is sent while disconnected; the queue is kept.
 - `on_connect()` is called after every (re)connect, once the CONNACK came
   (the place to publish discovery again).
+- publishing in place: while the link is idle, lend() gives a writer the
+  send buffer; it writes a payload from payload_at(topic) and
+  send_in_place() makes it the next packet (umqtt encodes the header in
+  front of it). No copy of the payload exists (net/hass.py's documents).
 
 Memory: the send buffer (`max_packet`, default 1024 bytes, the largest
 packet that can be published), the receive buffer (`max_incoming`, default
 256), the queue's slots; per publish the codec makes a few small objects
-(its header and length bytes), the payload is the caller's. The password is
-only written into CONNECT packets; it is never logged or published.
+(its header and length bytes), the payload is the caller's (or written in
+the send buffer itself). The password is only written into CONNECT
+packets; it is never logged or published.
 """
 
 import sys
@@ -87,7 +92,9 @@ class _Codec:
     """umqtt.simple's socket: writes go into `out`, reads come from `inbox[pos:end]`.
 
     While MQTTClient.connect() encodes CONNECT it is also its socket module
-    (socket(), getaddrinfo(), connect()): no network call is made.
+    (socket(), getaddrinfo(), connect()): no network call is made. The
+    write that starts at `place` (send_in_place's payload, already in `out`
+    where the header written before it ends) only moves past it.
     """
 
     def __init__(self, size):
@@ -99,6 +106,7 @@ class _Codec:
         self.pos = 0
         self.end = 0
         self.stop = _Stop()
+        self.place = -1  # where a payload written in place starts, -1 = none
 
     def write(self, buf, length=-1):
         if length < 0:
@@ -107,6 +115,10 @@ class _Codec:
         if n + length > len(self.out):
             self.full = True
             raise self.stop
+        if n == self.place:
+            self.place = -1
+            self.n = n + length
+            return length
         if length == len(buf):
             self.out[n : n + length] = buf
         else:
@@ -203,6 +215,16 @@ class _Tcp:
 
 def _bytes(value):
     return value.encode() if type(value) is str else value
+
+
+def _header(size, topic):
+    # Bytes of a PUBLISH header with `size` bytes of remaining length and a topic of `topic` bytes.
+    head = 3 + topic  # the type byte, the topic's length and the topic
+    while True:
+        head += 1
+        size >>= 7
+        if not size:
+            return head
 
 
 def _numeric(host):
@@ -317,15 +339,59 @@ class MqttLink:
         self._q_count += 1
         return True
 
-    def scratch(self):
-        """The packet buffer (a memoryview of max_packet bytes) while no packet in it is still being sent, else None.
+    def lend(self):
+        """The packet buffer (a memoryview of max_packet bytes) while the link is idle, else None.
 
-        Lent to a writer that fills it and copies its result out before it
-        yields to the event loop (net/hass.py's JSON documents): the link
-        encodes its next packet into it only after that, from its queue.
+        Idle: connected, no packet in the buffer still being sent, nothing
+        queued and nothing of its own due ("online", subscriptions). A
+        writer (net/hass.py's JSON documents) fills a payload into it from
+        payload_at(topic) and hands it to send_in_place() before it yields
+        to the event loop: no copy of the payload is made. Only while the
+        queue is empty, so what goes in place never overtakes what was
+        queued before it.
         """
         codec = self._codec
-        return codec.mv if self._tx_off >= codec.n else None
+        if not self.connected or self._tx_off < codec.n or self._q_count or self._online_due \
+                or self._subs_sent < len(self._subs):
+            return None
+        return codec.mv
+
+    def payload_at(self, topic):
+        """Offset in the lent buffer where a payload for topic (bytes) starts: room for the PUBLISH header before it.
+
+        The header: its type byte, the remaining length (1-2 bytes for the
+        default 1024-byte buffer), the topic's length (2) and the topic.
+        """
+        return _header(len(self._codec.out) - 3, len(topic))
+
+    def send_in_place(self, topic, start, end, retain=False):
+        """Send the lent buffer's [start:end] as a QoS 0 PUBLISH to topic (bytes); True when it is the next packet out.
+
+        start: payload_at(topic), where the payload was written after lend()
+        gave the buffer, with no yield in between. umqtt.simple encodes the
+        header (type and flags, remaining length, topic) into the bytes
+        before start; the packet is then the one the link sends next (from
+        where its header begins), exactly the bytes publish() would send.
+        False (and logged) when the buffer was not lent or start is not
+        payload_at(topic).
+        """
+        codec = self._codec
+        if self.lend() is None or start != self.payload_at(topic) or not start <= end <= len(codec.out):
+            self.log("mqtt: %s: the packet buffer was not lent for it: not sent" % topic.decode())
+            return False
+        codec.n = self._tx_off = start - _header(2 + len(topic) + end - start, len(topic))
+        codec.full = False
+        codec.place = start
+        try:
+            self._client.publish(topic, codec.mv[start:end], retain)
+        except _Stop:
+            pass
+        if codec.n != end:
+            codec.n = self._tx_off = 0
+            codec.place = -1
+            self.log("mqtt: %s does not fit the packet buffer: not sent" % topic.decode())
+            return False
+        return True
 
     def room(self):
         """Free queue slots: a publisher that must not lose entries (discovery) waits for room."""
@@ -591,10 +657,12 @@ class MqttLink:
             self.log("mqtt: on_message(%s) failed: %r" % (topic, error))
 
 
-def from_config(cfg, platform, log, context):
+def from_config(cfg, platform, log, context, queue=_QUEUE_SLOTS):
     """The interface the app starts for an enabled `mqtt` section: an MqttLink.
 
     context: what the app gives every interface ({"hostname": wifi.hostname,
     "site_state": ..., "command_api": ...}); the link uses the host name only.
+    queue: its queue's slots (net/hass.py sends its documents in place and
+    needs few).
     """
-    return MqttLink(platform, cfg, log, context.get("hostname", "chargeguard"))
+    return MqttLink(platform, cfg, log, context.get("hostname", "chargeguard"), queue)
