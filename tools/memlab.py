@@ -164,6 +164,16 @@ class Profile:
 # main). wifi's and modbus's budgets come down to these plus 4 KB; core's and
 # http's measured + 4 are above the budgets they have (82, 90): those are
 # left, with less than 4 KB of margin (main grew since they were set).
+# Lowered 2026-12-01 (coretier, issue 6) after the interfaces' wiring left
+# startup.py (attach.py, loaded only when an interface or the setup pages are
+# on), App.keep_last_good's work went to flashfile.proven and config.py's
+# constant tables became const(): core runs three fast days in 80 KB (79
+# failed at boot, the App's dict growing in init_app; 81 before, 80 failed
+# there), so its budget is 80 + 4. modbus 86 and http 88 ran three days (85
+# and 87 failed, as before); wifi (which loads attach.py for the later
+# portal's context) is at its edge at 86 before and after: one of two
+# three-day runs on main failed there, and this branch's one three-day run
+# failed in the clock task's sync. Their budgets are unchanged.
 MPY_MARGIN = 4 * KB
 
 
@@ -198,10 +208,10 @@ PROFILES = (
         "core",
         "guard + P1 meter + 2 V2C Trydan wallboxes",
         chargers=2,
-        # 2026-12-01 (lead): 81 KB at the smallest on main after the session's
-        # merges (80 failed at boot: config.py's import), so 81 + 4; it was
-        # 78. One KB above issue 6's 80 KB target again.
-        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
+        # 2026-12-01 (coretier): 80 KB at the smallest over three fast days
+        # (79 failed at boot), inside issue 6's 80 KB target again (81 on
+        # main after the session's merges; 78 before them).
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN},
     ),
     # What a real board runs: the same plus the Wi-Fi link task and an SNTP
     # sync (to a silent local peer: no answer, retried; the module is loaded

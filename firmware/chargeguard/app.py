@@ -657,6 +657,8 @@ def build(platform, log=print):
         _unload("chargeguard.drivers")
         # The guard's settings read from the document (startup.py's import).
         _unload("chargeguard.core.settings_doc")
+        # The interfaces' wiring (startup.py's, when a start-up failed before it).
+        _unload("chargeguard.attach")
 
 
 def _resolver(platform):

@@ -218,7 +218,7 @@ def _assemble(platform, doc, log, first_boot=False, safe=0):
     app.network = network
     app.portal = portal
     context = None
-    if interfaces or setup_web or portal_pages:
+    if interfaces or setup_web or (portal_pages and not later):
         # attach.py: loaded only for it (a site without interfaces or setup
         # pages never loads its code or interns its names), unloaded after.
         from chargeguard import attach
@@ -230,6 +230,17 @@ def _assemble(platform, doc, log, first_boot=False, safe=0):
             _app._unload("chargeguard.attach")
     if later:
         # The pages (where web.enabled is off) as above, once it is made.
+        if portal_pages and context is None:
+            # Nothing else to wire: the context is made only if the access
+            # point opens (net/portal.open_later, attach.later_context);
+            # until then only the parts of the document it needs are kept.
+            context = (
+                wifi_doc.get("hostname", "chargeguard"),
+                [entry["type"] for entry in doc["chargers"]],
+                doc["admin"]["password"],
+                doc["meter"],
+                doc["site"]["phases"],
+            )
         app.portal_later = (wifi_doc.get("ap_password", ""), context if portal_pages else None, doc.get("web") or {})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]
