@@ -166,14 +166,14 @@ class Profile:
 # left, with less than 4 KB of margin (main grew since they were set).
 # Lowered 2026-12-01 (coretier, issue 6) after the interfaces' wiring left
 # startup.py (attach.py, loaded only when an interface or the setup pages are
-# on), App.keep_last_good's work went to flashfile.proven and config.py's
-# constant tables became const(): core runs three fast days in 80 KB (79
-# failed at boot, the App's dict growing in init_app; 81 before, 80 failed
-# there), so its budget is 80 + 4. modbus 86 and http 88 ran three days (85
-# and 87 failed, as before); wifi (which loads attach.py for the later
-# portal's context) is at its edge at 86 before and after: one of two
-# three-day runs on main failed there, and this branch's one three-day run
-# failed in the clock task's sync. Their budgets are unchanged.
+# on; the lost-Wi-Fi portal's context made when it opens), App.keep_last_good's
+# work went to flashfile.proven and config.py's constant tables became
+# const(): core runs three fast days in 80 KB (79 failed at boot, the App's
+# dict growing in init_app; 81 before, 80 failed there), so its budget is
+# 80 + 4. wifi 86 ran 3 of 3 three-day runs (main 3 of 4; 85 failed),
+# modbus 86 (85 failed), http 88 2 of 3 (main 1 of 3; 87 failed): their
+# budgets are unchanged (docs/firmware.md, "The interfaces' wiring out of
+# startup.py").
 MPY_MARGIN = 4 * KB
 
 
