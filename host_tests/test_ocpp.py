@@ -10,6 +10,7 @@ from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE, CAR_UN
 from chargeguard.net import ocpp, websocket
 from chargeguard.net.ocpp import OcppError, basic_credentials, charge_point_id
 from httpfake import HOST, Clock, now_ms, until
+from test_han import FakeUart
 
 # ------------------------------------------------------------------ pure codec
 
@@ -139,6 +140,17 @@ def _point(**options):
     return point
 
 
+class _Accepting:
+    """net/ocpp.CentralSystem.call as the driver uses it: every call Accepted; `seen` the actions."""
+
+    def __init__(self):
+        self.seen = []
+
+    async def call(self, session, action, payload):
+        self.seen.append(action)
+        return "ok", {"status": "Accepted"}
+
+
 def _code(point, action, payload):
     try:
         point.on_call(action, payload)
@@ -155,8 +167,14 @@ def test_boot_is_pending_with_time_and_interval_until_set_up():
     assert point.vendor == "Alfen BV" and point.model == "NG910" and point.last_message == "BootNotification"
     # Not available to the guard until its set-up is done and a first command is in force.
     assert point.status.error == "connected, Pending: setting up" and not point.status.reachable
-    # Let in (its set-up confirmed): its next BootNotification is Accepted, the heartbeat interval with it.
-    point._let_in = True
+    # Let in (set up, a limit in force): its next BootNotification is Accepted, the heartbeat interval with it.
+    point.central = _Accepting()
+
+    async def set_up():
+        await point.poll()
+        return await point.apply(16000)
+
+    assert asyncio.run(set_up()) and point.central.seen[-1] == "TriggerMessage"
     answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "Alfen BV", "chargePointModel": "NG910"}))
     assert answer == {"status": "Accepted", "currentTime": "2026-11-30T05:00:00Z", "interval": 300}
 
@@ -206,9 +224,12 @@ def test_status_notification_sets_the_car_state():
 def test_a_message_before_boot_is_answered_and_remembered():
     point = _point()
     assert point.on_call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}) == "{}"
-    assert point._talked and not point._booted
-    point.on_call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
-    assert point._booted
+    # Remembered: the next poll asks for its BootNotification, and that one is Accepted at once (a reconnect).
+    point.central = _Accepting()
+    asyncio.run(point.poll())
+    assert point.central.seen == ["TriggerMessage"]
+    answer = json.loads(point.on_call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"}))
+    assert answer["status"] == "Accepted"
 
 
 def _sample(value, measurand=None, phase=None, unit=None):
@@ -349,9 +370,10 @@ def _central(accept_unknown=False, max_message=1024, ping_s=1):
 class Client:
     """A raw RFC 6455 client: masked frames out, frames in as (opcode, payload)."""
 
-    async def connect(self, port, path=b"/CP1", extra=b""):
+    async def connect(self, port, path=b"/CP1", extra=b"", head=None):
+        """The answer's status (0: none); head: the request head as sent, by default a valid one for path."""
         self.reader, self.writer = await asyncio.open_connection(HOST, port)
-        self.writer.write(_head(extra, b"GET " + path + b" HTTP/1.1"))
+        self.writer.write(head or _head(extra, b"GET " + path + b" HTTP/1.1"))
         await self.writer.drain()
         head = b""
         while b"\r\n\r\n" not in head:
@@ -552,6 +574,47 @@ def test_socket_unknown_id_refused_and_password_checked():
     assert not [line for line in central.logs if "secretpass" in line or "wrongpass" in line]
 
 
+class _Pieces(FakeUart):
+    """A stream that gives its data in the pieces given, into the reader's buffer (readinto, as MicroPython's)."""
+
+    def __init__(self, *pieces):
+        FakeUart.__init__(self, pieces)
+
+    async def readinto(self, view):
+        return self.read_now(view)
+
+
+def test_read_head_reads_into_its_buffer_piece_by_piece():
+    head = _head(b"", b"GET /CP1 HTTP/1.1")
+    buf = bytearray(1024)
+    # Split inside the blank line too: its end is found across two reads.
+    size = asyncio.run(websocket.read_head(_Pieces(head[:40], head[40:-2], head[-2:]), buf))
+    assert size == len(head) and bytes(buf[:size]) == head
+    for pieces, status in (((b"GET /CP1 HTTP/1.1\r\n",), 400), ((b"X" * 600, b"Y" * 424, b"\r\n\r\n"), 431)):
+        try:
+            asyncio.run(websocket.read_head(_Pieces(*pieces), bytearray(1024)))
+            got = None
+        except websocket.HandshakeError as refused:
+            got = refused.args[0]
+        assert got == status
+
+
+def test_socket_head_too_large_refused():
+    central = _central()
+    _configured(central)
+    statuses = []
+
+    async def scenario(port):
+        for head in (None, b"GET /CP1 HTTP/1.1\r\nX-Filler: " + b"a" * 995):
+            client = Client()
+            statuses.append(await client.connect(port, head=head))
+            client.close()
+
+    _run(central, scenario)
+    # The second: 1024 bytes (the buffer's size) and no blank line yet.
+    assert statuses == [101, 431]
+
+
 def test_socket_unknown_id_discovered_when_accepted():
     central = _central(accept_unknown=True)
     seen = {}
@@ -686,7 +749,7 @@ def test_the_set_up_is_asked_for_once_the_bootnotification_is_answered():
     central = _central()
     point = _configured(central)
     asked = []
-    point.poll_soon = lambda: asked.append(point._booted)
+    point.poll_soon = lambda: asked.append(point.last_message == "BootNotification")
     got = {}
 
     async def scenario(port):
@@ -735,7 +798,7 @@ def test_set_up_then_profiles_and_a_refusal_degrades_only_this_box():
         assert await client.connect(port) == 101
         await client.send(websocket.OP_TEXT, '[2,"b","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]')
         await client.receive()
-        await until(lambda: point._booted)
+        await until(lambda: point.last_message == "BootNotification")
         results["before"] = point.status.reachable
         task = asyncio.create_task(_answer_calls(client, answers, seen))
         assert await point.poll()

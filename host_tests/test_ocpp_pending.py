@@ -116,7 +116,7 @@ def test_no_remote_stop_while_pending_a_box_that_refuses_zero_waits_for_a_limit_
         return await point.apply(offered_ma)
 
     assert asyncio.run(run(0)) is False
-    assert point.zero_refused and point.status.error == "Pending: waits for a limit above 0 (the box refuses 0)"
+    assert point.status.error == "Pending: waits for a limit above 0 (the box refuses 0)"
     assert "RemoteStopTransaction" not in _actions(central) and TRIGGER not in central.seen
     assert asyncio.run(run(8000)) is True and central.seen[-1] == TRIGGER
     assert _boot(point)["status"] == "Accepted"
@@ -131,7 +131,11 @@ def test_a_reconnect_that_talks_first_is_accepted_at_once_and_a_discovered_box_t
     point.on_call("StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"})
     asyncio.run(point.poll())
     assert central.seen == [TRIGGER]
-    assert _boot(point)["status"] == "Accepted" and point._setup_soon and point.status.error == "connected, setting up"
+    asked = []
+    point.poll_soon = lambda: asked.append(True)
+    assert _boot(point)["status"] == "Accepted" and point.status.error == "connected, setting up"
+    point.answered()  # its answer went out: the set-up is asked for at once
+    assert asked == [True]
     stranger = OcppCharger("STRANGER", clock=Clock(), discovered=True)
     stranger.attach(object())
     assert _boot(stranger)["status"] == "Accepted"
@@ -170,7 +174,7 @@ def test_let_in_only_with_a_limit_the_guard_decided_once_the_box_was_available()
         await point.poll()
         return await point.apply(6000)
 
-    assert asyncio.run(run()) and TRIGGER not in central.seen and not point._let_in
+    assert asyncio.run(run()) and TRIGGER not in central.seen  # not let in
     count[0] += 1  # the guard decided with the box available: the same limit, nothing to send but the trigger
     sent = len(central.seen)
     assert asyncio.run(point.apply(6000)) and central.seen[sent:] == [TRIGGER]

@@ -32,7 +32,11 @@ and may be opened. Then, with mpremote:
   5. the configuration goes to :data/config.json.new, its SHA-256 is checked on
      the board, then it is renamed to :data/config.json;
   6. data/overrides.json (settings changed at run time, commands.py) is
-     removed: they belonged to the old configuration;
+     removed: they belonged to the old configuration; the start markers
+     (data/config.try, data/config.bak's data/config.boot: trial.py) are
+     removed, with or without a configuration: they judged the old
+     firmware, and a configuration that did not start on it (or went into
+     safe mode) gets its tries again on the new one;
   7. the board is reset (the flag removed first, should it still be there):
      the guard starts.
 
@@ -61,6 +65,8 @@ sys.path.insert(0, TOOLS)
 import check_config  # noqa: E402
 
 STORAGE = "/data"  # the firmware's storage folder on the ESP32 (platform/esp32.py)
+# The firmware's start markers in STORAGE (trial.py TRIAL_FILE, BOOTS_FILE; a test checks they agree).
+START_MARKERS = ("config.try", "config.boot")
 FIRMWARE_STEP_S = 300  # copying the whole firmware over a slow USB-serial link
 STEP_S = 60
 MAINTENANCE_FLAG = "/maintenance"  # firmware/preboot.py FLAG, in the filesystem's root
@@ -231,6 +237,11 @@ def plan(args, board):
         steps += _install_steps(base, args.config, STORAGE + "/config.json", "configuration")
         # The settings changed at run time belonged to the old configuration.
         steps.append(("clear %s/overrides.json" % STORAGE, base + ["exec", _REMOVE % (STORAGE + "/overrides.json")], STEP_S))
+    # The start markers judged the firmware this deploy replaces: a config.json that did not start
+    # (config.try) or a last good one that failed its starts into safe mode (config.boot) may start
+    # on the new firmware, so each gets its tries again (two failed starts still mean safe mode).
+    markers = "".join(_REMOVE % (STORAGE + "/" + name) for name in START_MARKERS)
+    steps.append(("clear the start markers (%s)" % ", ".join(START_MARKERS), base + ["exec", markers], STEP_S))
     steps.append(("reset the board: the guard starts", base + _reset_chain(), STEP_S))
     return steps
 

@@ -10,8 +10,43 @@ import os
 import sys
 
 
-def run_module(name, counts, only):
+# Every module a test module imported is dropped after it has run, except
+# asyncio: the first import's stays with the native _asyncio module, and a
+# second asyncio.core beside it crashed the 32-bit port (SIGSEGV, test_app
+# then test_ct_meter, 2026-12-01).
+_KEPT = "asyncio"
+
+
+def preload(test_dir, name, seen):
+    """Import the test modules `name` borrows fixtures from, deepest first.
+
+    test_portal imports test_web, which imports test_commands, then
+    test_app_optimiser, then test_app, then the firmware: on the 32-bit
+    port's 40 KB C stack that nesting exceeds the recursion depth (each
+    nested import puts a 4 KB path buffer on it: docs/development.md).
+    Imported here one at a time, each finds the ones below it loaded.
+    Only top-level `from test_x import` / `import test_x` lines count.
+    """
+    if name in seen:
+        return
+    seen.add(name)
     try:
+        with open(test_dir + "/" + name + ".py") as source:
+            lines = source.read().split("\n")
+    except OSError:
+        return
+    for line in lines:
+        words = line.split()
+        if len(words) > 1 and words[0] in ("from", "import") and words[1].startswith("test_") and line[0] != " ":
+            dependency = words[1].rstrip(",")
+            preload(test_dir, dependency, seen)
+            if dependency not in sys.modules:
+                __import__(dependency)
+
+
+def run_module(test_dir, name, counts, only):
+    try:
+        preload(test_dir, name, set())
         module = __import__(name)
     except Exception as error:
         print("ERROR importing", name)
@@ -75,13 +110,24 @@ def main(argv):
                 only_funcs.setdefault(module, []).append(func)
         names = [n for n in names if n in wanted]
     counts = [0, 0, 0]
+    # UPYTEST_HEAP=1 prints the free heap after each module.
+    verbose = os.getenv("UPYTEST_HEAP") == "1"
     for name in names:
-        run_module(name, counts, only_funcs.get(name))
-        # A module that has run gives its heap back (its bytecode, its
-        # fixtures): one process runs them all, and what stays would leave
-        # the later modules a fragmented heap (a 16 KB list then fails).
-        sys.modules.pop(name, None)
+        loaded = set(sys.modules)
+        run_module(test_dir, name, counts, only_funcs.get(name))
+        # A module that has run gives its heap back: it and everything it
+        # imported (the firmware modules, the test modules it borrows
+        # fixtures from, their module-level objects) are dropped, and the
+        # next module imports them afresh. One process runs them all; what
+        # stayed grew to half the unix port's 2 MB heap by the last module
+        # (measured 2026-12-01), and a CI run then failed test_web's 20 and
+        # 32 KB blocks in the fragmented rest.
+        for module in list(sys.modules):
+            if module not in loaded and not module.startswith(_KEPT):
+                sys.modules.pop(module)
         gc.collect()
+        if verbose:
+            print("heap after", name, "free", gc.mem_free())
     line = "%d passed, %d failed" % (counts[0], counts[1])
     if counts[2]:
         line += ", %d skipped" % counts[2]

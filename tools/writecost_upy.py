@@ -108,10 +108,13 @@ async def main():
 
     point = OcppCharger("CP1", unit="A", stack_level=0, profile_connector=0, wall=lambda: 1780000000)
     point.central = Central()
-    point.session = object()
-    point._booted = True
-    point._registered = True  # Accepted: the command path of a box in service
-    point._setup = 3
+    point.attach(object())
+    # Set up while Pending, let in and Accepted: the command path of a box in service.
+    boot = {"chargePointVendor": "V", "chargePointModel": "M"}
+    point.on_call("BootNotification", boot)
+    await point.poll()
+    await point.apply(6000)
+    point.on_call("BootNotification", boot)
     await cost("ocpp.apply(driver)", lambda i: point.apply((6 + i % 2) * 1000))
 
 

@@ -124,9 +124,12 @@ def test_a_valid_config_is_copied_under_a_temporary_name_then_renamed(bench):
     assert steps[9] == ["fs", "cp", str(config), ":/data/config.json.new"]
     assert steps[10][0] == "exec" and "_install('/data/config.json.new', '/data/config.json'" in steps[10][1]
     assert steps[11][0] == "exec" and "os.remove('/data/overrides.json')" in steps[11][1]
+    # the start markers of the firmware this deploy replaced
+    assert steps[12][0] == "exec" and "os.remove('/data/config.try')" in steps[12][1]
+    assert "os.remove('/data/config.boot')" in steps[12][1]
     # 7. the flag cleared (should it be there), a reset: the guard starts
-    assert steps[12][0] == "exec" and "os.remove('/maintenance')" in steps[12][1]
-    assert steps[13] == ["reset"] and len(steps) == 14
+    assert steps[13][0] == "exec" and "os.remove('/maintenance')" in steps[13][1]
+    assert steps[14] == ["reset"] and len(steps) == 15
     assert events(bench) == [["watchdog", 900000], ["boot", "maintenance"], ["boot", "guard"]]
     board = bench["board"]
     assert (board / "data" / "config.json").read_bytes() == config.read_bytes()
@@ -145,8 +148,8 @@ def test_the_installer_is_warned_before_the_guard_stops(bench):
     text = output[warning:output.index("\n", warning)]
     assert "keep the current they were last given" in text and "Trydan has no keep-alive" in text, text
     # The longest it can take: the sum of the steps' time limits (300 s for the firmware copy, 60 s for each of the
-    # five others without a configuration).
-    assert "at most 600 s" in text and "within 15 min" in text, text
+    # six others without a configuration).
+    assert "at most 660 s" in text and "within 15 min" in text, text
 
 
 def test_nothing_is_copied_before_the_board_is_in_its_maintenance_boot(bench):
@@ -176,8 +179,25 @@ def test_a_boot_stopped_before_main_py_gets_the_watchdog_armed_by_deploy(bench):
 def test_without_config_only_firmware_and_board_are_copied(bench):
     code, output = run_deploy(bench)
     assert code == 0, output
-    assert [step[0] for step in calls(bench)] == ["fs", "fs", "exec", "reset", "exec", "fs", "fs", "exec", "exec", "reset"]
+    assert [step[0] for step in calls(bench)] == ["fs", "fs", "exec", "reset", "exec", "fs", "fs", "exec", "exec", "exec",
+                                                 "reset"]
     assert (bench["board"] / "data" / "config.json").read_bytes() == OLD
+
+
+def test_a_deploy_clears_the_start_markers_so_the_new_firmware_tries_the_configuration_again(bench):
+    """The old firmware's verdicts go: a config.json that did not start (config.try) and the last good
+    configuration's failed starts into safe mode (config.boot); config.bak itself stays."""
+    from chargeguard import trial
+
+    assert deploy.START_MARKERS == (trial.TRIAL_FILE, trial.BOOTS_FILE)
+    data = bench["board"] / "data"
+    (data / "config.try").write_text("%d 1\nMemoryError()\n" % len(OLD))
+    (data / "config.boot").write_text("%d 1 2\n" % len(OLD))
+    code, output = run_deploy(bench)
+    assert code == 0, output
+    assert not (data / "config.try").exists() and not (data / "config.boot").exists()
+    assert (data / "config.bak").read_bytes() == OLD and (data / "config.json").read_bytes() == OLD
+    assert "clear the start markers (config.try, config.boot)" in output, output
 
 
 def test_frozen_mode_copies_only_what_the_image_lacks_and_removes_a_hiding_copy(bench):

@@ -149,9 +149,19 @@ def settled(sim, *amps):
 
 
 def boot_and_settle(sim, *amps):
-    """Wait for the firmware's first status line, then for these offers to settle."""
+    """Wait for the firmware's first status line, then for these offers to settle and the guard to know it.
+
+    Settled on the boxes is not settled for the guard: until a reading ev_response after a raise (or the
+    box's own measurement) shows the car took it, the guard counts the car at its old current, and a load
+    step then takes the raise back further than the car's real draw calls for (core/guard.py). So the
+    readings go on until ev_response past the boxes' last current write.
+    """
     assert wait(lambda: status_lines(sim), BOOT_S), firmware_output(sim)
     assert pump_until(sim, lambda: settled(sim, *amps), SETTLE_S), firmware_output(sim)
+    last_ns = max([w.t_ns for trydan in sim.trydans for w in intensity_writes(trydan, 0)] or [0])
+    seen_ns = last_ns + int(EV_RESPONSE_S * 1e9)
+    assert pump_until(sim, lambda: time.monotonic_ns() >= seen_ns, EV_RESPONSE_S + PUMP_PERIOD_S)
+    assert settled(sim, *amps), firmware_output(sim)
 
 
 def start(**kwargs):

@@ -51,6 +51,8 @@ METER_S = METER_TEST_MS / 1000 + HOST_SLACK_S
 CHARGER_S = 2 * CHARGER_TEST_MS / 1000 + HOST_SLACK_S
 PAGE_S = ANSWER_S  # one request of the page, answered within the server's deadlines
 RESTART_EXIT = 3
+# After a save the settings page asks /api/status every 2 s until the controller answers (settings.html).
+RESTART_POLL_S = 2.0
 # The status page's heap and the wizard's checks: a candidate meter's or
 # wallbox's driver and the configuration's validator loaded for a request
 # (as .mpy on the 64-bit port their code is heap; frozen on the device it is
@@ -496,16 +498,29 @@ def test_settings_field_errors_export_and_import_in_chromium(tmp_path):
             page.set_input_files("#import", str(path))
             assert "not JSON" in wait_text(page, "#msg", "import refused", PAGE_S)
             assert stored(sim) == before
-            # ... a good one is stored whole (the stored secrets kept), then the controller restarts.
-            good = dict(exported, site=dict(exported["site"], breaker_a=32))
+            # ... a good one is stored whole (the stored secrets kept), then the controller restarts. It is
+            # valid with a warning (max_a above circuit_a): the page shows it once the controller is back.
+            assert page.is_hidden("#notes")
+            charger = dict(exported["chargers"][0], circuit_a=10, max_a=16)
+            good = dict(exported, site=dict(exported["site"], breaker_a=32), chargers=[charger])
             path = tmp_path / "good.json"
             path.write_text(json.dumps(good))
             page.set_input_files("#import", str(path))
             wait_text(page, "#msg", "restarts", PAGE_S)
-        assert wait(lambda: not sim.firmware.alive(), ANSWER_S), firmware_output(sim)
-        assert sim.firmware.process.returncode == RESTART_EXIT
-        doc = stored(sim)
-        assert doc["site"]["breaker_a"] == 32 and doc["admin"]["password"] == SIM_ADMIN_PASSWORD
+            assert wait(lambda: not sim.firmware.alive(), ANSWER_S), firmware_output(sim)
+            assert sim.firmware.process.returncode == RESTART_EXIT
+            doc = stored(sim)
+            assert doc["site"]["breaker_a"] == 32 and doc["admin"]["password"] == SIM_ADMIN_PASSWORD
+            restart(sim)
+            # The page asks /api/status every 2 s until the controller answers, then reads it once.
+            said = wait_text(page, "#msg", "back with the stored configuration", RESTART_POLL_S + PAGE_S)
+            assert "see its notes above" in said, said
+            assert "warning: chargers.0.max_a: 16 A is above circuit_a (10 A)" in text_of(page, "#notes")
+            # The status page shows the same notes, and none of the secrets.
+            page.goto("http://127.0.0.1:%d/" % sim.web_port)
+            page.wait_for_selector("#notes:not([hidden])", timeout=PAGE_S * 1000)
+            assert "chargers.0.max_a" in text_of(page, "#notes")
+            assert SIM_ADMIN_PASSWORD not in page.content()
     finally:
         sim.stop()
 

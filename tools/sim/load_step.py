@@ -6,13 +6,15 @@ The site of `make sim` (one V2C Trydan emulator, a 3 x 25 A breaker with a 1 A m
 guard settings: ramp 2 A per 5 s, ev_response 5 s) with the house at --house-a per phase and a car
 ramping up. Right after the firmware raises the car (the emulator has received the higher
 `Intensity`), the house's L1 rises by --step-a (an oven), before the car has followed the raise:
-the case where the car's raise and the new load together go over the breaker.
+the case where the car's raise and the new load together would go over the breaker (the guard takes
+such a raise back before the car takes it: core/guard.py).
 
 Per step it samples the site's real L1 current every 10 ms and prints, in seconds from the step:
 when the first telegram carrying the new load was written (the meter's period, 1 s here as DSMR 5
 / e-MUCS), when the lower `Intensity` reached the box (the guard and the command), when the car
-drew it (the car's response, --car-delay-s; IEC 61851 allows 5 s), and how long L1 was above the
-breaker in all, with its highest current. Exit 1 when the firmware never cut.
+drew it (the car's response, --car-delay-s; IEC 61851 allows 5 s), how long L1 was above the
+breaker in all, and L1's highest current from the step on (over the breaker or not). Exit 1 when the
+firmware never lowered the box.
 """
 
 import argparse
@@ -54,7 +56,7 @@ class Step:
         self.over_from_s = None  # L1 above the breaker: first and last sample
         self.over_to_s = None
         self.over_s = 0.0  # how long, to the sampling step
-        self.peak_a = 0.0
+        self.peak_a = 0.0  # L1's highest from the step until it has been under the breaker long enough
 
     def text(self, number, breaker_a, car_delay_s):
         def at(seconds):
@@ -119,10 +121,10 @@ def measure(steps=3, step_a=9.5, house_a=8.0, raise_to=8.0, car_delay_s=5.0, say
             while time.monotonic() - quiet_since < car_delay_s + 2 * TELEGRAM_PERIOD_S:
                 now_ns = time.monotonic_ns()
                 l1 = sim.site.grid_currents_ma()[0]
+                step.peak_a = max(step.peak_a, l1 / 1000)
                 if l1 > breaker_ma:
                     over_first = over_first or now_ns
                     over_last = now_ns
-                    step.peak_a = max(step.peak_a, l1 / 1000)
                     quiet_since = time.monotonic()
                 time.sleep(SAMPLE_S)
             cuts = [(t, a) for t, a in intensities(box) if t > step_ns and a < raised_to]

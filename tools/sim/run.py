@@ -169,6 +169,8 @@ WEB_PORT = 8080  # http://127.0.0.1:8080 (CHARGEGUARD_WEB_PORT for the firmware)
 # The simulated installation's admin password (printed by the simulator: it
 # is a throwaway for this loopback-only site, never a default of the firmware).
 SIM_ADMIN_PASSWORD = "sim-admin-pass"
+# The --ocpp box's password (HTTP Basic, OCPP security profile 1), in its charger entry and the emulator.
+SIM_OCPP_PASSWORD = "sim-box-pass"
 # The mixed site's drivers (three more driver modules and boxes than the
 # default site): the go-e and the OpenEVSE took 117 KB live on the 64-bit port
 # with 128K (2026-11-30), so 16K more; the Alfen over Modbus TCP (net/modbus,
@@ -882,7 +884,9 @@ def main():
         mqtt=mqtt,
         web_port=None if args.no_web else args.web_port,
         mixed=args.mixed,
-        ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A"}] if args.ocpp else None,
+        # The box logs in as an installer would set it up (a box without a password is warned about).
+        ocpp=[{"id": "SIMBOX", "name": "OCPP box", "unit": "A", "password": SIM_OCPP_PASSWORD,
+               "config": {"password": SIM_OCPP_PASSWORD}}] if args.ocpp else None,
         load=args.load,
         every_family=args.every_family,
         site={"peak_limit_w": args.peak_limit_w} if args.peak_limit_w else None,

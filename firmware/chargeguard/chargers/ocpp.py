@@ -93,6 +93,26 @@ _VOLTAGE_V = const(230)  # nominal, to turn amps into watts for a box that takes
 _MIN_A = const(6)
 _CLOCK_VALID_S = const(1704067200)  # 2024-01-01: a wall clock before this was never set
 
+# Bits of OcppCharger._flags: what the box is known to do (learned, kept across connections) ...
+_SINGLE_LEVEL = const(0x1)  # it takes one stack level only: one profile with two periods
+_ZERO_REFUSED = const(0x2)  # it refuses a limit of 0 (pause then by `pause`)
+# ... the configuration's choices ...
+_PAUSE_STOP = const(0x4)  # pause "stop" (RemoteStop/StartTransaction)
+_PAUSE_AUTO = const(0x8)  # pause "auto" (zero, then stop when 0 is refused); neither bit: "zero"
+_REMOTE_START_STOP = const(0x10)
+_RELATIVE = const(0x20)  # profile_kind "relative"
+# ... this connection's state ...
+_BOOTED = const(0x40)  # a BootNotification on this connection
+_REGISTERED = const(0x80)  # its BootNotification was answered Accepted on this connection
+_LET_IN = const(0x100)  # set up while Pending: its next BootNotification is Accepted
+_LATE = const(0x200)  # the set-up deadline passed (reported once)
+_TALKED = const(0x400)  # a message before its BootNotification
+_SETUP_SOON = const(0x800)  # a BootNotification is being answered: ask for the set-up once it went out
+_ACCEPTED = const(0x1000)  # a dynamic profile was accepted on this connection
+# ... and the driver's own.
+_STOPPED = const(0x2000)  # paused by RemoteStopTransaction
+_APPLYING = const(0x4000)  # an apply() is running
+
 _CAR_UNKNOWN = const(0)
 _CAR_NONE = const(1)
 _CAR_CONNECTED = const(2)
@@ -216,25 +236,32 @@ class OcppCharger:
     discovered: a box that is not configured: answered, never commanded.
     """
 
+    discovered = False  # True on the instance of a discovered box only
+
     def __init__(self, charge_point_id, password="", phases=3, failsafe_a=0, unit="auto", stack_level=-1,
                  profile_connector=-1, pause="auto", remote_start_stop=False, id_tags="", meter_interval_s=10,
                  clock=None, wall=None, discovered=False, profile_kind="absolute"):
+        # One instance dict per box (MicroPython: 8 bytes an entry, in a table that
+        # grows in steps: 29, 37, 47, 59 entries): the yes/no facts are bits of
+        # `_flags`, and a box that is not discovered has no `discovered` entry.
         self.charge_point_id = charge_point_id
         self.password = password
         self.phases = phases
         self.failsafe_ma = failsafe_a * 1000
         self.unit = unit  # "A", "W" or "auto" until learned
         self.stack_level = stack_level  # the failsafe's; -1 until learned
-        self.single_level = False  # the box takes one stack level only: one profile with two periods
-        self.zero_refused = False  # the box refuses a limit of 0 (pause then by `pause`)
-        self.failsafe_note = None  # why the box's own failsafe is not what failsafe_a says
         self.connector = profile_connector  # -1 until learned
-        self.pause = pause
-        self.remote_start_stop = remote_start_stop
-        self.id_tags = [tag.strip() for tag in id_tags.split(",") if tag.strip()]
+        flags = _PAUSE_STOP if pause == "stop" else _PAUSE_AUTO if pause == "auto" else 0
+        if remote_start_stop:
+            flags |= _REMOTE_START_STOP
+        if profile_kind == "relative":
+            flags |= _RELATIVE
+        self._flags = flags
+        # A tuple (no spare room as a list has); the empty one is no object of its own.
+        self.id_tags = tuple(tag.strip() for tag in id_tags.split(",") if tag.strip()) if id_tags else ()
         self.meter_interval_s = meter_interval_s
-        self.relative = profile_kind == "relative"
-        self.discovered = discovered
+        if discovered:
+            self.discovered = True
         self._clock = clock or getattr(time, "ticks_ms", None) or (lambda: time.monotonic_ns() // 1000000)
         self._wall = wall
         self.central = None  # set by net/ocpp.from_config
@@ -253,16 +280,9 @@ class OcppCharger:
         self.vendor = None
         self.model = None
         self.firmware = None
-        self.writes_sent = 0
-        self._booted = False  # a BootNotification on this connection
-        self._registered = False  # its BootNotification was answered Accepted on this connection
         self._pending_at = None  # ticks of the first Pending answer of this boot, None = not Pending
-        self._let_in = False  # set up while Pending: its next BootNotification is Accepted
-        self._late = False  # the set-up deadline passed (reported once)
-        self._talked = False  # a message before it
         self._setup = 0  # set-up steps done on this connection (see poll)
         self._setup_at = None
-        self._setup_soon = False  # a BootNotification is being answered: ask for the set-up once it went out
         # Set by the App: a callable that has poll() run at once by this box's task (then its command).
         self.poll_soon = None
         # Set by the App: a callable giving its count of guard decisions. A Pending box is let in with a
@@ -271,14 +291,10 @@ class OcppCharger:
         self._ready_decision = None  # decisions() when the set-up of a Pending box ended
         self._box_clock = None  # (box seconds, our ticks) from the last timestamp
         self._sent_ma = None  # the dynamic limit the box has, None = unknown
-        self._accepted = False  # a dynamic profile was accepted on this connection
         self._sent_at = 0
-        self._stopped = False  # paused by RemoteStopTransaction
         self._transaction = 0
         self._meter_start = None
-        self._energy_wh = None
         self._next_transaction = 1
-        self._applying = False
         self._command_seq = 0
 
     # ----------------------------------------------------------- connection
@@ -289,16 +305,11 @@ class OcppCharger:
         self.connected_since_ms = self._clock()
         self.connected_since_s = self._wall_s()
         self.link_seq += 1
-        self._booted = False
-        self._registered = False
+        self._flags &= ~(_BOOTED | _REGISTERED | _LET_IN | _LATE | _TALKED | _ACCEPTED)
         self._pending_at = None
-        self._let_in = False
-        self._late = False
-        self._talked = False
         self._setup = 0
         self._setup_at = None
         self._sent_ma = None
-        self._accepted = False
         # Not commandable until its set-up is done: till then the guard
         # counts it as unavailable (its last offer as drawn).
         self.status.reachable = False
@@ -329,8 +340,8 @@ class OcppCharger:
 
     def answered(self):
         """The answer to the box's last call went out (net/ocpp.py): after a BootNotification, the set-up now."""
-        if self._setup_soon:
-            self._setup_soon = False
+        if self._flags & _SETUP_SOON:
+            self._flags &= ~_SETUP_SOON
             if self.poll_soon is not None:
                 self.poll_soon()
 
@@ -349,8 +360,8 @@ class OcppCharger:
         handler = _HANDLERS.get(action)
         if handler is None:
             raise _error("NotImplemented", "%s is not known" % action)
-        if action != "BootNotification" and not self._booted:
-            self._talked = True
+        if action != "BootNotification" and not self._flags & _BOOTED:
+            self._flags |= _TALKED
         return handler(self, payload)
 
     def _boot(self, payload):
@@ -361,37 +372,33 @@ class OcppCharger:
         self.model = model[:20]
         self.firmware = firmware[:50] if firmware else None
         self.link_seq += 1
-        self._booted = True
-        if self._let_in or self._talked or self.discovered:
+        self._flags |= _BOOTED
+        if self._flags & (_LET_IN | _TALKED) or self.discovered:
             # Let in: set up while Pending (OCPP 1.6, 4.2), or a box that
             # talked before booting on this connection (only a box once
             # accepted may: a reconnect, whose BootNotification we asked for),
             # or a discovered box (never commanded). No slower than before:
             # a reconnect's set-up starts now, as it always did.
-            if not self._let_in:
+            if not self._flags & _LET_IN:
                 self._setup = 0
-                self._setup_soon = True
+                self._flags |= _SETUP_SOON
                 self._sent_ma = None
                 self.status.reachable = False
                 self.status.error = "connected, setting up"
             elif self.status.error and self.status.error.startswith("Pending"):
                 self.status.error = None
-            self._let_in = False
-            self._registered = True
+            self._flags = self._flags & ~_LET_IN | _REGISTERED
             self._pending_at = None
             return '{"status":"Accepted","currentTime":"%s","interval":%d}' % (iso_time(self._utc()), HEARTBEAT_S)
-        if self._pending_at is None or self._registered:
+        if self._pending_at is None or self._flags & _REGISTERED:
             # A new boot: Pending until its profiles and configuration are
             # in, so it may not start a transaction before (4.2, 4.2.1). Its
             # BootNotification again after PENDING_S (the box's retry) is the
             # same boot: the set-up goes on.
-            self._registered = False
+            self._flags = self._flags & ~(_REGISTERED | _LATE | _ACCEPTED) | _SETUP_SOON
             self._pending_at = self._clock()
-            self._late = False
             self._setup = 0
-            self._setup_soon = True
             self._sent_ma = None
-            self._accepted = False
             status = self.status
             status.reachable = False
             status.error = "connected, Pending: setting up"
@@ -516,7 +523,7 @@ class OcppCharger:
         self._next_transaction += 1
         self._meter_start = meter_start
         self.status.session_energy_wh = 0
-        self._stopped = False
+        self._flags &= ~_STOPPED
         return '{"transactionId":%d,"idTagInfo":{"status":"%s"}}' % (self._transaction, self._tag_status(tag))
 
     def _stop_transaction(self, payload):
@@ -575,7 +582,6 @@ class OcppCharger:
         session = self.session
         if session is None or self.central is None:
             return "disconnected", None
-        self.writes_sent += 1
         code, result = await self.central.call(session, action, payload)
         if code != "ok":
             self._refused("%s: %s" % (action, code))
@@ -603,16 +609,16 @@ class OcppCharger:
         now = self._clock()
         if self._setup_at is not None and ticks_diff(now, self._setup_at) < RETRY_MS:
             return
-        if not self._booted:
-            if self._talked:
+        if not self._flags & _BOOTED:
+            if self._flags & _TALKED:
                 self._setup_at = now
                 code, result = await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
             return
-        if (self._pending_at is not None and not self._let_in and not self._late
+        if (self._pending_at is not None and not self._flags & _LET_IN and not self._flags & _LATE
                 and ticks_diff(now, self._pending_at) >= SETUP_DEADLINE_MS):
             # Bounded: reported once; the box stays Pending (it may not start
             # a transaction) and the set-up is tried again.
-            self._late = True
+            self._flags |= _LATE
             self.status.reachable = False
             self._overdue()
             self.link_seq += 1
@@ -629,7 +635,7 @@ class OcppCharger:
             # Before the configuration: without a profile the box offers its
             # own maximum (a box with one stack level gets its failsafe as the
             # dynamic profile's second period, sent right after this poll).
-            if not (self.single_level or await self._failsafe_profile()):
+            if not (self._flags & _SINGLE_LEVEL or await self._failsafe_profile()):
                 self._setup_at = now
                 return
             if self.meter_interval_s:
@@ -663,7 +669,7 @@ class OcppCharger:
             elif item.get("key") == "ChargeProfileMaxStackLevel" and self.stack_level < 0:
                 level = decimal(value, 0)
                 if level == 0:
-                    self.single_level = True
+                    self._flags |= _SINGLE_LEVEL
                     self.stack_level = 0
 
     async def _configure(self, key, value):
@@ -683,7 +689,7 @@ class OcppCharger:
     def _profile(self, profile_id, level, periods, duration):
         # Absolute from now (our clock, else the box's), or Relative: no
         # startSchedule, the box counts from its own start point.
-        if self.relative:
+        if self._flags & _RELATIVE:
             kind = "Relative"
             start = ""
         else:
@@ -722,12 +728,12 @@ class OcppCharger:
         self.stack_level = level
         period = '{"startPeriod":0,"limit":%s}' % self._limit(self.failsafe_ma)
         if not await self._set_profile(_FAILSAFE_ID, level, period, "", self.failsafe_ma):
+            # Why the box's own failsafe is not what failsafe_a says.
             if self.failsafe_ma == 0:
-                self.zero_refused = True
-                self.failsafe_note = "the box refuses limit 0: its own failsafe cannot pause"
+                self._flags |= _ZERO_REFUSED
+                self.last_error = "the box refuses limit 0: its own failsafe cannot pause"
             else:
-                self.failsafe_note = "failsafe profile refused (%s)" % self.last_refusal
-            self.last_error = self.failsafe_note
+                self.last_error = "failsafe profile refused (%s)" % self.last_refusal
         return True
 
     async def apply(self, offered_ma):
@@ -740,13 +746,13 @@ class OcppCharger:
             return False
         self._command_seq += 1
         seq = self._command_seq
-        while self._applying:
+        while self._flags & _APPLYING:
             if seq != self._command_seq:
                 return False
             await _sleep_ms(10)
         if seq != self._command_seq:
             return False
-        self._applying = True
+        self._flags |= _APPLYING
         try:
             return await self._apply(offered_ma)
         except MemoryError:
@@ -758,38 +764,38 @@ class OcppCharger:
             self.status.error = self.last_error = "driver: %s" % type(err).__name__
             return False
         finally:
-            self._applying = False
+            self._flags &= ~_APPLYING
 
     async def _apply(self, offered_ma):
         status = self.status
         if self.session is None:
             return False
-        if not self._booted or self._setup < 3:
+        if not self._flags & _BOOTED or self._setup < 3:
             return False  # poll() finishes the set-up first
         milliamps = int(offered_ma) // 100 * 100  # 0.1 A steps, rounded down
         if milliamps < _MIN_A * 1000:
             milliamps = 0
         now = self._clock()
         if milliamps == self._sent_ma and ticks_diff(now, self._sent_at) < RENEW_MS:
-            if not (self._registered or self._let_in):
+            if not self._flags & (_REGISTERED | _LET_IN):
                 await self._admit()
             return True
-        if milliamps == 0 and (self.pause == "stop" or self.zero_refused and self.pause == "auto"):
-            if not self._registered:
+        if milliamps == 0 and (self._flags & _PAUSE_STOP or self._flags & _ZERO_REFUSED and self._flags & _PAUSE_AUTO):
+            if not self._flags & _REGISTERED:
                 # RemoteStop is not allowed while Pending (OCPP 1.6, 4.2), and
                 # nothing else pauses this box: it is let in once it takes a
                 # limit it can hold (the guard's next offer above 0).
                 status.error = "Pending: waits for a limit above 0 (the box refuses 0)"
                 return False
-            if self.pause == "stop" or self.remote_start_stop:
+            if self._flags & (_PAUSE_STOP | _REMOTE_START_STOP):
                 return await self._remote_stop()
             # Commandable above 0 all the same: reachable, with the reason.
             self._commanded()
             status.error = self.last_error = "cannot pause: the box refuses limit 0 (allow remote_start_stop)"
             return False
         periods = '{"startPeriod":0,"limit":%s}' % self._limit(milliamps)
-        if self.single_level:
-            if not (self.failsafe_ma == 0 and self.zero_refused):
+        if self._flags & _SINGLE_LEVEL:
+            if not (self.failsafe_ma == 0 and self._flags & _ZERO_REFUSED):
                 periods += ',{"startPeriod":%d,"limit":%s}' % (DYNAMIC_VALID_S, self._limit(self.failsafe_ma))
             duration = ""
             level = self.stack_level
@@ -799,22 +805,22 @@ class OcppCharger:
         if await self._set_profile(_DYNAMIC_ID, level, periods, duration, milliamps):
             self._sent_ma = milliamps
             self._sent_at = now
-            self._accepted = True
+            self._flags |= _ACCEPTED
             status.offered_ma = milliamps
             self._commanded()
-            if not self._registered:
-                if not self._let_in:
+            if not self._flags & _REGISTERED:
+                if not self._flags & _LET_IN:
                     await self._admit()
-            elif self._stopped and milliamps and self.remote_start_stop:
+            elif self._flags & _STOPPED and milliamps and self._flags & _REMOTE_START_STOP:
                 await self._remote_start()
             return True
-        if (milliamps == 0 or self.single_level and self.failsafe_ma == 0) and not self.zero_refused:
-            self.zero_refused = True  # a box that refuses 0: never sent again
+        if (milliamps == 0 or self._flags & _SINGLE_LEVEL and self.failsafe_ma == 0) and not self._flags & _ZERO_REFUSED:
+            self._flags |= _ZERO_REFUSED  # a box that refuses 0: never sent again
             return await self._apply(offered_ma)
-        if self._accepted:
+        if self._flags & _ACCEPTED:
             pass  # this box took such profiles before: a refusal now is no quirk to learn
-        elif not self.single_level and level > 0:
-            self.single_level = True  # a box that refuses the higher level: one profile from now on
+        elif not self._flags & _SINGLE_LEVEL and level > 0:
+            self._flags |= _SINGLE_LEVEL  # a box that refuses the higher level: one profile from now on
             return await self._apply(offered_ma)
         elif self.unit == "auto":
             self.unit = "W"  # the unit was not learned and amps are refused: watts then
@@ -822,7 +828,7 @@ class OcppCharger:
         # Not applied: unavailable to the guard (its last offer counts as drawn) until a command is.
         status.reachable = False
         status.error = self.last_error = self.last_refusal
-        if self._late and not self._registered:
+        if self._flags & _LATE and not self._flags & _REGISTERED:
             self._overdue()
         return False
 
@@ -831,9 +837,9 @@ class OcppCharger:
         # decided with the box available (the command of the pass that ended
         # the set-up was decided before): the box may come in now, at once
         # (TriggerMessage: it boots again before its interval, OCPP 1.6 4.2).
-        if self._let_in or self.decisions is not None and self.decisions() == self._ready_decision:
+        if self._flags & _LET_IN or self.decisions is not None and self.decisions() == self._ready_decision:
             return
-        self._let_in = True
+        self._flags |= _LET_IN
         if self.status.error and self.status.error.startswith("Pending"):
             self.status.error = None
         await self._call("TriggerMessage", '{"requestedMessage":"BootNotification"}')
@@ -855,13 +861,13 @@ class OcppCharger:
 
     async def _remote_stop(self):
         if self._transaction == 0:
-            self._stopped = True
+            self._flags |= _STOPPED
             self._sent_ma = 0
             self._commanded()
             return True
         code, result = await self._call("RemoteStopTransaction", '{"transactionId":%d}' % self._transaction)
         if code == "ok" and result.get("status") == "Accepted":
-            self._stopped = True
+            self._flags |= _STOPPED
             self._sent_ma = 0
             self._sent_at = self._clock()
             self.status.offered_ma = 0
@@ -874,7 +880,7 @@ class OcppCharger:
         tag = self.id_tags[0] if self.id_tags else "ChargeGuard"
         code, result = await self._call("RemoteStartTransaction", '{"connectorId":1,"idTag":"%s"}' % tag)
         if code == "ok" and result.get("status") == "Accepted":
-            self._stopped = False
+            self._flags &= ~_STOPPED
 
 
 async def _sleep_ms(ms):

@@ -29,6 +29,28 @@ breaker, and gives each charger an offered current inside that envelope:
   with every car at its offer); between the low and the high view it keeps
   its offer, because the cars' pending changes explain the gap: a car still
   following a cut is not cut again, nobody is cut for a raise in progress;
+- but a raise the car has not been seen to take is taken back at once, to
+  what the low view allows, when with the car at its old current and the
+  new offer on top one of its phases would be above the breaker itself
+  (breaker_ma: within margin_ma it stands, the margin being the hysteresis;
+  the import limits never take a raise back, being averages, not a
+  breaker), and on that phase a load came since: the cut view (every car at
+  its offer) is heavier than the low view was when the raise was given.
+  Without that, a car quicker than ev_response_ms on a box that does not
+  report its current (the next reading shows it at the raise, which the
+  low view counts as house load) had raises near the limit taken back and
+  given again for ever. So a load no larger than the raises in progress on
+  its phase cannot be told from the cars taking them and the raises stand
+  (the phase then at most those raises less the margin above the breaker);
+  with two cadences, between two per-phase lists, the raises' power is the
+  slack (a rise of the total is put on every phase). When even the minimum
+  does not fit, the raise goes back to the minimum but the charger is not
+  paused at once: the high view still counts the car at the offer it was
+  given (it may have taken it), for ev_response_ms; it is paused at the
+  first reading after that which still shows no room, or at once when its
+  box measures the car after the take-back. Not handled: a pause at the
+  take-back's reading (the guard before the take-back cut such a raise to
+  the cut view's allowance there and paused at the same time);
 - an increase is rate-limited (`ramp_step_ma` per `ramp_interval_ms`, and
   not before the grid reading is `ev_response_ms` past the last raise)
   because a car needs up to ~5 s to follow a new limit (IEC 61851) and an
@@ -117,6 +139,9 @@ class _ChargerState:
         # what a cut goes down to (as deep as needed if the car has taken
         # the raise, no deeper).
         self.draw_cut_ma = [0, 0, 0]
+        # Per charger line, the low view's headroom (mA) on its site phase
+        # when the last raise was given: whether the house rose since.
+        self.raise_room_ma = [0, 0, 0]
 
 
 class Guard:
@@ -151,6 +176,10 @@ class Guard:
         self.cut_headroom_ma = [0, 0, 0]
         self.cut_budget_w = _BIG
         self.shed_budget_w = _BIG
+        # How much lighter than the house the cut view may show it on a
+        # phase from raises in progress (mA): 0, but with two cadences the
+        # raises' power as a rise of the total, on one phase (_headroom).
+        self.raise_slack_ma = 0
         self.reading_ms = 0  # tick of the grid reading in use
         self.per_phase = False  # its per-phase values are used this tick (not: totals only)
         self.cadence = None  # core/cadence.TwoCadences once a two-cadence reading came
@@ -343,8 +372,16 @@ class Guard:
             base_high = self._totals_base(high_w, net_w)
             base_cut = self._totals_base(cut_w, net_w)
         grid = self.grid_ma
+        self.raise_slack_ma = 0
         if split:
             self.cadence.headroom(self, reading, low_w, high_w, cut_w, limit_ma)
+            # The per-phase values counted a car at a raise it had not taken
+            # yet and the total's reference with them: its catching up shows
+            # as a rise of the total, which is put on every phase.
+            slack = -(-(cut_w - low_w) * 1000 // voltage_v)
+            if site.balanced_load:
+                slack = -(-slack // site.phases)
+            self.raise_slack_ma = slack
         for phase in range(0 if split else PHASES):
             if phase >= site.phases:
                 self.headroom_ma[phase] = 0
@@ -528,7 +565,9 @@ class Guard:
         they may draw). A charger above `high` is cut at once to `cut`;
         between `low` and `high` it keeps its offer: the cars' pending
         changes explain the gap, so a car still following a cut is not cut
-        again, and nobody is cut because of a raise in progress; below
+        again, and nobody is cut because of a raise in progress, unless a
+        load came since and the raise would put a phase above the breaker:
+        then it is taken back to `low` (_ramp, the module doc); below
         `low` it may be raised (_ramp).
         """
         charger = self.chargers[index]
@@ -546,11 +585,23 @@ class Guard:
             allowed = charger.circuit_ma
             reason = REASON_CIRCUIT
         extra = extra_high = extra_cut = allowed - charger.min_ma
+        # How far above its minimum a raise the car has not taken yet may
+        # stand: the breaker alone (no margin, no import limit) in the low
+        # view, on the phases where the house rose since the raise by more
+        # than the cars' raises in progress explain: the cut view (which
+        # counts them at their new offers) is heavier than the low view was
+        # at the raise, by more than `raise_slack_ma` (_headroom).
+        breaker_extra = _BIG
+        room = state.raise_room_ma
+        cut_headroom = self.cut_headroom_ma
+        slack = self.raise_slack_ma
         for line in range(charger.phases):
             phase = charger.phase_map[line]
             if left[phase] < extra:
                 extra = left[phase]
                 reason = REASON_BREAKER
+            if left[phase] < breaker_extra and cut_headroom[phase] + slack < room[line]:
+                breaker_extra = left[phase]
             if left_high[phase] < extra_high:
                 extra_high = left_high[phase]
             if left_cut[phase] < extra_cut:
@@ -581,7 +632,10 @@ class Guard:
             extra_high = extra_cut
         extra_high -= extra_high % CURRENT_STEP_MA
         min_ma = charger.min_ma
-        offered = self._ramp(state, min_ma, min_ma + extra, min_ma + extra_cut, min_ma + extra_high, now_ms)
+        breaker_room_ma = min_ma + breaker_extra + self.site.margin_ma
+        offered = self._ramp(
+            index, min_ma, min_ma + extra, min_ma + extra_cut, min_ma + extra_high, breaker_room_ma, now_ms
+        )
         if offered < min_ma + extra:
             reason = REASON_RAMP
         # Set aside what it is offered, or while it ramps what it may take:
@@ -632,27 +686,50 @@ class Guard:
             if charger.min_ma * charger.phases * self.site.voltage_v // 1000 > budget_left:
                 command.reason = state.pause_reason  # the import limit holds it back
 
-    def _ramp(self, state, min_ma, low_ma, cut_ma, high_ma, now_ms):
+    def _ramp(self, index, min_ma, low_ma, cut_ma, high_ma, breaker_room_ma, now_ms):
         """The next offer of a running charger from its three allowances (see _give).
 
-        Above high_ma: down to cut_ma at once. Between: kept. Below low_ma:
+        A raise the car has not been seen to take, above breaker_room_ma
+        (_give: the breaker alone, the low view, on phases where a load came
+        since the raise): down to low_ma at once, still a raise from the
+        car's old current when above it. Otherwise above high_ma: down to
+        cut_ma at once. Between: kept. Below low_ma:
         up by at most ramp_step_ma, once ramp_interval_ms has passed since
         the last change and the car has shown it took the last raise: its
         box measured it there, or the grid reading is ev_response_ms past
         the raise (it then shows the car's answer). A start goes straight
         to the minimum.
         """
+        state = self.states[index]
         offered = state.offered_ma
         if offered == 0:
             # Starting: the car starts at the minimum, whatever the ramp.
-            self._set_offered(state, min_ma, now_ms)
+            self._raise(index, min_ma, now_ms)
             return min_ma
+        site = self.site
+        if (
+            offered > breaker_room_ma
+            and offered > low_ma
+            and state.raised
+            and not state.took_raise
+            and ticks_diff(self.reading_ms, state.changed_ms) < site.ev_response_ms
+        ):
+            # A raise the car has not been seen to take, and a load came
+            # since: once the car took it the phase would be above the
+            # breaker. Taken back at once, before the car takes it, to what
+            # the low view allows.
+            prev_ma = state.prev_ma
+            self._set_offered(state, low_ma, now_ms)
+            if low_ma > prev_ma:
+                # Still above what the car may draw: a raise from there.
+                state.raised = True
+                state.prev_ma = prev_ma
+            return low_ma
         if offered > high_ma:
             self._set_offered(state, cut_ma, now_ms)
             return cut_ma
         if offered >= low_ma:
             return offered
-        site = self.site
         if state.changed_once:
             if ticks_diff(now_ms, state.changed_ms) < site.ramp_interval_ms:
                 return offered
@@ -665,8 +742,16 @@ class Guard:
         step_to = offered + site.ramp_step_ma
         if step_to > low_ma:
             step_to = low_ma
-        self._set_offered(state, step_to, now_ms)
+        self._raise(index, step_to, now_ms)
         return step_to
+
+    def _raise(self, index, offered_ma, now_ms):
+        """Raise a running charger to offered_ma, keeping the low view's headroom on its phases then."""
+        self._set_offered(self.states[index], offered_ma, now_ms)
+        charger = self.chargers[index]
+        room = self.states[index].raise_room_ma
+        for line in range(charger.phases):
+            room[line] = self.headroom_ma[charger.phase_map[line]]
 
     def _set_offered(self, state, offered_ma, now_ms):
         if offered_ma == state.offered_ma:

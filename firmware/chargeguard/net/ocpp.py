@@ -243,7 +243,7 @@ class CentralSystem:
         # (driver, subprotocol to answer, key), or raises HandshakeError.
         head_buf = bytearray(_HEAD_BYTES)
         size = await ws.wait_ms(ws.read_head(reader, head_buf), ws.HEAD_MS)
-        head = bytes(head_buf[:size])
+        head = bytes(memoryview(head_buf)[:size])  # one copy (a slice of the bytearray would be a second)
         head_buf = None
         path, key, protocols, authorization = ws.parse_head(head)
         protocol = None

@@ -90,15 +90,22 @@ async def read_head(reader, buf):
     """
     size = 0
     view = memoryview(buf)
+    # MicroPython's streams read into the buffer: no chunk of up to its size
+    # as well (a second 1 KB block while a box connects); CPython's copy.
+    readinto = getattr(reader, "readinto", None)
     while True:
         if size >= len(buf):
             raise HandshakeError(431, "Request Header Fields Too Large")
-        chunk = await reader.read(len(buf) - size)
-        if not chunk:
+        if readinto is not None:
+            count = await readinto(view[size:])
+        else:
+            chunk = await reader.read(len(buf) - size)
+            count = len(chunk)
+            view[size : size + count] = chunk
+        if not count:
             raise HandshakeError(400, "Bad Request")
-        view[size : size + len(chunk)] = chunk
         start = size - 3 if size > 3 else 0
-        size += len(chunk)
+        size += count
         end = buf.find(b"\r\n\r\n", start, size)
         if end >= 0:
             return end + 4
