@@ -7,6 +7,8 @@ as in test_web.py. host_tests/system/test_portal_system.py does both
 against the running firmware.
 """
 
+import sys
+
 from test_web import make, request
 
 from chargeguard.core.apmode import LONG_PRESS_MS, WIFI_LOST_MS
@@ -315,6 +317,17 @@ def test_a_lost_wifi_makes_the_portal_then_it_opens():
             assert portal.pages is None and app.interfaces[0][1].portal is portal
         else:
             assert portal.pages is not None and portal.pages[0] is app and portal.pages[1]["portal"] is portal
+            # The context made now (attach.later_context, from the parts
+            # startup.py kept) is the one a portal made at boot gets.
+            context = portal.pages[1]
+            assert sorted(context) == ["admin_password", "charger_models", "command_api", "first_boot", "hostname",
+                                       "meter", "portal", "site_phases", "site_state", "web_port"]
+            assert context["admin_password"] == "correct-horse-9" and context["hostname"] == "chargeguard"
+            assert context["first_boot"] is False and context["web_port"] is None and context["charger_models"] == []
+            assert context["meter"]["type"] == "p1" and context["site_phases"] == 3
+            assert callable(context["site_state"]) and callable(context["command_api"])
+        # Loaded for the wiring (at boot or now) and unloaded after it.
+        assert "chargeguard.attach" not in sys.modules
 
 
 def test_a_portal_that_finds_no_heap_is_made_again_a_minute_later():

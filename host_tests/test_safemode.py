@@ -4,6 +4,7 @@ import asyncio
 import sys
 
 from chargeguard import app as app_module
+from chargeguard import flashfile  # its marker names (app.build() unloads the module; this keeps a reference)
 from support import exists
 from test_app import GOOD, FakePlatform, run_for, storage_with, wait_until
 
@@ -20,7 +21,7 @@ METERS = []  # the meter sections boot() saw made, the last boot's only
 
 
 def boots_marker(storage):
-    return storage + "/" + app_module._BOOTS
+    return storage + "/" + flashfile._BOOTS
 
 
 def short_of_heap():
@@ -82,7 +83,7 @@ def count(storage):
 def test_the_names_agree_with_the_trial_module():
     from chargeguard import safemode, startup, trial
 
-    assert app_module._BOOTS == trial.BOOTS_FILE
+    assert flashfile._BOOTS == trial.BOOTS_FILE
     assert startup.FAILSAFE == safemode.FAILSAFE == trial.FAILSAFE and trial.SAFE_MODE == 1
     for module in ("chargeguard.safemode", "chargeguard.trial", "chargeguard.startup"):
         app_module._unload(module)

@@ -270,13 +270,15 @@ _TOPIC = const(15)  # an MQTT topic prefix of a..b characters (see _topic_error)
 _CLIENT_ID = const(16)  # empty or a..b of letters, digits, '-', '_', '.'
 _TZ = const(17)  # a POSIX TZ rule of a..b characters (core/tzparse.parse)
 
-_PHASE_LETTERS = "ABC"
+_PHASE_LETTERS = const("ABC")
 _POWER_W = const(100000)
 _MIN_CURRENT_A = const(6)  # IEC 61851: no car charges below 6 A
 
 # (key, default, kind, a, b, unit[, meaning of 0]); tables give the key order
-# of the document and of the error list.
-_TOP = (("name", "ChargeGuard", _TEXT, 1, 32, ""),)
+# of the document and of the error list. The tables made of constants only
+# are const(): their names are then not interned on MicroPython (a table
+# name would stay on the heap for good after this module is unloaded).
+_TOP = const((("name", "ChargeGuard", _TEXT, 1, 32, ""),))
 _SITE = (
     ("phases", 3, _ONEOF, (1, 3), None, ""),
     ("voltage_v", 230, _INT, 100, 260, "V"),
@@ -291,13 +293,13 @@ _SITE = (
     rules.PEAK_FOLLOW,
     ("timezone", "UTC0", _TZ, 1, 64, ""),
 )
-_GUARD = (
+_GUARD = const((
     ("meter_timeout_s", 10, _INT, 2, 300, "s"),
     ("min_pause_s", 180, _INT, 0, 3600, "s"),
     ("ramp_step_a", 2, _INT, 1, 32, "A"),
     ("ramp_interval_s", 5, _INT, 1, 60, "s"),
     ("ev_response_s", 5, _INT, 0, 30, "s"),
-)
+))
 _METER = (
     ("type", "p1", _ENUM, METER_TYPES, None, ""),
     ("baud", 115200, _ONEOF, BAUD_RATES, None, "baud"),
@@ -306,7 +308,7 @@ _METER = (
 )
 # The meter sections of the other types (modbus, http, mqtt, ct, han, atm90e32) are
 # meters/meter_fields.py's, loaded only to complete and check such a section.
-_WIFI = (
+_WIFI = const((
     ("ssid", "", _SSID, 0, 32, ""),
     ("password", "", _SECRET, 8, 63, ""),
     ("hostname", "chargeguard", _LABEL, 1, 32, ""),
@@ -316,7 +318,7 @@ _WIFI = (
     ("dns", "", _IPV4, None, None, ""),
     ("ntp_server", "pool.ntp.org", _OPT_HOST, None, None, ""),
     ("ap_password", "", _SECRET, 8, 63, ""),
-)
+))
 _SOLAR = (
     rules.ECO,
     ("eco_on_upper_w", 4000, _INT, -_POWER_W, _POWER_W, "W"),
@@ -331,8 +333,8 @@ _SOLAR = (
     ("excess_threshold_w", 13000, _INT, 0, 1000000, "W"),
 )
 _SOLAR_RULES = rules.SOLAR_RULES  # EVCM's cross-field rules of the solar section
-_ADMIN = (("password", "", _SECRET, 8, 64, ""),)
-_MQTT = (
+_ADMIN = const((("password", "", _SECRET, 8, 64, ""),))
+_MQTT = const((
     ("enabled", False, _BOOL, None, None, ""),
     ("host", "", _OPT_HOST, None, None, ""),
     ("port", 1883, _INT, 1, 65535, ""),
@@ -342,11 +344,11 @@ _MQTT = (
     ("topic_prefix", "chargeguard", _TOPIC, 1, 64, ""),
     ("discovery_prefix", "homeassistant", _TOPIC, 1, 64, ""),
     ("keepalive_s", 30, _INT, 2, 3600, "s"),
-)
-_WEB = (
+))
+_WEB = const((
     ("enabled", False, _BOOL, None, None, ""),
     ("port", 80, _INT, 1, 65535, ""),
-)
+))
 # The rows of every charger entry. A type with rules of its own
 # (drivers.CHARGER_MODULES: chargers/entries.py, chargers/ocpp_entry.py)
 # completes and checks its entry with these plus its own rows (an OCPP box's
@@ -367,13 +369,13 @@ _CHARGER = (
     rules.MANUAL_A,
     rules.ENABLED,
 )
-_OCPP = (
+_OCPP = const((
     ("enabled", False, _BOOL, None, None, ""),
     ("port", 8887, _INT, 1, 65535, ""),
     ("ping_s", 20, _INT, 0, 3600, "s"),
     ("max_message", 4096, _INT, 1024, 16384, ""),
     ("accept_unknown", False, _BOOL, None, None, ""),
-)
+))
 _SECTIONS = (
     ("site", _SITE),
     ("guard", _GUARD),
@@ -385,7 +387,7 @@ _SECTIONS = (
     ("web", _WEB),
     ("ocpp", _OCPP),
 )
-_TOP_KEYS = ("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt", "web", "ocpp")
+_TOP_KEYS = const(("version", "name", "site", "guard", "meter", "chargers", "solar", "wifi", "admin", "mqtt", "web", "ocpp"))
 
 # Beyond this depth nothing in a valid document nests; a deeper value is
 # shared instead of copied so a hostile file cannot exhaust the C stack.

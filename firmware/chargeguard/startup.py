@@ -217,45 +217,30 @@ def _assemble(platform, doc, log, first_boot=False, safe=0):
     app = _app.App(platform, doc, meter, drivers, log)
     app.network = network
     app.portal = portal
-    if interfaces or setup_web or portal_pages:
-        # What every interface gets besides its config section: the device's
-        # host name, and the site state and command API as calls (each loaded
-        # at its first call, so an interface pays only for what it uses).
-        context = {
-            "hostname": wifi_doc.get("hostname", "chargeguard"),
-            "site_state": app.site_state,
-            "command_api": app.command_api,
-            "charger_models": [entry["type"] for entry in doc["chargers"]],
-            # The web interface's password (a secret: never logged or returned).
-            "admin_password": doc["admin"]["password"],
-            # Out of the box (no configuration stored): the setup wizard's
-            # requests need no password until one is set; once a
-            # configuration exists they need its admin password.
-            "first_boot": first_boot,
-            # The web pages' port when they are served (Home Assistant's
-            # configuration_url links to them), else None.
-            "web_port": doc["web"]["port"] if doc.get("web", {}).get("enabled") else None,
-            # The setup access point (net/portal.Portal) or None: the web
-            # interface redirects to the setup page while it is open.
-            "portal": portal,
-            # The meter section in force and the site's phases: the wizard's
-            # meter check compares with them instead of reading the stored
-            # document again (a few hundred bytes kept, not KBs per check).
-            "meter": doc["meter"],
-            "site_phases": doc["site"]["phases"],
-        }
-        app.interfaces = [
-            (section, module.from_config(section_doc, platform, log, context))
-            for section, section_doc, module in interfaces
-        ]
-        if setup_web:
-            from chargeguard.net import captive
+    context = None
+    if interfaces or setup_web or (portal_pages and not later):
+        # attach.py: loaded only for it (a site without interfaces or setup
+        # pages never loads its code or interns its names), unloaded after.
+        from chargeguard import attach
 
-            captive.setup_web(app, platform, log, context, doc.get("web") or {})
-        elif portal_pages and portal is not None:
-            portal.pages = (app, context, doc.get("web") or {})
+        try:
+            context = attach.wire(app, platform, log, doc, interfaces, portal, first_boot, setup_web, portal_pages)
+        finally:
+            del attach
+            _app._unload("chargeguard.attach")
     if later:
         # The pages (where web.enabled is off) as above, once it is made.
+        if portal_pages and context is None:
+            # Nothing else to wire: the context is made only if the access
+            # point opens (net/portal.open_later, attach.later_context);
+            # until then only the parts of the document it needs are kept.
+            context = (
+                wifi_doc.get("hostname", "chargeguard"),
+                [entry["type"] for entry in doc["chargers"]],
+                doc["admin"]["password"],
+                doc["meter"],
+                doc["site"]["phases"],
+            )
         app.portal_later = (wifi_doc.get("ap_password", ""), context if portal_pages else None, doc.get("web") or {})
     app.needs_network = True
     app.ntp_server = wifi_doc["ntp_server"]

@@ -119,8 +119,9 @@ def _unload(name):
     import sys
 
     sys.modules.pop(name, None)
-    package = sys.modules.get("chargeguard.net")
-    short = name[name.rfind(".") + 1 :]
+    cut = name.rfind(".")
+    package = sys.modules.get(name[:cut])
+    short = name[cut + 1 :]
     if package is not None and short in package.__dict__:
         delattr(package, short)
 
@@ -153,6 +154,16 @@ def open_later(app):
     """
     password, context, web_doc = app.portal_later
     try:
+        if type(context) is tuple:
+            # Only the parts were kept at boot (startup.py: nothing else
+            # needed the context then): made now, by attach.py, loaded for it.
+            from chargeguard import attach
+
+            try:
+                context = attach.later_context(app, context)
+            finally:
+                del attach
+                _unload("chargeguard.attach")
         portal = make(app.platform, app.network, {"ssid": app.network.ssid, "ap_password": password}, False, app.log)
     except MemoryError:
         return False
