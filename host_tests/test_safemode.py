@@ -4,7 +4,6 @@ import asyncio
 import sys
 
 from chargeguard import app as app_module
-from chargeguard import flashfile  # its marker names (app.build() unloads the module; this keeps a reference)
 from support import exists
 from test_app import GOOD, FakePlatform, run_for, storage_with, wait_until
 
@@ -21,7 +20,7 @@ METERS = []  # the meter sections boot() saw made, the last boot's only
 
 
 def boots_marker(storage):
-    return storage + "/" + flashfile._BOOTS
+    return storage + "/" + app_module._BOOTS
 
 
 def short_of_heap():
@@ -83,7 +82,7 @@ def count(storage):
 def test_the_names_agree_with_the_trial_module():
     from chargeguard import safemode, startup, trial
 
-    assert flashfile._BOOTS == trial.BOOTS_FILE
+    assert app_module._BOOTS == trial.BOOTS_FILE
     assert startup.FAILSAFE == safemode.FAILSAFE == trial.FAILSAFE and trial.SAFE_MODE == 1
     for module in ("chargeguard.safemode", "chargeguard.trial", "chargeguard.startup"):
         app_module._unload(module)

@@ -4,7 +4,6 @@ import asyncio
 import sys
 
 from chargeguard import app as app_module
-from chargeguard import flashfile  # its marker names (app.build() unloads the module; this keeps a reference)
 from support import exists
 from test_app import GOOD, FakePlatform, run_for, storage_with, wait_until
 
@@ -22,7 +21,7 @@ RESTARTED = (
 
 
 def marker(storage):
-    return storage + "/" + flashfile._TRIAL
+    return storage + "/" + app_module._TRIAL
 
 
 def boot(storage, fail_host=None):
@@ -54,7 +53,7 @@ def boot(storage, fail_host=None):
 def test_the_trial_file_name_is_the_trial_modules():
     from chargeguard import trial
 
-    assert flashfile._TRIAL == trial.TRIAL_FILE
+    assert app_module._TRIAL == trial.TRIAL_FILE
 
 
 def test_a_config_that_cannot_start_falls_back_with_the_modules_it_loaded_unloaded():

@@ -167,7 +167,8 @@ class Profile:
 # Measured 2026-12-01 (coretier, issue 6) after the interfaces' wiring left
 # startup.py (attach.py, loaded only when an interface or the setup pages are
 # on; the lost-Wi-Fi portal's context made when it opens), App.keep_last_good's
-# work went to flashfile.proven and config.py's constant tables became
+# work went to flashfile.proven (reverted the same day: config.load() then
+# needed a larger block, test_config_heap) and config.py's constant tables became
 # const(): core ran three fast days in 80 KB (79 failed at boot, the App's
 # dict growing in init_app; main then 81, 80 failed there); wifi 86 ran 3 of
 # 3 three-day runs (main 3 of 4), modbus 86, http 88 2 of 3 (main 1 of 3).

@@ -52,6 +52,8 @@ PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this m
 # for a watchdog period: a loop that stalls is reset before then.
 CONFIG_PROVEN_MS = const(10000)
 CONFIG_NOTES_EVERY = const(60)  # status lines between repeats of the config notes
+_TRIAL = "config.try"  # trial.TRIAL_FILE: a new config.json not yet proven
+_BOOTS = "config.boot"  # trial.BOOTS_FILE: the last good configuration's unproven starts
 
 _mem_alloc = getattr(gc, "mem_alloc", None)  # MicroPython only
 # On the ESP32 (split heap, MicroPython >= 1.21) mem_free() includes what the
@@ -374,18 +376,41 @@ class App:
         and the last good configuration's start count (trial.py, config.boot) goes or drops to boots_proven.
 
         Once per boot: the copy only when config.bak differs (load_for_boot()
-        compared them); atomic, in small chunks. The work is flashfile.proven(),
+        compared them); atomic, in small chunks. The small flashfile module is
         loaded for it and unloaded again (config.remember() without the config
-        module): its code is not on the running controller's heap.
+        module); the usual boot (nothing to copy) only removes the count.
         """
         good = self.config_good
+        self.config_good = None
+        # The last good configuration's start count: gone, or the one
+        # trial.py said this level leaves (safe mode).
         boots = self.boots_proven
-        self.config_good = self.boots_proven = None
+        self.boots_proven = None
+        path = self.storage + "/" + _BOOTS
+        if good is None and not boots:
+            # The usual boot: only the count goes (flashfile is not loaded for it).
+            import os
+
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+            return
         from chargeguard import flashfile
 
         try:
-            flashfile.proven(self.storage, good, boots, self.log)
+            if good is not None:
+                flashfile.keep_last_good(self.storage, good, self.log)
         finally:
+            # Proven: the next boot tries it again whatever happens (trial.py).
+            flashfile.remove(self.storage + "/" + _TRIAL)
+            if boots:
+                try:
+                    flashfile.write(path, path + ".tmp", boots)
+                except OSError:
+                    pass  # the count stays: the next boot is safe mode again
+            else:
+                flashfile.remove(path)
             del flashfile
             _unload("chargeguard.flashfile")
 

@@ -14,10 +14,8 @@
     same(path, data) -> True when the file at `path` holds exactly `data`.
     replace(source, target), remove(path): rename over / delete, also on
         filesystems that refuse to rename over an existing file.
-    keep_last_good(storage, good, log): config.json copied to config.bak; an
-        OSError is said on `log`, not raised.
-    proven(storage, good, boots, log): App.keep_last_good's work once the
-        configuration has run (the copy above, trial.py's markers).
+    keep_last_good(storage, good, log): App.keep_last_good's work, config.json
+        copied to config.bak; an OSError is said on `log`, not raised.
 
 Every read and copy goes through one 128-byte buffer: nothing is allocated
 the size of a file. Small on purpose: the app loads it once, after a
@@ -33,10 +31,6 @@ from micropython import const
 _CHUNK = const(128)
 # config.BACKUP_FILE and CONFIG_FILE (the config module is not loaded while running).
 _LAST_GOOD = "config.bak"
-# trial.TRIAL_FILE: a new config.json not yet proven; trial.BOOTS_FILE: the
-# last good configuration's unproven starts (tests check they agree).
-_TRIAL = "config.try"
-_BOOTS = "config.boot"
 
 
 def remove(path):
@@ -140,9 +134,9 @@ def copy(source, target, temp, expected):
 def keep_last_good(storage, good, log):
     """config.json (in directory `storage`) has run: copy it to config.bak, provided it still has checksum `good`.
 
-    proven()'s copy (App.keep_last_good's work: that code is here, loaded once
-    per boot, not on the running controller's heap). Not fatal when the flash
-    fails: said on `log`, and the next boot tries again.
+    App.keep_last_good's work (that code is here, loaded once per boot, not
+    on the running controller's heap). Not fatal when the flash fails: said
+    on `log`, and the next boot tries again.
     """
     last_good = storage + "/" + _LAST_GOOD
     try:
@@ -151,32 +145,3 @@ def keep_last_good(storage, good, log):
     except OSError as error:
         # Not fatal: the next boot tries again.
         log("config: could not keep the last good copy (%r)" % (error,))
-
-
-def proven(storage, good, boots, log):
-    """App.keep_last_good's work: the configuration in directory `storage` has run CONFIG_PROVEN_MS.
-
-    good: config.json's checksum to keep as config.bak (keep_last_good), or
-    None when config.bak already is that file. boots: trial.py's start count
-    of the last good configuration once proven (bytes written to its marker;
-    b"" or None: the marker goes). The new config.json's trial marker goes
-    in any case: the next boot tries it again whatever happens (trial.py).
-    Here, not in app.py: it runs once per boot.
-    """
-    path = storage + "/" + _BOOTS
-    if good is None and not boots:
-        # The usual boot: only the count goes.
-        remove(path)
-        return
-    try:
-        if good is not None:
-            keep_last_good(storage, good, log)
-    finally:
-        remove(storage + "/" + _TRIAL)
-        if boots:
-            try:
-                write(path, path + ".tmp", boots)
-            except OSError:
-                pass  # the count stays: the next boot is safe mode again
-        else:
-            remove(path)

@@ -27,7 +27,7 @@ config.json (a deploy, the web settings' save) gets its own trial.
 The last good configuration itself has a start count (BOOTS_FILE, for
 config.bak's size and CRC-32): every boot that starts it (as config.bak, or
 as a config.json identical to it) adds one before it is loaded, and the
-proven boot takes it back (App.keep_last_good, flashfile.proven, writes `proven`). boots is
+proven boot takes it back (App.keep_last_good writes `proven`). boots is
 (level, proven): the count before this boot decides the level, 0 (as
 configured) for 0 or 1 unproven starts (a single power cut in the first
 seconds never demotes a good configuration), SAFE_MODE after two in a row
@@ -51,12 +51,12 @@ Loaded at boot only (app.build via startup.py) and unloaded after.
 
 from chargeguard import flashfile
 
-# flashfile._TRIAL (flashfile.proven removes it): a test checks they agree.
+# app._TRIAL (app.py does not load this module): a test checks they agree.
 TRIAL_FILE = "config.try"
 _RESTARTED = "the board restarted while starting it"
 # The reason kept in the marker (an error's repr) is cut to this many characters.
 _WHY_MAX = 120
-# flashfile._BOOTS: the last good configuration's unproven starts ("size crc count").
+# app._BOOTS: the last good configuration's unproven starts ("size crc count").
 BOOTS_FILE = "config.boot"
 SAFE_MODE = 1  # the guard-only configuration (safemode.py)
 FAILSAFE = 2  # safe mode without the meter: every charger at its failsafe current
