@@ -12,12 +12,14 @@ from chargeguard.net import dns, ntp
 from chargeguard.platform import common
 from support import ticker
 
-# Longest gap a 10 ms ticker may see while a client waits: half the
+# Longest gap a 10 ms ticker may see while a client waits: under the
 # shortest deadline these tests give a silent peer (600 ms), as a blocking
 # call would show as its whole deadline (600 ms, or NTP's 3 s). The client's
 # poll step is 20 ms; the rest is the host (a CPython collection of the whole
-# pytest process, a busy shared 2-core machine: 150 ms was seen once in CI).
-MAX_GAP_MS = 300
+# pytest process, a busy shared 2-core machine: 150 ms was seen once in CI,
+# 318 ms in a CI rehearsal beside a parallel heap measurement). Below the
+# 600 ms a blocking call would show, so the test still fails on one.
+MAX_GAP_MS = 500
 
 
 class Clock:
