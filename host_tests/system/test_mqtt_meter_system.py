@@ -23,7 +23,7 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "firmware"),
 
 from chargeguard.net import mqtt  # noqa: E402
 from run import MQTT_HEAP, Simulation, wait_for as wait  # noqa: E402
-from test_end_to_end import grid_line, in_failsafe  # noqa: E402
+from test_end_to_end import grid_line, in_failsafe, until_the_guard_saw_the_raises  # noqa: E402
 from test_mqtt_system import (  # noqa: E402
     BOOT_S, CONNECT_S, FAST_GUARD, HOST_SLACK_S, LOAD_STEPS, RECONNECT_S, TELEGRAM_PERIOD_S, intensity_writes)
 
@@ -55,6 +55,9 @@ def cuts_within_a_telegram_period(sim):
             sim.send_telegram()
             time.sleep(TELEGRAM_PERIOD_S / 2)
         assert _at_16_a(sim), "\n".join(sim.lines[-20:])
+        # Until the guard counts the car at its 16 A (a raise not yet seen taken
+        # is taken back at a load step, core/guard.py: a deeper cut).
+        until_the_guard_saw_the_raises(sim, FAST_GUARD["ev_response_s"])
         sim.site.set_house((12.0 + step, 2.0, 2.0))
         written_ns = sim.send_telegram()
         assert wait(lambda: intensity_writes(sim.trydan, written_ns), TELEGRAM_PERIOD_S), "\n".join(sim.lines[-20:])

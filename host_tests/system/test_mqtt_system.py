@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 from broker import BlackHole, Broker, Stall, Watcher, free_port  # noqa: E402
 from chargeguard.net import mqtt  # noqa: E402
 from run import MQTT_HEAP, Simulation, micropython_binary, wait_for as wait  # noqa: E402
+from test_end_to_end import until_the_guard_saw_the_raises  # noqa: E402
 
 CONNECT_S = mqtt.CONNECT_TIMEOUT_MS / 1000
 BACKOFF_MAX_S = mqtt.BACKOFF_MAX_MS / 1000
@@ -215,6 +216,10 @@ def guard_cuts_within_a_telegram_period(sim):
             sim.send_telegram()
             time.sleep(TELEGRAM_PERIOD_S / 2)
         assert settled(sim), "\n".join(sim.lines[-20:])
+        # Until the guard counts the car at its 16 A: a load step while a raise is
+        # not yet seen taken makes the guard take the raise back (core/guard.py), a
+        # deeper cut than the one asserted here (a CI run saw 6 A, not 12).
+        until_the_guard_saw_the_raises(sim, FAST_GUARD["ev_response_s"])
         sim.site.set_house((12.0 + step, 2.0, 2.0))
         written_ns = sim.send_telegram()
         assert wait(lambda: intensity_writes(sim.trydan, written_ns), TELEGRAM_PERIOD_S), "\n".join(sim.lines[-20:])
