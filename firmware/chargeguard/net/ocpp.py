@@ -43,6 +43,7 @@ from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import websocket as ws
+from chargeguard.platform.common import IS_MICROPYTHON
 
 MAX_SESSIONS = const(8)  # connections at once: configured chargers (MAX_CHARGERS) and a few discovered
 MAX_DISCOVERED = const(4)
@@ -241,10 +242,7 @@ class CentralSystem:
 
     async def _handshake(self, reader, writer):
         # (driver, subprotocol to answer, key), or raises HandshakeError.
-        head_buf = bytearray(_HEAD_BYTES)
-        size = await ws.wait_ms(ws.read_head(reader, head_buf), ws.HEAD_MS)
-        head = bytes(memoryview(head_buf)[:size])  # one copy (a slice of the bytearray would be a second)
-        head_buf = None
+        head = await ws.wait_ms(ws.receive_head(reader, self.shared, _HEAD_BYTES), ws.HEAD_MS)
         path, key, protocols, authorization = ws.parse_head(head)
         protocol = None
         if protocols:
@@ -288,10 +286,13 @@ class CentralSystem:
         try:
             try:
                 try:
-                    data = bytes(memoryview(socket.buf)[:length])
+                    # MicroPython parses the buffer itself (no copy of the message per message);
+                    # CPython's json takes no memoryview: a copy there.
+                    view = memoryview(socket.buf)[:length]
+                    message = json.loads(view if IS_MICROPYTHON else bytes(view))
                 finally:
+                    view = None
                     socket.release()
-                message = json.loads(data)
             except Exception:  # ValueError, UnicodeError
                 raise OcppError("FormationViolation", "invalid JSON")
             if type(message) is not list or not message or type(message[0]) is not int:
@@ -306,7 +307,7 @@ class CentralSystem:
                 if type(message[3]) is not dict:
                     raise OcppError("FormationViolation", "payload must be an object")
                 result = point.on_call(message[2], message[3])
-                text = '[3,%s,%s]' % (json.dumps(message_id), result)
+                text = None
             elif kind == CALLRESULT or kind == CALLERROR:
                 self._answer(session, message)
                 return
@@ -318,7 +319,11 @@ class CentralSystem:
             text = '[4,%s,"InternalError","out of memory",{}]' % json.dumps(message_id)
         except Exception as error:  # a driver bug answers, never ends the connection
             text = '[4,%s,"GenericError",%s,{}]' % (json.dumps(message_id), json.dumps(type(error).__name__))
-        await session.ws.send(ws.OP_TEXT, text)
+        if text is None:
+            # The driver's answer as it is, between its frame's pieces (no joined copy of the message).
+            await session.ws.send(ws.OP_TEXT, "[3,", json.dumps(message_id), ",", result, "]")
+        else:
+            await session.ws.send(ws.OP_TEXT, text)
         point.answered()  # after a BootNotification: its set-up, now the box has the answer
 
     def _answer(self, session, message):
@@ -355,7 +360,8 @@ class CentralSystem:
         session.answer = None
         session.event.clear()
         try:
-            await session.ws.send(ws.OP_TEXT, '[2,"%s","%s",%s]' % (message_id, action, payload))
+            # The payload (the driver's JSON text) is sent as it is, after its call's head: no joined copy.
+            await session.ws.send(ws.OP_TEXT, '[2,"%s","%s",' % (message_id, action), payload, "]")
             left = timeout_ms - ticks_diff(platform.ticks_ms(), start)
             if left > 0:
                 await ws.wait_ms(session.event.wait(), left)

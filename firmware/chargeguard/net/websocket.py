@@ -43,6 +43,7 @@ import time
 from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
+from chargeguard.platform.common import IS_MICROPYTHON
 
 OP_CONTINUATION = const(0)
 OP_TEXT = const(1)
@@ -82,13 +83,13 @@ class HandshakeError(Exception):
     """A refused upgrade: args[0] the HTTP status (int), args[1] its reason text."""
 
 
-async def read_head(reader, buf):
-    """Read an HTTP request head into `buf` (a bytearray); returns its length, up to and with the blank line.
+async def read_head(reader, buf, size=0):
+    """Read an HTTP request head into `buf` (a bytearray; its first `size` bytes came already); returns its
+    length, up to and with the blank line.
 
     Raises HandshakeError(431) when the head does not fit, (400) when the
     peer closes first; the caller puts the HEAD_MS deadline around it.
     """
-    size = 0
     view = memoryview(buf)
     # MicroPython's streams read into the buffer: no chunk of up to its size
     # as well (a second 1 KB block while a box connects); CPython's copy.
@@ -111,10 +112,53 @@ async def read_head(reader, buf):
             return end + 4
 
 
-def _header(head, name):
+async def receive_head(reader, shared, limit):
+    """The request head (bytes, up to and with the blank line) of at most `limit` bytes, as read_head.
+
+    A head that has come whole with its first byte (a charge point sends it
+    in one piece) is read into the shared MessageBuffer when no connection
+    holds it, without a wait in between, so it is never held: no block of
+    `limit` bytes is allocated for it (at start-up, when the boxes connect,
+    the heap may have no such hole left). Any other head is read into a
+    buffer of its own, as before. The caller puts HEAD_MS around it.
+    """
+    first = bytearray(1)
+    reader_into = getattr(reader, "readinto", None)
+    if reader_into is not None:
+        count = await reader_into(first)
+    else:
+        chunk = await reader.read(1)
+        count = len(chunk)
+        first[:count] = chunk
+    if not count:
+        raise HandshakeError(400, "Bad Request")
+    # MicroPython's stream reads its socket straight (no buffer of its own):
+    # what came already is read from the socket without waiting (None: nothing).
+    sock = getattr(reader, "s", None)
+    buf = shared.buf
+    size = 1
+    if sock is not None and shared.holder is None and len(buf) >= limit:
+        buf[0] = first[0]
+        size += sock.readinto(memoryview(buf)[1:limit]) or 0
+        end = buf.find(b"\r\n\r\n", 0, size)
+        if end >= 0:
+            return bytes(memoryview(buf)[: end + 4])
+        if size >= limit:
+            raise HandshakeError(431, "Request Header Fields Too Large")
+        own = bytearray(limit)
+        own[:size] = memoryview(buf)[:size]
+    else:
+        own = bytearray(limit)
+        own[0] = first[0]
+    first = None
+    size = await read_head(reader, own, size)
+    return bytes(memoryview(own)[:size])  # one copy (a slice of the bytearray would be a second)
+
+
+def _header(head, lower, name):
     # The value of header `name` (lower case bytes, with the colon) in the
-    # head (bytes), stripped, or None. Names are compared without case.
-    lower = head.lower()
+    # head (bytes; `lower` the same in lower case: one copy for every
+    # header), stripped, or None. Names are compared without case.
     pos = lower.find(b"\r\n" + name)
     if pos < 0:
         return None
@@ -137,14 +181,15 @@ def parse_head(head):
         raise HandshakeError(400, "Bad Request")
     if parts[0] != b"GET":
         raise HandshakeError(405, "Method Not Allowed")
-    upgrade = _header(head, b"upgrade:")
-    key = _header(head, b"sec-websocket-key:")
+    lower = head.lower()
+    upgrade = _header(head, lower, b"upgrade:")
+    key = _header(head, lower, b"sec-websocket-key:")
     if upgrade is None or upgrade.lower() != b"websocket" or not key:
         raise HandshakeError(400, "Bad Request")
-    if _header(head, b"sec-websocket-version:") != b"13":
+    if _header(head, lower, b"sec-websocket-version:") != b"13":
         raise HandshakeError(426, "Upgrade Required")
-    protocols = _header(head, b"sec-websocket-protocol:") or b""
-    return parts[1], key, protocols.lower(), _header(head, b"authorization:")
+    protocols = _header(head, lower, b"sec-websocket-protocol:") or b""
+    return parts[1], key, protocols.lower(), _header(head, lower, b"authorization:")
 
 
 def sha1(data):
@@ -221,6 +266,13 @@ def frame_header(opcode, length, out):
     for index in range(8):
         out[9 - index] = (length >> (8 * index)) & 255
     return 10
+
+
+def _octets(part):
+    # A str's UTF-8 bytes: on MicroPython a view of the str itself (no copy), on CPython encoded.
+    if type(part) is str:
+        return memoryview(part) if IS_MICROPYTHON else part.encode()
+    return part
 
 
 class ConnectionClosed(Exception):
@@ -392,10 +444,14 @@ class WebSocket:
             for index in range(len(payload)):
                 payload[index] ^= head[at + (index & 3)]
 
-    async def send(self, opcode, payload):
-        """Write one final frame (payload: str, bytes, bytearray or memoryview). Raises ConnectionClosed."""
-        if type(payload) is str:
-            payload = payload.encode()  # the length in bytes, not characters
+    async def send(self, opcode, *parts):
+        """Write one final frame whose payload is `parts` one after the other (each str, bytes, bytearray or
+        memoryview): an OCPP message is sent as its pieces (the driver's JSON text among them), never
+        joined into one block, nor encoded on MicroPython. Raises ConnectionClosed."""
+        parts = [_octets(part) for part in parts]
+        length = 0
+        for part in parts:
+            length += len(part)  # in bytes, not characters
         if self.closed:
             raise ConnectionClosed(CLOSE_GOING_AWAY, "closed")
         while self._writing:
@@ -405,9 +461,10 @@ class WebSocket:
         self._writing = True
         try:
             head = bytearray(10)
-            count = frame_header(opcode, len(payload), head)
+            count = frame_header(opcode, length, head)
             self.writer.write(head[:count])
-            self.writer.write(payload)
+            for part in parts:
+                self.writer.write(part)
             await wait_ms(self.writer.drain(), WRITE_MS)
         except Exception as error:
             self._drop()
