@@ -356,9 +356,9 @@ def test_an_ocpp_call_that_meets_memory_error_leaves_nothing_pending():
             self.sent = []
             self.starve = Starve()
 
-        async def send(self, opcode, text):
+        async def send(self, opcode, *parts):
             self.starve.hit()
-            self.sent.append(text)
+            self.sent.append(parts)
 
     class Session:
         def __init__(self):

@@ -118,17 +118,19 @@ _CAR_NONE = const(1)
 _CAR_CONNECTED = const(2)
 _CAR_CHARGING = const(3)
 
-_CAR_OF = {
-    "Available": _CAR_NONE,
-    "Reserved": _CAR_NONE,
-    "Unavailable": _CAR_NONE,
-    "Preparing": _CAR_CONNECTED,
-    "SuspendedEV": _CAR_CONNECTED,
-    "SuspendedEVSE": _CAR_CONNECTED,
-    "Finishing": _CAR_CONNECTED,
-    "Charging": _CAR_CHARGING,
-    "Faulted": _CAR_UNKNOWN,
-}
+
+def _car_of(state):
+    # The car state a connector status means, or None for one OCPP 1.6 does not have
+    # (comparisons, not a dict: no table on the heap for good).
+    if state == "Available" or state == "Reserved" or state == "Unavailable":
+        return _CAR_NONE
+    if state == "Preparing" or state == "SuspendedEV" or state == "SuspendedEVSE" or state == "Finishing":
+        return _CAR_CONNECTED
+    if state == "Charging":
+        return _CAR_CHARGING
+    return _CAR_UNKNOWN if state == "Faulted" else None
+
+
 _SAMPLED = "Current.Import,Power.Active.Import,Energy.Active.Import.Register,Current.Offered"
 
 
@@ -418,12 +420,13 @@ class OcppCharger:
         connector = _field(payload, "connectorId", int)
         error_code = _field(payload, "errorCode", str)
         state = _field(payload, "status", str)
-        if state not in _CAR_OF:
+        car = _car_of(state)
+        if car is None:
             raise _error("PropertyConstraintViolation", "status: unknown value")
         self._learn_clock(payload.get("timestamp"))
         if connector == 1 or connector == 0 and state == "Faulted":
             status = self.status
-            status.car = _CAR_OF[state]
+            status.car = car
             status.tick_ms = self._clock()
             if state == "Faulted" or error_code != "NoError":
                 info = payload.get("vendorErrorCode") or payload.get("info")

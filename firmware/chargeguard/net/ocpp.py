@@ -43,7 +43,6 @@ from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import websocket as ws
-from chargeguard.platform.common import IS_MICROPYTHON
 
 MAX_SESSIONS = const(8)  # connections at once: configured chargers (MAX_CHARGERS) and a few discovered
 MAX_DISCOVERED = const(4)
@@ -289,7 +288,7 @@ class CentralSystem:
                     # MicroPython parses the buffer itself (no copy of the message per message);
                     # CPython's json takes no memoryview: a copy there.
                     view = memoryview(socket.buf)[:length]
-                    message = json.loads(view if IS_MICROPYTHON else bytes(view))
+                    message = json.loads(view if ws.IS_MICROPYTHON else bytes(view))
                 finally:
                     view = None
                     socket.release()

@@ -26,10 +26,10 @@ server: one message is read into it at a time. A connection takes it when a
 frame's first byte has come and keeps it until that message is read (and
 the caller has done with it: `release()`); another connection's frame waits
 for it (every 5 ms). Every read the holder does then has a deadline
-(`FRAME_MS`), also the first byte of the next part of a fragmented message,
+(`_FRAME_MS`), also the first byte of the next part of a fragmented message,
 so one stalling peer holds it up at most that long per frame.
 
-Every read of a started frame and every write has a deadline (`FRAME_MS`,
+Every read of a started frame and every write has a deadline (`_FRAME_MS`,
 `WRITE_MS`): a peer that stalls mid-frame or stops reading is dropped, and
 its own task is the only one that waited. Silence between frames is no
 error: the caller decides (OCPP: never drop a charge point for silence alone).
@@ -52,19 +52,19 @@ OP_CLOSE = const(8)
 OP_PING = const(9)
 OP_PONG = const(10)
 
-CLOSE_NORMAL = const(1000)
+_CLOSE_NORMAL = const(1000)
 CLOSE_GOING_AWAY = const(1001)
-CLOSE_PROTOCOL_ERROR = const(1002)
+_CLOSE_PROTOCOL_ERROR = const(1002)
 CLOSE_UNSUPPORTED = const(1003)
 CLOSE_TOO_BIG = const(1009)
 
 HEAD_MS = const(5000)  # the whole request head, from the connection on
-FRAME_MS = const(10000)  # the rest of a frame once its first byte came
+_FRAME_MS = const(10000)  # the rest of a frame once its first byte came
 WRITE_MS = const(5000)  # one frame handed to a peer that reads
 
-LINGER_MS = const(500)  # after our close frame, what the peer still sends is read and dropped this long
+_LINGER_MS = const(500)  # after our close frame, what the peer still sends is read and dropped this long
 
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_GUID = const(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
 
 
 def _now_ms():
@@ -268,13 +268,6 @@ def frame_header(opcode, length, out):
     return 10
 
 
-def _octets(part):
-    # A str's UTF-8 bytes: on MicroPython a view of the str itself (no copy), on CPython encoded.
-    if type(part) is str:
-        return memoryview(part) if IS_MICROPYTHON else part.encode()
-    return part
-
-
 class ConnectionClosed(Exception):
     """The connection ended: args[0] the close code sent or received (int), args[1] why (str)."""
 
@@ -351,20 +344,20 @@ class WebSocket:
         try:
             while True:
                 # The first byte may take forever (a quiet charge point); the
-                # rest of the frame has FRAME_MS, and so has the next part of a
+                # rest of the frame has _FRAME_MS, and so has the next part of a
                 # fragmented message (its first part holds the shared buffer).
                 if opcode:
                     try:
-                        await wait_ms(_read_exactly(self.reader, view[:1]), FRAME_MS)
+                        await wait_ms(_read_exactly(self.reader, view[:1]), _FRAME_MS)
                     except asyncio.TimeoutError:
-                        await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+                        await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
                 else:
                     await _read_exactly(self.reader, view[:1])
                 await self._take()
                 try:
-                    await wait_ms(self._frame(view), FRAME_MS)
+                    await wait_ms(self._frame(view), _FRAME_MS)
                 except asyncio.TimeoutError:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+                    await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
                 fin = head[0] & 0x80
                 code = head[0] & 15
                 length = self._length
@@ -372,7 +365,7 @@ class WebSocket:
                     # Control frames: at most 125 bytes, never fragmented; read
                     # into the header's own room when it fits.
                     if length > 125 or not fin:
-                        await self.close(CLOSE_PROTOCOL_ERROR, "bad control frame")
+                        await self.close(_CLOSE_PROTOCOL_ERROR, "bad control frame")
                     payload = memoryview(self.buf)[size : size + length] if size + length <= len(self.buf) else None
                     if payload is None:
                         await self.close(CLOSE_TOO_BIG, "message too big")
@@ -382,22 +375,22 @@ class WebSocket:
                     elif code == OP_PONG:
                         self.pongs += 1
                     elif code == OP_CLOSE:
-                        received = payload[0] << 8 | payload[1] if length >= 2 else CLOSE_NORMAL
-                        await self.close(CLOSE_NORMAL, "closed by the peer", received)
+                        received = payload[0] << 8 | payload[1] if length >= 2 else _CLOSE_NORMAL
+                        await self.close(_CLOSE_NORMAL, "closed by the peer", received)
                     else:
-                        await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+                        await self.close(_CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
                     if not opcode:
                         self.release()  # no message in the buffer
                     continue
                 if code == OP_CONTINUATION:
                     if not opcode:
-                        await self.close(CLOSE_PROTOCOL_ERROR, "continuation without a message")
+                        await self.close(_CLOSE_PROTOCOL_ERROR, "continuation without a message")
                 elif code in (OP_TEXT, OP_BINARY):
                     if opcode:
-                        await self.close(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+                        await self.close(_CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
                     opcode = code
                 else:
-                    await self.close(CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
+                    await self.close(_CLOSE_PROTOCOL_ERROR, "unknown opcode %d" % code)
                 if size + length > len(self.buf):
                     await self.close(CLOSE_TOO_BIG, "message too big")
                 await self._payload(memoryview(self.buf)[size : size + length])
@@ -435,9 +428,9 @@ class WebSocket:
 
     async def _payload(self, payload):
         try:
-            await wait_ms(_read_exactly(self.reader, payload), FRAME_MS)
+            await wait_ms(_read_exactly(self.reader, payload), _FRAME_MS)
         except asyncio.TimeoutError:
-            await self.close(CLOSE_PROTOCOL_ERROR, "frame stalled")
+            await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
         if self._masked:
             head = self._head
             at = self._mask_at
@@ -448,7 +441,8 @@ class WebSocket:
         """Write one final frame whose payload is `parts` one after the other (each str, bytes, bytearray or
         memoryview): an OCPP message is sent as its pieces (the driver's JSON text among them), never
         joined into one block, nor encoded on MicroPython. Raises ConnectionClosed."""
-        parts = [_octets(part) for part in parts]
+        # A str's UTF-8 bytes: on MicroPython a view of the str itself (no copy), on CPython encoded.
+        parts = [(memoryview(part) if IS_MICROPYTHON else part.encode()) if type(part) is str else part for part in parts]
         length = 0
         for part in parts:
             length += len(part)  # in bytes, not characters
@@ -486,14 +480,14 @@ class WebSocket:
 
     async def _linger(self):
         # Read and drop what the peer still sends (the rest of a message
-        # too big, its close frame) for up to LINGER_MS: a socket closed with
+        # too big, its close frame) for up to _LINGER_MS: a socket closed with
         # unread data is reset, and the peer would lose our close frame.
         # Into the header's room: the shared buffer may hold another
         # connection's message (a close from another task).
         reader = self.reader
         view = memoryview(self._head)
         readinto = getattr(reader, "readinto", None)
-        left = LINGER_MS
+        left = _LINGER_MS
         while left > 0:
             start = _now_ms()
             try:
