@@ -6,8 +6,12 @@ message into new bytes, has no server pings and no way to answer the upgrade
 with the subprotocol a charge point asked for. This module is the handshake
 and the framing on asyncio streams; its heap is measured in docs/ocpp.md.
 
-Handshake (`read_head`, `parse_head`, `upgrade_response`): the request head is
-read into a caller's buffer (at most its size: more is refused with 431), the
+Handshake (`receive_head`, `read_head`, `parse_head`, `upgrade_response`): the
+request head (at most the caller's limit: more is refused with 431) is read
+into the server's message buffer when it came whole with its first byte and
+no connection holds that buffer (it is never held across a wait), else into
+a buffer of its own (no 1 KB block per connection at start-up, when the boxes
+connect and the heap may have no such hole left); the
 request line must be `GET <path> HTTP/1.1`, `Upgrade: websocket`,
 `Sec-WebSocket-Key` and version 13 are required (else 400 / 426). What a
 charge point sends beyond that varies: `Sec-WebSocket-Protocol` may be
@@ -19,7 +23,9 @@ Frames (`WebSocket`): text and binary messages up to the buffer's size
 answered and the connection ended. Client frames must be masked (RFC 6455
 5.1); an unmasked one is taken as it is (real charge points differ more than
 the RFC allows; the payload is no less valid). Nothing is allocated per
-frame: the payload is unmasked in place in the message buffer.
+frame: the payload is unmasked in place in the message buffer. A frame is
+sent as the caller's parts (`send(opcode, *parts)`), never joined into one
+block; on MicroPython a str part is written through a view of its bytes.
 
 The message buffer (`MessageBuffer`) is shared by every connection of a
 server: one message is read into it at a time. A connection takes it when a
