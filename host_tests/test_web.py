@@ -360,6 +360,50 @@ def test_oversized_lines_headers_and_bodies_get_413_unread():
     assert reader.taken < 1024
 
 
+class IntoReader(Reader):
+    """A socket stream as MicroPython's asyncio gives it: readinto() into the caller's buffer; None once per read
+    (nothing there after all, as a non-blocking socket's EAGAIN); read() must not be used."""
+
+    def __init__(self, data, chunk=7):
+        Reader.__init__(self, data, chunk)
+        self.spurious = False
+
+    async def read(self, count=-1):
+        raise AssertionError("read() allocates a block per read: the server must read into its buffer")
+
+    async def readinto(self, buf):
+        self.spurious = not self.spurious
+        if self.spurious:
+            return None
+        piece = await Reader.read(self, len(buf))
+        buf[: len(piece)] = piece
+        return len(piece)
+
+
+def test_a_stream_with_readinto_is_read_into_the_shared_buffer_with_the_same_answers():
+    # The start-up's first requests found no MAX_LINE block for a socket read (503 in the frozen
+    # everything profile): such a stream is read into the Web's PAGE_CHUNK buffer; the answers are the same.
+    app, platform, meter, api, server, clock = make()
+    body = b'{"mode": "fast"}'
+    change = (
+        b"POST /api/chargers/1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nX-ChargeGuard: 1\r\nAuthorization: %s\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (auth().encode(), len(body)) + body
+    )
+    refused = b"POST /api/settings HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    for data in (b"GET /api/settings HTTP/1.1\r\nHost: x\r\n\r\n", change, refused, b"GET /nowhere HTTP/1.1\n\n"):
+        for chunk in (7, 4096):
+            writer = Writer()
+            asyncio.run(server.server.handle_request(IntoReader(data, chunk), writer))
+            assert writer.out == raw(server, data, chunk)[3].out, (data[:30], chunk)
+    assert raw(server, change)[0] == 200 and raw(server, refused)[0] == 403
+    assert api.values["chargers.1.mode"] == "fast"
+    # The bounds hold as with read(): a line above MAX_LINE is refused after at most MAX_LINE bytes.
+    reader = IntoReader(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n", 256)
+    writer = Writer()
+    asyncio.run(server.server.handle_request(reader, writer))
+    assert writer.out.split(b" ")[1] == b"413" and reader.taken <= web.MAX_LINE
+
+
 def test_a_silent_client_is_dropped_after_the_read_deadline():
     app, platform, meter, api, server, _ = make()
     server.read_ms = 100

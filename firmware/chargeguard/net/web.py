@@ -120,11 +120,24 @@ class TooLarge(Exception):
 
 
 class _Reader:
-    """A request stream that never holds more than the bounds: readline() and readexactly() for microdot's Request.create."""
+    """A request stream that never holds more than the bounds: readline() and readexactly() for microdot's Request.create.
 
-    def __init__(self, stream):
+    What it allocates per request is kept small, as the first requests
+    come in the start-up's crowd (the frozen `everything` profile's
+    86-88 KB runs answered them 503): what came is kept as one bytes and
+    an offset into it (no copy of the rest per line given out), a line is
+    given out without its CRLF (microdot strips it: its strip() is then
+    no copy), and on MicroPython the socket is read into `chunk` (the
+    Web's PAGE_CHUNK buffer) rather than into a new MAX_LINE block per
+    read: what came is copied out before anything else runs, as the
+    page's and the JSON answers' uses of that buffer do.
+    """
+
+    def __init__(self, stream, chunk=None):
         self.stream = stream
-        self.rest = b""  # read beyond the last line given out
+        self.chunk = chunk if hasattr(stream, "readinto") else None
+        self.rest = b""  # read beyond the last line given out, from self.at on
+        self.at = 0
         self.head = 0  # head bytes given out
         self.lines = 0
         self.limit = MAX_BODY
@@ -141,22 +154,41 @@ class _Reader:
     async def _line(self):
         while True:
             rest = self.rest
-            cut = rest.find(b"\n")
+            at = self.at
+            cut = rest.find(b"\n", at)
             if cut >= 0:
-                line = rest[: cut + 1]
-                self.rest = rest[cut + 1 :]
-                self.head += len(line)
+                self.at = cut + 1
+                self.head += cut + 1 - at
                 self.lines += 1
-                if len(line) > MAX_LINE or self.head > MAX_HEAD or self.lines > MAX_HEADERS + 2:
+                if cut + 1 - at > MAX_LINE or self.head > MAX_HEAD or self.lines > MAX_HEADERS + 2:
                     raise TooLarge()
-                return line
-            if len(rest) >= MAX_LINE or self.head + len(rest) >= MAX_HEAD:
+                end = cut - 1 if cut > at and rest[cut - 1] == 13 else cut  # without CR LF: microdot strips it
+                if cut + 1 == len(rest):
+                    self.rest = b""  # all given out: not held through the request (the Request keeps this reader)
+                    self.at = 0
+                return rest[at:end]
+            size = len(rest) - at
+            if size >= MAX_LINE or self.head + size >= MAX_HEAD:
                 raise TooLarge()
-            chunk = await self.stream.read(MAX_LINE - len(rest))
-            if not chunk:
+            chunk = await self._read(MAX_LINE - size)
+            if not len(chunk):
                 self.rest = b""
-                return rest  # end of stream: microdot takes what came as the end of the head
-            self.rest = rest + chunk
+                self.at = 0
+                return rest[at:]  # end of stream: microdot takes what came as the end of the head
+            self.rest = rest[at:] + chunk if size else bytes(chunk)
+            self.at = 0
+
+    async def _read(self, count):
+        # Up to count bytes: into the shared buffer where the stream reads into one (a view of what
+        # came, to be copied before the next wait), else a new bytes.
+        chunk = self.chunk
+        if chunk is None:
+            return await self.stream.read(count)
+        view = memoryview(chunk)
+        got = None
+        while got is None:  # None: nothing to read after all (a non-blocking socket's EAGAIN)
+            got = await self.stream.readinto(view[: min(count, len(chunk))])
+        return view[:got]
 
     async def readexactly(self, count):
         # One allocation of the body's size (a configuration is up to 8 KB:
@@ -166,12 +198,17 @@ class _Reader:
         if count > self.limit:
             raise TooLarge()
         data = bytearray(count)
-        have = min(count, len(self.rest))
-        data[:have] = self.rest[:have]
-        self.rest = self.rest[have:]
+        rest = self.rest
+        at = self.at
+        have = min(count, len(rest) - at)
+        data[:have] = memoryview(rest)[at : at + have]
+        self.at = at + have
+        if self.at == len(rest):
+            self.rest = b""
+            self.at = 0
         while have < count:
-            chunk = await self.stream.read(min(count - have, MAX_LINE))
-            if not chunk:
+            chunk = await self._read(min(count - have, MAX_LINE))
+            if not len(chunk):
                 raise EOFError()
             data[have : have + len(chunk)] = chunk
             have += len(chunk)
@@ -906,7 +943,7 @@ def _Server(web):
             failure = None
             try:
                 request = await asyncio.wait_for(
-                    Request.create(self, _Reader(reader), writer, writer.get_extra_info("peername")), web.read_ms / 1000
+                    Request.create(self, _Reader(reader, web._chunk), writer, writer.get_extra_info("peername")), web.read_ms / 1000
                 )
             except TooLarge:
                 failure = _errors(
