@@ -610,7 +610,7 @@ def build(platform, log=print):
     A config.json that is valid but cannot start (a driver fails, no heap
     for it) is not applied either: the App is built from the last good copy.
     The notes are printed and kept on the App (config_notes). The work is
-    chargeguard/appboot.py's and startup.py's, loaded for it and unloaded
+    chargeguard/appboot.py's, startup.py's and appinit.py's, loaded for it and unloaded
     after: code that runs once per boot does not stay on the running
     controller's heap.
     """
