@@ -410,8 +410,9 @@ def test_a_config_that_ran_is_kept_as_the_last_good_copy():
     assert app.config_source == "config.json" and app.config_notes == [], app.config_notes
     assert app.config_good is not None
     assert "chargeguard.flashfile" not in sys.modules and "chargeguard.config" not in sys.modules
-    # Boot-only code is not left on the heap: the start-up and the driver tables.
-    assert "chargeguard.startup" not in sys.modules and "chargeguard.drivers" not in sys.modules
+    # Boot-only code is not left on the heap: the configuration read, the start-up and the driver tables.
+    assert "chargeguard.appboot" not in sys.modules and "chargeguard.startup" not in sys.modules
+    assert "chargeguard.drivers" not in sys.modules
     app.config_proven_ms = 200
 
     async def scenario():

@@ -233,10 +233,10 @@ def test_changes_are_written_once_after_the_last_one():
 def boot_with(files):
     from test_app import storage_with
 
-    from chargeguard import app as app_module
+    from chargeguard import appboot
 
     storage = storage_with(files)
-    doc, notes, source, _ = app_module.load_config(storage)
+    doc, notes, source, _ = appboot.load_config(storage)
     return doc, notes, source
 
 
@@ -269,7 +269,7 @@ def test_a_bad_overlay_is_refused_at_boot_with_a_note():
 def test_what_was_set_survives_a_restart():
     from test_app import storage_with
 
-    from chargeguard import app as app_module
+    from chargeguard import appboot
 
     storage = storage_with({"config.json": CONFIG})
     app, platform, _, api, _ = api_app(chargers=2)
@@ -277,7 +277,7 @@ def test_what_was_set_survives_a_restart():
     app.storage = storage
     assert api.set_charger("car", {"priority": 1, "mode": "off"}) == {}
     assert api.flush(platform.now, force=True)
-    doc, notes, _, _ = app_module.load_config(storage)
+    doc, notes, _, _ = appboot.load_config(storage)
     assert notes == [] and doc["chargers"][1]["priority"] == 1 and doc["chargers"][0]["priority"] == 2
     assert doc["chargers"][1]["mode"] == "off"
 

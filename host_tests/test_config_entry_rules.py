@@ -73,10 +73,10 @@ def test_a_trydan_only_site_loads_no_charger_rule_module():
 
 
 def test_the_boot_unloads_the_rule_modules_with_config():
-    from chargeguard import app
+    from chargeguard import appboot
 
     forget_rule_modules()
-    doc, notes, source, good = app.load_config(stored(MIXED))
+    doc, notes, source, good = appboot.load_config(stored(MIXED))
     assert source == "config.json" and notes == [] and doc["chargers"][2]["charge_point_id"] == "BOX1", notes
     assert loaded_rule_modules() == [] and "chargeguard.config" not in sys.modules
 
@@ -97,8 +97,9 @@ def test_an_ocpp_id_refused_for_its_characters_is_not_also_called_a_duplicate():
 
 
 def test_the_app_built_holds_no_start_up_code():
-    # app.build() leaves neither chargeguard/startup.py (the once-per-boot
-    # assembly, with core/settings_doc.py) nor config.py and the charger
+    # app.build() leaves neither chargeguard/appboot.py (the configuration
+    # read) nor startup.py (the once-per-boot assembly, with
+    # core/settings_doc.py) nor config.py and the charger
     # rules it loaded on the heap.
     from chargeguard import app
     from test_app import FakePlatform
@@ -111,5 +112,5 @@ def test_the_app_built_holds_no_start_up_code():
     lines = []
     built = app.build(FakePlatform(stored(chargers)), log=lines.append)
     assert built.names == ["Garage", "Alfen"] and built.config_source == "config.json", lines
-    for name in ["chargeguard.startup", "chargeguard.core.settings_doc", "chargeguard.config"] + rule_modules():
+    for name in ["chargeguard.appboot", "chargeguard.startup", "chargeguard.core.settings_doc", "chargeguard.config"] + rule_modules():
         assert name not in sys.modules, name

@@ -289,6 +289,30 @@ def test_the_clock_task_unloads_ntp_after_a_sync():
     assert any("time: set from 127.0.0.1" in line for line in lines), lines
 
 
+def test_a_numeric_ntp_server_needs_no_dns_module():
+    # A numeric server is asked without net/dns.py (its heap, on a plain
+    # ESP32, beside the polls in flight); a name still goes through it.
+    import sys
+
+    sys.modules.pop("chargeguard.net.dns", None)
+    sock, port = udp_peer()
+
+    async def main():
+        server = asyncio.create_task(serve(sock, lambda request: ntp_answer(request, 1764450000 + 2208988800)))
+        try:
+            return await ntp.query(Clock(), "127.0.0.1", 2000, port)
+        finally:
+            server.cancel()
+
+    try:
+        assert asyncio.run(main()) == 1764450000
+    finally:
+        sock.close()
+    # Neither imported for the query nor held by net/ntp.py (a name of its module).
+    assert "chargeguard.net.dns" not in sys.modules and not hasattr(ntp, "dns")
+    assert ntp._numeric("192.168.1.2") and not ntp._numeric("pool.ntp.org") and not ntp._numeric("ntp1")
+
+
 def _clock_app():
     """An App whose clock task asks an NTP peer on loopback over a link that is up: (app, lines, walls, run).
 

@@ -176,6 +176,15 @@ class Profile:
 # more after imports) core needs 81 KB again, on main and on the branch
 # alike (80 fails on both at boot): every budget is unchanged
 # (docs/firmware.md, "The interfaces' wiring out of startup.py").
+# Lowered 2026-12-01 (mpycore, issue 6) after app.build()'s configuration
+# read and trial steps left app.py (appboot.py), the App's making and wiring
+# left startup.py (appinit.py, loaded once startup.py is unloaded), asyncio's
+# event module loads before the configuration, and an SNTP sync of a numeric
+# server no longer loads net/dns.py: three fast days per size
+# (memlab.run(profile, "mpy32", size, days=3), 1 KB steps): core 80 KB ran
+# 4 of 4 (79 failed at boot, in init_app; main the same session: 81 ran 3 of
+# 4, 80 failed 2 of 2), wifi 85 ran 3 of 3 and 84 2 of 3 (main: 87 ran 2 of
+# 2, 86 failed 2 of 2, the clock's sync): budgets these plus 4 KB.
 MPY_MARGIN = 4 * KB
 
 
@@ -214,7 +223,8 @@ PROFILES = (
         # merges (80 failed at boot), so 81 + 4; it was 78. coretier's cuts
         # ran it in 80 (three days) until main's guard raise take-back was
         # merged: 81 again on main and on the branch (80 fails on both).
-        budgets={"frozen32": 64 * KB, "mpy32": 81 * KB + MPY_MARGIN},
+        # mpycore's cuts: 80 ran four three-day runs (see MPY_MARGIN).
+        budgets={"frozen32": 64 * KB, "mpy32": 80 * KB + MPY_MARGIN},
     ),
     # What a real board runs: the same plus the Wi-Fi link task and an SNTP
     # sync (to a silent local peer: no answer, retried; the module is loaded
@@ -223,7 +233,7 @@ PROFILES = (
         "wifi",
         "core + Wi-Fi link + SNTP clock",
         chargers=2,
-        budgets={"frozen32": 64 * KB, "mpy32": 86 * KB + MPY_MARGIN},
+        budgets={"frozen32": 64 * KB, "mpy32": 85 * KB + MPY_MARGIN},
         config={"wifi": _wifi()},
     ),
     Profile(

@@ -92,7 +92,9 @@ def gc_pause(app_module, app):
     # events, per-charger lists: the firmware's own live objects, no I/O),
     # then time full collections of that heap.
     platform = app.platform
-    doc = app_module.load_config(platform.storage_dir())[0]
+    from chargeguard import appboot
+
+    doc = appboot.load_config(platform.storage_dir())[0]
     alone = _longest_collect()
     keep = []
     try:

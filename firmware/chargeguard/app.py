@@ -46,7 +46,6 @@ CLOCK_WAIT_MS = const(30000)
 # long makes the portal where only that can open it (App.watch_wifi);
 # apmode is not loaded before.
 WIFI_LOST_MS = const(600000)
-BOOT_ROOM = const(4096)  # bytes held while config.py's code loads (load_config)
 PORTAL_RETRY_MS = const(60000)  # a portal that found no heap: made again this much later
 # A configuration has "booted and ran" once the guard has decided with it
 # for a watchdog period: a loop that stalls is reset before then.
@@ -99,10 +98,10 @@ class App:
     """
 
     def __init__(self, platform, doc, meter, drivers, log=print):
-        # Runs once per boot: the body is startup.py's (unloaded after build()).
-        from chargeguard import startup
+        # Runs once per boot: the body is appinit.py's (unloaded after build()).
+        from chargeguard import appinit
 
-        startup.init_app(self, platform, doc, meter, drivers, log)
+        appinit.init_app(self, platform, doc, meter, drivers, log)
 
     def site_state(self):
         """The site state (state.SiteState): what interfaces read; updated in
@@ -605,85 +604,23 @@ def unload_config():
             _unload(row[1])
 
 
-def load_config(directory, new=True):
-    """config.load_for_boot(directory, new): (doc, notes, source, good).
-
-    The config module is unloaded afterwards: validation and migration are
-    about a fifth of the firmware's code and are needed only while a
-    configuration is read or written, so their heap is given back to the
-    running controller.
-    """
-    # The start-up peak is config.py's import: collect the board file's and
-    # the platform's garbage first, at this shallow stack (a collection the
-    # import forces deep inside it may keep garbage its stale pointers
-    # reach, and the import fails in a heap that could hold it).
-    gc.collect()
-    # A block held low in the heap while config.py's code loads, given back
-    # before the file is read: the document and the read's buffers then go
-    # low, and the room above them stays in one piece for the meter's and
-    # the chargers' code and buffers (2 KB each). Without it the heap
-    # config.py leaves is cut into small holes by the names it interns
-    # (kept for good): measured on the 32-bit port, `core` failed at boot in
-    # 82 KB (a charger's 2 KB buffer found no hole) and `wifi` in 86.
-    room = bytearray(BOOT_ROOM) if new else None
-    from chargeguard import config
-
-    room = None
-    try:
-        return config.load_for_boot(directory, new)
-    finally:
-        del config
-        unload_config()
-        _unload("chargeguard.flashfile")
-        # The rules config.py shares with commands.py: loaded again with
-        # the command API when an interface first needs it.
-        _unload("chargeguard.rules")
-        # Loaded to check site.timezone; the energy task loads it again for a moment.
-        _unload("chargeguard.core.tzparse")
-
-
-def _trial(name, *args):
-    # trial.py's `name`, loaded for the call only (with flashfile).
-    from chargeguard import trial
-
-    try:
-        return getattr(trial, name)(*args)
-    finally:
-        del trial
-        _unload("chargeguard.trial")
-        _unload("chargeguard.flashfile")
-
-
 def build(platform, log=print):
     """Load the configuration and build the App (the drivers it names).
 
     A config.json that is valid but cannot start (a driver fails, no heap
     for it) is not applied either: the App is built from the last good copy.
     The notes are printed and kept on the App (config_notes). The work is
-    chargeguard/startup.py's, loaded for it and unloaded after: code that
-    runs once per boot does not stay on the running controller's heap.
+    chargeguard/appboot.py's, startup.py's and appinit.py's, loaded for it and unloaded
+    after: code that runs once per boot does not stay on the running
+    controller's heap.
     """
-    directory = platform.storage_dir()
-    # A new config.json that did not start last time is not tried again (trial.py).
-    # The last good configuration that did not start twice: safe mode (safemode.py).
-    last, boots = _trial("start", directory)
-    # Read before startup.py is loaded: config.py's import is the start-up
-    # peak, and the assembly's code is not on the heap then.
-    loaded = load_config(directory, last is None)
-    from chargeguard import startup
+    from chargeguard import appboot
 
     try:
-        return startup.build(platform, log, directory, loaded, last, boots)
+        return appboot.build(platform, log)
     finally:
-        del startup
-        _unload("chargeguard.startup")
-        # The driver tables (2.3 KB of heap as .mpy): read while the App is
-        # made; a web request or a configuration check loads them again.
-        _unload("chargeguard.drivers")
-        # The guard's settings read from the document (startup.py's import).
-        _unload("chargeguard.core.settings_doc")
-        # The interfaces' wiring (startup.py's, when a start-up failed before it).
-        _unload("chargeguard.attach")
+        del appboot
+        _unload("chargeguard.appboot")
 
 
 def _resolver(platform):

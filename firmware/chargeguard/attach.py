@@ -1,12 +1,12 @@
 """The start-up's wiring of the interfaces and the setup pages to the App, once per boot.
 
-startup.py loads this module only when something is to be wired (an
+appinit.py loads this module only when something is to be wired (an
 enabled interface, the setup pages on an access point open at boot), and
 net/portal.open_later when the access point opens after a lost Wi-Fi;
 each unloads it afterwards: a site with neither (the guard, its meter and its chargers
 alone, the plain ESP32's .mpy tier) never has this code on its heap, and
 its names are not interned (docs/firmware.md, "The interfaces' wiring out
-of startup.py"). As in startup.py, nothing made here may refer to this
+of startup.py"). As in appinit.py, nothing made here may refer to this
 module's functions once it returns: the context holds the App's bound
 methods and the start-up's objects only.
 """
@@ -16,7 +16,7 @@ def wire(app, platform, log, doc, interfaces, portal, first_boot, setup_web, pag
     """The context every interface gets; each interface made; the setup pages hooked in.
 
     interfaces: [(config section name, its section of doc, its module)],
-    the enabled interfaces' modules already imported (startup._assemble);
+    the enabled interfaces' modules already imported (startup._parts);
     sets app.interfaces to [(section, the object from_config made)].
     portal: net/portal.Portal or None; setup_web: the setup pages are
     served by net/captive.py (web.enabled off while setting up);
@@ -52,7 +52,7 @@ def wire(app, platform, log, doc, interfaces, portal, first_boot, setup_web, pag
 
 
 def later_context(app, parts):
-    """The context of a portal made once the Wi-Fi was lost (net/portal.open_later), from startup.py's parts.
+    """The context of a portal made once the Wi-Fi was lost (net/portal.open_later), from the parts appinit.py kept.
 
     parts: (host name, the chargers' types, the admin password, the meter
     section, the site's phases), kept on app.portal_later where nothing else

@@ -23,7 +23,7 @@ current while nothing guards it. trial.start() then gives the level:
 How to leave it: a new config.json (make deploy, a different file) gets
 its own trial as usual; and a proven safe-mode boot lets the next restart
 (power cycle, reset button) try the full configuration once more (one
-failure of it is safe mode again). Loaded at boot only (startup.build),
+failure of it is safe mode again). Loaded at boot only (startup.prepare),
 only when the level is not 0, and unloaded after.
 """
 

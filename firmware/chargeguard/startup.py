@@ -1,22 +1,23 @@
-"""The start-up: the stored configuration read and the App built from it, once per boot.
+"""The start-up: what the App is made of, from the configuration read, once per boot.
 
-app.build() loads this module for that and unloads it afterwards (app.py
-holds only what runs: its code would otherwise stay on the heap for good).
-Nothing made here may refer to this module's functions once it returns
-(a closure or an object of a class defined here would keep the whole module
-loaded): the objects it builds are app.py's, the drivers' and the
-interfaces'. The drivers are made here too (make_meter, make_charger), and
-the App's attributes set (App.__init__ calls init_app).
+appboot.build() loads this module once the configuration is read, has
+prepare() make the meter, the chargers' drivers, the Wi-Fi link, the portal
+and the interfaces' modules, and unloads it before appinit.py makes the App
+from them (its code is then not on the heap at the assembly's peak); it is
+loaded again only when a config.json that cannot start falls back to the
+last good copy (recover()). app.py holds only what runs: this code would
+otherwise stay on the heap for good. Nothing made here may refer to this
+module's functions once it returns (a closure or an object of a class
+defined here would keep the whole module loaded): the objects it builds are
+the drivers' and the interfaces'.
 """
 
-import asyncio
 import gc
 import sys
 
 from micropython import const
 
 from chargeguard import app as _app
-from chargeguard.core.model import ChargerCommand
 from chargeguard.core.modes import needs_optimiser
 
 # On CPython (the host tests) only the firmware's modules are unloaded:
@@ -25,15 +26,22 @@ _MICROPYTHON = sys.implementation.name == "micropython"
 FAILSAFE = const(2)  # trial.FAILSAFE (trial.py is not loaded while this runs)
 
 
-def build(platform, log, directory, loaded, last, boots=None):
-    """app.build(platform, log): the App for the stored configuration (see there).
+def prepare(platform, log, directory, loaded, last, boots=None):
+    """The start for the stored configuration up to the App (appboot.build() calls it, then appinit.finish()).
 
-    directory: platform.storage_dir(); loaded: app.load_config(directory,
+    directory: platform.storage_dir(); loaded: appboot.load_config(directory,
     last is None), read before this module was loaded (config.py's import
     is the start-up peak: this module's code is not on the heap then);
     last: trial.start()'s note, None when config.json was tried; boots:
     its (level, proven) when the last good configuration starts (else None).
+    Returns the start, a list: [doc, notes, source, good, boots, safe mode
+    level, the modules loaded before the drivers, parts], parts being what
+    _parts() made (the meter, the drivers, the Wi-Fi link, the portal, the
+    interfaces' modules). A config.json that cannot start gets recover().
     """
+    # appboot.py called this (it is loaded until build() returns).
+    from chargeguard.appboot import trial
+
     doc, notes, source, good = loaded
     loaded = None
     if source is None:
@@ -42,55 +50,60 @@ def build(platform, log, directory, loaded, last, boots=None):
         notes.insert(0, last)
     elif source != "config.json":
         # config.bak starts: counted here unless trial.start() did.
-        counted = _app._trial("settled", directory, boots is None and source is not None)
+        counted = trial("settled", directory, boots is None and source is not None)
         boots = boots or counted
     _warn(doc, notes, source)
     _log_notes(log, notes)
     safe = _safe(doc, boots, notes, log)
-    loaded = list(sys.modules)
+    start = [doc, notes, source, good, boots, safe, list(sys.modules), None]
+    doc = notes = None
     try:
-        app = _assemble(platform, doc, log, source is None, safe)
+        start[7] = _parts(platform, start[0], log, source is None, safe)
     except Exception as error:
-        if source != "config.json" or safe:
-            # Safe mode that cannot start: the next boot is failsafe (trial.py).
-            raise
-        # Said now: if the last good copy cannot be read either, this is
-        # the first cause, and the only one the console would not show.
-        log("config: config.json could not start: %r" % (error,))
-        _app._traceback(error)
-        doc = None
-        # config.bak gets the heap the boot had: without the failed
-        # attempt's modules (MQTT, web...), which it may not even use.
-        for name in list(sys.modules):
-            if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
-                _app._unload(name)
-        loaded = None
-        counted = _app._trial("failed", directory, repr(error), boots is None)
-        boots = boots or counted
-        doc, more, source, good = _app.load_config(directory, False)
-        if source is None:
-            raise
-        more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
-        _warn(doc, more, source)
-        _log_notes(log, more)
-        # config.json's warnings were said; the ones kept are those of what runs.
-        notes = [note for note in notes if not note.startswith("warning: ")]
-        notes.extend(more)
-        safe = _safe(doc, boots, notes, log)
-        app = _assemble(platform, doc, log, False, safe)
-    app.config_notes = notes
-    app.config_source = source
-    app.storage = directory
-    app.config_good = good
-    if boots is not None:
-        app.boots_proven = boots[1]
-    if safe:
-        app.safe_mode = notes[0]
-    # Start with the start-up garbage (documents, notes, driver set-up) gone,
-    # not left for the first request to trip over on a small heap.
-    doc = None
-    gc.collect()
-    return app
+        recover(platform, log, directory, start, error)
+    return start
+
+
+def recover(platform, log, directory, start, error):
+    """config.json could not start (`error`, in _parts() or in appinit.finish()): `start` becomes config.bak's.
+
+    Raises `error` where there is nothing to fall back to: the last good
+    copy or safe mode was what failed (the next boot is then failsafe,
+    trial.py), or config.bak cannot be read.
+    """
+    from chargeguard.appboot import load_config, trial
+
+    notes, source, boots, safe, loaded = start[1], start[2], start[4], start[5], start[6]
+    if source != "config.json" or safe:
+        # Safe mode that cannot start: the next boot is failsafe (trial.py).
+        raise error
+    # Said now: if the last good copy cannot be read either, this is
+    # the first cause, and the only one the console would not show.
+    log("config: config.json could not start: %r" % (error,))
+    _app._traceback(error)
+    # The failed attempt's document and objects go before config.bak is read.
+    start.clear()
+    # config.bak gets the heap the boot had: without the failed
+    # attempt's modules (MQTT, web...), which it may not even use.
+    for name in list(sys.modules):
+        if name not in loaded and (_MICROPYTHON or name.startswith("chargeguard")):
+            _app._unload(name)
+    loaded = None
+    counted = trial("failed", directory, repr(error), boots is None)
+    boots = boots or counted
+    doc, more, source, good = load_config(directory, False)
+    if source is None:
+        raise error
+    more.insert(0, "config.json could not start (%r): it was NOT applied" % (error,))
+    _warn(doc, more, source)
+    _log_notes(log, more)
+    # config.json's warnings were said; the ones kept are those of what runs.
+    notes = [note for note in notes if not note.startswith("warning: ")]
+    notes.extend(more)
+    safe = _safe(doc, boots, notes, log)
+    start.extend((doc, notes, source, good, boots, safe, None, None))
+    doc = notes = None
+    start[7] = _parts(platform, start[0], log, False, safe)
 
 
 def _warn(doc, notes, source):
@@ -127,7 +140,8 @@ def _safe(doc, boots, notes, log):
     return level
 
 
-def _assemble(platform, doc, log, first_boot=False, safe=0):
+def _parts(platform, doc, log, first_boot=False, safe=0):
+    # What the App is made of, up to it (appinit.finish() makes it).
     # The guard's code first, into the room the configuration module left
     # (App imports it again, from sys.modules).
     from chargeguard.core import guard  # noqa: F401
@@ -214,43 +228,7 @@ def _assemble(platform, doc, log, first_boot=False, safe=0):
     # The driver tables are read (app.build() unloads them too): their heap
     # is given back before the App's objects are made (the assembly's peak).
     _app._unload("chargeguard.drivers")
-    app = _app.App(platform, doc, meter, drivers, log)
-    app.network = network
-    app.portal = portal
-    context = None
-    if interfaces or setup_web or (portal_pages and not later):
-        # attach.py: loaded only for it (a site without interfaces or setup
-        # pages never loads its code or interns its names), unloaded after.
-        from chargeguard import attach
-
-        try:
-            context = attach.wire(app, platform, log, doc, interfaces, portal, first_boot, setup_web, portal_pages)
-        finally:
-            del attach
-            _app._unload("chargeguard.attach")
-    if later:
-        # The pages (where web.enabled is off) as above, once it is made.
-        if portal_pages and context is None:
-            # Nothing else to wire: the context is made only if the access
-            # point opens (net/portal.open_later, attach.later_context);
-            # until then only the parts of the document it needs are kept.
-            context = (
-                wifi_doc.get("hostname", "chargeguard"),
-                [entry["type"] for entry in doc["chargers"]],
-                doc["admin"]["password"],
-                doc["meter"],
-                doc["site"]["phases"],
-            )
-        app.portal_later = (wifi_doc.get("ap_password", ""), context if portal_pages else None, doc.get("web") or {})
-    app.needs_network = True
-    app.ntp_server = wifi_doc["ntp_server"]
-    if network is not None and platform.name == "esp32":
-        from chargeguard.net import http
-
-        # Host names of wallboxes are looked up without blocking the loop
-        # (the unix port has no server to ask: the host resolves).
-        http.use_resolver(_app._resolver(platform))
-    return app
+    return wifi_doc, network, portal, later, setup_web, portal_pages, interfaces, meter, drivers
 
 
 def _import(name):
@@ -282,106 +260,3 @@ def make_charger(entry, platform):
     if row is None:
         raise ValueError("charger type %s is not supported" % entry["type"])
     return _import(row[0]).from_config(entry, platform, _app.CHARGER_TIMEOUT_MS)
-
-
-def init_app(app, platform, doc, meter, drivers, log):
-    """App.__init__(platform, doc, meter, drivers, log): the App's attributes (app.App documents them)."""
-    from chargeguard.core.settings_doc import charger_from_config, site_from_config
-
-    app.platform = platform
-    app.log = log
-    app.meter = meter
-    app.drivers = drivers
-    app.names = [entry["name"] for entry in doc["chargers"]]
-    # Each charger's mode as configured ("site" = follows site.mode),
-    # and the optimiser's part of the configuration: what commands.py
-    # needs to change them and to load the optimiser at run time.
-    app.charger_modes = [entry["mode"] for entry in doc["chargers"]]
-    site_doc = doc["site"]
-    app.opt_doc = {"site": {}, "solar": doc.get("solar", {})}
-    app.timezone = site_doc.get("timezone", "UTC0")  # POSIX TZ rule (core/localtime.py)
-    for key in ("mode", "distribution", "peak_limit_w", "peak_follow_month"):
-        if key in site_doc:
-            app.opt_doc["site"][key] = site_doc[key]
-    site_mode = doc["site"].get("mode", "fast")
-    app.chargers = [charger_from_config(entry, site_mode) for entry in doc["chargers"]]
-    site = site_from_config(doc)
-    # Read once: its heap is given back before the guard's objects are made.
-    del charger_from_config, site_from_config
-    _app._unload("chargeguard.core.settings_doc")
-    # Imported here, not at the top: the guard's code is then not yet
-    # in the heap while the configuration module is (the start-up peak).
-    from chargeguard.core.guard import Guard
-
-    app.guard = Guard(site, app.chargers)
-    count = len(drivers)
-    app.slow = app.optimiser = None
-    if needs_optimiser(doc):
-        # Only then: a site without surplus modes, distribution or
-        # capacity tariff never spends the heap on them (build() imports
-        # them before the drivers, so they load into an unfragmented heap).
-        from chargeguard.slowlayer import SlowLayer
-
-        app.slow = SlowLayer(doc, site, app.chargers)
-        app.optimiser = app.slow.optimiser
-    app.reasons = ["init"] * count
-    app.statuses = [driver.status for driver in drivers]
-    app.targets_ma = [0] * count
-    app.commands = [ChargerCommand() for _ in range(count)]
-    app.sent_ma = [-1] * count  # last command handed to each charger task
-    app.wake = [asyncio.Event() for _ in range(count)]
-    app.poll_due = [True] * count
-    # Box-level requests from the command API (commands.set_lock): the
-    # lock wanted per charger, None when nothing is asked; sent by the
-    # charger's own task, after the guard's command. can_lock: the
-    # driver has set_lock() (docs/architecture.md, charger drivers).
-    app.lock_wanted = [None] * count
-    app.can_lock = [hasattr(driver, "set_lock") for driver in drivers]
-    # A driver that knows when it needs its poll at once (an OCPP box
-    # right after its BootNotification: it offers its own maximum until
-    # its set-up gives it a profile) is given a way to ask for it.
-    for index in range(count):
-        if hasattr(drivers[index], "poll_soon"):
-            drivers[index].poll_soon = app._poll_soon(index)
-        if hasattr(drivers[index], "decisions"):
-            # An OCPP box let in from Pending with a limit decided while it was available.
-            drivers[index].decisions = app.decision_count
-    app.have_reading = False
-    app.meter_error = None  # the meter's last_error as last logged
-    app.last_reading_ms = 0  # tick of the previous reading (the meter's cadence)
-    app.cadence_warned = False
-    app.decisions = 0
-    app.last_decision_ms = platform.ticks_ms()
-    app.last_errors = [None] * count
-    app.heap_live = 0  # heap in use right after the last collection
-    app.heap_free = 0  # heap free right after the last collection (0 on CPython)
-    app.reaction_ms = None  # telegram to command handed to a driver, the last changed command (ms)
-    app.running = True
-    app.config_notes = []
-    app.config_source = "config.json"
-    app.storage = None
-    app.config_good = None  # checksum of config.json to keep as the last good copy once proven
-    app.boots_proven = None  # trial.py: the last good configuration's start count once proven (b"": none)
-    app.safe_mode = None
-    app.config_proven_ms = _app.CONFIG_PROVEN_MS
-    app.config_notes_every = _app.CONFIG_NOTES_EVERY
-    app.started_ms = app.last_decision_ms
-    # Set by build(): the Wi-Fi link (net/wifi.WifiLink, None without an
-    # SSID), the NTP server, and whether charger requests wait for
-    # platform.network_up().
-    app.network = None
-    app.portal = None  # net/portal.Portal: the setup access point, None when it can never open
-    # (ap_password, context or None, web section) where only a lost Wi-Fi
-    # can open it: the portal is made then (watch_wifi), else None.
-    app.portal_later = None
-    app.wifi_up_ms = app.last_decision_ms  # the link last seen up (boot counts as up, as in ApMode)
-    app.tasks = []  # the running tasks (run())
-    app.ntp_server = ""
-    app.ntp_port = _app.NTP_PORT
-    app.clock_wait_ms = _app.CLOCK_WAIT_MS
-    app.needs_network = False
-    # Set by build(): [(config section name, interface object with run())].
-    app.interfaces = []
-    app.state = None  # state.SiteState once site_state() made it
-    app.api = None  # commands.Commands once command_api() loaded it
-    app.energy = None  # energylog.EnergyLog while the energy task runs (with the site state)

@@ -46,7 +46,7 @@ and a power cut must not leave the board unconfigured; the failure
 itself waits app.RESTART_DELAY_MS before each reset (app.main()), a
 watchdog reset comes only after a stall of WATCHDOG_TIMEOUT_MS.
 
-Loaded at boot only (app.build via startup.py) and unloaded after.
+Loaded at boot only (app.build via appboot.py and startup.py) and unloaded after.
 """
 
 from chargeguard import flashfile

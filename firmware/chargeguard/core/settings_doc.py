@@ -1,6 +1,6 @@
 """The guard's settings (core/settings.py) from a validated configuration document.
 
-Read once per boot, while the App is built (startup.py), and unloaded with
+Read once per boot, while the App is built (appinit.py), and unloaded with
 it: the conversion's code is not kept on the running controller's heap.
 The document speaks the installer's units (A, W, s), the settings the
 core's integers (mA, W, ms).

@@ -15,15 +15,14 @@ clear belong to era 1 (from 2036-02-07), so they are 2**32 later.
 
 `sync()` sets the wall clock (Platform.set_wall_time) once. The app's clock
 task calls it at boot and every few hours while online, importing this
-module (and net/dns.py) only for the sync; offline the RTC keeps the time.
+module only for the sync (and net/dns.py for a server given by name: a
+numeric one needs no lookup); offline the RTC keeps the time.
 """
 
 import errno
 import socket
 
 from micropython import const
-
-from chargeguard.net import dns
 
 _PORT = const(123)
 _TIMEOUT_MS = const(3000)
@@ -67,7 +66,14 @@ async def query(platform, server, timeout_ms=_TIMEOUT_MS, port=_PORT):
     with a short text ("ntp: no answer", "dns: ...") or OSError.
     """
     start = platform.ticks_ms()
-    address = await dns.resolve(platform, server, timeout_ms)
+    address = server
+    if not _numeric(server):
+        # Only for a name: net/dns.py (about 2 KB of heap as .mpy) is not
+        # loaded beside a sync of a numeric server (the clock's sync is what
+        # failed first in the smallest heaps with Wi-Fi, docs/firmware.md).
+        from chargeguard.net import dns
+
+        address = await dns.resolve(platform, server, timeout_ms)
     left = timeout_ms - platform.ticks_diff(platform.ticks_ms(), start)
     target = socket.getaddrinfo(address, port, 0, socket.SOCK_DGRAM)[0][-1]
     request = build_request(platform.ticks_ms() & 0x7FFFFFFF)
@@ -114,6 +120,16 @@ async def sync(platform, server, log=print, quiet_drift_s=-1, port=_PORT):
     platform.set_wall_time(seconds)
     if quiet_drift_s < 0 or drift > quiet_drift_s or drift < -quiet_drift_s:
         log("time: set from %s (%s UTC, was %+d s off)" % (server, _iso(seconds), drift))
+    return True
+
+
+def _numeric(host):
+    # Dotted digits only: an IPv4 address, as config.py accepts no host name
+    # whose last label is all digits (dns.resolve() returns those as they
+    # are). Over the bytes: a character taken from a str is interned for good.
+    for code in host.encode():
+        if code != 46 and not 48 <= code <= 57:  # '.', '0'..'9'
+            return False
     return True
 
 

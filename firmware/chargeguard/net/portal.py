@@ -155,7 +155,7 @@ def open_later(app):
     password, context, web_doc = app.portal_later
     try:
         if type(context) is tuple:
-            # Only the parts were kept at boot (startup.py: nothing else
+            # Only the parts were kept at boot (appinit.py: nothing else
             # needed the context then): made now, by attach.py, loaded for it.
             from chargeguard import attach
 
