@@ -33,6 +33,7 @@ from test_end_to_end import (  # noqa: E402
     grid_line,
     intensity_writes,
     said,
+    until_the_guard_saw_the_raises,
 )
 
 # A new CT reading: at most one POLL_MS after the site changed, plus its window of WINDOW_CYCLES mains cycles.
@@ -73,6 +74,7 @@ def test_the_guard_sheds_on_ct_clamps_within_its_deadline_and_fails_safe_when_th
                 sim.site.set_house((2.0, 2.0, 2.0))
                 deadline = time.monotonic() + 2 * FAST_GUARD["ramp_interval_s"] + 5 + 4 * READING_S + HOST_SLACK_S
                 assert wait(lambda: at_16_a(sim), deadline - time.monotonic(), 0.5), said(sim)
+                until_the_guard_saw_the_raises(sim, FAST_GUARD["ev_response_s"])
             house_l1 = 12.0 + step
             sim.site.set_house((house_l1, 2.0, 2.0))
             written_ns = sim.send_telegram()
