@@ -43,6 +43,7 @@ from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import websocket as ws
+from chargeguard.net.deadline import within
 
 MAX_SESSIONS = const(8)  # connections at once: configured chargers (MAX_CHARGERS) and a few discovered
 MAX_DISCOVERED = const(4)
@@ -182,7 +183,8 @@ class CentralSystem:
                 return
             socket = ws.WebSocket(reader, writer, self.shared)
             writer.write(ws.upgrade_response(key, protocol))
-            await ws.wait_ms(writer.drain(), ws.WRITE_MS)
+            with within(ws.WRITE_MS):
+                await writer.drain()
             session = Session(socket, point, self.platform.ticks_ms())
             session.task = asyncio.current_task()
             old = self.sessions.get(point.charge_point_id)
@@ -210,7 +212,8 @@ class CentralSystem:
             try:
                 extra = b'WWW-Authenticate: Basic realm="OCPP"\r\n' if refused.args[0] == 401 else b""
                 writer.write(ws.refusal(refused.args[0], refused.args[1], extra))
-                await ws.wait_ms(writer.drain(), ws.WRITE_MS)
+                with within(ws.WRITE_MS):
+                    await writer.drain()
             except Exception:  # the peer went away first
                 pass
         except asyncio.TimeoutError:
@@ -241,7 +244,8 @@ class CentralSystem:
 
     async def _handshake(self, reader, writer):
         # (driver, subprotocol to answer, key), or raises HandshakeError.
-        head = await ws.wait_ms(ws.receive_head(reader, self.shared, _HEAD_BYTES), ws.HEAD_MS)
+        with within(ws.HEAD_MS):
+            head = await ws.receive_head(reader, self.shared, _HEAD_BYTES)
         path, key, protocols, authorization = ws.parse_head(head)
         protocol = None
         if protocols:
@@ -363,7 +367,8 @@ class CentralSystem:
             await session.ws.send(ws.OP_TEXT, '[2,"%s","%s",' % (message_id, action), payload, "]")
             left = timeout_ms - ticks_diff(platform.ticks_ms(), start)
             if left > 0:
-                await ws.wait_ms(session.event.wait(), left)
+                with within(left):
+                    await session.event.wait()
         except ws.ConnectionClosed:
             pass
         except asyncio.TimeoutError:
