@@ -102,8 +102,6 @@ import socket
 
 from micropython import const
 
-from chargeguard.net.deadline import within
-
 _MAX_BODY = const(2048)  # default body limit, bytes
 _MAX_HEAD = const(1024)  # status line + headers, bytes (counted, not stored)
 _MIN_BUFFER = const(256)  # the buffer also holds head lines: never smaller
@@ -404,9 +402,12 @@ class HttpClient:
         try:
             if timeout_ms <= 0:
                 raise asyncio.TimeoutError
-            # net/deadline.py's: no task (nor float) per request, as wait_for made.
-            with within(timeout_ms):
-                self.status = await self._exchange(host, port, path, timeout_ms, body, headers, tls)
+            coro = self._exchange(host, port, path, timeout_ms, body, headers, tls)
+            # MicroPython's millisecond variant avoids a float on the device.
+            if _MPY:
+                self.status = await asyncio.wait_for_ms(coro, timeout_ms)
+            else:
+                self.status = await asyncio.wait_for(coro, timeout_ms / 1000)
         except asyncio.TimeoutError:
             self.error = "timeout"
         except OSError as err:

@@ -43,7 +43,6 @@ from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
 from chargeguard.net import websocket as ws
-from chargeguard.net.deadline import within
 
 MAX_SESSIONS = const(8)  # connections at once: configured chargers (MAX_CHARGERS) and a few discovered
 MAX_DISCOVERED = const(4)
@@ -183,8 +182,7 @@ class CentralSystem:
                 return
             socket = ws.WebSocket(reader, writer, self.shared)
             writer.write(ws.upgrade_response(key, protocol))
-            with within(ws.WRITE_MS):
-                await writer.drain()
+            await ws.wait_ms(writer.drain(), ws.WRITE_MS)
             session = Session(socket, point, self.platform.ticks_ms())
             session.task = asyncio.current_task()
             old = self.sessions.get(point.charge_point_id)
@@ -212,8 +210,7 @@ class CentralSystem:
             try:
                 extra = b'WWW-Authenticate: Basic realm="OCPP"\r\n' if refused.args[0] == 401 else b""
                 writer.write(ws.refusal(refused.args[0], refused.args[1], extra))
-                with within(ws.WRITE_MS):
-                    await writer.drain()
+                await ws.wait_ms(writer.drain(), ws.WRITE_MS)
             except Exception:  # the peer went away first
                 pass
         except asyncio.TimeoutError:
@@ -244,8 +241,7 @@ class CentralSystem:
 
     async def _handshake(self, reader, writer):
         # (driver, subprotocol to answer, key), or raises HandshakeError.
-        with within(ws.HEAD_MS):
-            head = await ws.receive_head(reader, self.shared, _HEAD_BYTES)
+        head = await ws.wait_ms(ws.receive_head(reader, self.shared, _HEAD_BYTES), ws.HEAD_MS)
         path, key, protocols, authorization = ws.parse_head(head)
         protocol = None
         if protocols:
@@ -367,8 +363,7 @@ class CentralSystem:
             await session.ws.send(ws.OP_TEXT, '[2,"%s","%s",' % (message_id, action), payload, "]")
             left = timeout_ms - ticks_diff(platform.ticks_ms(), start)
             if left > 0:
-                with within(left):
-                    await session.event.wait()
+                await ws.wait_ms(session.event.wait(), left)
         except ws.ConnectionClosed:
             pass
         except asyncio.TimeoutError:

@@ -64,8 +64,7 @@ Security (no TLS on the device: the LAN must be trusted, docs/api.md):
   and body not received within READ_MS gets 408 and the connection closed
   (a client that connects and sends nothing holds one of MAX_CLIENTS slots
   for READ_MS, never the loop); more than MAX_CLIENTS connections at once
-  get 503 at once; an answer not taken by the client in WRITE_MS is dropped
-  (these deadlines are net/deadline.py's: no task per request);
+  get 503 at once; an answer not taken by the client in WRITE_MS is dropped;
 - secrets are never returned: the site state and the command API's values
   hold none, and the password is only compared (in constant time).
 
@@ -83,7 +82,6 @@ import asyncio
 import json
 
 from chargeguard.core.ticks import ticks_diff
-from chargeguard.net.deadline import within
 
 MAX_LINE = const(512)  # bytes of the request line or one header line, CRLF included
 MAX_HEADERS = const(24)  # header lines of one request
@@ -944,8 +942,9 @@ def _Server(web):
             request = None
             failure = None
             try:
-                with within(web.read_ms):
-                    request = await Request.create(self, _Reader(reader, web._chunk), writer, writer.get_extra_info("peername"))
+                request = await asyncio.wait_for(
+                    Request.create(self, _Reader(reader, web._chunk), writer, writer.get_extra_info("peername")), web.read_ms / 1000
+                )
             except TooLarge:
                 failure = _errors(
                     413, "", "request too large (line %d, head %d, body %d bytes at most, a configuration %d)"
@@ -994,8 +993,7 @@ def _plain(status, text):
 
 async def _send_close(writer, response, log=None):
     try:
-        with within(WRITE_MS):
-            await response.write(writer)
+        await asyncio.wait_for(response.write(writer), WRITE_MS / 1000)
     except Exception as error:
         # A client gone or too slow is normal; anything else is worth a line.
         if log is not None and not isinstance(error, (OSError, asyncio.TimeoutError)):
@@ -1007,8 +1005,7 @@ async def _send_close(writer, response, log=None):
 
 async def _close(writer):
     try:
-        with within(WRITE_MS):
-            await writer.aclose()
+        await asyncio.wait_for(writer.aclose(), WRITE_MS / 1000)
     except Exception:
         pass
 

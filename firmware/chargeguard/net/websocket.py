@@ -36,21 +36,20 @@ for it (every 5 ms). Every read the holder does then has a deadline
 so one stalling peer holds it up at most that long per frame.
 
 Every read of a started frame and every write has a deadline (`_FRAME_MS`,
-`WRITE_MS`; net/deadline.py's, which allocate nothing per frame): a peer
-that stalls mid-frame or stops reading is dropped, and its own task is the
-only one that waited. Silence between frames is no
+`WRITE_MS`): a peer that stalls mid-frame or stops reading is dropped, and
+its own task is the only one that waited. Silence between frames is no
 error: the caller decides (OCPP: never drop a charge point for silence alone).
 """
 
 import asyncio
 import binascii
 import hashlib
+import time
 
 from micropython import const
 
 from chargeguard.core.ticks import ticks_diff
-from chargeguard.net.deadline import within
-from chargeguard.platform.common import IS_MICROPYTHON, ticks_ms
+from chargeguard.platform.common import IS_MICROPYTHON
 
 OP_CONTINUATION = const(0)
 OP_TEXT = const(1)
@@ -72,6 +71,18 @@ WRITE_MS = const(5000)  # one frame handed to a peer that reads
 _LINGER_MS = const(500)  # after our close frame, what the peer still sends is read and dropped this long
 
 _GUID = const(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+
+
+def _now_ms():
+    ticks = getattr(time, "ticks_ms", None)
+    return ticks() if ticks else int(time.monotonic() * 1000)
+
+
+def wait_ms(awaitable, timeout_ms):
+    """asyncio.wait_for with a deadline in ms on MicroPython and CPython; raises asyncio.TimeoutError."""
+    if hasattr(asyncio, "wait_for_ms"):
+        return asyncio.wait_for_ms(awaitable, timeout_ms)
+    return asyncio.wait_for(awaitable, timeout_ms / 1000)
 
 
 class HandshakeError(Exception):
@@ -343,16 +354,14 @@ class WebSocket:
                 # fragmented message (its first part holds the shared buffer).
                 if opcode:
                     try:
-                        with within(_FRAME_MS):
-                            await _read_exactly(self.reader, view[:1])
+                        await wait_ms(_read_exactly(self.reader, view[:1]), _FRAME_MS)
                     except asyncio.TimeoutError:
                         await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
                 else:
                     await _read_exactly(self.reader, view[:1])
                 await self._take()
                 try:
-                    with within(_FRAME_MS):
-                        await self._frame(view)
+                    await wait_ms(self._frame(view), _FRAME_MS)
                 except asyncio.TimeoutError:
                     await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
                 fin = head[0] & 0x80
@@ -425,8 +434,7 @@ class WebSocket:
 
     async def _payload(self, payload):
         try:
-            with within(_FRAME_MS):
-                await _read_exactly(self.reader, payload)
+            await wait_ms(_read_exactly(self.reader, payload), _FRAME_MS)
         except asyncio.TimeoutError:
             await self.close(_CLOSE_PROTOCOL_ERROR, "frame stalled")
         if self._masked:
@@ -457,8 +465,7 @@ class WebSocket:
             self.writer.write(head[:count])
             for part in parts:
                 self.writer.write(part)
-            with within(WRITE_MS):
-                await self.writer.drain()
+            await wait_ms(self.writer.drain(), WRITE_MS)
         except Exception as error:
             self._drop()
             raise ConnectionClosed(CLOSE_GOING_AWAY, "write failed: %s" % type(error).__name__)
@@ -488,18 +495,17 @@ class WebSocket:
         readinto = getattr(reader, "readinto", None)
         left = _LINGER_MS
         while left > 0:
-            start = ticks_ms()
+            start = _now_ms()
             try:
-                with within(left):
-                    if readinto is not None:
-                        count = await readinto(view)
-                    else:
-                        count = len(await reader.read(len(view)))
+                if readinto is not None:
+                    count = await wait_ms(readinto(view), left)
+                else:
+                    count = len(await wait_ms(reader.read(len(view)), left))
             except Exception:  # the deadline, a reset
                 return
             if not count:
                 return
-            left -= ticks_diff(ticks_ms(), start)
+            left -= ticks_diff(_now_ms(), start)
 
     def _drop(self):
         self.closed = True
