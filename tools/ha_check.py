@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -57,6 +56,7 @@ for _path in (os.path.join(HERE, "sim"), os.path.join(HERE, "shims"), os.path.jo
         sys.path.insert(0, _path)
 
 from broker import Broker, Watcher  # noqa: E402
+from ports import free_port  # noqa: E402
 from chargeguard import VERSION  # noqa: E402
 from chargeguard.net import hass, hass_entities  # noqa: E402
 from run import Simulation, micropython_binary  # noqa: E402
@@ -107,12 +107,6 @@ TELEGRAM_PERIOD_S = 1.0
 PEAK_LIMIT_W = 20000  # a capacity limit above what the site's 25 A breaker passes: the optimiser runs, limits nothing
 USER = "check"
 PASSWORD = "ha-check-local-only"  # a throwaway user of a throwaway Home Assistant on loopback
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(condition, timeout_s, step_s=0.25, tick=None):

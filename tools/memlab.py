@@ -39,6 +39,7 @@ import upy32  # noqa: E402
 from build import mpy_cross_binary  # noqa: E402
 from house import DAY  # noqa: E402
 from broker import Broker  # noqa: E402
+from ports import free_port  # noqa: E402
 from run import Simulation, micropython_binary  # noqa: E402
 
 KB = 1024
@@ -937,11 +938,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
     client = None
     web_port = None
     if profile.web:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            web_port = probe.getsockname()[1]
+        web_port = free_port()
         client = WebClient(web_port, profile.config.get("admin", {}).get("password", ""), profile.web if profile.web in ("setup", "firstboot") else False)
         inner = on_scene
 
@@ -955,9 +952,7 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
     if profile.portal:
         import socket
 
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            dns_port = probe.getsockname()[1]
+        dns_port = free_port(socket.SOCK_DGRAM)
         env = {"CHARGEGUARD_DNS_PORT": str(dns_port)}
         if not profile.first_boot:
             env["CHARGEGUARD_NETWORK_DOWN"] = "1"  # what opens it on a configured site

@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(HERE, "sim"))
 
+from ports import free_port  # noqa: E402
 from run import DEFAULT_HEAP, SIM_ADMIN_PASSWORD, WEB_HEAP_K, Firmware, Simulation, wait_for  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,12 +38,6 @@ HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + WEB_HEAP_K + 64)
 NETWORKS = [["home", "home-wifi-pass", -52], ["neighbour", "their-password", -81], ["garage-ap", "", -67]]
 FIRST_BOOT = {"version": 1, "web": {"enabled": True}}
 WAIT_MS = 20000
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def web_up(port):

@@ -22,6 +22,7 @@ for path in (os.path.join(ROOT, "tools", "sim"), os.path.join(ROOT, "tools", "sh
         sys.path.insert(0, path)
 
 from keba_emulator import KebaEmulator  # noqa: E402
+from ports import free_port  # noqa: E402
 
 from chargeguard.chargers import keba  # noqa: E402
 from chargeguard.core.model import CAR_CHARGING, CAR_CONNECTED, CAR_NONE  # noqa: E402
@@ -31,12 +32,6 @@ TIMEOUT_MS = 1000
 # A poll is two requests, each two attempts at most, and the gaps.
 POLL_S = 2 * (2 * TIMEOUT_MS / 1000 + 0.2)
 HOST_SLACK_S = 2.0
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, timeout_s):
@@ -60,7 +55,7 @@ def test_emulator_with_the_real_keba_kecontact_client(box):
     from keba_kecontact import connection
     from keba_kecontact.connection import KebaKeContact
 
-    client_port = free_udp_port()
+    client_port = free_port(socket.SOCK_DGRAM)
     box.reply_port = client_port
 
     async def scenario():

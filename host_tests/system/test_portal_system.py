@@ -34,6 +34,7 @@ import dns.resolver
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
+from ports import free_port  # noqa: E402
 from run import DEFAULT_HEAP, WEB_HEAP_K, Firmware, Simulation, wait_for  # noqa: E402
 
 # The web interface's heap on the 64-bit port, as the simulator gives it (tools/sim/run.py).
@@ -56,12 +57,6 @@ PROBES = {
     "/canonical.html": "detectportal.firefox.com",
     "/success.txt": "detectportal.firefox.com",
 }
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def has(lines, fragment):

@@ -33,6 +33,7 @@ from test_end_to_end import (
 )
 
 from chargeguard.net.web import CHANGE_HEADER, MAX_BODY, MAX_CLIENTS, MAX_HEADERS, MAX_LINE, READ_MS, WRITE_MS
+from ports import free_port
 from run import DEFAULT_HEAP, SIM_ADMIN_PASSWORD, WEB_HEAP_K, Simulation, wait_for as wait
 
 HEAP = "%dK" % (int(DEFAULT_HEAP[:-1]) + WEB_HEAP_K)
@@ -47,12 +48,6 @@ CHANGE_S = CONTROL_TICK_S + COMMAND_S + HOST_SLACK_S
 # what the firmware decided shows within two polls.
 PAGE_POLL_S = 2.0
 PAGE_S = 2 * PAGE_POLL_S + HOST_SLACK_S
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start():

@@ -36,6 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools", "sim"))
 
 from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
+from ports import free_port  # noqa: E402
 from run import micropython_binary, sim_config  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 
@@ -108,7 +109,7 @@ class Rehearsal:
             with open(self.maintenance_flag(), "w") as handle:
                 handle.write("deploy\n")
         # The web interface, where a boot serves it, on loopback (rehearsal_boot.py).
-        self.web_port = _free_port()
+        self.web_port = free_port()
         self.radio = dict(RADIO_DEFAULTS)
         self.set_radio(**(radio or {}))
         # 160K on this 64-bit port is about 115 KB on the ESP32 (0.72x): a
@@ -243,14 +244,6 @@ class Rehearsal:
                 process.wait()
         self.trydan.stop()
         self.p1.close()
-
-
-def _free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main():

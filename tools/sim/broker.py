@@ -21,16 +21,11 @@ import sys
 import threading
 import time
 
+from ports import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 START_S = 20.0  # a broker that does not listen by then is broken (amqtt needs ~1 s, mosquitto ~10 ms)
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def mosquitto_binary():

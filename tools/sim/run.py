@@ -109,6 +109,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "shims"))
 
 from p1_emulator import PtyP1Port, build_telegram  # noqa: E402
+from ports import free_port  # noqa: E402
 from house import DAY, DAYS, NOMINAL_MV, Site  # noqa: E402
 from trydan_emulator import TrydanEmulator  # noqa: E402
 from goe_emulator import GoeEmulator  # noqa: E402
@@ -225,9 +226,7 @@ def free_udp_port():
     """A UDP port free on 127.0.0.1 now (the firmware's Keba link binds it: CHARGEGUARD_KEBA_PORT)."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return free_port(socket.SOCK_DGRAM)
 
 
 def family_box(kind, car_delay_s, phases, keba_reply_port=None):
@@ -315,15 +314,6 @@ def sim_config(trydan_ports, guard=None, mode="site", solar=None, meter=None, mq
         config["web"] = {"enabled": True}
         config["admin"] = {"password": SIM_ADMIN_PASSWORD}
     return config
-
-
-def free_port():
-    """A TCP port free on 127.0.0.1 now (for a server the firmware opens)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def micropython_binary():

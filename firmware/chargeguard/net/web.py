@@ -69,8 +69,9 @@ Security (no TLS on the device: the LAN must be trusted, docs/api.md):
   hold none, and the password is only compared (in constant time).
 
 Memory: microdot's core (build/lib/microdot, pinned by tools/devlibs.py) and
-this module; per request one Request, the parsed JSON body (<= MAX_BODY) and
-the answer's JSON. The page is a precompressed file streamed from flash
+this module; per request one Request (its head parsed where it was read,
+keeping only the headers the firmware reads: _request_class), the parsed
+JSON body (<= MAX_BODY) and the answer's JSON. The page is a precompressed file streamed from flash
 through one PAGE_CHUNK buffer allocated at start, never held whole (a 1 KB
 block per chunk, as microdot's send_file reads, failed on a fragmented
 heap).
@@ -120,63 +121,77 @@ class TooLarge(Exception):
 
 
 class _Reader:
-    """A request stream that never holds more than the bounds: readline() and readexactly() for microdot's Request.create.
+    """A request stream that never holds more than the bounds: line()/fill() for the head (_request_class) and readexactly() for the body.
 
     What it allocates per request is kept small, as the first requests
     come in the start-up's crowd (the frozen `everything` profile's
-    86-88 KB runs answered them 503): what came is kept as one bytes and
-    an offset into it (no copy of the rest per line given out), a line is
-    given out without its CRLF (microdot strips it: its strip() is then
-    no copy), and on MicroPython the socket is read into `chunk` (the
-    Web's PAGE_CHUNK buffer) rather than into a new MAX_LINE block per
-    read: what came is copied out before anything else runs, as the
-    page's and the JSON answers' uses of that buffer do.
+    86-88 KB runs answered them 503): a line is not copied out but given
+    as a place in `buf` (what came), and on MicroPython the socket is read
+    into `chunk` (the Web's PAGE_CHUNK buffer) rather than into a new
+    MAX_LINE block per read. What came stays there while the head's lines
+    are parsed (the parse runs without a wait, as the page's and the JSON
+    answers' uses of that buffer do); only a line not complete yet is
+    copied out before the next read, since another request may use the
+    buffer while this one waits.
     """
 
     def __init__(self, stream, chunk=None):
         self.stream = stream
         self.chunk = chunk if hasattr(stream, "readinto") else None
-        self.rest = b""  # read beyond the last line given out, from self.at on
-        self.at = 0
+        self.buf = b""  # what came: `chunk` (until the next wait) or a bytes of its own
+        self.at = 0  # what is not given out yet starts here in buf
+        self.size = 0  # bytes of buf that came
+        self.end = 0  # where the line line() gave out ends, its CR LF excluded
         self.head = 0  # head bytes given out
         self.lines = 0
+        self.eof = False
         self.limit = MAX_BODY
 
-    async def readline(self):
-        if not self.lines:
-            line = await self._line()
-            # Only a configuration import may send more than MAX_BODY.
-            big = line.startswith(b"PUT /api/config ") or line.startswith(b"POST /api/setup/finish ")
-            self.limit = MAX_CONFIG_BODY if big else MAX_BODY
-            return line
-        return await self._line()
+    def line(self):
+        """Where the next head line starts in self.buf (it ends at self.end), or -1 when more must be read (fill()).
 
-    async def _line(self):
-        while True:
-            rest = self.rest
-            at = self.at
-            cut = rest.find(b"\n", at)
-            if cut >= 0:
-                self.at = cut + 1
-                self.head += cut + 1 - at
-                self.lines += 1
-                if cut + 1 - at > MAX_LINE or self.head > MAX_HEAD or self.lines > MAX_HEADERS + 2:
-                    raise TooLarge()
-                end = cut - 1 if cut > at and rest[cut - 1] == 13 else cut  # without CR LF: microdot strips it
-                if cut + 1 == len(rest):
-                    self.rest = b""  # all given out: not held through the request (the Request keeps this reader)
-                    self.at = 0
-                return rest[at:end]
-            size = len(rest) - at
-            if size >= MAX_LINE or self.head + size >= MAX_HEAD:
-                raise TooLarge()
-            chunk = await self._read(MAX_LINE - size)
-            if not len(chunk):
-                self.rest = b""
-                self.at = 0
-                return rest[at:]  # end of stream: microdot takes what came as the end of the head
-            self.rest = rest[at:] + chunk if size else bytes(chunk)
-            self.at = 0
+        TooLarge past MAX_LINE, MAX_HEAD or MAX_HEADERS. At the end of the
+        stream what came is the last line, then every line is empty (as
+        microdot's reading took it: the end of the head).
+        """
+        buf = self.buf
+        at = self.at
+        cut = buf.find(b"\n", at, self.size)
+        if cut < 0:
+            if not self.eof:
+                return -1
+            self.at = self.end = self.size
+            return at
+        self.at = cut + 1
+        self.head += cut + 1 - at
+        self.lines += 1
+        if cut + 1 - at > MAX_LINE or self.head > MAX_HEAD or self.lines > MAX_HEADERS + 2:
+            raise TooLarge()
+        self.end = cut - 1 if cut > at and buf[cut - 1] == 13 else cut
+        if self.lines == 1 and (buf.startswith(b"PUT /api/config ", at) or buf.startswith(b"POST /api/setup/finish ", at)):
+            self.limit = MAX_CONFIG_BODY  # only a configuration import may send more than MAX_BODY
+        return at
+
+    async def fill(self):
+        # More of the head, after what line() has not given out yet (copied out of the shared buffer first).
+        at = self.at
+        size = self.size - at
+        if size >= MAX_LINE or self.head + size >= MAX_HEAD:
+            raise TooLarge()
+        rest = self.buf[at : self.size] if size else b""
+        self.buf = b""
+        self.at = 0
+        self.size = size
+        chunk = await self._read(MAX_LINE - size)
+        if not len(chunk):
+            self.eof = True
+            self.buf = rest
+        elif size:
+            self.buf = rest + chunk
+            self.size = len(self.buf)
+        else:
+            self.buf = chunk if self.chunk is None else self.chunk  # the shared buffer: parsed before the next wait
+            self.size = len(chunk)
 
     async def _read(self, count):
         # Up to count bytes: into the shared buffer where the stream reads into one (a view of what
@@ -184,11 +199,11 @@ class _Reader:
         chunk = self.chunk
         if chunk is None:
             return await self.stream.read(count)
-        view = memoryview(chunk)
+        into = chunk if count >= len(chunk) else memoryview(chunk)[:count]
         got = None
         while got is None:  # None: nothing to read after all (a non-blocking socket's EAGAIN)
-            got = await self.stream.readinto(view[: min(count, len(chunk))])
-        return view[:got]
+            got = await self.stream.readinto(into)
+        return memoryview(chunk)[:got]
 
     async def readexactly(self, count):
         # One allocation of the body's size (a configuration is up to 8 KB:
@@ -198,14 +213,12 @@ class _Reader:
         if count > self.limit:
             raise TooLarge()
         data = bytearray(count)
-        rest = self.rest
         at = self.at
-        have = min(count, len(rest) - at)
-        data[:have] = memoryview(rest)[at : at + have]
-        self.at = at + have
-        if self.at == len(rest):
-            self.rest = b""
-            self.at = 0
+        have = min(count, self.size - at)
+        if have:
+            data[:have] = memoryview(self.buf)[at : at + have]  # before any wait: buf may be the shared buffer
+        self.buf = b""  # nothing after the body is read
+        self.at = self.size = 0
         while have < count:
             chunk = await self._read(min(count - have, MAX_LINE))
             if not len(chunk):
@@ -217,6 +230,144 @@ class _Reader:
     async def read(self, count=-1):
         # Only for a body microdot did not read (above MAX_BODY): nothing.
         return b""
+
+
+# The request headers the firmware reads (Web.refuse_change, Web.captive; webadmin.py reads none), each as a
+# header line's name is matched without a copy (lower-case bytes) and the name request.headers keeps it under.
+# Content-Length and Content-Type are request.content_length and request.content_type, as microdot has them.
+_HEADERS = (
+    (b"host", "Host"),
+    (b"origin", "Origin"),
+    (b"authorization", "Authorization"),
+    (b"x-chargeguard", "X-ChargeGuard"),  # CHANGE_HEADER
+    (b"sec-fetch-site", "Sec-Fetch-Site"),
+    (b"content-type", "Content-Type"),
+    (b"content-length", "Content-Length"),
+)
+_SPACE = b" \t\n\x0b\x0c\r"  # what microdot's str.strip() takes off a line or a value
+
+
+def _skip(buf, at, end, space):
+    # The first place from `at` (end at most) whose byte is white space (space=True), or is not (False).
+    while at < end and (buf[at] in _SPACE) != space:
+        at += 1
+    return at
+
+
+def _kept(buf, start, cut):
+    # The name in _HEADERS of the header named buf[start:cut] (any case), else None; compared in place.
+    size = cut - start
+    for low, name in _HEADERS:
+        if len(low) == size:
+            index = 0
+            while index < size:
+                char = buf[start + index]
+                want = low[index]
+                if char != want and not (65 <= char <= 90 and char + 32 == want):
+                    break
+                index += 1
+            else:
+                return name
+    return None
+
+
+def _request_class():
+    """microdot's Request with a head parser that keeps only what the firmware reads (made with the server).
+
+    microdot's Request.create reads the head line by line (two coroutines
+    per line), decodes, splits, strips and lower-cases every header line
+    into a case-insensitive dict of all of them, parses the query string
+    and the cookies, and its __init__ sets some 25 attributes: 5.2 KB of
+    small blocks for a change with seven headers (32-bit), in the
+    start-up's crowd. Here the head is parsed where it came
+    (_Reader.line), a header the firmware does not read costs nothing, and
+    what microdot's dispatch reads first is a class default. The answers
+    are microdot's: a request line that is not three words with an HTTP
+    version, a header line without a colon, a Content-Length that is no
+    integer or below 0: 400; the bounds (_Reader): 413; an empty request:
+    None. A request has method, path (without the query), headers (only
+    _HEADERS' names, spelled as there), content_length, content_type,
+    body, json and stream; no route reads the rest of microdot's (app,
+    url, query_string, args, cookies, g, client_addr, sock), so it is not
+    made, and after_request() is not available. A header the firmware
+    does not read is not decoded either (microdot answered 400 to one
+    that was not UTF-8).
+    """
+    from microdot import Request
+
+    class Head(Request):
+        # What microdot's dispatch_request and the firmware read before (or without) setting it, as class
+        # defaults: each is a slot of the class's dictionary for good, not of every request's.
+        subapp = None  # (the 413 of dispatch_request reads it before find_route sets it)
+        g = None  # (dispatch_request asks it for _vary: none)
+        content_type = None
+        content_length = 0
+        _body = b""
+        after_request_handlers = ()
+        _stream = _json = None  # (the stream and json properties)
+
+        def __init__(self, method, path, headers):
+            self.method = method
+            self.path = path
+            self.headers = headers
+
+        @classmethod  # (not microdot's staticmethod: naming Head in here would make create a closure)
+        async def create(cls, app, client_reader, client_writer, client_addr, scheme=None):
+            reader = client_reader  # a _Reader
+            start = reader.line()
+            while start < 0:
+                await reader.fill()
+                start = reader.line()
+            # Three words (microdot: line.split()), the last an HTTP version; read in place.
+            buf = reader.buf
+            end = reader.end
+            start = _skip(buf, start, end, False)
+            if start == end:
+                return None  # nothing came: the client closed without a request
+            cut = _skip(buf, start, end, True)
+            at = _skip(buf, cut, end, False)
+            stop = _skip(buf, at, end, True)
+            version = _skip(buf, stop, end, False)
+            last = _skip(buf, version, end, True)
+            if version == end or _skip(buf, last, end, False) != end or buf.find(b"/", version, last) < 0:
+                raise ValueError("malformed request line")  # 400, as microdot
+            query = buf.find(b"?", at, stop)  # the query string: no route reads one
+            request = cls(str(buf[start:cut], "utf-8"), str(buf[at : stop if query < 0 else query], "utf-8"), {})
+            headers = request.headers
+            while True:
+                start = reader.line()
+                if start < 0:
+                    await reader.fill()
+                    continue
+                buf = reader.buf
+                end = reader.end
+                start = _skip(buf, start, end, False)
+                while end > start and buf[end - 1] in _SPACE:
+                    end -= 1
+                if start == end:
+                    break
+                cut = buf.find(b":", start, end)
+                if cut < 0:
+                    raise ValueError("no colon in a header line")
+                name = _kept(buf, start, cut)
+                if name is None:
+                    continue
+                value = str(buf[_skip(buf, cut + 1, end, False) : end], "utf-8")
+                if name == "Content-Length":
+                    request.content_length = int(value)
+                elif name == "Content-Type":
+                    request.content_type = value
+                else:
+                    headers[name] = value
+            buf = None  # what came is not held through the body's read
+            length = request.content_length
+            if length and length <= cls.max_body_length:
+                request._body = await reader.readexactly(length)
+            elif length:
+                request._stream = reader  # a body above microdot's bound, unread: dispatch_request answers 413
+            return request
+
+    return Head
 
 
 class _FileBody:
@@ -889,7 +1040,9 @@ def _match(pattern, path):
 def _Server(web):
     # The class is made here, not at import: no work at import time, and
     # microdot is imported only when the interface is built.
-    from microdot import Microdot, Request
+    from microdot import Microdot
+
+    Request = _request_class()
 
     class Server(Microdot):
         """microdot with bounded reads, deadlines and a cap on connections (see the module docstring)."""
