@@ -32,6 +32,10 @@
 #                   part, so the start-up's own peaks are not these figures
 #   modules A B ... (modules mode) the modules imported 20 s into the run
 #                   (the steady state: boot-only modules unloaded)
+#   census N        (census mode) 20 s into the run, after a collection
+#                   (N bytes live): MicroPython's block map of the heap
+#                   (micropython.mem_info(1)) follows, up to "census end";
+#                   tools/heapcensus.py tallies it by kind of object
 #   trace T N       (trace mode) N bytes live (after a collection) T ms
 #                   after App.run began, every CHARGEGUARD_TRACE_MS (100
 #                   unless set) for the first 15 s: what the start-up holds
@@ -77,6 +81,29 @@ async def sampler(state, sleep_ms):
 async def list_modules(sleep_ms):
     await sleep_ms(20000)
     say("modules", *sorted(sys.modules))
+
+
+async def census(sleep_ms):
+    await sleep_ms(20000)
+    gc.collect()
+    say("census", gc.mem_alloc())
+    micropython.mem_info(1)
+    # Per module: the function objects made at its import (its own and its
+    # classes' methods; each is a block or two of the heap even frozen) and
+    # its classes. Counted after the map: this loop's garbage is not in it.
+    function = type(say)  # (not census: an async def is a generator function)
+    for name in sorted(sys.modules):
+        functions = classes = 0
+        for value in sys.modules[name].__dict__.values():
+            if isinstance(value, function):
+                functions += 1
+            elif isinstance(value, type) and getattr(value, "__module__", None) == name:
+                classes += 1
+                for member in value.__dict__.values():
+                    if isinstance(member, (function, staticmethod, classmethod)):
+                        functions += 1
+        say("census module", name, functions, classes)
+    say("census end")
 
 
 async def trace_live(sleep_ms, step_ms):
@@ -143,6 +170,8 @@ def main():
         asyncio.create_task(sampler(state, asyncio.sleep_ms))
         if os.getenv("CHARGEGUARD_PROBE") == "modules":
             asyncio.create_task(list_modules(asyncio.sleep_ms))
+        if os.getenv("CHARGEGUARD_PROBE") == "census":
+            asyncio.create_task(census(asyncio.sleep_ms))
         if os.getenv("CHARGEGUARD_PROBE") == "trace":
             asyncio.create_task(trace_live(asyncio.sleep_ms, int(os.getenv("CHARGEGUARD_TRACE_MS") or "100")))
         return await run(self, *args, **kwargs)

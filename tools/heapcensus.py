@@ -1,0 +1,124 @@
+"""What the live heap is made of, by kind of object, once the firmware runs (32-bit port, issue 6).
+
+    python tools/heapcensus.py [--profile everything] [--build frozen32] [--heap 128]
+
+Runs the profile (tools/memlab.py) in a heap of --heap KB with the probe's
+census mode: 20 s in, after a collection, MicroPython prints its block map
+(micropython.mem_info(1): one character per 16-byte block, the head
+block's letter naming the object's type, '=' its further blocks, '.'
+free). This tallies it: per kind, objects, blocks and bytes, and for the
+kind MicroPython cannot name ('h': instances, dict and list storage,
+closures, bound methods, generators and tasks, qstr pools) the sizes. The
+letters are py/gc.c's (gc_dump_alloc_table): T tuple, L list, D dict
+(the object; its table is an 'h'), S str or bytes, A bytearray or array,
+F float, B bytecode function, M module.
+"""
+
+import argparse
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import memlab  # noqa: E402
+
+BLOCK = 16  # bytes per GC block on the 32-bit port (and the ESP32)
+KINDS = {
+    "T": "tuple",
+    "L": "list",
+    "D": "dict (object)",
+    "S": "str / bytes",
+    "A": "bytearray / array",
+    "F": "float",
+    "B": "bytecode function",
+    "M": "module",
+    "h": "other: instances, dict/list storage, closures, bound methods, generators, qstr pools",
+}
+
+
+def block_map(lines):
+    """The block map's characters from the census lines (between "memprobe: census" and its end)."""
+    inside = False
+    chars = []
+    for line in lines:
+        if line.startswith("memprobe: census end"):
+            break
+        if line.startswith("memprobe: census "):
+            inside = True
+            continue
+        if not inside:
+            continue
+        head, colon, rest = line.partition(": ")
+        if colon and len(head) == 8 and all(c in "0123456789abcdef" for c in head):
+            chars.append(rest.rstrip("\n"))
+        elif "lines all free" in line:
+            chars.append(".")  # free blocks: how many does not matter here
+    return "".join(chars)
+
+
+def tally(chars):
+    """{kind: [objects, blocks]} and {blocks: count} for the 'h' objects."""
+    kinds = {}
+    sizes = {}
+    kind = None
+    size = 0
+
+    def close():
+        if kind is not None:
+            entry = kinds.setdefault(kind, [0, 0])
+            entry[0] += 1
+            entry[1] += size
+            if kind == "h":
+                sizes[size] = sizes.get(size, 0) + 1
+
+    for char in chars:
+        if char == "=":
+            size += 1
+            continue
+        close()
+        kind, size = (None, 0) if char in ". " else (char, 1)
+    close()
+    return kinds, sizes
+
+
+def per_module(lines):
+    """[(module, functions, classes)] from the census's "census module" lines."""
+    rows = []
+    for line in lines:
+        if line.startswith("memprobe: census module "):
+            name, functions, classes = line.split()[3:6]
+            rows.append((name, int(functions), int(classes)))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="everything")
+    parser.add_argument("--build", default="frozen32")
+    parser.add_argument("--heap", type=int, default=128, help="KB (room enough that the run is not squeezed)")
+    args = parser.parse_args()
+    profile = [p for p in memlab.PROFILES if p.name == args.profile][0]
+    run = memlab.run(profile, args.build, args.heap * 1024, mode="census", min_seconds=25.0)
+    chars = block_map(run.lines)
+    if not chars:
+        sys.exit("heapcensus: no block map in the run's output (did it run 20 s? ok=%s)" % run.ok())
+    kinds, sizes = tally(chars)
+    total = sum(blocks for _, blocks in kinds.values())
+    print("%s %s, %d KB heap: %d objects, %d B live" % (args.profile, args.build, args.heap,
+                                                      sum(n for n, _ in kinds.values()), total * BLOCK))
+    print("  kind  objects      bytes  share")
+    for kind, (count, blocks) in sorted(kinds.items(), key=lambda item: -item[1][1]):
+        print("  %-4s %8d %10d %5.1f%%  %s" % (kind, count, blocks * BLOCK, 100.0 * blocks / total, KINDS.get(kind, "?")))
+    print("  'h' objects by size (blocks: objects, bytes):")
+    for blocks in sorted(sizes):
+        print("    %3d: %5d %8d" % (blocks, sizes[blocks], blocks * sizes[blocks] * BLOCK))
+    modules = per_module(run.lines)
+    print("  modules by function objects made at import (theirs and their classes' methods), classes:")
+    for name, functions, classes in sorted(modules, key=lambda row: -row[1]):
+        print("    %-40s %4d %3d" % (name, functions, classes))
+    print("  %d modules, %d functions, %d classes" % (len(modules), sum(r[1] for r in modules), sum(r[2] for r in modules)))
+
+
+if __name__ == "__main__":
+    main()
