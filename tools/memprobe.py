@@ -83,29 +83,6 @@ async def list_modules(sleep_ms):
     say("modules", *sorted(sys.modules))
 
 
-async def census(sleep_ms):
-    await sleep_ms(20000)
-    gc.collect()
-    say("census", gc.mem_alloc())
-    micropython.mem_info(1)
-    # Per module: the function objects made at its import (its own and its
-    # classes' methods; each is a block or two of the heap even frozen) and
-    # its classes. Counted after the map: this loop's garbage is not in it.
-    function = type(say)  # (not census: an async def is a generator function)
-    for name in sorted(sys.modules):
-        functions = classes = 0
-        for value in sys.modules[name].__dict__.values():
-            if isinstance(value, function):
-                functions += 1
-            elif isinstance(value, type) and getattr(value, "__module__", None) == name:
-                classes += 1
-                for member in value.__dict__.values():
-                    if isinstance(member, (function, staticmethod, classmethod)):
-                        functions += 1
-        say("census module", name, functions, classes)
-    say("census end")
-
-
 async def trace_live(sleep_ms, step_ms):
     started = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), started) < _TRACE_MS:
@@ -171,7 +148,9 @@ def main():
         if os.getenv("CHARGEGUARD_PROBE") == "modules":
             asyncio.create_task(list_modules(asyncio.sleep_ms))
         if os.getenv("CHARGEGUARD_PROBE") == "census":
-            asyncio.create_task(census(asyncio.sleep_ms))
+            import memprobe_census  # (its code is on the heap only in this mode)
+
+            asyncio.create_task(memprobe_census.census(asyncio.sleep_ms, say))
         if os.getenv("CHARGEGUARD_PROBE") == "trace":
             asyncio.create_task(trace_live(asyncio.sleep_ms, int(os.getenv("CHARGEGUARD_TRACE_MS") or "100")))
         return await run(self, *args, **kwargs)

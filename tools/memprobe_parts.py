@@ -114,4 +114,3 @@ def breakdown(app_module, say):
         return real_run(self, *args)
 
     app_module.App.run = probed_run
-
