@@ -11,7 +11,12 @@ kind MicroPython cannot name ('h': instances, dict and list storage,
 closures, bound methods, generators and tasks, qstr pools) the sizes. The
 letters are py/gc.c's (gc_dump_alloc_table): T tuple, L list, D dict
 (the object; its table is an 'h'), S str or bytes, A bytearray or array,
-F float, B bytecode function, M module.
+F float, B bytecode function, M module. Then, from the same moment: the
+function objects each module's import made (its own and its classes'
+methods), and what the running App reaches through instances'
+attributes, lists, tuples and dicts: instances per class with their
+attributes in all (each instance's attributes are a hash table of 8 bytes
+a slot), and the bound methods, closures and buffers stored there.
 """
 
 import argparse
@@ -118,6 +123,13 @@ def main():
     for name, functions, classes in sorted(modules, key=lambda row: -row[1]):
         print("    %-40s %4d %3d" % (name, functions, classes))
     print("  %d modules, %d functions, %d classes" % (len(modules), sum(r[1] for r in modules), sum(r[2] for r in modules)))
+    reached = [line.split()[3:] for line in run.lines if line.startswith("memprobe: census reached ")]
+    print("  reached from the App (through instances' attributes, lists, tuples, dicts): " +
+          ", ".join("%s %s" % (name, count) for name, count in reached))
+    rows = [line.split()[3:6] for line in run.lines if line.startswith("memprobe: census class ")]
+    print("  instances reached, by class (instances, attributes in all):")
+    for name, count, attrs in sorted(rows, key=lambda row: -int(row[2])):
+        print("    %-32s %4s %5s" % (name, count, attrs))
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@
 #   census N        (census mode) 20 s into the run, after a collection
 #                   (N bytes live): MicroPython's block map of the heap
 #                   (micropython.mem_info(1)) follows, up to "census end";
-#                   tools/heapcensus.py tallies it by kind of object
+#                   with "census module/reached/class" lines before it;
+#                   tools/heapcensus.py tallies them (memprobe_census.py)
 #   trace T N       (trace mode) N bytes live (after a collection) T ms
 #                   after App.run began, every CHARGEGUARD_TRACE_MS (100
 #                   unless set) for the first 15 s: what the start-up holds
@@ -150,7 +151,7 @@ def main():
         if os.getenv("CHARGEGUARD_PROBE") == "census":
             import memprobe_census  # (its code is on the heap only in this mode)
 
-            asyncio.create_task(memprobe_census.census(asyncio.sleep_ms, say))
+            asyncio.create_task(memprobe_census.census(asyncio.sleep_ms, say, self))
         if os.getenv("CHARGEGUARD_PROBE") == "trace":
             asyncio.create_task(trace_live(asyncio.sleep_ms, int(os.getenv("CHARGEGUARD_TRACE_MS") or "100")))
         return await run(self, *args, **kwargs)

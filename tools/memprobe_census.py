@@ -1,6 +1,7 @@
 # tools/memprobe.py's census mode (CHARGEGUARD_PROBE=census, tools/heapcensus.py):
 # the heap's block map 20 s into the run, then the function objects each
-# module's import made. A module of its own, and a small one: its code is
+# module's import made and the instances (and stored bound methods,
+# closures, buffers) the App reaches. A module of its own: its code is
 # on the heap it measures (memprobe's modules are loaded as bytecode).
 import gc
 import micropython
@@ -11,7 +12,7 @@ def _plain():
     pass
 
 
-async def census(sleep_ms, say):
+async def census(sleep_ms, say, app):
     # (census mode, tools/heapcensus.py) the block map 20 s in, then the function objects per module.
     await sleep_ms(20000)
     gc.collect()
@@ -32,4 +33,35 @@ async def census(sleep_ms, say):
                     if isinstance(member, (function, staticmethod, classmethod)):
                         functions += 1
         say("census module", name, functions, classes)
+    # What the running App reaches through instances' attributes, lists,
+    # tuples and dicts: instances per class (with their attributes), and the
+    # values that are a block or two each (bound methods, closures).
+    seen = set()
+    classes = {}
+    kinds = {}
+    todo = [app]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        kind = type(obj)
+        name = kind.__name__
+        if name in ("bound_method", "closure", "generator", "bytearray", "memoryview", "str", "bytes"):
+            kinds[name] = kinds.get(name, 0) + 1
+            continue
+        if isinstance(obj, (list, tuple)):
+            todo.extend(obj)
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and name != "module":
+            attrs = obj.__dict__
+            entry = classes.setdefault(name, [0, 0])
+            entry[0] += 1
+            entry[1] += len(attrs)
+            todo.extend(attrs.values())
+    for name in sorted(kinds):
+        say("census reached", name, kinds[name])
+    for name in sorted(classes):
+        say("census class", name, classes[name][0], classes[name][1])
     say("census end")
