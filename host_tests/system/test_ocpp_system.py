@@ -304,13 +304,12 @@ def test_garbage_from_a_box_gets_callerrors_and_never_reaches_the_guard():
 def test_status_names_each_box_its_connection_last_message_and_refusal_and_relative_profiles_reach_a_drifting_box():
     import datetime
     import http.client
-    import socket
-
+    from ports import free_port
     from run import WEB_HEAP_K
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        web_port = probe.getsockname()[1]
+    # Below the ephemeral range (tools/sim/ports.py): a port the kernel hands
+    # out for bind(0) may be taken by any connect() before the firmware binds it.
+    web_port = free_port()
     drift_s = 3600  # the boxes' clocks run an hour ahead: an Absolute profile from our clock has lapsed for them
     sim = Simulation(
         heap="%dK" % (int(HEAP[:-1]) + WEB_HEAP_K), chargers=0, car_delay_s=0.2, run_name="e2e-ocpp-status",
