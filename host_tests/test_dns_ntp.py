@@ -446,10 +446,14 @@ def test_guard_keeps_deciding_while_the_ntp_server_never_answers():
     app.network = Link()
     app.ntp_server = "127.0.0.1"
     app.ntp_port = port
-    stats = {"pushes": 0, "gap": 0}
+    stats = {"pushes": 0, "during": 0, "gap": 0}
+    asked = []
+
+    def silent(request):
+        asked.append(request)  # the clock task's query has left: it now waits its deadline
 
     async def readings():
-        server = asyncio.create_task(serve(sock, lambda request: None))
+        server = asyncio.create_task(serve(sock, silent))
         gaps = [0]
         tick = asyncio.create_task(ticker(gaps))
         # The clock task asks after 1 s and waits 3 s for the answer: push readings
@@ -461,6 +465,8 @@ def test_guard_keeps_deciding_while_the_ntp_server_never_answers():
             meter.push(2, 2, 2)
             assert app.decisions == before + 1  # decided on the spot
             stats["pushes"] += 1
+            if asked:
+                stats["during"] += 1
             await asyncio.sleep(0.05)
         stats["gap"] = gaps[0]
         server.cancel()
@@ -470,6 +476,9 @@ def test_guard_keeps_deciding_while_the_ntp_server_never_answers():
         asyncio.run(test_app.run_for(app, 0, readings))
     finally:
         sock.close()
-    assert stats["pushes"] >= 70  # 4 s of readings, each decided at once
+    # Readings were decided while the query waited for its answer (not a
+    # count of them: how many fit in those 3 s depends on the host's load),
+    # and the loop never stalled meanwhile (a blocking query: a 3 s gap).
+    assert asked and stats["during"] >= 1, (asked, stats)
     assert stats["gap"] < MAX_GAP_MS, stats
     assert any("time: no answer from 127.0.0.1 (ntp: no answer)" in line for line in lines), lines
