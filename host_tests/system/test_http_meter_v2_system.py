@@ -33,8 +33,10 @@ LIB = os.path.join(ROOT, "build", "device")
 TIMEOUT_MS = 2000  # meters/http_meter.py _TIMEOUT_MS
 # Longest gap a 10 ms ticker may see during a poll: a blocking handshake wait
 # would show as the whole deadline (2000 ms); one handshake step's crypto on
-# this host takes a few ms; the rest is a busy shared 2-core machine.
-MAX_GAP_MS = 300
+# this host takes a few ms; the rest is a busy shared 2-core machine, which
+# alone has shown 318 ms (test_dns_ntp.py's MAX_GAP_MS, the same bound):
+# far below the 2000 ms a blocking wait shows, so the test still fails on one.
+MAX_GAP_MS = 500
 POLL_MS = 1000  # v2_probe_upy.py's poll_ms
 # The reading's age may reach one poll period plus one request's deadline
 # (a poll that reconnects still ends within the deadline), never more.
