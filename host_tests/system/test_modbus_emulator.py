@@ -49,6 +49,16 @@ def meter_doc(model, host="", port=502, **fields):
     return doc
 
 
+@pytest.fixture(autouse=True)
+def rs485_variable(monkeypatch):
+    """platform_for() sets CHARGEGUARD_RS485_DEVICE for the test; put back after it.
+
+    Left set, a closed pty's path reached every later test of the run and the
+    firmware processes they start (run.Firmware copies os.environ).
+    """
+    monkeypatch.setenv("CHARGEGUARD_RS485_DEVICE", "")
+
+
 def platform_for(device):
     os.environ["CHARGEGUARD_RS485_DEVICE"] = device or ""
     return unix.Platform({"rs485_device": None})
