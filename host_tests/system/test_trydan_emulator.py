@@ -461,7 +461,9 @@ def test_driver_failure_modes(emu):
         emu.set_mode("hang")
         start = time.monotonic()
         assert not await driver.poll()
-        assert time.monotonic() - start < 0.9
+        # Its own 400 ms deadline, not the firmware's default (CHARGER_TIMEOUT_MS)
+        # nor the hang's: below the default, whatever a busy host adds to 400 ms.
+        assert time.monotonic() - start < CHARGER_TIMEOUT_MS / 1000
         assert driver.status.error == "timeout" and not driver.status.reachable
         assert not await driver.apply(0)
         assert driver.status.error == "write Paused: timeout"
