@@ -150,15 +150,22 @@ def test_the_unix_fake_adc_reads_amps_from_a_file():
         pass
     if os.getenv("CHARGEGUARD_CT_AMPS") != path:
         platform.board["ct_amps_file"] = path  # MicroPython's os has no environ
-    d = doc(phases=3)
-    meter = ct_meter.from_config(d["meter"], platform, d)
-    for _ in range(2):
-        asyncio.run(meter.sample_window())
-        meter.measure(0)
-    assert abs(meter.reading.current_ma[0] - 12500) <= 50 and abs(meter.reading.current_ma[1] - 3000) <= 20
-    assert meter.reading.current_ma[2] == 0
-    if old is None and hasattr(os, "environ"):
-        del os.environ["CHARGEGUARD_CT_AMPS"]
+    try:
+        d = doc(phases=3)
+        meter = ct_meter.from_config(d["meter"], platform, d)
+        for _ in range(2):
+            asyncio.run(meter.sample_window())
+            meter.measure(0)
+        assert abs(meter.reading.current_ma[0] - 12500) <= 50 and abs(meter.reading.current_ma[1] - 3000) <= 20
+        assert meter.reading.current_ma[2] == 0
+    finally:
+        # Put back whatever the run had, also when an assertion failed: the
+        # later tests' firmware processes inherit os.environ.
+        if hasattr(os, "environ"):
+            if old is None:
+                os.environ.pop("CHARGEGUARD_CT_AMPS", None)
+            else:
+                os.environ["CHARGEGUARD_CT_AMPS"] = old
 
 
 def test_the_esp32_adc_takes_the_boards_adc1_pins_and_paces_a_burst():
