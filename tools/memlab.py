@@ -838,15 +838,18 @@ def play_day(sim, days=1, on_scene=None):
         sim.meter_silent = False
 
 
-def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None, mode=None):
+def run(profile, build, heap, days=1, min_seconds=0.0, on_scene=None, mode=None, growth=False):
     """Run the firmware for `days` fast days (and at least min_seconds) in `heap` bytes; a Run.
 
     mode: tools/memprobe.py's CHARGEGUARD_PROBE, e.g. "breakdown" (the
-    start-up's parts, Run.parts()).
+    start-up's parts, Run.parts()). growth: a live heap figure every second
+    (Run.floor_each_second), the probe collecting in a second that had no
+    collection (CHARGEGUARD_PROBE_FLOOR); it lowers Run.peak in a roomy
+    heap, so make bench's runs leave it off.
     """
     broker = Broker().start() if profile.broker else None
     try:
-        return _run(profile, build, heap, days, min_seconds, on_scene, broker, mode)
+        return _run(profile, build, heap, days, min_seconds, on_scene, broker, mode, growth)
     finally:
         if broker is not None:
             broker.stop()
@@ -934,7 +937,7 @@ class WebClient:
                 self._ask("GET", "/settings")
 
 
-def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
+def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None, growth=False):
     client = None
     web_port = None
     if profile.web:
@@ -947,13 +950,13 @@ def _run(profile, build, heap, days, min_seconds, on_scene, broker, mode=None):
                 inner(day, scene)
             client.scene()
 
-    env = None
+    env = {"CHARGEGUARD_PROBE_FLOOR": "1"} if growth else {}
     phone = None
     if profile.portal:
         import socket
 
         dns_port = free_port(socket.SOCK_DGRAM)
-        env = {"CHARGEGUARD_DNS_PORT": str(dns_port)}
+        env["CHARGEGUARD_DNS_PORT"] = str(dns_port)
         if not profile.first_boot:
             env["CHARGEGUARD_NETWORK_DOWN"] = "1"  # what opens it on a configured site
         phone = PortalClient(web_port, dns_port)

@@ -160,10 +160,10 @@ def test_a_broker_that_stops_answering_mid_session_is_dropped_within_the_keepali
         probes.append(probe)
         assert wait(lambda: probe.has("ON_CONNECT 1"), CONNECTED_S), probe.output()
         seen = len(probe.lines)
-        stalled_at = time.monotonic()
         stall.stall()
+        # (wait() itself is the bound: no second clock reading after it, which
+        # a loaded host could push past DEAD_LINK_S after a timely drop.)
         assert wait(lambda: probe.has("mqtt: connection lost (no answer to PINGREQ", seen), DEAD_LINK_S), probe.output()
-        assert time.monotonic() - stalled_at <= DEAD_LINK_S
         # While it stays silent, connecting fails at the connect deadline;
         # once it answers again the link comes back.
         assert wait(lambda: probe.has("no CONNACK within", seen), RECONNECT_S), probe.output()
