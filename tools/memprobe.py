@@ -76,7 +76,11 @@ async def sampler(state, sleep_ms, collect):
         if used > state[0]:
             state[0] = used
         if used < last:
-            collected = True  # in use fell: a collection came since the last sample
+            # In use fell: a collection came since the last sample (or,
+            # rarely, a realloc's free outweighed 10 ms of allocations; that
+            # second's figure is then high, never low, and the growth check
+            # takes the least).
+            collected = True
         last = used
         if used < floor:
             floor = used
