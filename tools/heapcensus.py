@@ -89,12 +89,23 @@ def tally(chars):
 
 def per_module(lines):
     """[(module, functions, classes)] from the census's "census module" lines."""
-    rows = []
-    for line in lines:
-        if line.startswith("memprobe: census module "):
-            name, functions, classes = line.split()[3:6]
-            rows.append((name, int(functions), int(classes)))
-    return rows
+    return [(words[0], int(words[1]), int(words[2])) for words in _census_lines(lines, "module")]
+
+
+def _census_lines(lines, what):
+    """The words after "memprobe: census WHAT" of each such line."""
+    prefix = "memprobe: census %s " % what
+    return [line[len(prefix):].split() for line in lines if line.startswith(prefix)]
+
+
+def reached(lines):
+    """[(kind, count)] from the census's "census reached" lines: bound methods, closures, buffers the App holds."""
+    return [(words[0], int(words[1])) for words in _census_lines(lines, "reached")]
+
+
+def per_class(lines):
+    """[(class, instances, attributes in all)] from the census's "census class" lines."""
+    return [(words[0], int(words[1]), int(words[2])) for words in _census_lines(lines, "class")]
 
 
 def main():
@@ -123,13 +134,11 @@ def main():
     for name, functions, classes in sorted(modules, key=lambda row: -row[1]):
         print("    %-40s %4d %3d" % (name, functions, classes))
     print("  %d modules, %d functions, %d classes" % (len(modules), sum(r[1] for r in modules), sum(r[2] for r in modules)))
-    reached = [line.split()[3:] for line in run.lines if line.startswith("memprobe: census reached ")]
     print("  reached from the App (through instances' attributes, lists, tuples, dicts): " +
-          ", ".join("%s %s" % (name, count) for name, count in reached))
-    rows = [line.split()[3:6] for line in run.lines if line.startswith("memprobe: census class ")]
+          ", ".join("%s %d" % row for row in reached(run.lines)))
     print("  instances reached, by class (instances, attributes in all):")
-    for name, count, attrs in sorted(rows, key=lambda row: -int(row[2])):
-        print("    %-32s %4s %5s" % (name, count, attrs))
+    for name, count, attrs in sorted(per_class(run.lines), key=lambda row: -row[2]):
+        print("    %-32s %4d %5d" % (name, count, attrs))
 
 
 if __name__ == "__main__":

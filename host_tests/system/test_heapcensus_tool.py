@@ -42,8 +42,10 @@ def test_objects_are_tallied_by_kind_with_their_further_blocks():
     assert sizes == {1: 4, 2: 1, 3: 1}
 
 
-def test_the_per_module_lines_are_read():
+def test_the_per_module_per_class_and_reached_lines_are_read():
     assert heapcensus.per_module(LINES) == [("chargeguard.core.guard", 17, 2)]
+    assert heapcensus.per_class(LINES) == [("Guard", 1, 27)]
+    assert heapcensus.reached(LINES) == [("bound_method", 13)]
 
 
 def test_no_census_in_the_output_is_an_empty_map():
