@@ -16,7 +16,11 @@ function objects each module's import made (its own and its classes'
 methods), and what the running App reaches through instances'
 attributes, lists, tuples and dicts: instances per class with their
 attributes in all (each instance's attributes are a hash table of 8 bytes
-a slot), and the bound methods, closures and buffers stored there.
+a slot), and the bound methods, closures and buffers stored there, with
+each buffer of 64 bytes or more named by the attribute that holds it; and
+the entries of each module's and class's table, sized as MicroPython
+grows them (py/map.c): the code's own share of the heap with the function
+objects.
 """
 
 import argparse
@@ -103,6 +107,30 @@ def reached(lines):
     return [(words[0], int(words[1])) for words in _census_lines(lines, "reached")]
 
 
+def buffers(lines):
+    """[(holder, kind, bytes)] from the census's "census buffer" lines: the App's buffers of 64 B or more, smallest first."""
+    return [(words[0], words[1], int(words[2])) for words in _census_lines(lines, "buffer")]
+
+
+# py/map.c's hash_allocation_sizes (MicroPython 1.28): a module's, class's or
+# instance's table grows to the next of these when it is full and never
+# shrinks; 8 bytes a slot on 32-bit (a key and a value).
+TABLE_SIZES = (0, 2, 4, 6, 8, 10, 12, 17, 23, 29, 37, 47, 59, 73, 97, 127, 167, 223, 293, 389, 521)
+SLOT = 8
+
+
+def table_bytes(entries):
+    """The heap a table of `entries` entries takes at least: its slots (the first size that holds them) in 16-byte blocks."""
+    slots = [size for size in TABLE_SIZES if size >= entries]
+    slots = slots[0] if slots else entries + entries // 2
+    return (slots * SLOT + BLOCK - 1) // BLOCK * BLOCK
+
+
+def tables(lines):
+    """[(module or module.Class, entries)] from the census's "census table" lines."""
+    return [(words[0], int(words[1])) for words in _census_lines(lines, "table")]
+
+
 def per_class(lines):
     """[(class, instances, attributes in all)] from the census's "census class" lines."""
     return [(words[0], int(words[1]), int(words[2])) for words in _census_lines(lines, "class")]
@@ -134,8 +162,18 @@ def main():
     for name, functions, classes in sorted(modules, key=lambda row: -row[1]):
         print("    %-40s %4d %3d" % (name, functions, classes))
     print("  %d modules, %d functions, %d classes" % (len(modules), sum(r[1] for r in modules), sum(r[2] for r in modules)))
+    rows = [(table_bytes(entries), name, entries) for name, entries in tables(run.lines)]
+    module_names = set(row[0] for row in modules)
+    classes = [row for row in rows if row[1] not in module_names]
+    print("  tables (hash tables of 8 B a slot, grown in steps): modules' %d B, classes' %d B; the largest:"
+          % (sum(row[0] for row in rows) - sum(row[0] for row in classes), sum(row[0] for row in classes)))
+    for size, name, entries in sorted(rows, reverse=True)[:12]:
+        print("    %-48s %4d entries %5d B" % (name, entries, size))
     print("  reached from the App (through instances' attributes, lists, tuples, dicts): " +
           ", ".join("%s %d" % row for row in reached(run.lines)))
+    print("  buffers of 64 B or more the App holds (holder: the first attribute the walk met):")
+    for holder, kind, size in buffers(run.lines):
+        print("    %-48s %-10s %6d" % (holder, kind, size))
     print("  instances reached, by class (instances, attributes in all):")
     for name, count, attrs in sorted(per_class(run.lines), key=lambda row: -row[2]):
         print("    %-32s %4d %5d" % (name, count, attrs))

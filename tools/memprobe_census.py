@@ -8,6 +8,9 @@ import micropython
 import sys
 
 
+_BIG = 64  # bytes: a buffer this long or longer is listed with its holder
+
+
 def _plain():
     pass
 
@@ -24,7 +27,8 @@ async def census(sleep_ms, say, app):
     function = type(_plain)  # (an async def's type is another)
     for name in sorted(sys.modules):
         functions = classes = 0
-        for value in sys.modules[name].__dict__.values():
+        module = sys.modules[name]
+        for value in module.__dict__.values():
             if isinstance(value, function):
                 functions += 1
             elif isinstance(value, type) and getattr(value, "__module__", None) == name:
@@ -33,15 +37,22 @@ async def census(sleep_ms, say, app):
                     if isinstance(member, (function, staticmethod, classmethod)):
                         functions += 1
         say("census module", name, functions, classes)
+        # Entries of the module's table and of each of its classes' (a hash
+        # table each, in the heap even frozen: heapcensus sizes them).
+        say("census table", name, len(module.__dict__))
+        for value in module.__dict__.values():
+            if isinstance(value, type) and getattr(value, "__module__", None) == name:
+                say("census table", name + "." + value.__name__, len(value.__dict__))
     # What the running App reaches through instances' attributes, lists,
     # tuples and dicts: instances per class (with their attributes), and the
     # values that are a block or two each (bound methods, closures).
     seen = set()
     classes = {}
     kinds = {}
-    todo = [app]
+    buffers = []
+    todo = [(app, "App")]
     while todo:
-        obj = todo.pop()
+        obj, where = todo.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
@@ -49,19 +60,29 @@ async def census(sleep_ms, say, app):
         name = kind.__name__
         if name in ("bound_method", "closure", "generator", "bytearray", "memoryview", "str", "bytes"):
             kinds[name] = kinds.get(name, 0) + 1
+            if name in ("bytearray", "bytes", "str") and len(obj) >= _BIG:
+                buffers.append((len(obj), name, where))
             continue
         if isinstance(obj, (list, tuple)):
-            todo.extend(obj)
+            for value in obj:
+                todo.append((value, where + "[]"))
         elif isinstance(obj, dict):
-            todo.extend(obj.values())
+            for key in obj:
+                todo.append((obj[key], where + "[]"))
         elif hasattr(obj, "__dict__") and not isinstance(obj, type) and name != "module":
             attrs = obj.__dict__
             entry = classes.setdefault(name, [0, 0])
             entry[0] += 1
             entry[1] += len(attrs)
-            todo.extend(attrs.values())
+            for key in attrs:
+                todo.append((attrs[key], name + "." + key))
     for name in sorted(kinds):
         say("census reached", name, kinds[name])
+    # The buffers of _BIG bytes or more, each with the attribute that holds it
+    # (the first path the walk met): where the big blocks of the map are.
+    buffers.sort()
+    for size, name, where in buffers:
+        say("census buffer", where, name, size)
     for name in sorted(classes):
         say("census class", name, classes[name][0], classes[name][1])
     say("census end")

@@ -24,7 +24,10 @@ LINES = [
     "       (18 lines all free)",
     "00005000: A=h",
     "memprobe: census module chargeguard.core.guard 17 2",
+    "memprobe: census table chargeguard.core.guard 21",
+    "memprobe: census table chargeguard.core.guard.Guard 13",
     "memprobe: census reached bound_method 13",
+    "memprobe: census buffer HttpClient._head bytearray 256",
     "memprobe: census class Guard 1 27",
     "memprobe: census end",
     "00006000: hhhh",  # after the end: not the census's
@@ -46,6 +49,18 @@ def test_the_per_module_per_class_and_reached_lines_are_read():
     assert heapcensus.per_module(LINES) == [("chargeguard.core.guard", 17, 2)]
     assert heapcensus.per_class(LINES) == [("Guard", 1, 27)]
     assert heapcensus.reached(LINES) == [("bound_method", 13)]
+    assert heapcensus.tables(LINES) == [("chargeguard.core.guard", 21), ("chargeguard.core.guard.Guard", 13)]
+    assert heapcensus.buffers(LINES) == [("HttpClient._head", "bytearray", 256)]
+
+
+def test_a_table_is_sized_as_micropython_grows_it():
+    # py/map.c: full tables grow to the next size (..., 12, 17, 23, ...); 8 B a slot in 16-byte blocks.
+    assert heapcensus.table_bytes(0) == 0
+    assert heapcensus.table_bytes(1) == 16  # 2 slots
+    assert heapcensus.table_bytes(12) == 96  # 12 slots, 6 blocks
+    assert heapcensus.table_bytes(13) == 144  # 17 slots: 136 B in 9 blocks
+    assert heapcensus.table_bytes(17) == 144
+    assert heapcensus.table_bytes(55) == 480  # 59 slots
 
 
 def test_no_census_in_the_output_is_an_empty_map():
