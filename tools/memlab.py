@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -190,9 +189,8 @@ class Profile:
 # Then (2026-12-01) the proxy was made the device's: the probe's own 2 KB of
 # bytecode left the measured heap (tools/upy32.py freezes it into both 32-bit
 # binaries), and the probe holds what the device's platform module takes
-# beyond the unix port's (platform_ballast: 1,168 B as .mpy in these runs,
-# 1,152 since the pools' share is counted per name). Probe frozen alone:
-# core 78 ran 4 of 4 (77, 76 failed at boot), wifi 83 ran 2 of 2 (82
+# beyond the unix port's (platform_ballast: 1,168 B as .mpy). Probe frozen
+# alone: core 78 ran 4 of 4 (77, 76 failed at boot), wifi 83 ran 2 of 2 (82
 # failed). With the ballast too: core 80 ran 2 of 2, 79 1 of 2 (the other:
 # the supervisor task, a 128-byte block), 78 failed 2 of 2 at boot; wifi 85,
 # 84 and 83 ran. Budgets: core 80 + 4 (unchanged), wifi 84 + 4.
@@ -791,53 +789,25 @@ class PortalClient:
 # difference as ballast from before the firmware's first import, so that the
 # figures and budgets are the device's (the Platform instances and the C
 # objects behind them, UART and WLAN, are not in it: not measurable here).
-# An import may be the one that fills the interned-name pool and allocates
-# the next (1-3 KB here); which import that is depends on what came before,
-# and over a run the pools cost each name alike. So each module is measured
-# after _PADS different counts of names interned first: the median difference
-# (the imports that allocated no pool) plus, for each name esp32.py interns
-# beyond unix.py, what the pools cost a name: their bytes over their names
-# (micropython.qstr_info()) after the import, averaged over the _PADS starting
-# points. That is about 11 B on 32-bit, not the 7 B of one entry: each pool is
-# bigger than the one before and is allocated whole, so part of the last is
-# always unused, and which part depends on where in that cycle a name comes.
+# A module's import may also be the one that fills the interned-name pool and
+# allocates the next, larger one (hundreds of bytes): which import that is
+# depends on what came before. So each module is measured after each of
+# _PADS different counts of names interned first, and the means are compared.
 _PADS = 16
 _PAD_STEP = 12  # names interned between two measurements' starting points
 _PLATFORM_COST = (
-    "import sys, gc, micropython\n"
+    "import sys, gc\n"
     "sys.path[:0] = [%r, %r]\n"
-    "import machine, network, time, os\n"
+    "import machine, network, micropython, time, os\n"
     "from chargeguard.platform import common\n"
     "pad = (%s)\n"
     "gc.collect()\n"
-    "micropython.qstr_info()\n"
     "before = gc.mem_alloc()\n"
     "import chargeguard.platform.%s\n"
     "gc.collect()\n"
-    "after = gc.mem_alloc()\n"
-    "micropython.qstr_info()\n"
-    "print('platform', after - before)\n"
+    "print('platform', gc.mem_alloc() - before)\n"
 )
 _ballasts = {}
-_ballast_lock = threading.Lock()  # make bench measures from many threads
-
-
-def _qstr_figures(line):
-    # "qstr pool: n_pool=2, n_qstr=34, n_str_data_bytes=626, n_total_bytes=1106"
-    return dict((key.strip(), int(value)) for key, value in (part.split("=") for part in line.split(":", 1)[1].split(",")))
-
-
-def _platform_cost(binary, fakes, device, pad, name, build):
-    # (heap the module's import added, names it interned, pool bytes per name after it)
-    script = _PLATFORM_COST % (fakes, device, "".join("'zpad%d', " % i for i in range(pad * _PAD_STEP)), name)
-    result = subprocess.run([binary, "-X", "heapsize=1M", "-c", script], capture_output=True, text=True, timeout=60, cwd=fakes)
-    pools = [_qstr_figures(line) for line in result.stdout.splitlines() if line.startswith("qstr pool:")]
-    words = result.stdout.split()
-    if result.returncode != 0 or len(pools) != 2 or words[-2:-1] != ["platform"]:
-        raise RuntimeError("memlab: platform/%s.py's heap on %s: %s%s" % (name, build, result.stdout, result.stderr))
-    after = pools[1]
-    per_name = (after["n_total_bytes"] - after["n_str_data_bytes"]) / after["n_qstr"]
-    return int(words[-1]), after["n_qstr"] - pools[0]["n_qstr"], per_name
 
 
 def platform_ballast(build):
@@ -846,36 +816,34 @@ def platform_ballast(build):
     Measured on the build's own binary, each module imported alone after the
     imports both share (machine and network are empty stand-ins for the
     device's built-in modules), _PADS times (see above). 2026-12-01: 32-bit
-    .mpy 1,152 B (672 B of code and 43 more names), frozen 176 B. Raises RuntimeError when a
+    .mpy about 0.7 KB, frozen about 0.2 KB. Raises RuntimeError when a
     measurement fails.
     """
-    with _ballast_lock:
-        if build not in _ballasts:
-            binary = interpreter(build)
-            fakes = os.path.join(ROOT, "build", "platform-fakes")
-            os.makedirs(fakes, exist_ok=True)
-            for name in ("machine", "network"):
-                path = os.path.join(fakes, name + ".py")
-                if not os.path.exists(path):
-                    with open(path, "w") as handle:
-                        handle.write("# a stand-in for the device's built-in module (tools/memlab.py, platform_ballast)\n")
-            device = "" if build == "frozen32" else os.path.join(ROOT, "build", "device")
-            heap, names, per_name = [], [], 0.0
-            for pad in range(_PADS):
-                unix = _platform_cost(binary, fakes, device, pad, "unix", build)
-                esp32 = _platform_cost(binary, fakes, device, pad, "esp32", build)
-                heap.append(esp32[0] - unix[0])
-                names.append(esp32[1] - unix[1])
-                per_name += esp32[2] / _PADS
-            middle = _PADS // 2
-            extra = sorted(heap)[middle] + max(0, sorted(names)[middle]) * per_name
-            _ballasts[build] = max(0, int(extra) // 16 * 16)
-        return _ballasts[build]
+    if build not in _ballasts:
+        binary = interpreter(build)
+        fakes = os.path.join(ROOT, "build", "platform-fakes")
+        os.makedirs(fakes, exist_ok=True)
+        for name in ("machine", "network"):
+            with open(os.path.join(fakes, name + ".py"), "w") as handle:
+                handle.write("# a stand-in for the device's built-in module (tools/memlab.py, platform_ballast)\n")
+        device = "" if build == "frozen32" else os.path.join(ROOT, "build", "device")
+        totals = {"unix": 0, "esp32": 0}
+        for pad in range(_PADS):
+            names = "".join("'zpad%d', " % i for i in range(pad * _PAD_STEP))
+            for name in totals:
+                script = _PLATFORM_COST % (fakes, device, names, name)
+                result = subprocess.run([binary, "-X", "heapsize=1M", "-c", script],
+                                        capture_output=True, text=True, timeout=60, cwd=fakes)
+                words = result.stdout.split()
+                if result.returncode != 0 or words[:1] != ["platform"]:
+                    raise RuntimeError("memlab: platform/%s.py's heap on %s: %s%s" % (name, build, result.stdout, result.stderr))
+                totals[name] += int(words[1])
+        _ballasts[build] = max(0, (totals["esp32"] - totals["unix"]) // _PADS // 16 * 16)
+    return _ballasts[build]
 
 
 def _launch(profile, build, heap, mode=None, broker=None, env=None):
     binary = interpreter(build)
-    ballast = platform_ballast(build)  # before the simulation starts (its first call measures)
 
     def launch(root):
         if profile.first_boot:
@@ -913,7 +881,7 @@ def _launch(profile, build, heap, mode=None, broker=None, env=None):
                 check=True,
             )
         command = [binary, "-X", "heapsize=%d" % heap, "-m", "memprobe"]
-        command = ["env", "CHARGEGUARD_PROBE_BALLAST=%d" % ballast] + command
+        command = ["env", "CHARGEGUARD_PROBE_BALLAST=%d" % platform_ballast(build)] + command
         if mode:
             command = ["env", "CHARGEGUARD_PROBE=" + mode] + command
         if env:

@@ -65,7 +65,6 @@ _SAMPLE_MS = const(10)
 _REPORT_MS = const(1000)
 _TRACE_MS = const(15000)
 _BALLAST_BLOCK = const(256)
-_BALLAST_HEAD = const(32)  # a piece's own object, and its data rounded up to a block
 
 
 def say(*parts):
@@ -156,20 +155,19 @@ def ballast(size):
     # What the device's platform module takes beyond the unix port's
     # (CHARGEGUARD_PROBE_BALLAST bytes, tools/memlab.py's platform_ballast),
     # held for the whole run as that module's code would be: in pieces of
-    # the size its functions' bytecode comes in, not one large block. Pieces
-    # are added until the heap in use has grown by size, whatever the port's
-    # block and object sizes (16 and 16 bytes on 32-bit, 32 and 32 on 64-bit).
-    if size <= 0:
+    # the size its functions' bytecode comes in, not one large block. The
+    # pieces' heads (a 16-byte block each) and the list count towards it.
+    if size < 64:
         return None
-    gc.collect()
-    target = gc.mem_alloc() + size
-    held = [None] * (size // (_BALLAST_BLOCK // 2) + 2)  # never regrown (a regrowth would leave garbage)
-    for i in range(len(held)):
-        piece = min(_BALLAST_BLOCK, target - gc.mem_alloc()) - _BALLAST_HEAD
-        if piece <= 0:
-            break
-        held[i] = bytearray(piece)
+    count = size // _BALLAST_BLOCK + 1
+    held = [None] * count
+    left = size - 16 - (4 * count + 15) // 16 * 16
+    for i in range(count):
+        piece = min(left, _BALLAST_BLOCK) if i < count - 1 else left
+        held[i] = bytearray(max(0, piece - 16) // 16 * 16)
+        left -= piece
     return held
+
 
 def main():
     held = ballast(int(os.getenv("CHARGEGUARD_PROBE_BALLAST") or "0"))  # noqa: F841 (kept until the end)

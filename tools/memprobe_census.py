@@ -2,9 +2,7 @@
 # the heap's block map 20 s into the run, then the function objects each
 # module's import made and the instances (and stored bound methods,
 # closures, buffers) the App reaches. A module of its own: its code is
-# loaded only in this mode (frozen into the 32-bit binaries; on the 64-bit
-# port a .mpy file, whose bytecode is in the heap it measures). A str or
-# bytes listed as a buffer may be a constant of frozen code, in flash.
+# on the heap it measures (memprobe's modules are loaded as bytecode).
 import gc
 import micropython
 import sys

@@ -1,8 +1,7 @@
 # tools/memprobe.py's breakdown mode (CHARGEGUARD_PROBE=breakdown): what
 # each part of the firmware's start-up keeps on the heap. A module of its
-# own so that its code is loaded only in that mode (frozen into the 32-bit
-# binaries; on the 64-bit port a .mpy file, whose bytecode is in the heap
-# it measures).
+# own so that its code is on the heap only in that mode (memprobe.mpy is
+# loaded as bytecode, and the heap it measures holds it).
 import gc
 import sys
 
