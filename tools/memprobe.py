@@ -8,9 +8,6 @@
 # App made from the configuration) and App.run (the running tasks). Lines it
 # adds to the firmware's own output, all starting "memprobe:":
 #   base N          heap in use before anything of the firmware is imported
-#                   (with CHARGEGUARD_PROBE_BALLAST=B set by tools/memlab.py,
-#                   B bytes held for the run: what the device's platform
-#                   module, platform/esp32.py, takes beyond platform/unix.py)
 #   imports N       live heap once the App is built: modules imported, the
 #                   configuration read (and its module unloaded), drivers made
 #                   (followed by MicroPython's own "qstr pool: ..." line: the
@@ -64,7 +61,6 @@ from micropython import const
 _SAMPLE_MS = const(10)
 _REPORT_MS = const(1000)
 _TRACE_MS = const(15000)
-_BALLAST_BLOCK = const(256)
 
 
 def say(*parts):
@@ -151,26 +147,7 @@ def _longest_collect():
     return longest
 
 
-def ballast(size):
-    # What the device's platform module takes beyond the unix port's
-    # (CHARGEGUARD_PROBE_BALLAST bytes, tools/memlab.py's platform_ballast),
-    # held for the whole run as that module's code would be: in pieces of
-    # the size its functions' bytecode comes in, not one large block. The
-    # pieces' heads (a 16-byte block each) and the list count towards it.
-    if size < 64:
-        return None
-    count = size // _BALLAST_BLOCK + 1
-    held = [None] * count
-    left = size - 16 - (4 * count + 15) // 16 * 16
-    for i in range(count):
-        piece = min(left, _BALLAST_BLOCK) if i < count - 1 else left
-        held[i] = bytearray(max(0, piece - 16) // 16 * 16)
-        left -= piece
-    return held
-
-
 def main():
-    held = ballast(int(os.getenv("CHARGEGUARD_PROBE_BALLAST") or "0"))  # noqa: F841 (kept until the end)
     gc.collect()
     state = [gc.mem_alloc()]
     say("base", state[0])

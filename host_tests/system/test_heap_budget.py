@@ -25,7 +25,6 @@ skip with the reason; under CI (CI=true) they fail instead.
 """
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -88,30 +87,3 @@ def test_a_missing_toolchain_skips_with_the_reason_but_fails_under_ci(monkeypatc
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception):
         interpreter_or_skip("frozen32")
-
-
-def test_the_device_platform_modules_extra_heap_is_measured_per_build():
-    # platform/esp32.py is bigger than the unix port's platform/unix.py: the
-    # probe holds the difference (tools/memlab.py, platform_ballast). As .mpy
-    # the code is in the heap; frozen only its function objects and tables.
-    interpreter_or_skip("mpy32")
-    mpy, frozen = memlab.platform_ballast("mpy32"), memlab.platform_ballast("frozen32")
-    assert mpy % 16 == 0 and frozen % 16 == 0
-    assert 0 < frozen < mpy < 8 * 1024, (mpy, frozen)
-
-
-def test_the_probe_holds_the_ballast_it_is_given_and_no_more():
-    # tools/memprobe.py's ballast() on the 32-bit port: the heap it holds is
-    # the size asked for, its pieces' heads and list included, to two blocks
-    # (one is the script's own name for it).
-    binary = interpreter_or_skip("mpy32")
-    source = open(os.path.join(ROOT, "tools", "memprobe.py")).read()
-    function = source[source.index("def ballast("):source.index("\ndef main(")]
-    for size in (0, 176, 256, 1168, 3000):
-        script = ("import gc\nfrom micropython import const\n_BALLAST_BLOCK = const(256)\n%s\n"
-                  "gc.collect()\nbefore = gc.mem_alloc()\nheld = ballast(%d)\ngc.collect()\n"
-                  "print('held', gc.mem_alloc() - before)\n" % (function, size))
-        result = subprocess.run([binary, "-X", "heapsize=256K", "-c", script], capture_output=True, text=True, timeout=30)
-        assert result.returncode == 0, result.stdout + result.stderr
-        held = int(result.stdout.split()[1])
-        assert size <= held <= size + 32, (size, held)
