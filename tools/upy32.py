@@ -13,10 +13,6 @@ v1.28.0's unix port with MICROPY_FORCE_32BIT=1 from the source kept in
 - frozen: the port with the project's manifest.py frozen in (the firmware and
           its device libraries as frozen bytecode, as in a custom ESP32 image).
 
-Both also freeze the heap probe (tools/memprobe*.py), which runs in place of
-main.py when tools/memlab.py measures: as a file its code would be in the
-heap it measures.
-
 Results are cached under build/upy32/: a binary is rebuilt only when the
 source tarball, the build flags, the manifest or a frozen file changes (and
 then incrementally). The version is pinned to the .mpy format the project
@@ -38,8 +34,7 @@ import tarfile
 
 import devlibs
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("CHARGEGUARD_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
 VERSION = "1.28.0"
 TARBALL = os.path.join(SHARED, "toolchain", "micropython-%s-unix-src.tar.xz" % VERSION)
@@ -58,8 +53,6 @@ MAKE_FLAGS = (
     "MICROPY_FORCE_32BIT=1",
 )
 VARIANTS = ("plain", "frozen")
-# tools/memlab.py's heap probe, frozen into both variants (_manifest_path).
-PROBE_MODULES = ("memprobe", "memprobe_parts", "memprobe_census")
 
 
 class Unavailable(Exception):
@@ -86,14 +79,11 @@ def _firmware_sources():
 
 
 def _manifest_path(variant):
-    # The stock ESP32 firmware freezes asyncio; so does the plain proxy. Both
-    # variants also freeze the heap probe (tools/memprobe*.py, what memlab
-    # runs in place of main.py): as a file its bytecode, about 2 KB, would
-    # sit in the heap it measures, where the device has only main.py's few
-    # lines (docs/firmware.md, "The 32-bit proxy").
-    path = os.path.join(OUT, "manifest-%s.py" % variant)
-    first = 'include("%s")\n' % MANIFEST if variant == "frozen" else 'include("$(MPY_DIR)/extmod/asyncio")\n'
-    text = first + "".join('module("%s.py", base_path="%s")\n' % (name, HERE) for name in PROBE_MODULES)
+    if variant == "frozen":
+        return MANIFEST
+    # The stock ESP32 firmware freezes asyncio; so does the plain proxy.
+    path = os.path.join(OUT, "manifest-plain.py")
+    text = 'include("$(MPY_DIR)/extmod/asyncio")\n'
     if not os.path.exists(path) or open(path).read() != text:
         os.makedirs(OUT, exist_ok=True)
         with open(path, "w") as handle:
@@ -106,10 +96,10 @@ def _key(variant):
     digest.update(" ".join(MAKE_FLAGS).encode())
     with open(TARBALL, "rb") as handle:
         digest.update(hashlib.sha256(handle.read()).digest())
-    files = [_manifest_path(variant)] + [os.path.join(HERE, name + ".py") for name in PROBE_MODULES]
+    files = [_manifest_path(variant)]
     if variant == "frozen":
         # manifest.py freezes the device libraries from build/lib too.
-        files += [MANIFEST] + _firmware_sources() + devlibs.sources()
+        files += _firmware_sources() + devlibs.sources()
     _digest_files(digest, files)
     return digest.hexdigest()
 
