@@ -403,7 +403,6 @@ def measure_memory(profile, build, say):
         tag, "%dK" % (smallest // KB) if smallest else "-", pause_us, filled // KB, alone_us))
     return {
         "imports": reference.after_imports,
-        "base": reference.base or 0,
         "live": (min(live), max(live)),
         "peak": reference.peak,
         "smallest": smallest,
@@ -452,11 +451,8 @@ def report_memory(results):
     for profile in memlab.PROFILES:
         small, large = by_build.get((profile.name, "mpy32")), by_build.get((profile.name, "mpy64"))
         if small and large and "imports" in small and "imports" in large:
-            # Less each run's base (the interpreter, the probe, the platform's
-            # ballast): the probe is frozen on 32-bit, a .mpy file on 64-bit.
-            print("%s: 32-bit / 64-bit, .mpy, the firmware's own (less the base): after imports %.2fx, live %.2fx" % (
-                profile.name, (small["imports"] - small["base"]) / (large["imports"] - large["base"]),
-                (small["live"][1] - small["base"]) / (large["live"][1] - large["base"])))
+            print("%s: 32-bit / 64-bit, .mpy: after imports %.2fx, live %.2fx" % (
+                profile.name, small["imports"] / large["imports"], small["live"][1] / large["live"][1]))
     print("peak = most heap in use (live + garbage) between the firmware's 10 s collections, at 4 telegrams/s, heap %dK;" % (REFERENCE_HEAP // KB))
     print("smallest = smallest -X heapsize (1K steps) that runs the fast day with no MemoryError;")
     print("gc 2MB us = longest gc.collect() on this host in a 2 MB heap filled by copies of the firmware's App")

@@ -9,9 +9,8 @@
 # of its figures after imports and 0.69x of its live heap while running
 # (measured by `make bench` on 2026-11-29, the firmware as .mpy, 32-bit /
 # 64-bit port, the same for every profile; bytecode and strings do not
-# shrink, pointers do; both runs then carried the probe's .mpy). Less each
-# run's base (the probe, frozen on 32-bit since 2026-12-01): 0.69x and 0.67x
-# (core). The 32-bit port built by tools/upy32.py gives the ESP32's own figures.
+# shrink, pointers do). The 32-bit port built by tools/upy32.py gives the
+# ESP32's own figures.
 import gc
 import os
 import sys

@@ -213,7 +213,10 @@ def _build(variant, target, key_file, key, quiet):
         "PROG=micropython",
     ]
     _run(command, os.path.join(SOURCE, "ports", "unix"), log)
-    shutil.copy(os.path.join(SOURCE, "ports", "unix", build_dir, "micropython"), target)
+    # A new file renamed over the old one: a run of the old binary (a test,
+    # make bench) keeps its copy, where writing into it would fail (ETXTBSY).
+    shutil.copy(os.path.join(SOURCE, "ports", "unix", build_dir, "micropython"), target + ".new")
+    os.replace(target + ".new", target)
     check_binary(target)
     with open(key_file, "w") as handle:
         handle.write(key)
