@@ -122,7 +122,7 @@ SLOT = 8
 def table_bytes(entries):
     """The heap a table of `entries` entries takes at least: its slots (the first size that holds them) in 16-byte blocks."""
     slots = [size for size in TABLE_SIZES if size >= entries]
-    slots = slots[0] if slots else entries + entries // 2
+    slots = slots[0] if slots else (entries + entries // 2) | 1  # past the table, as py/map.c
     return (slots * SLOT + BLOCK - 1) // BLOCK * BLOCK
 
 
@@ -164,9 +164,9 @@ def main():
     print("  %d modules, %d functions, %d classes" % (len(modules), sum(r[1] for r in modules), sum(r[2] for r in modules)))
     rows = [(table_bytes(entries), name, entries) for name, entries in tables(run.lines)]
     module_names = set(row[0] for row in modules)
-    classes = [row for row in rows if row[1] not in module_names]
+    class_bytes = sum(row[0] for row in rows if row[1] not in module_names)
     print("  tables (hash tables of 8 B a slot, grown in steps): modules' %d B, classes' %d B; the largest:"
-          % (sum(row[0] for row in rows) - sum(row[0] for row in classes), sum(row[0] for row in classes)))
+          % (sum(row[0] for row in rows) - class_bytes, class_bytes))
     for size, name, entries in sorted(rows, reverse=True)[:12]:
         print("    %-48s %4d entries %5d B" % (name, entries, size))
     print("  reached from the App (through instances' attributes, lists, tuples, dicts): " +

@@ -28,21 +28,20 @@ async def census(sleep_ms, say, app):
     for name in sorted(sys.modules):
         functions = classes = 0
         module = sys.modules[name]
+        # With them, the entries of the module's table and of each of its
+        # classes' (a hash table each, in the heap even frozen: heapcensus
+        # sizes them).
+        say("census table", name, len(module.__dict__))
         for value in module.__dict__.values():
             if isinstance(value, function):
                 functions += 1
             elif isinstance(value, type) and getattr(value, "__module__", None) == name:
                 classes += 1
+                say("census table", name + "." + value.__name__, len(value.__dict__))
                 for member in value.__dict__.values():
                     if isinstance(member, (function, staticmethod, classmethod)):
                         functions += 1
         say("census module", name, functions, classes)
-        # Entries of the module's table and of each of its classes' (a hash
-        # table each, in the heap even frozen: heapcensus sizes them).
-        say("census table", name, len(module.__dict__))
-        for value in module.__dict__.values():
-            if isinstance(value, type) and getattr(value, "__module__", None) == name:
-                say("census table", name + "." + value.__name__, len(value.__dict__))
     # What the running App reaches through instances' attributes, lists,
     # tuples and dicts: instances per class (with their attributes), and the
     # values that are a block or two each (bound methods, closures).
